@@ -1,0 +1,504 @@
+//! Sending token requests and reading the answers.
+//!
+//! [`TokenEndpoint`] sends a [`TokenRequest`] over any tower HTTP service
+//! (a hyper-util client, a test `service_fn`, your own stack with retries or
+//! tracing), reads at most [`TokenEndpoint::max_body_bytes`] of the answer
+//! within [`TokenEndpoint::timeout`], and returns a [`Token`] or a typed
+//! [`Error`]. [`parse_token_response`] is the pure part, for callers with
+//! their own transport.
+//!
+//! # Example
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use tower::service_fn;
+//! use tower_oauth2::endpoint::TokenEndpoint;
+//! use tower_oauth2::request::{ClientAuth, TokenRequest, TokenUrl};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Any `Service<http::Request<Full<Bytes>>>` will do; this one answers locally.
+//! let http = service_fn(|_req: http::Request<Full<Bytes>>| async {
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from_static(
+//!         br#"{"access_token":"at-1","token_type":"Bearer","expires_in":300}"#,
+//!     ))))
+//! });
+//! let endpoint = TokenEndpoint::new(
+//!     http,
+//!     TokenUrl::new("https://as.example.com/token")?,
+//!     ClientAuth::client_secret_basic("svc-a", "secret"),
+//! );
+//! let token = endpoint.request(&TokenRequest::client_credentials()).await?;
+//! assert_eq!(token.access_token().expose_secret(), "at-1");
+//! # Ok(())
+//! # }
+//! ```
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use serde_json::{Map, Value};
+use tower::ServiceExt;
+use tower_service::Service;
+use tracing::Instrument;
+
+use crate::error::{excerpt, BoxError, Error, ErrorCode, ErrorResponse};
+use crate::request::{ClientAuth, TokenRequest, TokenUrl};
+use crate::token::{form_to_map, IssuedAt, ParseError, Token};
+
+/// Default limit on a token response body: 256 KiB, far above any real
+/// token response (a large one with an ID token is a few KiB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+/// Default time allowed for the whole exchange, answer body included.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A token endpoint reached through the HTTP service `S`.
+#[derive(Clone, Debug)]
+pub struct TokenEndpoint<S> {
+    service: S,
+    url: TokenUrl,
+    client: ClientAuth,
+    timeout: Duration,
+    max_body_bytes: usize,
+}
+
+impl<S> TokenEndpoint<S> {
+    /// The endpoint at `url`, authenticating as `client`, over `service`.
+    pub fn new(service: S, url: TokenUrl, client: ClientAuth) -> Self {
+        TokenEndpoint {
+            service,
+            url,
+            client,
+            timeout: DEFAULT_TIMEOUT,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+
+    /// Time allowed for one exchange, from sending to the last body byte
+    /// (default 30 s). A slow-drip server cannot hold a caller longer.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Largest answer body read (default 256 KiB); a larger one is an
+    /// [`crate::error::ErrorKind::BodyTooLarge`] error, and reading stops there.
+    pub fn max_body_bytes(mut self, limit: usize) -> Self {
+        self.max_body_bytes = limit;
+        self
+    }
+
+    /// The token URL.
+    pub fn url(&self) -> &TokenUrl {
+        &self.url
+    }
+
+    /// The client authentication.
+    pub fn client(&self) -> &ClientAuth {
+        &self.client
+    }
+
+    /// The HTTP service.
+    pub fn get_ref(&self) -> &S {
+        &self.service
+    }
+
+    /// The HTTP service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.service
+    }
+
+    /// Gives back the HTTP service.
+    pub fn into_inner(self) -> S {
+        self.service
+    }
+}
+
+impl<S, B> TokenEndpoint<S>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone,
+    S::Error: Into<BoxError>,
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    /// Sends `request` and returns the issued token.
+    ///
+    /// The token's `issued_at` is taken just before sending. For a
+    /// `refresh_token` grant whose answer carries no refresh token, the
+    /// token keeps the one that was sent (RFC 6749 §6: the old one stays
+    /// valid); when the server rotates it, the token carries the new one.
+    pub async fn request(&self, request: &TokenRequest) -> Result<Token, Error> {
+        let http_request = request.build(&self.client, &self.url)?;
+        let span = tracing::debug_span!(
+            "oauth2.token_request",
+            grant_type = request.grant_type(),
+            token_url = %self.url,
+            client_id = self.client.client_id(),
+            status = tracing::field::Empty,
+        );
+        let issued_at = IssuedAt::now();
+        let exchange = async {
+            let response = self
+                .service
+                .clone()
+                .oneshot(http_request)
+                .await
+                .map_err(Error::transport)?;
+            let (parts, body) = response.into_parts();
+            span.record("status", parts.status.as_u16());
+            if parts.status.is_redirection() {
+                // Not read, not followed: the credentials stay here.
+                return Err(Error::redirect(parts.status));
+            }
+            let body = read_limited(body, &parts.headers, self.max_body_bytes).await?;
+            let secrets = request.secrets(&self.client);
+            parse(parts.status, &parts.headers, &body, issued_at, &secrets)
+        };
+        let result =
+            match tokio::time::timeout(self.timeout, exchange.instrument(span.clone())).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::timeout(self.timeout)),
+            };
+        match result {
+            Ok(mut token) => {
+                if token.refresh_token().is_none() {
+                    if let Some(sent) = request.sent_refresh_token() {
+                        token.set_refresh_token(Some(sent.clone()));
+                    }
+                }
+                tracing::debug!(parent: &span, expires_in = ?token.expires_in(), "token issued");
+                Ok(token)
+            }
+            Err(e) => {
+                tracing::debug!(parent: &span, error = %e, "token request failed");
+                Err(e)
+            }
+        }
+    }
+}
+
+async fn read_limited<B>(body: B, headers: &HeaderMap, limit: usize) -> Result<Bytes, Error>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(Error::body_too_large(limit));
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(Error::body_too_large(limit)),
+        Err(e) => Err(Error::transport(e)),
+    }
+}
+
+/// Turns a token endpoint's answer into a token or a typed error.
+///
+/// - 3xx: [`crate::error::ErrorKind::Redirect`].
+/// - 2xx: a JSON object (or a form-encoded body) parsed into a [`Token`];
+///   an `error` member makes it an [`crate::error::ErrorKind::OAuth`] error
+///   even with status 200; anything else unusable is
+///   [`crate::error::ErrorKind::InvalidResponse`].
+/// - 4xx/5xx: an RFC 6749 §5.2 body (`error`, or `error_code` as some servers
+///   spell it) is an `OAuth` error; any other body is
+///   [`crate::error::ErrorKind::HttpStatus`] with a short sanitized excerpt.
+///   `Retry-After` is kept on either.
+pub fn parse_token_response(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    issued_at: IssuedAt,
+) -> Result<Token, Error> {
+    parse(status, headers, body, issued_at, &[])
+}
+
+fn parse(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    issued_at: IssuedAt,
+    secrets: &[&str],
+) -> Result<Token, Error> {
+    if status.is_redirection() {
+        return Err(Error::redirect(status));
+    }
+    let parsed = parse_body(headers, body);
+    if status.is_success() {
+        let map = parsed.map_err(|e| Error::invalid_response(status, e))?;
+        if let Some(err) = error_response(&map, status) {
+            return Err(Error::oauth(err));
+        }
+        return Token::from_map(map, issued_at).map_err(|e| Error::invalid_response(status, e));
+    }
+    let retry_after = retry_after(headers);
+    let err = match parsed.ok().and_then(|map| error_response(&map, status)) {
+        Some(err) => Error::oauth(err),
+        None => Error::http_status(status, excerpt(body, secrets)),
+    };
+    Err(err.with_retry_after(retry_after))
+}
+
+fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Map<String, Value>, ParseError> {
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/x-www-form-urlencoded" {
+        return Ok(form_to_map(body));
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ParseError::new("body is JSON but not an object")),
+        Err(e) => {
+            // Some old servers send a form body labelled text/plain.
+            let text_plain = essence == "text/plain";
+            let looks_like_form = !body.is_empty()
+                && body.contains(&b'=')
+                && !body.iter().any(|b| matches!(b, b'{' | b'<' | b' ' | b'\n'));
+            if text_plain && looks_like_form {
+                Ok(form_to_map(body))
+            } else if body.is_empty() {
+                Err(ParseError::new("body is empty"))
+            } else {
+                Err(ParseError::new(format!("body is not valid JSON ({e})")))
+            }
+        }
+    }
+}
+
+fn error_response(map: &Map<String, Value>, status: StatusCode) -> Option<ErrorResponse> {
+    let code = match map.get("error").or_else(|| map.get("error_code")) {
+        Some(Value::String(s)) => s.as_str(),
+        Some(Value::Null) | None => return None,
+        // `{"error": {...}}` and the like: still an error, of no known code.
+        Some(_) => "unknown_error",
+    };
+    let text = |k: &str| match map.get(k) {
+        Some(Value::String(s)) => Some(s.as_str()),
+        _ => None,
+    };
+    Some(ErrorResponse::new(
+        ErrorCode::parse(code),
+        text("error_description"),
+        text("error_uri"),
+        status,
+    ))
+}
+
+/// `Retry-After` as delta-seconds or an HTTP-date (RFC 9110 §10.2.3),
+/// capped at a day so a hostile value cannot park the client for years.
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    const CAP: Duration = Duration::from_secs(24 * 3600);
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let d = if let Ok(secs) = v.parse::<u64>() {
+        Duration::from_secs(secs)
+    } else {
+        let at = httpdate::parse_http_date(v).ok()?;
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+    };
+    Some(d.min(CAP))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use crate::token::TokenType;
+    use http::HeaderValue;
+
+    fn headers(ct: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
+        h
+    }
+
+    fn run(status: u16, ct: &str, body: &str) -> Result<Token, Error> {
+        parse(
+            StatusCode::from_u16(status).unwrap(),
+            &headers(ct),
+            body.as_bytes(),
+            IssuedAt::now(),
+            &["client-s3cret"],
+        )
+    }
+
+    #[test]
+    fn success_json() {
+        let t = run(
+            200,
+            "application/json;charset=UTF-8",
+            r#"{"access_token":"a","token_type":"Bearer","expires_in":60}"#,
+        )
+        .unwrap();
+        assert_eq!(t.token_type(), &TokenType::Bearer);
+        assert_eq!(t.expires_in(), Some(Duration::from_secs(60)));
+        // Content type is not required to be exact.
+        assert!(run(200, "text/html", r#"{"access_token":"a"}"#).is_ok());
+    }
+
+    #[test]
+    fn success_form() {
+        let t = run(
+            200,
+            "application/x-www-form-urlencoded",
+            "access_token=a%26b&token_type=bearer&scope=repo",
+        )
+        .unwrap();
+        assert_eq!(t.access_token().expose_secret(), "a&b");
+        assert_eq!(t.scope(), Some("repo"));
+        let t = run(200, "text/plain", "access_token=xyz&token_type=bearer").unwrap();
+        assert_eq!(t.access_token().expose_secret(), "xyz");
+    }
+
+    #[test]
+    fn error_in_200_is_an_error() {
+        let e = run(
+            200,
+            "application/json",
+            r#"{"error":"invalid_grant","error_description":"expired"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::OAuth);
+        let r = e.oauth_error().unwrap();
+        assert_eq!(
+            (r.error(), r.error_description(), r.status()),
+            (&ErrorCode::InvalidGrant, Some("expired"), StatusCode::OK)
+        );
+        // GitHub answers form-encoded errors with 200.
+        let e = run(
+            200,
+            "application/x-www-form-urlencoded",
+            "error=bad_verification_code&error_description=The+code+is+wrong",
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.oauth_error().unwrap().error(),
+            &ErrorCode::Other("bad_verification_code".into())
+        );
+    }
+
+    #[test]
+    fn rfc_error_responses() {
+        let e = run(
+            400,
+            "application/json",
+            r#"{"error":"invalid_scope","error_uri":"https://as/e"}"#,
+        )
+        .unwrap_err();
+        let r = e.oauth_error().unwrap();
+        assert_eq!(
+            (r.error(), r.error_uri(), r.status()),
+            (
+                &ErrorCode::InvalidScope,
+                Some("https://as/e"),
+                StatusCode::BAD_REQUEST
+            )
+        );
+        assert!(!e.is_retryable());
+        // Seed 003 spells it `error_code`.
+        let e = run(
+            401,
+            "application/json",
+            r#"{"error_code":"invalid_client","error_description":"no"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.oauth_error().unwrap().error(), &ErrorCode::InvalidClient);
+        let e = run(400, "application/json", r#"{"error":{"message":"nested"}}"#).unwrap_err();
+        assert_eq!(e.oauth_error().unwrap().error().as_str(), "unknown_error");
+    }
+
+    #[test]
+    fn html_error_page() {
+        let e = run(
+            502,
+            "text/html",
+            "<html><body><h1>502 Bad Gateway</h1>\n<p>client-s3cret</p></body></html>",
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::HttpStatus);
+        assert_eq!(e.status(), Some(StatusCode::BAD_GATEWAY));
+        assert!(e.is_retryable());
+        let shown = e.to_string();
+        assert_eq!(
+            shown,
+            "token endpoint answered 502 Bad Gateway with a body that is not an OAuth2 error: \
+             \"<html><body><h1>502 Bad Gateway</h1> <p>[redacted]</p></body></html>\""
+        );
+        let e = run(500, "", "").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "token endpoint answered 500 Internal Server Error with an empty body"
+        );
+    }
+
+    #[test]
+    fn invalid_success_bodies() {
+        for (body, reason) in [
+            ("", "body is empty"),
+            ("not json", "body is not valid JSON"),
+            ("[1,2]", "body is JSON but not an object"),
+            (r#"{"token_type":"Bearer"}"#, "`access_token` is missing"),
+            (
+                r#"{"access_token":"a","expires_in":"abc"}"#,
+                "`expires_in` is a string",
+            ),
+        ] {
+            let e = run(200, "application/json", body).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidResponse, "{body}");
+            assert!(e.to_string().contains(reason), "{body}: {e}");
+            assert!(!e.is_retryable());
+        }
+    }
+
+    #[test]
+    fn redirects_are_errors() {
+        let e = run(302, "", "").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Redirect);
+        assert!(e.to_string().contains("not followed"));
+    }
+
+    #[test]
+    fn retry_after_header() {
+        let mut h = headers("application/json");
+        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        let e = parse(
+            StatusCode::TOO_MANY_REQUESTS,
+            &h,
+            b"{}",
+            IssuedAt::now(),
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::HttpStatus);
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
+        assert!(e.is_retryable());
+        h.insert(RETRY_AFTER, HeaderValue::from_static("99999999999"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(86400)));
+        let later =
+            httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(120));
+        h.insert(RETRY_AFTER, HeaderValue::from_str(&later).unwrap());
+        let d = retry_after(&h).unwrap();
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&h), None);
+    }
+}

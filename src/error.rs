@@ -1,0 +1,675 @@
+//! Errors: what the token endpoint said (RFC 6749 §5.2) and everything else
+//! that can go wrong getting a token.
+//!
+//! [`Error`] is opaque, in the style of hyper's: ask it what it is with
+//! [`Error::kind`] and the predicates, and for the endpoint's own words with
+//! [`Error::oauth_error`]. No error ever holds a client secret, an access token
+//! or a refresh token; a body excerpt is cut short, stripped of control
+//! characters, and scrubbed of the secrets that were sent.
+//!
+//! # Example
+//!
+//! ```
+//! use http::StatusCode;
+//! use tower_oauth2::endpoint::parse_token_response;
+//! use tower_oauth2::error::{ErrorCode, ErrorKind};
+//! use tower_oauth2::token::IssuedAt;
+//!
+//! let body = br#"{"error":"invalid_client","error_description":"Client authentication failed"}"#;
+//! let err = parse_token_response(StatusCode::UNAUTHORIZED, &Default::default(), body, IssuedAt::now())
+//!     .unwrap_err();
+//! assert_eq!(err.kind(), ErrorKind::OAuth);
+//! let oauth = err.oauth_error().unwrap();
+//! assert_eq!(oauth.error(), &ErrorCode::InvalidClient);
+//! assert_eq!(oauth.error_description(), Some("Client authentication failed"));
+//! assert!(!err.is_retryable()); // wrong credentials do not fix themselves
+//! ```
+
+use std::fmt;
+use std::time::Duration;
+
+use http::StatusCode;
+
+use crate::token::ParseError;
+
+/// A boxed error from a transport or inner service.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The `error` code of an RFC 6749 §5.2 error response, with the codes of the
+/// RFCs that extend it (RFC 8628, RFC 8693/8707).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// `invalid_request`: a parameter is missing, repeated or malformed.
+    InvalidRequest,
+    /// `invalid_client`: client authentication failed.
+    InvalidClient,
+    /// `invalid_grant`: the grant (code, refresh token, credentials) is invalid,
+    /// expired or revoked.
+    InvalidGrant,
+    /// `unauthorized_client`: this client may not use this grant type.
+    UnauthorizedClient,
+    /// `unsupported_grant_type`: the server does not support the grant type.
+    UnsupportedGrantType,
+    /// `invalid_scope`: the scope is invalid, unknown or exceeds what was granted.
+    InvalidScope,
+    /// `invalid_target` (RFC 8707, RFC 8693): the resource or audience is not acceptable.
+    InvalidTarget,
+    /// `access_denied`.
+    AccessDenied,
+    /// `server_error`: the server failed (transient).
+    ServerError,
+    /// `temporarily_unavailable`: the server is overloaded or in maintenance (transient).
+    TemporarilyUnavailable,
+    /// `authorization_pending` (RFC 8628).
+    AuthorizationPending,
+    /// `slow_down` (RFC 8628): poll less often (transient).
+    SlowDown,
+    /// `expired_token` (RFC 8628).
+    ExpiredToken,
+    /// Any other code, as sent.
+    Other(String),
+}
+
+impl ErrorCode {
+    /// Parses an `error` value.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "invalid_request" => ErrorCode::InvalidRequest,
+            "invalid_client" => ErrorCode::InvalidClient,
+            "invalid_grant" => ErrorCode::InvalidGrant,
+            "unauthorized_client" => ErrorCode::UnauthorizedClient,
+            "unsupported_grant_type" => ErrorCode::UnsupportedGrantType,
+            "invalid_scope" => ErrorCode::InvalidScope,
+            "invalid_target" => ErrorCode::InvalidTarget,
+            "access_denied" => ErrorCode::AccessDenied,
+            "server_error" => ErrorCode::ServerError,
+            "temporarily_unavailable" => ErrorCode::TemporarilyUnavailable,
+            "authorization_pending" => ErrorCode::AuthorizationPending,
+            "slow_down" => ErrorCode::SlowDown,
+            "expired_token" => ErrorCode::ExpiredToken,
+            other => ErrorCode::Other(sanitize(other, 100)),
+        }
+    }
+
+    /// The code as sent on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidClient => "invalid_client",
+            ErrorCode::InvalidGrant => "invalid_grant",
+            ErrorCode::UnauthorizedClient => "unauthorized_client",
+            ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
+            ErrorCode::InvalidScope => "invalid_scope",
+            ErrorCode::InvalidTarget => "invalid_target",
+            ErrorCode::AccessDenied => "access_denied",
+            ErrorCode::ServerError => "server_error",
+            ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+            ErrorCode::AuthorizationPending => "authorization_pending",
+            ErrorCode::SlowDown => "slow_down",
+            ErrorCode::ExpiredToken => "expired_token",
+            ErrorCode::Other(s) => s,
+        }
+    }
+
+    /// Whether the same request may succeed later without any change.
+    fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ErrorCode::ServerError | ErrorCode::TemporarilyUnavailable | ErrorCode::SlowDown
+        )
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An RFC 6749 §5.2 error response from the token endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorResponse {
+    error: ErrorCode,
+    error_description: Option<String>,
+    error_uri: Option<String>,
+    status: StatusCode,
+}
+
+impl ErrorResponse {
+    /// An error response. The description and URI are cut to a sane length and
+    /// stripped of control characters.
+    pub fn new(
+        error: ErrorCode,
+        error_description: Option<&str>,
+        error_uri: Option<&str>,
+        status: StatusCode,
+    ) -> Self {
+        ErrorResponse {
+            error,
+            error_description: error_description.map(|d| sanitize(d, 500)),
+            error_uri: error_uri.map(|u| sanitize(u, 300)),
+            status,
+        }
+    }
+
+    /// The `error` code.
+    pub fn error(&self) -> &ErrorCode {
+        &self.error
+    }
+
+    /// The `error_description`, if sent.
+    pub fn error_description(&self) -> Option<&str> {
+        self.error_description.as_deref()
+    }
+
+    /// The `error_uri`, if sent.
+    pub fn error_uri(&self) -> Option<&str> {
+        self.error_uri.as_deref()
+    }
+
+    /// The HTTP status it came with (200 when a server put `error` in a 200).
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl fmt::Display for ErrorResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "token endpoint answered {}: {}", self.status, self.error)?;
+        if let Some(d) = &self.error_description {
+            write!(f, ": {d}")?;
+        }
+        if let Some(u) = &self.error_uri {
+            write!(f, " (see {u})")?;
+        }
+        Ok(())
+    }
+}
+
+/// What kind of failure an [`Error`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The token endpoint answered with an RFC 6749 §5.2 error
+    /// ([`Error::oauth_error`] has it).
+    OAuth,
+    /// The token endpoint answered with an error status and a body that is not
+    /// an OAuth2 error (an HTML 502 page, say).
+    HttpStatus,
+    /// The token endpoint answered with a redirect, which is not followed
+    /// because it would carry the client credentials elsewhere.
+    Redirect,
+    /// The request could not be sent or the answer not received.
+    Transport,
+    /// No complete answer came within the configured timeout.
+    Timeout,
+    /// The answer's body was larger than the configured limit.
+    BodyTooLarge,
+    /// The answer was a success status with a body that is not a usable token
+    /// response.
+    InvalidResponse,
+    /// The token request could not be built (bad URL, forbidden bytes in a
+    /// parameter or header).
+    InvalidRequest,
+    /// A token was issued but cannot be used: it holds bytes not allowed in a
+    /// header, is of a type not configured, or expired on arrival.
+    InvalidToken,
+    /// No token is available: the layer has none, and fetching one failed
+    /// recently (the last failure is the [`std::error::Error::source`]).
+    NoToken,
+}
+
+/// The error for everything that gets tokens.
+pub struct Error {
+    inner: Box<ErrorImpl>,
+}
+
+struct ErrorImpl {
+    kind: Kind,
+    retry_after: Option<Duration>,
+}
+
+enum Kind {
+    OAuth(ErrorResponse),
+    HttpStatus {
+        status: StatusCode,
+        excerpt: String,
+    },
+    Redirect {
+        status: StatusCode,
+    },
+    Transport(BoxError),
+    Timeout(Duration),
+    BodyTooLarge {
+        limit: usize,
+    },
+    InvalidResponse {
+        status: StatusCode,
+        source: ParseError,
+    },
+    InvalidRequest(String),
+    InvalidToken(String),
+    NoToken(Error),
+}
+
+impl Error {
+    fn new(kind: Kind) -> Self {
+        Error {
+            inner: Box::new(ErrorImpl {
+                kind,
+                retry_after: None,
+            }),
+        }
+    }
+
+    pub(crate) fn oauth(response: ErrorResponse) -> Self {
+        Error::new(Kind::OAuth(response))
+    }
+
+    pub(crate) fn http_status(status: StatusCode, excerpt: String) -> Self {
+        Error::new(Kind::HttpStatus { status, excerpt })
+    }
+
+    pub(crate) fn redirect(status: StatusCode) -> Self {
+        Error::new(Kind::Redirect { status })
+    }
+
+    pub(crate) fn transport(e: impl Into<BoxError>) -> Self {
+        Error::new(Kind::Transport(e.into()))
+    }
+
+    pub(crate) fn timeout(after: Duration) -> Self {
+        Error::new(Kind::Timeout(after))
+    }
+
+    pub(crate) fn body_too_large(limit: usize) -> Self {
+        Error::new(Kind::BodyTooLarge { limit })
+    }
+
+    pub(crate) fn invalid_response(status: StatusCode, source: ParseError) -> Self {
+        Error::new(Kind::InvalidResponse { status, source })
+    }
+
+    pub(crate) fn invalid_request(reason: impl Into<String>) -> Self {
+        Error::new(Kind::InvalidRequest(reason.into()))
+    }
+
+    pub(crate) fn invalid_token(reason: impl Into<String>) -> Self {
+        Error::new(Kind::InvalidToken(reason.into()))
+    }
+
+    pub(crate) fn no_token(last: Error) -> Self {
+        let retry_after = last.inner.retry_after;
+        let mut e = Error::new(Kind::NoToken(last));
+        e.inner.retry_after = retry_after;
+        e
+    }
+
+    pub(crate) fn with_retry_after(mut self, retry_after: Option<Duration>) -> Self {
+        self.inner.retry_after = retry_after;
+        self
+    }
+
+    /// A copy for handing the same failure to several waiting callers.
+    /// A transport error is not `Clone`; the copy keeps its message.
+    pub(crate) fn duplicate(&self) -> Self {
+        let kind = match &self.inner.kind {
+            Kind::OAuth(r) => Kind::OAuth(r.clone()),
+            Kind::HttpStatus { status, excerpt } => Kind::HttpStatus {
+                status: *status,
+                excerpt: excerpt.clone(),
+            },
+            Kind::Redirect { status } => Kind::Redirect { status: *status },
+            Kind::Transport(e) => Kind::Transport(Box::new(Message(error_chain(&**e)))),
+            Kind::Timeout(d) => Kind::Timeout(*d),
+            Kind::BodyTooLarge { limit } => Kind::BodyTooLarge { limit: *limit },
+            Kind::InvalidResponse { status, source } => Kind::InvalidResponse {
+                status: *status,
+                source: source.clone(),
+            },
+            Kind::InvalidRequest(s) => Kind::InvalidRequest(s.clone()),
+            Kind::InvalidToken(s) => Kind::InvalidToken(s.clone()),
+            Kind::NoToken(e) => Kind::NoToken(e.duplicate()),
+        };
+        Error {
+            inner: Box::new(ErrorImpl {
+                kind,
+                retry_after: self.inner.retry_after,
+            }),
+        }
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match &self.inner.kind {
+            Kind::OAuth(_) => ErrorKind::OAuth,
+            Kind::HttpStatus { .. } => ErrorKind::HttpStatus,
+            Kind::Redirect { .. } => ErrorKind::Redirect,
+            Kind::Transport(_) => ErrorKind::Transport,
+            Kind::Timeout(_) => ErrorKind::Timeout,
+            Kind::BodyTooLarge { .. } => ErrorKind::BodyTooLarge,
+            Kind::InvalidResponse { .. } => ErrorKind::InvalidResponse,
+            Kind::InvalidRequest(_) => ErrorKind::InvalidRequest,
+            Kind::InvalidToken(_) => ErrorKind::InvalidToken,
+            Kind::NoToken(_) => ErrorKind::NoToken,
+        }
+    }
+
+    /// The endpoint's RFC 6749 §5.2 error, if it sent one (also found through
+    /// a [`ErrorKind::NoToken`] error's last failure).
+    pub fn oauth_error(&self) -> Option<&ErrorResponse> {
+        match &self.inner.kind {
+            Kind::OAuth(r) => Some(r),
+            Kind::NoToken(e) => e.oauth_error(),
+            _ => None,
+        }
+    }
+
+    /// The token endpoint's HTTP status, where there was one.
+    pub fn status(&self) -> Option<StatusCode> {
+        match &self.inner.kind {
+            Kind::OAuth(r) => Some(r.status),
+            Kind::HttpStatus { status, .. }
+            | Kind::Redirect { status }
+            | Kind::InvalidResponse { status, .. } => Some(*status),
+            Kind::NoToken(e) => e.status(),
+            _ => None,
+        }
+    }
+
+    /// How long the endpoint asked to wait (`Retry-After` on a 429 or 503).
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.inner.retry_after
+    }
+
+    /// Whether this is a timeout.
+    pub fn is_timeout(&self) -> bool {
+        match &self.inner.kind {
+            Kind::Timeout(_) => true,
+            Kind::NoToken(e) => e.is_timeout(),
+            _ => false,
+        }
+    }
+
+    /// Whether the request failed in transport (connection refused, reset…).
+    pub fn is_transport(&self) -> bool {
+        match &self.inner.kind {
+            Kind::Transport(_) => true,
+            Kind::NoToken(e) => e.is_transport(),
+            _ => false,
+        }
+    }
+
+    /// Whether the failure is transient, so the same request may succeed
+    /// later: transport failures, timeouts, 5xx, 408, 429, and the
+    /// `server_error`, `temporarily_unavailable` and `slow_down` codes.
+    ///
+    /// Permanent failures (`invalid_client`, `invalid_grant`,
+    /// `unauthorized_client`, `invalid_scope`, a malformed 200, a redirect)
+    /// need a change of configuration or credentials; retrying them only
+    /// loads the endpoint.
+    pub fn is_retryable(&self) -> bool {
+        fn status_retryable(s: StatusCode) -> bool {
+            s.is_server_error()
+                || s == StatusCode::TOO_MANY_REQUESTS
+                || s == StatusCode::REQUEST_TIMEOUT
+        }
+        match &self.inner.kind {
+            Kind::Transport(_) | Kind::Timeout(_) => true,
+            Kind::OAuth(r) => r.error.is_transient() || status_retryable(r.status),
+            Kind::HttpStatus { status, .. } => status_retryable(*status),
+            Kind::InvalidResponse { status, .. } => status_retryable(*status),
+            Kind::NoToken(e) => e.is_retryable(),
+            Kind::Redirect { .. }
+            | Kind::BodyTooLarge { .. }
+            | Kind::InvalidRequest(_)
+            | Kind::InvalidToken(_) => false,
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("tower_oauth2::Error");
+        d.field("kind", &self.kind());
+        match &self.inner.kind {
+            Kind::OAuth(r) => d.field("response", r),
+            Kind::HttpStatus { status, excerpt } => {
+                d.field("status", status).field("excerpt", excerpt)
+            }
+            Kind::Redirect { status } => d.field("status", status),
+            Kind::Transport(e) => d.field("source", e),
+            Kind::Timeout(t) => d.field("after", t),
+            Kind::BodyTooLarge { limit } => d.field("limit", limit),
+            Kind::InvalidResponse { status, source } => {
+                d.field("status", status).field("source", source)
+            }
+            Kind::InvalidRequest(r) | Kind::InvalidToken(r) => d.field("reason", r),
+            Kind::NoToken(e) => d.field("last_error", e),
+        };
+        if let Some(r) = self.inner.retry_after {
+            d.field("retry_after", &r);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.inner.kind {
+            Kind::OAuth(r) => fmt::Display::fmt(r, f),
+            Kind::HttpStatus { status, excerpt } if excerpt.is_empty() => {
+                write!(f, "token endpoint answered {status} with an empty body")
+            }
+            Kind::HttpStatus { status, excerpt } => write!(
+                f,
+                "token endpoint answered {status} with a body that is not an OAuth2 error: {excerpt:?}"
+            ),
+            Kind::Redirect { status } => write!(
+                f,
+                "token endpoint answered with a redirect ({status}); it is not followed because \
+                 it would send the client credentials elsewhere: configure the final token URL"
+            ),
+            Kind::Transport(_) => f.write_str("could not reach the token endpoint"),
+            Kind::Timeout(after) => {
+                write!(f, "token endpoint did not answer within {after:?}")
+            }
+            Kind::BodyTooLarge { limit } => write!(
+                f,
+                "token endpoint's answer is larger than the {limit}-byte limit"
+            ),
+            Kind::InvalidResponse { status, source } => {
+                write!(f, "token endpoint answered {status} but {source}")
+            }
+            Kind::InvalidRequest(r) => write!(f, "cannot build the token request: {r}"),
+            Kind::InvalidToken(r) => write!(f, "the issued token cannot be used: {r}"),
+            Kind::NoToken(e) => write!(f, "no access token is available; last failure: {e}"),
+        }?;
+        if let Some(r) = self.inner.retry_after {
+            write!(f, " (retry after {}s)", r.as_secs())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.inner.kind {
+            Kind::Transport(e) => Some(&**e),
+            Kind::InvalidResponse { source, .. } => Some(source),
+            Kind::NoToken(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Message(String);
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Message {}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(next) = cur {
+        s.push_str(": ");
+        s.push_str(&next.to_string());
+        cur = next.source();
+    }
+    s
+}
+
+/// Keeps at most `max` characters, with control characters turned into
+/// spaces and runs of white space folded, so a hostile server cannot forge
+/// log lines or flood them.
+pub(crate) fn sanitize(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max + 3));
+    let mut last_space = false;
+    let mut n = 0;
+    for c in s.chars() {
+        let c = if c.is_control() || c.is_whitespace() {
+            ' '
+        } else {
+            c
+        };
+        if c == ' ' {
+            if last_space {
+                continue;
+            }
+            last_space = true;
+        } else {
+            last_space = false;
+        }
+        if n == max {
+            out.push('…');
+            break;
+        }
+        out.push(c);
+        n += 1;
+    }
+    out.trim().to_owned()
+}
+
+/// A short, printable excerpt of a response body with every `secret` (and its
+/// form-urlencoded spelling) replaced by `[redacted]`.
+pub(crate) fn excerpt(body: &[u8], secrets: &[&str]) -> String {
+    const WINDOW: usize = 4096;
+    let head = &body[..body.len().min(WINDOW)];
+    let mut text = String::from_utf8_lossy(head).into_owned();
+    for secret in secrets.iter().filter(|s| s.len() >= 4) {
+        text = text.replace(secret, "[redacted]");
+        let encoded: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+        if encoded != *secret {
+            text = text.replace(&encoded, "[redacted]");
+        }
+    }
+    sanitize(&text, 200)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip() {
+        for code in [
+            "invalid_request",
+            "invalid_client",
+            "invalid_grant",
+            "unauthorized_client",
+            "unsupported_grant_type",
+            "invalid_scope",
+            "invalid_target",
+            "access_denied",
+            "server_error",
+            "temporarily_unavailable",
+            "authorization_pending",
+            "slow_down",
+            "expired_token",
+            "custom_thing",
+        ] {
+            assert_eq!(ErrorCode::parse(code).as_str(), code);
+        }
+        assert_eq!(ErrorCode::parse("x"), ErrorCode::Other("x".into()));
+    }
+
+    #[test]
+    fn retryable_classification() {
+        let oauth = |code: &str, status: u16| {
+            Error::oauth(ErrorResponse::new(
+                ErrorCode::parse(code),
+                None,
+                None,
+                StatusCode::from_u16(status).unwrap(),
+            ))
+        };
+        for (code, status) in [
+            ("invalid_client", 401),
+            ("invalid_grant", 400),
+            ("unauthorized_client", 400),
+            ("invalid_scope", 400),
+            ("invalid_request", 400),
+        ] {
+            assert!(!oauth(code, status).is_retryable(), "{code}");
+        }
+        assert!(oauth("temporarily_unavailable", 400).is_retryable());
+        assert!(oauth("server_error", 400).is_retryable());
+        assert!(oauth("invalid_request", 503).is_retryable());
+        assert!(Error::http_status(StatusCode::BAD_GATEWAY, String::new()).is_retryable());
+        assert!(Error::http_status(StatusCode::TOO_MANY_REQUESTS, String::new()).is_retryable());
+        assert!(!Error::http_status(StatusCode::NOT_FOUND, String::new()).is_retryable());
+        assert!(Error::timeout(Duration::from_secs(1)).is_retryable());
+        assert!(Error::transport("refused").is_retryable());
+        assert!(!Error::redirect(StatusCode::FOUND).is_retryable());
+        assert!(!Error::body_too_large(10).is_retryable());
+        assert!(!Error::invalid_token("x").is_retryable());
+        let nt = Error::no_token(Error::timeout(Duration::from_secs(1)));
+        assert_eq!(nt.kind(), ErrorKind::NoToken);
+        assert!(nt.is_retryable() && nt.is_timeout());
+    }
+
+    #[test]
+    fn display_says_what_and_what_to_do() {
+        let e = Error::oauth(ErrorResponse::new(
+            ErrorCode::InvalidGrant,
+            Some("refresh token\nrevoked"),
+            Some("https://as.example/errors#grant"),
+            StatusCode::BAD_REQUEST,
+        ));
+        assert_eq!(
+            e.to_string(),
+            "token endpoint answered 400 Bad Request: invalid_grant: refresh token revoked \
+             (see https://as.example/errors#grant)"
+        );
+        let e = Error::http_status(StatusCode::TOO_MANY_REQUESTS, "slow".into())
+            .with_retry_after(Some(Duration::from_secs(7)));
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
+        assert!(e.to_string().ends_with("(retry after 7s)"), "{e}");
+        let copy = Error::transport(std::io::Error::other("connection refused")).duplicate();
+        assert!(copy.is_transport());
+        assert_eq!(
+            std::error::Error::source(&copy).unwrap().to_string(),
+            "connection refused"
+        );
+    }
+
+    #[test]
+    fn excerpt_is_short_clean_and_scrubbed() {
+        let body = b"<html>\r\n<body>Bad   gateway\x00\x1b[31m p@ss:w+rd/%&=? and p%40ss%3Aw%2Brd%2F%25%26%3D%3F</body></html>";
+        let e = excerpt(body, &["p@ss:w+rd/%&=?"]);
+        assert_eq!(
+            e,
+            "<html> <body>Bad gateway [31m [redacted] and [redacted]</body></html>"
+        );
+        let long = vec![b'a'; 10_000];
+        assert_eq!(excerpt(&long, &[]).chars().count(), 201);
+        assert_eq!(excerpt(&[0xff, 0xfe, b'x'], &[]), "\u{fffd}\u{fffd}x");
+    }
+}

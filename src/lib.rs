@@ -1,0 +1,66 @@
+//! OAuth2 access tokens for tower HTTP clients.
+//!
+//! `tower-oauth2` gets access tokens from an OAuth2 token endpoint and puts
+//! them on your requests. This release holds the protocol core that the
+//! middleware stands on:
+//!
+//! - [`request`]: building RFC 6749 token requests for every grant
+//!   (`client_credentials`, `authorization_code` with PKCE, `refresh_token`,
+//!   `password`, JWT bearer, token exchange, any extension grant) and every
+//!   client authentication style (`client_secret_basic`, `client_secret_post`,
+//!   `none`).
+//! - [`authorize`]: the authorization URL of the code flow, PKCE and `state`.
+//! - [`token`]: the typed token response, with expiry arithmetic that never
+//!   panics.
+//! - [`error`]: typed errors, including RFC 6749 §5.2 error responses.
+//! - [`endpoint`]: [`TokenEndpoint`], which sends token requests over any
+//!   tower HTTP service with a body-size limit and a timeout.
+//!
+//! Secrets (client secret, access, refresh and ID tokens, passwords,
+//! assertions) are [`SecretString`]s and never appear in `Debug`, `Display`,
+//! logs or errors.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use tower_oauth2::{ClientAuth, TokenEndpoint, TokenRequest, TokenUrl};
+//! # async fn example<S, B>(http_client: S) -> Result<(), tower_oauth2::Error>
+//! # where
+//! #     S: tower::Service<http::Request<http_body_util::Full<bytes::Bytes>>, Response = http::Response<B>> + Clone,
+//! #     S::Error: Into<tower_oauth2::error::BoxError>,
+//! #     B: http_body::Body,
+//! #     B::Error: Into<tower_oauth2::error::BoxError>,
+//! # {
+//! let endpoint = TokenEndpoint::new(
+//!     http_client, // e.g. a hyper_util::client::legacy::Client
+//!     TokenUrl::new("https://as.example.com/oauth2/token")?,
+//!     ClientAuth::client_secret_basic("svc-orders", "s3cret"),
+//! );
+//! let token = endpoint
+//!     .request(&TokenRequest::client_credentials().scope("inventory:read"))
+//!     .await?;
+//! println!("token expires in {:?}", token.expires_in());
+//! # Ok(())
+//! # }
+//! ```
+
+#![deny(
+    missing_docs,
+    unreachable_pub,
+    unsafe_code,
+    missing_debug_implementations
+)]
+#![warn(rust_2018_idioms)]
+
+pub mod authorize;
+pub mod endpoint;
+pub mod error;
+pub mod request;
+mod secret;
+pub mod token;
+
+pub use endpoint::TokenEndpoint;
+pub use error::{Error, ErrorKind};
+pub use request::{ClientAuth, TokenRequest, TokenUrl};
+pub use secret::SecretString;
+pub use token::Token;

@@ -1,0 +1,960 @@
+//! Building token requests (RFC 6749 §4, §6; RFC 7523; RFC 8693; RFC 8707).
+//!
+//! A [`TokenRequest`] names the grant and its parameters; a [`ClientAuth`]
+//! says how the client authenticates; a [`TokenUrl`] says where the token
+//! endpoint is. [`TokenRequest::build`] puts them together into an
+//! `http::Request<Full<Bytes>>`: `POST`, `Content-Type:
+//! application/x-www-form-urlencoded`, `Accept: application/json`, and for
+//! `client_secret_basic` an `Authorization` header marked sensitive. Nothing
+//! here does I/O; [`crate::endpoint::TokenEndpoint`] sends what this builds.
+//!
+//! # Example
+//!
+//! ```
+//! use tower_oauth2::request::{ClientAuth, TokenRequest, TokenUrl};
+//!
+//! let url = TokenUrl::new("https://as.example.com/oauth2/token")?;
+//! let client = ClientAuth::client_secret_basic("my client", "p@ss:w+rd/%&=?");
+//! let request = TokenRequest::client_credentials()
+//!     .scope("orders:read orders:write")
+//!     .audience("https://api.example.com")
+//!     .build(&client, &url)?;
+//!
+//! assert_eq!(request.method(), "POST");
+//! assert_eq!(request.uri(), "https://as.example.com/oauth2/token");
+//! assert_eq!(
+//!     request.headers()["content-type"],
+//!     "application/x-www-form-urlencoded"
+//! );
+//! // RFC 6749 §2.3.1: id and secret are form-urlencoded, then base64'd.
+//! // base64("my+client:p%40ss%3Aw%2Brd%2F%25%26%3D%3F")
+//! assert_eq!(
+//!     request.headers()["authorization"],
+//!     "Basic bXkrY2xpZW50OnAlNDBzcyUzQXclMkJyZCUyRiUyNSUyNiUzRCUzRg=="
+//! );
+//! assert!(request.headers()["authorization"].is_sensitive());
+//! # use http_body_util::BodyExt;
+//! # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! # let body = rt.block_on(request.into_body().collect()).unwrap().to_bytes();
+//! assert_eq!(
+//!     body,
+//!     "grant_type=client_credentials&scope=orders%3Aread+orders%3Awrite\
+//!      &audience=https%3A%2F%2Fapi.example.com"
+//! );
+//! # Ok::<(), tower_oauth2::Error>(())
+//! ```
+
+use std::borrow::Cow;
+use std::fmt;
+use std::net::IpAddr;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use bytes::Bytes;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, Uri};
+use http_body_util::Full;
+
+use crate::error::Error;
+use crate::secret::SecretString;
+
+/// `grant_type` of RFC 7523 (JWT bearer assertion).
+pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// `grant_type` of RFC 8693 (token exchange).
+pub const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+
+const FORM: &str = "application/x-www-form-urlencoded";
+const JSON: &str = "application/json";
+
+/// Where the token endpoint is.
+///
+/// Only `https` URLs are accepted, except on loopback (`localhost`,
+/// `127.0.0.0/8`, `[::1]`), where `http` is fine for tests and sidecars;
+/// [`TokenUrl::new_allow_http`] opts in to `http` elsewhere. A URL with
+/// credentials in it (`https://user:pass@host/`) is refused: they belong in
+/// [`ClientAuth`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenUrl {
+    uri: Uri,
+}
+
+impl TokenUrl {
+    /// An absolute token endpoint URL.
+    pub fn new(url: &str) -> Result<Self, Error> {
+        Self::parse(url, false)
+    }
+
+    /// Like [`TokenUrl::new`] but accepting `http` to any host. The client
+    /// secret and the tokens then cross the network in clear text: use it only
+    /// inside a network you trust.
+    pub fn new_allow_http(url: &str) -> Result<Self, Error> {
+        Self::parse(url, true)
+    }
+
+    /// A path joined to a base URL (the "URI appendage" style): the path is
+    /// appended to the base's path with exactly one `/` between them, so
+    /// `https://as.example.com/tenant` joined with `oauth/token` is
+    /// `https://as.example.com/tenant/oauth/token`. If `path` is itself an
+    /// absolute URL it is used as it is.
+    pub fn join(base: &str, path: &str) -> Result<Self, Error> {
+        if path.starts_with("https://") || path.starts_with("http://") {
+            return Self::new(path);
+        }
+        let base = base.trim_end_matches('/');
+        let path = path.trim_start_matches('/');
+        Self::new(&format!("{base}/{path}"))
+    }
+
+    fn parse(url: &str, allow_http: bool) -> Result<Self, Error> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| Error::invalid_request(format!("token URL is not a valid URL ({e})")))?;
+        let scheme = uri.scheme_str().ok_or_else(|| {
+            Error::invalid_request("token URL must be absolute (https://host/path)")
+        })?;
+        let authority = uri
+            .authority()
+            .ok_or_else(|| Error::invalid_request("token URL has no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(Error::invalid_request(
+                "token URL must not carry credentials; pass them as ClientAuth",
+            ));
+        }
+        match scheme {
+            "https" => {}
+            "http" if allow_http || is_loopback(authority.host()) => {}
+            "http" => {
+                return Err(Error::invalid_request(
+                    "token URL must be https (http is accepted only on loopback, \
+                     or with TokenUrl::new_allow_http)",
+                ))
+            }
+            _ => {
+                return Err(Error::invalid_request(
+                    "token URL scheme must be https or http",
+                ))
+            }
+        }
+        Ok(TokenUrl { uri })
+    }
+
+    /// The URL.
+    pub fn uri(&self) -> &Uri {
+        &self.uri
+    }
+}
+
+/// Whether `host` (as `http::uri::Authority::host` gives it) is a loopback host.
+pub(crate) fn is_loopback(host: &str) -> bool {
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<IpAddr>()
+        .map(|ip| ip.is_loopback())
+        .unwrap_or(false)
+}
+
+impl fmt::Debug for TokenUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("TokenUrl").field(&self.uri).finish()
+    }
+}
+
+impl fmt::Display for TokenUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.uri, f)
+    }
+}
+
+/// How the client authenticates to the token endpoint (RFC 6749 §2.3,
+/// OpenID Connect `token_endpoint_auth_method`).
+///
+/// For `private_key_jwt` or `client_secret_jwt` (RFC 7523 §2.2), use
+/// [`ClientAuth::none`] and add `client_assertion_type` and
+/// `client_assertion` with [`TokenRequest::param`] and
+/// [`TokenRequest::secret_param`]; signing the assertion is up to you.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum ClientAuth {
+    /// `client_secret_basic`: HTTP Basic with the form-urlencoded id and secret.
+    ClientSecretBasic {
+        /// The client identifier.
+        client_id: String,
+        /// The client secret.
+        client_secret: SecretString,
+    },
+    /// `client_secret_post`: `client_id` and `client_secret` in the body.
+    ClientSecretPost {
+        /// The client identifier.
+        client_id: String,
+        /// The client secret.
+        client_secret: SecretString,
+    },
+    /// `none`: a public client; `client_id` in the body.
+    None {
+        /// The client identifier.
+        client_id: String,
+    },
+}
+
+impl ClientAuth {
+    /// `client_secret_basic`, the method every server must support (RFC 6749 §2.3.1).
+    pub fn client_secret_basic(
+        client_id: impl Into<String>,
+        client_secret: impl Into<SecretString>,
+    ) -> Self {
+        ClientAuth::ClientSecretBasic {
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+        }
+    }
+
+    /// `client_secret_post`: credentials in the request body.
+    pub fn client_secret_post(
+        client_id: impl Into<String>,
+        client_secret: impl Into<SecretString>,
+    ) -> Self {
+        ClientAuth::ClientSecretPost {
+            client_id: client_id.into(),
+            client_secret: client_secret.into(),
+        }
+    }
+
+    /// `none`: a public client that only names itself.
+    pub fn none(client_id: impl Into<String>) -> Self {
+        ClientAuth::None {
+            client_id: client_id.into(),
+        }
+    }
+
+    /// The client identifier.
+    pub fn client_id(&self) -> &str {
+        match self {
+            ClientAuth::ClientSecretBasic { client_id, .. }
+            | ClientAuth::ClientSecretPost { client_id, .. }
+            | ClientAuth::None { client_id } => client_id,
+        }
+    }
+
+    /// The method's registered name (`client_secret_basic`, …).
+    pub fn method_name(&self) -> &'static str {
+        match self {
+            ClientAuth::ClientSecretBasic { .. } => "client_secret_basic",
+            ClientAuth::ClientSecretPost { .. } => "client_secret_post",
+            ClientAuth::None { .. } => "none",
+        }
+    }
+
+    pub(crate) fn secret(&self) -> Option<&SecretString> {
+        match self {
+            ClientAuth::ClientSecretBasic { client_secret, .. }
+            | ClientAuth::ClientSecretPost { client_secret, .. } => Some(client_secret),
+            ClientAuth::None { .. } => None,
+        }
+    }
+
+    /// The `Authorization` header value for `client_secret_basic`, marked
+    /// sensitive: `Basic base64(urlencode(id) ":" urlencode(secret))`.
+    pub fn basic_authorization(client_id: &str, client_secret: &SecretString) -> HeaderValue {
+        let id: String = form_urlencoded::byte_serialize(client_id.as_bytes()).collect();
+        let secret: String =
+            form_urlencoded::byte_serialize(client_secret.expose_secret().as_bytes()).collect();
+        let encoded = STANDARD.encode(format!("{id}:{secret}"));
+        let mut value = HeaderValue::try_from(format!("Basic {encoded}"))
+            .expect("base64 output is a valid header value");
+        value.set_sensitive(true);
+        value
+    }
+}
+
+#[derive(Clone)]
+enum Value {
+    Plain(String),
+    Secret(SecretString),
+}
+
+impl Value {
+    fn expose(&self) -> &str {
+        match self {
+            Value::Plain(s) => s,
+            Value::Secret(s) => s.expose_secret(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Param {
+    name: Cow<'static, str>,
+    value: Value,
+}
+
+impl fmt::Debug for Param {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.value {
+            Value::Plain(v) => write!(f, "{}={v:?}", self.name),
+            Value::Secret(_) => write!(f, "{}=[redacted]", self.name),
+        }
+    }
+}
+
+/// How the request body is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum BodyEncoding {
+    /// `application/x-www-form-urlencoded`, as RFC 6749 requires.
+    #[default]
+    Form,
+    /// A JSON object of strings, for the few servers that take only that.
+    Json,
+}
+
+/// A token request: a grant with its parameters, scopes and extras.
+///
+/// Parameters are sent in this order: `grant_type`, the grant's own
+/// parameters, `scope`, the extra parameters in the order they were added,
+/// then the client's (`client_id`, `client_secret`) where the client
+/// authentication method puts them in the body.
+#[derive(Clone)]
+pub struct TokenRequest {
+    grant_type: Cow<'static, str>,
+    grant_params: Vec<Param>,
+    scopes: Vec<String>,
+    extra: Vec<Param>,
+    encoding: BodyEncoding,
+}
+
+impl fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenRequest")
+            .field("grant_type", &self.grant_type)
+            .field("params", &self.grant_params)
+            .field("scopes", &self.scopes)
+            .field("extra", &self.extra)
+            .field("encoding", &self.encoding)
+            .finish()
+    }
+}
+
+impl TokenRequest {
+    fn with_grant(grant_type: impl Into<Cow<'static, str>>, params: Vec<Param>) -> Self {
+        TokenRequest {
+            grant_type: grant_type.into(),
+            grant_params: params,
+            scopes: Vec::new(),
+            extra: Vec::new(),
+            encoding: BodyEncoding::Form,
+        }
+    }
+
+    /// `client_credentials` (RFC 6749 §4.4).
+    pub fn client_credentials() -> Self {
+        Self::with_grant("client_credentials", Vec::new())
+    }
+
+    /// `authorization_code` (RFC 6749 §4.1.3). `redirect_uri` must be
+    /// identical to the one in the authorization request. Add the PKCE
+    /// verifier with [`TokenRequest::code_verifier`].
+    pub fn authorization_code(
+        code: impl Into<SecretString>,
+        redirect_uri: impl Into<String>,
+    ) -> Self {
+        Self::with_grant(
+            "authorization_code",
+            vec![
+                secret("code", code.into()),
+                plain("redirect_uri", redirect_uri.into()),
+            ],
+        )
+    }
+
+    /// Adds the PKCE `code_verifier` (RFC 7636 §4.5).
+    pub fn code_verifier(mut self, verifier: &crate::authorize::PkceVerifier) -> Self {
+        self.grant_params
+            .push(secret("code_verifier", verifier.secret().clone()));
+        self
+    }
+
+    /// `refresh_token` (RFC 6749 §6). Narrow the scope with
+    /// [`TokenRequest::scope`]; leave it out to keep the original scope.
+    pub fn refresh_token(refresh_token: impl Into<SecretString>) -> Self {
+        Self::with_grant(
+            "refresh_token",
+            vec![secret("refresh_token", refresh_token.into())],
+        )
+    }
+
+    /// `password`, the resource owner password credentials grant (RFC 6749
+    /// §4.3). OAuth 2.0 Security BCP (RFC 9700) says not to use it; it is here
+    /// for the servers that still need it.
+    pub fn password(username: impl Into<String>, password: impl Into<SecretString>) -> Self {
+        Self::with_grant(
+            "password",
+            vec![
+                plain("username", username.into()),
+                secret("password", password.into()),
+            ],
+        )
+    }
+
+    /// RFC 7523 JWT bearer assertion grant (`assertion` is a signed JWT).
+    pub fn jwt_bearer(assertion: impl Into<SecretString>) -> Self {
+        Self::with_grant(
+            JWT_BEARER_GRANT,
+            vec![secret("assertion", assertion.into())],
+        )
+    }
+
+    /// RFC 8693 token exchange: `subject_token` of type `subject_token_type`
+    /// (a URI such as `urn:ietf:params:oauth:token-type:access_token`). Add
+    /// `actor_token`, `requested_token_type` … as parameters.
+    pub fn token_exchange(
+        subject_token: impl Into<SecretString>,
+        subject_token_type: impl Into<String>,
+    ) -> Self {
+        Self::with_grant(
+            TOKEN_EXCHANGE_GRANT,
+            vec![
+                secret("subject_token", subject_token.into()),
+                plain("subject_token_type", subject_token_type.into()),
+            ],
+        )
+    }
+
+    /// Any extension grant (RFC 6749 §4.5): an absolute URI `grant_type`, with
+    /// its parameters added by [`TokenRequest::param`] and
+    /// [`TokenRequest::secret_param`].
+    pub fn extension(grant_type: impl Into<String>) -> Self {
+        Self::with_grant(grant_type.into(), Vec::new())
+    }
+
+    /// Adds scopes. Takes one or several space-separated scope tokens;
+    /// call it as often as you like.
+    pub fn scope(mut self, scope: impl AsRef<str>) -> Self {
+        self.scopes
+            .extend(scope.as_ref().split_whitespace().map(str::to_owned));
+        self
+    }
+
+    /// Adds scopes from a list.
+    pub fn scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        for s in scopes {
+            self = self.scope(s);
+        }
+        self
+    }
+
+    /// Adds an `audience` parameter (Auth0, Okta, RFC 8693).
+    pub fn audience(self, audience: impl Into<String>) -> Self {
+        self.param("audience", audience)
+    }
+
+    /// Adds a `resource` indicator (RFC 8707); repeat for several.
+    pub fn resource(self, resource: impl Into<String>) -> Self {
+        self.param("resource", resource)
+    }
+
+    /// Adds a parameter.
+    pub fn param(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.extra.push(plain_owned(name.into(), value.into()));
+        self
+    }
+
+    /// Adds a parameter whose value is a secret (an assertion, an actor token):
+    /// it is sent, but never printed.
+    pub fn secret_param(mut self, name: impl Into<String>, value: impl Into<SecretString>) -> Self {
+        self.extra.push(Param {
+            name: Cow::Owned(name.into()),
+            value: Value::Secret(value.into()),
+        });
+        self
+    }
+
+    /// Chooses the body encoding (form by default).
+    pub fn encoding(mut self, encoding: BodyEncoding) -> Self {
+        self.encoding = encoding;
+        self
+    }
+
+    /// The `grant_type`.
+    pub fn grant_type(&self) -> &str {
+        &self.grant_type
+    }
+
+    /// The refresh token this request sends, if it is a `refresh_token` grant.
+    pub(crate) fn sent_refresh_token(&self) -> Option<&SecretString> {
+        if self.grant_type != "refresh_token" {
+            return None;
+        }
+        self.grant_params
+            .iter()
+            .find_map(|p| match (&*p.name, &p.value) {
+                ("refresh_token", Value::Secret(s)) => Some(s),
+                _ => None,
+            })
+    }
+
+    /// Every secret this request sends, to scrub from error excerpts.
+    pub(crate) fn secrets<'a>(&'a self, client: &'a ClientAuth) -> Vec<&'a str> {
+        self.grant_params
+            .iter()
+            .chain(&self.extra)
+            .filter_map(|p| match &p.value {
+                Value::Secret(s) => Some(s.expose_secret()),
+                Value::Plain(_) => None,
+            })
+            .chain(client.secret().map(SecretString::expose_secret))
+            .collect()
+    }
+
+    /// Builds the HTTP request.
+    ///
+    /// Fails with [`crate::error::ErrorKind::InvalidRequest`] if a scope holds a
+    /// character RFC 6749 §3.3 forbids, an extra parameter would override one
+    /// this request sets itself (`grant_type`, `client_id`, `client_secret`,
+    /// `scope`), or the `grant_type` is empty.
+    pub fn build(
+        &self,
+        client: &ClientAuth,
+        url: &TokenUrl,
+    ) -> Result<Request<Full<Bytes>>, Error> {
+        if self.grant_type.is_empty() {
+            return Err(Error::invalid_request("grant_type is empty"));
+        }
+        for s in &self.scopes {
+            if let Some(c) = s.chars().find(|c| !is_scope_char(*c)) {
+                return Err(Error::invalid_request(format!(
+                    "scope {s:?} holds {c:?}, which RFC 6749 §3.3 does not allow in a scope"
+                )));
+            }
+        }
+        for p in &self.extra {
+            if matches!(
+                &*p.name,
+                "grant_type" | "client_id" | "client_secret" | "scope"
+            ) {
+                return Err(Error::invalid_request(format!(
+                    "parameter `{}` is set by the request itself; use the dedicated method",
+                    p.name
+                )));
+            }
+        }
+
+        let joined_scope = self.scopes.join(" ");
+        let mut pairs: Vec<(&str, &str)> =
+            Vec::with_capacity(4 + self.grant_params.len() + self.extra.len());
+        pairs.push(("grant_type", &self.grant_type));
+        for p in &self.grant_params {
+            pairs.push((&p.name, p.value.expose()));
+        }
+        if !self.scopes.is_empty() {
+            pairs.push(("scope", &joined_scope));
+        }
+        for p in &self.extra {
+            pairs.push((&p.name, p.value.expose()));
+        }
+
+        let mut builder = Request::builder()
+            .method(Method::POST)
+            .uri(url.uri().clone())
+            .header(ACCEPT, JSON);
+        match client {
+            ClientAuth::ClientSecretBasic {
+                client_id,
+                client_secret,
+            } => {
+                builder = builder.header(
+                    AUTHORIZATION,
+                    ClientAuth::basic_authorization(client_id, client_secret),
+                );
+            }
+            ClientAuth::ClientSecretPost {
+                client_id,
+                client_secret,
+            } => {
+                pairs.push(("client_id", client_id));
+                pairs.push(("client_secret", client_secret.expose_secret()));
+            }
+            ClientAuth::None { client_id } => pairs.push(("client_id", client_id)),
+        }
+
+        let (content_type, body) = match self.encoding {
+            BodyEncoding::Form => {
+                let mut ser = form_urlencoded::Serializer::new(String::new());
+                for (k, v) in &pairs {
+                    ser.append_pair(k, v);
+                }
+                (FORM, Bytes::from(ser.finish()))
+            }
+            BodyEncoding::Json => {
+                let map: serde_json::Map<String, serde_json::Value> = pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
+                    .collect();
+                let body = serde_json::to_vec(&map)
+                    .map_err(|e| Error::invalid_request(format!("cannot encode JSON ({e})")))?;
+                (JSON, Bytes::from(body))
+            }
+        };
+        builder
+            .header(CONTENT_TYPE, content_type)
+            .body(Full::new(body))
+            .map_err(|e| Error::invalid_request(format!("cannot build the HTTP request ({e})")))
+    }
+}
+
+/// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
+fn is_scope_char(c: char) -> bool {
+    matches!(c, '\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E')
+}
+
+fn plain(name: &'static str, value: String) -> Param {
+    Param {
+        name: Cow::Borrowed(name),
+        value: Value::Plain(value),
+    }
+}
+
+fn plain_owned(name: String, value: String) -> Param {
+    Param {
+        name: Cow::Owned(name),
+        value: Value::Plain(value),
+    }
+}
+
+fn secret(name: &'static str, value: SecretString) -> Param {
+    Param {
+        name: Cow::Borrowed(name),
+        value: Value::Secret(value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authorize::PkceVerifier;
+    use crate::error::ErrorKind;
+    use http_body_util::BodyExt;
+
+    const URL: &str = "https://server.example.com/token";
+
+    fn body_of(req: Request<Full<Bytes>>) -> (http::request::Parts, String) {
+        let (parts, body) = req.into_parts();
+        let bytes = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(body.collect())
+            .unwrap()
+            .to_bytes();
+        (parts, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    /// Builds `request` for `client` and checks every header and the body.
+    fn check(request: &TokenRequest, client: &ClientAuth, auth_header: Option<&str>, body: &str) {
+        let url = TokenUrl::new(URL).unwrap();
+        let (parts, got) = body_of(request.build(client, &url).unwrap());
+        assert_eq!(parts.method, Method::POST);
+        assert_eq!(parts.uri, URL);
+        let mut names: Vec<_> = parts.headers.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        let want_names: &[&str] = if auth_header.is_some() {
+            &["accept", "authorization", "content-type"]
+        } else {
+            &["accept", "content-type"]
+        };
+        assert_eq!(names, want_names);
+        assert_eq!(parts.headers[ACCEPT], "application/json");
+        assert_eq!(parts.headers[CONTENT_TYPE], FORM);
+        if let Some(a) = auth_header {
+            assert_eq!(parts.headers[AUTHORIZATION], a);
+            assert!(parts.headers[AUTHORIZATION].is_sensitive());
+        }
+        assert_eq!(got, body);
+    }
+
+    fn basic() -> ClientAuth {
+        ClientAuth::client_secret_basic("APP_KEY", "APP_SECRET")
+    }
+    fn post() -> ClientAuth {
+        ClientAuth::client_secret_post("APP_KEY", "APP_SECRET")
+    }
+    fn none() -> ClientAuth {
+        ClientAuth::none("APP_KEY")
+    }
+    // base64("APP_KEY:APP_SECRET")
+    const BASIC: &str = "Basic QVBQX0tFWTpBUFBfU0VDUkVU";
+
+    #[test]
+    fn client_credentials_every_auth_style() {
+        // Seed 004: grant_type=client_credentials&client_id=[APP_KEY]&client_secret=[APP_SECRET]
+        let r = TokenRequest::client_credentials();
+        check(
+            &r,
+            &post(),
+            None,
+            "grant_type=client_credentials&client_id=APP_KEY&client_secret=APP_SECRET",
+        );
+        check(&r, &basic(), Some(BASIC), "grant_type=client_credentials");
+        check(
+            &r,
+            &none(),
+            None,
+            "grant_type=client_credentials&client_id=APP_KEY",
+        );
+        let r = TokenRequest::client_credentials()
+            .scope("read write")
+            .scope("admin")
+            .audience("https://api.example.com/")
+            .resource("https://a.example/")
+            .resource("https://b.example/");
+        check(
+            &r,
+            &basic(),
+            Some(BASIC),
+            "grant_type=client_credentials&scope=read+write+admin&audience=https%3A%2F%2Fapi.example.com%2F\
+             &resource=https%3A%2F%2Fa.example%2F&resource=https%3A%2F%2Fb.example%2F",
+        );
+    }
+
+    #[test]
+    fn authorization_code_every_auth_style() {
+        // Seed 004 step 2 (its sample encodes the dots too; the decoded values are equal).
+        let r =
+            TokenRequest::authorization_code("CODE_FROM_STEP1", "https://client.example.com/cb");
+        check(
+            &r,
+            &post(),
+            None,
+            "grant_type=authorization_code&code=CODE_FROM_STEP1&redirect_uri=https%3A%2F%2Fclient.example.com%2Fcb\
+             &client_id=APP_KEY&client_secret=APP_SECRET",
+        );
+        check(
+            &r,
+            &basic(),
+            Some(BASIC),
+            "grant_type=authorization_code&code=CODE_FROM_STEP1&redirect_uri=https%3A%2F%2Fclient.example.com%2Fcb",
+        );
+        let v = PkceVerifier::new("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk").unwrap();
+        let r = r.code_verifier(&v);
+        check(
+            &r,
+            &none(),
+            None,
+            "grant_type=authorization_code&code=CODE_FROM_STEP1&redirect_uri=https%3A%2F%2Fclient.example.com%2Fcb\
+             &code_verifier=dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk&client_id=APP_KEY",
+        );
+    }
+
+    #[test]
+    fn refresh_token_every_auth_style() {
+        // Seed 004: grant_type=refresh_token&refresh_token=[REFRESH_TOKEN]&client_id=..&client_secret=..
+        let r = TokenRequest::refresh_token("tGzv3JOkF0XG5Qx2TlKWIA");
+        check(&r, &post(), None, "grant_type=refresh_token&refresh_token=tGzv3JOkF0XG5Qx2TlKWIA&client_id=APP_KEY&client_secret=APP_SECRET");
+        check(
+            &r,
+            &basic(),
+            Some(BASIC),
+            "grant_type=refresh_token&refresh_token=tGzv3JOkF0XG5Qx2TlKWIA",
+        );
+        check(&r.clone().scope("read"), &none(), None, "grant_type=refresh_token&refresh_token=tGzv3JOkF0XG5Qx2TlKWIA&scope=read&client_id=APP_KEY");
+        assert_eq!(
+            r.sent_refresh_token().unwrap().expose_secret(),
+            "tGzv3JOkF0XG5Qx2TlKWIA"
+        );
+        assert!(TokenRequest::client_credentials()
+            .sent_refresh_token()
+            .is_none());
+    }
+
+    #[test]
+    fn password_every_auth_style() {
+        // Seed 004: grant_type=password&username=[USERNAME]&password=[PASSWORD]&client_id=..&client_secret=..
+        let r = TokenRequest::password("johndoe", "A3ddj3w");
+        check(&r, &post(), None, "grant_type=password&username=johndoe&password=A3ddj3w&client_id=APP_KEY&client_secret=APP_SECRET");
+        check(
+            &r,
+            &basic(),
+            Some(BASIC),
+            "grant_type=password&username=johndoe&password=A3ddj3w",
+        );
+        check(
+            &r,
+            &none(),
+            None,
+            "grant_type=password&username=johndoe&password=A3ddj3w&client_id=APP_KEY",
+        );
+    }
+
+    #[test]
+    fn extension_grants_every_auth_style() {
+        let r = TokenRequest::jwt_bearer("eyJhbGciOiJFUzI1NiJ9.eyJpc3Mi.sig");
+        check(
+            &r,
+            &basic(),
+            Some(BASIC),
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=eyJhbGciOiJFUzI1NiJ9.eyJpc3Mi.sig",
+        );
+        let r =
+            TokenRequest::token_exchange("subj", "urn:ietf:params:oauth:token-type:access_token")
+                .audience("svc-b")
+                .secret_param("actor_token", "act");
+        check(
+            &r,
+            &post(),
+            None,
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange&subject_token=subj\
+             &subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token&audience=svc-b\
+             &actor_token=act&client_id=APP_KEY&client_secret=APP_SECRET",
+        );
+        let r = TokenRequest::extension("urn:ietf:params:oauth:grant-type:device_code")
+            .param("device_code", "GmRh");
+        check(&r, &none(), None, "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code&device_code=GmRh&client_id=APP_KEY");
+        // private_key_jwt client authentication through parameters.
+        let r = TokenRequest::client_credentials()
+            .param(
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            )
+            .secret_param("client_assertion", "eyJ.a.b");
+        check(
+            &r,
+            &none(),
+            None,
+            "grant_type=client_credentials&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer\
+             &client_assertion=eyJ.a.b&client_id=APP_KEY",
+        );
+    }
+
+    #[test]
+    fn basic_auth_form_encodes_before_base64() {
+        // RFC 6749 §2.3.1, with the reserved characters many clients get wrong.
+        let cases = [
+            (
+                "my client",
+                "p@ss:w+rd/%&=?",
+                "my+client:p%40ss%3Aw%2Brd%2F%25%26%3D%3F",
+            ),
+            ("clïent-ü", "sécret", "cl%C3%AFent-%C3%BC:s%C3%A9cret"),
+            (
+                "s6BhdRkqt3",
+                "7Fjfp0ZBr1KtDRbnfVdmIw",
+                "s6BhdRkqt3:7Fjfp0ZBr1KtDRbnfVdmIw",
+            ),
+        ];
+        for (id, secret, encoded) in cases {
+            let v = ClientAuth::basic_authorization(id, &SecretString::from(secret));
+            assert_eq!(v, format!("Basic {}", STANDARD.encode(encoded)), "{id}");
+            assert!(v.is_sensitive());
+        }
+        // RFC 6749 §2.3.1's own example.
+        assert_eq!(
+            ClientAuth::basic_authorization("s6BhdRkqt3", &SecretString::from("gX1fBat3bV")),
+            "Basic czZCaGRSa3F0MzpnWDFmQmF0M2JW"
+        );
+        // client_secret_post sends the same values form-encoded in the body.
+        check(
+            &TokenRequest::client_credentials(),
+            &ClientAuth::client_secret_post("my client", "p@ss:w+rd/%&=?"),
+            None,
+            "grant_type=client_credentials&client_id=my+client&client_secret=p%40ss%3Aw%2Brd%2F%25%26%3D%3F",
+        );
+    }
+
+    #[test]
+    fn json_body_encoding() {
+        // Seed 003's example posts JSON.
+        let req =
+            TokenRequest::authorization_code("oiweicnewdh32fhoi3hf3ihfo2ih3f2o3as", "https://c/cb")
+                .encoding(BodyEncoding::Json)
+                .build(&post(), &TokenUrl::new(URL).unwrap())
+                .unwrap();
+        let (parts, body) = body_of(req);
+        assert_eq!(parts.headers[CONTENT_TYPE], "application/json");
+        assert_eq!(
+            body,
+            r#"{"client_id":"APP_KEY","client_secret":"APP_SECRET","code":"oiweicnewdh32fhoi3hf3ihfo2ih3f2o3as","grant_type":"authorization_code","redirect_uri":"https://c/cb"}"#
+        );
+    }
+
+    #[test]
+    fn invalid_requests() {
+        let url = TokenUrl::new(URL).unwrap();
+        let e = TokenRequest::client_credentials()
+            .scope("a\"b")
+            .build(&basic(), &url)
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidRequest);
+        assert!(e.to_string().contains("RFC 6749 §3.3"), "{e}");
+        let e = TokenRequest::client_credentials()
+            .param("client_secret", "x")
+            .build(&basic(), &url)
+            .unwrap_err();
+        assert!(e.to_string().contains("`client_secret`"), "{e}");
+        assert!(TokenRequest::extension("").build(&basic(), &url).is_err());
+    }
+
+    #[test]
+    fn token_urls() {
+        assert_eq!(
+            TokenUrl::new("https://as/token").unwrap().uri(),
+            "https://as/token"
+        );
+        assert_eq!(
+            TokenUrl::join("https://as.example.com/tenant/", "/oauth/token")
+                .unwrap()
+                .uri(),
+            "https://as.example.com/tenant/oauth/token"
+        );
+        assert_eq!(
+            TokenUrl::join("https://as.example.com", "token")
+                .unwrap()
+                .uri(),
+            "https://as.example.com/token"
+        );
+        assert_eq!(
+            TokenUrl::join("https://ignored", "https://as/t")
+                .unwrap()
+                .uri(),
+            "https://as/t"
+        );
+        for ok in [
+            "http://127.0.0.1:8080/token",
+            "http://localhost/t",
+            "http://[::1]:9/t",
+            "http://127.1.2.3/t",
+        ] {
+            assert!(TokenUrl::new(ok).is_ok(), "{ok}");
+        }
+        for (bad, why) in [
+            ("http://as.example.com/token", "must be https"),
+            ("/token", "absolute"),
+            ("https://user:pw@as/token", "credentials"),
+            ("ftp://as/token", "scheme"),
+            ("not a url", "not a valid URL"),
+        ] {
+            let e = TokenUrl::new(bad).unwrap_err();
+            assert!(e.to_string().contains(why), "{bad}: {e}");
+            assert!(!e.to_string().contains("pw@"));
+        }
+        assert!(TokenUrl::new_allow_http("http://as.example.com/token").is_ok());
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let r = TokenRequest::password("alice", "pw-SECRET")
+            .secret_param("actor_token", "ACTOR-SECRET")
+            .param("plain", "visible");
+        let c = ClientAuth::client_secret_post("id", "CLIENT-SECRET");
+        let shown = format!("{r:?} {c:?} {:?}", TokenRequest::refresh_token("RT-SECRET"));
+        for s in ["pw-SECRET", "ACTOR-SECRET", "CLIENT-SECRET", "RT-SECRET"] {
+            assert!(!shown.contains(s), "{s} in {shown}");
+        }
+        assert!(shown.contains("visible") && shown.contains("alice"));
+        let secrets = r.secrets(&c);
+        assert_eq!(secrets, ["pw-SECRET", "ACTOR-SECRET", "CLIENT-SECRET"]);
+    }
+}

@@ -1,0 +1,420 @@
+//! A scriptable fake authorization server and protected resource server,
+//! listening on 127.0.0.1 (port 0), for the integration tests.
+//!
+//! `/token` is an RFC 6749 token endpoint: it records every request, counts
+//! them, checks client credentials, issues `at-N` access tokens (and `rt-N`
+//! refresh tokens, rotated when asked) with a configurable `expires_in`,
+//! waits a configurable latency, and plays canned answers from a script.
+//! Every other path is a protected resource that accepts only tokens this
+//! server issued, not revoked, not expired; it answers
+//! `401` with `WWW-Authenticate: Bearer error="invalid_token"` otherwise.
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+/// A canned answer.
+#[derive(Clone, Debug)]
+pub struct Canned {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Canned {
+    pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
+        Canned {
+            status,
+            headers: vec![("content-type".into(), content_type.into())],
+            body: body.into(),
+        }
+    }
+    pub fn json(status: u16, body: &str) -> Self {
+        Self::new(status, "application/json", body)
+    }
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// What the token endpoint received.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub method: String,
+    pub uri: String,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+impl Received {
+    pub fn form(&self) -> Vec<(String, String)> {
+        form_urlencoded::parse(self.body.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    }
+    pub fn param(&self, name: &str) -> Option<String> {
+        self.form()
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientCheck {
+    /// Accept any client.
+    Any,
+    /// Require client_secret_basic with these (decoded) credentials.
+    Basic,
+    /// Require client_secret_post.
+    Post,
+    /// Accept either.
+    BasicOrPost,
+}
+
+struct Inner {
+    ttl: Option<u64>,
+    latency: Duration,
+    script: VecDeque<Canned>,
+    failing: Option<Canned>,
+    received: Vec<Received>,
+    issued: HashMap<String, Option<Instant>>,
+    revoked: HashSet<String>,
+    refresh_tokens: HashSet<String>,
+    rotate_refresh: bool,
+    issue_refresh: bool,
+    next: u64,
+    client_id: String,
+    client_secret: String,
+    client_check: ClientCheck,
+    resource_bodies: Vec<(String, Option<String>, Bytes)>,
+}
+
+pub struct State {
+    inner: Mutex<Inner>,
+    pub token_requests: AtomicUsize,
+    pub resource_requests: AtomicUsize,
+    pub unauthorized: AtomicUsize,
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub state: Arc<State>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TestServer {
+    /// Starts a server issuing tokens that live `ttl` seconds.
+    pub async fn start() -> TestServer {
+        let state = Arc::new(State {
+            inner: Mutex::new(Inner {
+                ttl: Some(3600),
+                latency: Duration::ZERO,
+                script: VecDeque::new(),
+                failing: None,
+                received: Vec::new(),
+                issued: HashMap::new(),
+                revoked: HashSet::new(),
+                refresh_tokens: HashSet::new(),
+                rotate_refresh: false,
+                issue_refresh: true,
+                next: 0,
+                client_id: "client".into(),
+                client_secret: "secret".into(),
+                client_check: ClientCheck::Any,
+                resource_bodies: Vec::new(),
+            }),
+            token_requests: AtomicUsize::new(0),
+            resource_requests: AtomicUsize::new(0),
+            unauthorized: AtomicUsize::new(0),
+        });
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().unwrap();
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let st = st.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| handle(st.clone(), req));
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        TestServer { addr, state, task }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+    pub fn token_url(&self) -> String {
+        self.url("/token")
+    }
+    fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        f(&mut self.state.inner.lock().unwrap())
+    }
+    pub fn set_ttl(&self, ttl: Option<u64>) {
+        self.with(|i| i.ttl = ttl);
+    }
+    pub fn set_latency(&self, d: Duration) {
+        self.with(|i| i.latency = d);
+    }
+    pub fn set_client(&self, id: &str, secret: &str, check: ClientCheck) {
+        self.with(|i| {
+            i.client_id = id.into();
+            i.client_secret = secret.into();
+            i.client_check = check;
+        });
+    }
+    pub fn set_rotate_refresh(&self, on: bool) {
+        self.with(|i| i.rotate_refresh = on);
+    }
+    pub fn set_issue_refresh(&self, on: bool) {
+        self.with(|i| i.issue_refresh = on);
+    }
+    /// Adds a refresh token the server accepts.
+    pub fn add_refresh_token(&self, rt: &str) {
+        self.with(|i| {
+            i.refresh_tokens.insert(rt.into());
+        });
+    }
+    /// The next token requests are answered with these, in order.
+    pub fn script(&self, answers: impl IntoIterator<Item = Canned>) {
+        self.with(|i| i.script.extend(answers));
+    }
+    /// Every token request is answered with this until cleared.
+    pub fn set_failing(&self, answer: Option<Canned>) {
+        self.with(|i| i.failing = answer);
+    }
+    pub fn revoke(&self, access_token: &str) {
+        self.with(|i| {
+            i.revoked.insert(access_token.into());
+        });
+    }
+    pub fn revoke_all(&self) {
+        self.with(|i| {
+            let all: Vec<String> = i.issued.keys().cloned().collect();
+            i.revoked.extend(all);
+        });
+    }
+    pub fn received(&self) -> Vec<Received> {
+        self.with(|i| i.received.clone())
+    }
+    /// (path, Authorization header, body) of each resource request.
+    pub fn resource_requests(&self) -> Vec<(String, Option<String>, Bytes)> {
+        self.with(|i| i.resource_bodies.clone())
+    }
+    pub fn token_requests(&self) -> usize {
+        self.state.token_requests.load(Ordering::SeqCst)
+    }
+    pub fn resource_count(&self) -> usize {
+        self.state.resource_requests.load(Ordering::SeqCst)
+    }
+    pub fn unauthorized_count(&self) -> usize {
+        self.state.unauthorized.load(Ordering::SeqCst)
+    }
+}
+
+fn respond(c: Canned) -> Response<Full<Bytes>> {
+    let mut b = Response::builder().status(c.status);
+    for (k, v) in &c.headers {
+        b = b.header(k.as_str(), v.as_str());
+    }
+    b.body(Full::new(Bytes::from(c.body))).unwrap()
+}
+
+fn oauth_error(status: u16, code: &str, description: &str) -> Canned {
+    Canned::json(
+        status,
+        &format!(r#"{{"error":"{code}","error_description":"{description}"}}"#),
+    )
+}
+
+async fn handle(
+    st: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    if parts.uri.path() == "/token" {
+        return Ok(token(&st, parts, body).await);
+    }
+    st.resource_requests.fetch_add(1, Ordering::SeqCst);
+    let auth = parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let ok = {
+        let mut i = st.inner.lock().unwrap();
+        i.resource_bodies
+            .push((parts.uri.path().to_owned(), auth.clone(), body.clone()));
+        match auth.as_deref().and_then(|a| a.strip_prefix("Bearer ")) {
+            Some(t) => {
+                !i.revoked.contains(t)
+                    && matches!(i.issued.get(t), Some(exp) if exp.map_or(true, |e| Instant::now() < e))
+            }
+            None => false,
+        }
+    };
+    if ok {
+        let mut resp = Response::new(Full::new(body));
+        *resp.status_mut() = StatusCode::OK;
+        Ok(resp)
+    } else {
+        st.unauthorized.fetch_add(1, Ordering::SeqCst);
+        Ok(Response::builder()
+            .status(401)
+            .header(
+                "www-authenticate",
+                r#"Bearer realm="test", error="invalid_token""#,
+            )
+            .body(Full::new(Bytes::from_static(b"unauthorized")))
+            .unwrap())
+    }
+}
+
+async fn token(st: &State, parts: http::request::Parts, body: Bytes) -> Response<Full<Bytes>> {
+    st.token_requests.fetch_add(1, Ordering::SeqCst);
+    let received = Received {
+        method: parts.method.to_string(),
+        uri: parts.uri.to_string(),
+        headers: parts.headers.clone(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    };
+    let latency = {
+        let mut i = st.inner.lock().unwrap();
+        i.received.push(received.clone());
+        i.latency
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let mut i = st.inner.lock().unwrap();
+    if let Some(c) = i.script.pop_front() {
+        return respond(c);
+    }
+    if let Some(c) = i.failing.clone() {
+        return respond(c);
+    }
+    if received.method != "POST" {
+        return respond(oauth_error(405, "invalid_request", "POST only"));
+    }
+    // Client authentication (RFC 6749 §2.3.1): form-decode after base64.
+    let basic = received
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .and_then(|s| {
+            let (id, secret) = s.split_once(':')?;
+            let dec = |x: &str| {
+                form_urlencoded::parse(format!("x={x}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+            };
+            Some((dec(id)?, dec(secret)?))
+        });
+    let post = match (received.param("client_id"), received.param("client_secret")) {
+        (Some(id), Some(secret)) => Some((id, secret)),
+        _ => None,
+    };
+    let want = (i.client_id.clone(), i.client_secret.clone());
+    let authenticated = match i.client_check {
+        ClientCheck::Any => true,
+        ClientCheck::Basic => basic.as_ref() == Some(&want),
+        ClientCheck::Post => post.as_ref() == Some(&want),
+        ClientCheck::BasicOrPost => basic.as_ref() == Some(&want) || post.as_ref() == Some(&want),
+    };
+    if !authenticated {
+        return respond(
+            oauth_error(401, "invalid_client", "Client authentication failed")
+                .header("www-authenticate", "Basic realm=\"token\""),
+        );
+    }
+    let grant = received.param("grant_type").unwrap_or_default();
+    let mut new_refresh = None;
+    match grant.as_str() {
+        "client_credentials" | "password" | "authorization_code" => {
+            if grant != "client_credentials" && i.issue_refresh {
+                new_refresh = Some(true);
+            }
+        }
+        "refresh_token" => {
+            let rt = received.param("refresh_token").unwrap_or_default();
+            if !i.refresh_tokens.contains(&rt) {
+                return respond(oauth_error(
+                    400,
+                    "invalid_grant",
+                    "refresh token is invalid or revoked",
+                ));
+            }
+            if i.rotate_refresh {
+                i.refresh_tokens.remove(&rt);
+                new_refresh = Some(true);
+            }
+        }
+        _ if grant.starts_with("urn:") => {}
+        _ => return respond(oauth_error(400, "unsupported_grant_type", "unknown grant")),
+    }
+    i.next += 1;
+    let n = i.next;
+    let at = format!("at-{n}");
+    let expiry = i.ttl.map(|t| Instant::now() + Duration::from_secs(t));
+    i.issued.insert(at.clone(), expiry);
+    let mut fields = vec![
+        format!(r#""access_token":"{at}""#),
+        r#""token_type":"Bearer""#.to_owned(),
+    ];
+    if let Some(t) = i.ttl {
+        fields.push(format!(r#""expires_in":{t}"#));
+    }
+    if new_refresh.is_some() {
+        let rt = format!("rt-{n}");
+        i.refresh_tokens.insert(rt.clone());
+        fields.push(format!(r#""refresh_token":"{rt}""#));
+    }
+    if let Some(scope) = received.param("scope") {
+        fields.push(format!(r#""scope":"{scope}""#));
+    }
+    respond(Canned::json(200, &format!("{{{}}}", fields.join(","))))
+}
+
+/// A hyper-util HTTP/1 client over plain TCP.
+pub fn http_client() -> hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+> {
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http()
+}
