@@ -53,14 +53,18 @@
 #![warn(rust_2018_idioms)]
 
 pub mod authorize;
+pub mod cache;
 pub mod endpoint;
 pub mod error;
+pub mod layer;
 pub mod request;
 mod secret;
 pub mod token;
 
+pub use cache::TokenCache;
 pub use endpoint::TokenEndpoint;
 pub use error::{Error, ErrorKind};
+pub use layer::{OAuth2Layer, OAuth2Service};
 pub use request::{ClientAuth, TokenRequest, TokenUrl};
 pub use secret::SecretString;
 pub use token::Token;

@@ -101,6 +101,7 @@ struct Inner {
     client_secret: String,
     client_check: ClientCheck,
     resource_bodies: Vec<(String, Option<String>, Bytes)>,
+    reject_all: bool,
 }
 
 pub struct State {
@@ -142,6 +143,7 @@ impl TestServer {
                 client_secret: "secret".into(),
                 client_check: ClientCheck::Any,
                 resource_bodies: Vec::new(),
+                reject_all: false,
             }),
             token_requests: AtomicUsize::new(0),
             resource_requests: AtomicUsize::new(0),
@@ -211,6 +213,10 @@ impl TestServer {
     pub fn set_failing(&self, answer: Option<Canned>) {
         self.with(|i| i.failing = answer);
     }
+    /// The resource server refuses every token.
+    pub fn set_reject_all(&self, on: bool) {
+        self.with(|i| i.reject_all = on);
+    }
     pub fn revoke(&self, access_token: &str) {
         self.with(|i| {
             i.revoked.insert(access_token.into());
@@ -279,9 +285,10 @@ async fn handle(
         i.resource_bodies
             .push((parts.uri.path().to_owned(), auth.clone(), body.clone()));
         match auth.as_deref().and_then(|a| a.strip_prefix("Bearer ")) {
+            Some(_) if i.reject_all => false,
             Some(t) => {
                 !i.revoked.contains(t)
-                    && matches!(i.issued.get(t), Some(exp) if exp.map_or(true, |e| Instant::now() < e))
+                    && matches!(i.issued.get(t), Some(exp) if exp.is_none_or(|e| Instant::now() < e))
             }
             None => false,
         }
@@ -409,6 +416,23 @@ async fn token(st: &State, parts: http::request::Parts, body: Bytes) -> Response
         fields.push(format!(r#""scope":"{scope}""#));
     }
     respond(Canned::json(200, &format!("{{{}}}", fields.join(","))))
+}
+
+/// The hyper-util client type the tests use.
+pub type HttpClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+>;
+
+/// A hyper-util HTTP/2 (prior knowledge) client: many concurrent requests
+/// share one connection.
+pub fn http2_client() -> hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+> {
+    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
 }
 
 /// A hyper-util HTTP/1 client over plain TCP.

@@ -1,0 +1,67 @@
+//! The middleware: [`OAuth2Layer`] puts `Authorization: Bearer <token>` on
+//! every request and resends a request once when the resource server answers
+//! 401.
+//!
+//! - The token comes from a [`TokenCache`](crate::cache::TokenCache): one fetch however many requests
+//!   need it, refreshed in the background before it expires.
+//! - The hot path (a fresh token cached) is one `ArcSwap` load, one clock
+//!   read and one clone of a prebuilt `HeaderValue` marked sensitive: no lock,
+//!   no allocation of the token string.
+//! - By default an `Authorization` header the caller set is **replaced**:
+//!   the layer owns that header. [`OAuth2Layer::keep_existing_authorization`]
+//!   passes such requests through untouched instead (and never retries them).
+//! - On a 401, the token that was sent is invalidated (only that generation:
+//!   if a newer token is cached already, the retry uses it without a fetch),
+//!   and the request is sent once more if its body can be replayed: an empty
+//!   body (`size_hint().exact() == Some(0)`) always can; other bodies only
+//!   through the [`ReplayBody`] policy, e.g. [`ReplayClone`] for
+//!   `Full<Bytes>`. Otherwise the 401 is returned as it came. The second
+//!   response is returned whatever it is.
+//!
+//! # Example
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use bytes::Bytes;
+//! use http::{Request, Response, StatusCode};
+//! use http_body_util::Full;
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//! use tower_oauth2::{ClientAuth, OAuth2Layer, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! # let token_http = service_fn(|_req: Request<Full<Bytes>>| async {
+//! #     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
+//! #         br#"{"access_token":"at-1","token_type":"Bearer","expires_in":300}"#,
+//! #     ))))
+//! # });
+//! // `token_http` is any tower HTTP client (a hyper-util `Client`, say).
+//! let endpoint = TokenEndpoint::new(
+//!     token_http,
+//!     TokenUrl::new("https://as.example.com/token")?,
+//!     ClientAuth::client_secret_basic("svc-orders", "s3cret"),
+//! );
+//! let cache = TokenCache::builder(endpoint, TokenRequest::client_credentials().scope("inventory:read")).build();
+//!
+//! // The service being protected; here it echoes the header it got.
+//! let api = service_fn(|req: Request<Full<Bytes>>| async move {
+//!     let auth = req.headers()["authorization"].clone();
+//!     Ok::<_, Infallible>(Response::new(Full::new(Bytes::copy_from_slice(auth.as_bytes()))))
+//! });
+//! let client = ServiceBuilder::new().layer(OAuth2Layer::new(cache.clone())).service(api);
+//!
+//! let response = client.oneshot(Request::new(Full::default())).await?;
+//! assert_eq!(response.status(), StatusCode::OK);
+//! assert_eq!(cache.stats().token_fetches, 1);
+//! # Ok(())
+//! # }
+//! ```
+
+mod future;
+#[allow(clippy::module_inception)]
+mod layer;
+mod service;
+
+pub use future::ResponseFuture;
+pub use layer::OAuth2Layer;
+pub use service::{OAuth2Service, ReplayBody, ReplayClone, ReplayEmpty, ServiceError};

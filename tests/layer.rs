@@ -1,0 +1,451 @@
+//! OAuth2Layer against a real token endpoint and resource server on 127.0.0.1.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use support::{http2_client, http_client, Canned, TestServer};
+use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_oauth2::cache::{Backoff, RefreshPolicy, TokenCacheBuilder};
+use tower_oauth2::error::{ErrorCode, ErrorKind};
+use tower_oauth2::layer::{ReplayClone, ServiceError};
+use tower_oauth2::{ClientAuth, OAuth2Layer, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
+
+fn endpoint(server: &TestServer) -> TokenEndpoint<support::HttpClient> {
+    TokenEndpoint::new(
+        http_client(),
+        TokenUrl::new(&server.token_url()).unwrap(),
+        ClientAuth::client_secret_basic("client", "secret"),
+    )
+}
+
+fn cc_cache(server: &TestServer) -> TokenCacheBuilder {
+    TokenCache::builder(endpoint(server), TokenRequest::client_credentials())
+}
+
+fn get(server: &TestServer, path: &str) -> Request<Full<Bytes>> {
+    Request::get(server.url(path))
+        .body(Full::default())
+        .unwrap()
+}
+
+fn auth_of(server: &TestServer) -> Vec<Option<String>> {
+    server
+        .resource_requests()
+        .into_iter()
+        .map(|(_, a, _)| a)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cold_start_1000_concurrent_requests_fetch_one_token() {
+    let server = TestServer::start().await;
+    // A slow endpoint keeps the fetch in flight while the requests pile up.
+    server.set_latency(Duration::from_millis(200));
+    let cache = cc_cache(&server).build();
+    let svc = ServiceBuilder::new()
+        .layer(OAuth2Layer::new(cache.clone()))
+        .service(http2_client());
+    let mut tasks = Vec::new();
+    for i in 0..1000 {
+        let svc = svc.clone();
+        let req = get(&server, &format!("/r/{i}"));
+        tasks.push(tokio::spawn(async move { svc.oneshot(req).await }));
+    }
+    for t in tasks {
+        let resp = t.await.unwrap().unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    assert_eq!(server.token_requests(), 1);
+    assert_eq!(server.resource_count(), 1000);
+    assert!(auth_of(&server)
+        .iter()
+        .all(|a| a.as_deref() == Some("Bearer at-1")));
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.token_fetches, stats.fetch_failures, stats.retries),
+        (1, 0, 0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_refresh_across_five_lifetimes_never_makes_a_request_wait() {
+    let server = TestServer::start().await;
+    let ttl = Duration::from_secs(2);
+    server.set_ttl(Some(ttl.as_secs()));
+    // Stale at 80 % of the lifetime (1.6 s), expired at 95 % (1.9 s).
+    let policy = RefreshPolicy::default().max_fraction(0.2).jitter(0.0);
+    let cache = cc_cache(&server).refresh_policy(policy).build();
+    let svc = ServiceBuilder::new()
+        .layer(OAuth2Layer::new(cache.clone()))
+        .service(http_client());
+
+    // Warm up: the one request that waits.
+    let resp = svc.clone().oneshot(get(&server, "/warm")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(cache.stats().waits, 1);
+
+    let started = Instant::now();
+    let run = ttl * 5;
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let svc = svc.clone();
+            let url = server.url(&format!("/w/{w}"));
+            tokio::spawn(async move {
+                let mut n = 0u32;
+                while started.elapsed() < run {
+                    let req = Request::get(url.as_str()).body(Full::default()).unwrap();
+                    let resp = svc.clone().oneshot(req).await.unwrap();
+                    assert_eq!(resp.status(), StatusCode::OK);
+                    n += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                n
+            })
+        })
+        .collect();
+    let mut sent = 0;
+    for w in workers {
+        sent += w.await.unwrap();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let stats = cache.stats();
+    // Each token serves 1.6 s of its 2 s; the refresh happens at the first
+    // request after that, so fetches lie between elapsed / 2 s and
+    // elapsed / 1.6 s, plus the warm-up fetch.
+    let fetches = stats.token_fetches as f64;
+    let (low, high) = (elapsed / 2.0, elapsed / 1.6 + 2.0);
+    assert!(
+        fetches >= low && fetches <= high,
+        "{fetches} fetches in {elapsed:.1} s, want {low:.1}..{high:.1}"
+    );
+    assert!(stats.token_fetches >= 5, "{stats:?}");
+    assert_eq!(
+        stats.background_refreshes,
+        stats.token_fetches - 1,
+        "{stats:?}"
+    );
+    assert_eq!(
+        stats.waits, 1,
+        "a request waited on the token endpoint: {stats:?}"
+    );
+    assert_eq!(server.unauthorized_count(), 0);
+    assert_eq!(server.token_requests() as u64, stats.token_fetches);
+    assert!(sent > 100);
+}
+
+#[tokio::test]
+async fn revoked_token_is_refetched_once_and_the_request_resent() {
+    let server = TestServer::start().await;
+    let cache = cc_cache(&server).build();
+    let mut svc = ServiceBuilder::new()
+        .layer(OAuth2Layer::new(cache.clone()))
+        .service(http_client());
+    let resp = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(get(&server, "/a"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    server.revoke("at-1");
+    let resp = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(get(&server, "/b"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(server.token_requests(), 2);
+    assert_eq!(server.unauthorized_count(), 1);
+    assert_eq!(
+        server
+            .resource_requests()
+            .into_iter()
+            .map(|(p, a, _)| (p, a.unwrap()))
+            .collect::<Vec<_>>(),
+        [
+            ("/a".to_owned(), "Bearer at-1".to_owned()),
+            ("/b".to_owned(), "Bearer at-1".to_owned()),
+            ("/b".to_owned(), "Bearer at-2".to_owned()),
+        ]
+    );
+    let stats = cache.stats();
+    assert_eq!((stats.retries, stats.invalidations), (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_401s_for_one_token_cause_one_fetch() {
+    let server = TestServer::start().await;
+    let cache = cc_cache(&server).build();
+    let svc = ServiceBuilder::new()
+        .layer(OAuth2Layer::new(cache.clone()))
+        .service(http2_client());
+    svc.clone().oneshot(get(&server, "/warm")).await.unwrap();
+    server.revoke("at-1");
+    server.set_latency(Duration::from_millis(100));
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let req = get(&server, &format!("/c/{i}"));
+            let svc = svc.clone();
+            tokio::spawn(async move { svc.oneshot(req).await })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+    assert_eq!(server.token_requests(), 2);
+    assert_eq!(server.unauthorized_count(), 100);
+    assert_eq!(cache.stats().invalidations, 1);
+    assert_eq!(cache.stats().retries, 100);
+}
+
+#[tokio::test]
+async fn non_replayable_body_gets_its_401_back_without_retry() {
+    let server = TestServer::start().await;
+    let cache = cc_cache(&server).build();
+    let svc = ServiceBuilder::new()
+        .layer(OAuth2Layer::new(cache.clone()))
+        .service(http_client());
+    svc.clone().oneshot(get(&server, "/warm")).await.unwrap();
+    server.revoke("at-1");
+    let post = Request::post(server.url("/p"))
+        .body(Full::new(Bytes::from_static(b"payload")))
+        .unwrap();
+    let resp = svc.clone().oneshot(post).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        resp.headers()["www-authenticate"],
+        r#"Bearer realm="test", error="invalid_token""#
+    );
+    assert_eq!(server.resource_count(), 2); // warm-up + the one POST
+    assert_eq!(server.token_requests(), 1); // invalidated, not refetched yet
+    assert_eq!(cache.stats().retries, 0);
+    // The next request gets a new token.
+    let resp = svc.oneshot(get(&server, "/next")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(server.token_requests(), 2);
+}
+
+#[tokio::test]
+async fn replayable_body_is_resent_with_the_same_bytes() {
+    let server = TestServer::start().await;
+    let cache = cc_cache(&server).build();
+    let svc = ServiceBuilder::new()
+        .layer(OAuth2Layer::new(cache.clone()).replay_body(ReplayClone))
+        .service(http_client());
+    svc.clone().oneshot(get(&server, "/warm")).await.unwrap();
+    server.revoke("at-1");
+    let post = Request::post(server.url("/p"))
+        .header("x-trace", "t-1")
+        .body(Full::new(Bytes::from_static(b"{\"order\":42}")))
+        .unwrap();
+    let resp = svc.oneshot(post).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.into_body().collect().await.unwrap().to_bytes(),
+        "{\"order\":42}"
+    );
+    let seen = server.resource_requests();
+    assert_eq!(seen.len(), 3);
+    assert_eq!(
+        seen[1],
+        (
+            "/p".into(),
+            Some("Bearer at-1".into()),
+            Bytes::from_static(b"{\"order\":42}")
+        )
+    );
+    assert_eq!(
+        seen[2],
+        (
+            "/p".into(),
+            Some("Bearer at-2".into()),
+            Bytes::from_static(b"{\"order\":42}")
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_second_401_is_returned_with_no_loop() {
+    let server = TestServer::start().await;
+    server.set_reject_all(true);
+    let cache = cc_cache(&server).build();
+    let svc = ServiceBuilder::new()
+        .layer(OAuth2Layer::new(cache.clone()))
+        .service(http_client());
+    let resp = svc.oneshot(get(&server, "/x")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(server.resource_count(), 2);
+    assert_eq!(server.token_requests(), 2);
+    assert_eq!(cache.stats().retries, 1);
+}
+
+#[tokio::test]
+async fn a_cancelled_first_caller_does_not_strand_the_others() {
+    let server = TestServer::start().await;
+    server.set_latency(Duration::from_millis(300));
+    let cache = cc_cache(&server).build();
+    let svc = ServiceBuilder::new()
+        .layer(OAuth2Layer::new(cache.clone()))
+        .service(http_client());
+    // The first caller starts the fetch, then gives up and is dropped.
+    let first = svc.clone().oneshot(get(&server, "/first"));
+    assert!(tokio::time::timeout(Duration::from_millis(50), first)
+        .await
+        .is_err());
+    // The others still get the token from that one fetch.
+    let (a, b) = tokio::join!(
+        svc.clone().oneshot(get(&server, "/a")),
+        svc.clone().oneshot(get(&server, "/b"))
+    );
+    assert_eq!(a.unwrap().status(), StatusCode::OK);
+    assert_eq!(b.unwrap().status(), StatusCode::OK);
+    assert_eq!(server.token_requests(), 1);
+    assert_eq!(server.resource_count(), 2);
+}
+
+#[tokio::test]
+async fn refresh_token_rotation_reaches_the_callback() {
+    let server = TestServer::start().await;
+    server.add_refresh_token("rt-seed");
+    server.set_rotate_refresh(true);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    let cache = TokenCache::from_refresh_token(endpoint(&server), "rt-seed")
+        .on_refresh_token(move |rt| seen2.lock().unwrap().push(rt.expose_secret().to_owned()))
+        .build();
+    let svc = ServiceBuilder::new()
+        .layer(OAuth2Layer::new(cache.clone()))
+        .service(http_client());
+    assert_eq!(
+        svc.clone()
+            .oneshot(get(&server, "/a"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    server.revoke("at-1");
+    assert_eq!(
+        svc.clone()
+            .oneshot(get(&server, "/b"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(*seen.lock().unwrap(), ["rt-1", "rt-2"]);
+    let sent: Vec<_> = server
+        .received()
+        .iter()
+        .map(|r| r.param("refresh_token").unwrap())
+        .collect();
+    assert_eq!(sent, ["rt-seed", "rt-1"]);
+    assert!(server
+        .received()
+        .iter()
+        .all(|r| r.param("grant_type").as_deref() == Some("refresh_token")));
+}
+
+#[tokio::test]
+async fn password_grant_then_refresh_token_then_fallback() {
+    let server = TestServer::start().await;
+    let rotated = Arc::new(Mutex::new(Vec::new()));
+    let r2 = rotated.clone();
+    let cache = TokenCache::builder(endpoint(&server), TokenRequest::password("alice", "pw"))
+        .on_refresh_token(move |rt| r2.lock().unwrap().push(rt.expose_secret().to_owned()))
+        .build();
+    let svc = ServiceBuilder::new()
+        .layer(OAuth2Layer::new(cache.clone()))
+        .service(http_client());
+    svc.clone().oneshot(get(&server, "/a")).await.unwrap();
+    server.revoke("at-1");
+    svc.clone().oneshot(get(&server, "/b")).await.unwrap();
+    // The refresh token is refused: back to the password grant, at once.
+    server.script([Canned::json(400, r#"{"error":"invalid_grant"}"#)]);
+    server.revoke("at-2");
+    let resp = svc.clone().oneshot(get(&server, "/c")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let grants: Vec<_> = server
+        .received()
+        .iter()
+        .map(|r| r.param("grant_type").unwrap())
+        .collect();
+    assert_eq!(
+        grants,
+        ["password", "refresh_token", "refresh_token", "password"]
+    );
+    // The scripted refusal issued nothing, so the password grant makes token 3.
+    assert_eq!(*rotated.lock().unwrap(), ["rt-1", "rt-3"]);
+}
+
+#[tokio::test]
+async fn existing_authorization_is_replaced_by_default_or_kept_if_asked() {
+    let server = TestServer::start().await;
+    let cache = cc_cache(&server).build();
+    let with_header = || {
+        Request::get(server.url("/h"))
+            .header("authorization", "Bearer caller-set")
+            .body(Full::<Bytes>::default())
+            .unwrap()
+    };
+    let replace = ServiceBuilder::new()
+        .layer(OAuth2Layer::new(cache.clone()))
+        .service(http_client());
+    replace.oneshot(with_header()).await.unwrap();
+    let keep = ServiceBuilder::new()
+        .layer(OAuth2Layer::new(cache.clone()).keep_existing_authorization(true))
+        .service(http_client());
+    let resp = keep.oneshot(with_header()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED); // not ours: no retry
+    assert_eq!(
+        auth_of(&server),
+        [Some("Bearer at-1".into()), Some("Bearer caller-set".into())]
+    );
+    assert_eq!(cache.stats().retries, 0);
+}
+
+#[tokio::test]
+async fn token_endpoint_errors_reach_the_caller_and_fail_fast() {
+    let server = TestServer::start().await;
+    server.set_failing(Some(Canned::json(
+        401,
+        r#"{"error":"invalid_client","error_description":"Client authentication failed"}"#,
+    )));
+    let cache = cc_cache(&server)
+        .backoff(Backoff::new(
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        ))
+        .build();
+    let svc = ServiceBuilder::new()
+        .layer(OAuth2Layer::new(cache.clone()))
+        .service(http_client());
+    let err = svc.clone().oneshot(get(&server, "/a")).await.unwrap_err();
+    let ServiceError::Token(e) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(e.kind(), ErrorKind::OAuth);
+    let oauth = e.oauth_error().unwrap();
+    assert_eq!(oauth.error(), &ErrorCode::InvalidClient);
+    assert_eq!(
+        oauth.error_description(),
+        Some("Client authentication failed")
+    );
+    // Within the backoff, the next request fails at once with the same cause.
+    let err = svc.clone().oneshot(get(&server, "/b")).await.unwrap_err();
+    let e = err.token_error().unwrap();
+    assert_eq!(e.kind(), ErrorKind::NoToken);
+    assert_eq!(e.oauth_error().unwrap().error(), &ErrorCode::InvalidClient);
+    assert_eq!(server.token_requests(), 1);
+    assert_eq!(server.resource_count(), 0);
+    assert_eq!(cache.stats().fail_fast, 1);
+    assert!(!format!("{err} {err:?}").contains("secret"));
+}
