@@ -841,18 +841,18 @@ mod tests {
     #[test]
     fn forbidden_bytes_never_become_a_header() {
         for bad in [
-            "a\r\nX-Injected: 1",
-            "a\nb",
-            "a\0b",
-            "a b",
-            "tök",
+            "ZQX\r\nX-Injected: 1",
+            "ZQX\nyz",
+            "ZQX\0yz",
+            "ZQX yz",
+            "ZQXö",
+            "ZQX\tyz",
+            "ZQX\x7f",
             "",
-            "a\tb",
-            "\x7f",
         ] {
             let e = bearer_header(&SecretString::from(bad)).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::InvalidToken, "{bad:?}");
-            assert!(!e.to_string().contains(bad) || bad.is_empty());
+            assert!(!format!("{e} {e:?}").contains("ZQX"), "{e}");
         }
         let h = bearer_header(&SecretString::from("abc-._~+/=")).unwrap();
         assert_eq!(h, "Bearer abc-._~+/=");

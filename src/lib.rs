@@ -68,3 +68,8 @@ pub use layer::{OAuth2Layer, OAuth2Service};
 pub use request::{ClientAuth, TokenRequest, TokenUrl};
 pub use secret::SecretString;
 pub use token::Token;
+
+// Compiles the README's example as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
