@@ -54,6 +54,7 @@
 
 pub mod authorize;
 pub mod cache;
+pub mod challenge;
 pub mod endpoint;
 pub mod error;
 pub mod layer;

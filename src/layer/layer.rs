@@ -1,5 +1,6 @@
 use tower_layer::Layer;
 
+use super::destinations::Destinations;
 use super::service::{OAuth2Service, ReplayEmpty};
 use crate::cache::TokenCache;
 
@@ -10,6 +11,7 @@ pub struct OAuth2Layer<P = ReplayEmpty> {
     pub(crate) replay: P,
     pub(crate) keep_existing: bool,
     pub(crate) retry_unauthorized: bool,
+    pub(crate) destinations: Destinations,
 }
 
 impl OAuth2Layer {
@@ -22,6 +24,7 @@ impl OAuth2Layer {
             replay: ReplayEmpty,
             keep_existing: false,
             retry_unauthorized: true,
+            destinations: Destinations::secure(),
         }
     }
 }
@@ -34,7 +37,14 @@ impl<P> OAuth2Layer<P> {
             replay: policy,
             keep_existing: self.keep_existing,
             retry_unauthorized: self.retry_unauthorized,
+            destinations: self.destinations,
         }
+    }
+
+    /// Which requests get the token (default [`Destinations::secure`]).
+    pub fn destinations(mut self, destinations: Destinations) -> Self {
+        self.destinations = destinations;
+        self
     }
 
     /// When `true`, a request that already has an `Authorization` header is

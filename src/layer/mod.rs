@@ -7,10 +7,15 @@
 //! - The hot path (a fresh token cached) is one `ArcSwap` load, one clock
 //!   read and one clone of a prebuilt `HeaderValue` marked sensitive: no lock,
 //!   no allocation of the token string.
+//! - Only requests to allowed [`Destinations`] get the token; the default,
+//!   [`Destinations::secure`], never sends one in clear text over a network
+//!   (`https` anywhere, `http` only to loopback). Others pass through untouched.
 //! - By default an `Authorization` header the caller set is **replaced**:
 //!   the layer owns that header. [`OAuth2Layer::keep_existing_authorization`]
 //!   passes such requests through untouched instead (and never retries them).
-//! - On a 401, the token that was sent is invalidated (only that generation:
+//! - On a 401 whose RFC 6750 challenge does not say `insufficient_scope` or
+//!   `invalid_request` (which a new token cannot fix), or a gRPC response with
+//!   `grpc-status: 16` (UNAUTHENTICATED), the token that was sent is invalidated (only that generation:
 //!   if a newer token is cached already, the retry uses it without a fetch),
 //!   and the request is sent once more if its body can be replayed: an empty
 //!   body (`size_hint().exact() == Some(0)`) always can; other bodies only
@@ -57,11 +62,13 @@
 //! # }
 //! ```
 
+mod destinations;
 mod future;
 #[allow(clippy::module_inception)]
 mod layer;
 mod service;
 
+pub use destinations::Destinations;
 pub use future::ResponseFuture;
 pub use layer::OAuth2Layer;
 pub use service::{OAuth2Service, ReplayBody, ReplayClone, ReplayEmpty, ServiceError};

@@ -6,6 +6,7 @@ use http::{Extensions, HeaderMap, HeaderValue, Method, Request, Response, Uri, V
 use http_body::Body;
 use tower_service::Service;
 
+use super::destinations::Destinations;
 use super::future::ResponseFuture;
 use super::layer::OAuth2Layer;
 use crate::cache::{Lookup, TokenCache};
@@ -142,6 +143,7 @@ pub struct OAuth2Service<S, P = ReplayEmpty> {
     replay: P,
     keep_existing: bool,
     retry_unauthorized: bool,
+    destinations: Destinations,
 }
 
 impl<S, P: Clone> OAuth2Service<S, P> {
@@ -152,6 +154,7 @@ impl<S, P: Clone> OAuth2Service<S, P> {
             replay: layer.replay.clone(),
             keep_existing: layer.keep_existing,
             retry_unauthorized: layer.retry_unauthorized,
+            destinations: layer.destinations.clone(),
         }
     }
 }
@@ -229,7 +232,9 @@ where
         // "Be careful when cloning inner services").
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        if self.keep_existing && req.headers().contains_key(AUTHORIZATION) {
+        if !self.destinations.allows(req.uri())
+            || (self.keep_existing && req.headers().contains_key(AUTHORIZATION))
+        {
             return ResponseFuture::passthrough(inner.call(req));
         }
         match self.cache.lookup() {

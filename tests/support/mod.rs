@@ -102,6 +102,7 @@ struct Inner {
     client_check: ClientCheck,
     resource_bodies: Vec<(String, Option<String>, Bytes)>,
     reject_all: bool,
+    prefix: String,
 }
 
 pub struct State {
@@ -124,8 +125,13 @@ impl Drop for TestServer {
 }
 
 impl TestServer {
-    /// Starts a server issuing tokens that live `ttl` seconds.
+    /// Starts a server issuing tokens that live an hour.
     pub async fn start() -> TestServer {
+        Self::start_on(0).await
+    }
+
+    /// Starts a server on a given 127.0.0.1 port (0: any free one).
+    pub async fn start_on(port: u16) -> TestServer {
         let state = Arc::new(State {
             inner: Mutex::new(Inner {
                 ttl: Some(3600),
@@ -144,14 +150,15 @@ impl TestServer {
                 client_check: ClientCheck::Any,
                 resource_bodies: Vec::new(),
                 reject_all: false,
+                prefix: String::new(),
             }),
             token_requests: AtomicUsize::new(0),
             resource_requests: AtomicUsize::new(0),
             unauthorized: AtomicUsize::new(0),
         });
-        let listener = TcpListener::bind("127.0.0.1:0")
+        let listener = TcpListener::bind(("127.0.0.1", port))
             .await
-            .expect("bind 127.0.0.1:0");
+            .expect("bind 127.0.0.1");
         let addr = listener.local_addr().unwrap();
         let st = state.clone();
         let task = tokio::spawn(async move {
@@ -212,6 +219,16 @@ impl TestServer {
     /// Every token request is answered with this until cleared.
     pub fn set_failing(&self, answer: Option<Canned>) {
         self.with(|i| i.failing = answer);
+    }
+    /// Issued tokens are `{prefix}at-N` and `{prefix}rt-N`.
+    pub fn set_token_prefix(&self, prefix: &str) {
+        self.with(|i| i.prefix = prefix.into());
+    }
+    /// The resource server accepts this token too (one issued elsewhere).
+    pub fn add_valid_token(&self, access_token: &str) {
+        self.with(|i| {
+            i.issued.insert(access_token.into(), None);
+        });
     }
     /// The resource server refuses every token.
     pub fn set_reject_all(&self, on: bool) {
@@ -397,7 +414,7 @@ async fn token(st: &State, parts: http::request::Parts, body: Bytes) -> Response
     }
     i.next += 1;
     let n = i.next;
-    let at = format!("at-{n}");
+    let at = format!("{}at-{n}", i.prefix);
     let expiry = i.ttl.map(|t| Instant::now() + Duration::from_secs(t));
     i.issued.insert(at.clone(), expiry);
     let mut fields = vec![
@@ -408,7 +425,7 @@ async fn token(st: &State, parts: http::request::Parts, body: Bytes) -> Response
         fields.push(format!(r#""expires_in":{t}"#));
     }
     if new_refresh.is_some() {
-        let rt = format!("rt-{n}");
+        let rt = format!("{}rt-{n}", i.prefix);
         i.refresh_tokens.insert(rt.clone());
         fields.push(format!(r#""refresh_token":"{rt}""#));
     }

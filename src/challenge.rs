@@ -1,0 +1,354 @@
+//! `WWW-Authenticate` challenges (RFC 9110 §11.6.1) and RFC 6750 §3 bearer
+//! errors.
+//!
+//! The layer reads them on a 401 to decide whether a new token can help:
+//! `error="invalid_token"` or no error at all → refetch and resend once;
+//! `insufficient_scope` or `invalid_request` → a new token of the same grant
+//! will not help, so the response is returned as it is.
+//!
+//! The parser takes the header as servers really send it: several challenges
+//! in one header, quoted strings with commas and `\` escapes, `token68`
+//! credentials, odd spacing and case. It never panics and never allocates
+//! more than the header's size.
+//!
+//! # Example
+//!
+//! ```
+//! use tower_oauth2::challenge::{parse, BearerError};
+//!
+//! let header = r#"Basic realm="legacy", Bearer realm="api, v2", error="insufficient_scope", scope="orders:write \"admin\"""#;
+//! let challenges = parse(header);
+//! assert_eq!(challenges.len(), 2);
+//! assert_eq!(challenges[1].scheme(), "Bearer");
+//! assert_eq!(challenges[1].param("realm"), Some("api, v2"));
+//! assert_eq!(challenges[1].param("scope"), Some(r#"orders:write "admin""#));
+//! let bearer = tower_oauth2::challenge::bearer_error([header]);
+//! assert_eq!(bearer, Some(BearerError::InsufficientScope));
+//! ```
+
+/// One challenge: an auth scheme and its parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    scheme: String,
+    token68: Option<String>,
+    params: Vec<(String, String)>,
+}
+
+impl Challenge {
+    /// The auth scheme as sent (`Bearer`, `Basic`, `DPoP` …).
+    pub fn scheme(&self) -> &str {
+        &self.scheme
+    }
+
+    /// Whether the scheme is `Bearer` (case-insensitively).
+    pub fn is_bearer(&self) -> bool {
+        self.scheme.eq_ignore_ascii_case("bearer")
+    }
+
+    /// A parameter's value (name compared case-insensitively), unquoted.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// All parameters, in order.
+    pub fn params(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.params.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The `token68` form, if the challenge used it instead of parameters.
+    pub fn token68(&self) -> Option<&str> {
+        self.token68.as_deref()
+    }
+}
+
+/// The `error` of an RFC 6750 bearer challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BearerError {
+    /// `invalid_token`: expired, revoked, malformed: a new token may help.
+    InvalidToken,
+    /// `insufficient_scope`: the token lacks a scope; a new one of the same
+    /// grant will not help.
+    InsufficientScope,
+    /// `invalid_request`: the request itself is malformed.
+    InvalidRequest,
+    /// Any other code.
+    Other(String),
+}
+
+impl BearerError {
+    fn parse(s: &str) -> Self {
+        match s {
+            "invalid_token" => BearerError::InvalidToken,
+            "insufficient_scope" => BearerError::InsufficientScope,
+            "invalid_request" => BearerError::InvalidRequest,
+            other => BearerError::Other(crate::error::sanitize(other, 100)),
+        }
+    }
+}
+
+/// The `error` of the first `Bearer` challenge found in these header values,
+/// if any.
+pub fn bearer_error<'a>(headers: impl IntoIterator<Item = &'a str>) -> Option<BearerError> {
+    headers
+        .into_iter()
+        .flat_map(parse)
+        .find(Challenge::is_bearer)
+        .and_then(|c| c.param("error").map(BearerError::parse))
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+struct Cursor<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl Cursor<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+    fn skip_ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\r' | b'\n')) {
+            self.i += 1;
+        }
+    }
+    fn skip_ws_and_commas(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\r' | b'\n' | b',')) {
+            self.i += 1;
+        }
+    }
+    fn token(&mut self) -> &str {
+        let start = self.i;
+        while self.peek().is_some_and(is_tchar) {
+            self.i += 1;
+        }
+        // tchars are ASCII, so this slice is valid UTF-8.
+        std::str::from_utf8(&self.s[start..self.i]).unwrap_or_default()
+    }
+    fn token68(&mut self) -> Option<String> {
+        let start = self.i;
+        while self
+            .peek()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+        {
+            self.i += 1;
+        }
+        while self.peek() == Some(b'=') {
+            self.i += 1;
+        }
+        let t = std::str::from_utf8(&self.s[start..self.i]).unwrap_or_default();
+        (!t.is_empty()).then(|| t.to_owned())
+    }
+    fn quoted(&mut self) -> String {
+        // At the opening quote.
+        self.i += 1;
+        let mut out = Vec::new();
+        while let Some(b) = self.peek() {
+            self.i += 1;
+            match b {
+                b'"' => break,
+                b'\\' => {
+                    if let Some(next) = self.peek() {
+                        out.push(next);
+                        self.i += 1;
+                    }
+                }
+                _ => out.push(b),
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    /// Looks ahead: is the next thing `token BWS "="` (a parameter) rather
+    /// than the scheme of the next challenge?
+    fn at_param(&self) -> bool {
+        let mut j = self.i;
+        while self.s.get(j).copied().is_some_and(is_tchar) {
+            j += 1;
+        }
+        if j == self.i {
+            return false;
+        }
+        while matches!(self.s.get(j), Some(b' ' | b'\t' | b'\r' | b'\n')) {
+            j += 1;
+        }
+        if self.s.get(j) != Some(&b'=') {
+            return false;
+        }
+        // `token68` may end in '=': a param has a value after the '='.
+        let mut k = j;
+        while self.s.get(k) == Some(&b'=') {
+            k += 1;
+        }
+        k == j + 1
+    }
+}
+
+/// Parses a `WWW-Authenticate` header value into its challenges.
+///
+/// Malformed parts are skipped, never fatal: what can be read is returned.
+pub fn parse(header: &str) -> Vec<Challenge> {
+    let mut c = Cursor {
+        s: header.as_bytes(),
+        i: 0,
+    };
+    let mut out: Vec<Challenge> = Vec::new();
+    loop {
+        c.skip_ws_and_commas();
+        if c.peek().is_none() {
+            break;
+        }
+        let scheme = c.token().to_owned();
+        if scheme.is_empty() {
+            // Not a token: skip one byte and resynchronise.
+            c.i += 1;
+            continue;
+        }
+        let mut challenge = Challenge {
+            scheme,
+            token68: None,
+            params: Vec::new(),
+        };
+        c.skip_ws();
+        if !c.at_param() && c.peek().is_some_and(|b| b != b',') {
+            challenge.token68 = c.token68();
+        }
+        loop {
+            c.skip_ws_and_commas();
+            if !c.at_param() {
+                break;
+            }
+            let name = c.token().to_owned();
+            c.skip_ws();
+            c.i += 1; // '='
+            c.skip_ws();
+            let value = if c.peek() == Some(b'"') {
+                c.quoted()
+            } else {
+                c.token().to_owned()
+            };
+            challenge.params.push((name, value));
+        }
+        out.push(challenge);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(name: &str, v: &str) -> (String, String) {
+        (name.into(), v.into())
+    }
+
+    #[test]
+    fn rfc6750_examples() {
+        let c = parse(r#"Bearer realm="example""#);
+        assert_eq!(
+            c,
+            [Challenge {
+                scheme: "Bearer".into(),
+                token68: None,
+                params: vec![p("realm", "example")]
+            }]
+        );
+        let c = parse(
+            r#"Bearer realm="example",
+                   error="invalid_token",
+                   error_description="The access token expired""#,
+        );
+        assert_eq!(
+            c[0].params,
+            [
+                p("realm", "example"),
+                p("error", "invalid_token"),
+                p("error_description", "The access token expired")
+            ]
+        );
+    }
+
+    #[test]
+    fn several_challenges_commas_and_escapes() {
+        let c = parse(
+            r#"Newauth realm="apps", type=1, title="Login to \"apps\"", Basic realm="simple", Bearer error="insufficient_scope",scope="a, b""#,
+        );
+        assert_eq!(c.len(), 3);
+        assert_eq!(c[0].scheme(), "Newauth");
+        assert_eq!(
+            c[0].params,
+            [
+                p("realm", "apps"),
+                p("type", "1"),
+                p("title", r#"Login to "apps""#)
+            ]
+        );
+        assert_eq!(c[1].params, [p("realm", "simple")]);
+        assert!(c[2].is_bearer());
+        assert_eq!(c[2].param("ERROR"), Some("insufficient_scope"));
+        assert_eq!(c[2].param("scope"), Some("a, b"));
+    }
+
+    #[test]
+    fn token68_and_bare_schemes() {
+        let c = parse("Negotiate abc+/def==, Bearer, DPoP algs=\"ES256\"");
+        assert_eq!(c.len(), 3);
+        assert_eq!(c[0].token68(), Some("abc+/def=="));
+        assert!(c[1].is_bearer() && c[1].params.is_empty() && c[1].token68().is_none());
+        assert_eq!(c[2].param("algs"), Some("ES256"));
+        assert_eq!(parse("bearer")[0].scheme(), "bearer");
+    }
+
+    #[test]
+    fn malformed_input_never_panics() {
+        for h in [
+            "",
+            ",,,",
+            "=",
+            "Bearer =",
+            "Bearer realm=",
+            "Bearer realm=\"unterminated",
+            "Bearer realm=\"x\\",
+            "\"quoted\" Bearer",
+            "Bearer error = \"invalid_token\"",
+            "Bearer  ,  error=x",
+            "é Bearer error=x",
+            "Bearer a=b=c",
+            "Bearer ==== ,",
+        ] {
+            let _ = parse(h);
+        }
+        assert_eq!(
+            parse("Bearer error = \"invalid_token\"")[0].param("error"),
+            Some("invalid_token")
+        );
+        assert_eq!(
+            parse("Bearer realm=\"unterminated")[0].param("realm"),
+            Some("unterminated")
+        );
+        assert_eq!(
+            bearer_error(["é Bearer error=x"]),
+            Some(BearerError::Other("x".into()))
+        );
+    }
+
+    #[test]
+    fn bearer_error_across_headers() {
+        assert_eq!(
+            bearer_error(["Basic realm=x", "Bearer error=\"invalid_token\""]),
+            Some(BearerError::InvalidToken)
+        );
+        assert_eq!(bearer_error(["Bearer realm=x"]), None);
+        assert_eq!(bearer_error(["Basic realm=x"]), None);
+        assert_eq!(
+            bearer_error(["Bearer error=invalid_request"]),
+            Some(BearerError::InvalidRequest)
+        );
+        assert_eq!(bearer_error(Vec::<&str>::new()), None);
+    }
+}
