@@ -47,7 +47,7 @@ use tower::ServiceExt;
 use tower_service::Service;
 use tracing::Instrument;
 
-use crate::error::{excerpt, BoxError, Error, ErrorCode, ErrorResponse};
+use crate::error::{excerpt, redact, BoxError, Error, ErrorCode, ErrorResponse};
 use crate::request::{ClientAuth, TokenRequest, TokenUrl};
 use crate::token::{form_to_map, IssuedAt, ParseError, Token};
 
@@ -150,7 +150,7 @@ where
                 .await
                 .map_err(Error::transport)?;
             let (parts, body) = response.into_parts();
-            span.record("status", parts.status.as_u16());
+            tracing::Span::current().record("status", parts.status.as_u16());
             if parts.status.is_redirection() {
                 // Not read, not followed: the credentials stay here.
                 return Err(Error::redirect(parts.status));
@@ -159,26 +159,29 @@ where
             let secrets = request.secrets(&self.client);
             parse(parts.status, &parts.headers, &body, issued_at, &secrets)
         };
-        let result =
-            match tokio::time::timeout(self.timeout, exchange.instrument(span.clone())).await {
+        async {
+            let result = match tokio::time::timeout(self.timeout, exchange).await {
                 Ok(r) => r,
                 Err(_) => Err(Error::timeout(self.timeout)),
             };
-        match result {
-            Ok(mut token) => {
-                if token.refresh_token().is_none() {
-                    if let Some(sent) = request.sent_refresh_token() {
-                        token.set_refresh_token(Some(sent.clone()));
+            match result {
+                Ok(mut token) => {
+                    if token.refresh_token().is_none() {
+                        if let Some(sent) = request.sent_refresh_token() {
+                            token.set_refresh_token(Some(sent.clone()));
+                        }
                     }
+                    tracing::debug!(expires_in = ?token.expires_in(), "token issued");
+                    Ok(token)
                 }
-                tracing::debug!(parent: &span, expires_in = ?token.expires_in(), "token issued");
-                Ok(token)
-            }
-            Err(e) => {
-                tracing::debug!(parent: &span, error = %e, "token request failed");
-                Err(e)
+                Err(e) => {
+                    tracing::debug!(error = %e, "token request failed");
+                    Err(e)
+                }
             }
         }
+        .instrument(span)
+        .await
     }
 }
 
@@ -234,13 +237,16 @@ fn parse(
     let parsed = parse_body(headers, body);
     if status.is_success() {
         let map = parsed.map_err(|e| Error::invalid_response(status, e))?;
-        if let Some(err) = error_response(&map, status) {
+        if let Some(err) = error_response(&map, status, secrets) {
             return Err(Error::oauth(err));
         }
         return Token::from_map(map, issued_at).map_err(|e| Error::invalid_response(status, e));
     }
     let retry_after = retry_after(headers);
-    let err = match parsed.ok().and_then(|map| error_response(&map, status)) {
+    let err = match parsed
+        .ok()
+        .and_then(|map| error_response(&map, status, secrets))
+    {
         Some(err) => Error::oauth(err),
         None => Error::http_status(status, excerpt(body, secrets)),
     };
@@ -281,7 +287,11 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Map<String, Value>, Pa
     }
 }
 
-fn error_response(map: &Map<String, Value>, status: StatusCode) -> Option<ErrorResponse> {
+fn error_response(
+    map: &Map<String, Value>,
+    status: StatusCode,
+    secrets: &[&str],
+) -> Option<ErrorResponse> {
     let code = match map.get("error").or_else(|| map.get("error_code")) {
         Some(Value::String(s)) => s.as_str(),
         Some(Value::Null) | None => return None,
@@ -289,13 +299,13 @@ fn error_response(map: &Map<String, Value>, status: StatusCode) -> Option<ErrorR
         Some(_) => "unknown_error",
     };
     let text = |k: &str| match map.get(k) {
-        Some(Value::String(s)) => Some(s.as_str()),
+        Some(Value::String(s)) => Some(redact(s.clone(), secrets)),
         _ => None,
     };
     Some(ErrorResponse::new(
-        ErrorCode::parse(code),
-        text("error_description"),
-        text("error_uri"),
+        ErrorCode::parse(&redact(code.to_owned(), secrets)),
+        text("error_description").as_deref(),
+        text("error_uri").as_deref(),
         status,
     ))
 }
@@ -421,6 +431,20 @@ mod tests {
         assert_eq!(e.oauth_error().unwrap().error(), &ErrorCode::InvalidClient);
         let e = run(400, "application/json", r#"{"error":{"message":"nested"}}"#).unwrap_err();
         assert_eq!(e.oauth_error().unwrap().error().as_str(), "unknown_error");
+    }
+
+    #[test]
+    fn echoed_secrets_are_redacted_from_error_fields() {
+        let e = run(
+            401,
+            "application/json",
+            r#"{"error":"invalid_client","error_description":"bad secret client-s3cret","error_uri":"https://as/e?s=client-s3cret"}"#,
+        )
+        .unwrap_err();
+        let r = e.oauth_error().unwrap();
+        assert_eq!(r.error_description(), Some("bad secret [redacted]"));
+        assert_eq!(r.error_uri(), Some("https://as/e?s=[redacted]"));
+        assert!(!format!("{e} {e:?}").contains("client-s3cret"));
     }
 
     #[test]

@@ -562,15 +562,26 @@ pub(crate) fn sanitize(s: &str, max: usize) -> String {
 pub(crate) fn excerpt(body: &[u8], secrets: &[&str]) -> String {
     const WINDOW: usize = 4096;
     let head = &body[..body.len().min(WINDOW)];
-    let mut text = String::from_utf8_lossy(head).into_owned();
+    sanitize(
+        &redact(String::from_utf8_lossy(head).into_owned(), secrets),
+        200,
+    )
+}
+
+/// `text` with every `secret` (and its form-urlencoded spelling) replaced by
+/// `[redacted]`: a server that echoes what it was sent cannot make an error
+/// message carry a secret.
+pub(crate) fn redact(mut text: String, secrets: &[&str]) -> String {
     for secret in secrets.iter().filter(|s| s.len() >= 4) {
-        text = text.replace(secret, "[redacted]");
+        if text.contains(secret) {
+            text = text.replace(secret, "[redacted]");
+        }
         let encoded: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
-        if encoded != *secret {
+        if encoded != *secret && text.contains(&encoded) {
             text = text.replace(&encoded, "[redacted]");
         }
     }
-    sanitize(&text, 200)
+    text
 }
 
 #[cfg(test)]
