@@ -69,6 +69,26 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
     }
 }
 
+/// Installs, once for this test binary, a global TRACE subscriber writing to
+/// a buffer, and returns the buffer. Global, not per-thread: tracing caches
+/// per call site whether anyone listens, so a thread-local subscriber misses
+/// events whose call sites another test thread registered first.
+fn capture() -> Capture {
+    static CAPTURE: std::sync::OnceLock<Capture> = std::sync::OnceLock::new();
+    CAPTURE
+        .get_or_init(|| {
+            let capture = Capture::default();
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_writer(capture.clone())
+                .with_ansi(false)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber).expect("no other subscriber");
+            capture
+        })
+        .clone()
+}
+
 fn endpoint(server: &TestServer) -> TokenEndpoint<support::HttpClient> {
     TokenEndpoint::new(
         http_client(),
@@ -77,17 +97,9 @@ fn endpoint(server: &TestServer) -> TokenEndpoint<support::HttpClient> {
     )
 }
 
-// Current-thread runtime: the capture (a thread-local default subscriber)
-// sees the spawned fetch tasks too.
-#[tokio::test(flavor = "current_thread")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_output_of_a_full_cycle_holds_no_secret() {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(capture.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let capture = capture();
 
     let server = TestServer::start().await;
     server.set_token_prefix(PREFIX);
@@ -181,6 +193,7 @@ async fn trace_output_of_a_full_cycle_holds_no_secret() {
 
 #[tokio::test]
 async fn debug_and_display_of_every_public_type() {
+    let capture = capture();
     let mut shown = Vec::new();
     let secret = SecretString::from(CLIENT_SECRET);
     shown.push(format!("{secret:?}"));
@@ -264,4 +277,8 @@ async fn debug_and_display_of_every_public_type() {
     for s in &shown {
         assert_clean("Debug/Display", s);
     }
+    assert_clean(
+        "TRACE output",
+        &String::from_utf8_lossy(&capture.0.lock().unwrap()),
+    );
 }
