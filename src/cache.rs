@@ -35,8 +35,9 @@
 //! the fetch in progress, and a caller that goes away never cancels it. Each
 //! token gets a generation number; [`TokenCache::invalidate`] drops only the
 //! generation it names, so many 401s for one token cause one fetch. A failed
-//! fetch sets a backoff (exponential with jitter and a cap, or the server's
-//! `Retry-After` if longer): until it has passed, a still-valid token keeps
+//! fetch sets a backoff (exponential with jitter and a cap, cut to half the
+//! time the cached token has left so a short token gets several tries, or the
+//! server's `Retry-After` if longer): until it has passed, a still-valid token keeps
 //! being served and callers with no valid token fail at once with
 //! [`crate::ErrorKind::NoToken`], carrying the last failure.
 //!
@@ -225,7 +226,19 @@ impl Backoff {
         }
     }
 
-    fn delay(&self, failures: u32, unit_random: f64, retry_after: Option<Duration>) -> Duration {
+    /// The wait after `failures` failures in a row. `valid_for` is how long
+    /// the cached token stays usable: the wait is cut to half of that (but
+    /// not below 50 ms) so a short-lived token gets several tries before it
+    /// expires. A server's `Retry-After` is honoured over both, up to
+    /// `max(max, 5 min)`.
+    fn delay(
+        &self,
+        failures: u32,
+        unit_random: f64,
+        retry_after: Option<Duration>,
+        valid_for: Option<Duration>,
+    ) -> Duration {
+        const FLOOR: Duration = Duration::from_millis(50);
         let exp = self
             .initial
             .saturating_mul(
@@ -233,7 +246,10 @@ impl Backoff {
                     .unwrap_or(u32::MAX),
             )
             .min(self.max);
-        let jittered = exp.mul_f64(0.5 + 0.5 * unit_random);
+        let mut jittered = exp.mul_f64(0.5 + 0.5 * unit_random);
+        if let Some(valid) = valid_for {
+            jittered = jittered.min((valid / 2).max(FLOOR));
+        }
         match retry_after {
             Some(r) => jittered.max(r.min(self.max.max(Duration::from_secs(300)))),
             None => jittered,
@@ -619,11 +635,24 @@ impl TokenCache {
             Err(e) => {
                 bump(&self.shared.counters.fetch_failures);
                 state.failures = state.failures.saturating_add(1);
-                let delay =
-                    self.shared
-                        .backoff
-                        .delay(state.failures, unit_random(), e.retry_after());
-                state.retry_at = Some(Instant::now() + delay);
+                let now = Instant::now();
+                // While the cached token is still valid, retry before it
+                // expires: at most half the time it has left.
+                let valid_for = self
+                    .shared
+                    .current
+                    .load()
+                    .as_ref()
+                    .and_then(|c| c.expires_at)
+                    .map(|e| e.saturating_duration_since(now))
+                    .filter(|d| !d.is_zero());
+                let delay = self.shared.backoff.delay(
+                    state.failures,
+                    unit_random(),
+                    e.retry_after(),
+                    valid_for,
+                );
+                state.retry_at = Some(now + delay);
                 state.last_error = Some(e.duplicate());
                 tracing::warn!(error = %e, failures = state.failures, backoff = ?delay, "token fetch failed");
             }
@@ -827,15 +856,24 @@ mod tests {
     #[test]
     fn backoff_grows_caps_and_honours_retry_after() {
         let b = Backoff::new(secs(1), secs(30));
-        assert_eq!(b.delay(1, 0.0, None), Duration::from_millis(500));
-        assert_eq!(b.delay(1, 0.999_999, None).as_millis(), 999);
-        assert_eq!(b.delay(2, 0.0, None), secs(1));
-        assert_eq!(b.delay(3, 0.0, None), secs(2));
-        assert_eq!(b.delay(10, 0.0, None), secs(15));
-        assert_eq!(b.delay(u32::MAX, 0.0, None), secs(15));
-        assert_eq!(b.delay(1, 0.0, Some(secs(20))), secs(20));
+        assert_eq!(b.delay(1, 0.0, None, None), Duration::from_millis(500));
+        assert_eq!(b.delay(1, 0.999_999, None, None).as_millis(), 999);
+        assert_eq!(b.delay(2, 0.0, None, None), secs(1));
+        assert_eq!(b.delay(3, 0.0, None, None), secs(2));
+        assert_eq!(b.delay(10, 0.0, None, None), secs(15));
+        assert_eq!(b.delay(u32::MAX, 0.0, None, None), secs(15));
+        assert_eq!(b.delay(1, 0.0, Some(secs(20)), None), secs(20));
         // A hostile Retry-After is capped at max(backoff max, 5 min).
-        assert_eq!(b.delay(1, 0.0, Some(secs(86_400))), secs(300));
+        assert_eq!(b.delay(1, 0.0, Some(secs(86_400)), None), secs(300));
+        // A token valid for 250 ms more: retry within 125 ms, never below 50 ms.
+        let ms = Duration::from_millis;
+        assert_eq!(b.delay(1, 0.0, None, Some(ms(250))), ms(125));
+        assert_eq!(b.delay(5, 0.0, None, Some(ms(250))), ms(125));
+        assert_eq!(b.delay(5, 0.0, None, Some(ms(30))), ms(50));
+        // A long-lived token leaves the exponential backoff alone.
+        assert_eq!(b.delay(3, 0.0, None, Some(secs(3600))), secs(2));
+        // The server's Retry-After still wins.
+        assert_eq!(b.delay(1, 0.0, Some(secs(2)), Some(ms(250))), secs(2));
     }
 
     #[test]
