@@ -91,6 +91,7 @@ use crate::endpoint::TokenEndpoint;
 use crate::error::{BoxError, Error, ErrorCode};
 use crate::request::TokenRequest;
 use crate::secret::SecretString;
+use crate::store::TokenStore;
 use crate::token::Token;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -286,6 +287,8 @@ pub struct Stats {
     pub retries: u64,
     /// Calls that failed at once because of a recent fetch failure.
     pub fail_fast: u64,
+    /// Tokens the [`crate::store::TokenStore`] failed to save (each one logged).
+    pub store_failures: u64,
 }
 
 #[derive(Default)]
@@ -297,6 +300,7 @@ struct Counters {
     invalidations: AtomicU64,
     retries: AtomicU64,
     fail_fast: AtomicU64,
+    store_failures: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -343,6 +347,7 @@ struct Shared {
     backoff: Backoff,
     accept_any_token_type: bool,
     on_refresh_token: Option<RefreshTokenCallback>,
+    store: Option<Arc<dyn TokenStore>>,
     counters: Counters,
 }
 
@@ -373,6 +378,7 @@ pub struct TokenCacheBuilder {
     backoff: Backoff,
     accept_any_token_type: bool,
     on_refresh_token: Option<RefreshTokenCallback>,
+    store: Option<Arc<dyn TokenStore>>,
 }
 
 impl fmt::Debug for TokenCacheBuilder {
@@ -400,7 +406,19 @@ impl TokenCacheBuilder {
             backoff: Backoff::default(),
             accept_any_token_type: false,
             on_refresh_token: None,
+            store: None,
         }
+    }
+
+    /// Persists tokens in `store`: the stored token is loaded now (its
+    /// refresh token replaces the configured one, being newer; its access
+    /// token is used while valid), and every fetched token is saved before
+    /// it is used. A failed save is logged and counted
+    /// ([`Stats::store_failures`]); the token is used anyway, since the old
+    /// refresh token may already be spent. See [`crate::store`].
+    pub fn store(mut self, store: impl TokenStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
     }
 
     /// When to refresh.
@@ -437,7 +455,21 @@ impl TokenCacheBuilder {
 
     /// Builds the cache. No token is fetched until one is needed.
     pub fn build(self) -> TokenCache {
-        TokenCache {
+        let stored = match &self.store {
+            Some(store) => match store.load() {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not load the stored token; starting without it");
+                    None
+                }
+            },
+            None => None,
+        };
+        let refresh_token = stored
+            .as_ref()
+            .and_then(|t| t.refresh_token().cloned())
+            .or(self.refresh_token);
+        let cache = TokenCache {
             shared: Arc::new(Shared {
                 current: ArcSwapOption::empty(),
                 fetcher: self.fetcher,
@@ -447,7 +479,7 @@ impl TokenCacheBuilder {
                     retry_at: None,
                     last_error: None,
                     primary: self.primary,
-                    refresh_token: self.refresh_token,
+                    refresh_token,
                 }),
                 background: AtomicBool::new(false),
                 next_generation: AtomicU64::new(1),
@@ -455,9 +487,20 @@ impl TokenCacheBuilder {
                 backoff: self.backoff,
                 accept_any_token_type: self.accept_any_token_type,
                 on_refresh_token: self.on_refresh_token,
+                store: self.store,
                 counters: Counters::default(),
             }),
+        };
+        if let Some(token) = stored {
+            match cache.prepare(token) {
+                Ok(cached) => {
+                    tracing::debug!("using the stored access token");
+                    cache.shared.current.store(Some(Arc::new(cached)));
+                }
+                Err(e) => tracing::debug!(reason = %e, "the stored access token is not usable"),
+            }
         }
+        cache
     }
 }
 
@@ -517,6 +560,7 @@ impl TokenCache {
             invalidations: get(&c.invalidations),
             retries: get(&c.retries),
             fail_fast: get(&c.fail_fast),
+            store_failures: get(&c.store_failures),
         }
     }
 
@@ -669,9 +713,10 @@ impl TokenCache {
             match (&state.refresh_token, &state.primary) {
                 (Some(rt), _) => (TokenRequest::refresh_token(rt.clone()), true),
                 (None, Some(p)) => (p.clone(), false),
-                (None, None) => {
-                    return Err(Error::invalid_request("no grant to fetch a token with"))
-                }
+                (None, None) => return Err(Error::invalid_request(
+                    "the refresh token was refused (invalid_grant) and there is no other grant: \
+                         the user must authorize again",
+                )),
             }
         };
         bump(&self.shared.counters.token_fetches);
@@ -693,6 +738,21 @@ impl TokenCache {
         }
         let token = result?;
         let cached = Arc::new(self.prepare(token)?);
+        if let Some(store) = &self.shared.store {
+            // Saved before it is used: with rotation, the refresh token that
+            // was sent is already spent.
+            let (store, token) = (store.clone(), cached.token.clone());
+            let saved = tokio::task::spawn_blocking(move || store.save(&token)).await;
+            let failure = match saved {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(e) = failure {
+                bump(&self.shared.counters.store_failures);
+                tracing::error!(error = %e, "could not save the new token; it is used anyway");
+            }
+        }
         self.note_refresh_token(&cached.token);
         self.shared.current.store(Some(cached.clone()));
         Ok(cached)

@@ -60,6 +60,7 @@ pub mod error;
 pub mod layer;
 pub mod request;
 mod secret;
+pub mod store;
 pub mod token;
 
 pub use cache::TokenCache;
