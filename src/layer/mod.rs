@@ -62,12 +62,14 @@
 //! # }
 //! ```
 
+mod buffer;
 mod destinations;
 mod future;
 #[allow(clippy::module_inception)]
 mod layer;
 mod service;
 
+pub use buffer::{BodyTooLarge, BufferBody, BufferBodyLayer, BufferFuture};
 pub use destinations::Destinations;
 pub use future::ResponseFuture;
 pub use layer::OAuth2Layer;

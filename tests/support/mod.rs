@@ -230,6 +230,10 @@ impl TestServer {
             i.issued.insert(access_token.into(), None);
         });
     }
+    /// Whether the resource server would accept this access token now.
+    pub fn token_is_valid(&self, access_token: &str) -> bool {
+        StateHandle::new(self.state.clone()).token_is_valid(access_token)
+    }
     /// The resource server refuses every token.
     pub fn set_reject_all(&self, on: bool) {
         self.with(|i| i.reject_all = on);
@@ -433,6 +437,23 @@ async fn token(st: &State, parts: http::request::Parts, body: Bytes) -> Response
         fields.push(format!(r#""scope":"{scope}""#));
     }
     respond(Canned::json(200, &format!("{{{}}}", fields.join(","))))
+}
+
+/// A handle on a server's state that outlives borrows of the server (for
+/// services started beside it, such as a gRPC server).
+#[derive(Clone)]
+pub struct StateHandle(Arc<State>);
+
+impl StateHandle {
+    pub fn new(state: Arc<State>) -> Self {
+        StateHandle(state)
+    }
+    pub fn token_is_valid(&self, access_token: &str) -> bool {
+        let i = self.0.inner.lock().unwrap();
+        !i.reject_all
+            && !i.revoked.contains(access_token)
+            && matches!(i.issued.get(access_token), Some(exp) if exp.is_none_or(|e| Instant::now() < e))
+    }
 }
 
 /// The hyper-util client type the tests use.

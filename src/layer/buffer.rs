@@ -1,0 +1,296 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::combinators::Collect;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::error::BoxError;
+
+/// Reads each request body into memory (up to a limit) so that
+/// [`super::ReplayClone`] can resend it after a 401 or a gRPC
+/// UNAUTHENTICATED.
+///
+/// Put it outside [`super::OAuth2Layer`]; the services inside see
+/// `Request<Full<Bytes>>`. Use it for bodies that are small and complete
+/// before sending: unary gRPC calls (tonic's bodies are streams, so the layer
+/// alone cannot resend them), JSON requests built as streams. Do not use it
+/// for streaming uploads or client-streaming gRPC: they would be held back
+/// until their end.
+///
+/// # Example
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body_util::Full;
+/// use tower::ServiceBuilder;
+/// use tower_oauth2::layer::{BufferBodyLayer, ReplayClone};
+/// use tower_oauth2::OAuth2Layer;
+/// # fn stack(cache: tower_oauth2::TokenCache) {
+/// # let channel = tower::service_fn(|r: http::Request<tonic::body::Body>| async move {
+/// #     Ok::<_, std::convert::Infallible>(http::Response::new(tonic::body::Body::empty()))
+/// # });
+/// // A tonic `Channel` takes `tonic::body::Body`; buffer it, let the layer
+/// // resend it, and turn it back into a tonic body for the channel.
+/// let svc = ServiceBuilder::new()
+///     .layer(BufferBodyLayer::new(64 * 1024))
+///     .layer(OAuth2Layer::new(cache).replay_body(ReplayClone))
+///     .map_request(|r: http::Request<Full<Bytes>>| r.map(tonic::body::Body::new))
+///     .service(channel);
+/// # let _ = svc;
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct BufferBodyLayer {
+    limit: usize,
+}
+
+impl BufferBodyLayer {
+    /// Buffers bodies of at most `limit` bytes; a larger body fails the
+    /// request with a [`BodyTooLarge`] error before anything is sent.
+    pub fn new(limit: usize) -> Self {
+        BufferBodyLayer { limit }
+    }
+}
+
+impl<S> Layer<S> for BufferBodyLayer {
+    type Service = BufferBody<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        BufferBody {
+            inner,
+            limit: self.limit,
+        }
+    }
+}
+
+/// The service built by [`BufferBodyLayer`].
+#[derive(Debug, Clone)]
+pub struct BufferBody<S> {
+    inner: S,
+    limit: usize,
+}
+
+impl<S> BufferBody<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Gives back the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// A request body was larger than the [`BufferBodyLayer`] limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyTooLarge {
+    limit: usize,
+}
+
+impl fmt::Display for BodyTooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "request body is larger than the {}-byte buffer limit",
+            self.limit
+        )
+    }
+}
+
+impl std::error::Error for BodyTooLarge {}
+
+impl<S, B, R> Service<Request<B>> for BufferBody<S>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<R>> + Clone,
+    S::Error: Into<BoxError>,
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<R>;
+    type Error = BoxError;
+    type Future = BufferFuture<S, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let service = std::mem::replace(&mut self.inner, clone);
+        let (parts, body) = req.into_parts();
+        BufferFuture {
+            state: BufferState::Collecting {
+                collect: Limited::new(body, self.limit).collect(),
+                parts: Some(parts),
+                service: Some(service),
+                limit: self.limit,
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`BufferBody`].
+    pub struct BufferFuture<S, B>
+    where
+        S: Service<Request<Full<Bytes>>>,
+        B: Body,
+        B::Error: Into<BoxError>,
+    {
+        #[pin]
+        state: BufferState<S, B>,
+    }
+}
+
+pin_project! {
+    #[project = BufferProj]
+    enum BufferState<S, B>
+    where
+        S: Service<Request<Full<Bytes>>>,
+        B: Body,
+        B::Error: Into<BoxError>,
+    {
+        Collecting {
+            #[pin]
+            collect: Collect<Limited<B>>,
+            parts: Option<http::request::Parts>,
+            service: Option<S>,
+            limit: usize,
+        },
+        Calling {
+            #[pin]
+            future: S::Future,
+        },
+    }
+}
+
+impl<S, B> fmt::Debug for BufferFuture<S, B>
+where
+    S: Service<Request<Full<Bytes>>>,
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BufferFuture").finish_non_exhaustive()
+    }
+}
+
+impl<S, B, R> Future for BufferFuture<S, B>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<R>>,
+    S::Error: Into<BoxError>,
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Output = Result<Response<R>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                BufferProj::Collecting {
+                    collect,
+                    parts,
+                    service,
+                    limit,
+                } => {
+                    let collected = match ready!(collect.poll(cx)) {
+                        Ok(c) => c.to_bytes(),
+                        Err(e) if e.is::<LengthLimitError>() => {
+                            return Poll::Ready(Err(Box::new(BodyTooLarge { limit: *limit })));
+                        }
+                        Err(e) => return Poll::Ready(Err(e)),
+                    };
+                    let (Some(parts), Some(mut service)) = (parts.take(), service.take()) else {
+                        panic!("BufferFuture polled after completion");
+                    };
+                    let future = service.call(Request::from_parts(parts, Full::new(collected)));
+                    this.state.set(BufferState::Calling { future });
+                }
+                BufferProj::Calling { future } => {
+                    return future.poll(cx).map_err(Into::into);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body::Frame;
+    use std::convert::Infallible;
+    use tower::{service_fn, ServiceExt};
+
+    /// A body that arrives in chunks, with no size hint.
+    struct Chunks(std::vec::IntoIter<&'static [u8]>);
+
+    impl Body for Chunks {
+        type Data = Bytes;
+        type Error = Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            Poll::Ready(
+                self.0
+                    .next()
+                    .map(|c| Ok(Frame::data(Bytes::from_static(c)))),
+            )
+        }
+    }
+
+    fn echo() -> impl Service<
+        Request<Full<Bytes>>,
+        Response = Response<Full<Bytes>>,
+        Error = Infallible,
+        Future = impl Send,
+    > + Clone {
+        service_fn(|r: Request<Full<Bytes>>| async move {
+            let len = r.body().size_hint().exact();
+            let body = r.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(len, Some(body.len() as u64));
+            Ok::<_, Infallible>(Response::new(Full::new(body)))
+        })
+    }
+
+    #[tokio::test]
+    async fn collects_the_body_and_keeps_the_parts() {
+        let svc = BufferBodyLayer::new(16).layer(echo());
+        let req = Request::post("http://x/y")
+            .header("x-a", "1")
+            .body(Chunks(vec![&b"hello "[..], b"world"].into_iter()))
+            .unwrap();
+        let resp = svc.oneshot(req).await.unwrap();
+        assert_eq!(
+            resp.into_body().collect().await.unwrap().to_bytes(),
+            "hello world"
+        );
+    }
+
+    #[tokio::test]
+    async fn refuses_bodies_over_the_limit() {
+        let svc = BufferBodyLayer::new(8).layer(echo());
+        let req = Request::new(Chunks(vec![&b"hello "[..], b"world"].into_iter()));
+        let err = svc.oneshot(req).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "request body is larger than the 8-byte buffer limit"
+        );
+        assert!(err.is::<BodyTooLarge>());
+    }
+}
