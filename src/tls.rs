@@ -112,13 +112,12 @@ pub fn https_client() -> HttpsClient {
 /// # }
 /// ```
 pub fn https_client_with_roots(roots: RootCertStore) -> HttpsClient {
-    let config = ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("ring supports rustls' default protocol versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let config =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("ring supports rustls' default protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
     https_client_with_config(config)
 }
 
@@ -224,4 +223,39 @@ where
     let request = TokenRequest::client_credentials().scopes(scopes);
     let cache = TokenCache::builder(endpoint, request).build();
     Ok((OAuth2Layer::new(cache), https))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn plain_http_token_url_off_loopback_is_refused() {
+        let err = client_credentials_layer(
+            "http://as.example.com/token",
+            ClientAuth::client_secret_basic("svc", "secret"),
+            ["a"],
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidRequest);
+    }
+
+    #[test]
+    fn a_config_with_its_own_alpn_is_accepted() {
+        // hyper-rustls would panic on a config that already has ALPN set.
+        let mut config =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(RootCertStore::empty())
+                .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let _client = https_client_with_config(config);
+    }
+
+    #[test]
+    fn mozilla_roots_are_loaded() {
+        assert!(webpki_root_store().len() > 100);
+    }
 }
