@@ -202,6 +202,14 @@ async fn a_client_that_does_not_trust_the_ca_gets_a_typed_transport_error() {
     );
 
     // The handshake was refused before any HTTP: nothing reached either side.
+    // (The server notices the client's alert after the client has returned:
+    // wait for it, at most 10 s.)
+    for _ in 0..1000 {
+        if token_tls.refused() > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     assert_eq!((token_tls.accepted(), token_tls.refused()), (0, 1));
     assert_eq!(server.token_requests(), 0);
     assert_eq!(server.resource_count(), 0);
