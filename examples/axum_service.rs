@@ -17,7 +17,8 @@
 //! 10 at once, has auth revoke every token it issued (a key rotation, say),
 //! asks again, and prints what each side saw. It ends with one line
 //! `summary: calls=N ok=N inventory_requests=N inventory_401=N token_fetches=N retries=N`
-//! and exits non-zero if any call failed.
+//! and exits non-zero if any call failed or the layer did not fetch exactly
+//! two tokens and resend exactly once.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -380,7 +381,9 @@ async fn main() -> ExitCode {
         stats.token_fetches,
         stats.retries,
     );
-    if ok == calls {
+    // What this example claims: every call answered, one token for all the
+    // calls before the revocation, one more after it, one resend.
+    if ok == calls && (stats.token_fetches, stats.retries) == (2, 1) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
