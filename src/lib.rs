@@ -20,6 +20,15 @@
 //! assertions) are [`SecretString`]s and never appear in `Debug`, `Display`,
 //! logs or errors.
 //!
+//! # Feature flags
+//!
+//! | feature | default | what it adds |
+//! | --- | --- | --- |
+//! | `rustls` | no | [`tls`]: a hyper-util HTTPS client (rustls with `ring`, HTTP/1.1 and HTTP/2, Mozilla's roots or yours) and a one-line [`OAuth2Layer`] for `client_credentials` over it |
+//!
+//! Without features the crate brings no HTTP client: the layer and
+//! [`TokenEndpoint`] work over any tower HTTP service you give them.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -51,6 +60,7 @@
     missing_debug_implementations
 )]
 #![warn(rust_2018_idioms)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod authorize;
 pub mod cache;
@@ -61,6 +71,9 @@ pub mod layer;
 pub mod request;
 mod secret;
 pub mod store;
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub mod tls;
 pub mod token;
 
 pub use cache::TokenCache;

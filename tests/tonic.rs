@@ -17,10 +17,12 @@ use tower::ServiceBuilder;
 use tower_oauth2::layer::{BufferBodyLayer, ReplayClone};
 use tower_oauth2::{ClientAuth, OAuth2Layer, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
 
+/// (authorization metadata, accepted?) of each call the gRPC server saw.
+type Calls = Arc<std::sync::Mutex<Vec<(Option<String>, bool)>>>;
+
 struct Grpc {
     url: String,
-    /// (authorization metadata, accepted?) of each call.
-    calls: Arc<std::sync::Mutex<Vec<(Option<String>, bool)>>>,
+    calls: Calls,
     _task: tokio::task::JoinHandle<()>,
 }
 

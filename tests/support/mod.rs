@@ -480,3 +480,90 @@ pub fn http_client() -> hyper_util::client::legacy::Client<
 > {
     hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http()
 }
+
+/// Another listener of a [`TestServer`] (see [`TestServer::serve_also`]);
+/// it stops when dropped.
+pub struct Frontend {
+    pub addr: SocketAddr,
+    /// Connections `accept` turned into a stream (TLS handshakes done).
+    pub accepted: Arc<AtomicUsize>,
+    /// Connections `accept` failed on (TLS handshakes refused).
+    pub refused: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Frontend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Frontend {
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+    pub fn refused(&self) -> usize {
+        self.refused.load(Ordering::SeqCst)
+    }
+}
+
+impl TestServer {
+    /// Serves this server's token endpoint and resources (same state, same
+    /// counters) on one more listener on 127.0.0.1 (port 0), over whatever
+    /// `accept` makes of each TCP connection: a TLS stream, say.
+    pub async fn serve_also<F, Fut, IO>(&self, accept: F) -> Frontend
+    where
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = std::io::Result<IO>> + Send + 'static,
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let refused = Arc::new(AtomicUsize::new(0));
+        let (st, acc, rej) = (self.state.clone(), accepted.clone(), refused.clone());
+        let accept = Arc::new(accept);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (st, acc, rej, accept) = (st.clone(), acc.clone(), rej.clone(), accept.clone());
+                tokio::spawn(async move {
+                    let io = match accept(stream).await {
+                        Ok(io) => io,
+                        Err(_) => {
+                            rej.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
+                    };
+                    acc.fetch_add(1, Ordering::SeqCst);
+                    let svc = hyper::service::service_fn(move |req| handle(st.clone(), req));
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(io), svc)
+                        .await;
+                });
+            }
+        });
+        Frontend {
+            addr,
+            accepted,
+            refused,
+            task,
+        }
+    }
+}
+
+impl State {
+    /// Whether this server's resources would accept `access_token` (issued
+    /// here, not revoked, not expired): for resource servers that tests
+    /// write themselves (an axum app, say) and that trust this server.
+    pub fn accepts(&self, access_token: &str) -> bool {
+        let i = self.inner.lock().unwrap();
+        !i.reject_all
+            && !i.revoked.contains(access_token)
+            && matches!(i.issued.get(access_token), Some(exp) if exp.is_none_or(|e| Instant::now() < e))
+    }
+}
