@@ -51,6 +51,7 @@
     missing_debug_implementations
 )]
 #![warn(rust_2018_idioms)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod authorize;
 pub mod cache;
@@ -58,6 +59,9 @@ pub mod endpoint;
 pub mod error;
 pub mod layer;
 pub mod request;
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub mod reqwest;
 mod secret;
 pub mod token;
 
