@@ -15,6 +15,12 @@
 //! - [`error`]: typed errors, including RFC 6749 §5.2 error responses.
 //! - [`endpoint`]: [`TokenEndpoint`], which sends token requests over any
 //!   tower HTTP service with a body-size limit and a timeout.
+//! - [`discovery`]: the token endpoint (and the rest of the server's
+//!   metadata) from an issuer URL, through OpenID Connect Discovery or
+//!   RFC 8414, with the issuer checked.
+//! - `reqwest` (feature `reqwest`): `OAuth2Middleware` for
+//!   `reqwest-middleware`, sharing the [`TokenCache`] with the tower layer,
+//!   and a transport to run the token endpoint over reqwest.
 //!
 //! Secrets (client secret, access, refresh and ID tokens, passwords,
 //! assertions) are [`SecretString`]s and never appear in `Debug`, `Display`,
@@ -55,6 +61,7 @@
 
 pub mod authorize;
 pub mod cache;
+pub mod discovery;
 pub mod endpoint;
 pub mod error;
 pub mod layer;

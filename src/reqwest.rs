@@ -1,6 +1,6 @@
 //! reqwest support (feature `reqwest`): [`OAuth2Middleware`] for
 //! [`reqwest_middleware`], and [`ReqwestTransport`] to run the token
-//! endpoint over a [`reqwest::Client`](::reqwest::Client).
+//! endpoint over a [`reqwest::Client`].
 //!
 //! [`OAuth2Middleware`] does for a `reqwest_middleware::ClientWithMiddleware`
 //! what [`crate::OAuth2Layer`] does for a tower service, from the same
@@ -209,7 +209,7 @@ pub fn token_error(err: &reqwest_middleware::Error) -> Option<&Error> {
     }
 }
 
-/// A tower HTTP service over a [`reqwest::Client`](::reqwest::Client), so a
+/// A tower HTTP service over a [`reqwest::Client`], so a
 /// [`crate::TokenEndpoint`] (and [`crate::discovery`]) can run over reqwest.
 ///
 /// It takes `http::Request<Full<Bytes>>` and answers
