@@ -177,6 +177,8 @@ impl Middleware for OAuth2Middleware {
             }
             return Ok(response);
         };
+        // The 401 is not returned, so its connection is not held meanwhile.
+        drop(response);
         // If another request already replaced the refused token, this takes
         // the new one without a fetch; otherwise it joins or starts one.
         let (header, _) = self
@@ -184,7 +186,6 @@ impl Middleware for OAuth2Middleware {
             .bearer_header_with_generation()
             .await
             .map_err(token_failure)?;
-        drop(response);
         replay.headers_mut().insert(AUTHORIZATION, header);
         self.cache.count_retry();
         tracing::debug!("resending the request once with a new token after a 401");
