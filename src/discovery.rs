@@ -245,7 +245,12 @@ where
             };
             match attempt {
                 Attempt::Found(metadata) => {
-                    tracing::debug!(parent: &span, url = %url, token_endpoint = %metadata.token_endpoint, "metadata found");
+                    tracing::debug!(
+                        parent: &span,
+                        url = %url,
+                        token_endpoint = %metadata.token_endpoint,
+                        "metadata found"
+                    );
                     return Ok(*metadata);
                 }
                 Attempt::NotHere(what) => {

@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -56,16 +57,48 @@ fn bearer(path: &str, token: &str) -> (String, Option<String>) {
     (path.to_owned(), Some(format!("Bearer {token}")))
 }
 
+/// Runs after the OAuth2 middleware and records the Authorization header it
+/// set and whether that header is marked sensitive.
+#[derive(Clone, Default)]
+struct SeeAuthorization(Arc<Mutex<Vec<(String, bool)>>>);
+
+#[async_trait::async_trait]
+impl reqwest_middleware::Middleware for SeeAuthorization {
+    async fn handle(
+        &self,
+        req: reqwest::Request,
+        extensions: &mut http::Extensions,
+        next: reqwest_middleware::Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        if let Some(v) = req.headers().get("authorization") {
+            let seen = (v.to_str().unwrap().to_owned(), v.is_sensitive());
+            self.0.lock().unwrap().push(seen);
+        }
+        next.run(req, extensions).await
+    }
+}
+
 #[tokio::test]
-async fn the_header_is_injected_and_the_token_cached() {
+async fn the_header_is_injected_sensitive_and_the_token_cached() {
     let server = TestServer::start().await;
     server.set_client("client", "secret", ClientCheck::Basic);
     let cache = hyper_cache(&server).build();
-    let http = client(OAuth2Middleware::new(cache.clone()));
+    let seen = SeeAuthorization::default();
+    let http = ClientBuilder::new(reqwest::Client::new())
+        .with(OAuth2Middleware::new(cache.clone()))
+        .with(seen.clone())
+        .build();
     for path in ["/a", "/b"] {
         let resp = http.get(server.url(path)).send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
     }
+    assert_eq!(
+        *seen.0.lock().unwrap(),
+        [
+            ("Bearer at-1".to_owned(), true),
+            ("Bearer at-1".to_owned(), true)
+        ]
+    );
     assert_eq!(
         auth_of(&server),
         [bearer("/a", "at-1"), bearer("/b", "at-1")]
