@@ -185,7 +185,11 @@ where
     }
 }
 
-async fn read_limited<B>(body: B, headers: &HeaderMap, limit: usize) -> Result<Bytes, Error>
+pub(crate) async fn read_limited<B>(
+    body: B,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<Bytes, Error>
 where
     B: Body,
     B::Error: Into<BoxError>,

@@ -218,6 +218,48 @@ pub enum ErrorKind {
     /// No token is available: the layer has none, and fetching one failed
     /// recently (the last failure is the [`std::error::Error::source`]).
     NoToken,
+    /// Authorization server discovery ([`crate::discovery`]) failed:
+    /// [`Error::discovery_failure`] says how.
+    Discovery,
+}
+
+/// How authorization server discovery failed (an [`ErrorKind::Discovery`]
+/// error's [`Error::discovery_failure`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DiscoveryFailure {
+    /// The issuer asked for is not an issuer identifier: an `https` URL
+    /// (`http` on loopback) with no credentials, query or fragment
+    /// (RFC 8414 §2).
+    InvalidIssuer,
+    /// No well-known URL has metadata: each answered a client error status
+    /// (404…) or a success whose body is not a JSON object.
+    NotFound,
+    /// The metadata's `issuer` is missing or not exactly the issuer asked
+    /// for, so it must not be used (RFC 8414 §3.3, OpenID Connect Discovery
+    /// §4.3).
+    IssuerMismatch,
+    /// The metadata has no `token_endpoint`.
+    MissingTokenEndpoint,
+    /// The `token_endpoint` is not a usable token URL (`http` off loopback,
+    /// relative, or carrying credentials).
+    InvalidTokenEndpoint,
+    /// A member of the metadata has the wrong JSON type.
+    InvalidMetadata,
+    /// The server lists none of the client authentication methods this
+    /// client can use.
+    UnsupportedClientAuth,
+    /// The server answered an error status that does not mean "not here"
+    /// (5xx, 408, 429).
+    HttpStatus,
+    /// The server answered with a redirect, which is not followed.
+    Redirect,
+    /// The metadata could not be requested or its answer not received.
+    Transport,
+    /// No complete answer came within the configured timeout.
+    Timeout,
+    /// The answer's body was larger than the configured limit.
+    BodyTooLarge,
 }
 
 /// The error for everything that gets tokens.
@@ -251,6 +293,13 @@ enum Kind {
     InvalidRequest(String),
     InvalidToken(String),
     NoToken(Error),
+    Discovery {
+        failure: DiscoveryFailure,
+        url: Option<String>,
+        detail: String,
+        status: Option<StatusCode>,
+        source: Option<BoxError>,
+    },
 }
 
 impl Error {
@@ -306,6 +355,70 @@ impl Error {
         e
     }
 
+    /// A discovery failure. `url` is the metadata URL (or the issuer) it is
+    /// about, `detail` says what happened, and never holds a secret.
+    pub(crate) fn discovery(
+        failure: DiscoveryFailure,
+        url: Option<&str>,
+        detail: impl Into<String>,
+        status: Option<StatusCode>,
+        source: Option<BoxError>,
+    ) -> Self {
+        Error::new(Kind::Discovery {
+            failure,
+            url: url.map(|u| sanitize(u, 300)),
+            detail: detail.into(),
+            status,
+            source,
+        })
+    }
+
+    /// The same failure as a discovery error about `url`: the shared body
+    /// reader reports its failures as the token endpoint's.
+    pub(crate) fn into_discovery(self, url: &str) -> Self {
+        let retry_after = self.inner.retry_after;
+        let e = match self.inner.kind {
+            Kind::BodyTooLarge { limit } => Error::discovery(
+                DiscoveryFailure::BodyTooLarge,
+                Some(url),
+                format!("the metadata is larger than the {limit}-byte limit"),
+                None,
+                None,
+            ),
+            Kind::Timeout(after) => Error::discovery(
+                DiscoveryFailure::Timeout,
+                Some(url),
+                format!("no complete answer within {after:?}"),
+                None,
+                None,
+            ),
+            Kind::Transport(source) => Error::discovery(
+                DiscoveryFailure::Transport,
+                Some(url),
+                "the metadata could not be fetched",
+                None,
+                Some(source),
+            ),
+            Kind::Discovery { .. } => return self,
+            _ => Error::discovery(
+                DiscoveryFailure::Transport,
+                Some(url),
+                "the metadata could not be fetched",
+                None,
+                Some(Box::new(self)),
+            ),
+        };
+        e.with_retry_after(retry_after)
+    }
+
+    /// The reason of an [`ErrorKind::InvalidRequest`] error.
+    pub(crate) fn invalid_request_reason(&self) -> Option<&str> {
+        match &self.inner.kind {
+            Kind::InvalidRequest(r) => Some(r),
+            _ => None,
+        }
+    }
+
     pub(crate) fn with_retry_after(mut self, retry_after: Option<Duration>) -> Self {
         self.inner.retry_after = retry_after;
         self
@@ -331,6 +444,21 @@ impl Error {
             Kind::InvalidRequest(s) => Kind::InvalidRequest(s.clone()),
             Kind::InvalidToken(s) => Kind::InvalidToken(s.clone()),
             Kind::NoToken(e) => Kind::NoToken(e.duplicate()),
+            Kind::Discovery {
+                failure,
+                url,
+                detail,
+                status,
+                source,
+            } => Kind::Discovery {
+                failure: *failure,
+                url: url.clone(),
+                detail: detail.clone(),
+                status: *status,
+                source: source
+                    .as_ref()
+                    .map(|e| Box::new(Message(error_chain(&**e))) as BoxError),
+            },
         };
         Error {
             inner: Box::new(ErrorImpl {
@@ -353,6 +481,7 @@ impl Error {
             Kind::InvalidRequest(_) => ErrorKind::InvalidRequest,
             Kind::InvalidToken(_) => ErrorKind::InvalidToken,
             Kind::NoToken(_) => ErrorKind::NoToken,
+            Kind::Discovery { .. } => ErrorKind::Discovery,
         }
     }
 
@@ -366,7 +495,16 @@ impl Error {
         }
     }
 
-    /// The token endpoint's HTTP status, where there was one.
+    /// How discovery failed, if this is an [`ErrorKind::Discovery`] error.
+    pub fn discovery_failure(&self) -> Option<DiscoveryFailure> {
+        match &self.inner.kind {
+            Kind::Discovery { failure, .. } => Some(*failure),
+            _ => None,
+        }
+    }
+
+    /// The token endpoint's (or, for discovery, the metadata URL's) HTTP
+    /// status, where there was one.
     pub fn status(&self) -> Option<StatusCode> {
         match &self.inner.kind {
             Kind::OAuth(r) => Some(r.status),
@@ -374,6 +512,7 @@ impl Error {
             | Kind::Redirect { status }
             | Kind::InvalidResponse { status, .. } => Some(*status),
             Kind::NoToken(e) => e.status(),
+            Kind::Discovery { status, .. } => *status,
             _ => None,
         }
     }
@@ -388,6 +527,7 @@ impl Error {
         match &self.inner.kind {
             Kind::Timeout(_) => true,
             Kind::NoToken(e) => e.is_timeout(),
+            Kind::Discovery { failure, .. } => *failure == DiscoveryFailure::Timeout,
             _ => false,
         }
     }
@@ -397,6 +537,7 @@ impl Error {
         match &self.inner.kind {
             Kind::Transport(_) => true,
             Kind::NoToken(e) => e.is_transport(),
+            Kind::Discovery { failure, .. } => *failure == DiscoveryFailure::Transport,
             _ => false,
         }
     }
@@ -421,6 +562,21 @@ impl Error {
             Kind::HttpStatus { status, .. } => status_retryable(*status),
             Kind::InvalidResponse { status, .. } => status_retryable(*status),
             Kind::NoToken(e) => e.is_retryable(),
+            Kind::Discovery {
+                failure, status, ..
+            } => match failure {
+                DiscoveryFailure::Transport | DiscoveryFailure::Timeout => true,
+                DiscoveryFailure::HttpStatus => status.is_some_and(status_retryable),
+                DiscoveryFailure::InvalidIssuer
+                | DiscoveryFailure::NotFound
+                | DiscoveryFailure::IssuerMismatch
+                | DiscoveryFailure::MissingTokenEndpoint
+                | DiscoveryFailure::InvalidTokenEndpoint
+                | DiscoveryFailure::InvalidMetadata
+                | DiscoveryFailure::UnsupportedClientAuth
+                | DiscoveryFailure::Redirect
+                | DiscoveryFailure::BodyTooLarge => false,
+            },
             Kind::Redirect { .. }
             | Kind::BodyTooLarge { .. }
             | Kind::InvalidRequest(_)
@@ -447,6 +603,17 @@ impl fmt::Debug for Error {
             }
             Kind::InvalidRequest(r) | Kind::InvalidToken(r) => d.field("reason", r),
             Kind::NoToken(e) => d.field("last_error", e),
+            Kind::Discovery {
+                failure,
+                url,
+                detail,
+                status,
+                source,
+            } => {
+                d.field("failure", failure).field("url", url);
+                d.field("detail", detail).field("status", status);
+                d.field("source", source)
+            }
         };
         if let Some(r) = self.inner.retry_after {
             d.field("retry_after", &r);
@@ -485,6 +652,14 @@ impl fmt::Display for Error {
             Kind::InvalidRequest(r) => write!(f, "cannot build the token request: {r}"),
             Kind::InvalidToken(r) => write!(f, "the issued token cannot be used: {r}"),
             Kind::NoToken(e) => write!(f, "no access token is available; last failure: {e}"),
+            Kind::Discovery {
+                url: Some(url),
+                detail,
+                ..
+            } => write!(f, "authorization server discovery failed at {url}: {detail}"),
+            Kind::Discovery { detail, .. } => {
+                write!(f, "authorization server discovery failed: {detail}")
+            }
         }?;
         if let Some(r) = self.inner.retry_after {
             write!(f, " (retry after {}s)", r.as_secs())?;
@@ -499,6 +674,9 @@ impl std::error::Error for Error {
             Kind::Transport(e) => Some(&**e),
             Kind::InvalidResponse { source, .. } => Some(source),
             Kind::NoToken(e) => Some(e),
+            Kind::Discovery {
+                source: Some(e), ..
+            } => Some(&**e),
             _ => None,
         }
     }
@@ -668,6 +846,102 @@ mod tests {
         assert_eq!(
             std::error::Error::source(&copy).unwrap().to_string(),
             "connection refused"
+        );
+    }
+
+    #[test]
+    fn discovery_errors_classify_print_and_copy() {
+        use DiscoveryFailure as F;
+        let url = Some("https://as.example.com/.well-known/openid-configuration");
+        let make = |f: F, status: Option<u16>| {
+            Error::discovery(
+                f,
+                url,
+                "detail",
+                status.map(|s| StatusCode::from_u16(s).unwrap()),
+                None,
+            )
+        };
+        let all = [
+            (F::InvalidIssuer, None, false),
+            (F::NotFound, None, false),
+            (F::IssuerMismatch, None, false),
+            (F::MissingTokenEndpoint, None, false),
+            (F::InvalidTokenEndpoint, None, false),
+            (F::InvalidMetadata, None, false),
+            (F::UnsupportedClientAuth, None, false),
+            (F::HttpStatus, Some(503), true),
+            (F::HttpStatus, Some(429), true),
+            (F::HttpStatus, Some(408), true),
+            (F::HttpStatus, Some(501), true),
+            (F::HttpStatus, None, false),
+            (F::Redirect, Some(302), false),
+            (F::Transport, None, true),
+            (F::Timeout, None, true),
+            (F::BodyTooLarge, None, false),
+        ];
+        for (failure, status, retryable) in all {
+            let e = make(failure, status);
+            assert_eq!(e.kind(), ErrorKind::Discovery);
+            assert_eq!(e.discovery_failure(), Some(failure));
+            assert_eq!(e.is_retryable(), retryable, "{failure:?} {status:?}");
+            assert_eq!(e.is_timeout(), failure == F::Timeout);
+            assert_eq!(e.is_transport(), failure == F::Transport);
+            assert_eq!(e.status().map(|s| s.as_u16()), status);
+            assert!(e.oauth_error().is_none());
+            assert_eq!(
+                e.to_string(),
+                "authorization server discovery failed at \
+                 https://as.example.com/.well-known/openid-configuration: detail"
+            );
+            let copy = e.duplicate();
+            assert_eq!(copy.discovery_failure(), Some(failure));
+            assert_eq!(copy.status(), e.status());
+            assert_eq!(copy.to_string(), e.to_string());
+            assert_eq!(format!("{copy:?}"), format!("{e:?}"));
+        }
+        assert_eq!(
+            Error::timeout(Duration::from_secs(1)).discovery_failure(),
+            None
+        );
+
+        let e = Error::discovery(F::InvalidIssuer, None, "the issuer is bad", None, None);
+        assert_eq!(
+            e.to_string(),
+            "authorization server discovery failed: the issuer is bad"
+        );
+        let e = make(F::HttpStatus, Some(503)).with_retry_after(Some(Duration::from_secs(9)));
+        assert_eq!(
+            format!("{:?}", e.duplicate()),
+            "tower_oauth2::Error { kind: Discovery, failure: HttpStatus, \
+             url: Some(\"https://as.example.com/.well-known/openid-configuration\"), \
+             detail: \"detail\", status: Some(503), source: None, retry_after: 9s }"
+        );
+        assert!(e.to_string().ends_with(" (retry after 9s)"));
+
+        // The shared body reader's failures, restated as discovery failures.
+        let u = "https://as.example.com/x";
+        let e = Error::body_too_large(10).into_discovery(u);
+        assert_eq!(e.discovery_failure(), Some(F::BodyTooLarge));
+        assert_eq!(
+            e.to_string(),
+            "authorization server discovery failed at https://as.example.com/x: the metadata \
+             is larger than the 10-byte limit"
+        );
+        let e = Error::transport(std::io::Error::other("reset")).into_discovery(u);
+        assert_eq!(e.discovery_failure(), Some(F::Transport));
+        assert_eq!(std::error::Error::source(&e).unwrap().to_string(), "reset");
+        let e = Error::timeout(Duration::from_millis(20)).into_discovery(u);
+        assert!(e.is_timeout());
+        let e = Error::invalid_token("x").into_discovery(u);
+        assert_eq!(e.discovery_failure(), Some(F::Transport));
+        let again = e.duplicate().into_discovery("https://elsewhere");
+        assert!(again.to_string().contains("https://as.example.com/x"));
+        // A URL from a hostile server cannot forge log lines.
+        let e = Error::discovery(F::Redirect, Some("https://a/\r\nX: y"), "d", None, None);
+        assert_eq!(
+            e.to_string(),
+            "authorization server discovery failed at https://a/ X: y: d"
         );
     }
 

@@ -15,6 +15,12 @@
 //! - [`error`]: typed errors, including RFC 6749 §5.2 error responses.
 //! - [`endpoint`]: [`TokenEndpoint`], which sends token requests over any
 //!   tower HTTP service with a body-size limit and a timeout.
+//! - [`discovery`]: the token endpoint (and the rest of the server's
+//!   metadata) from an issuer URL, through OpenID Connect Discovery or
+//!   RFC 8414, with the issuer checked.
+//! - `reqwest` (feature `reqwest`): `OAuth2Middleware` for
+//!   `reqwest-middleware`, sharing the [`TokenCache`] with the tower layer,
+//!   and a transport to run the token endpoint over reqwest.
 //!
 //! Secrets (client secret, access, refresh and ID tokens, passwords,
 //! assertions) are [`SecretString`]s and never appear in `Debug`, `Display`,
@@ -65,10 +71,14 @@
 pub mod authorize;
 pub mod cache;
 pub mod challenge;
+pub mod discovery;
 pub mod endpoint;
 pub mod error;
 pub mod layer;
 pub mod request;
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub mod reqwest;
 mod secret;
 pub mod store;
 #[cfg(feature = "rustls")]
@@ -84,7 +94,8 @@ pub use request::{ClientAuth, TokenRequest, TokenUrl};
 pub use secret::SecretString;
 pub use token::Token;
 
-// Compiles the README's example as a doctest.
+// Compiles the README's examples as doctests (its reqwest sections need the
+// feature, as does the README's test command, `cargo test --all-features`).
 #[doc = include_str!("../README.md")]
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "reqwest"))]
 pub struct ReadmeDoctests;

@@ -1,0 +1,303 @@
+//! reqwest support (feature `reqwest`): [`OAuth2Middleware`] for
+//! [`reqwest_middleware`], and [`ReqwestTransport`] to run the token
+//! endpoint over a [`reqwest::Client`].
+//!
+//! [`OAuth2Middleware`] does for a `reqwest_middleware::ClientWithMiddleware`
+//! what [`crate::OAuth2Layer`] does for a tower service, from the same
+//! [`TokenCache`]: one cache can serve both, and one token fetch then serves
+//! requests of either kind.
+//!
+//! - Every request gets `Authorization: Bearer <token>`, marked sensitive. An
+//!   `Authorization` header the caller set is **replaced**, unless
+//!   [`OAuth2Middleware::keep_existing_authorization`] is on, which sends such
+//!   requests untouched (and never retries them).
+//! - On a 401, the token that was sent is invalidated (only that generation)
+//!   and the request is sent once more with a new token if it can be cloned
+//!   (`reqwest::Request::try_clone`: any body but a stream). A streamed body
+//!   cannot be resent, so its 401 is returned as it came. The second response
+//!   is returned whatever it is.
+//! - A failure to get a token is a `reqwest_middleware::Error::Middleware`
+//!   wrapping a [`crate::Error`]; [`token_error`] digs it out, with the
+//!   endpoint's RFC 6749 `error` and `error_description` in
+//!   [`crate::Error::oauth_error`].
+//!
+//! This crate turns on no TLS backend of reqwest: enable one (`rustls`,
+//! `native-tls`) on your own `reqwest` dependency to reach `https` URLs.
+//!
+//! # Example
+//!
+//! A reqwest-only setup: the token endpoint is reached through
+//! [`ReqwestTransport`], and the API through the middleware.
+//!
+//! ```
+//! use reqwest_middleware::ClientBuilder;
+//! use tower_oauth2::reqwest::{OAuth2Middleware, ReqwestTransport};
+//! use tower_oauth2::{ClientAuth, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! # let addr = serve().await;
+//! # let token_url = format!("http://{addr}/token");
+//! # let api_url = format!("http://{addr}/orders");
+//! let endpoint = TokenEndpoint::new(
+//!     ReqwestTransport::new(),
+//!     TokenUrl::new(&token_url)?, // e.g. https://as.example.com/oauth2/token
+//!     ClientAuth::client_secret_basic("svc-orders", "s3cret"),
+//! );
+//! let cache = TokenCache::builder(endpoint, TokenRequest::client_credentials()).build();
+//!
+//! let client = ClientBuilder::new(reqwest::Client::new())
+//!     .with(OAuth2Middleware::new(cache.clone()))
+//!     .build();
+//! let response = client.get(&api_url).send().await?;
+//! // This API echoes the Authorization header it got.
+//! assert_eq!(response.text().await?, "Bearer at-1");
+//! assert_eq!(cache.stats().token_fetches, 1);
+//! # Ok(())
+//! # }
+//! #
+//! # // A token endpoint and an echoing API on 127.0.0.1.
+//! # async fn serve() -> std::net::SocketAddr {
+//! #     use bytes::Bytes;
+//! #     use http_body_util::Full;
+//! #     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+//! #     let addr = listener.local_addr().unwrap();
+//! #     tokio::spawn(async move {
+//! #         loop {
+//! #             let (stream, _) = listener.accept().await.unwrap();
+//! #             let svc = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+//! #                 let body = if req.uri().path() == "/token" {
+//! #                     Bytes::from_static(br#"{"access_token":"at-1","token_type":"Bearer","expires_in":300}"#)
+//! #                 } else {
+//! #                     Bytes::copy_from_slice(req.headers()["authorization"].as_bytes())
+//! #                 };
+//! #                 Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(body)))
+//! #             });
+//! #             tokio::spawn(hyper::server::conn::http1::Builder::new()
+//! #                 .serve_connection(hyper_util::rt::TokioIo::new(stream), svc));
+//! #         }
+//! #     });
+//! #     addr
+//! # }
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use ::reqwest::{Client, Request, Response, StatusCode};
+use bytes::Bytes;
+use http::header::AUTHORIZATION;
+use http::Extensions;
+use http_body_util::{BodyExt, Full};
+use reqwest_middleware::{Middleware, Next};
+use tower_service::Service;
+
+use crate::cache::TokenCache;
+use crate::error::{BoxError, Error};
+
+/// Adds OAuth2 bearer tokens to the requests of a
+/// `reqwest_middleware::ClientWithMiddleware`. See the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct OAuth2Middleware {
+    cache: TokenCache,
+    keep_existing: bool,
+    retry_unauthorized: bool,
+}
+
+impl OAuth2Middleware {
+    /// A middleware taking its tokens from `cache` (which a
+    /// [`crate::OAuth2Layer`] may share).
+    pub fn new(cache: TokenCache) -> Self {
+        OAuth2Middleware {
+            cache,
+            keep_existing: false,
+            retry_unauthorized: true,
+        }
+    }
+
+    /// When `true`, a request that already has an `Authorization` header is
+    /// sent as it is (no token added, no retry). Default `false`: the
+    /// middleware replaces it.
+    pub fn keep_existing_authorization(mut self, keep: bool) -> Self {
+        self.keep_existing = keep;
+        self
+    }
+
+    /// Whether to refetch and resend once on a 401 (default `true`). With
+    /// `false` the request is not cloned, and a 401 still invalidates the
+    /// token so the next request gets a new one.
+    pub fn retry_unauthorized(mut self, retry: bool) -> Self {
+        self.retry_unauthorized = retry;
+        self
+    }
+
+    /// The token cache.
+    pub fn cache(&self) -> &TokenCache {
+        &self.cache
+    }
+}
+
+fn token_failure(e: Error) -> reqwest_middleware::Error {
+    reqwest_middleware::Error::middleware(e)
+}
+
+#[async_trait::async_trait]
+impl Middleware for OAuth2Middleware {
+    async fn handle(
+        &self,
+        mut req: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        if self.keep_existing && req.headers().contains_key(AUTHORIZATION) {
+            return next.run(req, extensions).await;
+        }
+        let (header, generation) = self
+            .cache
+            .bearer_header_with_generation()
+            .await
+            .map_err(token_failure)?;
+        req.headers_mut().insert(AUTHORIZATION, header);
+        // Cloned before sending, as tower-http's follow_redirect keeps its
+        // copy: a streamed body is gone once sent.
+        let replay = if self.retry_unauthorized {
+            req.try_clone()
+        } else {
+            None
+        };
+        let response = next.clone().run(req, extensions).await?;
+        if response.status() != StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        self.cache.invalidate(generation);
+        let Some(mut replay) = replay else {
+            if self.retry_unauthorized {
+                tracing::debug!("401 for a request whose body cannot be replayed; returned as is");
+            }
+            return Ok(response);
+        };
+        // The 401 is not returned, so its connection is not held meanwhile.
+        drop(response);
+        // If another request already replaced the refused token, this takes
+        // the new one without a fetch; otherwise it joins or starts one.
+        let (header, _) = self
+            .cache
+            .bearer_header_with_generation()
+            .await
+            .map_err(token_failure)?;
+        replay.headers_mut().insert(AUTHORIZATION, header);
+        self.cache.count_retry();
+        tracing::debug!("resending the request once with a new token after a 401");
+        next.run(replay, extensions).await
+    }
+}
+
+/// The token error inside a `reqwest_middleware::Error`, if it is one: the
+/// [`OAuth2Middleware`] could not get a token.
+///
+/// ```
+/// # fn f(err: reqwest_middleware::Error) {
+/// if let Some(e) = tower_oauth2::reqwest::token_error(&err) {
+///     eprintln!("no access token: {e} (retryable: {})", e.is_retryable());
+/// }
+/// # }
+/// ```
+pub fn token_error(err: &reqwest_middleware::Error) -> Option<&Error> {
+    match err {
+        reqwest_middleware::Error::Middleware(e) => e.downcast_ref::<Error>(),
+        _ => None,
+    }
+}
+
+/// A tower HTTP service over a [`reqwest::Client`], so a
+/// [`crate::TokenEndpoint`] (and [`crate::discovery`]) can run over reqwest.
+///
+/// It takes `http::Request<Full<Bytes>>` and answers
+/// `http::Response<reqwest::Body>`. Redirects must not be followed: a
+/// token request carries credentials (`client_secret_post`, a refresh token,
+/// an authorization code) that a 307 would send on to wherever it points.
+/// [`ReqwestTransport::new`] builds a client that does not follow them;
+/// with [`ReqwestTransport::from_client`], build yours with
+/// `redirect(reqwest::redirect::Policy::none())`. If a client does follow
+/// one, the answer is refused with an error (the request has been sent on by
+/// then: configure the client right).
+#[derive(Debug, Clone)]
+pub struct ReqwestTransport {
+    client: Client,
+}
+
+impl ReqwestTransport {
+    /// A transport over a new `reqwest::Client` that follows no redirects.
+    ///
+    /// # Panics
+    ///
+    /// If reqwest cannot build a client (its TLS backend fails to
+    /// initialize), as `reqwest::Client::new` does.
+    pub fn new() -> Self {
+        let client = Client::builder()
+            .redirect(::reqwest::redirect::Policy::none())
+            .build()
+            .expect("reqwest cannot build a client");
+        ReqwestTransport { client }
+    }
+
+    /// A transport over `client`, which must not follow redirects (see the
+    /// type's docs).
+    pub fn from_client(client: Client) -> Self {
+        ReqwestTransport { client }
+    }
+
+    /// The reqwest client.
+    pub fn get_ref(&self) -> &Client {
+        &self.client
+    }
+
+    /// Gives back the reqwest client.
+    pub fn into_inner(self) -> Client {
+        self.client
+    }
+}
+
+impl Default for ReqwestTransport {
+    fn default() -> Self {
+        ReqwestTransport::new()
+    }
+}
+
+impl Service<http::Request<Full<Bytes>>> for ReqwestTransport {
+    type Response = http::Response<::reqwest::Body>;
+    type Error = BoxError;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<Full<Bytes>>) -> Self::Future {
+        let client = self.client.clone();
+        Box::pin(async move {
+            let (parts, body) = req.into_parts();
+            // A `Full` body is one chunk, ready at once; as `Bytes` reqwest
+            // sends it with a Content-Length.
+            let body = match body.collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(never) => match never {},
+            };
+            let request = Request::try_from(http::Request::from_parts(
+                parts,
+                ::reqwest::Body::from(body),
+            ))?;
+            let sent_to = request.url().clone();
+            let response = client.execute(request).await?;
+            if response.url() != &sent_to {
+                return Err(BoxError::from(
+                    "the reqwest client followed a redirect, which a ReqwestTransport's \
+                     client must not do: build it with redirect(reqwest::redirect::Policy::none())",
+                ));
+            }
+            Ok(http::Response::from(response))
+        })
+    }
+}

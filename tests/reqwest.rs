@@ -1,0 +1,430 @@
+//! OAuth2Middleware (reqwest-middleware) and ReqwestTransport against a real
+//! token endpoint and resource server on 127.0.0.1.
+#![cfg(feature = "reqwest")]
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
+use support::{http_client, Canned, ClientCheck, TestServer};
+use tower::{ServiceBuilder, ServiceExt};
+use tower_oauth2::cache::{Backoff, TokenCacheBuilder};
+use tower_oauth2::error::{ErrorCode, ErrorKind};
+use tower_oauth2::reqwest::{token_error, OAuth2Middleware, ReqwestTransport};
+use tower_oauth2::{ClientAuth, OAuth2Layer, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
+
+/// A cache whose token endpoint is reached over hyper-util, as the tower
+/// layer's tests do.
+fn hyper_cache(server: &TestServer) -> TokenCacheBuilder {
+    let endpoint = TokenEndpoint::new(
+        http_client(),
+        TokenUrl::new(&server.token_url()).unwrap(),
+        ClientAuth::client_secret_basic("client", "secret"),
+    );
+    TokenCache::builder(endpoint, TokenRequest::client_credentials())
+}
+
+/// A cache whose token endpoint is reached over reqwest.
+fn reqwest_cache(server: &TestServer) -> TokenCacheBuilder {
+    let endpoint = TokenEndpoint::new(
+        ReqwestTransport::new(),
+        TokenUrl::new(&server.token_url()).unwrap(),
+        ClientAuth::client_secret_basic("client", "secret"),
+    );
+    TokenCache::builder(endpoint, TokenRequest::client_credentials())
+}
+
+fn client(middleware: OAuth2Middleware) -> ClientWithMiddleware {
+    ClientBuilder::new(reqwest::Client::new())
+        .with(middleware)
+        .build()
+}
+
+fn auth_of(server: &TestServer) -> Vec<(String, Option<String>)> {
+    server
+        .resource_requests()
+        .into_iter()
+        .map(|(p, a, _)| (p, a))
+        .collect()
+}
+
+fn bearer(path: &str, token: &str) -> (String, Option<String>) {
+    (path.to_owned(), Some(format!("Bearer {token}")))
+}
+
+/// Runs after the OAuth2 middleware and records the Authorization header it
+/// set and whether that header is marked sensitive.
+#[derive(Clone, Default)]
+struct SeeAuthorization(Arc<Mutex<Vec<(String, bool)>>>);
+
+#[async_trait::async_trait]
+impl reqwest_middleware::Middleware for SeeAuthorization {
+    async fn handle(
+        &self,
+        req: reqwest::Request,
+        extensions: &mut http::Extensions,
+        next: reqwest_middleware::Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        if let Some(v) = req.headers().get("authorization") {
+            let seen = (v.to_str().unwrap().to_owned(), v.is_sensitive());
+            self.0.lock().unwrap().push(seen);
+        }
+        next.run(req, extensions).await
+    }
+}
+
+#[tokio::test]
+async fn the_header_is_injected_sensitive_and_the_token_cached() {
+    let server = TestServer::start().await;
+    server.set_client("client", "secret", ClientCheck::Basic);
+    let cache = hyper_cache(&server).build();
+    let seen = SeeAuthorization::default();
+    let http = ClientBuilder::new(reqwest::Client::new())
+        .with(OAuth2Middleware::new(cache.clone()))
+        .with(seen.clone())
+        .build();
+    for path in ["/a", "/b"] {
+        let resp = http.get(server.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    assert_eq!(
+        *seen.0.lock().unwrap(),
+        [
+            ("Bearer at-1".to_owned(), true),
+            ("Bearer at-1".to_owned(), true)
+        ]
+    );
+    assert_eq!(
+        auth_of(&server),
+        [bearer("/a", "at-1"), bearer("/b", "at-1")]
+    );
+    assert_eq!(server.token_requests(), 1);
+    let stats = cache.stats();
+    assert_eq!((stats.token_fetches, stats.waits, stats.retries), (1, 1, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_requests_fetch_one_token() {
+    let server = TestServer::start().await;
+    // A slow endpoint keeps the fetch in flight while the requests pile up.
+    server.set_latency(Duration::from_millis(200));
+    let cache = hyper_cache(&server).build();
+    let http = client(OAuth2Middleware::new(cache.clone()));
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let request = http.get(server.url(&format!("/r/{i}")));
+            tokio::spawn(async move { request.send().await })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+    assert_eq!(server.token_requests(), 1);
+    assert_eq!(server.resource_count(), 200);
+    assert!(auth_of(&server)
+        .iter()
+        .all(|(_, a)| a.as_deref() == Some("Bearer at-1")));
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.token_fetches, stats.fetch_failures, stats.retries),
+        (1, 0, 0)
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_refetched_once_and_the_request_resent() {
+    let server = TestServer::start().await;
+    let cache = hyper_cache(&server).build();
+    let http = client(OAuth2Middleware::new(cache.clone()));
+    assert_eq!(
+        http.get(server.url("/a")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    server.revoke("at-1");
+    // A body in memory can be cloned, so it is resent with the same bytes.
+    let resp = http
+        .post(server.url("/b"))
+        .header("x-trace", "t-1")
+        .body("{\"order\":42}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.text().await.unwrap(), "{\"order\":42}");
+    assert_eq!(server.token_requests(), 2);
+    assert_eq!(server.unauthorized_count(), 1);
+    let seen = server.resource_requests();
+    assert_eq!(
+        seen.iter()
+            .map(|(p, a, b)| (p.as_str(), a.as_deref().unwrap(), b.clone()))
+            .collect::<Vec<_>>(),
+        [
+            ("/a", "Bearer at-1", Bytes::new()),
+            ("/b", "Bearer at-1", Bytes::from_static(b"{\"order\":42}")),
+            ("/b", "Bearer at-2", Bytes::from_static(b"{\"order\":42}")),
+        ]
+    );
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.token_fetches, stats.invalidations, stats.retries),
+        (2, 1, 1)
+    );
+}
+
+#[tokio::test]
+async fn a_streamed_body_gets_its_401_back_without_retry() {
+    let server = TestServer::start().await;
+    let cache = hyper_cache(&server).build();
+    let http = client(OAuth2Middleware::new(cache.clone()));
+    http.get(server.url("/warm")).send().await.unwrap();
+    server.revoke("at-1");
+    // `Body::wrap` makes a streaming body, which `Request::try_clone` refuses.
+    let body = reqwest::Body::wrap(Full::new(Bytes::from_static(b"payload")));
+    let resp = http.post(server.url("/p")).body(body).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        resp.headers()["www-authenticate"],
+        r#"Bearer realm="test", error="invalid_token""#
+    );
+    assert_eq!(resp.text().await.unwrap(), "unauthorized");
+    assert_eq!(server.resource_count(), 2); // warm-up + the one POST
+    assert_eq!(server.token_requests(), 1); // invalidated, not refetched yet
+    let stats = cache.stats();
+    assert_eq!((stats.invalidations, stats.retries), (1, 0));
+    // The next request gets a new token.
+    let resp = http.get(server.url("/next")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        auth_of(&server),
+        [
+            bearer("/warm", "at-1"),
+            bearer("/p", "at-1"),
+            bearer("/next", "at-2")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_second_401_is_returned_with_no_loop() {
+    let server = TestServer::start().await;
+    server.set_reject_all(true);
+    let cache = hyper_cache(&server).build();
+    let http = client(OAuth2Middleware::new(cache.clone()));
+    let resp = http.get(server.url("/x")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        auth_of(&server),
+        [bearer("/x", "at-1"), bearer("/x", "at-2")]
+    );
+    assert_eq!(server.token_requests(), 2);
+    assert_eq!(cache.stats().retries, 1);
+}
+
+#[tokio::test]
+async fn retry_can_be_turned_off() {
+    let server = TestServer::start().await;
+    let cache = hyper_cache(&server).build();
+    let http = client(OAuth2Middleware::new(cache.clone()).retry_unauthorized(false));
+    http.get(server.url("/warm")).send().await.unwrap();
+    server.revoke("at-1");
+    let resp = http.get(server.url("/x")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let resp = http.get(server.url("/y")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        auth_of(&server),
+        [
+            bearer("/warm", "at-1"),
+            bearer("/x", "at-1"),
+            bearer("/y", "at-2")
+        ]
+    );
+    let stats = cache.stats();
+    assert_eq!((stats.invalidations, stats.retries), (1, 0));
+}
+
+#[tokio::test]
+async fn existing_authorization_is_replaced_by_default_or_kept_if_asked() {
+    let server = TestServer::start().await;
+    let cache = hyper_cache(&server).build();
+    let replace = client(OAuth2Middleware::new(cache.clone()));
+    let keep = client(OAuth2Middleware::new(cache.clone()).keep_existing_authorization(true));
+    let resp = replace
+        .get(server.url("/r"))
+        .header("authorization", "Bearer caller-set")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = keep
+        .get(server.url("/k"))
+        .header("authorization", "Bearer caller-set")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED); // not ours: no retry
+    let resp = keep.get(server.url("/n")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK); // none set: ours is added
+    assert_eq!(
+        auth_of(&server),
+        [
+            bearer("/r", "at-1"),
+            bearer("/k", "caller-set"),
+            bearer("/n", "at-1")
+        ]
+    );
+    let stats = cache.stats();
+    assert_eq!((stats.token_fetches, stats.retries), (1, 0));
+}
+
+#[tokio::test]
+async fn one_cache_serves_the_tower_layer_and_the_reqwest_middleware() {
+    let server = TestServer::start().await;
+    let cache = hyper_cache(&server).build();
+    let tower_client = ServiceBuilder::new()
+        .layer(OAuth2Layer::new(cache.clone()))
+        .service(http_client());
+    let reqwest_client = client(OAuth2Middleware::new(cache.clone()));
+    let tower_get = |path: &str| {
+        tower_client.clone().oneshot(
+            Request::get(server.url(path))
+                .body(Full::<Bytes>::default())
+                .unwrap(),
+        )
+    };
+
+    // One fetch serves both.
+    assert_eq!(tower_get("/t1").await.unwrap().status(), StatusCode::OK);
+    let resp = reqwest_client.get(server.url("/q1")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(server.token_requests(), 1);
+
+    // A 401 seen by reqwest invalidates the token for the tower layer too:
+    // the refetched token serves the layer with no further fetch.
+    server.revoke("at-1");
+    let resp = reqwest_client.get(server.url("/q2")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(tower_get("/t2").await.unwrap().status(), StatusCode::OK);
+
+    assert_eq!(server.token_requests(), 2);
+    assert_eq!(
+        auth_of(&server),
+        [
+            bearer("/t1", "at-1"),
+            bearer("/q1", "at-1"),
+            bearer("/q2", "at-1"),
+            bearer("/q2", "at-2"),
+            bearer("/t2", "at-2"),
+        ]
+    );
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.token_fetches, stats.invalidations, stats.retries),
+        (2, 1, 1)
+    );
+}
+
+#[tokio::test]
+async fn token_endpoint_errors_are_typed_and_downcastable() {
+    let server = TestServer::start().await;
+    server.set_failing(Some(Canned::json(
+        401,
+        r#"{"error":"invalid_client","error_description":"Client authentication failed"}"#,
+    )));
+    let cache = hyper_cache(&server)
+        .backoff(Backoff::new(
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        ))
+        .build();
+    let http = client(OAuth2Middleware::new(cache.clone()));
+    let err = http.get(server.url("/a")).send().await.unwrap_err();
+    assert!(err.is_middleware(), "{err:?}");
+    let reqwest_middleware::Error::Middleware(inner) = &err else {
+        panic!("{err:?}")
+    };
+    let e = inner.downcast_ref::<tower_oauth2::Error>().unwrap();
+    assert_eq!(e.kind(), ErrorKind::OAuth);
+    let oauth = e.oauth_error().unwrap();
+    assert_eq!(oauth.error(), &ErrorCode::InvalidClient);
+    assert_eq!(
+        oauth.error_description(),
+        Some("Client authentication failed")
+    );
+    assert!(!e.is_retryable());
+    assert_eq!(
+        err.to_string(),
+        "token endpoint answered 401 Unauthorized: invalid_client: Client authentication failed"
+    );
+    // Within the backoff, the next request fails at once with the same cause.
+    let err = http.get(server.url("/b")).send().await.unwrap_err();
+    let e = token_error(&err).unwrap();
+    assert_eq!(e.kind(), ErrorKind::NoToken);
+    assert_eq!(e.oauth_error().unwrap().error(), &ErrorCode::InvalidClient);
+    assert_eq!(server.token_requests(), 1);
+    assert_eq!(server.resource_count(), 0);
+    assert!(!format!("{err} {err:?}").contains("secret"));
+}
+
+#[tokio::test]
+async fn the_token_endpoint_runs_over_reqwest() {
+    let server = TestServer::start().await;
+    server.set_client("client", "secret", ClientCheck::Basic);
+    let cache = reqwest_cache(&server).build();
+    let http = client(OAuth2Middleware::new(cache.clone()));
+    let resp = http.get(server.url("/a")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(auth_of(&server), [bearer("/a", "at-1")]);
+    let received = server.received();
+    assert_eq!(received.len(), 1);
+    let r = &received[0];
+    assert_eq!((r.method.as_str(), r.uri.as_str()), ("POST", "/token"));
+    assert_eq!(r.headers["authorization"], "Basic Y2xpZW50OnNlY3JldA==");
+    assert_eq!(
+        r.headers["content-type"],
+        "application/x-www-form-urlencoded"
+    );
+    assert_eq!(r.headers["content-length"], "29");
+    assert_eq!(r.body, "grant_type=client_credentials");
+}
+
+#[tokio::test]
+async fn the_reqwest_transport_does_not_follow_a_redirect_from_the_token_endpoint() {
+    let server = TestServer::start().await;
+    // A 307 keeps method and body: following it would post the client
+    // secret to /elsewhere.
+    server.script([Canned::new(307, "text/plain", "moved").header("location", "/elsewhere")]);
+    let endpoint = TokenEndpoint::new(
+        ReqwestTransport::new(),
+        TokenUrl::new(&server.token_url()).unwrap(),
+        ClientAuth::client_secret_post("client", "secret"),
+    );
+    let err = endpoint
+        .request(&TokenRequest::client_credentials())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Redirect);
+    assert_eq!(err.status(), Some(StatusCode::TEMPORARY_REDIRECT));
+    assert_eq!(server.token_requests(), 1);
+    assert_eq!(server.resource_count(), 0);
+
+    // A client that does follow redirects is caught afterwards.
+    server.script([Canned::new(307, "text/plain", "moved").header("location", "/token")]);
+    let endpoint = TokenEndpoint::new(
+        ReqwestTransport::from_client(reqwest::Client::new()),
+        TokenUrl::new(&server.url("/token?moved")).unwrap(),
+        ClientAuth::client_secret_post("client", "secret"),
+    );
+    let err = endpoint
+        .request(&TokenRequest::client_credentials())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Transport);
+    let source = std::error::Error::source(&err).unwrap().to_string();
+    assert!(source.contains("followed a redirect"), "{source}");
+}
