@@ -1,60 +1,68 @@
 //! OAuth2 access tokens for tower HTTP clients.
 //!
-//! `tower-oauth2` gets access tokens from an OAuth2 token endpoint and puts
-//! them on your requests. This release holds the protocol core that the
-//! middleware stands on:
+//! [`OAuth2Layer`] wraps any tower HTTP service (a hyper-util `Client`, an
+//! axum or hyper stack, a tonic `Channel`) and puts `Authorization: Bearer
+//! <token>` on every request. The token comes from a [`TokenCache`]: fetched
+//! from the token endpoint once however many requests need it, refreshed in
+//! the background before it expires, and, when the resource server still
+//! answers 401 (or gRPC answers UNAUTHENTICATED), replaced, with the request
+//! sent once more.
 //!
-//! - [`request`]: building RFC 6749 token requests for every grant
-//!   (`client_credentials`, `authorization_code` with PKCE, `refresh_token`,
-//!   `password`, JWT bearer, token exchange, any extension grant) and every
-//!   client authentication style (`client_secret_basic`, `client_secret_post`,
-//!   `none`).
-//! - [`authorize`]: the authorization URL of the code flow, PKCE and `state`.
-//! - [`token`]: the typed token response, with expiry arithmetic that never
-//!   panics.
-//! - [`error`]: typed errors, including RFC 6749 §5.2 error responses.
-//! - [`endpoint`]: [`TokenEndpoint`], which sends token requests over any
-//!   tower HTTP service with a body-size limit and a timeout.
-//! - [`discovery`]: the token endpoint (and the rest of the server's
-//!   metadata) from an issuer URL, through OpenID Connect Discovery or
-//!   RFC 8414, with the issuer checked.
-//! - `reqwest` (feature `reqwest`): `OAuth2Middleware` for
-//!   `reqwest-middleware`, sharing the [`TokenCache`] with the tower layer,
-//!   and a transport to run the token endpoint over reqwest.
+//! | module | what |
+//! | --- | --- |
+//! | [`layer`] | [`OAuth2Layer`], [`OAuth2Service`], the 401 retry, [`layer::Destinations`], [`layer::BufferBodyLayer`] |
+//! | [`cache`] | [`TokenCache`]: fresh/stale/expired, single flight, generations, backoff, statistics |
+//! | [`request`] | RFC 6749 token requests: every grant (`client_credentials`, `authorization_code` + PKCE, `refresh_token`, `password`, JWT bearer, token exchange, extension grants) and client authentication (`client_secret_basic`, `client_secret_post`, `none`) |
+//! | [`authorize`] | the code flow's authorization URL, PKCE, `state`, callback checking |
+//! | [`token`] | typed token responses; expiry arithmetic that never panics |
+//! | [`error`] | typed errors, RFC 6749 §5.2 error responses, `is_retryable()` |
+//! | [`endpoint`] | [`TokenEndpoint`]: token requests over any tower HTTP service, with a size limit and a timeout |
+//! | [`challenge`] | `WWW-Authenticate` parsing, RFC 6750 bearer errors |
+//! | [`discovery`] | the token endpoint from an issuer (OpenID Connect Discovery, RFC 8414), issuer checked |
+//! | [`store`] | persisting tokens, atomically, so the newest refresh token survives a crash |
+//! | `tls` (feature `rustls`) | a hyper-util HTTPS client and a one-line layer |
+//! | `reqwest` (feature `reqwest`) | `OAuth2Middleware` for reqwest-middleware, sharing the [`TokenCache`] |
 //!
 //! Secrets (client secret, access, refresh and ID tokens, passwords,
 //! assertions) are [`SecretString`]s and never appear in `Debug`, `Display`,
-//! logs or errors.
+//! logs or errors. The `Authorization` header is marked sensitive.
 //!
 //! # Feature flags
 //!
 //! | feature | default | what it adds |
 //! | --- | --- | --- |
-//! | `rustls` | no | [`tls`]: a hyper-util HTTPS client (rustls with `ring`, HTTP/1.1 and HTTP/2, Mozilla's roots or yours) and a one-line [`OAuth2Layer`] for `client_credentials` over it |
+//! | `rustls` | no | `tls`: a hyper-util HTTPS client (rustls with `ring`, HTTP/1.1 and HTTP/2, Mozilla's roots or yours) and a one-line [`OAuth2Layer`] for `client_credentials` over it |
+//! | `reqwest` | no | `reqwest`: `OAuth2Middleware` for reqwest-middleware and `ReqwestTransport` |
 //!
 //! Without features the crate brings no HTTP client: the layer and
-//! [`TokenEndpoint`] work over any tower HTTP service you give them.
+//! [`TokenEndpoint`] work over any tower HTTP service you give them. Token
+//! fetches run on the Tokio runtime.
 //!
 //! # Example
 //!
 //! ```no_run
-//! use tower_oauth2::{ClientAuth, TokenEndpoint, TokenRequest, TokenUrl};
-//! # async fn example<S, B>(http_client: S) -> Result<(), tower_oauth2::Error>
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_oauth2::{ClientAuth, OAuth2Layer, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
+//! # async fn example<S>(http_client: S) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 //! # where
-//! #     S: tower::Service<http::Request<http_body_util::Full<bytes::Bytes>>, Response = http::Response<B>> + Clone,
-//! #     S::Error: Into<tower_oauth2::error::BoxError>,
-//! #     B: http_body::Body,
-//! #     B::Error: Into<tower_oauth2::error::BoxError>,
+//! #     S: tower::Service<http::Request<Full<Bytes>>, Response = http::Response<Full<Bytes>>> + Clone + Send + Sync + 'static,
+//! #     S::Future: Send,
+//! #     S::Error: std::error::Error + Send + Sync + 'static,
 //! # {
+//! // `http_client`: a hyper_util::client::legacy::Client, say.
 //! let endpoint = TokenEndpoint::new(
-//!     http_client, // e.g. a hyper_util::client::legacy::Client
+//!     http_client.clone(),
 //!     TokenUrl::new("https://as.example.com/oauth2/token")?,
 //!     ClientAuth::client_secret_basic("svc-orders", "s3cret"),
 //! );
-//! let token = endpoint
-//!     .request(&TokenRequest::client_credentials().scope("inventory:read"))
+//! let cache = TokenCache::builder(endpoint, TokenRequest::client_credentials().scope("inventory:read")).build();
+//! let client = ServiceBuilder::new().layer(OAuth2Layer::new(cache)).service(http_client);
+//! let response = client
+//!     .oneshot(http::Request::get("https://inventory.example.com/items").body(Full::default())?)
 //!     .await?;
-//! println!("token expires in {:?}", token.expires_in());
+//! println!("{}", response.status());
 //! # Ok(())
 //! # }
 //! ```
