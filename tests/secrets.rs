@@ -231,6 +231,7 @@ async fn debug_and_display_of_every_public_type() {
     shown.push(format!("{token:?} {token:#?}"));
 
     let server = TestServer::start().await;
+    server.set_token_prefix(PREFIX);
     let ep = endpoint(&server);
     shown.push(format!("{ep:?}"));
     let builder = TokenCache::builder(ep.clone(), TokenRequest::password("alice", "PASSWORD-xyz"));
@@ -240,6 +241,14 @@ async fn debug_and_display_of_every_public_type() {
     shown.push(format!("{layer:?}"));
     let svc: OAuth2Service<_> = OAuth2Service::new(http_client(), cache.clone());
     shown.push(format!("{svc:?} {:?}", cache.stats()));
+    #[cfg(feature = "reqwest")]
+    shown.push(format!(
+        "{:?}",
+        tower_oauth2::reqwest::OAuth2Middleware::new(cache.clone())
+    ));
+    // The cache after it has fetched a token (and so holds secrets).
+    cache.bearer_header().await.unwrap();
+    shown.push(format!("{cache:?} {svc:?} {layer:?}"));
 
     // Errors of every kind that can carry server text.
     let echo = format!("{CLIENT_SECRET} {PREFIX}rt");
