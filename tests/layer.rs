@@ -449,3 +449,30 @@ async fn token_endpoint_errors_reach_the_caller_and_fail_fast() {
     assert_eq!(cache.stats().fail_fast, 1);
     assert!(!format!("{err} {err:?}").contains("secret"));
 }
+
+#[tokio::test]
+async fn the_injected_header_is_marked_sensitive() {
+    // The inner service here only records the header object it was handed
+    // (sensitivity is a flag on the value, invisible on the wire).
+    let server = TestServer::start().await;
+    let cache = cc_cache(&server).build();
+    let seen = Arc::new(Mutex::new(None));
+    let s = seen.clone();
+    let inner = tower::service_fn(move |req: Request<Full<Bytes>>| {
+        *s.lock().unwrap() = req.headers().get("authorization").cloned();
+        async { Ok::<_, std::convert::Infallible>(http::Response::new(Full::<Bytes>::default())) }
+    });
+    let svc = ServiceBuilder::new()
+        .layer(OAuth2Layer::new(cache))
+        .service(inner);
+    svc.oneshot(
+        Request::get("https://api.example.com/x")
+            .body(Full::default())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let header = seen.lock().unwrap().clone().unwrap();
+    assert_eq!(header, "Bearer at-1");
+    assert!(header.is_sensitive());
+}
