@@ -19,7 +19,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -159,10 +159,11 @@ fn start_local_server() -> Result<String, String> {
     };
     let url = url.to_owned();
     let _ = CHILD.set(Mutex::new(child));
-    eprintln!(
-        "started the real authorization server at {url} (log: {})",
+    let line = format!(
+        "started the real authorization server at {url} (log: {})\n",
         log.display()
     );
+    let _ = std::io::stderr().write_all(line.as_bytes());
     Ok(url)
 }
 
@@ -184,7 +185,10 @@ impl RealServer {
         let base = match server_url() {
             Ok(url) => url,
             Err(why) => {
-                eprintln!("SKIPPED (real authorization server): {test}: {why}");
+                // Straight to stderr, in one write: the test harness
+                // captures eprintln! and shows it only for failing tests.
+                let line = format!("SKIPPED (real authorization server): {test}: {why}\n");
+                let _ = std::io::stderr().write_all(line.as_bytes());
                 return None;
             }
         };
