@@ -27,7 +27,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -899,6 +899,66 @@ async fn short_lived_tokens_are_refreshed_in_the_background() {
         "{} tokens used, {stats:?}",
         used.len()
     );
+}
+
+#[tokio::test]
+async fn a_token_is_not_sent_after_the_servers_whole_second_expiry() {
+    let Some(server) =
+        RealServer::connect("a_token_is_not_sent_after_the_servers_whole_second_expiry").await
+    else {
+        return;
+    };
+    // oidc-provider sets `exp = floor(now) + ttl`: svc-ten's 10-second token,
+    // issued late in a wall-clock second, is refused a little after 9 s.
+    // Get one there, send nothing until the server's `exp` has passed, then
+    // send a request: the layer must not use the dead token (a 401 and a
+    // resend) but wait for a new one.
+    let wall = || SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    while !(600..750).contains(&wall().subsec_millis()) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let sent = wall();
+    let rs = ResourceServer::start(&server).await;
+    let (endpoint, _) = server.endpoint(basic("svc-ten"));
+    let cache = TokenCache::builder(endpoint, TokenRequest::client_credentials()).build();
+    let svc = layered(&cache);
+    let (status, _) = get(&svc, &rs.url("/items")).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let first = rs.tokens()[0].clone();
+    let exp = server.introspect(&http_client(), &first).await["exp"]
+        .as_u64()
+        .expect("introspection gives exp");
+    let exp = Duration::from_secs(exp);
+    // Without the last second kept free, the cache would send the token
+    // until 9.5 s after it was sent.
+    if exp - sent > Duration::from_millis(9_440) {
+        // The server's second ended before it saw the request: the token
+        // lives long enough that this run proves nothing. Say so.
+        let line = format!(
+            "NOTE: a_token_is_not_sent_after_the_servers_whole_second_expiry: the token \
+             lives {:?} after it was sent, too long to test the last second\n",
+            exp - sent
+        );
+        let _ = std::io::stderr().write_all(line.as_bytes());
+    }
+    tokio::time::sleep((exp + Duration::from_millis(50)).saturating_sub(wall())).await;
+    let info = server.introspect(&http_client(), &first).await;
+    assert_eq!(info["active"], false, "{info}");
+
+    let (status, _) = get(&svc, &rs.url("/items")).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let stats = cache.stats();
+    assert_eq!(
+        (
+            stats.token_fetches,
+            stats.waits,
+            stats.retries,
+            stats.invalidations
+        ),
+        (2, 2, 0, 0),
+        "{stats:?}"
+    );
+    assert_eq!((rs.requests(), rs.unauthorized()), (2, 0));
 }
 
 #[tokio::test]
