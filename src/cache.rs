@@ -21,8 +21,12 @@
 //! - the token goes **stale** `lead × (1 + U[0, jitter))` before `L` runs out,
 //!   where `lead = min(refresh_before, max_fraction × L)`;
 //!   defaults: `refresh_before` 5 min, `max_fraction` ¼, `jitter` ¼;
-//! - it counts as **expired** `min(10 s, L / 20)` before `L` runs out, so it
-//!   is not sent just as it dies.
+//! - it counts as **expired** `min(10 s, max(L / 20, min(1 s, L / 10)))`
+//!   before `L` runs out, so it is not sent just as it dies. The second is
+//!   there because servers count lifetimes in whole seconds (a JWT's `exp`;
+//!   oidc-provider's `floor(now) + ttl`): a token issued at x.99 s with
+//!   `expires_in` 10 is refused from x + 10 s, 9.01 s after it was sent.
+//!   Under 10 s the margin is a tenth of the lifetime.
 //!
 //! So a 24-hour token goes stale 5–6¼ min before it expires, a 1-hour token
 //! 5–6¼ min before, a 60-second token at 41–45 s, a 5-second token at
@@ -190,7 +194,10 @@ impl RefreshPolicy {
             .refresh_before
             .min(lifetime.mul_f64(self.max_fraction))
             .mul_f64(1.0 + self.jitter * unit_random);
-        let margin = Duration::from_secs(10).min(lifetime / 20);
+        // At least 1 s (a whole-second server clock can take that much off
+        // the lifetime), but at most a tenth of a very short lifetime.
+        let margin = Duration::from_secs(10)
+            .min((lifetime / 20).max(Duration::from_secs(1).min(lifetime / 10)));
         let expires_at = issued.checked_add(lifetime.saturating_sub(margin));
         let stale_at = issued.checked_add(lifetime.saturating_sub(lead));
         let stale_at = match (stale_at, expires_at) {
@@ -891,8 +898,10 @@ mod tests {
             (secs(86_400), 86_100.0, 86_025.0, 86_390.0),
             (secs(3_600), 3_300.0, 3_225.0, 3_590.0),
             (secs(60), 45.0, 41.25, 57.0),
-            (secs(5), 3.75, 3.4375, 4.75),
-            (secs(1), 0.75, 0.6875, 0.95),
+            (secs(20), 15.0, 13.75, 19.0),
+            (secs(10), 7.5, 6.875, 9.0),
+            (secs(5), 3.75, 3.4375, 4.5),
+            (secs(1), 0.75, 0.6875, 0.9),
         ];
         for (lifetime, stale0, stale1, exp) in cases {
             let (s0, e) = p.schedule(t0, lifetime, 0.0);
@@ -911,6 +920,26 @@ mod tests {
         let p = RefreshPolicy::default().max_fraction(0.0);
         let (s, e) = p.schedule(t0, secs(100), 0.5);
         assert!(s <= e);
+    }
+
+    #[test]
+    fn no_token_is_sent_in_its_last_second() {
+        // oidc-provider (and any server that keeps `exp` in whole seconds)
+        // refuses a token issued at x.99 s with `expires_in` N from x + N s,
+        // N - 1 s after the request was sent: the client must be done with
+        // it by then, whatever the jitter. Shorter tokens give up a tenth.
+        let p = RefreshPolicy::default();
+        let t0 = Instant::now();
+        let cases = [2, 5, 9, 10, 19, 20, 21, 60, 3_600, 86_400].map(secs);
+        for lifetime in cases {
+            let last = secs(1).min(lifetime / 10);
+            for jitter in [0.0, 0.5, 1.0] {
+                let (s, e) = p.schedule(t0, lifetime, jitter);
+                let e = e.unwrap();
+                assert!(e <= t0 + lifetime - last, "{lifetime:?}");
+                assert!(s.unwrap() < e, "{lifetime:?} goes stale before it expires");
+            }
+        }
     }
 
     #[test]

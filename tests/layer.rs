@@ -77,7 +77,7 @@ async fn background_refresh_across_five_lifetimes_never_makes_a_request_wait() {
     let server = TestServer::start().await;
     let ttl = Duration::from_secs(2);
     server.set_ttl(Some(ttl.as_secs()));
-    // Stale at 80 % of the lifetime (1.6 s), expired at 95 % (1.9 s).
+    // Stale at 80 % of the lifetime (1.6 s), expired at 90 % (1.8 s).
     let policy = RefreshPolicy::default().max_fraction(0.2).jitter(0.0);
     let cache = cc_cache(&server).refresh_policy(policy).build();
     let svc = ServiceBuilder::new()

@@ -1,0 +1,117 @@
+// Starts panva's oidc-provider (an OpenID Certified OAuth 2.0 / OpenID Connect
+// authorization server, installed from the npm registry by `npm ci`) on
+// 127.0.0.1 for tests/real_server.rs.
+//
+//   node server.mjs [--port N] [--url-file PATH] [--exit-with-stdin]
+//
+// Listens on 127.0.0.1 (port 0, i.e. a free one, unless --port is given),
+// prints `listening on http://127.0.0.1:PORT` on stdout when ready and, with
+// --url-file, writes the URL to PATH. With --exit-with-stdin it exits when its
+// standard input closes, so a test process that spawned it never leaves it
+// behind. Everything below is configuration: clients (clients.json), token
+// lifetimes, the features the tests use, and an account finder that accepts
+// any login, as the provider's bundled development login form does.
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync, renameSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { parseArgs } from 'node:util';
+
+import Provider, { errors } from 'oidc-provider';
+
+const { values: args } = parseArgs({
+  options: {
+    port: { type: 'string', default: '0' },
+    'url-file': { type: 'string' },
+    'exit-with-stdin': { type: 'boolean', default: false },
+  },
+});
+
+const registered = JSON.parse(readFileSync(new URL('./clients.json', import.meta.url), 'utf8')).clients;
+const accessTokenTtl = new Map(registered.map((c) => [c.client_id, c.access_token_ttl]));
+const clients = registered.map(({ access_token_ttl: _ttl, ...metadata }) => metadata);
+
+// The provider needs its issuer URL before it is built, and the URL holds the
+// port: listen first, then attach the provider.
+const server = createServer();
+await new Promise((resolve, reject) => {
+  server.once('error', reject);
+  server.listen(Number(args.port), '127.0.0.1', resolve);
+});
+const issuer = `http://127.0.0.1:${server.address().port}`;
+
+// A fresh signing key per run (ID tokens); nothing here outlives the process.
+const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+const signingKey = { ...privateKey.export({ format: 'jwk' }), alg: 'ES256', use: 'sig', kid: 'test-es256' };
+
+const ttlFor = (_ctx, _token, client) => accessTokenTtl.get(client?.clientId) ?? 300;
+
+const provider = new Provider(issuer, {
+  clients,
+  // The one signing key is an ES256 key (quick to generate).
+  clientDefaults: { id_token_signed_response_alg: 'ES256' },
+  jwks: { keys: [signingKey] },
+  cookies: { keys: [randomBytes(32).toString('base64url')] },
+  scopes: ['openid', 'offline_access', 'inventory:read', 'inventory:write'],
+  features: {
+    // RFC 6749 §4.4
+    clientCredentials: { enabled: true },
+    // RFC 7662, for the tests' resource server. The resource server is a
+    // confidential client, so it may introspect any token.
+    introspection: {
+      enabled: true,
+      allowedPolicy: (_ctx, client) => client.clientAuthMethod !== 'none',
+    },
+    // RFC 7009: a client may revoke its own tokens only.
+    revocation: {
+      enabled: true,
+      allowedPolicy: (_ctx, client, token) => {
+        if (token.clientId !== client.clientId) {
+          throw new errors.InvalidRequest('client is not authorized to revoke the presented token');
+        }
+        return true;
+      },
+    },
+    // The provider's own login and consent pages; the test fills them in
+    // over HTTP as a browser would.
+    devInteractions: { enabled: true },
+  },
+  // PKCE (RFC 7636) for every authorization code, confidential clients too.
+  pkce: { required: () => true },
+  // A new refresh token on every use; a reused one is refused and revokes
+  // the grant (reuse detection).
+  rotateRefreshToken: true,
+  ttl: {
+    AccessToken: ttlFor,
+    ClientCredentials: ttlFor,
+    AuthorizationCode: 60,
+    IdToken: 300,
+    RefreshToken: 3600,
+    Interaction: 600,
+    Session: 600,
+    Grant: 3600,
+  },
+  findAccount: (_ctx, sub) => ({ accountId: sub, claims: () => ({ sub }) }),
+  clientBasedCORS: () => false,
+  renderError: (ctx, out) => {
+    ctx.type = 'json';
+    ctx.body = out;
+  },
+});
+
+server.on('request', provider.callback());
+
+if (args['url-file']) {
+  // Written whole, then renamed, so a reader never sees half a URL.
+  writeFileSync(`${args['url-file']}.tmp`, `${issuer}\n`);
+  renameSync(`${args['url-file']}.tmp`, args['url-file']);
+}
+process.stdout.write(`listening on ${issuer}\n`);
+
+if (args['exit-with-stdin']) {
+  process.stdin.on('end', () => process.exit(0));
+  process.stdin.on('error', () => process.exit(0));
+  process.stdin.resume();
+}
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => process.exit(0));
+}
