@@ -189,6 +189,8 @@ async fn a_hundred_concurrent_401s_for_one_token_cause_one_fetch() {
         .service(http2_client());
     svc.clone().oneshot(get(&server, "/warm")).await.unwrap();
     server.revoke("at-1");
+    // No 401 is answered before all 100 requests (with at-1) have arrived.
+    server.hold_resource_answers_until(1 + 100);
     server.set_latency(Duration::from_millis(100));
     let tasks: Vec<_> = (0..100)
         .map(|i| {
@@ -204,6 +206,12 @@ async fn a_hundred_concurrent_401s_for_one_token_cause_one_fetch() {
     assert_eq!(server.unauthorized_count(), 100);
     assert_eq!(cache.stats().invalidations, 1);
     assert_eq!(cache.stats().retries, 100);
+    let sent = auth_of(&server);
+    let with = |t: &str| sent.iter().filter(|a| a.as_deref() == Some(t)).count();
+    assert_eq!(
+        (with("Bearer at-1"), with("Bearer at-2"), sent.len()),
+        (101, 100, 201)
+    );
 }
 
 #[tokio::test]

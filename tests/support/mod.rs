@@ -110,6 +110,9 @@ pub struct State {
     pub token_requests: AtomicUsize,
     pub resource_requests: AtomicUsize,
     pub unauthorized: AtomicUsize,
+    /// Resource requests are held until this many have arrived (0: none).
+    gate: AtomicUsize,
+    gate_open: tokio::sync::Notify,
 }
 
 pub struct TestServer {
@@ -154,6 +157,8 @@ impl TestServer {
             }),
             token_requests: AtomicUsize::new(0),
             resource_requests: AtomicUsize::new(0),
+            gate: AtomicUsize::new(0),
+            gate_open: tokio::sync::Notify::new(),
             unauthorized: AtomicUsize::new(0),
         });
         let listener = TcpListener::bind(("127.0.0.1", port))
@@ -234,6 +239,11 @@ impl TestServer {
     pub fn token_is_valid(&self, access_token: &str) -> bool {
         StateHandle::new(self.state.clone()).token_is_valid(access_token)
     }
+    /// Holds resource answers until the resource server has received
+    /// `total` requests in all (counting those already answered).
+    pub fn hold_resource_answers_until(&self, total: usize) {
+        self.state.gate.store(total, Ordering::SeqCst);
+    }
     /// The resource server refuses every token.
     pub fn set_reject_all(&self, on: bool) {
         self.with(|i| i.reject_all = on);
@@ -296,6 +306,17 @@ async fn handle(
         return Ok(token(&st, parts, body).await);
     }
     st.resource_requests.fetch_add(1, Ordering::SeqCst);
+    // Hold answers until the gate's count of requests has arrived, so that
+    // concurrent requests really are in flight together.
+    loop {
+        let open = st.gate_open.notified();
+        let gate = st.gate.load(Ordering::SeqCst);
+        if gate == 0 || st.resource_requests.load(Ordering::SeqCst) >= gate {
+            st.gate_open.notify_waiters();
+            break;
+        }
+        open.await;
+    }
     let auth = parts
         .headers
         .get("authorization")
