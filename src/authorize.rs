@@ -111,6 +111,7 @@ pub struct AuthorizationRequest {
     pkce: bool,
     response_type: ResponseType,
     extra: Vec<(String, String)>,
+    issuer: Option<String>,
 }
 
 impl AuthorizationRequest {
@@ -126,6 +127,7 @@ impl AuthorizationRequest {
             pkce: true,
             response_type: ResponseType::Code,
             extra: Vec::new(),
+            issuer: None,
         }
     }
 
@@ -165,6 +167,15 @@ impl AuthorizationRequest {
     /// unguessable: it is the CSRF defence).
     pub fn state(mut self, state: impl Into<String>) -> Self {
         self.state = Some(state.into());
+        self
+    }
+
+    /// The authorization server's issuer identifier. The redirect must then
+    /// carry the same `iss` (RFC 9207), which defeats mix-up attacks when a
+    /// client talks to several servers. Set it for servers that send `iss`
+    /// (discovery metadata says `authorization_response_iss_parameter_supported`).
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
         self
     }
 
@@ -232,6 +243,7 @@ impl AuthorizationRequest {
             url,
             state,
             pkce_verifier: pkce,
+            issuer: self.issuer,
         })
     }
 }
@@ -243,6 +255,7 @@ pub struct Authorization {
     url: String,
     state: String,
     pkce_verifier: Option<PkceVerifier>,
+    issuer: Option<String>,
 }
 
 impl fmt::Debug for Authorization {
@@ -277,12 +290,14 @@ impl Authorization {
         let mut error = None;
         let mut description = None;
         let mut uri = None;
+        let mut iss = None;
         for (k, v) in form_urlencoded::parse(query.as_bytes()) {
             match &*k {
                 "state" => state = Some(v.into_owned()),
                 "error" => error = Some(v.into_owned()),
                 "error_description" => description = Some(v.into_owned()),
                 "error_uri" => uri = Some(v.into_owned()),
+                "iss" => iss = Some(v.into_owned()),
                 _ => {}
             }
         }
@@ -295,6 +310,17 @@ impl Authorization {
                     "the redirect's `state` does not match the one sent (possible CSRF)",
                 ),
             ));
+        }
+        if let Some(expected) = &self.issuer {
+            if iss.as_deref() != Some(expected.as_str()) {
+                return Err(Error::invalid_response(
+                    StatusCode::FOUND,
+                    ParseError::new(
+                        "the redirect's `iss` is missing or names another authorization server \
+                         (RFC 9207; possible mix-up attack)",
+                    ),
+                ));
+            }
         }
         if let Some(code) = error {
             return Err(Error::oauth(ErrorResponse::new(
@@ -402,6 +428,30 @@ mod tests {
             "https://as/authorize?response_type=token&client_id=c&state=s"
         );
         assert!(AuthorizationRequest::new("/relative", "c").build().is_err());
+    }
+
+    #[test]
+    fn callback_checks_the_issuer_when_told_to() {
+        let a = AuthorizationRequest::new("https://as/authorize", "c")
+            .state("xyz")
+            .issuer("https://as.example.com")
+            .build()
+            .unwrap();
+        let ok = a.code_from_callback("code=abc&state=xyz&iss=https%3A%2F%2Fas.example.com");
+        assert_eq!(ok.unwrap().expose_secret(), "abc");
+        for bad in [
+            "code=abc&state=xyz",
+            "code=abc&state=xyz&iss=https%3A%2F%2Fevil.example",
+        ] {
+            let e = a.code_from_callback(bad).unwrap_err();
+            assert!(e.to_string().contains("RFC 9207"), "{e}");
+        }
+        // Without `issuer`, `iss` is not required.
+        let b = AuthorizationRequest::new("https://as/authorize", "c")
+            .state("s")
+            .build()
+            .unwrap();
+        assert!(b.code_from_callback("code=abc&state=s").is_ok());
     }
 
     #[test]
