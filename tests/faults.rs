@@ -484,6 +484,13 @@ async fn serve_stale_while_refresh_fails_then_fail_fast_then_heal() {
         ok += 1;
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    // A failing refresh may still be in flight: let its failure be recorded.
+    for _ in 0..200 {
+        if cache.stats().fetch_failures as usize == server.token_requests() - 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let during_outage = server.token_requests() - 1;
     assert!(
         (1..=8).contains(&during_outage),

@@ -132,8 +132,11 @@ async fn trace_output_of_a_full_cycle_holds_no_secret() {
         svc.clone().oneshot(get()).await.unwrap().status(),
         StatusCode::OK
     );
-    for _ in 0..50 {
-        if cache.stats().token_fetches >= 2 {
+    // Wait until the background refresh has stored its token (not merely
+    // started), so the revocation below covers every token issued so far.
+    for _ in 0..250 {
+        let current = cache.token().await.unwrap();
+        if current.access_token().expose_secret().ends_with("at-2") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
