@@ -106,13 +106,13 @@ trait Fetch: Send + Sync + 'static {
     fn fetch(&self, request: TokenRequest) -> BoxFuture<Result<Token, Error>>;
 }
 
-impl<T, B> Fetch for TokenEndpoint<T>
+/// The endpoint behind a mutex, so the HTTP service need not be `Sync`
+/// (`BoxCloneService` is not): it is only cloned, once per fetch.
+struct SharedEndpoint<T>(Mutex<TokenEndpoint<T>>);
+
+impl<T, B> Fetch for SharedEndpoint<T>
 where
-    T: Service<http::Request<Full<Bytes>>, Response = http::Response<B>>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
+    T: Service<http::Request<Full<Bytes>>, Response = http::Response<B>> + Clone + Send + 'static,
     T::Future: Send,
     T::Error: Into<BoxError>,
     B: Body + Send + 'static,
@@ -120,8 +120,8 @@ where
     B::Error: Into<BoxError>,
 {
     fn fetch(&self, request: TokenRequest) -> BoxFuture<Result<Token, Error>> {
-        let endpoint = self.clone();
-        Box::pin(async move { endpoint.request(&request).await })
+        let endpoint = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        Box::pin(endpoint.request(&request))
     }
 }
 
@@ -153,10 +153,10 @@ impl RefreshPolicy {
     }
 
     /// The largest fraction of a token's lifetime the refresh lead may be
-    /// (default 0.25), clamped to `0.0..=0.9`.
+    /// before jitter (default 0.25), clamped to `0.0..=0.5`.
     pub fn max_fraction(mut self, fraction: f64) -> Self {
         self.max_fraction = if fraction.is_finite() {
-            fraction.clamp(0.0, 0.9)
+            fraction.clamp(0.0, 0.5)
         } else {
             0.25
         };
@@ -164,10 +164,10 @@ impl RefreshPolicy {
     }
 
     /// Random extra lead, as a fraction of the lead (default 0.25, clamped to
-    /// `0.0..=1.0`), so a fleet started together does not refresh together.
+    /// `0.0..=0.5`), so a fleet started together does not refresh together.
     pub fn jitter(mut self, jitter: f64) -> Self {
         self.jitter = if jitter.is_finite() {
-            jitter.clamp(0.0, 1.0)
+            jitter.clamp(0.0, 0.5)
         } else {
             0.25
         };
@@ -190,10 +190,15 @@ impl RefreshPolicy {
         lifetime: Duration,
         unit_random: f64,
     ) -> (Option<Instant>, Option<Instant>) {
-        let lead = self
+        // In f64 seconds, then back: no `Duration` overflow for absurd
+        // lifetimes. `max_fraction` ≤ 0.5 and `jitter` ≤ 0.5, so a token is
+        // fresh for at least a quarter of its lifetime.
+        let base = self
             .refresh_before
-            .min(lifetime.mul_f64(self.max_fraction))
-            .mul_f64(1.0 + self.jitter * unit_random);
+            .as_secs_f64()
+            .min(lifetime.as_secs_f64() * self.max_fraction);
+        let lead = Duration::try_from_secs_f64(base * (1.0 + self.jitter * unit_random))
+            .unwrap_or(Duration::MAX);
         // At least 1 s (a whole-second server clock can take that much off
         // the lifetime), but at most a tenth of a very short lifetime.
         let margin = Duration::from_secs(10)
@@ -356,6 +361,20 @@ struct Shared {
     on_refresh_token: Option<RefreshTokenCallback>,
     store: Option<Arc<dyn TokenStore>>,
     counters: Counters,
+}
+
+/// Ends a flight however its task ends.
+struct FlightGuard {
+    cache: TokenCache,
+    tx: Option<watch::Sender<Outcome>>,
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            self.cache.settle(&tx, Err(Error::fetch_aborted()));
+        }
+    }
 }
 
 /// A shared, self-refreshing access token. See the module docs.
@@ -521,7 +540,6 @@ impl TokenCache {
         T: Service<http::Request<Full<Bytes>>, Response = http::Response<B>>
             + Clone
             + Send
-            + Sync
             + 'static,
         T::Future: Send,
         T::Error: Into<BoxError>,
@@ -529,7 +547,11 @@ impl TokenCache {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        TokenCacheBuilder::new(Box::new(endpoint), Some(request), None)
+        TokenCacheBuilder::new(
+            Box::new(SharedEndpoint(Mutex::new(endpoint))),
+            Some(request),
+            None,
+        )
     }
 
     /// A cache that gets tokens with a refresh token only (one obtained by an
@@ -544,7 +566,6 @@ impl TokenCache {
         T: Service<http::Request<Full<Bytes>>, Response = http::Response<B>>
             + Clone
             + Send
-            + Sync
             + 'static,
         T::Future: Send,
         T::Error: Into<BoxError>,
@@ -552,7 +573,11 @@ impl TokenCache {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        TokenCacheBuilder::new(Box::new(endpoint), None, Some(refresh_token.into()))
+        TokenCacheBuilder::new(
+            Box::new(SharedEndpoint(Mutex::new(endpoint))),
+            None,
+            Some(refresh_token.into()),
+        )
     }
 
     /// A snapshot of the counters.
@@ -667,14 +692,31 @@ impl TokenCache {
         })?;
         let (tx, rx) = watch::channel(None);
         state.flight = Some(rx.clone());
+        // The guard is built here, outside the task: if the task panics, or
+        // its runtime drops it (shutting down, even before its first poll),
+        // the guard's drop still ends the flight and wakes the waiters, so
+        // the cache is never left waiting on a fetch that is gone.
+        let mut guard = FlightGuard {
+            cache: self.clone(),
+            tx: Some(tx),
+        };
         let this = self.clone();
         let span = tracing::debug_span!("oauth2.fetch");
-        handle.spawn(async move { this.run_flight(tx).await }.instrument(span));
+        handle.spawn(
+            async move {
+                let result = this.fetch_and_store().await;
+                if let Some(tx) = guard.tx.take() {
+                    guard.cache.settle(&tx, result);
+                }
+            }
+            .instrument(span),
+        );
         Ok(rx)
     }
 
-    async fn run_flight(self, tx: watch::Sender<Outcome>) {
-        let result = self.fetch_and_store().await;
+    /// Records a fetch's outcome (success, or failure with backoff), ends the
+    /// flight, and wakes its waiters.
+    fn settle(&self, tx: &watch::Sender<Outcome>, result: Result<Arc<Cached>, Error>) {
         let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
         match &result {
             Ok(c) => {
@@ -703,7 +745,7 @@ impl TokenCache {
                     e.retry_after(),
                     valid_for,
                 );
-                state.retry_at = Some(now + delay);
+                state.retry_at = Some(now.checked_add(delay).unwrap_or(now));
                 state.last_error = Some(e.duplicate());
                 tracing::warn!(error = %e, failures = state.failures, backoff = ?delay, "token fetch failed");
             }
@@ -744,11 +786,11 @@ impl TokenCache {
             }
         }
         let token = result?;
-        let cached = Arc::new(self.prepare(token)?);
+        // The refresh token is recorded (stored, handed to the callback)
+        // before anything else, even if this access token turns out to be
+        // unusable: with rotation, the refresh token that was sent is spent.
         if let Some(store) = &self.shared.store {
-            // Saved before it is used: with rotation, the refresh token that
-            // was sent is already spent.
-            let (store, token) = (store.clone(), cached.token.clone());
+            let (store, token) = (store.clone(), token.clone());
             let saved = tokio::task::spawn_blocking(move || store.save(&token)).await;
             let failure = match saved {
                 Ok(Ok(())) => None,
@@ -760,20 +802,28 @@ impl TokenCache {
                 tracing::error!(error = %e, "could not save the new token; it is used anyway");
             }
         }
-        self.note_refresh_token(&cached.token);
+        self.note_refresh_token(&token);
+        let cached = Arc::new(self.prepare(token)?);
         self.shared.current.store(Some(cached.clone()));
         Ok(cached)
     }
 
     fn note_refresh_token(&self, token: &Token) {
-        let new = token.refresh_token();
-        let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
-        if new.is_some() && new != state.refresh_token.as_ref() {
-            if let (Some(cb), Some(rt)) = (&self.shared.on_refresh_token, new) {
-                tracing::debug!("new refresh token issued; handing it to the application");
-                cb(rt);
+        let Some(new) = token.refresh_token() else {
+            return;
+        };
+        let changed = {
+            let mut state = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+            let changed = state.refresh_token.as_ref() != Some(new);
+            if changed {
+                state.refresh_token = Some(new.clone());
             }
-            state.refresh_token = new.cloned();
+            changed
+        };
+        // Outside the lock: callers waiting for a token do not wait on it.
+        if let (true, Some(cb)) = (changed, &self.shared.on_refresh_token) {
+            tracing::debug!("new refresh token issued; handing it to the application");
+            cb(new);
         }
     }
 

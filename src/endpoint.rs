@@ -35,6 +35,7 @@
 //! # }
 //! ```
 
+use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -132,8 +133,12 @@ where
     /// `refresh_token` grant whose answer carries no refresh token, the
     /// token keeps the one that was sent (RFC 6749 §6: the old one stays
     /// valid); when the server rotates it, the token carries the new one.
-    pub async fn request(&self, request: &TokenRequest) -> Result<Token, Error> {
-        let http_request = request.build(&self.client, &self.url)?;
+    ///
+    /// The future owns what it needs (a clone of the service and of the
+    /// request), so it borrows nothing and is `Send` whenever the service,
+    /// its future and its body are, whether or not the service is `Sync`.
+    pub fn request(&self, request: &TokenRequest) -> impl Future<Output = Result<Token, Error>> {
+        let built = request.build(&self.client, &self.url);
         let span = tracing::debug_span!(
             "oauth2.token_request",
             grant_type = request.grant_type(),
@@ -141,28 +146,32 @@ where
             client_id = self.client.client_id(),
             status = tracing::field::Empty,
         );
-        let issued_at = IssuedAt::now();
-        let exchange = async {
-            let response = self
-                .service
-                .clone()
-                .oneshot(http_request)
-                .await
-                .map_err(Error::transport)?;
-            let (parts, body) = response.into_parts();
-            tracing::Span::current().record("status", parts.status.as_u16());
-            if parts.status.is_redirection() {
-                // Not read, not followed: the credentials stay here.
-                return Err(Error::redirect(parts.status));
-            }
-            let body = read_limited(body, &parts.headers, self.max_body_bytes).await?;
-            let secrets = request.secrets(&self.client);
-            parse(parts.status, &parts.headers, &body, issued_at, &secrets)
-        };
-        async {
-            let result = match tokio::time::timeout(self.timeout, exchange).await {
+        let service = self.service.clone();
+        let client = self.client.clone();
+        let request = request.clone();
+        let (timeout, max_body_bytes) = (self.timeout, self.max_body_bytes);
+        async move {
+            let http_request = built?;
+            let issued_at = IssuedAt::now();
+            let exchange = async {
+                let response = service
+                    .oneshot(http_request)
+                    .await
+                    .map_err(Error::transport)?;
+                let (parts, body) = response.into_parts();
+                tracing::Span::current().record("status", parts.status.as_u16());
+                if parts.status.is_redirection() {
+                    // Not read, not followed: the credentials stay here.
+                    return Err(Error::redirect(parts.status));
+                }
+                let body = read_limited(body, &parts.headers, max_body_bytes).await?;
+                let secrets = request.secrets(&client);
+                let secrets: Vec<&str> = secrets.iter().map(|s| s.as_ref()).collect();
+                parse(parts.status, &parts.headers, &body, issued_at, &secrets)
+            };
+            let result = match tokio::time::timeout(timeout, exchange).await {
                 Ok(r) => r,
-                Err(_) => Err(Error::timeout(self.timeout)),
+                Err(_) => Err(Error::timeout(timeout)),
             };
             match result {
                 Ok(mut token) => {
@@ -181,7 +190,6 @@ where
             }
         }
         .instrument(span)
-        .await
     }
 }
 

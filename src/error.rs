@@ -328,6 +328,15 @@ impl Error {
         Error::new(Kind::Transport(e.into()))
     }
 
+    /// The fetch task ended without an answer: it panicked, or its runtime
+    /// dropped it. Retryable: the next call starts a new fetch.
+    pub(crate) fn fetch_aborted() -> Self {
+        Error::new(Kind::Transport(Box::new(Message(
+            "the token fetch ended without an answer (it panicked, or its Tokio runtime shut down)"
+                .into(),
+        ))))
+    }
+
     pub(crate) fn timeout(after: Duration) -> Self {
         Error::new(Kind::Timeout(after))
     }
@@ -738,10 +747,10 @@ pub(crate) fn sanitize(s: &str, max: usize) -> String {
 /// A short, printable excerpt of a response body with every `secret` (and its
 /// form-urlencoded spelling) replaced by `[redacted]`.
 pub(crate) fn excerpt(body: &[u8], secrets: &[&str]) -> String {
-    const WINDOW: usize = 4096;
-    let head = &body[..body.len().min(WINDOW)];
+    // Redact the whole (size-limited) body first, then cut: a secret that
+    // straddles the cut would otherwise escape as a prefix.
     sanitize(
-        &redact(String::from_utf8_lossy(head).into_owned(), secrets),
+        &redact(String::from_utf8_lossy(body).into_owned(), secrets),
         200,
     )
 }
@@ -955,6 +964,13 @@ mod tests {
         );
         let long = vec![b'a'; 10_000];
         assert_eq!(excerpt(&long, &[]).chars().count(), 201);
+        // A secret anywhere, even across where the excerpt is cut, is gone.
+        let mut body = " ".repeat(4096 - 10);
+        body.push_str("S3cretValue-0123456789abcdef");
+        assert_eq!(
+            excerpt(body.as_bytes(), &["S3cretValue-0123456789abcdef"]),
+            "[redacted]"
+        );
         assert_eq!(excerpt(&[0xff, 0xfe, b'x'], &[]), "\u{fffd}\u{fffd}x");
     }
 }

@@ -499,16 +499,30 @@ impl TokenRequest {
     }
 
     /// Every secret this request sends, to scrub from error excerpts.
-    pub(crate) fn secrets<'a>(&'a self, client: &'a ClientAuth) -> Vec<&'a str> {
-        self.grant_params
+    pub(crate) fn secrets<'a>(&'a self, client: &'a ClientAuth) -> Vec<Cow<'a, str>> {
+        let mut out: Vec<Cow<'a, str>> = self
+            .grant_params
             .iter()
             .chain(&self.extra)
             .filter_map(|p| match &p.value {
-                Value::Secret(s) => Some(s.expose_secret()),
+                Value::Secret(s) => Some(Cow::Borrowed(s.expose_secret())),
                 Value::Plain(_) => None,
             })
-            .chain(client.secret().map(SecretString::expose_secret))
-            .collect()
+            .chain(client.secret().map(|s| Cow::Borrowed(s.expose_secret())))
+            .collect();
+        // A gateway that echoes the request's headers would show the Basic
+        // credential, which decodes to the secret.
+        if let ClientAuth::ClientSecretBasic {
+            client_id,
+            client_secret,
+        } = client
+        {
+            let header = ClientAuth::basic_authorization(client_id, client_secret);
+            if let Some(b64) = header.to_str().ok().and_then(|h| h.strip_prefix("Basic ")) {
+                out.push(Cow::Owned(b64.to_owned()));
+            }
+        }
+        out
     }
 
     /// Builds the HTTP request.
@@ -956,5 +970,9 @@ mod tests {
         assert!(shown.contains("visible") && shown.contains("alice"));
         let secrets = r.secrets(&c);
         assert_eq!(secrets, ["pw-SECRET", "ACTOR-SECRET", "CLIENT-SECRET"]);
+        let basic = ClientAuth::client_secret_basic("id", "hunter22");
+        let cc = TokenRequest::client_credentials();
+        let secrets = cc.secrets(&basic);
+        assert_eq!(secrets, ["hunter22", &STANDARD.encode("id:hunter22")[..]]);
     }
 }

@@ -20,7 +20,8 @@
 //!   and the request is sent once more if its body can be replayed: an empty
 //!   body (`size_hint().exact() == Some(0)`) always can; other bodies only
 //!   through the [`ReplayBody`] policy, e.g. [`ReplayClone`] for
-//!   `Full<Bytes>`. Otherwise the 401 is returned as it came. The second
+//!   `Full<Bytes>`; [`NoReplay`] for bodies with no empty value (hyper's
+//!   `Incoming`). Otherwise the 401 is returned as it came. The second
 //!   response is returned whatever it is.
 //!
 //! # Example
@@ -73,4 +74,4 @@ pub use buffer::{BodyTooLarge, BufferBody, BufferBodyLayer, BufferFuture};
 pub use destinations::Destinations;
 pub use future::ResponseFuture;
 pub use layer::OAuth2Layer;
-pub use service::{OAuth2Service, ReplayBody, ReplayClone, ReplayEmpty, ServiceError};
+pub use service::{NoReplay, OAuth2Service, ReplayBody, ReplayClone, ReplayEmpty, ServiceError};

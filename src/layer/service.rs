@@ -10,25 +10,25 @@ use super::destinations::Destinations;
 use super::future::ResponseFuture;
 use super::layer::OAuth2Layer;
 use crate::cache::{Lookup, TokenCache};
-use crate::error::Error;
+use crate::error::{BoxError, Error};
 
 /// Decides whether a request body can be kept for a resend after a 401.
 ///
-/// Empty bodies (`size_hint().exact() == Some(0)`) are always resent as
-/// `B::default()`; this policy is asked only about the others. Any
-/// `Fn(&B) -> Option<B> + Clone` is a policy.
+/// Asked once per request, before it is sent. Any
+/// `Fn(&B) -> Option<B> + Clone` is a policy too.
 pub trait ReplayBody<B> {
     /// A copy of `body` to resend, or `None` if it cannot be resent.
     fn replay_body(&self, body: &B) -> Option<B>;
 }
 
-/// Resends only empty bodies (the default).
+/// Resends only empty bodies (`size_hint().exact() == Some(0)`), as
+/// `B::default()`: the default, as in tower-http's `follow_redirect`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReplayEmpty;
 
-impl<B> ReplayBody<B> for ReplayEmpty {
-    fn replay_body(&self, _body: &B) -> Option<B> {
-        None
+impl<B: Body + Default> ReplayBody<B> for ReplayEmpty {
+    fn replay_body(&self, body: &B) -> Option<B> {
+        (body.size_hint().exact() == Some(0)).then(B::default)
     }
 }
 
@@ -40,6 +40,18 @@ pub struct ReplayClone;
 impl<B: Clone> ReplayBody<B> for ReplayClone {
     fn replay_body(&self, body: &B) -> Option<B> {
         Some(body.clone())
+    }
+}
+
+/// Never resends: for bodies that have no empty value to resend with
+/// (hyper's `Incoming`, in a proxy). A 401 still drops the token, so the
+/// next request gets a new one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoReplay;
+
+impl<B> ReplayBody<B> for NoReplay {
+    fn replay_body(&self, _body: &B) -> Option<B> {
+        None
     }
 }
 
@@ -98,13 +110,21 @@ impl<E: fmt::Display> fmt::Display for ServiceError<E> {
     }
 }
 
+/// `ServiceError<E>` is an error for any displayable `E`, so that with a
+/// `BoxError` inner error (tower's `Timeout`, `Buffer`, `BoxCloneService` …)
+/// it still converts into a `BoxError` and `?` works. Its
+/// [`source`](std::error::Error::source) is the token error, or the inner
+/// error when that is a `BoxError`; match [`ServiceError::Inner`] to get any
+/// other inner error itself.
 impl<E> std::error::Error for ServiceError<E>
 where
-    E: std::error::Error + 'static,
+    E: fmt::Debug + fmt::Display + 'static,
 {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            ServiceError::Inner(e) => Some(e),
+            ServiceError::Inner(e) => (e as &dyn std::any::Any)
+                .downcast_ref::<BoxError>()
+                .map(|b| &**b as &(dyn std::error::Error + 'static)),
             ServiceError::Token(e) => Some(e),
         }
     }
@@ -190,17 +210,12 @@ impl<S, P> OAuth2Service<S, P> {
     fn replay<B>(&self, req: &Request<B>) -> Option<Replay<S, B>>
     where
         S: Clone,
-        B: Body + Default,
         P: ReplayBody<B>,
     {
         if !self.retry_unauthorized {
             return None;
         }
-        let body = if req.body().size_hint().exact() == Some(0) {
-            B::default()
-        } else {
-            self.replay.replay_body(req.body())?
-        };
+        let body = self.replay.replay_body(req.body())?;
         Some(Replay {
             method: req.method().clone(),
             uri: req.uri().clone(),
@@ -216,7 +231,6 @@ impl<S, P> OAuth2Service<S, P> {
 impl<S, P, B, R> Service<Request<B>> for OAuth2Service<S, P>
 where
     S: Service<Request<B>, Response = Response<R>> + Clone,
-    B: Body + Default,
     P: ReplayBody<B>,
 {
     type Response = Response<R>;

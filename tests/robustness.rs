@@ -1,0 +1,203 @@
+//! Regressions from review: a fetch that panics or whose runtime dies never
+//! wedges the cache; a rotated refresh token is kept even when the access
+//! token beside it is unusable; odd policies neither panic nor refetch on
+//! every request; common tower stacks compile.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use support::{http_client, Canned, TestServer};
+use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
+use tower_oauth2::cache::RefreshPolicy;
+use tower_oauth2::error::ErrorKind;
+use tower_oauth2::layer::{NoReplay, ServiceError};
+use tower_oauth2::{ClientAuth, OAuth2Layer, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
+
+fn endpoint<T>(server: &TestServer, http: T) -> TokenEndpoint<T> {
+    TokenEndpoint::new(
+        http,
+        TokenUrl::new(&server.token_url()).unwrap(),
+        ClientAuth::client_secret_basic("client", "secret"),
+    )
+}
+
+#[tokio::test]
+async fn a_panicking_http_client_does_not_wedge_the_cache() {
+    let server = TestServer::start().await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let inner = http_client();
+    let flaky = tower::service_fn(move |req: Request<Full<Bytes>>| {
+        let n = c.fetch_add(1, Ordering::SeqCst);
+        let inner = inner.clone();
+        async move {
+            if n == 0 {
+                panic!("a bug in the HTTP client");
+            }
+            inner.oneshot(req).await
+        }
+    });
+    let cache = TokenCache::builder(endpoint(&server, flaky), TokenRequest::client_credentials())
+        .backoff(tower_oauth2::cache::Backoff::new(
+            Duration::from_millis(10),
+            Duration::from_millis(10),
+        ))
+        .build();
+    let e = cache.bearer_header().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Transport);
+    assert!(
+        e.to_string().contains("could not reach") || e.is_transport(),
+        "{e}"
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(cache.bearer_header().await.unwrap(), "Bearer at-1");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_runtime_shutting_down_mid_fetch_does_not_wedge_the_cache() {
+    let server_rt = tokio::runtime::Runtime::new().unwrap();
+    let server = server_rt.block_on(TestServer::start());
+    server.set_latency(Duration::from_millis(300));
+    let cache = TokenCache::builder(
+        endpoint(&server, http_client()),
+        TokenRequest::client_credentials(),
+    )
+    .backoff(tower_oauth2::cache::Backoff::new(
+        Duration::from_millis(10),
+        Duration::from_millis(10),
+    ))
+    .build();
+    let first = tokio::runtime::Runtime::new().unwrap();
+    let c = cache.clone();
+    first.spawn(async move {
+        let _ = c.bearer_header().await;
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    first.shutdown_timeout(Duration::from_millis(10));
+    std::thread::sleep(Duration::from_millis(50));
+    server.set_latency(Duration::ZERO);
+    let second = tokio::runtime::Runtime::new().unwrap();
+    let header = second.block_on(cache.bearer_header()).unwrap();
+    assert!(
+        header.to_str().unwrap().starts_with("Bearer at-"),
+        "{header:?}"
+    );
+    drop(second);
+    drop(server);
+}
+
+#[tokio::test]
+async fn a_rotated_refresh_token_is_kept_when_its_access_token_is_unusable() {
+    let server = TestServer::start().await;
+    server.add_refresh_token("rt-seed");
+    server.set_rotate_refresh(true);
+    // The first answer is a token that is already expired on arrival.
+    server.script([Canned::json(
+        200,
+        r#"{"access_token":"dead","token_type":"Bearer","expires_in":0,"refresh_token":"rt-rotated"}"#,
+    )]);
+    server.add_refresh_token("rt-rotated");
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let cache = TokenCache::from_refresh_token(endpoint(&server, http_client()), "rt-seed")
+        .backoff(tower_oauth2::cache::Backoff::new(
+            Duration::from_millis(10),
+            Duration::from_millis(10),
+        ))
+        .on_refresh_token(move |rt| s.lock().unwrap().push(rt.expose_secret().to_owned()))
+        .build();
+    let e = cache.bearer_header().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidToken);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(cache.bearer_header().await.unwrap(), "Bearer at-1");
+    let sent: Vec<_> = server
+        .received()
+        .iter()
+        .map(|r| r.param("refresh_token").unwrap())
+        .collect();
+    assert_eq!(sent, ["rt-seed", "rt-rotated"]);
+    assert_eq!(*seen.lock().unwrap(), ["rt-rotated", "rt-1"]);
+}
+
+#[tokio::test]
+async fn extreme_policies_neither_panic_nor_refetch_on_every_request() {
+    let server = TestServer::start().await;
+    server.set_ttl(Some(60));
+    let cache = TokenCache::builder(
+        endpoint(&server, http_client()),
+        TokenRequest::client_credentials(),
+    )
+    .refresh_policy(RefreshPolicy::default().max_fraction(0.9).jitter(1.0))
+    .build();
+    for _ in 0..20 {
+        cache.bearer_header().await.unwrap();
+    }
+    assert_eq!(server.token_requests(), 1);
+
+    server.script([Canned::json(
+        200,
+        r#"{"access_token":"forever","token_type":"Bearer","expires_in":1e30}"#,
+    )]);
+    let cache = TokenCache::builder(
+        endpoint(&server, http_client()),
+        TokenRequest::client_credentials(),
+    )
+    .refresh_policy(
+        RefreshPolicy::default()
+            .refresh_before(Duration::MAX)
+            .max_fraction(0.9)
+            .jitter(1.0),
+    )
+    .build();
+    for _ in 0..10 {
+        assert_eq!(cache.bearer_header().await.unwrap(), "Bearer forever");
+    }
+    assert_eq!(server.token_requests(), 2);
+}
+
+#[tokio::test]
+async fn common_tower_stacks_fit() {
+    let server = TestServer::start().await;
+    // A boxed, non-`Sync` token transport.
+    let boxed = tower::util::BoxCloneService::new(http_client().map_err(BoxError::from));
+    let cache =
+        TokenCache::builder(endpoint(&server, boxed), TokenRequest::client_credentials()).build();
+    // A BoxError inner service (tower's Timeout): `?` into BoxError works.
+    let mut svc = ServiceBuilder::new()
+        .layer(OAuth2Layer::new(cache.clone()))
+        .timeout(Duration::from_secs(5))
+        .service(http_client());
+    async fn call<S>(svc: &mut S, url: String) -> Result<http::StatusCode, BoxError>
+    where
+        S: Service<
+            Request<Full<Bytes>>,
+            Response = http::Response<hyper::body::Incoming>,
+            Error = ServiceError<BoxError>,
+        >,
+    {
+        let resp = svc
+            .ready()
+            .await?
+            .call(Request::get(url).body(Full::default())?)
+            .await?;
+        Ok(resp.status())
+    }
+    assert_eq!(call(&mut svc, server.url("/api")).await.unwrap(), 200);
+    // Bodies with no empty value (hyper's Incoming, in a proxy) with NoReplay.
+    let proxy = ServiceBuilder::new()
+        .layer(OAuth2Layer::new(cache).replay_body(NoReplay))
+        .service(tower::service_fn(
+            |r: Request<hyper::body::Incoming>| async move {
+                Ok::<_, std::convert::Infallible>(http::Response::new(r.into_body()))
+            },
+        ));
+    fn takes_incoming<S: Service<Request<hyper::body::Incoming>>>(_: &S) {}
+    takes_incoming(&proxy);
+}
