@@ -100,6 +100,26 @@ pub fn bearer_error<'a>(headers: impl IntoIterator<Item = &'a str>) -> Option<Be
         .and_then(|c| c.param("error").map(BearerError::parse))
 }
 
+/// Whether a response says the token was refused in a way a new token may
+/// fix: a 401 whose bearer challenge is not `insufficient_scope` or
+/// `invalid_request`, or gRPC's UNAUTHENTICATED (status 16, usually in a
+/// trailers-only HTTP 200).
+pub(crate) fn a_new_token_may_help(status: http::StatusCode, headers: &http::HeaderMap) -> bool {
+    if status == http::StatusCode::UNAUTHORIZED {
+        let challenges = headers
+            .get_all(http::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        return !matches!(
+            bearer_error(challenges),
+            Some(BearerError::InsufficientScope | BearerError::InvalidRequest)
+        );
+    }
+    headers
+        .get("grpc-status")
+        .is_some_and(|v| v.as_bytes() == b"16")
+}
+
 fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }

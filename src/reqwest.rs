@@ -85,7 +85,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use ::reqwest::{Client, Request, Response, StatusCode};
+use ::reqwest::{Client, Request, Response};
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
 use http::Extensions;
@@ -94,7 +94,9 @@ use reqwest_middleware::{Middleware, Next};
 use tower_service::Service;
 
 use crate::cache::TokenCache;
+use crate::challenge::a_new_token_may_help;
 use crate::error::{BoxError, Error};
+use crate::layer::Destinations;
 
 /// Adds OAuth2 bearer tokens to the requests of a
 /// `reqwest_middleware::ClientWithMiddleware`. See the [module docs](self).
@@ -103,6 +105,7 @@ pub struct OAuth2Middleware {
     cache: TokenCache,
     keep_existing: bool,
     retry_unauthorized: bool,
+    destinations: Destinations,
 }
 
 impl OAuth2Middleware {
@@ -113,7 +116,15 @@ impl OAuth2Middleware {
             cache,
             keep_existing: false,
             retry_unauthorized: true,
+            destinations: Destinations::secure(),
         }
+    }
+
+    /// Which requests get the token (default [`Destinations::secure`]: `https`
+    /// anywhere, `http` only to loopback); others pass through untouched.
+    pub fn destinations(mut self, destinations: Destinations) -> Self {
+        self.destinations = destinations;
+        self
     }
 
     /// When `true`, a request that already has an `Authorization` header is
@@ -150,7 +161,9 @@ impl Middleware for OAuth2Middleware {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        if self.keep_existing && req.headers().contains_key(AUTHORIZATION) {
+        let allowed =
+            http::Uri::try_from(req.url().as_str()).is_ok_and(|uri| self.destinations.allows(&uri));
+        if !allowed || (self.keep_existing && req.headers().contains_key(AUTHORIZATION)) {
             return next.run(req, extensions).await;
         }
         let (header, generation) = self
@@ -167,7 +180,9 @@ impl Middleware for OAuth2Middleware {
             None
         };
         let response = next.clone().run(req, extensions).await?;
-        if response.status() != StatusCode::UNAUTHORIZED {
+        // As the tower layer: a 401 a new token may fix (not
+        // insufficient_scope), or gRPC's UNAUTHENTICATED.
+        if !a_new_token_may_help(response.status(), response.headers()) {
             return Ok(response);
         }
         self.cache.invalidate(generation);

@@ -428,3 +428,21 @@ async fn the_reqwest_transport_does_not_follow_a_redirect_from_the_token_endpoin
     let source = std::error::Error::source(&err).unwrap().to_string();
     assert!(source.contains("followed a redirect"), "{source}");
 }
+
+#[tokio::test]
+async fn the_token_goes_only_to_allowed_destinations() {
+    let server = TestServer::start().await;
+    let other = TestServer::start().await;
+    let cache = hyper_cache(&server).build();
+    let only_server =
+        tower_oauth2::layer::Destinations::origins([format!("http://{}", server.addr)]).unwrap();
+    let client = client(OAuth2Middleware::new(cache.clone()).destinations(only_server));
+    let resp = client.get(server.url("/a")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    // Another origin: no token, no retry of its 401.
+    let resp = client.get(other.url("/b")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(auth_of(&other), [("/b".to_owned(), None)]);
+    assert_eq!(server.token_requests(), 1);
+    assert_eq!(cache.stats().retries, 0);
+}

@@ -3,8 +3,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use http::header::{HeaderName, AUTHORIZATION, WWW_AUTHENTICATE};
-use http::{Request, Response, StatusCode};
+use http::header::AUTHORIZATION;
+use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower::util::Oneshot;
 use tower::ServiceExt;
@@ -12,7 +12,7 @@ use tower_service::Service;
 
 use super::service::{Replay, ServiceError};
 use crate::cache::{Cached, Lookup, TokenCache};
-use crate::challenge::{bearer_error, BearerError};
+use crate::challenge::a_new_token_may_help;
 use crate::error::Error;
 
 type TokenFuture = Pin<Box<dyn Future<Output = Result<Arc<Cached>, Error>> + Send + 'static>>;
@@ -149,7 +149,7 @@ where
                 }
                 StateProj::First { future } => {
                     let response = ready!(future.poll(cx)).map_err(ServiceError::Inner)?;
-                    if !a_new_token_may_help(&response) {
+                    if !a_new_token_may_help(response.status(), response.headers()) {
                         return Poll::Ready(Ok(response));
                     }
                     let Some(cache) = this.cache.as_ref() else {
@@ -186,28 +186,6 @@ where
             }
         }
     }
-}
-
-static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
-
-/// A 401 whose bearer challenge does not rule it out, or gRPC's
-/// UNAUTHENTICATED (status 16, usually in a trailers-only HTTP 200).
-fn a_new_token_may_help<R>(response: &Response<R>) -> bool {
-    if response.status() == StatusCode::UNAUTHORIZED {
-        let challenges = response
-            .headers()
-            .get_all(WWW_AUTHENTICATE)
-            .iter()
-            .filter_map(|v| v.to_str().ok());
-        return !matches!(
-            bearer_error(challenges),
-            Some(BearerError::InsufficientScope | BearerError::InvalidRequest)
-        );
-    }
-    response
-        .headers()
-        .get(&GRPC_STATUS)
-        .is_some_and(|v| v.as_bytes() == b"16")
 }
 
 fn second<S, B>(
