@@ -1,0 +1,98 @@
+//! Hot path: the time of one request through each contender (poll_ready,
+//! call, poll the response future) over a no-op inner service, with a fresh
+//! token cached. See BENCHMARKS.md.
+//!
+//! `cargo bench --bench hot_path` runs it under criterion. For instruction
+//! counts under callgrind, run the built binary with
+//! `HOT_PATH_CALLGRIND=<contender>` and `HOT_PATH_CALLS=<n>` (and optionally
+//! `HOT_PATH_TOKEN=jwt`): it then makes exactly `n` calls of that contender
+//! and exits (`benches/callgrind.sh` does this for every contender).
+
+mod common;
+
+use std::hint::black_box;
+use std::task::Context;
+use std::time::Duration;
+
+use common::{Body, Visit};
+use criterion::{BenchmarkGroup, Criterion};
+use http::{Request, Response};
+use tower::Service;
+
+struct CriterionVisit<'a, 'b> {
+    group: &'a mut BenchmarkGroup<'b, criterion::measurement::WallTime>,
+}
+
+impl Visit for CriterionVisit<'_, '_> {
+    fn visit<S>(&mut self, name: &str, mut svc: S)
+    where
+        S: Service<Request<Body>, Response = Response<()>> + Clone + Send + 'static,
+        S::Error: std::fmt::Debug,
+    {
+        let waker = common::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        self.group
+            .bench_function(name, |b| b.iter(|| common::one_call(&mut svc, &mut cx)));
+    }
+}
+
+struct CountVisit {
+    calls: u64,
+}
+
+impl Visit for CountVisit {
+    fn visit<S>(&mut self, _name: &str, mut svc: S)
+    where
+        S: Service<Request<Body>, Response = Response<()>> + Clone + Send + 'static,
+        S::Error: std::fmt::Debug,
+    {
+        let waker = common::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        for _ in 0..black_box(self.calls) {
+            common::one_call(&mut svc, &mut cx);
+        }
+    }
+}
+
+fn token_for(kind: &str) -> String {
+    match kind {
+        "jwt" => common::jwt_sized_token(),
+        _ => common::OPAQUE_TOKEN.to_owned(),
+    }
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let _guard = rt.enter();
+
+    if let Ok(name) = std::env::var("HOT_PATH_CALLGRIND") {
+        let calls = std::env::var("HOT_PATH_CALLS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(100_000);
+        let token = token_for(&std::env::var("HOT_PATH_TOKEN").unwrap_or_default());
+        assert!(
+            common::CONTENDERS.contains(&name.as_str()),
+            "unknown contender {name}; one of {:?}",
+            common::CONTENDERS
+        );
+        common::contenders(&rt, &token, Some(&name), &mut CountVisit { calls });
+        return;
+    }
+
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    for (label, kind) in [("opaque_43B", "opaque"), ("jwt_1KiB", "jwt")] {
+        let token = token_for(kind);
+        let mut group = c.benchmark_group(format!("hot_path/{label}"));
+        common::contenders(&rt, &token, None, &mut CriterionVisit { group: &mut group });
+        group.finish();
+    }
+    c.final_summary();
+}
