@@ -42,7 +42,7 @@ where
                 let mut cx = Context::from_waker(&waker);
                 barrier.wait();
                 for _ in 0..black_box(calls) {
-                    common::one_call(&mut svc, &mut cx);
+                    common::one_call(&mut svc, &mut cx, &common::Req::Empty);
                 }
             })
         })

@@ -5,7 +5,7 @@
 //! `cargo bench --bench hot_path` runs it under criterion. For instruction
 //! counts under callgrind, run the built binary with
 //! `HOT_PATH_CALLGRIND=<contender>` and `HOT_PATH_CALLS=<n>` (and optionally
-//! `HOT_PATH_TOKEN=jwt`): it then makes exactly `n` calls of that contender
+//! `HOT_PATH_TOKEN=jwt`, `HOT_PATH_REQUEST=typical`): it then makes exactly `n` calls of that contender
 //! and exits (`benches/callgrind.sh` does this for every contender).
 
 mod common;
@@ -14,13 +14,14 @@ use std::hint::black_box;
 use std::task::Context;
 use std::time::Duration;
 
-use common::{Body, Visit};
+use common::{Body, Req, Visit};
 use criterion::{BenchmarkGroup, Criterion};
 use http::{Request, Response};
 use tower::Service;
 
 struct CriterionVisit<'a, 'b> {
     group: &'a mut BenchmarkGroup<'b, criterion::measurement::WallTime>,
+    req: Req,
 }
 
 impl Visit for CriterionVisit<'_, '_> {
@@ -31,13 +32,15 @@ impl Visit for CriterionVisit<'_, '_> {
     {
         let waker = common::noop_waker();
         let mut cx = Context::from_waker(&waker);
-        self.group
-            .bench_function(name, |b| b.iter(|| common::one_call(&mut svc, &mut cx)));
+        self.group.bench_function(name, |b| {
+            b.iter(|| common::one_call(&mut svc, &mut cx, &self.req))
+        });
     }
 }
 
 struct CountVisit {
     calls: u64,
+    req: Req,
 }
 
 impl Visit for CountVisit {
@@ -49,7 +52,7 @@ impl Visit for CountVisit {
         let waker = common::noop_waker();
         let mut cx = Context::from_waker(&waker);
         for _ in 0..black_box(self.calls) {
-            common::one_call(&mut svc, &mut cx);
+            common::one_call(&mut svc, &mut cx, &self.req);
         }
     }
 }
@@ -80,7 +83,8 @@ fn main() {
             "unknown contender {name}; one of {:?}",
             common::CONTENDERS
         );
-        common::contenders(&rt, &token, Some(&name), &mut CountVisit { calls });
+        let req = Req::from_name(&std::env::var("HOT_PATH_REQUEST").unwrap_or_default());
+        common::contenders(&rt, &token, Some(&name), &mut CountVisit { calls, req });
         return;
     }
 
@@ -88,10 +92,23 @@ fn main() {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .configure_from_args();
-    for (label, kind) in [("opaque_43B", "opaque"), ("jwt_1KiB", "jwt")] {
+    for (label, kind, req) in [
+        ("empty_request/opaque_43B", "opaque", "empty"),
+        ("empty_request/jwt_1KiB", "jwt", "empty"),
+        ("typical_request/opaque_43B", "opaque", "typical"),
+    ] {
         let token = token_for(kind);
         let mut group = c.benchmark_group(format!("hot_path/{label}"));
-        common::contenders(&rt, &token, None, &mut CriterionVisit { group: &mut group });
+        let req = Req::from_name(req);
+        common::contenders(
+            &rt,
+            &token,
+            None,
+            &mut CriterionVisit {
+                group: &mut group,
+                req,
+            },
+        );
         group.finish();
     }
     c.final_summary();

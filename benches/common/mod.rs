@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
-use http::{HeaderValue, Request, Response};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri};
 use http_body_util::Full;
 use tower::Service;
 use tower_oauth2::cache::{RefreshPolicy, TokenCacheBuilder};
@@ -80,10 +80,57 @@ pub fn poll_now<F: Future>(fut: F, cx: &mut Context<'_>) -> F::Output {
     }
 }
 
+/// The request each hot-path call sends: built fresh per call (every
+/// contender, the bare one included, pays for building and dropping it).
+#[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Req {
+    /// `Request::new(Full::default())`: `GET /`, no headers.
+    Empty,
+    /// `GET http://api.example.com/v1/items?limit=10` with `accept`,
+    /// `user-agent` and `x-request-id` headers (copied from a template).
+    Typical(Method, Uri, HeaderMap),
+}
+
+impl Req {
+    pub fn typical() -> Req {
+        let mut headers = HeaderMap::new();
+        headers.insert("accept", HeaderValue::from_static("application/json"));
+        headers.insert("user-agent", HeaderValue::from_static("bench/1.0"));
+        headers.insert(
+            "x-request-id",
+            HeaderValue::from_static("0f8e6a52-3c1d-4b7a-9e21-5d4c3b2a1f00"),
+        );
+        Req::Typical(
+            Method::GET,
+            Uri::from_static("http://api.example.com/v1/items?limit=10"),
+            headers,
+        )
+    }
+
+    pub fn from_name(name: &str) -> Req {
+        match name {
+            "typical" => Req::typical(),
+            _ => Req::Empty,
+        }
+    }
+
+    #[inline]
+    pub fn make(&self) -> Request<Body> {
+        let mut req = Request::new(Body::default());
+        if let Req::Typical(m, u, h) = self {
+            *req.method_mut() = m.clone();
+            *req.uri_mut() = u.clone();
+            *req.headers_mut() = h.clone();
+        }
+        req
+    }
+}
+
 /// One request through `svc`: `poll_ready`, `call`, poll the response
 /// future to completion. This is the unit every hot-path number measures.
 #[inline]
-pub fn one_call<S>(svc: &mut S, cx: &mut Context<'_>)
+pub fn one_call<S>(svc: &mut S, cx: &mut Context<'_>, req: &Req)
 where
     S: Service<Request<Body>, Response = Response<()>>,
     S::Error: std::fmt::Debug,
@@ -92,7 +139,7 @@ where
         Poll::Ready(Ok(())) => {}
         _ => panic!("not ready"),
     }
-    let resp = poll_now(svc.call(Request::new(Body::default())), cx).expect("call failed");
+    let resp = poll_now(svc.call(req.make()), cx).expect("call failed");
     black_box(resp);
 }
 
