@@ -57,6 +57,41 @@ impl Visit for CountVisit {
     }
 }
 
+const PARTS: &[&str] = &[
+    "Instant::now",
+    "SystemTime::now",
+    "ArcSwapOption::load+clone",
+    "arc_swap::Cache::load+clone",
+];
+
+/// One of `PARTS`, as a closure to call repeatedly.
+fn part_fn(part: &str) -> Box<dyn FnMut()> {
+    use arc_swap::{ArcSwapOption, Cache};
+    use std::sync::Arc;
+    let header =
+        http::HeaderValue::try_from(format!("Bearer {}", common::OPAQUE_TOKEN)).expect("header");
+    let swap = Arc::new(ArcSwapOption::from_pointee(header));
+    match part {
+        "Instant::now" => Box::new(|| {
+            black_box(std::time::Instant::now());
+        }),
+        "SystemTime::now" => Box::new(|| {
+            black_box(std::time::SystemTime::now());
+        }),
+        "ArcSwapOption::load+clone" => Box::new(move || {
+            let guard = swap.load();
+            black_box(guard.as_deref().cloned());
+        }),
+        "arc_swap::Cache::load+clone" => {
+            let mut cache = Cache::new(swap);
+            Box::new(move || {
+                black_box(cache.load().as_deref().cloned());
+            })
+        }
+        other => panic!("unknown part {other}; one of {PARTS:?}"),
+    }
+}
+
 fn token_for(kind: &str) -> String {
     match kind {
         "jwt" => common::jwt_sized_token(),
@@ -73,6 +108,17 @@ fn main() {
     let _guard = rt.enter();
 
     if let Ok(name) = std::env::var("HOT_PATH_CALLGRIND") {
+        if let Some(part) = name.strip_prefix("part:") {
+            let calls: u64 = std::env::var("HOT_PATH_CALLS")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(100_000);
+            let mut f = part_fn(part);
+            for _ in 0..black_box(calls) {
+                f();
+            }
+            return;
+        }
         let calls = std::env::var("HOT_PATH_CALLS")
             .ok()
             .and_then(|n| n.parse().ok())
@@ -111,5 +157,16 @@ fn main() {
         );
         group.finish();
     }
+    // The parts of a lookup, alone: a clock read (ours reads the monotonic
+    // clock per request, aws-smithy-runtime's cache the wall clock), and
+    // getting the header out of an `ArcSwapOption` with `load()` (what
+    // `TokenCache::lookup` does) or through a per-handle `arc_swap::Cache`
+    // (one relaxed pointer load while the token is unchanged).
+    let mut group = c.benchmark_group("hot_path/parts");
+    for part in PARTS {
+        let mut f = part_fn(part);
+        group.bench_function(*part, |b| b.iter(&mut f));
+    }
+    group.finish();
     c.final_summary();
 }
