@@ -7,6 +7,7 @@
 #   bash benches/callgrind.sh            # opaque 43-byte token
 #   HOT_PATH_TOKEN=jwt bash benches/callgrind.sh
 #   HOT_PATH_REQUEST=typical bash benches/callgrind.sh   # GET with 3 headers
+#   HOT_PATH_INNER=arcs bash benches/callgrind.sh        # inner costly to clone
 set -euo pipefail
 cd "$(dirname "$0")/.."
 A=${A:-2000}

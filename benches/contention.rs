@@ -89,6 +89,24 @@ fn main() {
             &rt,
             common::OPAQUE_TOKEN,
             None,
+            common::InnerKind::Noop,
+            &mut ThreadsVisit {
+                group: &mut group,
+                threads,
+            },
+        );
+    }
+    group.finish();
+    // Again over an inner service that is as costly to clone as a
+    // hyper-util client: a layer that clones it per request makes the
+    // threads share its `Arc` counters.
+    let mut group = c.benchmark_group("contention/inner_6_arcs");
+    for threads in THREADS {
+        common::contenders(
+            &rt,
+            common::OPAQUE_TOKEN,
+            None,
+            common::InnerKind::Arcs,
             &mut ThreadsVisit {
                 group: &mut group,
                 threads,

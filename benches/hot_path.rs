@@ -5,7 +5,7 @@
 //! `cargo bench --bench hot_path` runs it under criterion. For instruction
 //! counts under callgrind, run the built binary with
 //! `HOT_PATH_CALLGRIND=<contender>` and `HOT_PATH_CALLS=<n>` (and optionally
-//! `HOT_PATH_TOKEN=jwt`, `HOT_PATH_REQUEST=typical`): it then makes exactly `n` calls of that contender
+//! `HOT_PATH_TOKEN=jwt`, `HOT_PATH_REQUEST=typical`, `HOT_PATH_INNER=arcs`): it then makes exactly `n` calls of that contender
 //! and exits (`benches/callgrind.sh` does this for every contender).
 
 mod common;
@@ -14,7 +14,7 @@ use std::hint::black_box;
 use std::task::Context;
 use std::time::Duration;
 
-use common::{Body, Req, Visit};
+use common::{Body, InnerKind, Req, Visit};
 use criterion::{BenchmarkGroup, Criterion};
 use http::{Request, Response};
 use tower::Service;
@@ -154,7 +154,14 @@ fn main() {
             common::CONTENDERS
         );
         let req = Req::from_name(&std::env::var("HOT_PATH_REQUEST").unwrap_or_default());
-        common::contenders(&rt, &token, Some(&name), &mut CountVisit { calls, req });
+        let inner = InnerKind::from_name(&std::env::var("HOT_PATH_INNER").unwrap_or_default());
+        common::contenders(
+            &rt,
+            &token,
+            Some(&name),
+            inner,
+            &mut CountVisit { calls, req },
+        );
         return;
     }
 
@@ -162,10 +169,26 @@ fn main() {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .configure_from_args();
-    for (label, kind, req) in [
-        ("empty_request/opaque_43B", "opaque", "empty"),
-        ("empty_request/jwt_1KiB", "jwt", "empty"),
-        ("typical_request/opaque_43B", "opaque", "typical"),
+    for (label, kind, req, inner) in [
+        (
+            "empty_request/opaque_43B",
+            "opaque",
+            "empty",
+            InnerKind::Noop,
+        ),
+        ("empty_request/jwt_1KiB", "jwt", "empty", InnerKind::Noop),
+        (
+            "typical_request/opaque_43B",
+            "opaque",
+            "typical",
+            InnerKind::Noop,
+        ),
+        (
+            "empty_request/opaque_43B/inner_6_arcs",
+            "opaque",
+            "empty",
+            InnerKind::Arcs,
+        ),
     ] {
         let token = token_for(kind);
         let mut group = c.benchmark_group(format!("hot_path/{label}"));
@@ -174,6 +197,7 @@ fn main() {
             &rt,
             &token,
             None,
+            inner,
             &mut CriterionVisit {
                 group: &mut group,
                 req,

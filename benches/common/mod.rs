@@ -60,6 +60,66 @@ impl Service<Request<Body>> for Noop {
     }
 }
 
+/// The same no-op service, but as costly to clone as a hyper-util
+/// `Client` (whose clone bumps about six `Arc`s: pool, executor, connector
+/// config, resolver, timers): what a layer that clones its inner service
+/// per request pays for it, and the atomic counters it makes threads share.
+#[derive(Clone, Debug, Default)]
+pub struct ArcsInner {
+    arcs: [Arc<()>; 6],
+}
+
+impl Service<Request<Body>> for ArcsInner {
+    type Response = Response<()>;
+    type Error = Infallible;
+    type Future = Ready<Result<Response<()>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        drop(black_box(req));
+        black_box(&self.arcs);
+        ready(Ok(Response::new(())))
+    }
+}
+
+/// An inner service for the contenders.
+pub trait Inner:
+    Service<
+        Request<Body>,
+        Response = Response<()>,
+        Error = Infallible,
+        Future = Ready<Result<Response<()>, Infallible>>,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl Inner for Noop {}
+impl Inner for ArcsInner {}
+
+/// Which inner service the contenders wrap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InnerKind {
+    /// `Noop`: free to clone.
+    Noop,
+    /// `ArcsInner`: six `Arc`s to clone.
+    Arcs,
+}
+
+impl InnerKind {
+    pub fn from_name(name: &str) -> InnerKind {
+        match name {
+            "arcs" => InnerKind::Arcs,
+            _ => InnerKind::Noop,
+        }
+    }
+}
+
 struct NoopWake;
 
 impl Wake for NoopWake {
@@ -262,18 +322,33 @@ pub fn contenders(
     rt: &tokio::runtime::Runtime,
     token: &str,
     only: Option<&str>,
+    inner: InnerKind,
+    v: &mut impl Visit,
+) {
+    match inner {
+        InnerKind::Noop => contenders_over(rt, token, only, Noop, v),
+        InnerKind::Arcs => contenders_over(rt, token, only, ArcsInner::default(), v),
+    }
+}
+
+fn contenders_over<I: Inner>(
+    rt: &tokio::runtime::Runtime,
+    token: &str,
+    only: Option<&str>,
+    inner: I,
     v: &mut impl Visit,
 ) {
     let want = |name: &str| only.is_none_or(|o| o == name);
 
     // The zero: the inner service alone.
     if want("bare") {
-        v.visit("bare", Noop);
+        v.visit("bare", inner.clone());
     }
 
     // The floor: tower-http's static, prebuilt header.
     if want("add_authorization") {
-        let svc = tower_http::auth::AddAuthorization::bearer(Noop, token).as_sensitive(true);
+        let svc =
+            tower_http::auth::AddAuthorization::bearer(inner.clone(), token).as_sensitive(true);
         v.visit("add_authorization", svc);
     }
 
@@ -281,7 +356,7 @@ pub fn contenders(
     if want("naive_rwlock_format") {
         let lock = Arc::new(RwLock::new(token.to_owned()));
         let svc = WithHeader {
-            inner: Noop,
+            inner: inner.clone(),
             header: move || bearer_value(&lock.read().expect("lock")),
         };
         v.visit("naive_rwlock_format", svc);
@@ -295,7 +370,7 @@ pub fn contenders(
             let cache = server.cache_builder().build();
             rt.block_on(cache.bearer_header()).expect("first token");
             let layer = OAuth2Layer::new(cache).retry_unauthorized(retry);
-            v.visit(name, tower::Layer::layer(&layer, Noop));
+            v.visit(name, tower::Layer::layer(&layer, inner.clone()));
         }
     }
 
@@ -317,7 +392,7 @@ pub fn contenders(
             ))
             .expect("aliri watcher");
         let svc = WithHeader {
-            inner: Noop,
+            inner: inner.clone(),
             header: move || bearer_value(watcher.token().access_token().as_str()),
         };
         v.visit("aliri_tokens", svc);
@@ -339,7 +414,7 @@ pub fn contenders(
         .expect("aws cache");
         let waker = noop_waker();
         let svc = WithHeader {
-            inner: Noop,
+            inner: inner.clone(),
             header: move || {
                 let mut cx = Context::from_waker(&waker);
                 let t = poll_now(cache.yield_or_clear_if_expired(SystemTime::now()), &mut cx)
@@ -360,7 +435,7 @@ pub fn contenders(
         .expect("aws cache");
         let waker = noop_waker();
         let svc = WithHeader {
-            inner: Noop,
+            inner: inner.clone(),
             header: move || {
                 let mut cx = Context::from_waker(&waker);
                 poll_now(cache.yield_or_clear_if_expired(SystemTime::now()), &mut cx)
