@@ -253,8 +253,11 @@ where
         }
         match self.cache.lookup() {
             Lookup::Ready(header, generation) => {
-                req.headers_mut().insert(AUTHORIZATION, header);
+                // The copy is taken before the token goes in: the resend
+                // gets a new one anyway, and a request with no other
+                // headers then has an empty map to copy (no allocation).
                 let replay = self.replay(&req);
+                req.headers_mut().insert(AUTHORIZATION, header);
                 ResponseFuture::sent(inner.call(req), self.cache.clone(), generation, replay)
             }
             Lookup::Wait => {

@@ -1,0 +1,221 @@
+//! Hot path: the time of one request through each contender (poll_ready,
+//! call, poll the response future) over a no-op inner service, with a fresh
+//! token cached. See BENCHMARKS.md.
+//!
+//! `cargo bench --bench hot_path` runs it under criterion. For instruction
+//! counts under callgrind, run the built binary with
+//! `HOT_PATH_CALLGRIND=<contender>` and `HOT_PATH_CALLS=<n>` (and optionally
+//! `HOT_PATH_TOKEN=jwt`, `HOT_PATH_REQUEST=typical`, `HOT_PATH_INNER=arcs`): it then makes exactly `n` calls of that contender
+//! and exits (`benches/callgrind.sh` does this for every contender).
+
+mod common;
+
+use std::hint::black_box;
+use std::task::Context;
+use std::time::Duration;
+
+use common::{Body, InnerKind, Req, Visit};
+use criterion::{BenchmarkGroup, Criterion};
+use http::{Request, Response};
+use tower::Service;
+
+struct CriterionVisit<'a, 'b> {
+    group: &'a mut BenchmarkGroup<'b, criterion::measurement::WallTime>,
+    req: Req,
+}
+
+impl Visit for CriterionVisit<'_, '_> {
+    fn visit<S>(&mut self, name: &str, mut svc: S)
+    where
+        S: Service<Request<Body>, Response = Response<()>> + Clone + Send + 'static,
+        S::Error: std::fmt::Debug,
+    {
+        let waker = common::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        self.group.bench_function(name, |b| {
+            b.iter(|| common::one_call(&mut svc, &mut cx, &self.req))
+        });
+    }
+}
+
+struct CountVisit {
+    calls: u64,
+    req: Req,
+}
+
+impl Visit for CountVisit {
+    fn visit<S>(&mut self, _name: &str, mut svc: S)
+    where
+        S: Service<Request<Body>, Response = Response<()>> + Clone + Send + 'static,
+        S::Error: std::fmt::Debug,
+    {
+        let waker = common::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        for _ in 0..black_box(self.calls) {
+            common::one_call(&mut svc, &mut cx, &self.req);
+        }
+    }
+}
+
+const PARTS: &[&str] = &[
+    "Instant::now",
+    "CLOCK_MONOTONIC_COARSE",
+    "SystemTime::now",
+    "ArcSwapOption::load+clone",
+    "arc_swap::Cache::load+clone",
+];
+
+/// One of `PARTS`, as a closure to call repeatedly.
+fn part_fn(part: &str) -> Box<dyn FnMut()> {
+    use arc_swap::{ArcSwapOption, Cache};
+    use std::sync::Arc;
+    let header =
+        http::HeaderValue::try_from(format!("Bearer {}", common::OPAQUE_TOKEN)).expect("header");
+    let swap = Arc::new(ArcSwapOption::from_pointee(header));
+    match part {
+        "Instant::now" => Box::new(|| {
+            black_box(std::time::Instant::now());
+        }),
+        // What a coarse clock would cost instead (Linux; ~4 ms resolution).
+        "CLOCK_MONOTONIC_COARSE" => Box::new(|| {
+            black_box(coarse_now());
+        }),
+        "SystemTime::now" => Box::new(|| {
+            black_box(std::time::SystemTime::now());
+        }),
+        "ArcSwapOption::load+clone" => Box::new(move || {
+            let guard = swap.load();
+            black_box(guard.as_deref().cloned());
+        }),
+        "arc_swap::Cache::load+clone" => {
+            let mut cache = Cache::new(swap);
+            Box::new(move || {
+                black_box(cache.load().as_deref().cloned());
+            })
+        }
+        other => panic!("unknown part {other}; one of {PARTS:?}"),
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn coarse_now() -> libc::timespec {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts);
+    }
+    ts
+}
+
+#[cfg(not(target_os = "linux"))]
+fn coarse_now() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
+fn token_for(kind: &str) -> String {
+    match kind {
+        "jwt" => common::jwt_sized_token(),
+        _ => common::OPAQUE_TOKEN.to_owned(),
+    }
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let _guard = rt.enter();
+
+    if let Ok(name) = std::env::var("HOT_PATH_CALLGRIND") {
+        if let Some(part) = name.strip_prefix("part:") {
+            let calls: u64 = std::env::var("HOT_PATH_CALLS")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(100_000);
+            let mut f = part_fn(part);
+            for _ in 0..black_box(calls) {
+                f();
+            }
+            return;
+        }
+        let calls = std::env::var("HOT_PATH_CALLS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(100_000);
+        let token = token_for(&std::env::var("HOT_PATH_TOKEN").unwrap_or_default());
+        assert!(
+            common::CONTENDERS.contains(&name.as_str()),
+            "unknown contender {name}; one of {:?}",
+            common::CONTENDERS
+        );
+        let req = Req::from_name(&std::env::var("HOT_PATH_REQUEST").unwrap_or_default());
+        let inner = InnerKind::from_name(&std::env::var("HOT_PATH_INNER").unwrap_or_default());
+        common::contenders(
+            &rt,
+            &token,
+            Some(&name),
+            inner,
+            &mut CountVisit { calls, req },
+        );
+        return;
+    }
+
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    for (label, kind, req, inner) in [
+        (
+            "empty_request/opaque_43B",
+            "opaque",
+            "empty",
+            InnerKind::Noop,
+        ),
+        ("empty_request/jwt_1KiB", "jwt", "empty", InnerKind::Noop),
+        (
+            "typical_request/opaque_43B",
+            "opaque",
+            "typical",
+            InnerKind::Noop,
+        ),
+        (
+            "empty_request/opaque_43B/inner_6_arcs",
+            "opaque",
+            "empty",
+            InnerKind::Arcs,
+        ),
+    ] {
+        let token = token_for(kind);
+        let mut group = c.benchmark_group(format!("hot_path/{label}"));
+        let req = Req::from_name(req);
+        common::contenders(
+            &rt,
+            &token,
+            None,
+            inner,
+            &mut CriterionVisit {
+                group: &mut group,
+                req,
+            },
+        );
+        group.finish();
+    }
+    // The parts of a lookup, alone: a clock read (ours reads the monotonic
+    // clock per request, aws-smithy-runtime's cache the wall clock; the
+    // coarse monotonic clock is what a cheaper check could use), and
+    // getting the header out of an `ArcSwapOption` with `load()` (what
+    // `TokenCache::lookup` does) or through a per-handle `arc_swap::Cache`
+    // (one relaxed pointer load while the token is unchanged).
+    let mut group = c.benchmark_group("hot_path/parts");
+    for part in PARTS {
+        let mut f = part_fn(part);
+        group.bench_function(*part, |b| b.iter(&mut f));
+    }
+    group.finish();
+    c.final_summary();
+}
