@@ -242,14 +242,13 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        // The instance polled ready is the one called (tower-service's
-        // "Be careful when cloning inner services").
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        // The instance polled ready must be the one called (tower-service's
+        // "Be careful when cloning inner services"). When the call happens
+        // here, that is `self.inner` itself, with no clone.
         if !self.destinations.allows(req.uri())
             || (self.keep_existing && req.headers().contains_key(AUTHORIZATION))
         {
-            return ResponseFuture::passthrough(inner.call(req));
+            return ResponseFuture::passthrough(self.inner.call(req));
         }
         match self.cache.lookup() {
             Lookup::Ready(header, generation) => {
@@ -258,9 +257,14 @@ where
                 // headers then has an empty map to copy (no allocation).
                 let replay = self.replay(&req);
                 req.headers_mut().insert(AUTHORIZATION, header);
-                ResponseFuture::sent(inner.call(req), self.cache.clone(), generation, replay)
+                let future = self.inner.call(req);
+                ResponseFuture::sent(future, self.cache.clone(), generation, replay)
             }
             Lookup::Wait => {
+                // The call happens later, in the future: the ready instance
+                // goes with it and a clone stays (clone-then-replace).
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
                 let replay = self.replay(&req);
                 ResponseFuture::waiting(
                     self.cache.wait_for_token(),
