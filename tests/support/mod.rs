@@ -105,6 +105,16 @@ struct Inner {
     prefix: String,
 }
 
+impl Inner {
+    /// The one rule for a valid token: issued here, not revoked, not
+    /// expired, and the server not told to refuse everything.
+    fn accepts(&self, access_token: &str) -> bool {
+        !self.reject_all
+            && !self.revoked.contains(access_token)
+            && matches!(self.issued.get(access_token), Some(exp) if exp.is_none_or(|e| Instant::now() < e))
+    }
+}
+
 pub struct State {
     inner: Mutex<Inner>,
     pub token_requests: AtomicUsize,
@@ -326,14 +336,9 @@ async fn handle(
         let mut i = st.inner.lock().unwrap();
         i.resource_bodies
             .push((parts.uri.path().to_owned(), auth.clone(), body.clone()));
-        match auth.as_deref().and_then(|a| a.strip_prefix("Bearer ")) {
-            Some(_) if i.reject_all => false,
-            Some(t) => {
-                !i.revoked.contains(t)
-                    && matches!(i.issued.get(t), Some(exp) if exp.is_none_or(|e| Instant::now() < e))
-            }
-            None => false,
-        }
+        auth.as_deref()
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .is_some_and(|t| i.accepts(t))
     };
     if ok {
         let mut resp = Response::new(Full::new(body));
@@ -470,10 +475,7 @@ impl StateHandle {
         StateHandle(state)
     }
     pub fn token_is_valid(&self, access_token: &str) -> bool {
-        let i = self.0.inner.lock().unwrap();
-        !i.reject_all
-            && !i.revoked.contains(access_token)
-            && matches!(i.issued.get(access_token), Some(exp) if exp.is_none_or(|e| Instant::now() < e))
+        self.0.accepts(access_token)
     }
 }
 
@@ -582,9 +584,6 @@ impl State {
     /// here, not revoked, not expired): for resource servers that tests
     /// write themselves (an axum app, say) and that trust this server.
     pub fn accepts(&self, access_token: &str) -> bool {
-        let i = self.inner.lock().unwrap();
-        !i.reject_all
-            && !i.revoked.contains(access_token)
-            && matches!(i.issued.get(access_token), Some(exp) if exp.is_none_or(|e| Instant::now() < e))
+        self.inner.lock().unwrap().accepts(access_token)
     }
 }
