@@ -155,22 +155,14 @@ impl RefreshPolicy {
     /// The largest fraction of a token's lifetime the refresh lead may be
     /// before jitter (default 0.25), clamped to `0.0..=0.5`.
     pub fn max_fraction(mut self, fraction: f64) -> Self {
-        self.max_fraction = if fraction.is_finite() {
-            fraction.clamp(0.0, 0.5)
-        } else {
-            0.25
-        };
+        self.max_fraction = fraction_or_default(fraction);
         self
     }
 
     /// Random extra lead, as a fraction of the lead (default 0.25, clamped to
     /// `0.0..=0.5`), so a fleet started together does not refresh together.
     pub fn jitter(mut self, jitter: f64) -> Self {
-        self.jitter = if jitter.is_finite() {
-            jitter.clamp(0.0, 0.5)
-        } else {
-            0.25
-        };
+        self.jitter = fraction_or_default(jitter);
         self
     }
 
@@ -210,6 +202,16 @@ impl RefreshPolicy {
             (s, _) => s,
         };
         (stale_at, expires_at)
+    }
+}
+
+/// A policy fraction clamped to `0.0..=0.5`; NaN or infinite means the
+/// default, 0.25.
+fn fraction_or_default(x: f64) -> f64 {
+    if x.is_finite() {
+        x.clamp(0.0, 0.5)
+    } else {
+        0.25
     }
 }
 
