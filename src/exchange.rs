@@ -118,3 +118,91 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     };
     Some(d.min(CAP))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+    use std::convert::Infallible;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// A body that fails if read, or never ends.
+    struct Tripwire {
+        pending: bool,
+    }
+
+    impl Body for Tripwire {
+        type Data = Bytes;
+        type Error = std::io::Error;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+            if self.pending {
+                Poll::Pending
+            } else {
+                Poll::Ready(Some(Err(std::io::Error::other("the body was read"))))
+            }
+        }
+    }
+
+    async fn answer(status: u16, pending: bool, read_body: bool) -> Result<Answer, Error> {
+        let service = tower::service_fn(move |_req: Request<Full<Bytes>>| async move {
+            let mut response = Response::new(Tripwire { pending });
+            *response.status_mut() = StatusCode::from_u16(status).unwrap();
+            Ok::<_, Infallible>(response)
+        });
+        let limits = Limits {
+            timeout: Duration::from_millis(50),
+            max_body_bytes: 10,
+        };
+        send(service, Request::new(Full::default()), limits, |_| {
+            read_body
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_redirect_or_a_skipped_body_is_not_read() {
+        for (status, read_body) in [(302, true), (307, true), (404, false), (200, false)] {
+            let a = answer(status, false, read_body).await.unwrap();
+            assert_eq!(a.status.as_u16(), status);
+            assert_eq!(a.body.unwrap(), Bytes::new(), "{status}");
+        }
+        let a = answer(200, false, true).await.unwrap();
+        let e = a.body.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Transport);
+        assert_eq!(
+            std::error::Error::source(&e).unwrap().to_string(),
+            "the body was read"
+        );
+    }
+
+    #[tokio::test]
+    async fn one_deadline_covers_the_body() {
+        let e = answer(200, true, true).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Timeout);
+        assert_eq!(e.to_string(), "token endpoint did not answer within 50ms");
+        // A redirect's body is not waited for.
+        assert_eq!(answer(301, true, true).await.unwrap().status, 301);
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_over_the_limit_is_refused_unread() {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_LENGTH, http::HeaderValue::from_static("11"));
+        let e = read_limited(Tripwire { pending: true }, &headers, 10)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::BodyTooLarge);
+        headers.insert(CONTENT_LENGTH, http::HeaderValue::from_static("10"));
+        let full = |b: &'static [u8]| Full::new(Bytes::from_static(b));
+        let body = read_limited(full(b"0123456789"), &headers, 10).await;
+        assert_eq!(body.unwrap(), "0123456789");
+        let none = HeaderMap::new();
+        let body = read_limited(full(b"0123456789a"), &none, 10).await;
+        assert_eq!(body.unwrap_err().kind(), ErrorKind::BodyTooLarge);
+    }
+}
