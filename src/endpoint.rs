@@ -39,16 +39,16 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::header::CONTENT_TYPE;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::Body;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use serde_json::{Map, Value};
-use tower::ServiceExt;
 use tower_service::Service;
 use tracing::Instrument;
 
 use crate::error::{excerpt, redact, BoxError, Error, ErrorCode, ErrorResponse};
+use crate::exchange::{self, retry_after, Limits};
 use crate::request::{ClientAuth, TokenRequest, TokenUrl};
 use crate::token::{form_to_map, IssuedAt, ParseError, Token};
 
@@ -64,8 +64,7 @@ pub struct TokenEndpoint<S> {
     service: S,
     url: TokenUrl,
     client: ClientAuth,
-    timeout: Duration,
-    max_body_bytes: usize,
+    limits: Limits,
 }
 
 impl<S> TokenEndpoint<S> {
@@ -75,22 +74,21 @@ impl<S> TokenEndpoint<S> {
             service,
             url,
             client,
-            timeout: DEFAULT_TIMEOUT,
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            limits: Limits::default(),
         }
     }
 
     /// Time allowed for one exchange, from sending to the last body byte
     /// (default 30 s). A slow-drip server cannot hold a caller longer.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.limits.timeout = timeout;
         self
     }
 
     /// Largest answer body read (default 256 KiB); a larger one is an
     /// [`crate::error::ErrorKind::BodyTooLarge`] error, and reading stops there.
     pub fn max_body_bytes(mut self, limit: usize) -> Self {
-        self.max_body_bytes = limit;
+        self.limits.max_body_bytes = limit;
         self
     }
 
@@ -149,39 +147,29 @@ where
         let service = self.service.clone();
         let client = self.client.clone();
         let request = request.clone();
-        let (timeout, max_body_bytes) = (self.timeout, self.max_body_bytes);
+        let limits = self.limits;
         async move {
             let http_request = built?;
             let issued_at = IssuedAt::now();
-            let exchange = async {
-                let response = service
-                    .oneshot(http_request)
-                    .await
-                    .map_err(Error::transport)?;
-                let (parts, body) = response.into_parts();
-                tracing::Span::current().record("status", parts.status.as_u16());
-                if parts.status.is_redirection() {
-                    // Not read, not followed: the credentials stay here.
-                    return Err(Error::redirect(parts.status));
-                }
-                let body = read_limited(body, &parts.headers, max_body_bytes).await?;
+            // Every answer's body is read but a redirect's: not read, not
+            // followed, the credentials stay here.
+            let answer = exchange::send(service, http_request, limits, |_| true).await;
+            let result = answer.and_then(|answer| {
+                tracing::Span::current().record("status", answer.status.as_u16());
                 let secrets = request.secrets(&client);
                 let secrets: Vec<&str> = secrets.iter().map(|s| s.as_ref()).collect();
-                parse(parts.status, &parts.headers, &body, issued_at, &secrets)
-            };
-            let result = match tokio::time::timeout(timeout, exchange).await {
-                Ok(r) => r,
-                Err(_) => Err(Error::timeout(timeout)),
-            };
+                parse(
+                    answer.status,
+                    &answer.headers,
+                    &answer.body?,
+                    issued_at,
+                    &secrets,
+                )
+            });
             match result {
-                Ok(mut token) => {
-                    if token.refresh_token().is_none() {
-                        if let Some(sent) = request.sent_refresh_token() {
-                            token.set_refresh_token(Some(sent.clone()));
-                        }
-                    }
+                Ok(token) => {
                     tracing::debug!(expires_in = ?token.expires_in(), "token issued");
-                    Ok(token)
+                    Ok(keep_sent_refresh_token(token, &request))
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "token request failed");
@@ -193,27 +181,15 @@ where
     }
 }
 
-pub(crate) async fn read_limited<B>(
-    body: B,
-    headers: &HeaderMap,
-    limit: usize,
-) -> Result<Bytes, Error>
-where
-    B: Body,
-    B::Error: Into<BoxError>,
-{
-    let declared = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(Error::body_too_large(limit));
+/// RFC 6749 §6: an answer to a `refresh_token` grant that carries no refresh
+/// token leaves the one that was sent valid, so the token keeps it.
+fn keep_sent_refresh_token(mut token: Token, request: &TokenRequest) -> Token {
+    if token.refresh_token().is_none() {
+        if let Some(sent) = request.sent_refresh_token() {
+            token.set_refresh_token(Some(sent.clone()));
+        }
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => Err(Error::body_too_large(limit)),
-        Err(e) => Err(Error::transport(e)),
-    }
+    token
 }
 
 /// Turns a token endpoint's answer into a token or a typed error.
@@ -322,26 +298,12 @@ fn error_response(
     ))
 }
 
-/// `Retry-After` as delta-seconds or an HTTP-date (RFC 9110 §10.2.3),
-/// capped at a day so a hostile value cannot park the client for years.
-pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    const CAP: Duration = Duration::from_secs(24 * 3600);
-    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    let d = if let Ok(secs) = v.parse::<u64>() {
-        Duration::from_secs(secs)
-    } else {
-        let at = httpdate::parse_http_date(v).ok()?;
-        at.duration_since(std::time::SystemTime::now())
-            .unwrap_or(Duration::ZERO)
-    };
-    Some(d.min(CAP))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
     use crate::token::TokenType;
+    use http::header::RETRY_AFTER;
     use http::HeaderValue;
 
     fn headers(ct: &str) -> HeaderMap {

@@ -188,6 +188,11 @@ impl fmt::Display for ErrorResponse {
 }
 
 /// What kind of failure an [`Error`] is.
+///
+/// A failure to fetch discovery metadata has the kind of what went wrong
+/// (`Transport`, `Timeout`, `HttpStatus`, `Redirect`, `BodyTooLarge`), and
+/// [`Error::is_discovery`] says it happened in discovery; `Discovery` is
+/// for an issuer or metadata that cannot be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -218,13 +223,13 @@ pub enum ErrorKind {
     /// No token is available: the layer has none, and fetching one failed
     /// recently (the last failure is the [`std::error::Error::source`]).
     NoToken,
-    /// Authorization server discovery ([`crate::discovery`]) failed:
-    /// [`Error::discovery_failure`] says how.
+    /// Authorization server discovery ([`crate::discovery`]) found no
+    /// usable metadata: [`Error::discovery_failure`] says why.
     Discovery,
 }
 
-/// How authorization server discovery failed (an [`ErrorKind::Discovery`]
-/// error's [`Error::discovery_failure`]).
+/// Why authorization server discovery found no usable metadata (an
+/// [`ErrorKind::Discovery`] error's [`Error::discovery_failure`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum DiscoveryFailure {
@@ -249,17 +254,6 @@ pub enum DiscoveryFailure {
     /// The server lists none of the client authentication methods this
     /// client can use.
     UnsupportedClientAuth,
-    /// The server answered an error status that does not mean "not here"
-    /// (5xx, 408, 429).
-    HttpStatus,
-    /// The server answered with a redirect, which is not followed.
-    Redirect,
-    /// The metadata could not be requested or its answer not received.
-    Transport,
-    /// No complete answer came within the configured timeout.
-    Timeout,
-    /// The answer's body was larger than the configured limit.
-    BodyTooLarge,
 }
 
 /// The error for everything that gets tokens.
@@ -293,13 +287,20 @@ enum Kind {
     InvalidRequest(String),
     InvalidToken(String),
     NoToken(Error),
+    /// `detail` says what happened in discovery's words; `url` is the
+    /// metadata URL (or the issuer) it happened at.
     Discovery {
-        failure: DiscoveryFailure,
         url: Option<String>,
         detail: String,
-        status: Option<StatusCode>,
-        source: Option<BoxError>,
+        cause: DiscoveryCause,
     },
+}
+
+enum DiscoveryCause {
+    /// The issuer or the metadata cannot be used.
+    Unusable(DiscoveryFailure),
+    /// Fetching the metadata failed: an error of the ordinary kinds.
+    Fetch(Error),
 }
 
 impl Error {
@@ -364,60 +365,46 @@ impl Error {
         e
     }
 
-    /// A discovery failure. `url` is the metadata URL (or the issuer) it is
-    /// about, `detail` says what happened, and never holds a secret.
+    /// Discovery found no usable metadata. `url` is the metadata URL (or
+    /// the issuer) it is about; `detail` says what happened, and never holds
+    /// a secret.
     pub(crate) fn discovery(
         failure: DiscoveryFailure,
         url: Option<&str>,
         detail: impl Into<String>,
-        status: Option<StatusCode>,
-        source: Option<BoxError>,
     ) -> Self {
         Error::new(Kind::Discovery {
-            failure,
             url: url.map(|u| sanitize(u, 300)),
             detail: detail.into(),
-            status,
-            source,
+            cause: DiscoveryCause::Unusable(failure),
         })
     }
 
-    /// The same failure as a discovery error about `url`: the shared body
-    /// reader reports its failures as the token endpoint's.
-    pub(crate) fn into_discovery(self, url: &str) -> Self {
+    /// `self`, a failure to fetch the metadata at `url`, as a discovery
+    /// error that keeps its kind, its status and its `Retry-After`; `detail`
+    /// says what happened in discovery's words.
+    pub(crate) fn in_discovery(self, url: &str, detail: impl Into<String>) -> Self {
         let retry_after = self.inner.retry_after;
-        let e = match self.inner.kind {
-            Kind::BodyTooLarge { limit } => Error::discovery(
-                DiscoveryFailure::BodyTooLarge,
-                Some(url),
-                format!("the metadata is larger than the {limit}-byte limit"),
-                None,
-                None,
-            ),
-            Kind::Timeout(after) => Error::discovery(
-                DiscoveryFailure::Timeout,
-                Some(url),
-                format!("no complete answer within {after:?}"),
-                None,
-                None,
-            ),
-            Kind::Transport(source) => Error::discovery(
-                DiscoveryFailure::Transport,
-                Some(url),
-                "the metadata could not be fetched",
-                None,
-                Some(source),
-            ),
+        Error::new(Kind::Discovery {
+            url: Some(sanitize(url, 300)),
+            detail: detail.into(),
+            cause: DiscoveryCause::Fetch(self),
+        })
+        .with_retry_after(retry_after)
+    }
+
+    /// [`Error::in_discovery`] for the failures of the shared exchange
+    /// (transport, timeout, body size), each with its detail.
+    pub(crate) fn into_discovery(self, url: &str) -> Self {
+        let detail = match &self.inner.kind {
             Kind::Discovery { .. } => return self,
-            _ => Error::discovery(
-                DiscoveryFailure::Transport,
-                Some(url),
-                "the metadata could not be fetched",
-                None,
-                Some(Box::new(self)),
-            ),
+            Kind::BodyTooLarge { limit } => {
+                format!("the metadata is larger than the {limit}-byte limit")
+            }
+            Kind::Timeout(after) => format!("no complete answer within {after:?}"),
+            _ => "the metadata could not be fetched".to_owned(),
         };
-        e.with_retry_after(retry_after)
+        self.in_discovery(url, detail)
     }
 
     /// The reason of an [`ErrorKind::InvalidRequest`] error.
@@ -453,20 +440,13 @@ impl Error {
             Kind::InvalidRequest(s) => Kind::InvalidRequest(s.clone()),
             Kind::InvalidToken(s) => Kind::InvalidToken(s.clone()),
             Kind::NoToken(e) => Kind::NoToken(e.duplicate()),
-            Kind::Discovery {
-                failure,
-                url,
-                detail,
-                status,
-                source,
-            } => Kind::Discovery {
-                failure: *failure,
+            Kind::Discovery { url, detail, cause } => Kind::Discovery {
                 url: url.clone(),
                 detail: detail.clone(),
-                status: *status,
-                source: source
-                    .as_ref()
-                    .map(|e| Box::new(Message(error_chain(&**e))) as BoxError),
+                cause: match cause {
+                    DiscoveryCause::Unusable(f) => DiscoveryCause::Unusable(*f),
+                    DiscoveryCause::Fetch(e) => DiscoveryCause::Fetch(e.duplicate()),
+                },
             },
         };
         Error {
@@ -490,6 +470,10 @@ impl Error {
             Kind::InvalidRequest(_) => ErrorKind::InvalidRequest,
             Kind::InvalidToken(_) => ErrorKind::InvalidToken,
             Kind::NoToken(_) => ErrorKind::NoToken,
+            Kind::Discovery {
+                cause: DiscoveryCause::Fetch(e),
+                ..
+            } => e.kind(),
             Kind::Discovery { .. } => ErrorKind::Discovery,
         }
     }
@@ -504,10 +488,49 @@ impl Error {
         }
     }
 
-    /// How discovery failed, if this is an [`ErrorKind::Discovery`] error.
+    /// Why discovery found no usable metadata, if this is an
+    /// [`ErrorKind::Discovery`] error.
     pub fn discovery_failure(&self) -> Option<DiscoveryFailure> {
         match &self.inner.kind {
-            Kind::Discovery { failure, .. } => Some(*failure),
+            Kind::Discovery {
+                cause: DiscoveryCause::Unusable(failure),
+                ..
+            } => Some(*failure),
+            _ => None,
+        }
+    }
+
+    /// Whether this happened in authorization server discovery
+    /// ([`crate::discovery`]): an [`ErrorKind::Discovery`] error, or a
+    /// failure to fetch the metadata, which has the kind of what went wrong.
+    ///
+    /// ```
+    /// use tower_oauth2::discovery::ProviderMetadata;
+    /// use tower_oauth2::{Error, ErrorKind};
+    ///
+    /// fn explain(discovered: Result<ProviderMetadata, Error>) -> String {
+    ///     match discovered {
+    ///         Ok(m) => format!("token endpoint: {}", m.token_endpoint()),
+    ///         Err(e) if e.kind() == ErrorKind::Discovery => format!("unusable: {e}"),
+    ///         Err(e) if e.is_discovery() && e.is_retryable() => format!("try later: {e}"),
+    ///         Err(e) => e.to_string(),
+    ///     }
+    /// }
+    /// let doc = br#"{"issuer":"https://as.example.org","token_endpoint":"https://as.example.org/t"}"#;
+    /// let found = ProviderMetadata::from_json("https://as.example.com", doc);
+    /// assert!(explain(found).starts_with("unusable: authorization server discovery failed"));
+    /// ```
+    pub fn is_discovery(&self) -> bool {
+        matches!(self.inner.kind, Kind::Discovery { .. })
+    }
+
+    /// The failure to fetch the metadata that a discovery error wraps.
+    fn discovery_fetch(&self) -> Option<&Error> {
+        match &self.inner.kind {
+            Kind::Discovery {
+                cause: DiscoveryCause::Fetch(e),
+                ..
+            } => Some(e),
             _ => None,
         }
     }
@@ -521,7 +544,7 @@ impl Error {
             | Kind::Redirect { status }
             | Kind::InvalidResponse { status, .. } => Some(*status),
             Kind::NoToken(e) => e.status(),
-            Kind::Discovery { status, .. } => *status,
+            Kind::Discovery { .. } => self.discovery_fetch()?.status(),
             _ => None,
         }
     }
@@ -536,7 +559,7 @@ impl Error {
         match &self.inner.kind {
             Kind::Timeout(_) => true,
             Kind::NoToken(e) => e.is_timeout(),
-            Kind::Discovery { failure, .. } => *failure == DiscoveryFailure::Timeout,
+            Kind::Discovery { .. } => self.discovery_fetch().is_some_and(Error::is_timeout),
             _ => false,
         }
     }
@@ -546,7 +569,7 @@ impl Error {
         match &self.inner.kind {
             Kind::Transport(_) => true,
             Kind::NoToken(e) => e.is_transport(),
-            Kind::Discovery { failure, .. } => *failure == DiscoveryFailure::Transport,
+            Kind::Discovery { .. } => self.discovery_fetch().is_some_and(Error::is_transport),
             _ => false,
         }
     }
@@ -571,21 +594,8 @@ impl Error {
             Kind::HttpStatus { status, .. } => status_retryable(*status),
             Kind::InvalidResponse { status, .. } => status_retryable(*status),
             Kind::NoToken(e) => e.is_retryable(),
-            Kind::Discovery {
-                failure, status, ..
-            } => match failure {
-                DiscoveryFailure::Transport | DiscoveryFailure::Timeout => true,
-                DiscoveryFailure::HttpStatus => status.is_some_and(status_retryable),
-                DiscoveryFailure::InvalidIssuer
-                | DiscoveryFailure::NotFound
-                | DiscoveryFailure::IssuerMismatch
-                | DiscoveryFailure::MissingTokenEndpoint
-                | DiscoveryFailure::InvalidTokenEndpoint
-                | DiscoveryFailure::InvalidMetadata
-                | DiscoveryFailure::UnsupportedClientAuth
-                | DiscoveryFailure::Redirect
-                | DiscoveryFailure::BodyTooLarge => false,
-            },
+            // An issuer or metadata that cannot be used stays so.
+            Kind::Discovery { .. } => self.discovery_fetch().is_some_and(Error::is_retryable),
             Kind::Redirect { .. }
             | Kind::BodyTooLarge { .. }
             | Kind::InvalidRequest(_)
@@ -612,16 +622,12 @@ impl fmt::Debug for Error {
             }
             Kind::InvalidRequest(r) | Kind::InvalidToken(r) => d.field("reason", r),
             Kind::NoToken(e) => d.field("last_error", e),
-            Kind::Discovery {
-                failure,
-                url,
-                detail,
-                status,
-                source,
-            } => {
-                d.field("failure", failure).field("url", url);
-                d.field("detail", detail).field("status", status);
-                d.field("source", source)
+            Kind::Discovery { url, detail, cause } => {
+                d.field("url", url).field("detail", detail);
+                match cause {
+                    DiscoveryCause::Unusable(f) => d.field("failure", f),
+                    DiscoveryCause::Fetch(e) => d.field("cause", e),
+                }
             }
         };
         if let Some(r) = self.inner.retry_after {
@@ -683,9 +689,12 @@ impl std::error::Error for Error {
             Kind::Transport(e) => Some(&**e),
             Kind::InvalidResponse { source, .. } => Some(source),
             Kind::NoToken(e) => Some(e),
+            // The fetch failure's own source: its message speaks of the
+            // token endpoint, the discovery error's of the metadata.
             Kind::Discovery {
-                source: Some(e), ..
-            } => Some(&**e),
+                cause: DiscoveryCause::Fetch(e),
+                ..
+            } => e.source(),
             _ => None,
         }
     }
@@ -859,45 +868,26 @@ mod tests {
     }
 
     #[test]
-    fn discovery_errors_classify_print_and_copy() {
+    fn unusable_metadata_is_a_discovery_error() {
         use DiscoveryFailure as F;
         let url = Some("https://as.example.com/.well-known/openid-configuration");
-        let make = |f: F, status: Option<u16>| {
-            Error::discovery(
-                f,
-                url,
-                "detail",
-                status.map(|s| StatusCode::from_u16(s).unwrap()),
-                None,
-            )
-        };
-        let all = [
-            (F::InvalidIssuer, None, false),
-            (F::NotFound, None, false),
-            (F::IssuerMismatch, None, false),
-            (F::MissingTokenEndpoint, None, false),
-            (F::InvalidTokenEndpoint, None, false),
-            (F::InvalidMetadata, None, false),
-            (F::UnsupportedClientAuth, None, false),
-            (F::HttpStatus, Some(503), true),
-            (F::HttpStatus, Some(429), true),
-            (F::HttpStatus, Some(408), true),
-            (F::HttpStatus, Some(501), true),
-            (F::HttpStatus, None, false),
-            (F::Redirect, Some(302), false),
-            (F::Transport, None, true),
-            (F::Timeout, None, true),
-            (F::BodyTooLarge, None, false),
-        ];
-        for (failure, status, retryable) in all {
-            let e = make(failure, status);
+        for failure in [
+            F::InvalidIssuer,
+            F::NotFound,
+            F::IssuerMismatch,
+            F::MissingTokenEndpoint,
+            F::InvalidTokenEndpoint,
+            F::InvalidMetadata,
+            F::UnsupportedClientAuth,
+        ] {
+            let e = Error::discovery(failure, url, "detail");
             assert_eq!(e.kind(), ErrorKind::Discovery);
             assert_eq!(e.discovery_failure(), Some(failure));
-            assert_eq!(e.is_retryable(), retryable, "{failure:?} {status:?}");
-            assert_eq!(e.is_timeout(), failure == F::Timeout);
-            assert_eq!(e.is_transport(), failure == F::Transport);
-            assert_eq!(e.status().map(|s| s.as_u16()), status);
+            assert!(e.is_discovery());
+            assert!(!e.is_retryable() && !e.is_timeout() && !e.is_transport());
+            assert_eq!(e.status(), None);
             assert!(e.oauth_error().is_none());
+            assert!(std::error::Error::source(&e).is_none());
             assert_eq!(
                 e.to_string(),
                 "authorization server discovery failed at \
@@ -905,53 +895,156 @@ mod tests {
             );
             let copy = e.duplicate();
             assert_eq!(copy.discovery_failure(), Some(failure));
-            assert_eq!(copy.status(), e.status());
             assert_eq!(copy.to_string(), e.to_string());
             assert_eq!(format!("{copy:?}"), format!("{e:?}"));
         }
-        assert_eq!(
-            Error::timeout(Duration::from_secs(1)).discovery_failure(),
-            None
-        );
-
-        let e = Error::discovery(F::InvalidIssuer, None, "the issuer is bad", None, None);
+        let e = Error::discovery(F::InvalidIssuer, None, "the issuer is bad");
         assert_eq!(
             e.to_string(),
             "authorization server discovery failed: the issuer is bad"
         );
-        let e = make(F::HttpStatus, Some(503)).with_retry_after(Some(Duration::from_secs(9)));
+        assert_eq!(
+            format!("{e:?}"),
+            "tower_oauth2::Error { kind: Discovery, url: None, detail: \"the issuer is bad\", \
+             failure: InvalidIssuer }"
+        );
+        assert!(!Error::timeout(Duration::from_secs(1)).is_discovery());
+        assert_eq!(
+            Error::timeout(Duration::from_secs(1)).discovery_failure(),
+            None
+        );
+        // A URL from a hostile server cannot forge log lines.
+        let e = Error::discovery(F::NotFound, Some("https://a/\r\nX: y"), "d");
+        assert_eq!(
+            e.to_string(),
+            "authorization server discovery failed at https://a/ X: y: d"
+        );
+    }
+
+    #[test]
+    fn a_failed_metadata_fetch_keeps_its_kind() {
+        let u = "https://as.example.com/x";
+        let status = |s: u16| StatusCode::from_u16(s).unwrap();
+        let cases = [
+            (
+                Error::http_status(status(503), "x".into()),
+                ErrorKind::HttpStatus,
+                Some(503),
+                true,
+            ),
+            (
+                Error::http_status(status(429), "x".into()),
+                ErrorKind::HttpStatus,
+                Some(429),
+                true,
+            ),
+            (
+                Error::http_status(status(408), "x".into()),
+                ErrorKind::HttpStatus,
+                Some(408),
+                true,
+            ),
+            (
+                Error::http_status(status(501), "x".into()),
+                ErrorKind::HttpStatus,
+                Some(501),
+                true,
+            ),
+            (
+                Error::redirect(status(302)),
+                ErrorKind::Redirect,
+                Some(302),
+                false,
+            ),
+            (
+                Error::transport("refused"),
+                ErrorKind::Transport,
+                None,
+                true,
+            ),
+            (
+                Error::timeout(Duration::from_secs(1)),
+                ErrorKind::Timeout,
+                None,
+                true,
+            ),
+            (
+                Error::body_too_large(10),
+                ErrorKind::BodyTooLarge,
+                None,
+                false,
+            ),
+        ];
+        for (cause, kind, code, retryable) in cases {
+            let e = cause.in_discovery(u, "detail");
+            assert_eq!(e.kind(), kind);
+            assert!(e.is_discovery());
+            assert_eq!(e.discovery_failure(), None);
+            assert_eq!(e.status().map(|s| s.as_u16()), code, "{kind:?}");
+            assert_eq!(e.is_retryable(), retryable, "{kind:?}");
+            assert_eq!(e.is_timeout(), kind == ErrorKind::Timeout);
+            assert_eq!(e.is_transport(), kind == ErrorKind::Transport);
+            assert_eq!(
+                e.to_string(),
+                "authorization server discovery failed at https://as.example.com/x: detail"
+            );
+            let copy = e.duplicate();
+            assert_eq!((copy.kind(), copy.is_discovery()), (kind, true));
+            assert_eq!(copy.status(), e.status());
+            assert_eq!(copy.to_string(), e.to_string());
+            if kind != ErrorKind::Transport {
+                // A transport error's copy keeps its source's message only.
+                assert_eq!(format!("{copy:?}"), format!("{e:?}"));
+            }
+        }
+        let e = Error::http_status(status(503), "down".into())
+            .with_retry_after(Some(Duration::from_secs(9)))
+            .in_discovery(u, "answered 503");
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(9)));
         assert_eq!(
             format!("{:?}", e.duplicate()),
-            "tower_oauth2::Error { kind: Discovery, failure: HttpStatus, \
-             url: Some(\"https://as.example.com/.well-known/openid-configuration\"), \
-             detail: \"detail\", status: Some(503), source: None, retry_after: 9s }"
+            "tower_oauth2::Error { kind: HttpStatus, url: Some(\"https://as.example.com/x\"), \
+             detail: \"answered 503\", cause: tower_oauth2::Error { kind: HttpStatus, \
+             status: 503, excerpt: \"down\", retry_after: 9s }, retry_after: 9s }"
         );
         assert!(e.to_string().ends_with(" (retry after 9s)"));
+    }
 
-        // The shared body reader's failures, restated as discovery failures.
+    #[test]
+    fn the_exchange_failures_in_discovery_words() {
         let u = "https://as.example.com/x";
         let e = Error::body_too_large(10).into_discovery(u);
-        assert_eq!(e.discovery_failure(), Some(F::BodyTooLarge));
+        assert_eq!(e.kind(), ErrorKind::BodyTooLarge);
+        assert!(e.is_discovery());
         assert_eq!(
             e.to_string(),
             "authorization server discovery failed at https://as.example.com/x: the metadata \
              is larger than the 10-byte limit"
         );
         let e = Error::transport(std::io::Error::other("reset")).into_discovery(u);
-        assert_eq!(e.discovery_failure(), Some(F::Transport));
+        assert!(e.is_transport() && e.is_discovery());
         assert_eq!(std::error::Error::source(&e).unwrap().to_string(), "reset");
-        let e = Error::timeout(Duration::from_millis(20)).into_discovery(u);
-        assert!(e.is_timeout());
-        let e = Error::invalid_token("x").into_discovery(u);
-        assert_eq!(e.discovery_failure(), Some(F::Transport));
-        let again = e.duplicate().into_discovery("https://elsewhere");
-        assert!(again.to_string().contains("https://as.example.com/x"));
-        // A URL from a hostile server cannot forge log lines.
-        let e = Error::discovery(F::Redirect, Some("https://a/\r\nX: y"), "d", None, None);
         assert_eq!(
             e.to_string(),
-            "authorization server discovery failed at https://a/ X: y: d"
+            "authorization server discovery failed at https://as.example.com/x: the metadata \
+             could not be fetched"
         );
+        let copy = e.duplicate();
+        assert_eq!(
+            std::error::Error::source(&copy).unwrap().to_string(),
+            "reset"
+        );
+        let e = Error::timeout(Duration::from_millis(20)).into_discovery(u);
+        assert!(e.is_timeout() && e.is_discovery());
+        assert_eq!(
+            e.to_string(),
+            "authorization server discovery failed at https://as.example.com/x: no complete \
+             answer within 20ms"
+        );
+        let e = Error::invalid_token("x").into_discovery(u);
+        assert_eq!(e.kind(), ErrorKind::InvalidToken);
+        let again = e.duplicate().into_discovery("https://elsewhere");
+        assert!(again.to_string().contains("https://as.example.com/x"));
     }
 
     #[test]

@@ -82,6 +82,7 @@ pub mod challenge;
 pub mod discovery;
 pub mod endpoint;
 pub mod error;
+mod exchange;
 pub mod layer;
 pub mod request;
 #[cfg(feature = "reqwest")]
@@ -93,6 +94,7 @@ pub mod store;
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub mod tls;
 pub mod token;
+mod url;
 
 pub use cache::TokenCache;
 pub use endpoint::TokenEndpoint;

@@ -394,8 +394,8 @@ async fn an_oversized_document_is_refused_with_or_without_a_content_length() {
             .await
             .unwrap_err();
         assert_eq!(
-            err.discovery_failure(),
-            Some(DiscoveryFailure::BodyTooLarge),
+            (err.kind(), err.is_discovery(), err.discovery_failure()),
+            (ErrorKind::BodyTooLarge, true, None),
             "chunked: {chunked}"
         );
         assert_eq!(
@@ -423,8 +423,8 @@ async fn an_oversized_document_is_refused_with_or_without_a_content_length() {
         .await
         .unwrap_err();
     assert_eq!(
-        err.discovery_failure(),
-        Some(DiscoveryFailure::BodyTooLarge)
+        (err.kind(), err.is_discovery(), err.discovery_failure()),
+        (ErrorKind::BodyTooLarge, true, None)
     );
 }
 

@@ -4,7 +4,6 @@ use std::sync::Arc;
 use http::Uri;
 
 use crate::error::Error;
-use crate::request::is_loopback;
 
 /// Which requests get the token.
 ///
@@ -96,13 +95,7 @@ impl Destinations {
     #[inline]
     pub(crate) fn allows(&self, uri: &Uri) -> bool {
         match &self.0 {
-            Kind::Secure => match uri.scheme_str() {
-                None => uri.authority().is_none(),
-                Some("https") => true,
-                Some(s) if s.eq_ignore_ascii_case("https") => true,
-                Some(s) if s.eq_ignore_ascii_case("http") => uri.host().is_some_and(is_loopback),
-                Some(_) => false,
-            },
+            Kind::Secure => crate::url::is_secure_destination(uri),
             Kind::Any => true,
             Kind::Origins(list) => origin_of(uri).is_some_and(|o| list.contains(&o)),
             Kind::Predicate(f) => f(uri),

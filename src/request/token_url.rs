@@ -1,0 +1,140 @@
+//! [`TokenUrl`]: where the token endpoint is.
+
+use std::fmt;
+
+use http::Uri;
+
+use crate::error::Error;
+use crate::url::{self, Refusal};
+
+/// Where the token endpoint is.
+///
+/// Only `https` URLs are accepted, except on loopback (`localhost`,
+/// `127.0.0.0/8`, `[::1]`), where `http` is fine for tests and sidecars;
+/// [`TokenUrl::new_allow_http`] opts in to `http` elsewhere. A URL with
+/// credentials in it (`https://user:pass@host/`) is refused: they belong in
+/// [`crate::request::ClientAuth`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenUrl {
+    uri: Uri,
+}
+
+impl TokenUrl {
+    /// An absolute token endpoint URL.
+    pub fn new(url: &str) -> Result<Self, Error> {
+        Self::parse(url, false)
+    }
+
+    /// Like [`TokenUrl::new`] but accepting `http` to any host. The client
+    /// secret and the tokens then cross the network in clear text: use it only
+    /// inside a network you trust.
+    pub fn new_allow_http(url: &str) -> Result<Self, Error> {
+        Self::parse(url, true)
+    }
+
+    /// A path joined to a base URL (the "URI appendage" style): the path is
+    /// appended to the base's path with exactly one `/` between them, so
+    /// `https://as.example.com/tenant` joined with `oauth/token` is
+    /// `https://as.example.com/tenant/oauth/token`. If `path` is itself an
+    /// absolute URL it is used as it is.
+    pub fn join(base: &str, path: &str) -> Result<Self, Error> {
+        if path.starts_with("https://") || path.starts_with("http://") {
+            return Self::new(path);
+        }
+        let base = base.trim_end_matches('/');
+        let path = path.trim_start_matches('/');
+        Self::new(&format!("{base}/{path}"))
+    }
+
+    fn parse(url: &str, allow_http: bool) -> Result<Self, Error> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| Error::invalid_request(format!("token URL is not a valid URL ({e})")))?;
+        let reason = match url::check(&uri) {
+            Ok(()) => return Ok(TokenUrl { uri }),
+            // `check` refuses clear text last: the URL is otherwise fine.
+            Err(Refusal::ClearText) if allow_http => return Ok(TokenUrl { uri }),
+            Err(Refusal::OriginForm | Refusal::NoScheme) => {
+                "token URL must be absolute (https://host/path)"
+            }
+            Err(Refusal::NoHost) => "token URL has no host",
+            Err(Refusal::Credentials) => {
+                "token URL must not carry credentials; pass them as ClientAuth"
+            }
+            Err(Refusal::ClearText) => {
+                "token URL must be https (http is accepted only on loopback, \
+                 or with TokenUrl::new_allow_http)"
+            }
+            Err(Refusal::Scheme) => "token URL scheme must be https or http",
+        };
+        Err(Error::invalid_request(reason))
+    }
+
+    /// The URL.
+    pub fn uri(&self) -> &Uri {
+        &self.uri
+    }
+}
+
+impl fmt::Debug for TokenUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("TokenUrl").field(&self.uri).finish()
+    }
+}
+
+impl fmt::Display for TokenUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.uri, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_urls() {
+        assert_eq!(
+            TokenUrl::new("https://as/token").unwrap().uri(),
+            "https://as/token"
+        );
+        assert_eq!(
+            TokenUrl::join("https://as.example.com/tenant/", "/oauth/token")
+                .unwrap()
+                .uri(),
+            "https://as.example.com/tenant/oauth/token"
+        );
+        assert_eq!(
+            TokenUrl::join("https://as.example.com", "token")
+                .unwrap()
+                .uri(),
+            "https://as.example.com/token"
+        );
+        assert_eq!(
+            TokenUrl::join("https://ignored", "https://as/t")
+                .unwrap()
+                .uri(),
+            "https://as/t"
+        );
+        for ok in [
+            "http://127.0.0.1:8080/token",
+            "http://localhost/t",
+            "http://[::1]:9/t",
+            "http://127.1.2.3/t",
+        ] {
+            assert!(TokenUrl::new(ok).is_ok(), "{ok}");
+        }
+        for (bad, why) in [
+            ("http://as.example.com/token", "must be https"),
+            ("/token", "absolute"),
+            ("https://user:pw@as/token", "credentials"),
+            ("ftp://as/token", "scheme"),
+            ("not a url", "not a valid URL"),
+        ] {
+            let e = TokenUrl::new(bad).unwrap_err();
+            assert!(e.to_string().contains(why), "{bad}: {e}");
+            assert!(!e.to_string().contains("pw@"));
+        }
+        assert!(TokenUrl::new_allow_http("http://as.example.com/token").is_ok());
+    }
+}
