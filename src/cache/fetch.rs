@@ -94,44 +94,39 @@ impl Fetcher {
         self.refresh.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Sends the refresh token if there is one, else the configured grant;
-    /// a refused refresh token (`invalid_grant`) is dropped and the
-    /// configured grant sent instead, or, with none, the user must
-    /// authorize again.
+    /// Sends the refresh token if there is one, else the configured grant.
     async fn request_token(&self, counters: &Counters) -> Result<Token, Error> {
         let refresh_token = self.refresh().current.clone();
-        let Some(refresh_token) = refresh_token else {
-            let Some(primary) = &self.primary else {
-                return Err(Error::reauthorization_required(
-                    self.refresh().refused.clone(),
-                ));
-            };
+        if let Some(refresh_token) = refresh_token {
             bump(&counters.token_fetches);
-            return self.endpoint.fetch(primary.clone()).await;
-        };
-        bump(&counters.token_fetches);
-        let refusal = match self
-            .endpoint
-            .fetch(TokenRequest::refresh_token(refresh_token))
-            .await
-        {
-            Err(e) if e.oauth_error().map(|r| r.error()) == Some(&ErrorCode::InvalidGrant) => e,
-            answer => return answer,
-        };
-        let primary = {
-            let mut refresh = self.refresh();
-            refresh.current = None;
-            match &self.primary {
-                Some(primary) => primary.clone(),
-                None => {
-                    refresh.refused = Some(refusal.clone());
-                    return Err(Error::reauthorization_required(Some(refusal)));
+            let request = TokenRequest::refresh_token(refresh_token);
+            match self.endpoint.fetch(request).await {
+                Err(e) if e.oauth_error().map(|r| r.error()) == Some(&ErrorCode::InvalidGrant) => {
+                    self.refresh_token_refused(e)?
                 }
+                answer => return answer,
             }
+        }
+        let Some(primary) = &self.primary else {
+            let refusal = self.refresh().refused.clone();
+            return Err(Error::reauthorization_required(refusal));
         };
-        tracing::debug!("refresh token refused; falling back to the original grant");
         bump(&counters.token_fetches);
-        self.endpoint.fetch(primary).await
+        self.endpoint.fetch(primary.clone()).await
+    }
+
+    /// Drops a refused refresh token (`invalid_grant`: revoked, expired or
+    /// spent), so the configured grant is sent instead. With none, the user
+    /// must authorize again: `refusal` answers this fetch and every later one.
+    fn refresh_token_refused(&self, refusal: Error) -> Result<(), Error> {
+        let mut refresh = self.refresh();
+        refresh.current = None;
+        if self.primary.is_some() {
+            tracing::debug!("refresh token refused; falling back to the original grant");
+            return Ok(());
+        }
+        refresh.refused = Some(refusal.clone());
+        Err(Error::reauthorization_required(Some(refusal)))
     }
 
     async fn save(&self, token: &Token, counters: &Counters) {

@@ -45,6 +45,13 @@
 //! being served and callers with no valid token fail at once with
 //! [`crate::ErrorKind::NoToken`], carrying the last failure.
 //!
+//! The fetch task runs on the Tokio runtime of the caller that started it.
+//! With no runtime (or one shutting down) there is nothing to run it on:
+//! that caller gets [`crate::ErrorKind::NoRuntime`] at once, no backoff is
+//! set, and the next caller on a running runtime fetches a token. A refresh
+//! token refused with no other grant to fall back to is
+//! [`crate::ErrorKind::ReauthorizationRequired`].
+//!
 //! # Example
 //!
 //! ```
@@ -86,6 +93,10 @@ use http::HeaderValue;
 use crate::error::Error;
 use crate::token::Token;
 
+// One concept a file: `policy` (when a token goes stale or expires, how long
+// to back off), `cached` (a token as the hot path reads it), `fetch` (one
+// token request and where its result is recorded), `flight` (single flight
+// and backoff), `builder`, `stats`. This file: the handle and the hot path.
 mod builder;
 mod cached;
 mod fetch;
