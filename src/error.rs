@@ -660,7 +660,9 @@ impl fmt::Debug for Error {
                 d.field("status", status).field("excerpt", excerpt)
             }
             Kind::Redirect { status } => d.field("status", status),
-            Kind::Transport(e) => d.field("source", e),
+            // The whole chain, as text: the cause a TLS or DNS failure
+            // names sits several sources deep.
+            Kind::Transport(e) => d.field("source", &error_chain(&**e)),
             Kind::Timeout(t) => d.field("after", t),
             Kind::BodyTooLarge { limit } => d.field("limit", limit),
             Kind::InvalidResponse { status, source } => {
@@ -769,6 +771,18 @@ impl std::error::Error for Error {
             _ => None,
         }
     }
+}
+
+/// `e` and its sources, as `outer: inner: …`.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(next) = cur {
+        s.push_str(": ");
+        s.push_str(&next.to_string());
+        cur = next.source();
+    }
+    s
 }
 
 /// Keeps at most `max` characters, with control characters turned into
@@ -924,7 +938,10 @@ mod tests {
             .with_retry_after(Some(Duration::from_secs(3)));
         let copy = e.clone();
         assert!(Arc::ptr_eq(&e.inner, &copy.inner));
-        assert_eq!(format!("{copy:?}"), format!("{e:?}"));
+        assert_eq!(
+            format!("{copy:?}"),
+            "tower_oauth2::Error { kind: Transport, source: \"reset\", retry_after: 3s }"
+        );
         assert_eq!(copy.to_string(), e.to_string());
         // Setting Retry-After on a shared error changes only that copy, and
         // the copy still shares the transport's error.
