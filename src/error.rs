@@ -26,6 +26,7 @@
 //! ```
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
@@ -214,15 +215,40 @@ pub enum ErrorKind {
     /// The answer was a success status with a body that is not a usable token
     /// response.
     InvalidResponse,
-    /// The token request could not be built (bad URL, forbidden bytes in a
-    /// parameter or header).
+    /// A request could not be built from what was given: the token request
+    /// (bad token URL, forbidden bytes in a parameter or header) or the
+    /// authorization URL (bad authorization endpoint, malformed PKCE
+    /// verifier). The message says which part to fix.
     InvalidRequest,
+    /// A destination given to [`crate::layer::Destinations::origins`] is not
+    /// an `http` or `https` origin (`https://host[:port]`, no path).
+    InvalidDestination,
+    /// The operating system's random source failed, so no `state` or PKCE
+    /// verifier could be drawn ([`crate::authorize`]).
+    RandomSource,
     /// A token was issued but cannot be used: it holds bytes not allowed in a
     /// header, is of a type not configured, or expired on arrival.
     InvalidToken,
     /// No token is available: the layer has none, and fetching one failed
     /// recently (the last failure is the [`std::error::Error::source`]).
     NoToken,
+    /// The cache needed to fetch a token but no Tokio runtime is running on
+    /// this thread, or the runtime is shutting down: fetches run as Tokio
+    /// tasks. Use the cache from within a running runtime; the next call
+    /// made there fetches a token.
+    NoRuntime,
+    /// The token fetch ended without an answer: it panicked (a bug in the
+    /// HTTP client, say), or its Tokio runtime shut down while it ran.
+    /// Retryable: the next call starts a new fetch once the backoff has
+    /// passed.
+    FetchAborted,
+    /// The refresh token was refused (`invalid_grant`: revoked, expired, or
+    /// already used) and the cache has no other grant to fall back to
+    /// ([`crate::TokenCache::from_refresh_token`]): the user must authorize
+    /// again. [`Error::oauth_error`] has the token endpoint's answer;
+    /// [`Error::is_reauthorization_required`] also sees it through a
+    /// [`ErrorKind::NoToken`] error.
+    ReauthorizationRequired,
     /// Authorization server discovery ([`crate::discovery`]) found no
     /// usable metadata: [`Error::discovery_failure`] says why.
     Discovery,
@@ -257,15 +283,25 @@ pub enum DiscoveryFailure {
 }
 
 /// The error for everything that gets tokens.
+///
+/// Cloning is cheap (a reference count): the cache hands one failed fetch's
+/// error to every caller that waited for it.
+#[derive(Clone)]
 pub struct Error {
-    inner: Box<ErrorImpl>,
+    inner: Arc<ErrorImpl>,
 }
 
+#[derive(Clone)]
 struct ErrorImpl {
     kind: Kind,
     retry_after: Option<Duration>,
 }
 
+/// A transport's (or discovery's) underlying error, shared by the clones of
+/// the [`Error`] that carries it.
+type SharedSource = Arc<dyn std::error::Error + Send + Sync>;
+
+#[derive(Clone)]
 enum Kind {
     OAuth(ErrorResponse),
     HttpStatus {
@@ -275,7 +311,7 @@ enum Kind {
     Redirect {
         status: StatusCode,
     },
-    Transport(BoxError),
+    Transport(SharedSource),
     Timeout(Duration),
     BodyTooLarge {
         limit: usize,
@@ -285,8 +321,15 @@ enum Kind {
         source: ParseError,
     },
     InvalidRequest(String),
+    InvalidAuthorizationRequest(String),
+    InvalidDestination(String),
+    RandomSource(String),
     InvalidToken(String),
     NoToken(Error),
+    NoRuntime,
+    FetchAborted,
+    /// The token endpoint's refusal of the refresh token, when known.
+    ReauthorizationRequired(Option<Error>),
     /// `detail` says what happened in discovery's words; `url` is the
     /// metadata URL (or the issuer) it happened at.
     Discovery {
@@ -296,6 +339,7 @@ enum Kind {
     },
 }
 
+#[derive(Clone)]
 enum DiscoveryCause {
     /// The issuer or the metadata cannot be used.
     Unusable(DiscoveryFailure),
@@ -306,7 +350,7 @@ enum DiscoveryCause {
 impl Error {
     fn new(kind: Kind) -> Self {
         Error {
-            inner: Box::new(ErrorImpl {
+            inner: Arc::new(ErrorImpl {
                 kind,
                 retry_after: None,
             }),
@@ -326,16 +370,25 @@ impl Error {
     }
 
     pub(crate) fn transport(e: impl Into<BoxError>) -> Self {
-        Error::new(Kind::Transport(e.into()))
+        Error::new(Kind::Transport(Arc::from(e.into())))
     }
 
     /// The fetch task ended without an answer: it panicked, or its runtime
-    /// dropped it. Retryable: the next call starts a new fetch.
+    /// dropped it while it ran. Retryable: the next call starts a new fetch.
     pub(crate) fn fetch_aborted() -> Self {
-        Error::new(Kind::Transport(Box::new(Message(
-            "the token fetch ended without an answer (it panicked, or its Tokio runtime shut down)"
-                .into(),
-        ))))
+        Error::new(Kind::FetchAborted)
+    }
+
+    /// No Tokio runtime to run a fetch on: none is running here, or it shut
+    /// down before the fetch started.
+    pub(crate) fn no_runtime() -> Self {
+        Error::new(Kind::NoRuntime)
+    }
+
+    /// The refresh token was refused and there is no other grant;
+    /// `refusal` is the token endpoint's answer, when known.
+    pub(crate) fn reauthorization_required(refusal: Option<Error>) -> Self {
+        Error::new(Kind::ReauthorizationRequired(refusal))
     }
 
     pub(crate) fn timeout(after: Duration) -> Self {
@@ -354,15 +407,26 @@ impl Error {
         Error::new(Kind::InvalidRequest(reason.into()))
     }
 
+    pub(crate) fn invalid_authorization_request(reason: impl Into<String>) -> Self {
+        Error::new(Kind::InvalidAuthorizationRequest(reason.into()))
+    }
+
+    /// A destination that is not an origin; `reason` names it.
+    pub(crate) fn invalid_destination(reason: impl Into<String>) -> Self {
+        Error::new(Kind::InvalidDestination(reason.into()))
+    }
+
+    pub(crate) fn random_source(cause: impl fmt::Display) -> Self {
+        Error::new(Kind::RandomSource(cause.to_string()))
+    }
+
     pub(crate) fn invalid_token(reason: impl Into<String>) -> Self {
         Error::new(Kind::InvalidToken(reason.into()))
     }
 
     pub(crate) fn no_token(last: Error) -> Self {
         let retry_after = last.inner.retry_after;
-        let mut e = Error::new(Kind::NoToken(last));
-        e.inner.retry_after = retry_after;
-        e
+        Error::new(Kind::NoToken(last)).with_retry_after(retry_after)
     }
 
     /// Discovery found no usable metadata. `url` is the metadata URL (or
@@ -416,45 +480,10 @@ impl Error {
     }
 
     pub(crate) fn with_retry_after(mut self, retry_after: Option<Duration>) -> Self {
-        self.inner.retry_after = retry_after;
+        // Unique unless the error was already shared: then the kind is
+        // copied (its sources stay shared) rather than changed for all.
+        Arc::make_mut(&mut self.inner).retry_after = retry_after;
         self
-    }
-
-    /// A copy for handing the same failure to several waiting callers.
-    /// A transport error is not `Clone`; the copy keeps its message.
-    pub(crate) fn duplicate(&self) -> Self {
-        let kind = match &self.inner.kind {
-            Kind::OAuth(r) => Kind::OAuth(r.clone()),
-            Kind::HttpStatus { status, excerpt } => Kind::HttpStatus {
-                status: *status,
-                excerpt: excerpt.clone(),
-            },
-            Kind::Redirect { status } => Kind::Redirect { status: *status },
-            Kind::Transport(e) => Kind::Transport(Box::new(Message(error_chain(&**e)))),
-            Kind::Timeout(d) => Kind::Timeout(*d),
-            Kind::BodyTooLarge { limit } => Kind::BodyTooLarge { limit: *limit },
-            Kind::InvalidResponse { status, source } => Kind::InvalidResponse {
-                status: *status,
-                source: source.clone(),
-            },
-            Kind::InvalidRequest(s) => Kind::InvalidRequest(s.clone()),
-            Kind::InvalidToken(s) => Kind::InvalidToken(s.clone()),
-            Kind::NoToken(e) => Kind::NoToken(e.duplicate()),
-            Kind::Discovery { url, detail, cause } => Kind::Discovery {
-                url: url.clone(),
-                detail: detail.clone(),
-                cause: match cause {
-                    DiscoveryCause::Unusable(f) => DiscoveryCause::Unusable(*f),
-                    DiscoveryCause::Fetch(e) => DiscoveryCause::Fetch(e.duplicate()),
-                },
-            },
-        };
-        Error {
-            inner: Box::new(ErrorImpl {
-                kind,
-                retry_after: self.inner.retry_after,
-            }),
-        }
     }
 
     /// What kind of failure this is.
@@ -467,9 +496,16 @@ impl Error {
             Kind::Timeout(_) => ErrorKind::Timeout,
             Kind::BodyTooLarge { .. } => ErrorKind::BodyTooLarge,
             Kind::InvalidResponse { .. } => ErrorKind::InvalidResponse,
-            Kind::InvalidRequest(_) => ErrorKind::InvalidRequest,
+            Kind::InvalidRequest(_) | Kind::InvalidAuthorizationRequest(_) => {
+                ErrorKind::InvalidRequest
+            }
+            Kind::InvalidDestination(_) => ErrorKind::InvalidDestination,
+            Kind::RandomSource(_) => ErrorKind::RandomSource,
             Kind::InvalidToken(_) => ErrorKind::InvalidToken,
             Kind::NoToken(_) => ErrorKind::NoToken,
+            Kind::NoRuntime => ErrorKind::NoRuntime,
+            Kind::FetchAborted => ErrorKind::FetchAborted,
+            Kind::ReauthorizationRequired(_) => ErrorKind::ReauthorizationRequired,
             Kind::Discovery {
                 cause: DiscoveryCause::Fetch(e),
                 ..
@@ -479,11 +515,12 @@ impl Error {
     }
 
     /// The endpoint's RFC 6749 §5.2 error, if it sent one (also found through
-    /// a [`ErrorKind::NoToken`] error's last failure).
+    /// a [`ErrorKind::NoToken`] error's last failure, and in an
+    /// [`ErrorKind::ReauthorizationRequired`] error: the refusal).
     pub fn oauth_error(&self) -> Option<&ErrorResponse> {
         match &self.inner.kind {
             Kind::OAuth(r) => Some(r),
-            Kind::NoToken(e) => e.oauth_error(),
+            Kind::NoToken(e) | Kind::ReauthorizationRequired(Some(e)) => e.oauth_error(),
             _ => None,
         }
     }
@@ -543,7 +580,7 @@ impl Error {
             Kind::HttpStatus { status, .. }
             | Kind::Redirect { status }
             | Kind::InvalidResponse { status, .. } => Some(*status),
-            Kind::NoToken(e) => e.status(),
+            Kind::NoToken(e) | Kind::ReauthorizationRequired(Some(e)) => e.status(),
             Kind::Discovery { .. } => self.discovery_fetch()?.status(),
             _ => None,
         }
@@ -560,6 +597,19 @@ impl Error {
             Kind::Timeout(_) => true,
             Kind::NoToken(e) => e.is_timeout(),
             Kind::Discovery { .. } => self.discovery_fetch().is_some_and(Error::is_timeout),
+            _ => false,
+        }
+    }
+
+    /// Whether the user must authorize again: the refresh token was refused
+    /// and the cache has no other grant ([`ErrorKind::ReauthorizationRequired`],
+    /// also through a [`ErrorKind::NoToken`] error). Start the authorization
+    /// code flow again ([`crate::authorize`]) and build a new cache with the
+    /// refresh token it yields.
+    pub fn is_reauthorization_required(&self) -> bool {
+        match &self.inner.kind {
+            Kind::ReauthorizationRequired(_) => true,
+            Kind::NoToken(e) => e.is_reauthorization_required(),
             _ => false,
         }
     }
@@ -589,7 +639,7 @@ impl Error {
                 || s == StatusCode::REQUEST_TIMEOUT
         }
         match &self.inner.kind {
-            Kind::Transport(_) | Kind::Timeout(_) => true,
+            Kind::Transport(_) | Kind::Timeout(_) | Kind::FetchAborted => true,
             Kind::OAuth(r) => r.error.is_transient() || status_retryable(r.status),
             Kind::HttpStatus { status, .. } => status_retryable(*status),
             Kind::InvalidResponse { status, .. } => status_retryable(*status),
@@ -599,7 +649,12 @@ impl Error {
             Kind::Redirect { .. }
             | Kind::BodyTooLarge { .. }
             | Kind::InvalidRequest(_)
-            | Kind::InvalidToken(_) => false,
+            | Kind::InvalidAuthorizationRequest(_)
+            | Kind::InvalidDestination(_)
+            | Kind::RandomSource(_)
+            | Kind::InvalidToken(_)
+            | Kind::NoRuntime
+            | Kind::ReauthorizationRequired(_) => false,
         }
     }
 }
@@ -614,14 +669,22 @@ impl fmt::Debug for Error {
                 d.field("status", status).field("excerpt", excerpt)
             }
             Kind::Redirect { status } => d.field("status", status),
-            Kind::Transport(e) => d.field("source", e),
+            // The whole chain, as text: the cause a TLS or DNS failure
+            // names sits several sources deep.
+            Kind::Transport(e) => d.field("source", &error_chain(&**e)),
             Kind::Timeout(t) => d.field("after", t),
             Kind::BodyTooLarge { limit } => d.field("limit", limit),
             Kind::InvalidResponse { status, source } => {
                 d.field("status", status).field("source", source)
             }
-            Kind::InvalidRequest(r) | Kind::InvalidToken(r) => d.field("reason", r),
+            Kind::InvalidRequest(r)
+            | Kind::InvalidAuthorizationRequest(r)
+            | Kind::InvalidDestination(r)
+            | Kind::RandomSource(r)
+            | Kind::InvalidToken(r) => d.field("reason", r),
             Kind::NoToken(e) => d.field("last_error", e),
+            Kind::NoRuntime | Kind::FetchAborted => &mut d,
+            Kind::ReauthorizationRequired(e) => d.field("refusal", e),
             Kind::Discovery { url, detail, cause } => {
                 d.field("url", url).field("detail", detail);
                 match cause {
@@ -636,6 +699,15 @@ impl fmt::Debug for Error {
         d.finish()
     }
 }
+
+const RANDOM_SOURCE_FAILED: &str =
+    "no state or PKCE verifier can be drawn: the operating system's random source failed";
+const NO_RUNTIME: &str = "no token can be fetched: no Tokio runtime is running here, or it is \
+     shutting down; use the token cache from within a running Tokio runtime";
+const FETCH_ABORTED: &str = "the token fetch ended without an answer (it panicked, or its \
+     Tokio runtime shut down); the next call starts a new fetch";
+const REAUTHORIZE: &str =
+    "the refresh token was refused and there is no other grant: the user must authorize again";
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -665,8 +737,17 @@ impl fmt::Display for Error {
                 write!(f, "token endpoint answered {status} but {source}")
             }
             Kind::InvalidRequest(r) => write!(f, "cannot build the token request: {r}"),
+            Kind::InvalidAuthorizationRequest(r) => {
+                write!(f, "cannot build the authorization request: {r}")
+            }
+            Kind::InvalidDestination(r) => write!(f, "invalid token destination: {r}"),
+            Kind::RandomSource(r) => write!(f, "{RANDOM_SOURCE_FAILED} ({r})"),
             Kind::InvalidToken(r) => write!(f, "the issued token cannot be used: {r}"),
             Kind::NoToken(e) => write!(f, "no access token is available; last failure: {e}"),
+            Kind::NoRuntime => f.write_str(NO_RUNTIME),
+            Kind::FetchAborted => f.write_str(FETCH_ABORTED),
+            Kind::ReauthorizationRequired(None) => f.write_str(REAUTHORIZE),
+            Kind::ReauthorizationRequired(Some(e)) => write!(f, "{REAUTHORIZE} ({e})"),
             Kind::Discovery {
                 url: Some(url),
                 detail,
@@ -688,7 +769,7 @@ impl std::error::Error for Error {
         match &self.inner.kind {
             Kind::Transport(e) => Some(&**e),
             Kind::InvalidResponse { source, .. } => Some(source),
-            Kind::NoToken(e) => Some(e),
+            Kind::NoToken(e) | Kind::ReauthorizationRequired(Some(e)) => Some(e),
             // The fetch failure's own source: its message speaks of the
             // token endpoint, the discovery error's of the metadata.
             Kind::Discovery {
@@ -700,17 +781,7 @@ impl std::error::Error for Error {
     }
 }
 
-#[derive(Debug)]
-struct Message(String);
-
-impl fmt::Display for Message {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Message {}
-
+/// `e` and its sources, as `outer: inner: …`.
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
@@ -859,12 +930,112 @@ mod tests {
             .with_retry_after(Some(Duration::from_secs(7)));
         assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
         assert!(e.to_string().ends_with("(retry after 7s)"), "{e}");
-        let copy = Error::transport(std::io::Error::other("connection refused")).duplicate();
+        let copy = Error::transport(std::io::Error::other("connection refused")).clone();
         assert!(copy.is_transport());
         assert_eq!(
             std::error::Error::source(&copy).unwrap().to_string(),
             "connection refused"
         );
+    }
+
+    #[test]
+    fn clones_share_one_error() {
+        fn send_sync<T: Send + Sync + Clone + 'static>() {}
+        send_sync::<Error>();
+        let e = Error::transport(std::io::Error::other("reset"))
+            .with_retry_after(Some(Duration::from_secs(3)));
+        let copy = e.clone();
+        assert!(Arc::ptr_eq(&e.inner, &copy.inner));
+        assert_eq!(
+            format!("{copy:?}"),
+            "tower_oauth2::Error { kind: Transport, source: \"reset\", retry_after: 3s }"
+        );
+        assert_eq!(copy.to_string(), e.to_string());
+        // Setting Retry-After on a shared error changes only that copy, and
+        // the copy still shares the transport's error.
+        let later = copy.with_retry_after(Some(Duration::from_secs(9)));
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
+        assert_eq!(later.retry_after(), Some(Duration::from_secs(9)));
+        let source = |e: &Error| match &e.inner.kind {
+            Kind::Transport(s) => s.clone(),
+            _ => unreachable!("a transport error"),
+        };
+        assert!(Arc::ptr_eq(&source(&e), &source(&later)));
+    }
+
+    #[test]
+    fn each_cache_event_has_its_own_kind() {
+        let refusal = Error::oauth(ErrorResponse::new(
+            ErrorCode::InvalidGrant,
+            Some("refresh token revoked"),
+            None,
+            StatusCode::BAD_REQUEST,
+        ));
+        let reauth = Error::reauthorization_required(Some(refusal));
+        assert_eq!(reauth.kind(), ErrorKind::ReauthorizationRequired);
+        assert!(reauth.is_reauthorization_required() && !reauth.is_retryable());
+        assert_eq!(
+            reauth.oauth_error().map(|r| r.error()),
+            Some(&ErrorCode::InvalidGrant)
+        );
+        assert_eq!(reauth.status(), Some(StatusCode::BAD_REQUEST));
+        assert_eq!(
+            reauth.to_string(),
+            "the refresh token was refused and there is no other grant: the user must \
+             authorize again (token endpoint answered 400 Bad Request: invalid_grant: \
+             refresh token revoked)"
+        );
+        assert_eq!(
+            std::error::Error::source(&reauth).unwrap().to_string(),
+            "token endpoint answered 400 Bad Request: invalid_grant: refresh token revoked"
+        );
+        let later = Error::no_token(reauth);
+        assert_eq!(later.kind(), ErrorKind::NoToken);
+        assert!(later.is_reauthorization_required());
+        let bare = Error::reauthorization_required(None);
+        assert!(bare.oauth_error().is_none() && std::error::Error::source(&bare).is_none());
+
+        let e = Error::no_runtime();
+        assert_eq!(e.kind(), ErrorKind::NoRuntime);
+        assert!(!e.is_retryable() && !e.is_transport() && !e.is_reauthorization_required());
+        assert_eq!(
+            e.to_string(),
+            "no token can be fetched: no Tokio runtime is running here, or it is shutting down; \
+             use the token cache from within a running Tokio runtime"
+        );
+        assert_eq!(format!("{e:?}"), "tower_oauth2::Error { kind: NoRuntime }");
+
+        let e = Error::fetch_aborted();
+        assert_eq!(e.kind(), ErrorKind::FetchAborted);
+        assert!(e.is_retryable() && !e.is_transport());
+        assert_eq!(
+            e.to_string(),
+            "the token fetch ended without an answer (it panicked, or its Tokio runtime shut \
+             down); the next call starts a new fetch"
+        );
+
+        let e = Error::random_source("no entropy");
+        assert_eq!(e.kind(), ErrorKind::RandomSource);
+        assert!(!e.is_retryable());
+        assert_eq!(
+            e.to_string(),
+            "no state or PKCE verifier can be drawn: the operating system's random source \
+             failed (no entropy)"
+        );
+        let e = Error::invalid_destination("destination \"x\" is not a URL");
+        assert_eq!(e.kind(), ErrorKind::InvalidDestination);
+        assert!(!e.is_retryable());
+        assert_eq!(
+            e.to_string(),
+            "invalid token destination: destination \"x\" is not a URL"
+        );
+        let e = Error::invalid_authorization_request("bad URL");
+        assert_eq!(e.kind(), ErrorKind::InvalidRequest);
+        assert_eq!(
+            e.to_string(),
+            "cannot build the authorization request: bad URL"
+        );
+        assert_eq!(e.invalid_request_reason(), None);
     }
 
     #[test]
@@ -893,7 +1064,7 @@ mod tests {
                 "authorization server discovery failed at \
                  https://as.example.com/.well-known/openid-configuration: detail"
             );
-            let copy = e.duplicate();
+            let copy = e.clone();
             assert_eq!(copy.discovery_failure(), Some(failure));
             assert_eq!(copy.to_string(), e.to_string());
             assert_eq!(format!("{copy:?}"), format!("{e:?}"));
@@ -988,7 +1159,7 @@ mod tests {
                 e.to_string(),
                 "authorization server discovery failed at https://as.example.com/x: detail"
             );
-            let copy = e.duplicate();
+            let copy = e.clone();
             assert_eq!((copy.kind(), copy.is_discovery()), (kind, true));
             assert_eq!(copy.status(), e.status());
             assert_eq!(copy.to_string(), e.to_string());
@@ -1002,7 +1173,7 @@ mod tests {
             .in_discovery(u, "answered 503");
         assert_eq!(e.retry_after(), Some(Duration::from_secs(9)));
         assert_eq!(
-            format!("{:?}", e.duplicate()),
+            format!("{:?}", e.clone()),
             "tower_oauth2::Error { kind: HttpStatus, url: Some(\"https://as.example.com/x\"), \
              detail: \"answered 503\", cause: tower_oauth2::Error { kind: HttpStatus, \
              status: 503, excerpt: \"down\", retry_after: 9s }, retry_after: 9s }"
@@ -1029,7 +1200,7 @@ mod tests {
             "authorization server discovery failed at https://as.example.com/x: the metadata \
              could not be fetched"
         );
-        let copy = e.duplicate();
+        let copy = e.clone();
         assert_eq!(
             std::error::Error::source(&copy).unwrap().to_string(),
             "reset"
@@ -1043,7 +1214,7 @@ mod tests {
         );
         let e = Error::invalid_token("x").into_discovery(u);
         assert_eq!(e.kind(), ErrorKind::InvalidToken);
-        let again = e.duplicate().into_discovery("https://elsewhere");
+        let again = e.clone().into_discovery("https://elsewhere");
         assert!(again.to_string().contains("https://as.example.com/x"));
     }
 
