@@ -17,7 +17,8 @@ use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use support::{http_client, Canned, ClientCheck, HttpClient, TestServer};
+use support::client::{http_client, HttpClient};
+use support::token_server::{Canned, ClientCheck, TestServer};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_oauth2::layer::ServiceError;
 use tower_oauth2::{
@@ -36,7 +37,7 @@ impl InventoryLog {
 }
 
 struct Inventory {
-    auth: Arc<support::State>,
+    auth: Arc<support::token_server::State>,
     log: InventoryLog,
 }
 
