@@ -17,13 +17,12 @@ use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use support::client::{http_client, HttpClient};
+use support::client::{http_client, layered, HttpClient};
+use support::serve::{serve, Serving};
 use support::token_server::{Canned, ClientCheck, TestServer};
-use tower::{ServiceBuilder, ServiceExt};
+use tower::ServiceExt;
 use tower_oauth2::layer::ServiceError;
-use tower_oauth2::{
-    ClientAuth, OAuth2Layer, OAuth2Service, TokenCache, TokenEndpoint, TokenRequest, TokenUrl,
-};
+use tower_oauth2::{ClientAuth, OAuth2Service, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
 
 /// What inventory saw: the `Authorization` header of each request and the
 /// status it answered.
@@ -121,19 +120,13 @@ async fn order(
     Ok(format!("order {id}: {body}"))
 }
 
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
-}
-
 /// The test server as the token endpoint, inventory and orders, running.
 struct Services {
     auth: TestServer,
     inventory: Arc<Inventory>,
     cache: TokenCache,
     orders: SocketAddr,
+    _running: [Serving; 2],
 }
 
 async fn services() -> Services {
@@ -143,7 +136,7 @@ async fn services() -> Services {
         auth: auth.state.clone(),
         log: InventoryLog::default(),
     });
-    let inventory_addr = serve(Router::new().route("/items/{sku}", get(item)).layer(
+    let inventory_server = serve(Router::new().route("/items/{sku}", get(item)).layer(
         middleware::from_fn_with_state(inventory.clone(), require_token),
     ))
     .await;
@@ -158,15 +151,12 @@ async fn services() -> Services {
         TokenRequest::client_credentials().scope("inventory:read"),
     )
     .build();
-    let client = ServiceBuilder::new()
-        .layer(OAuth2Layer::new(cache.clone()))
-        .service(http_client());
     let orders = serve(
         Router::new()
             .route("/orders/{id}", get(order))
             .with_state(Orders {
-                inventory: client,
-                inventory_url: format!("http://{inventory_addr}"),
+                inventory: layered(&cache),
+                inventory_url: inventory_server.url(""),
             }),
     )
     .await;
@@ -174,7 +164,8 @@ async fn services() -> Services {
         auth,
         inventory,
         cache,
-        orders,
+        orders: orders.addr,
+        _running: [inventory_server, orders],
     }
 }
 

@@ -10,10 +10,10 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use support::client::{http2_client, http_client, layered, oauth_error};
 use support::token_server::{Canned, TestServer, INVALID_CLIENT};
-use tower::{Service, ServiceBuilder, ServiceExt};
+use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 use tower_oauth2::cache::RefreshPolicy;
 use tower_oauth2::error::ErrorKind;
-use tower_oauth2::layer::{ReplayClone, ServiceError};
+use tower_oauth2::layer::{NoReplay, ReplayClone, ServiceError};
 use tower_oauth2::{OAuth2Layer, TokenCache, TokenRequest};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -434,4 +434,47 @@ async fn the_injected_header_is_marked_sensitive() {
     let header = seen.lock().unwrap().clone().unwrap();
     assert_eq!(header, "Bearer at-1");
     assert!(header.is_sensitive());
+}
+
+#[tokio::test]
+async fn common_tower_stacks_fit() {
+    let server = TestServer::start().await;
+    // A boxed, non-`Sync` token transport.
+    let boxed = tower::util::BoxCloneService::new(http_client().map_err(BoxError::from));
+    let cache = TokenCache::builder(
+        server.endpoint_over(boxed),
+        TokenRequest::client_credentials(),
+    )
+    .build();
+    // A BoxError inner service (tower's Timeout): `?` into BoxError works.
+    let mut svc = ServiceBuilder::new()
+        .layer(OAuth2Layer::new(cache.clone()))
+        .timeout(Duration::from_secs(5))
+        .service(http_client());
+    async fn call<S>(svc: &mut S, url: String) -> Result<http::StatusCode, BoxError>
+    where
+        S: Service<
+            Request<Full<Bytes>>,
+            Response = http::Response<hyper::body::Incoming>,
+            Error = ServiceError<BoxError>,
+        >,
+    {
+        let resp = svc
+            .ready()
+            .await?
+            .call(Request::get(url).body(Full::default())?)
+            .await?;
+        Ok(resp.status())
+    }
+    assert_eq!(call(&mut svc, server.url("/api")).await.unwrap(), 200);
+    // Bodies with no empty value (hyper's Incoming, in a proxy) with NoReplay.
+    let proxy = ServiceBuilder::new()
+        .layer(OAuth2Layer::new(cache).replay_body(NoReplay))
+        .service(tower::service_fn(
+            |r: Request<hyper::body::Incoming>| async move {
+                Ok::<_, std::convert::Infallible>(http::Response::new(r.into_body()))
+            },
+        ));
+    fn takes_incoming<S: Service<Request<hyper::body::Incoming>>>(_: &S) {}
+    takes_incoming(&proxy);
 }

@@ -1,4 +1,5 @@
-//! Poll-ready discipline (DESIGN.md invariant 7): the inner instance that
+//! Poll-ready discipline (ARCHITECTURE.md, invariant: poll-ready discipline):
+//! the inner instance that
 //! was polled ready is the one called, whether the token is cached (called
 //! at once) or not (called later from the response future). A
 //! `ConcurrencyLimit` inner service panics when an instance that holds no

@@ -305,8 +305,12 @@ impl TestServer {
     /// This server's token endpoint, as client `client` with secret
     /// `secret` in `client_secret_basic`.
     pub fn endpoint(&self) -> TokenEndpoint<HttpClient> {
+        self.endpoint_over(http_client())
+    }
+    /// [`Self::endpoint`] reached over `http`.
+    pub fn endpoint_over<T>(&self, http: T) -> TokenEndpoint<T> {
         TokenEndpoint::new(
-            http_client(),
+            http,
             TokenUrl::new(&self.token_url()).expect("a loopback token URL"),
             ClientAuth::client_secret_basic("client", "secret"),
         )
