@@ -1,11 +1,17 @@
-//! The HTTP client the tests send with (alone or under the layer), and
-//! [`Received`], a request as it went over the wire.
+//! The HTTP client the tests send with (alone, under the layer, or
+//! recording what it sends), and [`Received`], a request as it went over
+//! the wire.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::Request;
-use http_body_util::Full;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -50,6 +56,43 @@ pub fn get(url: &str) -> Request<Full<Bytes>> {
         .expect("a valid request")
 }
 
+/// A GET of `url`, or a POST of `form` (form-urlencoded) to it.
+#[allow(dead_code, reason = "only some test binaries send forms")]
+pub fn form_request(method: Method, url: &str, form: &[(&str, &str)]) -> Request<Full<Bytes>> {
+    let builder = Request::builder().method(method.clone()).uri(url);
+    let request = if method == Method::POST {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        builder
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(Full::from(body))
+    } else {
+        builder.body(Full::default())
+    };
+    request.expect("a valid request")
+}
+
+/// Sends `request` and reads the whole answer: status, headers, body text.
+#[allow(dead_code, reason = "only some test binaries read whole answers")]
+pub async fn exchange(
+    http: &HttpClient,
+    request: Request<Full<Bytes>>,
+) -> (StatusCode, HeaderMap, String) {
+    let what = format!("{} {}", request.method(), request.uri());
+    let response = http
+        .request(request)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("a whole body").to_bytes();
+    let text = String::from_utf8_lossy(&body).into_owned();
+    (parts.status, parts.headers, text)
+}
+
 /// An error's kind, OAuth error code and description, to compare at once.
 #[allow(dead_code, reason = "only some test binaries check OAuth errors")]
 pub fn oauth_error(e: &tower_oauth2::Error) -> (ErrorKind, Option<&ErrorCode>, Option<&str>) {
@@ -64,6 +107,7 @@ pub fn oauth_error(e: &tower_oauth2::Error) -> (ErrorKind, Option<&ErrorCode>, O
 /// One request as a server received it (or a recording client sent it).
 #[derive(Clone, Debug)]
 pub struct Received {
+    #[allow(dead_code, reason = "only some test binaries check it")]
     pub method: String,
     #[allow(dead_code, reason = "only some test binaries check it")]
     pub uri: String,
@@ -96,11 +140,68 @@ impl Received {
             .map(|(_, v)| v)
     }
 
+    /// The body's form parameter names, in order.
+    #[allow(dead_code, reason = "only some test binaries check it")]
+    pub fn names(&self) -> Vec<String> {
+        self.form().into_iter().map(|(k, _)| k).collect()
+    }
+
     /// The `Authorization` header, if any.
     #[allow(dead_code, reason = "only some test binaries check it")]
     pub fn authorization(&self) -> Option<&str> {
         self.headers
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
+    }
+}
+
+/// An [`HttpClient`] that keeps a copy of every request it sends.
+#[derive(Clone)]
+#[allow(dead_code, reason = "only some test binaries record what they send")]
+pub struct Recording {
+    http: HttpClient,
+    sent: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Default for Recording {
+    fn default() -> Self {
+        Recording {
+            http: http_client(),
+            sent: Arc::default(),
+        }
+    }
+}
+
+#[allow(dead_code, reason = "only some test binaries record what they send")]
+impl Recording {
+    /// What was sent so far, in order.
+    pub fn sent(&self) -> Vec<Received> {
+        self.sent.lock().expect("the recording").clone()
+    }
+}
+
+impl tower::Service<Request<Full<Bytes>>> for Recording {
+    type Response = Response<Incoming>;
+    type Error = hyper_util::client::legacy::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        tower::Service::<Request<Full<Bytes>>>::poll_ready(&mut self.http, cx)
+    }
+
+    fn call(&mut self, request: Request<Full<Bytes>>) -> Self::Future {
+        let http = self.http.clone();
+        let sent = self.sent.clone();
+        Box::pin(async move {
+            let (parts, body) = request.into_parts();
+            let body = match body.collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(never) => match never {},
+            };
+            let received = Received::new(&parts, &body);
+            sent.lock().expect("the recording").push(received);
+            http.request(Request::from_parts(parts, Full::new(body)))
+                .await
+        })
     }
 }
