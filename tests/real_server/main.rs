@@ -30,18 +30,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
-use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::header::AUTHORIZATION;
+use http::{HeaderValue, Method, StatusCode};
 use serde_json::Value;
 use tower::ServiceExt;
 use tower_oauth2::authorize::{AuthorizationRequest, PkceVerifier};
 use tower_oauth2::error::{ErrorCode, ErrorKind};
 use tower_oauth2::layer::ServiceError;
+use tower_oauth2::token::Token;
 use tower_oauth2::{ClientAuth, OAuth2Service, TokenCache, TokenRequest};
 
 use browser::{Browser, Decision};
-use client::{http_client, layered, HttpClient};
+use client::{exchange, form_request, http_client, layered, oauth_error, HttpClient, Received};
 use resource::ResourceServer;
 use server::{basic, client_credentials, post, say, server_url, RealServer};
 
@@ -49,16 +49,75 @@ use server::{basic, client_credentials, post, say, server_url, RealServer};
 /// the redirect's `Location` as a browser would before following it.
 const REDIRECT_URI: &str = "http://127.0.0.1:9/callback";
 
-/// A GET through the layer: the status and body, or the layer's error.
+/// How oidc-provider refuses a bad grant: it keeps the reason to itself, and
+/// the description is its generic one.
+const INVALID_GRANT: (ErrorKind, Option<&ErrorCode>, Option<&str>) = (
+    ErrorKind::OAuth,
+    Some(&ErrorCode::InvalidGrant),
+    Some("grant request is invalid"),
+);
+
+type LayerError = ServiceError<hyper_util::client::legacy::Error>;
+
+/// A resource server that trusts `server`, and the layer in front of the
+/// tests' client with a cache of tokens for it.
+struct Through {
+    rs: ResourceServer,
+    svc: OAuth2Service<HttpClient>,
+}
+
+impl Through {
+    async fn start(server: &RealServer, cache: &TokenCache) -> Through {
+        let rs = ResourceServer::start(server).await;
+        Through {
+            rs,
+            svc: layered(cache),
+        }
+    }
+
+    /// A GET of `path` through the layer: the status and body, or the
+    /// layer's error.
+    async fn get(&self, path: &str) -> Result<(StatusCode, String), LayerError> {
+        get(&self.svc, &self.rs.url(path)).await
+    }
+}
+
+/// A GET of `url` through `svc`: the status and body, or the layer's error.
 async fn get(
     svc: &OAuth2Service<HttpClient>,
     url: &str,
-) -> Result<(StatusCode, String), ServiceError<hyper_util::client::legacy::Error>> {
+) -> Result<(StatusCode, String), LayerError> {
+    use http_body_util::BodyExt as _;
     let response = svc.clone().oneshot(client::get(url)).await?;
     let status = response.status();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
+
+/// A token for `request`, straight from the token endpoint as `client`; the
+/// one request that fetched it, as sent; and what introspection says of it.
+async fn fetch(
+    server: &RealServer,
+    client: ClientAuth,
+    request: TokenRequest,
+) -> (Token, Received, Value) {
+    let what = format!("{} {}", client.method_name(), request.grant_type());
+    let (endpoint, wire) = server.endpoint(client);
+    let token = endpoint
+        .request(&request)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let sent = wire.sent();
+    assert_eq!(sent.len(), 1);
+    let info = server
+        .introspect(token.access_token().expose_secret())
+        .await;
+    (token, sent[0].clone(), info)
+}
+
+// ---------------------------------------------------------------------------
+// The tests
+// ---------------------------------------------------------------------------
 
 #[tokio::test]
 async fn discovery_advertises_what_this_suite_uses() {
@@ -91,11 +150,8 @@ async fn client_credentials_with_client_secret_basic() {
     let Some(server) = RealServer::connect().await else {
         return;
     };
-    let (endpoint, wire) = server.endpoint(basic("svc-basic"));
-    let token = endpoint
-        .request(&TokenRequest::client_credentials().scope("inventory:read inventory:write"))
-        .await
-        .expect("svc-basic gets a token");
+    let request = TokenRequest::client_credentials().scope("inventory:read inventory:write");
+    let (token, sent, info) = fetch(&server, basic("svc-basic"), request).await;
     assert!(token.token_type().is_bearer());
     assert_eq!(token.expires_in(), Some(Duration::from_secs(300)));
     assert_eq!(
@@ -105,36 +161,30 @@ async fn client_credentials_with_client_secret_basic() {
     assert!(token.refresh_token().is_none());
 
     // On the wire: credentials only in the Authorization header.
-    let sent = wire.sent();
-    assert_eq!(sent.len(), 1);
     let expected = format!(
         "Basic {}",
         STANDARD.encode("svc-basic:basic-secret-4f1c9a7e")
     );
-    assert_eq!(sent[0].authorization(), Some(expected.as_str()));
-    assert_eq!(sent[0].names(), ["grant_type", "scope"]);
+    assert_eq!(sent.authorization(), Some(expected.as_str()));
+    assert_eq!(sent.names(), ["grant_type", "scope"]);
 
     // The server knows the token as svc-basic's, with those scopes.
-    let info = server
-        .introspect(token.access_token().expose_secret())
-        .await;
     assert_eq!(info["active"], true, "{info}");
     assert_eq!(info["client_id"], "svc-basic", "{info}");
     assert_eq!(info["scope"], "inventory:read inventory:write", "{info}");
 
     // Through the layer: one token for several requests.
-    let rs = ResourceServer::start(&server).await;
-    let cache = TokenCache::builder(
-        server.endpoint(basic("svc-basic")).0,
+    let (cache, _) = server.cache(
+        basic("svc-basic"),
         TokenRequest::client_credentials().scope("inventory:read"),
-    )
-    .build();
-    let svc = layered(&cache);
+    );
+    let through = Through::start(&server, &cache).await;
     for _ in 0..3 {
-        let (status, body) = get(&svc, &rs.url("/items")).await.unwrap();
+        let (status, body) = through.get("/items").await.unwrap();
         assert_eq!((status, body.as_str()), (StatusCode::OK, "svc-basic"));
     }
     assert_eq!(cache.stats().token_fetches, 1);
+    let rs = &through.rs;
     assert_eq!(
         (rs.requests(), rs.unauthorized(), rs.tokens().len()),
         (3, 0, 1)
@@ -146,39 +196,33 @@ async fn client_credentials_with_client_secret_post() {
     let Some(server) = RealServer::connect().await else {
         return;
     };
-    let (endpoint, wire) = server.endpoint(post("svc-post"));
-    let token = endpoint
-        .request(&TokenRequest::client_credentials().scope("inventory:read"))
-        .await
-        .expect("svc-post gets a token");
+    let request = TokenRequest::client_credentials().scope("inventory:read");
+    let (token, sent, info) = fetch(&server, post("svc-post"), request).await;
     assert!(token.token_type().is_bearer());
     assert_eq!(token.expires_in(), Some(Duration::from_secs(300)));
     assert_eq!(token.scope(), Some("inventory:read"));
 
     // On the wire: no Authorization header; the credentials in the body.
-    let sent = wire.sent();
-    assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0].authorization(), None);
+    assert_eq!(sent.authorization(), None);
     assert_eq!(
-        sent[0].names(),
+        sent.names(),
         ["grant_type", "scope", "client_id", "client_secret"]
     );
     assert_eq!(
-        sent[0].param("client_secret").as_deref(),
+        sent.param("client_secret").as_deref(),
         Some("post-secret-8b2d6e31")
     );
-
-    let info = server
-        .introspect(token.access_token().expose_secret())
-        .await;
     assert_eq!(
         (&info["active"], &info["client_id"]),
         (&Value::Bool(true), &Value::from("svc-post"))
     );
 
-    let rs = ResourceServer::start(&server).await;
-    let cache = TokenCache::builder(endpoint, TokenRequest::client_credentials()).build();
-    let (status, body) = get(&layered(&cache), &rs.url("/items")).await.unwrap();
+    let (cache, _) = server.cache(post("svc-post"), TokenRequest::client_credentials());
+    let (status, body) = Through::start(&server, &cache)
+        .await
+        .get("/items")
+        .await
+        .unwrap();
     assert_eq!((status, body.as_str()), (StatusCode::OK, "svc-post"));
     assert_eq!(cache.stats().token_fetches, 1);
 }
@@ -199,24 +243,19 @@ async fn client_id_and_secret_with_reserved_characters() {
         "Basic {}",
         STANDARD.encode(format!("svc:reserved basic:{secret}"))
     );
-    let naive = Request::post(&server.token_endpoint)
-        .header(AUTHORIZATION, raw)
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Full::from("grant_type=client_credentials"))
-        .unwrap();
-    let response = http_client().request(naive).await.unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    let body: Value = serde_json::from_slice(&body).unwrap();
+    let form = [("grant_type", "client_credentials")];
+    let mut naive = form_request(Method::POST, &server.token_endpoint, &form);
+    naive
+        .headers_mut()
+        .insert(AUTHORIZATION, HeaderValue::from_str(&raw).unwrap());
+    let (status, _, body) = exchange(&http_client(), naive).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let body: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(body["error"], "invalid_request", "{body}");
 
     // ...and accepts this crate's, with both methods.
-    let (endpoint, wire) = server.endpoint(basic("svc:reserved basic"));
-    let token = endpoint
-        .request(&TokenRequest::client_credentials())
-        .await
-        .expect("client_secret_basic with reserved characters");
-    let sent = &wire.sent()[0];
+    let request = TokenRequest::client_credentials;
+    let (_, sent, info) = fetch(&server, basic("svc:reserved basic"), request()).await;
     let header = sent.authorization().unwrap();
     let decoded = STANDARD
         .decode(header.strip_prefix("Basic ").unwrap())
@@ -233,17 +272,9 @@ async fn client_id_and_secret_with_reserved_characters() {
             .into_owned()
     };
     assert_eq!(form_decode(sent_secret), secret);
-    let info = server
-        .introspect(token.access_token().expose_secret())
-        .await;
     assert_eq!(info["client_id"], "svc:reserved basic", "{info}");
 
-    let (endpoint, wire) = server.endpoint(post("svc:reserved post"));
-    let token = endpoint
-        .request(&TokenRequest::client_credentials())
-        .await
-        .expect("client_secret_post with reserved characters");
-    let sent = &wire.sent()[0];
+    let (_, sent, info) = fetch(&server, post("svc:reserved post"), request()).await;
     assert_eq!(sent.authorization(), None);
     assert_eq!(
         sent.param("client_id").as_deref(),
@@ -253,9 +284,6 @@ async fn client_id_and_secret_with_reserved_characters() {
         sent.param("client_secret").as_deref(),
         Some(secret.as_str())
     );
-    let info = server
-        .introspect(token.access_token().expose_secret())
-        .await;
     assert_eq!(info["client_id"], "svc:reserved post", "{info}");
 }
 
@@ -349,19 +377,15 @@ async fn error_responses_are_typed() {
 
     // Through the layer: a bad secret never reaches the resource server, and
     // the caller gets the typed error.
-    let rs = ResourceServer::start(&server).await;
-    let (endpoint, wire) =
-        server.endpoint(ClientAuth::client_secret_basic(&id, "wrong-secret-0000"));
-    let cache = TokenCache::builder(endpoint, cc()).build();
-    let e = get(&layered(&cache), &rs.url("/items")).await.unwrap_err();
+    let client = ClientAuth::client_secret_basic(&id, "wrong-secret-0000");
+    let (cache, wire) = server.cache(client, cc());
+    let through = Through::start(&server, &cache).await;
+    let e = through.get("/items").await.unwrap_err();
     let e = e
         .token_error()
         .expect("a token error, not a transport error");
-    assert_eq!(
-        e.oauth_error().map(|r| r.error()),
-        Some(&ErrorCode::InvalidClient)
-    );
-    assert_eq!(rs.requests(), 0);
+    assert_eq!(oauth_error(e).1, Some(&ErrorCode::InvalidClient));
+    assert_eq!(through.rs.requests(), 0);
     assert_eq!(wire.sent().len(), 1);
     let stats = cache.stats();
     assert_eq!((stats.token_fetches, stats.fetch_failures), (1, 1));
@@ -375,21 +399,19 @@ async fn short_lived_tokens_are_refreshed_in_the_background() {
     // svc-short's tokens live 5 s (clients.json). Keep requests going for a
     // bit more than three lifetimes, from two tasks.
     const RUN: Duration = Duration::from_secs(16);
-    let rs = Arc::new(ResourceServer::start(&server).await);
-    let (endpoint, wire) = server.endpoint(basic("svc-short"));
-    let cache = TokenCache::builder(endpoint, TokenRequest::client_credentials()).build();
-    let svc = layered(&cache);
+    let (cache, wire) = server.cache(basic("svc-short"), TokenRequest::client_credentials());
+    let Through { rs, svc } = Through::start(&server, &cache).await;
     let first = cache.token().await.expect("svc-short gets a token");
     assert_eq!(first.expires_in(), Some(Duration::from_secs(5)));
 
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..2 {
-        let (svc, rs) = (svc.clone(), rs.clone());
+        let (svc, url) = (svc.clone(), rs.url("/items"));
         tasks.push(tokio::spawn(async move {
             let mut statuses = Vec::new();
             while start.elapsed() < RUN {
-                let (status, body) = get(&svc, &rs.url("/items")).await.unwrap();
+                let (status, body) = get(&svc, &url).await.unwrap();
                 statuses.push((status, body));
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -456,10 +478,8 @@ async fn a_token_is_not_sent_after_the_servers_whole_second_expiry() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let sent = wall();
-    let rs = ResourceServer::start(&server).await;
-    let (endpoint, _) = server.endpoint(basic("svc-ten"));
-    let cache = TokenCache::builder(endpoint, TokenRequest::client_credentials()).build();
-    let svc = layered(&cache);
+    let (cache, _) = server.cache(basic("svc-ten"), TokenRequest::client_credentials());
+    let Through { rs, svc } = Through::start(&server, &cache).await;
     let (status, _) = get(&svc, &rs.url("/items")).await.unwrap();
     assert_eq!(status, StatusCode::OK);
     let first = rs.tokens()[0].clone();
@@ -503,12 +523,11 @@ async fn revoked_token_gets_401_then_one_refetch_then_success() {
     let Some(server) = RealServer::connect().await else {
         return;
     };
-    let rs = ResourceServer::start(&server).await;
-    let (endpoint, _) = server.endpoint(basic("svc-revoke"));
-    let cache = TokenCache::builder(endpoint, TokenRequest::client_credentials()).build();
-    let svc = layered(&cache);
+    let (cache, _) = server.cache(basic("svc-revoke"), TokenRequest::client_credentials());
+    let through = Through::start(&server, &cache).await;
+    let rs = &through.rs;
 
-    let (status, body) = get(&svc, &rs.url("/orders")).await.unwrap();
+    let (status, body) = through.get("/orders").await.unwrap();
     assert_eq!((status, body.as_str()), (StatusCode::OK, "svc-revoke"));
     let before = cache.stats();
     assert_eq!(before.token_fetches, 1);
@@ -521,7 +540,7 @@ async fn revoked_token_gets_401_then_one_refetch_then_success() {
 
     // The resource server refuses it; the layer gets one new token and
     // resends once; the caller sees only the success.
-    let (status, body) = get(&svc, &rs.url("/orders")).await.unwrap();
+    let (status, body) = through.get("/orders").await.unwrap();
     assert_eq!((status, body.as_str()), (StatusCode::OK, "svc-revoke"));
     let after = cache.stats();
     assert_eq!(after.token_fetches, before.token_fetches + 1, "{after:?}");
@@ -532,7 +551,7 @@ async fn revoked_token_gets_401_then_one_refetch_then_success() {
     assert_ne!(tokens[1], revoked);
 
     // The new token stays in use.
-    let (status, _) = get(&svc, &rs.url("/orders")).await.unwrap();
+    let (status, _) = through.get("/orders").await.unwrap();
     assert_eq!(status, StatusCode::OK);
     assert_eq!(cache.stats().token_fetches, after.token_fetches);
     assert_eq!((rs.requests(), rs.unauthorized()), (4, 1));
@@ -560,31 +579,20 @@ async fn authorization_code_with_pkce_then_rotating_refresh_tokens() {
     );
 
     let (endpoint, wire) = server.endpoint(basic("web-app"));
+    let exchange = |verifier: &PkceVerifier| {
+        let request = TokenRequest::authorization_code(code.clone(), REDIRECT_URI);
+        let request = request.code_verifier(verifier);
+        let endpoint = endpoint.clone();
+        async move { endpoint.request(&request).await }
+    };
     // PKCE is checked: the code with a wrong verifier is refused, the same
-    // code with the right one (below) is not. The server keeps the reason
-    // to itself; the description is its generic one.
+    // code with the right one (below) is not.
     let wrong = PkceVerifier::new("a".repeat(43)).unwrap();
-    let e = endpoint
-        .request(
-            &TokenRequest::authorization_code(code.clone(), REDIRECT_URI).code_verifier(&wrong),
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(
-        e.oauth_error().map(|r| r.error()),
-        Some(&ErrorCode::InvalidGrant),
-        "{e}"
-    );
-    assert_eq!(
-        e.oauth_error().and_then(|r| r.error_description()),
-        Some("grant request is invalid")
-    );
+    let e = exchange(&wrong).await.unwrap_err();
+    assert_eq!(oauth_error(&e), INVALID_GRANT, "{e}");
 
-    let token = endpoint
-        .request(
-            &TokenRequest::authorization_code(code.clone(), REDIRECT_URI)
-                .code_verifier(auth.pkce_verifier().unwrap()),
-        )
+    let verifier = auth.pkce_verifier().unwrap();
+    let token = exchange(verifier)
         .await
         .expect("the code exchange succeeds");
     assert!(token.token_type().is_bearer());
@@ -597,32 +605,32 @@ async fn authorization_code_with_pkce_then_rotating_refresh_tokens() {
         .expect("a refresh token for offline_access")
         .expose_secret()
         .to_owned();
-    let exchange = &wire.sent()[1];
+    let sent = &wire.sent()[1];
     assert_eq!(
-        exchange.param("grant_type").as_deref(),
+        sent.param("grant_type").as_deref(),
         Some("authorization_code")
     );
     assert_eq!(
-        exchange.param("code_verifier").as_deref(),
-        Some(auth.pkce_verifier().unwrap().secret().expose_secret())
+        sent.param("code_verifier").as_deref(),
+        Some(verifier.secret().expose_secret())
     );
 
     // The layer runs on the refresh token; each refresh rotates it.
     let rotated = Arc::new(Mutex::new(Vec::<String>::new()));
     let seen = rotated.clone();
-    let (endpoint, wire) = server.endpoint(basic("web-app"));
-    let cache = TokenCache::from_refresh_token(endpoint, rt0.clone())
+    let (refreshing, wire) = server.endpoint(basic("web-app"));
+    let cache = TokenCache::from_refresh_token(refreshing, rt0.clone())
         .on_refresh_token(move |rt| seen.lock().unwrap().push(rt.expose_secret().to_owned()))
         .build();
-    let svc = layered(&cache);
-    let rs = ResourceServer::start(&server).await;
+    let through = Through::start(&server, &cache).await;
+    let rs = &through.rs;
 
-    let (status, body) = get(&svc, &rs.url("/me")).await.unwrap();
+    let (status, body) = through.get("/me").await.unwrap();
     assert_eq!((status, body.as_str()), (StatusCode::OK, "web-app"));
     // A second refresh, now: drop the current token.
     let (_, generation) = cache.bearer_header_with_generation().await.unwrap();
     cache.invalidate(generation);
-    let (status, _) = get(&svc, &rs.url("/me")).await.unwrap();
+    let (status, _) = through.get("/me").await.unwrap();
     assert_eq!(status, StatusCode::OK);
 
     let rotated = rotated.lock().unwrap().clone();
@@ -650,31 +658,16 @@ async fn authorization_code_with_pkce_then_rotating_refresh_tokens() {
 
     // The rotated-out refresh token is refused. oidc-provider treats its
     // reuse as theft and revokes the whole grant (RFC 9700 §4.14.2).
-    let (endpoint, _) = server.endpoint(basic("web-app"));
-    let e = endpoint
-        .request(&TokenRequest::refresh_token(rt0))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        e.oauth_error().map(|r| r.error()),
-        Some(&ErrorCode::InvalidGrant),
-        "{e}"
-    );
-    assert_eq!(
-        e.oauth_error().and_then(|r| r.error_description()),
-        Some("grant request is invalid")
-    );
+    let reuse = TokenRequest::refresh_token(rt0);
+    let e = endpoint.request(&reuse).await.unwrap_err();
+    assert_eq!(oauth_error(&e), INVALID_GRANT, "{e}");
 
     // So the layer's access token is now refused, and so is its newest
     // refresh token: the caller gets the typed invalid_grant (the user must
     // authorize again), after one refresh attempt and no resend.
-    let e = get(&svc, &rs.url("/me")).await.unwrap_err();
+    let e = through.get("/me").await.unwrap_err();
     let e = e.token_error().expect("a token error");
-    assert_eq!(
-        e.oauth_error().map(|r| r.error()),
-        Some(&ErrorCode::InvalidGrant),
-        "{e}"
-    );
+    assert_eq!(oauth_error(e).1, INVALID_GRANT.1, "{e}");
     let stats = cache.stats();
     assert_eq!(
         (
@@ -689,20 +682,8 @@ async fn authorization_code_with_pkce_then_rotating_refresh_tokens() {
     assert_eq!(rs.unauthorized(), 1);
 
     // And the code itself was single-use.
-    let e = server
-        .endpoint(basic("web-app"))
-        .0
-        .request(
-            &TokenRequest::authorization_code(code, REDIRECT_URI)
-                .code_verifier(auth.pkce_verifier().unwrap()),
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(
-        e.oauth_error().map(|r| r.error()),
-        Some(&ErrorCode::InvalidGrant),
-        "{e}"
-    );
+    let e = exchange(verifier).await.unwrap_err();
+    assert_eq!(oauth_error(&e).1, INVALID_GRANT.1, "{e}");
 }
 
 #[tokio::test]
@@ -717,13 +698,12 @@ async fn denied_consent_comes_back_as_access_denied() {
         .unwrap();
     let callback = Browser::new().authorize(&auth, Decision::Deny).await;
     let e = auth.code_from_callback(&callback).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::OAuth, "{e}");
-    let oauth = e.oauth_error().unwrap();
-    assert_eq!(oauth.error(), &ErrorCode::AccessDenied);
-    assert_eq!(
-        oauth.error_description(),
-        Some("End-User aborted interaction")
+    let denied = (
+        ErrorKind::OAuth,
+        Some(&ErrorCode::AccessDenied),
+        Some("End-User aborted interaction"),
     );
+    assert_eq!(oauth_error(&e), denied, "{e}");
     // A redirect whose state is not ours is refused before anything else.
     let forged = callback.replace(auth.state(), "forged-state");
     let e = auth.code_from_callback(&forged).unwrap_err();

@@ -11,7 +11,7 @@ use std::time::Duration;
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::Value;
-use tower_oauth2::{ClientAuth, TokenEndpoint, TokenUrl};
+use tower_oauth2::{ClientAuth, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
 
 use crate::client::{exchange, form_request, http_client, HttpClient, Recording};
 
@@ -184,6 +184,13 @@ impl RealServer {
         let recording = Recording::default();
         let endpoint = TokenEndpoint::new(recording.clone(), self.token_url(), client);
         (endpoint, recording)
+    }
+
+    /// A cache of `request` tokens for `client`, whose token endpoint
+    /// client records what goes on the wire.
+    pub fn cache(&self, client: ClientAuth, request: TokenRequest) -> (TokenCache, Recording) {
+        let (endpoint, wire) = self.endpoint(client);
+        (TokenCache::builder(endpoint, request).build(), wire)
     }
 
     /// RFC 7662 introspection, as the resource server's client.
