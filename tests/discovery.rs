@@ -16,7 +16,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use support::client::{http_client, layered};
 use support::serve::{serve, Serving};
-use support::token_server::{ClientCheck, TestServer};
+use support::token_server::{bearer, ClientCheck, TestServer};
 use tower::ServiceExt;
 use tower_oauth2::discovery::{Discovery, MetadataDocument, ProviderMetadata};
 use tower_oauth2::error::{DiscoveryFailure, ErrorKind};
@@ -425,15 +425,8 @@ async fn discover_then_fetch_tokens_for_the_tower_layer() {
     );
     assert!(received[0].headers.get("authorization").is_none());
     assert_eq!(
-        server
-            .resource_requests()
-            .into_iter()
-            .map(|(p, a, _)| (p, a.unwrap()))
-            .collect::<Vec<_>>(),
-        [
-            ("/orders/1".to_owned(), "Bearer at-1".to_owned()),
-            ("/orders/2".to_owned(), "Bearer at-1".to_owned()),
-        ]
+        server.path_authorizations(),
+        [bearer("/orders/1", "at-1"), bearer("/orders/2", "at-1")]
     );
     assert_eq!(
         meta.log(),

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use support::client::{http2_client, http_client, layered, oauth_error};
-use support::token_server::{Canned, TestServer, INVALID_CLIENT};
+use support::token_server::{bearer, Canned, TestServer, INVALID_CLIENT};
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 use tower_oauth2::cache::RefreshPolicy;
 use tower_oauth2::error::ErrorKind;
@@ -144,15 +144,11 @@ async fn revoked_token_is_refetched_once_and_the_request_resent() {
     assert_eq!(server.token_requests(), 2);
     assert_eq!(server.unauthorized_count(), 1);
     assert_eq!(
-        server
-            .resource_requests()
-            .into_iter()
-            .map(|(p, a, _)| (p, a.unwrap()))
-            .collect::<Vec<_>>(),
+        server.path_authorizations(),
         [
-            ("/a".to_owned(), "Bearer at-1".to_owned()),
-            ("/b".to_owned(), "Bearer at-1".to_owned()),
-            ("/b".to_owned(), "Bearer at-2".to_owned()),
+            bearer("/a", "at-1"),
+            bearer("/b", "at-1"),
+            bearer("/b", "at-2")
         ]
     );
     let stats = cache.stats();

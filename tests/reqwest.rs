@@ -12,7 +12,7 @@ use http::{Request, StatusCode};
 use http_body_util::Full;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use support::client::{http_client, oauth_error};
-use support::token_server::{Canned, ClientCheck, TestServer, INVALID_CLIENT};
+use support::token_server::{bearer, Canned, ClientCheck, TestServer, INVALID_CLIENT};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_oauth2::cache::TokenCacheBuilder;
 use tower_oauth2::error::ErrorKind;
@@ -33,18 +33,6 @@ fn client(middleware: OAuth2Middleware) -> ClientWithMiddleware {
     ClientBuilder::new(reqwest::Client::new())
         .with(middleware)
         .build()
-}
-
-fn auth_of(server: &TestServer) -> Vec<(String, Option<String>)> {
-    server
-        .resource_requests()
-        .into_iter()
-        .map(|(p, a, _)| (p, a))
-        .collect()
-}
-
-fn bearer(path: &str, token: &str) -> (String, Option<String>) {
-    (path.to_owned(), Some(format!("Bearer {token}")))
 }
 
 /// Runs after the OAuth2 middleware and records the Authorization header it
@@ -90,7 +78,7 @@ async fn the_header_is_injected_sensitive_and_the_token_cached() {
         ]
     );
     assert_eq!(
-        auth_of(&server),
+        server.path_authorizations(),
         [bearer("/a", "at-1"), bearer("/b", "at-1")]
     );
     assert_eq!(server.token_requests(), 1);
@@ -116,7 +104,8 @@ async fn many_concurrent_requests_fetch_one_token() {
     }
     assert_eq!(server.token_requests(), 1);
     assert_eq!(server.resource_count(), 200);
-    assert!(auth_of(&server)
+    assert!(server
+        .path_authorizations()
         .iter()
         .all(|(_, a)| a.as_deref() == Some("Bearer at-1")));
     let stats = cache.stats();
@@ -190,7 +179,7 @@ async fn a_streamed_body_gets_its_401_back_without_retry() {
     let resp = http.get(server.url("/next")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(
-        auth_of(&server),
+        server.path_authorizations(),
         [
             bearer("/warm", "at-1"),
             bearer("/p", "at-1"),
@@ -208,7 +197,7 @@ async fn a_second_401_is_returned_with_no_loop() {
     let resp = http.get(server.url("/x")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
-        auth_of(&server),
+        server.path_authorizations(),
         [bearer("/x", "at-1"), bearer("/x", "at-2")]
     );
     assert_eq!(server.token_requests(), 2);
@@ -227,7 +216,7 @@ async fn retry_can_be_turned_off() {
     let resp = http.get(server.url("/y")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(
-        auth_of(&server),
+        server.path_authorizations(),
         [
             bearer("/warm", "at-1"),
             bearer("/x", "at-1"),
@@ -261,7 +250,7 @@ async fn existing_authorization_is_replaced_by_default_or_kept_if_asked() {
     let resp = keep.get(server.url("/n")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK); // none set: ours is added
     assert_eq!(
-        auth_of(&server),
+        server.path_authorizations(),
         [
             bearer("/r", "at-1"),
             bearer("/k", "caller-set"),
@@ -303,7 +292,7 @@ async fn one_cache_serves_the_tower_layer_and_the_reqwest_middleware() {
 
     assert_eq!(server.token_requests(), 2);
     assert_eq!(
-        auth_of(&server),
+        server.path_authorizations(),
         [
             bearer("/t1", "at-1"),
             bearer("/q1", "at-1"),
@@ -353,7 +342,7 @@ async fn the_token_endpoint_runs_over_reqwest() {
     let http = client(OAuth2Middleware::new(cache.clone()));
     let resp = http.get(server.url("/a")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(auth_of(&server), [bearer("/a", "at-1")]);
+    assert_eq!(server.path_authorizations(), [bearer("/a", "at-1")]);
     let received = server.received();
     assert_eq!(received.len(), 1);
     let r = &received[0];
@@ -416,7 +405,7 @@ async fn the_token_goes_only_to_allowed_destinations() {
     // Another origin: no token, no retry of its 401.
     let resp = client.get(other.url("/b")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(auth_of(&other), [("/b".to_owned(), None)]);
+    assert_eq!(other.path_authorizations(), [("/b".to_owned(), None)]);
     assert_eq!(server.token_requests(), 1);
     assert_eq!(cache.stats().retries, 0);
 }

@@ -17,6 +17,44 @@ use tower::ServiceExt;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// What these functions serve: a tower service of HTTP requests that never
+/// fails (an axum `Router`, a `tower::service_fn`), answering with bodies
+/// of type `B`.
+pub trait HttpService<B>:
+    tower::Service<
+        Request<Incoming>,
+        Response = Response<B>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B> HttpService<B> for S where
+    S: tower::Service<
+            Request<Incoming>,
+            Response = Response<B>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// A response body hyper can send.
+pub trait ResponseBody:
+    http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static
+{
+}
+
+impl<B> ResponseBody for B where
+    B: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static
+{
+}
+
 /// A listener on 127.0.0.1 and its accept loop; dropping it stops the loop
 /// (connections already accepted run on).
 #[derive(Debug)]
@@ -43,28 +81,12 @@ impl Serving {
 /// Serves `service` (a tower service, such as an axum `Router` or a
 /// `tower::service_fn`) over HTTP/1.1 and HTTP/2 on a free port.
 #[allow(dead_code, reason = "not every test binary serves its own service")]
-pub async fn serve<S, B>(service: S) -> Serving
-where
-    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>,
-    S: Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
+pub async fn serve<B: ResponseBody>(service: impl HttpService<B>) -> Serving {
     serve_on(0, service).await
 }
 
 /// [`serve`] on a given port (0: any free one).
-pub async fn serve_on<S, B>(port: u16, service: S) -> Serving
-where
-    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>,
-    S: Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
+pub async fn serve_on<B: ResponseBody>(port: u16, service: impl HttpService<B>) -> Serving {
     serve_tcp_on(port, move |tcp| serve_connection(tcp, service.clone())).await
 }
 
@@ -102,16 +124,10 @@ where
 
 /// Serves `service` on one connection (HTTP/1.1, or HTTP/2 with prior
 /// knowledge) until the client closes it.
-pub async fn serve_connection<IO, S, B>(io: IO, service: S)
-where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>,
-    S: Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
+pub async fn serve_connection<B: ResponseBody>(
+    io: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    service: impl HttpService<B>,
+) {
     let service = hyper::service::service_fn(move |req| service.clone().oneshot(req));
     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
         .serve_connection(TokioIo::new(io), service)

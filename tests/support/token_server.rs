@@ -26,7 +26,7 @@ use tower_oauth2::error::{ErrorCode, ErrorKind};
 use tower_oauth2::{ClientAuth, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
 
 use super::client::{http_client, HttpClient, Received};
-use super::serve::{serve_on, Serving};
+use super::serve::{serve_on, HttpService, Serving};
 
 /// A canned answer.
 #[derive(Clone, Debug)]
@@ -62,6 +62,13 @@ impl Canned {
             &format!(r#"{{"error":"{code}","error_description":"{description}"}}"#),
         )
     }
+}
+
+/// A resource request for `path` bearing `token`, as
+/// [`TestServer::path_authorizations`] lists it.
+#[allow(dead_code, reason = "only some test binaries list resource requests")]
+pub fn bearer(path: &str, token: &str) -> (String, Option<String>) {
+    (path.to_owned(), Some(format!("Bearer {token}")))
 }
 
 /// The error that [`TestServer::failing_invalid_client`] gets: kind, code,
@@ -278,17 +285,7 @@ impl TestServer {
 
     /// The server as a tower service, to serve on another listener (a TLS
     /// one, say): same state, same counters.
-    pub fn service(
-        &self,
-    ) -> impl tower::Service<
-        Request<Incoming>,
-        Response = Response<Full<Bytes>>,
-        Error = Infallible,
-        Future = impl Send,
-    > + Clone
-           + Send
-           + Sync
-           + 'static {
+    pub fn service(&self) -> impl HttpService<Full<Bytes>> {
         service(self.state.clone())
     }
 
@@ -399,6 +396,13 @@ impl TestServer {
     pub fn resource_requests(&self) -> Vec<(String, Option<String>, Bytes)> {
         self.with(|i| i.resource_bodies.clone())
     }
+    /// The path and Authorization header of each resource request.
+    pub fn path_authorizations(&self) -> Vec<(String, Option<String>)> {
+        self.with(|i| {
+            let requests = i.resource_bodies.iter();
+            requests.map(|(p, a, _)| (p.clone(), a.clone())).collect()
+        })
+    }
     /// The Authorization header of each resource request.
     pub fn authorizations(&self) -> Vec<Option<String>> {
         self.with(|i| {
@@ -419,17 +423,7 @@ impl TestServer {
     }
 }
 
-fn service(
-    state: Arc<State>,
-) -> impl tower::Service<
-    Request<Incoming>,
-    Response = Response<Full<Bytes>>,
-    Error = Infallible,
-    Future = impl Send,
-> + Clone
-       + Send
-       + Sync
-       + 'static {
+fn service(state: Arc<State>) -> impl HttpService<Full<Bytes>> {
     tower::service_fn(move |req| handle(state.clone(), req))
 }
 
