@@ -18,41 +18,30 @@ use tower::ServiceExt;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What these functions serve: a tower service of HTTP requests that never
-/// fails (an axum `Router`, a `tower::service_fn`), answering with bodies
-/// of type `B`.
-pub trait HttpService<B>:
+/// fails (an axum `Router`, a `tower::service_fn`), with futures and bodies
+/// that can go to any thread.
+pub trait HttpService:
     tower::Service<
         Request<Incoming>,
-        Response = Response<B>,
+        Response = Response<Self::Body>,
         Error = Infallible,
         Future: Send + 'static,
     > + Clone
     + Send
     + 'static
 {
+    /// The response body.
+    type Body: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static;
 }
 
-impl<S, B> HttpService<B> for S where
-    S: tower::Service<
-            Request<Incoming>,
-            Response = Response<B>,
-            Error = Infallible,
-            Future: Send + 'static,
-        > + Clone
-        + Send
-        + 'static
+impl<S, B> HttpService for S
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>,
+    S: Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static,
 {
-}
-
-/// A response body hyper can send.
-pub trait ResponseBody:
-    http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static
-{
-}
-
-impl<B> ResponseBody for B where
-    B: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static
-{
+    type Body = B;
 }
 
 /// A listener on 127.0.0.1 and its accept loop; dropping it stops the loop
@@ -81,12 +70,12 @@ impl Serving {
 /// Serves `service` (a tower service, such as an axum `Router` or a
 /// `tower::service_fn`) over HTTP/1.1 and HTTP/2 on a free port.
 #[allow(dead_code, reason = "not every test binary serves its own service")]
-pub async fn serve<B: ResponseBody>(service: impl HttpService<B>) -> Serving {
+pub async fn serve(service: impl HttpService) -> Serving {
     serve_on(0, service).await
 }
 
 /// [`serve`] on a given port (0: any free one).
-pub async fn serve_on<B: ResponseBody>(port: u16, service: impl HttpService<B>) -> Serving {
+pub async fn serve_on(port: u16, service: impl HttpService) -> Serving {
     serve_tcp_on(port, move |tcp| serve_connection(tcp, service.clone())).await
 }
 
@@ -124,9 +113,9 @@ where
 
 /// Serves `service` on one connection (HTTP/1.1, or HTTP/2 with prior
 /// knowledge) until the client closes it.
-pub async fn serve_connection<B: ResponseBody>(
+pub async fn serve_connection(
     io: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    service: impl HttpService<B>,
+    service: impl HttpService,
 ) {
     let service = hyper::service::service_fn(move |req| service.clone().oneshot(req));
     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())

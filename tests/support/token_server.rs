@@ -285,7 +285,7 @@ impl TestServer {
 
     /// The server as a tower service, to serve on another listener (a TLS
     /// one, say): same state, same counters.
-    pub fn service(&self) -> impl HttpService<Full<Bytes>> {
+    pub fn service(&self) -> impl HttpService<Body = Full<Bytes>> {
         service(self.state.clone())
     }
 
@@ -423,7 +423,7 @@ impl TestServer {
     }
 }
 
-fn service(state: Arc<State>) -> impl HttpService<Full<Bytes>> {
+fn service(state: Arc<State>) -> impl HttpService<Body = Full<Bytes>> {
     tower::service_fn(move |req| handle(state.clone(), req))
 }
 
