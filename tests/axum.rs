@@ -86,28 +86,25 @@ struct Orders {
     inventory_url: String,
 }
 
+/// How orders answers when it could not call inventory: 503 with the token
+/// endpoint's error code, or 502.
+fn unavailable(e: ServiceError<hyper_util::client::legacy::Error>) -> (StatusCode, String) {
+    match e {
+        ServiceError::Token(e) => {
+            let code = e.oauth_error().map_or("?", |r| r.error().as_str());
+            (StatusCode::SERVICE_UNAVAILABLE, format!("no token: {code}"))
+        }
+        ServiceError::Inner(e) => (StatusCode::BAD_GATEWAY, e.to_string()),
+    }
+}
+
 async fn order(
     State(orders): State<Orders>,
     Path(id): Path<u32>,
 ) -> Result<String, (StatusCode, String)> {
-    let request = http::Request::get(format!("{}/items/sku-{id}", orders.inventory_url))
-        .body(Full::default())
-        .unwrap();
-    let response = orders
-        .inventory
-        .clone()
-        .oneshot(request)
-        .await
-        .map_err(|e| match e {
-            ServiceError::Token(e) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "no token: {}",
-                    e.oauth_error().map(|r| r.error().as_str()).unwrap_or("?")
-                ),
-            ),
-            ServiceError::Inner(e) => (StatusCode::BAD_GATEWAY, e.to_string()),
-        })?;
+    let url = format!("{}/items/sku-{id}", orders.inventory_url);
+    let call = orders.inventory.clone().oneshot(support::client::get(&url));
+    let response = call.await.map_err(unavailable)?;
     let status = response.status();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     let body = String::from_utf8(body.to_vec()).unwrap();

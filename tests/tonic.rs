@@ -66,6 +66,11 @@ async fn setup() -> (TestServer, Serving, Calls, TokenCache, Channel) {
     (auth, grpc, calls, cache, channel)
 }
 
+/// A buffered request as tonic's transport takes it.
+fn tonic_body(request: http::Request<Full<Bytes>>) -> http::Request<tonic::body::Body> {
+    request.map(tonic::body::Body::new)
+}
+
 fn check() -> HealthCheckRequest {
     HealthCheckRequest {
         service: "orders".into(),
@@ -75,10 +80,12 @@ fn check() -> HealthCheckRequest {
 #[tokio::test]
 async fn unauthenticated_is_refetched_and_the_call_resent_once() {
     let (auth, _grpc, calls, cache, channel) = setup().await;
+    // Unary calls buffered (up to 64 KiB), so a call can be resent.
+    let oauth2 = OAuth2Layer::new(cache.clone()).replay_body(ReplayClone);
     let svc = ServiceBuilder::new()
         .layer(BufferBodyLayer::new(64 * 1024))
-        .layer(OAuth2Layer::new(cache.clone()).replay_body(ReplayClone))
-        .map_request(|r: http::Request<Full<Bytes>>| r.map(tonic::body::Body::new))
+        .layer(oauth2)
+        .map_request(tonic_body)
         .service(channel);
     let mut client = HealthClient::new(svc);
 
