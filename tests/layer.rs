@@ -123,24 +123,16 @@ async fn background_refresh_across_five_lifetimes_never_makes_a_request_wait() {
 async fn revoked_token_is_refetched_once_and_the_request_resent() {
     let server = TestServer::start().await;
     let cache = server.client_credentials().build();
+    // Each request on the one service, polled ready first.
     let mut svc = layered(&cache);
-    let resp = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(server.get("/a"))
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    server.revoke("at-1");
-    let resp = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(server.get("/b"))
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    for path in ["/a", "/b"] {
+        let ready = svc.ready().await.unwrap();
+        let resp = ready.call(server.get(path)).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        if path == "/a" {
+            server.revoke("at-1");
+        }
+    }
     assert_eq!(server.token_requests(), 2);
     assert_eq!(server.unauthorized_count(), 1);
     assert_eq!(

@@ -233,19 +233,13 @@ async fn existing_authorization_is_replaced_by_default_or_kept_if_asked() {
     let cache = server.client_credentials().build();
     let replace = client(OAuth2Middleware::new(cache.clone()));
     let keep = client(OAuth2Middleware::new(cache.clone()).keep_existing_authorization(true));
-    let resp = replace
-        .get(server.url("/r"))
-        .header("authorization", "Bearer caller-set")
-        .send()
-        .await
-        .unwrap();
+    let caller_set = |http: &ClientWithMiddleware, path: &str| {
+        let request = http.get(server.url(path));
+        request.header("authorization", "Bearer caller-set").send()
+    };
+    let resp = caller_set(&replace, "/r").await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    let resp = keep
-        .get(server.url("/k"))
-        .header("authorization", "Bearer caller-set")
-        .send()
-        .await
-        .unwrap();
+    let resp = caller_set(&keep, "/k").await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED); // not ours: no retry
     let resp = keep.get(server.url("/n")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK); // none set: ours is added
