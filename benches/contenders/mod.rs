@@ -225,42 +225,36 @@ fn contenders_over<I: Inner>(
     // request, as the SDK's bearer signer does; "prebuilt" caches the
     // finished `HeaderValue` (the cache's own cost only).
     if want("aws_expiring_cache_format") {
-        use aws_smithy_runtime::expiring_cache::ExpiringCache;
-        let cache: ExpiringCache<Arc<str>, Infallible> =
-            ExpiringCache::new(Duration::from_secs(10));
-        let t: Arc<str> = token.into();
-        rt.block_on(cache.get_or_load(|| async move {
-            Ok::<_, Infallible>((t, SystemTime::now() + Duration::from_secs(3600)))
-        }))
-        .expect("aws cache");
+        let cached = aws_cached(rt, Arc::<str>::from(token));
         let svc = WithHeader {
             inner: inner.clone(),
-            header: move || {
-                let mut cx = Context::from_waker(Waker::noop());
-                let t = poll_now(cache.yield_or_clear_if_expired(SystemTime::now()), &mut cx)
-                    .expect("cached");
-                bearer_value(&t)
-            },
+            header: move || bearer_value(&cached()),
         };
         v.visit("aws_expiring_cache_format", svc);
     }
     if want("aws_expiring_cache_prebuilt") {
-        use aws_smithy_runtime::expiring_cache::ExpiringCache;
-        let cache: ExpiringCache<HeaderValue, Infallible> =
-            ExpiringCache::new(Duration::from_secs(10));
-        let h = bearer_value(token);
-        rt.block_on(cache.get_or_load(|| async move {
-            Ok::<_, Infallible>((h, SystemTime::now() + Duration::from_secs(3600)))
-        }))
-        .expect("aws cache");
         let svc = WithHeader {
             inner: inner.clone(),
-            header: move || {
-                let mut cx = Context::from_waker(Waker::noop());
-                poll_now(cache.yield_or_clear_if_expired(SystemTime::now()), &mut cx)
-                    .expect("cached")
-            },
+            header: aws_cached(rt, bearer_value(token)),
         };
         v.visit("aws_expiring_cache_prebuilt", svc);
+    }
+}
+
+/// An aws-smithy-runtime `ExpiringCache` holding `value` for an hour, and
+/// a function that reads it as the SDK does (checking the wall clock).
+fn aws_cached<T>(rt: &tokio::runtime::Runtime, value: T) -> impl Fn() -> T + Clone + Send + 'static
+where
+    T: Clone + Send + Sync + 'static,
+{
+    use aws_smithy_runtime::expiring_cache::ExpiringCache;
+    let cache: ExpiringCache<T, Infallible> = ExpiringCache::new(Duration::from_secs(10));
+    rt.block_on(cache.get_or_load(|| async move {
+        Ok::<_, Infallible>((value, SystemTime::now() + Duration::from_secs(3600)))
+    }))
+    .expect("aws cache");
+    move || {
+        let mut cx = Context::from_waker(Waker::noop());
+        poll_now(cache.yield_or_clear_if_expired(SystemTime::now()), &mut cx).expect("cached")
     }
 }
