@@ -79,20 +79,7 @@ pub struct BufferBody<S> {
 }
 
 impl<S> BufferBody<S> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Gives back the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    super::define_inner_service_accessors!();
 }
 
 /// A request body was larger than the [`BufferBodyLayer`] limit.
