@@ -95,23 +95,21 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut out = f.debug_struct("ResponseFuture");
-        match &self.state {
-            State::Passthrough { .. } => out.field("state", &"Passthrough"),
-            State::Authorized { step, replay, .. } => {
-                let state = match step {
-                    Step::WaitingForToken { .. } => "WaitingForToken",
-                    Step::Called { generation, .. } => {
-                        out.field("generation", generation);
-                        "Called"
-                    }
-                    Step::Refetching { .. } => "Refetching",
-                    Step::Retrying { .. } => "Retrying",
-                };
-                out.field("state", &state)
-                    .field("replayable", &replay.is_some())
-            }
+        let State::Authorized { step, replay, .. } = &self.state else {
+            return out.field("state", &"Passthrough").finish_non_exhaustive();
         };
-        out.finish_non_exhaustive()
+        let (state, generation) = match step {
+            Step::WaitingForToken { .. } => ("WaitingForToken", None),
+            Step::Called { generation, .. } => ("Called", Some(generation)),
+            Step::Refetching { .. } => ("Refetching", None),
+            Step::Retrying { .. } => ("Retrying", None),
+        };
+        out.field("state", &state);
+        if let Some(generation) = generation {
+            out.field("generation", generation);
+        }
+        out.field("replayable", &replay.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -247,5 +245,54 @@ where
     policy.resend_with(request.headers_mut(), token);
     Step::Retrying {
         future: service.oneshot(request),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use super::*;
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use tower::{service_fn, Layer};
+
+    use crate::layer::testing::cache;
+    use crate::OAuth2Layer;
+
+    fn echo(
+    ) -> impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible> + Clone
+    {
+        service_fn(|_req: Request<Full<Bytes>>| async {
+            Ok::<_, Infallible>(Response::new(Full::default()))
+        })
+    }
+
+    #[tokio::test]
+    async fn debug_shows_the_state_and_generation_but_no_token() {
+        let cache = cache();
+        let mut svc = OAuth2Layer::new(cache.clone()).layer(echo());
+        let waiting = svc.call(Request::new(Full::default()));
+        assert_eq!(
+            format!("{waiting:?}"),
+            r#"ResponseFuture { state: "WaitingForToken", replayable: true, .. }"#
+        );
+        waiting.await.unwrap();
+        let (_, generation) = cache.bearer_header_with_generation().await.unwrap();
+        let post = Request::post("/p").body(Full::from("x")).unwrap();
+        let called = svc.call(post);
+        assert_eq!(
+            format!("{called:?}"),
+            format!(
+                r#"ResponseFuture {{ state: "Called", generation: {generation}, replayable: false, .. }}"#
+            )
+        );
+        let clear = Request::get("http://api.example.com/").body(Full::default());
+        let passthrough = svc.call(clear.unwrap());
+        assert_eq!(
+            format!("{passthrough:?}"),
+            r#"ResponseFuture { state: "Passthrough", .. }"#
+        );
     }
 }

@@ -99,6 +99,8 @@ mod layer;
 pub(crate) mod policy;
 mod replay;
 mod service;
+#[cfg(test)]
+mod testing;
 
 pub use buffer::{BodyTooLarge, BufferBody, BufferBodyLayer, BufferFuture};
 pub use destinations::Destinations;

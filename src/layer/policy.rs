@@ -35,7 +35,7 @@ use crate::challenge::a_new_token_may_help;
 /// It is cheap to clone: the settings sit behind one `Arc`, so a request
 /// that gets a token costs one reference-count increment, as a clone of the
 /// [`TokenCache`] alone would.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct AuthPolicy {
     settings: Arc<Settings>,
 }
@@ -190,18 +190,6 @@ impl fmt::Debug for AfterResponse {
     }
 }
 
-impl fmt::Debug for AuthPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let settings = &*self.settings;
-        f.debug_struct("AuthPolicy")
-            .field("cache", &settings.cache)
-            .field("keep_existing", &settings.keep_existing)
-            .field("retry_unauthorized", &settings.retry_unauthorized)
-            .field("destinations", &settings.destinations)
-            .finish()
-    }
-}
-
 /// The options of a transport that holds an [`AuthPolicy`] in a field
 /// `policy`, each delegating to the policy: every transport has the same
 /// options, with the same names and meaning.
@@ -244,14 +232,8 @@ pub(crate) use delegate_policy_options;
 
 #[cfg(test)]
 mod tests {
-    use std::convert::Infallible;
-    use std::sync::atomic::{AtomicU32, Ordering};
-
-    use bytes::Bytes;
-    use http_body_util::Full;
-
     use super::*;
-    use crate::{ClientAuth, TokenEndpoint, TokenRequest, TokenUrl};
+    use crate::layer::testing::cache;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -261,24 +243,14 @@ mod tests {
         map
     }
 
-    /// A cache whose token endpoint answers `at-1`, `at-2`, … in turn.
-    fn cache() -> TokenCache {
-        let issued = Arc::new(AtomicU32::new(0));
-        let http = tower::service_fn(move |_req: http::Request<Full<Bytes>>| {
-            let n = issued.fetch_add(1, Ordering::Relaxed) + 1;
-            async move {
-                let body = format!(
-                    r#"{{"access_token":"at-{n}","token_type":"Bearer","expires_in":300}}"#
-                );
-                Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(body))))
-            }
-        });
-        let endpoint = TokenEndpoint::new(
-            http,
-            TokenUrl::new("https://as.example.com/token").unwrap(),
-            ClientAuth::client_secret_basic("svc", "secret"),
-        );
-        TokenCache::builder(endpoint, TokenRequest::client_credentials()).build()
+    /// The generation of the token the cache holds, fetched if need be.
+    async fn generation_of(policy: &AuthPolicy) -> u64 {
+        let (_, generation) = policy
+            .cache()
+            .bearer_header_with_generation()
+            .await
+            .unwrap();
+        generation
     }
 
     fn is_resend_after_fetch(after: &AfterResponse) -> bool {
@@ -308,11 +280,7 @@ mod tests {
     #[tokio::test]
     async fn only_a_refusal_a_new_token_may_fix_invalidates_it() {
         let policy = AuthPolicy::new(cache());
-        let (_, sent) = policy
-            .cache()
-            .bearer_header_with_generation()
-            .await
-            .unwrap();
+        let sent = generation_of(&policy).await;
         let answers = [
             (StatusCode::OK, headers(&[])),
             (StatusCode::FORBIDDEN, headers(&[])),
@@ -338,18 +306,10 @@ mod tests {
     async fn a_refused_token_is_resent_with_a_newer_one_without_a_fetch() {
         let policy = AuthPolicy::new(cache());
         let refused = headers(&[("www-authenticate", r#"Bearer error="invalid_token""#)]);
-        let (_, first) = policy
-            .cache()
-            .bearer_header_with_generation()
-            .await
-            .unwrap();
+        let first = generation_of(&policy).await;
         let after = policy.after_response(StatusCode::UNAUTHORIZED, &refused, first, true);
         assert!(is_resend_after_fetch(&after), "{after:?}");
-        let (_, second) = policy
-            .cache()
-            .bearer_header_with_generation()
-            .await
-            .unwrap();
+        let second = generation_of(&policy).await;
         // A late 401 for the first token: the second is kept and used.
         let after = policy.after_response(StatusCode::UNAUTHORIZED, &refused, first, true);
         let AfterResponse::Resend(Lookup::Ready(header, generation)) = after else {
@@ -370,11 +330,7 @@ mod tests {
             (AuthPolicy::new(cache()).retry_unauthorized(false), true),
             (AuthPolicy::new(cache()), false),
         ] {
-            let (_, sent) = policy
-                .cache()
-                .bearer_header_with_generation()
-                .await
-                .unwrap();
+            let sent = generation_of(&policy).await;
             let after = policy.after_response(
                 StatusCode::UNAUTHORIZED,
                 &HeaderMap::new(),
