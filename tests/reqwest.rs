@@ -446,3 +446,67 @@ async fn the_token_goes_only_to_allowed_destinations() {
     assert_eq!(server.token_requests(), 1);
     assert_eq!(cache.stats().retries, 0);
 }
+
+#[tokio::test]
+async fn one_auth_policy_configures_the_layer_and_the_middleware_alike() {
+    let server = TestServer::start().await;
+    let other = TestServer::start().await;
+    let cache = hyper_cache(&server).build();
+    let only_server =
+        tower_oauth2::layer::Destinations::origins([format!("http://{}", server.addr)]).unwrap();
+    let policy = tower_oauth2::layer::AuthPolicy::new(cache.clone())
+        .destinations(only_server)
+        .keep_existing_authorization(true);
+    let tower_client = ServiceBuilder::new()
+        .layer(OAuth2Layer::from_policy(policy.clone()))
+        .service(http_client());
+    let reqwest_client = client(OAuth2Middleware::from_policy(policy));
+
+    for (transport, to_server, kept, to_other) in [
+        ("tower", "/t", "/tk", "/to"),
+        ("reqwest", "/q", "/qk", "/qo"),
+    ] {
+        let send = |url: String, caller_set: bool| {
+            let mut get = Request::get(url);
+            if caller_set {
+                get = get.header("authorization", "Bearer caller-set");
+            }
+            let request = get.body(Full::<Bytes>::default()).unwrap();
+            let tower_client = tower_client.clone();
+            let reqwest_client = reqwest_client.clone();
+            async move {
+                if transport == "tower" {
+                    tower_client.oneshot(request).await.unwrap().status()
+                } else {
+                    let request = reqwest::Request::try_from(request.map(|_| Vec::new())).unwrap();
+                    reqwest_client.execute(request).await.unwrap().status()
+                }
+            }
+        };
+        assert_eq!(send(server.url(to_server), false).await, StatusCode::OK);
+        // The caller's header is kept, and its 401 is not retried.
+        let status = send(server.url(kept), true).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{transport}");
+        // Another origin gets no token, and its 401 is not retried.
+        let status = send(other.url(to_other), false).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{transport}");
+    }
+    assert_eq!(
+        auth_of(&server),
+        [
+            bearer("/t", "at-1"),
+            bearer("/tk", "caller-set"),
+            bearer("/q", "at-1"),
+            bearer("/qk", "caller-set"),
+        ]
+    );
+    assert_eq!(
+        auth_of(&other),
+        [("/to".to_owned(), None), ("/qo".to_owned(), None)]
+    );
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.token_fetches, stats.invalidations, stats.retries),
+        (1, 0, 0)
+    );
+}
