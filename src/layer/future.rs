@@ -53,9 +53,9 @@ pin_project! {
     }
 }
 
-// `request` fields are `Ready` futures: a value that is there already, which
-// `poll` hands out by value once from behind the pin, so moving the request
-// on needs no `Option` to unwrap.
+// `request` and `resend` are `Ready` futures: a value that is there already,
+// which `poll` hands out by value once from behind the pin, so moving it on
+// to the inner service needs no `Option` to unwrap.
 pin_project! {
     #[project = StepProj]
     enum Step<S, B>
@@ -210,17 +210,24 @@ where
                 let response = ready!(future.poll(cx)).map_err(ServiceError::Inner)?;
                 let (status, headers) = (response.status(), response.headers());
                 let after = policy.after_response(status, headers, *generation, replay.is_some());
-                match (after, replay.take()) {
-                    // The refusal is dropped here, so its connection is not
-                    // held while a new token is fetched.
-                    (AfterResponse::Resend(lookup), Some(copy)) => match lookup {
-                        Lookup::Ready(header, _) => step.set(retrying(policy, copy, header)),
-                        Lookup::Wait => step.set(Step::Refetching {
-                            token: policy.cache().wait_for_token(),
-                            resend: std::future::ready(copy),
-                        }),
-                    },
-                    _ => return Poll::Ready(Ok(response)),
+                let AfterResponse::Resend(lookup) = after else {
+                    // The copy stays where it is, dropped with the future:
+                    // moving it out would cost a copy of the request head.
+                    return Poll::Ready(Ok(response));
+                };
+                // A resend is only decided when there is a copy to resend.
+                let Some(copy) = replay.take() else {
+                    return Poll::Ready(Ok(response));
+                };
+                // The refusal is dropped here, so its connection is not held
+                // while a new token is fetched.
+                drop(response);
+                match lookup {
+                    Lookup::Ready(header, _) => step.set(retrying(policy, copy, header)),
+                    Lookup::Wait => step.set(Step::Refetching {
+                        token: policy.cache().wait_for_token(),
+                        resend: std::future::ready(copy),
+                    }),
                 }
             }
             StepProj::Refetching { token, resend } => {

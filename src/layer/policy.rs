@@ -27,14 +27,17 @@ use crate::challenge::a_new_token_may_help;
 ///     .destinations(Destinations::origins(["https://api.example.com"])?)
 ///     .keep_existing_authorization(true);
 /// let layer = OAuth2Layer::from_policy(policy.clone());
+/// #[cfg(feature = "reqwest")]
+/// let middleware = tower_oauth2::reqwest::OAuth2Middleware::from_policy(policy.clone());
 /// assert!(layer.policy().keeps_existing_authorization());
 /// # Ok(())
 /// # }
 /// ```
 ///
-/// It is cheap to clone: the settings sit behind one `Arc`, so a request
-/// that gets a token costs one reference-count increment, as a clone of the
-/// [`TokenCache`] alone would.
+/// It is cheap to clone: the settings sit behind one `Arc`. A request that
+/// gets a token costs one reference-count increment (the response future
+/// holds a clone), as a clone of the [`TokenCache`] alone would; one that
+/// passes through costs none.
 #[derive(Clone, Debug)]
 pub struct AuthPolicy {
     settings: Arc<Settings>,
@@ -140,6 +143,7 @@ impl AuthPolicy {
     /// UNAUTHENTICATED, refuses the token: it is invalidated here, only that
     /// generation (a newer one already cached is kept, and the resend uses
     /// it without a fetch).
+    #[inline]
     pub(crate) fn after_response(
         &self,
         status: StatusCode,
@@ -147,9 +151,15 @@ impl AuthPolicy {
         sent: u64,
         resendable: bool,
     ) -> AfterResponse {
+        // Inlined up to here: an answer that refuses nothing costs what the
+        // check costs, as in a transport that made it itself.
         if !a_new_token_may_help(status, headers) {
             return AfterResponse::Return;
         }
+        self.after_refusal(sent, resendable)
+    }
+
+    fn after_refusal(&self, sent: u64, resendable: bool) -> AfterResponse {
         let cache = &self.settings.cache;
         cache.invalidate(sent);
         if !self.settings.retry_unauthorized {
