@@ -15,6 +15,7 @@ use support::{http_client, Canned, ClientCheck, TestServer};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_oauth2::cache::{Backoff, TokenCacheBuilder};
 use tower_oauth2::error::{ErrorCode, ErrorKind};
+use tower_oauth2::layer::{AuthPolicy, Destinations};
 use tower_oauth2::reqwest::{token_error, OAuth2Middleware, ReqwestTransport};
 use tower_oauth2::{ClientAuth, OAuth2Layer, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
 
@@ -37,6 +38,11 @@ fn reqwest_cache(server: &TestServer) -> TokenCacheBuilder {
         ClientAuth::client_secret_basic("client", "secret"),
     );
     TokenCache::builder(endpoint, TokenRequest::client_credentials())
+}
+
+/// Destinations that are `server`'s origin and no other.
+fn origin_of(server: &TestServer) -> Destinations {
+    Destinations::origins([format!("http://{}", server.addr)]).unwrap()
 }
 
 fn client(middleware: OAuth2Middleware) -> ClientWithMiddleware {
@@ -434,8 +440,7 @@ async fn the_token_goes_only_to_allowed_destinations() {
     let server = TestServer::start().await;
     let other = TestServer::start().await;
     let cache = hyper_cache(&server).build();
-    let only_server =
-        tower_oauth2::layer::Destinations::origins([format!("http://{}", server.addr)]).unwrap();
+    let only_server = origin_of(&server);
     let client = client(OAuth2Middleware::new(cache.clone()).destinations(only_server));
     let resp = client.get(server.url("/a")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
@@ -452,10 +457,8 @@ async fn one_auth_policy_configures_the_layer_and_the_middleware_alike() {
     let server = TestServer::start().await;
     let other = TestServer::start().await;
     let cache = hyper_cache(&server).build();
-    let only_server =
-        tower_oauth2::layer::Destinations::origins([format!("http://{}", server.addr)]).unwrap();
-    let policy = tower_oauth2::layer::AuthPolicy::new(cache.clone())
-        .destinations(only_server)
+    let policy = AuthPolicy::new(cache.clone())
+        .destinations(origin_of(&server))
         .keep_existing_authorization(true);
     let tower_client = ServiceBuilder::new()
         .layer(OAuth2Layer::from_policy(policy.clone()))
