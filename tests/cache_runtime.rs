@@ -12,7 +12,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime};
 
 use http::HeaderValue;
-use support::{http_client, TestServer};
+use support::client::http_client;
+use support::token_server::TestServer;
 use tower_oauth2::error::ErrorKind;
 use tower_oauth2::store::{MemoryStore, TokenStore};
 use tower_oauth2::token::{IssuedAt, Token, TokenType};

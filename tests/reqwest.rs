@@ -16,6 +16,7 @@ use support::token_server::{bearer, Canned, ClientCheck, TestServer, INVALID_CLI
 use tower::{ServiceBuilder, ServiceExt};
 use tower_oauth2::cache::TokenCacheBuilder;
 use tower_oauth2::error::ErrorKind;
+use tower_oauth2::layer::{AuthPolicy, Destinations};
 use tower_oauth2::reqwest::{token_error, OAuth2Middleware, ReqwestTransport};
 use tower_oauth2::{ClientAuth, OAuth2Layer, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
 
@@ -27,6 +28,11 @@ fn reqwest_cache(server: &TestServer) -> TokenCacheBuilder {
         ClientAuth::client_secret_basic("client", "secret"),
     );
     TokenCache::builder(endpoint, TokenRequest::client_credentials())
+}
+
+/// Destinations that are `server`'s origin and no other.
+fn origin_of(server: &TestServer) -> Destinations {
+    Destinations::origins([format!("http://{}", server.addr)]).unwrap()
 }
 
 fn client(middleware: OAuth2Middleware) -> ClientWithMiddleware {
@@ -391,8 +397,7 @@ async fn the_token_goes_only_to_allowed_destinations() {
     let server = TestServer::start().await;
     let other = TestServer::start().await;
     let cache = server.client_credentials().build();
-    let only_server =
-        tower_oauth2::layer::Destinations::origins([format!("http://{}", server.addr)]).unwrap();
+    let only_server = origin_of(&server);
     let client = client(OAuth2Middleware::new(cache.clone()).destinations(only_server));
     let resp = client.get(server.url("/a")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
@@ -402,4 +407,66 @@ async fn the_token_goes_only_to_allowed_destinations() {
     assert_eq!(other.path_authorizations(), [("/b".to_owned(), None)]);
     assert_eq!(server.token_requests(), 1);
     assert_eq!(cache.stats().retries, 0);
+}
+
+#[tokio::test]
+async fn one_auth_policy_configures_the_layer_and_the_middleware_alike() {
+    let server = TestServer::start().await;
+    let other = TestServer::start().await;
+    let cache = server.client_credentials().build();
+    let policy = AuthPolicy::new(cache.clone())
+        .destinations(origin_of(&server))
+        .keep_existing_authorization(true);
+    let tower_client = ServiceBuilder::new()
+        .layer(OAuth2Layer::from_policy(policy.clone()))
+        .service(http_client());
+    let reqwest_client = client(OAuth2Middleware::from_policy(policy));
+
+    for (transport, to_server, kept, to_other) in [
+        ("tower", "/t", "/tk", "/to"),
+        ("reqwest", "/q", "/qk", "/qo"),
+    ] {
+        let send = |url: String, caller_set: bool| {
+            let mut get = Request::get(url);
+            if caller_set {
+                get = get.header("authorization", "Bearer caller-set");
+            }
+            let request = get.body(Full::<Bytes>::default()).unwrap();
+            let tower_client = tower_client.clone();
+            let reqwest_client = reqwest_client.clone();
+            async move {
+                if transport == "tower" {
+                    tower_client.oneshot(request).await.unwrap().status()
+                } else {
+                    let request = reqwest::Request::try_from(request.map(|_| Vec::new())).unwrap();
+                    reqwest_client.execute(request).await.unwrap().status()
+                }
+            }
+        };
+        assert_eq!(send(server.url(to_server), false).await, StatusCode::OK);
+        // The caller's header is kept, and its 401 is not retried.
+        let status = send(server.url(kept), true).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{transport}");
+        // Another origin gets no token, and its 401 is not retried.
+        let status = send(other.url(to_other), false).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{transport}");
+    }
+    assert_eq!(
+        server.path_authorizations(),
+        [
+            bearer("/t", "at-1"),
+            bearer("/tk", "caller-set"),
+            bearer("/q", "at-1"),
+            bearer("/qk", "caller-set"),
+        ]
+    );
+    assert_eq!(
+        other.path_authorizations(),
+        [("/to".to_owned(), None), ("/qo".to_owned(), None)]
+    );
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.token_fetches, stats.invalidations, stats.retries),
+        (1, 0, 0)
+    );
 }
