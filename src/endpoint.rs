@@ -38,19 +38,16 @@
 use std::future::Future;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::header::CONTENT_TYPE;
-use http::{HeaderMap, Request, Response, StatusCode};
-use http_body::Body;
-use http_body_util::Full;
+use http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value};
-use tower_service::Service;
 use tracing::Instrument;
 
-use crate::error::{excerpt, redact, BoxError, Error, ErrorCode, ErrorResponse};
+use crate::error::{excerpt, redact, Error, ErrorCode, ErrorResponse};
 use crate::exchange::{self, retry_after, Limits};
 use crate::request::{ClientAuth, TokenRequest, TokenUrl};
 use crate::token::{form_to_map, IssuedAt, ParseError, Token};
+use crate::transport::HttpClient;
 
 /// Default limit on a token response body: 256 KiB, far above any real
 /// token response (a large one with an ID token is a few KiB).
@@ -78,19 +75,7 @@ impl<S> TokenEndpoint<S> {
         }
     }
 
-    /// Time allowed for one exchange, from sending to the last body byte
-    /// (default 30 s). A slow-drip server cannot hold a caller longer.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.limits.timeout = timeout;
-        self
-    }
-
-    /// Largest answer body read (default 256 KiB); a larger one is an
-    /// [`crate::error::ErrorKind::BodyTooLarge`] error, and reading stops there.
-    pub fn max_body_bytes(mut self, limit: usize) -> Self {
-        self.limits.max_body_bytes = limit;
-        self
-    }
+    crate::exchange::limits_options!("one token request");
 
     /// The token URL.
     pub fn url(&self) -> &TokenUrl {
@@ -118,13 +103,7 @@ impl<S> TokenEndpoint<S> {
     }
 }
 
-impl<S, B> TokenEndpoint<S>
-where
-    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone,
-    S::Error: Into<BoxError>,
-    B: Body,
-    B::Error: Into<BoxError>,
-{
+impl<S: HttpClient> TokenEndpoint<S> {
     /// Sends `request` and returns the issued token.
     ///
     /// The token's `issued_at` is taken just before sending. For a

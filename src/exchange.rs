@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, RETRY_AFTER};
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{HeaderMap, Request, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use tower::ServiceExt;
-use tower_service::Service;
 
 use crate::endpoint::{DEFAULT_MAX_BODY_BYTES, DEFAULT_TIMEOUT};
 use crate::error::{BoxError, Error};
+use crate::transport::HttpClient;
 
 /// How long an exchange may take, and how much of an answer it reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +35,28 @@ impl Default for Limits {
     }
 }
 
+/// The public `timeout` and `max_body_bytes` options of a type whose
+/// `limits` field is a [`Limits`] (the token endpoint, discovery): one
+/// wording of what the limits mean. `$what` names one exchange.
+macro_rules! limits_options {
+    ($what:literal) => {
+        #[doc = concat!("Time allowed for ", $what, ", from sending to the last body byte")]
+        /// (default 30 s). A slow-drip server cannot hold a caller longer.
+        pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.limits.timeout = timeout;
+            self
+        }
+
+        #[doc = concat!("Largest body read in ", $what, " (default 256 KiB); a larger one is a")]
+        /// [`crate::ErrorKind::BodyTooLarge`] error, and reading stops there.
+        pub fn max_body_bytes(mut self, limit: usize) -> Self {
+            self.limits.max_body_bytes = limit;
+            self
+        }
+    };
+}
+pub(crate) use limits_options;
+
 /// An answer, with its body read within the limits.
 #[derive(Debug)]
 pub(crate) struct Answer {
@@ -52,18 +74,12 @@ pub(crate) struct Answer {
 /// `read_body` says no. Nothing here follows a redirect: it would carry the
 /// client's credentials (or the discovery of its token endpoint) elsewhere,
 /// so each caller refuses it in its own words.
-pub(crate) async fn send<S, B>(
+pub(crate) async fn send<S: HttpClient>(
     service: S,
     request: Request<Full<Bytes>>,
     limits: Limits,
     read_body: impl FnOnce(StatusCode) -> bool,
-) -> Result<Answer, Error>
-where
-    S: Service<Request<Full<Bytes>>, Response = Response<B>>,
-    S::Error: Into<BoxError>,
-    B: Body,
-    B::Error: Into<BoxError>,
-{
+) -> Result<Answer, Error> {
     let exchange = async {
         let response = service.oneshot(request).await.map_err(Error::transport)?;
         let (parts, body) = response.into_parts();
@@ -123,6 +139,7 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 mod tests {
     use super::*;
     use crate::ErrorKind;
+    use http::Response;
     use std::convert::Infallible;
     use std::pin::Pin;
     use std::task::{Context, Poll};

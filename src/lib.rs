@@ -101,11 +101,11 @@ mod url;
 pub use cache::TokenCache;
 pub use endpoint::TokenEndpoint;
 pub use error::{Error, ErrorKind};
-pub use layer::{OAuth2Layer, OAuth2Service};
+pub use layer::{AuthPolicy, OAuth2Layer, OAuth2Service};
 pub use request::{ClientAuth, TokenRequest, TokenUrl};
 pub use secret::SecretString;
 pub use token::Token;
-pub use transport::HttpTransport;
+pub use transport::{HttpClient, HttpTransport};
 
 // Compiles the README's examples as doctests (its reqwest sections need the
 // feature, as does the README's test command, `cargo test --all-features`).

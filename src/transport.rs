@@ -47,7 +47,38 @@ use tower_service::Service;
 
 use crate::error::BoxError;
 
-/// A tower HTTP service a [`TokenCache`](crate::TokenCache) can send token
+/// A tower HTTP service the crate can send a request over and read the
+/// answer of: what [`TokenEndpoint`](crate::TokenEndpoint) and
+/// [`Discovery`](crate::discovery::Discovery) need.
+///
+/// Implemented for every service that meets its bounds; you never implement
+/// it yourself. Written out, `S: HttpClient` means:
+///
+/// ```text
+/// S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone,
+/// S::Error: Into<BoxError>,
+/// B: Body,
+/// B::Error: Into<BoxError>,
+/// ```
+pub trait HttpClient:
+    Service<Request<Full<Bytes>>, Response = Response<Self::ResponseBody>, Error: Into<BoxError>>
+    + Clone
+{
+    /// The body of the service's responses (`B` above).
+    type ResponseBody: Body<Error: Into<BoxError>>;
+}
+
+impl<S, B> HttpClient for S
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone,
+    S::Error: Into<BoxError>,
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type ResponseBody = B;
+}
+
+/// An [`HttpClient`] a [`TokenCache`](crate::TokenCache) can send token
 /// requests over from its fetch task.
 ///
 /// Implemented for every service that meets its bounds; you never implement
@@ -62,27 +93,15 @@ use crate::error::BoxError;
 /// B::Error: Into<BoxError>,
 /// ```
 pub trait HttpTransport:
-    Service<
-        Request<Full<Bytes>>,
-        Response = Response<Self::ResponseBody>,
-        Error: Into<BoxError>,
-        Future: Send,
-    > + Clone
-    + Send
-    + 'static
+    HttpClient<Future: Send, ResponseBody: Send + 'static + Body<Data: Send>> + Send + 'static
 {
-    /// The body of the service's responses (`B` above).
-    type ResponseBody: Body<Data: Send, Error: Into<BoxError>> + Send + 'static;
 }
 
-impl<T, B> HttpTransport for T
+impl<T> HttpTransport for T
 where
-    T: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + 'static,
+    T: HttpClient + Send + 'static,
     T::Future: Send,
-    T::Error: Into<BoxError>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
+    T::ResponseBody: Send + 'static,
+    <T::ResponseBody as Body>::Data: Send,
 {
-    type ResponseBody = B;
 }

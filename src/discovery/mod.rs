@@ -77,19 +77,15 @@
 //! # }
 //! ```
 
-use std::time::Duration;
-
-use bytes::Bytes;
 use http::header::{ACCEPT, LOCATION};
-use http::{Request, Response, StatusCode, Uri};
-use http_body::Body;
+use http::{Request, StatusCode, Uri};
 use http_body_util::Full;
 use serde_json::Value;
-use tower_service::Service;
 use tracing::Instrument;
 
-use crate::error::{excerpt, sanitize, BoxError, DiscoveryFailure, Error};
+use crate::error::{excerpt, sanitize, DiscoveryFailure, Error};
 use crate::exchange::{self, retry_after, Answer, Limits};
+use crate::transport::HttpClient;
 use crate::url::{self, Refusal};
 
 mod metadata;
@@ -177,19 +173,7 @@ impl<S> Discovery<S> {
         }
     }
 
-    /// Time allowed for fetching one document, from sending to the last
-    /// body byte (default 30 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.limits.timeout = timeout;
-        self
-    }
-
-    /// Largest document read (default 256 KiB); a larger one is a
-    /// [`crate::ErrorKind::BodyTooLarge`] error, and reading stops there.
-    pub fn max_body_bytes(mut self, limit: usize) -> Self {
-        self.limits.max_body_bytes = limit;
-        self
-    }
+    crate::exchange::limits_options!("fetching one metadata document");
 
     /// Fetches only `document`, with no fallback to the other.
     pub fn only(mut self, document: MetadataDocument) -> Self {
@@ -215,13 +199,7 @@ enum Attempt {
     NotHere(String),
 }
 
-impl<S, B> Discovery<S>
-where
-    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone,
-    S::Error: Into<BoxError>,
-    B: Body,
-    B::Error: Into<BoxError>,
-{
+impl<S: HttpClient> Discovery<S> {
     /// Fetches and checks the metadata of `issuer`.
     ///
     /// `issuer` is the issuer identifier exactly as the server spells it in
@@ -368,6 +346,8 @@ mod tests {
     use super::metadata::tests::doc;
     use super::*;
     use crate::error::ErrorKind;
+    use bytes::Bytes;
+    use http::Response;
     use std::convert::Infallible;
     use std::sync::{Arc, Mutex};
 
@@ -586,7 +566,7 @@ mod tests {
             std::future::pending::<Result<Response<Full<Bytes>>, Infallible>>().await
         });
         let e = Discovery::new(svc)
-            .timeout(Duration::from_millis(50))
+            .timeout(std::time::Duration::from_millis(50))
             .discover("https://as.example.com")
             .await
             .unwrap_err();
