@@ -1,5 +1,8 @@
 //! What kind of failure an error is: the public, matchable part.
 
+#[cfg(doc)]
+use super::Error;
+
 /// What kind of failure an [`Error`] is.
 ///
 /// A failure to fetch discovery metadata has the kind of what went wrong
