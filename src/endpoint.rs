@@ -50,6 +50,7 @@ use tracing::Instrument;
 use crate::error::{excerpt, redact, BoxError, Error, ErrorCode, ErrorResponse};
 use crate::exchange::{self, retry_after, Limits};
 use crate::request::{ClientAuth, TokenRequest, TokenUrl};
+use crate::secret::SecretString;
 use crate::token::{form_to_map, IssuedAt, ParseError, Token};
 
 /// Default limit on a token response body: 256 KiB, far above any real
@@ -136,7 +137,7 @@ where
     /// request), so it borrows nothing and is `Send` whenever the service,
     /// its future and its body are, whether or not the service is `Sync`.
     pub fn request(&self, request: &TokenRequest) -> impl Future<Output = Result<Token, Error>> {
-        let built = request.build(&self.client, &self.url);
+        let built = request.build_signed(&self.client, &self.url);
         let span = tracing::debug_span!(
             "oauth2.token_request",
             grant_type = request.grant_type(),
@@ -149,7 +150,7 @@ where
         let request = request.clone();
         let limits = self.limits;
         async move {
-            let http_request = built?;
+            let (http_request, signed) = built?;
             let issued_at = IssuedAt::now();
             // Every answer's body is read but a redirect's: not read, not
             // followed, the credentials stay here.
@@ -157,7 +158,9 @@ where
             let result = answer.and_then(|answer| {
                 tracing::Span::current().record("status", answer.status.as_u16());
                 let secrets = request.secrets(&client);
-                let secrets: Vec<&str> = secrets.iter().map(|s| s.as_ref()).collect();
+                let secrets: Vec<&str> = (secrets.iter().map(|s| s.as_ref()))
+                    .chain(signed.iter().map(SecretString::expose_secret))
+                    .collect();
                 parse(
                     answer.status,
                     &answer.headers,

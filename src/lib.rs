@@ -83,6 +83,9 @@ pub mod discovery;
 pub mod endpoint;
 pub mod error;
 mod exchange;
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub mod jose;
 pub mod layer;
 pub mod request;
 #[cfg(feature = "reqwest")]
