@@ -25,11 +25,7 @@ pub(super) fn parse(jwk: &str) -> Result<SigningKey, KeyError> {
                 "a symmetric (`oct`) JWK; use ClientAuth::client_secret_jwt",
             ))
         }
-        other => {
-            return Err(KeyError::unsupported(format!(
-                "a JWK of type {other:?}"
-            )))
-        }
+        other => return Err(KeyError::unsupported(format!("a JWK of type {other:?}"))),
     };
     let alg = match jwk.get("alg") {
         None => key.default_algorithm(),
@@ -94,7 +90,9 @@ fn ec(jwk: &Map<String, Value>) -> Result<PrivateKey, KeyError> {
 fn okp(jwk: &Map<String, Value>) -> Result<PrivateKey, KeyError> {
     let crv = member(jwk, "crv")?;
     if crv != "Ed25519" {
-        return Err(KeyError::unsupported(format!("an OKP JWK on curve {crv:?}")));
+        return Err(KeyError::unsupported(format!(
+            "an OKP JWK on curve {crv:?}"
+        )));
     }
     let d = bytes(jwk, "d")?;
     let seed: &[u8; 32] = d[..]
@@ -102,7 +100,9 @@ fn okp(jwk: &Map<String, Value>) -> Result<PrivateKey, KeyError> {
         .map_err(|_| KeyError::unparseable("JWK `d` is not 32 bytes"))?;
     let key = ed25519_dalek::SigningKey::from_bytes(seed);
     if key.verifying_key().as_bytes()[..] != bytes(jwk, "x")?[..] {
-        return Err(KeyError::unparseable("JWK `x` is not the public key of `d`"));
+        return Err(KeyError::unparseable(
+            "JWK `x` is not the public key of `d`",
+        ));
     }
     Ok(PrivateKey::Ed25519(key))
 }

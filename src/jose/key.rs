@@ -35,17 +35,20 @@ const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 /// ```
 /// use tower_oauth2::jose::{Algorithm, KeyErrorKind, SigningKey};
 ///
+/// // The Ed25519 key of RFC 8037 Appendix A.1, as PKCS#8 PEM.
 /// let pem = "-----BEGIN PRIVATE KEY-----
-/// MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgevZzL1gdAFr88hb2
-/// OF/2NxApJCzGCEDdfSp6VQO30hyhRANCAAQRWz+jn65BtOMvdyHKcvjBeBSDZH2r
-/// 1RTwjmYSi9R/zpBnuQ4EiMnCqfMPWiZqB4QdbAd0E7oH50VpuZ1P087G
+/// MC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g
 /// -----END PRIVATE KEY-----";
-/// let key = SigningKey::from_pem(Algorithm::ES256, pem)?.with_key_id("2024-06");
-/// assert_eq!(key.algorithm(), Algorithm::ES256);
-/// assert_eq!(format!("{key:?}"), r#"SigningKey { alg: ES256, kid: Some("2024-06"), key: "[redacted]" }"#);
+/// let key = SigningKey::from_pem(Algorithm::EdDSA, pem)?.with_key_id("2024-06");
+/// assert_eq!(key.algorithm(), Algorithm::EdDSA);
+/// assert_eq!(
+///     format!("{key:?}"),
+///     r#"SigningKey { alg: EdDSA, kid: Some("2024-06"), key: "[redacted]" }"#
+/// );
 ///
-/// let err = SigningKey::from_pem(Algorithm::EdDSA, pem).unwrap_err();
+/// let err = SigningKey::from_pem(Algorithm::ES256, pem).unwrap_err();
 /// assert_eq!(err.kind(), KeyErrorKind::AlgorithmMismatch);
+/// assert_eq!(err.to_string(), "unusable signing key: an Ed25519 key cannot sign ES256");
 /// # Ok::<(), tower_oauth2::jose::KeyError>(())
 /// ```
 #[derive(Clone)]
@@ -318,4 +321,37 @@ pub(super) fn rsa_key(key: rsa::RsaPrivateKey) -> Result<PrivateKey, KeyError> {
         ));
     }
     Ok(PrivateKey::Rsa(key))
+}
+
+#[cfg(test)]
+impl SigningKey {
+    /// Whether `signature` is this key's signature of `input` with its algorithm.
+    pub(crate) fn verify(&self, input: &[u8], signature: &[u8]) -> bool {
+        use p256::ecdsa::signature::Verifier as _;
+        match &*self.key {
+            PrivateKey::P256(key) => p256::ecdsa::Signature::from_slice(signature)
+                .is_ok_and(|s| key.verifying_key().verify(input, &s).is_ok()),
+            PrivateKey::Ed25519(key) => ed25519_dalek::Signature::from_slice(signature)
+                .is_ok_and(|s| key.verifying_key().verify(input, &s).is_ok()),
+            #[cfg(feature = "jwt-rsa")]
+            PrivateKey::Rsa(key) => {
+                let public = key.to_public_key();
+                let Ok(s) = rsa::pkcs1v15::Signature::try_from(signature) else {
+                    return false;
+                };
+                if self.alg == Algorithm::PS256 {
+                    let Ok(s) = rsa::pss::Signature::try_from(signature) else {
+                        return false;
+                    };
+                    rsa::pss::VerifyingKey::<sha2::Sha256>::new(public)
+                        .verify(input, &s)
+                        .is_ok()
+                } else {
+                    rsa::pkcs1v15::VerifyingKey::<sha2::Sha256>::new(public)
+                        .verify(input, &s)
+                        .is_ok()
+                }
+            }
+        }
+    }
 }

@@ -149,7 +149,7 @@ impl<'a> Signer<'a> {
         }
     }
 
-    fn sign(self, input: &[u8]) -> Result<Vec<u8>, Error> {
+    pub(crate) fn sign(self, input: &[u8]) -> Result<Vec<u8>, Error> {
         let failed =
             |e: &dyn fmt::Display| Error::invalid_request(format!("cannot sign the JWT ({e})"));
         match self {
@@ -166,7 +166,11 @@ impl<'a> Signer<'a> {
     /// The JWS compact serialization of `claims` (RFC 7515 §7.1):
     /// `base64url(header) "." base64url(claims) "." base64url(signature)`.
     pub(crate) fn sign_jwt(self, claims: &impl Serialize) -> Result<String, Error> {
-        let mut jwt = format!("{}.{}", base64url_json(&self.header())?, base64url_json(claims)?);
+        let mut jwt = format!(
+            "{}.{}",
+            base64url_json(&self.header())?,
+            base64url_json(claims)?
+        );
         let signature = self.sign(jwt.as_bytes())?;
         jwt.push('.');
         URL_SAFE_NO_PAD.encode_string(signature, &mut jwt);
@@ -179,3 +183,6 @@ fn base64url_json(value: &impl Serialize) -> Result<String, Error> {
         .map(|json| URL_SAFE_NO_PAD.encode(json))
         .map_err(|e| Error::invalid_request(format!("cannot encode the JWT ({e})")))
 }
+
+#[cfg(test)]
+mod tests;

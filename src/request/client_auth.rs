@@ -224,9 +224,7 @@ impl ClientAuth {
             } => (client_id, Signer::Secret(client_secret), assertion),
             _ => return Ok(None),
         };
-        settings
-            .sign(signer, client_id, &url.to_string())
-            .map(Some)
+        settings.sign(signer, client_id, &url.to_string()).map(Some)
     }
 
     /// No method sends an assertion without the `jwt` feature.

@@ -377,7 +377,10 @@ impl TokenRequest {
             .header(CONTENT_TYPE, content_type)
             .body(Full::new(body))
             .map_err(|e| Error::invalid_request(format!("cannot build the HTTP request ({e})")))?;
-        let signed = grant_assertion.into_iter().chain(client_assertion).collect();
+        let signed = grant_assertion
+            .into_iter()
+            .chain(client_assertion)
+            .collect();
         Ok((request, signed))
     }
 
