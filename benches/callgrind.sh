@@ -15,7 +15,7 @@ B=${B:-22000}
 bin=$(cargo bench --bench hot_path --no-run --message-format=json 2>/dev/null |
     grep -o '"executable":"[^"]*hot_path[^"]*"' | tail -n1 | cut -d'"' -f4)
 [ -x "$bin" ] || { echo "could not build the hot_path bench" >&2; exit 1; }
-contenders=$(grep -A20 'pub const CONTENDERS' benches/common/mod.rs |
+contenders=$(grep -A20 'pub const CONTENDERS' benches/contenders/mod.rs |
     sed -n '/\[/,/\]/p' | grep -o '"[a-z0-9_]*"' | tr -d '"')
 ir() {
     local out

@@ -7,13 +7,15 @@
 //! `cargo bench --bench contention [-- FILTER]`.
 
 mod common;
+mod contenders;
 
 use std::hint::black_box;
 use std::sync::{Arc, Barrier};
-use std::task::Context;
+use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
-use common::{Body, Visit};
+use common::Body;
+use contenders::Visit;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use http::{Request, Response};
 use tower::Service;
@@ -38,11 +40,10 @@ where
             let mut svc = svc.clone();
             let barrier = barrier.clone();
             std::thread::spawn(move || {
-                let waker = common::noop_waker();
-                let mut cx = Context::from_waker(&waker);
+                let mut cx = Context::from_waker(Waker::noop());
                 barrier.wait();
                 for _ in 0..black_box(calls) {
-                    common::one_call(&mut svc, &mut cx, &common::Req::Empty);
+                    contenders::one_call(&mut svc, &mut cx, Request::new(Body::default()));
                 }
             })
         })
@@ -72,11 +73,7 @@ impl Visit for ThreadsVisit<'_, '_> {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = common::runtime(1);
     let _guard = rt.enter();
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -85,11 +82,11 @@ fn main() {
         .configure_from_args();
     let mut group = c.benchmark_group("contention");
     for threads in THREADS {
-        common::contenders(
+        contenders::contenders(
             &rt,
             common::OPAQUE_TOKEN,
             None,
-            common::InnerKind::Noop,
+            contenders::InnerKind::Noop,
             &mut ThreadsVisit {
                 group: &mut group,
                 threads,
@@ -102,11 +99,11 @@ fn main() {
     // threads share its `Arc` counters.
     let mut group = c.benchmark_group("contention/inner_6_arcs");
     for threads in THREADS {
-        common::contenders(
+        contenders::contenders(
             &rt,
             common::OPAQUE_TOKEN,
             None,
-            common::InnerKind::Arcs,
+            contenders::InnerKind::Arcs,
             &mut ThreadsVisit {
                 group: &mut group,
                 threads,

@@ -15,9 +15,10 @@
 //! short smoke round.
 
 mod common;
+#[path = "../tests/support/serve.rs"]
+mod serve;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,48 +26,31 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::{Body, LocalTokenServer};
 use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
+use hyper_util::rt::TokioExecutor;
+use serve::{serve, Serving};
 use tower::{Layer, Service, ServiceExt};
 use tower_oauth2::OAuth2Layer;
 
 const TASKS: usize = 32;
 
-async fn start_server(expected: Option<&'static str>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: Request<Incoming>| async move {
-                    let ok = match expected {
-                        Some(e) => req.headers().get("authorization").is_some_and(|h| h == e),
-                        None => true,
-                    };
-                    let status = if ok {
-                        StatusCode::OK
-                    } else {
-                        StatusCode::UNAUTHORIZED
-                    };
-                    let mut resp =
-                        Response::new(http_body_util::Full::new(Bytes::from_static(b"ok")));
-                    *resp.status_mut() = status;
-                    Ok::<_, Infallible>(resp)
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
+/// A server answering `200 ok`, or `401` when `expected` is set and the
+/// `Authorization` header is not it.
+async fn start_server(expected: Option<&'static str>) -> Serving {
+    serve(tower::service_fn(move |req: Request<Incoming>| {
+        let ok = match expected {
+            Some(e) => req.headers().get("authorization").is_some_and(|h| h == e),
+            None => true,
+        };
+        let mut resp = Response::new(Full::new(Bytes::from_static(b"ok")));
+        if !ok {
+            *resp.status_mut() = StatusCode::UNAUTHORIZED;
         }
-    });
-    addr
+        std::future::ready(Ok::<_, Infallible>(resp))
+    }))
+    .await
 }
 
 /// Sends `total` GETs to `uri` from `TASKS` tasks through `svc`; returns
@@ -118,11 +102,7 @@ fn summary(xs: &mut [f64]) -> String {
 fn main() {
     let bench = common::is_bench_run();
     let (total, rounds) = if bench { (20_000, 5) } else { (500, 1) };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = common::runtime(2);
     println!(
         "end to end over loopback: {TASKS} tasks, {total} requests per round, {rounds} rounds, \
          client and server in one process on 2 tokio workers"
@@ -149,8 +129,8 @@ fn main() {
             let no_retry = OAuth2Layer::new(cache.clone())
                 .retry_unauthorized(false)
                 .layer(client.clone());
-            let open_uri = format!("http://{open}/items");
-            let guarded_uri = format!("http://{guarded}/items");
+            let open_uri = open.url("/items");
+            let guarded_uri = guarded.url("/items");
             // Warm the connection pools.
             load(client.clone(), &open_uri, 200).await;
             load(with.clone(), &guarded_uri, 200).await;

@@ -9,14 +9,16 @@
 //! and exits (`benches/callgrind.sh` does this for every contender).
 
 mod common;
+mod contenders;
 
 use std::hint::black_box;
-use std::task::Context;
+use std::task::{Context, Waker};
 use std::time::Duration;
 
-use common::{Body, InnerKind, Req, Visit};
+use common::Body;
+use contenders::{InnerKind, Visit};
 use criterion::{BenchmarkGroup, Criterion};
-use http::{Request, Response};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri};
 use tower::Service;
 
 struct CriterionVisit<'a, 'b> {
@@ -30,10 +32,9 @@ impl Visit for CriterionVisit<'_, '_> {
         S: Service<Request<Body>, Response = Response<()>> + Clone + Send + 'static,
         S::Error: std::fmt::Debug,
     {
-        let waker = common::noop_waker();
-        let mut cx = Context::from_waker(&waker);
+        let mut cx = Context::from_waker(Waker::noop());
         self.group.bench_function(name, |b| {
-            b.iter(|| common::one_call(&mut svc, &mut cx, &self.req))
+            b.iter(|| contenders::one_call(&mut svc, &mut cx, self.req.make()))
         });
     }
 }
@@ -49,10 +50,65 @@ impl Visit for CountVisit {
         S: Service<Request<Body>, Response = Response<()>> + Clone + Send + 'static,
         S::Error: std::fmt::Debug,
     {
-        let waker = common::noop_waker();
-        let mut cx = Context::from_waker(&waker);
+        let mut cx = Context::from_waker(Waker::noop());
         for _ in 0..black_box(self.calls) {
-            common::one_call(&mut svc, &mut cx, &self.req);
+            contenders::one_call(&mut svc, &mut cx, self.req.make());
+        }
+    }
+}
+
+/// The request each hot-path call sends: built fresh per call (every
+/// contender, the bare one included, pays for building and dropping it).
+#[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Req {
+    /// `Request::new(Full::default())`: `GET /`, no headers.
+    Empty,
+    /// `GET http://api.example.com/v1/items?limit=10` with `accept`,
+    /// `user-agent` and `x-request-id` headers (copied from a template).
+    Typical(Method, Uri, HeaderMap),
+}
+
+impl Req {
+    pub fn typical() -> Req {
+        let mut headers = HeaderMap::new();
+        headers.insert("accept", HeaderValue::from_static("application/json"));
+        headers.insert("user-agent", HeaderValue::from_static("bench/1.0"));
+        headers.insert(
+            "x-request-id",
+            HeaderValue::from_static("0f8e6a52-3c1d-4b7a-9e21-5d4c3b2a1f00"),
+        );
+        Req::Typical(
+            Method::GET,
+            Uri::from_static("http://api.example.com/v1/items?limit=10"),
+            headers,
+        )
+    }
+
+    pub fn from_name(name: &str) -> Req {
+        match name {
+            "typical" => Req::typical(),
+            _ => Req::Empty,
+        }
+    }
+
+    #[inline]
+    pub fn make(&self) -> Request<Body> {
+        let mut req = Request::new(Body::default());
+        if let Req::Typical(m, u, h) = self {
+            *req.method_mut() = m.clone();
+            *req.uri_mut() = u.clone();
+            *req.headers_mut() = h.clone();
+        }
+        req
+    }
+}
+
+impl InnerKind {
+    pub fn from_name(name: &str) -> InnerKind {
+        match name {
+            "arcs" => InnerKind::Arcs,
+            _ => InnerKind::Noop,
         }
     }
 }
@@ -116,19 +172,26 @@ fn coarse_now() -> std::time::Instant {
     std::time::Instant::now()
 }
 
+/// A JWT-sized access token (1 KiB of token characters).
+pub fn jwt_sized_token() -> String {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut s: String = (0..1024)
+        .map(|i| alphabet[(i * 7 + 3) % alphabet.len()] as char)
+        .collect();
+    s.replace_range(100..101, ".");
+    s.replace_range(700..701, ".");
+    s
+}
+
 fn token_for(kind: &str) -> String {
     match kind {
-        "jwt" => common::jwt_sized_token(),
+        "jwt" => jwt_sized_token(),
         _ => common::OPAQUE_TOKEN.to_owned(),
     }
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = common::runtime(1);
     let _guard = rt.enter();
 
     if let Ok(name) = std::env::var("HOT_PATH_CALLGRIND") {
@@ -148,14 +211,9 @@ fn main() {
             .and_then(|n| n.parse().ok())
             .unwrap_or(100_000);
         let token = token_for(&std::env::var("HOT_PATH_TOKEN").unwrap_or_default());
-        assert!(
-            common::CONTENDERS.contains(&name.as_str()),
-            "unknown contender {name}; one of {:?}",
-            common::CONTENDERS
-        );
         let req = Req::from_name(&std::env::var("HOT_PATH_REQUEST").unwrap_or_default());
         let inner = InnerKind::from_name(&std::env::var("HOT_PATH_INNER").unwrap_or_default());
-        common::contenders(
+        contenders::contenders(
             &rt,
             &token,
             Some(&name),
@@ -193,7 +251,7 @@ fn main() {
         let token = token_for(kind);
         let mut group = c.benchmark_group(format!("hot_path/{label}"));
         let req = Req::from_name(req);
-        common::contenders(
+        contenders::contenders(
             &rt,
             &token,
             None,

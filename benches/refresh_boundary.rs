@@ -48,7 +48,7 @@ async fn run(policy: RefreshPolicy, ttl_secs: u64, duration: Duration) -> Run {
     // The first token is fetched before the clock starts: only refreshes
     // are measured.
     cache.bearer_header().await.expect("first token");
-    let svc = OAuth2Layer::new(cache.clone()).layer(Noop);
+    let svc = OAuth2Layer::new(cache.clone()).layer(Noop::default());
     let samples = Arc::new(Mutex::new((Vec::new(), Vec::new())));
     let end = Instant::now() + duration;
     let tasks: Vec<_> = (0..TASKS)
@@ -95,8 +95,23 @@ async fn run(policy: RefreshPolicy, ttl_secs: u64, duration: Duration) -> Run {
     }
 }
 
+/// Percentile (nearest rank) of sorted `xs`.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// "Lazy" refresh: no lead, no jitter, so a token never goes stale before it
+/// counts as expired and requests wait for the fetch at expiry.
+pub fn lazy_policy() -> RefreshPolicy {
+    RefreshPolicy::default().max_fraction(0.0).jitter(0.0)
+}
+
 fn line(mode: &str, kind: &str, xs: &[Duration]) {
-    let p = |q| common::percentile(xs, q);
+    let p = |q| percentile(xs, q);
     println!(
         "{mode:<11} {kind:<14} {:>9} {:>10.1?} {:>10.1?} {:>10.1?} {:>10.1?}",
         xs.len(),
@@ -114,11 +129,7 @@ fn main() {
     } else {
         (1, Duration::from_millis(1_500))
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = common::runtime(2);
     println!(
         "refresh boundary: {TASKS} tasks x 1 request/ms for {duration:?}, tokens live {ttl} s, \
          token endpoint latency {LATENCY:?}, 2 tokio workers"
@@ -129,7 +140,7 @@ fn main() {
     );
     for (mode, policy) in [
         ("background", RefreshPolicy::default()),
-        ("lazy", common::lazy_policy()),
+        ("lazy", lazy_policy()),
     ] {
         let r = rt.block_on(run(policy, ttl, duration));
         line(mode, "service time", &r.service);

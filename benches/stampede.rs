@@ -21,7 +21,7 @@ const LATENCY: Duration = Duration::from_millis(50);
 
 /// Sends `n` requests at once through `layer` and waits for all of them.
 async fn burst(layer: &OAuth2Layer, n: usize) -> Duration {
-    let svc = layer.layer(Noop);
+    let svc = layer.layer(Noop::default());
     let start = Instant::now();
     let tasks: Vec<_> = (0..n)
         .map(|_| {
@@ -38,11 +38,7 @@ async fn burst(layer: &OAuth2Layer, n: usize) -> Duration {
 fn main() {
     let bench = common::is_bench_run();
     let (n, rounds) = if bench { (10_000, 7) } else { (200, 1) };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = common::runtime(2);
     println!(
         "stampede: {n} concurrent requests, token endpoint latency {LATENCY:?}, \
          tokio multi-thread runtime with 2 workers, {rounds} rounds"

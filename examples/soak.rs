@@ -9,7 +9,6 @@
 //! Everything runs on 127.0.0.1 and stops by itself.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,7 +18,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_oauth2::{ClientAuth, OAuth2Layer, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
 
@@ -42,7 +41,7 @@ impl Server {
         (*s >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    async fn handle(&self, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    async fn handle(&self, req: axum::extract::Request) -> Response<Full<Bytes>> {
         if req.uri().path() == "/token" {
             self.token_requests.fetch_add(1, Ordering::Relaxed);
             let rate = *self.failure_rate.lock().unwrap_or_else(|p| p.into_inner());
@@ -112,20 +111,11 @@ async fn main() -> ExitCode {
         ..Server::default()
     });
     let s = server.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let s = s.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| {
-                    let s = s.clone();
-                    async move { Ok::<_, Infallible>(s.handle(req).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let s = s.clone();
+        async move { s.handle(req).await }
     });
+    tokio::spawn(async move { axum::serve(listener, app).await });
 
     let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let endpoint = TokenEndpoint::new(

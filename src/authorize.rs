@@ -51,9 +51,7 @@ use crate::token::ParseError;
 
 pub(crate) fn random_urlsafe(bytes: usize) -> Result<String, Error> {
     let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).map_err(|e| {
-        Error::invalid_request(format!("the operating system's random source failed ({e})"))
-    })?;
+    getrandom::fill(&mut buf).map_err(Error::random_source)?;
     Ok(URL_SAFE_NO_PAD.encode(&buf))
 }
 
@@ -76,7 +74,7 @@ impl PkceVerifier {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
         if !(ok_len && ok_chars) {
-            return Err(Error::invalid_request(
+            return Err(Error::invalid_authorization_request(
                 "PKCE code verifier must be 43 to 128 characters of A-Z a-z 0-9 - . _ ~ (RFC 7636 §4.1)",
             ));
         }
@@ -194,10 +192,12 @@ impl AuthorizationRequest {
     /// Builds the URL, drawing `state` and the PKCE verifier.
     pub fn build(self) -> Result<Authorization, Error> {
         let uri: http::Uri = self.endpoint.parse().map_err(|e| {
-            Error::invalid_request(format!("authorization endpoint is not a valid URL ({e})"))
+            Error::invalid_authorization_request(format!(
+                "authorization endpoint is not a valid URL ({e})"
+            ))
         })?;
         if uri.scheme().is_none() || uri.authority().is_none() {
-            return Err(Error::invalid_request(
+            return Err(Error::invalid_authorization_request(
                 "authorization endpoint must be an absolute URL",
             ));
         }
@@ -359,6 +359,26 @@ mod tests {
         assert_eq!(
             v.challenge_s256(),
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
+
+    #[test]
+    fn malformed_inputs_name_the_authorization_request() {
+        let e = PkceVerifier::new("short").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidRequest);
+        assert_eq!(
+            e.to_string(),
+            "cannot build the authorization request: PKCE code verifier must be 43 to 128 \
+             characters of A-Z a-z 0-9 - . _ ~ (RFC 7636 §4.1)"
+        );
+        let e = AuthorizationRequest::new("/authorize", "c")
+            .build()
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidRequest);
+        assert_eq!(
+            e.to_string(),
+            "cannot build the authorization request: authorization endpoint must be an \
+             absolute URL"
         );
     }
 

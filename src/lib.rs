@@ -17,6 +17,7 @@
 //! | [`token`] | typed token responses; expiry arithmetic that never panics |
 //! | [`error`] | typed errors, RFC 6749 §5.2 error responses, `is_retryable()` |
 //! | [`endpoint`] | [`TokenEndpoint`]: token requests over any tower HTTP service, with a size limit and a timeout |
+//! | [`transport`] | [`HttpTransport`]: the bounds on the HTTP service a [`TokenCache`] fetches with |
 //! | [`challenge`] | `WWW-Authenticate` parsing, RFC 6750 bearer errors |
 //! | [`discovery`] | the token endpoint from an issuer (OpenID Connect Discovery, RFC 8414), issuer checked |
 //! | [`store`] | persisting tokens, atomically, so the newest refresh token survives a crash |
@@ -97,6 +98,7 @@ pub mod store;
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub mod tls;
 pub mod token;
+pub mod transport;
 mod url;
 
 pub use cache::TokenCache;
@@ -106,6 +108,7 @@ pub use layer::{OAuth2Layer, OAuth2Service};
 pub use request::{ClientAuth, TokenRequest, TokenUrl};
 pub use secret::SecretString;
 pub use token::Token;
+pub use transport::HttpTransport;
 
 // Compiles the README's examples as doctests (its reqwest sections need the
 // feature, as does the README's test command, `cargo test --all-features`).

@@ -5,7 +5,9 @@
 //! [`OAuth2Middleware`] does for a `reqwest_middleware::ClientWithMiddleware`
 //! what [`crate::OAuth2Layer`] does for a tower service, from the same
 //! [`TokenCache`]: one cache can serve both, and one token fetch then serves
-//! requests of either kind.
+//! requests of either kind. Both follow an [`AuthPolicy`], with the same
+//! options and the same decisions; [`OAuth2Middleware::from_policy`] takes
+//! the one a layer uses.
 //!
 //! - Every request gets `Authorization: Bearer <token>`, marked sensitive. An
 //!   `Authorization` header the caller set is **replaced**, unless
@@ -93,60 +95,32 @@ use http_body_util::{BodyExt, Full};
 use reqwest_middleware::{Middleware, Next};
 use tower_service::Service;
 
-use crate::cache::TokenCache;
-use crate::challenge::a_new_token_may_help;
+use crate::cache::{Lookup, TokenCache};
 use crate::error::{BoxError, Error};
-use crate::layer::Destinations;
+use crate::layer::policy::{delegate_policy_options, AfterResponse};
+use crate::layer::AuthPolicy;
 
 /// Adds OAuth2 bearer tokens to the requests of a
 /// `reqwest_middleware::ClientWithMiddleware`. See the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct OAuth2Middleware {
-    cache: TokenCache,
-    keep_existing: bool,
-    retry_unauthorized: bool,
-    destinations: Destinations,
+    policy: AuthPolicy,
 }
 
 impl OAuth2Middleware {
     /// A middleware taking its tokens from `cache` (which a
     /// [`crate::OAuth2Layer`] may share).
     pub fn new(cache: TokenCache) -> Self {
-        OAuth2Middleware {
-            cache,
-            keep_existing: false,
-            retry_unauthorized: true,
-            destinations: Destinations::secure(),
-        }
+        OAuth2Middleware::from_policy(AuthPolicy::new(cache))
     }
 
-    /// Which requests get the token (default [`Destinations::secure`]: `https`
-    /// anywhere, `http` only to loopback); others pass through untouched.
-    pub fn destinations(mut self, destinations: Destinations) -> Self {
-        self.destinations = destinations;
-        self
+    /// A middleware following `policy` (which a [`crate::OAuth2Layer`] may
+    /// share).
+    pub fn from_policy(policy: AuthPolicy) -> Self {
+        OAuth2Middleware { policy }
     }
 
-    /// When `true`, a request that already has an `Authorization` header is
-    /// sent as it is (no token added, no retry). Default `false`: the
-    /// middleware replaces it.
-    pub fn keep_existing_authorization(mut self, keep: bool) -> Self {
-        self.keep_existing = keep;
-        self
-    }
-
-    /// Whether to refetch and resend once on a 401 (default `true`). With
-    /// `false` the request is not cloned, and a 401 still invalidates the
-    /// token so the next request gets a new one.
-    pub fn retry_unauthorized(mut self, retry: bool) -> Self {
-        self.retry_unauthorized = retry;
-        self
-    }
-
-    /// The token cache.
-    pub fn cache(&self) -> &TokenCache {
-        &self.cache
-    }
+    delegate_policy_options!();
 }
 
 fn token_failure(e: Error) -> reqwest_middleware::Error {
@@ -161,49 +135,43 @@ impl Middleware for OAuth2Middleware {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        let allowed =
-            http::Uri::try_from(req.url().as_str()).is_ok_and(|uri| self.destinations.allows(&uri));
-        if !allowed || (self.keep_existing && req.headers().contains_key(AUTHORIZATION)) {
+        let policy = &self.policy;
+        let applies = http::Uri::try_from(req.url().as_str())
+            .is_ok_and(|uri| policy.applies_to(&uri, req.headers()));
+        if !applies {
             return next.run(req, extensions).await;
         }
-        let (header, generation) = self
-            .cache
+        let (header, generation) = policy
+            .cache()
             .bearer_header_with_generation()
             .await
             .map_err(token_failure)?;
         req.headers_mut().insert(AUTHORIZATION, header);
         // Cloned before sending, as tower-http's follow_redirect keeps its
         // copy: a streamed body is gone once sent.
-        let replay = if self.retry_unauthorized {
+        let replay = if policy.retries_unauthorized() {
             req.try_clone()
         } else {
             None
         };
         let response = next.clone().run(req, extensions).await?;
-        // As the tower layer: a 401 a new token may fix (not
-        // insufficient_scope), or gRPC's UNAUTHENTICATED.
-        if !a_new_token_may_help(response.status(), response.headers()) {
-            return Ok(response);
-        }
-        self.cache.invalidate(generation);
-        let Some(mut replay) = replay else {
-            if self.retry_unauthorized {
-                tracing::debug!("401 for a request whose body cannot be replayed; returned as is");
-            }
-            return Ok(response);
+        let (status, headers) = (response.status(), response.headers());
+        let after = policy.after_response(status, headers, generation, replay.is_some());
+        let (lookup, mut replay) = match (after, replay) {
+            (AfterResponse::Resend(lookup), Some(replay)) => (lookup, replay),
+            _ => return Ok(response),
         };
-        // The 401 is not returned, so its connection is not held meanwhile.
+        // The refusal is not returned, so its connection is not held while
+        // a new token is fetched.
         drop(response);
-        // If another request already replaced the refused token, this takes
-        // the new one without a fetch; otherwise it joins or starts one.
-        let (header, _) = self
-            .cache
-            .bearer_header_with_generation()
-            .await
-            .map_err(token_failure)?;
-        replay.headers_mut().insert(AUTHORIZATION, header);
-        self.cache.count_retry();
-        tracing::debug!("resending the request once with a new token after a 401");
+        let header = match lookup {
+            Lookup::Ready(header, _) => header,
+            Lookup::Wait => {
+                let cached = policy.cache().wait_for_token().await;
+                cached.map_err(token_failure)?.header.clone()
+            }
+        };
+        policy.resend_with(replay.headers_mut(), header);
         next.run(replay, extensions).await
     }
 }

@@ -176,15 +176,11 @@ pub fn webpki_root_store() -> RootCertStore {
 /// # Ok(())
 /// # }
 /// ```
-pub fn client_credentials_layer<I, S>(
+pub fn client_credentials_layer(
     token_url: &str,
     client: ClientAuth,
-    scopes: I,
-) -> Result<(OAuth2Layer, HttpsClient), Error>
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<str>,
-{
+    scopes: impl IntoIterator<Item = impl AsRef<str>>,
+) -> Result<(OAuth2Layer, HttpsClient), Error> {
     client_credentials_layer_with(https_client(), token_url, client, scopes)
 }
 
@@ -209,16 +205,12 @@ where
 /// # Ok(())
 /// # }
 /// ```
-pub fn client_credentials_layer_with<I, S>(
+pub fn client_credentials_layer_with(
     https: HttpsClient,
     token_url: &str,
     client: ClientAuth,
-    scopes: I,
-) -> Result<(OAuth2Layer, HttpsClient), Error>
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<str>,
-{
+    scopes: impl IntoIterator<Item = impl AsRef<str>>,
+) -> Result<(OAuth2Layer, HttpsClient), Error> {
     let endpoint = TokenEndpoint::new(https.clone(), TokenUrl::new(token_url)?, client);
     let request = TokenRequest::client_credentials().scopes(scopes);
     let cache = TokenCache::builder(endpoint, request).build();

@@ -17,12 +17,12 @@ use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use support::{http_client, Canned, ClientCheck, HttpClient, TestServer};
-use tower::{ServiceBuilder, ServiceExt};
+use support::client::{http_client, layered, HttpClient};
+use support::serve::{serve, Serving};
+use support::token_server::{Canned, ClientCheck, TestServer};
+use tower::ServiceExt;
 use tower_oauth2::layer::ServiceError;
-use tower_oauth2::{
-    ClientAuth, OAuth2Layer, OAuth2Service, TokenCache, TokenEndpoint, TokenRequest, TokenUrl,
-};
+use tower_oauth2::{ClientAuth, OAuth2Service, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
 
 /// What inventory saw: the `Authorization` header of each request and the
 /// status it answered.
@@ -36,7 +36,7 @@ impl InventoryLog {
 }
 
 struct Inventory {
-    auth: Arc<support::State>,
+    auth: Arc<support::token_server::State>,
     log: InventoryLog,
 }
 
@@ -86,28 +86,25 @@ struct Orders {
     inventory_url: String,
 }
 
+/// How orders answers when it could not call inventory: 503 with the token
+/// endpoint's error code, or 502.
+fn unavailable(e: ServiceError<hyper_util::client::legacy::Error>) -> (StatusCode, String) {
+    match e {
+        ServiceError::Token(e) => {
+            let code = e.oauth_error().map_or("?", |r| r.error().as_str());
+            (StatusCode::SERVICE_UNAVAILABLE, format!("no token: {code}"))
+        }
+        ServiceError::Inner(e) => (StatusCode::BAD_GATEWAY, e.to_string()),
+    }
+}
+
 async fn order(
     State(orders): State<Orders>,
     Path(id): Path<u32>,
 ) -> Result<String, (StatusCode, String)> {
-    let request = http::Request::get(format!("{}/items/sku-{id}", orders.inventory_url))
-        .body(Full::default())
-        .unwrap();
-    let response = orders
-        .inventory
-        .clone()
-        .oneshot(request)
-        .await
-        .map_err(|e| match e {
-            ServiceError::Token(e) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "no token: {}",
-                    e.oauth_error().map(|r| r.error().as_str()).unwrap_or("?")
-                ),
-            ),
-            ServiceError::Inner(e) => (StatusCode::BAD_GATEWAY, e.to_string()),
-        })?;
+    let url = format!("{}/items/sku-{id}", orders.inventory_url);
+    let call = orders.inventory.clone().oneshot(support::client::get(&url));
+    let response = call.await.map_err(unavailable)?;
     let status = response.status();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     let body = String::from_utf8(body.to_vec()).unwrap();
@@ -120,19 +117,13 @@ async fn order(
     Ok(format!("order {id}: {body}"))
 }
 
-async fn serve(app: Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
-}
-
 /// The test server as the token endpoint, inventory and orders, running.
 struct Services {
     auth: TestServer,
     inventory: Arc<Inventory>,
     cache: TokenCache,
     orders: SocketAddr,
+    _running: [Serving; 2],
 }
 
 async fn services() -> Services {
@@ -142,7 +133,7 @@ async fn services() -> Services {
         auth: auth.state.clone(),
         log: InventoryLog::default(),
     });
-    let inventory_addr = serve(Router::new().route("/items/{sku}", get(item)).layer(
+    let inventory_server = serve(Router::new().route("/items/{sku}", get(item)).layer(
         middleware::from_fn_with_state(inventory.clone(), require_token),
     ))
     .await;
@@ -157,15 +148,12 @@ async fn services() -> Services {
         TokenRequest::client_credentials().scope("inventory:read"),
     )
     .build();
-    let client = ServiceBuilder::new()
-        .layer(OAuth2Layer::new(cache.clone()))
-        .service(http_client());
     let orders = serve(
         Router::new()
             .route("/orders/{id}", get(order))
             .with_state(Orders {
-                inventory: client,
-                inventory_url: format!("http://{inventory_addr}"),
+                inventory: layered(&cache),
+                inventory_url: inventory_server.url(""),
             }),
     )
     .await;
@@ -173,7 +161,8 @@ async fn services() -> Services {
         auth,
         inventory,
         cache,
-        orders,
+        orders: orders.addr,
+        _running: [inventory_server, orders],
     }
 }
 
@@ -219,14 +208,10 @@ async fn the_handlers_calls_carry_one_fetched_token_for_many_requests() {
     // One token request, client_credentials with the scope, client_secret_basic.
     assert_eq!(s.auth.token_requests(), 1);
     let received = s.auth.received();
-    assert_eq!(
-        received[0].headers["authorization"],
-        "Basic c3ZjLW9yZGVyczpzM2NyZXQ="
-    );
-    assert_eq!(
-        received[0].body,
-        "grant_type=client_credentials&scope=inventory%3Aread"
-    );
+    let sent = (received[0].authorization(), received[0].body.as_str());
+    let basic = "Basic c3ZjLW9yZGVyczpzM2NyZXQ="; // svc-orders:s3cret
+    let form = "grant_type=client_credentials&scope=inventory%3Aread";
+    assert_eq!(sent, (Some(basic), form));
     // Inventory saw 31 requests, each with exactly that token, each let in.
     assert_eq!(s.inventory.log.entries(), vec![(bearer("at-1"), 200); 31]);
     let stats = s.cache.stats();

@@ -5,7 +5,6 @@ mod support;
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -15,13 +14,13 @@ use http::{Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use support::{http_client, ClientCheck, TestServer};
-use tokio::net::TcpListener;
-use tower::{ServiceBuilder, ServiceExt};
-use tower_oauth2::discovery::{Discovery, MetadataDocument};
+use support::client::{http_client, layered};
+use support::serve::{serve, Serving};
+use support::token_server::{bearer, ClientCheck, TestServer};
+use tower::ServiceExt;
+use tower_oauth2::discovery::{Discovery, MetadataDocument, ProviderMetadata};
 use tower_oauth2::error::{DiscoveryFailure, ErrorKind};
-use tower_oauth2::{OAuth2Layer, TokenCache, TokenRequest};
+use tower_oauth2::{Error, TokenCache, TokenRequest};
 
 /// A body sent in chunks with no Content-Length (chunked encoding).
 struct Chunks(VecDeque<Bytes>);
@@ -47,83 +46,63 @@ struct Route {
     chunked: bool,
 }
 
+impl Route {
+    fn respond(self) -> Response<Body> {
+        let body = if self.chunked {
+            let chunks = self.body.chunks(1000).map(Bytes::copy_from_slice);
+            Body::Right(Chunks(chunks.collect()))
+        } else {
+            Body::Left(Full::new(self.body))
+        };
+        let mut resp = Response::new(body);
+        *resp.status_mut() = StatusCode::from_u16(self.status).unwrap();
+        resp.headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
+        resp
+    }
+}
+
+type Routes = Arc<Mutex<HashMap<String, Route>>>;
+
 /// Serves metadata documents at the paths it is given, 404 elsewhere, and
 /// logs every request as `METHOD path accept=…`.
 struct MetadataServer {
-    addr: SocketAddr,
-    routes: Arc<Mutex<HashMap<String, Route>>>,
+    serving: Serving,
+    routes: Routes,
     log: Arc<Mutex<Vec<String>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for MetadataServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 impl MetadataServer {
     async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let routes: Arc<Mutex<HashMap<String, Route>>> = Arc::default();
+        let routes = Routes::default();
         let log: Arc<Mutex<Vec<String>>> = Arc::default();
         let (r, l) = (routes.clone(), log.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let (r, l) = (r.clone(), l.clone());
-                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let accept = req
-                        .headers()
-                        .get("accept")
-                        .map(|v| v.to_str().unwrap().to_owned())
-                        .unwrap_or_default();
-                    l.lock().unwrap().push(format!(
-                        "{} {} accept={accept}",
-                        req.method(),
-                        req.uri()
-                    ));
-                    let route = r.lock().unwrap().get(req.uri().path()).cloned();
-                    async move {
-                        let Some(route) = route else {
-                            let mut resp =
-                                Response::new(Body::Left(Full::new(Bytes::from("no such page"))));
-                            *resp.status_mut() = StatusCode::NOT_FOUND;
-                            return Ok::<_, Infallible>(resp);
-                        };
-                        let body = if route.chunked {
-                            let chunks = route.body.chunks(1000).map(Bytes::copy_from_slice);
-                            Body::Right(Chunks(chunks.collect()))
-                        } else {
-                            Body::Left(Full::new(route.body))
-                        };
-                        let mut resp = Response::new(body);
-                        *resp.status_mut() = StatusCode::from_u16(route.status).unwrap();
-                        resp.headers_mut()
-                            .insert("content-type", "application/json".parse().unwrap());
-                        Ok(resp)
-                    }
-                });
-                tokio::spawn(async move {
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        let serving = serve(tower::service_fn(move |req: Request<Incoming>| {
+            let accept = req
+                .headers()
+                .get("accept")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            let line = format!("{} {} accept={accept}", req.method(), req.uri());
+            l.lock().unwrap().push(line);
+            let route = r.lock().unwrap().get(req.uri().path()).cloned();
+            let response = route.map(Route::respond).unwrap_or_else(|| {
+                let mut resp = Response::new(Body::Left(Full::from("no such page")));
+                *resp.status_mut() = StatusCode::NOT_FOUND;
+                resp
+            });
+            std::future::ready(Ok::<_, Infallible>(response))
+        }))
+        .await;
         MetadataServer {
-            addr,
+            serving,
             routes,
             log,
-            task,
         }
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        self.serving.url(path)
     }
 
     fn serve(&self, path: &str, status: u16, body: impl Into<Bytes>) {
@@ -147,6 +126,15 @@ impl MetadataServer {
     }
 }
 
+/// Where an issuer at the root of its host publishes OpenID Connect
+/// Discovery metadata.
+const OPENID_CONFIGURATION: &str = "/.well-known/openid-configuration";
+
+/// Discovery over the tests' hyper-util client, with the default settings.
+async fn discover(issuer: &str) -> Result<ProviderMetadata, Error> {
+    Discovery::new(http_client()).discover(issuer).await
+}
+
 fn document(issuer: &str, token_endpoint: &str, extra: &str) -> String {
     format!(r#"{{"issuer":"{issuer}","token_endpoint":"{token_endpoint}"{extra}}}"#)
 }
@@ -160,7 +148,7 @@ async fn openid_configuration_at_the_issuer() {
     let meta = MetadataServer::start().await;
     let issuer = meta.url("");
     meta.serve(
-        "/.well-known/openid-configuration",
+        OPENID_CONFIGURATION,
         200,
         document(
             &issuer,
@@ -172,10 +160,7 @@ async fn openid_configuration_at_the_issuer() {
                "subject_types_supported":["public"]"#,
         ),
     );
-    let m = Discovery::new(http_client())
-        .discover(&issuer)
-        .await
-        .unwrap();
+    let m = discover(&issuer).await.unwrap();
     assert_eq!(m.issuer(), issuer);
     assert_eq!(
         m.token_endpoint().to_string(),
@@ -205,10 +190,7 @@ async fn rfc_8414_with_an_issuer_path_after_a_404() {
         200,
         document(&issuer, "http://127.0.0.1:1/tenants/a/token", ""),
     );
-    let m = Discovery::new(http_client())
-        .discover(&issuer)
-        .await
-        .unwrap();
+    let m = discover(&issuer).await.unwrap();
     assert_eq!(m.issuer(), issuer);
     assert_eq!(
         m.token_endpoint().to_string(),
@@ -263,10 +245,7 @@ async fn only_the_document_asked_for_is_fetched() {
 async fn neither_document_is_a_typed_not_found() {
     let meta = MetadataServer::start().await;
     let issuer = meta.url("");
-    let err = Discovery::new(http_client())
-        .discover(&issuer)
-        .await
-        .unwrap_err();
+    let err = discover(&issuer).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Discovery);
     assert_eq!(err.discovery_failure(), Some(DiscoveryFailure::NotFound));
     assert!(!err.is_retryable());
@@ -297,10 +276,7 @@ async fn an_issuer_mismatch_is_refused_and_not_retried_elsewhere() {
         200,
         document(&issuer, "https://as.example.com/a/token", ""),
     );
-    let err = Discovery::new(http_client())
-        .discover(&issuer)
-        .await
-        .unwrap_err();
+    let err = discover(&issuer).await.unwrap_err();
     assert_eq!(
         err.discovery_failure(),
         Some(DiscoveryFailure::IssuerMismatch)
@@ -317,10 +293,7 @@ async fn an_issuer_mismatch_is_refused_and_not_retried_elsewhere() {
     assert_eq!(meta.log(), [get("/a/.well-known/openid-configuration")]);
 
     // A trailing slash is a different issuer.
-    let err = Discovery::new(http_client())
-        .discover(&format!("{issuer}/"))
-        .await
-        .unwrap_err();
+    let err = discover(&format!("{issuer}/")).await.unwrap_err();
     assert_eq!(
         err.discovery_failure(),
         Some(DiscoveryFailure::IssuerMismatch)
@@ -332,14 +305,11 @@ async fn a_missing_or_insecure_token_endpoint_is_refused() {
     let meta = MetadataServer::start().await;
     let issuer = meta.url("");
     meta.serve(
-        "/.well-known/openid-configuration",
+        OPENID_CONFIGURATION,
         200,
         format!(r#"{{"issuer":"{issuer}","authorization_endpoint":"https://as.example.com/a"}}"#),
     );
-    let err = Discovery::new(http_client())
-        .discover(&issuer)
-        .await
-        .unwrap_err();
+    let err = discover(&issuer).await.unwrap_err();
     assert_eq!(
         err.discovery_failure(),
         Some(DiscoveryFailure::MissingTokenEndpoint)
@@ -348,14 +318,11 @@ async fn a_missing_or_insecure_token_endpoint_is_refused() {
     // Plain http is for loopback only: the client secret would cross the
     // network in clear text.
     meta.serve(
-        "/.well-known/openid-configuration",
+        OPENID_CONFIGURATION,
         200,
         document(&issuer, "http://as.example.com/token", ""),
     );
-    let err = Discovery::new(http_client())
-        .discover(&issuer)
-        .await
-        .unwrap_err();
+    let err = discover(&issuer).await.unwrap_err();
     assert_eq!(
         err.discovery_failure(),
         Some(DiscoveryFailure::InvalidTokenEndpoint)
@@ -382,12 +349,7 @@ async fn an_oversized_document_is_refused_with_or_without_a_content_length() {
         &format!(r#","padding":"{padding}""#),
     );
     for chunked in [false, true] {
-        meta.route(
-            "/.well-known/openid-configuration",
-            200,
-            Bytes::from(doc.clone()),
-            chunked,
-        );
+        meta.route(OPENID_CONFIGURATION, 200, Bytes::from(doc.clone()), chunked);
         let err = Discovery::new(http_client())
             .max_body_bytes(4096)
             .discover(&issuer)
@@ -407,21 +369,15 @@ async fn an_oversized_document_is_refused_with_or_without_a_content_length() {
             )
         );
         // Under the default limit the same document is fine.
-        let m = Discovery::new(http_client())
-            .discover(&issuer)
-            .await
-            .unwrap();
+        let m = discover(&issuer).await.unwrap();
         assert_eq!(m.other()["padding"].as_str().unwrap().len(), 5000);
     }
     let oversized = format!(
         r#"{{"issuer":"{issuer}","token_endpoint":"https://as.example.com/token","p":"{}"}}"#,
         "x".repeat(300 * 1024)
     );
-    meta.serve("/.well-known/openid-configuration", 200, oversized);
-    let err = Discovery::new(http_client())
-        .discover(&issuer)
-        .await
-        .unwrap_err();
+    meta.serve(OPENID_CONFIGURATION, 200, oversized);
+    let err = discover(&issuer).await.unwrap_err();
     assert_eq!(
         (err.kind(), err.is_discovery(), err.discovery_failure()),
         (ErrorKind::BodyTooLarge, true, None)
@@ -446,23 +402,15 @@ async fn discover_then_fetch_tokens_for_the_tower_layer() {
         ),
     );
 
-    let metadata = Discovery::new(http_client())
-        .discover(&issuer)
-        .await
-        .unwrap();
+    let metadata = discover(&issuer).await.unwrap();
     assert!(metadata.supports_grant_type("client_credentials"));
     let client = metadata.client_secret_auth("svc-orders", "s3cret").unwrap();
     assert_eq!(client.method_name(), "client_secret_post");
     let endpoint = metadata.endpoint(http_client(), client);
     let cache = TokenCache::builder(endpoint, TokenRequest::client_credentials()).build();
-    let svc = ServiceBuilder::new()
-        .layer(OAuth2Layer::new(cache.clone()))
-        .service(http_client());
+    let svc = layered(&cache);
     for path in ["/orders/1", "/orders/2"] {
-        let req = Request::get(server.url(path))
-            .body(Full::<Bytes>::default())
-            .unwrap();
-        let resp = svc.clone().oneshot(req).await.unwrap();
+        let resp = svc.clone().oneshot(server.get(path)).await.unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
     }
     assert_eq!(server.token_requests(), 1);
@@ -477,15 +425,8 @@ async fn discover_then_fetch_tokens_for_the_tower_layer() {
     );
     assert!(received[0].headers.get("authorization").is_none());
     assert_eq!(
-        server
-            .resource_requests()
-            .into_iter()
-            .map(|(p, a, _)| (p, a.unwrap()))
-            .collect::<Vec<_>>(),
-        [
-            ("/orders/1".to_owned(), "Bearer at-1".to_owned()),
-            ("/orders/2".to_owned(), "Bearer at-1".to_owned()),
-        ]
+        server.path_authorizations(),
+        [bearer("/orders/1", "at-1"), bearer("/orders/2", "at-1")]
     );
     assert_eq!(
         meta.log(),

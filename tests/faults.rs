@@ -6,16 +6,19 @@
 
 mod support;
 
+use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Request, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use support::{http_client, Canned, HttpClient, TestServer};
+use hyper::body::Incoming;
+use support::client::{http_client, layered, HttpClient};
+use support::serve::{serve, serve_tcp, Serving};
+use support::token_server::{Canned, TestServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 use tower::ServiceExt;
 use tower_oauth2::cache::{Backoff, RefreshPolicy, TokenCacheBuilder};
 use tower_oauth2::error::{ErrorCode, ErrorKind};
@@ -35,10 +38,6 @@ fn cache_for(token_url: &str) -> TokenCacheBuilder {
         Duration::from_millis(20),
         Duration::from_millis(20),
     ))
-}
-
-fn layered(cache: &TokenCache) -> OAuth2Service<HttpClient> {
-    tower::Layer::layer(&OAuth2Layer::new(cache.clone()), http_client())
 }
 
 async fn call(
@@ -82,95 +81,91 @@ struct RawEndpoint {
     mode: Arc<AtomicU8>,
     requests: Arc<AtomicU64>,
     bytes_sent: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for RawEndpoint {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _serving: Serving,
 }
 
 async fn raw_endpoint(healthy_token: &'static str) -> RawEndpoint {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/token", listener.local_addr().unwrap());
     let mode = Arc::new(AtomicU8::new(HEALTHY));
     let requests = Arc::new(AtomicU64::new(0));
     let bytes_sent = Arc::new(AtomicU64::new(0));
     let (m, r, b) = (mode.clone(), requests.clone(), bytes_sent.clone());
-    let task = tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let (m, r, b) = (m.clone(), r.clone(), b.clone());
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let mut got = Vec::new();
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match sock.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
+    let serving = serve_tcp(move |mut sock| {
+        let (m, r, b) = (m.clone(), r.clone(), b.clone());
+        async move {
+            let mut buf = vec![0u8; 8192];
+            let mut got = Vec::new();
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                match sock.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
                 }
-                r.fetch_add(1, Ordering::SeqCst);
-                match m.load(Ordering::SeqCst) {
-                    SILENT => tokio::time::sleep(Duration::from_secs(3600)).await,
-                    DRIP => {
-                        let resp = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 60\r\n\r\n{:<60}",
-                            format!(r#"{{"access_token":"{healthy_token}"}}"#)
-                        );
-                        for byte in resp.bytes() {
-                            if sock.write_all(&[byte]).await.is_err() {
-                                return;
-                            }
-                            b.fetch_add(1, Ordering::Relaxed);
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                    }
-                    ENDLESS_CHUNKED => {
-                        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
-                        if sock.write_all(head.as_bytes()).await.is_err() {
-                            return;
-                        }
-                        let chunk = format!("4000\r\n{}\r\n", "a".repeat(0x4000));
-                        // Stops when the client hangs up.
-                        while sock.write_all(chunk.as_bytes()).await.is_ok() {
-                            b.fetch_add(0x4000, Ordering::Relaxed);
-                        }
-                    }
-                    HUGE => {
-                        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 10485760\r\n\r\n";
-                        if sock.write_all(head.as_bytes()).await.is_err() {
-                            return;
-                        }
-                        let block = vec![b' '; 64 * 1024];
-                        for _ in 0..160 {
-                            if sock.write_all(&block).await.is_err() {
-                                return;
-                            }
-                            b.fetch_add(block.len() as u64, Ordering::Relaxed);
-                        }
-                    }
-                    _ => {
-                        let body = format!(
-                            r#"{{"access_token":"{healthy_token}","token_type":"Bearer","expires_in":3600}}"#
-                        );
-                        let resp = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                            body.len()
-                        );
-                        let _ = sock.write_all(resp.as_bytes()).await;
-                    }
-                }
-            });
+            }
+            r.fetch_add(1, Ordering::SeqCst);
+            // Write errors mean the client hung up: nothing more to do.
+            let mode = m.load(Ordering::SeqCst);
+            let _ = answer(&mut sock, mode, &b, healthy_token).await;
         }
-    });
+    })
+    .await;
     RawEndpoint {
-        url,
+        url: serving.url("/token"),
         mode,
         requests,
         bytes_sent,
-        task,
+        _serving: serving,
     }
+}
+
+/// Answers one token request as `mode` says, counting the body bytes sent.
+async fn answer(
+    sock: &mut tokio::net::TcpStream,
+    mode: u8,
+    sent: &AtomicU64,
+    healthy_token: &str,
+) -> std::io::Result<()> {
+    const JSON_200: &str = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n";
+    match mode {
+        SILENT => tokio::time::sleep(Duration::from_secs(3600)).await,
+        DRIP => {
+            let body = format!(r#"{{"access_token":"{healthy_token}"}}"#);
+            let resp = format!("{JSON_200}content-length: 60\r\n\r\n{body:<60}");
+            for byte in resp.bytes() {
+                sock.write_all(&[byte]).await?;
+                sent.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        ENDLESS_CHUNKED => {
+            let head = format!("{JSON_200}transfer-encoding: chunked\r\n\r\n");
+            sock.write_all(head.as_bytes()).await?;
+            let chunk = format!("4000\r\n{}\r\n", "a".repeat(0x4000));
+            // Stops when the client hangs up.
+            loop {
+                sock.write_all(chunk.as_bytes()).await?;
+                sent.fetch_add(0x4000, Ordering::Relaxed);
+            }
+        }
+        HUGE => {
+            let head = format!("{JSON_200}content-length: 10485760\r\n\r\n");
+            sock.write_all(head.as_bytes()).await?;
+            let block = vec![b' '; 64 * 1024];
+            for _ in 0..160 {
+                sock.write_all(&block).await?;
+                sent.fetch_add(block.len() as u64, Ordering::Relaxed);
+            }
+        }
+        _ => {
+            let body = format!(
+                r#"{{"access_token":"{healthy_token}","token_type":"Bearer","expires_in":3600}}"#
+            );
+            let resp = format!(
+                "{JSON_200}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            sock.write_all(resp.as_bytes()).await?;
+        }
+    }
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -560,35 +555,22 @@ async fn destinations_keep_the_token_where_it_belongs() {
 #[tokio::test]
 async fn insufficient_scope_is_not_refetched() {
     // A resource server that answers 401 with insufficient_scope.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let hits = Arc::new(AtomicU64::new(0));
     let h = hits.clone();
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let h = h.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                loop {
-                    let mut got = Vec::new();
-                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match sock.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => got.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    h.fetch_add(1, Ordering::SeqCst);
-                    let resp = "HTTP/1.1 401 Unauthorized\r\nwww-authenticate: Basic realm=\"x\", Bearer realm=\"api\", error=\"insufficient_scope\", scope=\"orders:write\"\r\ncontent-length: 0\r\n\r\n";
-                    if sock.write_all(resp.as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
+    let resource = serve(tower::service_fn(move |_: Request<Incoming>| {
+        h.fetch_add(1, Ordering::SeqCst);
+        let challenge = "Basic realm=\"x\", Bearer realm=\"api\", \
+                         error=\"insufficient_scope\", scope=\"orders:write\"";
+        let response = Response::builder()
+            .status(StatusCode::UNAUTHORIZED)
+            .header("www-authenticate", challenge)
+            .body(Full::<Bytes>::default());
+        std::future::ready(Ok::<_, Infallible>(response.unwrap()))
+    }))
+    .await;
     let server = TestServer::start().await;
     let cache = cache_for(&server.token_url()).build();
-    let status = call(&layered(&cache), &format!("http://{addr}/orders"))
+    let status = call(&layered(&cache), &resource.url("/orders"))
         .await
         .unwrap();
     assert_eq!(status, StatusCode::UNAUTHORIZED);

@@ -8,52 +8,27 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use support::{http2_client, http_client, Canned, TestServer};
-use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_oauth2::cache::{Backoff, RefreshPolicy, TokenCacheBuilder};
-use tower_oauth2::error::{ErrorCode, ErrorKind};
-use tower_oauth2::layer::{ReplayClone, ServiceError};
-use tower_oauth2::{ClientAuth, OAuth2Layer, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
-
-fn endpoint(server: &TestServer) -> TokenEndpoint<support::HttpClient> {
-    TokenEndpoint::new(
-        http_client(),
-        TokenUrl::new(&server.token_url()).unwrap(),
-        ClientAuth::client_secret_basic("client", "secret"),
-    )
-}
-
-fn cc_cache(server: &TestServer) -> TokenCacheBuilder {
-    TokenCache::builder(endpoint(server), TokenRequest::client_credentials())
-}
-
-fn get(server: &TestServer, path: &str) -> Request<Full<Bytes>> {
-    Request::get(server.url(path))
-        .body(Full::default())
-        .unwrap()
-}
-
-fn auth_of(server: &TestServer) -> Vec<Option<String>> {
-    server
-        .resource_requests()
-        .into_iter()
-        .map(|(_, a, _)| a)
-        .collect()
-}
+use support::client::{http2_client, http_client, layered, oauth_error};
+use support::token_server::{bearer, Canned, TestServer, INVALID_CLIENT};
+use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
+use tower_oauth2::cache::RefreshPolicy;
+use tower_oauth2::error::ErrorKind;
+use tower_oauth2::layer::{NoReplay, ReplayClone, ServiceError};
+use tower_oauth2::{OAuth2Layer, TokenCache, TokenRequest};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cold_start_1000_concurrent_requests_fetch_one_token() {
     let server = TestServer::start().await;
     // A slow endpoint keeps the fetch in flight while the requests pile up.
     server.set_latency(Duration::from_millis(200));
-    let cache = cc_cache(&server).build();
+    let cache = server.client_credentials().build();
     let svc = ServiceBuilder::new()
         .layer(OAuth2Layer::new(cache.clone()))
         .service(http2_client());
     let mut tasks = Vec::new();
     for i in 0..1000 {
         let svc = svc.clone();
-        let req = get(&server, &format!("/r/{i}"));
+        let req = server.get(&format!("/r/{i}"));
         tasks.push(tokio::spawn(async move { svc.oneshot(req).await }));
     }
     for t in tasks {
@@ -62,7 +37,8 @@ async fn cold_start_1000_concurrent_requests_fetch_one_token() {
     }
     assert_eq!(server.token_requests(), 1);
     assert_eq!(server.resource_count(), 1000);
-    assert!(auth_of(&server)
+    assert!(server
+        .authorizations()
         .iter()
         .all(|a| a.as_deref() == Some("Bearer at-1")));
     let stats = cache.stats();
@@ -79,13 +55,11 @@ async fn background_refresh_across_five_lifetimes_never_makes_a_request_wait() {
     server.set_ttl(Some(ttl.as_secs()));
     // Stale at 80 % of the lifetime (1.6 s), expired at 90 % (1.8 s).
     let policy = RefreshPolicy::default().max_fraction(0.2).jitter(0.0);
-    let cache = cc_cache(&server).refresh_policy(policy).build();
-    let svc = ServiceBuilder::new()
-        .layer(OAuth2Layer::new(cache.clone()))
-        .service(http_client());
+    let cache = server.client_credentials().refresh_policy(policy).build();
+    let svc = layered(&cache);
 
     // Warm up: the one request that waits.
-    let resp = svc.clone().oneshot(get(&server, "/warm")).await.unwrap();
+    let resp = svc.clone().oneshot(server.get("/warm")).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(cache.stats().waits, 1);
 
@@ -148,39 +122,25 @@ async fn background_refresh_across_five_lifetimes_never_makes_a_request_wait() {
 #[tokio::test]
 async fn revoked_token_is_refetched_once_and_the_request_resent() {
     let server = TestServer::start().await;
-    let cache = cc_cache(&server).build();
-    let mut svc = ServiceBuilder::new()
-        .layer(OAuth2Layer::new(cache.clone()))
-        .service(http_client());
-    let resp = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(get(&server, "/a"))
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    server.revoke("at-1");
-    let resp = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(get(&server, "/b"))
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    let cache = server.client_credentials().build();
+    // Each request on the one service, polled ready first.
+    let mut svc = layered(&cache);
+    for path in ["/a", "/b"] {
+        let ready = svc.ready().await.unwrap();
+        let resp = ready.call(server.get(path)).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        if path == "/a" {
+            server.revoke("at-1");
+        }
+    }
     assert_eq!(server.token_requests(), 2);
     assert_eq!(server.unauthorized_count(), 1);
     assert_eq!(
-        server
-            .resource_requests()
-            .into_iter()
-            .map(|(p, a, _)| (p, a.unwrap()))
-            .collect::<Vec<_>>(),
+        server.path_authorizations(),
         [
-            ("/a".to_owned(), "Bearer at-1".to_owned()),
-            ("/b".to_owned(), "Bearer at-1".to_owned()),
-            ("/b".to_owned(), "Bearer at-2".to_owned()),
+            bearer("/a", "at-1"),
+            bearer("/b", "at-1"),
+            bearer("/b", "at-2")
         ]
     );
     let stats = cache.stats();
@@ -190,18 +150,18 @@ async fn revoked_token_is_refetched_once_and_the_request_resent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_concurrent_401s_for_one_token_cause_one_fetch() {
     let server = TestServer::start().await;
-    let cache = cc_cache(&server).build();
+    let cache = server.client_credentials().build();
     let svc = ServiceBuilder::new()
         .layer(OAuth2Layer::new(cache.clone()))
         .service(http2_client());
-    svc.clone().oneshot(get(&server, "/warm")).await.unwrap();
+    svc.clone().oneshot(server.get("/warm")).await.unwrap();
     server.revoke("at-1");
     // No 401 is answered before all 100 requests (with at-1) have arrived.
     server.hold_resource_answers_until(1 + 100);
     server.set_latency(Duration::from_millis(100));
     let tasks: Vec<_> = (0..100)
         .map(|i| {
-            let req = get(&server, &format!("/c/{i}"));
+            let req = server.get(&format!("/c/{i}"));
             let svc = svc.clone();
             tokio::spawn(async move { svc.oneshot(req).await })
         })
@@ -213,7 +173,7 @@ async fn a_hundred_concurrent_401s_for_one_token_cause_one_fetch() {
     assert_eq!(server.unauthorized_count(), 100);
     assert_eq!(cache.stats().invalidations, 1);
     assert_eq!(cache.stats().retries, 100);
-    let sent = auth_of(&server);
+    let sent = server.authorizations();
     let with = |t: &str| sent.iter().filter(|a| a.as_deref() == Some(t)).count();
     assert_eq!(
         (with("Bearer at-1"), with("Bearer at-2"), sent.len()),
@@ -224,11 +184,9 @@ async fn a_hundred_concurrent_401s_for_one_token_cause_one_fetch() {
 #[tokio::test]
 async fn non_replayable_body_gets_its_401_back_without_retry() {
     let server = TestServer::start().await;
-    let cache = cc_cache(&server).build();
-    let svc = ServiceBuilder::new()
-        .layer(OAuth2Layer::new(cache.clone()))
-        .service(http_client());
-    svc.clone().oneshot(get(&server, "/warm")).await.unwrap();
+    let cache = server.client_credentials().build();
+    let svc = layered(&cache);
+    svc.clone().oneshot(server.get("/warm")).await.unwrap();
     server.revoke("at-1");
     let post = Request::post(server.url("/p"))
         .body(Full::new(Bytes::from_static(b"payload")))
@@ -243,7 +201,7 @@ async fn non_replayable_body_gets_its_401_back_without_retry() {
     assert_eq!(server.token_requests(), 1); // invalidated, not refetched yet
     assert_eq!(cache.stats().retries, 0);
     // The next request gets a new token.
-    let resp = svc.oneshot(get(&server, "/next")).await.unwrap();
+    let resp = svc.oneshot(server.get("/next")).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(server.token_requests(), 2);
 }
@@ -251,11 +209,11 @@ async fn non_replayable_body_gets_its_401_back_without_retry() {
 #[tokio::test]
 async fn replayable_body_is_resent_with_the_same_bytes() {
     let server = TestServer::start().await;
-    let cache = cc_cache(&server).build();
+    let cache = server.client_credentials().build();
     let svc = ServiceBuilder::new()
         .layer(OAuth2Layer::new(cache.clone()).replay_body(ReplayClone))
         .service(http_client());
-    svc.clone().oneshot(get(&server, "/warm")).await.unwrap();
+    svc.clone().oneshot(server.get("/warm")).await.unwrap();
     server.revoke("at-1");
     let post = Request::post(server.url("/p"))
         .header("x-trace", "t-1")
@@ -291,11 +249,9 @@ async fn replayable_body_is_resent_with_the_same_bytes() {
 async fn a_second_401_is_returned_with_no_loop() {
     let server = TestServer::start().await;
     server.set_reject_all(true);
-    let cache = cc_cache(&server).build();
-    let svc = ServiceBuilder::new()
-        .layer(OAuth2Layer::new(cache.clone()))
-        .service(http_client());
-    let resp = svc.oneshot(get(&server, "/x")).await.unwrap();
+    let cache = server.client_credentials().build();
+    let svc = layered(&cache);
+    let resp = svc.oneshot(server.get("/x")).await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(server.resource_count(), 2);
     assert_eq!(server.token_requests(), 2);
@@ -306,19 +262,17 @@ async fn a_second_401_is_returned_with_no_loop() {
 async fn a_cancelled_first_caller_does_not_strand_the_others() {
     let server = TestServer::start().await;
     server.set_latency(Duration::from_millis(300));
-    let cache = cc_cache(&server).build();
-    let svc = ServiceBuilder::new()
-        .layer(OAuth2Layer::new(cache.clone()))
-        .service(http_client());
+    let cache = server.client_credentials().build();
+    let svc = layered(&cache);
     // The first caller starts the fetch, then gives up and is dropped.
-    let first = svc.clone().oneshot(get(&server, "/first"));
+    let first = svc.clone().oneshot(server.get("/first"));
     assert!(tokio::time::timeout(Duration::from_millis(50), first)
         .await
         .is_err());
     // The others still get the token from that one fetch.
     let (a, b) = tokio::join!(
-        svc.clone().oneshot(get(&server, "/a")),
-        svc.clone().oneshot(get(&server, "/b"))
+        svc.clone().oneshot(server.get("/a")),
+        svc.clone().oneshot(server.get("/b"))
     );
     assert_eq!(a.unwrap().status(), StatusCode::OK);
     assert_eq!(b.unwrap().status(), StatusCode::OK);
@@ -333,15 +287,13 @@ async fn refresh_token_rotation_reaches_the_callback() {
     server.set_rotate_refresh(true);
     let seen = Arc::new(Mutex::new(Vec::new()));
     let seen2 = seen.clone();
-    let cache = TokenCache::from_refresh_token(endpoint(&server), "rt-seed")
+    let cache = TokenCache::from_refresh_token(server.endpoint(), "rt-seed")
         .on_refresh_token(move |rt| seen2.lock().unwrap().push(rt.expose_secret().to_owned()))
         .build();
-    let svc = ServiceBuilder::new()
-        .layer(OAuth2Layer::new(cache.clone()))
-        .service(http_client());
+    let svc = layered(&cache);
     assert_eq!(
         svc.clone()
-            .oneshot(get(&server, "/a"))
+            .oneshot(server.get("/a"))
             .await
             .unwrap()
             .status(),
@@ -350,7 +302,7 @@ async fn refresh_token_rotation_reaches_the_callback() {
     server.revoke("at-1");
     assert_eq!(
         svc.clone()
-            .oneshot(get(&server, "/b"))
+            .oneshot(server.get("/b"))
             .await
             .unwrap()
             .status(),
@@ -374,19 +326,17 @@ async fn password_grant_then_refresh_token_then_fallback() {
     let server = TestServer::start().await;
     let rotated = Arc::new(Mutex::new(Vec::new()));
     let r2 = rotated.clone();
-    let cache = TokenCache::builder(endpoint(&server), TokenRequest::password("alice", "pw"))
+    let cache = TokenCache::builder(server.endpoint(), TokenRequest::password("alice", "pw"))
         .on_refresh_token(move |rt| r2.lock().unwrap().push(rt.expose_secret().to_owned()))
         .build();
-    let svc = ServiceBuilder::new()
-        .layer(OAuth2Layer::new(cache.clone()))
-        .service(http_client());
-    svc.clone().oneshot(get(&server, "/a")).await.unwrap();
+    let svc = layered(&cache);
+    svc.clone().oneshot(server.get("/a")).await.unwrap();
     server.revoke("at-1");
-    svc.clone().oneshot(get(&server, "/b")).await.unwrap();
+    svc.clone().oneshot(server.get("/b")).await.unwrap();
     // The refresh token is refused: back to the password grant, at once.
     server.script([Canned::json(400, r#"{"error":"invalid_grant"}"#)]);
     server.revoke("at-2");
-    let resp = svc.clone().oneshot(get(&server, "/c")).await.unwrap();
+    let resp = svc.clone().oneshot(server.get("/c")).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let grants: Vec<_> = server
         .received()
@@ -404,7 +354,7 @@ async fn password_grant_then_refresh_token_then_fallback() {
 #[tokio::test]
 async fn existing_authorization_is_replaced_by_default_or_kept_if_asked() {
     let server = TestServer::start().await;
-    let cache = cc_cache(&server).build();
+    let cache = server.client_credentials().build();
     let with_header = || {
         Request::get(server.url("/h"))
             .header("authorization", "Bearer caller-set")
@@ -421,7 +371,7 @@ async fn existing_authorization_is_replaced_by_default_or_kept_if_asked() {
     let resp = keep.oneshot(with_header()).await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED); // not ours: no retry
     assert_eq!(
-        auth_of(&server),
+        server.authorizations(),
         [Some("Bearer at-1".into()), Some("Bearer caller-set".into())]
     );
     assert_eq!(cache.stats().retries, 0);
@@ -430,35 +380,17 @@ async fn existing_authorization_is_replaced_by_default_or_kept_if_asked() {
 #[tokio::test]
 async fn token_endpoint_errors_reach_the_caller_and_fail_fast() {
     let server = TestServer::start().await;
-    server.set_failing(Some(Canned::json(
-        401,
-        r#"{"error":"invalid_client","error_description":"Client authentication failed"}"#,
-    )));
-    let cache = cc_cache(&server)
-        .backoff(Backoff::new(
-            Duration::from_secs(60),
-            Duration::from_secs(60),
-        ))
-        .build();
-    let svc = ServiceBuilder::new()
-        .layer(OAuth2Layer::new(cache.clone()))
-        .service(http_client());
-    let err = svc.clone().oneshot(get(&server, "/a")).await.unwrap_err();
+    let cache = server.failing_invalid_client();
+    let svc = layered(&cache);
+    let err = svc.clone().oneshot(server.get("/a")).await.unwrap_err();
     let ServiceError::Token(e) = &err else {
         panic!("{err:?}")
     };
-    assert_eq!(e.kind(), ErrorKind::OAuth);
-    let oauth = e.oauth_error().unwrap();
-    assert_eq!(oauth.error(), &ErrorCode::InvalidClient);
-    assert_eq!(
-        oauth.error_description(),
-        Some("Client authentication failed")
-    );
+    assert_eq!(oauth_error(e), INVALID_CLIENT);
     // Within the backoff, the next request fails at once with the same cause.
-    let err = svc.clone().oneshot(get(&server, "/b")).await.unwrap_err();
-    let e = err.token_error().unwrap();
-    assert_eq!(e.kind(), ErrorKind::NoToken);
-    assert_eq!(e.oauth_error().unwrap().error(), &ErrorCode::InvalidClient);
+    let err = svc.clone().oneshot(server.get("/b")).await.unwrap_err();
+    let (kind, code, _) = oauth_error(err.token_error().unwrap());
+    assert_eq!((kind, code), (ErrorKind::NoToken, INVALID_CLIENT.1));
     assert_eq!(server.token_requests(), 1);
     assert_eq!(server.resource_count(), 0);
     assert_eq!(cache.stats().fail_fast, 1);
@@ -470,7 +402,7 @@ async fn the_injected_header_is_marked_sensitive() {
     // The inner service here only records the header object it was handed
     // (sensitivity is a flag on the value, invisible on the wire).
     let server = TestServer::start().await;
-    let cache = cc_cache(&server).build();
+    let cache = server.client_credentials().build();
     let seen = Arc::new(Mutex::new(None));
     let s = seen.clone();
     let inner = tower::service_fn(move |req: Request<Full<Bytes>>| {
@@ -490,4 +422,47 @@ async fn the_injected_header_is_marked_sensitive() {
     let header = seen.lock().unwrap().clone().unwrap();
     assert_eq!(header, "Bearer at-1");
     assert!(header.is_sensitive());
+}
+
+#[tokio::test]
+async fn common_tower_stacks_fit() {
+    let server = TestServer::start().await;
+    // A boxed, non-`Sync` token transport.
+    let boxed = tower::util::BoxCloneService::new(http_client().map_err(BoxError::from));
+    let cache = TokenCache::builder(
+        server.endpoint_over(boxed),
+        TokenRequest::client_credentials(),
+    )
+    .build();
+    // A BoxError inner service (tower's Timeout): `?` into BoxError works.
+    let mut svc = ServiceBuilder::new()
+        .layer(OAuth2Layer::new(cache.clone()))
+        .timeout(Duration::from_secs(5))
+        .service(http_client());
+    async fn call<S>(svc: &mut S, url: String) -> Result<http::StatusCode, BoxError>
+    where
+        S: Service<
+            Request<Full<Bytes>>,
+            Response = http::Response<hyper::body::Incoming>,
+            Error = ServiceError<BoxError>,
+        >,
+    {
+        let resp = svc
+            .ready()
+            .await?
+            .call(Request::get(url).body(Full::default())?)
+            .await?;
+        Ok(resp.status())
+    }
+    assert_eq!(call(&mut svc, server.url("/api")).await.unwrap(), 200);
+    // Bodies with no empty value (hyper's Incoming, in a proxy) with NoReplay.
+    let proxy = ServiceBuilder::new()
+        .layer(OAuth2Layer::new(cache).replay_body(NoReplay))
+        .service(tower::service_fn(
+            |r: Request<hyper::body::Incoming>| async move {
+                Ok::<_, std::convert::Infallible>(http::Response::new(r.into_body()))
+            },
+        ));
+    fn takes_incoming<S: Service<Request<hyper::body::Incoming>>>(_: &S) {}
+    takes_incoming(&proxy);
 }

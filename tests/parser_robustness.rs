@@ -151,28 +151,26 @@ fn challenge_header(data: &[u8]) {
     let _ = challenge::bearer_error([text.as_ref()]);
 }
 
-#[test]
-fn token_response_parser_survives_mutations() {
-    let seeds = corpus("token_response");
-    let mut rng = Rng(0x5eed_0001);
+/// Runs `check` on every seed of the corpus `target`, then on 30,000
+/// seeded random mutations of them.
+fn survives_mutations(target: &str, seed: u64, check: fn(&[u8])) {
+    let seeds = corpus(target);
+    let mut rng = Rng(seed);
     for s in &seeds {
-        token_response(s);
+        check(s);
     }
     for _ in 0..30_000 {
         let s = &seeds[rng.below(seeds.len())];
-        token_response(&mutate(&mut rng, s));
+        check(&mutate(&mut rng, s));
     }
 }
 
 #[test]
+fn token_response_parser_survives_mutations() {
+    survives_mutations("token_response", 0x5eed_0001, token_response);
+}
+
+#[test]
 fn challenge_parser_survives_mutations() {
-    let seeds = corpus("challenge");
-    let mut rng = Rng(0x5eed_0002);
-    for s in &seeds {
-        challenge_header(s);
-    }
-    for _ in 0..30_000 {
-        let s = &seeds[rng.below(seeds.len())];
-        challenge_header(&mutate(&mut rng, s));
-    }
+    survives_mutations("challenge", 0x5eed_0002, challenge_header);
 }

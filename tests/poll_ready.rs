@@ -1,8 +1,8 @@
-//! Poll-ready discipline (DESIGN.md invariant 7): the inner instance that
-//! was polled ready is the one called, whether the token is cached (called
-//! at once) or not (called later from the response future). A
-//! `ConcurrencyLimit` inner service panics when an instance that holds no
-//! permit is called, so any slip shows.
+//! Poll-ready discipline (ARCHITECTURE.md, invariant: poll-ready
+//! discipline): the inner instance that was polled ready is the one called,
+//! whether the token is cached (called at once) or not (called later from
+//! the response future). A `ConcurrencyLimit` inner service panics when an
+//! instance that holds no permit is called, so any slip shows.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};

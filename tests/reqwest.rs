@@ -11,23 +11,14 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
-use support::{http_client, Canned, ClientCheck, TestServer};
+use support::client::{http_client, oauth_error};
+use support::token_server::{bearer, Canned, ClientCheck, TestServer, INVALID_CLIENT};
 use tower::{ServiceBuilder, ServiceExt};
-use tower_oauth2::cache::{Backoff, TokenCacheBuilder};
-use tower_oauth2::error::{ErrorCode, ErrorKind};
+use tower_oauth2::cache::TokenCacheBuilder;
+use tower_oauth2::error::ErrorKind;
+use tower_oauth2::layer::{AuthPolicy, Destinations};
 use tower_oauth2::reqwest::{token_error, OAuth2Middleware, ReqwestTransport};
 use tower_oauth2::{ClientAuth, OAuth2Layer, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
-
-/// A cache whose token endpoint is reached over hyper-util, as the tower
-/// layer's tests do.
-fn hyper_cache(server: &TestServer) -> TokenCacheBuilder {
-    let endpoint = TokenEndpoint::new(
-        http_client(),
-        TokenUrl::new(&server.token_url()).unwrap(),
-        ClientAuth::client_secret_basic("client", "secret"),
-    );
-    TokenCache::builder(endpoint, TokenRequest::client_credentials())
-}
 
 /// A cache whose token endpoint is reached over reqwest.
 fn reqwest_cache(server: &TestServer) -> TokenCacheBuilder {
@@ -39,22 +30,15 @@ fn reqwest_cache(server: &TestServer) -> TokenCacheBuilder {
     TokenCache::builder(endpoint, TokenRequest::client_credentials())
 }
 
+/// Destinations that are `server`'s origin and no other.
+fn origin_of(server: &TestServer) -> Destinations {
+    Destinations::origins([format!("http://{}", server.addr)]).unwrap()
+}
+
 fn client(middleware: OAuth2Middleware) -> ClientWithMiddleware {
     ClientBuilder::new(reqwest::Client::new())
         .with(middleware)
         .build()
-}
-
-fn auth_of(server: &TestServer) -> Vec<(String, Option<String>)> {
-    server
-        .resource_requests()
-        .into_iter()
-        .map(|(p, a, _)| (p, a))
-        .collect()
-}
-
-fn bearer(path: &str, token: &str) -> (String, Option<String>) {
-    (path.to_owned(), Some(format!("Bearer {token}")))
 }
 
 /// Runs after the OAuth2 middleware and records the Authorization header it
@@ -82,7 +66,7 @@ impl reqwest_middleware::Middleware for SeeAuthorization {
 async fn the_header_is_injected_sensitive_and_the_token_cached() {
     let server = TestServer::start().await;
     server.set_client("client", "secret", ClientCheck::Basic);
-    let cache = hyper_cache(&server).build();
+    let cache = server.client_credentials().build();
     let seen = SeeAuthorization::default();
     let http = ClientBuilder::new(reqwest::Client::new())
         .with(OAuth2Middleware::new(cache.clone()))
@@ -100,7 +84,7 @@ async fn the_header_is_injected_sensitive_and_the_token_cached() {
         ]
     );
     assert_eq!(
-        auth_of(&server),
+        server.path_authorizations(),
         [bearer("/a", "at-1"), bearer("/b", "at-1")]
     );
     assert_eq!(server.token_requests(), 1);
@@ -113,7 +97,7 @@ async fn many_concurrent_requests_fetch_one_token() {
     let server = TestServer::start().await;
     // A slow endpoint keeps the fetch in flight while the requests pile up.
     server.set_latency(Duration::from_millis(200));
-    let cache = hyper_cache(&server).build();
+    let cache = server.client_credentials().build();
     let http = client(OAuth2Middleware::new(cache.clone()));
     let tasks: Vec<_> = (0..200)
         .map(|i| {
@@ -126,7 +110,8 @@ async fn many_concurrent_requests_fetch_one_token() {
     }
     assert_eq!(server.token_requests(), 1);
     assert_eq!(server.resource_count(), 200);
-    assert!(auth_of(&server)
+    assert!(server
+        .path_authorizations()
         .iter()
         .all(|(_, a)| a.as_deref() == Some("Bearer at-1")));
     let stats = cache.stats();
@@ -139,7 +124,7 @@ async fn many_concurrent_requests_fetch_one_token() {
 #[tokio::test]
 async fn a_revoked_token_is_refetched_once_and_the_request_resent() {
     let server = TestServer::start().await;
-    let cache = hyper_cache(&server).build();
+    let cache = server.client_credentials().build();
     let http = client(OAuth2Middleware::new(cache.clone()));
     assert_eq!(
         http.get(server.url("/a")).send().await.unwrap().status(),
@@ -179,7 +164,7 @@ async fn a_revoked_token_is_refetched_once_and_the_request_resent() {
 #[tokio::test]
 async fn a_streamed_body_gets_its_401_back_without_retry() {
     let server = TestServer::start().await;
-    let cache = hyper_cache(&server).build();
+    let cache = server.client_credentials().build();
     let http = client(OAuth2Middleware::new(cache.clone()));
     http.get(server.url("/warm")).send().await.unwrap();
     server.revoke("at-1");
@@ -200,7 +185,7 @@ async fn a_streamed_body_gets_its_401_back_without_retry() {
     let resp = http.get(server.url("/next")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(
-        auth_of(&server),
+        server.path_authorizations(),
         [
             bearer("/warm", "at-1"),
             bearer("/p", "at-1"),
@@ -213,12 +198,12 @@ async fn a_streamed_body_gets_its_401_back_without_retry() {
 async fn a_second_401_is_returned_with_no_loop() {
     let server = TestServer::start().await;
     server.set_reject_all(true);
-    let cache = hyper_cache(&server).build();
+    let cache = server.client_credentials().build();
     let http = client(OAuth2Middleware::new(cache.clone()));
     let resp = http.get(server.url("/x")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
-        auth_of(&server),
+        server.path_authorizations(),
         [bearer("/x", "at-1"), bearer("/x", "at-2")]
     );
     assert_eq!(server.token_requests(), 2);
@@ -228,7 +213,7 @@ async fn a_second_401_is_returned_with_no_loop() {
 #[tokio::test]
 async fn retry_can_be_turned_off() {
     let server = TestServer::start().await;
-    let cache = hyper_cache(&server).build();
+    let cache = server.client_credentials().build();
     let http = client(OAuth2Middleware::new(cache.clone()).retry_unauthorized(false));
     http.get(server.url("/warm")).send().await.unwrap();
     server.revoke("at-1");
@@ -237,7 +222,7 @@ async fn retry_can_be_turned_off() {
     let resp = http.get(server.url("/y")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(
-        auth_of(&server),
+        server.path_authorizations(),
         [
             bearer("/warm", "at-1"),
             bearer("/x", "at-1"),
@@ -251,27 +236,21 @@ async fn retry_can_be_turned_off() {
 #[tokio::test]
 async fn existing_authorization_is_replaced_by_default_or_kept_if_asked() {
     let server = TestServer::start().await;
-    let cache = hyper_cache(&server).build();
+    let cache = server.client_credentials().build();
     let replace = client(OAuth2Middleware::new(cache.clone()));
     let keep = client(OAuth2Middleware::new(cache.clone()).keep_existing_authorization(true));
-    let resp = replace
-        .get(server.url("/r"))
-        .header("authorization", "Bearer caller-set")
-        .send()
-        .await
-        .unwrap();
+    let caller_set = |http: &ClientWithMiddleware, path: &str| {
+        let request = http.get(server.url(path));
+        request.header("authorization", "Bearer caller-set").send()
+    };
+    let resp = caller_set(&replace, "/r").await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    let resp = keep
-        .get(server.url("/k"))
-        .header("authorization", "Bearer caller-set")
-        .send()
-        .await
-        .unwrap();
+    let resp = caller_set(&keep, "/k").await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED); // not ours: no retry
     let resp = keep.get(server.url("/n")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK); // none set: ours is added
     assert_eq!(
-        auth_of(&server),
+        server.path_authorizations(),
         [
             bearer("/r", "at-1"),
             bearer("/k", "caller-set"),
@@ -285,7 +264,7 @@ async fn existing_authorization_is_replaced_by_default_or_kept_if_asked() {
 #[tokio::test]
 async fn one_cache_serves_the_tower_layer_and_the_reqwest_middleware() {
     let server = TestServer::start().await;
-    let cache = hyper_cache(&server).build();
+    let cache = server.client_credentials().build();
     let tower_client = ServiceBuilder::new()
         .layer(OAuth2Layer::new(cache.clone()))
         .service(http_client());
@@ -313,7 +292,7 @@ async fn one_cache_serves_the_tower_layer_and_the_reqwest_middleware() {
 
     assert_eq!(server.token_requests(), 2);
     assert_eq!(
-        auth_of(&server),
+        server.path_authorizations(),
         [
             bearer("/t1", "at-1"),
             bearer("/q1", "at-1"),
@@ -332,16 +311,7 @@ async fn one_cache_serves_the_tower_layer_and_the_reqwest_middleware() {
 #[tokio::test]
 async fn token_endpoint_errors_are_typed_and_downcastable() {
     let server = TestServer::start().await;
-    server.set_failing(Some(Canned::json(
-        401,
-        r#"{"error":"invalid_client","error_description":"Client authentication failed"}"#,
-    )));
-    let cache = hyper_cache(&server)
-        .backoff(Backoff::new(
-            Duration::from_secs(60),
-            Duration::from_secs(60),
-        ))
-        .build();
+    let cache = server.failing_invalid_client();
     let http = client(OAuth2Middleware::new(cache.clone()));
     let err = http.get(server.url("/a")).send().await.unwrap_err();
     assert!(err.is_middleware(), "{err:?}");
@@ -349,13 +319,7 @@ async fn token_endpoint_errors_are_typed_and_downcastable() {
         panic!("{err:?}")
     };
     let e = inner.downcast_ref::<tower_oauth2::Error>().unwrap();
-    assert_eq!(e.kind(), ErrorKind::OAuth);
-    let oauth = e.oauth_error().unwrap();
-    assert_eq!(oauth.error(), &ErrorCode::InvalidClient);
-    assert_eq!(
-        oauth.error_description(),
-        Some("Client authentication failed")
-    );
+    assert_eq!(oauth_error(e), INVALID_CLIENT);
     assert!(!e.is_retryable());
     assert_eq!(
         err.to_string(),
@@ -363,9 +327,8 @@ async fn token_endpoint_errors_are_typed_and_downcastable() {
     );
     // Within the backoff, the next request fails at once with the same cause.
     let err = http.get(server.url("/b")).send().await.unwrap_err();
-    let e = token_error(&err).unwrap();
-    assert_eq!(e.kind(), ErrorKind::NoToken);
-    assert_eq!(e.oauth_error().unwrap().error(), &ErrorCode::InvalidClient);
+    let (kind, code, _) = oauth_error(token_error(&err).unwrap());
+    assert_eq!((kind, code), (ErrorKind::NoToken, INVALID_CLIENT.1));
     assert_eq!(server.token_requests(), 1);
     assert_eq!(server.resource_count(), 0);
     assert!(!format!("{err} {err:?}").contains("secret"));
@@ -379,7 +342,7 @@ async fn the_token_endpoint_runs_over_reqwest() {
     let http = client(OAuth2Middleware::new(cache.clone()));
     let resp = http.get(server.url("/a")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(auth_of(&server), [bearer("/a", "at-1")]);
+    assert_eq!(server.path_authorizations(), [bearer("/a", "at-1")]);
     let received = server.received();
     assert_eq!(received.len(), 1);
     let r = &received[0];
@@ -433,16 +396,77 @@ async fn the_reqwest_transport_does_not_follow_a_redirect_from_the_token_endpoin
 async fn the_token_goes_only_to_allowed_destinations() {
     let server = TestServer::start().await;
     let other = TestServer::start().await;
-    let cache = hyper_cache(&server).build();
-    let only_server =
-        tower_oauth2::layer::Destinations::origins([format!("http://{}", server.addr)]).unwrap();
+    let cache = server.client_credentials().build();
+    let only_server = origin_of(&server);
     let client = client(OAuth2Middleware::new(cache.clone()).destinations(only_server));
     let resp = client.get(server.url("/a")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     // Another origin: no token, no retry of its 401.
     let resp = client.get(other.url("/b")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(auth_of(&other), [("/b".to_owned(), None)]);
+    assert_eq!(other.path_authorizations(), [("/b".to_owned(), None)]);
     assert_eq!(server.token_requests(), 1);
     assert_eq!(cache.stats().retries, 0);
+}
+
+#[tokio::test]
+async fn one_auth_policy_configures_the_layer_and_the_middleware_alike() {
+    let server = TestServer::start().await;
+    let other = TestServer::start().await;
+    let cache = server.client_credentials().build();
+    let policy = AuthPolicy::new(cache.clone())
+        .destinations(origin_of(&server))
+        .keep_existing_authorization(true);
+    let tower_client = ServiceBuilder::new()
+        .layer(OAuth2Layer::from_policy(policy.clone()))
+        .service(http_client());
+    let reqwest_client = client(OAuth2Middleware::from_policy(policy));
+
+    for (transport, to_server, kept, to_other) in [
+        ("tower", "/t", "/tk", "/to"),
+        ("reqwest", "/q", "/qk", "/qo"),
+    ] {
+        let send = |url: String, caller_set: bool| {
+            let mut get = Request::get(url);
+            if caller_set {
+                get = get.header("authorization", "Bearer caller-set");
+            }
+            let request = get.body(Full::<Bytes>::default()).unwrap();
+            let tower_client = tower_client.clone();
+            let reqwest_client = reqwest_client.clone();
+            async move {
+                if transport == "tower" {
+                    tower_client.oneshot(request).await.unwrap().status()
+                } else {
+                    let request = reqwest::Request::try_from(request.map(|_| Vec::new())).unwrap();
+                    reqwest_client.execute(request).await.unwrap().status()
+                }
+            }
+        };
+        assert_eq!(send(server.url(to_server), false).await, StatusCode::OK);
+        // The caller's header is kept, and its 401 is not retried.
+        let status = send(server.url(kept), true).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{transport}");
+        // Another origin gets no token, and its 401 is not retried.
+        let status = send(other.url(to_other), false).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{transport}");
+    }
+    assert_eq!(
+        server.path_authorizations(),
+        [
+            bearer("/t", "at-1"),
+            bearer("/tk", "caller-set"),
+            bearer("/q", "at-1"),
+            bearer("/qk", "caller-set"),
+        ]
+    );
+    assert_eq!(
+        other.path_authorizations(),
+        [("/to".to_owned(), None), ("/qo".to_owned(), None)]
+    );
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.token_fetches, stats.invalidations, stats.retries),
+        (1, 0, 0)
+    );
 }

@@ -12,7 +12,8 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
-use support::{http_client, Canned, TestServer};
+use support::client::http_client;
+use support::token_server::{Canned, TestServer};
 use tower::{Layer, ServiceExt};
 use tower_oauth2::authorize::{AuthorizationRequest, PkceVerifier};
 use tower_oauth2::cache::{Backoff, RefreshPolicy};
@@ -89,7 +90,7 @@ fn capture() -> Capture {
         .clone()
 }
 
-fn endpoint(server: &TestServer) -> TokenEndpoint<support::HttpClient> {
+fn endpoint(server: &TestServer) -> TokenEndpoint<support::client::HttpClient> {
     TokenEndpoint::new(
         http_client(),
         TokenUrl::new(&server.token_url()).unwrap(),
@@ -104,7 +105,11 @@ async fn trace_output_of_a_full_cycle_holds_no_secret() {
     let server = TestServer::start().await;
     server.set_token_prefix(PREFIX);
     server.set_ttl(Some(2));
-    server.set_client("client", CLIENT_SECRET, support::ClientCheck::Basic);
+    server.set_client(
+        "client",
+        CLIENT_SECRET,
+        support::token_server::ClientCheck::Basic,
+    );
     let cache = TokenCache::builder(endpoint(&server), TokenRequest::client_credentials())
         .refresh_policy(RefreshPolicy::default().max_fraction(0.5).jitter(0.0))
         .backoff(Backoff::new(

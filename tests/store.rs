@@ -10,19 +10,12 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
-use support::{http_client, TestServer};
+use support::client::http_client;
+use support::token_server::TestServer;
 use tower::{Layer, ServiceExt};
 use tower_oauth2::store::{FileStore, TokenStore};
 use tower_oauth2::token::Token;
-use tower_oauth2::{ClientAuth, OAuth2Layer, TokenCache, TokenEndpoint, TokenUrl};
-
-fn endpoint(server: &TestServer) -> TokenEndpoint<support::HttpClient> {
-    TokenEndpoint::new(
-        http_client(),
-        TokenUrl::new(&server.token_url()).unwrap(),
-        ClientAuth::client_secret_basic("client", "secret"),
-    )
-}
+use tower_oauth2::{OAuth2Layer, TokenCache};
 
 fn temp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("tower-oauth2-it-{name}-{}", std::process::id()));
@@ -43,7 +36,7 @@ async fn get(cache: &TokenCache, server: &TestServer) -> StatusCode {
 /// server had seen: proof the token was saved before it was used.
 struct Witness {
     file: FileStore,
-    server_state: Arc<support::State>,
+    server_state: Arc<support::token_server::State>,
     seen_at_save: Arc<Mutex<Vec<(String, usize)>>>,
 }
 
@@ -52,10 +45,7 @@ impl TokenStore for Witness {
         self.file.load()
     }
     fn save(&self, token: &Token) -> io::Result<()> {
-        let used = self
-            .server_state
-            .resource_requests
-            .load(std::sync::atomic::Ordering::SeqCst);
+        let used = self.server_state.resource_count();
         let rt = token.refresh_token().unwrap().expose_secret().to_owned();
         self.seen_at_save.lock().unwrap().push((rt, used));
         self.file.save(token)
@@ -70,7 +60,7 @@ async fn rotated_refresh_tokens_are_saved_before_use_and_survive_a_restart() {
     server.add_refresh_token("rt-seed");
     server.set_rotate_refresh(true);
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let cache = TokenCache::from_refresh_token(endpoint(&server), "rt-seed")
+    let cache = TokenCache::from_refresh_token(server.endpoint(), "rt-seed")
         .store(Witness {
             file: FileStore::new(&path),
             server_state: server.state.clone(),
@@ -92,7 +82,7 @@ async fn rotated_refresh_tokens_are_saved_before_use_and_survive_a_restart() {
 
     // "Restart": a new cache configured with the long-spent seed. The stored
     // access token is still valid, so no fetch is needed at all ...
-    let restarted = TokenCache::from_refresh_token(endpoint(&server), "rt-seed")
+    let restarted = TokenCache::from_refresh_token(server.endpoint(), "rt-seed")
         .store(FileStore::new(&path))
         .build();
     assert_eq!(get(&restarted, &server).await, StatusCode::OK);
@@ -134,7 +124,7 @@ impl TokenStore for Broken {
 async fn a_failing_store_is_counted_not_fatal() {
     let server = TestServer::start().await;
     server.add_refresh_token("rt-seed");
-    let cache = TokenCache::from_refresh_token(endpoint(&server), "rt-seed")
+    let cache = TokenCache::from_refresh_token(server.endpoint(), "rt-seed")
         .store(Broken)
         .build();
     assert_eq!(get(&cache, &server).await, StatusCode::OK);
@@ -153,7 +143,7 @@ async fn an_expired_stored_token_is_not_used() {
     .unwrap();
     let server = TestServer::start().await;
     server.add_refresh_token("rt-stored");
-    let cache = TokenCache::from_refresh_token(endpoint(&server), "rt-seed")
+    let cache = TokenCache::from_refresh_token(server.endpoint(), "rt-seed")
         .store(FileStore::new(&path))
         .build();
     assert_eq!(get(&cache, &server).await, StatusCode::OK);

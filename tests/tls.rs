@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -14,7 +15,8 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
-use support::{ClientCheck, Frontend, TestServer};
+use support::serve::{serve_connection, serve_tcp, Serving};
+use support::token_server::{ClientCheck, TestServer};
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::rustls::{crypto::ring, RootCertStore, ServerConfig};
 use tokio_rustls::TlsAcceptor;
@@ -56,6 +58,28 @@ fn pki() -> Pki {
     }
 }
 
+/// A TLS listener in front of a [`TestServer`] (same state, same counters),
+/// counting handshakes; it stops when dropped.
+struct Frontend {
+    serving: Serving,
+    /// Connections whose TLS handshake succeeded.
+    accepted: Arc<AtomicUsize>,
+    /// Connections whose TLS handshake was refused.
+    refused: Arc<AtomicUsize>,
+}
+
+impl Frontend {
+    fn port(&self) -> u16 {
+        self.serving.addr.port()
+    }
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+    fn refused(&self) -> usize {
+        self.refused.load(Ordering::SeqCst)
+    }
+}
+
 impl Pki {
     /// A TLS listener in front of `server`, offering these ALPN protocols.
     async fn serve(&self, server: &TestServer, alpn: &[&[u8]]) -> Frontend {
@@ -70,7 +94,30 @@ impl Pki {
             .unwrap();
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         let acceptor = TlsAcceptor::from(Arc::new(config));
-        server.serve_also(move |tcp| acceptor.accept(tcp)).await
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let refused = Arc::new(AtomicUsize::new(0));
+        let (acc, rej, service) = (accepted.clone(), refused.clone(), server.service());
+        let serving = serve_tcp(move |tcp| {
+            let (acceptor, acc, rej, service) =
+                (acceptor.clone(), acc.clone(), rej.clone(), service.clone());
+            async move {
+                match acceptor.accept(tcp).await {
+                    Ok(tls) => {
+                        acc.fetch_add(1, Ordering::SeqCst);
+                        serve_connection(tls, service).await;
+                    }
+                    Err(_) => {
+                        rej.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }
+        })
+        .await;
+        Frontend {
+            serving,
+            accepted,
+            refused,
+        }
     }
 
     /// Client roots holding the test CA only.
@@ -99,9 +146,9 @@ async fn tls_servers(pki: &Pki) -> (TestServer, Frontend, Frontend) {
 async fn bearer_token_from_a_tls_token_endpoint_reaches_a_tls_resource_server() {
     let pki = pki();
     let (server, token_tls, resource_tls) = tls_servers(&pki).await;
-    let token_url = format!("https://127.0.0.1:{}/token", token_tls.addr.port());
+    let token_url = format!("https://127.0.0.1:{}/token", token_tls.port());
     // The certificate's DNS name, not its IP address, is checked here.
-    let resource = |path: &str| format!("https://localhost:{}{path}", resource_tls.addr.port());
+    let resource = |path: &str| format!("https://localhost:{}{path}", resource_tls.port());
 
     let (oauth2, https) = tls::client_credentials_layer_with(
         tls::https_client_with_roots(pki.roots()),
@@ -140,14 +187,10 @@ async fn bearer_token_from_a_tls_token_endpoint_reaches_a_tls_resource_server() 
     let received = server.received();
     assert_eq!(received[0].method, "POST");
     assert_eq!(received[0].uri, "/token");
-    assert_eq!(
-        received[0].headers["authorization"],
-        "Basic c3ZjLW9yZGVyczpzM2NyZXQ="
-    );
-    assert_eq!(
-        received[0].body,
-        "grant_type=client_credentials&scope=inventory%3Aread"
-    );
+    let sent = (received[0].authorization(), received[0].body.as_str());
+    let basic = "Basic c3ZjLW9yZGVyczpzM2NyZXQ="; // svc-orders:s3cret
+    let form = "grant_type=client_credentials&scope=inventory%3Aread";
+    assert_eq!(sent, (Some(basic), form));
 
     // Every resource request carried the issued token, exactly.
     let mut seen = server.resource_requests();
@@ -176,7 +219,7 @@ async fn bearer_token_from_a_tls_token_endpoint_reaches_a_tls_resource_server() 
 async fn a_client_that_does_not_trust_the_ca_gets_a_typed_transport_error() {
     let pki = pki();
     let (server, token_tls, resource_tls) = tls_servers(&pki).await;
-    let token_url = format!("https://127.0.0.1:{}/token", token_tls.addr.port());
+    let token_url = format!("https://127.0.0.1:{}/token", token_tls.port());
 
     // The one-liner trusts Mozilla's roots, which do not include the test CA.
     let (oauth2, https) = tls::client_credentials_layer(
@@ -186,7 +229,7 @@ async fn a_client_that_does_not_trust_the_ca_gets_a_typed_transport_error() {
     )
     .unwrap();
     let client = ServiceBuilder::new().layer(oauth2).service(https);
-    let url = format!("https://localhost:{}/items/1", resource_tls.addr.port());
+    let url = format!("https://localhost:{}/items/1", resource_tls.port());
 
     let err = client.oneshot(get(&url)).await.unwrap_err();
     let ServiceError::Token(e) = &err else {
@@ -220,7 +263,7 @@ async fn a_client_that_does_not_trust_the_ca_gets_a_typed_transport_error() {
 async fn the_https_client_never_sends_the_token_over_plain_http() {
     let pki = pki();
     let (server, token_tls, _resource_tls) = tls_servers(&pki).await;
-    let token_url = format!("https://127.0.0.1:{}/token", token_tls.addr.port());
+    let token_url = format!("https://127.0.0.1:{}/token", token_tls.port());
     let (oauth2, https) = tls::client_credentials_layer_with(
         tls::https_client_with_roots(pki.roots()),
         &token_url,

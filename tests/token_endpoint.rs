@@ -4,7 +4,8 @@ mod support;
 
 use std::time::Duration;
 
-use support::{http_client, Canned, ClientCheck, TestServer};
+use support::client::http_client;
+use support::token_server::{Canned, ClientCheck, TestServer};
 use tower_oauth2::authorize::PkceVerifier;
 use tower_oauth2::error::{ErrorCode, ErrorKind};
 use tower_oauth2::token::TokenType;

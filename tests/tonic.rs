@@ -8,35 +8,29 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use support::{http_client, TestServer};
-use tonic::transport::{Channel, Server};
+use support::serve::{serve, Serving};
+use support::token_server::TestServer;
+use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 use tower::ServiceBuilder;
 use tower_oauth2::layer::{BufferBodyLayer, ReplayClone};
-use tower_oauth2::{ClientAuth, OAuth2Layer, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
+use tower_oauth2::{OAuth2Layer, TokenCache};
 
 /// (authorization metadata, accepted?) of each call the gRPC server saw.
 type Calls = Arc<std::sync::Mutex<Vec<(Option<String>, bool)>>>;
 
-struct Grpc {
-    url: String,
-    calls: Calls,
-    _task: tokio::task::JoinHandle<()>,
-}
-
 /// A gRPC health service behind an interceptor that accepts only tokens the
 /// authorization server would.
-async fn grpc_server(auth: &TestServer) -> Grpc {
+async fn grpc_server(auth: &TestServer) -> (Serving, Calls) {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_service_status("orders", tonic_health::ServingStatus::Serving)
         .await;
-    let state = auth.state.clone();
-    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let auth_server = auth.state.clone();
+    let calls = Calls::default();
     let seen = calls.clone();
-    let auth_server = support::StateHandle::new(state);
     let check = move |req: tonic::Request<()>| {
         let header = req
             .metadata()
@@ -46,7 +40,7 @@ async fn grpc_server(auth: &TestServer) -> Grpc {
         let ok = header
             .as_deref()
             .and_then(|h| h.strip_prefix("Bearer "))
-            .is_some_and(|t| auth_server.token_is_valid(t));
+            .is_some_and(|t| auth_server.accepts(t));
         seen.lock().unwrap().push((header, ok));
         if ok {
             Ok(req)
@@ -54,30 +48,27 @@ async fn grpc_server(auth: &TestServer) -> Grpc {
             Err(tonic::Status::unauthenticated("invalid token"))
         }
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(async move {
-        let _ = Server::builder()
-            .add_service(tonic::service::interceptor::InterceptedService::new(
-                health, check,
-            ))
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
-            .await;
-    });
-    Grpc {
-        url,
-        calls,
-        _task: task,
-    }
+    let intercepted = tonic::service::interceptor::InterceptedService::new(health, check);
+    (serve(tonic::service::Routes::new(intercepted)).await, calls)
 }
 
-fn cache(auth: &TestServer) -> TokenCache {
-    let endpoint = TokenEndpoint::new(
-        http_client(),
-        TokenUrl::new(&auth.token_url()).unwrap(),
-        ClientAuth::client_secret_basic("client", "secret"),
-    );
-    TokenCache::builder(endpoint, TokenRequest::client_credentials()).build()
+/// The token server, the gRPC server (with what it saw), a cache of tokens
+/// for it, and a channel to it.
+async fn setup() -> (TestServer, Serving, Calls, TokenCache, Channel) {
+    let auth = TestServer::start().await;
+    let (grpc, calls) = grpc_server(&auth).await;
+    let cache = auth.client_credentials().build();
+    let channel = Channel::from_shared(grpc.url(""))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    (auth, grpc, calls, cache, channel)
+}
+
+/// A buffered request as tonic's transport takes it.
+fn tonic_body(request: http::Request<Full<Bytes>>) -> http::Request<tonic::body::Body> {
+    request.map(tonic::body::Body::new)
 }
 
 fn check() -> HealthCheckRequest {
@@ -88,18 +79,13 @@ fn check() -> HealthCheckRequest {
 
 #[tokio::test]
 async fn unauthenticated_is_refetched_and_the_call_resent_once() {
-    let auth = TestServer::start().await;
-    let grpc = grpc_server(&auth).await;
-    let cache = cache(&auth);
-    let channel = Channel::from_shared(grpc.url.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let (auth, _grpc, calls, cache, channel) = setup().await;
+    // Unary calls buffered (up to 64 KiB), so a call can be resent.
+    let oauth2 = OAuth2Layer::new(cache.clone()).replay_body(ReplayClone);
     let svc = ServiceBuilder::new()
         .layer(BufferBodyLayer::new(64 * 1024))
-        .layer(OAuth2Layer::new(cache.clone()).replay_body(ReplayClone))
-        .map_request(|r: http::Request<Full<Bytes>>| r.map(tonic::body::Body::new))
+        .layer(oauth2)
+        .map_request(tonic_body)
         .service(channel);
     let mut client = HealthClient::new(svc);
 
@@ -110,7 +96,7 @@ async fn unauthenticated_is_refetched_and_the_call_resent_once() {
     assert_eq!(reply.status(), ServingStatus::Serving);
 
     assert_eq!(
-        *grpc.calls.lock().unwrap(),
+        *calls.lock().unwrap(),
         [
             (Some("Bearer at-1".to_owned()), true),
             (Some("Bearer at-1".to_owned()), false),
@@ -124,14 +110,7 @@ async fn unauthenticated_is_refetched_and_the_call_resent_once() {
 
 #[tokio::test]
 async fn a_streamed_body_is_not_resent_but_the_token_is_replaced() {
-    let auth = TestServer::start().await;
-    let grpc = grpc_server(&auth).await;
-    let cache = cache(&auth);
-    let channel = Channel::from_shared(grpc.url.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let (auth, _grpc, calls, cache, channel) = setup().await;
     // No buffering: tonic's bodies are streams, so nothing can be resent.
     let svc = ServiceBuilder::new()
         .layer(OAuth2Layer::new(cache.clone()))
@@ -146,5 +125,5 @@ async fn a_streamed_body_is_not_resent_but_the_token_is_replaced() {
     assert_eq!(reply.status(), ServingStatus::Serving);
     assert_eq!(auth.token_requests(), 2);
     assert_eq!(cache.stats().retries, 0);
-    assert_eq!(grpc.calls.lock().unwrap().len(), 3);
+    assert_eq!(calls.lock().unwrap().len(), 3);
 }

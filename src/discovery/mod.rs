@@ -569,7 +569,7 @@ mod tests {
             std::error::Error::source(&e).unwrap().to_string(),
             "connection refused"
         );
-        let copy = e.duplicate();
+        let copy = e.clone();
         assert_eq!(
             (copy.kind(), copy.is_discovery()),
             (ErrorKind::Transport, true)

@@ -1,5 +1,5 @@
 use std::fmt;
-use std::future::Future;
+use std::future::{Future, Ready};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
@@ -79,20 +79,7 @@ pub struct BufferBody<S> {
 }
 
 impl<S> BufferBody<S> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Gives back the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    super::define_inner_service_accessors!();
 }
 
 /// A request body was larger than the [`BufferBodyLayer`] limit.
@@ -135,8 +122,8 @@ where
         BufferFuture {
             state: BufferState::Collecting {
                 collect: Limited::new(body, self.limit).collect(),
-                parts: Some(parts),
-                service: Some(service),
+                parts: std::future::ready(parts),
+                service,
                 limit: self.limit,
             },
         }
@@ -167,8 +154,11 @@ pin_project! {
         Collecting {
             #[pin]
             collect: Collect<Limited<B>>,
-            parts: Option<http::request::Parts>,
-            service: Option<S>,
+            // A `Ready` hands the parts out by value once, from behind the
+            // pin (as in `super::future`).
+            parts: Ready<http::request::Parts>,
+            // The polled-ready inner service, called once the body is in.
+            service: S,
             limit: usize,
         },
         Calling {
@@ -215,9 +205,7 @@ where
                         }
                         Err(e) => return Poll::Ready(Err(e)),
                     };
-                    let (Some(parts), Some(mut service)) = (parts.take(), service.take()) else {
-                        panic!("BufferFuture polled after completion");
-                    };
+                    let parts = ready!(Pin::new(parts).poll(cx));
                     let future = service.call(Request::from_parts(parts, Full::new(collected)));
                     this.state.set(BufferState::Calling { future });
                 }

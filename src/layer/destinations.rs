@@ -70,15 +70,15 @@ impl Destinations {
         for o in origins {
             let o = o.as_ref();
             let uri: Uri = o.parse().map_err(|e| {
-                Error::invalid_request(format!("destination {o:?} is not a URL ({e})"))
+                Error::invalid_destination(format!("destination {o:?} is not a URL ({e})"))
             })?;
             let origin = origin_of(&uri).ok_or_else(|| {
-                Error::invalid_request(format!(
+                Error::invalid_destination(format!(
                     "destination {o:?} must be an http or https origin such as https://api.example.com"
                 ))
             })?;
             if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
-                return Err(Error::invalid_request(format!(
+                return Err(Error::invalid_destination(format!(
                     "destination {o:?} must be an origin, without a path"
                 )));
             }
@@ -155,9 +155,10 @@ mod tests {
         assert!(!allows(&d, "https://api.example.com.evil.test/orders"));
         assert!(!allows(&d, "http://inventory/items"));
         assert!(!allows(&d, "/relative"));
-        assert!(Destinations::origins(["https://a/path"]).is_err());
-        assert!(Destinations::origins(["a.example.com"]).is_err());
-        assert!(Destinations::origins(["not a url"]).is_err());
+        for bad in ["https://a/path", "a.example.com", "not a url"] {
+            let e = Destinations::origins([bad]).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidDestination, "{bad}");
+        }
     }
 
     #[test]

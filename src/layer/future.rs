@@ -1,33 +1,32 @@
-use std::future::Future;
+use std::fmt;
+use std::future::{Future, Ready};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use http::header::AUTHORIZATION;
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tower::util::Oneshot;
 use tower::ServiceExt;
 use tower_service::Service;
 
-use super::service::{Replay, ServiceError};
-use crate::cache::{Cached, Lookup, TokenCache};
-use crate::challenge::a_new_token_may_help;
+use super::error::ServiceError;
+use super::policy::{AfterResponse, AuthPolicy};
+use super::replay::Replay;
+use crate::cache::{Cached, Lookup};
 use crate::error::Error;
 
 type TokenFuture = Pin<Box<dyn Future<Output = Result<Arc<Cached>, Error>> + Send + 'static>>;
 
 pin_project! {
-    /// The response future of [`super::OAuth2Service`].
+    /// The response future of [`OAuth2Service`](super::OAuth2Service).
     pub struct ResponseFuture<S, B>
     where
         S: Service<Request<B>>,
     {
         #[pin]
         state: State<S, B>,
-        cache: Option<TokenCache>,
-        generation: u64,
-        replay: Option<Replay<S, B>>,
     }
 }
 
@@ -37,38 +36,79 @@ pin_project! {
     where
         S: Service<Request<B>>,
     {
-        // No usable token was cached: waiting for the fetch, holding the
-        // ready inner service and the request.
-        WaitToken {
-            token: TokenFuture,
-            service: Option<S>,
-            request: Option<Request<B>>,
-        },
-        // The request is with the inner service.
-        First {
+        // The request gets no token: the inner service's answer is final.
+        Passthrough {
             #[pin]
             future: S::Future,
         },
-        // It got a 401; waiting for a new token to resend it.
-        Refetch {
-            token: TokenFuture,
+        // The request gets a token. `replay` is the copy kept to resend it
+        // once after a refusal, if its body could be kept; it is taken when
+        // the resend is built.
+        Authorized {
+            #[pin]
+            step: Step<S, B>,
+            policy: AuthPolicy,
+            replay: Option<Replay<S, B>>,
         },
-        // The resend is with the inner service; its answer is final.
-        Second {
+    }
+}
+
+// `request` and `resend` are `Ready` futures: a value that is there already,
+// which `poll` hands out by value once from behind the pin, so moving it on
+// to the inner service needs no `Option` to unwrap.
+pin_project! {
+    #[project = StepProj]
+    enum Step<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        // No usable token was cached: waiting for the fetch, holding the
+        // polled-ready inner service and the request.
+        WaitingForToken {
+            token: TokenFuture,
+            service: S,
+            request: Ready<Request<B>>,
+        },
+        // The request is with the inner service, carrying token `generation`.
+        Called {
+            #[pin]
+            future: S::Future,
+            generation: u64,
+        },
+        // The token was refused and no newer one is cached: waiting for a
+        // new one to resend the copy.
+        Refetching {
+            token: TokenFuture,
+            resend: Ready<Replay<S, B>>,
+        },
+        // The copy is with the inner service; its answer is final.
+        Retrying {
             #[pin]
             future: Oneshot<S, Request<B>>,
         },
     }
 }
 
-impl<S, B> std::fmt::Debug for ResponseFuture<S, B>
+impl<S, B> fmt::Debug for ResponseFuture<S, B>
 where
     S: Service<Request<B>>,
 {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResponseFuture")
-            .field("generation", &self.generation)
-            .field("replayable", &self.replay.is_some())
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = f.debug_struct("ResponseFuture");
+        let State::Authorized { step, replay, .. } = &self.state else {
+            return out.field("state", &"Passthrough").finish_non_exhaustive();
+        };
+        let (state, generation) = match step {
+            Step::WaitingForToken { .. } => ("WaitingForToken", None),
+            Step::Called { generation, .. } => ("Called", Some(generation)),
+            Step::Refetching { .. } => ("Refetching", None),
+            Step::Retrying { .. } => ("Retrying", None),
+        };
+        out.field("state", &state);
+        if let Some(generation) = generation {
+            out.field("generation", generation);
+        }
+        out.field("replayable", &replay.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -77,45 +117,48 @@ impl<S, B> ResponseFuture<S, B>
 where
     S: Service<Request<B>>,
 {
+    /// A request that gets no token, with the inner service.
     pub(crate) fn passthrough(future: S::Future) -> Self {
         ResponseFuture {
-            state: State::First { future },
-            cache: None,
-            generation: 0,
-            replay: None,
+            state: State::Passthrough { future },
         }
     }
 
-    pub(crate) fn sent(
+    /// A request sent with token `generation`.
+    pub(crate) fn called(
         future: S::Future,
-        cache: TokenCache,
         generation: u64,
+        policy: AuthPolicy,
         replay: Option<Replay<S, B>>,
     ) -> Self {
-        ResponseFuture {
-            state: State::First { future },
-            cache: Some(cache),
-            generation,
-            replay,
-        }
+        let step = Step::Called { future, generation };
+        ResponseFuture::authorized(step, policy, replay)
     }
 
-    pub(crate) fn waiting(
+    /// A request to send with `service` once `token` is here.
+    pub(crate) fn waiting_for_token(
         token: TokenFuture,
         service: S,
         request: Request<B>,
-        cache: TokenCache,
+        policy: AuthPolicy,
         replay: Option<Replay<S, B>>,
     ) -> Self {
+        let request = std::future::ready(request);
+        let step = Step::WaitingForToken {
+            token,
+            service,
+            request,
+        };
+        ResponseFuture::authorized(step, policy, replay)
+    }
+
+    fn authorized(step: Step<S, B>, policy: AuthPolicy, replay: Option<Replay<S, B>>) -> Self {
         ResponseFuture {
-            state: State::WaitToken {
-                token,
-                service: Some(service),
-                request: Some(request),
+            state: State::Authorized {
+                step,
+                policy,
+                replay,
             },
-            cache: Some(cache),
-            generation: 0,
-            replay,
         }
     }
 }
@@ -127,82 +170,136 @@ where
     type Output = Result<Response<R>, ServiceError<S::Error>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            match this.state.as_mut().project() {
-                StateProj::WaitToken {
-                    token,
-                    service,
-                    request,
-                } => {
-                    let cached = ready!(token.as_mut().poll(cx)).map_err(ServiceError::Token)?;
-                    let (Some(mut service), Some(mut request)) = (service.take(), request.take())
-                    else {
-                        panic!("ResponseFuture polled after completion");
-                    };
-                    request
-                        .headers_mut()
-                        .insert(AUTHORIZATION, cached.header.clone());
-                    *this.generation = cached.generation;
-                    let future = service.call(request);
-                    this.state.set(State::First { future });
+        match self.project().state.project() {
+            StateProj::Passthrough { future } => future.poll(cx).map_err(ServiceError::Inner),
+            StateProj::Authorized {
+                step,
+                policy,
+                replay,
+            } => poll_authorized(step, policy, replay, cx),
+        }
+    }
+}
+
+fn poll_authorized<S, B, R>(
+    mut step: Pin<&mut Step<S, B>>,
+    policy: &AuthPolicy,
+    replay: &mut Option<Replay<S, B>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Response<R>, ServiceError<S::Error>>>
+where
+    S: Service<Request<B>, Response = Response<R>>,
+{
+    loop {
+        match step.as_mut().project() {
+            StepProj::WaitingForToken {
+                token,
+                service,
+                request,
+            } => {
+                let cached = ready!(token.as_mut().poll(cx)).map_err(ServiceError::Token)?;
+                let mut request = ready!(Pin::new(request).poll(cx));
+                request
+                    .headers_mut()
+                    .insert(AUTHORIZATION, cached.header.clone());
+                let future = service.call(request);
+                let generation = cached.generation;
+                step.set(Step::Called { future, generation });
+            }
+            StepProj::Called { future, generation } => {
+                let response = ready!(future.poll(cx)).map_err(ServiceError::Inner)?;
+                let (status, headers) = (response.status(), response.headers());
+                let after = policy.after_response(status, headers, *generation, replay.is_some());
+                let AfterResponse::Resend(lookup) = after else {
+                    // The copy stays where it is, dropped with the future:
+                    // moving it out would cost a copy of the request head.
+                    return Poll::Ready(Ok(response));
+                };
+                // A resend is only decided when there is a copy to resend.
+                let Some(copy) = replay.take() else {
+                    return Poll::Ready(Ok(response));
+                };
+                // The refusal is dropped here, so its connection is not held
+                // while a new token is fetched.
+                drop(response);
+                match lookup {
+                    Lookup::Ready(header, _) => step.set(retrying(policy, copy, header)),
+                    Lookup::Wait => step.set(Step::Refetching {
+                        token: policy.cache().wait_for_token(),
+                        resend: std::future::ready(copy),
+                    }),
                 }
-                StateProj::First { future } => {
-                    let response = ready!(future.poll(cx)).map_err(ServiceError::Inner)?;
-                    if !a_new_token_may_help(response.status(), response.headers()) {
-                        return Poll::Ready(Ok(response));
-                    }
-                    let Some(cache) = this.cache.as_ref() else {
-                        return Poll::Ready(Ok(response));
-                    };
-                    cache.invalidate(*this.generation);
-                    if this.replay.is_none() {
-                        tracing::debug!(
-                            "401 for a request whose body cannot be replayed; returned as is"
-                        );
-                        return Poll::Ready(Ok(response));
-                    }
-                    match cache.lookup() {
-                        Lookup::Ready(header, generation) if generation != *this.generation => {
-                            this.state.set(second(this.replay, cache, header));
-                        }
-                        _ => {
-                            let token = cache.wait_for_token();
-                            this.state.set(State::Refetch { token });
-                        }
-                    }
-                }
-                StateProj::Refetch { token } => {
-                    let cached = ready!(token.as_mut().poll(cx)).map_err(ServiceError::Token)?;
-                    let Some(cache) = this.cache.as_ref() else {
-                        unreachable!("a refetch always has a cache");
-                    };
-                    this.state
-                        .set(second(this.replay, cache, cached.header.clone()));
-                }
-                StateProj::Second { future } => {
-                    return future.poll(cx).map_err(ServiceError::Inner);
-                }
+            }
+            StepProj::Refetching { token, resend } => {
+                let cached = ready!(token.as_mut().poll(cx)).map_err(ServiceError::Token)?;
+                let copy = ready!(Pin::new(resend).poll(cx));
+                step.set(retrying(policy, copy, cached.header.clone()));
+            }
+            StepProj::Retrying { future } => {
+                return future.poll(cx).map_err(ServiceError::Inner);
             }
         }
     }
 }
 
-fn second<S, B>(
-    replay: &mut Option<Replay<S, B>>,
-    cache: &TokenCache,
-    header: http::HeaderValue,
-) -> State<S, B>
+/// The resend of `copy` with `token`, on a clone of the inner service that
+/// has not been polled ready: `oneshot` does that first.
+fn retrying<S, B>(policy: &AuthPolicy, copy: Replay<S, B>, token: HeaderValue) -> Step<S, B>
 where
     S: Service<Request<B>>,
 {
-    let Some(replay) = replay.take() else {
-        unreachable!("a resend is only started with a replay copy");
-    };
-    cache.count_retry();
-    tracing::debug!("resending the request once with a new token after a 401");
-    let (service, request) = replay.into_request(header);
-    State::Second {
+    let (service, mut request) = copy.into_request();
+    policy.resend_with(request.headers_mut(), token);
+    Step::Retrying {
         future: service.oneshot(request),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use super::*;
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use tower::{service_fn, Layer};
+
+    use crate::layer::testing::cache;
+    use crate::OAuth2Layer;
+
+    fn echo(
+    ) -> impl Service<Request<Full<Bytes>>, Response = Response<Full<Bytes>>, Error = Infallible> + Clone
+    {
+        service_fn(|_req: Request<Full<Bytes>>| async {
+            Ok::<_, Infallible>(Response::new(Full::default()))
+        })
+    }
+
+    #[tokio::test]
+    async fn debug_shows_the_state_and_generation_but_no_token() {
+        let cache = cache();
+        let mut svc = OAuth2Layer::new(cache.clone()).layer(echo());
+        let waiting = svc.call(Request::new(Full::default()));
+        assert_eq!(
+            format!("{waiting:?}"),
+            r#"ResponseFuture { state: "WaitingForToken", replayable: true, .. }"#
+        );
+        waiting.await.unwrap();
+        let (_, generation) = cache.bearer_header_with_generation().await.unwrap();
+        let post = Request::post("/p").body(Full::from("x")).unwrap();
+        let called = svc.call(post);
+        assert_eq!(
+            format!("{called:?}"),
+            format!(
+                r#"ResponseFuture {{ state: "Called", generation: {generation}, replayable: false, .. }}"#
+            )
+        );
+        let clear = Request::get("http://api.example.com/").body(Full::default());
+        let passthrough = svc.call(clear.unwrap());
+        assert_eq!(
+            format!("{passthrough:?}"),
+            r#"ResponseFuture { state: "Passthrough", .. }"#
+        );
     }
 }

@@ -24,6 +24,10 @@
 //!   `Incoming`). Otherwise the 401 is returned as it came. The second
 //!   response is returned whatever it is.
 //!
+//! The settings and these decisions (who gets a token, what a refusal leads
+//! to) are one [`AuthPolicy`] value, which the reqwest middleware (feature
+//! `reqwest`) is built from too: [`OAuth2Layer::from_policy`].
+//!
 //! # Example
 //!
 //! ```
@@ -63,15 +67,46 @@
 //! # }
 //! ```
 
+/// `get_ref`, `get_mut` and `into_inner` for a service that wraps an inner
+/// service `S` in a field `inner`, as tower-http's middleware have them.
+macro_rules! define_inner_service_accessors {
+    () => {
+        /// The inner service.
+        pub fn get_ref(&self) -> &S {
+            &self.inner
+        }
+
+        /// The inner service, mutably.
+        pub fn get_mut(&mut self) -> &mut S {
+            &mut self.inner
+        }
+
+        /// Gives back the inner service.
+        pub fn into_inner(self) -> S {
+            self.inner
+        }
+    };
+}
+
+use define_inner_service_accessors;
+
 mod buffer;
 mod destinations;
+mod error;
 mod future;
 #[allow(clippy::module_inception)]
 mod layer;
+pub(crate) mod policy;
+mod replay;
 mod service;
+#[cfg(test)]
+mod testing;
 
 pub use buffer::{BodyTooLarge, BufferBody, BufferBodyLayer, BufferFuture};
 pub use destinations::Destinations;
+pub use error::ServiceError;
 pub use future::ResponseFuture;
 pub use layer::OAuth2Layer;
-pub use service::{NoReplay, OAuth2Service, ReplayBody, ReplayClone, ReplayEmpty, ServiceError};
+pub use policy::AuthPolicy;
+pub use replay::{NoReplay, ReplayBody, ReplayClone, ReplayEmpty};
+pub use service::OAuth2Service;

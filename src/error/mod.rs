@@ -26,6 +26,7 @@
 //! ```
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
@@ -35,237 +36,34 @@ use crate::token::ParseError;
 /// A boxed error from a transport or inner service.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The `error` code of an RFC 6749 §5.2 error response, with the codes of the
-/// RFCs that extend it (RFC 8628, RFC 8693/8707).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ErrorCode {
-    /// `invalid_request`: a parameter is missing, repeated or malformed.
-    InvalidRequest,
-    /// `invalid_client`: client authentication failed.
-    InvalidClient,
-    /// `invalid_grant`: the grant (code, refresh token, credentials) is invalid,
-    /// expired or revoked.
-    InvalidGrant,
-    /// `unauthorized_client`: this client may not use this grant type.
-    UnauthorizedClient,
-    /// `unsupported_grant_type`: the server does not support the grant type.
-    UnsupportedGrantType,
-    /// `invalid_scope`: the scope is invalid, unknown or exceeds what was granted.
-    InvalidScope,
-    /// `invalid_target` (RFC 8707, RFC 8693): the resource or audience is not acceptable.
-    InvalidTarget,
-    /// `access_denied`.
-    AccessDenied,
-    /// `server_error`: the server failed (transient).
-    ServerError,
-    /// `temporarily_unavailable`: the server is overloaded or in maintenance (transient).
-    TemporarilyUnavailable,
-    /// `authorization_pending` (RFC 8628).
-    AuthorizationPending,
-    /// `slow_down` (RFC 8628): poll less often (transient).
-    SlowDown,
-    /// `expired_token` (RFC 8628).
-    ExpiredToken,
-    /// Any other code, as sent.
-    Other(String),
-}
+mod kind;
+mod redact;
+mod response;
 
-impl ErrorCode {
-    /// Parses an `error` value.
-    pub fn parse(s: &str) -> Self {
-        match s {
-            "invalid_request" => ErrorCode::InvalidRequest,
-            "invalid_client" => ErrorCode::InvalidClient,
-            "invalid_grant" => ErrorCode::InvalidGrant,
-            "unauthorized_client" => ErrorCode::UnauthorizedClient,
-            "unsupported_grant_type" => ErrorCode::UnsupportedGrantType,
-            "invalid_scope" => ErrorCode::InvalidScope,
-            "invalid_target" => ErrorCode::InvalidTarget,
-            "access_denied" => ErrorCode::AccessDenied,
-            "server_error" => ErrorCode::ServerError,
-            "temporarily_unavailable" => ErrorCode::TemporarilyUnavailable,
-            "authorization_pending" => ErrorCode::AuthorizationPending,
-            "slow_down" => ErrorCode::SlowDown,
-            "expired_token" => ErrorCode::ExpiredToken,
-            other => ErrorCode::Other(sanitize(other, 100)),
-        }
-    }
-
-    /// The code as sent on the wire.
-    pub fn as_str(&self) -> &str {
-        match self {
-            ErrorCode::InvalidRequest => "invalid_request",
-            ErrorCode::InvalidClient => "invalid_client",
-            ErrorCode::InvalidGrant => "invalid_grant",
-            ErrorCode::UnauthorizedClient => "unauthorized_client",
-            ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
-            ErrorCode::InvalidScope => "invalid_scope",
-            ErrorCode::InvalidTarget => "invalid_target",
-            ErrorCode::AccessDenied => "access_denied",
-            ErrorCode::ServerError => "server_error",
-            ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
-            ErrorCode::AuthorizationPending => "authorization_pending",
-            ErrorCode::SlowDown => "slow_down",
-            ErrorCode::ExpiredToken => "expired_token",
-            ErrorCode::Other(s) => s,
-        }
-    }
-
-    /// Whether the same request may succeed later without any change.
-    fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            ErrorCode::ServerError | ErrorCode::TemporarilyUnavailable | ErrorCode::SlowDown
-        )
-    }
-}
-
-impl fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// An RFC 6749 §5.2 error response from the token endpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ErrorResponse {
-    error: ErrorCode,
-    error_description: Option<String>,
-    error_uri: Option<String>,
-    status: StatusCode,
-}
-
-impl ErrorResponse {
-    /// An error response. The description and URI are cut to a sane length and
-    /// stripped of control characters.
-    pub fn new(
-        error: ErrorCode,
-        error_description: Option<&str>,
-        error_uri: Option<&str>,
-        status: StatusCode,
-    ) -> Self {
-        ErrorResponse {
-            error,
-            error_description: error_description.map(|d| sanitize(d, 500)),
-            error_uri: error_uri.map(|u| sanitize(u, 300)),
-            status,
-        }
-    }
-
-    /// The `error` code.
-    pub fn error(&self) -> &ErrorCode {
-        &self.error
-    }
-
-    /// The `error_description`, if sent.
-    pub fn error_description(&self) -> Option<&str> {
-        self.error_description.as_deref()
-    }
-
-    /// The `error_uri`, if sent.
-    pub fn error_uri(&self) -> Option<&str> {
-        self.error_uri.as_deref()
-    }
-
-    /// The HTTP status it came with (200 when a server put `error` in a 200).
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
-}
-
-impl fmt::Display for ErrorResponse {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "token endpoint answered {}: {}", self.status, self.error)?;
-        if let Some(d) = &self.error_description {
-            write!(f, ": {d}")?;
-        }
-        if let Some(u) = &self.error_uri {
-            write!(f, " (see {u})")?;
-        }
-        Ok(())
-    }
-}
-
-/// What kind of failure an [`Error`] is.
-///
-/// A failure to fetch discovery metadata has the kind of what went wrong
-/// (`Transport`, `Timeout`, `HttpStatus`, `Redirect`, `BodyTooLarge`), and
-/// [`Error::is_discovery`] says it happened in discovery; `Discovery` is
-/// for an issuer or metadata that cannot be used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ErrorKind {
-    /// The token endpoint answered with an RFC 6749 §5.2 error
-    /// ([`Error::oauth_error`] has it).
-    OAuth,
-    /// The token endpoint answered with an error status and a body that is not
-    /// an OAuth2 error (an HTML 502 page, say).
-    HttpStatus,
-    /// The token endpoint answered with a redirect, which is not followed
-    /// because it would carry the client credentials elsewhere.
-    Redirect,
-    /// The request could not be sent or the answer not received.
-    Transport,
-    /// No complete answer came within the configured timeout.
-    Timeout,
-    /// The answer's body was larger than the configured limit.
-    BodyTooLarge,
-    /// The answer was a success status with a body that is not a usable token
-    /// response.
-    InvalidResponse,
-    /// The token request could not be built (bad URL, forbidden bytes in a
-    /// parameter or header).
-    InvalidRequest,
-    /// A token was issued but cannot be used: it holds bytes not allowed in a
-    /// header, is of a type not configured, or expired on arrival.
-    InvalidToken,
-    /// No token is available: the layer has none, and fetching one failed
-    /// recently (the last failure is the [`std::error::Error::source`]).
-    NoToken,
-    /// Authorization server discovery ([`crate::discovery`]) found no
-    /// usable metadata: [`Error::discovery_failure`] says why.
-    Discovery,
-}
-
-/// Why authorization server discovery found no usable metadata (an
-/// [`ErrorKind::Discovery`] error's [`Error::discovery_failure`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum DiscoveryFailure {
-    /// The issuer asked for is not an issuer identifier: an `https` URL
-    /// (`http` on loopback) with no credentials, query or fragment
-    /// (RFC 8414 §2).
-    InvalidIssuer,
-    /// No well-known URL has metadata: each answered a client error status
-    /// (404…) or a success whose body is not a JSON object.
-    NotFound,
-    /// The metadata's `issuer` is missing or not exactly the issuer asked
-    /// for, so it must not be used (RFC 8414 §3.3, OpenID Connect Discovery
-    /// §4.3).
-    IssuerMismatch,
-    /// The metadata has no `token_endpoint`.
-    MissingTokenEndpoint,
-    /// The `token_endpoint` is not a usable token URL (`http` off loopback,
-    /// relative, or carrying credentials).
-    InvalidTokenEndpoint,
-    /// A member of the metadata has the wrong JSON type.
-    InvalidMetadata,
-    /// The server lists none of the client authentication methods this
-    /// client can use.
-    UnsupportedClientAuth,
-}
+pub use kind::{DiscoveryFailure, ErrorKind};
+pub(crate) use redact::{excerpt, redact, sanitize};
+pub use response::{ErrorCode, ErrorResponse};
 
 /// The error for everything that gets tokens.
+///
+/// Cloning is cheap (a reference count): the cache hands one failed fetch's
+/// error to every caller that waited for it.
+#[derive(Clone)]
 pub struct Error {
-    inner: Box<ErrorImpl>,
+    inner: Arc<ErrorImpl>,
 }
 
+#[derive(Clone)]
 struct ErrorImpl {
     kind: Kind,
     retry_after: Option<Duration>,
 }
 
+/// A transport's (or discovery's) underlying error, shared by the clones of
+/// the [`Error`] that carries it.
+type SharedSource = Arc<dyn std::error::Error + Send + Sync>;
+
+#[derive(Clone)]
 enum Kind {
     OAuth(ErrorResponse),
     HttpStatus {
@@ -275,7 +73,7 @@ enum Kind {
     Redirect {
         status: StatusCode,
     },
-    Transport(BoxError),
+    Transport(SharedSource),
     Timeout(Duration),
     BodyTooLarge {
         limit: usize,
@@ -285,8 +83,15 @@ enum Kind {
         source: ParseError,
     },
     InvalidRequest(String),
+    InvalidAuthorizationRequest(String),
+    InvalidDestination(String),
+    RandomSource(String),
     InvalidToken(String),
     NoToken(Error),
+    NoRuntime,
+    FetchAborted,
+    /// The token endpoint's refusal of the refresh token, when known.
+    ReauthorizationRequired(Option<Error>),
     /// `detail` says what happened in discovery's words; `url` is the
     /// metadata URL (or the issuer) it happened at.
     Discovery {
@@ -296,6 +101,7 @@ enum Kind {
     },
 }
 
+#[derive(Clone)]
 enum DiscoveryCause {
     /// The issuer or the metadata cannot be used.
     Unusable(DiscoveryFailure),
@@ -306,7 +112,7 @@ enum DiscoveryCause {
 impl Error {
     fn new(kind: Kind) -> Self {
         Error {
-            inner: Box::new(ErrorImpl {
+            inner: Arc::new(ErrorImpl {
                 kind,
                 retry_after: None,
             }),
@@ -326,16 +132,25 @@ impl Error {
     }
 
     pub(crate) fn transport(e: impl Into<BoxError>) -> Self {
-        Error::new(Kind::Transport(e.into()))
+        Error::new(Kind::Transport(Arc::from(e.into())))
     }
 
     /// The fetch task ended without an answer: it panicked, or its runtime
-    /// dropped it. Retryable: the next call starts a new fetch.
+    /// dropped it while it ran. Retryable: the next call starts a new fetch.
     pub(crate) fn fetch_aborted() -> Self {
-        Error::new(Kind::Transport(Box::new(Message(
-            "the token fetch ended without an answer (it panicked, or its Tokio runtime shut down)"
-                .into(),
-        ))))
+        Error::new(Kind::FetchAborted)
+    }
+
+    /// No Tokio runtime to run a fetch on: none is running here, or it shut
+    /// down before the fetch started.
+    pub(crate) fn no_runtime() -> Self {
+        Error::new(Kind::NoRuntime)
+    }
+
+    /// The refresh token was refused and there is no other grant;
+    /// `refusal` is the token endpoint's answer, when known.
+    pub(crate) fn reauthorization_required(refusal: Option<Error>) -> Self {
+        Error::new(Kind::ReauthorizationRequired(refusal))
     }
 
     pub(crate) fn timeout(after: Duration) -> Self {
@@ -354,15 +169,26 @@ impl Error {
         Error::new(Kind::InvalidRequest(reason.into()))
     }
 
+    pub(crate) fn invalid_authorization_request(reason: impl Into<String>) -> Self {
+        Error::new(Kind::InvalidAuthorizationRequest(reason.into()))
+    }
+
+    /// A destination that is not an origin; `reason` names it.
+    pub(crate) fn invalid_destination(reason: impl Into<String>) -> Self {
+        Error::new(Kind::InvalidDestination(reason.into()))
+    }
+
+    pub(crate) fn random_source(cause: impl fmt::Display) -> Self {
+        Error::new(Kind::RandomSource(cause.to_string()))
+    }
+
     pub(crate) fn invalid_token(reason: impl Into<String>) -> Self {
         Error::new(Kind::InvalidToken(reason.into()))
     }
 
     pub(crate) fn no_token(last: Error) -> Self {
         let retry_after = last.inner.retry_after;
-        let mut e = Error::new(Kind::NoToken(last));
-        e.inner.retry_after = retry_after;
-        e
+        Error::new(Kind::NoToken(last)).with_retry_after(retry_after)
     }
 
     /// Discovery found no usable metadata. `url` is the metadata URL (or
@@ -416,45 +242,10 @@ impl Error {
     }
 
     pub(crate) fn with_retry_after(mut self, retry_after: Option<Duration>) -> Self {
-        self.inner.retry_after = retry_after;
+        // Unique unless the error was already shared: then the kind is
+        // copied (its sources stay shared) rather than changed for all.
+        Arc::make_mut(&mut self.inner).retry_after = retry_after;
         self
-    }
-
-    /// A copy for handing the same failure to several waiting callers.
-    /// A transport error is not `Clone`; the copy keeps its message.
-    pub(crate) fn duplicate(&self) -> Self {
-        let kind = match &self.inner.kind {
-            Kind::OAuth(r) => Kind::OAuth(r.clone()),
-            Kind::HttpStatus { status, excerpt } => Kind::HttpStatus {
-                status: *status,
-                excerpt: excerpt.clone(),
-            },
-            Kind::Redirect { status } => Kind::Redirect { status: *status },
-            Kind::Transport(e) => Kind::Transport(Box::new(Message(error_chain(&**e)))),
-            Kind::Timeout(d) => Kind::Timeout(*d),
-            Kind::BodyTooLarge { limit } => Kind::BodyTooLarge { limit: *limit },
-            Kind::InvalidResponse { status, source } => Kind::InvalidResponse {
-                status: *status,
-                source: source.clone(),
-            },
-            Kind::InvalidRequest(s) => Kind::InvalidRequest(s.clone()),
-            Kind::InvalidToken(s) => Kind::InvalidToken(s.clone()),
-            Kind::NoToken(e) => Kind::NoToken(e.duplicate()),
-            Kind::Discovery { url, detail, cause } => Kind::Discovery {
-                url: url.clone(),
-                detail: detail.clone(),
-                cause: match cause {
-                    DiscoveryCause::Unusable(f) => DiscoveryCause::Unusable(*f),
-                    DiscoveryCause::Fetch(e) => DiscoveryCause::Fetch(e.duplicate()),
-                },
-            },
-        };
-        Error {
-            inner: Box::new(ErrorImpl {
-                kind,
-                retry_after: self.inner.retry_after,
-            }),
-        }
     }
 
     /// What kind of failure this is.
@@ -467,9 +258,16 @@ impl Error {
             Kind::Timeout(_) => ErrorKind::Timeout,
             Kind::BodyTooLarge { .. } => ErrorKind::BodyTooLarge,
             Kind::InvalidResponse { .. } => ErrorKind::InvalidResponse,
-            Kind::InvalidRequest(_) => ErrorKind::InvalidRequest,
+            Kind::InvalidRequest(_) | Kind::InvalidAuthorizationRequest(_) => {
+                ErrorKind::InvalidRequest
+            }
+            Kind::InvalidDestination(_) => ErrorKind::InvalidDestination,
+            Kind::RandomSource(_) => ErrorKind::RandomSource,
             Kind::InvalidToken(_) => ErrorKind::InvalidToken,
             Kind::NoToken(_) => ErrorKind::NoToken,
+            Kind::NoRuntime => ErrorKind::NoRuntime,
+            Kind::FetchAborted => ErrorKind::FetchAborted,
+            Kind::ReauthorizationRequired(_) => ErrorKind::ReauthorizationRequired,
             Kind::Discovery {
                 cause: DiscoveryCause::Fetch(e),
                 ..
@@ -479,11 +277,12 @@ impl Error {
     }
 
     /// The endpoint's RFC 6749 §5.2 error, if it sent one (also found through
-    /// a [`ErrorKind::NoToken`] error's last failure).
+    /// a [`ErrorKind::NoToken`] error's last failure, and in an
+    /// [`ErrorKind::ReauthorizationRequired`] error: the refusal).
     pub fn oauth_error(&self) -> Option<&ErrorResponse> {
         match &self.inner.kind {
             Kind::OAuth(r) => Some(r),
-            Kind::NoToken(e) => e.oauth_error(),
+            Kind::NoToken(e) | Kind::ReauthorizationRequired(Some(e)) => e.oauth_error(),
             _ => None,
         }
     }
@@ -543,7 +342,7 @@ impl Error {
             Kind::HttpStatus { status, .. }
             | Kind::Redirect { status }
             | Kind::InvalidResponse { status, .. } => Some(*status),
-            Kind::NoToken(e) => e.status(),
+            Kind::NoToken(e) | Kind::ReauthorizationRequired(Some(e)) => e.status(),
             Kind::Discovery { .. } => self.discovery_fetch()?.status(),
             _ => None,
         }
@@ -560,6 +359,19 @@ impl Error {
             Kind::Timeout(_) => true,
             Kind::NoToken(e) => e.is_timeout(),
             Kind::Discovery { .. } => self.discovery_fetch().is_some_and(Error::is_timeout),
+            _ => false,
+        }
+    }
+
+    /// Whether the user must authorize again: the refresh token was refused
+    /// and the cache has no other grant ([`ErrorKind::ReauthorizationRequired`],
+    /// also through a [`ErrorKind::NoToken`] error). Start the authorization
+    /// code flow again ([`crate::authorize`]) and build a new cache with the
+    /// refresh token it yields.
+    pub fn is_reauthorization_required(&self) -> bool {
+        match &self.inner.kind {
+            Kind::ReauthorizationRequired(_) => true,
+            Kind::NoToken(e) => e.is_reauthorization_required(),
             _ => false,
         }
     }
@@ -589,7 +401,7 @@ impl Error {
                 || s == StatusCode::REQUEST_TIMEOUT
         }
         match &self.inner.kind {
-            Kind::Transport(_) | Kind::Timeout(_) => true,
+            Kind::Transport(_) | Kind::Timeout(_) | Kind::FetchAborted => true,
             Kind::OAuth(r) => r.error.is_transient() || status_retryable(r.status),
             Kind::HttpStatus { status, .. } => status_retryable(*status),
             Kind::InvalidResponse { status, .. } => status_retryable(*status),
@@ -599,7 +411,12 @@ impl Error {
             Kind::Redirect { .. }
             | Kind::BodyTooLarge { .. }
             | Kind::InvalidRequest(_)
-            | Kind::InvalidToken(_) => false,
+            | Kind::InvalidAuthorizationRequest(_)
+            | Kind::InvalidDestination(_)
+            | Kind::RandomSource(_)
+            | Kind::InvalidToken(_)
+            | Kind::NoRuntime
+            | Kind::ReauthorizationRequired(_) => false,
         }
     }
 }
@@ -614,14 +431,22 @@ impl fmt::Debug for Error {
                 d.field("status", status).field("excerpt", excerpt)
             }
             Kind::Redirect { status } => d.field("status", status),
-            Kind::Transport(e) => d.field("source", e),
+            // The whole chain, as text: the cause a TLS or DNS failure
+            // names sits several sources deep.
+            Kind::Transport(e) => d.field("source", &error_chain(&**e)),
             Kind::Timeout(t) => d.field("after", t),
             Kind::BodyTooLarge { limit } => d.field("limit", limit),
             Kind::InvalidResponse { status, source } => {
                 d.field("status", status).field("source", source)
             }
-            Kind::InvalidRequest(r) | Kind::InvalidToken(r) => d.field("reason", r),
+            Kind::InvalidRequest(r)
+            | Kind::InvalidAuthorizationRequest(r)
+            | Kind::InvalidDestination(r)
+            | Kind::RandomSource(r)
+            | Kind::InvalidToken(r) => d.field("reason", r),
             Kind::NoToken(e) => d.field("last_error", e),
+            Kind::NoRuntime | Kind::FetchAborted => &mut d,
+            Kind::ReauthorizationRequired(e) => d.field("refusal", e),
             Kind::Discovery { url, detail, cause } => {
                 d.field("url", url).field("detail", detail);
                 match cause {
@@ -636,6 +461,15 @@ impl fmt::Debug for Error {
         d.finish()
     }
 }
+
+const RANDOM_SOURCE_FAILED: &str =
+    "no state or PKCE verifier can be drawn: the operating system's random source failed";
+const NO_RUNTIME: &str = "no token can be fetched: no Tokio runtime is running here, or it is \
+     shutting down; use the token cache from within a running Tokio runtime";
+const FETCH_ABORTED: &str = "the token fetch ended without an answer (it panicked, or its \
+     Tokio runtime shut down); the next call starts a new fetch";
+const REAUTHORIZE: &str =
+    "the refresh token was refused and there is no other grant: the user must authorize again";
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -665,8 +499,17 @@ impl fmt::Display for Error {
                 write!(f, "token endpoint answered {status} but {source}")
             }
             Kind::InvalidRequest(r) => write!(f, "cannot build the token request: {r}"),
+            Kind::InvalidAuthorizationRequest(r) => {
+                write!(f, "cannot build the authorization request: {r}")
+            }
+            Kind::InvalidDestination(r) => write!(f, "invalid token destination: {r}"),
+            Kind::RandomSource(r) => write!(f, "{RANDOM_SOURCE_FAILED} ({r})"),
             Kind::InvalidToken(r) => write!(f, "the issued token cannot be used: {r}"),
             Kind::NoToken(e) => write!(f, "no access token is available; last failure: {e}"),
+            Kind::NoRuntime => f.write_str(NO_RUNTIME),
+            Kind::FetchAborted => f.write_str(FETCH_ABORTED),
+            Kind::ReauthorizationRequired(None) => f.write_str(REAUTHORIZE),
+            Kind::ReauthorizationRequired(Some(e)) => write!(f, "{REAUTHORIZE} ({e})"),
             Kind::Discovery {
                 url: Some(url),
                 detail,
@@ -688,7 +531,7 @@ impl std::error::Error for Error {
         match &self.inner.kind {
             Kind::Transport(e) => Some(&**e),
             Kind::InvalidResponse { source, .. } => Some(source),
-            Kind::NoToken(e) => Some(e),
+            Kind::NoToken(e) | Kind::ReauthorizationRequired(Some(e)) => Some(e),
             // The fetch failure's own source: its message speaks of the
             // token endpoint, the discovery error's of the metadata.
             Kind::Discovery {
@@ -700,17 +543,7 @@ impl std::error::Error for Error {
     }
 }
 
-#[derive(Debug)]
-struct Message(String);
-
-impl fmt::Display for Message {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Message {}
-
+/// `e` and its sources, as `outer: inner: …`.
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
@@ -720,64 +553,6 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = next.source();
     }
     s
-}
-
-/// Keeps at most `max` characters, with control characters turned into
-/// spaces and runs of white space folded, so a hostile server cannot forge
-/// log lines or flood them.
-pub(crate) fn sanitize(s: &str, max: usize) -> String {
-    let mut out = String::with_capacity(s.len().min(max + 3));
-    let mut last_space = false;
-    let mut n = 0;
-    for c in s.chars() {
-        let c = if c.is_control() || c.is_whitespace() {
-            ' '
-        } else {
-            c
-        };
-        if c == ' ' {
-            if last_space {
-                continue;
-            }
-            last_space = true;
-        } else {
-            last_space = false;
-        }
-        if n == max {
-            out.push('…');
-            break;
-        }
-        out.push(c);
-        n += 1;
-    }
-    out.trim().to_owned()
-}
-
-/// A short, printable excerpt of a response body with every `secret` (and its
-/// form-urlencoded spelling) replaced by `[redacted]`.
-pub(crate) fn excerpt(body: &[u8], secrets: &[&str]) -> String {
-    // Redact the whole (size-limited) body first, then cut: a secret that
-    // straddles the cut would otherwise escape as a prefix.
-    sanitize(
-        &redact(String::from_utf8_lossy(body).into_owned(), secrets),
-        200,
-    )
-}
-
-/// `text` with every `secret` (and its form-urlencoded spelling) replaced by
-/// `[redacted]`: a server that echoes what it was sent cannot make an error
-/// message carry a secret.
-pub(crate) fn redact(mut text: String, secrets: &[&str]) -> String {
-    for secret in secrets.iter().filter(|s| s.len() >= 4) {
-        if text.contains(secret) {
-            text = text.replace(secret, "[redacted]");
-        }
-        let encoded: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
-        if encoded != *secret && text.contains(&encoded) {
-            text = text.replace(&encoded, "[redacted]");
-        }
-    }
-    text
 }
 
 #[cfg(test)]
@@ -859,12 +634,112 @@ mod tests {
             .with_retry_after(Some(Duration::from_secs(7)));
         assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
         assert!(e.to_string().ends_with("(retry after 7s)"), "{e}");
-        let copy = Error::transport(std::io::Error::other("connection refused")).duplicate();
+        let copy = Error::transport(std::io::Error::other("connection refused")).clone();
         assert!(copy.is_transport());
         assert_eq!(
             std::error::Error::source(&copy).unwrap().to_string(),
             "connection refused"
         );
+    }
+
+    #[test]
+    fn clones_share_one_error() {
+        fn send_sync<T: Send + Sync + Clone + 'static>() {}
+        send_sync::<Error>();
+        let e = Error::transport(std::io::Error::other("reset"))
+            .with_retry_after(Some(Duration::from_secs(3)));
+        let copy = e.clone();
+        assert!(Arc::ptr_eq(&e.inner, &copy.inner));
+        assert_eq!(
+            format!("{copy:?}"),
+            "tower_oauth2::Error { kind: Transport, source: \"reset\", retry_after: 3s }"
+        );
+        assert_eq!(copy.to_string(), e.to_string());
+        // Setting Retry-After on a shared error changes only that copy, and
+        // the copy still shares the transport's error.
+        let later = copy.with_retry_after(Some(Duration::from_secs(9)));
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
+        assert_eq!(later.retry_after(), Some(Duration::from_secs(9)));
+        let source = |e: &Error| match &e.inner.kind {
+            Kind::Transport(s) => s.clone(),
+            _ => unreachable!("a transport error"),
+        };
+        assert!(Arc::ptr_eq(&source(&e), &source(&later)));
+    }
+
+    #[test]
+    fn each_cache_event_has_its_own_kind() {
+        let refusal = Error::oauth(ErrorResponse::new(
+            ErrorCode::InvalidGrant,
+            Some("refresh token revoked"),
+            None,
+            StatusCode::BAD_REQUEST,
+        ));
+        let reauth = Error::reauthorization_required(Some(refusal));
+        assert_eq!(reauth.kind(), ErrorKind::ReauthorizationRequired);
+        assert!(reauth.is_reauthorization_required() && !reauth.is_retryable());
+        assert_eq!(
+            reauth.oauth_error().map(|r| r.error()),
+            Some(&ErrorCode::InvalidGrant)
+        );
+        assert_eq!(reauth.status(), Some(StatusCode::BAD_REQUEST));
+        assert_eq!(
+            reauth.to_string(),
+            "the refresh token was refused and there is no other grant: the user must \
+             authorize again (token endpoint answered 400 Bad Request: invalid_grant: \
+             refresh token revoked)"
+        );
+        assert_eq!(
+            std::error::Error::source(&reauth).unwrap().to_string(),
+            "token endpoint answered 400 Bad Request: invalid_grant: refresh token revoked"
+        );
+        let later = Error::no_token(reauth);
+        assert_eq!(later.kind(), ErrorKind::NoToken);
+        assert!(later.is_reauthorization_required());
+        let bare = Error::reauthorization_required(None);
+        assert!(bare.oauth_error().is_none() && std::error::Error::source(&bare).is_none());
+
+        let e = Error::no_runtime();
+        assert_eq!(e.kind(), ErrorKind::NoRuntime);
+        assert!(!e.is_retryable() && !e.is_transport() && !e.is_reauthorization_required());
+        assert_eq!(
+            e.to_string(),
+            "no token can be fetched: no Tokio runtime is running here, or it is shutting down; \
+             use the token cache from within a running Tokio runtime"
+        );
+        assert_eq!(format!("{e:?}"), "tower_oauth2::Error { kind: NoRuntime }");
+
+        let e = Error::fetch_aborted();
+        assert_eq!(e.kind(), ErrorKind::FetchAborted);
+        assert!(e.is_retryable() && !e.is_transport());
+        assert_eq!(
+            e.to_string(),
+            "the token fetch ended without an answer (it panicked, or its Tokio runtime shut \
+             down); the next call starts a new fetch"
+        );
+
+        let e = Error::random_source("no entropy");
+        assert_eq!(e.kind(), ErrorKind::RandomSource);
+        assert!(!e.is_retryable());
+        assert_eq!(
+            e.to_string(),
+            "no state or PKCE verifier can be drawn: the operating system's random source \
+             failed (no entropy)"
+        );
+        let e = Error::invalid_destination("destination \"x\" is not a URL");
+        assert_eq!(e.kind(), ErrorKind::InvalidDestination);
+        assert!(!e.is_retryable());
+        assert_eq!(
+            e.to_string(),
+            "invalid token destination: destination \"x\" is not a URL"
+        );
+        let e = Error::invalid_authorization_request("bad URL");
+        assert_eq!(e.kind(), ErrorKind::InvalidRequest);
+        assert_eq!(
+            e.to_string(),
+            "cannot build the authorization request: bad URL"
+        );
+        assert_eq!(e.invalid_request_reason(), None);
     }
 
     #[test]
@@ -893,7 +768,7 @@ mod tests {
                 "authorization server discovery failed at \
                  https://as.example.com/.well-known/openid-configuration: detail"
             );
-            let copy = e.duplicate();
+            let copy = e.clone();
             assert_eq!(copy.discovery_failure(), Some(failure));
             assert_eq!(copy.to_string(), e.to_string());
             assert_eq!(format!("{copy:?}"), format!("{e:?}"));
@@ -988,7 +863,7 @@ mod tests {
                 e.to_string(),
                 "authorization server discovery failed at https://as.example.com/x: detail"
             );
-            let copy = e.duplicate();
+            let copy = e.clone();
             assert_eq!((copy.kind(), copy.is_discovery()), (kind, true));
             assert_eq!(copy.status(), e.status());
             assert_eq!(copy.to_string(), e.to_string());
@@ -1002,7 +877,7 @@ mod tests {
             .in_discovery(u, "answered 503");
         assert_eq!(e.retry_after(), Some(Duration::from_secs(9)));
         assert_eq!(
-            format!("{:?}", e.duplicate()),
+            format!("{:?}", e.clone()),
             "tower_oauth2::Error { kind: HttpStatus, url: Some(\"https://as.example.com/x\"), \
              detail: \"answered 503\", cause: tower_oauth2::Error { kind: HttpStatus, \
              status: 503, excerpt: \"down\", retry_after: 9s }, retry_after: 9s }"
@@ -1029,7 +904,7 @@ mod tests {
             "authorization server discovery failed at https://as.example.com/x: the metadata \
              could not be fetched"
         );
-        let copy = e.duplicate();
+        let copy = e.clone();
         assert_eq!(
             std::error::Error::source(&copy).unwrap().to_string(),
             "reset"
@@ -1043,7 +918,7 @@ mod tests {
         );
         let e = Error::invalid_token("x").into_discovery(u);
         assert_eq!(e.kind(), ErrorKind::InvalidToken);
-        let again = e.duplicate().into_discovery("https://elsewhere");
+        let again = e.clone().into_discovery("https://elsewhere");
         assert!(again.to_string().contains("https://as.example.com/x"));
     }
 

@@ -1,0 +1,260 @@
+//! The hot-path contenders measured side by side (`hot_path`, `contention`).
+//!
+//! Every contender is a tower `Service<Request<Full<Bytes>>>` over the same
+//! no-op inner service, so what differs between them is only how each one
+//! gets the `Authorization` header onto the request.
+
+use std::convert::Infallible;
+use std::future::{Future, Ready};
+use std::hint::black_box;
+use std::pin::pin;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, SystemTime};
+
+use http::header::AUTHORIZATION;
+use http::{HeaderValue, Request, Response};
+use tower::Service;
+use tower_oauth2::OAuth2Layer;
+
+use crate::common::{Body, LocalTokenServer, Noop, NoopWith};
+
+/// The same no-op service, but as costly to clone as a hyper-util
+/// `Client` (whose clone bumps about six `Arc`s: pool, executor, connector
+/// config, resolver, timers): what a layer that clones its inner service
+/// per request pays for it, and the atomic counters it makes threads share.
+pub type ArcsInner = NoopWith<[Arc<()>; 6]>;
+
+/// An inner service for the contenders.
+pub trait Inner:
+    Service<
+        Request<Body>,
+        Response = Response<()>,
+        Error = Infallible,
+        Future = Ready<Result<Response<()>, Infallible>>,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl Inner for Noop {}
+impl Inner for ArcsInner {}
+
+/// Which inner service the contenders wrap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InnerKind {
+    /// `Noop`: free to clone.
+    Noop,
+    /// `ArcsInner`: six `Arc`s to clone.
+    Arcs,
+}
+
+/// Polls `fut` once; it must be ready.
+#[inline]
+pub fn poll_now<F: Future>(fut: F, cx: &mut Context<'_>) -> F::Output {
+    match pin!(fut).poll(cx) {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("a hot-path future was not ready at once"),
+    }
+}
+
+/// One request through `svc`: `poll_ready`, `call`, poll the response
+/// future to completion. This is the unit every hot-path number measures.
+#[inline]
+pub fn one_call<S>(svc: &mut S, cx: &mut Context<'_>, req: Request<Body>)
+where
+    S: Service<Request<Body>, Response = Response<()>>,
+    S::Error: std::fmt::Debug,
+{
+    match svc.poll_ready(cx) {
+        Poll::Ready(Ok(())) => {}
+        _ => panic!("not ready"),
+    }
+    let resp = poll_now(svc.call(req), cx).expect("call failed");
+    black_box(resp);
+}
+
+/// A service that puts the header `header()` returns on each request; used
+/// to give the naive cache and the peer crates the same tower shape as ours.
+#[derive(Clone)]
+pub struct WithHeader<S, F> {
+    inner: S,
+    header: F,
+}
+
+impl<S, F> Service<Request<Body>> for WithHeader<S, F>
+where
+    S: Service<Request<Body>>,
+    F: FnMut() -> HeaderValue,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> S::Future {
+        req.headers_mut().insert(AUTHORIZATION, (self.header)());
+        self.inner.call(req)
+    }
+}
+
+fn bearer_value(token: &str) -> HeaderValue {
+    let mut v = HeaderValue::try_from(format!("Bearer {token}")).expect("header value");
+    v.set_sensitive(true);
+    v
+}
+
+/// Receives each contender (a generic method, so every contender is
+/// measured with static dispatch).
+pub trait Visit {
+    fn visit<S>(&mut self, name: &str, svc: S)
+    where
+        S: Service<Request<Body>, Response = Response<()>> + Clone + Send + 'static,
+        S::Error: std::fmt::Debug;
+}
+
+/// The names `contenders` passes to `Visit::visit`, in order.
+pub const CONTENDERS: &[&str] = &[
+    "bare",
+    "add_authorization",
+    "naive_rwlock_format",
+    "tower_oauth2",
+    "tower_oauth2_no_retry",
+    "aliri_tokens",
+    "aws_expiring_cache_format",
+    "aws_expiring_cache_prebuilt",
+];
+
+/// Builds every hot-path contender with a fresh cached `token` and hands it
+/// to `v`. `only` restricts it to one name. Needs to run inside a Tokio
+/// runtime context (`Runtime::enter`) that is kept running.
+pub fn contenders(
+    rt: &tokio::runtime::Runtime,
+    token: &str,
+    only: Option<&str>,
+    inner: InnerKind,
+    v: &mut impl Visit,
+) {
+    if let Some(name) = only {
+        assert!(
+            CONTENDERS.contains(&name),
+            "unknown contender {name}; one of {CONTENDERS:?}"
+        );
+    }
+    match inner {
+        InnerKind::Noop => contenders_over(rt, token, only, Noop::default(), v),
+        InnerKind::Arcs => contenders_over(rt, token, only, ArcsInner::default(), v),
+    }
+}
+
+fn contenders_over<I: Inner>(
+    rt: &tokio::runtime::Runtime,
+    token: &str,
+    only: Option<&str>,
+    inner: I,
+    v: &mut impl Visit,
+) {
+    let want = |name: &str| only.is_none_or(|o| o == name);
+
+    // The zero: the inner service alone.
+    if want("bare") {
+        v.visit("bare", inner.clone());
+    }
+
+    // The floor: tower-http's static, prebuilt header.
+    if want("add_authorization") {
+        let svc =
+            tower_http::auth::AddAuthorization::bearer(inner.clone(), token).as_sensitive(true);
+        v.visit("add_authorization", svc);
+    }
+
+    // A naive cache: a lock around the token string, a header built per request.
+    if want("naive_rwlock_format") {
+        let lock = Arc::new(RwLock::new(token.to_owned()));
+        let svc = WithHeader {
+            inner: inner.clone(),
+            header: move || bearer_value(&lock.read().expect("lock")),
+        };
+        v.visit("naive_rwlock_format", svc);
+    }
+
+    // Ours, with the default 401 retry (keeps a replay copy of each request)
+    // and without it.
+    for (name, retry) in [("tower_oauth2", true), ("tower_oauth2_no_retry", false)] {
+        if want(name) {
+            let server = LocalTokenServer::new(token, 3600, Duration::ZERO);
+            let cache = server.cache_builder().build();
+            rt.block_on(cache.bearer_header()).expect("first token");
+            let layer = OAuth2Layer::new(cache).retry_unauthorized(retry);
+            v.visit(name, tower::Layer::layer(&layer, inner.clone()));
+        }
+    }
+
+    // aliri_tokens: a `TokenWatcher` (a `tokio::sync::watch` of the token,
+    // refreshed by a background task) fed by a constant local token source.
+    // Its tokens are strings; the header is built per request, as its
+    // reqwest middleware does.
+    if want("aliri_tokens") {
+        use aliri_tokens::backoff::ErrorBackoffConfig;
+        use aliri_tokens::jitter::NullJitter;
+        use aliri_tokens::sources::ConstTokenSource;
+        let source = ConstTokenSource::new(token.to_owned())
+            .with_token_valid_for(aliri_clock::DurationSecs(3600));
+        let watcher = rt
+            .block_on(aliri_tokens::TokenWatcher::spawn_from_token_source(
+                source,
+                NullJitter,
+                ErrorBackoffConfig::default(),
+            ))
+            .expect("aliri watcher");
+        let svc = WithHeader {
+            inner: inner.clone(),
+            header: move || bearer_value(watcher.token().access_token().as_str()),
+        };
+        v.visit("aliri_tokens", svc);
+    }
+
+    // aws-smithy-runtime's `ExpiringCache` (what its identity cache uses):
+    // a `tokio::sync::RwLock<OnceCell<(T, SystemTime)>>`, read with the
+    // wall clock. "format" caches the token string and builds the header per
+    // request, as the SDK's bearer signer does; "prebuilt" caches the
+    // finished `HeaderValue` (the cache's own cost only).
+    if want("aws_expiring_cache_format") {
+        let cached = aws_cached(rt, Arc::<str>::from(token));
+        let svc = WithHeader {
+            inner: inner.clone(),
+            header: move || bearer_value(&cached()),
+        };
+        v.visit("aws_expiring_cache_format", svc);
+    }
+    if want("aws_expiring_cache_prebuilt") {
+        let svc = WithHeader {
+            inner: inner.clone(),
+            header: aws_cached(rt, bearer_value(token)),
+        };
+        v.visit("aws_expiring_cache_prebuilt", svc);
+    }
+}
+
+/// An aws-smithy-runtime `ExpiringCache` holding `value` for an hour, and
+/// a function that reads it as the SDK does (checking the wall clock).
+fn aws_cached<T>(rt: &tokio::runtime::Runtime, value: T) -> impl Fn() -> T + Clone + Send + 'static
+where
+    T: Clone + Send + Sync + 'static,
+{
+    use aws_smithy_runtime::expiring_cache::ExpiringCache;
+    let cache: ExpiringCache<T, Infallible> = ExpiringCache::new(Duration::from_secs(10));
+    rt.block_on(cache.get_or_load(|| async move {
+        Ok::<_, Infallible>((value, SystemTime::now() + Duration::from_secs(3600)))
+    }))
+    .expect("aws cache");
+    move || {
+        let mut cx = Context::from_waker(Waker::noop());
+        poll_now(cache.yield_or_clear_if_expired(SystemTime::now()), &mut cx).expect("cached")
+    }
+}

@@ -1,0 +1,135 @@
+//! The demo's command line: what each flag means, and which run it asks for.
+
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
+
+use crate::run::Config;
+
+/// OAuth2Layer in front of an HTTP client: sends GET requests to a resource
+/// server with a bearer token from a token endpoint (the client-credentials
+/// grant), and ends with one `summary:` line.
+///
+/// With no arguments it starts its own token endpoint and resource server on
+/// 127.0.0.1 and runs for a few seconds. Plain `http` URLs are accepted on
+/// loopback only.
+#[derive(Parser, Debug)]
+#[command(name = "demo")]
+pub struct Args {
+    /// The token endpoint (RFC 6749 §3.2).
+    #[arg(long, value_name = "URL", env = "OAUTH2_TOKEN_URL")]
+    pub token_url: Option<String>,
+
+    /// The client id.
+    #[arg(long, value_name = "ID", env = "OAUTH2_CLIENT_ID")]
+    pub client_id: Option<String>,
+
+    /// The client secret (for --auth basic or post).
+    #[arg(
+        long,
+        value_name = "S",
+        env = "OAUTH2_CLIENT_SECRET",
+        hide_env_values = true
+    )]
+    pub client_secret: Option<String>,
+
+    /// How the client authenticates: basic (client_secret_basic), post
+    /// (client_secret_post) or none.
+    #[arg(
+        long,
+        value_name = "METHOD",
+        env = "OAUTH2_AUTH",
+        default_value = "basic"
+    )]
+    pub auth: String,
+
+    /// The scope to ask for, space-separated.
+    #[arg(long, value_name = "\"a b\"", env = "OAUTH2_SCOPE")]
+    pub scope: Option<String>,
+
+    /// The resource to GET.
+    #[arg(long, value_name = "RESOURCE_URL", env = "DEMO_URL")]
+    pub url: Option<String>,
+
+    /// How many requests to send in all.
+    #[arg(long, value_name = "N", env = "DEMO_REQUESTS", default_value_t = 20)]
+    pub requests: u64,
+
+    /// How many requests are in flight at once.
+    #[arg(long, value_name = "C", env = "DEMO_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: u64,
+
+    /// How long each request may take, token fetch included; a request
+    /// that takes longer counts as an error.
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "DEMO_TIMEOUT",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub timeout: u64,
+}
+
+/// What the command line asks for.
+pub enum Mode {
+    /// No arguments: the demo's own servers, on 127.0.0.1.
+    Local {
+        /// How long each request may take.
+        timeout: Duration,
+    },
+    /// Real servers, as the flags name them.
+    Remote(Config),
+}
+
+impl Args {
+    /// Parses `args` (the program name first); on a usage error, or for
+    /// `--help`, prints and exits as clap does.
+    pub fn mode_from<I, T>(args: I) -> Mode
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Args::command().get_matches_from(args);
+        let parsed = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        parsed.into_mode(&matches).unwrap_or_else(|e| e.exit())
+    }
+
+    /// Any flag on the command line, or a server named in the environment,
+    /// asks for real servers; then `--token-url`, `--client-id` and `--url`
+    /// are required. (A client secret in the environment alone does not:
+    /// the local run ignores it.)
+    fn into_mode(self, matches: &ArgMatches) -> Result<Mode, clap::Error> {
+        let timeout = Duration::from_secs(self.timeout);
+        let from = |id: &str| matches.value_source(id);
+        let remote = matches.ids().any(|id| {
+            let id = id.as_str();
+            from(id) == Some(ValueSource::CommandLine)
+                || (["token_url", "client_id", "url"].contains(&id)
+                    && from(id) == Some(ValueSource::EnvVariable))
+        });
+        if !remote {
+            return Ok(Mode::Local { timeout });
+        }
+        let need = |value: Option<String>, flag: &str| {
+            value.ok_or_else(|| {
+                Args::command().error(
+                    clap::error::ErrorKind::MissingRequiredArgument,
+                    format!("{flag} is required with flags"),
+                )
+            })
+        };
+        Ok(Mode::Remote(Config {
+            token_url: need(self.token_url, "--token-url")?,
+            client_id: need(self.client_id, "--client-id")?,
+            client_secret: self.client_secret,
+            auth: self.auth,
+            scope: self.scope,
+            url: need(self.url, "--url")?,
+            requests: Some(self.requests),
+            concurrency: self.concurrency.max(1) as usize,
+            timeout,
+        }))
+    }
+}

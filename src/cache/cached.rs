@@ -1,0 +1,118 @@
+//! A fetched token as the hot path reads it ([`Cached`]): its
+//! `Authorization` header, encoded once, its generation, and when it goes
+//! stale and expires. A token that cannot be sent safely never becomes one.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::HeaderValue;
+
+use super::policy::{unit_random, RefreshPolicy};
+use crate::error::Error;
+use crate::secret::SecretString;
+use crate::token::Token;
+
+/// The token as the hot path uses it.
+pub(crate) struct Cached {
+    pub(crate) header: HeaderValue,
+    pub(crate) generation: u64,
+    pub(super) stale_at: Option<Instant>,
+    pub(super) expires_at: Option<Instant>,
+    pub(super) token: Token,
+}
+
+impl Cached {
+    /// `token` made ready to send, or why it cannot be: not a bearer token
+    /// (unless `accept_any_token_type`), bytes not allowed in a header, or
+    /// already expired. It takes the next number of `generations` only
+    /// when it is usable.
+    pub(super) fn new(
+        token: Token,
+        policy: &RefreshPolicy,
+        accept_any_token_type: bool,
+        generations: &AtomicU64,
+    ) -> Result<Cached, Error> {
+        if !token.token_type().is_bearer() && !accept_any_token_type {
+            return Err(Error::invalid_token(format!(
+                "its token_type is {:?}, not Bearer; only bearer tokens are sent \
+                 (TokenCacheBuilder::accept_any_token_type sends it as one anyway)",
+                token.token_type().as_str()
+            )));
+        }
+        let header = bearer_header(token.access_token())?;
+        let lifetime = policy.lifetime(token.expires_in());
+        if lifetime.is_zero() {
+            return Err(Error::invalid_token(
+                "it expired on arrival (expires_in was 0 or negative)",
+            ));
+        }
+        let (stale_at, expires_at) =
+            policy.schedule(token.issued_at().instant(), lifetime, unit_random());
+        if expires_at.is_some_and(|e| Instant::now() >= e) {
+            return Err(Error::invalid_token(
+                "it expired before it arrived (the token endpoint took longer than its lifetime)",
+            ));
+        }
+        Ok(Cached {
+            header,
+            generation: generations.fetch_add(1, Ordering::Relaxed),
+            stale_at,
+            expires_at,
+            token,
+        })
+    }
+
+    /// Whether it may still be sent at `now`.
+    pub(super) fn is_valid_at(&self, now: Instant) -> bool {
+        self.expires_at.is_none_or(|e| now < e)
+    }
+}
+
+/// `Bearer <token>` as a sensitive header value, refusing any byte outside
+/// visible ASCII: a CR, LF or NUL would split or end the header (request
+/// smuggling), and RFC 6750's `b64token` allows none of them, nor spaces.
+fn bearer_header(access_token: &SecretString) -> Result<HeaderValue, Error> {
+    let t = access_token.expose_secret();
+    if t.is_empty() || !t.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Err(Error::invalid_token(
+            "the access token holds a byte not allowed in an HTTP header \
+             (control character, space or non-ASCII); it was not sent",
+        ));
+    }
+    let mut v = Vec::with_capacity(7 + t.len());
+    v.extend_from_slice(b"Bearer ");
+    v.extend_from_slice(t.as_bytes());
+    let mut header = HeaderValue::from_maybe_shared(Bytes::from(v)).map_err(|_| {
+        Error::invalid_token("the access token is not a valid header value; it was not sent")
+    })?;
+    header.set_sensitive(true);
+    Ok(header)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn forbidden_bytes_never_become_a_header() {
+        for bad in [
+            "ZQX\r\nX-Injected: 1",
+            "ZQX\nyz",
+            "ZQX\0yz",
+            "ZQX yz",
+            "ZQXö",
+            "ZQX\tyz",
+            "ZQX\x7f",
+            "",
+        ] {
+            let e = bearer_header(&SecretString::from(bad)).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidToken, "{bad:?}");
+            assert!(!format!("{e} {e:?}").contains("ZQX"), "{e}");
+        }
+        let h = bearer_header(&SecretString::from("abc-._~+/=")).unwrap();
+        assert_eq!(h, "Bearer abc-._~+/=");
+        assert!(h.is_sensitive());
+    }
+}

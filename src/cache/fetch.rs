@@ -1,0 +1,239 @@
+//! One token fetch ([`Fetcher`]): which grant to send (the refresh token
+//! when there is one, falling back to the configured grant on
+//! `invalid_grant`), and where a new token is recorded before it is used
+//! (the [`TokenStore`], the `on_refresh_token` callback).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::stats::{bump, Counters};
+use crate::endpoint::TokenEndpoint;
+use crate::error::{Error, ErrorCode};
+use crate::request::TokenRequest;
+use crate::secret::SecretString;
+use crate::store::TokenStore;
+use crate::token::Token;
+use crate::transport::HttpTransport;
+
+pub(super) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+pub(super) type RefreshTokenCallback = Arc<dyn Fn(&SecretString) + Send + Sync>;
+
+/// Something that can run a token request: [`TokenEndpoint`] over any
+/// [`HttpTransport`], its type erased.
+pub(super) trait Fetch: Send + Sync + 'static {
+    fn fetch(&self, request: TokenRequest) -> BoxFuture<Result<Token, Error>>;
+}
+
+/// The endpoint behind a mutex, so the HTTP service need not be `Sync`
+/// (`BoxCloneService` is not): it is only cloned, once per fetch.
+struct SharedEndpoint<T>(Mutex<TokenEndpoint<T>>);
+
+impl<T: HttpTransport> Fetch for SharedEndpoint<T> {
+    fn fetch(&self, request: TokenRequest) -> BoxFuture<Result<Token, Error>> {
+        let endpoint = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        Box::pin(endpoint.request(&request))
+    }
+}
+
+/// `endpoint`, type-erased for a cache.
+pub(super) fn boxed<T: HttpTransport>(endpoint: TokenEndpoint<T>) -> Box<dyn Fetch> {
+    Box::new(SharedEndpoint(Mutex::new(endpoint)))
+}
+
+/// The refresh token the next fetch sends, if any.
+struct RefreshToken {
+    current: Option<SecretString>,
+    /// The token endpoint's refusal of the last refresh token, kept when
+    /// there is no other grant: every later fetch fails with it.
+    refused: Option<Error>,
+}
+
+/// Where tokens come from, and where each new one is recorded.
+pub(super) struct Fetcher {
+    endpoint: Box<dyn Fetch>,
+    /// The configured grant; `None` for a cache built from a refresh token.
+    primary: Option<TokenRequest>,
+    refresh: Mutex<RefreshToken>,
+    store: Option<Arc<dyn TokenStore>>,
+    on_refresh_token: Option<RefreshTokenCallback>,
+}
+
+impl Fetcher {
+    pub(super) fn new(
+        endpoint: Box<dyn Fetch>,
+        primary: Option<TokenRequest>,
+        refresh_token: Option<SecretString>,
+        store: Option<Arc<dyn TokenStore>>,
+        on_refresh_token: Option<RefreshTokenCallback>,
+    ) -> Self {
+        Fetcher {
+            endpoint,
+            primary,
+            refresh: Mutex::new(RefreshToken {
+                current: refresh_token,
+                refused: None,
+            }),
+            store,
+            on_refresh_token,
+        }
+    }
+
+    /// Gets a new token, and records it (store, callback) before it is
+    /// used. The refresh token is recorded even if the access token beside
+    /// it turns out to be unusable: with rotation, the one sent is spent.
+    pub(super) async fn fetch(&self, counters: &Counters) -> Result<Token, Error> {
+        let token = self.request_token(counters).await?;
+        self.save(&token, counters).await;
+        self.note_refresh_token(&token);
+        Ok(token)
+    }
+
+    fn refresh(&self) -> MutexGuard<'_, RefreshToken> {
+        self.refresh.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends the refresh token if there is one, else the configured grant.
+    async fn request_token(&self, counters: &Counters) -> Result<Token, Error> {
+        let refresh_token = self.refresh().current.clone();
+        if let Some(refresh_token) = refresh_token {
+            bump(&counters.token_fetches);
+            let request = TokenRequest::refresh_token(refresh_token);
+            match self.endpoint.fetch(request).await {
+                Err(e) if e.oauth_error().map(|r| r.error()) == Some(&ErrorCode::InvalidGrant) => {
+                    self.refresh_token_refused(e)?
+                }
+                answer => return answer,
+            }
+        }
+        let Some(primary) = &self.primary else {
+            let refusal = self.refresh().refused.clone();
+            return Err(Error::reauthorization_required(refusal));
+        };
+        bump(&counters.token_fetches);
+        self.endpoint.fetch(primary.clone()).await
+    }
+
+    /// Drops a refused refresh token (`invalid_grant`: revoked, expired or
+    /// spent), so the configured grant is sent instead. With none, the user
+    /// must authorize again: `refusal` answers this fetch and every later one.
+    fn refresh_token_refused(&self, refusal: Error) -> Result<(), Error> {
+        let mut refresh = self.refresh();
+        refresh.current = None;
+        if self.primary.is_some() {
+            tracing::debug!("refresh token refused; falling back to the original grant");
+            return Ok(());
+        }
+        refresh.refused = Some(refusal.clone());
+        Err(Error::reauthorization_required(Some(refusal)))
+    }
+
+    async fn save(&self, token: &Token, counters: &Counters) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        let (store, token) = (store.clone(), token.clone());
+        let failure = match tokio::task::spawn_blocking(move || store.save(&token)).await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        bump(&counters.store_failures);
+        tracing::error!(error = %failure, "could not save the new token; it is used anyway");
+    }
+
+    fn note_refresh_token(&self, token: &Token) {
+        let Some(new) = token.refresh_token() else {
+            return;
+        };
+        let changed = {
+            let mut refresh = self.refresh();
+            let changed = refresh.current.as_ref() != Some(new);
+            if changed {
+                refresh.current = Some(new.clone());
+            }
+            changed
+        };
+        // Outside the lock: callers waiting for a token do not wait on it.
+        if let (true, Some(cb)) = (changed, &self.on_refresh_token) {
+            tracing::debug!("new refresh token issued; handing it to the application");
+            cb(new);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+
+    use crate::cache::{Backoff, TokenCache};
+    use crate::error::{ErrorCode, ErrorKind};
+    use crate::{ClientAuth, TokenEndpoint, TokenUrl};
+
+    #[tokio::test]
+    async fn a_refused_refresh_token_with_no_other_grant_asks_the_user_to_authorize_again() {
+        let requests = std::sync::Arc::new(AtomicUsize::new(0));
+        let counted = requests.clone();
+        let http = tower::service_fn(move |_req: http::Request<Full<Bytes>>| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async {
+                Ok::<_, Infallible>(
+                    http::Response::builder()
+                        .status(400)
+                        .header("content-type", "application/json")
+                        .body(Full::new(Bytes::from_static(
+                            br#"{"error":"invalid_grant","error_description":"revoked"}"#,
+                        )))
+                        .unwrap(),
+                )
+            }
+        });
+        let endpoint = TokenEndpoint::new(
+            http,
+            TokenUrl::new("https://as.example.com/token").unwrap(),
+            ClientAuth::client_secret_basic("svc", "secret"),
+        );
+        let backoff = Duration::from_millis(200);
+        let cache = TokenCache::from_refresh_token(endpoint, "rt-seed")
+            .backoff(Backoff::new(backoff, backoff))
+            .build();
+
+        let e = cache.bearer_header().await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ReauthorizationRequired);
+        assert!(e.is_reauthorization_required() && !e.is_retryable());
+        assert_eq!(
+            e.oauth_error().map(|r| r.error()),
+            Some(&ErrorCode::InvalidGrant)
+        );
+        assert_eq!(
+            e.to_string(),
+            "the refresh token was refused and there is no other grant: the user must \
+             authorize again (token endpoint answered 400 Bad Request: invalid_grant: revoked)"
+        );
+        // Within the backoff: the same cause, at once.
+        let e = cache.bearer_header().await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NoToken);
+        assert!(e.is_reauthorization_required());
+        // After it: still the refusal, and no refresh token is sent again.
+        tokio::time::sleep(backoff + Duration::from_millis(50)).await;
+        let e = cache.bearer_header().await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ReauthorizationRequired);
+        assert_eq!(
+            e.oauth_error().and_then(|r| r.error_description()),
+            Some("revoked")
+        );
+        assert_eq!(requests.load(Ordering::SeqCst), 1);
+        let stats = cache.stats();
+        assert_eq!(
+            (stats.token_fetches, stats.fetch_failures, stats.fail_fast),
+            (1, 2, 1),
+            "{stats:?}"
+        );
+    }
+}

@@ -1,0 +1,242 @@
+//! The token cache: one current token, refreshed before it expires, fetched
+//! once however many callers need it.
+//!
+//! A [`TokenCache`] is cheap to clone (an `Arc`); every clone shares one token.
+//! [`crate::OAuth2Layer`] uses it for every request, and you can use the same
+//! cache directly ([`TokenCache::bearer_header`], [`TokenCache::token`]) for a
+//! client the layer does not wrap.
+//!
+//! # Lifecycle
+//!
+//! A cached token is in one of three states:
+//!
+//! - **fresh**: used as it is;
+//! - **stale**: still used, and one background refresh is started;
+//! - **expired** (or no token yet): never sent; callers wait for one fetch.
+//!
+//! With lifetime `L` (the token's `expires_in`, or
+//! [`RefreshPolicy::lifetime_when_unknown`] when the server sent none), counted
+//! from when the token request was *sent*:
+//!
+//! - the token goes **stale** `lead × (1 + U[0, jitter))` before `L` runs out,
+//!   where `lead = min(refresh_before, max_fraction × L)`;
+//!   defaults: `refresh_before` 5 min, `max_fraction` ¼, `jitter` ¼;
+//! - it counts as **expired** `min(10 s, max(L / 20, min(1 s, L / 10)))`
+//!   before `L` runs out, so it is not sent just as it dies. The second is
+//!   there because servers count lifetimes in whole seconds (a JWT's `exp`;
+//!   oidc-provider's `floor(now) + ttl`): a token issued at x.99 s with
+//!   `expires_in` 10 is refused from x + 10 s, 9.01 s after it was sent.
+//!   Under 10 s the margin is a tenth of the lifetime.
+//!
+//! So a 24-hour token goes stale 5–6¼ min before it expires, a 1-hour token
+//! 5–6¼ min before, a 60-second token at 41–45 s, a 5-second token at
+//! 3.4–3.75 s; none is refreshed on every request. A token issued with
+//! `expires_in` 0 or less is rejected ([`crate::ErrorKind::InvalidToken`]).
+//!
+//! # Single flight, generations, backoff
+//!
+//! A fetch runs in its own Tokio task; every caller that needs a token joins
+//! the fetch in progress, and a caller that goes away never cancels it. Each
+//! token gets a generation number; [`TokenCache::invalidate`] drops only the
+//! generation it names, so many 401s for one token cause one fetch. A failed
+//! fetch sets a backoff (exponential with jitter and a cap, cut to half the
+//! time the cached token has left so a short token gets several tries, or the
+//! server's `Retry-After` if longer): until it has passed, a still-valid token keeps
+//! being served and callers with no valid token fail at once with
+//! [`crate::ErrorKind::NoToken`], carrying the last failure.
+//!
+//! The fetch task runs on the Tokio runtime of the caller that started it.
+//! With no runtime (or one shutting down) there is nothing to run it on:
+//! that caller gets [`crate::ErrorKind::NoRuntime`] at once, no backoff is
+//! set, and the next caller on a running runtime fetches a token. A refresh
+//! token refused with no other grant to fall back to is
+//! [`crate::ErrorKind::ReauthorizationRequired`].
+//!
+//! # Example
+//!
+//! ```
+//! # use bytes::Bytes;
+//! # use http_body_util::Full;
+//! use tower_oauth2::cache::TokenCache;
+//! use tower_oauth2::{ClientAuth, TokenEndpoint, TokenRequest, TokenUrl};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tower_oauth2::Error> {
+//! # let http = tower::service_fn(|_req: http::Request<Full<Bytes>>| async {
+//! #     Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from_static(
+//! #         br#"{"access_token":"at-1","token_type":"Bearer","expires_in":300}"#,
+//! #     ))))
+//! # });
+//! let endpoint = TokenEndpoint::new(
+//!     http,
+//!     TokenUrl::new("https://as.example.com/token")?,
+//!     ClientAuth::client_secret_basic("svc", "secret"),
+//! );
+//! let cache = TokenCache::builder(endpoint, TokenRequest::client_credentials()).build();
+//! let header = cache.bearer_header().await?;
+//! assert_eq!(header, "Bearer at-1");
+//! assert!(header.is_sensitive());
+//! cache.bearer_header().await?; // served from the cache
+//! assert_eq!(cache.stats().token_fetches, 1);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use arc_swap::ArcSwapOption;
+use http::HeaderValue;
+
+use crate::error::Error;
+use crate::token::Token;
+
+// One concept a file: `policy` (when a token goes stale or expires, how long
+// to back off), `cached` (a token as the hot path reads it), `fetch` (one
+// token request and where its result is recorded), `flight` (single flight
+// and backoff), `builder`, `stats`. This file: the handle and the hot path.
+mod builder;
+mod cached;
+mod fetch;
+mod flight;
+mod policy;
+mod stats;
+
+pub use builder::TokenCacheBuilder;
+pub(crate) use cached::Cached;
+pub use policy::{Backoff, RefreshPolicy};
+pub use stats::Stats;
+
+use fetch::Fetcher;
+use flight::FlightState;
+use stats::{bump, Counters};
+
+/// What the hot path found.
+pub(crate) enum Lookup {
+    /// A usable token: its header and generation.
+    Ready(HeaderValue, u64),
+    /// No usable token: wait for [`TokenCache::wait_for_token`].
+    Wait,
+}
+
+/// What every clone of a cache shares.
+struct Shared {
+    /// The token, read without a lock by every request.
+    current: ArcSwapOption<Cached>,
+    fetcher: Fetcher,
+    /// The cache's lock: the single flight and its backoff.
+    flight: Mutex<FlightState>,
+    next_generation: AtomicU64,
+    policy: RefreshPolicy,
+    backoff: Backoff,
+    accept_any_token_type: bool,
+    counters: Counters,
+}
+
+impl Shared {
+    /// `token` made ready to cache, with the next generation number.
+    fn admit(&self, token: Token) -> Result<Cached, Error> {
+        Cached::new(
+            token,
+            &self.policy,
+            self.accept_any_token_type,
+            &self.next_generation,
+        )
+    }
+}
+
+/// A shared, self-refreshing access token. See the module docs.
+#[derive(Clone)]
+pub struct TokenCache {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let current = self.shared.current.load();
+        f.debug_struct("TokenCache")
+            .field("generation", &current.as_ref().map(|c| c.generation))
+            .field("policy", &self.shared.policy)
+            .field("backoff", &self.shared.backoff)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenCache {
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        self.shared.counters.snapshot()
+    }
+
+    pub(crate) fn count_retry(&self) {
+        bump(&self.shared.counters.retries);
+    }
+
+    /// The hot path: one `ArcSwap` load, one clock read and comparisons, one
+    /// `HeaderValue` clone. A stale token also starts a background refresh.
+    #[inline]
+    pub(crate) fn lookup(&self) -> Lookup {
+        let guard = self.shared.current.load();
+        let Some(cached) = guard.as_ref() else {
+            return Lookup::Wait;
+        };
+        let now = Instant::now();
+        if cached.stale_at.is_none_or(|s| now < s) {
+            return Lookup::Ready(cached.header.clone(), cached.generation);
+        }
+        if cached.expires_at.is_some_and(|e| now >= e) {
+            return Lookup::Wait;
+        }
+        self.start_background_refresh();
+        Lookup::Ready(cached.header.clone(), cached.generation)
+    }
+
+    /// Drops the cached token if it is still generation `generation` (the
+    /// resource server refused it). A newer token is left alone.
+    pub fn invalidate(&self, generation: u64) {
+        let current = self.shared.current.load();
+        if let Some(c) = current.as_ref() {
+            if c.generation == generation {
+                let prev = self.shared.current.compare_and_swap(&*current, None);
+                let swapped =
+                    matches!((&*prev, &*current), (Some(a), Some(b)) if Arc::ptr_eq(a, b));
+                if swapped {
+                    bump(&self.shared.counters.invalidations);
+                    tracing::debug!(generation, "token invalidated");
+                }
+            }
+        }
+    }
+
+    /// A usable `Authorization: Bearer …` header (marked sensitive) and the
+    /// token's generation, fetching a token if needed.
+    pub async fn bearer_header_with_generation(&self) -> Result<(HeaderValue, u64), Error> {
+        match self.lookup() {
+            Lookup::Ready(h, g) => Ok((h, g)),
+            Lookup::Wait => {
+                let c = self.wait_for_token().await?;
+                Ok((c.header.clone(), c.generation))
+            }
+        }
+    }
+
+    /// A usable `Authorization: Bearer …` header, marked sensitive.
+    pub async fn bearer_header(&self) -> Result<HeaderValue, Error> {
+        Ok(self.bearer_header_with_generation().await?.0)
+    }
+
+    /// The current usable token, fetching one if needed.
+    pub async fn token(&self) -> Result<Token, Error> {
+        if let Lookup::Ready(_, g) = self.lookup() {
+            if let Some(c) = self.shared.current.load_full() {
+                if c.generation == g {
+                    return Ok(c.token.clone());
+                }
+            }
+        }
+        Ok(self.wait_for_token().await?.token.clone())
+    }
+}

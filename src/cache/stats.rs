@@ -1,0 +1,61 @@
+//! The cache's counters: [`Stats`] is their public snapshot.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A snapshot of a cache's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Token requests sent to the token endpoint.
+    pub token_fetches: u64,
+    /// Token requests that failed (any reason, including unusable tokens).
+    pub fetch_failures: u64,
+    /// Fetches started in the background because the token went stale.
+    pub background_refreshes: u64,
+    /// Calls that had to wait for a fetch (no valid token was cached).
+    pub waits: u64,
+    /// Tokens dropped by [`TokenCache::invalidate`](super::TokenCache::invalidate)
+    /// (a 401 for them).
+    pub invalidations: u64,
+    /// Requests resent after a 401 (counted by the layer).
+    pub retries: u64,
+    /// Calls that failed at once because of a recent fetch failure.
+    pub fail_fast: u64,
+    /// Tokens the [`crate::store::TokenStore`] failed to save (each one logged).
+    pub store_failures: u64,
+}
+
+/// The live counters, one per [`Stats`] field. Only slow paths write them:
+/// a request served from the cache counts nothing.
+#[derive(Default)]
+pub(super) struct Counters {
+    pub(super) token_fetches: AtomicU64,
+    pub(super) fetch_failures: AtomicU64,
+    pub(super) background_refreshes: AtomicU64,
+    pub(super) waits: AtomicU64,
+    pub(super) invalidations: AtomicU64,
+    pub(super) retries: AtomicU64,
+    pub(super) fail_fast: AtomicU64,
+    pub(super) store_failures: AtomicU64,
+}
+
+impl Counters {
+    pub(super) fn snapshot(&self) -> Stats {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Stats {
+            token_fetches: get(&self.token_fetches),
+            fetch_failures: get(&self.fetch_failures),
+            background_refreshes: get(&self.background_refreshes),
+            waits: get(&self.waits),
+            invalidations: get(&self.invalidations),
+            retries: get(&self.retries),
+            fail_fast: get(&self.fail_fast),
+            store_failures: get(&self.store_failures),
+        }
+    }
+}
+
+/// Adds one to a counter.
+pub(super) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}

@@ -1,0 +1,95 @@
+//! What kind of failure an error is: the public, matchable part.
+
+/// What kind of failure an [`Error`] is.
+///
+/// A failure to fetch discovery metadata has the kind of what went wrong
+/// (`Transport`, `Timeout`, `HttpStatus`, `Redirect`, `BodyTooLarge`), and
+/// [`Error::is_discovery`] says it happened in discovery; `Discovery` is
+/// for an issuer or metadata that cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The token endpoint answered with an RFC 6749 §5.2 error
+    /// ([`Error::oauth_error`] has it).
+    OAuth,
+    /// The token endpoint answered with an error status and a body that is not
+    /// an OAuth2 error (an HTML 502 page, say).
+    HttpStatus,
+    /// The token endpoint answered with a redirect, which is not followed
+    /// because it would carry the client credentials elsewhere.
+    Redirect,
+    /// The request could not be sent or the answer not received.
+    Transport,
+    /// No complete answer came within the configured timeout.
+    Timeout,
+    /// The answer's body was larger than the configured limit.
+    BodyTooLarge,
+    /// The answer was a success status with a body that is not a usable token
+    /// response.
+    InvalidResponse,
+    /// A request could not be built from what was given: the token request
+    /// (bad token URL, forbidden bytes in a parameter or header) or the
+    /// authorization URL (bad authorization endpoint, malformed PKCE
+    /// verifier). The message says which part to fix.
+    InvalidRequest,
+    /// A destination given to [`crate::layer::Destinations::origins`] is not
+    /// an `http` or `https` origin (`https://host[:port]`, no path).
+    InvalidDestination,
+    /// The operating system's random source failed, so no `state` or PKCE
+    /// verifier could be drawn ([`crate::authorize`]).
+    RandomSource,
+    /// A token was issued but cannot be used: it holds bytes not allowed in a
+    /// header, is of a type not configured, or expired on arrival.
+    InvalidToken,
+    /// No token is available: the layer has none, and fetching one failed
+    /// recently (the last failure is the [`std::error::Error::source`]).
+    NoToken,
+    /// The cache needed to fetch a token but no Tokio runtime is running on
+    /// this thread, or the runtime is shutting down: fetches run as Tokio
+    /// tasks. Use the cache from within a running runtime; the next call
+    /// made there fetches a token.
+    NoRuntime,
+    /// The token fetch ended without an answer: it panicked (a bug in the
+    /// HTTP client, say), or its Tokio runtime shut down while it ran.
+    /// Retryable: the next call starts a new fetch once the backoff has
+    /// passed.
+    FetchAborted,
+    /// The refresh token was refused (`invalid_grant`: revoked, expired, or
+    /// already used) and the cache has no other grant to fall back to
+    /// ([`crate::TokenCache::from_refresh_token`]): the user must authorize
+    /// again. [`Error::oauth_error`] has the token endpoint's answer;
+    /// [`Error::is_reauthorization_required`] also sees it through a
+    /// [`ErrorKind::NoToken`] error.
+    ReauthorizationRequired,
+    /// Authorization server discovery ([`crate::discovery`]) found no
+    /// usable metadata: [`Error::discovery_failure`] says why.
+    Discovery,
+}
+
+/// Why authorization server discovery found no usable metadata (an
+/// [`ErrorKind::Discovery`] error's [`Error::discovery_failure`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DiscoveryFailure {
+    /// The issuer asked for is not an issuer identifier: an `https` URL
+    /// (`http` on loopback) with no credentials, query or fragment
+    /// (RFC 8414 §2).
+    InvalidIssuer,
+    /// No well-known URL has metadata: each answered a client error status
+    /// (404…) or a success whose body is not a JSON object.
+    NotFound,
+    /// The metadata's `issuer` is missing or not exactly the issuer asked
+    /// for, so it must not be used (RFC 8414 §3.3, OpenID Connect Discovery
+    /// §4.3).
+    IssuerMismatch,
+    /// The metadata has no `token_endpoint`.
+    MissingTokenEndpoint,
+    /// The `token_endpoint` is not a usable token URL (`http` off loopback,
+    /// relative, or carrying credentials).
+    InvalidTokenEndpoint,
+    /// A member of the metadata has the wrong JSON type.
+    InvalidMetadata,
+    /// The server lists none of the client authentication methods this
+    /// client can use.
+    UnsupportedClientAuth,
+}

@@ -1,0 +1,365 @@
+use std::fmt;
+use std::sync::Arc;
+
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderValue, StatusCode, Uri};
+
+use super::destinations::Destinations;
+use crate::cache::{Lookup, TokenCache};
+use crate::challenge::a_new_token_may_help;
+
+/// Which requests get a token, and what a response refusing it leads to.
+///
+/// One value holds the settings every transport of this crate shares (the
+/// token cache, which [`Destinations`] get the token, whether an
+/// `Authorization` header the caller set is kept, whether a refused token
+/// leads to a resend) and makes their decisions: [`crate::OAuth2Layer`] and
+/// the reqwest middleware (feature `reqwest`) are built from it and ask it
+/// the same questions, so they behave the same. Build one and give it to
+/// both to configure them once:
+///
+/// ```
+/// # fn f(cache: tower_oauth2::TokenCache) -> Result<(), tower_oauth2::Error> {
+/// use tower_oauth2::layer::{AuthPolicy, Destinations};
+/// use tower_oauth2::OAuth2Layer;
+///
+/// let policy = AuthPolicy::new(cache)
+///     .destinations(Destinations::origins(["https://api.example.com"])?)
+///     .keep_existing_authorization(true);
+/// let layer = OAuth2Layer::from_policy(policy.clone());
+/// #[cfg(feature = "reqwest")]
+/// let middleware = tower_oauth2::reqwest::OAuth2Middleware::from_policy(policy.clone());
+/// assert!(layer.policy().keeps_existing_authorization());
+/// # Ok(())
+/// # }
+/// ```
+///
+/// It is cheap to clone: the settings sit behind one `Arc`. A request that
+/// gets a token costs one reference-count increment (the response future
+/// holds a clone), as a clone of the [`TokenCache`] alone would; one that
+/// passes through costs none.
+#[derive(Clone, Debug)]
+pub struct AuthPolicy {
+    settings: Arc<Settings>,
+}
+
+#[derive(Clone, Debug)]
+struct Settings {
+    cache: TokenCache,
+    keep_existing: bool,
+    retry_unauthorized: bool,
+    destinations: Destinations,
+}
+
+/// What a transport does with the response to a request that carried a
+/// token, as [`AuthPolicy::after_response`] decides.
+///
+/// The enum is where a new rule about refused tokens goes (a backoff for a
+/// resource that refuses every token, a DPoP nonce to resend with), so that
+/// every transport follows it.
+pub(crate) enum AfterResponse {
+    /// Not a refusal a new token may fix: the response is the answer.
+    Return,
+    /// The token was refused and is now invalidated, but the request is not
+    /// sent again (the retry is off, or no copy of it was kept): the refusal
+    /// is the answer.
+    ReturnRefusal,
+    /// The token was refused and is now invalidated: send the copy once more,
+    /// with the newer token already cached (`Lookup::Ready`) or with the one
+    /// `TokenCache::wait_for_token` gives (`Lookup::Wait`).
+    Resend(Lookup),
+}
+
+impl AuthPolicy {
+    /// Tokens from `cache` for [`Destinations::secure`], replacing an
+    /// `Authorization` header the caller set, with one resend after a refusal.
+    pub fn new(cache: TokenCache) -> Self {
+        AuthPolicy {
+            settings: Arc::new(Settings {
+                cache,
+                keep_existing: false,
+                retry_unauthorized: true,
+                destinations: Destinations::secure(),
+            }),
+        }
+    }
+
+    /// Which requests get the token (default [`Destinations::secure`]:
+    /// `https` anywhere, `http` only to loopback); others pass through
+    /// untouched.
+    pub fn destinations(mut self, destinations: Destinations) -> Self {
+        Arc::make_mut(&mut self.settings).destinations = destinations;
+        self
+    }
+
+    /// When `true`, a request that already has an `Authorization` header is
+    /// sent as it is (no token added, no resend). Default `false`: the
+    /// header is replaced.
+    pub fn keep_existing_authorization(mut self, keep: bool) -> Self {
+        Arc::make_mut(&mut self.settings).keep_existing = keep;
+        self
+    }
+
+    /// Whether to get a new token and resend the request once when the
+    /// resource server refuses the token (default `true`). With `false` no
+    /// copy of a request is kept for a resend, and a refusal still
+    /// invalidates the token, so the next request gets a new one.
+    pub fn retry_unauthorized(mut self, retry: bool) -> Self {
+        Arc::make_mut(&mut self.settings).retry_unauthorized = retry;
+        self
+    }
+
+    /// The token cache.
+    pub fn cache(&self) -> &TokenCache {
+        &self.settings.cache
+    }
+
+    /// Whether an `Authorization` header the caller set is kept.
+    pub fn keeps_existing_authorization(&self) -> bool {
+        self.settings.keep_existing
+    }
+
+    /// Whether a refused token leads to one resend. A transport keeps a copy
+    /// of a request (its body above all) for a resend only when this is true.
+    pub fn retries_unauthorized(&self) -> bool {
+        self.settings.retry_unauthorized
+    }
+
+    /// Whether a request to `uri` with `headers` gets a token. One that does
+    /// not passes through untouched: no token, no resend.
+    #[inline]
+    pub(crate) fn applies_to(&self, uri: &Uri, headers: &HeaderMap) -> bool {
+        let settings = &*self.settings;
+        settings.destinations.allows(uri)
+            && !(settings.keep_existing && headers.contains_key(AUTHORIZATION))
+    }
+
+    /// What to do with a response (`status`, `headers`) to a request sent
+    /// with token generation `sent`; `resendable` says whether the transport
+    /// kept a copy of the request to send again.
+    ///
+    /// A 401 whose RFC 6750 challenge does not say `insufficient_scope` or
+    /// `invalid_request` (a new token cannot fix those), or gRPC's
+    /// UNAUTHENTICATED, refuses the token: it is invalidated here, only that
+    /// generation (a newer one already cached is kept, and the resend uses
+    /// it without a fetch).
+    #[inline]
+    pub(crate) fn after_response(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        sent: u64,
+        resendable: bool,
+    ) -> AfterResponse {
+        // Inlined up to here: an answer that refuses nothing costs what the
+        // check costs, as in a transport that made it itself.
+        if !a_new_token_may_help(status, headers) {
+            return AfterResponse::Return;
+        }
+        self.after_refusal(sent, resendable)
+    }
+
+    fn after_refusal(&self, sent: u64, resendable: bool) -> AfterResponse {
+        let cache = &self.settings.cache;
+        cache.invalidate(sent);
+        if !self.settings.retry_unauthorized {
+            return AfterResponse::ReturnRefusal;
+        }
+        if !resendable {
+            tracing::debug!("401 for a request whose body cannot be replayed; returned as is");
+            return AfterResponse::ReturnRefusal;
+        }
+        match cache.lookup() {
+            Lookup::Ready(header, generation) if generation != sent => {
+                AfterResponse::Resend(Lookup::Ready(header, generation))
+            }
+            _ => AfterResponse::Resend(Lookup::Wait),
+        }
+    }
+
+    /// Puts the new token on the copy being resent after a refusal, and
+    /// counts the resend in [`crate::cache::Stats::retries`].
+    pub(crate) fn resend_with(&self, headers: &mut HeaderMap, token: HeaderValue) {
+        headers.insert(AUTHORIZATION, token);
+        self.settings.cache.count_retry();
+        tracing::debug!("resending the request once with a new token after a 401");
+    }
+}
+
+// By hand: `Lookup` holds the token, which is not shown.
+impl fmt::Debug for AfterResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AfterResponse::Return => f.write_str("Return"),
+            AfterResponse::ReturnRefusal => f.write_str("ReturnRefusal"),
+            AfterResponse::Resend(Lookup::Ready(_, generation)) => {
+                write!(f, "Resend(cached generation {generation})")
+            }
+            AfterResponse::Resend(Lookup::Wait) => f.write_str("Resend(after a fetch)"),
+        }
+    }
+}
+
+/// The options of a transport that holds an [`AuthPolicy`] in a field
+/// `policy`, each delegating to the policy: every transport has the same
+/// options, with the same names and meaning.
+macro_rules! delegate_policy_options {
+    () => {
+        /// Which requests get the token: see
+        /// [`AuthPolicy::destinations`](crate::layer::AuthPolicy::destinations).
+        pub fn destinations(mut self, destinations: $crate::layer::Destinations) -> Self {
+            self.policy = self.policy.destinations(destinations);
+            self
+        }
+
+        /// Whether an `Authorization` header the caller set is kept: see
+        /// [`AuthPolicy::keep_existing_authorization`](crate::layer::AuthPolicy::keep_existing_authorization).
+        pub fn keep_existing_authorization(mut self, keep: bool) -> Self {
+            self.policy = self.policy.keep_existing_authorization(keep);
+            self
+        }
+
+        /// Whether a refused token leads to one resend: see
+        /// [`AuthPolicy::retry_unauthorized`](crate::layer::AuthPolicy::retry_unauthorized).
+        pub fn retry_unauthorized(mut self, retry: bool) -> Self {
+            self.policy = self.policy.retry_unauthorized(retry);
+            self
+        }
+
+        /// The token cache.
+        pub fn cache(&self) -> &$crate::TokenCache {
+            self.policy.cache()
+        }
+
+        /// The settings and decisions this uses.
+        pub fn policy(&self) -> &$crate::layer::AuthPolicy {
+            &self.policy
+        }
+    };
+}
+
+pub(crate) use delegate_policy_options;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::testing::cache;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    /// The generation of the token the cache holds, fetched if need be.
+    async fn generation_of(policy: &AuthPolicy) -> u64 {
+        let (_, generation) = policy
+            .cache()
+            .bearer_header_with_generation()
+            .await
+            .unwrap();
+        generation
+    }
+
+    fn is_resend_after_fetch(after: &AfterResponse) -> bool {
+        matches!(after, AfterResponse::Resend(Lookup::Wait))
+    }
+
+    #[test]
+    fn applies_to_allowed_destinations_unless_a_kept_header_is_set() {
+        let policy = AuthPolicy::new(cache());
+        let https: Uri = "https://api.example.com/x".parse().unwrap();
+        let clear: Uri = "http://api.example.com/x".parse().unwrap();
+        let own = headers(&[("authorization", "Basic abc")]);
+        assert!(policy.applies_to(&https, &HeaderMap::new()));
+        assert!(!policy.applies_to(&clear, &HeaderMap::new()));
+        assert!(policy.applies_to(&https, &own));
+        let keep = policy.clone().keep_existing_authorization(true);
+        assert!(!keep.applies_to(&https, &own));
+        assert!(keep.applies_to(&https, &HeaderMap::new()));
+        let any = keep.destinations(Destinations::any());
+        assert!(any.applies_to(&clear, &HeaderMap::new()));
+        assert!(any.keeps_existing_authorization());
+        // The clone taken before the changes kept its own settings.
+        assert!(!policy.keeps_existing_authorization());
+        assert!(policy.retries_unauthorized());
+    }
+
+    #[tokio::test]
+    async fn only_a_refusal_a_new_token_may_fix_invalidates_it() {
+        let policy = AuthPolicy::new(cache());
+        let sent = generation_of(&policy).await;
+        let answers = [
+            (StatusCode::OK, headers(&[])),
+            (StatusCode::FORBIDDEN, headers(&[])),
+            (
+                StatusCode::UNAUTHORIZED,
+                headers(&[("www-authenticate", r#"Bearer error="insufficient_scope""#)]),
+            ),
+            (StatusCode::OK, headers(&[("grpc-status", "7")])),
+        ];
+        for (status, headers) in answers {
+            let after = policy.after_response(status, &headers, sent, true);
+            assert!(matches!(after, AfterResponse::Return), "{status} {after:?}");
+        }
+        assert_eq!(policy.cache().stats().invalidations, 0);
+
+        let unauthenticated = headers(&[("grpc-status", "16")]);
+        let after = policy.after_response(StatusCode::OK, &unauthenticated, sent, true);
+        assert!(is_resend_after_fetch(&after), "{after:?}");
+        assert_eq!(policy.cache().stats().invalidations, 1);
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_is_resent_with_a_newer_one_without_a_fetch() {
+        let policy = AuthPolicy::new(cache());
+        let refused = headers(&[("www-authenticate", r#"Bearer error="invalid_token""#)]);
+        let first = generation_of(&policy).await;
+        let after = policy.after_response(StatusCode::UNAUTHORIZED, &refused, first, true);
+        assert!(is_resend_after_fetch(&after), "{after:?}");
+        let second = generation_of(&policy).await;
+        // A late 401 for the first token: the second is kept and used.
+        let after = policy.after_response(StatusCode::UNAUTHORIZED, &refused, first, true);
+        let AfterResponse::Resend(Lookup::Ready(header, generation)) = after else {
+            panic!("expected a resend with the cached token, got {after:?}");
+        };
+        assert_eq!(
+            (header.to_str().unwrap(), generation),
+            ("Bearer at-2", second)
+        );
+        let stats = policy.cache().stats();
+        assert_eq!((stats.token_fetches, stats.invalidations), (2, 1));
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_returned_when_the_request_cannot_be_resent() {
+        for (policy, resendable) in [
+            (AuthPolicy::new(cache()).retry_unauthorized(false), false),
+            (AuthPolicy::new(cache()).retry_unauthorized(false), true),
+            (AuthPolicy::new(cache()), false),
+        ] {
+            let sent = generation_of(&policy).await;
+            let after = policy.after_response(
+                StatusCode::UNAUTHORIZED,
+                &HeaderMap::new(),
+                sent,
+                resendable,
+            );
+            assert!(matches!(after, AfterResponse::ReturnRefusal), "{after:?}");
+            assert_eq!(policy.cache().stats().invalidations, 1);
+        }
+    }
+
+    #[test]
+    fn a_resend_carries_the_new_token_and_is_counted() {
+        let policy = AuthPolicy::new(cache());
+        let mut copy = headers(&[("authorization", "Bearer at-1"), ("x-trace", "t-1")]);
+        policy.resend_with(&mut copy, HeaderValue::from_static("Bearer at-2"));
+        assert_eq!(copy["authorization"], "Bearer at-2");
+        assert_eq!(copy["x-trace"], "t-1");
+        assert_eq!(copy.len(), 2);
+        assert_eq!(policy.cache().stats().retries, 1);
+    }
+}

@@ -1,0 +1,96 @@
+//! `examples/demo`: its command line, and its run against a token endpoint
+//! and a resource server on 127.0.0.1, driven here through the example's own
+//! modules (the binary is not built by `cargo test --test demo`).
+
+#[path = "../examples/demo/args.rs"]
+mod args;
+#[path = "../examples/demo/run.rs"]
+mod run;
+mod support;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use args::{Args, Mode};
+use clap::CommandFactory;
+use support::serve::serve_tcp;
+use support::token_server::TestServer;
+use tokio::io::AsyncReadExt;
+
+#[test]
+fn help_lists_every_flag_with_its_environment_variable() {
+    let help = Args::command().render_long_help().to_string();
+    for (flag, env) in [
+        ("--token-url <URL>", "OAUTH2_TOKEN_URL"),
+        ("--client-id <ID>", "OAUTH2_CLIENT_ID"),
+        ("--client-secret <S>", "OAUTH2_CLIENT_SECRET"),
+        ("--auth <METHOD>", "OAUTH2_AUTH"),
+        ("--scope <\"a b\">", "OAUTH2_SCOPE"),
+        ("--url <RESOURCE_URL>", "DEMO_URL"),
+        ("--requests <N>", "DEMO_REQUESTS"),
+        ("--concurrency <C>", "DEMO_CONCURRENCY"),
+        ("--timeout <SECS>", "DEMO_TIMEOUT"),
+    ] {
+        let at = help
+            .find(flag)
+            .unwrap_or_else(|| panic!("no {flag}:\n{help}"));
+        let next = help[at + 2..]
+            .find("\n      --")
+            .map_or(help.len(), |n| at + 2 + n);
+        assert!(
+            help[at..next].contains(&format!("[env: {env}")),
+            "{flag} without {env}:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn no_arguments_is_the_local_run_with_a_30_second_timeout() {
+    let Mode::Local { timeout } = Args::mode_from(["demo"]) else {
+        panic!("no arguments must start the demo's own servers");
+    };
+    assert_eq!(timeout, Duration::from_secs(30));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_that_never_answers_times_out_as_errors() {
+    let server = TestServer::start().await;
+    // Accepts, reads whatever comes, never answers; the connection ends
+    // when the client gives up on it.
+    let silent = serve_tcp(|mut tcp| async move {
+        let mut buf = [0u8; 1024];
+        while matches!(tcp.read(&mut buf).await, Ok(n) if n > 0) {}
+    })
+    .await;
+    let token_url = server.token_url();
+    let url = silent.url("/orders");
+    let flags = [
+        "demo",
+        "--token-url",
+        &token_url,
+        "--client-id",
+        "client",
+        "--client-secret",
+        "secret",
+        "--url",
+        &url,
+        "--requests",
+        "3",
+        "--concurrency",
+        "2",
+        "--timeout",
+        "1",
+    ];
+    let Mode::Remote(config) = Args::mode_from(flags) else {
+        panic!("flags must name the servers to use");
+    };
+    assert_eq!(config.timeout, Duration::from_secs(1));
+
+    let summary = run::run(&config).await.expect("a usable configuration");
+    assert_eq!(
+        summary.to_string(),
+        "summary: requests=3 ok=0 unauthorized=0 errors=3 token_fetches=1 retries=0"
+    );
+    assert_eq!(summary.exit_code(), ExitCode::FAILURE);
+    assert_eq!(server.token_requests(), 1);
+}

@@ -1,0 +1,517 @@
+//! A scriptable fake authorization server and protected resource server,
+//! listening on 127.0.0.1 (port 0), for the integration tests.
+//!
+//! `/token` is an RFC 6749 token endpoint: it records every request, counts
+//! them, checks client credentials, issues `at-N` access tokens (and `rt-N`
+//! refresh tokens, rotated when asked) with a configurable `expires_in`,
+//! waits a configurable latency, and plays canned answers from a script.
+//! Every other path is a protected resource that accepts only tokens this
+//! server issued, not revoked, not expired; it answers
+//! `401` with `WWW-Authenticate: Bearer error="invalid_token"` otherwise.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use tower_oauth2::cache::{Backoff, TokenCacheBuilder};
+use tower_oauth2::error::{ErrorCode, ErrorKind};
+use tower_oauth2::{ClientAuth, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
+
+use super::client::{http_client, HttpClient, Received};
+use super::serve::{serve_on, HttpService, Serving};
+
+/// A canned answer.
+#[derive(Clone, Debug)]
+pub struct Canned {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+#[allow(dead_code, reason = "each test binary uses the answers it needs")]
+impl Canned {
+    pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
+        Canned {
+            status,
+            headers: vec![("content-type".into(), content_type.into())],
+            body: body.into(),
+        }
+    }
+    pub fn json(status: u16, body: &str) -> Self {
+        Self::new(status, "application/json", body)
+    }
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+    /// RFC 6749 §5.2 `invalid_client`, as a 401 with this description.
+    pub fn invalid_client(description: &str) -> Self {
+        Self::oauth_error(401, "invalid_client", description)
+    }
+    fn oauth_error(status: u16, code: &str, description: &str) -> Self {
+        Self::json(
+            status,
+            &format!(r#"{{"error":"{code}","error_description":"{description}"}}"#),
+        )
+    }
+}
+
+/// A resource request for `path` bearing `token`, as
+/// [`TestServer::path_authorizations`] lists it.
+#[allow(dead_code, reason = "only some test binaries list resource requests")]
+pub fn bearer(path: &str, token: &str) -> (String, Option<String>) {
+    (path.to_owned(), Some(format!("Bearer {token}")))
+}
+
+/// The error that [`TestServer::failing_invalid_client`] gets: kind, code,
+/// description (as `support::client::oauth_error` gives them).
+#[allow(dead_code, reason = "only some test binaries fail the token endpoint")]
+pub const INVALID_CLIENT: (ErrorKind, Option<&ErrorCode>, Option<&str>) = (
+    ErrorKind::OAuth,
+    Some(&ErrorCode::InvalidClient),
+    Some("Client authentication failed"),
+);
+
+/// How the token endpoint authenticates clients (RFC 6749 §2.3.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(dead_code, reason = "each test binary sets the checks it needs")]
+pub enum ClientCheck {
+    /// Accept any client.
+    Any,
+    /// Require client_secret_basic with these (decoded) credentials.
+    Basic,
+    /// Require client_secret_post.
+    Post,
+}
+
+struct Inner {
+    ttl: Option<u64>,
+    latency: Duration,
+    script: VecDeque<Canned>,
+    failing: Option<Canned>,
+    received: Vec<Received>,
+    issued: HashMap<String, Option<Instant>>,
+    revoked: HashSet<String>,
+    refresh_tokens: HashSet<String>,
+    rotate_refresh: bool,
+    next: u64,
+    client_id: String,
+    client_secret: String,
+    client_check: ClientCheck,
+    resource_bodies: Vec<(String, Option<String>, Bytes)>,
+    reject_all: bool,
+    prefix: String,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Inner {
+            ttl: Some(3600),
+            latency: Duration::ZERO,
+            script: VecDeque::new(),
+            failing: None,
+            received: Vec::new(),
+            issued: HashMap::new(),
+            revoked: HashSet::new(),
+            refresh_tokens: HashSet::new(),
+            rotate_refresh: false,
+            next: 0,
+            client_id: "client".into(),
+            client_secret: "secret".into(),
+            client_check: ClientCheck::Any,
+            resource_bodies: Vec::new(),
+            reject_all: false,
+            prefix: String::new(),
+        }
+    }
+}
+
+impl Inner {
+    /// The one rule for a valid token: issued here, not revoked, not
+    /// expired, and the server not told to refuse everything.
+    fn accepts(&self, access_token: &str) -> bool {
+        !self.reject_all
+            && !self.revoked.contains(access_token)
+            && matches!(self.issued.get(access_token), Some(exp) if exp.is_none_or(|e| Instant::now() < e))
+    }
+
+    /// Whether the request authenticates the configured client.
+    fn authenticates(&self, received: &Received) -> bool {
+        let want = (self.client_id.clone(), self.client_secret.clone());
+        match self.client_check {
+            ClientCheck::Any => true,
+            ClientCheck::Basic => basic_credentials(received).as_ref() == Some(&want),
+            ClientCheck::Post => {
+                let post = (received.param("client_id"), received.param("client_secret"));
+                post == (Some(want.0), Some(want.1))
+            }
+        }
+    }
+
+    /// Issues a token for an authenticated request, or refuses its grant.
+    fn issue(&mut self, received: &Received) -> Canned {
+        let grant = received.param("grant_type").unwrap_or_default();
+        let mut new_refresh = false;
+        match grant.as_str() {
+            "client_credentials" => {}
+            "password" | "authorization_code" => new_refresh = true,
+            "refresh_token" => {
+                let rt = received.param("refresh_token").unwrap_or_default();
+                if !self.refresh_tokens.contains(&rt) {
+                    return Canned::oauth_error(
+                        400,
+                        "invalid_grant",
+                        "refresh token is invalid or revoked",
+                    );
+                }
+                if self.rotate_refresh {
+                    self.refresh_tokens.remove(&rt);
+                    new_refresh = true;
+                }
+            }
+            _ if grant.starts_with("urn:") => {}
+            _ => return Canned::oauth_error(400, "unsupported_grant_type", "unknown grant"),
+        }
+        self.next += 1;
+        let n = self.next;
+        let at = format!("{}at-{n}", self.prefix);
+        let expiry = self.ttl.map(|t| Instant::now() + Duration::from_secs(t));
+        self.issued.insert(at.clone(), expiry);
+        let mut fields = vec![
+            format!(r#""access_token":"{at}""#),
+            r#""token_type":"Bearer""#.to_owned(),
+        ];
+        if let Some(t) = self.ttl {
+            fields.push(format!(r#""expires_in":{t}"#));
+        }
+        if new_refresh {
+            let rt = format!("{}rt-{n}", self.prefix);
+            self.refresh_tokens.insert(rt.clone());
+            fields.push(format!(r#""refresh_token":"{rt}""#));
+        }
+        if let Some(scope) = received.param("scope") {
+            fields.push(format!(r#""scope":"{scope}""#));
+        }
+        Canned::json(200, &format!("{{{}}}", fields.join(",")))
+    }
+}
+
+/// HTTP Basic credentials, each form-decoded after base64 (RFC 6749 §2.3.1).
+fn basic_credentials(received: &Received) -> Option<(String, String)> {
+    let encoded = received.authorization()?.strip_prefix("Basic ")?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    let (id, secret) = std::str::from_utf8(&raw).ok()?.split_once(':')?;
+    let decode = |x: &str| {
+        form_urlencoded::parse(format!("x={x}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+    };
+    Some((decode(id)?, decode(secret)?))
+}
+
+/// The server's state, shared with resource servers that tests write
+/// themselves and that trust this server.
+pub struct State {
+    inner: Mutex<Inner>,
+    token_requests: AtomicUsize,
+    resource_requests: AtomicUsize,
+    unauthorized: AtomicUsize,
+    /// Resource requests are held until this many have arrived (0: none).
+    gate: AtomicUsize,
+    gate_open: tokio::sync::Notify,
+}
+
+impl State {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().expect("the test server's state")
+    }
+
+    /// Whether this server's resources would accept `access_token` (issued
+    /// here, not revoked, not expired).
+    #[allow(dead_code, reason = "only tests with their own resource server ask")]
+    pub fn accepts(&self, access_token: &str) -> bool {
+        self.lock().accepts(access_token)
+    }
+
+    /// How many requests the resource server has received so far.
+    pub fn resource_count(&self) -> usize {
+        self.resource_requests.load(Ordering::SeqCst)
+    }
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub state: Arc<State>,
+    _serving: Serving,
+}
+
+#[allow(
+    dead_code,
+    reason = "each test binary uses the settings and counts it needs"
+)]
+impl TestServer {
+    /// Starts a server issuing tokens that live an hour.
+    pub async fn start() -> TestServer {
+        Self::start_on(0).await
+    }
+
+    /// Starts a server on a given 127.0.0.1 port (0: any free one).
+    pub async fn start_on(port: u16) -> TestServer {
+        let state = Arc::new(State {
+            inner: Mutex::new(Inner::default()),
+            token_requests: AtomicUsize::new(0),
+            resource_requests: AtomicUsize::new(0),
+            unauthorized: AtomicUsize::new(0),
+            gate: AtomicUsize::new(0),
+            gate_open: tokio::sync::Notify::new(),
+        });
+        let serving = serve_on(port, service(state.clone())).await;
+        TestServer {
+            addr: serving.addr,
+            state,
+            _serving: serving,
+        }
+    }
+
+    /// The server as a tower service, to serve on another listener (a TLS
+    /// one, say): same state, same counters.
+    pub fn service(&self) -> impl HttpService<Body = Full<Bytes>> {
+        service(self.state.clone())
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+    /// A GET of `path` on this server, with an empty body.
+    pub fn get(&self, path: &str) -> Request<Full<Bytes>> {
+        super::client::get(&self.url(path))
+    }
+    pub fn token_url(&self) -> String {
+        self.url("/token")
+    }
+    /// This server's token endpoint, as client `client` with secret
+    /// `secret` in `client_secret_basic`.
+    pub fn endpoint(&self) -> TokenEndpoint<HttpClient> {
+        self.endpoint_over(http_client())
+    }
+    /// [`Self::endpoint`] reached over `http`.
+    pub fn endpoint_over<T>(&self, http: T) -> TokenEndpoint<T> {
+        TokenEndpoint::new(
+            http,
+            TokenUrl::new(&self.token_url()).expect("a loopback token URL"),
+            ClientAuth::client_secret_basic("client", "secret"),
+        )
+    }
+    /// Answers every token request with `invalid_client` (see
+    /// [`INVALID_CLIENT`]) from now on, and returns a cache for this server
+    /// that waits a minute after a failed fetch before the next.
+    pub fn failing_invalid_client(&self) -> TokenCache {
+        self.set_failing(Some(Canned::invalid_client(INVALID_CLIENT.2.unwrap())));
+        let minute = Duration::from_secs(60);
+        self.client_credentials()
+            .backoff(Backoff::new(minute, minute))
+            .build()
+    }
+    /// A cache of client-credentials tokens from [`Self::endpoint`].
+    pub fn client_credentials(&self) -> TokenCacheBuilder {
+        TokenCache::builder(self.endpoint(), TokenRequest::client_credentials())
+    }
+    fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        f(&mut self.state.lock())
+    }
+    pub fn set_ttl(&self, ttl: Option<u64>) {
+        self.with(|i| i.ttl = ttl);
+    }
+    pub fn set_latency(&self, d: Duration) {
+        self.with(|i| i.latency = d);
+    }
+    pub fn set_client(&self, id: &str, secret: &str, check: ClientCheck) {
+        self.with(|i| {
+            i.client_id = id.into();
+            i.client_secret = secret.into();
+            i.client_check = check;
+        });
+    }
+    pub fn set_rotate_refresh(&self, on: bool) {
+        self.with(|i| i.rotate_refresh = on);
+    }
+    /// Adds a refresh token the server accepts.
+    pub fn add_refresh_token(&self, rt: &str) {
+        self.with(|i| {
+            i.refresh_tokens.insert(rt.into());
+        });
+    }
+    /// The next token requests are answered with these, in order.
+    pub fn script(&self, answers: impl IntoIterator<Item = Canned>) {
+        self.with(|i| i.script.extend(answers));
+    }
+    /// Every token request is answered with this until cleared.
+    pub fn set_failing(&self, answer: Option<Canned>) {
+        self.with(|i| i.failing = answer);
+    }
+    /// Issued tokens are `{prefix}at-N` and `{prefix}rt-N`.
+    pub fn set_token_prefix(&self, prefix: &str) {
+        self.with(|i| i.prefix = prefix.into());
+    }
+    /// The resource server accepts this token too (one issued elsewhere).
+    pub fn add_valid_token(&self, access_token: &str) {
+        self.with(|i| {
+            i.issued.insert(access_token.into(), None);
+        });
+    }
+    /// Holds resource answers until the resource server has received
+    /// `total` requests in all (counting those already answered).
+    pub fn hold_resource_answers_until(&self, total: usize) {
+        self.state.gate.store(total, Ordering::SeqCst);
+    }
+    /// The resource server refuses every token.
+    pub fn set_reject_all(&self, on: bool) {
+        self.with(|i| i.reject_all = on);
+    }
+    pub fn revoke(&self, access_token: &str) {
+        self.with(|i| {
+            i.revoked.insert(access_token.into());
+        });
+    }
+    pub fn revoke_all(&self) {
+        self.with(|i| {
+            let all: Vec<String> = i.issued.keys().cloned().collect();
+            i.revoked.extend(all);
+        });
+    }
+    pub fn received(&self) -> Vec<Received> {
+        self.with(|i| i.received.clone())
+    }
+    /// (path, Authorization header, body) of each resource request.
+    pub fn resource_requests(&self) -> Vec<(String, Option<String>, Bytes)> {
+        self.with(|i| i.resource_bodies.clone())
+    }
+    /// The path and Authorization header of each resource request.
+    pub fn path_authorizations(&self) -> Vec<(String, Option<String>)> {
+        self.with(|i| {
+            let requests = i.resource_bodies.iter();
+            requests.map(|(p, a, _)| (p.clone(), a.clone())).collect()
+        })
+    }
+    /// The Authorization header of each resource request.
+    pub fn authorizations(&self) -> Vec<Option<String>> {
+        self.with(|i| {
+            i.resource_bodies
+                .iter()
+                .map(|(_, a, _)| a.clone())
+                .collect()
+        })
+    }
+    pub fn token_requests(&self) -> usize {
+        self.state.token_requests.load(Ordering::SeqCst)
+    }
+    pub fn resource_count(&self) -> usize {
+        self.state.resource_count()
+    }
+    pub fn unauthorized_count(&self) -> usize {
+        self.state.unauthorized.load(Ordering::SeqCst)
+    }
+}
+
+fn service(state: Arc<State>) -> impl HttpService<Body = Full<Bytes>> {
+    tower::service_fn(move |req| handle(state.clone(), req))
+}
+
+fn respond(c: Canned) -> Response<Full<Bytes>> {
+    let mut b = Response::builder().status(c.status);
+    for (k, v) in &c.headers {
+        b = b.header(k.as_str(), v.as_str());
+    }
+    b.body(Full::new(Bytes::from(c.body)))
+        .expect("a valid canned answer")
+}
+
+async fn handle(
+    st: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    if parts.uri.path() == "/token" {
+        return Ok(respond(token(&st, Received::new(&parts, &body)).await));
+    }
+    Ok(resource(&st, parts, body).await)
+}
+
+async fn resource(st: &State, parts: http::request::Parts, body: Bytes) -> Response<Full<Bytes>> {
+    st.resource_requests.fetch_add(1, Ordering::SeqCst);
+    // Hold answers until the gate's count of requests has arrived, so that
+    // concurrent requests really are in flight together.
+    loop {
+        let open = st.gate_open.notified();
+        let gate = st.gate.load(Ordering::SeqCst);
+        if gate == 0 || st.resource_count() >= gate {
+            st.gate_open.notify_waiters();
+            break;
+        }
+        open.await;
+    }
+    let auth = parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let ok = {
+        let mut i = st.lock();
+        i.resource_bodies
+            .push((parts.uri.path().to_owned(), auth.clone(), body.clone()));
+        auth.as_deref()
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .is_some_and(|t| i.accepts(t))
+    };
+    if ok {
+        return Response::new(Full::new(body));
+    }
+    st.unauthorized.fetch_add(1, Ordering::SeqCst);
+    Response::builder()
+        .status(StatusCode::UNAUTHORIZED)
+        .header(
+            "www-authenticate",
+            r#"Bearer realm="test", error="invalid_token""#,
+        )
+        .body(Full::new(Bytes::from_static(b"unauthorized")))
+        .expect("a valid 401")
+}
+
+async fn token(st: &State, received: Received) -> Canned {
+    st.token_requests.fetch_add(1, Ordering::SeqCst);
+    let latency = {
+        let mut i = st.lock();
+        i.received.push(received.clone());
+        i.latency
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let mut i = st.lock();
+    if let Some(c) = i.script.pop_front().or_else(|| i.failing.clone()) {
+        return c;
+    }
+    if received.method != "POST" {
+        return Canned::oauth_error(405, "invalid_request", "POST only");
+    }
+    if !i.authenticates(&received) {
+        return Canned::oauth_error(401, "invalid_client", "Client authentication failed")
+            .header("www-authenticate", "Basic realm=\"token\"");
+    }
+    i.issue(&received)
+}
