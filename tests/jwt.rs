@@ -250,7 +250,7 @@ async fn an_echoed_assertion_is_scrubbed_from_the_error() {
             TokenRequest::client_credentials(),
         ),
     ] {
-        let endpoint = TokenEndpoint::new(echo.clone(), url.clone(), client);
+        let endpoint = TokenEndpoint::new(echo, url.clone(), client);
         let err = endpoint.request(&grant).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::HttpStatus);
         assert_eq!(
