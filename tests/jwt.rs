@@ -81,16 +81,24 @@ fn names(received: &Received) -> Vec<String> {
     received.form().into_iter().map(|(k, _)| k).collect()
 }
 
-/// Checks a client assertion's claims; gives back its `jti`.
-fn check_client_claims(claims: &Value, client_id: &str, aud: &str) -> String {
-    let mut keys: Vec<&str> = claims
+/// The names of a JWT's claims, sorted.
+fn claim_names(claims: &Value) -> Vec<&str> {
+    let mut names: Vec<&str> = claims
         .as_object()
         .unwrap()
         .keys()
         .map(|k| k.as_str())
         .collect();
-    keys.sort_unstable();
-    assert_eq!(keys, ["aud", "exp", "iat", "iss", "jti", "sub"]);
+    names.sort_unstable();
+    names
+}
+
+/// Checks a client assertion's claims; gives back its `jti`.
+fn check_client_claims(claims: &Value, client_id: &str, aud: &str) -> String {
+    assert_eq!(
+        claim_names(claims),
+        ["aud", "exp", "iat", "iss", "jti", "sub"]
+    );
     assert_eq!(claims["iss"], client_id);
     assert_eq!(claims["sub"], client_id);
     assert_eq!(claims["aud"], aud);
@@ -209,15 +217,8 @@ async fn signed_jwt_bearer_grant_through_the_layer_signs_again_on_refetch() {
         assert_eq!(r.param("grant_type").unwrap(), JWT_BEARER_GRANT);
         assert_eq!(r.param("client_id").unwrap(), "client-1");
         let claims = verify_es256(&r.param("assertion").unwrap());
-        let mut keys: Vec<&str> = claims
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(|k| k.as_str())
-            .collect();
-        keys.sort_unstable();
         assert_eq!(
-            keys,
+            claim_names(&claims),
             ["aud", "exp", "iat", "iss", "jti", "scope", "sub", "tenant"]
         );
         assert_eq!(claims["iss"], "sa@project.example");

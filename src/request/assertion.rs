@@ -294,6 +294,10 @@ mod tests {
             .collect()
     }
 
+    fn names_of(pairs: &[(String, String)]) -> Vec<&str> {
+        pairs.iter().map(|(k, _)| k.as_str()).collect()
+    }
+
     fn claims_of(jwt: &str) -> serde_json::Value {
         let payload = jwt.split('.').nth(1).unwrap();
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
@@ -366,7 +370,7 @@ mod tests {
                 .as_secs();
             assert!(built.headers().get(http::header::AUTHORIZATION).is_none());
             let pairs = form(built);
-            let names: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+            let names = names_of(&pairs);
             assert_eq!(
                 names,
                 [
@@ -388,11 +392,14 @@ mod tests {
             assert_eq!(header, r#"{"alg":"ES256"}"#);
             assert!(verified);
             let claims = claims_of(jwt);
-            let object = claims.as_object().unwrap();
-            let names: Vec<&str> = object.keys().map(String::as_str).collect();
-            let mut sorted = names.clone();
-            sorted.sort_unstable();
-            assert_eq!(sorted, ["aud", "exp", "iat", "iss", "jti", "sub"]);
+            let mut names: Vec<&str> = claims
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            names.sort_unstable();
+            assert_eq!(names, ["aud", "exp", "iat", "iss", "jti", "sub"]);
             assert_eq!(claims["iss"], "svc-orders");
             assert_eq!(claims["sub"], "svc-orders");
             assert_eq!(claims["aud"], URL);
@@ -416,7 +423,7 @@ mod tests {
             .build(&client, &url)
             .unwrap();
         let pairs = form(built);
-        let names: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+        let names = names_of(&pairs);
         assert_eq!(
             names,
             [
@@ -509,7 +516,7 @@ mod tests {
         let url = TokenUrl::new(URL).unwrap();
         let client = ClientAuth::none("client-1");
         let first = form(request.build(&client, &url).unwrap());
-        let names: Vec<&str> = first.iter().map(|(k, _)| k.as_str()).collect();
+        let names = names_of(&first);
         assert_eq!(names, ["grant_type", "assertion", "scope", "client_id"]);
         assert_eq!(first[0].1, JWT_BEARER_GRANT);
         assert_eq!(first[2].1, "storage.read");
