@@ -233,6 +233,16 @@ impl ClientAuth {
         Ok(None)
     }
 
+    /// The algorithm of the assertions this method signs, if it signs any.
+    #[cfg(feature = "jwt")]
+    pub(crate) fn assertion_algorithm(&self) -> Option<crate::jose::Algorithm> {
+        match self {
+            ClientAuth::PrivateKeyJwt { key, .. } => Some(key.algorithm()),
+            ClientAuth::ClientSecretJwt { .. } => Some(crate::jose::Algorithm::HS256),
+            _ => None,
+        }
+    }
+
     /// Whether this method sends `client_assertion` and `client_assertion_type`.
     pub(super) fn sends_assertion(&self) -> bool {
         matches!(self.method_name(), "private_key_jwt" | "client_secret_jwt")

@@ -9,12 +9,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use http::StatusCode;
 use serde_json::Value;
+use tower_oauth2::discovery::Discovery;
 use tower_oauth2::error::{ErrorCode, ErrorKind};
 use tower_oauth2::jose::{Algorithm, SigningKey};
 use tower_oauth2::request::{JwtClaims, CLIENT_ASSERTION_TYPE};
 use tower_oauth2::{ClientAuth, TokenRequest};
 
-use super::client::oauth_error;
+use super::client::{http_client, oauth_error};
 use super::server::{basic, client_credentials, RealServer};
 use super::{fetch, Through, INVALID_GRANT};
 
@@ -122,15 +123,32 @@ async fn client_secret_jwt_with_hs256() {
 }
 
 #[tokio::test]
-async fn private_key_jwt_with_the_issuer_as_audience() {
+async fn private_key_jwt_from_discovery_with_the_issuer_as_audience() {
     let Some(server) = RealServer::connect().await else {
         return;
     };
-    let client =
-        ClientAuth::private_key_jwt("svc-jwt-issuer", key(Algorithm::ES256, P256, "p256-1"))
-            .assertion_audience(&server.issuer);
+    let metadata = Discovery::new(http_client())
+        .discover(&server.issuer)
+        .await
+        .unwrap();
+    let key = key(Algorithm::ES256, P256, "p256-1");
+    let client = metadata
+        .jwt_client_auth(ClientAuth::private_key_jwt("svc-jwt-issuer", key))
+        .unwrap();
     let sent = fetch_with_assertion(&server, client).await;
     assert_eq!(sent["aud"], server.issuer.as_str());
+    // What jwt_client_auth checked: the method and the algorithm are listed.
+    let algs = &metadata.other()["token_endpoint_auth_signing_alg_values_supported"];
+    assert!(
+        algs.as_array()
+            .is_some_and(|a| a.iter().any(|v| v == "ES256")),
+        "{algs}"
+    );
+    let methods = metadata.token_endpoint_auth_methods_supported().unwrap();
+    assert!(
+        methods.iter().any(|m| m == "client_secret_jwt"),
+        "{methods:?}"
+    );
 }
 
 #[tokio::test]
