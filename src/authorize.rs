@@ -49,7 +49,7 @@ use crate::error::{Error, ErrorCode, ErrorResponse};
 use crate::secret::SecretString;
 use crate::token::ParseError;
 
-fn random_urlsafe(bytes: usize) -> Result<String, Error> {
+pub(crate) fn random_urlsafe(bytes: usize) -> Result<String, Error> {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf).map_err(Error::random_source)?;
     Ok(URL_SAFE_NO_PAD.encode(&buf))

@@ -46,6 +46,7 @@ use tracing::Instrument;
 use crate::error::{excerpt, redact, Error, ErrorCode, ErrorResponse};
 use crate::exchange::{self, retry_after, Limits};
 use crate::request::{ClientAuth, TokenRequest, TokenUrl};
+use crate::secret::SecretString;
 use crate::token::{form_to_map, IssuedAt, ParseError, Token};
 use crate::transport::HttpClient;
 
@@ -115,7 +116,7 @@ impl<S: HttpClient> TokenEndpoint<S> {
     /// request), so it borrows nothing and is `Send` whenever the service,
     /// its future and its body are, whether or not the service is `Sync`.
     pub fn request(&self, request: &TokenRequest) -> impl Future<Output = Result<Token, Error>> {
-        let built = request.build(&self.client, &self.url);
+        let built = request.build_signed(&self.client, &self.url);
         let span = tracing::debug_span!(
             "oauth2.token_request",
             grant_type = request.grant_type(),
@@ -128,7 +129,7 @@ impl<S: HttpClient> TokenEndpoint<S> {
         let request = request.clone();
         let limits = self.limits;
         async move {
-            let http_request = built?;
+            let (http_request, signed) = built?;
             let issued_at = IssuedAt::now();
             // Every answer's body is read but a redirect's: not read, not
             // followed, the credentials stay here.
@@ -136,7 +137,9 @@ impl<S: HttpClient> TokenEndpoint<S> {
             let result = answer.and_then(|answer| {
                 tracing::Span::current().record("status", answer.status.as_u16());
                 let secrets = request.secrets(&client);
-                let secrets: Vec<&str> = secrets.iter().map(|s| s.as_ref()).collect();
+                let secrets: Vec<&str> = (secrets.iter().map(|s| s.as_ref()))
+                    .chain(signed.iter().map(SecretString::expose_secret))
+                    .collect();
                 parse(
                     answer.status,
                     &answer.headers,

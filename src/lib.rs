@@ -84,6 +84,9 @@ pub mod discovery;
 pub mod endpoint;
 pub mod error;
 mod exchange;
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub mod jose;
 pub mod layer;
 pub mod request;
 #[cfg(feature = "reqwest")]
@@ -107,8 +110,9 @@ pub use secret::SecretString;
 pub use token::Token;
 pub use transport::{HttpClient, HttpTransport};
 
-// Compiles the README's examples as doctests (its reqwest sections need the
-// feature, as does the README's test command, `cargo test --all-features`).
+// Compiles the README's examples as doctests (its reqwest and jwt sections
+// need those features, as does the README's test command, `cargo test
+// --all-features`).
 #[doc = include_str!("../README.md")]
-#[cfg(all(doctest, feature = "reqwest"))]
+#[cfg(all(doctest, feature = "reqwest", feature = "jwt"))]
 pub struct ReadmeDoctests;

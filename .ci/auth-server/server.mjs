@@ -1,6 +1,6 @@
 // Starts panva's oidc-provider (an OpenID Certified OAuth 2.0 / OpenID Connect
 // authorization server, installed from the npm registry by `npm ci`) on
-// 127.0.0.1 for tests/real_server.rs.
+// 127.0.0.1 for tests/real_server/.
 //
 //   node server.mjs [--port N] [--url-file PATH] [--exit-with-stdin]
 //
@@ -9,9 +9,12 @@
 // --url-file, writes the URL to PATH. With --exit-with-stdin it exits when its
 // standard input closes, so a test process that spawned it never leaves it
 // behind. Everything below is configuration: clients (clients.json), token
-// lifetimes, the features the tests use, and an account finder that accepts
-// any login, as the provider's bundled development login form does.
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+// lifetimes, the features the tests use, an account finder that accepts
+// any login, as the provider's bundled development login form does, and an
+// RFC 7523 §2.1 JWT-bearer grant (oidc-provider has none built in).
+import {
+  createPublicKey, generateKeyPairSync, randomBytes, verify,
+} from 'node:crypto';
 import { readFileSync, writeFileSync, renameSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
@@ -97,6 +100,54 @@ const provider = new Provider(issuer, {
     ctx.body = out;
   },
 });
+
+// RFC 7523 §2.1 and §3: the JWT-bearer grant, for clients that list it in
+// their grant_types. The assertion must be an ES256 JWS made with a key of
+// the client's registered jwks (by kid), issued by the client, for this
+// server (the token endpoint or the issuer as aud), unexpired, at most
+// 5 minutes long, with a jti never seen before. The token is an ordinary
+// client credentials access token of that client.
+const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+const seenJti = new Set();
+const jsonPart = (part) => JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
+
+function checkAssertion(assertion, registration) {
+  const parts = String(assertion ?? '').split('.');
+  if (parts.length !== 3) return 'the assertion is not a compact JWS';
+  let header;
+  let claims;
+  try {
+    [header, claims] = [jsonPart(parts[0]), jsonPart(parts[1])];
+  } catch {
+    return 'the assertion is not JSON';
+  }
+  const jwk = registration.jwks?.keys.find((k) => k.kid === header.kid);
+  if (header.alg !== 'ES256' || !jwk) return 'no registered ES256 key for the assertion';
+  const key = { key: createPublicKey({ key: jwk, format: 'jwk' }), dsaEncoding: 'ieee-p1363' };
+  const signed = Buffer.from(`${parts[0]}.${parts[1]}`);
+  if (!verify('sha256', signed, key, Buffer.from(parts[2], 'base64url'))) return 'bad signature';
+  const now = Math.floor(Date.now() / 1000);
+  if (claims.iss !== registration.client_id || !claims.sub) return 'iss must be the client, sub set';
+  if (![issuer, `${issuer}/token`].includes(claims.aud)) return 'aud is not this server';
+  if (!(claims.exp > now - 5) || !(claims.exp - claims.iat <= 300)) return 'expired or too long';
+  if (!claims.jti || seenJti.has(claims.jti)) return 'jti missing or replayed';
+  seenJti.add(claims.jti);
+  return undefined;
+}
+
+provider.registerGrantType(JWT_BEARER, async (ctx) => {
+  const { client, params } = ctx.oidc;
+  const registration = registered.find((c) => c.client_id === client.clientId);
+  const refusal = checkAssertion(params.assertion, registration);
+  if (refusal) throw new errors.InvalidGrant(refusal);
+  const allowed = new Set(String(client.scope ?? '').split(' '));
+  const scope = String(params.scope ?? '').split(' ').filter((s) => allowed.has(s)).join(' ');
+  const token = new provider.ClientCredentials({ client, scope: scope || undefined });
+  const value = await token.save();
+  ctx.body = {
+    access_token: value, expires_in: token.expiration, token_type: 'Bearer', scope: token.scope,
+  };
+}, ['assertion', 'scope']);
 
 server.on('request', provider.callback());
 

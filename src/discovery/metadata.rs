@@ -169,23 +169,67 @@ impl ProviderMetadata {
         } else if self.supports_client_auth("client_secret_post") {
             Ok(ClientAuth::client_secret_post(client_id, client_secret))
         } else {
-            let listed = self
-                .token_endpoint_auth_methods_supported
-                .as_deref()
-                .unwrap_or_default()
-                .iter()
-                .map(|m| sanitize(m, 50))
-                .collect::<Vec<_>>()
-                .join(", ");
-            Err(Error::discovery(
-                DiscoveryFailure::UnsupportedClientAuth,
-                Some(&self.issuer),
-                format!(
-                    "the token endpoint takes neither client_secret_basic nor \
-                     client_secret_post (it lists: {listed})"
-                ),
-            ))
+            Err(self.unsupported_client_auth(format!(
+                "the token endpoint takes neither client_secret_basic nor \
+                 client_secret_post ({})",
+                self.listed_auth_methods()
+            )))
         }
+    }
+
+    /// Checks a `private_key_jwt` or `client_secret_jwt` client against
+    /// this server and makes the issuer its assertions' audience (see
+    /// [`ClientAuth::assertion_audience`]): the server must list the method
+    /// (RFC 8414 `token_endpoint_auth_methods_supported`) and, when it
+    /// lists algorithms (`token_endpoint_auth_signing_alg_values_supported`),
+    /// the key's. Otherwise a [`DiscoveryFailure::UnsupportedClientAuth`]
+    /// error. Other clients are returned as they are if the server lists
+    /// their method.
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn jwt_client_auth(&self, client: ClientAuth) -> Result<ClientAuth, Error> {
+        let method = client.method_name();
+        if !self.supports_client_auth(method) {
+            return Err(self.unsupported_client_auth(format!(
+                "the token endpoint does not take {method} ({})",
+                self.listed_auth_methods()
+            )));
+        }
+        let Some(alg) = client.assertion_algorithm() else {
+            return Ok(client);
+        };
+        let algs = self
+            .other
+            .get("token_endpoint_auth_signing_alg_values_supported");
+        if let Some(Value::Array(algs)) = algs {
+            if !algs.iter().any(|a| a == alg.as_str()) {
+                return Err(self.unsupported_client_auth(format!(
+                    "the token endpoint does not take {alg} assertions \
+                     (token_endpoint_auth_signing_alg_values_supported: {})",
+                    sanitize(&Value::Array(algs.clone()).to_string(), 120)
+                )));
+            }
+        }
+        Ok(client.assertion_audience(self.issuer.clone()))
+    }
+
+    /// The client authentication methods the server lists, for messages.
+    fn listed_auth_methods(&self) -> String {
+        match &self.token_endpoint_auth_methods_supported {
+            Some(methods) => {
+                let methods: Vec<String> = methods.iter().map(|m| sanitize(m, 50)).collect();
+                format!("it lists: {}", methods.join(", "))
+            }
+            None => "it lists none, so RFC 8414's default, client_secret_basic, applies".into(),
+        }
+    }
+
+    fn unsupported_client_auth(&self, detail: String) -> Error {
+        Error::discovery(
+            DiscoveryFailure::UnsupportedClientAuth,
+            Some(&self.issuer),
+            detail,
+        )
     }
 
     /// The [`TokenEndpoint`] at this server's token endpoint, authenticating
@@ -414,6 +458,62 @@ pub(super) mod tests {
             "client_secret_basic"
         );
         assert!(m.other().is_empty());
+    }
+
+    #[cfg(feature = "jwt")]
+    #[test]
+    fn jwt_client_auth_checks_method_and_algorithm_and_sets_the_issuer() {
+        use crate::jose::{Algorithm, SigningKey};
+        let key = SigningKey::from_pem(Algorithm::ES256, include_str!("../../tests/data/p256.pem"))
+            .unwrap();
+        let metadata = |extra: &str| {
+            ProviderMetadata::from_json("https://as.example.com", doc(extra).as_bytes()).unwrap()
+        };
+        let m = metadata(
+            r#","token_endpoint_auth_methods_supported":["private_key_jwt","client_secret_jwt"],
+               "token_endpoint_auth_signing_alg_values_supported":["ES256","HS256"]"#,
+        );
+        let client = m
+            .jwt_client_auth(ClientAuth::private_key_jwt("svc", key.clone()))
+            .unwrap();
+        let ClientAuth::PrivateKeyJwt { assertion, .. } = &client else {
+            panic!("{client:?}");
+        };
+        assert_eq!(assertion.audience(), Some("https://as.example.com"));
+        let hs = ClientAuth::client_secret_jwt("svc", "0123456789abcdef0123456789abcdef");
+        assert!(m.jwt_client_auth(hs.unwrap()).is_ok());
+        // A server that lists no algorithms takes the key's.
+        let m = metadata(r#","token_endpoint_auth_methods_supported":["private_key_jwt"]"#);
+        assert!(m
+            .jwt_client_auth(ClientAuth::private_key_jwt("svc", key.clone()))
+            .is_ok());
+
+        let m = metadata(
+            r#","token_endpoint_auth_methods_supported":["private_key_jwt"],
+               "token_endpoint_auth_signing_alg_values_supported":["RS256","PS256"]"#,
+        );
+        let e = m
+            .jwt_client_auth(ClientAuth::private_key_jwt("svc", key.clone()))
+            .unwrap_err();
+        assert_eq!(
+            e.discovery_failure(),
+            Some(DiscoveryFailure::UnsupportedClientAuth)
+        );
+        assert_eq!(
+            e.to_string(),
+            "authorization server discovery failed at https://as.example.com: the token \
+             endpoint does not take ES256 assertions \
+             (token_endpoint_auth_signing_alg_values_supported: [\"RS256\",\"PS256\"])"
+        );
+        let e = metadata("")
+            .jwt_client_auth(ClientAuth::private_key_jwt("svc", key))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "authorization server discovery failed at https://as.example.com: the token \
+             endpoint does not take private_key_jwt (it lists none, so RFC 8414's default, \
+             client_secret_basic, applies)"
+        );
     }
 
     #[test]

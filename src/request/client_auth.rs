@@ -8,15 +8,23 @@ use http::header::AUTHORIZATION;
 use http::request::Builder;
 use http::HeaderValue;
 
+use crate::error::Error;
+#[cfg(feature = "jwt")]
+use crate::jose::{KeyError, Signer, SigningKey};
 use crate::secret::SecretString;
+
+#[cfg(feature = "jwt")]
+use super::assertion::{AssertionSettings, CLIENT_ASSERTION_TYPE};
+use super::TokenUrl;
 
 /// How the client authenticates to the token endpoint (RFC 6749 §2.3,
 /// OpenID Connect `token_endpoint_auth_method`).
 ///
-/// For `private_key_jwt` or `client_secret_jwt` (RFC 7523 §2.2), use
-/// [`ClientAuth::none`] and add `client_assertion_type` and
-/// `client_assertion` with [`crate::TokenRequest::param`] and
-/// [`crate::TokenRequest::secret_param`]; signing the assertion is up to you.
+/// `private_key_jwt` and `client_secret_jwt` (RFC 7523 §2.2, OpenID Connect
+/// Core §9) need the `jwt` feature ([`ClientAuth::private_key_jwt`],
+/// [`ClientAuth::client_secret_jwt`]). Without it, use [`ClientAuth::none`]
+/// and add `client_assertion_type` and `client_assertion` with
+/// [`crate::TokenRequest::param`] and [`crate::TokenRequest::secret_param`].
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum ClientAuth {
@@ -38,6 +46,33 @@ pub enum ClientAuth {
     None {
         /// The client identifier.
         client_id: String,
+    },
+    /// `private_key_jwt`: a client assertion signed with the client's
+    /// private key, fresh for every request. Made by [`ClientAuth::private_key_jwt`].
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    #[non_exhaustive]
+    PrivateKeyJwt {
+        /// The client identifier, the assertion's `iss` and `sub`.
+        client_id: String,
+        /// The private key.
+        key: SigningKey,
+        /// The assertion's audience and lifetime.
+        assertion: AssertionSettings,
+    },
+    /// `client_secret_jwt`: a client assertion signed with HS256 keyed
+    /// with the client secret, fresh for every request; the secret itself
+    /// is never sent. Made by [`ClientAuth::client_secret_jwt`].
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    #[non_exhaustive]
+    ClientSecretJwt {
+        /// The client identifier, the assertion's `iss` and `sub`.
+        client_id: String,
+        /// The client secret, at least 32 bytes.
+        client_secret: SecretString,
+        /// The assertion's audience and lifetime.
+        assertion: AssertionSettings,
     },
 }
 
@@ -71,12 +106,91 @@ impl ClientAuth {
         }
     }
 
+    /// `private_key_jwt` (RFC 7523 §2.2, OpenID Connect Core §9): every
+    /// token request carries a new assertion signed with `key`, with `iss`
+    /// and `sub` the client id, `aud` the token endpoint URL (see
+    /// [`ClientAuth::assertion_audience`]), a random `jti`, `iat` now and
+    /// `exp` 60 seconds later (see [`ClientAuth::assertion_lifetime`]). The
+    /// body gets `client_id`, `client_assertion_type` and `client_assertion`.
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn private_key_jwt(client_id: impl Into<String>, key: SigningKey) -> Self {
+        ClientAuth::PrivateKeyJwt {
+            client_id: client_id.into(),
+            key,
+            assertion: AssertionSettings::default(),
+        }
+    }
+
+    /// `client_secret_jwt` (RFC 7523 §2.2, OpenID Connect Core §9): as
+    /// [`ClientAuth::private_key_jwt`], signed with HS256 keyed with the
+    /// octets of `client_secret`.
+    ///
+    /// A secret shorter than 32 bytes is refused with
+    /// [`crate::jose::KeyErrorKind::TooShort`]: RFC 7518 §3.2 requires an
+    /// HS256 key of at least 256 bits.
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn client_secret_jwt(
+        client_id: impl Into<String>,
+        client_secret: impl Into<SecretString>,
+    ) -> Result<Self, KeyError> {
+        let client_secret = client_secret.into();
+        crate::jose::check_hmac_secret(&client_secret)?;
+        Ok(ClientAuth::ClientSecretJwt {
+            client_id: client_id.into(),
+            client_secret,
+            assertion: AssertionSettings::default(),
+        })
+    }
+
+    /// For `private_key_jwt` and `client_secret_jwt`: the assertion's `aud`
+    /// instead of the token endpoint URL. Pass the issuer identifier from
+    /// discovery ([`crate::discovery::ProviderMetadata::issuer`]): OpenID
+    /// Connect Core §9 accepts it, and a server that validates against it
+    /// alone (as the update of RFC 7523 in progress asks) refuses anything
+    /// else. Other methods send no assertion and ignore it.
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn assertion_audience(mut self, audience: impl Into<String>) -> Self {
+        if let Some(settings) = self.assertion_settings_mut() {
+            settings.set_audience(audience.into());
+        }
+        self
+    }
+
+    /// For `private_key_jwt` and `client_secret_jwt`: the time from `iat`
+    /// to `exp` (60 seconds by default), between 1 second and
+    /// [`crate::request::MAX_CLIENT_ASSERTION_LIFETIME`] (5 minutes); a
+    /// value outside is brought to the nearer bound. Other methods send no
+    /// assertion and ignore it.
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn assertion_lifetime(mut self, lifetime: std::time::Duration) -> Self {
+        if let Some(settings) = self.assertion_settings_mut() {
+            settings.set_lifetime(lifetime);
+        }
+        self
+    }
+
+    #[cfg(feature = "jwt")]
+    fn assertion_settings_mut(&mut self) -> Option<&mut AssertionSettings> {
+        match self {
+            ClientAuth::PrivateKeyJwt { assertion, .. }
+            | ClientAuth::ClientSecretJwt { assertion, .. } => Some(assertion),
+            _ => None,
+        }
+    }
+
     /// The client identifier.
     pub fn client_id(&self) -> &str {
         match self {
             ClientAuth::ClientSecretBasic { client_id, .. }
             | ClientAuth::ClientSecretPost { client_id, .. }
             | ClientAuth::None { client_id } => client_id,
+            #[cfg(feature = "jwt")]
+            ClientAuth::PrivateKeyJwt { client_id, .. }
+            | ClientAuth::ClientSecretJwt { client_id, .. } => client_id,
         }
     }
 
@@ -86,7 +200,52 @@ impl ClientAuth {
             ClientAuth::ClientSecretBasic { .. } => "client_secret_basic",
             ClientAuth::ClientSecretPost { .. } => "client_secret_post",
             ClientAuth::None { .. } => "none",
+            #[cfg(feature = "jwt")]
+            ClientAuth::PrivateKeyJwt { .. } => "private_key_jwt",
+            #[cfg(feature = "jwt")]
+            ClientAuth::ClientSecretJwt { .. } => "client_secret_jwt",
         }
+    }
+
+    /// A fresh client assertion for a request to `url`, for the methods
+    /// that send one.
+    #[cfg(feature = "jwt")]
+    pub(super) fn assertion(&self, url: &TokenUrl) -> Result<Option<SecretString>, Error> {
+        let (client_id, signer, settings) = match self {
+            ClientAuth::PrivateKeyJwt {
+                client_id,
+                key,
+                assertion,
+            } => (client_id, Signer::Key(key), assertion),
+            ClientAuth::ClientSecretJwt {
+                client_id,
+                client_secret,
+                assertion,
+            } => (client_id, Signer::Secret(client_secret), assertion),
+            _ => return Ok(None),
+        };
+        settings.sign(signer, client_id, &url.to_string()).map(Some)
+    }
+
+    /// No method sends an assertion without the `jwt` feature.
+    #[cfg(not(feature = "jwt"))]
+    pub(super) fn assertion(&self, _: &TokenUrl) -> Result<Option<SecretString>, Error> {
+        Ok(None)
+    }
+
+    /// The algorithm of the assertions this method signs, if it signs any.
+    #[cfg(feature = "jwt")]
+    pub(crate) fn assertion_algorithm(&self) -> Option<crate::jose::Algorithm> {
+        match self {
+            ClientAuth::PrivateKeyJwt { key, .. } => Some(key.algorithm()),
+            ClientAuth::ClientSecretJwt { .. } => Some(crate::jose::Algorithm::HS256),
+            _ => None,
+        }
+    }
+
+    /// Whether this method sends `client_assertion` and `client_assertion_type`.
+    pub(super) fn sends_assertion(&self) -> bool {
+        matches!(self.method_name(), "private_key_jwt" | "client_secret_jwt")
     }
 
     /// The `Authorization` header value for `client_secret_basic`, marked
@@ -103,10 +262,13 @@ impl ClientAuth {
 
     /// Authenticates a token request: the `Authorization` header for
     /// `client_secret_basic`, or the client's parameters appended to `params`
-    /// (RFC 6749 §2.3.1, §3.2.1).
+    /// (RFC 6749 §2.3.1, §3.2.1; RFC 7521 §4.2 with `assertion`, made by
+    /// [`ClientAuth::assertion`]).
+    #[cfg_attr(not(feature = "jwt"), allow(unused_variables))]
     pub(super) fn authenticate<'a>(
         &'a self,
         request: Builder,
+        assertion: Option<&'a SecretString>,
         params: &mut Vec<(&'a str, &'a str)>,
     ) -> Builder {
         match self {
@@ -127,6 +289,17 @@ impl ClientAuth {
                 params.push(("client_secret", client_secret.expose_secret()));
             }
             ClientAuth::None { client_id } => params.push(("client_id", client_id)),
+            #[cfg(feature = "jwt")]
+            ClientAuth::PrivateKeyJwt { client_id, .. }
+            | ClientAuth::ClientSecretJwt { client_id, .. } => {
+                // RFC 7521 §4.2 makes `client_id` optional; some servers
+                // (Microsoft Entra ID) require it, none refuses it.
+                params.push(("client_id", client_id));
+                params.push(("client_assertion_type", CLIENT_ASSERTION_TYPE));
+                if let Some(assertion) = assertion {
+                    params.push(("client_assertion", assertion.expose_secret()));
+                }
+            }
         }
         request
     }
@@ -148,6 +321,14 @@ impl ClientAuth {
                 vec![Cow::Borrowed(client_secret.expose_secret())]
             }
             ClientAuth::None { .. } => Vec::new(),
+            // The secret never leaves; the assertion is scrubbed by the
+            // caller, which has the one that was sent.
+            #[cfg(feature = "jwt")]
+            ClientAuth::ClientSecretJwt { client_secret, .. } => {
+                vec![Cow::Borrowed(client_secret.expose_secret())]
+            }
+            #[cfg(feature = "jwt")]
+            ClientAuth::PrivateKeyJwt { .. } => Vec::new(),
         }
     }
 }

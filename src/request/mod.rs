@@ -55,10 +55,18 @@ use http_body_util::Full;
 use crate::error::Error;
 use crate::secret::SecretString;
 
+#[cfg(feature = "jwt")]
+mod assertion;
 mod body;
 mod client_auth;
 mod token_url;
 
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use assertion::{
+    AssertionSettings, JwtClaims, CLIENT_ASSERTION_TYPE, DEFAULT_ASSERTION_LIFETIME,
+    MAX_CLIENT_ASSERTION_LIFETIME, MAX_GRANT_ASSERTION_LIFETIME,
+};
 pub use body::BodyEncoding;
 pub use client_auth::ClientAuth;
 pub use token_url::TokenUrl;
@@ -117,6 +125,9 @@ pub struct TokenRequest {
     scopes: Vec<String>,
     extra: Vec<Param>,
     encoding: BodyEncoding,
+    /// For [`TokenRequest::jwt_bearer_signed`]: what signs the `assertion`.
+    #[cfg(feature = "jwt")]
+    signed_assertion: Option<(JwtClaims, crate::jose::SigningKey)>,
 }
 
 impl TokenRequest {
@@ -127,6 +138,8 @@ impl TokenRequest {
             scopes: Vec::new(),
             extra: Vec::new(),
             encoding: BodyEncoding::Form,
+            #[cfg(feature = "jwt")]
+            signed_assertion: None,
         }
     }
 
@@ -181,11 +194,40 @@ impl TokenRequest {
     }
 
     /// RFC 7523 JWT bearer assertion grant (`assertion` is a signed JWT).
+    /// The same assertion is sent with every request; to have a fresh one
+    /// signed each time, use [`TokenRequest::jwt_bearer_signed`].
     pub fn jwt_bearer(assertion: impl Into<SecretString>) -> Self {
         Self::with_grant(
             JWT_BEARER_GRANT,
             vec![secret("assertion", assertion.into())],
         )
+    }
+
+    /// RFC 7523 §2.1 JWT bearer assertion grant with an assertion this crate
+    /// signs: each time the request is built (every token fetch), `claims`
+    /// are signed with `key` with a new `jti`, `iat` now and `exp` after the
+    /// claims' lifetime. `aud` is the token endpoint URL unless the claims
+    /// set it.
+    ///
+    /// ```
+    /// use tower_oauth2::jose::{Algorithm, SigningKey};
+    /// use tower_oauth2::request::{JwtClaims, TokenRequest, JWT_BEARER_GRANT};
+    ///
+    /// # let key = SigningKey::from_jwk(r#"{"kty":"OKP","crv":"Ed25519",
+    /// #   "d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A",
+    /// #   "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#)?;
+    /// let claims = JwtClaims::new("svc@project.example", "svc@project.example")
+    ///     .scope("storage.read");
+    /// let request = TokenRequest::jwt_bearer_signed(claims, key);
+    /// assert_eq!(request.grant_type(), JWT_BEARER_GRANT);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn jwt_bearer_signed(claims: JwtClaims, key: crate::jose::SigningKey) -> Self {
+        let mut request = Self::with_grant(JWT_BEARER_GRANT, Vec::new());
+        request.signed_assertion = Some((claims, key));
+        request
     }
 
     /// RFC 8693 token exchange: `subject_token` of type `subject_token_type`
@@ -301,29 +343,63 @@ impl TokenRequest {
     /// Fails with [`crate::error::ErrorKind::InvalidRequest`] if a scope holds a
     /// character RFC 6749 §3.3 forbids, an extra parameter would override one
     /// this request sets itself (`grant_type`, `client_id`, `client_secret`,
-    /// `scope`), or the `grant_type` is empty.
+    /// `scope`, and `client_assertion`, `client_assertion_type` for the JWT
+    /// client authentication methods), the `grant_type` is empty, or an
+    /// assertion cannot be signed.
     pub fn build(
         &self,
         client: &ClientAuth,
         url: &TokenUrl,
     ) -> Result<Request<Full<Bytes>>, Error> {
-        self.check()?;
+        self.build_signed(client, url).map(|(request, _)| request)
+    }
+
+    /// Builds the HTTP request, and gives with it the assertions signed
+    /// for it (to scrub from error excerpts: they are sent, but are not in
+    /// [`TokenRequest::secrets`]).
+    pub(crate) fn build_signed(
+        &self,
+        client: &ClientAuth,
+        url: &TokenUrl,
+    ) -> Result<(Request<Full<Bytes>>, Vec<SecretString>), Error> {
+        self.check(client)?;
+        let grant_assertion = self.grant_assertion(url)?;
+        let client_assertion = client.assertion(url)?;
         let scope = self.scopes.join(" ");
-        let mut params = self.params(&scope);
+        let mut params = self.params(&scope, grant_assertion.as_ref());
         let request = Request::builder()
             .method(Method::POST)
             .uri(url.uri().clone())
             .header(ACCEPT, body::JSON);
-        let request = client.authenticate(request, &mut params);
+        let request = client.authenticate(request, client_assertion.as_ref(), &mut params);
         let (content_type, body) = self.encoding.encode(&params)?;
-        request
+        let request = request
             .header(CONTENT_TYPE, content_type)
             .body(Full::new(body))
-            .map_err(|e| Error::invalid_request(format!("cannot build the HTTP request ({e})")))
+            .map_err(|e| Error::invalid_request(format!("cannot build the HTTP request ({e})")))?;
+        let signed = grant_assertion
+            .into_iter()
+            .chain(client_assertion)
+            .collect();
+        Ok((request, signed))
+    }
+
+    /// A fresh `assertion` for [`TokenRequest::jwt_bearer_signed`].
+    #[cfg(feature = "jwt")]
+    fn grant_assertion(&self, url: &TokenUrl) -> Result<Option<SecretString>, Error> {
+        match &self.signed_assertion {
+            Some((claims, key)) => claims.sign(key, &url.to_string()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    #[cfg(not(feature = "jwt"))]
+    fn grant_assertion(&self, _: &TokenUrl) -> Result<Option<SecretString>, Error> {
+        Ok(None)
     }
 
     /// The checks of [`TokenRequest::build`].
-    fn check(&self) -> Result<(), Error> {
+    fn check(&self, client: &ClientAuth) -> Result<(), Error> {
         if self.grant_type.is_empty() {
             return Err(Error::invalid_request("grant_type is empty"));
         }
@@ -335,7 +411,11 @@ impl TokenRequest {
             }
         }
         let reserved = ["grant_type", "client_id", "client_secret", "scope"];
-        match self.extra.iter().find(|p| reserved.contains(&&*p.name)) {
+        let assertion = ["client_assertion", "client_assertion_type"];
+        let is_reserved = |name: &str| {
+            reserved.contains(&name) || (client.sends_assertion() && assertion.contains(&name))
+        };
+        match self.extra.iter().find(|p| is_reserved(&p.name)) {
             Some(p) => Err(Error::invalid_request(format!(
                 "parameter `{}` is set by the request itself; use the dedicated method",
                 p.name
@@ -345,10 +425,17 @@ impl TokenRequest {
     }
 
     /// The parameters in the order they are sent, but for the client's own;
-    /// `scope` is the scopes joined.
-    fn params<'a>(&'a self, scope: &'a str) -> Vec<(&'a str, &'a str)> {
-        let mut params = Vec::with_capacity(4 + self.grant_params.len() + self.extra.len());
+    /// `scope` is the scopes joined, `assertion` the signed grant assertion.
+    fn params<'a>(
+        &'a self,
+        scope: &'a str,
+        assertion: Option<&'a SecretString>,
+    ) -> Vec<(&'a str, &'a str)> {
+        let mut params = Vec::with_capacity(5 + self.grant_params.len() + self.extra.len());
         params.push(("grant_type", &*self.grant_type));
+        if let Some(assertion) = assertion {
+            params.push(("assertion", assertion.expose_secret()));
+        }
         params.extend(self.grant_params.iter().map(Param::pair));
         if !scope.is_empty() {
             params.push(("scope", scope));

@@ -20,6 +20,8 @@
 mod browser;
 #[path = "../support/client.rs"]
 mod client;
+#[cfg(feature = "jwt")]
+mod jwt;
 mod resource;
 #[path = "../support/serve.rs"]
 mod serve;

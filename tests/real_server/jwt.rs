@@ -1,0 +1,230 @@
+//! JWT client authentication (`private_key_jwt` with every algorithm the
+//! server takes, `client_secret_jwt`) and the signed JWT-bearer grant
+//! against oidc-provider. The clients' public keys in clients.json are the
+//! halves of the test keys in tests/data/.
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use http::StatusCode;
+use serde_json::Value;
+use tower_oauth2::discovery::Discovery;
+use tower_oauth2::error::{ErrorCode, ErrorKind};
+use tower_oauth2::jose::{Algorithm, SigningKey};
+use tower_oauth2::request::{JwtClaims, CLIENT_ASSERTION_TYPE};
+use tower_oauth2::{ClientAuth, TokenRequest};
+
+use super::client::{http_client, oauth_error};
+use super::server::{basic, client_credentials, RealServer};
+use super::{fetch, Through, INVALID_GRANT};
+
+const P256: &str = include_str!("../data/p256.pem");
+const P256_UNREGISTERED: &str = include_str!("../data/p256-unregistered.pem");
+const ED25519: &str = include_str!("../data/ed25519.pem");
+#[cfg(feature = "jwt-rsa")]
+const RSA: &str = include_str!("../data/rsa2048.pem");
+
+fn key(alg: Algorithm, pem: &str, kid: &str) -> SigningKey {
+    SigningKey::from_pem(alg, pem).unwrap().with_key_id(kid)
+}
+
+/// The claims of a sent JWT.
+fn claims_of(jwt: &str) -> Value {
+    let payload = jwt.split('.').nth(1).expect("a compact JWS");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+/// A client credentials token for `client`: issued for 300 s, active for
+/// that client by introspection, and sent with a client assertion only.
+/// Gives back the assertion's claims.
+async fn fetch_with_assertion(server: &RealServer, client: ClientAuth) -> Value {
+    let id = client.client_id().to_owned();
+    let request = TokenRequest::client_credentials().scope("inventory:read");
+    let (token, sent, info) = fetch(server, client, request).await;
+    assert!(token.token_type().is_bearer());
+    assert_eq!(token.expires_in(), Some(Duration::from_secs(300)));
+    assert_eq!(token.scope(), Some("inventory:read"));
+    assert_eq!(sent.authorization(), None);
+    assert_eq!(
+        sent.names(),
+        [
+            "grant_type",
+            "scope",
+            "client_id",
+            "client_assertion_type",
+            "client_assertion"
+        ]
+    );
+    assert_eq!(sent.param("client_id").as_deref(), Some(id.as_str()));
+    assert_eq!(
+        sent.param("client_assertion_type").as_deref(),
+        Some(CLIENT_ASSERTION_TYPE)
+    );
+    assert_eq!(
+        (&info["active"], &info["client_id"]),
+        (&Value::Bool(true), &Value::from(id))
+    );
+    claims_of(&sent.param("client_assertion").unwrap())
+}
+
+#[tokio::test]
+async fn private_key_jwt_with_every_algorithm() {
+    let Some(server) = RealServer::connect().await else {
+        return;
+    };
+    let methods = server.metadata["token_endpoint_auth_methods_supported"].to_string();
+    assert!(methods.contains("\"private_key_jwt\""), "{methods}");
+    #[allow(unused_mut, reason = "RSA clients only with jwt-rsa")]
+    let mut clients = vec![
+        ("svc-jwt-es256", key(Algorithm::ES256, P256, "p256-1")),
+        ("svc-jwt-eddsa", key(Algorithm::EdDSA, ED25519, "ed25519-1")),
+        (
+            "svc-jwt-ed25519",
+            key(Algorithm::Ed25519, ED25519, "ed25519-1"),
+        ),
+    ];
+    #[cfg(feature = "jwt-rsa")]
+    clients.extend([
+        ("svc-jwt-rs256", key(Algorithm::RS256, RSA, "rsa-1")),
+        ("svc-jwt-ps256", key(Algorithm::PS256, RSA, "rsa-1")),
+    ]);
+    for (id, key) in clients {
+        let sent = fetch_with_assertion(&server, ClientAuth::private_key_jwt(id, key)).await;
+        assert_eq!(
+            (&sent["iss"], &sent["sub"]),
+            (&Value::from(id), &Value::from(id))
+        );
+        assert_eq!(sent["aud"], server.token_endpoint.as_str());
+    }
+
+    // Through the layer, which fetches once for several requests.
+    let client =
+        ClientAuth::private_key_jwt("svc-jwt-es256", key(Algorithm::ES256, P256, "p256-1"));
+    let (cache, wire) = server.cache(client, TokenRequest::client_credentials());
+    let through = Through::start(&server, &cache).await;
+    for _ in 0..3 {
+        let (status, body) = through.get("/items").await.unwrap();
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "svc-jwt-es256"));
+    }
+    assert_eq!((cache.stats().token_fetches, wire.sent().len()), (1, 1));
+}
+
+#[tokio::test]
+async fn client_secret_jwt_with_hs256() {
+    let Some(server) = RealServer::connect().await else {
+        return;
+    };
+    let (id, secret) = client_credentials("svc-jwt-hs256");
+    let client = ClientAuth::client_secret_jwt(&id, secret.as_str()).unwrap();
+    let sent = fetch_with_assertion(&server, client).await;
+    assert_eq!(sent["iss"], id.as_str());
+    assert_eq!(sent["aud"], server.token_endpoint.as_str());
+}
+
+#[tokio::test]
+async fn private_key_jwt_from_discovery_with_the_issuer_as_audience() {
+    let Some(server) = RealServer::connect().await else {
+        return;
+    };
+    let metadata = Discovery::new(http_client())
+        .discover(&server.issuer)
+        .await
+        .unwrap();
+    let key = key(Algorithm::ES256, P256, "p256-1");
+    let client = metadata
+        .jwt_client_auth(ClientAuth::private_key_jwt("svc-jwt-issuer", key))
+        .unwrap();
+    let sent = fetch_with_assertion(&server, client).await;
+    assert_eq!(sent["aud"], server.issuer.as_str());
+    // What jwt_client_auth checked: the method and the algorithm are listed.
+    let algs = &metadata.other()["token_endpoint_auth_signing_alg_values_supported"];
+    assert!(
+        algs.as_array()
+            .is_some_and(|a| a.iter().any(|v| v == "ES256")),
+        "{algs}"
+    );
+    let methods = metadata.token_endpoint_auth_methods_supported().unwrap();
+    assert!(
+        methods.iter().any(|m| m == "client_secret_jwt"),
+        "{methods:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_assertion_signed_with_another_key_is_invalid_client() {
+    let Some(server) = RealServer::connect().await else {
+        return;
+    };
+    // The same kid and algorithm as the registered key, another key.
+    let wrong = key(Algorithm::ES256, P256_UNREGISTERED, "p256-1");
+    let (id, secret) = client_credentials("svc-jwt-hs256");
+    let cases = [
+        ClientAuth::private_key_jwt("svc-jwt-wrong-key", wrong.clone()),
+        // An algorithm the client did not register.
+        ClientAuth::private_key_jwt(
+            "svc-jwt-wrong-key",
+            key(Algorithm::EdDSA, ED25519, "p256-1"),
+        ),
+        // Another client's secret.
+        ClientAuth::client_secret_jwt(&id, "0123456789abcdef0123456789abcdef").unwrap(),
+    ];
+    assert_ne!(secret, "0123456789abcdef0123456789abcdef");
+    for client in cases {
+        let what = format!("{client:?}");
+        let (endpoint, _) = server.endpoint(client);
+        let e = endpoint
+            .request(&TokenRequest::client_credentials())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            oauth_error(&e),
+            (
+                ErrorKind::OAuth,
+                Some(&ErrorCode::InvalidClient),
+                Some("client authentication failed")
+            ),
+            "{what}: {e}"
+        );
+        assert_eq!(e.status(), Some(StatusCode::UNAUTHORIZED));
+        assert!(!e.is_retryable(), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn jwt_bearer_grant_with_an_assertion_signed_each_time() {
+    let Some(server) = RealServer::connect().await else {
+        return;
+    };
+    let claims = JwtClaims::new("svc-jwt-bearer", "user-42").audience(&server.issuer);
+    let request = TokenRequest::jwt_bearer_signed(claims, key(Algorithm::ES256, P256, "p256-1"))
+        .scope("inventory:read");
+    let (endpoint, wire) = server.endpoint(basic("svc-jwt-bearer"));
+    // The server refuses a replayed jti: two tokens, two assertions.
+    for _ in 0..2 {
+        let token = endpoint.request(&request).await.unwrap();
+        assert_eq!(token.scope(), Some("inventory:read"));
+        let info = server
+            .introspect(token.access_token().expose_secret())
+            .await;
+        assert_eq!(
+            (&info["active"], &info["client_id"]),
+            (&Value::Bool(true), &Value::from("svc-jwt-bearer"))
+        );
+    }
+    let sent = wire.sent();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0].names(), ["grant_type", "assertion", "scope"]);
+    let jtis: Vec<Value> = sent
+        .iter()
+        .map(|r| claims_of(&r.param("assertion").unwrap())["jti"].clone())
+        .collect();
+    assert_ne!(jtis[0], jtis[1]);
+
+    // An assertion from a key the server does not know.
+    let claims = JwtClaims::new("svc-jwt-bearer", "user-42");
+    let wrong =
+        TokenRequest::jwt_bearer_signed(claims, key(Algorithm::ES256, P256_UNREGISTERED, "p256-1"));
+    let e = endpoint.request(&wrong).await.unwrap_err();
+    assert_eq!(oauth_error(&e), INVALID_GRANT, "{e}");
+}
