@@ -157,3 +157,270 @@ async fn an_expired_stored_token_is_not_used() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+// ---- issue 10, defect 3: FileStore's temporary file ----
+
+/// Defect 3: a leftover (or planted) world-readable file at the old fixed
+/// temporary path must not make the token file world-readable.
+#[cfg(unix)]
+#[test]
+fn a_planted_temp_file_does_not_widen_the_token_files_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("planted-mode");
+    let path = dir.join("t.json");
+    let planted = dir.join(".t.json.tmp");
+    std::fs::write(&planted, b"left over").unwrap();
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let store = FileStore::new(&path);
+    store.save(&stored_token("rt-1")).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Defect 3: a symlink planted at the old fixed temporary path must not
+/// redirect the refresh token to the link's target.
+#[cfg(unix)]
+#[test]
+fn a_symlink_planted_at_the_temp_path_is_not_followed() {
+    let dir = temp_dir("planted-link");
+    let path = dir.join("t.json");
+    let victim = dir.join("victim");
+    std::fs::write(&victim, b"victim's bytes").unwrap();
+    std::os::unix::fs::symlink(&victim, dir.join(".t.json.tmp")).unwrap();
+    let store = FileStore::new(&path);
+    store.save(&stored_token("rt-1")).unwrap();
+    assert_eq!(std::fs::read(&victim).unwrap(), b"victim's bytes");
+    let back = store.load().unwrap().unwrap();
+    assert_eq!(back.refresh_token().unwrap().expose_secret(), "rt-1");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Defect 3: a token file path that is itself a symlink is refused, with a
+/// typed error, unless the user opts in.
+#[cfg(unix)]
+#[test]
+fn a_token_path_that_is_a_symlink_is_refused() {
+    let dir = temp_dir("path-link");
+    let path = dir.join("t.json");
+    let victim = dir.join("victim");
+    std::fs::write(&victim, b"victim's bytes").unwrap();
+    std::os::unix::fs::symlink(&victim, &path).unwrap();
+    let store = FileStore::new(&path);
+    let e = store.save(&stored_token("rt-1")).unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    assert_eq!(std::fs::read(&victim).unwrap(), b"victim's bytes");
+    assert!(std::fs::symlink_metadata(&path).unwrap().is_symlink());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn stored_token(rt: &str) -> Token {
+    Token::new("at-1", tower_oauth2::token::TokenType::Bearer)
+        .with_expires_in(std::time::Duration::from_secs(3600))
+        .with_refresh_token(rt)
+}
+
+// ---- issue 10, defect 5: a stored token belongs to one configuration ----
+
+/// Defect 5: a token stored by one configuration is neither sent nor
+/// refreshed by a cache configured differently; the same configuration
+/// still uses it.
+#[tokio::test]
+async fn a_token_stored_under_another_configuration_is_not_used() {
+    use tower_oauth2::{ClientAuth, TokenEndpoint, TokenRequest, TokenUrl};
+    let dir = temp_dir("fingerprint");
+    let path = dir.join("tokens.json");
+    let server = TestServer::start().await;
+    let endpoint = |url: &str, client: ClientAuth| {
+        TokenEndpoint::new(http_client(), TokenUrl::new(url).unwrap(), client)
+    };
+    let basic = || ClientAuth::client_secret_basic("client", "secret");
+    let url = server.token_url();
+    let alice = || TokenRequest::password("alice", "pw").scope("read");
+    // (what changed, endpoint, request)
+    let configs = [
+        ("first", endpoint(&url, basic()), alice()),
+        ("scope", endpoint(&url, basic()), alice().scope("write")),
+        (
+            "audience",
+            endpoint(&url, basic()),
+            alice().audience("api://a"),
+        ),
+        (
+            "resource",
+            endpoint(&url, basic()),
+            alice().resource("https://r1.example"),
+        ),
+        (
+            "resources",
+            endpoint(&url, basic()),
+            alice()
+                .resource("https://r1.example")
+                .resource("https://r2.example"),
+        ),
+        (
+            "username",
+            endpoint(&url, basic()),
+            TokenRequest::password("bob", "pw").scope("read"),
+        ),
+        (
+            "grant",
+            endpoint(&url, basic()),
+            TokenRequest::client_credentials().scope("read"),
+        ),
+        (
+            "client id",
+            endpoint(&url, ClientAuth::client_secret_basic("other", "secret")),
+            alice(),
+        ),
+        (
+            "client auth method",
+            endpoint(&url, ClientAuth::client_secret_post("client", "secret")),
+            alice(),
+        ),
+        (
+            "token URL",
+            endpoint(&format!("{url}?tenant=2"), basic()),
+            alice(),
+        ),
+    ];
+    for (n, (changed, endpoint, request)) in configs.into_iter().enumerate() {
+        let grant = request.grant_type().to_owned();
+        let cache = TokenCache::builder(endpoint, request)
+            .store(FileStore::new(&path))
+            .build();
+        assert_eq!(get(&cache, &server).await, StatusCode::OK, "{changed}");
+        let sent = server.received();
+        assert_eq!(
+            sent.len(),
+            n + 1,
+            "{changed}: one fetch, with its own grant"
+        );
+        assert_eq!(sent[n].param("grant_type"), Some(grant), "{changed}");
+        let at = format!("Bearer at-{}", n + 1);
+        assert_eq!(
+            server.resource_requests()[n].1.as_deref(),
+            Some(&*at),
+            "{changed}"
+        );
+    }
+    // The configuration that stored the token uses it: no fetch.
+    let cache = TokenCache::builder(endpoint(&format!("{url}?tenant=2"), basic()), alice())
+        .store(FileStore::new(&path))
+        .build();
+    assert_eq!(get(&cache, &server).await, StatusCode::OK);
+    assert_eq!(server.token_requests(), 10);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+// ---- issue 10, "Also": a restored token issued in the future ----
+
+/// A restored token whose `issued_at` lies in the future (a clock set
+/// back, a file from elsewhere) is suspect: it counts as expired, and its
+/// refresh token is used to get a new one.
+#[tokio::test]
+async fn a_restored_token_issued_in_the_future_counts_as_expired() {
+    let dir = temp_dir("future");
+    let path = dir.join("tokens.json");
+    let server = TestServer::start().await;
+    let request = || tower_oauth2::TokenRequest::password("alice", "pw");
+    let cache = TokenCache::builder(server.endpoint(), request())
+        .store(FileStore::new(&path))
+        .build();
+    assert_eq!(get(&cache, &server).await, StatusCode::OK);
+    // Move issued_at an hour into the future.
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    json["issued_at_ms"] = (now_ms + 3_600_000).into();
+    std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
+
+    let restarted = TokenCache::builder(server.endpoint(), request())
+        .store(FileStore::new(&path))
+        .build();
+    assert_eq!(get(&restarted, &server).await, StatusCode::OK);
+    let sent = server.received();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(
+        sent[1].param("grant_type").as_deref(),
+        Some("refresh_token")
+    );
+    assert_eq!(sent[1].param("refresh_token").as_deref(), Some("rt-1"));
+    assert_eq!(
+        server.resource_requests()[1].1.as_deref(),
+        Some("Bearer at-2")
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+// ---- issue 10, defect 6: deadlines on recording a token ----
+
+/// A store whose `save` blocks until the test lets it go (a hung filesystem).
+struct Hung {
+    release: Mutex<std::sync::mpsc::Receiver<()>>,
+    saves: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl TokenStore for Hung {
+    fn load(&self) -> io::Result<Option<Token>> {
+        Ok(None)
+    }
+    fn save(&self, _: &Token) -> io::Result<()> {
+        let _ = self.release.lock().unwrap().recv();
+        self.saves.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// Defect 6: a save that never returns does not hold the token back: after
+/// the store deadline the token is used, and the failure counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_store_does_not_hold_the_token_back() {
+    let server = TestServer::start().await;
+    let (_release, rx) = std::sync::mpsc::channel::<()>();
+    let saves = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let cache = server
+        .client_credentials()
+        .store(Hung {
+            release: Mutex::new(rx),
+            saves: saves.clone(),
+        })
+        .build();
+    let got = tokio::time::timeout(std::time::Duration::from_secs(20), get(&cache, &server)).await;
+    assert_eq!(
+        got.expect("the token arrives despite the hung store"),
+        StatusCode::OK
+    );
+    assert_eq!(cache.stats().store_failures, 1);
+    assert_eq!(saves.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+/// Defect 6: an `on_refresh_token` callback that blocks does not hold the
+/// token back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_refresh_token_callback_does_not_hold_the_token_back() {
+    let server = TestServer::start().await;
+    let (release, rx) = std::sync::mpsc::channel::<()>();
+    let rx = Mutex::new(rx);
+    let cache = TokenCache::builder(
+        server.endpoint(),
+        tower_oauth2::TokenRequest::password("alice", "pw"),
+    )
+    .on_refresh_token(move |_| {
+        let _ = rx.lock().unwrap().recv();
+    })
+    .build();
+    let got = tokio::time::timeout(std::time::Duration::from_secs(20), get(&cache, &server)).await;
+    assert_eq!(
+        got.expect("the token arrives despite the callback"),
+        StatusCode::OK
+    );
+    assert_eq!(
+        server.resource_requests()[0].1.as_deref(),
+        Some("Bearer at-1")
+    );
+    drop(release);
+}
