@@ -93,6 +93,14 @@ impl Param {
     fn pair(&self) -> (&str, &str) {
         (&self.name, self.value.expose())
     }
+
+    /// The name, and the value unless it is a secret.
+    fn public(&self) -> (&str, Option<&str>) {
+        match &self.value {
+            Value::Plain(v) => (&self.name, Some(v)),
+            Value::Secret(_) => (&self.name, None),
+        }
+    }
 }
 
 impl fmt::Debug for Param {
@@ -342,6 +350,29 @@ impl TokenRequest {
             ))),
             None => Ok(()),
         }
+    }
+
+    /// Which tokens this request asks for, as the canonical JSON value that
+    /// [`crate::store::ConfigFingerprint`] hashes: `[grant_type, grant
+    /// parameters in order, scopes sorted, extra parameters sorted]`, each
+    /// parameter `[name, value]` with a secret's value left out (`null`),
+    /// so no secret is ever part of it. Scopes and extras are sorted because
+    /// their order does not change the token (several `resource`s, RFC 8707).
+    pub(crate) fn identity(&self) -> serde_json::Value {
+        let mut scopes: Vec<&str> = self.scopes.iter().map(String::as_str).collect();
+        scopes.sort_unstable();
+        scopes.dedup();
+        let mut extra: Vec<_> = self.extra.iter().map(Param::public).collect();
+        extra.sort_unstable();
+        serde_json::json!([
+            &*self.grant_type,
+            self.grant_params
+                .iter()
+                .map(Param::public)
+                .collect::<Vec<_>>(),
+            scopes,
+            extra,
+        ])
     }
 
     /// The parameters in the order they are sent, but for the client's own;
