@@ -82,18 +82,19 @@ impl IssuedAt {
 
     /// From a wall-clock time alone (a token restored from storage).
     ///
-    /// The monotonic instant is derived from how long ago `system` was. A time
-    /// in the future is taken as now; one too far in the past for the monotonic
-    /// clock to represent is taken as the earliest instant it can represent,
-    /// which makes a restored token look older, never younger.
+    /// The monotonic instant is derived from how long ago `system` was. A
+    /// time too far in the past for the monotonic clock to represent is taken
+    /// as the earliest instant it can represent, and so is a time in the
+    /// future (a clock set back since, a file from another machine): such a
+    /// token is suspect, and counts as expired. A restored token looks
+    /// older, never younger.
     pub fn from_system_time(system: SystemTime) -> Self {
         let now = Instant::now();
-        let age = SystemTime::now()
-            .duration_since(system)
-            .unwrap_or(Duration::ZERO);
-        let instant = now
-            .checked_sub(age)
-            .unwrap_or_else(|| earliest_instant(now));
+        let instant = match SystemTime::now().duration_since(system) {
+            Ok(age) => now.checked_sub(age),
+            Err(_) => None,
+        };
+        let instant = instant.unwrap_or_else(|| earliest_instant(now));
         IssuedAt { instant, system }
     }
 
@@ -729,6 +730,13 @@ mod tests {
         assert_eq!(i.system_time(), an_hour_ago);
         let future = IssuedAt::from_system_time(SystemTime::now() + Duration::from_secs(3600));
         assert!(future.instant() <= Instant::now());
+        // Issued in the future: suspect, as old as can be, so expired.
+        let a_century = Duration::from_secs(100 * 365 * 86_400);
+        assert!(
+            future.instant().elapsed() > a_century,
+            "{:?}",
+            future.instant().elapsed()
+        );
         // Far past: never panics.
         let _ = IssuedAt::from_system_time(SystemTime::UNIX_EPOCH);
     }

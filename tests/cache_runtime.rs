@@ -15,7 +15,7 @@ use http::HeaderValue;
 use support::client::http_client;
 use support::token_server::TestServer;
 use tower_oauth2::error::ErrorKind;
-use tower_oauth2::store::{MemoryStore, TokenStore};
+use tower_oauth2::store::{MemoryStore, StoredToken, TokenStore};
 use tower_oauth2::token::{IssuedAt, Token, TokenType};
 use tower_oauth2::{ClientAuth, Error, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
 
@@ -106,8 +106,11 @@ fn a_background_refresh_on_a_dead_runtime_serves_the_stale_token_and_recovers() 
         let stored = Token::new("stored-at", TokenType::Bearer)
             .with_expires_in(Duration::from_secs(3600))
             .with_issued_at(IssuedAt::from_system_time(issued));
-        store.save(&stored).unwrap();
-        let cache = cache_builder(&server).store(store).build();
+        let builder = cache_builder(&server);
+        store
+            .save(&StoredToken::new(stored, *builder.fingerprint()))
+            .unwrap();
+        let cache = builder.store(store).build();
 
         let polled = poll_once_on(dead_runtime(flavor), cache.clone());
         let Some(Poll::Ready(Ok(header))) = polled else {

@@ -3,10 +3,11 @@
 use std::fmt;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
 
-use super::fetch::{self, Fetch, Fetcher, RefreshTokenCallback};
+use super::fetch::{self, Fetch, Fetcher, Recorder, RefreshTokenCallback};
 use super::flight::FlightState;
 use super::policy::{Backoff, RefreshPolicy};
 use super::stats::Counters;
@@ -14,7 +15,7 @@ use super::{Shared, TokenCache};
 use crate::endpoint::TokenEndpoint;
 use crate::request::TokenRequest;
 use crate::secret::SecretString;
-use crate::store::TokenStore;
+use crate::store::{ConfigFingerprint, TokenStore};
 use crate::token::Token;
 use crate::transport::HttpTransport;
 
@@ -27,7 +28,8 @@ impl TokenCache {
         endpoint: TokenEndpoint<T>,
         request: TokenRequest,
     ) -> TokenCacheBuilder {
-        TokenCacheBuilder::new(fetch::boxed(endpoint), Some(request), None)
+        let fingerprint = ConfigFingerprint::new(endpoint.url(), endpoint.client(), &request);
+        TokenCacheBuilder::new(fetch::boxed(endpoint), fingerprint, Some(request), None)
     }
 
     /// A cache that gets tokens with a refresh token only (one obtained by an
@@ -39,13 +41,23 @@ impl TokenCache {
         endpoint: TokenEndpoint<T>,
         refresh_token: impl Into<SecretString>,
     ) -> TokenCacheBuilder {
-        TokenCacheBuilder::new(fetch::boxed(endpoint), None, Some(refresh_token.into()))
+        let refresh_token = refresh_token.into();
+        // The grant is `refresh_token`; its value (a secret) is not part of it.
+        let grant = TokenRequest::refresh_token(refresh_token.clone());
+        let fingerprint = ConfigFingerprint::new(endpoint.url(), endpoint.client(), &grant);
+        TokenCacheBuilder::new(
+            fetch::boxed(endpoint),
+            fingerprint,
+            None,
+            Some(refresh_token),
+        )
     }
 }
 
 /// Builds a [`TokenCache`].
 pub struct TokenCacheBuilder {
     endpoint: Box<dyn Fetch>,
+    fingerprint: ConfigFingerprint,
     primary: Option<TokenRequest>,
     refresh_token: Option<SecretString>,
     policy: RefreshPolicy,
@@ -53,27 +65,36 @@ pub struct TokenCacheBuilder {
     accept_any_token_type: bool,
     on_refresh_token: Option<RefreshTokenCallback>,
     store: Option<Arc<dyn TokenStore>>,
+    store_timeout: Duration,
 }
 
 impl fmt::Debug for TokenCacheBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenCacheBuilder")
+            .field("fingerprint", &self.fingerprint)
             .field("primary", &self.primary)
             .field("refresh_token", &self.refresh_token)
             .field("policy", &self.policy)
             .field("backoff", &self.backoff)
+            .field("store_timeout", &self.store_timeout)
             .finish_non_exhaustive()
     }
 }
 
 impl TokenCacheBuilder {
+    /// How long a save to the [`TokenStore`], or the `on_refresh_token`
+    /// callback, may hold a new token back by default: 5 s.
+    pub const DEFAULT_STORE_TIMEOUT: Duration = Duration::from_secs(5);
+
     fn new(
         endpoint: Box<dyn Fetch>,
+        fingerprint: ConfigFingerprint,
         primary: Option<TokenRequest>,
         refresh_token: Option<SecretString>,
     ) -> Self {
         TokenCacheBuilder {
             endpoint,
+            fingerprint,
             primary,
             refresh_token,
             policy: RefreshPolicy::default(),
@@ -81,18 +102,39 @@ impl TokenCacheBuilder {
             accept_any_token_type: false,
             on_refresh_token: None,
             store: None,
+            store_timeout: Self::DEFAULT_STORE_TIMEOUT,
         }
     }
 
-    /// Persists tokens in `store`: the stored token is loaded now (its
+    /// The fingerprint of this cache's configuration (token URL, client,
+    /// grant, scopes, audience, resources): a stored token is used only if
+    /// it was saved under the same one. See [`crate::store`].
+    pub fn fingerprint(&self) -> &ConfigFingerprint {
+        &self.fingerprint
+    }
+
+    /// Persists tokens in `store`: the stored token is loaded now, if it was
+    /// saved under this cache's [fingerprint](Self::fingerprint) (its
     /// refresh token replaces the configured one, being newer; its access
     /// token is used while valid), and every fetched token is saved before
-    /// it is used. A failed save is logged and counted
+    /// it is used. A save that fails or misses the
+    /// [`store_timeout`](Self::store_timeout) is logged and counted
     /// ([`Stats::store_failures`](super::Stats::store_failures)); the token
     /// is used anyway, since the old refresh token may already be spent.
     /// See [`crate::store`].
     pub fn store(mut self, store: impl TokenStore) -> Self {
         self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// How long a save to the [store](Self::store), and the
+    /// [`on_refresh_token`](Self::on_refresh_token) callback, may each hold
+    /// a new token back from the callers waiting for it (default
+    /// [`Self::DEFAULT_STORE_TIMEOUT`], 5 s). Past it, the error is logged, the
+    /// token used, and the save or callback goes on in the background; a
+    /// late save never overwrites a newer token.
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.store_timeout = timeout;
         self
     }
 
@@ -119,7 +161,9 @@ impl TokenCacheBuilder {
 
     /// Called with each new refresh token the server issues (rotation),
     /// before the new access token is used, so the application can persist
-    /// it. It runs on the fetch task: keep it short.
+    /// it. It runs on a blocking thread, and holds the token back at most
+    /// the [`store_timeout`](Self::store_timeout): a callback that takes
+    /// longer is left running and logged at ERROR.
     pub fn on_refresh_token(
         mut self,
         callback: impl Fn(&SecretString) + Send + Sync + 'static,
@@ -141,8 +185,12 @@ impl TokenCacheBuilder {
                 self.endpoint,
                 self.primary,
                 refresh_token,
-                self.store,
-                self.on_refresh_token,
+                Recorder::new(
+                    self.store,
+                    self.fingerprint,
+                    self.on_refresh_token,
+                    self.store_timeout,
+                ),
             ),
             flight: Mutex::new(FlightState::new()),
             next_generation: AtomicU64::new(1),
@@ -152,26 +200,54 @@ impl TokenCacheBuilder {
             counters: Counters::default(),
         };
         if let Some(token) = stored {
-            match shared.admit(token) {
-                Ok(cached) => {
-                    tracing::debug!("using the stored access token");
-                    shared.current.store(Some(Arc::new(cached)));
-                }
-                Err(e) => tracing::debug!(reason = %e, "the stored access token is not usable"),
-            }
+            restore_access_token(&shared, token);
         }
         TokenCache {
             shared: Arc::new(shared),
         }
     }
 
+    /// The stored token, if it was saved under this cache's fingerprint.
+    /// One saved under another (or none) is not used at all: its access
+    /// token may be for other resources, its refresh token for another
+    /// client, user or token endpoint.
     fn load_stored(&self) -> Option<Token> {
-        match self.store.as_ref()?.load() {
-            Ok(token) => token,
+        let stored = match self.store.as_ref()?.load(&self.fingerprint) {
+            Ok(stored) => stored?,
             Err(e) => {
                 tracing::warn!(error = %e, "could not load the stored token; starting without it");
-                None
+                return None;
             }
+        };
+        if !stored.is_for(&self.fingerprint) {
+            tracing::warn!(
+                stored = %stored.fingerprint().map_or("none".into(), ToString::to_string),
+                configured = %self.fingerprint,
+                "the stored token was fetched with another configuration (token URL, client, \
+                 grant, scope, audience or resource); neither its access token nor its \
+                 refresh token is used"
+            );
+            return None;
         }
+        Some(stored.into_token())
+    }
+}
+
+/// Caches the stored access token if it can still be sent. One issued in
+/// the future (a clock set back, a file from elsewhere) is suspect: it
+/// counts as expired, whatever its lifetime.
+fn restore_access_token(shared: &Shared, token: Token) {
+    if token.issued_at().system_time() > SystemTime::now() {
+        tracing::warn!(
+            "the stored access token's issued_at lies in the future; it counts as expired"
+        );
+        return;
+    }
+    match shared.admit(token) {
+        Ok(cached) => {
+            tracing::debug!("using the stored access token");
+            shared.current.store(Some(Arc::new(cached)));
+        }
+        Err(e) => tracing::debug!(reason = %e, "the stored access token is not usable"),
     }
 }

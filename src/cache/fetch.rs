@@ -1,7 +1,8 @@
 //! One token fetch ([`Fetcher`]): which grant to send (the refresh token
 //! when there is one, falling back to the configured grant on
-//! `invalid_grant`), and where a new token is recorded before it is used
-//! (the [`TokenStore`], the `on_refresh_token` callback).
+//! `invalid_grant`). Where a new token is recorded before it is used (the
+//! [`TokenStore`](crate::store::TokenStore), the `on_refresh_token`
+//! callback) is [`Recorder`]'s concern, in `record`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,9 +13,12 @@ use crate::endpoint::TokenEndpoint;
 use crate::error::{Error, ErrorCode};
 use crate::request::TokenRequest;
 use crate::secret::SecretString;
-use crate::store::TokenStore;
 use crate::token::Token;
 use crate::transport::HttpTransport;
+
+mod record;
+
+pub(super) use record::Recorder;
 
 pub(super) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
@@ -56,8 +60,7 @@ pub(super) struct Fetcher {
     /// The configured grant; `None` for a cache built from a refresh token.
     primary: Option<TokenRequest>,
     refresh: Mutex<RefreshToken>,
-    store: Option<Arc<dyn TokenStore>>,
-    on_refresh_token: Option<RefreshTokenCallback>,
+    recorder: Recorder,
 }
 
 impl Fetcher {
@@ -65,8 +68,7 @@ impl Fetcher {
         endpoint: Box<dyn Fetch>,
         primary: Option<TokenRequest>,
         refresh_token: Option<SecretString>,
-        store: Option<Arc<dyn TokenStore>>,
-        on_refresh_token: Option<RefreshTokenCallback>,
+        recorder: Recorder,
     ) -> Self {
         Fetcher {
             endpoint,
@@ -75,8 +77,7 @@ impl Fetcher {
                 current: refresh_token,
                 refused: None,
             }),
-            store,
-            on_refresh_token,
+            recorder,
         }
     }
 
@@ -85,8 +86,8 @@ impl Fetcher {
     /// it turns out to be unusable: with rotation, the one sent is spent.
     pub(super) async fn fetch(&self, counters: &Counters) -> Result<Token, Error> {
         let token = self.request_token(counters).await?;
-        self.save(&token, counters).await;
-        self.note_refresh_token(&token);
+        let rotated = self.note_refresh_token(&token);
+        self.recorder.record(&token, rotated, counters).await;
         Ok(token)
     }
 
@@ -129,37 +130,16 @@ impl Fetcher {
         Err(Error::reauthorization_required(Some(refusal)))
     }
 
-    async fn save(&self, token: &Token, counters: &Counters) {
-        let Some(store) = &self.store else {
-            return;
-        };
-        let (store, token) = (store.clone(), token.clone());
-        let failure = match tokio::task::spawn_blocking(move || store.save(&token)).await {
-            Ok(Ok(())) => return,
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => e.to_string(),
-        };
-        bump(&counters.store_failures);
-        tracing::error!(error = %failure, "could not save the new token; it is used anyway");
-    }
-
-    fn note_refresh_token(&self, token: &Token) {
-        let Some(new) = token.refresh_token() else {
-            return;
-        };
-        let changed = {
-            let mut refresh = self.refresh();
-            let changed = refresh.current.as_ref() != Some(new);
-            if changed {
-                refresh.current = Some(new.clone());
-            }
-            changed
-        };
-        // Outside the lock: callers waiting for a token do not wait on it.
-        if let (true, Some(cb)) = (changed, &self.on_refresh_token) {
-            tracing::debug!("new refresh token issued; handing it to the application");
-            cb(new);
+    /// Makes the token's refresh token the one the next fetch sends; returns
+    /// it if it is new (the server rotated it).
+    fn note_refresh_token(&self, token: &Token) -> Option<SecretString> {
+        let new = token.refresh_token()?;
+        let mut refresh = self.refresh();
+        if refresh.current.as_ref() == Some(new) {
+            return None;
         }
+        refresh.current = Some(new.clone());
+        Some(new.clone())
     }
 }
 

@@ -109,6 +109,20 @@ pub struct JwtClaims {
 }
 
 impl JwtClaims {
+    /// What names the tokens these claims get, for the configuration
+    /// fingerprint ([`crate::store::ConfigFingerprint`]): `iss`, `sub`,
+    /// `aud`, `scope` and the extra claims. No secret: the signed assertion
+    /// is the secret, not its claims.
+    pub(crate) fn identity(&self) -> Value {
+        serde_json::json!([
+            self.issuer,
+            self.subject,
+            self.audience,
+            self.scope,
+            self.extra,
+        ])
+    }
+
     /// `iss` (who signed the assertion) and `sub` (whom it is about: a
     /// user, a service account, or the client itself). `aud` is the token
     /// endpoint URL unless set with [`JwtClaims::audience`]; the lifetime is

@@ -101,6 +101,14 @@ impl Param {
     fn pair(&self) -> (&str, &str) {
         (&self.name, self.value.expose())
     }
+
+    /// The name, and the value unless it is a secret.
+    fn public(&self) -> (&str, Option<&str>) {
+        match &self.value {
+            Value::Plain(v) => (&self.name, Some(v)),
+            Value::Secret(_) => (&self.name, None),
+        }
+    }
 }
 
 impl fmt::Debug for Param {
@@ -422,6 +430,39 @@ impl TokenRequest {
             ))),
             None => Ok(()),
         }
+    }
+
+    /// Which tokens this request asks for, as the canonical JSON value that
+    /// [`crate::store::ConfigFingerprint`] hashes: `[grant_type, grant
+    /// parameters in order, scopes sorted, extra parameters sorted]`, each
+    /// parameter `[name, value]` with a secret's value left out (`null`),
+    /// so no secret is ever part of it. Scopes and extras are sorted because
+    /// their order does not change the token (several `resource`s, RFC 8707).
+    pub(crate) fn identity(&self) -> serde_json::Value {
+        let mut scopes: Vec<&str> = self.scopes.iter().map(String::as_str).collect();
+        scopes.sort_unstable();
+        scopes.dedup();
+        let mut extra: Vec<_> = self.extra.iter().map(Param::public).collect();
+        extra.sort_unstable();
+        let mut identity = serde_json::json!([
+            &*self.grant_type,
+            self.grant_params
+                .iter()
+                .map(Param::public)
+                .collect::<Vec<_>>(),
+            scopes,
+            extra,
+        ]);
+        // A signed JWT-bearer grant: the claims and the signing key's
+        // public thumbprint (RFC 7638) name the token, not the assertion.
+        #[cfg(feature = "jwt")]
+        if let (Some((claims, key)), Some(parts)) =
+            (&self.signed_assertion, identity.as_array_mut())
+        {
+            parts.push(claims.identity());
+            parts.push(key.jwk_thumbprint().into());
+        }
+        identity
     }
 
     /// The parameters in the order they are sent, but for the client's own;

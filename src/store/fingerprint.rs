@@ -1,0 +1,209 @@
+//! [`ConfigFingerprint`]: names the configuration a token was fetched with.
+
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+use crate::request::{ClientAuth, TokenRequest, TokenUrl};
+
+/// Versions the canonical encoding: a new field (a DPoP key thumbprint, a
+/// namespace) means a new version, so no two encodings ever collide.
+const ENCODING: &str = "tower-oauth2 config fingerprint v1";
+
+/// Names the configuration that fetches a token: a SHA-256 of the token
+/// URL, the client id, the client authentication method, the grant type
+/// and its non-secret parameters (a `password` grant's `username`, say),
+/// the scopes, and the extra parameters (`audience`, every `resource`).
+///
+/// Two caches whose fingerprints are equal ask the same token endpoint for
+/// the same kind of token as the same client, so a token one of them stored
+/// may be used by the other; when they differ, it may not (see
+/// [`crate::store`]). No secret goes into it (a secret parameter counts by
+/// its name only), so it may be logged, used as a key in a shared store, or
+/// as a metrics label.
+///
+/// [`Display`](fmt::Display) gives 64 lowercase hex digits, which
+/// [`ConfigFingerprint::from_hex`] reads back. The value is stable within a
+/// major version of this crate; if it ever changes, a stored token is
+/// ignored once and a new one fetched.
+///
+/// What is hashed is the JSON array `["tower-oauth2 config fingerprint v1",
+/// token URL, client id, client authentication method, [grant type, [grant
+/// parameters in order], [scopes sorted], [extra parameters sorted]]]`,
+/// each parameter `[name, value]` with a secret's value `null`.
+///
+/// # Example
+///
+/// ```
+/// use tower_oauth2::store::ConfigFingerprint;
+/// use tower_oauth2::{ClientAuth, TokenRequest, TokenUrl};
+///
+/// let url = TokenUrl::new("https://as.example.com/token")?;
+/// let client = ClientAuth::client_secret_basic("svc", "secret");
+/// let read = ConfigFingerprint::new(&url, &client, &TokenRequest::client_credentials().scope("read"));
+/// let write = ConfigFingerprint::new(&url, &client, &TokenRequest::client_credentials().scope("write"));
+/// assert_ne!(read, write);
+///
+/// // The secret is not part of it.
+/// let rotated = ClientAuth::client_secret_basic("svc", "new secret");
+/// assert_eq!(read, ConfigFingerprint::new(&url, &rotated, &TokenRequest::client_credentials().scope("read")));
+///
+/// let hex = read.to_string();
+/// assert_eq!(hex.len(), 64);
+/// assert_eq!(ConfigFingerprint::from_hex(&hex), Some(read));
+/// # Ok::<(), tower_oauth2::Error>(())
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConfigFingerprint([u8; 32]);
+
+impl ConfigFingerprint {
+    /// The fingerprint of tokens fetched from `url` as `client` with `request`.
+    pub fn new(url: &TokenUrl, client: &ClientAuth, request: &TokenRequest) -> Self {
+        let canonical = serde_json::json!([
+            ENCODING,
+            url.uri().to_string(),
+            client.client_id(),
+            client.method_name(),
+            request.identity(),
+        ]);
+        // Serializing a `Value` (string keys, no floats) cannot fail.
+        let bytes = serde_json::to_vec(&canonical).unwrap_or_default();
+        ConfigFingerprint(Sha256::digest(&bytes).into())
+    }
+
+    /// A fingerprint from its 32 bytes.
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        ConfigFingerprint(bytes)
+    }
+
+    /// The 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Reads the 64 hex digits that [`Display`](fmt::Display) writes (either
+    /// case); `None` for anything else.
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        let digits = hex.as_bytes();
+        if digits.len() != 64 {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
+            let high = char::from(pair[0]).to_digit(16)?;
+            let low = char::from(pair[1]).to_digit(16)?;
+            *byte = u8::try_from(high << 4 | low).ok()?;
+        }
+        Some(ConfigFingerprint(bytes))
+    }
+}
+
+impl fmt::Display for ConfigFingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for ConfigFingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConfigFingerprint({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> TokenUrl {
+        TokenUrl::new(s).unwrap()
+    }
+
+    #[test]
+    fn the_encoding_is_pinned() {
+        // A change here changes every stored token's fingerprint: stored
+        // tokens are then ignored once. Change it only on purpose.
+        let fp = ConfigFingerprint::new(
+            &url("https://as.example.com/token"),
+            &ClientAuth::client_secret_basic("svc", "secret"),
+            &TokenRequest::client_credentials()
+                .scope("write read read")
+                .resource("https://b.example")
+                .audience("api")
+                .resource("https://a.example"),
+        );
+        let canonical = br#"["tower-oauth2 config fingerprint v1","https://as.example.com/token","svc","client_secret_basic",["client_credentials",[],["read","write"],[["audience","api"],["resource","https://a.example"],["resource","https://b.example"]]]]"#;
+        assert_eq!(fp.as_bytes(), &<[u8; 32]>::from(Sha256::digest(canonical)));
+    }
+
+    #[test]
+    fn secrets_count_by_name_only_and_order_of_sets_does_not_matter() {
+        let u = url("https://as.example.com/token");
+        let client = ClientAuth::client_secret_post("svc", "s1");
+        let a = TokenRequest::password("alice", "pw-1")
+            .scope("a b")
+            .resource("r1")
+            .resource("r2")
+            .secret_param("client_assertion", "jwt-1");
+        let b = TokenRequest::password("alice", "pw-2")
+            .scope("b a")
+            .resource("r2")
+            .resource("r1")
+            .secret_param("client_assertion", "jwt-2");
+        let other_secret = ClientAuth::client_secret_post("svc", "s2");
+        assert_eq!(
+            ConfigFingerprint::new(&u, &client, &a),
+            ConfigFingerprint::new(&u, &other_secret, &b)
+        );
+        let bob = TokenRequest::password("bob", "pw-1").scope("a b");
+        assert_ne!(
+            ConfigFingerprint::new(&u, &client, &a),
+            ConfigFingerprint::new(&u, &client, &bob)
+        );
+    }
+
+    #[cfg(feature = "jwt")]
+    #[test]
+    fn a_signed_jwt_bearer_grant_is_named_by_its_claims_and_key() {
+        use crate::jose::{Algorithm, SigningKey};
+        use crate::request::JwtClaims;
+        let key = |pem: &str| SigningKey::from_pem(Algorithm::ES256, pem).unwrap();
+        let p256 = include_str!("../../tests/data/p256.pem");
+        let other = include_str!("../../tests/data/p256-unregistered.pem");
+        let (u, c) = (url("https://as.example/token"), ClientAuth::none("svc"));
+        let fp = |claims: JwtClaims, pem: &str| {
+            ConfigFingerprint::new(&u, &c, &TokenRequest::jwt_bearer_signed(claims, key(pem)))
+        };
+        let base = fp(JwtClaims::new("svc", "alice"), p256);
+        assert_eq!(base, fp(JwtClaims::new("svc", "alice"), p256));
+        for changed in [
+            fp(JwtClaims::new("svc", "bob"), p256),
+            fp(JwtClaims::new("other", "alice"), p256),
+            fp(JwtClaims::new("svc", "alice").scope("write"), p256),
+            fp(
+                JwtClaims::new("svc", "alice").audience("https://as.example"),
+                p256,
+            ),
+            fp(JwtClaims::new("svc", "alice"), other),
+        ] {
+            assert_ne!(base, changed);
+        }
+    }
+
+    #[test]
+    fn hex_round_trip_and_refusals() {
+        let fp = ConfigFingerprint::from_bytes([0xab; 32]);
+        let hex = fp.to_string();
+        assert_eq!(hex, "ab".repeat(32));
+        assert_eq!(format!("{fp:?}"), format!("ConfigFingerprint({hex})"));
+        assert_eq!(ConfigFingerprint::from_hex(&hex.to_uppercase()), Some(fp));
+        for bad in [
+            "",
+            "ab",
+            &"ab".repeat(33),
+            &format!("{}zz", "ab".repeat(31)),
+            &"é".repeat(32),
+        ] {
+            assert_eq!(ConfigFingerprint::from_hex(bad), None, "{bad:?}");
+        }
+    }
+}
