@@ -18,8 +18,7 @@ use std::process::ExitCode;
 
 use args::{Args, Mode};
 use run::{Config, Until};
-use support::pki::{pki, Frontend, Pki};
-use support::token_server::{ClientCheck, TestServer};
+use support::pki::{pki, tls_servers, Frontend};
 
 /// A file under the temporary directory, removed when dropped.
 struct TempFile(PathBuf);
@@ -39,16 +38,6 @@ impl Drop for TempFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
     }
-}
-
-/// The token endpoint (HTTP/1.1) and the resource server (HTTP/2 too),
-/// each behind its own TLS listener, for client `svc-orders`.
-async fn tls_servers(pki: &Pki) -> (TestServer, Frontend, Frontend) {
-    let server = TestServer::start().await;
-    server.set_client("svc-orders", "s3cret", ClientCheck::Basic);
-    let token = pki.serve(&server, &[b"http/1.1"]).await;
-    let resource = pki.serve(&server, &[b"h2", b"http/1.1"]).await;
-    (server, token, resource)
 }
 
 /// The demo's configuration for these flags, after the servers' URLs and

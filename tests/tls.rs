@@ -8,8 +8,7 @@ mod support;
 use bytes::Bytes;
 use http::{Request, StatusCode, Version};
 use http_body_util::Full;
-use support::pki::{pki, Frontend, Pki};
-use support::token_server::{ClientCheck, TestServer};
+use support::pki::{pki, tls_servers};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_oauth2::error::ErrorKind;
 use tower_oauth2::layer::ServiceError;
@@ -17,16 +16,6 @@ use tower_oauth2::{tls, ClientAuth};
 
 fn get(url: &str) -> Request<Full<Bytes>> {
     Request::get(url).body(Full::default()).unwrap()
-}
-
-/// Token endpoint and resource server, each on its own TLS listener; the
-/// token endpoint offers HTTP/1.1 only, the resource server HTTP/2 too.
-async fn tls_servers(pki: &Pki) -> (TestServer, Frontend, Frontend) {
-    let server = TestServer::start().await;
-    server.set_client("svc-orders", "s3cret", ClientCheck::Basic);
-    let token = pki.serve(&server, &[b"http/1.1"]).await;
-    let resource = pki.serve(&server, &[b"h2", b"http/1.1"]).await;
-    (server, token, resource)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,7 @@ use tokio_rustls::rustls::{crypto::ring, RootCertStore, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 
 use super::serve::{serve_connection, serve_tcp, Serving};
-use super::token_server::TestServer;
+use super::token_server::{ClientCheck, TestServer};
 
 /// A test CA and a certificate it issued for `localhost` and `127.0.0.1`.
 pub struct Pki {
@@ -123,4 +123,16 @@ impl Pki {
         roots.add(self.ca.clone()).unwrap();
         roots
     }
+}
+
+/// A [`TestServer`] for client `svc-orders` (secret `s3cret`,
+/// `client_secret_basic`), with two TLS listeners in front of it: one for
+/// the token endpoint (HTTP/1.1 only), one for the resource server (HTTP/2
+/// too).
+pub async fn tls_servers(pki: &Pki) -> (TestServer, Frontend, Frontend) {
+    let server = TestServer::start().await;
+    server.set_client("svc-orders", "s3cret", ClientCheck::Basic);
+    let token = pki.serve(&server, &[b"http/1.1"]).await;
+    let resource = pki.serve(&server, &[b"h2", b"http/1.1"]).await;
+    (server, token, resource)
 }
