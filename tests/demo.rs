@@ -4,6 +4,10 @@
 
 #[path = "../examples/demo/args.rs"]
 mod args;
+#[path = "../examples/demo/client.rs"]
+mod client;
+#[path = "../examples/demo/progress.rs"]
+mod progress;
 #[path = "../examples/demo/run.rs"]
 mod run;
 mod support;
@@ -13,6 +17,8 @@ use std::time::Duration;
 
 use args::{Args, Mode};
 use clap::CommandFactory;
+use progress::Sample;
+use run::{Summary, Until};
 use support::serve::serve_tcp;
 use support::token_server::TestServer;
 use tokio::io::AsyncReadExt;
@@ -28,8 +34,10 @@ fn help_lists_every_flag_with_its_environment_variable() {
         ("--scope <\"a b\">", "OAUTH2_SCOPE"),
         ("--url <RESOURCE_URL>", "DEMO_URL"),
         ("--requests <N>", "DEMO_REQUESTS"),
+        ("--duration <SECS>", "DEMO_DURATION"),
         ("--concurrency <C>", "DEMO_CONCURRENCY"),
         ("--timeout <SECS>", "DEMO_TIMEOUT"),
+        ("--ca-file <PEM>", "DEMO_CA_FILE"),
     ] {
         let at = help
             .find(flag)
@@ -50,6 +58,74 @@ fn no_arguments_is_the_local_run_with_a_30_second_timeout() {
         panic!("no arguments must start the demo's own servers");
     };
     assert_eq!(timeout, Duration::from_secs(30));
+}
+
+/// The flags naming a server, then `rest`.
+fn with_servers<'a>(token_url: &'a str, url: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut flags = vec!["demo", "--token-url", token_url, "--client-id", "client"];
+    flags.extend(["--client-secret", "secret", "--url", url]);
+    flags.extend_from_slice(rest);
+    flags
+}
+
+#[test]
+fn duration_is_the_alternative_to_a_request_count() {
+    let (token_url, url) = ("http://127.0.0.1:1/token", "http://127.0.0.1:1/orders");
+    let until = |rest: &[&str]| match Args::mode_from(with_servers(token_url, url, rest)) {
+        Mode::Remote(config) => (config.until, config.pause, config.progress),
+        Mode::Local { .. } => panic!("flags must name the servers to use"),
+    };
+    let (none, off) = (Duration::ZERO, false);
+    assert_eq!(until(&[]), (Until::Requests(20), none, off));
+    assert_eq!(until(&["--requests", "7"]), (Until::Requests(7), none, off));
+    let two_seconds = Until::Elapsed(Duration::from_secs(2));
+    assert_eq!(until(&["--duration", "2"]), (two_seconds, none, off));
+
+    let both = with_servers(token_url, url, &["--requests", "7", "--duration", "2"]);
+    let err = Args::command().try_get_matches_from(both).unwrap_err();
+    assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+    let zero = with_servers(token_url, url, &["--duration", "0"]);
+    let err = Args::command().try_get_matches_from(zero).unwrap_err();
+    assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_run_counts_every_request_it_sent() {
+    let server = TestServer::start().await;
+    let (token_url, url) = (server.token_url(), server.url("/orders"));
+    let flags = with_servers(&token_url, &url, &["--duration", "1", "--concurrency", "2"]);
+    let Mode::Remote(config) = Args::mode_from(flags) else {
+        panic!("flags must name the servers to use");
+    };
+
+    let summary = run::run(&config).await.expect("a usable configuration");
+    // However many fit in the second: all answered, with the one token.
+    let sent = server.resource_count() as u64;
+    assert!(sent > 0, "{summary}");
+    let expected = Summary {
+        requests: sent,
+        ok: sent,
+        token_fetches: 1,
+        ..Summary::default()
+    };
+    assert_eq!(summary, expected);
+    assert_eq!(summary.exit_code(), ExitCode::SUCCESS);
+    assert_eq!(server.token_requests(), 1);
+}
+
+#[test]
+fn the_progress_line_shows_the_rate_and_the_counts() {
+    let sample = Sample {
+        requests: 1250,
+        ok: 1240,
+        unauthorized: 1,
+        errors: 9,
+        token_fetches: 3,
+    };
+    assert_eq!(
+        progress::text(Duration::from_millis(2560), 487.6, &sample),
+        "demo: 2.6 s, 488 requests/s, ok=1240 unauthorized=1 errors=9 token_fetches=3"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

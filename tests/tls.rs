@@ -1,145 +1,21 @@
 //! Feature `rustls`: the one-line HTTPS client and layer against a token
 //! endpoint and a resource server speaking TLS on 127.0.0.1, with a CA and a
-//! server certificate made here by rcgen.
+//! server certificate made by rcgen (`support::pki`).
 #![cfg(feature = "rustls")]
 
 mod support;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-
 use bytes::Bytes;
 use http::{Request, StatusCode, Version};
 use http_body_util::Full;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
-use support::serve::{serve_connection, serve_tcp, Serving};
-use support::token_server::{ClientCheck, TestServer};
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio_rustls::rustls::{crypto::ring, RootCertStore, ServerConfig};
-use tokio_rustls::TlsAcceptor;
+use support::pki::{pki, tls_servers};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_oauth2::error::ErrorKind;
 use tower_oauth2::layer::ServiceError;
 use tower_oauth2::{tls, ClientAuth};
 
-/// A test CA and a certificate it issued for `localhost` and `127.0.0.1`.
-struct Pki {
-    ca: CertificateDer<'static>,
-    server_cert: CertificateDer<'static>,
-    server_key: PrivatePkcs8KeyDer<'static>,
-}
-
-fn pki() -> Pki {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "tower-oauth2 test CA");
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let ca = Issuer::new(ca_params, ca_key);
-
-    let server_key = KeyPair::generate().unwrap();
-    let mut params =
-        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let server_cert = params.signed_by(&server_key, &ca).unwrap();
-    Pki {
-        ca: ca_cert.der().clone(),
-        server_cert: server_cert.der().clone(),
-        server_key: PrivatePkcs8KeyDer::from(server_key.serialize_der()),
-    }
-}
-
-/// A TLS listener in front of a [`TestServer`] (same state, same counters),
-/// counting handshakes; it stops when dropped.
-struct Frontend {
-    serving: Serving,
-    /// Connections whose TLS handshake succeeded.
-    accepted: Arc<AtomicUsize>,
-    /// Connections whose TLS handshake was refused.
-    refused: Arc<AtomicUsize>,
-}
-
-impl Frontend {
-    fn port(&self) -> u16 {
-        self.serving.addr.port()
-    }
-    fn accepted(&self) -> usize {
-        self.accepted.load(Ordering::SeqCst)
-    }
-    fn refused(&self) -> usize {
-        self.refused.load(Ordering::SeqCst)
-    }
-}
-
-impl Pki {
-    /// A TLS listener in front of `server`, offering these ALPN protocols.
-    async fn serve(&self, server: &TestServer, alpn: &[&[u8]]) -> Frontend {
-        let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![self.server_cert.clone()],
-                PrivateKeyDer::Pkcs8(self.server_key.clone_key()),
-            )
-            .unwrap();
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        let acceptor = TlsAcceptor::from(Arc::new(config));
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let refused = Arc::new(AtomicUsize::new(0));
-        let (acc, rej, service) = (accepted.clone(), refused.clone(), server.service());
-        let serving = serve_tcp(move |tcp| {
-            let (acceptor, acc, rej, service) =
-                (acceptor.clone(), acc.clone(), rej.clone(), service.clone());
-            async move {
-                match acceptor.accept(tcp).await {
-                    Ok(tls) => {
-                        acc.fetch_add(1, Ordering::SeqCst);
-                        serve_connection(tls, service).await;
-                    }
-                    Err(_) => {
-                        rej.fetch_add(1, Ordering::SeqCst);
-                    }
-                }
-            }
-        })
-        .await;
-        Frontend {
-            serving,
-            accepted,
-            refused,
-        }
-    }
-
-    /// Client roots holding the test CA only.
-    fn roots(&self) -> RootCertStore {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.ca.clone()).unwrap();
-        roots
-    }
-}
-
 fn get(url: &str) -> Request<Full<Bytes>> {
     Request::get(url).body(Full::default()).unwrap()
-}
-
-/// Token endpoint and resource server, each on its own TLS listener; the
-/// token endpoint offers HTTP/1.1 only, the resource server HTTP/2 too.
-async fn tls_servers(pki: &Pki) -> (TestServer, Frontend, Frontend) {
-    let server = TestServer::start().await;
-    server.set_client("svc-orders", "s3cret", ClientCheck::Basic);
-    let token = pki.serve(&server, &[b"http/1.1"]).await;
-    let resource = pki.serve(&server, &[b"h2", b"http/1.1"]).await;
-    (server, token, resource)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

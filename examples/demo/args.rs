@@ -1,19 +1,21 @@
 //! The demo's command line: what each flag means, and which run it asks for.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 
-use crate::run::Config;
+use crate::run::{Config, Until};
 
 /// OAuth2Layer in front of an HTTP client: sends GET requests to a resource
 /// server with a bearer token from a token endpoint (the client-credentials
 /// grant), and ends with one `summary:` line.
 ///
 /// With no arguments it starts its own token endpoint and resource server on
-/// 127.0.0.1 and runs for a few seconds. Plain `http` URLs are accepted on
-/// loopback only.
+/// 127.0.0.1 and runs for a few seconds. With flags it speaks `https`,
+/// trusting Mozilla's root certificates and those of --ca-file; plain `http`
+/// is accepted on loopback only.
 #[derive(Parser, Debug)]
 #[command(name = "demo")]
 pub struct Args {
@@ -56,6 +58,17 @@ pub struct Args {
     #[arg(long, value_name = "N", env = "DEMO_REQUESTS", default_value_t = 20)]
     pub requests: u64,
 
+    /// Instead of --requests: send requests for this long, then stop
+    /// (requests in flight finish).
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "DEMO_DURATION",
+        conflicts_with = "requests",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub duration: Option<u64>,
+
     /// How many requests are in flight at once.
     #[arg(long, value_name = "C", env = "DEMO_CONCURRENCY", default_value_t = 4)]
     pub concurrency: u64,
@@ -70,6 +83,11 @@ pub struct Args {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub timeout: u64,
+
+    /// CA certificates (PEM) to trust besides Mozilla's roots: for servers
+    /// with certificates from a private CA.
+    #[arg(long, value_name = "PEM", env = "DEMO_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// What the command line asks for.
@@ -80,7 +98,7 @@ pub enum Mode {
         timeout: Duration,
     },
     /// Real servers, as the flags name them.
-    Remote(Config),
+    Remote(Box<Config>),
 }
 
 impl Args {
@@ -120,16 +138,23 @@ impl Args {
                 )
             })
         };
-        Ok(Mode::Remote(Config {
+        Ok(Mode::Remote(Box::new(Config {
             token_url: need(self.token_url, "--token-url")?,
             client_id: need(self.client_id, "--client-id")?,
             client_secret: self.client_secret,
             auth: self.auth,
             scope: self.scope,
             url: need(self.url, "--url")?,
-            requests: Some(self.requests),
+            until: match self.duration {
+                Some(secs) => Until::Elapsed(Duration::from_secs(secs)),
+                None => Until::Requests(self.requests),
+            },
             concurrency: self.concurrency.max(1) as usize,
             timeout,
-        }))
+            pause: Duration::ZERO,
+            ca_file: self.ca_file,
+            // The command decides, from where stderr goes.
+            progress: false,
+        })))
     }
 }

@@ -51,7 +51,8 @@ impl LocalServer {
     }
 
     fn log(&self, what: &str) {
-        println!("[{:>5.2}s] {what}", self.started.elapsed().as_secs_f64());
+        let secs = self.started.elapsed().as_secs_f64();
+        crate::progress::println(format_args!("[{secs:>5.2}s] {what}"));
     }
 
     fn tokens(&self) -> MutexGuard<'_, Tokens> {

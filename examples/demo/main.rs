@@ -12,32 +12,42 @@
 //! ```text
 //! cargo run --example demo -- --token-url URL --client-id ID [--client-secret S]
 //!     [--auth basic|post|none] [--scope "a b"] --url RESOURCE_URL
-//!     [--requests N] [--concurrency C] [--timeout SECS]
+//!     [--requests N | --duration SECS] [--concurrency C] [--timeout SECS]
+//!     [--ca-file PEM]
 //! ```
 //!
-//! The secret may also come from `OAUTH2_CLIENT_SECRET`. Plain `http` is
-//! accepted on loopback only. Each request may take `--timeout` seconds
-//! (30 by default), token fetch included; one that takes longer is an error.
+//! The secret may also come from `OAUTH2_CLIENT_SECRET`. It speaks `https`
+//! (rustls), trusting Mozilla's root certificates and, with `--ca-file`, the
+//! CA certificates of a PEM file; plain `http` is accepted on loopback only.
+//! Each request may take `--timeout` seconds (30 by default), token fetch
+//! included; one that takes longer is an error.
+//!
+//! While it runs on a terminal, one line on stderr shows its progress
+//! (requests per second, the counts so far); nothing of it is printed when
+//! stderr is not a terminal.
 //!
 //! Either way it ends with one line
 //! `summary: requests=N ok=N unauthorized=N errors=N token_fetches=N retries=N`
 //! and exits non-zero if any request failed (2 for a usage error).
 
 mod args;
+mod client;
 mod local;
+mod progress;
 mod run;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use args::{Args, Mode};
 use local::{LocalServer, TOKEN_TTL};
-use run::Config;
+use run::{Config, Until};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = match Args::mode_from(std::env::args_os()) {
-        Mode::Remote(config) => config,
+    let mut config = match Args::mode_from(std::env::args_os()) {
+        Mode::Remote(config) => *config,
         Mode::Local { timeout } => {
             let local = LocalServer::start().await;
             println!(
@@ -53,6 +63,7 @@ async fn main() -> ExitCode {
             local_config(&local, timeout)
         }
     };
+    config.progress = std::io::stderr().is_terminal();
     match run::run(&config).await {
         Ok(summary) => {
             println!("{summary}");
@@ -65,7 +76,8 @@ async fn main() -> ExitCode {
     }
 }
 
-/// The run against the demo's own servers: eight tasks for five seconds.
+/// The run against the demo's own servers: eight tasks for five seconds,
+/// each pausing 20 ms between two requests.
 fn local_config(local: &LocalServer, timeout: Duration) -> Config {
     Config {
         token_url: format!("http://{}/token", local.addr),
@@ -74,8 +86,11 @@ fn local_config(local: &LocalServer, timeout: Duration) -> Config {
         auth: "basic".into(),
         scope: Some("orders:read".into()),
         url: format!("http://{}/orders", local.addr),
-        requests: None,
+        until: Until::Elapsed(Duration::from_secs(5)),
         concurrency: 8,
         timeout,
+        pause: Duration::from_millis(20),
+        ca_file: None,
+        progress: false,
     }
 }

@@ -1,7 +1,9 @@
 //! The run itself: a token cache and the layer in front of a hyper-util
-//! client, workers sending GETs through it, and the counts they end with.
+//! client (`http` and `https`), workers sending GETs through it, and the
+//! counts they end with.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -10,13 +12,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_oauth2::{
     ClientAuth, OAuth2Layer, OAuth2Service, TokenCache, TokenEndpoint, TokenRequest, TokenUrl,
 };
+
+use crate::client::{http_client, HttpClient};
+use crate::progress::{self, Sample};
 
 /// The longest a token request may take, whatever `--timeout` says.
 const TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,11 +33,27 @@ pub struct Config {
     pub auth: String,
     pub scope: Option<String>,
     pub url: String,
-    /// How many requests in all; `None`: as many as fit in five seconds.
-    pub requests: Option<u64>,
+    /// When to stop sending.
+    pub until: Until,
     pub concurrency: usize,
     /// How long each request may take, token fetch included.
     pub timeout: Duration,
+    /// How long each task waits between two of its requests.
+    pub pause: Duration,
+    /// A PEM file of CA certificates trusted besides Mozilla's roots.
+    pub ca_file: Option<PathBuf>,
+    /// Whether to show the live progress line on stderr.
+    pub progress: bool,
+}
+
+/// When a run stops sending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// After this many requests in all.
+    Requests(u64),
+    /// Once this long has passed since the start (requests in flight then
+    /// still finish).
+    Elapsed(Duration),
 }
 
 /// How the requests ended, and what the token cache did for them.
@@ -76,18 +94,26 @@ impl fmt::Display for Summary {
     }
 }
 
-type Service = OAuth2Service<Client<HttpConnector, Full<Bytes>>>;
+type Service = OAuth2Service<HttpClient>;
 
 /// Sends the requests `config` asks for and counts how they end. `Err`:
-/// the configuration cannot work (no secret for `basic`, a bad token URL).
+/// the configuration cannot work (no secret for `basic`, a bad token URL,
+/// an unusable `--ca-file`).
 pub async fn run(config: &Config) -> Result<Summary, String> {
-    let cache = cache(config)?;
-    let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let http = http_client(config.ca_file.as_deref())?;
+    let cache = cache(config, http.clone())?;
     let service = ServiceBuilder::new()
         .layer(OAuth2Layer::new(cache.clone()))
         .service(http);
     let counts = Arc::new(Counts::default());
-    let remaining = Arc::new(AtomicU64::new(config.requests.unwrap_or(u64::MAX)));
+    let remaining = Arc::new(AtomicU64::new(match config.until {
+        Until::Requests(n) => n,
+        Until::Elapsed(_) => u64::MAX,
+    }));
+    let line = config.progress.then(|| {
+        let (counts, cache) = (counts.clone(), cache.clone());
+        progress::Line::start(move || counts.sample(&cache))
+    });
     let started = Instant::now();
     let workers: Vec<_> = (0..config.concurrency)
         .map(|_| {
@@ -104,6 +130,9 @@ pub async fn run(config: &Config) -> Result<Summary, String> {
     for w in workers {
         let _ = w.await;
     }
+    if let Some(line) = line {
+        line.stop().await;
+    }
     let stats = cache.stats();
     println!(
         "demo: {:.1} s, {} background refreshes, {} requests waited for a token, {} tokens invalidated by a 401",
@@ -112,19 +141,19 @@ pub async fn run(config: &Config) -> Result<Summary, String> {
         stats.waits,
         stats.invalidations
     );
-    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let s = counts.sample(&cache);
     Ok(Summary {
-        requests: get(&counts.requests),
-        ok: get(&counts.ok),
-        unauthorized: get(&counts.unauthorized),
-        errors: get(&counts.errors),
-        token_fetches: stats.token_fetches,
+        requests: s.requests,
+        ok: s.ok,
+        unauthorized: s.unauthorized,
+        errors: s.errors,
+        token_fetches: s.token_fetches,
         retries: stats.retries,
     })
 }
 
 /// The token cache `config` describes: client credentials, its scope.
-fn cache(config: &Config) -> Result<TokenCache, String> {
+fn cache(config: &Config, http: HttpClient) -> Result<TokenCache, String> {
     let id = config.client_id.clone();
     let client = match (config.auth.as_str(), config.client_secret.clone()) {
         ("basic", Some(s)) => ClientAuth::client_secret_basic(id, s),
@@ -136,7 +165,6 @@ fn cache(config: &Config) -> Result<TokenCache, String> {
         (other, _) => return Err(format!("--auth must be basic, post or none, not {other:?}")),
     };
     let token_url = TokenUrl::new(&config.token_url).map_err(|e| e.to_string())?;
-    let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let endpoint =
         TokenEndpoint::new(http, token_url, client).timeout(config.timeout.min(TOKEN_TIMEOUT));
     let mut request = TokenRequest::client_credentials();
@@ -154,6 +182,20 @@ struct Counts {
     errors: AtomicU64,
 }
 
+impl Counts {
+    /// The counts now, with the token fetches of `cache`.
+    fn sample(&self, cache: &TokenCache) -> Sample {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Sample {
+            requests: get(&self.requests),
+            ok: get(&self.ok),
+            unauthorized: get(&self.unauthorized),
+            errors: get(&self.errors),
+            token_fetches: cache.stats().token_fetches,
+        }
+    }
+}
+
 /// One of the tasks sending requests one after another.
 struct Worker {
     service: Service,
@@ -163,15 +205,13 @@ struct Worker {
     started: Instant,
 }
 
-/// How long a timed run (no request count) lasts.
-const RUN_FOR: Duration = Duration::from_secs(5);
-
 impl Worker {
     async fn run(self) {
-        let timed = self.config.requests.is_none();
         loop {
-            if timed && self.started.elapsed() >= RUN_FOR {
-                break;
+            if let Until::Elapsed(d) = self.config.until {
+                if self.started.elapsed() >= d {
+                    break;
+                }
             }
             let left = self
                 .remaining
@@ -182,7 +222,7 @@ impl Worker {
             let req = match Request::get(self.config.url.as_str()).body(Full::default()) {
                 Ok(r) => r,
                 Err(e) => {
-                    eprintln!("demo: bad --url: {e}");
+                    progress::eprintln(format_args!("demo: bad --url: {e}"));
                     self.counts.errors.fetch_add(1, Ordering::Relaxed);
                     break;
                 }
@@ -192,13 +232,13 @@ impl Worker {
                 Ok(counter) => counter,
                 Err(_) => {
                     let secs = self.config.timeout.as_secs_f64();
-                    eprintln!("demo: request timed out after {secs} s");
+                    progress::eprintln(format_args!("demo: request timed out after {secs} s"));
                     &self.counts.errors
                 }
             };
             counter.fetch_add(1, Ordering::Relaxed);
-            if timed {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+            if !self.config.pause.is_zero() {
+                tokio::time::sleep(self.config.pause).await;
             }
         }
     }
@@ -213,13 +253,29 @@ impl Worker {
             }
             Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED => &self.counts.unauthorized,
             Ok(resp) => {
-                eprintln!("demo: resource answered {}", resp.status());
+                progress::eprintln(format_args!("demo: resource answered {}", resp.status()));
                 &self.counts.errors
             }
             Err(e) => {
-                eprintln!("demo: request failed: {e}");
+                progress::eprintln(format_args!("demo: request failed: {}", chain(&e)));
                 &self.counts.errors
             }
         }
     }
+}
+
+/// `error`, then each of its sources, joined by `: `: a TLS failure shows
+/// its cause (`invalid peer certificate: UnknownIssuer`, say).
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let more = e.to_string();
+        // Some errors repeat their source's text in their own.
+        if !text.ends_with(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = e.source();
+    }
+    text
 }
