@@ -92,6 +92,11 @@ impl<S> TokenEndpoint<S> {
         self
     }
 
+    /// Time allowed for one exchange ([`TokenEndpoint::timeout`]).
+    pub(crate) fn exchange_timeout(&self) -> Duration {
+        self.limits.timeout
+    }
+
     /// The token URL.
     pub fn url(&self) -> &TokenUrl {
         &self.url

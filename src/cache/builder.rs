@@ -3,11 +3,12 @@
 use std::fmt;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 
 use super::fetch::{self, Fetch, Fetcher, RefreshTokenCallback};
-use super::flight::FlightState;
+use super::flight::{default_wait_timeout, FlightState};
 use super::policy::{Backoff, RefreshPolicy};
 use super::stats::Counters;
 use super::{Shared, TokenCache};
@@ -27,7 +28,9 @@ impl TokenCache {
         endpoint: TokenEndpoint<T>,
         request: TokenRequest,
     ) -> TokenCacheBuilder {
+        let wait_timeout = default_wait_timeout(endpoint.exchange_timeout());
         TokenCacheBuilder::new(fetch::boxed(endpoint), Some(request), None)
+            .wait_timeout(wait_timeout)
     }
 
     /// A cache that gets tokens with a refresh token only (one obtained by an
@@ -39,7 +42,9 @@ impl TokenCache {
         endpoint: TokenEndpoint<T>,
         refresh_token: impl Into<SecretString>,
     ) -> TokenCacheBuilder {
+        let wait_timeout = default_wait_timeout(endpoint.exchange_timeout());
         TokenCacheBuilder::new(fetch::boxed(endpoint), None, Some(refresh_token.into()))
+            .wait_timeout(wait_timeout)
     }
 }
 
@@ -53,6 +58,7 @@ pub struct TokenCacheBuilder {
     accept_any_token_type: bool,
     on_refresh_token: Option<RefreshTokenCallback>,
     store: Option<Arc<dyn TokenStore>>,
+    wait_timeout: Duration,
 }
 
 impl fmt::Debug for TokenCacheBuilder {
@@ -81,6 +87,7 @@ impl TokenCacheBuilder {
             accept_any_token_type: false,
             on_refresh_token: None,
             store: None,
+            wait_timeout: default_wait_timeout(crate::endpoint::DEFAULT_TIMEOUT),
         }
     }
 
@@ -144,7 +151,7 @@ impl TokenCacheBuilder {
                 self.store,
                 self.on_refresh_token,
             ),
-            flight: Mutex::new(FlightState::new()),
+            flight: Mutex::new(FlightState::new(self.wait_timeout)),
             next_generation: AtomicU64::new(1),
             policy: self.policy,
             backoff: self.backoff,
@@ -173,5 +180,28 @@ impl TokenCacheBuilder {
                 None
             }
         }
+    }
+
+    /// How long a caller waits for a token fetch before it gives up with
+    /// [`crate::ErrorKind::WaitTimeout`] (and
+    /// [`Error::is_timeout`](crate::Error::is_timeout)). The fetch is not
+    /// cancelled: it goes on, and the callers after this one get its token.
+    ///
+    /// Default: twice the token endpoint's
+    /// [`timeout`](crate::TokenEndpoint::timeout) plus 30 s (90 s with the
+    /// endpoint's default): room for a refresh token refused with
+    /// `invalid_grant` and the configured grant sent after it, each within
+    /// the endpoint's timeout, then the token store's save and the
+    /// `on_refresh_token` callback. Nothing that works waits that long; the
+    /// deadline is there for what does not (a store or callback that hangs,
+    /// a runtime that no longer runs the fetch task), and a caller gets a
+    /// typed error instead of a hang. Set it lower to fail requests sooner
+    /// than a slow fetch lands.
+    ///
+    /// Waiting needs the timers of a Tokio runtime: the caller's, or, for a
+    /// caller polled outside any runtime, the one the fetch runs on.
+    pub fn wait_timeout(mut self, timeout: Duration) -> Self {
+        self.wait_timeout = timeout;
+        self
     }
 }

@@ -222,6 +222,8 @@ mod tests {
     use super::*;
     use http_body::Frame;
     use std::convert::Infallible;
+    use std::time::Duration;
+    use tower::limit::ConcurrencyLimit;
     use tower::{service_fn, ServiceExt};
 
     /// A body that arrives in chunks, with no size hint.
@@ -280,5 +282,44 @@ mod tests {
             "request body is larger than the 8-byte buffer limit"
         );
         assert!(err.is::<BodyTooLarge>());
+    }
+
+    /// A body that never yields a frame: a client that stalls mid-upload.
+    struct Stalled;
+
+    impl Body for Stalled {
+        type Data = Bytes;
+        type Error = Infallible;
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            Poll::Pending
+        }
+    }
+
+    /// Far past any deadline the layer sets: reaching it means it set none.
+    const HANG: Duration = Duration::from_secs(3600);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_never_ends_times_out_and_releases_the_ready_service() {
+        let mut svc = BufferBodyLayer::new(16).layer(ConcurrencyLimit::new(echo(), 1));
+        let ready = ServiceExt::<Request<Stalled>>::ready(&mut svc);
+        let call = ready.await.unwrap().call(Request::new(Stalled));
+        let mut call = std::pin::pin!(call);
+        let err = tokio::time::timeout(HANG, call.as_mut())
+            .await
+            .expect("collecting the body has no deadline")
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "request body did not arrive within the 30s buffer timeout"
+        );
+        // The instance polled ready (holding the only permit) is dropped
+        // with the error, not when the finished future is.
+        tokio::time::timeout(HANG, ServiceExt::<Request<Stalled>>::ready(&mut svc))
+            .await
+            .expect("the ready inner service is still held")
+            .unwrap();
     }
 }
