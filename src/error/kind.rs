@@ -1,5 +1,9 @@
 //! What kind of failure an error is: the public, matchable part.
 
+// For the links to `Error` in the docs below.
+#[cfg(doc)]
+use super::Error;
+
 /// What kind of failure an [`Error`] is.
 ///
 /// A failure to fetch discovery metadata has the kind of what went wrong
