@@ -1,6 +1,5 @@
 //! What kind of failure an error is: the public, matchable part.
 
-// For the links to `Error` in the docs below.
 #[cfg(doc)]
 use super::Error;
 
