@@ -78,6 +78,11 @@ impl<S> TokenEndpoint<S> {
 
     crate::exchange::limits_options!("one token request");
 
+    /// Time allowed for one exchange ([`TokenEndpoint::timeout`]).
+    pub(crate) fn exchange_timeout(&self) -> Duration {
+        self.limits.timeout
+    }
+
     /// The token URL.
     pub fn url(&self) -> &TokenUrl {
         &self.url

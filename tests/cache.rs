@@ -1,7 +1,9 @@
 //! The token cache against a real token endpoint on 127.0.0.1, where things
 //! go wrong: a fetch that panics or whose runtime dies never wedges it; a
-//! rotated refresh token is kept even when the access token beside it is
-//! unusable; odd refresh policies neither panic nor refetch on every request.
+//! caller that waits longer than its wait timeout gets a typed error while
+//! the fetch goes on for the next caller; a rotated refresh token is kept
+//! even when the access token beside it is unusable; odd refresh policies
+//! neither panic nor refetch on every request.
 
 mod support;
 
@@ -86,6 +88,58 @@ fn a_runtime_shutting_down_mid_fetch_does_not_wedge_the_cache() {
     );
     drop(second);
     drop(server);
+}
+
+#[tokio::test]
+async fn a_caller_gives_up_at_its_wait_timeout_and_the_fetch_goes_on_for_the_next() {
+    let server = TestServer::start().await;
+    server.set_latency(Duration::from_millis(500));
+    let cache = server
+        .client_credentials()
+        .wait_timeout(Duration::from_millis(20))
+        .build();
+
+    // The token endpoint takes 500 ms; the caller waits 20 ms at most.
+    let e = cache.bearer_header().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WaitTimeout);
+    assert!(
+        e.is_timeout() && e.is_retryable() && !e.is_transport(),
+        "{e}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "no token within 20ms: gave up waiting for the token fetch, which goes on; a later \
+         call gets its token"
+    );
+
+    // The fetch went on without it: a later caller gets its token, with no
+    // second token request (callers that find it still running give up too).
+    let mut gave_up = 1;
+    let header = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            match cache.bearer_header().await {
+                Ok(header) => return header,
+                Err(e) => assert_eq!(e.kind(), ErrorKind::WaitTimeout, "{e}"),
+            }
+            gave_up += 1;
+        }
+    })
+    .await
+    .expect("the fetch never landed");
+    assert_eq!(header, "Bearer at-1");
+    assert_eq!(server.token_requests(), 1);
+    let stats = cache.stats();
+    assert_eq!(
+        (
+            stats.token_fetches,
+            stats.fetch_failures,
+            stats.fail_fast,
+            stats.wait_timeouts
+        ),
+        (1, 0, 0, gave_up),
+        "{stats:?}"
+    );
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwapOption;
 
 use super::fetch::{self, Fetch, Fetcher, Recorder, RefreshTokenCallback};
-use super::flight::FlightState;
+use super::flight::{default_wait_timeout, FlightState};
 use super::policy::{Backoff, RefreshPolicy};
 use super::stats::Counters;
 use super::{Shared, TokenCache};
@@ -29,7 +29,9 @@ impl TokenCache {
         request: TokenRequest,
     ) -> TokenCacheBuilder {
         let fingerprint = ConfigFingerprint::new(endpoint.url(), endpoint.client(), &request);
+        let exchange_timeout = endpoint.exchange_timeout();
         TokenCacheBuilder::new(fetch::boxed(endpoint), fingerprint, Some(request), None)
+            .exchange_timeout(exchange_timeout)
     }
 
     /// A cache that gets tokens with a refresh token only (one obtained by an
@@ -45,12 +47,14 @@ impl TokenCache {
         // The grant is `refresh_token`; its value (a secret) is not part of it.
         let grant = TokenRequest::refresh_token(refresh_token.clone());
         let fingerprint = ConfigFingerprint::new(endpoint.url(), endpoint.client(), &grant);
+        let exchange_timeout = endpoint.exchange_timeout();
         TokenCacheBuilder::new(
             fetch::boxed(endpoint),
             fingerprint,
             None,
             Some(refresh_token),
         )
+        .exchange_timeout(exchange_timeout)
     }
 }
 
@@ -66,6 +70,10 @@ pub struct TokenCacheBuilder {
     on_refresh_token: Option<RefreshTokenCallback>,
     store: Option<Arc<dyn TokenStore>>,
     store_timeout: Duration,
+    /// Set by the user, or `None` for the default computed in `build`.
+    wait_timeout: Option<Duration>,
+    /// The token endpoint's timeout, for the default wait timeout.
+    exchange_timeout: Duration,
 }
 
 impl fmt::Debug for TokenCacheBuilder {
@@ -103,6 +111,8 @@ impl TokenCacheBuilder {
             on_refresh_token: None,
             store: None,
             store_timeout: Self::DEFAULT_STORE_TIMEOUT,
+            wait_timeout: None,
+            exchange_timeout: crate::endpoint::DEFAULT_TIMEOUT,
         }
     }
 
@@ -135,6 +145,35 @@ impl TokenCacheBuilder {
     /// late save never overwrites a newer token.
     pub fn store_timeout(mut self, timeout: Duration) -> Self {
         self.store_timeout = timeout;
+        self
+    }
+
+    /// How long a caller waits for a token fetch before it gives up with
+    /// [`crate::ErrorKind::WaitTimeout`] (and
+    /// [`Error::is_timeout`](crate::Error::is_timeout)). The fetch is not
+    /// cancelled: it goes on, and the callers after this one get its token.
+    ///
+    /// Default: twice the token endpoint's
+    /// [`timeout`](crate::TokenEndpoint::timeout), plus twice the
+    /// [`store_timeout`](TokenCacheBuilder::store_timeout), plus 20 s (90 s
+    /// with the defaults): room for a refresh token refused with
+    /// `invalid_grant` and the configured grant sent after it, each within
+    /// the endpoint's timeout, then the token store's save and the
+    /// `on_refresh_token` callback. Nothing that works waits that long; the
+    /// deadline is there for what does not (a store or callback that hangs,
+    /// a runtime that no longer runs the fetch task), and a caller gets a
+    /// typed error instead of a hang. Set it lower to fail requests sooner
+    /// than a slow fetch lands.
+    ///
+    /// Waiting needs the timers of a Tokio runtime: the caller's, or, for a
+    /// caller polled outside any runtime, the one the fetch runs on.
+    pub fn wait_timeout(mut self, timeout: Duration) -> Self {
+        self.wait_timeout = Some(timeout);
+        self
+    }
+
+    fn exchange_timeout(mut self, timeout: Duration) -> Self {
+        self.exchange_timeout = timeout;
         self
     }
 
@@ -192,7 +231,9 @@ impl TokenCacheBuilder {
                     self.store_timeout,
                 ),
             ),
-            flight: Mutex::new(FlightState::new()),
+            flight: Mutex::new(FlightState::new(self.wait_timeout.unwrap_or_else(|| {
+                default_wait_timeout(self.exchange_timeout, self.store_timeout)
+            }))),
             next_generation: AtomicU64::new(1),
             policy: self.policy,
             backoff: self.backoff,

@@ -6,9 +6,20 @@
 //! The cache's lock is never held while spawning the task nor while waking
 //! its waiters: Tokio drops a task's future inside `spawn` when the runtime
 //! is shutting down, and that drop ends the flight, which takes the lock.
+//!
+//! A caller waits for a flight at most the cache's wait timeout
+//! (ARCHITECTURE.md, invariant 10), then gets
+//! [`ErrorKind::WaitTimeout`](crate::ErrorKind::WaitTimeout) and leaves; the
+//! flight goes on for the others. The fetch bounds its own steps (the
+//! endpoint's timeout for each exchange); the wait timeout is what bounds a
+//! caller when something it cannot see holds the fetch up: a store or
+//! callback that hangs, or a runtime that no longer runs the fetch task.
+//! The caller's timer runs on its own runtime, not the fetch's, which may
+//! be the stuck one.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, MutexGuard, TryLockError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::runtime::Handle;
 use tokio::sync::watch;
@@ -24,24 +35,58 @@ use crate::error::Error;
 /// A flight's answer, `None` until it lands.
 type Outcome = Option<Result<Arc<Cached>, Error>>;
 
+/// Time a caller waits by default beyond the token exchanges, the store's
+/// save and the refresh-token callback: scheduling slack.
+const WAIT_MARGIN: Duration = Duration::from_secs(20);
+
+/// The default wait timeout: a fetch may send two token requests (a
+/// refresh token refused with `invalid_grant`, then the configured grant),
+/// each within `exchange_timeout`, then save to the store and call the
+/// refresh-token callback, each within `store_timeout`; plus
+/// [`WAIT_MARGIN`]. 90 s with the defaults (30 s, 5 s).
+pub(super) fn default_wait_timeout(
+    exchange_timeout: Duration,
+    store_timeout: Duration,
+) -> Duration {
+    exchange_timeout
+        .saturating_mul(2)
+        .saturating_add(store_timeout.saturating_mul(2))
+        .saturating_add(WAIT_MARGIN)
+}
+
+/// A fetch in progress, as its waiters see it.
+#[derive(Clone)]
+struct Flight {
+    /// Where the fetch's task answers.
+    rx: watch::Receiver<Outcome>,
+    /// The runtime the task runs on: the clock of a caller that has none.
+    runtime: Handle,
+    /// Whether a caller gave up on it already (logged at WARN once).
+    given_up: Arc<AtomicBool>,
+}
+
 /// Guarded by the cache's lock.
 pub(super) struct FlightState {
     /// The fetch in progress, if any: the only record that one is running.
-    flight: Option<watch::Receiver<Outcome>>,
+    flight: Option<Flight>,
     /// Failed fetches in a row.
     failures: u32,
     /// Until when callers with no valid token fail at once with `last_error`.
     retry_at: Option<Instant>,
     last_error: Option<Error>,
+    /// How long a caller waits for a flight (configuration, read here by
+    /// every caller that joins one).
+    wait_timeout: Duration,
 }
 
 impl FlightState {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(wait_timeout: Duration) -> Self {
         FlightState {
             flight: None,
             failures: 0,
             retry_at: None,
             last_error: None,
+            wait_timeout,
         }
     }
 
@@ -53,11 +98,17 @@ impl FlightState {
         }
     }
 
-    /// Records that a fetch is now running; its task answers on the sender.
-    fn take_off(&mut self) -> (watch::Sender<Outcome>, watch::Receiver<Outcome>) {
+    /// Records that a fetch is now running on `runtime`; its task answers
+    /// on the sender.
+    fn take_off(&mut self, runtime: Handle) -> (watch::Sender<Outcome>, Flight) {
         let (tx, rx) = watch::channel(None);
-        self.flight = Some(rx.clone());
-        (tx, rx)
+        let flight = Flight {
+            rx,
+            runtime,
+            given_up: Arc::new(AtomicBool::new(false)),
+        };
+        self.flight = Some(flight.clone());
+        (tx, flight)
     }
 }
 
@@ -112,38 +163,67 @@ impl TokenCache {
             if state.flight.is_some() || state.backing_off(Instant::now()).is_some() {
                 return;
             }
-            state.take_off().0
+            state.take_off(runtime.clone()).0
         };
         self.spawn_flight(&runtime, tx, true);
     }
 
     /// Waits for a usable token: joins the fetch in progress or starts one,
-    /// unless a recent failure is still backing off.
+    /// unless a recent failure is still backing off. Waits at most the
+    /// cache's wait timeout.
     pub(crate) fn wait_for_token(&self) -> BoxFuture<Result<Arc<Cached>, Error>> {
         let this = self.clone();
         Box::pin(async move { this.wait_inner().await })
     }
 
     async fn wait_inner(&self) -> Result<Arc<Cached>, Error> {
-        let mut rx = match self.join_flight()? {
+        let (flight, wait) = match self.join_flight()? {
             Joined::Cached(cached) => return Ok(cached),
-            Joined::Flight(rx) => rx,
+            Joined::Flight(flight, wait) => (flight, wait),
         };
         bump(&self.shared.counters.waits);
-        let outcome = rx
-            .wait_for(Option::is_some)
-            .await
-            .map_err(|_| Error::fetch_aborted())?;
-        outcome
-            .clone()
-            .unwrap_or_else(|| Err(Error::fetch_aborted()))
+        let Flight {
+            mut rx,
+            runtime,
+            given_up,
+        } = flight;
+        let deadline = {
+            // The caller's own clock; the flight's runtime's only for a
+            // caller polled outside any runtime.
+            let _clock = Handle::try_current().is_err().then(|| runtime.enter());
+            tokio::time::timeout(wait, rx.wait_for(Option::is_some))
+        };
+        let outcome = match deadline.await {
+            Ok(Ok(landed)) => landed.clone(),
+            Ok(Err(_closed)) => None,
+            Err(_elapsed) => return Err(self.give_up(wait, &given_up)),
+        };
+        outcome.unwrap_or_else(|| Err(Error::fetch_aborted()))
+    }
+
+    /// A caller's wait for a flight ran out: counted, logged (at WARN for
+    /// the flight's first), and answered with a typed error. The flight
+    /// itself goes on.
+    #[cold]
+    fn give_up(&self, wait: Duration, given_up: &AtomicBool) -> Error {
+        bump(&self.shared.counters.wait_timeouts);
+        if given_up.swap(true, Ordering::Relaxed) {
+            tracing::debug!(wait = ?wait, "gave up waiting for the token fetch");
+        } else {
+            tracing::warn!(
+                wait = ?wait,
+                "gave up waiting for the token fetch; it goes on (a slow token endpoint, \
+                 token store or on_refresh_token callback, or a runtime that does not run it)"
+            );
+        }
+        Error::wait_timeout(wait)
     }
 
     /// The flight to wait for, started if none is running; or a token
     /// another caller stored since this one looked.
     fn join_flight(&self) -> Result<Joined, Error> {
         let runtime = Handle::try_current().ok();
-        let (tx, rx, runtime) = {
+        let (tx, flight, runtime, wait) = {
             let mut state = self.flight_state();
             let now = Instant::now();
             if let Some(c) = self.shared.current.load_full() {
@@ -151,8 +231,8 @@ impl TokenCache {
                     return Ok(Joined::Cached(c));
                 }
             }
-            if let Some(rx) = &state.flight {
-                return Ok(Joined::Flight(rx.clone()));
+            if let Some(flight) = &state.flight {
+                return Ok(Joined::Flight(flight.clone(), state.wait_timeout));
             }
             if let Some(last) = state.backing_off(now) {
                 bump(&self.shared.counters.fail_fast);
@@ -161,11 +241,11 @@ impl TokenCache {
             let Some(runtime) = runtime else {
                 return Err(Error::no_runtime());
             };
-            let (tx, rx) = state.take_off();
-            (tx, rx, runtime)
+            let (tx, flight) = state.take_off(runtime.clone());
+            (tx, flight, runtime, state.wait_timeout)
         };
         self.spawn_flight(&runtime, tx, false);
-        Ok(Joined::Flight(rx))
+        Ok(Joined::Flight(flight, wait))
     }
 
     /// Runs the flight that answers on `tx` as a task on `runtime`. Called
@@ -256,6 +336,25 @@ impl TokenCache {
 enum Joined {
     /// A token stored since it looked.
     Cached(Arc<Cached>),
-    /// A flight to wait for.
-    Flight(watch::Receiver<Outcome>),
+    /// A flight to wait for, and for how long.
+    Flight(Flight, Duration),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_wait_covers_two_exchanges_a_save_and_a_callback() {
+        let s = Duration::from_secs;
+        assert_eq!(default_wait_timeout(s(30), s(5)), s(90));
+        // A slower store (or callback) lengthens the wait with it.
+        assert_eq!(default_wait_timeout(s(30), s(20)), s(120));
+        assert_eq!(default_wait_timeout(s(1), s(0)), s(22));
+        assert_eq!(
+            default_wait_timeout(Duration::MAX, s(5)),
+            Duration::MAX,
+            "saturates, never panics"
+        );
+    }
 }

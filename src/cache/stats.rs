@@ -23,6 +23,11 @@ pub struct Stats {
     pub fail_fast: u64,
     /// Tokens the [`crate::store::TokenStore`] failed to save (each one logged).
     pub store_failures: u64,
+    /// Calls that gave up waiting for a fetch at the cache's
+    /// [`wait_timeout`](super::TokenCacheBuilder::wait_timeout)
+    /// ([`crate::ErrorKind::WaitTimeout`]); the fetch went on. Each is
+    /// also one of [`Stats::waits`].
+    pub wait_timeouts: u64,
 }
 
 /// The live counters, one per [`Stats`] field. Only slow paths write them:
@@ -37,6 +42,7 @@ pub(super) struct Counters {
     pub(super) retries: AtomicU64,
     pub(super) fail_fast: AtomicU64,
     pub(super) store_failures: AtomicU64,
+    pub(super) wait_timeouts: AtomicU64,
 }
 
 impl Counters {
@@ -51,6 +57,7 @@ impl Counters {
             retries: get(&self.retries),
             fail_fast: get(&self.fail_fast),
             store_failures: get(&self.store_failures),
+            wait_timeouts: get(&self.wait_timeouts),
         }
     }
 }

@@ -23,8 +23,17 @@ pub enum ErrorKind {
     Redirect,
     /// The request could not be sent or the answer not received.
     Transport,
-    /// No complete answer came within the configured timeout.
+    /// No complete answer came within the configured timeout: the token
+    /// endpoint (or a discovery document) was too slow.
     Timeout,
+    /// A caller gave up waiting for a token fetch after the cache's
+    /// [`wait_timeout`](crate::cache::TokenCacheBuilder::wait_timeout). Not
+    /// the same event as [`ErrorKind::Timeout`]: the fetch was not
+    /// cancelled and goes on for the callers after this one; what held it up
+    /// may be the token endpoint, the token store, the `on_refresh_token`
+    /// callback, or a runtime that does not run the fetch task. Retryable;
+    /// [`Error::is_timeout`] is true for both.
+    WaitTimeout,
     /// The answer's body was larger than the configured limit.
     BodyTooLarge,
     /// The answer was a success status with a body that is not a usable token

@@ -75,6 +75,8 @@ enum Kind {
     },
     Transport(SharedSource),
     Timeout(Duration),
+    /// A caller gave up waiting for a fetch, after this long.
+    WaitTimeout(Duration),
     BodyTooLarge {
         limit: usize,
     },
@@ -155,6 +157,12 @@ impl Error {
 
     pub(crate) fn timeout(after: Duration) -> Self {
         Error::new(Kind::Timeout(after))
+    }
+
+    /// A caller waited `after` for a token fetch and gave up; the fetch
+    /// goes on.
+    pub(crate) fn wait_timeout(after: Duration) -> Self {
+        Error::new(Kind::WaitTimeout(after))
     }
 
     pub(crate) fn body_too_large(limit: usize) -> Self {
@@ -256,6 +264,7 @@ impl Error {
             Kind::Redirect { .. } => ErrorKind::Redirect,
             Kind::Transport(_) => ErrorKind::Transport,
             Kind::Timeout(_) => ErrorKind::Timeout,
+            Kind::WaitTimeout(_) => ErrorKind::WaitTimeout,
             Kind::BodyTooLarge { .. } => ErrorKind::BodyTooLarge,
             Kind::InvalidResponse { .. } => ErrorKind::InvalidResponse,
             Kind::InvalidRequest(_) | Kind::InvalidAuthorizationRequest(_) => {
@@ -353,10 +362,13 @@ impl Error {
         self.inner.retry_after
     }
 
-    /// Whether this is a timeout.
+    /// Whether this is a timeout: the token endpoint did not answer in time
+    /// ([`ErrorKind::Timeout`], also through a [`ErrorKind::NoToken`] error
+    /// or in discovery), or a caller gave up waiting for a token fetch
+    /// ([`ErrorKind::WaitTimeout`]).
     pub fn is_timeout(&self) -> bool {
         match &self.inner.kind {
-            Kind::Timeout(_) => true,
+            Kind::Timeout(_) | Kind::WaitTimeout(_) => true,
             Kind::NoToken(e) => e.is_timeout(),
             Kind::Discovery { .. } => self.discovery_fetch().is_some_and(Error::is_timeout),
             _ => false,
@@ -401,7 +413,9 @@ impl Error {
                 || s == StatusCode::REQUEST_TIMEOUT
         }
         match &self.inner.kind {
-            Kind::Transport(_) | Kind::Timeout(_) | Kind::FetchAborted => true,
+            Kind::Transport(_) | Kind::Timeout(_) | Kind::WaitTimeout(_) | Kind::FetchAborted => {
+                true
+            }
             Kind::OAuth(r) => r.error.is_transient() || status_retryable(r.status),
             Kind::HttpStatus { status, .. } => status_retryable(*status),
             Kind::InvalidResponse { status, .. } => status_retryable(*status),
@@ -434,7 +448,7 @@ impl fmt::Debug for Error {
             // The whole chain, as text: the cause a TLS or DNS failure
             // names sits several sources deep.
             Kind::Transport(e) => d.field("source", &error_chain(&**e)),
-            Kind::Timeout(t) => d.field("after", t),
+            Kind::Timeout(t) | Kind::WaitTimeout(t) => d.field("after", t),
             Kind::BodyTooLarge { limit } => d.field("limit", limit),
             Kind::InvalidResponse { status, source } => {
                 d.field("status", status).field("source", source)
@@ -491,6 +505,11 @@ impl fmt::Display for Error {
             Kind::Timeout(after) => {
                 write!(f, "token endpoint did not answer within {after:?}")
             }
+            Kind::WaitTimeout(after) => write!(
+                f,
+                "no token within {after:?}: gave up waiting for the token fetch, which goes on; \
+                 a later call gets its token"
+            ),
             Kind::BodyTooLarge { limit } => write!(
                 f,
                 "token endpoint's answer is larger than the {limit}-byte limit"
@@ -708,6 +727,27 @@ mod tests {
              use the token cache from within a running Tokio runtime"
         );
         assert_eq!(format!("{e:?}"), "tower_oauth2::Error { kind: NoRuntime }");
+
+        let e = Error::wait_timeout(Duration::from_millis(1500));
+        assert_eq!(e.kind(), ErrorKind::WaitTimeout);
+        assert!(e.is_timeout() && e.is_retryable() && !e.is_transport());
+        assert_eq!(e.status(), None);
+        assert_eq!(
+            e.to_string(),
+            "no token within 1.5s: gave up waiting for the token fetch, which goes on; a later \
+             call gets its token"
+        );
+        assert_eq!(
+            format!("{e:?}"),
+            "tower_oauth2::Error { kind: WaitTimeout, after: 1.5s }"
+        );
+        // Not the token endpoint's timeout, which says whose it was.
+        let endpoint = Error::timeout(Duration::from_millis(1500));
+        assert_eq!(endpoint.kind(), ErrorKind::Timeout);
+        assert_eq!(
+            endpoint.to_string(),
+            "token endpoint did not answer within 1.5s"
+        );
 
         let e = Error::fetch_aborted();
         assert_eq!(e.kind(), ErrorKind::FetchAborted);

@@ -102,7 +102,9 @@ mod service;
 #[cfg(test)]
 mod testing;
 
-pub use buffer::{BodyTooLarge, BufferBody, BufferBodyLayer, BufferFuture};
+pub use buffer::{
+    BodyTimeout, BodyTooLarge, BufferBody, BufferBodyLayer, BufferFuture, DEFAULT_BODY_TIMEOUT,
+};
 pub use destinations::Destinations;
 pub use error::ServiceError;
 pub use future::ResponseFuture;
