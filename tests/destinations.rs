@@ -4,64 +4,18 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use support::log::capture;
 use support::token_server::TestServer;
 use tower::{service_fn, BoxError, Layer, ServiceExt};
 use tower_oauth2::layer::Destinations;
 use tower_oauth2::OAuth2Layer;
-
-/// What the layer logs at WARN and above, for the whole test binary (one
-/// global subscriber: tracing caches per call site whether anyone listens).
-#[derive(Clone, Default)]
-struct Warnings(Arc<Mutex<Vec<u8>>>);
-
-impl Warnings {
-    fn get() -> Warnings {
-        static WARNINGS: OnceLock<Warnings> = OnceLock::new();
-        WARNINGS
-            .get_or_init(|| {
-                let warnings = Warnings::default();
-                let subscriber = tracing_subscriber::fmt()
-                    .with_max_level(tracing::Level::WARN)
-                    .with_writer(warnings.clone())
-                    .with_ansi(false)
-                    .finish();
-                tracing::subscriber::set_global_default(subscriber).expect("one subscriber");
-                warnings
-            })
-            .clone()
-    }
-
-    /// How many lines hold `text`.
-    fn count(&self, text: &str) -> usize {
-        let log = self.0.lock().unwrap();
-        String::from_utf8_lossy(&log).matches(text).count()
-    }
-}
-
-impl Write for Warnings {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Warnings {
-    type Writer = Warnings;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 /// A `hyper::client::conn` HTTP/1.1 connection to `server`, as a tower
 /// service: requests go to the server whatever their URI says.
@@ -98,7 +52,7 @@ fn origin_form_get(server: &TestServer) -> Request<Full<Bytes>> {
 
 #[tokio::test]
 async fn over_hyper_conn_an_origin_form_request_gets_no_token_by_default() {
-    let warnings = Warnings::get();
+    let logs = capture();
     let server = TestServer::start().await;
     let cache = server.client_credentials().build();
     let conn = connection(&server).await;
@@ -120,8 +74,8 @@ async fn over_hyper_conn_an_origin_form_request_gets_no_token_by_default() {
     let stats = cache.stats();
     assert_eq!((stats.token_fetches, stats.retries), (0, 0));
     // Logged once per layer (its services share it), not per request.
-    assert_eq!(warnings.count("path-only (origin-form) URI"), 2);
-    assert_eq!(warnings.count("origin_form_to"), 2);
+    assert_eq!(logs.count("path-only (origin-form) URI"), 2);
+    assert_eq!(logs.count("origin_form_to"), 2);
 }
 
 #[tokio::test]
