@@ -84,13 +84,9 @@ impl Origin {
     /// Whether `uri` (absolute, without credentials) is at this origin,
     /// without allocating.
     fn matches(&self, uri: &Uri) -> bool {
-        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+        let (Some(https), Some(authority)) = (uri.scheme_str().and_then(is_https), uri.authority())
+        else {
             return false;
-        };
-        let https = match scheme {
-            s if s.eq_ignore_ascii_case("https") => true,
-            s if s.eq_ignore_ascii_case("http") => false,
-            _ => return false,
         };
         https == self.https
             && authority.port_u16().unwrap_or(default_port(https)) == self.port
@@ -105,19 +101,11 @@ impl Origin {
         let uri: Uri = text
             .parse()
             .map_err(|e| invalid(&format!("is not a URL ({e})")))?;
-        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+        let (Some(https), Some(authority)) = (uri.scheme_str().and_then(is_https), uri.authority())
+        else {
             return Err(invalid(
                 "must be an http or https origin such as https://api.example.com",
             ));
-        };
-        let https = match scheme {
-            s if s.eq_ignore_ascii_case("https") => true,
-            s if s.eq_ignore_ascii_case("http") => false,
-            _ => {
-                return Err(invalid(
-                    "must be an http or https origin such as https://api.example.com",
-                ))
-            }
         };
         if url::has_credentials(authority) {
             return Err(invalid("must not carry credentials"));
@@ -131,6 +119,18 @@ impl Origin {
             port: authority.port_u16().unwrap_or(default_port(https)),
         };
         Ok((origin, uri))
+    }
+}
+
+/// `Some(true)` for `https`, `Some(false)` for `http` (in any case), `None`
+/// for another scheme.
+fn is_https(scheme: &str) -> Option<bool> {
+    if scheme.eq_ignore_ascii_case("https") {
+        Some(true)
+    } else if scheme.eq_ignore_ascii_case("http") {
+        Some(false)
+    } else {
+        None
     }
 }
 
