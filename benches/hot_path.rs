@@ -64,7 +64,7 @@ impl Visit for CountVisit {
 pub enum Req {
     /// `Request::new(Full::default())`: `GET /`, no headers.
     Empty,
-    /// `GET http://api.example.com/v1/items?limit=10` with `accept`,
+    /// `GET https://api.example.com/v1/items?limit=10` with `accept`,
     /// `user-agent` and `x-request-id` headers (copied from a template).
     Typical(Method, Uri, HeaderMap),
 }
@@ -80,7 +80,7 @@ impl Req {
         );
         Req::Typical(
             Method::GET,
-            Uri::from_static("http://api.example.com/v1/items?limit=10"),
+            Uri::from_static("https://api.example.com/v1/items?limit=10"),
             headers,
         )
     }

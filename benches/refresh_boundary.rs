@@ -30,7 +30,6 @@ use http::Request;
 use tokio::time::MissedTickBehavior;
 use tower::{Layer, ServiceExt};
 use tower_oauth2::cache::RefreshPolicy;
-use tower_oauth2::OAuth2Layer;
 
 const LATENCY: Duration = Duration::from_millis(50);
 const TASKS: usize = 8;
@@ -48,7 +47,7 @@ async fn run(policy: RefreshPolicy, ttl_secs: u64, duration: Duration) -> Run {
     // The first token is fetched before the clock starts: only refreshes
     // are measured.
     cache.bearer_header().await.expect("first token");
-    let svc = OAuth2Layer::new(cache.clone()).layer(Noop::default());
+    let svc = common::layer(cache.clone()).layer(Noop::default());
     let samples = Arc::new(Mutex::new((Vec::new(), Vec::new())));
     let end = Instant::now() + duration;
     let tasks: Vec<_> = (0..TASKS)

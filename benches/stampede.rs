@@ -56,7 +56,7 @@ fn main() {
             // background refresh has started when the second burst comes.
             let server = LocalTokenServer::new(common::OPAQUE_TOKEN, 1, LATENCY);
             let cache = server.cache_builder().build();
-            let layer = OAuth2Layer::new(cache.clone());
+            let layer = common::layer(cache.clone());
 
             let wall_cold = burst(&layer, n).await;
             let fetches_cold = server.token_requests();

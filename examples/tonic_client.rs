@@ -7,6 +7,12 @@
 //! `BufferBodyLayer` + `OAuth2Layer`, revokes the token, and calls again: the
 //! server answers UNAUTHENTICATED (`grpc-status: 16`), the layer fetches a new
 //! token and resends the call once, and the caller just sees the answer.
+//!
+//! A `Channel` adds its endpoint's origin to each call after the layer, which
+//! sees only the path (`/grpc.health.v1.Health/Check`): the layer is told the
+//! channel's origin with `Destinations::secure().origin_form_to(..)`, which
+//! accepts `https` anywhere and `http` only on loopback. Without it the calls
+//! would go out with no token.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -17,7 +23,7 @@ use tonic::transport::{Channel, Server};
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 use tower::{service_fn, ServiceBuilder};
-use tower_oauth2::layer::{BufferBodyLayer, ReplayClone};
+use tower_oauth2::layer::{BufferBodyLayer, Destinations, ReplayClone};
 use tower_oauth2::{ClientAuth, OAuth2Layer, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
 
 #[tokio::main]
@@ -82,13 +88,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         ClientAuth::client_secret_basic("orders-client", "s3cret"),
     );
     let cache = TokenCache::builder(endpoint, TokenRequest::client_credentials()).build();
-    let channel = Channel::from_shared(format!("http://{addr}"))?
-        .connect()
-        .await?;
+    let origin = format!("http://{addr}");
+    let channel = Channel::from_shared(origin.clone())?.connect().await?;
+    // The channel's origin: its calls get the token (http is fine: loopback).
+    let to_channel = Destinations::secure().origin_form_to(&origin)?;
+    let oauth2 = OAuth2Layer::new(cache.clone())
+        .destinations(to_channel)
+        .replay_body(ReplayClone);
     let svc = ServiceBuilder::new()
         // tonic's request bodies are streams: buffer unary calls so they can be resent.
         .layer(BufferBodyLayer::new(64 * 1024))
-        .layer(OAuth2Layer::new(cache.clone()).replay_body(ReplayClone))
+        .layer(oauth2)
         .map_request(|r: http::Request<Full<Bytes>>| r.map(tonic::body::Body::new))
         .service(channel);
     let mut client = HealthClient::new(svc);

@@ -3,8 +3,9 @@
 //! credentials (userinfo) in it.
 //!
 //! [`crate::request::TokenUrl`], the issuer of [`crate::discovery`] and
-//! [`crate::layer::Destinations::secure`] all ask [`check`] (the last through
-//! [`is_secure_destination`]), so the rule cannot drift between them.
+//! [`crate::layer::Destinations::secure`] (for every request, and for the
+//! origin given to [`crate::layer::Destinations::origin_form_to`]) all ask
+//! [`check`], so the rule cannot drift between them.
 
 use std::net::IpAddr;
 
@@ -14,7 +15,8 @@ use http::Uri;
 /// Why a URL is not one a secret may be sent to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refusal {
-    /// No scheme and no host: an origin-form request target (`/path`).
+    /// No scheme and no host: an origin-form request target (`/path`),
+    /// which says nothing of where it goes.
     OriginForm,
     /// A host but no scheme (`host:443`).
     NoScheme,
@@ -30,25 +32,25 @@ pub(crate) enum Refusal {
 
 /// Checks `uri` against the rule: absolute, no credentials, and `https` or
 /// `http` to loopback. Checked in that order, so [`Refusal::ClearText`]
-/// implies the rest holds (callers that opt in to clear text rely on it).
+/// implies the rest holds (callers that opt in to clear text rely on it),
+/// and [`Refusal::OriginForm`] is known before anything else is looked at.
+///
+/// It runs for every request through [`crate::layer::Destinations::secure`]:
+/// no allocation, no parsing, one scan of the authority for `@`.
+#[inline]
 pub(crate) fn check(uri: &Uri) -> Result<(), Refusal> {
     let (scheme, authority) = absolute(uri)?;
-    if authority.as_str().contains('@') {
+    if has_credentials(authority) {
         return Err(Refusal::Credentials);
     }
     transit(scheme, authority)
 }
 
-/// The rule of [`crate::layer::Destinations::secure`], run for every request:
-/// [`check`]'s scheme and host test, with two exceptions kept for now:
-/// origin-form URIs pass (the inner service picks the destination) and
-/// credentials in the URI are not looked at. No allocation, no parsing.
+/// Whether `authority` has a userinfo part (`user[:password]@`); `@` may
+/// appear nowhere else in an authority.
 #[inline]
-pub(crate) fn is_secure_destination(uri: &Uri) -> bool {
-    match absolute(uri) {
-        Ok((scheme, authority)) => transit(scheme, authority).is_ok(),
-        Err(refusal) => refusal == Refusal::OriginForm,
-    }
+pub(crate) fn has_credentials(authority: &Authority) -> bool {
+    authority.as_str().contains('@')
 }
 
 #[inline]
@@ -117,23 +119,17 @@ mod tests {
     }
 
     #[test]
-    fn destinations_let_origin_form_and_credentials_through() {
-        for (url, allowed) in [
-            ("https://api.example.com/x", true),
-            ("http://localhost/x", true),
-            ("/relative/path", true),
-            ("https://user:pw@api.example.com/x", true),
-            ("http://user@127.0.0.1/x", true),
-            ("http://user@api.example.com/x", false),
-            ("http://api.example.com/x", false),
-            ("ftp://api.example.com/x", false),
-            ("api.example.com:443", false),
-        ] {
-            assert_eq!(
-                is_secure_destination(&url.parse().unwrap()),
-                allowed,
-                "{url}"
-            );
+    fn the_rule_for_requests_refuses_origin_form_first() {
+        // An origin-form URI says nothing else about where it goes, so it
+        // is told apart from every other refusal (`Destinations` decides it
+        // by what it was told of the connection).
+        for url in ["/", "/pkg.Svc/Method", "*"] {
+            let uri: Uri = url.parse().unwrap();
+            assert_eq!(check(&uri), Err(Refusal::OriginForm), "{url}");
         }
+        let with_user: Uri = "https://user@api.example.com/x".parse().unwrap();
+        assert!(has_credentials(with_user.authority().unwrap()));
+        let plain: Uri = "https://api.example.com/x".parse().unwrap();
+        assert!(!has_credentials(plain.authority().unwrap()));
     }
 }

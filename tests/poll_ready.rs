@@ -33,6 +33,12 @@ fn cache(fetches: Arc<AtomicUsize>) -> TokenCache {
     TokenCache::builder(endpoint, TokenRequest::client_credentials()).build()
 }
 
+/// A request the default destinations give the token to.
+fn request() -> Request<Full<Bytes>> {
+    let get = Request::get("https://api.example.com/items");
+    get.body(Full::default()).unwrap()
+}
+
 #[tokio::test]
 async fn the_instance_polled_ready_is_the_one_called() {
     let fetches = Arc::new(AtomicUsize::new(0));
@@ -55,12 +61,7 @@ async fn the_instance_polled_ready_is_the_one_called() {
     // The first call waits for the token (called from the future), the
     // others find it cached (called at once); each on the same service.
     for _ in 0..3 {
-        svc.ready()
-            .await
-            .unwrap()
-            .call(Request::new(Full::default()))
-            .await
-            .unwrap();
+        svc.ready().await.unwrap().call(request()).await.unwrap();
     }
     // Clones, each polled ready and called, with the retry copy disabled.
     let mut a = tower::Layer::layer(
@@ -70,12 +71,7 @@ async fn the_instance_polled_ready_is_the_one_called() {
     let mut b = a.clone();
     for pick_a in [true, false, true] {
         let s = if pick_a { &mut a } else { &mut b };
-        s.ready()
-            .await
-            .unwrap()
-            .call(Request::new(Full::default()))
-            .await
-            .unwrap();
+        s.ready().await.unwrap().call(request()).await.unwrap();
     }
     assert_eq!(calls.load(Ordering::SeqCst), 6);
     assert_eq!(fetches.load(Ordering::SeqCst), 2);

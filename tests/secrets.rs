@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -13,6 +11,7 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use support::client::http_client;
+use support::log::capture;
 use support::token_server::{Canned, TestServer};
 use tower::{Layer, ServiceExt};
 use tower_oauth2::authorize::{AuthorizationRequest, PkceVerifier};
@@ -48,46 +47,6 @@ fn assert_clean(what: &str, text: &str) {
     for f in forbidden() {
         assert!(!text.contains(&f), "{what} shows a secret ({f:?}):\n{text}");
     }
-}
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
-/// Installs, once for this test binary, a global TRACE subscriber writing to
-/// a buffer, and returns the buffer. Global, not per-thread: tracing caches
-/// per call site whether anyone listens, so a thread-local subscriber misses
-/// events whose call sites another test thread registered first.
-fn capture() -> Capture {
-    static CAPTURE: std::sync::OnceLock<Capture> = std::sync::OnceLock::new();
-    CAPTURE
-        .get_or_init(|| {
-            let capture = Capture::default();
-            let subscriber = tracing_subscriber::fmt()
-                .with_max_level(tracing::Level::TRACE)
-                .with_writer(capture.clone())
-                .with_ansi(false)
-                .finish();
-            tracing::subscriber::set_global_default(subscriber).expect("no other subscriber");
-            capture
-        })
-        .clone()
 }
 
 fn endpoint(server: &TestServer) -> TokenEndpoint<support::client::HttpClient> {
@@ -180,7 +139,7 @@ async fn trace_output_of_a_full_cycle_holds_no_secret() {
         &format!("{rt_cache:?} {cache:?} {svc:?}"),
     );
 
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     // The capture works: the events are there.
     for expected in [
         "oauth2.token_request",
@@ -294,8 +253,5 @@ async fn debug_and_display_of_every_public_type() {
     for s in &shown {
         assert_clean("Debug/Display", s);
     }
-    assert_clean(
-        "TRACE output",
-        &String::from_utf8_lossy(&capture.0.lock().unwrap()),
-    );
+    assert_clean("TRACE output", &capture.text());
 }

@@ -15,7 +15,8 @@ use http::{Request, Response};
 use http_body_util::Full;
 use tower::Service;
 use tower_oauth2::cache::TokenCacheBuilder;
-use tower_oauth2::{ClientAuth, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
+use tower_oauth2::layer::Destinations;
+use tower_oauth2::{ClientAuth, OAuth2Layer, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
 
 pub type Body = Full<Bytes>;
 
@@ -46,6 +47,21 @@ impl<P> Service<Request<Body>> for NoopWith<P> {
         black_box(&self.0);
         ready(Ok(Response::new(())))
     }
+}
+
+/// `OAuth2Layer::new(cache)` for an inner service that stands for a
+/// connection to `https://api.example.com` (as [`Noop`] does): its
+/// path-only requests (`Request::new(..)` is `GET /`) get the token, as
+/// they would over a tonic channel told its origin.
+#[allow(
+    dead_code,
+    reason = "end_to_end sends absolute URIs over a real connection"
+)]
+pub fn layer(cache: TokenCache) -> OAuth2Layer {
+    let to_inner = Destinations::secure()
+        .origin_form_to("https://api.example.com")
+        .expect("an https origin");
+    OAuth2Layer::new(cache).destinations(to_inner)
 }
 
 /// A token endpoint answered in-process: a `service_fn` that counts the

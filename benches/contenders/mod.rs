@@ -15,7 +15,6 @@ use std::time::{Duration, SystemTime};
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response};
 use tower::Service;
-use tower_oauth2::OAuth2Layer;
 
 use crate::common::{Body, LocalTokenServer, Noop, NoopWith};
 
@@ -190,7 +189,7 @@ fn contenders_over<I: Inner>(
             let server = LocalTokenServer::new(token, 3600, Duration::ZERO);
             let cache = server.cache_builder().build();
             rt.block_on(cache.bearer_header()).expect("first token");
-            let layer = OAuth2Layer::new(cache).retry_unauthorized(retry);
+            let layer = crate::common::layer(cache).retry_unauthorized(retry);
             v.visit(name, tower::Layer::layer(&layer, inner.clone()));
         }
     }

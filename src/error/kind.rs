@@ -44,8 +44,12 @@ pub enum ErrorKind {
     /// authorization URL (bad authorization endpoint, malformed PKCE
     /// verifier). The message says which part to fix.
     InvalidRequest,
-    /// A destination given to [`crate::layer::Destinations::origins`] is not
-    /// an `http` or `https` origin (`https://host[:port]`, no path).
+    /// A destination given to [`crate::layer::Destinations::origins`] or
+    /// [`crate::layer::Destinations::origin_form_to`] is not an `http` or
+    /// `https` origin (`https://host[:port]`, no path, no credentials), or
+    /// is one the token may not go to (for `origin_form_to` on
+    /// [`crate::layer::Destinations::secure`]: `http` to a host that is not
+    /// loopback).
     InvalidDestination,
     /// The operating system's random source failed, so no `state` or PKCE
     /// verifier could be drawn ([`crate::authorize`]).

@@ -181,7 +181,8 @@ impl Error {
         Error::new(Kind::InvalidAuthorizationRequest(reason.into()))
     }
 
-    /// A destination that is not an origin; `reason` names it.
+    /// A destination that is not an origin the token may go to; `reason`
+    /// says why.
     pub(crate) fn invalid_destination(reason: impl Into<String>) -> Self {
         Error::new(Kind::InvalidDestination(reason.into()))
     }

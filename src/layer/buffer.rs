@@ -43,20 +43,24 @@ use crate::error::BoxError;
 /// use bytes::Bytes;
 /// use http_body_util::Full;
 /// use tower::ServiceBuilder;
-/// use tower_oauth2::layer::{BufferBodyLayer, ReplayClone};
+/// use tower_oauth2::layer::{BufferBodyLayer, Destinations, ReplayClone};
 /// use tower_oauth2::OAuth2Layer;
-/// # fn stack(cache: tower_oauth2::TokenCache) {
+/// # fn stack(cache: tower_oauth2::TokenCache) -> Result<(), tower_oauth2::Error> {
 /// # let channel = tower::service_fn(|r: http::Request<tonic::body::Body>| async move {
 /// #     Ok::<_, std::convert::Infallible>(http::Response::new(tonic::body::Body::empty()))
 /// # });
-/// // A tonic `Channel` takes `tonic::body::Body`; buffer it, let the layer
-/// // resend it, and turn it back into a tonic body for the channel.
+/// // A tonic `Channel` (to https://inventory.internal) takes
+/// // `tonic::body::Body`; buffer it, let the layer resend it, and turn it
+/// // back into a tonic body for the channel. The channel adds its origin
+/// // after the layer, so the layer is told it.
+/// let to_channel = Destinations::secure().origin_form_to("https://inventory.internal")?;
 /// let svc = ServiceBuilder::new()
 ///     .layer(BufferBodyLayer::new(64 * 1024))
-///     .layer(OAuth2Layer::new(cache).replay_body(ReplayClone))
+///     .layer(OAuth2Layer::new(cache).destinations(to_channel).replay_body(ReplayClone))
 ///     .map_request(|r: http::Request<Full<Bytes>>| r.map(tonic::body::Body::new))
 ///     .service(channel);
 /// # let _ = svc;
+/// # Ok(())
 /// # }
 /// ```
 #[derive(Debug, Clone, Copy)]

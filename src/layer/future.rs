@@ -280,14 +280,17 @@ mod tests {
     async fn debug_shows_the_state_and_generation_but_no_token() {
         let cache = cache();
         let mut svc = OAuth2Layer::new(cache.clone()).layer(echo());
-        let waiting = svc.call(Request::new(Full::default()));
+        let get = Request::get("https://api.example.com/").body(Full::default());
+        let waiting = svc.call(get.unwrap());
         assert_eq!(
             format!("{waiting:?}"),
             r#"ResponseFuture { state: "WaitingForToken", replayable: true, .. }"#
         );
         waiting.await.unwrap();
         let (_, generation) = cache.bearer_header_with_generation().await.unwrap();
-        let post = Request::post("/p").body(Full::from("x")).unwrap();
+        let post = Request::post("https://api.example.com/p")
+            .body(Full::from("x"))
+            .unwrap();
         let called = svc.call(post);
         assert_eq!(
             format!("{called:?}"),

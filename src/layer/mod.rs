@@ -9,7 +9,15 @@
 //!   no allocation of the token string.
 //! - Only requests to allowed [`Destinations`] get the token; the default,
 //!   [`Destinations::secure`], never sends one in clear text over a network
-//!   (`https` anywhere, `http` only to loopback). Others pass through untouched.
+//!   (`https` anywhere, `http` only to loopback, no credentials in the URI).
+//!   Others pass through untouched. A request whose URI is only a path
+//!   (origin-form, `/pkg.Svc/Method`, as a tonic `Channel` or a
+//!   `hyper::client::conn` sender gets it: they add the destination after
+//!   the layer) gets no token unless the layer is told where such requests
+//!   go: [`Destinations::origin_form_to`] with the channel's or connection's
+//!   origin, checked by the same rule, or [`Destinations::allow_origin_form`]
+//!   on your word that the connection is TLS or loopback. The first one
+//!   refused is logged at `WARN`, once.
 //! - By default an `Authorization` header the caller set is **replaced**:
 //!   the layer owns that header. [`OAuth2Layer::keep_existing_authorization`]
 //!   passes such requests through untouched instead (and never retries them).
@@ -60,7 +68,8 @@
 //! });
 //! let client = ServiceBuilder::new().layer(OAuth2Layer::new(cache.clone())).service(api);
 //!
-//! let response = client.oneshot(Request::new(Full::default())).await?;
+//! let request = Request::get("https://api.example.com/orders").body(Full::default())?;
+//! let response = client.oneshot(request).await?;
 //! assert_eq!(response.status(), StatusCode::OK);
 //! assert_eq!(cache.stats().token_fetches, 1);
 //! # Ok(())

@@ -1,0 +1,119 @@
+//! Which requests get the token when their URI names no destination:
+//! origin-form request targets (`/pkg.Svc/Method`), as `hyper::client::conn`
+//! and tonic send them, over a connection opened to 127.0.0.1.
+
+mod support;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use support::log::capture;
+use support::token_server::TestServer;
+use tower::{service_fn, BoxError, Layer, ServiceExt};
+use tower_oauth2::layer::Destinations;
+use tower_oauth2::OAuth2Layer;
+
+/// A `hyper::client::conn` HTTP/1.1 connection to `server`, as a tower
+/// service: requests go to the server whatever their URI says.
+async fn connection(
+    server: &TestServer,
+) -> impl tower::Service<
+    Request<Full<Bytes>>,
+    Response = http::Response<hyper::body::Incoming>,
+    Error = BoxError,
+    Future: Send,
+> + Clone {
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (sender, conn) = http1::handshake(TokioIo::new(tcp)).await.unwrap();
+    tokio::spawn(conn);
+    let sender = Arc::new(tokio::sync::Mutex::new(sender));
+    service_fn(move |req: Request<Full<Bytes>>| {
+        let sender = sender.clone();
+        async move {
+            let mut sender = sender.lock().await;
+            sender.ready().await?;
+            Ok::<_, BoxError>(sender.send_request(req).await?)
+        }
+    })
+}
+
+/// A GET with an origin-form URI (`/items`) and the Host header HTTP/1.1
+/// needs.
+fn origin_form_get(server: &TestServer) -> Request<Full<Bytes>> {
+    Request::get("/items")
+        .header(http::header::HOST, server.addr.to_string())
+        .body(Full::default())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn over_hyper_conn_an_origin_form_request_gets_no_token_by_default() {
+    let logs = capture();
+    let server = TestServer::start().await;
+    let cache = server.client_credentials().build();
+    let conn = connection(&server).await;
+    let layer = OAuth2Layer::new(cache.clone());
+    let first = layer.layer(conn.clone());
+    let second = first.clone();
+
+    let resp = first.oneshot(origin_form_get(&server)).await.unwrap();
+    assert_eq!(server.path_authorizations(), [("/items".to_owned(), None)]);
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let resp = second.oneshot(origin_form_get(&server)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let other_layer = OAuth2Layer::new(cache.clone()).layer(conn);
+    let resp = other_layer.oneshot(origin_form_get(&server)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+
+    assert_eq!(server.authorizations(), [None, None, None]);
+    assert_eq!(server.token_requests(), 0);
+    let stats = cache.stats();
+    assert_eq!((stats.token_fetches, stats.retries), (0, 0));
+    // Logged once per layer (its services share it), not per request.
+    assert_eq!(logs.count("path-only (origin-form) URI"), 2);
+    assert_eq!(logs.count("origin_form_to"), 2);
+}
+
+#[tokio::test]
+async fn over_hyper_conn_told_the_connections_origin_the_token_is_sent() {
+    let server = TestServer::start().await;
+    let cache = server.client_credentials().build();
+    let to_conn = Destinations::secure()
+        .origin_form_to(server.url(""))
+        .unwrap();
+    let svc = OAuth2Layer::new(cache.clone())
+        .destinations(to_conn)
+        .layer(connection(&server).await);
+
+    let resp = svc.clone().oneshot(origin_form_get(&server)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = svc.oneshot(origin_form_get(&server)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        server.path_authorizations(),
+        [
+            ("/items".to_owned(), Some("Bearer at-1".to_owned())),
+            ("/items".to_owned(), Some("Bearer at-1".to_owned())),
+        ]
+    );
+    assert_eq!(server.token_requests(), 1);
+}
+
+#[tokio::test]
+async fn over_hyper_conn_allow_origin_form_sends_the_token_on_the_users_word() {
+    let server = TestServer::start().await;
+    let cache = server.client_credentials().build();
+    let svc = OAuth2Layer::new(cache.clone())
+        .destinations(Destinations::secure().allow_origin_form())
+        .layer(connection(&server).await);
+    let resp = svc.oneshot(origin_form_get(&server)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        server.path_authorizations(),
+        [("/items".to_owned(), Some("Bearer at-1".to_owned()))]
+    );
+}
