@@ -11,52 +11,16 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Request, StatusCode, Version};
 use http_body_util::Full;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
+use support::pki::Pki;
 use support::serve::{serve_connection, serve_tcp, Serving};
 use support::token_server::{ClientCheck, TestServer};
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio_rustls::rustls::{crypto::ring, RootCertStore, ServerConfig};
+use tokio_rustls::rustls::pki_types::PrivateKeyDer;
+use tokio_rustls::rustls::{crypto::ring, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_oauth2::error::ErrorKind;
 use tower_oauth2::layer::ServiceError;
 use tower_oauth2::{tls, ClientAuth};
-
-/// A test CA and a certificate it issued for `localhost` and `127.0.0.1`.
-struct Pki {
-    ca: CertificateDer<'static>,
-    server_cert: CertificateDer<'static>,
-    server_key: PrivatePkcs8KeyDer<'static>,
-}
-
-fn pki() -> Pki {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "tower-oauth2 test CA");
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let ca = Issuer::new(ca_params, ca_key);
-
-    let server_key = KeyPair::generate().unwrap();
-    let mut params =
-        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let server_cert = params.signed_by(&server_key, &ca).unwrap();
-    Pki {
-        ca: ca_cert.der().clone(),
-        server_cert: server_cert.der().clone(),
-        server_key: PrivatePkcs8KeyDer::from(server_key.serialize_der()),
-    }
-}
 
 /// A TLS listener in front of a [`TestServer`] (same state, same counters),
 /// counting handshakes; it stops when dropped.
@@ -119,13 +83,6 @@ impl Pki {
             refused,
         }
     }
-
-    /// Client roots holding the test CA only.
-    fn roots(&self) -> RootCertStore {
-        let mut roots = RootCertStore::empty();
-        roots.add(self.ca.clone()).unwrap();
-        roots
-    }
 }
 
 fn get(url: &str) -> Request<Full<Bytes>> {
@@ -144,7 +101,7 @@ async fn tls_servers(pki: &Pki) -> (TestServer, Frontend, Frontend) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bearer_token_from_a_tls_token_endpoint_reaches_a_tls_resource_server() {
-    let pki = pki();
+    let pki = Pki::new();
     let (server, token_tls, resource_tls) = tls_servers(&pki).await;
     let token_url = format!("https://127.0.0.1:{}/token", token_tls.port());
     // The certificate's DNS name, not its IP address, is checked here.
@@ -217,7 +174,7 @@ async fn bearer_token_from_a_tls_token_endpoint_reaches_a_tls_resource_server() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_does_not_trust_the_ca_gets_a_typed_transport_error() {
-    let pki = pki();
+    let pki = Pki::new();
     let (server, token_tls, resource_tls) = tls_servers(&pki).await;
     let token_url = format!("https://127.0.0.1:{}/token", token_tls.port());
 
@@ -261,7 +218,7 @@ async fn a_client_that_does_not_trust_the_ca_gets_a_typed_transport_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_https_client_never_sends_the_token_over_plain_http() {
-    let pki = pki();
+    let pki = Pki::new();
     let (server, token_tls, _resource_tls) = tls_servers(&pki).await;
     let token_url = format!("https://127.0.0.1:{}/token", token_tls.port());
     let (oauth2, https) = tls::client_credentials_layer_with(

@@ -1,8 +1,9 @@
 //! What the integration tests share: a scriptable fake authorization and
 //! resource server ([`token_server::TestServer`]), the HTTP client they send
-//! with ([`client`]), and the one accept-and-serve loop for servers they
-//! write themselves ([`serve`]).
+//! with ([`client`]), the one accept-and-serve loop for servers they
+//! write themselves ([`serve`]), and a test PKI for TLS ([`pki`]).
 
 pub mod client;
+pub mod pki;
 pub mod serve;
 pub mod token_server;
