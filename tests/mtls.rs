@@ -14,7 +14,6 @@ mod support;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -27,17 +26,16 @@ use hyper::body::Incoming;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use support::client::Received;
-use support::pki::{self_signed_client_cert, ClientCert, Pki};
-use support::serve::{serve_connection, serve_tcp, Serving};
+use support::serve::serve_connection;
+use support::tls::{self_signed_client_cert, serve_tls, ClientCert, Pki, TlsListener};
 use tokio_rustls::rustls::client::danger::HandshakeSignatureValid;
 use tokio_rustls::rustls::crypto::{ring, verify_tls12_signature, verify_tls13_signature};
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use tokio_rustls::rustls::pki_types::{CertificateDer, UnixTime};
 use tokio_rustls::rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{
     DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme,
 };
-use tokio_rustls::TlsAcceptor;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_oauth2::discovery::Discovery;
 use tower_oauth2::error::{ErrorCode, ErrorKind};
@@ -84,25 +82,6 @@ enum ClientCerts {
     Any,
 }
 
-/// A TLS listener; it stops when dropped.
-struct Listener {
-    serving: Serving,
-    /// Connections whose TLS handshake succeeded, and those refused.
-    accepted: Arc<AtomicUsize>,
-    refused: Arc<AtomicUsize>,
-}
-
-impl Listener {
-    fn url(&self, path: &str) -> String {
-        format!("https://localhost:{}{path}", self.serving.addr.port())
-    }
-
-    fn handshakes(&self) -> (usize, usize) {
-        let accepted = self.accepted.load(Ordering::SeqCst);
-        (accepted, self.refused.load(Ordering::SeqCst))
-    }
-}
-
 impl Server {
     fn register(&self, client_id: &str, cert: &ClientCert) {
         let mut state = self.0.lock().unwrap();
@@ -112,35 +91,19 @@ impl Server {
     }
 
     /// A TLS listener called `name` serving this server.
-    async fn listen(&self, pki: &Pki, name: &'static str, certs: ClientCerts) -> Listener {
-        let acceptor = TlsAcceptor::from(Arc::new(server_config(pki, certs)));
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let refused = Arc::new(AtomicUsize::new(0));
-        let (acc, rej, server) = (accepted.clone(), refused.clone(), self.clone());
-        let serving = serve_tcp(move |tcp| {
-            let (acceptor, acc, rej, server) =
-                (acceptor.clone(), acc.clone(), rej.clone(), server.clone());
-            async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    rej.fetch_add(1, Ordering::SeqCst);
-                    return;
-                };
-                acc.fetch_add(1, Ordering::SeqCst);
-                let peer = tls.get_ref().1.peer_certificates();
-                let peer = peer.and_then(|chain| chain.first()).map(|c| thumbprint(c));
-                let service = tower::service_fn(move |req: Request<Incoming>| {
-                    let (server, peer) = (server.clone(), peer.clone());
-                    async move { Ok::<_, Infallible>(server.handle(name, peer, req).await) }
-                });
-                serve_connection(tls, service).await;
-            }
+    async fn listen(&self, pki: &Pki, name: &'static str, certs: ClientCerts) -> TlsListener {
+        let server = self.clone();
+        serve_tls(server_config(pki, certs), move |tls| {
+            let peer = tls.get_ref().1.peer_certificates();
+            let peer = peer.and_then(|chain| chain.first()).map(|c| thumbprint(c));
+            let server = server.clone();
+            let service = tower::service_fn(move |req: Request<Incoming>| {
+                let (server, peer) = (server.clone(), peer.clone());
+                async move { Ok::<_, Infallible>(server.handle(name, peer, req).await) }
+            });
+            serve_connection(tls, service)
         })
-        .await;
-        Listener {
-            serving,
-            accepted,
-            refused,
-        }
+        .await
     }
 
     /// Answers one request that came over listener `name`, on a connection
@@ -238,26 +201,16 @@ fn resource_response(ok: bool) -> Response<Full<Bytes>> {
 
 fn server_config(pki: &Pki, certs: ClientCerts) -> ServerConfig {
     let provider = Arc::new(ring::default_provider());
-    let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap();
-    let builder = match certs {
-        ClientCerts::NotAsked => builder.with_no_client_auth(),
-        ClientCerts::FromTheCa => builder.with_client_cert_verifier(
+    let verifier: Arc<dyn ClientCertVerifier> = match certs {
+        ClientCerts::NotAsked => return pki.server_config(None, &[b"h2", b"http/1.1"]),
+        ClientCerts::FromTheCa => {
             WebPkiClientVerifier::builder_with_provider(Arc::new(pki.roots()), provider)
                 .build()
-                .unwrap(),
-        ),
-        ClientCerts::Any => builder.with_client_cert_verifier(Arc::new(AnyCertificate(provider))),
+                .unwrap()
+        }
+        ClientCerts::Any => Arc::new(AnyCertificate(provider)),
     };
-    let mut config = builder
-        .with_single_cert(
-            vec![pki.server_cert.clone()],
-            PrivateKeyDer::Pkcs8(pki.server_key.clone_key()),
-        )
-        .unwrap();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    config
+    pki.server_config(Some(verifier), &[b"h2", b"http/1.1"])
 }
 
 /// Requires a client certificate, any certificate, and checks only that
@@ -406,7 +359,7 @@ async fn a_token_fetched_with_tls_client_auth_is_bound_to_the_certificate() {
             ("/items/3".to_owned(), bearer, 200),
         ]
     );
-    assert_eq!(mtls.handshakes(), (2, 0));
+    assert_eq!((mtls.accepted(), mtls.refused()), (2, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -442,16 +395,9 @@ async fn without_the_certificate_the_handshake_fails_with_a_typed_transport_erro
     // that the connection closed, depending on which it sees first.
     assert!(std::error::Error::source(e).is_some());
 
-    // The server refused the handshake; no HTTP request reached it. (It
-    // counts the refusal after the client has its alert: wait for it, at
-    // most 10 s.)
-    for _ in 0..1000 {
-        if mtls.handshakes().1 > 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert_eq!(mtls.handshakes(), (0, 1));
+    // The server refused the handshake; no HTTP request reached it.
+    mtls.wait_for_a_refusal().await;
+    assert_eq!((mtls.accepted(), mtls.refused()), (0, 1));
     assert!(server.token_requests().is_empty());
     assert!(server.resource().is_empty());
 }
@@ -554,6 +500,6 @@ async fn discovery_sends_mutual_tls_clients_to_the_mtls_endpoint_alias() {
             "grant_type=client_credentials&client_id=svc-orders".to_owned()
         )
     );
-    assert_eq!(plain.handshakes(), (1, 0));
-    assert_eq!(mtls.handshakes(), (1, 0));
+    assert_eq!((plain.accepted(), plain.refused()), (1, 0));
+    assert_eq!((mtls.accepted(), mtls.refused()), (1, 0));
 }
