@@ -26,8 +26,8 @@ use hyper::body::Incoming;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use support::client::Received;
+use support::pki::{pki, self_signed_client_cert, serve_tls, ClientCert, Frontend, Pki};
 use support::serve::serve_connection;
-use support::tls::{self_signed_client_cert, serve_tls, ClientCert, Pki, TlsListener};
 use tokio_rustls::rustls::client::danger::HandshakeSignatureValid;
 use tokio_rustls::rustls::crypto::{ring, verify_tls12_signature, verify_tls13_signature};
 use tokio_rustls::rustls::pki_types::{CertificateDer, UnixTime};
@@ -91,7 +91,7 @@ impl Server {
     }
 
     /// A TLS listener called `name` serving this server.
-    async fn listen(&self, pki: &Pki, name: &'static str, certs: ClientCerts) -> TlsListener {
+    async fn listen(&self, pki: &Pki, name: &'static str, certs: ClientCerts) -> Frontend {
         let server = self.clone();
         serve_tls(server_config(pki, certs), move |tls| {
             let peer = tls.get_ref().1.peer_certificates();
@@ -297,7 +297,7 @@ fn only_token_request(server: &Server) -> (&'static str, Option<String>, String)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_fetched_with_tls_client_auth_is_bound_to_the_certificate() {
-    let pki = Pki::new();
+    let pki = pki();
     let cert = pki.client_cert("svc-orders");
     let server = Server::default();
     server.register("svc-orders", &cert);
@@ -364,7 +364,7 @@ async fn a_token_fetched_with_tls_client_auth_is_bound_to_the_certificate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_certificate_the_handshake_fails_with_a_typed_transport_error() {
-    let pki = Pki::new();
+    let pki = pki();
     let server = Server::default();
     server.register("svc-orders", &pki.client_cert("svc-orders"));
     let mtls = server.listen(&pki, "mtls", ClientCerts::FromTheCa).await;
@@ -404,7 +404,7 @@ async fn without_the_certificate_the_handshake_fails_with_a_typed_transport_erro
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn self_signed_tls_client_auth_with_the_registered_certificate() {
-    let pki = Pki::new();
+    let pki = pki();
     let cert = self_signed_client_cert("svc-orders");
     let server = Server::default();
     server.register("svc-orders", &cert);
@@ -457,7 +457,7 @@ async fn self_signed_tls_client_auth_with_the_registered_certificate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_sends_mutual_tls_clients_to_the_mtls_endpoint_alias() {
-    let pki = Pki::new();
+    let pki = pki();
     let cert = pki.client_cert("svc-orders");
     let server = Server::default();
     server.register("svc-orders", &cert);

@@ -1,9 +1,10 @@
 //! What the integration tests share: a scriptable fake authorization and
 //! resource server ([`token_server::TestServer`]), the HTTP client they send
 //! with ([`client`]), the one accept-and-serve loop for servers they
-//! write themselves ([`serve`]), and a test PKI and TLS listener ([`tls`]).
+//! write themselves ([`serve`]), and a test CA with TLS listeners ([`pki`]).
 
 pub mod client;
+#[allow(dead_code, reason = "only the TLS test binaries serve TLS")]
+pub mod pki;
 pub mod serve;
-pub mod tls;
 pub mod token_server;
