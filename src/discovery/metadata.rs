@@ -4,6 +4,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::mtls::{AliasesDocument, MtlsEndpointAliases};
 use crate::endpoint::TokenEndpoint;
 use crate::error::{sanitize, DiscoveryFailure, Error};
 use crate::request::{ClientAuth, TokenUrl};
@@ -29,6 +30,7 @@ pub struct ProviderMetadata {
     scopes_supported: Option<Vec<String>>,
     response_types_supported: Option<Vec<String>>,
     code_challenge_methods_supported: Option<Vec<String>>,
+    mtls_endpoint_aliases: Option<MtlsEndpointAliases>,
     other: Map<String, Value>,
 }
 
@@ -127,6 +129,49 @@ impl ProviderMetadata {
     /// `code_challenge_methods_supported` (PKCE), if sent.
     pub fn code_challenge_methods_supported(&self) -> Option<&[String]> {
         self.code_challenge_methods_supported.as_deref()
+    }
+
+    /// `mtls_endpoint_aliases` (RFC 8705 §5), if sent: the endpoints for
+    /// clients that present a certificate.
+    pub fn mtls_endpoint_aliases(&self) -> Option<&MtlsEndpointAliases> {
+        self.mtls_endpoint_aliases.as_ref()
+    }
+
+    /// The token endpoint for `client`: the `mtls_endpoint_aliases` one
+    /// when the client authenticates with mutual TLS
+    /// ([`ClientAuth::is_mutual_tls`]) and the server published one
+    /// (RFC 8705 §5), else `token_endpoint`.
+    ///
+    /// A client that authenticates otherwise but presents a certificate to
+    /// have its tokens bound to it (RFC 8705 §3) takes the alias itself:
+    /// `mtls_endpoint_aliases().and_then(|a| a.token_endpoint())`.
+    pub fn token_endpoint_for(&self, client: &ClientAuth) -> &TokenUrl {
+        self.mtls_alias(client, MtlsEndpointAliases::token_endpoint)
+            .unwrap_or(&self.token_endpoint)
+    }
+
+    /// The revocation endpoint for `client`, chosen as
+    /// [`ProviderMetadata::token_endpoint_for`] chooses.
+    pub fn revocation_endpoint_for(&self, client: &ClientAuth) -> Option<&str> {
+        self.mtls_alias(client, MtlsEndpointAliases::revocation_endpoint)
+            .or(self.revocation_endpoint())
+    }
+
+    /// The introspection endpoint for `client`, chosen as
+    /// [`ProviderMetadata::token_endpoint_for`] chooses.
+    pub fn introspection_endpoint_for(&self, client: &ClientAuth) -> Option<&str> {
+        self.mtls_alias(client, MtlsEndpointAliases::introspection_endpoint)
+            .or(self.introspection_endpoint())
+    }
+
+    /// The alias `pick` takes, for a client using mutual TLS.
+    fn mtls_alias<'a, T: ?Sized>(
+        &'a self,
+        client: &ClientAuth,
+        pick: impl FnOnce(&'a MtlsEndpointAliases) -> Option<&'a T>,
+    ) -> Option<&'a T> {
+        let aliases = self.mtls_endpoint_aliases.as_ref();
+        aliases.filter(|_| client.is_mutual_tls()).and_then(pick)
     }
 
     /// Every other member of the document, as sent.
@@ -233,9 +278,11 @@ impl ProviderMetadata {
     }
 
     /// The [`TokenEndpoint`] at this server's token endpoint, authenticating
-    /// as `client`, over `service`.
+    /// as `client`, over `service`: the `mtls_endpoint_aliases` one for a
+    /// client using mutual TLS ([`ProviderMetadata::token_endpoint_for`]).
     pub fn endpoint<S>(&self, service: S, client: ClientAuth) -> TokenEndpoint<S> {
-        TokenEndpoint::new(service, self.token_endpoint.clone(), client)
+        let url = self.token_endpoint_for(&client).clone();
+        TokenEndpoint::new(service, url, client)
     }
 }
 
@@ -255,6 +302,7 @@ struct Document {
     scopes_supported: Option<Member<Vec<String>>>,
     response_types_supported: Option<Member<Vec<String>>>,
     code_challenge_methods_supported: Option<Member<Vec<String>>>,
+    mtls_endpoint_aliases: Option<Member<AliasesDocument>>,
     #[serde(flatten)]
     other: Map<String, Value>,
 }
@@ -262,7 +310,7 @@ struct Document {
 /// One member as sent: of the type it must have, or of another.
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum Member<T> {
+pub(super) enum Member<T> {
     Typed(T),
     Mistyped(IgnoredAny),
 }
@@ -295,6 +343,14 @@ impl Document {
                 self.code_challenge_methods_supported,
                 "code_challenge_methods_supported",
             )?,
+            mtls_endpoint_aliases: typed(
+                self.mtls_endpoint_aliases,
+                "mtls_endpoint_aliases",
+                "an object",
+                url,
+            )?
+            .map(|aliases| aliases.check(url))
+            .transpose()?,
             other: self.other,
         })
     }
@@ -338,13 +394,19 @@ fn check_token_endpoint(
             "the metadata has no token_endpoint",
         ));
     };
-    TokenUrl::new(&endpoint).map_err(|e| {
+    token_url(&endpoint, "token_endpoint", url)
+}
+
+/// The token endpoint `endpoint` sent as member `key`, if it is a usable
+/// [`TokenUrl`].
+pub(super) fn token_url(endpoint: &str, key: &str, url: Option<&str>) -> Result<TokenUrl, Error> {
+    TokenUrl::new(endpoint).map_err(|e| {
         Error::discovery(
             DiscoveryFailure::InvalidTokenEndpoint,
             url,
             format!(
-                "token_endpoint {:?} is not usable: {}",
-                sanitize(&endpoint, 200),
+                "{key} {:?} is not usable: {}",
+                sanitize(endpoint, 200),
                 e.invalid_request_reason().unwrap_or("invalid URL")
             ),
         )
@@ -353,7 +415,7 @@ fn check_token_endpoint(
 
 /// The value of the member `key`, if sent, or an error saying it is not
 /// `what` it must be.
-fn typed<T>(
+pub(super) fn typed<T>(
     member: Option<Member<T>>,
     key: &str,
     what: &str,
@@ -427,13 +489,12 @@ pub(super) mod tests {
         assert_eq!(m.code_challenge_methods_supported().unwrap(), ["S256"]);
         let mut other: Vec<_> = m.other().keys().map(String::as_str).collect();
         other.sort_unstable();
+        // mtls_endpoint_aliases is a typed member (see the mtls tests).
+        assert_eq!(other, ["registration_endpoint", "userinfo_endpoint"]);
+        let aliases = m.mtls_endpoint_aliases().unwrap();
         assert_eq!(
-            other,
-            [
-                "mtls_endpoint_aliases",
-                "registration_endpoint",
-                "userinfo_endpoint"
-            ]
+            aliases.token_endpoint().unwrap().to_string(),
+            "https://mtls.as.example.com/token"
         );
         assert!(m.supports_grant_type("client_credentials"));
         assert!(!m.supports_grant_type("authorization_code"));
@@ -538,6 +599,121 @@ pub(super) mod tests {
              private_key_jwt, tls_client_auth)"
         );
         assert!(!format!("{e:?}").contains("pa55word"));
+    }
+
+    #[test]
+    fn mutual_tls_clients_take_the_mtls_endpoint_aliases() {
+        let m = ProviderMetadata::from_json(
+            "https://as.example.com",
+            doc(r#","revocation_endpoint":"https://as.example.com/revoke",
+                   "introspection_endpoint":"https://as.example.com/introspect",
+                   "mtls_endpoint_aliases":{
+                     "token_endpoint":"https://mtls.as.example.com/token",
+                     "introspection_endpoint":"https://mtls.as.example.com/introspect",
+                     "userinfo_endpoint":"https://mtls.as.example.com/userinfo"}"#)
+            .as_bytes(),
+        )
+        .unwrap();
+        let aliases = m.mtls_endpoint_aliases().unwrap();
+        assert_eq!(aliases.revocation_endpoint(), None);
+        assert_eq!(
+            aliases.introspection_endpoint(),
+            Some("https://mtls.as.example.com/introspect")
+        );
+        assert_eq!(
+            aliases.other().keys().collect::<Vec<_>>(),
+            ["userinfo_endpoint"]
+        );
+        let endpoints = |client: &ClientAuth| {
+            (
+                m.token_endpoint_for(client).to_string(),
+                m.revocation_endpoint_for(client),
+                m.introspection_endpoint_for(client),
+                m.endpoint((), client.clone()).url().to_string(),
+            )
+        };
+        for mtls in [
+            ClientAuth::tls_client_auth("svc"),
+            ClientAuth::self_signed_tls_client_auth("svc"),
+        ] {
+            assert_eq!(
+                endpoints(&mtls),
+                (
+                    "https://mtls.as.example.com/token".to_owned(),
+                    // No alias: the ordinary endpoint (RFC 8705 §5).
+                    Some("https://as.example.com/revoke"),
+                    Some("https://mtls.as.example.com/introspect"),
+                    "https://mtls.as.example.com/token".to_owned(),
+                )
+            );
+        }
+        for other in [
+            ClientAuth::client_secret_basic("svc", "s3cret"),
+            ClientAuth::none("svc"),
+        ] {
+            assert_eq!(
+                endpoints(&other),
+                (
+                    "https://as.example.com/token".to_owned(),
+                    Some("https://as.example.com/revoke"),
+                    Some("https://as.example.com/introspect"),
+                    "https://as.example.com/token".to_owned(),
+                )
+            );
+        }
+
+        // Without aliases, every client takes the ordinary endpoints.
+        let m = ProviderMetadata::from_json("https://as.example.com", doc("").as_bytes()).unwrap();
+        assert!(m.mtls_endpoint_aliases().is_none());
+        let mtls = ClientAuth::tls_client_auth("svc");
+        assert_eq!(
+            m.token_endpoint_for(&mtls).to_string(),
+            "https://as.example.com/token"
+        );
+        assert_eq!(m.revocation_endpoint_for(&mtls), None);
+    }
+
+    #[test]
+    fn unusable_mtls_endpoint_aliases_are_refused() {
+        let cases = [
+            (
+                r#","mtls_endpoint_aliases":["https://mtls.as.example.com/token"]"#,
+                DiscoveryFailure::InvalidMetadata,
+                "authorization server discovery failed: mtls_endpoint_aliases is not an object",
+            ),
+            (
+                r#","mtls_endpoint_aliases":{"token_endpoint":"http://mtls.as.example.com/token"}"#,
+                DiscoveryFailure::InvalidTokenEndpoint,
+                "authorization server discovery failed: mtls_endpoint_aliases.token_endpoint \
+                 \"http://mtls.as.example.com/token\" is not usable: token URL must be https \
+                 (http is accepted only on loopback, or with TokenUrl::new_allow_http)",
+            ),
+            (
+                r#","mtls_endpoint_aliases":{"token_endpoint":7}"#,
+                DiscoveryFailure::InvalidMetadata,
+                "authorization server discovery failed: mtls_endpoint_aliases.token_endpoint \
+                 is not a string",
+            ),
+            (
+                r#","mtls_endpoint_aliases":{"revocation_endpoint":["x"]}"#,
+                DiscoveryFailure::InvalidMetadata,
+                "authorization server discovery failed: \
+                 mtls_endpoint_aliases.revocation_endpoint is not a string",
+            ),
+        ];
+        for (extra, failure, message) in cases {
+            let e = ProviderMetadata::from_json("https://as.example.com", doc(extra).as_bytes())
+                .unwrap_err();
+            assert_eq!(e.discovery_failure(), Some(failure), "{extra}");
+            assert_eq!(e.to_string(), message);
+        }
+        // null is absent, as for every member.
+        let m = ProviderMetadata::from_json(
+            "https://as.example.com",
+            doc(r#","mtls_endpoint_aliases":null"#).as_bytes(),
+        )
+        .unwrap();
+        assert!(m.mtls_endpoint_aliases().is_none());
     }
 
     #[test]

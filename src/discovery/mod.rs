@@ -28,7 +28,10 @@
 //! other endpoints and lists the server published, and everything else as
 //! JSON. [`ProviderMetadata::client_secret_auth`] picks a client
 //! authentication style the server supports, and
-//! [`ProviderMetadata::endpoint`] builds the [`TokenEndpoint`](crate::TokenEndpoint).
+//! [`ProviderMetadata::endpoint`] builds the [`TokenEndpoint`](crate::TokenEndpoint):
+//! for a client using mutual TLS (`tls_client_auth`,
+//! `self_signed_tls_client_auth`) at the server's `mtls_endpoint_aliases`
+//! token endpoint when it publishes one (RFC 8705 §5, [`MtlsEndpointAliases`]).
 //!
 //! # Example
 //!
@@ -89,8 +92,10 @@ use crate::transport::HttpClient;
 use crate::url::{self, Refusal};
 
 mod metadata;
+mod mtls;
 
 pub use metadata::ProviderMetadata;
+pub use mtls::MtlsEndpointAliases;
 
 /// The well-known path of OpenID Connect Discovery 1.0 §4.
 pub const OPENID_CONFIGURATION: &str = "/.well-known/openid-configuration";

@@ -25,6 +25,12 @@ use super::TokenUrl;
 /// [`ClientAuth::client_secret_jwt`]). Without it, use [`ClientAuth::none`]
 /// and add `client_assertion_type` and `client_assertion` with
 /// [`crate::TokenRequest::param`] and [`crate::TokenRequest::secret_param`].
+///
+/// `tls_client_auth` and `self_signed_tls_client_auth` (RFC 8705 §2) only
+/// shape the request; the proof is the client certificate presented in the
+/// TLS handshake, by an HTTP client configured with it
+/// (`tls::https_client_with_identity`, feature `rustls`, or any client of
+/// yours).
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum ClientAuth {
@@ -44,6 +50,20 @@ pub enum ClientAuth {
     },
     /// `none`: a public client; `client_id` in the body.
     None {
+        /// The client identifier.
+        client_id: String,
+    },
+    /// `tls_client_auth` (RFC 8705 §2.1): mutual TLS with a certificate
+    /// from a CA the server trusts, matched against the subject registered
+    /// for the client. `client_id` in the body, no secret.
+    TlsClientAuth {
+        /// The client identifier.
+        client_id: String,
+    },
+    /// `self_signed_tls_client_auth` (RFC 8705 §2.2): mutual TLS with a
+    /// self-signed certificate registered for the client. `client_id` in
+    /// the body, no secret.
+    SelfSignedTlsClientAuth {
         /// The client identifier.
         client_id: String,
     },
@@ -104,6 +124,43 @@ impl ClientAuth {
         ClientAuth::None {
             client_id: client_id.into(),
         }
+    }
+
+    /// `tls_client_auth` (RFC 8705 §2.1, PKI mutual TLS): the token request
+    /// carries `client_id` and no secret, no `Authorization` header; the
+    /// server authenticates the client by the certificate the HTTP client
+    /// presents, issued by a CA it trusts for the subject registered for
+    /// `client_id`.
+    ///
+    /// The HTTP client must present that certificate (with the `rustls`
+    /// feature, `tls::https_client_with_identity`); with discovery,
+    /// [`crate::discovery::ProviderMetadata::endpoint`] picks the server's
+    /// mutual-TLS token endpoint alias (RFC 8705 §5).
+    pub fn tls_client_auth(client_id: impl Into<String>) -> Self {
+        ClientAuth::TlsClientAuth {
+            client_id: client_id.into(),
+        }
+    }
+
+    /// `self_signed_tls_client_auth` (RFC 8705 §2.2): as
+    /// [`ClientAuth::tls_client_auth`], with a self-signed certificate that
+    /// the server matches against the one registered for `client_id` (in
+    /// its `jwks` or `jwks_uri`) instead of a CA.
+    pub fn self_signed_tls_client_auth(client_id: impl Into<String>) -> Self {
+        ClientAuth::SelfSignedTlsClientAuth {
+            client_id: client_id.into(),
+        }
+    }
+
+    /// Whether the client authenticates with mutual TLS
+    /// (`tls_client_auth`, `self_signed_tls_client_auth`): its HTTP client
+    /// must present its certificate, and discovery uses the server's
+    /// `mtls_endpoint_aliases`.
+    pub fn is_mutual_tls(&self) -> bool {
+        matches!(
+            self,
+            ClientAuth::TlsClientAuth { .. } | ClientAuth::SelfSignedTlsClientAuth { .. }
+        )
     }
 
     /// `private_key_jwt` (RFC 7523 §2.2, OpenID Connect Core §9): every
@@ -187,7 +244,9 @@ impl ClientAuth {
         match self {
             ClientAuth::ClientSecretBasic { client_id, .. }
             | ClientAuth::ClientSecretPost { client_id, .. }
-            | ClientAuth::None { client_id } => client_id,
+            | ClientAuth::None { client_id }
+            | ClientAuth::TlsClientAuth { client_id }
+            | ClientAuth::SelfSignedTlsClientAuth { client_id } => client_id,
             #[cfg(feature = "jwt")]
             ClientAuth::PrivateKeyJwt { client_id, .. }
             | ClientAuth::ClientSecretJwt { client_id, .. } => client_id,
@@ -200,6 +259,8 @@ impl ClientAuth {
             ClientAuth::ClientSecretBasic { .. } => "client_secret_basic",
             ClientAuth::ClientSecretPost { .. } => "client_secret_post",
             ClientAuth::None { .. } => "none",
+            ClientAuth::TlsClientAuth { .. } => "tls_client_auth",
+            ClientAuth::SelfSignedTlsClientAuth { .. } => "self_signed_tls_client_auth",
             #[cfg(feature = "jwt")]
             ClientAuth::PrivateKeyJwt { .. } => "private_key_jwt",
             #[cfg(feature = "jwt")]
@@ -288,7 +349,12 @@ impl ClientAuth {
                 params.push(("client_id", client_id));
                 params.push(("client_secret", client_secret.expose_secret()));
             }
-            ClientAuth::None { client_id } => params.push(("client_id", client_id)),
+            // RFC 8705 §2: the certificate in the handshake is the proof.
+            ClientAuth::None { client_id }
+            | ClientAuth::TlsClientAuth { client_id }
+            | ClientAuth::SelfSignedTlsClientAuth { client_id } => {
+                params.push(("client_id", client_id))
+            }
             #[cfg(feature = "jwt")]
             ClientAuth::PrivateKeyJwt { client_id, .. }
             | ClientAuth::ClientSecretJwt { client_id, .. } => {
@@ -320,7 +386,9 @@ impl ClientAuth {
             ClientAuth::ClientSecretPost { client_secret, .. } => {
                 vec![Cow::Borrowed(client_secret.expose_secret())]
             }
-            ClientAuth::None { .. } => Vec::new(),
+            ClientAuth::None { .. }
+            | ClientAuth::TlsClientAuth { .. }
+            | ClientAuth::SelfSignedTlsClientAuth { .. } => Vec::new(),
             // The secret never leaves; the assertion is scrubbed by the
             // caller, which has the one that was sent.
             #[cfg(feature = "jwt")]

@@ -572,6 +572,34 @@ mod tests {
     const BASIC: &str = "Basic QVBQX0tFWTpBUFBfU0VDUkVU";
 
     #[test]
+    fn mutual_tls_methods_send_the_client_id_and_no_secret() {
+        let r = TokenRequest::client_credentials().scope("inventory:read");
+        for (client, method) in [
+            (ClientAuth::tls_client_auth("svc orders"), "tls_client_auth"),
+            (
+                ClientAuth::self_signed_tls_client_auth("svc orders"),
+                "self_signed_tls_client_auth",
+            ),
+        ] {
+            // No Authorization header (check looks at every header).
+            check(
+                &r,
+                &client,
+                None,
+                "grant_type=client_credentials&scope=inventory%3Aread&client_id=svc+orders",
+            );
+            assert_eq!(client.method_name(), method);
+            assert_eq!(client.client_id(), "svc orders");
+            assert!(client.is_mutual_tls());
+            assert!(client.secrets().is_empty());
+            assert!(!client.sends_assertion());
+        }
+        for other in [basic(), post(), none()] {
+            assert!(!other.is_mutual_tls(), "{other:?}");
+        }
+    }
+
+    #[test]
     fn client_credentials_every_auth_style() {
         // Seed 004: grant_type=client_credentials&client_id=[APP_KEY]&client_secret=[APP_SECRET]
         let r = TokenRequest::client_credentials();

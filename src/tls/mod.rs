@@ -10,7 +10,13 @@
 //!   own CA for a token endpoint inside your network, or the operating
 //!   system's store loaded with `rustls-native-certs`.
 //!   [`https_client_with_config`] takes a whole rustls [`ClientConfig`]
-//!   (for a client certificate, say: RFC 8705 mutual TLS).
+//!   (another crypto provider, a custom verifier).
+//! - [`https_client_with_identity`] also presents a client certificate
+//!   ([`ClientIdentity`]) to every server that asks for one: RFC 8705 mutual
+//!   TLS, for [`ClientAuth::tls_client_auth`] or
+//!   [`ClientAuth::self_signed_tls_client_auth`] at the token endpoint and
+//!   for certificate-bound tokens at the resources (see
+//!   [mutual TLS](#mutual-tls-rfc-8705) below).
 //! - [`client_credentials_layer`] gives the layer and the client it wraps,
 //!   from a token URL, a [`ClientAuth`] and the scopes;
 //!   [`client_credentials_layer_with`] does the same over a client you built.
@@ -32,6 +38,48 @@
 //!   given; a plain `http` URL is refused by the connector instead of sending
 //!   the token in clear text. (For a sidecar on loopback, use a plain
 //!   hyper-util client: [`crate::TokenUrl`] accepts `http` there.)
+//!
+//! # Mutual TLS (RFC 8705)
+//!
+//! With `tls_client_auth` (the server checks the certificate against its
+//! CAs and the subject registered for the client) or
+//! `self_signed_tls_client_auth` (the server checks it against the
+//! certificate registered for the client), the token request carries
+//! `client_id` and no secret: the TLS handshake is the proof. A token the
+//! server then issues may be bound to the certificate (its `cnf.x5t#S256`
+//! is [`ClientIdentity::certificate_thumbprint`]), and the resource servers
+//! accept it only over a connection presenting that same certificate. So
+//! one client, made by [`https_client_with_identity`], serves both, as
+//! [`client_credentials_layer_with`] arranges:
+//!
+//! ```no_run
+//! use tower::ServiceBuilder;
+//! use tower_oauth2::{tls, ClientAuth};
+//!
+//! # fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let identity = tls::ClientIdentity::from_pem(
+//!     std::fs::read("/run/secrets/svc-orders.crt")?,
+//!     std::fs::read("/run/secrets/svc-orders.key")?,
+//! )?;
+//! let https = tls::https_client_with_identity(&identity, tls::webpki_root_store());
+//! let (oauth2, https) = tls::client_credentials_layer_with(
+//!     https,
+//!     "https://mtls.as.example.com/oauth2/token",
+//!     ClientAuth::tls_client_auth("svc-orders"),
+//!     ["inventory:read"],
+//! )?;
+//! let client = ServiceBuilder::new().layer(oauth2).service(https);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! With discovery, [`ProviderMetadata::endpoint`](crate::discovery::ProviderMetadata::endpoint)
+//! takes the token endpoint from the server's `mtls_endpoint_aliases`
+//! (RFC 8705 §5) for these clients.
+//!
+//! A server that wants a certificate and gets none (or one it does not
+//! trust) ends the handshake: the token fetch fails with
+//! [`ErrorKind::Transport`](crate::ErrorKind::Transport).
 //!
 //! # Example
 //!
@@ -64,9 +112,14 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::client::WantsClientCert;
 use rustls::{ClientConfig, RootCertStore};
 
 use crate::{ClientAuth, Error, OAuth2Layer, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
+
+mod identity;
+
+pub use identity::{ClientIdentity, IdentityError, IdentityErrorKind};
 
 /// The rustls crate these functions take types from, so callers name the
 /// same version.
@@ -112,20 +165,48 @@ pub fn https_client() -> HttpsClient {
 /// # }
 /// ```
 pub fn https_client_with_roots(roots: RootCertStore) -> HttpsClient {
-    let config =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("ring supports rustls' default protocol versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    https_client_with_config(config)
+    https_client_with_config(config_builder(roots).with_no_client_auth())
+}
+
+/// An HTTPS client trusting exactly the certificates in `roots` and
+/// presenting `identity` to every server that asks for a client
+/// certificate (RFC 8705 mutual TLS; see the [module docs](self#mutual-tls-rfc-8705)).
+///
+/// Use it for the token endpoint and for the resource servers alike: a
+/// certificate-bound token is accepted only over a connection presenting
+/// the certificate it is bound to.
+///
+/// ```
+/// use tower_oauth2::tls::{self, ClientIdentity};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let made = rcgen::generate_simple_self_signed(["svc-orders".to_owned()])?;
+/// # let (cert_pem, key_pem) = (made.cert.pem(), made.signing_key.serialize_pem());
+/// let identity = ClientIdentity::from_pem(&cert_pem, &key_pem)?;
+/// let https = tls::https_client_with_identity(&identity, tls::webpki_root_store());
+/// # Ok(())
+/// # }
+/// ```
+pub fn https_client_with_identity(identity: &ClientIdentity, roots: RootCertStore) -> HttpsClient {
+    https_client_with_config(config_builder(roots).with_client_cert_resolver(identity.resolver()))
+}
+
+/// A rustls config builder with the `ring` provider, its default protocol
+/// versions and `roots`, waiting for the client certificate choice.
+fn config_builder(roots: RootCertStore) -> rustls::ConfigBuilder<ClientConfig, WantsClientCert> {
+    ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports rustls' default protocol versions")
+        .with_root_certificates(roots)
 }
 
 /// An HTTPS client using `config` as it is, except for its ALPN protocols,
 /// which are set to `h2` and `http/1.1`.
 ///
-/// For what [`https_client_with_roots`] does not cover: a client certificate
-/// (RFC 8705 mutual TLS), another crypto provider, a custom verifier.
+/// For what [`https_client_with_roots`] and [`https_client_with_identity`]
+/// do not cover: another crypto provider, a custom verifier, a client
+/// certificate chosen per server ([`ClientIdentity::resolver`] presents one
+/// to all).
 pub fn https_client_with_config(mut config: ClientConfig) -> HttpsClient {
     // hyper-rustls sets ALPN itself and refuses a config that has some.
     config.alpn_protocols.clear();
