@@ -12,16 +12,17 @@
 //! | --- | --- |
 //! | [`layer`] | [`OAuth2Layer`], [`OAuth2Service`], the 401 retry, [`layer::Destinations`], [`layer::BufferBodyLayer`] |
 //! | [`cache`] | [`TokenCache`]: fresh/stale/expired, single flight, generations, backoff, statistics |
-//! | [`request`] | RFC 6749 token requests: every grant (`client_credentials`, `authorization_code` + PKCE, `refresh_token`, `password`, JWT bearer, token exchange, extension grants) and client authentication (`client_secret_basic`, `client_secret_post`, `none`) |
+//! | [`request`] | RFC 6749 token requests: every grant (`client_credentials`, `authorization_code` + PKCE, `refresh_token`, `password`, JWT bearer, token exchange, extension grants) and client authentication (`client_secret_basic`, `client_secret_post`, `none`, `private_key_jwt` and `client_secret_jwt` with feature `jwt`, `tls_client_auth` and `self_signed_tls_client_auth`) |
 //! | [`authorize`] | the code flow's authorization URL, PKCE, `state`, callback checking |
 //! | [`token`] | typed token responses; expiry arithmetic that never panics |
 //! | [`error`] | typed errors, RFC 6749 §5.2 error responses, `is_retryable()` |
 //! | [`endpoint`] | [`TokenEndpoint`]: token requests over any tower HTTP service, with a size limit and a timeout |
-//! | [`transport`] | [`HttpTransport`]: the bounds on the HTTP service a [`TokenCache`] fetches with |
+//! | [`transport`] | [`HttpClient`], [`HttpTransport`]: the bounds on the HTTP service tokens are fetched with |
 //! | [`challenge`] | `WWW-Authenticate` parsing, RFC 6750 bearer errors |
 //! | [`discovery`] | the token endpoint from an issuer (OpenID Connect Discovery, RFC 8414), issuer checked |
-//! | [`store`] | persisting tokens, atomically, so the newest refresh token survives a crash |
-//! | `tls` (feature `rustls`) | a hyper-util HTTPS client and a one-line layer |
+//! | [`store`] | persisting tokens, atomically, so the newest refresh token survives a crash; a stored token is used only by the configuration that fetched it |
+//! | `jose` (feature `jwt`) | signing keys and JWS for client assertions and the signed JWT-bearer grant |
+//! | `tls` (feature `rustls`) | a hyper-util HTTPS client (with a client certificate for RFC 8705 mutual TLS if you give one) and a one-line layer |
 //! | `reqwest` (feature `reqwest`) | `OAuth2Middleware` for reqwest-middleware, sharing the [`TokenCache`] |
 //!
 //! Secrets (client secret, access, refresh and ID tokens, passwords,
@@ -34,6 +35,8 @@
 //! | --- | --- | --- |
 //! | `rustls` | no | `tls`: a hyper-util HTTPS client (rustls with `ring`, HTTP/1.1 and HTTP/2, Mozilla's roots or yours) and a one-line [`OAuth2Layer`] for `client_credentials` over it |
 //! | `reqwest` | no | `reqwest`: `OAuth2Middleware` for reqwest-middleware and `ReqwestTransport` |
+//! | `jwt` | no | `jose`: `private_key_jwt` (ES256, EdDSA) and `client_secret_jwt` (HS256) client authentication, and the JWT-bearer grant with an assertion signed per request |
+//! | `jwt-rsa` | no | `jwt` plus RS256 and PS256 keys (see the README on RUSTSEC-2023-0071) |
 //!
 //! Without features the crate brings no HTTP client: the layer and
 //! [`TokenEndpoint`] work over any tower HTTP service you give them. Token
