@@ -20,6 +20,7 @@
 //! | [`transport`] | [`HttpTransport`]: the bounds on the HTTP service a [`TokenCache`] fetches with |
 //! | [`challenge`] | `WWW-Authenticate` parsing, RFC 6750 bearer errors |
 //! | [`discovery`] | the token endpoint from an issuer (OpenID Connect Discovery, RFC 8414), issuer checked |
+//! | [`revocation`] | RFC 7009 token revocation: [`TokenEndpoint::revoke`], and [`TokenCache::revoke`] on shutdown |
 //! | [`store`] | persisting tokens, atomically, so the newest refresh token survives a crash |
 //! | `tls` (feature `rustls`) | a hyper-util HTTPS client and a one-line layer |
 //! | `reqwest` (feature `reqwest`) | `OAuth2Middleware` for reqwest-middleware, sharing the [`TokenCache`] |
@@ -92,6 +93,7 @@ pub mod request;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;
+pub mod revocation;
 mod secret;
 pub mod store;
 #[cfg(feature = "rustls")]

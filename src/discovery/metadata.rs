@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use crate::endpoint::TokenEndpoint;
 use crate::error::{sanitize, DiscoveryFailure, Error};
 use crate::request::{ClientAuth, TokenUrl};
+use crate::revocation::RevocationUrl;
 use crate::secret::SecretString;
 
 /// An authorization server's metadata (RFC 8414 §2, OpenID Connect
@@ -233,9 +234,26 @@ impl ProviderMetadata {
     }
 
     /// The [`TokenEndpoint`] at this server's token endpoint, authenticating
-    /// as `client`, over `service`.
+    /// as `client`, over `service`; with the server's `revocation_endpoint`
+    /// as its [`TokenEndpoint::revocation_url`] when it lists one that is a
+    /// usable [`RevocationUrl`] (one that is not is logged at WARN and left
+    /// out: [`crate::TokenCache::revoke`] then fails with
+    /// [`crate::ErrorKind::NoRevocationEndpoint`]).
     pub fn endpoint<S>(&self, service: S, client: ClientAuth) -> TokenEndpoint<S> {
-        TokenEndpoint::new(service, self.token_endpoint.clone(), client)
+        let endpoint = TokenEndpoint::new(service, self.token_endpoint.clone(), client);
+        match self.revocation_url() {
+            Some(Ok(url)) => endpoint.revocation_url(url),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "the metadata's revocation_endpoint is not used");
+                endpoint
+            }
+            None => endpoint,
+        }
+    }
+
+    /// `revocation_endpoint` as a [`RevocationUrl`], if the server lists one.
+    fn revocation_url(&self) -> Option<Result<RevocationUrl, Error>> {
+        self.revocation_endpoint.as_deref().map(RevocationUrl::new)
     }
 }
 

@@ -99,6 +99,14 @@ enum Kind {
         detail: String,
         cause: DiscoveryCause,
     },
+    NoRevocationEndpoint,
+    Revoked,
+    /// `at` is which token was being revoked and where, when the request
+    /// was sent; `cause` is the failure, of its own kind.
+    Revocation {
+        at: Option<(&'static str, String)>,
+        cause: Error,
+    },
 }
 
 #[derive(Clone)]
@@ -233,6 +241,28 @@ impl Error {
         self.in_discovery(url, detail)
     }
 
+    /// No revocation endpoint is configured ([`crate::TokenCache::revoke`]).
+    pub(crate) fn no_revocation_endpoint() -> Self {
+        Error::new(Kind::NoRevocationEndpoint)
+    }
+
+    /// A caller waited for a token while the cache's tokens were revoked.
+    pub(crate) fn revoked() -> Self {
+        Error::new(Kind::Revoked)
+    }
+
+    /// `self`, a failure to revoke `token` (`"the refresh token"`) at `url`,
+    /// or to build a revocation request when `at` is `None`: it keeps its
+    /// kind, status and `Retry-After`, and speaks of the revocation endpoint.
+    pub(crate) fn in_revocation(self, at: Option<(&'static str, &str)>) -> Self {
+        let retry_after = self.inner.retry_after;
+        Error::new(Kind::Revocation {
+            at: at.map(|(token, url)| (token, sanitize(url, 300))),
+            cause: self,
+        })
+        .with_retry_after(retry_after)
+    }
+
     /// The reason of an [`ErrorKind::InvalidRequest`] error.
     pub(crate) fn invalid_request_reason(&self) -> Option<&str> {
         match &self.inner.kind {
@@ -273,6 +303,9 @@ impl Error {
                 ..
             } => e.kind(),
             Kind::Discovery { .. } => ErrorKind::Discovery,
+            Kind::NoRevocationEndpoint => ErrorKind::NoRevocationEndpoint,
+            Kind::Revoked => ErrorKind::Revoked,
+            Kind::Revocation { cause, .. } => cause.kind(),
         }
     }
 
@@ -283,6 +316,7 @@ impl Error {
         match &self.inner.kind {
             Kind::OAuth(r) => Some(r),
             Kind::NoToken(e) | Kind::ReauthorizationRequired(Some(e)) => e.oauth_error(),
+            Kind::Revocation { cause, .. } => cause.oauth_error(),
             _ => None,
         }
     }
@@ -323,6 +357,14 @@ impl Error {
         matches!(self.inner.kind, Kind::Discovery { .. })
     }
 
+    /// Whether this happened revoking a token ([`crate::TokenEndpoint::revoke`],
+    /// [`crate::TokenCache::revoke`]): the error keeps the kind of what went
+    /// wrong (`OAuth` with [`ErrorCode::UnsupportedTokenType`], `HttpStatus`
+    /// for a 503 with its [`Error::retry_after`]…).
+    pub fn is_revocation(&self) -> bool {
+        matches!(self.inner.kind, Kind::Revocation { .. })
+    }
+
     /// The failure to fetch the metadata that a discovery error wraps.
     fn discovery_fetch(&self) -> Option<&Error> {
         match &self.inner.kind {
@@ -344,6 +386,7 @@ impl Error {
             | Kind::InvalidResponse { status, .. } => Some(*status),
             Kind::NoToken(e) | Kind::ReauthorizationRequired(Some(e)) => e.status(),
             Kind::Discovery { .. } => self.discovery_fetch()?.status(),
+            Kind::Revocation { cause, .. } => cause.status(),
             _ => None,
         }
     }
@@ -359,6 +402,7 @@ impl Error {
             Kind::Timeout(_) => true,
             Kind::NoToken(e) => e.is_timeout(),
             Kind::Discovery { .. } => self.discovery_fetch().is_some_and(Error::is_timeout),
+            Kind::Revocation { cause, .. } => cause.is_timeout(),
             _ => false,
         }
     }
@@ -382,6 +426,7 @@ impl Error {
             Kind::Transport(_) => true,
             Kind::NoToken(e) => e.is_transport(),
             Kind::Discovery { .. } => self.discovery_fetch().is_some_and(Error::is_transport),
+            Kind::Revocation { cause, .. } => cause.is_transport(),
             _ => false,
         }
     }
@@ -408,6 +453,7 @@ impl Error {
             Kind::NoToken(e) => e.is_retryable(),
             // An issuer or metadata that cannot be used stays so.
             Kind::Discovery { .. } => self.discovery_fetch().is_some_and(Error::is_retryable),
+            Kind::Revocation { cause, .. } => cause.is_retryable(),
             Kind::Redirect { .. }
             | Kind::BodyTooLarge { .. }
             | Kind::InvalidRequest(_)
@@ -416,7 +462,9 @@ impl Error {
             | Kind::RandomSource(_)
             | Kind::InvalidToken(_)
             | Kind::NoRuntime
-            | Kind::ReauthorizationRequired(_) => false,
+            | Kind::ReauthorizationRequired(_)
+            | Kind::NoRevocationEndpoint
+            | Kind::Revoked => false,
         }
     }
 }
@@ -445,7 +493,10 @@ impl fmt::Debug for Error {
             | Kind::RandomSource(r)
             | Kind::InvalidToken(r) => d.field("reason", r),
             Kind::NoToken(e) => d.field("last_error", e),
-            Kind::NoRuntime | Kind::FetchAborted => &mut d,
+            Kind::NoRuntime
+            | Kind::FetchAborted
+            | Kind::NoRevocationEndpoint
+            | Kind::Revoked => &mut d,
             Kind::ReauthorizationRequired(e) => d.field("refusal", e),
             Kind::Discovery { url, detail, cause } => {
                 d.field("url", url).field("detail", detail);
@@ -453,6 +504,12 @@ impl fmt::Debug for Error {
                     DiscoveryCause::Unusable(f) => d.field("failure", f),
                     DiscoveryCause::Fetch(e) => d.field("cause", e),
                 }
+            }
+            Kind::Revocation { at, cause } => {
+                if let Some((token, url)) = at {
+                    d.field("token", token).field("url", url);
+                }
+                d.field("cause", cause)
             }
         };
         if let Some(r) = self.inner.retry_after {
@@ -470,35 +527,71 @@ const FETCH_ABORTED: &str = "the token fetch ended without an answer (it panicke
      Tokio runtime shut down); the next call starts a new fetch";
 const REAUTHORIZE: &str =
     "the refresh token was refused and there is no other grant: the user must authorize again";
+const NO_REVOCATION_ENDPOINT: &str = "no token can be revoked: no revocation endpoint is \
+     configured (set one with TokenEndpoint::revocation_url, or build the endpoint with \
+     ProviderMetadata::endpoint from metadata that lists a usable revocation_endpoint)";
+const REVOKED: &str = "the cache's tokens were revoked (TokenCache::revoke) while this \
+     request waited for one; a request made after the revocation fetches a new token";
+
+/// The words for the exchange an error happened in: its endpoint, its
+/// request and its URL.
+struct Words {
+    endpoint: &'static str,
+    request: &'static str,
+    url: &'static str,
+}
+
+const TOKEN_WORDS: Words = Words {
+    endpoint: "token endpoint",
+    request: "token request",
+    url: "token URL",
+};
+
+const REVOCATION_WORDS: Words = Words {
+    endpoint: "revocation endpoint",
+    request: "revocation request",
+    url: "revocation URL",
+};
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.describe(f, &TOKEN_WORDS)?;
+        if let Some(r) = self.inner.retry_after {
+            write!(f, " (retry after {}s)", r.as_secs())?;
+        }
+        Ok(())
+    }
+}
+
+impl Error {
+    /// What happened, the exchange named in `words` (a revocation error's
+    /// cause speaks of the revocation endpoint), without `Retry-After`.
+    fn describe(&self, f: &mut fmt::Formatter<'_>, words: &Words) -> fmt::Result {
+        let Words { endpoint, .. } = words;
         match &self.inner.kind {
-            Kind::OAuth(r) => fmt::Display::fmt(r, f),
+            Kind::OAuth(r) => r.describe(f, endpoint),
             Kind::HttpStatus { status, excerpt } if excerpt.is_empty() => {
-                write!(f, "token endpoint answered {status} with an empty body")
+                write!(f, "{endpoint} answered {status} with an empty body")
             }
             Kind::HttpStatus { status, excerpt } => write!(
                 f,
-                "token endpoint answered {status} with a body that is not an OAuth2 error: {excerpt:?}"
+                "{endpoint} answered {status} with a body that is not an OAuth2 error: {excerpt:?}"
             ),
             Kind::Redirect { status } => write!(
                 f,
-                "token endpoint answered with a redirect ({status}); it is not followed because \
-                 it would send the client credentials elsewhere: configure the final token URL"
+                "{endpoint} answered with a redirect ({status}); it is not followed because \
+                 it would send the client credentials elsewhere: configure the final {}",
+                words.url
             ),
-            Kind::Transport(_) => f.write_str("could not reach the token endpoint"),
-            Kind::Timeout(after) => {
-                write!(f, "token endpoint did not answer within {after:?}")
+            Kind::Transport(_) => write!(f, "could not reach the {endpoint}"),
+            Kind::Timeout(after) => write!(f, "{endpoint} did not answer within {after:?}"),
+            Kind::BodyTooLarge { limit } => {
+                write!(f, "{endpoint}'s answer is larger than the {limit}-byte limit")
             }
-            Kind::BodyTooLarge { limit } => write!(
-                f,
-                "token endpoint's answer is larger than the {limit}-byte limit"
-            ),
             Kind::InvalidResponse { status, source } => {
-                write!(f, "token endpoint answered {status} but {source}")
+                write!(f, "{endpoint} answered {status} but {source}")
             }
-            Kind::InvalidRequest(r) => write!(f, "cannot build the token request: {r}"),
+            Kind::InvalidRequest(r) => write!(f, "cannot build the {}: {r}", words.request),
             Kind::InvalidAuthorizationRequest(r) => {
                 write!(f, "cannot build the authorization request: {r}")
             }
@@ -518,11 +611,15 @@ impl fmt::Display for Error {
             Kind::Discovery { detail, .. } => {
                 write!(f, "authorization server discovery failed: {detail}")
             }
-        }?;
-        if let Some(r) = self.inner.retry_after {
-            write!(f, " (retry after {}s)", r.as_secs())?;
+            Kind::NoRevocationEndpoint => f.write_str(NO_REVOCATION_ENDPOINT),
+            Kind::Revoked => f.write_str(REVOKED),
+            Kind::Revocation { at, cause } => {
+                if let Some((token, url)) = at {
+                    write!(f, "revoking {token} at {url} failed: ")?;
+                }
+                cause.describe(f, &REVOCATION_WORDS)
+            }
         }
-        Ok(())
     }
 }
 
@@ -538,6 +635,8 @@ impl std::error::Error for Error {
                 cause: DiscoveryCause::Fetch(e),
                 ..
             } => e.source(),
+            // As discovery's: the cause's message is in token endpoint words.
+            Kind::Revocation { cause, .. } => cause.source(),
             _ => None,
         }
     }
