@@ -255,7 +255,8 @@ impl TokenCache {
     /// meanwhile wait, then get [`crate::ErrorKind::Revoked`]. So no token
     /// fetched before `revoke` returns is left valid; call it after the
     /// last request (see the example), since a request made afterwards
-    /// fetches a new token.
+    /// fetches a new token. An access token the cache dropped when a
+    /// resource server refused it (a 401) is no longer held, so not revoked.
     ///
     /// Errors: [`crate::ErrorKind::NoRevocationEndpoint`] when the token
     /// endpoint has none (nothing is sent, the cache is left as it was);

@@ -463,6 +463,28 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn the_endpoint_carries_a_usable_revocation_endpoint() {
+        let metadata = |extra: &str| {
+            ProviderMetadata::from_json("https://as.example.com", doc(extra).as_bytes()).unwrap()
+        };
+        let client = || ClientAuth::none("svc");
+        let m = metadata(r#","revocation_endpoint":"https://as.example.com/revoke""#);
+        let endpoint = m.endpoint((), client());
+        assert_eq!(
+            endpoint.revocation_endpoint().map(ToString::to_string),
+            Some("https://as.example.com/revoke".to_owned())
+        );
+        assert_eq!(endpoint.url().to_string(), "https://as.example.com/token");
+        // Clear text off loopback, or none at all: no revocation endpoint,
+        // and the token endpoint as ever.
+        for extra in [r#","revocation_endpoint":"http://as.example.com/revoke""#, ""] {
+            let endpoint = metadata(extra).endpoint((), client());
+            assert!(endpoint.revocation_endpoint().is_none(), "{extra}");
+            assert_eq!(endpoint.url().to_string(), "https://as.example.com/token");
+        }
+    }
+
+    #[test]
     fn rfc_8414_defaults_when_lists_are_absent() {
         let m = ProviderMetadata::from_json("https://as.example.com", doc("").as_bytes()).unwrap();
         assert_eq!(m.token_endpoint_auth_methods_supported(), None);

@@ -28,7 +28,8 @@
 //! other endpoints and lists the server published, and everything else as
 //! JSON. [`ProviderMetadata::client_secret_auth`] picks a client
 //! authentication style the server supports, and
-//! [`ProviderMetadata::endpoint`] builds the [`TokenEndpoint`](crate::TokenEndpoint).
+//! [`ProviderMetadata::endpoint`] builds the [`TokenEndpoint`](crate::TokenEndpoint),
+//! with the server's revocation endpoint (RFC 7009) when it lists a usable one.
 //!
 //! # Example
 //!
