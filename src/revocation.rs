@@ -178,7 +178,8 @@ impl<S: HttpClient> TokenEndpoint<S> {
         );
         let revocation = self.revocation_endpoint().cloned();
         let service = self.get_ref().clone();
-        let (client, token_url, limits) = (self.client().clone(), self.url().clone(), self.limits());
+        let (client, token_url, limits) =
+            (self.client().clone(), self.url().clone(), self.limits());
         let token = token.clone();
         async move {
             let url = revocation.ok_or_else(Error::no_revocation_endpoint)?;
@@ -472,7 +473,10 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::OAuth);
         assert!(e.is_retryable());
         assert_eq!(e.retry_after(), Some(Duration::from_secs(2)));
-        assert_eq!(answer(307, &[], "").unwrap_err().kind(), ErrorKind::Redirect);
+        assert_eq!(
+            answer(307, &[], "").unwrap_err().kind(),
+            ErrorKind::Redirect
+        );
         // A body that echoes the token shows it scrubbed.
         let e = answer(500, &[], "bad token rt-secret-1").unwrap_err();
         assert_eq!(
@@ -489,9 +493,7 @@ mod tests {
         headers: &'static [(&'static str, &'static str)],
         body: &'static str,
     ) -> (
-        TokenEndpoint<
-            impl HttpClient<Future: Send, ResponseBody = Full<Bytes>> + Send + 'static,
-        >,
+        TokenEndpoint<impl HttpClient<Future: Send, ResponseBody = Full<Bytes>> + Send + 'static>,
         Arc<Mutex<Vec<String>>>,
     ) {
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -555,13 +557,14 @@ mod tests {
     }
 
     fn endpoint_503() -> (
-        TokenEndpoint<
-            impl HttpClient<Future: Send, ResponseBody = Full<Bytes>> + Send + 'static,
-        >,
+        TokenEndpoint<impl HttpClient<Future: Send, ResponseBody = Full<Bytes>> + Send + 'static>,
         Arc<Mutex<Vec<String>>>,
     ) {
         let (endpoint, seen) = answering(503, &[("retry-after", "30")], "");
-        (endpoint.revocation_url(RevocationUrl::new(URL).unwrap()), seen)
+        (
+            endpoint.revocation_url(RevocationUrl::new(URL).unwrap()),
+            seen,
+        )
     }
 
     #[tokio::test]
@@ -611,12 +614,18 @@ mod tests {
                 "revocation URL must be https (http is accepted only on loopback, or with \
                  RevocationUrl::new_allow_http)",
             ),
-            ("/revoke", "revocation URL must be absolute (https://host/path)"),
+            (
+                "/revoke",
+                "revocation URL must be absolute (https://host/path)",
+            ),
             (
                 "https://user:pw@as.example.com/revoke",
                 "revocation URL must not carry credentials; pass them as ClientAuth",
             ),
-            ("ftp://as/revoke", "revocation URL scheme must be https or http"),
+            (
+                "ftp://as/revoke",
+                "revocation URL scheme must be https or http",
+            ),
         ] {
             let e = RevocationUrl::new(bad).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::InvalidRequest);

@@ -214,7 +214,10 @@ async fn failures_are_typed_and_leave_what_was_not_revoked() {
     );
     assert_eq!(server.token_requests(), 1);
     assert_eq!(cache.bearer_header().await.unwrap(), "Bearer at-2");
-    assert_eq!(server.received()[1].param("grant_type").unwrap(), "password");
+    assert_eq!(
+        server.received()[1].param("grant_type").unwrap(),
+        "password"
+    );
 }
 
 #[tokio::test]
@@ -328,5 +331,9 @@ async fn a_cache_built_from_a_refresh_token_needs_a_new_authorization_afterwards
     );
     let e = cache.bearer_header().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ReauthorizationRequired);
-    assert_eq!(server.token_requests(), 1, "no revoked refresh token is sent");
+    assert_eq!(
+        server.token_requests(),
+        1,
+        "no revoked refresh token is sent"
+    );
 }

@@ -296,7 +296,10 @@ impl TokenCache {
         let mut grounded = self.ground().await;
         if let Some(refresh_token) = fetcher.refresh_token() {
             let hint = TokenTypeHint::RefreshToken;
-            fetcher.endpoint().revoke(refresh_token.clone(), hint).await?;
+            fetcher
+                .endpoint()
+                .revoke(refresh_token.clone(), hint)
+                .await?;
             fetcher.forget_refresh_token(&refresh_token);
         }
         if let Some(cached) = self.shared.current.load_full() {

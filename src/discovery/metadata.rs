@@ -477,7 +477,10 @@ pub(super) mod tests {
         assert_eq!(endpoint.url().to_string(), "https://as.example.com/token");
         // Clear text off loopback, or none at all: no revocation endpoint,
         // and the token endpoint as ever.
-        for extra in [r#","revocation_endpoint":"http://as.example.com/revoke""#, ""] {
+        for extra in [
+            r#","revocation_endpoint":"http://as.example.com/revoke""#,
+            "",
+        ] {
             let endpoint = metadata(extra).endpoint((), client());
             assert!(endpoint.revocation_endpoint().is_none(), "{extra}");
             assert_eq!(endpoint.url().to_string(), "https://as.example.com/token");

@@ -493,10 +493,9 @@ impl fmt::Debug for Error {
             | Kind::RandomSource(r)
             | Kind::InvalidToken(r) => d.field("reason", r),
             Kind::NoToken(e) => d.field("last_error", e),
-            Kind::NoRuntime
-            | Kind::FetchAborted
-            | Kind::NoRevocationEndpoint
-            | Kind::Revoked => &mut d,
+            Kind::NoRuntime | Kind::FetchAborted | Kind::NoRevocationEndpoint | Kind::Revoked => {
+                &mut d
+            }
             Kind::ReauthorizationRequired(e) => d.field("refusal", e),
             Kind::Discovery { url, detail, cause } => {
                 d.field("url", url).field("detail", detail);
@@ -586,7 +585,10 @@ impl Error {
             Kind::Transport(_) => write!(f, "could not reach the {endpoint}"),
             Kind::Timeout(after) => write!(f, "{endpoint} did not answer within {after:?}"),
             Kind::BodyTooLarge { limit } => {
-                write!(f, "{endpoint}'s answer is larger than the {limit}-byte limit")
+                write!(
+                    f,
+                    "{endpoint}'s answer is larger than the {limit}-byte limit"
+                )
             }
             Kind::InvalidResponse { status, source } => {
                 write!(f, "{endpoint} answered {status} but {source}")
@@ -607,7 +609,10 @@ impl Error {
                 url: Some(url),
                 detail,
                 ..
-            } => write!(f, "authorization server discovery failed at {url}: {detail}"),
+            } => write!(
+                f,
+                "authorization server discovery failed at {url}: {detail}"
+            ),
             Kind::Discovery { detail, .. } => {
                 write!(f, "authorization server discovery failed: {detail}")
             }

@@ -69,8 +69,8 @@ pub use assertion::{
 };
 pub use body::BodyEncoding;
 pub use client_auth::ClientAuth;
-pub use token_url::TokenUrl;
 pub(crate) use token_url::secure_uri;
+pub use token_url::TokenUrl;
 
 /// `grant_type` of RFC 7523 (JWT bearer assertion).
 pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
