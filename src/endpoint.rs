@@ -45,8 +45,7 @@ use tracing::Instrument;
 
 use crate::error::{excerpt, redact, Error, ErrorCode, ErrorResponse};
 use crate::exchange::{self, retry_after, Limits};
-use crate::request::{ClientAuth, TokenRequest, TokenUrl};
-use crate::revocation::RevocationUrl;
+use crate::request::{ClientAuth, RevocationUrl, TokenRequest, TokenUrl};
 use crate::secret::SecretString;
 use crate::token::{form_to_map, IssuedAt, ParseError, Token};
 use crate::transport::HttpClient;

@@ -57,67 +57,22 @@
 //! # }
 //! ```
 
-use std::fmt;
 use std::future::Future;
 
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE};
-use http::{HeaderMap, Method, Request, StatusCode, Uri};
+use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::Full;
 use tracing::Instrument;
 
 use crate::endpoint::{error_answer, TokenEndpoint};
 use crate::error::Error;
 use crate::exchange;
-use crate::request::{secure_uri, BodyEncoding, ClientAuth, TokenUrl};
+use crate::request::{BodyEncoding, ClientAuth, TokenUrl};
 use crate::secret::SecretString;
 use crate::transport::HttpClient;
 
-/// Where the revocation endpoint is: the same rule as for a
-/// [`TokenUrl`] (`https`, or `http` on loopback; no credentials in it),
-/// since the client's credentials and the token go there.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RevocationUrl {
-    uri: Uri,
-}
-
-impl RevocationUrl {
-    /// An absolute revocation endpoint URL.
-    pub fn new(url: &str) -> Result<Self, Error> {
-        Self::parse(url, false)
-    }
-
-    /// Like [`RevocationUrl::new`] but accepting `http` to any host. The
-    /// client secret and the token then cross the network in clear text:
-    /// use it only inside a network you trust.
-    pub fn new_allow_http(url: &str) -> Result<Self, Error> {
-        Self::parse(url, true)
-    }
-
-    fn parse(url: &str, allow_http: bool) -> Result<Self, Error> {
-        match secure_uri(url, allow_http, "revocation URL", "RevocationUrl") {
-            Ok(uri) => Ok(RevocationUrl { uri }),
-            Err(e) => Err(e.in_revocation(None)),
-        }
-    }
-
-    /// The URL.
-    pub fn uri(&self) -> &Uri {
-        &self.uri
-    }
-}
-
-impl fmt::Debug for RevocationUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("RevocationUrl").field(&self.uri).finish()
-    }
-}
-
-impl fmt::Display for RevocationUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.uri, f)
-    }
-}
+pub use crate::request::RevocationUrl;
 
 /// What kind of token is being revoked: the `token_type_hint` of RFC 7009
 /// §2.1, which lets the server look in the right place first.
@@ -604,39 +559,7 @@ mod tests {
     }
 
     #[test]
-    fn revocation_urls_follow_the_token_url_rule() {
-        assert_eq!(RevocationUrl::new(URL).unwrap().to_string(), URL);
-        assert!(RevocationUrl::new("http://127.0.0.1:8080/revoke").is_ok());
-        assert!(RevocationUrl::new_allow_http("http://as.example.com/revoke").is_ok());
-        for (bad, why) in [
-            (
-                "http://as.example.com/revoke",
-                "revocation URL must be https (http is accepted only on loopback, or with \
-                 RevocationUrl::new_allow_http)",
-            ),
-            (
-                "/revoke",
-                "revocation URL must be absolute (https://host/path)",
-            ),
-            (
-                "https://user:pw@as.example.com/revoke",
-                "revocation URL must not carry credentials; pass them as ClientAuth",
-            ),
-            (
-                "ftp://as/revoke",
-                "revocation URL scheme must be https or http",
-            ),
-        ] {
-            let e = RevocationUrl::new(bad).unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::InvalidRequest);
-            assert!(e.is_revocation());
-            assert_eq!(
-                e.to_string(),
-                format!("cannot build the revocation request: {why}")
-            );
-        }
-        let debug = format!("{:?}", RevocationUrl::new(URL).unwrap());
-        assert_eq!(debug, "RevocationUrl(https://as.example.com/oauth2/revoke)");
+    fn hints_as_sent() {
         assert_eq!(TokenTypeHint::AccessToken.as_str(), "access_token");
         assert_eq!(TokenTypeHint::RefreshToken.as_str(), "refresh_token");
     }

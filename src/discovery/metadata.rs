@@ -6,8 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::endpoint::TokenEndpoint;
 use crate::error::{sanitize, DiscoveryFailure, Error};
-use crate::request::{ClientAuth, TokenUrl};
-use crate::revocation::RevocationUrl;
+use crate::request::{ClientAuth, RevocationUrl, TokenUrl};
 use crate::secret::SecretString;
 
 /// An authorization server's metadata (RFC 8414 §2, OpenID Connect
