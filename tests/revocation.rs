@@ -40,6 +40,11 @@ fn revocations(server: &TestServer) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
+/// The body of each revocation request.
+fn bodies(server: &TestServer) -> Vec<String> {
+    revocations(server).into_iter().map(|r| r.0).collect()
+}
+
 fn basic(body: &str) -> (String, Option<String>) {
     (body.to_owned(), Some(BASIC.to_owned()))
 }
@@ -202,9 +207,8 @@ async fn failures_are_typed_and_leave_what_was_not_revoked() {
 
     // Once more: only the access token is left to revoke.
     cache.revoke().await.unwrap();
-    let bodies: Vec<String> = revocations(&server).into_iter().map(|r| r.0).collect();
     assert_eq!(
-        bodies,
+        bodies(&server),
         [
             "token=rt-1&token_type_hint=refresh_token",
             "token=rt-1&token_type_hint=refresh_token",
@@ -245,9 +249,8 @@ async fn a_fetch_in_flight_is_waited_for_and_its_tokens_revoked() {
     until(|| server.token_requests() == 1).await;
     cache.revoke().await.unwrap();
     assert_eq!(fetching.await.unwrap().unwrap(), "Bearer at-1");
-    let bodies: Vec<String> = revocations(&server).into_iter().map(|r| r.0).collect();
     assert_eq!(
-        bodies,
+        bodies(&server),
         [
             "token=rt-1&token_type_hint=refresh_token",
             "token=at-1&token_type_hint=access_token",
@@ -282,8 +285,10 @@ async fn callers_that_need_a_token_while_revoking_wait_then_get_a_typed_error() 
     assert_eq!(e.kind(), ErrorKind::Revoked);
     assert!(!e.is_retryable());
     assert_eq!(server.token_requests(), 0);
-    let bodies: Vec<String> = revocations(&server).into_iter().map(|r| r.0).collect();
-    assert_eq!(bodies, ["token=rt-seed&token_type_hint=refresh_token"]);
+    assert_eq!(
+        bodies(&server),
+        ["token=rt-seed&token_type_hint=refresh_token"]
+    );
     assert!(!server.is_refresh_token_valid("rt-seed"));
 }
 
@@ -321,9 +326,8 @@ async fn a_cache_built_from_a_refresh_token_needs_a_new_authorization_afterwards
     let cache = TokenCache::from_refresh_token(endpoint, "rt-seed").build();
     assert_eq!(cache.bearer_header().await.unwrap(), "Bearer at-1");
     cache.revoke().await.unwrap();
-    let bodies: Vec<String> = revocations(&server).into_iter().map(|r| r.0).collect();
     assert_eq!(
-        bodies,
+        bodies(&server),
         [
             "token=rt-seed&token_type_hint=refresh_token",
             "token=at-1&token_type_hint=access_token",
