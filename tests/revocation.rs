@@ -341,3 +341,27 @@ async fn a_cache_built_from_a_refresh_token_needs_a_new_authorization_afterwards
         "no revoked refresh token is sent"
     );
 }
+
+#[test]
+fn outside_a_tokio_runtime_revoke_is_a_typed_error() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(TestServer::start());
+    let cache = password_cache(&server);
+    rt.block_on(cache.bearer_header()).unwrap();
+
+    let mut revoking = std::pin::pin!(cache.revoke());
+    let polled = revoking
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()));
+    let Poll::Ready(Err(e)) = polled else {
+        panic!("not answered at once: {polled:?}");
+    };
+    assert_eq!(e.kind(), ErrorKind::NoRuntime);
+    assert!(server.revocations().is_empty());
+    // Nothing was taken: on a runtime, it revokes.
+    rt.block_on(cache.revoke()).unwrap();
+    assert_eq!(server.revocations().len(), 2);
+}

@@ -271,8 +271,13 @@ pub(super) struct Grounded {
 
 impl TokenCache {
     /// Waits until no fetch is running (the one in progress has landed, its
-    /// token and refresh token recorded), then takes the flight slot.
-    pub(super) async fn ground(&self) -> Grounded {
+    /// token and refresh token recorded), then takes the flight slot. With
+    /// no Tokio runtime to run the revocation's exchanges on, a
+    /// [`crate::ErrorKind::NoRuntime`] error, and nothing is taken.
+    pub(super) async fn ground(&self) -> Result<Grounded, Error> {
+        if Handle::try_current().is_err() {
+            return Err(Error::no_runtime());
+        }
         loop {
             let mut rx = {
                 let mut state = self.flight_state();
@@ -280,11 +285,11 @@ impl TokenCache {
                     Some(rx) => rx.clone(),
                     None => {
                         let tx = state.take_off().0;
-                        return Grounded {
+                        return Ok(Grounded {
                             cache: self.clone(),
                             tx,
                             revoked: false,
-                        };
+                        });
                     }
                 }
             };

@@ -259,7 +259,8 @@ impl TokenCache {
     /// resource server refused it (a 401) is no longer held, so not revoked.
     ///
     /// Errors: [`crate::ErrorKind::NoRevocationEndpoint`] when the token
-    /// endpoint has none (nothing is sent, the cache is left as it was);
+    /// endpoint has none, [`crate::ErrorKind::NoRuntime`] outside a Tokio
+    /// runtime (nothing is sent, the cache is left as it was);
     /// otherwise the first failed revocation, for which
     /// [`crate::Error::is_revocation`] holds (`unsupported_token_type`, a
     /// 503 that [`is_retryable`](crate::Error::is_retryable) with its
@@ -293,7 +294,7 @@ impl TokenCache {
         if !fetcher.endpoint().can_revoke() {
             return Err(Error::no_revocation_endpoint());
         }
-        let mut grounded = self.ground().await;
+        let mut grounded = self.ground().await?;
         if let Some(refresh_token) = fetcher.refresh_token() {
             let hint = TokenTypeHint::RefreshToken;
             fetcher
