@@ -21,6 +21,9 @@ use super::stats::bump;
 use super::TokenCache;
 use crate::error::Error;
 
+// For `TokenCache::revoke`: the flight slot, held while tokens are revoked.
+mod grounded;
+
 /// A flight's answer, `None` until it lands.
 type Outcome = Option<Result<Arc<Cached>, Error>>;
 
@@ -258,74 +261,4 @@ enum Joined {
     Cached(Arc<Cached>),
     /// A flight to wait for.
     Flight(watch::Receiver<Outcome>),
-}
-
-/// The flight slot, held by [`TokenCache::revoke`]: while it is held no
-/// fetch starts (no token is issued that the revocation would miss), and
-/// callers that need a token wait for its release.
-pub(super) struct Grounded {
-    cache: TokenCache,
-    tx: watch::Sender<Outcome>,
-    revoked: bool,
-}
-
-impl TokenCache {
-    /// Waits until no fetch is running (the one in progress has landed, its
-    /// token and refresh token recorded), then takes the flight slot. With
-    /// no Tokio runtime to run the revocation's exchanges on, a
-    /// [`crate::ErrorKind::NoRuntime`] error, and nothing is taken.
-    pub(super) async fn ground(&self) -> Result<Grounded, Error> {
-        if Handle::try_current().is_err() {
-            return Err(Error::no_runtime());
-        }
-        loop {
-            let mut rx = {
-                let mut state = self.flight_state();
-                match &state.flight {
-                    Some(rx) => rx.clone(),
-                    None => {
-                        let tx = state.take_off().0;
-                        return Ok(Grounded {
-                            cache: self.clone(),
-                            tx,
-                            revoked: false,
-                        });
-                    }
-                }
-            };
-            // Landed, or ended without an answer: look again either way.
-            let _ = rx.wait_for(Option::is_some).await;
-        }
-    }
-}
-
-impl Grounded {
-    /// The revocation succeeded: on release the backoff is cleared too, so
-    /// the next caller that needs a token fetches one at once.
-    pub(super) fn revoked(&mut self) {
-        self.revoked = true;
-    }
-}
-
-impl Drop for Grounded {
-    /// Frees the slot, however the revocation ended (done, failed, or its
-    /// caller gone), and answers the callers that waited: with the cached
-    /// token if it is still there and valid (the revocation failed before
-    /// reaching it), otherwise with [`crate::ErrorKind::Revoked`].
-    fn drop(&mut self) {
-        {
-            let mut state = self.cache.flight_state();
-            state.flight = None;
-            if self.revoked {
-                state.failures = 0;
-                state.retry_at = None;
-                state.last_error = None;
-            }
-        }
-        let outcome = match self.cache.shared.current.load_full() {
-            Some(c) if c.is_valid_at(Instant::now()) => Ok(c),
-            _ => Err(Error::revoked()),
-        };
-        let _ = self.tx.send(Some(outcome));
-    }
 }
