@@ -109,8 +109,8 @@ impl<S: HttpClient> TokenEndpoint<S> {
     /// `hint` as its `token_type_hint`, authenticating as the token
     /// requests do. A `private_key_jwt` or `client_secret_jwt` assertion
     /// has the same audience as for a token request: the token endpoint URL
-    /// unless [`ClientAuth::assertion_audience`] says otherwise (OpenID
-    /// Connect Core §9, RFC 7523 §3).
+    /// unless `ClientAuth::assertion_audience` (feature `jwt`) says
+    /// otherwise (OpenID Connect Core §9, RFC 7523 §3).
     ///
     /// `Ok` when the server answers 200: revoked, or not valid anyway
     /// (RFC 7009 §2.2). With no revocation endpoint set, an
