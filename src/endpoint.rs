@@ -45,7 +45,7 @@ use tracing::Instrument;
 
 use crate::error::{excerpt, redact, Error, ErrorCode, ErrorResponse};
 use crate::exchange::{self, retry_after, Limits};
-use crate::request::{ClientAuth, TokenRequest, TokenUrl};
+use crate::request::{ClientAuth, RevocationUrl, TokenRequest, TokenUrl};
 use crate::secret::SecretString;
 use crate::token::{form_to_map, IssuedAt, ParseError, Token};
 use crate::transport::HttpClient;
@@ -63,6 +63,7 @@ pub struct TokenEndpoint<S> {
     url: TokenUrl,
     client: ClientAuth,
     limits: Limits,
+    revocation: Option<RevocationUrl>,
 }
 
 impl<S> TokenEndpoint<S> {
@@ -73,6 +74,7 @@ impl<S> TokenEndpoint<S> {
             url,
             client,
             limits: Limits::default(),
+            revocation: None,
         }
     }
 
@@ -91,6 +93,24 @@ impl<S> TokenEndpoint<S> {
     /// The client authentication.
     pub fn client(&self) -> &ClientAuth {
         &self.client
+    }
+
+    /// The server's revocation endpoint (RFC 7009), where
+    /// [`TokenEndpoint::revoke`] and [`crate::TokenCache::revoke`] send
+    /// tokens to revoke, with this endpoint's client authentication, timeout
+    /// and size limit.
+    pub fn revocation_url(mut self, url: RevocationUrl) -> Self {
+        self.revocation = Some(url);
+        self
+    }
+
+    /// The revocation endpoint, if one is set.
+    pub fn revocation_endpoint(&self) -> Option<&RevocationUrl> {
+        self.revocation.as_ref()
+    }
+
+    pub(crate) fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// The HTTP service.
@@ -209,23 +229,33 @@ fn parse(
     if status.is_redirection() {
         return Err(Error::redirect(status));
     }
-    let parsed = parse_body(headers, body);
-    if status.is_success() {
-        let map = parsed.map_err(|e| Error::invalid_response(status, e))?;
-        if let Some(err) = error_response(&map, status, secrets) {
-            return Err(Error::oauth(err));
-        }
-        return Token::from_map(map, issued_at).map_err(|e| Error::invalid_response(status, e));
+    if !status.is_success() {
+        return Err(error_answer(status, headers, body, secrets));
     }
-    let retry_after = retry_after(headers);
-    let err = match parsed
+    let map = parse_body(headers, body).map_err(|e| Error::invalid_response(status, e))?;
+    if let Some(err) = error_response(&map, status, secrets) {
+        return Err(Error::oauth(err));
+    }
+    Token::from_map(map, issued_at).map_err(|e| Error::invalid_response(status, e))
+}
+
+/// An error status's answer (4xx, 5xx) as a typed error: an RFC 6749 §5.2
+/// body is an `OAuth` error, any other an `HttpStatus` error with a short
+/// excerpt scrubbed of `secrets`; `Retry-After` is kept on either.
+pub(crate) fn error_answer(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    secrets: &[&str],
+) -> Error {
+    let response = parse_body(headers, body)
         .ok()
-        .and_then(|map| error_response(&map, status, secrets))
-    {
+        .and_then(|map| error_response(&map, status, secrets));
+    let err = match response {
         Some(err) => Error::oauth(err),
         None => Error::http_status(status, excerpt(body, secrets)),
     };
-    Err(err.with_retry_after(retry_after))
+    err.with_retry_after(retry_after(headers))
 }
 
 fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Map<String, Value>, ParseError> {

@@ -20,6 +20,7 @@
 //! | [`transport`] | [`HttpClient`], [`HttpTransport`]: the bounds on the HTTP service tokens are fetched with |
 //! | [`challenge`] | `WWW-Authenticate` parsing, RFC 6750 bearer errors |
 //! | [`discovery`] | the token endpoint from an issuer (OpenID Connect Discovery, RFC 8414), issuer checked |
+//! | [`revocation`] | RFC 7009 token revocation: [`TokenEndpoint::revoke`], and [`TokenCache::revoke`] on shutdown |
 //! | [`store`] | persisting tokens, atomically, so the newest refresh token survives a crash; a stored token is used only by the configuration that fetched it |
 //! | `jose` (feature `jwt`) | signing keys and JWS for client assertions and the signed JWT-bearer grant |
 //! | `tls` (feature `rustls`) | a hyper-util HTTPS client (with a client certificate for RFC 8705 mutual TLS if you give one) and a one-line layer |
@@ -95,6 +96,7 @@ pub mod request;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;
+pub mod revocation;
 mod secret;
 pub mod store;
 #[cfg(feature = "rustls")]

@@ -128,12 +128,25 @@ async fn trace_output_of_a_full_cycle_holds_no_secret() {
     // A refresh-token cache with rotation, logging its callback.
     server.add_refresh_token("TOPSECRET-seed");
     server.set_rotate_refresh(true);
-    let rt_cache = TokenCache::from_refresh_token(endpoint(&server), "TOPSECRET-seed")
+    let revocable = endpoint(&server).revocation_url(server.revocation_url());
+    let rt_cache = TokenCache::from_refresh_token(revocable, "TOPSECRET-seed")
         .on_refresh_token(|rt| {
             tracing::info!(len = rt.len(), "application saw a new refresh token")
         })
         .build();
     rt_cache.bearer_header().await.unwrap();
+    // Revocation (RFC 7009), first answered with a page echoing the token.
+    let token = rt_cache.token().await.unwrap();
+    let refresh_token = token.refresh_token().unwrap().expose_secret();
+    server.script_revocations([Canned::new(
+        500,
+        "text/html",
+        format!("cannot revoke {refresh_token}"),
+    )]);
+    let err = rt_cache.revoke().await.unwrap_err();
+    assert_clean("revocation error", &format!("{err} {err:?}"));
+    assert!(err.to_string().contains("[redacted]"), "{err}");
+    rt_cache.revoke().await.unwrap();
     assert_clean(
         "TokenCache Debug",
         &format!("{rt_cache:?} {cache:?} {svc:?}"),
@@ -149,6 +162,9 @@ async fn trace_output_of_a_full_cycle_holds_no_secret() {
         "resending the request once",
         "token fetch failed",
         "new refresh token issued",
+        "oauth2.revocation",
+        "token revocation failed",
+        "token revoked",
     ] {
         assert!(
             logs.contains(expected),

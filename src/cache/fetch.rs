@@ -28,6 +28,16 @@ pub(super) type RefreshTokenCallback = Arc<dyn Fn(&SecretString) + Send + Sync>;
 /// [`HttpTransport`], its type erased.
 pub(super) trait Fetch: Send + Sync + 'static {
     fn fetch(&self, request: TokenRequest) -> BoxFuture<Result<Token, Error>>;
+
+    /// Whether a revocation endpoint is set ([`TokenEndpoint::revocation_url`]).
+    fn can_revoke(&self) -> bool;
+
+    /// [`TokenEndpoint::revoke`].
+    fn revoke(
+        &self,
+        token: SecretString,
+        hint: crate::revocation::TokenTypeHint,
+    ) -> BoxFuture<Result<(), Error>>;
 }
 
 /// The endpoint behind a mutex, so the HTTP service need not be `Sync`
@@ -39,11 +49,48 @@ impl<T: HttpTransport> Fetch for SharedEndpoint<T> {
         let endpoint = self.0.lock().unwrap_or_else(|p| p.into_inner());
         Box::pin(endpoint.request(&request))
     }
+
+    fn can_revoke(&self) -> bool {
+        let endpoint = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        endpoint.revocation_endpoint().is_some()
+    }
+
+    fn revoke(
+        &self,
+        token: SecretString,
+        hint: crate::revocation::TokenTypeHint,
+    ) -> BoxFuture<Result<(), Error>> {
+        let endpoint = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        Box::pin(endpoint.revoke(&token, Some(hint)))
+    }
 }
 
 /// `endpoint`, type-erased for a cache.
 pub(super) fn boxed<T: HttpTransport>(endpoint: TokenEndpoint<T>) -> Box<dyn Fetch> {
     Box::new(SharedEndpoint(Mutex::new(endpoint)))
+}
+
+/// For [`TokenCache::revoke`](super::TokenCache::revoke): the endpoint, and
+/// the refresh token to revoke and then forget.
+impl Fetcher {
+    pub(super) fn endpoint(&self) -> &dyn Fetch {
+        &*self.endpoint
+    }
+
+    /// The refresh token the next fetch would send.
+    pub(super) fn refresh_token(&self) -> Option<SecretString> {
+        self.refresh().current.clone()
+    }
+
+    /// Forgets `revoked`, if it is still the refresh token the next fetch
+    /// would send: a cache built from a refresh token then needs the user
+    /// to authorize again; another falls back to its configured grant.
+    pub(super) fn forget_refresh_token(&self, revoked: &SecretString) {
+        let mut refresh = self.refresh();
+        if refresh.current.as_ref() == Some(revoked) {
+            refresh.current = None;
+        }
+    }
 }
 
 /// The refresh token the next fetch sends, if any.

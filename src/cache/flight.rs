@@ -32,6 +32,9 @@ use super::stats::bump;
 use super::TokenCache;
 use crate::error::Error;
 
+// For `TokenCache::revoke`: the flight slot, held while tokens are revoked.
+mod grounded;
+
 /// A flight's answer, `None` until it lands.
 type Outcome = Option<Result<Arc<Cached>, Error>>;
 

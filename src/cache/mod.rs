@@ -239,4 +239,79 @@ impl TokenCache {
         }
         Ok(self.wait_for_token().await?.token.clone())
     }
+
+    /// Revokes the cache's tokens at the revocation endpoint (RFC 7009):
+    /// the refresh token first, if there is one (a server may then revoke
+    /// the access tokens issued with it too, RFC 7009 §2.1), then the
+    /// cached access token, each with its `token_type_hint` and the
+    /// client's authentication. Then the cache is empty: no token cached,
+    /// the refresh token forgotten, the backoff cleared; the next request
+    /// fetches a new token with the configured grant (a cache built
+    /// [`from_refresh_token`](TokenCache::from_refresh_token) has none left:
+    /// [`crate::ErrorKind::ReauthorizationRequired`]).
+    ///
+    /// A fetch in progress is waited for and its token revoked too, and no
+    /// fetch starts while the revocation runs: callers that need a token
+    /// meanwhile wait, then get [`crate::ErrorKind::Revoked`]. So no token
+    /// fetched before `revoke` returns is left valid; call it after the
+    /// last request (see the example), since a request made afterwards
+    /// fetches a new token. An access token the cache dropped when a
+    /// resource server refused it (a 401) is no longer held, so not revoked.
+    ///
+    /// Errors: [`crate::ErrorKind::NoRevocationEndpoint`] when the token
+    /// endpoint has none, [`crate::ErrorKind::NoRuntime`] outside a Tokio
+    /// runtime (nothing is sent, the cache is left as it was);
+    /// otherwise the first failed revocation, for which
+    /// [`crate::Error::is_revocation`] holds (`unsupported_token_type`, a
+    /// 503 that [`is_retryable`](crate::Error::is_retryable) with its
+    /// [`retry_after`](crate::Error::retry_after), a timeout…). The tokens
+    /// not revoked then stay in the cache, so calling `revoke` again tries
+    /// again. A [`crate::store::TokenStore`] keeps the last token saved.
+    ///
+    /// # Example: revoke on shutdown
+    ///
+    /// Stop making requests, then revoke:
+    ///
+    /// ```no_run
+    /// # use tower_oauth2::TokenCache;
+    /// # async fn work(_: TokenCache) {}
+    /// # async fn run(cache: TokenCache) -> Result<(), tower_oauth2::Error> {
+    /// // `cache`'s endpoint has a revocation URL:
+    /// // TokenEndpoint::new(..).revocation_url(RevocationUrl::new("https://as.example.com/revoke")?)
+    /// tokio::select! {
+    ///     () = work(cache.clone()) => {}
+    ///     _ = tokio::signal::ctrl_c() => {} // the work future is dropped: no more requests
+    /// }
+    /// if let Err(e) = cache.revoke().await {
+    ///     eprintln!("could not revoke the tokens: {e}");
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn revoke(&self) -> Result<(), Error> {
+        use crate::revocation::TokenTypeHint;
+        let fetcher = &self.shared.fetcher;
+        if !fetcher.endpoint().can_revoke() {
+            return Err(Error::no_revocation_endpoint());
+        }
+        let mut grounded = self.ground().await?;
+        if let Some(refresh_token) = fetcher.refresh_token() {
+            let hint = TokenTypeHint::RefreshToken;
+            fetcher
+                .endpoint()
+                .revoke(refresh_token.clone(), hint)
+                .await?;
+            fetcher.forget_refresh_token(&refresh_token);
+        }
+        if let Some(cached) = self.shared.current.load_full() {
+            let access_token = cached.token.access_token().clone();
+            let hint = TokenTypeHint::AccessToken;
+            fetcher.endpoint().revoke(access_token, hint).await?;
+            // No flight can store a newer one while grounded.
+            self.shared.current.store(None);
+        }
+        grounded.revoked();
+        tracing::debug!("tokens revoked; the cache is empty");
+        Ok(())
+    }
 }

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use super::mtls::{AliasesDocument, MtlsEndpointAliases};
 use crate::endpoint::TokenEndpoint;
 use crate::error::{sanitize, DiscoveryFailure, Error};
-use crate::request::{ClientAuth, TokenUrl};
+use crate::request::{ClientAuth, RevocationUrl, TokenUrl};
 use crate::secret::SecretString;
 
 /// An authorization server's metadata (RFC 8414 §2, OpenID Connect
@@ -279,10 +279,27 @@ impl ProviderMetadata {
 
     /// The [`TokenEndpoint`] at this server's token endpoint, authenticating
     /// as `client`, over `service`: the `mtls_endpoint_aliases` one for a
-    /// client using mutual TLS ([`ProviderMetadata::token_endpoint_for`]).
+    /// client using mutual TLS ([`ProviderMetadata::token_endpoint_for`]);
+    /// with the server's revocation endpoint
+    /// ([`ProviderMetadata::revocation_endpoint_for`]) as its
+    /// [`TokenEndpoint::revocation_url`] when it lists one that is a usable
+    /// [`RevocationUrl`] (one that is not is logged at WARN and left out:
+    /// [`crate::TokenCache::revoke`] then fails with
+    /// [`crate::ErrorKind::NoRevocationEndpoint`]).
     pub fn endpoint<S>(&self, service: S, client: ClientAuth) -> TokenEndpoint<S> {
+        let revocation = self
+            .revocation_endpoint_for(&client)
+            .map(RevocationUrl::new);
         let url = self.token_endpoint_for(&client).clone();
-        TokenEndpoint::new(service, url, client)
+        let endpoint = TokenEndpoint::new(service, url, client);
+        match revocation {
+            Some(Ok(url)) => endpoint.revocation_url(url),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "the metadata's revocation_endpoint is not used");
+                endpoint
+            }
+            None => endpoint,
+        }
     }
 }
 
@@ -503,6 +520,31 @@ pub(super) mod tests {
         assert_eq!(auth.method_name(), "client_secret_post");
         let shown = format!("{m:?}");
         assert!(shown.contains("userinfo_endpoint"), "{shown}");
+    }
+
+    #[test]
+    fn the_endpoint_carries_a_usable_revocation_endpoint() {
+        let metadata = |extra: &str| {
+            ProviderMetadata::from_json("https://as.example.com", doc(extra).as_bytes()).unwrap()
+        };
+        let client = || ClientAuth::none("svc");
+        let m = metadata(r#","revocation_endpoint":"https://as.example.com/revoke""#);
+        let endpoint = m.endpoint((), client());
+        assert_eq!(
+            endpoint.revocation_endpoint().map(ToString::to_string),
+            Some("https://as.example.com/revoke".to_owned())
+        );
+        assert_eq!(endpoint.url().to_string(), "https://as.example.com/token");
+        // Clear text off loopback, or none at all: no revocation endpoint,
+        // and the token endpoint as ever.
+        for extra in [
+            r#","revocation_endpoint":"http://as.example.com/revoke""#,
+            "",
+        ] {
+            let endpoint = metadata(extra).endpoint((), client());
+            assert!(endpoint.revocation_endpoint().is_none(), "{extra}");
+            assert_eq!(endpoint.url().to_string(), "https://as.example.com/token");
+        }
     }
 
     #[test]

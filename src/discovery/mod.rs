@@ -31,7 +31,9 @@
 //! [`ProviderMetadata::endpoint`] builds the [`TokenEndpoint`](crate::TokenEndpoint):
 //! for a client using mutual TLS (`tls_client_auth`,
 //! `self_signed_tls_client_auth`) at the server's `mtls_endpoint_aliases`
-//! token endpoint when it publishes one (RFC 8705 §5, [`MtlsEndpointAliases`]).
+//! token endpoint when it publishes one (RFC 8705 §5, [`MtlsEndpointAliases`]),
+//! and with the server's revocation endpoint (RFC 7009, also the mTLS alias)
+//! when it lists a usable one.
 //!
 //! # Example
 //!

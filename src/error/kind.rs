@@ -8,7 +8,10 @@ use super::Error;
 /// A failure to fetch discovery metadata has the kind of what went wrong
 /// (`Transport`, `Timeout`, `HttpStatus`, `Redirect`, `BodyTooLarge`), and
 /// [`Error::is_discovery`] says it happened in discovery; `Discovery` is
-/// for an issuer or metadata that cannot be used.
+/// for an issuer or metadata that cannot be used. Likewise a failed token
+/// revocation (RFC 7009) has the kind of what went wrong (`OAuth` for
+/// `unsupported_token_type`, `HttpStatus` for a 503…), and
+/// [`Error::is_revocation`] says it happened in revocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -80,6 +83,16 @@ pub enum ErrorKind {
     /// Authorization server discovery ([`crate::discovery`]) found no
     /// usable metadata: [`Error::discovery_failure`] says why.
     Discovery,
+    /// [`crate::TokenCache::revoke`] was asked to revoke tokens, but its
+    /// token endpoint has no revocation endpoint: set one with
+    /// [`crate::TokenEndpoint::revocation_url`], or build the endpoint from
+    /// discovery metadata that lists one. Nothing was sent, and the cache
+    /// was left as it was.
+    NoRevocationEndpoint,
+    /// The cache's tokens were being revoked ([`crate::TokenCache::revoke`])
+    /// while this caller waited for a token, so it got none. A request made
+    /// after the revocation fetches a new token.
+    Revoked,
 }
 
 /// Why authorization server discovery found no usable metadata (an

@@ -39,10 +39,12 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 mod kind;
 mod redact;
 mod response;
+mod revocation;
 
 pub use kind::{DiscoveryFailure, ErrorKind};
 pub(crate) use redact::{excerpt, redact, sanitize};
 pub use response::{ErrorCode, ErrorResponse};
+use revocation::{Words, NO_REVOCATION_ENDPOINT, REVOCATION_WORDS, REVOKED, TOKEN_WORDS};
 
 /// The error for everything that gets tokens.
 ///
@@ -100,6 +102,14 @@ enum Kind {
         url: Option<String>,
         detail: String,
         cause: DiscoveryCause,
+    },
+    NoRevocationEndpoint,
+    Revoked,
+    /// `at` is which token was being revoked and where, when the request
+    /// was sent; `cause` is the failure, of its own kind.
+    Revocation {
+        at: Option<(&'static str, String)>,
+        cause: Error,
     },
 }
 
@@ -283,6 +293,9 @@ impl Error {
                 ..
             } => e.kind(),
             Kind::Discovery { .. } => ErrorKind::Discovery,
+            Kind::NoRevocationEndpoint => ErrorKind::NoRevocationEndpoint,
+            Kind::Revoked => ErrorKind::Revoked,
+            Kind::Revocation { cause, .. } => cause.kind(),
         }
     }
 
@@ -293,6 +306,7 @@ impl Error {
         match &self.inner.kind {
             Kind::OAuth(r) => Some(r),
             Kind::NoToken(e) | Kind::ReauthorizationRequired(Some(e)) => e.oauth_error(),
+            Kind::Revocation { cause, .. } => cause.oauth_error(),
             _ => None,
         }
     }
@@ -354,6 +368,7 @@ impl Error {
             | Kind::InvalidResponse { status, .. } => Some(*status),
             Kind::NoToken(e) | Kind::ReauthorizationRequired(Some(e)) => e.status(),
             Kind::Discovery { .. } => self.discovery_fetch()?.status(),
+            Kind::Revocation { cause, .. } => cause.status(),
             _ => None,
         }
     }
@@ -372,6 +387,7 @@ impl Error {
             Kind::Timeout(_) | Kind::WaitTimeout(_) => true,
             Kind::NoToken(e) => e.is_timeout(),
             Kind::Discovery { .. } => self.discovery_fetch().is_some_and(Error::is_timeout),
+            Kind::Revocation { cause, .. } => cause.is_timeout(),
             _ => false,
         }
     }
@@ -395,6 +411,7 @@ impl Error {
             Kind::Transport(_) => true,
             Kind::NoToken(e) => e.is_transport(),
             Kind::Discovery { .. } => self.discovery_fetch().is_some_and(Error::is_transport),
+            Kind::Revocation { cause, .. } => cause.is_transport(),
             _ => false,
         }
     }
@@ -423,6 +440,7 @@ impl Error {
             Kind::NoToken(e) => e.is_retryable(),
             // An issuer or metadata that cannot be used stays so.
             Kind::Discovery { .. } => self.discovery_fetch().is_some_and(Error::is_retryable),
+            Kind::Revocation { cause, .. } => cause.is_retryable(),
             Kind::Redirect { .. }
             | Kind::BodyTooLarge { .. }
             | Kind::InvalidRequest(_)
@@ -431,7 +449,9 @@ impl Error {
             | Kind::RandomSource(_)
             | Kind::InvalidToken(_)
             | Kind::NoRuntime
-            | Kind::ReauthorizationRequired(_) => false,
+            | Kind::ReauthorizationRequired(_)
+            | Kind::NoRevocationEndpoint
+            | Kind::Revoked => false,
         }
     }
 }
@@ -460,7 +480,9 @@ impl fmt::Debug for Error {
             | Kind::RandomSource(r)
             | Kind::InvalidToken(r) => d.field("reason", r),
             Kind::NoToken(e) => d.field("last_error", e),
-            Kind::NoRuntime | Kind::FetchAborted => &mut d,
+            Kind::NoRuntime | Kind::FetchAborted | Kind::NoRevocationEndpoint | Kind::Revoked => {
+                &mut d
+            }
             Kind::ReauthorizationRequired(e) => d.field("refusal", e),
             Kind::Discovery { url, detail, cause } => {
                 d.field("url", url).field("detail", detail);
@@ -468,6 +490,12 @@ impl fmt::Debug for Error {
                     DiscoveryCause::Unusable(f) => d.field("failure", f),
                     DiscoveryCause::Fetch(e) => d.field("cause", e),
                 }
+            }
+            Kind::Revocation { at, cause } => {
+                if let Some((token, url)) = at {
+                    d.field("token", token).field("url", url);
+                }
+                d.field("cause", cause)
             }
         };
         if let Some(r) = self.inner.retry_after {
@@ -488,37 +516,51 @@ const REAUTHORIZE: &str =
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.describe(f, &TOKEN_WORDS)?;
+        if let Some(r) = self.inner.retry_after {
+            write!(f, " (retry after {}s)", r.as_secs())?;
+        }
+        Ok(())
+    }
+}
+
+impl Error {
+    /// What happened, the exchange named in `words` (a revocation error's
+    /// cause speaks of the revocation endpoint), without `Retry-After`.
+    fn describe(&self, f: &mut fmt::Formatter<'_>, words: &Words) -> fmt::Result {
+        let Words { endpoint, .. } = words;
         match &self.inner.kind {
-            Kind::OAuth(r) => fmt::Display::fmt(r, f),
+            Kind::OAuth(r) => r.describe(f, endpoint),
             Kind::HttpStatus { status, excerpt } if excerpt.is_empty() => {
-                write!(f, "token endpoint answered {status} with an empty body")
+                write!(f, "{endpoint} answered {status} with an empty body")
             }
             Kind::HttpStatus { status, excerpt } => write!(
                 f,
-                "token endpoint answered {status} with a body that is not an OAuth2 error: {excerpt:?}"
+                "{endpoint} answered {status} with a body that is not an OAuth2 error: {excerpt:?}"
             ),
             Kind::Redirect { status } => write!(
                 f,
-                "token endpoint answered with a redirect ({status}); it is not followed because \
-                 it would send the client credentials elsewhere: configure the final token URL"
+                "{endpoint} answered with a redirect ({status}); it is not followed because \
+                 it would send the client credentials elsewhere: configure the final {}",
+                words.url
             ),
-            Kind::Transport(_) => f.write_str("could not reach the token endpoint"),
-            Kind::Timeout(after) => {
-                write!(f, "token endpoint did not answer within {after:?}")
+            Kind::Transport(_) => write!(f, "could not reach the {endpoint}"),
+            Kind::Timeout(after) => write!(f, "{endpoint} did not answer within {after:?}"),
+            Kind::BodyTooLarge { limit } => {
+                write!(
+                    f,
+                    "{endpoint}'s answer is larger than the {limit}-byte limit"
+                )
             }
             Kind::WaitTimeout(after) => write!(
                 f,
                 "no token within {after:?}: gave up waiting for the token fetch, which goes on; \
                  a later call gets its token"
             ),
-            Kind::BodyTooLarge { limit } => write!(
-                f,
-                "token endpoint's answer is larger than the {limit}-byte limit"
-            ),
             Kind::InvalidResponse { status, source } => {
-                write!(f, "token endpoint answered {status} but {source}")
+                write!(f, "{endpoint} answered {status} but {source}")
             }
-            Kind::InvalidRequest(r) => write!(f, "cannot build the token request: {r}"),
+            Kind::InvalidRequest(r) => write!(f, "cannot build the {}: {r}", words.request),
             Kind::InvalidAuthorizationRequest(r) => {
                 write!(f, "cannot build the authorization request: {r}")
             }
@@ -534,15 +576,22 @@ impl fmt::Display for Error {
                 url: Some(url),
                 detail,
                 ..
-            } => write!(f, "authorization server discovery failed at {url}: {detail}"),
+            } => write!(
+                f,
+                "authorization server discovery failed at {url}: {detail}"
+            ),
             Kind::Discovery { detail, .. } => {
                 write!(f, "authorization server discovery failed: {detail}")
             }
-        }?;
-        if let Some(r) = self.inner.retry_after {
-            write!(f, " (retry after {}s)", r.as_secs())?;
+            Kind::NoRevocationEndpoint => f.write_str(NO_REVOCATION_ENDPOINT),
+            Kind::Revoked => f.write_str(REVOKED),
+            Kind::Revocation { at, cause } => {
+                if let Some((token, url)) = at {
+                    write!(f, "revoking {token} at {url} failed: ")?;
+                }
+                cause.describe(f, &REVOCATION_WORDS)
+            }
         }
-        Ok(())
     }
 }
 
@@ -558,6 +607,8 @@ impl std::error::Error for Error {
                 cause: DiscoveryCause::Fetch(e),
                 ..
             } => e.source(),
+            // As discovery's: the cause's message is in token endpoint words.
+            Kind::Revocation { cause, .. } => cause.source(),
             _ => None,
         }
     }
@@ -595,6 +646,7 @@ mod tests {
             "authorization_pending",
             "slow_down",
             "expired_token",
+            "unsupported_token_type",
             "custom_thing",
         ] {
             assert_eq!(ErrorCode::parse(code).as_str(), code);

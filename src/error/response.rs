@@ -7,7 +7,7 @@ use http::StatusCode;
 use super::sanitize;
 
 /// The `error` code of an RFC 6749 §5.2 error response, with the codes of the
-/// RFCs that extend it (RFC 8628, RFC 8693/8707).
+/// RFCs that extend it (RFC 7009, RFC 8628, RFC 8693/8707).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorCode {
@@ -38,6 +38,9 @@ pub enum ErrorCode {
     SlowDown,
     /// `expired_token` (RFC 8628).
     ExpiredToken,
+    /// `unsupported_token_type` (RFC 7009 §2.2.1): the revocation endpoint
+    /// does not revoke tokens of this type (access tokens, say).
+    UnsupportedTokenType,
     /// Any other code, as sent.
     Other(String),
 }
@@ -59,6 +62,7 @@ impl ErrorCode {
             "authorization_pending" => ErrorCode::AuthorizationPending,
             "slow_down" => ErrorCode::SlowDown,
             "expired_token" => ErrorCode::ExpiredToken,
+            "unsupported_token_type" => ErrorCode::UnsupportedTokenType,
             other => ErrorCode::Other(sanitize(other, 100)),
         }
     }
@@ -79,6 +83,7 @@ impl ErrorCode {
             ErrorCode::AuthorizationPending => "authorization_pending",
             ErrorCode::SlowDown => "slow_down",
             ErrorCode::ExpiredToken => "expired_token",
+            ErrorCode::UnsupportedTokenType => "unsupported_token_type",
             ErrorCode::Other(s) => s,
         }
     }
@@ -145,9 +150,10 @@ impl ErrorResponse {
     }
 }
 
-impl fmt::Display for ErrorResponse {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "token endpoint answered {}: {}", self.status, self.error)?;
+impl ErrorResponse {
+    /// The response as `endpoint` (`"token endpoint"`) gave it.
+    pub(super) fn describe(&self, f: &mut fmt::Formatter<'_>, endpoint: &str) -> fmt::Result {
+        write!(f, "{endpoint} answered {}: {}", self.status, self.error)?;
         if let Some(d) = &self.error_description {
             write!(f, ": {d}")?;
         }
@@ -155,5 +161,11 @@ impl fmt::Display for ErrorResponse {
             write!(f, " (see {u})")?;
         }
         Ok(())
+    }
+}
+
+impl fmt::Display for ErrorResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.describe(f, "token endpoint")
     }
 }

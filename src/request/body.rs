@@ -24,7 +24,7 @@ pub enum BodyEncoding {
 
 impl BodyEncoding {
     /// The `Content-Type` and the body of `params`, which are sent in order.
-    pub(super) fn encode(self, params: &[(&str, &str)]) -> Result<(&'static str, Bytes), Error> {
+    pub(crate) fn encode(self, params: &[(&str, &str)]) -> Result<(&'static str, Bytes), Error> {
         match self {
             BodyEncoding::Form => {
                 let mut form = form_urlencoded::Serializer::new(String::new());

@@ -271,7 +271,7 @@ impl ClientAuth {
     /// A fresh client assertion for a request to `url`, for the methods
     /// that send one.
     #[cfg(feature = "jwt")]
-    pub(super) fn assertion(&self, url: &TokenUrl) -> Result<Option<SecretString>, Error> {
+    pub(crate) fn assertion(&self, url: &TokenUrl) -> Result<Option<SecretString>, Error> {
         let (client_id, signer, settings) = match self {
             ClientAuth::PrivateKeyJwt {
                 client_id,
@@ -290,7 +290,7 @@ impl ClientAuth {
 
     /// No method sends an assertion without the `jwt` feature.
     #[cfg(not(feature = "jwt"))]
-    pub(super) fn assertion(&self, _: &TokenUrl) -> Result<Option<SecretString>, Error> {
+    pub(crate) fn assertion(&self, _: &TokenUrl) -> Result<Option<SecretString>, Error> {
         Ok(None)
     }
 
@@ -321,12 +321,12 @@ impl ClientAuth {
         value
     }
 
-    /// Authenticates a token request: the `Authorization` header for
-    /// `client_secret_basic`, or the client's parameters appended to `params`
-    /// (RFC 6749 §2.3.1, §3.2.1; RFC 7521 §4.2 with `assertion`, made by
-    /// [`ClientAuth::assertion`]).
+    /// Authenticates a token request (or a revocation request, RFC 7009
+    /// §2.1): the `Authorization` header for `client_secret_basic`, or the
+    /// client's parameters appended to `params` (RFC 6749 §2.3.1, §3.2.1;
+    /// RFC 7521 §4.2 with `assertion`, made by [`ClientAuth::assertion`]).
     #[cfg_attr(not(feature = "jwt"), allow(unused_variables))]
-    pub(super) fn authenticate<'a>(
+    pub(crate) fn authenticate<'a>(
         &'a self,
         request: Builder,
         assertion: Option<&'a SecretString>,
@@ -374,7 +374,7 @@ impl ClientAuth {
     /// excerpts: the secret, and for `client_secret_basic` the base64
     /// credential too (a gateway that echoes the request's headers would
     /// show it, and it decodes to the secret).
-    pub(super) fn secrets(&self) -> Vec<Cow<'_, str>> {
+    pub(crate) fn secrets(&self) -> Vec<Cow<'_, str>> {
         match self {
             ClientAuth::ClientSecretBasic {
                 client_id,

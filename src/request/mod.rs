@@ -59,6 +59,7 @@ use crate::secret::SecretString;
 mod assertion;
 mod body;
 mod client_auth;
+mod revocation_url;
 mod token_url;
 
 #[cfg(feature = "jwt")]
@@ -69,6 +70,8 @@ pub use assertion::{
 };
 pub use body::BodyEncoding;
 pub use client_auth::ClientAuth;
+pub use revocation_url::RevocationUrl;
+pub(crate) use token_url::secure_uri;
 pub use token_url::TokenUrl;
 
 /// `grant_type` of RFC 7523 (JWT bearer assertion).

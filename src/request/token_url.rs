@@ -47,33 +47,47 @@ impl TokenUrl {
     }
 
     fn parse(url: &str, allow_http: bool) -> Result<Self, Error> {
-        let uri: Uri = url
-            .parse()
-            .map_err(|e| Error::invalid_request(format!("token URL is not a valid URL ({e})")))?;
-        let reason = match url::check(&uri) {
-            Ok(()) => return Ok(TokenUrl { uri }),
-            // `check` refuses clear text last: the URL is otherwise fine.
-            Err(Refusal::ClearText) if allow_http => return Ok(TokenUrl { uri }),
-            Err(Refusal::OriginForm | Refusal::NoScheme) => {
-                "token URL must be absolute (https://host/path)"
-            }
-            Err(Refusal::NoHost) => "token URL has no host",
-            Err(Refusal::Credentials) => {
-                "token URL must not carry credentials; pass them as ClientAuth"
-            }
-            Err(Refusal::ClearText) => {
-                "token URL must be https (http is accepted only on loopback, \
-                 or with TokenUrl::new_allow_http)"
-            }
-            Err(Refusal::Scheme) => "token URL scheme must be https or http",
-        };
-        Err(Error::invalid_request(reason))
+        let uri = secure_uri(url, allow_http, "token URL", "TokenUrl")?;
+        Ok(TokenUrl { uri })
     }
 
     /// The URL.
     pub fn uri(&self) -> &Uri {
         &self.uri
     }
+}
+
+/// `url` parsed and checked by [`crate::url::check`], for an endpoint a
+/// secret is sent to; `allow_http` lets `http` to any host through. `what`
+/// names the URL in the refusal ("token URL"), `type_name` the type whose
+/// `new_allow_http` opts in to clear text.
+pub(crate) fn secure_uri(
+    url: &str,
+    allow_http: bool,
+    what: &str,
+    type_name: &str,
+) -> Result<Uri, Error> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| Error::invalid_request(format!("{what} is not a valid URL ({e})")))?;
+    let reason = match url::check(&uri) {
+        Ok(()) => return Ok(uri),
+        // `check` refuses clear text last: the URL is otherwise fine.
+        Err(Refusal::ClearText) if allow_http => return Ok(uri),
+        Err(Refusal::OriginForm | Refusal::NoScheme) => {
+            format!("{what} must be absolute (https://host/path)")
+        }
+        Err(Refusal::NoHost) => format!("{what} has no host"),
+        Err(Refusal::Credentials) => {
+            format!("{what} must not carry credentials; pass them as ClientAuth")
+        }
+        Err(Refusal::ClearText) => format!(
+            "{what} must be https (http is accepted only on loopback, \
+             or with {type_name}::new_allow_http)"
+        ),
+        Err(Refusal::Scheme) => format!("{what} scheme must be https or http"),
+    };
+    Err(Error::invalid_request(reason))
 }
 
 impl fmt::Debug for TokenUrl {

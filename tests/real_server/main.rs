@@ -23,6 +23,7 @@ mod client;
 #[cfg(feature = "jwt")]
 mod jwt;
 mod resource;
+mod revocation;
 #[path = "../support/serve.rs"]
 mod serve;
 mod server;
@@ -36,11 +37,11 @@ use http::header::AUTHORIZATION;
 use http::{HeaderValue, Method, StatusCode};
 use serde_json::Value;
 use tower::ServiceExt;
-use tower_oauth2::authorize::{AuthorizationRequest, PkceVerifier};
+use tower_oauth2::authorize::{Authorization, AuthorizationRequest, PkceVerifier};
 use tower_oauth2::error::{ErrorCode, ErrorKind};
 use tower_oauth2::layer::ServiceError;
 use tower_oauth2::token::Token;
-use tower_oauth2::{ClientAuth, OAuth2Service, TokenCache, TokenRequest};
+use tower_oauth2::{ClientAuth, OAuth2Service, SecretString, TokenCache, TokenRequest};
 
 use browser::{Browser, Decision};
 use client::{exchange, form_request, http_client, layered, oauth_error, HttpClient, Received};
@@ -115,6 +116,27 @@ async fn fetch(
         .introspect(token.access_token().expose_secret())
         .await;
     (token, sent[0].clone(), info)
+}
+
+/// The code flow as `client_id` (a client with `REDIRECT_URI`), up to the
+/// callback: the user logs in and consents to `offline_access`, so the
+/// code's exchange issues a refresh token. The authorization, the
+/// callback's query and its code.
+async fn consent_to_offline_access(
+    server: &RealServer,
+    client_id: &str,
+) -> (Authorization, String, SecretString) {
+    let auth = AuthorizationRequest::new(&server.authorization_endpoint, client_id)
+        .redirect_uri(REDIRECT_URI)
+        .scope("openid offline_access inventory:read")
+        // OpenID Connect issues a refresh token for offline_access only
+        // after an explicit consent.
+        .param("prompt", "consent")
+        .build()
+        .unwrap();
+    let callback = Browser::new().authorize(&auth, Decision::Allow).await;
+    let code = auth.code_from_callback(&callback).expect("a code");
+    (auth, callback, code)
 }
 
 // ---------------------------------------------------------------------------
@@ -564,16 +586,7 @@ async fn authorization_code_with_pkce_then_rotating_refresh_tokens() {
     let Some(server) = RealServer::connect().await else {
         return;
     };
-    let auth = AuthorizationRequest::new(&server.authorization_endpoint, "web-app")
-        .redirect_uri(REDIRECT_URI)
-        .scope("openid offline_access inventory:read")
-        // OpenID Connect issues a refresh token for offline_access only
-        // after an explicit consent.
-        .param("prompt", "consent")
-        .build()
-        .unwrap();
-    let callback = Browser::new().authorize(&auth, Decision::Allow).await;
-    let code = auth.code_from_callback(&callback).expect("a code");
+    let (auth, callback, code) = consent_to_offline_access(&server, "web-app").await;
     // RFC 9207: the server names itself in the redirect.
     assert!(
         form_urlencoded::parse(callback.as_bytes()).any(|(k, v)| k == "iss" && v == server.issuer),

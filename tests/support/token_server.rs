@@ -5,6 +5,10 @@
 //! them, checks client credentials, issues `at-N` access tokens (and `rt-N`
 //! refresh tokens, rotated when asked) with a configurable `expires_in`,
 //! waits a configurable latency, and plays canned answers from a script.
+//! `/revoke` is an RFC 7009 revocation endpoint: it records every request,
+//! checks client credentials as `/token` does, revokes the access or
+//! refresh token it is given (200 for an unknown one too), or plays canned
+//! answers, and can hold its answers until released.
 //! Every other path is a protected resource that accepts only tokens this
 //! server issued, not revoked, not expired; it answers
 //! `401` with `WWW-Authenticate: Bearer error="invalid_token"` otherwise.
@@ -100,6 +104,9 @@ struct Inner {
     received: Vec<Received>,
     issued: HashMap<String, Option<Instant>>,
     revoked: HashSet<String>,
+    /// What `/revoke` received, and the answers it plays first.
+    revocations: Vec<Received>,
+    revocation_script: VecDeque<Canned>,
     refresh_tokens: HashSet<String>,
     rotate_refresh: bool,
     next: u64,
@@ -121,6 +128,8 @@ impl Default for Inner {
             received: Vec::new(),
             issued: HashMap::new(),
             revoked: HashSet::new(),
+            revocations: Vec::new(),
+            revocation_script: VecDeque::new(),
             refresh_tokens: HashSet::new(),
             rotate_refresh: false,
             next: 0,
@@ -229,6 +238,9 @@ pub struct State {
     /// Resource requests are held until this many have arrived (0: none).
     gate: AtomicUsize,
     gate_open: tokio::sync::Notify,
+    /// Revocation answers are held while this is true.
+    revocations_held: std::sync::atomic::AtomicBool,
+    revocations_released: tokio::sync::Notify,
 }
 
 impl State {
@@ -274,6 +286,8 @@ impl TestServer {
             unauthorized: AtomicUsize::new(0),
             gate: AtomicUsize::new(0),
             gate_open: tokio::sync::Notify::new(),
+            revocations_held: std::sync::atomic::AtomicBool::new(false),
+            revocations_released: tokio::sync::Notify::new(),
         });
         let serving = serve_on(port, service(state.clone())).await;
         TestServer {
@@ -298,6 +312,11 @@ impl TestServer {
     }
     pub fn token_url(&self) -> String {
         self.url("/token")
+    }
+    /// This server's revocation endpoint (RFC 7009).
+    pub fn revocation_url(&self) -> tower_oauth2::revocation::RevocationUrl {
+        tower_oauth2::revocation::RevocationUrl::new(&self.url("/revoke"))
+            .expect("a loopback revocation URL")
     }
     /// This server's token endpoint, as client `client` with secret
     /// `secret` in `client_secret_basic`.
@@ -392,6 +411,26 @@ impl TestServer {
     pub fn received(&self) -> Vec<Received> {
         self.with(|i| i.received.clone())
     }
+    /// The revocation requests received so far, in order.
+    pub fn revocations(&self) -> Vec<Received> {
+        self.with(|i| i.revocations.clone())
+    }
+    /// The next revocation requests are answered with these, in order.
+    pub fn script_revocations(&self, answers: impl IntoIterator<Item = Canned>) {
+        self.with(|i| i.revocation_script.extend(answers));
+    }
+    /// Holds revocation answers (after recording the request) until called
+    /// with `false`.
+    pub fn hold_revocations(&self, hold: bool) {
+        self.state.revocations_held.store(hold, Ordering::SeqCst);
+        if !hold {
+            self.state.revocations_released.notify_waiters();
+        }
+    }
+    /// Whether the token endpoint still takes this refresh token.
+    pub fn is_refresh_token_valid(&self, refresh_token: &str) -> bool {
+        self.with(|i| i.refresh_tokens.contains(refresh_token))
+    }
     /// (path, Authorization header, body) of each resource request.
     pub fn resource_requests(&self) -> Vec<(String, Option<String>, Bytes)> {
         self.with(|i| i.resource_bodies.clone())
@@ -448,6 +487,9 @@ async fn handle(
         .unwrap_or_default();
     if parts.uri.path() == "/token" {
         return Ok(respond(token(&st, Received::new(&parts, &body)).await));
+    }
+    if parts.uri.path() == "/revoke" {
+        return Ok(respond(revocation(&st, Received::new(&parts, &body)).await));
     }
     Ok(resource(&st, parts, body).await)
 }
@@ -514,4 +556,35 @@ async fn token(st: &State, received: Received) -> Canned {
             .header("www-authenticate", "Basic realm=\"token\"");
     }
     i.issue(&received)
+}
+
+/// RFC 7009 §2: records the request, waits while answers are held, then
+/// plays a scripted answer, or authenticates the client and revokes the
+/// token (an access or a refresh token; an unknown one is fine too).
+async fn revocation(st: &State, received: Received) -> Canned {
+    st.lock().revocations.push(received.clone());
+    loop {
+        let released = st.revocations_released.notified();
+        if !st.revocations_held.load(Ordering::SeqCst) {
+            break;
+        }
+        released.await;
+    }
+    let mut i = st.lock();
+    if let Some(c) = i.revocation_script.pop_front() {
+        return c;
+    }
+    if received.method != "POST" {
+        return Canned::oauth_error(405, "invalid_request", "POST only");
+    }
+    if !i.authenticates(&received) {
+        return Canned::oauth_error(401, "invalid_client", "Client authentication failed");
+    }
+    let Some(token) = received.param("token") else {
+        return Canned::oauth_error(400, "invalid_request", "token is missing");
+    };
+    if !i.refresh_tokens.remove(&token) && i.issued.contains_key(&token) {
+        i.revoked.insert(token);
+    }
+    Canned::new(200, "text/plain", "")
 }
