@@ -164,15 +164,18 @@ impl Middleware for OAuth2Middleware {
         // The refusal is not returned, so its connection is not held while
         // a new token is fetched.
         drop(response);
-        let header = match lookup {
-            Lookup::Ready(header, _) => header,
+        let (header, generation) = match lookup {
+            Lookup::Ready(header, generation) => (header, generation),
             Lookup::Wait => {
                 let cached = policy.cache().wait_for_token().await;
-                cached.map_err(token_failure)?.header.clone()
+                let cached = cached.map_err(token_failure)?;
+                (cached.header.clone(), cached.generation)
             }
         };
         policy.resend_with(replay.headers_mut(), header);
-        next.run(replay, extensions).await
+        let response = next.run(replay, extensions).await?;
+        policy.after_resend(response.status(), response.headers(), generation);
+        Ok(response)
     }
 }
 

@@ -150,6 +150,7 @@ impl TokenCacheBuilder {
             backoff: self.backoff,
             accept_any_token_type: self.accept_any_token_type,
             counters: Counters::default(),
+            refusals: Default::default(),
         };
         if let Some(token) = stored {
             match shared.admit(token) {

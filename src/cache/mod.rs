@@ -96,21 +96,25 @@ use crate::token::Token;
 // One concept a file: `policy` (when a token goes stale or expires, how long
 // to back off), `cached` (a token as the hot path reads it), `fetch` (one
 // token request and where its result is recorded), `flight` (single flight
-// and backoff), `builder`, `stats`. This file: the handle and the hot path.
+// and backoff), `refusals` (401s for the tokens, and their backoff),
+// `builder`, `stats`. This file: the handle and the hot path.
 mod builder;
 mod cached;
 mod fetch;
 mod flight;
 mod policy;
+mod refusals;
 mod stats;
 
 pub use builder::TokenCacheBuilder;
 pub(crate) use cached::Cached;
 pub use policy::{Backoff, RefreshPolicy};
+pub(crate) use refusals::Verdict;
 pub use stats::Stats;
 
 use fetch::Fetcher;
 use flight::FlightState;
+use refusals::Refusals;
 use stats::{bump, Counters};
 
 /// What the hot path found.
@@ -133,6 +137,8 @@ struct Shared {
     backoff: Backoff,
     accept_any_token_type: bool,
     counters: Counters,
+    /// The resource servers' 401s, and their backoff.
+    refusals: Refusals,
 }
 
 impl Shared {

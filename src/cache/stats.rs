@@ -23,6 +23,15 @@ pub struct Stats {
     pub fail_fast: u64,
     /// Tokens the [`crate::store::TokenStore`] failed to save (each one logged).
     pub store_failures: u64,
+    /// 401s passed through with no new token because tokens fetched after
+    /// a 401 were refused too, so new tokens do not help: the backoff of
+    /// [`AuthPolicy::unauthorized_backoff`](crate::layer::AuthPolicy::unauthorized_backoff)
+    /// (counted by the layer; each start of a backoff step is logged at WARN).
+    pub unauthorized_backed_off: u64,
+    /// 401s passed through with no new token because their challenges name
+    /// other schemes only (`WWW-Authenticate: Basic realm=…`): they ask for
+    /// other credentials, not for a new token (counted by the layer).
+    pub unauthorized_other_scheme: u64,
 }
 
 /// The live counters, one per [`Stats`] field. Only slow paths write them:
@@ -37,6 +46,8 @@ pub(super) struct Counters {
     pub(super) retries: AtomicU64,
     pub(super) fail_fast: AtomicU64,
     pub(super) store_failures: AtomicU64,
+    pub(super) unauthorized_backed_off: AtomicU64,
+    pub(super) unauthorized_other_scheme: AtomicU64,
 }
 
 impl Counters {
@@ -51,6 +62,8 @@ impl Counters {
             retries: get(&self.retries),
             fail_fast: get(&self.fail_fast),
             store_failures: get(&self.store_failures),
+            unauthorized_backed_off: get(&self.unauthorized_backed_off),
+            unauthorized_other_scheme: get(&self.unauthorized_other_scheme),
         }
     }
 }
