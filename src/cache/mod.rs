@@ -45,6 +45,12 @@
 //! being served and callers with no valid token fail at once with
 //! [`crate::ErrorKind::NoToken`], carrying the last failure.
 //!
+//! The cache also keeps the record of the resource servers' 401s that the
+//! layer and the reqwest middleware report: once a token fetched because of
+//! a 401 is refused too, they stop invalidating tokens for a while
+//! ([`crate::layer::AuthPolicy::unauthorized_backoff`]). Fetches for other
+//! reasons, a background refresh included, are not held back by it.
+//!
 //! The fetch task runs on the Tokio runtime of the caller that started it.
 //! With no runtime (or one shutting down) there is nothing to run it on:
 //! that caller gets [`crate::ErrorKind::NoRuntime`] at once, no backoff is
