@@ -52,6 +52,14 @@ fn no_arguments_is_the_local_run_with_a_30_second_timeout() {
     assert_eq!(timeout, Duration::from_secs(30));
 }
 
+/// The flags naming a server, then `rest`.
+fn with_servers<'a>(token_url: &'a str, url: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut flags = vec!["demo", "--token-url", token_url, "--client-id", "client"];
+    flags.extend(["--client-secret", "secret", "--url", url]);
+    flags.extend_from_slice(rest);
+    flags
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resource_that_never_answers_times_out_as_errors() {
     let server = TestServer::start().await;
@@ -108,23 +116,12 @@ async fn a_resource_that_refuses_every_token_costs_a_few_token_requests() {
         let server = TestServer::start().await;
         server.set_reject_all(true);
         server.set_challenges(challenges);
-        let token_url = server.token_url();
-        let url = server.url("/orders");
-        let flags = [
-            "demo",
-            "--token-url",
+        let (token_url, url) = (server.token_url(), server.url("/orders"));
+        let flags = with_servers(
             &token_url,
-            "--client-id",
-            "client",
-            "--client-secret",
-            "secret",
-            "--url",
             &url,
-            "--requests",
-            "200",
-            "--concurrency",
-            "4",
-        ];
+            &["--requests", "200", "--concurrency", "4"],
+        );
         let Mode::Remote(config) = Args::mode_from(flags) else {
             panic!("flags must name the servers to use");
         };

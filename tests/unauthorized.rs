@@ -59,20 +59,26 @@ fn counts(cache: &TokenCache) -> (u64, u64, u64, u64, u64) {
     )
 }
 
-/// A resource that refuses every token with `challenges`, 100 requests one
-/// after another: at-1 is refused, refetched and the request resent with
-/// at-2, refused too; from then on new tokens are known not to help and
-/// every 401 passes through (the resend's included).
-async fn a_token_refused_after_a_refetch_backs_off(challenges: &[&str]) {
+/// 100 requests one after another, through the layer, to a resource that
+/// refuses every token with `challenges`: the server and the cache after.
+async fn a_hundred_refused(challenges: &[&str]) -> (TestServer, TokenCache) {
     let server = TestServer::start().await;
     server.set_reject_all(true);
     server.set_challenges(challenges);
     let cache = server.client_credentials().build();
     let svc = layered(&cache, http_client());
-
     let statuses = send_sequentially(&svc, &server, 100).await;
-
     assert_eq!(statuses, [StatusCode::UNAUTHORIZED; 100], "{challenges:?}");
+    (server, cache)
+}
+
+/// A resource that refuses every token with `challenges`, 100 requests one
+/// after another: at-1 is refused, refetched and the request resent with
+/// at-2, refused too; from then on new tokens are known not to help and
+/// every 401 passes through (the resend's included).
+async fn a_token_refused_after_a_refetch_backs_off(challenges: &[&str]) {
+    let (server, cache) = a_hundred_refused(challenges).await;
+
     assert_eq!(server.token_requests(), 2, "{challenges:?}");
     let sent = server.path_authorizations();
     assert_eq!(sent.len(), 101, "{challenges:?}");
@@ -113,15 +119,8 @@ async fn always_401_with_only_other_schemes_costs_the_first_token_request_only()
             "Negotiate",
         ][..],
     ] {
-        let server = TestServer::start().await;
-        server.set_reject_all(true);
-        server.set_challenges(challenges);
-        let cache = server.client_credentials().build();
-        let svc = layered(&cache, http_client());
+        let (server, cache) = a_hundred_refused(challenges).await;
 
-        let statuses = send_sequentially(&svc, &server, 100).await;
-
-        assert_eq!(statuses, [StatusCode::UNAUTHORIZED; 100], "{challenges:?}");
         assert_eq!(server.token_requests(), 1, "{challenges:?}");
         assert_eq!(server.resource_count(), 100, "{challenges:?}");
         assert!(server

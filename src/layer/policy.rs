@@ -186,7 +186,7 @@ impl AuthPolicy {
             self.settings.cache.answered(sent);
             return AfterResponse::Return;
         }
-        self.after_refusal(status, headers, sent, resendable)
+        self.after_refusal(refusal(status, headers), sent, resendable)
     }
 
     /// What the response to a resend (sent with token generation `sent`)
@@ -196,15 +196,9 @@ impl AuthPolicy {
     }
 
     #[cold]
-    fn after_refusal(
-        &self,
-        status: StatusCode,
-        headers: &HeaderMap,
-        sent: u64,
-        resendable: bool,
-    ) -> AfterResponse {
+    fn after_refusal(&self, refusal: Refusal, sent: u64, resendable: bool) -> AfterResponse {
         let cache = &self.settings.cache;
-        let error = match refusal(status, headers) {
+        let error = match refusal {
             Refusal::Token(error) => error,
             Refusal::NotFixable => return AfterResponse::Return,
             Refusal::OtherScheme => {
