@@ -2,9 +2,12 @@
 //! errors.
 //!
 //! The layer reads them on a 401 to decide whether a new token can help:
-//! `error="invalid_token"` or no error at all → refetch and resend once;
-//! `insufficient_scope` or `invalid_request` → a new token of the same grant
-//! will not help, so the response is returned as it is.
+//! a `Bearer` challenge with `error="invalid_token"` or no error, or no
+//! challenge at all → refetch and resend once (unless new tokens were
+//! refused lately too: ARCHITECTURE.md, invariant 6); `insufficient_scope`
+//! or `invalid_request` → a new token of the same grant will not help;
+//! challenges of other schemes only (`Basic realm=…`) → not a refusal of our
+//! token. In those two cases the response is returned as it is.
 //!
 //! The parser takes the header as servers really send it: several challenges
 //! in one header, quoted strings with commas and `\` escapes, `token68`
@@ -25,6 +28,8 @@
 //! let bearer = tower_oauth2::challenge::bearer_error([header]);
 //! assert_eq!(bearer, Some(BearerError::InsufficientScope));
 //! ```
+
+use std::fmt;
 
 /// One challenge: an auth scheme and its parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +93,23 @@ impl BearerError {
             other => BearerError::Other(crate::error::sanitize(other, 100)),
         }
     }
+
+    /// The code as sent (another code as sanitized: control characters and
+    /// runs of spaces folded, at most 100 characters).
+    pub fn as_str(&self) -> &str {
+        match self {
+            BearerError::InvalidToken => "invalid_token",
+            BearerError::InsufficientScope => "insufficient_scope",
+            BearerError::InvalidRequest => "invalid_request",
+            BearerError::Other(code) => code,
+        }
+    }
+}
+
+impl fmt::Display for BearerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The `error` of the first `Bearer` challenge found in these header values,
@@ -100,24 +122,58 @@ pub fn bearer_error<'a>(headers: impl IntoIterator<Item = &'a str>) -> Option<Be
         .and_then(|c| c.param("error").map(BearerError::parse))
 }
 
-/// Whether a response says the token was refused in a way a new token may
-/// fix: a 401 whose bearer challenge is not `insufficient_scope` or
-/// `invalid_request`, or gRPC's UNAUTHENTICATED (status 16, usually in a
-/// trailers-only HTTP 200).
-pub(crate) fn a_new_token_may_help(status: http::StatusCode, headers: &http::HeaderMap) -> bool {
-    if status == http::StatusCode::UNAUTHORIZED {
-        let challenges = headers
-            .get_all(http::header::WWW_AUTHENTICATE)
-            .iter()
-            .filter_map(|v| v.to_str().ok());
-        return !matches!(
-            bearer_error(challenges),
-            Some(BearerError::InsufficientScope | BearerError::InvalidRequest)
-        );
+/// Whether a response refuses the token it carried at all: a 401, or gRPC's
+/// UNAUTHENTICATED (status 16, usually in a trailers-only HTTP 200). Any
+/// other answer is an answer for the token. This runs on every response.
+#[inline]
+pub(crate) fn is_refusal(status: http::StatusCode, headers: &http::HeaderMap) -> bool {
+    status == http::StatusCode::UNAUTHORIZED
+        || headers
+            .get("grpc-status")
+            .is_some_and(|v| v.as_bytes() == b"16")
+}
+
+/// What a refusal ([`is_refusal`]) says about the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// A 401 whose bearer challenge says `insufficient_scope` or
+    /// `invalid_request`: a new token of the same grant cannot fix it.
+    NotFixable,
+    /// A 401 whose challenges name other schemes only (`Basic realm=…`):
+    /// it asks for credentials of another kind, not for a new token.
+    OtherScheme,
+    /// The token was refused in a way a new one may fix: a 401 with a
+    /// `Bearer` challenge (its `error`, if any) or a `DPoP` one, or with no
+    /// challenge at all; or gRPC's UNAUTHENTICATED.
+    Token(Option<BearerError>),
+}
+
+/// What the refusal `status` and `headers` says (every `WWW-Authenticate`
+/// header, every challenge in each).
+pub(crate) fn refusal(status: http::StatusCode, headers: &http::HeaderMap) -> Refusal {
+    if status != http::StatusCode::UNAUTHORIZED {
+        return Refusal::Token(None);
     }
-    headers
-        .get("grpc-status")
-        .is_some_and(|v| v.as_bytes() == b"16")
+    let challenges: Vec<Challenge> = headers
+        .get_all(http::header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(parse)
+        .collect();
+    if let Some(bearer) = challenges.iter().find(|c| c.is_bearer()) {
+        return match bearer.param("error").map(BearerError::parse) {
+            Some(BearerError::InsufficientScope | BearerError::InvalidRequest) => {
+                Refusal::NotFixable
+            }
+            error => Refusal::Token(error),
+        };
+    }
+    let ours = |c: &Challenge| c.scheme.eq_ignore_ascii_case("dpop");
+    if challenges.is_empty() || challenges.iter().any(ours) {
+        Refusal::Token(None)
+    } else {
+        Refusal::OtherScheme
+    }
 }
 
 fn is_tchar(b: u8) -> bool {
@@ -355,6 +411,81 @@ mod tests {
             bearer_error(["é Bearer error=x"]),
             Some(BearerError::Other("x".into()))
         );
+    }
+
+    fn refusal_of(status: u16, challenges: &[&'static str]) -> Refusal {
+        let mut headers = http::HeaderMap::new();
+        for c in challenges {
+            headers.append("www-authenticate", http::HeaderValue::from_static(c));
+        }
+        refusal(http::StatusCode::from_u16(status).unwrap(), &headers)
+    }
+
+    #[test]
+    fn a_refusal_is_ours_unless_every_challenge_names_another_scheme() {
+        use BearerError::*;
+        let cases: [(&[&str], Refusal); 10] = [
+            (&[], Refusal::Token(None)),
+            (&[""], Refusal::Token(None)),
+            (
+                &[r#"Bearer error="invalid_token""#],
+                Refusal::Token(Some(InvalidToken)),
+            ),
+            (&[r#"Bearer realm="x""#], Refusal::Token(None)),
+            (&[r#"Basic realm="x""#], Refusal::OtherScheme),
+            (
+                &[r#"Basic realm="x", Negotiate"#, "Digest nonce=1"],
+                Refusal::OtherScheme,
+            ),
+            (
+                &[r#"Basic realm="x""#, r#"Negotiate, bearer error="x y""#],
+                Refusal::Token(Some(Other("x y".into()))),
+            ),
+            (
+                &[r#"Basic realm="x", DPoP algs="ES256""#],
+                Refusal::Token(None),
+            ),
+            (
+                &[r#"Basic realm="x""#, r#"Bearer error="insufficient_scope""#],
+                Refusal::NotFixable,
+            ),
+            (&["Bearer error=invalid_request"], Refusal::NotFixable),
+        ];
+        for (challenges, want) in cases {
+            assert_eq!(refusal_of(401, challenges), want, "{challenges:?}");
+        }
+        // gRPC's UNAUTHENTICATED carries no challenge to read.
+        assert_eq!(
+            refusal_of(200, &[r#"Basic realm="x""#]),
+            Refusal::Token(None)
+        );
+    }
+
+    #[test]
+    fn only_a_401_or_grpc_unauthenticated_is_a_refusal() {
+        let grpc = |status: &'static str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("grpc-status", http::HeaderValue::from_static(status));
+            headers
+        };
+        let empty = http::HeaderMap::new();
+        assert!(is_refusal(http::StatusCode::UNAUTHORIZED, &empty));
+        assert!(is_refusal(http::StatusCode::OK, &grpc("16")));
+        assert!(!is_refusal(http::StatusCode::OK, &grpc("7")));
+        assert!(!is_refusal(http::StatusCode::OK, &empty));
+        assert!(!is_refusal(http::StatusCode::FORBIDDEN, &empty));
+    }
+
+    #[test]
+    fn a_bearer_error_shows_as_its_code() {
+        assert_eq!(BearerError::InvalidToken.to_string(), "invalid_token");
+        assert_eq!(
+            BearerError::InsufficientScope.as_str(),
+            "insufficient_scope"
+        );
+        assert_eq!(BearerError::InvalidRequest.as_str(), "invalid_request");
+        let other = bearer_error(["Bearer error=\"x\ty\""]).unwrap();
+        assert_eq!(other.to_string(), "x y");
     }
 
     #[test]

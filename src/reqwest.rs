@@ -17,7 +17,9 @@
 //!   and the request is sent once more with a new token if it can be cloned
 //!   (`reqwest::Request::try_clone`: any body but a stream). A streamed body
 //!   cannot be resent, so its 401 is returned as it came. The second response
-//!   is returned whatever it is.
+//!   is returned whatever it is. Which 401s a new token may fix, and the
+//!   backoff once new tokens are refused too, are the tower layer's rules
+//!   (see [`crate::layer`]): [`OAuth2Middleware::unauthorized_backoff`].
 //! - A failure to get a token is a `reqwest_middleware::Error::Middleware`
 //!   wrapping a [`crate::Error`]; [`token_error`] digs it out, with the
 //!   endpoint's RFC 6749 `error` and `error_description` in
@@ -164,15 +166,18 @@ impl Middleware for OAuth2Middleware {
         // The refusal is not returned, so its connection is not held while
         // a new token is fetched.
         drop(response);
-        let header = match lookup {
-            Lookup::Ready(header, _) => header,
+        let (header, generation) = match lookup {
+            Lookup::Ready(header, generation) => (header, generation),
             Lookup::Wait => {
                 let cached = policy.cache().wait_for_token().await;
-                cached.map_err(token_failure)?.header.clone()
+                let cached = cached.map_err(token_failure)?;
+                (cached.header.clone(), cached.generation)
             }
         };
         policy.resend_with(replay.headers_mut(), header);
-        next.run(replay, extensions).await
+        let response = next.run(replay, extensions).await?;
+        policy.after_resend(response.status(), response.headers(), generation);
+        Ok(response)
     }
 }
 

@@ -170,3 +170,59 @@ async fn a_resource_that_never_answers_times_out_as_errors() {
     assert_eq!(summary.exit_code(), ExitCode::FAILURE);
     assert_eq!(server.token_requests(), 1);
 }
+
+/// A resource that answers every request with 401 (a bearer challenge,
+/// only a `Basic` one, none at all), 200 requests at concurrency 4: a few
+/// token requests each, and every 401 still counted in the summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_that_refuses_every_token_costs_a_few_token_requests() {
+    for challenges in [
+        &[r#"Bearer error="invalid_token""#][..],
+        &[r#"Basic realm="demo""#][..],
+        &[][..],
+    ] {
+        let server = TestServer::start().await;
+        server.set_reject_all(true);
+        server.set_challenges(challenges);
+        let (token_url, url) = (server.token_url(), server.url("/orders"));
+        let flags = with_servers(
+            &token_url,
+            &url,
+            &["--requests", "200", "--concurrency", "4"],
+        );
+        let Mode::Remote(config) = Args::mode_from(flags) else {
+            panic!("flags must name the servers to use");
+        };
+
+        let summary = run::run(&config).await.expect("a usable configuration");
+
+        let fetches = summary.token_fetches;
+        assert_eq!(server.token_requests() as u64, fetches, "{challenges:?}");
+        // Only a Basic challenge: not ours to answer with a new token. A
+        // bearer challenge or none: one refetch, then a backoff (which the
+        // run may outlast once or twice on a slow machine).
+        let allowed = if challenges == [r#"Basic realm="demo""#] {
+            1..=1
+        } else {
+            2..=5
+        };
+        assert!(allowed.contains(&fetches), "{challenges:?}: {summary}");
+        // Each refetch resends the request that asked for it, and the
+        // others (up to 3) that were refused the same token meanwhile.
+        let retries = summary.retries;
+        let refetches = fetches - 1;
+        assert!(
+            (refetches..=4 * refetches).contains(&retries),
+            "{challenges:?}: {summary}"
+        );
+        assert_eq!(
+            summary.to_string(),
+            format!(
+                "summary: requests=200 ok=0 unauthorized=200 errors=0 token_fetches={fetches} retries={retries}"
+            ),
+            "{challenges:?}"
+        );
+        assert_eq!(summary.exit_code(), ExitCode::FAILURE);
+        assert_eq!(server.resource_count() as u64, 200 + summary.retries);
+    }
+}

@@ -14,7 +14,7 @@ use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use support::client::{http_client, oauth_error};
 use support::token_server::{bearer, Canned, ClientCheck, TestServer, INVALID_CLIENT};
 use tower::{ServiceBuilder, ServiceExt};
-use tower_oauth2::cache::TokenCacheBuilder;
+use tower_oauth2::cache::{Backoff, TokenCacheBuilder};
 use tower_oauth2::error::ErrorKind;
 use tower_oauth2::layer::{AuthPolicy, Destinations};
 use tower_oauth2::reqwest::{token_error, OAuth2Middleware, ReqwestTransport};
@@ -208,6 +208,50 @@ async fn a_second_401_is_returned_with_no_loop() {
     );
     assert_eq!(server.token_requests(), 2);
     assert_eq!(cache.stats().retries, 1);
+}
+
+#[tokio::test]
+async fn a_resource_refusing_every_token_costs_two_token_requests() {
+    let server = TestServer::start().await;
+    server.set_reject_all(true);
+    let cache = server.client_credentials().build();
+    let hour = Duration::from_secs(3600);
+    // An hour's backoff: no run of this test outlasts its first step.
+    let middleware =
+        OAuth2Middleware::new(cache.clone()).unauthorized_backoff(Backoff::new(hour, hour));
+    let http = client(middleware);
+    for i in 0..100 {
+        let resp = http
+            .get(server.url(&format!("/r/{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    }
+    // at-1 refused, refetched and resent with at-2, refused too: new tokens
+    // do not help, and that 401 and the 99 others pass through.
+    assert_eq!(server.token_requests(), 2);
+    let sent = server.path_authorizations();
+    assert_eq!(
+        sent[..3],
+        [
+            bearer("/r/0", "at-1"),
+            bearer("/r/0", "at-2"),
+            bearer("/r/1", "at-2")
+        ]
+    );
+    assert_eq!(sent.len(), 101);
+    let stats = cache.stats();
+    assert_eq!(
+        (
+            stats.token_fetches,
+            stats.invalidations,
+            stats.retries,
+            stats.unauthorized_backed_off,
+            stats.unauthorized_other_scheme
+        ),
+        (2, 1, 1, 100, 0)
+    );
 }
 
 #[tokio::test]

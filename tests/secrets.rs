@@ -113,6 +113,20 @@ async fn trace_output_of_a_full_cycle_holds_no_secret() {
         StatusCode::OK
     );
     assert_eq!(cache.stats().retries, 1);
+    // Every token refused: the one fetched because of the 401 is refused
+    // too, and refetches back off, with one WARN line.
+    server.set_reject_all(true);
+    assert_eq!(
+        svc.clone().oneshot(get()).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(cache.stats().unauthorized_backed_off, 1);
+    // An answer other than 401 for the current token ends the backoff.
+    server.set_reject_all(false);
+    assert_eq!(
+        svc.clone().oneshot(get()).await.unwrap().status(),
+        StatusCode::OK
+    );
     // A failing fetch whose error page echoes the client secret.
     server.script([Canned::new(
         500,
@@ -165,11 +179,20 @@ async fn trace_output_of_a_full_cycle_holds_no_secret() {
         "oauth2.revocation",
         "token revocation failed",
         "token revoked",
+        "new tokens do not help",
     ] {
         assert!(
             logs.contains(expected),
             "no {expected:?} in the trace output:\n{logs}"
         );
+    }
+    let backing_off: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("new tokens do not help"))
+        .collect();
+    assert_eq!(backing_off.len(), 1, "{logs}");
+    for field in ["WARN", r#"error="invalid_token""#, "step=1"] {
+        assert!(backing_off[0].contains(field), "{}", backing_off[0]);
     }
     assert_clean("TRACE output", &logs);
 }

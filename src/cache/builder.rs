@@ -239,6 +239,7 @@ impl TokenCacheBuilder {
             backoff: self.backoff,
             accept_any_token_type: self.accept_any_token_type,
             counters: Counters::default(),
+            refusals: Default::default(),
         };
         if let Some(token) = stored {
             restore_access_token(&shared, token);

@@ -45,6 +45,12 @@
 //! being served and callers with no valid token fail at once with
 //! [`crate::ErrorKind::NoToken`], carrying the last failure.
 //!
+//! The cache also keeps the record of the resource servers' 401s that the
+//! layer and the reqwest middleware report: once a token fetched because of
+//! a 401 is refused too, they stop invalidating tokens for a while
+//! ([`crate::layer::AuthPolicy::unauthorized_backoff`]). Fetches for other
+//! reasons, a background refresh included, are not held back by it.
+//!
 //! The fetch task runs on the Tokio runtime of the caller that started it.
 //! With no runtime (or one shutting down) there is nothing to run it on:
 //! that caller gets [`crate::ErrorKind::NoRuntime`] at once, no backoff is
@@ -96,21 +102,25 @@ use crate::token::Token;
 // One concept a file: `policy` (when a token goes stale or expires, how long
 // to back off), `cached` (a token as the hot path reads it), `fetch` (one
 // token request and where its result is recorded), `flight` (single flight
-// and backoff), `builder`, `stats`. This file: the handle and the hot path.
+// and backoff), `refusals` (401s for the tokens, and their backoff),
+// `builder`, `stats`. This file: the handle and the hot path.
 mod builder;
 mod cached;
 mod fetch;
 mod flight;
 mod policy;
+mod refusals;
 mod stats;
 
 pub use builder::TokenCacheBuilder;
 pub(crate) use cached::Cached;
 pub use policy::{Backoff, RefreshPolicy};
+pub(crate) use refusals::Verdict;
 pub use stats::Stats;
 
 use fetch::Fetcher;
 use flight::FlightState;
+use refusals::Refusals;
 use stats::{bump, Counters};
 
 /// What the hot path found.
@@ -133,6 +143,8 @@ struct Shared {
     backoff: Backoff,
     accept_any_token_type: bool,
     counters: Counters,
+    /// The resource servers' 401s, and their backoff.
+    refusals: Refusals,
 }
 
 impl Shared {

@@ -99,7 +99,10 @@ fn fraction_or_default(x: f64) -> f64 {
     }
 }
 
-/// How long to wait after a failed fetch before the next one.
+/// How long to wait after a failed fetch before the next one
+/// ([`TokenCacheBuilder::backoff`](super::TokenCacheBuilder::backoff)), or
+/// before the next new token for a resource server that refuses new tokens
+/// too ([`AuthPolicy::unauthorized_backoff`](crate::layer::AuthPolicy::unauthorized_backoff)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
     initial: Duration,

@@ -28,6 +28,15 @@ pub struct Stats {
     /// ([`crate::ErrorKind::WaitTimeout`]); the fetch went on. Each is
     /// also one of [`Stats::waits`].
     pub wait_timeouts: u64,
+    /// 401s passed through with no new token because tokens fetched after
+    /// a 401 were refused too, so new tokens do not help: the backoff of
+    /// [`AuthPolicy::unauthorized_backoff`](crate::layer::AuthPolicy::unauthorized_backoff)
+    /// (counted by the layer; each start of a backoff step is logged at WARN).
+    pub unauthorized_backed_off: u64,
+    /// 401s passed through with no new token because their challenges name
+    /// other schemes only (`WWW-Authenticate: Basic realm=…`): they ask for
+    /// other credentials, not for a new token (counted by the layer).
+    pub unauthorized_other_scheme: u64,
 }
 
 /// The live counters, one per [`Stats`] field. Only slow paths write them:
@@ -43,6 +52,8 @@ pub(super) struct Counters {
     pub(super) fail_fast: AtomicU64,
     pub(super) store_failures: AtomicU64,
     pub(super) wait_timeouts: AtomicU64,
+    pub(super) unauthorized_backed_off: AtomicU64,
+    pub(super) unauthorized_other_scheme: AtomicU64,
 }
 
 impl Counters {
@@ -58,6 +69,8 @@ impl Counters {
             fail_fast: get(&self.fail_fast),
             store_failures: get(&self.store_failures),
             wait_timeouts: get(&self.wait_timeouts),
+            unauthorized_backed_off: get(&self.unauthorized_backed_off),
+            unauthorized_other_scheme: get(&self.unauthorized_other_scheme),
         }
     }
 }

@@ -81,10 +81,12 @@ pin_project! {
             token: TokenFuture,
             resend: Ready<Replay<S, B>>,
         },
-        // The copy is with the inner service; its answer is final.
+        // The copy is with the inner service, carrying token `generation`;
+        // its answer is final.
         Retrying {
             #[pin]
             future: Oneshot<S, Request<B>>,
+            generation: u64,
         },
     }
 }
@@ -102,7 +104,7 @@ where
             Step::WaitingForToken { .. } => ("WaitingForToken", None),
             Step::Called { generation, .. } => ("Called", Some(generation)),
             Step::Refetching { .. } => ("Refetching", None),
-            Step::Retrying { .. } => ("Retrying", None),
+            Step::Retrying { generation, .. } => ("Retrying", Some(generation)),
         };
         out.field("state", &state);
         if let Some(generation) = generation {
@@ -223,7 +225,9 @@ where
                 // while a new token is fetched.
                 drop(response);
                 match lookup {
-                    Lookup::Ready(header, _) => step.set(retrying(policy, copy, header)),
+                    Lookup::Ready(header, generation) => {
+                        step.set(retrying(policy, copy, header, generation));
+                    }
                     Lookup::Wait => step.set(Step::Refetching {
                         token: policy.cache().wait_for_token(),
                         resend: std::future::ready(copy),
@@ -233,18 +237,26 @@ where
             StepProj::Refetching { token, resend } => {
                 let cached = ready!(token.as_mut().poll(cx)).map_err(ServiceError::Token)?;
                 let copy = ready!(Pin::new(resend).poll(cx));
-                step.set(retrying(policy, copy, cached.header.clone()));
+                let header = cached.header.clone();
+                step.set(retrying(policy, copy, header, cached.generation));
             }
-            StepProj::Retrying { future } => {
-                return future.poll(cx).map_err(ServiceError::Inner);
+            StepProj::Retrying { future, generation } => {
+                let response = ready!(future.poll(cx)).map_err(ServiceError::Inner)?;
+                policy.after_resend(response.status(), response.headers(), *generation);
+                return Poll::Ready(Ok(response));
             }
         }
     }
 }
 
-/// The resend of `copy` with `token`, on a clone of the inner service that
-/// has not been polled ready: `oneshot` does that first.
-fn retrying<S, B>(policy: &AuthPolicy, copy: Replay<S, B>, token: HeaderValue) -> Step<S, B>
+/// The resend of `copy` with `token` (of `generation`), on a clone of the
+/// inner service that has not been polled ready: `oneshot` does that first.
+fn retrying<S, B>(
+    policy: &AuthPolicy,
+    copy: Replay<S, B>,
+    token: HeaderValue,
+    generation: u64,
+) -> Step<S, B>
 where
     S: Service<Request<B>>,
 {
@@ -252,6 +264,7 @@ where
     policy.resend_with(request.headers_mut(), token);
     Step::Retrying {
         future: service.oneshot(request),
+        generation,
     }
 }
 

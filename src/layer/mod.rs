@@ -21,16 +21,32 @@
 //! - By default an `Authorization` header the caller set is **replaced**:
 //!   the layer owns that header. [`OAuth2Layer::keep_existing_authorization`]
 //!   passes such requests through untouched instead (and never retries them).
-//! - On a 401 whose RFC 6750 challenge does not say `insufficient_scope` or
-//!   `invalid_request` (which a new token cannot fix), or a gRPC response with
-//!   `grpc-status: 16` (UNAUTHENTICATED), the token that was sent is invalidated (only that generation:
-//!   if a newer token is cached already, the retry uses it without a fetch),
-//!   and the request is sent once more if its body can be replayed: an empty
-//!   body (`size_hint().exact() == Some(0)`) always can; other bodies only
-//!   through the [`ReplayBody`] policy, e.g. [`ReplayClone`] for
-//!   `Full<Bytes>`; [`NoReplay`] for bodies with no empty value (hyper's
-//!   `Incoming`). Otherwise the 401 is returned as it came. The second
-//!   response is returned whatever it is.
+//! - On a 401 that a new token may fix, or a gRPC response with
+//!   `grpc-status: 16` (UNAUTHENTICATED), the token that was sent is
+//!   invalidated (only that generation: if a newer token is cached already,
+//!   the retry uses it without a fetch), and the request is sent once more
+//!   if its body can be replayed: an empty body (`size_hint().exact() ==
+//!   Some(0)`) always can; other bodies only through the [`ReplayBody`]
+//!   policy, e.g. [`ReplayClone`] for `Full<Bytes>`; [`NoReplay`] for bodies
+//!   with no empty value (hyper's `Incoming`). Otherwise the 401 is returned
+//!   as it came. The second response is returned whatever it is.
+//! - A new token cannot fix a 401 whose RFC 6750 challenge says
+//!   `insufficient_scope` or `invalid_request`, nor one whose
+//!   `WWW-Authenticate` challenges name other schemes only (`Basic realm=…`:
+//!   counted in [`Stats::unauthorized_other_scheme`](crate::cache::Stats)):
+//!   those are returned as they came, the token kept. A 401 with a `Bearer`
+//!   (or `DPoP`) challenge, or with none, may be fixed.
+//! - When a token fetched because of a 401 is refused too, new tokens do not
+//!   help (a wrong audience, a proxy that refuses everything): refetches on
+//!   401 back off, 1 s doubling to 5 min, jittered
+//!   ([`OAuth2Layer::unauthorized_backoff`]), and meanwhile 401s are returned
+//!   as they came, nothing invalidated ([`Stats::unauthorized_backed_off`](crate::cache::Stats),
+//!   and one WARN log line per step with the challenge's `error`). Any
+//!   answer other than 401 for the current token ends the backoff. A
+//!   resource that refuses every token costs about `log2(seconds) + 2`
+//!   token requests, however many requests go to it; background refresh
+//!   before expiry goes on as usual. Every answer pays one relaxed atomic
+//!   load for this.
 //!
 //! The settings and these decisions (who gets a token, what a refusal leads
 //! to) are one [`AuthPolicy`] value, which the reqwest middleware (feature

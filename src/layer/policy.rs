@@ -1,12 +1,13 @@
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 
 use super::destinations::Destinations;
-use crate::cache::{Lookup, TokenCache};
-use crate::challenge::a_new_token_may_help;
+use crate::cache::{Backoff, Lookup, TokenCache, Verdict};
+use crate::challenge::{is_refusal, refusal, BearerError, Refusal};
 
 /// Which requests get a token, and what a response refusing it leads to.
 ///
@@ -48,18 +49,24 @@ struct Settings {
     cache: TokenCache,
     keep_existing: bool,
     retry_unauthorized: bool,
+    unauthorized_backoff: Backoff,
     destinations: Destinations,
 }
 
 /// What a transport does with the response to a request that carried a
 /// token, as [`AuthPolicy::after_response`] decides.
 ///
-/// The enum is where a new rule about refused tokens goes (a backoff for a
-/// resource that refuses every token, a DPoP nonce to resend with), so that
-/// every transport follows it.
+/// The enum is where a new rule about refused tokens goes (a DPoP nonce to
+/// resend with, say), so that every transport follows it.
 pub(crate) enum AfterResponse {
-    /// Not a refusal a new token may fix: the response is the answer.
+    /// Not a refusal a new token may fix (an answer for the token, a 401
+    /// asking for more scope or for other credentials): the response is the
+    /// answer.
     Return,
+    /// The token was refused, but so were tokens fetched after a 401
+    /// lately: nothing is invalidated or fetched until the backoff has
+    /// passed, and the refusal is the answer.
+    BackingOff,
     /// The token was refused and is now invalidated, but the request is not
     /// sent again (the retry is off, or no copy of it was kept): the refusal
     /// is the answer.
@@ -79,6 +86,10 @@ impl AuthPolicy {
                 cache,
                 keep_existing: false,
                 retry_unauthorized: true,
+                unauthorized_backoff: Backoff::new(
+                    Duration::from_secs(1),
+                    Duration::from_secs(300),
+                ),
                 destinations: Destinations::secure(),
             }),
         }
@@ -106,6 +117,20 @@ impl AuthPolicy {
     /// invalidates the token, so the next request gets a new one.
     pub fn retry_unauthorized(mut self, retry: bool) -> Self {
         Arc::make_mut(&mut self.settings).retry_unauthorized = retry;
+        self
+    }
+
+    /// How long refetches on 401 back off once a token fetched because of
+    /// a 401 is refused too (default: 1 s, doubling per step up to 5 min,
+    /// each multiplied by a random factor in `[0.5, 1)`). Meanwhile the
+    /// 401s are returned as they came, nothing invalidated, nothing
+    /// fetched; after a step the next 401 gets one new token, and if that
+    /// one is refused too, the next step starts. Any answer other than 401
+    /// for the current token ends the backoff. So a resource that refuses
+    /// every token costs about `log2(seconds) + 2` token requests in its
+    /// first minutes, then one per step.
+    pub fn unauthorized_backoff(mut self, backoff: Backoff) -> Self {
+        Arc::make_mut(&mut self.settings).unauthorized_backoff = backoff;
         self
     }
 
@@ -138,11 +163,14 @@ impl AuthPolicy {
     /// with token generation `sent`; `resendable` says whether the transport
     /// kept a copy of the request to send again.
     ///
-    /// A 401 whose RFC 6750 challenge does not say `insufficient_scope` or
-    /// `invalid_request` (a new token cannot fix those), or gRPC's
-    /// UNAUTHENTICATED, refuses the token: it is invalidated here, only that
-    /// generation (a newer one already cached is kept, and the resend uses
-    /// it without a fetch).
+    /// Any answer but a 401 (or gRPC's UNAUTHENTICATED) ends a backoff for
+    /// the current token. A 401 whose challenges name other schemes only
+    /// (`Basic …`), or whose RFC 6750 challenge says `insufficient_scope` or
+    /// `invalid_request`, is not ours to fix with a new token. Any other
+    /// refuses the token: it is invalidated here, only that generation (a
+    /// newer one already cached is kept, and the resend uses it without a
+    /// fetch); unless tokens fetched after a 401 are refused too, and the
+    /// refusal passes through ([`AuthPolicy::unauthorized_backoff`]).
     #[inline]
     pub(crate) fn after_response(
         &self,
@@ -152,21 +180,44 @@ impl AuthPolicy {
         resendable: bool,
     ) -> AfterResponse {
         // Inlined up to here: an answer that refuses nothing costs what the
-        // check costs, as in a transport that made it itself.
-        if !a_new_token_may_help(status, headers) {
+        // check costs, as in a transport that made it itself, and one
+        // relaxed load.
+        if !is_refusal(status, headers) {
+            self.settings.cache.answered(sent);
             return AfterResponse::Return;
         }
-        self.after_refusal(sent, resendable)
+        self.after_refusal(refusal(status, headers), sent, resendable)
     }
 
-    fn after_refusal(&self, sent: u64, resendable: bool) -> AfterResponse {
+    /// What the response to a resend (sent with token generation `sent`)
+    /// says about that token; the response is returned whatever it is.
+    pub(crate) fn after_resend(&self, status: StatusCode, headers: &HeaderMap, sent: u64) {
+        let _ = self.after_response(status, headers, sent, false);
+    }
+
+    #[cold]
+    fn after_refusal(&self, refusal: Refusal, sent: u64, resendable: bool) -> AfterResponse {
         let cache = &self.settings.cache;
-        cache.invalidate(sent);
-        if !self.settings.retry_unauthorized {
-            return AfterResponse::ReturnRefusal;
+        let error = match refusal {
+            Refusal::Token(error) => error,
+            Refusal::NotFixable => return AfterResponse::Return,
+            Refusal::OtherScheme => {
+                cache.count_other_scheme();
+                tracing::debug!("401 with challenges of other schemes only; returned as is");
+                return AfterResponse::Return;
+            }
+        };
+        match cache.refused(sent, &self.settings.unauthorized_backoff) {
+            Verdict::Refetch | Verdict::Replaced => {}
+            Verdict::BackedOff(step) => {
+                if let Some(step) = step {
+                    warn_backing_off(error.as_ref(), step.number, step.delay);
+                }
+                return AfterResponse::BackingOff;
+            }
         }
-        if !resendable {
-            tracing::debug!("401 for a request whose body cannot be replayed; returned as is");
+        if !self.settings.retry_unauthorized || !resendable {
+            tracing::debug!("401 returned as is: its request is not sent again");
             return AfterResponse::ReturnRefusal;
         }
         match cache.lookup() {
@@ -186,11 +237,24 @@ impl AuthPolicy {
     }
 }
 
+/// The one log line of a backoff step, with the refusal's RFC 6750 `error`
+/// (sanitized), never a token.
+fn warn_backing_off(error: Option<&BearerError>, step: u32, delay: Duration) {
+    tracing::warn!(
+        error = error.map_or("(none)", BearerError::as_str),
+        step,
+        backoff = ?delay,
+        "the resource server refused a token fetched because of a 401: new tokens do not help; \
+         its 401s are returned as they come, with no new token, until the backoff has passed"
+    );
+}
+
 // By hand: `Lookup` holds the token, which is not shown.
 impl fmt::Debug for AfterResponse {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AfterResponse::Return => f.write_str("Return"),
+            AfterResponse::BackingOff => f.write_str("BackingOff"),
             AfterResponse::ReturnRefusal => f.write_str("ReturnRefusal"),
             AfterResponse::Resend(Lookup::Ready(_, generation)) => {
                 write!(f, "Resend(cached generation {generation})")
@@ -223,6 +287,14 @@ macro_rules! delegate_policy_options {
         /// [`AuthPolicy::retry_unauthorized`](crate::layer::AuthPolicy::retry_unauthorized).
         pub fn retry_unauthorized(mut self, retry: bool) -> Self {
             self.policy = self.policy.retry_unauthorized(retry);
+            self
+        }
+
+        /// How long refetches on 401 back off once new tokens are refused
+        /// too: see
+        /// [`AuthPolicy::unauthorized_backoff`](crate::layer::AuthPolicy::unauthorized_backoff).
+        pub fn unauthorized_backoff(mut self, backoff: $crate::cache::Backoff) -> Self {
+            self.policy = self.policy.unauthorized_backoff(backoff);
             self
         }
 
@@ -350,6 +422,71 @@ mod tests {
             assert!(matches!(after, AfterResponse::ReturnRefusal), "{after:?}");
             assert_eq!(policy.cache().stats().invalidations, 1);
         }
+    }
+
+    #[tokio::test]
+    async fn a_401_naming_other_schemes_only_is_passed_through_and_counted() {
+        let policy = AuthPolicy::new(cache());
+        let sent = generation_of(&policy).await;
+        let basic = headers(&[
+            ("www-authenticate", r#"Basic realm="x""#),
+            ("www-authenticate", "Negotiate, Digest nonce=1"),
+        ]);
+        let after = policy.after_response(StatusCode::UNAUTHORIZED, &basic, sent, true);
+        assert!(matches!(after, AfterResponse::Return), "{after:?}");
+        let stats = policy.cache().stats();
+        assert_eq!(
+            (stats.invalidations, stats.unauthorized_other_scheme),
+            (0, 1)
+        );
+        // A DPoP challenge is ours, as a Bearer one is.
+        let dpop = headers(&[("www-authenticate", r#"Basic realm="x", DPoP algs="ES256""#)]);
+        let after = policy.after_response(StatusCode::UNAUTHORIZED, &dpop, sent, true);
+        assert!(is_resend_after_fetch(&after), "{after:?}");
+    }
+
+    #[tokio::test]
+    async fn a_token_fetched_after_a_refusal_and_refused_too_backs_off() {
+        let policy = AuthPolicy::new(cache());
+        let unauthenticated = headers(&[("grpc-status", "16")]);
+        let refused = |sent| policy.after_response(StatusCode::OK, &unauthenticated, sent, true);
+        let first = generation_of(&policy).await;
+        assert!(is_resend_after_fetch(&refused(first)));
+        let second = generation_of(&policy).await;
+        // The resend's refusal starts a backoff: nothing more is invalidated.
+        policy.after_resend(StatusCode::OK, &unauthenticated, second);
+        let after = refused(second);
+        assert!(matches!(after, AfterResponse::BackingOff), "{after:?}");
+        // An answer for the first token, no longer current, changes nothing.
+        policy.after_response(StatusCode::OK, &HeaderMap::new(), first, true);
+        let after = refused(second);
+        assert!(matches!(after, AfterResponse::BackingOff), "{after:?}");
+        let stats = policy.cache().stats();
+        assert_eq!(
+            (
+                stats.token_fetches,
+                stats.invalidations,
+                stats.unauthorized_backed_off
+            ),
+            (2, 1, 3)
+        );
+        // One for the current token ends it: its next refusal gets a new one.
+        let forbidden = StatusCode::FORBIDDEN;
+        policy.after_response(forbidden, &HeaderMap::new(), second, true);
+        assert!(is_resend_after_fetch(&refused(second)));
+        assert_eq!(policy.cache().stats().invalidations, 2);
+    }
+
+    #[test]
+    fn unauthorized_backoff_is_one_second_doubling_to_five_minutes_unless_set() {
+        let policy = AuthPolicy::new(cache());
+        let default = Backoff::new(Duration::from_secs(1), Duration::from_secs(300));
+        assert_eq!(policy.settings.unauthorized_backoff, default);
+        let minute = Duration::from_secs(60);
+        let layer = crate::OAuth2Layer::from_policy(policy)
+            .unauthorized_backoff(Backoff::new(minute, minute));
+        let set = layer.policy().settings.unauthorized_backoff;
+        assert_eq!(set, Backoff::new(minute, minute));
     }
 
     #[test]

@@ -115,6 +115,8 @@ struct Inner {
     client_check: ClientCheck,
     resource_bodies: Vec<(String, Option<String>, Bytes)>,
     reject_all: bool,
+    /// The `WWW-Authenticate` headers of a resource's 401, one per value.
+    challenges: Vec<String>,
     prefix: String,
 }
 
@@ -138,6 +140,7 @@ impl Default for Inner {
             client_check: ClientCheck::Any,
             resource_bodies: Vec::new(),
             reject_all: false,
+            challenges: vec![r#"Bearer realm="test", error="invalid_token""#.into()],
             prefix: String::new(),
         }
     }
@@ -397,6 +400,11 @@ impl TestServer {
     pub fn set_reject_all(&self, on: bool) {
         self.with(|i| i.reject_all = on);
     }
+    /// The resource's 401s carry these `WWW-Authenticate` headers (none:
+    /// no challenge), instead of `Bearer realm="test", error="invalid_token"`.
+    pub fn set_challenges(&self, challenges: &[&str]) {
+        self.with(|i| i.challenges = challenges.iter().map(|c| (*c).to_owned()).collect());
+    }
     pub fn revoke(&self, access_token: &str) {
         self.with(|i| {
             i.revoked.insert(access_token.into());
@@ -512,24 +520,25 @@ async fn resource(st: &State, parts: http::request::Parts, body: Bytes) -> Respo
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let ok = {
+    let challenges = {
         let mut i = st.lock();
         i.resource_bodies
             .push((parts.uri.path().to_owned(), auth.clone(), body.clone()));
-        auth.as_deref()
+        let ok = auth
+            .as_deref()
             .and_then(|a| a.strip_prefix("Bearer "))
-            .is_some_and(|t| i.accepts(t))
+            .is_some_and(|t| i.accepts(t));
+        if ok {
+            return Response::new(Full::new(body));
+        }
+        i.challenges.clone()
     };
-    if ok {
-        return Response::new(Full::new(body));
-    }
     st.unauthorized.fetch_add(1, Ordering::SeqCst);
-    Response::builder()
-        .status(StatusCode::UNAUTHORIZED)
-        .header(
-            "www-authenticate",
-            r#"Bearer realm="test", error="invalid_token""#,
-        )
+    let mut refusal = Response::builder().status(StatusCode::UNAUTHORIZED);
+    for challenge in challenges {
+        refusal = refusal.header("www-authenticate", challenge);
+    }
+    refusal
         .body(Full::new(Bytes::from_static(b"unauthorized")))
         .expect("a valid 401")
 }

@@ -1,0 +1,322 @@
+//! The resource servers' 401s for the cached tokens, and the backoff once
+//! new tokens are refused too (ARCHITECTURE.md, invariant 6).
+//!
+//! A 401 that a new token may fix invalidates the token that was sent, so
+//! the next caller fetches a new one. But when the token sent was itself
+//! fetched after a 401 (its generation is newer than the last one a 401
+//! invalidated) and no answer other than 401 came for the current token
+//! since, new tokens evidently do not help (a wrong audience, a proxy that
+//! refuses everything): further refetches back off, by default 1 s doubling
+//! to 5 min, jittered, and the 401s pass through meanwhile. The first 401
+//! after a backoff step gets one new token again; that token's 401 starts
+//! the next, longer step. Any answer other than 401 for the current token
+//! ends it all. Background refresh before expiry is not affected.
+//!
+//! Every answer pays one relaxed load of `unsettled`, written only by 401s
+//! and by the one answer that ends their record.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::policy::{unit_random, Backoff};
+use super::stats::bump;
+use super::TokenCache;
+
+/// The record of 401s, one per cache.
+#[derive(Default)]
+pub(super) struct Refusals {
+    /// Whether `state` holds anything: read by every answer, so that one
+    /// with nothing to settle takes no lock.
+    unsettled: AtomicBool,
+    state: Mutex<RefusalState>,
+}
+
+/// Guarded by `Refusals::state`; the default is "nothing to settle".
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct RefusalState {
+    /// The newest generation a 401 invalidated: newer tokens were fetched
+    /// because of a 401.
+    refused: Option<u64>,
+    /// Backoff steps taken since the last answer other than 401.
+    steps: u32,
+    /// Until when 401s pass through; `None` when no step is running.
+    until: Option<Instant>,
+}
+
+/// What a 401 that a new token may fix leads to, as
+/// [`TokenCache::refused`] decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// The token sent was current: it is now invalidated, and a new one is
+    /// to be fetched.
+    Refetch,
+    /// The token sent is no longer current: the newer one (or the fetch of
+    /// one) answers it; nothing was invalidated.
+    Replaced,
+    /// New tokens are refused too: nothing was invalidated, and nothing is
+    /// to be fetched; the 401 passes through. `Some` for the 401 that
+    /// started a backoff step.
+    BackedOff(Option<Step>),
+}
+
+/// A backoff step that a 401 started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Step {
+    /// 1 for the first step since the last answer other than 401.
+    pub(crate) number: u32,
+    /// How long 401s pass through.
+    pub(crate) delay: Duration,
+}
+
+impl RefusalState {
+    /// The verdict on a 401 for generation `sent` at `now`, `current` being
+    /// the generation cached (`None`: none), and the next state.
+    /// `unit_random` is asked for the jitter when a step starts.
+    fn on_refusal(
+        &mut self,
+        sent: u64,
+        current: Option<u64>,
+        now: Instant,
+        backoff: &Backoff,
+        unit_random: impl FnOnce() -> f64,
+    ) -> Verdict {
+        if self.until.is_some_and(|until| now < until) {
+            return Verdict::BackedOff(None);
+        }
+        if current != Some(sent) {
+            return Verdict::Replaced;
+        }
+        // A step that has passed lets this 401 get one new token.
+        let step_passed = self.until.take().is_some();
+        if !step_passed && self.refused.is_some_and(|refused| sent > refused) {
+            self.steps = self.steps.saturating_add(1);
+            let delay = backoff.delay(self.steps, unit_random(), None, None);
+            self.until = Some(later(now, delay));
+            let number = self.steps;
+            return Verdict::BackedOff(Some(Step { number, delay }));
+        }
+        self.refused = Some(sent);
+        Verdict::Refetch
+    }
+}
+
+/// `now + delay`, or a day from now if that cannot be represented.
+fn later(now: Instant, delay: Duration) -> Instant {
+    now.checked_add(delay)
+        .or_else(|| now.checked_add(Duration::from_secs(86_400)))
+        .unwrap_or(now)
+}
+
+impl Refusals {
+    fn lock(&self) -> MutexGuard<'_, RefusalState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl TokenCache {
+    /// An answer other than 401 for the request sent with generation
+    /// `sent`: if that is the current token, the record of 401s ends. One
+    /// relaxed load while there is none.
+    #[inline]
+    pub(crate) fn answered(&self, sent: u64) {
+        if self.shared.refusals.unsettled.load(Ordering::Relaxed) {
+            self.settle_refusals(sent);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn settle_refusals(&self, sent: u64) {
+        let refusals = &self.shared.refusals;
+        let mut state = refusals.lock();
+        if self.current_generation() == Some(sent) && *state != RefusalState::default() {
+            *state = RefusalState::default();
+            refusals.unsettled.store(false, Ordering::Relaxed);
+            tracing::debug!(
+                generation = sent,
+                "the token was taken: a 401 gets a new token again"
+            );
+        }
+    }
+
+    /// A 401 that a new token may fix, for the request sent with
+    /// generation `sent`: invalidates that token and says to get a new one,
+    /// unless new tokens were refused too (then `backoff` sets how long
+    /// 401s pass through). Counts a 401 passed through.
+    pub(crate) fn refused(&self, sent: u64, backoff: &Backoff) -> Verdict {
+        let refusals = &self.shared.refusals;
+        let mut state = refusals.lock();
+        let current = self.current_generation();
+        let verdict = state.on_refusal(sent, current, Instant::now(), backoff, unit_random);
+        let unsettled = *state != RefusalState::default();
+        if refusals.unsettled.load(Ordering::Relaxed) != unsettled {
+            refusals.unsettled.store(unsettled, Ordering::Relaxed);
+        }
+        match verdict {
+            // Under the lock, so that no other 401 sees `sent` current.
+            Verdict::Refetch => self.invalidate(sent),
+            Verdict::BackedOff(_) => bump(&self.shared.counters.unauthorized_backed_off),
+            Verdict::Replaced => {}
+        }
+        verdict
+    }
+
+    /// Counts a 401 that asks for other credentials than a token.
+    pub(crate) fn count_other_scheme(&self) {
+        bump(&self.shared.counters.unauthorized_other_scheme);
+    }
+
+    fn current_generation(&self) -> Option<u64> {
+        self.shared.current.load().as_ref().map(|c| c.generation)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    /// The default of `AuthPolicy::unauthorized_backoff`.
+    fn backoff() -> Backoff {
+        Backoff::new(secs(1.0), secs(300.0))
+    }
+
+    fn step(number: u32, delay: f64) -> Verdict {
+        Verdict::BackedOff(Some(Step {
+            number,
+            delay: secs(delay),
+        }))
+    }
+
+    #[test]
+    fn a_token_fetched_after_a_401_and_refused_starts_a_backoff() {
+        let (t0, b) = (Instant::now(), backoff());
+        let mut s = RefusalState::default();
+        // Generation 1 refused: get a new one.
+        assert_eq!(s.on_refusal(1, Some(1), t0, &b, || 0.0), Verdict::Refetch);
+        // Another 401 for generation 1, now invalidated: nothing to do.
+        assert_eq!(s.on_refusal(1, None, t0, &b, || 0.0), Verdict::Replaced);
+        // Generation 2, fetched because of it, refused too: 0.5 s (1 s,
+        // jittered with 0.0) of 401s passing through.
+        assert_eq!(s.on_refusal(2, Some(2), t0, &b, || 0.0), step(1, 0.5));
+        let during = t0 + secs(0.4);
+        for sent in [1, 2] {
+            let verdict = s.on_refusal(sent, Some(2), during, &b, || 0.0);
+            assert_eq!(verdict, Verdict::BackedOff(None));
+        }
+        // After the step, a 401 for an older token does not use it up...
+        let after = t0 + secs(0.5);
+        assert_eq!(
+            s.on_refusal(1, Some(2), after, &b, || 0.0),
+            Verdict::Replaced
+        );
+        // ...the next one for the current token gets one new token,
+        assert_eq!(
+            s.on_refusal(2, Some(2), after, &b, || 0.0),
+            Verdict::Refetch
+        );
+        // and when that one is refused too, the next step is twice as long.
+        assert_eq!(s.on_refusal(3, Some(3), after, &b, || 0.5), step(2, 1.5));
+        assert_eq!(
+            s,
+            RefusalState {
+                refused: Some(2),
+                steps: 2,
+                until: Some(after + secs(1.5)),
+            }
+        );
+    }
+
+    #[test]
+    fn steps_double_from_one_second_to_five_minutes_jittered() {
+        let b = backoff();
+        let delays: Vec<f64> = (1..=11)
+            .map(|n| b.delay(n, 0.0, None, None).as_secs_f64())
+            .collect();
+        assert_eq!(
+            delays,
+            [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 150.0, 150.0]
+        );
+        // The longest: just under 256 s for the 9th, 300 s from the 10th.
+        for (n, want) in [(9, 255.872), (10, 299.85), (u32::MAX, 299.85)] {
+            let got = b.delay(n, 0.999, None, None).as_secs_f64();
+            assert!((got - want).abs() < 1e-6, "step {n}: {got}");
+        }
+    }
+
+    /// Token requests (counting the first) for a resource that refuses
+    /// every token, answering a request every 10 ms for `run`, with jitter
+    /// `random`; a refused token is resent once, as the layer does.
+    fn token_requests_when_every_token_is_refused(run: Duration, random: f64) -> u32 {
+        let (t0, b) = (Instant::now(), backoff());
+        let mut s = RefusalState::default();
+        let (mut fetches, mut current) = (1, 1);
+        let mut at = Duration::ZERO;
+        while at < run {
+            let now = t0 + at;
+            if s.on_refusal(current, Some(current), now, &b, || random) == Verdict::Refetch {
+                fetches += 1;
+                current += 1;
+                // The resend, with the new token: refused too.
+                s.on_refusal(current, Some(current), now, &b, || random);
+            }
+            at += Duration::from_millis(10);
+        }
+        fetches
+    }
+
+    #[test]
+    fn always_refused_costs_about_log2_of_the_seconds_plus_two_token_requests() {
+        // The shortest steps (jitter 0.0: 0.5 s, 1 s, 2 s, …) end at 0.5,
+        // 1.5, 3.5, 7.5 … s: after t seconds, 2 + log2(2t + 1) token
+        // requests at most, until the steps reach their cap (150 s here,
+        // from 255.5 s on); then one a step.
+        let shortest = [(1.0, 3), (10.0, 6), (60.0, 8), (250.0, 10), (600.0, 13)];
+        for (run, want) in shortest {
+            let got = token_requests_when_every_token_is_refused(secs(run), 0.0);
+            assert_eq!(got, want, "{run} s");
+            if run < 255.5 {
+                assert!(f64::from(got) <= 2.0 + (2.0 * run + 1.0).log2(), "{run} s");
+            }
+        }
+        // The longest (1 s, 2 s, 4 s, … then 5 min): 2 + log2(t + 1) until
+        // 511 s, then one per 5 minutes.
+        let longest = [(1.0, 2), (10.0, 5), (60.0, 7), (600.0, 11), (3600.0, 21)];
+        for (run, want) in longest {
+            let got = token_requests_when_every_token_is_refused(secs(run), 0.999_999);
+            assert_eq!(got, want, "{run} s");
+        }
+    }
+
+    #[test]
+    fn an_answer_for_the_current_token_ends_the_record() {
+        let (t0, b) = (Instant::now(), backoff());
+        let mut s = RefusalState::default();
+        s.on_refusal(1, Some(1), t0, &b, || 0.0);
+        s.on_refusal(2, Some(2), t0, &b, || 0.0);
+        assert_ne!(s, RefusalState::default());
+        // What `TokenCache::answered` does for the current token.
+        s = RefusalState::default();
+        // So a 401 for it gets a new token at once, and the steps restart.
+        assert_eq!(s.on_refusal(2, Some(2), t0, &b, || 0.0), Verdict::Refetch);
+        assert_eq!(s.on_refusal(3, Some(3), t0, &b, || 0.0), step(1, 0.5));
+    }
+
+    #[test]
+    fn an_absurd_backoff_saturates() {
+        let t0 = Instant::now();
+        let forever = Backoff::new(Duration::MAX, Duration::MAX);
+        let mut s = RefusalState::default();
+        s.on_refusal(1, Some(1), t0, &forever, || 0.0);
+        let verdict = s.on_refusal(2, Some(2), t0, &forever, || 0.0);
+        assert!(
+            matches!(verdict, Verdict::BackedOff(Some(_))),
+            "{verdict:?}"
+        );
+        assert!(s.until.is_some_and(|until| until > t0));
+    }
+}
