@@ -23,6 +23,7 @@
 //! | [`store`] | persisting tokens, atomically, so the newest refresh token survives a crash |
 //! | `tls` (feature `rustls`) | a hyper-util HTTPS client and a one-line layer |
 //! | `reqwest` (feature `reqwest`) | `OAuth2Middleware` for reqwest-middleware, sharing the [`TokenCache`] |
+//! | `metrics` (feature `metrics`) | token requests, 401s and waits through the `metrics` facade |
 //!
 //! Secrets (client secret, access, refresh and ID tokens, passwords,
 //! assertions) are [`SecretString`]s and never appear in `Debug`, `Display`,
@@ -34,6 +35,7 @@
 //! | --- | --- | --- |
 //! | `rustls` | no | `tls`: a hyper-util HTTPS client (rustls with `ring`, HTTP/1.1 and HTTP/2, Mozilla's roots or yours) and a one-line [`OAuth2Layer`] for `client_credentials` over it |
 //! | `reqwest` | no | `reqwest`: `OAuth2Middleware` for reqwest-middleware and `ReqwestTransport` |
+//! | `metrics` | no | `metrics`: counters, a histogram and a gauge through the `metrics` facade, and `TokenCacheBuilder::metrics_name` |
 //!
 //! Without features the crate brings no HTTP client: the layer and
 //! [`TokenEndpoint`] work over any tower HTTP service you give them. Token
@@ -88,6 +90,9 @@ mod exchange;
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub mod jose;
 pub mod layer;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 pub mod request;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]

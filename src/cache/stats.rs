@@ -1,6 +1,19 @@
 //! The cache's counters: [`Stats`] is their public snapshot.
+//!
+//! With the `metrics` feature, a counter's methods here also emit its
+//! metric ([`crate::metrics`]), so a counter and its metric are bumped in one
+//! place, on the same (slow) paths.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::Error;
+use crate::token::Token;
+#[cfg(feature = "metrics")]
+use {
+    super::{cached::Cached, policy::RefreshPolicy},
+    crate::metrics::{self, CacheLabel, Unauthorized},
+};
 
 /// A snapshot of a cache's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -43,6 +56,9 @@ pub(super) struct Counters {
     pub(super) fail_fast: AtomicU64,
     pub(super) store_failures: AtomicU64,
     pub(super) wait_timeouts: AtomicU64,
+    /// The `cache` label of this cache's metrics.
+    #[cfg(feature = "metrics")]
+    pub(super) metrics: CacheLabel,
 }
 
 impl Counters {
@@ -59,6 +75,64 @@ impl Counters {
             store_failures: get(&self.store_failures),
             wait_timeouts: get(&self.wait_timeouts),
         }
+    }
+
+    /// Counters whose metrics carry `label` as their `cache` label.
+    #[cfg(feature = "metrics")]
+    pub(super) fn labelled(label: CacheLabel) -> Self {
+        Counters {
+            metrics: label,
+            ..Counters::default()
+        }
+    }
+
+    /// Sends one token request, counted in `token_fetches`. With
+    /// `metrics`, it is timed, and counted at once if it fails; a token it
+    /// brings is counted once the cache admits or refuses it
+    /// ([`Counters::token_admitted`]).
+    pub(super) async fn token_request(
+        &self,
+        request: impl Future<Output = Result<Token, Error>>,
+    ) -> Result<Token, Error> {
+        bump(&self.token_fetches);
+        #[cfg(feature = "metrics")]
+        let sent = std::time::Instant::now();
+        let answer = request.await;
+        #[cfg(feature = "metrics")]
+        {
+            metrics::record_token_request_duration(&self.metrics, sent.elapsed());
+            if let Err(e) = &answer {
+                metrics::record_token_request_error(&self.metrics, e);
+            }
+        }
+        answer
+    }
+
+    /// The token a request brought, made ready to cache (a success, with
+    /// its lifetime) or refused (`invalid_token`).
+    #[cfg(feature = "metrics")]
+    pub(super) fn token_admitted(&self, admitted: &Result<Cached, Error>, policy: &RefreshPolicy) {
+        match admitted {
+            Ok(c) => {
+                let lifetime = policy.lifetime(c.token.expires_in());
+                metrics::record_token_cached(&self.metrics, lifetime);
+            }
+            Err(e) => metrics::record_token_request_error(&self.metrics, e),
+        }
+    }
+
+    /// A call found no valid token and waits for a fetch.
+    pub(super) fn waited(&self) {
+        bump(&self.waits);
+        #[cfg(feature = "metrics")]
+        metrics::record_wait(&self.metrics);
+    }
+
+    /// A request is resent with a new token after a 401.
+    pub(super) fn retried(&self) {
+        bump(&self.retries);
+        #[cfg(feature = "metrics")]
+        metrics::record_unauthorized(&self.metrics, Unauthorized::Retried);
     }
 }
 
