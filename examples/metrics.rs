@@ -33,9 +33,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_oauth2::cache::Backoff;
+use tower_oauth2::metrics::TOKEN_REQUEST_DURATION_SECONDS;
 use tower_oauth2::{ClientAuth, OAuth2Layer, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
 
 /// The token endpoint and the resource server: which tokens are live.
@@ -134,7 +135,17 @@ where
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let prometheus = match PrometheusBuilder::new().install_recorder() {
+    // Token request durations as a histogram (buckets from 5 ms to 30 s,
+    // the endpoint's default timeout), which Prometheus can sum over
+    // instances, rather than the exporter's default summary.
+    let duration = Matcher::Full(TOKEN_REQUEST_DURATION_SECONDS.to_owned());
+    let buckets = [
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ];
+    let installed = PrometheusBuilder::new()
+        .set_buckets_for_metric(duration, &buckets)
+        .and_then(|builder| builder.install_recorder());
+    let prometheus = match installed {
         Ok(handle) => handle,
         Err(e) => {
             eprintln!("metrics: cannot install the Prometheus recorder: {e}");

@@ -29,8 +29,10 @@
 //!   `invalid_token` (a token was issued but cannot be used), …;
 //! - `error` (`oauth` errors only): the RFC 6749 §5.2 `error` code if it
 //!   is one this crate knows ([`ErrorCode`]), else `other`;
-//! - `action`: `retried` (the request was resent with a new token),
-//!   `passed_through`, `backed_off`.
+//! - `action`: `retried` (the request was resent once with a new token);
+//!   `passed_through` (returned as it came) and `backed_off` (returned
+//!   without a new token, too many 401s) are counted by the 401 backoff
+//!   (issue 10).
 //!
 //! Counting: each token request is counted once, when its outcome is
 //! known (an error answer at once; a token once it is cached or refused),
