@@ -277,22 +277,10 @@ fn reason(kind: ErrorKind) -> &'static str {
 
 /// The `error` label: a known RFC 6749 (or RFC 8628, 8693, 8707) code, or
 /// `other`, so what a server sends cannot grow the label's values.
-fn oauth_error_code(code: &ErrorCode) -> &'static str {
+fn oauth_error_code(code: &ErrorCode) -> SharedString {
     match code {
-        ErrorCode::InvalidRequest => "invalid_request",
-        ErrorCode::InvalidClient => "invalid_client",
-        ErrorCode::InvalidGrant => "invalid_grant",
-        ErrorCode::UnauthorizedClient => "unauthorized_client",
-        ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
-        ErrorCode::InvalidScope => "invalid_scope",
-        ErrorCode::InvalidTarget => "invalid_target",
-        ErrorCode::AccessDenied => "access_denied",
-        ErrorCode::ServerError => "server_error",
-        ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
-        ErrorCode::AuthorizationPending => "authorization_pending",
-        ErrorCode::SlowDown => "slow_down",
-        ErrorCode::ExpiredToken => "expired_token",
-        ErrorCode::Other(_) => "other",
+        ErrorCode::Other(_) => SharedString::const_str("other"),
+        known => SharedString::from_owned(known.as_str().to_owned()),
     }
 }
 
@@ -301,25 +289,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_known_oauth_code_is_its_own_label_and_the_rest_are_other() {
-        for wire in [
-            "invalid_request",
-            "invalid_client",
-            "invalid_grant",
-            "unauthorized_client",
-            "unsupported_grant_type",
-            "invalid_scope",
-            "invalid_target",
-            "access_denied",
-            "server_error",
-            "temporarily_unavailable",
-            "authorization_pending",
-            "slow_down",
-            "expired_token",
-        ] {
-            assert_eq!(oauth_error_code(&ErrorCode::parse(wire)), wire);
+    fn known_oauth_codes_are_their_own_label_and_the_rest_are_other() {
+        for wire in ["invalid_client", "invalid_grant", "temporarily_unavailable"] {
+            assert_eq!(&*oauth_error_code(&ErrorCode::parse(wire)), wire);
         }
-        assert_eq!(oauth_error_code(&ErrorCode::parse("at-secret-1")), "other");
+        for unknown in ["at-secret-1", "Invalid_Client", ""] {
+            assert_eq!(&*oauth_error_code(&ErrorCode::parse(unknown)), "other");
+        }
     }
 
     #[test]

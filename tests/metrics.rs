@@ -15,6 +15,7 @@ mod support;
 use std::time::Duration;
 
 use http::StatusCode;
+use metrics::LocalRecorderGuard;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use support::client::{http_client, layered, HttpClient};
 use support::token_server::{Canned, ClientCheck, TestServer};
@@ -33,6 +34,14 @@ enum Value {
     Counter(u64),
     Gauge(f64),
     Samples(usize),
+}
+
+/// A recorder for this thread until the guard drops (see the module
+/// docs), and its reader. The recorder is leaked: a few per test binary.
+fn record_here() -> (LocalRecorderGuard<'static>, Snapshotter) {
+    let recorder: &'static DebuggingRecorder = Box::leak(Box::new(DebuggingRecorder::new()));
+    let guard = metrics::set_default_local_recorder(recorder);
+    (guard, recorder.snapshotter())
 }
 
 /// What the recorder got since the last call, as `name{k=v,…}` and value,
@@ -69,6 +78,22 @@ fn metric(name: &str, labels: &str, value: Value) -> (String, Value) {
     (format!("{name}{{{labels}}}"), value)
 }
 
+/// What one call that waited for a successful fetch records, for cache
+/// `name`, the token living `lifetime` seconds (sorted as [`recorded`]).
+fn waited_for_a_token(name: &str, lifetime: f64) -> Vec<(String, Value)> {
+    let cache = format!("cache={name}");
+    vec![
+        metric(REQUESTS_WAITED_TOTAL, &cache, Value::Counter(1)),
+        metric(TOKEN_EXPIRES_IN_SECONDS, &cache, Value::Gauge(lifetime)),
+        metric(TOKEN_REQUEST_DURATION_SECONDS, &cache, Value::Samples(1)),
+        metric(
+            TOKEN_REQUESTS_TOTAL,
+            &format!("{cache},outcome=success"),
+            Value::Counter(1),
+        ),
+    ]
+}
+
 /// Sends a GET of `path` through `svc`: the status, or the error's text.
 async fn call(svc: &OAuth2Service<HttpClient>, server: &TestServer, path: &str) -> String {
     match svc.clone().oneshot(server.get(path)).await {
@@ -89,32 +114,16 @@ fn named(server: &TestServer, name: &str) -> TokenCache {
 
 #[tokio::test]
 async fn a_fetched_token_is_one_success_one_duration_its_lifetime_and_one_wait() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    let _local = metrics::set_default_local_recorder(&recorder);
+    let (_local, snapshotter) = record_here();
     let server = TestServer::start().await;
     server.set_ttl(Some(300));
     let cache = named(&server, "inventory");
     let svc = layered(&cache);
 
     assert_eq!(call(&svc, &server, "/r/1").await, "200 OK");
-    let cache_label = "cache=inventory";
     assert_eq!(
         recorded(&snapshotter),
-        [
-            metric(REQUESTS_WAITED_TOTAL, cache_label, Value::Counter(1)),
-            metric(TOKEN_EXPIRES_IN_SECONDS, cache_label, Value::Gauge(300.0)),
-            metric(
-                TOKEN_REQUEST_DURATION_SECONDS,
-                cache_label,
-                Value::Samples(1)
-            ),
-            metric(
-                TOKEN_REQUESTS_TOTAL,
-                "cache=inventory,outcome=success",
-                Value::Counter(1)
-            ),
-        ]
+        waited_for_a_token("inventory", 300.0)
     );
 
     // Served from the cache: nothing recorded.
@@ -127,9 +136,7 @@ async fn a_fetched_token_is_one_success_one_duration_its_lifetime_and_one_wait()
 
 #[tokio::test]
 async fn a_cache_with_no_name_is_labelled_by_its_fingerprint() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    let _local = metrics::set_default_local_recorder(&recorder);
+    let (_local, snapshotter) = record_here();
     let server = TestServer::start().await;
     let builder = server.client_credentials();
     let fingerprint = builder.fingerprint().to_string();
@@ -148,9 +155,7 @@ async fn a_cache_with_no_name_is_labelled_by_its_fingerprint() {
 /// The token requests counted after one request through a cache whose
 /// token endpoint answers `canned`, with the request's result.
 async fn failed_fetch(canned: Canned) -> (String, Vec<(String, Value)>) {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    let _local = metrics::set_default_local_recorder(&recorder);
+    let (_local, snapshotter) = record_here();
     let server = TestServer::start().await;
     server.set_failing(Some(canned));
     let cache = named(&server, "orders");
@@ -203,9 +208,7 @@ async fn a_failed_fetch_is_counted_with_its_error_kind_and_oauth_code() {
 
 #[tokio::test]
 async fn a_token_endpoint_out_of_reach_or_too_slow_is_transport_or_timeout() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    let _local = metrics::set_default_local_recorder(&recorder);
+    let (_local, snapshotter) = record_here();
     // Bind then drop: a port nobody listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -266,9 +269,7 @@ async fn a_token_endpoint_out_of_reach_or_too_slow_is_transport_or_timeout() {
 
 #[tokio::test]
 async fn a_401_retry_is_counted_as_retried_with_the_second_fetch() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    let _local = metrics::set_default_local_recorder(&recorder);
+    let (_local, snapshotter) = record_here();
     let server = TestServer::start().await;
     let cache = named(&server, "inventory");
     let svc = layered(&cache);
@@ -278,39 +279,21 @@ async fn a_401_retry_is_counted_as_retried_with_the_second_fetch() {
     server.revoke("at-1");
     assert_eq!(call(&svc, &server, "/r/2").await, "200 OK");
     assert_eq!(server.unauthorized_count(), 1);
-    let cache_label = "cache=inventory";
-    assert_eq!(
-        recorded(&snapshotter),
-        [
-            // The resend waited for the new token.
-            metric(REQUESTS_WAITED_TOTAL, cache_label, Value::Counter(1)),
-            metric(TOKEN_EXPIRES_IN_SECONDS, cache_label, Value::Gauge(3600.0)),
-            metric(
-                TOKEN_REQUEST_DURATION_SECONDS,
-                cache_label,
-                Value::Samples(1)
-            ),
-            metric(
-                TOKEN_REQUESTS_TOTAL,
-                "cache=inventory,outcome=success",
-                Value::Counter(1)
-            ),
-            metric(
-                UNAUTHORIZED_TOTAL,
-                "cache=inventory,action=retried",
-                Value::Counter(1)
-            ),
-        ]
-    );
+    // The resend waited for the new token.
+    let mut expected = waited_for_a_token("inventory", 3600.0);
+    expected.push(metric(
+        UNAUTHORIZED_TOTAL,
+        "cache=inventory,action=retried",
+        Value::Counter(1),
+    ));
+    assert_eq!(recorded(&snapshotter), expected);
     let stats = cache.stats();
     assert_eq!((stats.token_fetches, stats.retries, stats.waits), (2, 1, 2));
 }
 
 #[tokio::test]
 async fn concurrent_callers_each_count_one_wait_for_one_token_request() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    let _local = metrics::set_default_local_recorder(&recorder);
+    let (_local, snapshotter) = record_here();
     let server = TestServer::start().await;
     // The fetch stays in flight while all five join it.
     server.set_latency(Duration::from_millis(200));
@@ -357,9 +340,7 @@ fn spotted(server: &TestServer) -> TokenCacheBuilder {
 
 #[tokio::test]
 async fn no_label_carries_a_token_or_a_secret() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    let _local = metrics::set_default_local_recorder(&recorder);
+    let (_local, snapshotter) = record_here();
     let server = TestServer::start().await;
     let backoff = Duration::from_millis(1);
     let builder = spotted(&server).backoff(Backoff::new(backoff, backoff));
