@@ -25,6 +25,7 @@
 //! | `jose` (feature `jwt`) | signing keys and JWS for client assertions and the signed JWT-bearer grant |
 //! | `tls` (feature `rustls`) | a hyper-util HTTPS client (with a client certificate for RFC 8705 mutual TLS if you give one) and a one-line layer |
 //! | `reqwest` (feature `reqwest`) | `OAuth2Middleware` for reqwest-middleware, sharing the [`TokenCache`] |
+//! | `metrics` (feature `metrics`) | token requests, 401s and waits through the `metrics` facade |
 //!
 //! Secrets (client secret, access, refresh and ID tokens, passwords,
 //! assertions) are [`SecretString`]s and never appear in `Debug`, `Display`,
@@ -38,6 +39,7 @@
 //! | `reqwest` | no | `reqwest`: `OAuth2Middleware` for reqwest-middleware and `ReqwestTransport` |
 //! | `jwt` | no | `jose`: `private_key_jwt` (ES256, EdDSA) and `client_secret_jwt` (HS256) client authentication, and the JWT-bearer grant with an assertion signed per request |
 //! | `jwt-rsa` | no | `jwt` plus RS256 and PS256 keys (see the README on RUSTSEC-2023-0071) |
+//! | `metrics` | no | `metrics`: counters, a histogram and a gauge through the `metrics` facade, and `TokenCacheBuilder::metrics_name` |
 //!
 //! Without features the crate brings no HTTP client: the layer and
 //! [`TokenEndpoint`] work over any tower HTTP service you give them. Token
@@ -92,6 +94,9 @@ mod exchange;
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub mod jose;
 pub mod layer;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 pub mod request;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]

@@ -74,6 +74,9 @@ pub struct TokenCacheBuilder {
     wait_timeout: Option<Duration>,
     /// The token endpoint's timeout, for the default wait timeout.
     exchange_timeout: Duration,
+    /// The `cache` label of the metrics, if the user named it.
+    #[cfg(feature = "metrics")]
+    metrics_name: Option<String>,
 }
 
 impl fmt::Debug for TokenCacheBuilder {
@@ -113,6 +116,8 @@ impl TokenCacheBuilder {
             store_timeout: Self::DEFAULT_STORE_TIMEOUT,
             wait_timeout: None,
             exchange_timeout: crate::endpoint::DEFAULT_TIMEOUT,
+            #[cfg(feature = "metrics")]
+            metrics_name: None,
         }
     }
 
@@ -214,6 +219,13 @@ impl TokenCacheBuilder {
     /// Builds the cache. No token is fetched until one is needed.
     pub fn build(self) -> TokenCache {
         let stored = self.load_stored();
+        #[cfg(feature = "metrics")]
+        let counters = Counters::labelled(crate::metrics::CacheLabel::new(
+            self.metrics_name.as_deref(),
+            &self.fingerprint,
+        ));
+        #[cfg(not(feature = "metrics"))]
+        let counters = Counters::default();
         let refresh_token = stored
             .as_ref()
             .and_then(|t| t.refresh_token().cloned())
@@ -238,7 +250,7 @@ impl TokenCacheBuilder {
             policy: self.policy,
             backoff: self.backoff,
             accept_any_token_type: self.accept_any_token_type,
-            counters: Counters::default(),
+            counters,
             refusals: Default::default(),
         };
         if let Some(token) = stored {
@@ -272,6 +284,18 @@ impl TokenCacheBuilder {
             return None;
         }
         Some(stored.into_token())
+    }
+
+    /// Names this cache in its metrics: the value of their `cache` label
+    /// (feature `metrics`, see [`crate::metrics`]). Choose a name that says
+    /// which API or configuration the tokens are for (`"inventory"`); it is
+    /// exported as it is, so never put a secret in it. Without a name, the
+    /// label is the first 8 hex digits of the [fingerprint](Self::fingerprint).
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn metrics_name(mut self, name: impl Into<String>) -> Self {
+        self.metrics_name = Some(name.into());
+        self
     }
 }
 

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::stats::{bump, Counters};
+use super::stats::Counters;
 use crate::endpoint::TokenEndpoint;
 use crate::error::{Error, ErrorCode};
 use crate::request::TokenRequest;
@@ -146,9 +146,8 @@ impl Fetcher {
     async fn request_token(&self, counters: &Counters) -> Result<Token, Error> {
         let refresh_token = self.refresh().current.clone();
         if let Some(refresh_token) = refresh_token {
-            bump(&counters.token_fetches);
             let request = TokenRequest::refresh_token(refresh_token);
-            match self.endpoint.fetch(request).await {
+            match counters.token_request(self.endpoint.fetch(request)).await {
                 Err(e) if e.oauth_error().map(|r| r.error()) == Some(&ErrorCode::InvalidGrant) => {
                     self.refresh_token_refused(e)?
                 }
@@ -159,8 +158,9 @@ impl Fetcher {
             let refusal = self.refresh().refused.clone();
             return Err(Error::reauthorization_required(refusal));
         };
-        bump(&counters.token_fetches);
-        self.endpoint.fetch(primary.clone()).await
+        counters
+            .token_request(self.endpoint.fetch(primary.clone()))
+            .await
     }
 
     /// Drops a refused refresh token (`invalid_grant`: revoked, expired or

@@ -184,7 +184,7 @@ impl TokenCache {
             Joined::Cached(cached) => return Ok(cached),
             Joined::Flight(flight, wait) => (flight, wait),
         };
-        bump(&self.shared.counters.waits);
+        self.shared.counters.waited();
         let Flight {
             mut rx,
             runtime,
@@ -277,7 +277,10 @@ impl TokenCache {
     async fn fetch_and_store(&self) -> Result<Arc<Cached>, Error> {
         let shared = &self.shared;
         let token = shared.fetcher.fetch(&shared.counters).await?;
-        let cached = Arc::new(shared.admit(token)?);
+        let admitted = shared.admit(token);
+        #[cfg(feature = "metrics")]
+        shared.counters.token_admitted(&admitted, &shared.policy);
+        let cached = Arc::new(admitted?);
         shared.current.store(Some(cached.clone()));
         Ok(cached)
     }

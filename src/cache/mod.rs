@@ -184,7 +184,7 @@ impl TokenCache {
     }
 
     pub(crate) fn count_retry(&self) {
-        bump(&self.shared.counters.retries);
+        self.shared.counters.retried();
     }
 
     /// The hot path: one `ArcSwap` load, one clock read and comparisons, one

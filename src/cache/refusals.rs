@@ -20,7 +20,6 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::policy::{unit_random, Backoff};
-use super::stats::bump;
 use super::TokenCache;
 
 /// The record of 401s, one per cache.
@@ -156,7 +155,7 @@ impl TokenCache {
         match verdict {
             // Under the lock, so that no other 401 sees `sent` current.
             Verdict::Refetch => self.invalidate(sent),
-            Verdict::BackedOff(_) => bump(&self.shared.counters.unauthorized_backed_off),
+            Verdict::BackedOff(_) => self.shared.counters.backed_off(),
             Verdict::Replaced => {}
         }
         verdict
@@ -164,7 +163,7 @@ impl TokenCache {
 
     /// Counts a 401 that asks for other credentials than a token.
     pub(crate) fn count_other_scheme(&self) {
-        bump(&self.shared.counters.unauthorized_other_scheme);
+        self.shared.counters.other_scheme();
     }
 
     fn current_generation(&self) -> Option<u64> {

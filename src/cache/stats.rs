@@ -1,6 +1,19 @@
 //! The cache's counters: [`Stats`] is their public snapshot.
+//!
+//! With the `metrics` feature, a counter's methods here also emit its
+//! metric ([`crate::metrics`]), so a counter and its metric are bumped in one
+//! place, on the same (slow) paths.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::Error;
+use crate::token::Token;
+#[cfg(feature = "metrics")]
+use {
+    super::{cached::Cached, policy::RefreshPolicy},
+    crate::metrics::{self, CacheLabel, Unauthorized},
+};
 
 /// A snapshot of a cache's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -54,6 +67,9 @@ pub(super) struct Counters {
     pub(super) wait_timeouts: AtomicU64,
     pub(super) unauthorized_backed_off: AtomicU64,
     pub(super) unauthorized_other_scheme: AtomicU64,
+    /// The `cache` label of this cache's metrics.
+    #[cfg(feature = "metrics")]
+    pub(super) metrics: CacheLabel,
 }
 
 impl Counters {
@@ -72,6 +88,79 @@ impl Counters {
             unauthorized_backed_off: get(&self.unauthorized_backed_off),
             unauthorized_other_scheme: get(&self.unauthorized_other_scheme),
         }
+    }
+
+    /// Counters whose metrics carry `label` as their `cache` label.
+    #[cfg(feature = "metrics")]
+    pub(super) fn labelled(label: CacheLabel) -> Self {
+        Counters {
+            metrics: label,
+            ..Counters::default()
+        }
+    }
+
+    /// Sends one token request, counted in `token_fetches`. With
+    /// `metrics`, it is timed, and counted at once if it fails; a token it
+    /// brings is counted once the cache admits or refuses it
+    /// ([`Counters::token_admitted`]).
+    pub(super) async fn token_request(
+        &self,
+        request: impl Future<Output = Result<Token, Error>>,
+    ) -> Result<Token, Error> {
+        bump(&self.token_fetches);
+        #[cfg(feature = "metrics")]
+        let sent = std::time::Instant::now();
+        let answer = request.await;
+        #[cfg(feature = "metrics")]
+        {
+            metrics::record_token_request_duration(&self.metrics, sent.elapsed());
+            if let Err(e) = &answer {
+                metrics::record_token_request_error(&self.metrics, e);
+            }
+        }
+        answer
+    }
+
+    /// The token a request brought, made ready to cache (a success, with
+    /// its lifetime) or refused (`invalid_token`).
+    #[cfg(feature = "metrics")]
+    pub(super) fn token_admitted(&self, admitted: &Result<Cached, Error>, policy: &RefreshPolicy) {
+        match admitted {
+            Ok(c) => {
+                let lifetime = policy.lifetime(c.token.expires_in());
+                metrics::record_token_cached(&self.metrics, lifetime);
+            }
+            Err(e) => metrics::record_token_request_error(&self.metrics, e),
+        }
+    }
+
+    /// A call found no valid token and waits for a fetch.
+    pub(super) fn waited(&self) {
+        bump(&self.waits);
+        #[cfg(feature = "metrics")]
+        metrics::record_wait(&self.metrics);
+    }
+
+    /// A 401 passed through during the 401 backoff (ARCHITECTURE.md,
+    /// invariant 6).
+    pub(super) fn backed_off(&self) {
+        bump(&self.unauthorized_backed_off);
+        #[cfg(feature = "metrics")]
+        metrics::record_unauthorized(&self.metrics, Unauthorized::BackedOff);
+    }
+
+    /// A 401 passed through because its challenges name other schemes only.
+    pub(super) fn other_scheme(&self) {
+        bump(&self.unauthorized_other_scheme);
+        #[cfg(feature = "metrics")]
+        metrics::record_unauthorized(&self.metrics, Unauthorized::PassedThrough);
+    }
+
+    /// A request is resent with a new token after a 401.
+    pub(super) fn retried(&self) {
+        bump(&self.retries);
+        #[cfg(feature = "metrics")]
+        metrics::record_unauthorized(&self.metrics, Unauthorized::Retried);
     }
 }
 
