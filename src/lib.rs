@@ -84,6 +84,9 @@ pub mod discovery;
 pub mod endpoint;
 pub mod error;
 mod exchange;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod fleet;
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub mod jose;
