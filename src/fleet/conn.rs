@@ -15,8 +15,8 @@ use tokio::sync::OnceCell;
 /// Where the tier's Redis is.
 #[derive(Clone)]
 pub(super) enum Target {
-    Standalone(Client),
-    Cluster(ClusterClient),
+    Standalone(Box<Client>),
+    Cluster(Box<ClusterClient>),
 }
 
 /// A live connection; both kinds reconnect by themselves.
@@ -92,7 +92,7 @@ impl Conn {
                             .set_number_of_retries(1)
                             .set_max_delay(Duration::from_millis(500));
                         Live::Standalone(
-                            ConnectionManager::new_with_config(client.clone(), config).await?,
+                            ConnectionManager::new_with_config((**client).clone(), config).await?,
                         )
                     }
                     Target::Cluster(client) => Live::Cluster(client.get_async_connection().await?),

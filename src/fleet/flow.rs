@@ -34,7 +34,7 @@ impl Inner {
         F: Future<Output = Result<Token, Error>>,
     {
         let replacing = *self.handed.lock().unwrap_or_else(|p| p.into_inner());
-        let found = match self.find(judge, replacing).await {
+        let found = match self.find(judge, replacing, true).await {
             Ok(found) => found,
             Err(()) => return self.alone(own).await,
         };
@@ -60,8 +60,14 @@ impl Inner {
         }
     }
 
-    /// Reads the token key. `Err` when Redis does not answer (logged).
-    async fn find(&self, judge: &Judge, replacing: Option<TokenHash>) -> Result<Found, ()> {
+    /// Reads the token key. `Err` when Redis does not answer (logged). A
+    /// bad value is logged and counted when `note_bad` (the first look).
+    async fn find(
+        &self,
+        judge: &Judge,
+        replacing: Option<TokenHash>,
+        note_bad: bool,
+    ) -> Result<Found, ()> {
         let (value, lock) = self
             .conn
             .read(&self.token_key, &self.lock_key)
@@ -79,6 +85,9 @@ impl Inner {
         ) {
             Ok(entry) => entry,
             Err(why) => {
+                if !note_bad {
+                    return Ok(Found::Nothing { locked });
+                }
                 bump(&self.stats.bad_values);
                 tracing::warn!(key = %self.token_key, reason = why, "ignoring the value in Redis; it will be overwritten");
                 return Ok(Found::Nothing { locked });
@@ -114,7 +123,7 @@ impl Inner {
     where
         F: Future<Output = Result<Token, Error>>,
     {
-        if let Ok(Found::Usable(token)) = self.find(judge, replacing).await {
+        if let Ok(Found::Usable(token)) = self.find(judge, replacing, false).await {
             let _ = self.conn.release(&self.lock_key, owner).await;
             return Ok(self.hand(token, true));
         }
@@ -163,7 +172,7 @@ impl Inner {
                 return Err(());
             }
             tokio::time::sleep(self.poll_interval).await;
-            match self.find(judge, replacing).await? {
+            match self.find(judge, replacing, false).await? {
                 Found::Usable(token) => return Ok(Some(token)),
                 Found::Replacing | Found::Nothing { locked: true } => {}
                 Found::Nothing { locked: false } => return Ok(None),

@@ -155,7 +155,7 @@ impl RedisTier {
     /// `rediss://…` for TLS. No connection is made until a token is needed.
     pub fn standalone(url: &str) -> Result<Self, ConfigError> {
         let client = Client::open(url).map_err(|e| bad_url(&e))?;
-        Ok(Self::with_target(Target::Standalone(client)))
+        Ok(Self::with_target(Target::Standalone(Box::new(client))))
     }
 
     /// A Redis Cluster, given the URLs of one or more of its nodes.
@@ -166,7 +166,7 @@ impl RedisTier {
             .retries(1)
             .build()
             .map_err(|e| bad_url(&e))?;
-        Ok(Self::with_target(Target::Cluster(client)))
+        Ok(Self::with_target(Target::Cluster(Box::new(client))))
     }
 
     fn with_target(target: Target) -> Self {
@@ -291,7 +291,9 @@ impl fmt::Debug for Inner {
 /// How a cache judges a token: how long it may still be sent, or `None`
 /// if the cache would refuse it (expired, not a bearer token, bytes not
 /// allowed in a header).
-pub(crate) struct Judge(pub(crate) Box<dyn Fn(&Token) -> Option<Duration> + Send + Sync>);
+pub(crate) struct Judge(pub(crate) Box<JudgeFn>);
+
+type JudgeFn = dyn Fn(&Token) -> Option<Duration> + Send + Sync;
 
 impl Judge {
     fn remaining(&self, token: &Token) -> Option<Duration> {

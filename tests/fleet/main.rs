@@ -239,3 +239,159 @@ async fn a_lease_holder_that_dies_mid_fetch_is_taken_over_after_its_lease() {
         "{fleet:?}"
     );
 }
+
+fn token_key(builder: &TokenCacheBuilder) -> String {
+    format!("tower-oauth2:tests:{{{}}}:token", builder.fingerprint())
+}
+
+async fn header_of(cache: &tower_oauth2::TokenCache) -> (String, u64) {
+    let (h, g) = cache
+        .bearer_header_with_generation()
+        .await
+        .expect("a token");
+    (h.to_str().unwrap().to_owned(), g)
+}
+
+#[tokio::test]
+async fn a_401_removes_the_shared_token_only_if_redis_still_holds_it() {
+    if !available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let server = TestServer::start().await;
+    let (ta, tb) = (tier(&redis.url()), tier(&redis.url()));
+    let a = server.client_credentials().redis(ta.clone()).build();
+    let b = server.client_credentials().redis(tb.clone()).build();
+    let (h, ga) = header_of(&a).await;
+    assert_eq!(h, "Bearer at-1");
+    let (h, gb) = header_of(&b).await;
+    assert_eq!(h, "Bearer at-1", "b takes a's token from Redis");
+    assert_eq!(server.token_requests(), 1);
+
+    // a sees a 401 for at-1: Redis still holds at-1, so it goes, and a fetches.
+    a.invalidate(ga);
+    assert_eq!(header_of(&a).await.0, "Bearer at-2");
+    assert_eq!(ta.stats().invalidations, 1);
+    // b sees a 401 for at-1 too: Redis holds at-2 now, which b uses as it is.
+    b.invalidate(gb);
+    assert_eq!(header_of(&b).await.0, "Bearer at-2");
+    assert_eq!(tb.stats().invalidations, 0);
+    assert_eq!(server.token_requests(), 2);
+    assert_eq!(a.stats().invalidations + b.stats().invalidations, 2);
+}
+
+#[tokio::test]
+async fn encrypted_values_hide_the_token_and_a_wrong_key_is_ignored_and_overwritten() {
+    if !available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let server = TestServer::start().await;
+    let key = token_key(&server.client_credentials());
+    let sealed = tier(&redis.url()).encryption_key([7; 32]);
+    let a = server.client_credentials().redis(sealed.clone()).build();
+    assert_eq!(header_of(&a).await.0, "Bearer at-1");
+    let raw = redis.cli(&["GET", &key]);
+    assert!(!raw.is_empty() && !raw.contains("at-1"), "{raw}");
+    assert_eq!(redis.cli(&["KEYS", "*"]), key, "no secret in the key name");
+
+    // Another key: the value does not decrypt, is ignored and overwritten.
+    let other = tier(&redis.url()).encryption_key([8; 32]);
+    let b = server.client_credentials().redis(other.clone()).build();
+    assert_eq!(header_of(&b).await.0, "Bearer at-2");
+    assert_eq!((other.stats().bad_values, other.stats().published), (1, 1));
+    // No key at all: an encrypted value is not used either.
+    let plain = tier(&redis.url());
+    let c = server.client_credentials().redis(plain.clone()).build();
+    assert_eq!(header_of(&c).await.0, "Bearer at-3");
+    assert_eq!(plain.stats().bad_values, 1);
+    assert!(
+        redis.cli(&["GET", &key]).contains("at-3"),
+        "unencrypted now"
+    );
+    assert_eq!(server.token_requests(), 3);
+}
+
+#[tokio::test]
+async fn bad_data_in_redis_is_ignored_and_overwritten() {
+    if !available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let server = TestServer::start().await;
+    let key = token_key(&server.client_credentials());
+    let hash = "ab".repeat(32);
+    let other_config = format!(
+        "{hash}\np{{\"access_token\":\"x\",\"token_type\":\"Bearer\",\"issued_at_ms\":1,\"config_fingerprint\":\"{}\"}}",
+        "00".repeat(32)
+    );
+    let mut expected = 0;
+    for bad in [
+        "garbage",
+        "",
+        &format!("{hash}\nq{{}}"),
+        &format!("{hash}\np{{}}"),
+        &other_config,
+    ] {
+        redis.cli(&["SET", &key, bad]);
+        let t = tier(&redis.url());
+        let cache = server.client_credentials().redis(t.clone()).build();
+        expected += 1;
+        assert_eq!(
+            header_of(&cache).await.0,
+            format!("Bearer at-{expected}"),
+            "{bad:?}"
+        );
+        assert_eq!(
+            (t.stats().bad_values, t.stats().published),
+            (1, 1),
+            "{bad:?}"
+        );
+        assert!(redis
+            .cli(&["GET", &key])
+            .contains(&format!("at-{expected}")));
+    }
+    // Another type under the key reads as absent, and is overwritten too.
+    redis.cli(&["DEL", &key]);
+    redis.cli(&["HSET", &key, "f", "v"]);
+    let t = tier(&redis.url());
+    let cache = server.client_credentials().redis(t.clone()).build();
+    assert_eq!(header_of(&cache).await.0, "Bearer at-6");
+    assert_eq!(redis.cli(&["TYPE", &key]), "string");
+    assert_eq!(server.token_requests(), 6);
+}
+
+#[tokio::test]
+async fn with_no_redis_at_all_each_process_fetches_its_own_token() {
+    // Needs no redis-server: nothing listens on this port.
+    let port = redis_server::free_port();
+    let server = TestServer::start().await;
+    let t = tier(&format!("redis://127.0.0.1:{port}"));
+    let cache = server.client_credentials().redis(t.clone()).build();
+    assert_eq!(header_of(&cache).await.0, "Bearer at-1");
+    assert_eq!(t.stats().fallbacks, 1);
+    assert_eq!(cache.stats().token_fetches, 1);
+}
+
+#[test]
+fn namespaces_and_urls_are_checked_without_quoting_secrets() {
+    let e = RedisTier::standalone("http://user:hunter2@127.0.0.1").unwrap_err();
+    assert!(!e.to_string().contains("hunter2"), "{e}");
+    for bad in ["", "a{b}", "has space", &"x".repeat(65)] {
+        assert!(
+            RedisTier::standalone("redis://127.0.0.1")
+                .unwrap()
+                .namespace(bad)
+                .is_err(),
+            "{bad:?}"
+        );
+    }
+    let t = RedisTier::standalone("redis://:hunter2@127.0.0.1")
+        .unwrap()
+        .encryption_key([9; 32]);
+    let shown = format!("{t:?}");
+    assert!(
+        !shown.contains("hunter2") && shown.contains("encrypted: true"),
+        "{shown}"
+    );
+}
