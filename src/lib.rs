@@ -90,6 +90,9 @@ pub mod discovery;
 pub mod endpoint;
 pub mod error;
 mod exchange;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod fleet;
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub mod jose;
@@ -120,9 +123,9 @@ pub use secret::SecretString;
 pub use token::Token;
 pub use transport::{HttpClient, HttpTransport};
 
-// Compiles the README's examples as doctests (its reqwest and jwt sections
+// Compiles the README's examples as doctests (its reqwest, jwt and redis sections
 // need those features, as does the README's test command, `cargo test
 // --all-features`).
 #[doc = include_str!("../README.md")]
-#[cfg(all(doctest, feature = "reqwest", feature = "jwt"))]
+#[cfg(all(doctest, feature = "reqwest", feature = "jwt", feature = "redis"))]
 pub struct ReadmeDoctests;

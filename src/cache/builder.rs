@@ -77,6 +77,8 @@ pub struct TokenCacheBuilder {
     /// The `cache` label of the metrics, if the user named it.
     #[cfg(feature = "metrics")]
     metrics_name: Option<String>,
+    #[cfg(feature = "redis")]
+    fleet: Option<crate::fleet::RedisTier>,
 }
 
 impl fmt::Debug for TokenCacheBuilder {
@@ -118,6 +120,8 @@ impl TokenCacheBuilder {
             exchange_timeout: crate::endpoint::DEFAULT_TIMEOUT,
             #[cfg(feature = "metrics")]
             metrics_name: None,
+            #[cfg(feature = "redis")]
+            fleet: None,
         }
     }
 
@@ -230,22 +234,33 @@ impl TokenCacheBuilder {
             .as_ref()
             .and_then(|t| t.refresh_token().cloned())
             .or(self.refresh_token);
+        let fetcher = Fetcher::new(
+            self.endpoint,
+            self.primary,
+            refresh_token,
+            Recorder::new(
+                self.store,
+                self.fingerprint,
+                self.on_refresh_token,
+                self.store_timeout,
+            ),
+        );
+        let wait = default_wait_timeout(self.exchange_timeout, self.store_timeout);
+        #[cfg(feature = "redis")]
+        let (fetcher, wait) = match self.fleet {
+            Some(tier) => self::fleet::bind(
+                tier,
+                fetcher,
+                wait,
+                (self.fingerprint, self.exchange_timeout, self.store_timeout),
+                (self.policy, self.accept_any_token_type),
+            ),
+            None => (fetcher, wait),
+        };
         let shared = Shared {
             current: ArcSwapOption::empty(),
-            fetcher: Fetcher::new(
-                self.endpoint,
-                self.primary,
-                refresh_token,
-                Recorder::new(
-                    self.store,
-                    self.fingerprint,
-                    self.on_refresh_token,
-                    self.store_timeout,
-                ),
-            ),
-            flight: Mutex::new(FlightState::new(self.wait_timeout.unwrap_or_else(|| {
-                default_wait_timeout(self.exchange_timeout, self.store_timeout)
-            }))),
+            fetcher,
+            flight: Mutex::new(FlightState::new(self.wait_timeout.unwrap_or(wait))),
             next_generation: AtomicU64::new(1),
             policy: self.policy,
             backoff: self.backoff,
@@ -296,6 +311,55 @@ impl TokenCacheBuilder {
     pub fn metrics_name(mut self, name: impl Into<String>) -> Self {
         self.metrics_name = Some(name.into());
         self
+    }
+    /// Shares tokens with the rest of the fleet through Redis: tokens are
+    /// read from `tier` before any token request, and one process of the
+    /// fleet fetches at a time. See [`crate::fleet`]. The default
+    /// [`wait_timeout`](Self::wait_timeout) grows by the tier's lease.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn redis(mut self, tier: crate::fleet::RedisTier) -> Self {
+        self.fleet = Some(tier);
+        self
+    }
+}
+
+#[cfg(feature = "redis")]
+mod fleet {
+    //! Binding a [`RedisTier`] to one cache.
+
+    use std::sync::atomic::AtomicU64;
+    use std::time::{Duration, Instant};
+
+    use super::super::cached::Cached;
+    use super::super::fetch::Fetcher;
+    use super::super::policy::RefreshPolicy;
+    use crate::fleet::{Judge, RedisTier};
+    use crate::store::ConfigFingerprint;
+
+    /// Slack on the default lease beyond the exchange and the store's save.
+    const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+    /// `fetcher` going through `tier` first, and the default wait timeout
+    /// with the lease added.
+    pub(super) fn bind(
+        tier: RedisTier,
+        fetcher: Fetcher,
+        wait: Duration,
+        (fingerprint, exchange, store): (ConfigFingerprint, Duration, Duration),
+        (policy, accept_any): (RefreshPolicy, bool),
+    ) -> (Fetcher, Duration) {
+        let default_lease = exchange.saturating_add(store).saturating_add(LEASE_MARGIN);
+        let inner = tier.bind(fingerprint, default_lease);
+        let wait = wait.saturating_add(inner.lease());
+        // The cache's own checks, on a throwaway generation counter.
+        let judge = Judge(Box::new(move |token| {
+            let c = Cached::new(token.clone(), &policy, accept_any, &AtomicU64::new(0)).ok()?;
+            Some(c.expires_at.map_or(Duration::MAX, |e| {
+                e.saturating_duration_since(Instant::now())
+            }))
+        }));
+        (fetcher.with_fleet(inner, judge), wait)
     }
 }
 

@@ -108,6 +108,9 @@ pub(super) struct Fetcher {
     primary: Option<TokenRequest>,
     refresh: Mutex<RefreshToken>,
     recorder: Recorder,
+    /// The fleet's shared tier, and how this cache judges its tokens.
+    #[cfg(feature = "redis")]
+    fleet: Option<(crate::fleet::Inner, crate::fleet::Judge)>,
 }
 
 impl Fetcher {
@@ -125,14 +128,43 @@ impl Fetcher {
                 refused: None,
             }),
             recorder,
+            #[cfg(feature = "redis")]
+            fleet: None,
         }
+    }
+
+    /// Gets tokens through the fleet's Redis tier first (`fleet` module).
+    #[cfg(feature = "redis")]
+    pub(super) fn with_fleet(
+        mut self,
+        fleet: crate::fleet::Inner,
+        judge: crate::fleet::Judge,
+    ) -> Self {
+        self.fleet = Some((fleet, judge));
+        self
     }
 
     /// Gets a new token, and records it (store, callback) before it is
     /// used. The refresh token is recorded even if the access token beside
     /// it turns out to be unusable: with rotation, the one sent is spent.
-    pub(super) async fn fetch(&self, counters: &Counters) -> Result<Token, Error> {
-        let token = self.request_token(counters).await?;
+    ///
+    /// With the fleet's Redis tier, the token may come from Redis instead
+    /// (`dropped`: the cache no longer holds the token being replaced, a
+    /// 401 refused it), and is recorded the same way.
+    pub(super) async fn fetch(&self, counters: &Counters, dropped: bool) -> Result<Token, Error> {
+        #[cfg(feature = "redis")]
+        let token = match &self.fleet {
+            Some((fleet, judge)) => {
+                let own = self.request_token(counters);
+                fleet.fetch(judge, dropped, own).await?
+            }
+            None => self.request_token(counters).await?,
+        };
+        #[cfg(not(feature = "redis"))]
+        let token = {
+            let _ = dropped;
+            self.request_token(counters).await?
+        };
         let rotated = self.note_refresh_token(&token);
         self.recorder.record(&token, rotated, counters).await;
         Ok(token)

@@ -276,7 +276,9 @@ impl TokenCache {
 
     async fn fetch_and_store(&self) -> Result<Arc<Cached>, Error> {
         let shared = &self.shared;
-        let token = shared.fetcher.fetch(&shared.counters).await?;
+        // No token cached: it was invalidated (a 401), or there never was one.
+        let dropped = shared.current.load().is_none();
+        let token = shared.fetcher.fetch(&shared.counters, dropped).await?;
         let admitted = shared.admit(token);
         #[cfg(feature = "metrics")]
         shared.counters.token_admitted(&admitted, &shared.policy);

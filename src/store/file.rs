@@ -176,7 +176,7 @@ fn read_regular(path: &Path) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn to_json(stored: &StoredToken) -> Vec<u8> {
+pub(crate) fn to_json(stored: &StoredToken) -> Vec<u8> {
     let token = stored.token();
     let mut map = Map::new();
     map.insert(
@@ -209,7 +209,7 @@ fn to_json(stored: &StoredToken) -> Vec<u8> {
 /// existed have none.
 const FINGERPRINT: &str = "config_fingerprint";
 
-fn from_json(bytes: &[u8]) -> Result<StoredToken, String> {
+pub(crate) fn from_json(bytes: &[u8]) -> Result<StoredToken, String> {
     let mut map = match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(map)) => map,
         Ok(_) => return Err("not a JSON object".into()),

@@ -76,6 +76,9 @@ mod file;
 mod fingerprint;
 
 pub use file::FileStore;
+// The Redis tier keeps tokens in the same JSON as the token file.
+#[cfg(feature = "redis")]
+pub(crate) use file::{from_json, to_json};
 pub use fingerprint::ConfigFingerprint;
 
 /// Where a cache keeps its token between runs.

@@ -1,0 +1,354 @@
+//! One token for a whole fleet: a shared Redis tier behind the cache's
+//! fetch (feature `redis`).
+//!
+//! Every replica of a service has its own [`TokenCache`](crate::TokenCache);
+//! built with [`TokenCacheBuilder::redis`](crate::cache::TokenCacheBuilder::redis),
+//! they share one token through Redis, and one process of the fleet fetches
+//! it. The hot path never talks to Redis: Redis is consulted only when the
+//! cache needs a new token (stale, expired, refused with a 401):
+//!
+//! 1. **Read.** If Redis holds a usable token for the same configuration
+//!    (not the one being replaced), it is used: no token request.
+//! 2. **Lease.** Else the process takes the lease lock (`SET lock owner NX PX
+//!    lease`, a random owner id), fetches, publishes the token (its
+//!    wall-clock `issued_at` and `expires_in`, so every process computes the
+//!    same schedule; a Redis TTL one second past its expiry) and releases
+//!    the lock by compare-and-delete (a Lua script).
+//! 3. **Wait.** A process that finds the lock taken polls (every
+//!    [`poll_interval`](RedisTier::poll_interval)) until the token is there,
+//!    or the lock is gone without one (the holder failed, or died and its
+//!    lease expired): then it takes the lease itself.
+//!
+//! A background refresh goes the same way, so one process of the fleet
+//! refreshes ahead of expiry and the others pick the new token up from
+//! Redis when their own copy goes stale, with no request waiting.
+//!
+//! **401s.** A token refused by a resource server is removed from Redis only
+//! if Redis still holds that same token (compare-and-delete on the SHA-256
+//! of the access token, in Lua); a newer token already there is used.
+//!
+//! **Keys.** `tower-oauth2:<namespace>:{<fingerprint>}:token` and
+//! `…:lock`: the [`ConfigFingerprint`] (SHA-256 hex of the token URL, client,
+//! grant, scopes, audience, resources; no secret) in a hash tag, so a token
+//! and its lock share a Redis Cluster slot.
+//!
+//! **Secrets at rest.** With [`encryption_key`](RedisTier::encryption_key),
+//! values are sealed with ChaCha20-Poly1305 (the key name as associated
+//! data). A value that does not decrypt, is not a token, or belongs to
+//! another configuration is ignored (logged at WARN, counted in
+//! [`FleetStats::bad_values`]) and overwritten by the next fetch.
+//! `rediss://` URLs use TLS (rustls, Mozilla's roots), and
+//! `redis://user:password@host` an ACL user.
+//!
+//! **Redis trouble never fails a request** that could succeed without it:
+//! every call has a [deadline](RedisTier::timeout) (500 ms by default); when
+//! Redis fails or is late, the process fetches its own token (its own single
+//! flight), logs at WARN once per outage, at INFO when Redis answers again,
+//! and shares tokens again from the next fetch.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # use bytes::Bytes;
+//! # use http_body_util::Full;
+//! use std::time::Duration;
+//! use tower_oauth2::fleet::RedisTier;
+//! use tower_oauth2::{ClientAuth, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let http = tower::service_fn(|_req: http::Request<Full<Bytes>>| async {
+//! #     Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::new())))
+//! # });
+//! let endpoint = TokenEndpoint::new(
+//!     http,
+//!     TokenUrl::new("https://as.example.com/token")?,
+//!     ClientAuth::client_secret_basic("svc", "secret"),
+//! );
+//! let tier = RedisTier::standalone("redis://127.0.0.1:6379")?
+//!     .namespace("billing")?
+//!     .encryption_key([7; 32]);
+//! let cache = TokenCache::builder(endpoint, TokenRequest::client_credentials())
+//!     .redis(tier.clone())
+//!     .build();
+//! # let _ = (cache, tier.stats());
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::cluster::ClusterClient;
+use redis::Client;
+
+use crate::store::ConfigFingerprint;
+use crate::token::Token;
+
+// One concept a file: `conn` (the connection, deadlines, the outage log,
+// the Lua scripts), `value` (what a token key holds, encryption), `flow`
+// (read, lease, fetch, publish, wait). This file: the public handle.
+mod conn;
+mod flow;
+mod value;
+
+use conn::{Conn, Target};
+use value::{Sealer, TokenHash};
+
+/// The fleet's shared token tier in Redis; give it to
+/// [`TokenCacheBuilder::redis`](crate::cache::TokenCacheBuilder::redis).
+/// See the [module docs](self).
+///
+/// Configure it before giving it to a cache: the cache takes its own
+/// settings when built. A clone shares the counters ([`Self::stats`]).
+#[derive(Clone)]
+pub struct RedisTier {
+    target: Target,
+    namespace: String,
+    sealer: Option<Sealer>,
+    lease: Option<Duration>,
+    timeout: Duration,
+    poll_interval: Duration,
+    stats: Arc<Counters>,
+}
+
+impl fmt::Debug for RedisTier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.target {
+            Target::Standalone(_) => "standalone",
+            Target::Cluster(_) => "cluster",
+        };
+        f.debug_struct("RedisTier")
+            .field("kind", &kind)
+            .field("namespace", &self.namespace)
+            .field("encrypted", &self.sealer.is_some())
+            .field("lease", &self.lease)
+            .field("timeout", &self.timeout)
+            .field("poll_interval", &self.poll_interval)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// A Redis URL or setting the tier cannot use. Its message never holds
+/// the URL (it may carry a password).
+#[derive(Debug, Clone)]
+pub struct ConfigError(String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl RedisTier {
+    /// Default deadline on every Redis call.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
+    /// Default pause between two looks at Redis while another process
+    /// fetches.
+    pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+    /// A standalone Redis (or a primary): `redis://[user:password@]host[:port][/db]`,
+    /// `rediss://…` for TLS. No connection is made until a token is needed.
+    pub fn standalone(url: &str) -> Result<Self, ConfigError> {
+        let client = Client::open(url).map_err(|e| bad_url(&e))?;
+        Ok(Self::with_target(Target::Standalone(Box::new(client))))
+    }
+
+    /// A Redis Cluster, given the URLs of one or more of its nodes.
+    pub fn cluster<'a>(urls: impl IntoIterator<Item = &'a str>) -> Result<Self, ConfigError> {
+        let client = ClusterClient::builder(urls.into_iter().collect::<Vec<_>>())
+            .connection_timeout(Self::DEFAULT_TIMEOUT)
+            .response_timeout(Self::DEFAULT_TIMEOUT)
+            .retries(1)
+            .build()
+            .map_err(|e| bad_url(&e))?;
+        Ok(Self::with_target(Target::Cluster(Box::new(client))))
+    }
+
+    fn with_target(target: Target) -> Self {
+        RedisTier {
+            target,
+            namespace: "default".into(),
+            sealer: None,
+            lease: None,
+            timeout: Self::DEFAULT_TIMEOUT,
+            poll_interval: Self::DEFAULT_POLL_INTERVAL,
+            stats: Arc::default(),
+        }
+    }
+
+    /// Names this application's tokens apart from others' with the same
+    /// configuration (default `default`). It appears in key names: no
+    /// secret. Letters, digits and `-_.:` only, 1 to 64 of them.
+    pub fn namespace(mut self, namespace: &str) -> Result<Self, ConfigError> {
+        let ok = (1..=64).contains(&namespace.len())
+            && namespace
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+        if !ok {
+            return Err(ConfigError(
+                "a Redis namespace is 1 to 64 letters, digits and -_.: characters".into(),
+            ));
+        }
+        self.namespace = namespace.to_owned();
+        Ok(self)
+    }
+
+    /// Encrypts values at rest with ChaCha20-Poly1305 under `key` (32
+    /// bytes; share it with the whole fleet, keep it out of Redis). A value
+    /// that does not decrypt is ignored and overwritten.
+    pub fn encryption_key(mut self, key: [u8; 32]) -> Self {
+        self.sealer = Some(Sealer::new(&key));
+        self
+    }
+
+    /// How long the lease lock is held at most (a holder that dies frees
+    /// it after this). Default: the token endpoint's timeout, plus the
+    /// cache's store timeout, plus 5 s. Keep it longer than a fetch.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = Some(lease);
+        self
+    }
+
+    /// The deadline on every Redis call, connecting included (default
+    /// [`Self::DEFAULT_TIMEOUT`]). Past it, the process fetches its own
+    /// token.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How often a process waiting for another's fetch looks at Redis
+    /// (default [`Self::DEFAULT_POLL_INTERVAL`]).
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// A snapshot of the counters of every cache using this tier (or a
+    /// clone of it).
+    pub fn stats(&self) -> FleetStats {
+        self.stats.snapshot()
+    }
+
+    /// The tier for one cache: its keys, its lease.
+    pub(crate) fn bind(self, fingerprint: ConfigFingerprint, default_lease: Duration) -> Inner {
+        let tag = format!("tower-oauth2:{}:{{{fingerprint}}}", self.namespace);
+        Inner {
+            conn: Conn::new(self.target, self.timeout),
+            token_key: format!("{tag}:token"),
+            lock_key: format!("{tag}:lock"),
+            fingerprint,
+            sealer: self.sealer,
+            lease: self.lease.unwrap_or(default_lease),
+            poll_interval: self.poll_interval,
+            handed: Mutex::new(None),
+            stats: self.stats,
+        }
+    }
+}
+
+fn bad_url(e: &redis::RedisError) -> ConfigError {
+    // The kind only: the redis crate's detail may quote the URL.
+    ConfigError(format!("not a usable Redis URL ({:?})", e.kind()))
+}
+
+/// One cache's view of the tier.
+pub(crate) struct Inner {
+    conn: Conn,
+    token_key: String,
+    lock_key: String,
+    fingerprint: ConfigFingerprint,
+    sealer: Option<Sealer>,
+    lease: Duration,
+    poll_interval: Duration,
+    /// The hash of the token this process uses now: the one the next fetch
+    /// replaces.
+    handed: Mutex<Option<TokenHash>>,
+    stats: Arc<Counters>,
+}
+
+impl Inner {
+    /// The lease this cache takes.
+    pub(crate) fn lease(&self) -> Duration {
+        self.lease
+    }
+}
+
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisTier")
+            .field("token_key", &self.token_key)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a cache judges a token: how long it may still be sent, or `None`
+/// if the cache would refuse it (expired, not a bearer token, bytes not
+/// allowed in a header).
+pub(crate) struct Judge(pub(crate) Box<JudgeFn>);
+
+type JudgeFn = dyn Fn(&Token) -> Option<Duration> + Send + Sync;
+
+impl Judge {
+    fn remaining(&self, token: &Token) -> Option<Duration> {
+        (self.0)(token)
+    }
+}
+
+/// A snapshot of a [`RedisTier`]'s counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FleetStats {
+    /// Tokens taken from Redis instead of fetched.
+    pub shared_hits: u64,
+    /// Leases taken: fetches this process made for the fleet.
+    pub leases: u64,
+    /// Times the lease was held by another process (then waited for).
+    pub lease_waits: u64,
+    /// Tokens published to Redis.
+    pub published: u64,
+    /// Fetches made alone because Redis failed, was late, or the wait for
+    /// another process's fetch ran out.
+    pub fallbacks: u64,
+    /// Shared tokens removed after a 401 (compare-and-delete).
+    pub invalidations: u64,
+    /// Values in Redis ignored as unusable (garbage, another version or
+    /// configuration, wrong key).
+    pub bad_values: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    shared_hits: AtomicU64,
+    leases: AtomicU64,
+    lease_waits: AtomicU64,
+    published: AtomicU64,
+    fallbacks: AtomicU64,
+    invalidations: AtomicU64,
+    bad_values: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> FleetStats {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        FleetStats {
+            shared_hits: get(&self.shared_hits),
+            leases: get(&self.leases),
+            lease_waits: get(&self.lease_waits),
+            published: get(&self.published),
+            fallbacks: get(&self.fallbacks),
+            invalidations: get(&self.invalidations),
+            bad_values: get(&self.bad_values),
+        }
+    }
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
