@@ -235,7 +235,7 @@ fn basic_credentials(received: &Received) -> Option<(String, String)> {
 /// themselves and that trust this server.
 pub struct State {
     inner: Mutex<Inner>,
-    token_requests: AtomicUsize,
+    pub(crate) token_requests: AtomicUsize,
     resource_requests: AtomicUsize,
     unauthorized: AtomicUsize,
     /// Resource requests are held until this many have arrived (0: none).
