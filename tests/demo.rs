@@ -10,6 +10,8 @@ mod client;
 mod progress;
 #[path = "../examples/demo/run.rs"]
 mod run;
+#[path = "../examples/demo/setup.rs"]
+mod setup;
 mod support;
 
 use std::process::ExitCode;
@@ -38,6 +40,13 @@ fn help_lists_every_flag_with_its_environment_variable() {
         ("--concurrency <C>", "DEMO_CONCURRENCY"),
         ("--timeout <SECS>", "DEMO_TIMEOUT"),
         ("--ca-file <PEM>", "DEMO_CA_FILE"),
+        ("--key <PEM>", "OAUTH2_KEY_FILE"),
+        ("--key-alg <ALG>", "OAUTH2_KEY_ALG"),
+        ("--key-id <KID>", "OAUTH2_KEY_ID"),
+        ("--revocation-url <URL>", "OAUTH2_REVOCATION_URL"),
+        ("--revoke-on-exit", "DEMO_REVOKE_ON_EXIT"),
+        ("--redis <URL>", "OAUTH2_REDIS_URL"),
+        ("--redis-key <BASE64>", "OAUTH2_REDIS_KEY"),
     ] {
         let at = help
             .find(flag)
@@ -87,6 +96,87 @@ fn duration_is_the_alternative_to_a_request_count() {
     let zero = with_servers(token_url, url, &["--duration", "0"]);
     let err = Args::command().try_get_matches_from(zero).unwrap_err();
     assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_on_exit_revokes_the_token_after_the_last_request() {
+    let server = TestServer::start().await;
+    let (token_url, url, revoke) = (
+        server.token_url(),
+        server.url("/orders"),
+        server.url("/revoke"),
+    );
+    let rest = [
+        "--requests",
+        "3",
+        "--revocation-url",
+        &revoke,
+        "--revoke-on-exit",
+    ];
+    let Mode::Remote(config) = Args::mode_from(with_servers(&token_url, &url, &rest)) else {
+        panic!("flags must name the servers to use");
+    };
+    let summary = run::run(&config).await.expect("a usable configuration");
+    let expected = Summary {
+        requests: 3,
+        ok: 3,
+        token_fetches: 1,
+        ..Summary::default()
+    };
+    assert_eq!(summary, expected);
+    // One revocation, of the one access token, after the three requests.
+    let revocations = server.revocations();
+    assert_eq!(revocations.len(), 1, "{revocations:?}");
+    assert!(
+        revocations[0].body.contains("token=at-1")
+            && revocations[0].body.contains("token_type_hint=access_token"),
+        "{:?}",
+        revocations[0].body
+    );
+    assert_eq!(server.resource_count(), 3);
+}
+
+#[tokio::test]
+async fn optional_flags_that_cannot_work_stop_the_run_with_what_is_missing() {
+    let (token_url, url) = ("http://127.0.0.1:1/token", "http://127.0.0.1:1/orders");
+    let key = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/p256-public.pem");
+    for (rest, expected) in [
+        (
+            &["--revoke-on-exit"][..],
+            "--revoke-on-exit needs --revocation-url",
+        ),
+        (
+            &["--auth", "private_key_jwt"][..],
+            "--auth private_key_jwt needs --key PATH",
+        ),
+        (&["--auth", "private_key_jwt", "--key", key][..], "--key "),
+        (
+            &[
+                "--auth",
+                "private_key_jwt",
+                "--key",
+                key,
+                "--key-alg",
+                "XX1",
+            ][..],
+            "--key-alg \"XX1\"",
+        ),
+        (&["--redis", "not a url"][..], "--redis: "),
+        (
+            &["--redis", "redis://127.0.0.1:1", "--redis-key", "!!"][..],
+            "OAUTH2_REDIS_KEY is not standard base64",
+        ),
+        (
+            &["--redis", "redis://127.0.0.1:1", "--redis-key", "AAAA"][..],
+            "OAUTH2_REDIS_KEY must hold 32 bytes",
+        ),
+    ] {
+        let Mode::Remote(config) = Args::mode_from(with_servers(token_url, url, rest)) else {
+            panic!("flags must name the servers to use");
+        };
+        let err = run::run(&config).await.expect_err(expected);
+        assert!(err.contains(expected), "{rest:?}: {err}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

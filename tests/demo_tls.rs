@@ -11,6 +11,8 @@ mod client;
 mod progress;
 #[path = "../examples/demo/run.rs"]
 mod run;
+#[path = "../examples/demo/setup.rs"]
+mod setup;
 mod support;
 
 use std::path::{Path, PathBuf};

@@ -37,7 +37,9 @@ pub struct Args {
     pub client_secret: Option<String>,
 
     /// How the client authenticates: basic (client_secret_basic), post
-    /// (client_secret_post) or none.
+    /// (client_secret_post), none, private_key_jwt (a JWT signed with --key;
+    /// demo built with `--features jwt`) or client_secret_jwt (HS256 with
+    /// the client secret; `--features jwt`).
     #[arg(
         long,
         value_name = "METHOD",
@@ -88,6 +90,47 @@ pub struct Args {
     /// with certificates from a private CA.
     #[arg(long, value_name = "PEM", env = "DEMO_CA_FILE")]
     pub ca_file: Option<PathBuf>,
+
+    /// For --auth private_key_jwt: the private key (PKCS#8 PEM).
+    #[arg(long, value_name = "PEM", env = "OAUTH2_KEY_FILE")]
+    pub key: Option<PathBuf>,
+
+    /// The key's algorithm: ES256, EdDSA, or RS256/PS256 (`--features jwt-rsa`).
+    #[arg(
+        long,
+        value_name = "ALG",
+        env = "OAUTH2_KEY_ALG",
+        default_value = "ES256"
+    )]
+    pub key_alg: String,
+
+    /// The key's `kid`, sent in each assertion's header.
+    #[arg(long, value_name = "KID", env = "OAUTH2_KEY_ID")]
+    pub key_id: Option<String>,
+
+    /// The RFC 7009 revocation endpoint.
+    #[arg(long, value_name = "URL", env = "OAUTH2_REVOCATION_URL")]
+    pub revocation_url: Option<String>,
+
+    /// At the end, revoke the tokens at --revocation-url (refresh token
+    /// first, then the access token).
+    #[arg(long, env = "DEMO_REVOKE_ON_EXIT")]
+    pub revoke_on_exit: bool,
+
+    /// Share one token with the fleet through this Redis (redis:// or
+    /// rediss://; demo built with `--features redis`). OAUTH2_REDIS_KEY
+    /// (standard base64 of 32 bytes) encrypts the tokens there.
+    #[arg(long, value_name = "URL", env = "OAUTH2_REDIS_URL")]
+    pub redis: Option<String>,
+
+    /// Encrypts the tokens in Redis (standard base64 of 32 bytes).
+    #[arg(
+        long,
+        value_name = "BASE64",
+        env = "OAUTH2_REDIS_KEY",
+        hide_env_values = true
+    )]
+    pub redis_key: Option<String>,
 }
 
 /// What the command line asks for.
@@ -143,6 +186,13 @@ impl Args {
             client_id: need(self.client_id, "--client-id")?,
             client_secret: self.client_secret,
             auth: self.auth,
+            key: self.key,
+            key_alg: self.key_alg,
+            key_id: self.key_id,
+            revocation_url: self.revocation_url,
+            revoke_on_exit: self.revoke_on_exit,
+            redis: self.redis,
+            redis_key: self.redis_key,
             scope: self.scope,
             url: need(self.url, "--url")?,
             until: match self.duration {

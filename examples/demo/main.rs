@@ -35,6 +35,7 @@ mod client;
 mod local;
 mod progress;
 mod run;
+mod setup;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -84,6 +85,13 @@ fn local_config(local: &LocalServer, timeout: Duration) -> Config {
         client_id: "demo-client".into(),
         client_secret: Some("demo p@ss:w+rd/%&=?".into()),
         auth: "basic".into(),
+        key: None,
+        key_alg: "ES256".into(),
+        key_id: None,
+        revocation_url: None,
+        revoke_on_exit: false,
+        redis: None,
+        redis_key: None,
         scope: Some("orders:read".into()),
         url: format!("http://{}/orders", local.addr),
         until: Until::Elapsed(Duration::from_secs(5)),

@@ -13,12 +13,11 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::{ServiceBuilder, ServiceExt};
-use tower_oauth2::{
-    ClientAuth, OAuth2Layer, OAuth2Service, TokenCache, TokenEndpoint, TokenRequest, TokenUrl,
-};
+use tower_oauth2::{OAuth2Layer, OAuth2Service, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
 
 use crate::client::{http_client, HttpClient};
 use crate::progress::{self, Sample};
+use crate::setup;
 
 /// The longest a token request may take, whatever `--timeout` says.
 const TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -29,8 +28,22 @@ pub struct Config {
     pub token_url: String,
     pub client_id: String,
     pub client_secret: Option<String>,
-    /// `basic`, `post` or `none`.
+    /// `basic`, `post`, `none`, `private_key_jwt` or `client_secret_jwt`.
     pub auth: String,
+    /// For `private_key_jwt`: the PEM key file, its algorithm, its `kid`
+    /// (read only when the demo is built with `--features jwt`).
+    #[cfg_attr(not(feature = "jwt"), allow(dead_code))]
+    pub key: Option<PathBuf>,
+    #[cfg_attr(not(feature = "jwt"), allow(dead_code))]
+    pub key_alg: String,
+    #[cfg_attr(not(feature = "jwt"), allow(dead_code))]
+    pub key_id: Option<String>,
+    /// The RFC 7009 revocation endpoint, and whether to revoke at the end.
+    pub revocation_url: Option<String>,
+    pub revoke_on_exit: bool,
+    /// The fleet's Redis, and the key that encrypts tokens there.
+    pub redis: Option<String>,
+    pub redis_key: Option<String>,
     pub scope: Option<String>,
     pub url: String,
     /// When to stop sending.
@@ -141,6 +154,17 @@ pub async fn run(config: &Config) -> Result<Summary, String> {
         stats.waits,
         stats.invalidations
     );
+    if config.revoke_on_exit {
+        // After the last request: RFC 7009, the refresh token (if any), then
+        // the access token. A failure is an error of the run.
+        match cache.revoke().await {
+            Ok(()) => println!("demo: tokens revoked"),
+            Err(e) => {
+                progress::eprintln(format_args!("demo: revocation failed: {e}"));
+                counts.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
     let s = counts.sample(&cache);
     Ok(Summary {
         requests: s.requests,
@@ -152,26 +176,19 @@ pub async fn run(config: &Config) -> Result<Summary, String> {
     })
 }
 
-/// The token cache `config` describes: client credentials, its scope.
+/// The token cache `config` describes: client credentials, its scope, and
+/// what the optional flags add (see `setup`).
 fn cache(config: &Config, http: HttpClient) -> Result<TokenCache, String> {
-    let id = config.client_id.clone();
-    let client = match (config.auth.as_str(), config.client_secret.clone()) {
-        ("basic", Some(s)) => ClientAuth::client_secret_basic(id, s),
-        ("post", Some(s)) => ClientAuth::client_secret_post(id, s),
-        ("none", _) => ClientAuth::none(id),
-        ("basic" | "post", None) => {
-            return Err("--auth basic|post needs --client-secret or OAUTH2_CLIENT_SECRET".into())
-        }
-        (other, _) => return Err(format!("--auth must be basic, post or none, not {other:?}")),
-    };
+    let client = setup::client_auth(config)?;
     let token_url = TokenUrl::new(&config.token_url).map_err(|e| e.to_string())?;
     let endpoint =
         TokenEndpoint::new(http, token_url, client).timeout(config.timeout.min(TOKEN_TIMEOUT));
+    let endpoint = setup::revocation(endpoint, config)?;
     let mut request = TokenRequest::client_credentials();
     if let Some(scope) = &config.scope {
         request = request.scope(scope);
     }
-    Ok(TokenCache::builder(endpoint, request).build())
+    Ok(setup::fleet(TokenCache::builder(endpoint, request), config)?.build())
 }
 
 #[derive(Default)]

@@ -447,6 +447,7 @@ impl TokenRequest {
         scopes.dedup();
         let mut extra: Vec<_> = self.extra.iter().map(Param::public).collect();
         extra.sort_unstable();
+        #[cfg_attr(not(feature = "jwt"), allow(unused_mut))]
         let mut identity = serde_json::json!([
             &*self.grant_type,
             self.grant_params

@@ -1,0 +1,139 @@
+//! What the optional flags set up: the client authentication (secrets,
+//! signed JWT assertions), the revocation endpoint and the fleet's Redis
+//! tier. A flag whose crate feature is not built in says which one to add.
+
+use tower_oauth2::cache::TokenCacheBuilder;
+use tower_oauth2::{ClientAuth, TokenEndpoint};
+
+use crate::run::Config;
+
+/// The client authentication `--auth` names.
+pub fn client_auth(config: &Config) -> Result<ClientAuth, String> {
+    let id = config.client_id.clone();
+    match (config.auth.as_str(), config.client_secret.clone()) {
+        ("basic", Some(s)) => Ok(ClientAuth::client_secret_basic(id, s)),
+        ("post", Some(s)) => Ok(ClientAuth::client_secret_post(id, s)),
+        ("none", _) => Ok(ClientAuth::none(id)),
+        ("basic" | "post" | "client_secret_jwt", None) => Err(format!(
+            "--auth {} needs --client-secret or OAUTH2_CLIENT_SECRET",
+            config.auth
+        )),
+        ("client_secret_jwt", Some(s)) => jwt::client_secret_jwt(id, s),
+        ("private_key_jwt", _) => jwt::private_key_jwt(id, config),
+        (other, _) => Err(format!(
+            "--auth must be basic, post, none, private_key_jwt or client_secret_jwt, not {other:?}"
+        )),
+    }
+}
+
+#[cfg(feature = "jwt")]
+mod jwt {
+    use tower_oauth2::jose::{Algorithm, SigningKey};
+    use tower_oauth2::ClientAuth;
+
+    use crate::run::Config;
+
+    pub(super) fn client_secret_jwt(id: String, secret: String) -> Result<ClientAuth, String> {
+        ClientAuth::client_secret_jwt(id, secret).map_err(|e| e.to_string())
+    }
+
+    pub(super) fn private_key_jwt(id: String, config: &Config) -> Result<ClientAuth, String> {
+        let path = config
+            .key
+            .as_ref()
+            .ok_or("--auth private_key_jwt needs --key PATH (a PKCS#8 PEM private key)")?;
+        let pem = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read --key {}: {e}", path.display()))?;
+        let alg = Algorithm::from_name(&config.key_alg)
+            .ok_or_else(|| format!("--key-alg {:?} is not an algorithm", config.key_alg))?;
+        let mut key = SigningKey::from_pem(alg, &pem)
+            .map_err(|e| format!("--key {}: {e}", path.display()))?;
+        if let Some(kid) = &config.key_id {
+            key = key.with_key_id(kid);
+        }
+        Ok(ClientAuth::private_key_jwt(id, key))
+    }
+}
+
+#[cfg(not(feature = "jwt"))]
+mod jwt {
+    use tower_oauth2::ClientAuth;
+
+    use crate::run::Config;
+
+    const NEEDS: &str = "signed JWT client authentication needs the demo built with \
+                         `--features jwt` (or `jwt-rsa` for RS256/PS256 keys)";
+
+    pub(super) fn client_secret_jwt(_: String, _: String) -> Result<ClientAuth, String> {
+        Err(NEEDS.into())
+    }
+
+    pub(super) fn private_key_jwt(_: String, _: &Config) -> Result<ClientAuth, String> {
+        Err(NEEDS.into())
+    }
+}
+
+/// The endpoint with the revocation endpoint `--revocation-url` names.
+pub fn revocation<T>(
+    endpoint: TokenEndpoint<T>,
+    config: &Config,
+) -> Result<TokenEndpoint<T>, String> {
+    match &config.revocation_url {
+        Some(url) => {
+            let url = tower_oauth2::revocation::RevocationUrl::new(url)
+                .map_err(|e| format!("--revocation-url: {e}"))?;
+            Ok(endpoint.revocation_url(url))
+        }
+        None if config.revoke_on_exit => {
+            Err("--revoke-on-exit needs --revocation-url (the RFC 7009 endpoint)".into())
+        }
+        None => Ok(endpoint),
+    }
+}
+
+/// The cache joined to the fleet's Redis tier `--redis` names, with the
+/// encryption key of `OAUTH2_REDIS_KEY` (standard base64 of 32 bytes).
+pub fn fleet(builder: TokenCacheBuilder, config: &Config) -> Result<TokenCacheBuilder, String> {
+    match &config.redis {
+        None => Ok(builder),
+        Some(url) => redis::join(builder, url, config.redis_key.as_deref()),
+    }
+}
+
+#[cfg(feature = "redis")]
+mod redis {
+    use base64::Engine as _;
+    use tower_oauth2::cache::TokenCacheBuilder;
+    use tower_oauth2::fleet::RedisTier;
+
+    pub(super) fn join(
+        builder: TokenCacheBuilder,
+        url: &str,
+        key: Option<&str>,
+    ) -> Result<TokenCacheBuilder, String> {
+        let mut tier = RedisTier::standalone(url).map_err(|e| format!("--redis: {e}"))?;
+        if let Some(key) = key {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(key.trim())
+                .map_err(|_| "OAUTH2_REDIS_KEY is not standard base64".to_string())?;
+            let key: [u8; 32] = bytes
+                .try_into()
+                .map_err(|_| "OAUTH2_REDIS_KEY must hold 32 bytes".to_string())?;
+            tier = tier.encryption_key(key);
+        }
+        Ok(builder.redis(tier))
+    }
+}
+
+#[cfg(not(feature = "redis"))]
+mod redis {
+    use tower_oauth2::cache::TokenCacheBuilder;
+
+    pub(super) fn join(
+        _: TokenCacheBuilder,
+        _: &str,
+        _: Option<&str>,
+    ) -> Result<TokenCacheBuilder, String> {
+        Err("--redis needs the demo built with `--features redis`".into())
+    }
+}
