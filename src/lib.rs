@@ -26,6 +26,7 @@
 //! | `tls` (feature `rustls`) | a hyper-util HTTPS client (with a client certificate for RFC 8705 mutual TLS if you give one) and a one-line layer |
 //! | `reqwest` (feature `reqwest`) | `OAuth2Middleware` for reqwest-middleware, sharing the [`TokenCache`] |
 //! | `metrics` (feature `metrics`) | token requests, 401s and waits through the `metrics` facade |
+//! | `fleet` (feature `redis`) | one token for a fleet of processes: a shared Redis tier with fleet-wide single flight |
 //!
 //! Secrets (client secret, access, refresh and ID tokens, passwords,
 //! assertions) are [`SecretString`]s and never appear in `Debug`, `Display`,
@@ -40,6 +41,7 @@
 //! | `jwt` | no | `jose`: `private_key_jwt` (ES256, EdDSA) and `client_secret_jwt` (HS256) client authentication, and the JWT-bearer grant with an assertion signed per request |
 //! | `jwt-rsa` | no | `jwt` plus RS256 and PS256 keys (see the README on RUSTSEC-2023-0071) |
 //! | `metrics` | no | `metrics`: counters, a histogram and a gauge through the `metrics` facade, and `TokenCacheBuilder::metrics_name` |
+//! | `redis` | no | `fleet`: `RedisTier` and `TokenCacheBuilder::redis`, one token request per refresh for a whole fleet, optional encryption at rest |
 //!
 //! Without features the crate brings no HTTP client: the layer and
 //! [`TokenEndpoint`] work over any tower HTTP service you give them. Token
