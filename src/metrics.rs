@@ -272,6 +272,7 @@ fn reason(kind: ErrorKind) -> &'static str {
         ErrorKind::Discovery => "discovery",
         ErrorKind::NoRevocationEndpoint => "no_revocation_endpoint",
         ErrorKind::Revoked => "revoked",
+        ErrorKind::UnmappedKey => "unmapped_key",
     }
 }
 

@@ -64,6 +64,24 @@ pub fn layer(cache: TokenCache) -> OAuth2Layer {
     OAuth2Layer::new(cache).destinations(to_inner)
 }
 
+/// [`layer`]'s settings, keyed by host over three APIs: `api.example.com`
+/// (and origin-form requests), `b.example.com`, `c.example.com`, whose
+/// caches are `caches` in that order.
+#[allow(dead_code, reason = "only the hot_path bench has a keyed contender")]
+pub fn keyed_layer(caches: Vec<TokenCache>) -> tower_oauth2::layer::KeyedOAuth2Layer<u8> {
+    let to_inner = Destinations::secure()
+        .origin_form_to("https://api.example.com")
+        .expect("an https origin");
+    let key = |uri: &http::Uri, _: &http::HeaderMap| match uri.host() {
+        None | Some("api.example.com") => Some(0u8),
+        Some("b.example.com") => Some(1),
+        Some("c.example.com") => Some(2),
+        Some(_) => None,
+    };
+    let make = move |key: &u8| caches.get(usize::from(*key)).cloned();
+    tower_oauth2::layer::KeyedOAuth2Layer::new(key, make).destinations(to_inner)
+}
+
 /// A token endpoint answered in-process: a `service_fn` that counts the
 /// token requests, waits `latency`, and answers a bearer token living
 /// `expires_in` seconds.

@@ -124,6 +124,7 @@ pub const CONTENDERS: &[&str] = &[
     "naive_rwlock_format",
     "tower_oauth2",
     "tower_oauth2_no_retry",
+    "tower_oauth2_keyed",
     "aliri_tokens",
     "aws_expiring_cache_format",
     "aws_expiring_cache_prebuilt",
@@ -192,6 +193,22 @@ fn contenders_over<I: Inner>(
             let layer = crate::common::layer(cache).retry_unauthorized(retry);
             v.visit(name, tower::Layer::layer(&layer, inner.clone()));
         }
+    }
+
+    // Ours keyed (`KeyedOAuth2Layer`): three APIs, each its own cache with a
+    // token fetched; the request's key is its host (the origin-form
+    // requests of the empty shape go to api.example.com).
+    if want("tower_oauth2_keyed") {
+        let server = LocalTokenServer::new(token, 3600, Duration::ZERO);
+        let caches: Vec<_> = (0..3).map(|_| server.cache_builder().build()).collect();
+        for cache in &caches {
+            rt.block_on(cache.bearer_header()).expect("first token");
+        }
+        let layer = crate::common::keyed_layer(caches);
+        v.visit(
+            "tower_oauth2_keyed",
+            tower::Layer::layer(&layer, inner.clone()),
+        );
     }
 
     // aliri_tokens: a `TokenWatcher` (a `tokio::sync::watch` of the token,

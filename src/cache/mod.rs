@@ -108,6 +108,7 @@ mod builder;
 mod cached;
 mod fetch;
 mod flight;
+pub(crate) mod keyed;
 mod policy;
 mod refusals;
 mod stats;

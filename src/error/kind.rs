@@ -93,6 +93,12 @@ pub enum ErrorKind {
     /// while this caller waited for a token, so it got none. A request made
     /// after the revocation fetches a new token.
     Revoked,
+    /// A [`crate::layer::KeyedOAuth2Layer`] found no token configuration
+    /// for the request's key (an origin not in its list, or a key its
+    /// function maps to nothing), and is set to refuse such requests
+    /// ([`crate::layer::Unmapped::Error`]). Nothing was sent: no token
+    /// meant for another API goes out.
+    UnmappedKey,
 }
 
 /// Why authorization server discovery found no usable metadata (an

@@ -105,6 +105,7 @@ enum Kind {
     },
     NoRevocationEndpoint,
     Revoked,
+    UnmappedKey,
     /// `at` is which token was being revoked and where, when the request
     /// was sent; `cause` is the failure, of its own kind.
     Revocation {
@@ -205,6 +206,11 @@ impl Error {
         Error::new(Kind::InvalidToken(reason.into()))
     }
 
+    /// A keyed layer has no token configuration for a request's key.
+    pub(crate) fn unmapped_key() -> Self {
+        Error::new(Kind::UnmappedKey)
+    }
+
     pub(crate) fn no_token(last: Error) -> Self {
         let retry_after = last.inner.retry_after;
         Error::new(Kind::NoToken(last)).with_retry_after(retry_after)
@@ -295,6 +301,7 @@ impl Error {
             Kind::Discovery { .. } => ErrorKind::Discovery,
             Kind::NoRevocationEndpoint => ErrorKind::NoRevocationEndpoint,
             Kind::Revoked => ErrorKind::Revoked,
+            Kind::UnmappedKey => ErrorKind::UnmappedKey,
             Kind::Revocation { cause, .. } => cause.kind(),
         }
     }
@@ -451,7 +458,8 @@ impl Error {
             | Kind::NoRuntime
             | Kind::ReauthorizationRequired(_)
             | Kind::NoRevocationEndpoint
-            | Kind::Revoked => false,
+            | Kind::Revoked
+            | Kind::UnmappedKey => false,
         }
     }
 }
@@ -480,9 +488,11 @@ impl fmt::Debug for Error {
             | Kind::RandomSource(r)
             | Kind::InvalidToken(r) => d.field("reason", r),
             Kind::NoToken(e) => d.field("last_error", e),
-            Kind::NoRuntime | Kind::FetchAborted | Kind::NoRevocationEndpoint | Kind::Revoked => {
-                &mut d
-            }
+            Kind::NoRuntime
+            | Kind::FetchAborted
+            | Kind::NoRevocationEndpoint
+            | Kind::Revoked
+            | Kind::UnmappedKey => &mut d,
             Kind::ReauthorizationRequired(e) => d.field("refusal", e),
             Kind::Discovery { url, detail, cause } => {
                 d.field("url", url).field("detail", detail);
@@ -585,6 +595,9 @@ impl Error {
             }
             Kind::NoRevocationEndpoint => f.write_str(NO_REVOCATION_ENDPOINT),
             Kind::Revoked => f.write_str(REVOKED),
+            Kind::UnmappedKey => f.write_str(
+                "no token is configured for this request's destination (key); nothing was sent",
+            ),
             Kind::Revocation { at, cause } => {
                 if let Some((token, url)) = at {
                     write!(f, "revoking {token} at {url} failed: ")?;

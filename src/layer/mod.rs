@@ -119,6 +119,7 @@ mod buffer;
 mod destinations;
 mod error;
 mod future;
+mod keyed;
 #[allow(clippy::module_inception)]
 mod layer;
 pub(crate) mod policy;
@@ -133,6 +134,7 @@ pub use buffer::{
 pub use destinations::Destinations;
 pub use error::ServiceError;
 pub use future::ResponseFuture;
+pub use keyed::{KeyedFuture, KeyedOAuth2Layer, KeyedService, Unmapped};
 pub use layer::OAuth2Layer;
 pub use policy::AuthPolicy;
 pub use replay::{NoReplay, ReplayBody, ReplayClone, ReplayEmpty};

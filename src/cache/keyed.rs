@@ -1,0 +1,280 @@
+//! One value per key, made on first use, bounded: the map behind
+//! [`crate::layer::KeyedOAuth2Layer`] (one token cache per API).
+//!
+//! The read (the hot path) takes no lock: one `ArcSwap` load of the whole
+//! map, one hash lookup, and a relaxed load (a store only the first time a
+//! key is used in a sweep period) to mark the entry used. A new key is
+//! inserted copy-on-write under a mutex that only writers take; the value
+//! is made *before* that mutex is taken (user code never runs under it).
+//!
+//! Idle entries are found with epochs, not a clock read per request: every
+//! sweep (at each insert, and [`KeyMap::evict_idle`]) starts a new epoch and
+//! notes when; an entry remembers the last epoch it was used in. An entry
+//! not used since an epoch that started at least `idle` ago has been idle
+//! that long, and is dropped. So an entry is never evicted early, and at
+//! the latest by the first sweep one idle period after its last use.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::time::Instant;
+
+/// How many keys a map holds at most by default.
+pub(crate) const DEFAULT_MAX_KEYS: usize = 64;
+/// How long an entry may go unused before a sweep drops it, by default.
+pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// How many epochs one idle period spans at most: a new epoch starts only
+/// when the last one is older than `idle / EPOCHS_PER_IDLE`, which bounds
+/// the epochs kept.
+const EPOCHS_PER_IDLE: u32 = 8;
+
+pub(crate) struct KeyMap<K, V> {
+    map: ArcSwap<HashMap<K, Arc<Slot<V>>>>,
+    epoch: AtomicU64,
+    writer: Mutex<Writer>,
+}
+
+struct Slot<V> {
+    value: V,
+    /// The last epoch the entry was used in.
+    seen: AtomicU64,
+    /// Insertion order: among entries last used in the same epoch, the
+    /// oldest goes first when the map is full.
+    seq: u64,
+}
+
+struct Writer {
+    max_keys: usize,
+    idle: Duration,
+    /// Each epoch kept and when it started, oldest first (never empty).
+    epochs: VecDeque<(u64, Instant)>,
+    next_seq: u64,
+}
+
+impl<K, V> KeyMap<K, V>
+where
+    K: Eq + Hash + Clone,
+    V: Clone,
+{
+    pub(crate) fn new() -> Self {
+        KeyMap {
+            map: ArcSwap::from_pointee(HashMap::new()),
+            epoch: AtomicU64::new(0),
+            writer: Mutex::new(Writer {
+                max_keys: DEFAULT_MAX_KEYS,
+                idle: DEFAULT_IDLE_TIMEOUT,
+                epochs: VecDeque::from([(0, Instant::now())]),
+                next_seq: 0,
+            }),
+        }
+    }
+
+    /// Sets the bounds: at most `max_keys` entries (at least 1), and entries
+    /// unused for `idle` dropped at the next sweep.
+    pub(crate) fn set_bounds(&self, max_keys: Option<usize>, idle: Option<Duration>) {
+        let mut writer = self.lock();
+        if let Some(max) = max_keys {
+            writer.max_keys = max.max(1);
+        }
+        if let Some(idle) = idle {
+            writer.idle = idle;
+        }
+    }
+
+    /// The value for `key`: the one in the map (the hot path), else the one
+    /// `make` gives, inserted; `None` when `make` gives none (nothing is
+    /// inserted then).
+    #[inline]
+    pub(crate) fn get_or_make(&self, key: &K, make: impl FnOnce(&K) -> Option<V>) -> Option<V> {
+        let map = self.map.load();
+        if let Some(slot) = map.get(key) {
+            let epoch = self.epoch.load(Ordering::Relaxed);
+            if slot.seen.load(Ordering::Relaxed) != epoch {
+                slot.seen.store(epoch, Ordering::Relaxed);
+            }
+            return Some(slot.value.clone());
+        }
+        drop(map);
+        self.insert(key, make(key)?)
+    }
+
+    /// The value for `key` if the map holds one; does not count as a use.
+    pub(crate) fn get(&self, key: &K) -> Option<V> {
+        self.map.load().get(key).map(|slot| slot.value.clone())
+    }
+
+    /// The keys held now.
+    pub(crate) fn keys(&self) -> Vec<K> {
+        self.map.load().keys().cloned().collect()
+    }
+
+    #[cold]
+    fn insert(&self, key: &K, value: V) -> Option<V> {
+        let mut writer = self.lock();
+        let current = self.map.load_full();
+        if let Some(slot) = current.get(key) {
+            // Another caller inserted it meanwhile: one value per key.
+            return Some(slot.value.clone());
+        }
+        let mut next = (*current).clone();
+        let epoch = self.sweep(&mut writer, &mut next);
+        while next.len() >= writer.max_keys {
+            evict_least_recently_used(&mut next);
+        }
+        let seq = writer.next_seq;
+        writer.next_seq += 1;
+        let slot = Slot {
+            value: value.clone(),
+            seen: AtomicU64::new(epoch),
+            seq,
+        };
+        next.insert(key.clone(), Arc::new(slot));
+        self.map.store(Arc::new(next));
+        Some(value)
+    }
+
+    /// Drops the entries idle for the idle period; returns how many.
+    pub(crate) fn evict_idle(&self) -> usize {
+        let mut writer = self.lock();
+        let current = self.map.load_full();
+        let mut next = (*current).clone();
+        self.sweep(&mut writer, &mut next);
+        let evicted = current.len() - next.len();
+        if evicted > 0 {
+            self.map.store(Arc::new(next));
+        }
+        evicted
+    }
+
+    /// Drops from `map` the entries idle for the idle period, and starts a
+    /// new epoch if the last one is old enough; returns the current epoch.
+    fn sweep(&self, writer: &mut Writer, map: &mut HashMap<K, Arc<Slot<V>>>) -> u64 {
+        let now = Instant::now();
+        let idle_since = now.checked_sub(writer.idle);
+        // The newest epoch that started at least `idle` ago: an entry last
+        // used before it has been idle at least that long.
+        let boundary = idle_since.and_then(|at| {
+            writer
+                .epochs
+                .iter()
+                .rev()
+                .find(|(_, started)| *started <= at)
+                .map(|(epoch, _)| *epoch)
+        });
+        if let Some(boundary) = boundary {
+            map.retain(|_, slot| slot.seen.load(Ordering::Relaxed) >= boundary);
+            writer.epochs.retain(|(epoch, _)| *epoch >= boundary);
+        }
+        let current = self.epoch.load(Ordering::Relaxed);
+        let last_start = writer.epochs.back().map_or(now, |(_, started)| *started);
+        if now.duration_since(last_start) < writer.idle / EPOCHS_PER_IDLE {
+            return current;
+        }
+        let next = current + 1;
+        writer.epochs.push_back((next, now));
+        self.epoch.store(next, Ordering::Relaxed);
+        next
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Writer> {
+        // The writer's state stays consistent across a panic (each update is
+        // one assignment), so a poisoned lock is used as it is.
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Drops the entry last used longest ago (the oldest among equals).
+fn evict_least_recently_used<K: Eq + Hash + Clone, V>(map: &mut HashMap<K, Arc<Slot<V>>>) {
+    let oldest = map
+        .iter()
+        .min_by_key(|(_, slot)| (slot.seen.load(Ordering::Relaxed), slot.seq))
+        .map(|(key, _)| key.clone());
+    if let Some(key) = oldest {
+        map.remove(&key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(max_keys: usize, idle: Duration) -> KeyMap<&'static str, u32> {
+        let map = KeyMap::new();
+        map.set_bounds(Some(max_keys), Some(idle));
+        map
+    }
+
+    fn sorted(map: &KeyMap<&'static str, u32>) -> Vec<&'static str> {
+        let mut keys = map.keys();
+        keys.sort_unstable();
+        keys
+    }
+
+    #[test]
+    fn a_value_is_made_once_per_key_and_unmapped_keys_insert_nothing() {
+        let map = map(8, DEFAULT_IDLE_TIMEOUT);
+        let mut made = 0;
+        for _ in 0..3 {
+            let value = map.get_or_make(&"a", |_| {
+                made += 1;
+                Some(1)
+            });
+            assert_eq!(value, Some(1));
+        }
+        assert_eq!(made, 1);
+        assert_eq!(map.get_or_make(&"none", |_| None), None);
+        assert_eq!(sorted(&map), ["a"]);
+        assert_eq!(map.get(&"none"), None);
+    }
+
+    #[test]
+    fn a_full_map_drops_the_oldest_entry_of_those_used_longest_ago() {
+        let map = map(2, DEFAULT_IDLE_TIMEOUT);
+        map.get_or_make(&"a", |_| Some(1));
+        map.get_or_make(&"b", |_| Some(2));
+        map.get_or_make(&"c", |_| Some(3));
+        assert_eq!(sorted(&map), ["b", "c"]);
+        assert_eq!(map.get_or_make(&"a", |_| Some(4)), Some(4));
+        assert_eq!(sorted(&map), ["a", "c"]);
+    }
+
+    #[test]
+    fn entries_unused_since_the_sweep_an_idle_period_ago_are_dropped() {
+        // With no idle period every sweep starts an epoch, and an entry not
+        // used since the previous sweep is idle.
+        let map = map(8, Duration::ZERO);
+        map.get_or_make(&"a", |_| Some(1));
+        map.get_or_make(&"b", |_| Some(2));
+        map.get_or_make(&"a", |_| None);
+        assert_eq!(map.evict_idle(), 0);
+        map.get_or_make(&"a", |_| None);
+        assert_eq!(map.evict_idle(), 1);
+        assert_eq!(sorted(&map), ["a"]);
+        assert_eq!(map.evict_idle(), 1);
+        assert_eq!(sorted(&map), Vec::<&str>::new());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_entry_is_dropped_once_idle_for_the_idle_period_never_before() {
+        let minute = Duration::from_secs(60);
+        let map = map(8, minute);
+        map.get_or_make(&"a", |_| Some(1));
+        map.get_or_make(&"b", |_| Some(2));
+        tokio::time::advance(minute / 2).await;
+        // Nothing is a minute old yet; this sweep starts an epoch.
+        assert_eq!(map.evict_idle(), 0);
+        map.get_or_make(&"a", |_| None);
+        tokio::time::advance(minute).await;
+        // "b" was last used before that epoch, a minute ago: dropped.
+        assert_eq!(map.evict_idle(), 1);
+        assert_eq!(sorted(&map), ["a"]);
+        tokio::time::advance(minute).await;
+        assert_eq!(map.evict_idle(), 1);
+        assert!(map.keys().is_empty());
+    }
+}

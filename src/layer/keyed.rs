@@ -1,0 +1,485 @@
+//! One client, many APIs: [`KeyedOAuth2Layer`] picks each request's token
+//! by a key (by default its origin), one [`TokenCache`] per key.
+
+use std::fmt;
+use std::future::Future;
+use std::hash::Hash;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, Request, Response, Uri};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::destinations::Destinations;
+use super::error::ServiceError;
+use super::future::ResponseFuture;
+use super::policy::AuthPolicy;
+use super::replay::{Replay, ReplayBody, ReplayEmpty};
+use crate::cache::keyed::KeyMap;
+use crate::cache::{Backoff, Lookup, TokenCache};
+use crate::error::Error;
+
+type KeyFn<K> = dyn Fn(&Uri, &HeaderMap) -> Option<K> + Send + Sync;
+type MakeFn<K> = dyn Fn(&K) -> Option<TokenCache> + Send + Sync;
+
+/// What a [`KeyedOAuth2Layer`] does with a request whose key maps to no
+/// token configuration (an origin not in its list, or a key its function
+/// maps to nothing). Either way no token meant for another API is sent,
+/// and no token is requested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Unmapped {
+    /// The request fails with [`ServiceError::Token`], an error of kind
+    /// [`ErrorKind::UnmappedKey`](crate::ErrorKind::UnmappedKey); nothing is
+    /// sent. The default.
+    #[default]
+    Error,
+    /// The request is sent as it came, with no token.
+    PassThrough,
+}
+
+/// Adds OAuth2 bearer tokens to requests, a different token per key: one
+/// client for several APIs, each with its own audience, RFC 8707
+/// `resource` or scope (or, multi-tenant, each tenant its own token).
+///
+/// For each request that may carry a token (its [`Destinations`], default
+/// [`Destinations::secure`], as in [`OAuth2Layer`](super::OAuth2Layer)) the
+/// layer computes a key (by default the request's origin:
+/// [`KeyedOAuth2Layer::by_origin`]; or any function of the URI and headers:
+/// [`KeyedOAuth2Layer::new`]) and takes the token from that key's
+/// [`TokenCache`]. Each key's cache is made on first use by a function you
+/// give, usually one [`TokenCacheBuilder`](crate::cache::TokenCacheBuilder)
+/// per key built from one endpoint and a variation of one base
+/// [`TokenRequest`](crate::TokenRequest) (`resource`, `audience`, scope):
+/// an ordinary cache, with the same single flight, background refresh and
+/// 401 rules as a single one; a 401 from one API invalidates that API's
+/// token only. A key that maps to nothing ([`Unmapped`]) gets an error or
+/// passes through untouched, never another key's token.
+///
+/// The layer holds at most [`max_keys`](KeyedOAuth2Layer::max_keys) caches
+/// (default 64; the least recently used goes first) and drops a cache
+/// unused for [`idle_timeout`](KeyedOAuth2Layer::idle_timeout) (default 15
+/// min) when a new key comes or on [`evict_idle`](KeyedOAuth2Layer::evict_idle);
+/// a dropped key gets a new cache (and token) when used again.
+///
+/// The lookup by key takes no lock: one `ArcSwap` load of the map, one hash
+/// lookup, then the cache's own hot path. A new key is inserted
+/// copy-on-write under a mutex only writers take.
+///
+/// Clones of the layer, and the services made from it, share the caches.
+/// Set the options before the first request: caches already made keep the
+/// options they were made with.
+pub struct KeyedOAuth2Layer<K, P = ReplayEmpty> {
+    shared: Arc<Shared<K>>,
+    replay: P,
+}
+
+struct Shared<K> {
+    key: Arc<KeyFn<K>>,
+    make: Arc<MakeFn<K>>,
+    caches: Arc<KeyMap<K, AuthPolicy>>,
+    options: Options,
+}
+
+#[derive(Clone, Debug)]
+struct Options {
+    destinations: Destinations,
+    keep_existing: bool,
+    retry_unauthorized: bool,
+    unauthorized_backoff: Option<Backoff>,
+    unmapped: Unmapped,
+}
+
+// By hand: the functions are not `Clone`-derivable through `Arc<dyn …>`
+// bounds on `K`.
+impl<K> Clone for Shared<K> {
+    fn clone(&self) -> Self {
+        Shared {
+            key: Arc::clone(&self.key),
+            make: Arc::clone(&self.make),
+            caches: Arc::clone(&self.caches),
+            options: self.options.clone(),
+        }
+    }
+}
+
+impl<K, P: Clone> Clone for KeyedOAuth2Layer<K, P> {
+    fn clone(&self) -> Self {
+        KeyedOAuth2Layer {
+            shared: Arc::clone(&self.shared),
+            replay: self.replay.clone(),
+        }
+    }
+}
+
+impl<K> KeyedOAuth2Layer<K>
+where
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+{
+    /// A layer keyed by `key` (a function of the request's URI and headers;
+    /// `None`: the request has no key, see [`Unmapped`]), taking the token
+    /// of key `k` from the cache `make(&k)` gives on `k`'s first use
+    /// (`None`: `k` maps to nothing). `make` runs with no lock held; it may
+    /// run twice for one key when two requests bring a new key at once,
+    /// and then one of the two caches, never used, is dropped.
+    pub fn new(
+        key: impl Fn(&Uri, &HeaderMap) -> Option<K> + Send + Sync + 'static,
+        make: impl Fn(&K) -> Option<TokenCache> + Send + Sync + 'static,
+    ) -> Self {
+        KeyedOAuth2Layer {
+            shared: Arc::new(Shared {
+                key: Arc::new(key),
+                make: Arc::new(make),
+                caches: Arc::new(KeyMap::new()),
+                options: Options {
+                    destinations: Destinations::secure(),
+                    keep_existing: false,
+                    retry_unauthorized: true,
+                    unauthorized_backoff: None,
+                    unmapped: Unmapped::Error,
+                },
+            }),
+            replay: ReplayEmpty,
+        }
+    }
+}
+
+impl KeyedOAuth2Layer<usize> {
+    /// A layer keyed by the request's origin: `origins` lists each origin
+    /// (`https://api.example.com`, a port if not the default, no path) with
+    /// what its cache is made from (a [`TokenRequest`](crate::TokenRequest)
+    /// variation, say), and `make` makes an origin's cache from that on the
+    /// origin's first use. The key of an origin is its position in the list
+    /// (for [`KeyedOAuth2Layer::cache_for`]). A request to any other
+    /// origin is [`Unmapped`]. The origins are parsed here, once; a request
+    /// is matched against them with no allocation.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidDestination`](crate::ErrorKind::InvalidDestination)
+    /// when an origin is not an `http`/`https` origin.
+    pub fn by_origin<O, T>(
+        origins: impl IntoIterator<Item = (O, T)>,
+        make: impl Fn(&T) -> TokenCache + Send + Sync + 'static,
+    ) -> Result<Self, Error>
+    where
+        O: AsRef<str>,
+        T: Send + Sync + 'static,
+    {
+        let mut matchers = Vec::new();
+        let mut configs = Vec::new();
+        for (origin, config) in origins {
+            matchers.push(Destinations::origins([origin])?);
+            configs.push(config);
+        }
+        let key = move |uri: &Uri, _: &HeaderMap| matchers.iter().position(|o| o.allows(uri));
+        let make = move |key: &usize| configs.get(*key).map(&make);
+        Ok(KeyedOAuth2Layer::new(key, make))
+    }
+}
+
+impl<K, P> KeyedOAuth2Layer<K, P>
+where
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+{
+    /// How non-empty bodies are kept for a resend after a 401.
+    pub fn replay_body<Q>(self, policy: Q) -> KeyedOAuth2Layer<K, Q> {
+        KeyedOAuth2Layer {
+            shared: self.shared,
+            replay: policy,
+        }
+    }
+
+    fn options(&mut self) -> &mut Options {
+        &mut Arc::make_mut(&mut self.shared).options
+    }
+
+    /// Which requests may get a token at all (default
+    /// [`Destinations::secure`]); others pass through untouched, whatever
+    /// their key. See [`AuthPolicy::destinations`].
+    pub fn destinations(mut self, destinations: Destinations) -> Self {
+        self.options().destinations = destinations;
+        self
+    }
+
+    /// Whether an `Authorization` header the caller set is kept: see
+    /// [`AuthPolicy::keep_existing_authorization`].
+    pub fn keep_existing_authorization(mut self, keep: bool) -> Self {
+        self.options().keep_existing = keep;
+        self
+    }
+
+    /// Whether a refused token leads to one resend: see
+    /// [`AuthPolicy::retry_unauthorized`].
+    pub fn retry_unauthorized(mut self, retry: bool) -> Self {
+        self.options().retry_unauthorized = retry;
+        self
+    }
+
+    /// How refetches on 401 back off, per key: see
+    /// [`AuthPolicy::unauthorized_backoff`].
+    pub fn unauthorized_backoff(mut self, backoff: Backoff) -> Self {
+        self.options().unauthorized_backoff = Some(backoff);
+        self
+    }
+
+    /// What a request whose key maps to nothing gets (default
+    /// [`Unmapped::Error`]).
+    pub fn unmapped(mut self, unmapped: Unmapped) -> Self {
+        self.options().unmapped = unmapped;
+        self
+    }
+
+    /// At most this many caches are kept (default 64, at least 1): a new
+    /// key beyond it drops the cache used least recently.
+    pub fn max_keys(self, max_keys: usize) -> Self {
+        self.shared.caches.set_bounds(Some(max_keys), None);
+        self
+    }
+
+    /// A cache unused this long (default 15 minutes) is dropped when a new
+    /// key comes, or on [`KeyedOAuth2Layer::evict_idle`]; never earlier.
+    pub fn idle_timeout(self, idle: Duration) -> Self {
+        self.shared.caches.set_bounds(None, Some(idle));
+        self
+    }
+
+    /// Drops the caches idle for the idle timeout now; returns how many.
+    pub fn evict_idle(&self) -> usize {
+        self.shared.caches.evict_idle()
+    }
+
+    /// The cache of `key`, if it has one now (for its [`Stats`](crate::cache::Stats)).
+    pub fn cache_for(&self, key: &K) -> Option<TokenCache> {
+        self.shared.caches.get(key).map(|p| p.cache().clone())
+    }
+
+    /// The keys that have a cache now.
+    pub fn keys(&self) -> Vec<K> {
+        self.shared.caches.keys()
+    }
+}
+
+impl<K> Shared<K>
+where
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+{
+    /// Whether the request may carry a token at all.
+    #[inline]
+    fn applies_to(&self, uri: &Uri, headers: &HeaderMap) -> bool {
+        let options = &self.options;
+        options.destinations.allows(uri)
+            && !(options.keep_existing && headers.contains_key(AUTHORIZATION))
+    }
+
+    /// The policy (with its cache) of the request's key; `None` when the key
+    /// maps to nothing.
+    #[inline]
+    fn policy_for(&self, uri: &Uri, headers: &HeaderMap) -> Option<AuthPolicy> {
+        let key = (self.key)(uri, headers)?;
+        self.caches
+            .get_or_make(&key, |key| Some(self.policy_with((self.make)(key)?)))
+    }
+
+    fn policy_with(&self, cache: TokenCache) -> AuthPolicy {
+        let options = &self.options;
+        let policy = AuthPolicy::new(cache)
+            .destinations(Destinations::any())
+            .keep_existing_authorization(options.keep_existing)
+            .retry_unauthorized(options.retry_unauthorized);
+        match options.unauthorized_backoff {
+            Some(backoff) => policy.unauthorized_backoff(backoff),
+            None => policy,
+        }
+    }
+}
+
+impl<K, P: fmt::Debug> fmt::Debug for KeyedOAuth2Layer<K, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedOAuth2Layer")
+            .field("options", &self.shared.options)
+            .field("replay", &self.replay)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, K, P: Clone> Layer<S> for KeyedOAuth2Layer<K, P> {
+    type Service = KeyedService<S, K, P>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        KeyedService {
+            inner,
+            shared: Arc::clone(&self.shared),
+            replay: self.replay.clone(),
+        }
+    }
+}
+
+/// The middleware built by [`KeyedOAuth2Layer`].
+pub struct KeyedService<S, K, P = ReplayEmpty> {
+    inner: S,
+    shared: Arc<Shared<K>>,
+    replay: P,
+}
+
+impl<S: Clone, K, P: Clone> Clone for KeyedService<S, K, P> {
+    fn clone(&self) -> Self {
+        KeyedService {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+            replay: self.replay.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, K, P: fmt::Debug> fmt::Debug for KeyedService<S, K, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedService")
+            .field("inner", &self.inner)
+            .field("options", &self.shared.options)
+            .field("replay", &self.replay)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, K, P> KeyedService<S, K, P> {
+    super::define_inner_service_accessors!();
+}
+
+impl<S, K, P, B, R> Service<Request<B>> for KeyedService<S, K, P>
+where
+    S: Service<Request<B>, Response = Response<R>> + Clone,
+    K: Eq + Hash + Clone + Send + Sync + 'static,
+    P: ReplayBody<B>,
+{
+    type Response = Response<R>;
+    type Error = ServiceError<S::Error>;
+    type Future = KeyedFuture<S, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(ServiceError::Inner)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        // As in `OAuth2Service::call`: the instance polled ready is the one
+        // called, in place on the hot path (ARCHITECTURE.md, invariant 9).
+        let shared = &*self.shared;
+        let policy = if shared.applies_to(req.uri(), req.headers()) {
+            shared.policy_for(req.uri(), req.headers())
+        } else {
+            return KeyedFuture::sent(ResponseFuture::passthrough(self.inner.call(req)));
+        };
+        let Some(policy) = policy else {
+            return match shared.options.unmapped {
+                Unmapped::PassThrough => {
+                    KeyedFuture::sent(ResponseFuture::passthrough(self.inner.call(req)))
+                }
+                Unmapped::Error => KeyedFuture::unmapped(),
+            };
+        };
+        let replay = self.replay_of(&policy, &req);
+        let future = match policy.cache().lookup() {
+            Lookup::Ready(header, generation) => {
+                req.headers_mut().insert(AUTHORIZATION, header);
+                let future = self.inner.call(req);
+                ResponseFuture::called(future, generation, policy, replay)
+            }
+            Lookup::Wait => {
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                let token = policy.cache().wait_for_token();
+                ResponseFuture::waiting_for_token(token, inner, req, policy, replay)
+            }
+        };
+        KeyedFuture::sent(future)
+    }
+}
+
+impl<S, K, P> KeyedService<S, K, P> {
+    /// The copy of `req` kept for a resend, taken before the token goes in.
+    fn replay_of<B>(&self, policy: &AuthPolicy, req: &Request<B>) -> Option<Replay<S, B>>
+    where
+        S: Clone,
+        P: ReplayBody<B>,
+    {
+        if !policy.retries_unauthorized() {
+            return None;
+        }
+        let body = self.replay.replay_body(req.body())?;
+        Some(Replay::new(req, body, self.inner.clone()))
+    }
+}
+
+pin_project! {
+    /// The response future of [`KeyedService`].
+    pub struct KeyedFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        #[pin]
+        state: KeyedState<S, B>,
+    }
+}
+
+pin_project! {
+    #[project = KeyedStateProj]
+    enum KeyedState<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        Sent {
+            #[pin]
+            future: ResponseFuture<S, B>,
+        },
+        Unmapped,
+    }
+}
+
+impl<S, B> KeyedFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    fn sent(future: ResponseFuture<S, B>) -> Self {
+        KeyedFuture {
+            state: KeyedState::Sent { future },
+        }
+    }
+
+    fn unmapped() -> Self {
+        KeyedFuture {
+            state: KeyedState::Unmapped,
+        }
+    }
+}
+
+impl<S, B> fmt::Debug for KeyedFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.state {
+            KeyedState::Sent { future } => fmt::Debug::fmt(future, f),
+            KeyedState::Unmapped => f.write_str("KeyedFuture(Unmapped)"),
+        }
+    }
+}
+
+impl<S, B, R> Future for KeyedFuture<S, B>
+where
+    S: Service<Request<B>, Response = Response<R>>,
+{
+    type Output = Result<Response<R>, ServiceError<S::Error>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            KeyedStateProj::Sent { future } => future.poll(cx),
+            KeyedStateProj::Unmapped => {
+                Poll::Ready(Err(ServiceError::Token(Error::unmapped_key())))
+            }
+        }
+    }
+}

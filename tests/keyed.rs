@@ -1,0 +1,292 @@
+//! KeyedOAuth2Layer: one client, several APIs, each with its own token,
+//! against a real token endpoint and resource server on 127.0.0.1.
+
+mod support;
+
+use std::time::Duration;
+
+use http::{HeaderMap, StatusCode, Uri};
+use support::client::{get, http2_client, http_client, HttpClient};
+use support::token_server::{bearer, TestServer};
+use tower::{Layer, ServiceExt};
+use tower_oauth2::error::ErrorKind;
+use tower_oauth2::layer::{KeyedOAuth2Layer, KeyedService, Unmapped};
+use tower_oauth2::TokenRequest;
+
+/// The APIs, one per first path segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Api {
+    Orders,
+    Billing,
+    Stock,
+}
+
+/// The API a path is for: `/orders/…`, `/billing/…`, `/stock/…`; others none.
+fn api_of(uri: &Uri, _: &HeaderMap) -> Option<Api> {
+    match uri.path().split('/').nth(1) {
+        Some("orders") => Some(Api::Orders),
+        Some("billing") => Some(Api::Billing),
+        Some("stock") => Some(Api::Stock),
+        _ => None,
+    }
+}
+
+/// A layer whose key is the API of the path, each API's token asked for
+/// with its own RFC 8707 `resource`; `/stock` maps to nothing.
+fn by_path(server: &TestServer) -> KeyedOAuth2Layer<Api> {
+    let endpoint = server.endpoint();
+    KeyedOAuth2Layer::new(api_of, move |api: &Api| {
+        let resource = match api {
+            Api::Orders => "https://orders.example",
+            Api::Billing => "https://billing.example",
+            Api::Stock => return None,
+        };
+        let request = TokenRequest::client_credentials().resource(resource);
+        Some(tower_oauth2::TokenCache::builder(endpoint.clone(), request).build())
+    })
+}
+
+async fn send(svc: &KeyedService<HttpClient, Api>, url: String) -> Result<StatusCode, ErrorKind> {
+    match svc.clone().oneshot(get(&url)).await {
+        Ok(response) => Ok(response.status()),
+        Err(e) => Err(e.token_error().expect("a token error").kind()),
+    }
+}
+
+fn bodies(server: &TestServer) -> Vec<String> {
+    server.received().into_iter().map(|r| r.body).collect()
+}
+
+const ORDERS: &str = "grant_type=client_credentials&resource=https%3A%2F%2Forders.example";
+const BILLING: &str = "grant_type=client_credentials&resource=https%3A%2F%2Fbilling.example";
+
+#[tokio::test]
+async fn each_api_gets_its_own_token_asked_for_with_its_own_resource() {
+    let server = TestServer::start().await;
+    let layer = by_path(&server);
+    let svc = layer.layer(http_client());
+    for path in ["/orders/1", "/billing/1", "/orders/2", "/billing/2"] {
+        assert_eq!(send(&svc, server.url(path)).await, Ok(StatusCode::OK));
+    }
+    assert_eq!(bodies(&server), [ORDERS, BILLING]);
+    assert_eq!(
+        server.path_authorizations(),
+        [
+            bearer("/orders/1", "at-1"),
+            bearer("/billing/1", "at-2"),
+            bearer("/orders/2", "at-1"),
+            bearer("/billing/2", "at-2"),
+        ]
+    );
+    let mut keys = layer.keys();
+    keys.sort_unstable();
+    assert_eq!(keys, [Api::Orders, Api::Billing]);
+    let fetches = |api| layer.cache_for(&api).unwrap().stats().token_fetches;
+    assert_eq!((fetches(Api::Orders), fetches(Api::Billing)), (1, 1));
+}
+
+#[tokio::test]
+async fn by_origin_each_origin_gets_the_token_of_its_own_variation() {
+    let server = TestServer::start().await;
+    let port = server.addr.port();
+    let (ip, name) = (
+        format!("http://127.0.0.1:{port}"),
+        format!("http://localhost:{port}"),
+    );
+    let base = TokenRequest::client_credentials().scope("read");
+    let endpoint = server.endpoint();
+    let layer = KeyedOAuth2Layer::by_origin(
+        [
+            (&ip, base.clone().audience("api-one")),
+            (&name, base.clone().scope("write").resource("https://two")),
+        ],
+        move |request: &TokenRequest| {
+            tower_oauth2::TokenCache::builder(endpoint.clone(), request.clone()).build()
+        },
+    )
+    .unwrap();
+    let svc = layer.layer(http_client());
+    for url in [&ip, &name, &ip] {
+        let response = svc.clone().oneshot(get(&format!("{url}/r"))).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    assert_eq!(
+        bodies(&server),
+        [
+            "grant_type=client_credentials&scope=read&audience=api-one",
+            "grant_type=client_credentials&scope=read+write&resource=https%3A%2F%2Ftwo",
+        ]
+    );
+    assert_eq!(
+        server.authorizations(),
+        [
+            Some("Bearer at-1".to_owned()),
+            Some("Bearer at-2".to_owned()),
+            Some("Bearer at-1".to_owned())
+        ]
+    );
+    let fetches = |key| layer.cache_for(&key).unwrap().stats().token_fetches;
+    assert_eq!((fetches(0), fetches(1)), (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_fetch_one_token_per_key() {
+    let server = TestServer::start().await;
+    // A slow endpoint keeps each fetch in flight while the requests pile up.
+    server.set_latency(Duration::from_millis(200));
+    let layer = by_path(&server);
+    let svc = layer.layer(http2_client());
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let api = if i % 2 == 0 { "orders" } else { "billing" };
+        let svc = svc.clone();
+        let url = server.url(&format!("/{api}/{i}"));
+        tasks.push(tokio::spawn(async move {
+            let response = svc.oneshot(get(&url)).await;
+            response.map(|r| r.status()).map_err(|e| e.to_string())
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), Ok(StatusCode::OK));
+    }
+    assert_eq!(server.token_requests(), 2);
+    let mut sent = bodies(&server);
+    sent.sort_unstable();
+    assert_eq!(sent, [BILLING, ORDERS]);
+    // Every request of an API carried that API's token: one per key.
+    let mut pairs: Vec<_> = server
+        .path_authorizations()
+        .into_iter()
+        .map(|(path, auth)| (path.split('/').nth(1).unwrap().to_owned(), auth.unwrap()))
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    assert_eq!(pairs.len(), 2, "{pairs:?}");
+    assert_ne!(pairs[0].1, pairs[1].1);
+    assert_eq!(server.resource_count(), 200);
+}
+
+#[tokio::test]
+async fn a_401_for_one_api_replaces_its_token_only() {
+    let server = TestServer::start().await;
+    let layer = by_path(&server);
+    let svc = layer.layer(http_client());
+    for path in ["/orders/1", "/billing/1"] {
+        assert_eq!(send(&svc, server.url(path)).await, Ok(StatusCode::OK));
+    }
+    server.revoke("at-1");
+    for path in ["/orders/2", "/billing/2", "/orders/3"] {
+        assert_eq!(send(&svc, server.url(path)).await, Ok(StatusCode::OK));
+    }
+    assert_eq!(bodies(&server), [ORDERS, BILLING, ORDERS]);
+    assert_eq!(
+        server.path_authorizations(),
+        [
+            bearer("/orders/1", "at-1"),
+            bearer("/billing/1", "at-2"),
+            bearer("/orders/2", "at-1"),
+            bearer("/orders/2", "at-3"),
+            bearer("/billing/2", "at-2"),
+            bearer("/orders/3", "at-3"),
+        ]
+    );
+    let orders = layer.cache_for(&Api::Orders).unwrap().stats();
+    let billing = layer.cache_for(&Api::Billing).unwrap().stats();
+    assert_eq!(
+        (orders.token_fetches, orders.invalidations, orders.retries),
+        (2, 1, 1)
+    );
+    assert_eq!(
+        (
+            billing.token_fetches,
+            billing.invalidations,
+            billing.retries
+        ),
+        (1, 0, 0)
+    );
+}
+
+#[tokio::test]
+async fn beyond_max_keys_the_least_recently_used_cache_is_dropped() {
+    let server = TestServer::start().await;
+    let endpoint = server.endpoint();
+    let layer = KeyedOAuth2Layer::new(api_of, move |api: &Api| {
+        let audience = format!("{api:?}").to_lowercase();
+        let request = TokenRequest::client_credentials().audience(audience);
+        Some(tower_oauth2::TokenCache::builder(endpoint.clone(), request).build())
+    })
+    .max_keys(2);
+    let svc = layer.layer(http_client());
+    for path in ["/orders/1", "/billing/1", "/stock/1", "/orders/2"] {
+        assert_eq!(send(&svc, server.url(path)).await, Ok(StatusCode::OK));
+    }
+    // "stock" dropped "orders" (the oldest, none used since), and "orders"
+    // coming back dropped "billing" and got a new cache, and token.
+    let mut keys = layer.keys();
+    keys.sort_unstable();
+    assert_eq!(keys, [Api::Orders, Api::Stock]);
+    assert_eq!(
+        bodies(&server),
+        [
+            "grant_type=client_credentials&audience=orders",
+            "grant_type=client_credentials&audience=billing",
+            "grant_type=client_credentials&audience=stock",
+            "grant_type=client_credentials&audience=orders",
+        ]
+    );
+    assert_eq!(server.authorizations()[3], Some("Bearer at-4".to_owned()));
+}
+
+#[tokio::test]
+async fn a_cache_idle_for_the_idle_timeout_is_dropped() {
+    let server = TestServer::start().await;
+    // With no idle time, a cache not used since the last sweep is idle.
+    let layer = by_path(&server).idle_timeout(Duration::ZERO);
+    let svc = layer.layer(http_client());
+    for path in ["/orders/1", "/billing/1", "/orders/2"] {
+        assert_eq!(send(&svc, server.url(path)).await, Ok(StatusCode::OK));
+    }
+    assert_eq!(layer.evict_idle(), 0);
+    assert_eq!(
+        send(&svc, server.url("/orders/3")).await,
+        Ok(StatusCode::OK)
+    );
+    assert_eq!(layer.evict_idle(), 1);
+    assert_eq!(layer.keys(), [Api::Orders]);
+    assert!(layer.cache_for(&Api::Billing).is_none());
+    // "billing" comes back with a new cache and a new token.
+    assert_eq!(
+        send(&svc, server.url("/billing/2")).await,
+        Ok(StatusCode::OK)
+    );
+    assert_eq!(bodies(&server), [ORDERS, BILLING, BILLING]);
+    assert_eq!(server.authorizations()[4], Some("Bearer at-3".to_owned()));
+}
+
+#[tokio::test]
+async fn an_unmapped_key_fails_typed_or_passes_through_with_no_token_request() {
+    let server = TestServer::start().await;
+    let svc = by_path(&server).layer(http_client());
+    // "/stock" has a key that maps to nothing, "/other" no key at all.
+    for path in ["/stock/1", "/other"] {
+        let sent = send(&svc, server.url(path)).await;
+        assert_eq!(sent, Err(ErrorKind::UnmappedKey));
+    }
+    assert_eq!((server.token_requests(), server.resource_count()), (0, 0));
+
+    let svc = by_path(&server)
+        .unmapped(Unmapped::PassThrough)
+        .layer(http_client());
+    for path in ["/stock/1", "/other"] {
+        // The resource server answers 401 to a request with no token.
+        assert_eq!(
+            send(&svc, server.url(path)).await,
+            Ok(StatusCode::UNAUTHORIZED)
+        );
+    }
+    assert_eq!(server.token_requests(), 0);
+    assert_eq!(
+        server.path_authorizations(),
+        [("/stock/1".to_owned(), None), ("/other".to_owned(), None)]
+    );
+}
