@@ -199,29 +199,7 @@ impl Visit for Collect {
         S: Service<Request<Body>, Response = Response<()>> + Clone + Send + 'static,
         S::Error: std::fmt::Debug,
     {
-        let run = move |calls: u64, threads: usize| {
-            let barrier = std::sync::Arc::new(std::sync::Barrier::new(threads + 1));
-            let handles: Vec<_> = (0..threads)
-                .map(|_| {
-                    let mut svc = svc.clone();
-                    let barrier = barrier.clone();
-                    std::thread::spawn(move || {
-                        let mut cx = Context::from_waker(Waker::noop());
-                        barrier.wait();
-                        for _ in 0..black_box(calls) {
-                            let req = Request::new(Body::default());
-                            contenders::one_call(&mut svc, &mut cx, req);
-                        }
-                    })
-                })
-                .collect();
-            barrier.wait();
-            let start = std::time::Instant::now();
-            for h in handles {
-                h.join().expect("bench thread");
-            }
-            start.elapsed()
-        };
+        let run = move |calls: u64, threads: usize| contenders::run_threads(&svc, threads, calls);
         self.0.push((name.to_owned(), Box::new(run)));
     }
 }

@@ -8,9 +8,9 @@ use std::convert::Infallible;
 use std::future::{Future, Ready};
 use std::hint::black_box;
 use std::pin::pin;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Barrier, RwLock};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response};
@@ -74,6 +74,35 @@ where
     }
     let resp = poll_now(svc.call(req), cx).expect("call failed");
     black_box(resp);
+}
+
+/// Wall time for `threads` threads to make `calls` calls each, started
+/// together behind a barrier.
+pub fn run_threads<S>(svc: &S, threads: usize, calls: u64) -> Duration
+where
+    S: Service<Request<Body>, Response = Response<()>> + Clone + Send + 'static,
+    S::Error: std::fmt::Debug,
+{
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let mut svc = svc.clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let mut cx = Context::from_waker(Waker::noop());
+                barrier.wait();
+                for _ in 0..black_box(calls) {
+                    contenders::one_call(&mut svc, &mut cx, Request::new(Body::default()));
+                }
+            })
+        })
+        .collect();
+    barrier.wait();
+    let start = Instant::now();
+    for h in handles {
+        h.join().expect("bench thread");
+    }
+    start.elapsed()
 }
 
 /// A service that puts the header `header()` returns on each request; used
