@@ -191,7 +191,10 @@ fn token_for(kind: &str) -> String {
 }
 
 /// Collects the contenders, for the interleaved rounds.
-struct Collect(Vec<(String, Box<dyn FnMut(u64, usize) -> Duration>)>);
+struct Collect(Vec<(String, Box<Run>)>);
+
+/// `calls` calls on each of `threads` threads: the wall time.
+type Run = dyn FnMut(u64, usize) -> Duration;
 
 impl Visit for Collect {
     fn visit<S>(&mut self, name: &str, svc: S)

@@ -92,7 +92,7 @@ where
                 let mut cx = Context::from_waker(Waker::noop());
                 barrier.wait();
                 for _ in 0..black_box(calls) {
-                    contenders::one_call(&mut svc, &mut cx, Request::new(Body::default()));
+                    one_call(&mut svc, &mut cx, Request::new(Body::default()));
                 }
             })
         })
