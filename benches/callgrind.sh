@@ -8,6 +8,7 @@
 #   HOT_PATH_TOKEN=jwt bash benches/callgrind.sh
 #   HOT_PATH_REQUEST=typical bash benches/callgrind.sh   # GET with 3 headers
 #   HOT_PATH_INNER=arcs bash benches/callgrind.sh        # inner costly to clone
+#   CONTENDERS="bare tower_oauth2" bash benches/callgrind.sh   # a subset (bare first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 A=${A:-2000}
@@ -15,7 +16,8 @@ B=${B:-22000}
 bin=$(cargo bench --bench hot_path --no-run --message-format=json 2>/dev/null |
     grep -o '"executable":"[^"]*hot_path[^"]*"' | tail -n1 | cut -d'"' -f4)
 [ -x "$bin" ] || { echo "could not build the hot_path bench" >&2; exit 1; }
-contenders=$(grep -A20 'pub const CONTENDERS' benches/contenders/mod.rs |
+contenders=${CONTENDERS:-}
+[ -n "$contenders" ] || contenders=$(grep -A20 'pub const CONTENDERS' benches/contenders/mod.rs |
     sed -n '/\[/,/\]/p' | grep -o '"[a-z0-9_]*"' | tr -d '"')
 ir() {
     local out

@@ -9,10 +9,7 @@
 mod common;
 mod contenders;
 
-use std::hint::black_box;
-use std::sync::{Arc, Barrier};
-use std::task::{Context, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::Body;
 use contenders::Visit;
@@ -27,35 +24,6 @@ struct ThreadsVisit<'a, 'b> {
     threads: usize,
 }
 
-/// Wall time for `threads` threads to make `calls` calls each, started
-/// together behind a barrier.
-fn run_threads<S>(svc: &S, threads: usize, calls: u64) -> Duration
-where
-    S: Service<Request<Body>, Response = Response<()>> + Clone + Send + 'static,
-    S::Error: std::fmt::Debug,
-{
-    let barrier = Arc::new(Barrier::new(threads + 1));
-    let handles: Vec<_> = (0..threads)
-        .map(|_| {
-            let mut svc = svc.clone();
-            let barrier = barrier.clone();
-            std::thread::spawn(move || {
-                let mut cx = Context::from_waker(Waker::noop());
-                barrier.wait();
-                for _ in 0..black_box(calls) {
-                    contenders::one_call(&mut svc, &mut cx, Request::new(Body::default()));
-                }
-            })
-        })
-        .collect();
-    barrier.wait();
-    let start = Instant::now();
-    for h in handles {
-        h.join().expect("bench thread");
-    }
-    start.elapsed()
-}
-
 impl Visit for ThreadsVisit<'_, '_> {
     fn visit<S>(&mut self, name: &str, svc: S)
     where
@@ -67,7 +35,7 @@ impl Visit for ThreadsVisit<'_, '_> {
             .throughput(Throughput::Elements(threads as u64))
             .bench_function(BenchmarkId::new(name, threads), |b| {
                 // One criterion iteration = one call on every thread.
-                b.iter_custom(|iters| run_threads(&svc, threads, iters))
+                b.iter_custom(|iters| contenders::run_threads(&svc, threads, iters))
             });
     }
 }

@@ -190,9 +190,67 @@ fn token_for(kind: &str) -> String {
     }
 }
 
+/// Collects the contenders, for the interleaved rounds.
+struct Collect(Vec<(String, Box<Run>)>);
+
+/// `calls` calls on each of `threads` threads: the wall time.
+type Run = dyn FnMut(u64, usize) -> Duration;
+
+impl Visit for Collect {
+    fn visit<S>(&mut self, name: &str, svc: S)
+    where
+        S: Service<Request<Body>, Response = Response<()>> + Clone + Send + 'static,
+        S::Error: std::fmt::Debug,
+    {
+        let run = move |calls: u64, threads: usize| contenders::run_threads(&svc, threads, calls);
+        self.0.push((name.to_owned(), Box::new(run)));
+    }
+}
+
+/// `HOT_PATH_ROUNDS=n [HOT_PATH_THREADS=t]`: every contender in turn, n
+/// rounds, empty requests, each thread calling its own clone; per contender
+/// the median ns per call (wall time / calls per thread) and the median of
+/// the per-round ratios of its overhead over `bare` to AddAuthorization's.
+fn interleaved(rt: &tokio::runtime::Runtime, rounds: usize, threads: usize) {
+    let mut all = Collect(Vec::new());
+    contenders::contenders(rt, common::OPAQUE_TOKEN, None, InnerKind::Noop, &mut all);
+    let calls = 200_000;
+    let mut ns: Vec<Vec<f64>> = vec![Vec::new(); all.0.len()];
+    for _ in 0..rounds {
+        for (i, (_, run)) in all.0.iter_mut().enumerate() {
+            ns[i].push(run(calls, threads).as_nanos() as f64 / calls as f64);
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!("threads {threads}, {rounds} rounds of {calls} calls a thread");
+    for (i, (name, _)) in all.0.iter().enumerate() {
+        let ratios: Vec<f64> = (0..rounds)
+            .map(|r| (ns[i][r] - ns[0][r]) / (ns[1][r] - ns[0][r]))
+            .collect();
+        println!(
+            "{name:30} {:8.1} ns/call  overhead/AddAuthorization's {:5.2}",
+            median(ns[i].clone()),
+            median(ratios)
+        );
+    }
+}
+
 fn main() {
     let rt = common::runtime(1);
     let _guard = rt.enter();
+
+    if let Ok(rounds) = std::env::var("HOT_PATH_ROUNDS") {
+        let rounds = rounds.parse().expect("HOT_PATH_ROUNDS: a number");
+        let threads = std::env::var("HOT_PATH_THREADS")
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(1);
+        interleaved(&rt, rounds, threads);
+        return;
+    }
 
     if let Ok(name) = std::env::var("HOT_PATH_CALLGRIND") {
         if let Some(part) = name.strip_prefix("part:") {

@@ -127,9 +127,12 @@ pub fn bearer_error<'a>(headers: impl IntoIterator<Item = &'a str>) -> Option<Be
 /// other answer is an answer for the token. This runs on every response.
 #[inline]
 pub(crate) fn is_refusal(status: http::StatusCode, headers: &http::HeaderMap) -> bool {
+    // A `HeaderName` made once: looking up by `&str` would parse (and
+    // lowercase) the name on every response.
+    static GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
     status == http::StatusCode::UNAUTHORIZED
         || headers
-            .get("grpc-status")
+            .get(&GRPC_STATUS)
             .is_some_and(|v| v.as_bytes() == b"16")
 }
 

@@ -8,9 +8,9 @@ use std::convert::Infallible;
 use std::future::{Future, Ready};
 use std::hint::black_box;
 use std::pin::pin;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Barrier, RwLock};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response};
@@ -34,6 +34,7 @@ pub trait Inner:
     > + Clone
     + Send
     + Sync
+    + Unpin
     + 'static
 {
 }
@@ -75,6 +76,35 @@ where
     black_box(resp);
 }
 
+/// Wall time for `threads` threads to make `calls` calls each, started
+/// together behind a barrier.
+pub fn run_threads<S>(svc: &S, threads: usize, calls: u64) -> Duration
+where
+    S: Service<Request<Body>, Response = Response<()>> + Clone + Send + 'static,
+    S::Error: std::fmt::Debug,
+{
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let mut svc = svc.clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let mut cx = Context::from_waker(Waker::noop());
+                barrier.wait();
+                for _ in 0..black_box(calls) {
+                    one_call(&mut svc, &mut cx, Request::new(Body::default()));
+                }
+            })
+        })
+        .collect();
+    barrier.wait();
+    let start = Instant::now();
+    for h in handles {
+        h.join().expect("bench thread");
+    }
+    start.elapsed()
+}
+
 /// A service that puts the header `header()` returns on each request; used
 /// to give the naive cache and the peer crates the same tower shape as ours.
 #[derive(Clone)]
@@ -102,6 +132,71 @@ where
     }
 }
 
+/// Keeps a copy of each request's head (and a clone of the inner service)
+/// until its answer: what a layer that may resend a request pays.
+#[derive(Clone)]
+pub struct HeadCopy<S>(S);
+
+/// The copy [`HeadCopy`] keeps.
+#[allow(dead_code, reason = "kept, never read: only its cost counts")]
+pub struct Head<S> {
+    method: http::Method,
+    uri: http::Uri,
+    version: http::Version,
+    headers: http::HeaderMap,
+    extensions: http::Extensions,
+    body: Body,
+    service: S,
+}
+
+/// The inner future, and the copy kept until it is ready.
+pub struct HeadCopyFuture<F, S> {
+    future: F,
+    copy: Head<S>,
+}
+
+impl<F: Future + Unpin, S: Unpin> Future for HeadCopyFuture<F, S> {
+    type Output = F::Output;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let out = std::pin::Pin::new(&mut self.future).poll(cx);
+        if out.is_ready() {
+            black_box(&self.copy);
+        }
+        out
+    }
+}
+
+impl<S> Service<Request<Body>> for HeadCopy<S>
+where
+    S: Service<Request<Body>> + Clone + Unpin,
+    S::Future: Unpin,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = HeadCopyFuture<S::Future, S>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let copy = Head {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            headers: req.headers().clone(),
+            extensions: req.extensions().clone(),
+            body: Body::default(),
+            service: self.0.clone(),
+        };
+        HeadCopyFuture {
+            future: self.0.call(req),
+            copy,
+        }
+    }
+}
+
 fn bearer_value(token: &str) -> HeaderValue {
     let mut v = HeaderValue::try_from(format!("Bearer {token}")).expect("header value");
     v.set_sensitive(true);
@@ -121,6 +216,7 @@ pub trait Visit {
 pub const CONTENDERS: &[&str] = &[
     "bare",
     "add_authorization",
+    "add_authorization_head_copy",
     "naive_rwlock_format",
     "tower_oauth2",
     "tower_oauth2_no_retry",
@@ -171,6 +267,16 @@ fn contenders_over<I: Inner>(
         let svc =
             tower_http::auth::AddAuthorization::bearer(inner.clone(), token).as_sensitive(true);
         v.visit("add_authorization", svc);
+    }
+
+    // The default's floor: the same, plus the copy of the request a resend
+    // after a 401 needs (method, URI, version, headers, extensions, an
+    // empty body, a clone of the inner service), kept until the answer, as
+    // tower-http's `follow_redirect` keeps one.
+    if want("add_authorization_head_copy") {
+        let svc =
+            tower_http::auth::AddAuthorization::bearer(inner.clone(), token).as_sensitive(true);
+        v.visit("add_authorization_head_copy", HeadCopy(svc));
     }
 
     // A naive cache: a lock around the token string, a header built per request.

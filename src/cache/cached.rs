@@ -8,6 +8,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::HeaderValue;
 
+use super::clock::{self, Ticks};
 use super::policy::{unit_random, RefreshPolicy};
 use crate::error::Error;
 use crate::secret::SecretString;
@@ -17,6 +18,9 @@ use crate::token::Token;
 pub(crate) struct Cached {
     pub(crate) header: HeaderValue,
     pub(crate) generation: u64,
+    /// Until then (on the coarse clock) the token is certainly neither
+    /// stale nor expired: the hot path needs no precise clock read.
+    pub(super) fresh_until: Ticks,
     pub(super) stale_at: Option<Instant>,
     pub(super) expires_at: Option<Instant>,
     pub(super) token: Token,
@@ -54,9 +58,14 @@ impl Cached {
                 "it expired before it arrived (the token endpoint took longer than its lifetime)",
             ));
         }
+        let first = match (stale_at, expires_at) {
+            (Some(s), Some(e)) => Some(s.min(e)),
+            (s, e) => s.or(e),
+        };
         Ok(Cached {
             header,
             generation: generations.fetch_add(1, Ordering::Relaxed),
+            fresh_until: clock::deadline(first),
             stale_at,
             expires_at,
             token,

@@ -106,6 +106,7 @@ use crate::token::Token;
 // `builder`, `stats`. This file: the handle and the hot path.
 mod builder;
 mod cached;
+mod clock;
 mod fetch;
 mod flight;
 pub(crate) mod keyed;
@@ -188,14 +189,26 @@ impl TokenCache {
         self.shared.counters.retried();
     }
 
-    /// The hot path: one `ArcSwap` load, one clock read and comparisons, one
-    /// `HeaderValue` clone. A stale token also starts a background refresh.
+    /// The hot path: one `ArcSwap` load, one coarse clock read and one
+    /// comparison, one `HeaderValue` clone. Close to `stale_at` or
+    /// `expires_at` (and where there is no coarse clock), the exact check on
+    /// `Instant` decides; a stale token also starts a background refresh.
+    /// (ARCHITECTURE.md, invariants 1 and 11; `clock.rs`.)
     #[inline]
     pub(crate) fn lookup(&self) -> Lookup {
         let guard = self.shared.current.load();
         let Some(cached) = guard.as_ref() else {
             return Lookup::Wait;
         };
+        if clock::now() < cached.fresh_until {
+            return Lookup::Ready(cached.header.clone(), cached.generation);
+        }
+        self.lookup_exact(cached)
+    }
+
+    /// `lookup` past the fast path: on the precise clock.
+    #[inline(never)]
+    fn lookup_exact(&self, cached: &Cached) -> Lookup {
         let now = Instant::now();
         if cached.stale_at.is_none_or(|s| now < s) {
             return Lookup::Ready(cached.header.clone(), cached.generation);
@@ -326,5 +339,51 @@ impl TokenCache {
         grounded.revoked();
         tracing::debug!("tokens revoked; the cache is empty");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::token::IssuedAt;
+
+    /// A cache holding a bearer token that lives 1 s from now (so it counts
+    /// as expired after 0.9 s), with no refresh lead: the fast path runs up
+    /// to `expires_at` itself, and nothing refreshes the token before.
+    fn cache_with_a_short_token() -> (TokenCache, Instant) {
+        let cache = crate::layer::testing::cache_with_policy(
+            RefreshPolicy::default().max_fraction(0.0).jitter(0.0),
+        );
+        let issued = IssuedAt::from_parts(Instant::now(), SystemTime::now());
+        let json = br#"{"access_token":"short","token_type":"Bearer","expires_in":1}"#;
+        let token = Token::from_json(json, issued).unwrap();
+        let cached = cache.shared.admit(token).unwrap();
+        let expires_at = cached.expires_at.unwrap();
+        assert_eq!(cached.stale_at, Some(expires_at));
+        cache.shared.current.store(Some(Arc::new(cached)));
+        (cache, expires_at)
+    }
+
+    // ARCHITECTURE.md, invariants 1 and 11: the coarse clock of the fast
+    // path lags the precise one; the token is still never sent from
+    // `expires_at` on. No runtime here, so no timer that could flip a state.
+    #[test]
+    fn a_token_is_never_sent_past_expires_at_with_no_runtime() {
+        assert!(tokio::runtime::Handle::try_current().is_err());
+        let (cache, expires_at) = cache_with_a_short_token();
+        assert!(matches!(cache.lookup(), Lookup::Ready(h, _) if h == "Bearer short"));
+        std::thread::sleep(expires_at.saturating_duration_since(Instant::now()) / 2);
+        // Up to the precise instant `expires_at`, on the precise clock...
+        while Instant::now() < expires_at {
+            std::hint::spin_loop();
+        }
+        // ...then every lookup waits for a fetch, however recently the
+        // coarse clock ticked.
+        for _ in 0..10_000 {
+            assert!(matches!(cache.lookup(), Lookup::Wait));
+        }
+        assert_eq!(cache.stats().token_fetches, 0);
     }
 }

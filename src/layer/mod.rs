@@ -126,7 +126,7 @@ pub(crate) mod policy;
 mod replay;
 mod service;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 pub use buffer::{
     BodyTimeout, BodyTooLarge, BufferBody, BufferBodyLayer, BufferFuture, DEFAULT_BODY_TIMEOUT,

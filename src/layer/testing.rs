@@ -7,10 +7,16 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::Full;
 
+use crate::cache::RefreshPolicy;
 use crate::{ClientAuth, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
 
 /// A cache whose token endpoint answers `at-1`, `at-2`, … in turn.
 pub(crate) fn cache() -> TokenCache {
+    cache_with_policy(RefreshPolicy::default())
+}
+
+/// [`cache`] with the refresh policy `policy`.
+pub(crate) fn cache_with_policy(policy: RefreshPolicy) -> TokenCache {
     let issued = Arc::new(AtomicU32::new(0));
     let http = tower::service_fn(move |_req: http::Request<Full<Bytes>>| {
         let n = issued.fetch_add(1, Ordering::Relaxed) + 1;
@@ -25,5 +31,7 @@ pub(crate) fn cache() -> TokenCache {
         TokenUrl::new("https://as.example.com/token").unwrap(),
         ClientAuth::client_secret_basic("svc", "secret"),
     );
-    TokenCache::builder(endpoint, TokenRequest::client_credentials()).build()
+    TokenCache::builder(endpoint, TokenRequest::client_credentials())
+        .refresh_policy(policy)
+        .build()
 }
