@@ -29,7 +29,24 @@ pub fn demo_binary() -> PathBuf {
     BUILT
         .get_or_init(|| {
             let features: Vec<&str> = FEATURES.iter().filter(|f| f.1).map(|f| f.0).collect();
-            let out = Command::new(env!("CARGO"))
+            let mut cargo = Command::new(env!("CARGO"));
+            // What cargo sets for this test's run is not the user's
+            // environment: a build script watching one of these (ring's
+            // does) would rebuild its crate and everything above it.
+            for (name, _) in std::env::vars_os() {
+                let n = name.to_string_lossy();
+                let set_by_cargo = ["CARGO_PKG_", "CARGO_MANIFEST_"]
+                    .iter()
+                    .any(|p| n.starts_with(p))
+                    || ["CARGO_CRATE_NAME", "CARGO_BIN_NAME", "CARGO_PRIMARY_PACKAGE"]
+                        .contains(&&*n)
+                    || ["CARGO_TARGET_TMPDIR", "CARGO_RUSTC_CURRENT_DIR", "OUT_DIR"]
+                        .contains(&&*n);
+                if set_by_cargo {
+                    cargo.env_remove(&name);
+                }
+            }
+            let out = cargo
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
                 .args(["build", "--example", "demo", "--message-format=json-render-diagnostics"])
                 .args(["--features", &features.join(",")])
