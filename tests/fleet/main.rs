@@ -8,6 +8,7 @@
 //! seconds sees several refreshes.
 #![cfg(feature = "redis")]
 
+mod cluster;
 mod demo_fleet;
 mod processes;
 mod redis_server;
