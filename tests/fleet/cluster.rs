@@ -48,7 +48,11 @@ async fn a_cluster_shares_one_token_whose_lock_is_in_its_slot_and_a_401_deletes_
     assert_eq!(header_of(&a).await.0, "Bearer at-2");
     assert_eq!(ta.stats().invalidations, 1);
     b.invalidate(gb);
-    assert_eq!(header_of(&b).await.0, "Bearer at-2", "the newer token, as it is");
+    assert_eq!(
+        header_of(&b).await.0,
+        "Bearer at-2",
+        "the newer token, as it is"
+    );
     assert_eq!(tb.stats().invalidations, 0);
     assert_eq!(server.token_requests(), 2);
     assert!(cluster.cli(&["GET", &token]).contains("at-2"));

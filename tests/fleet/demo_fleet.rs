@@ -9,9 +9,11 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::OnceLock;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use tokio::sync::{Mutex, MutexGuard};
 
 /// Every feature of the crate, to build the demo as this binary was built.
 const FEATURES: [(&str, bool); 6] = [
@@ -38,17 +40,25 @@ pub fn demo_binary() -> PathBuf {
                 let set_by_cargo = ["CARGO_PKG_", "CARGO_MANIFEST_"]
                     .iter()
                     .any(|p| n.starts_with(p))
-                    || ["CARGO_CRATE_NAME", "CARGO_BIN_NAME", "CARGO_PRIMARY_PACKAGE"]
-                        .contains(&&*n)
-                    || ["CARGO_TARGET_TMPDIR", "CARGO_RUSTC_CURRENT_DIR", "OUT_DIR"]
-                        .contains(&&*n);
+                    || [
+                        "CARGO_CRATE_NAME",
+                        "CARGO_BIN_NAME",
+                        "CARGO_PRIMARY_PACKAGE",
+                    ]
+                    .contains(&&*n)
+                    || ["CARGO_TARGET_TMPDIR", "CARGO_RUSTC_CURRENT_DIR", "OUT_DIR"].contains(&&*n);
                 if set_by_cargo {
                     cargo.env_remove(&name);
                 }
             }
             let out = cargo
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .args(["build", "--example", "demo", "--message-format=json-render-diagnostics"])
+                .args([
+                    "build",
+                    "--example",
+                    "demo",
+                    "--message-format=json-render-diagnostics",
+                ])
                 .args(["--features", &features.join(",")])
                 .stderr(Stdio::inherit())
                 .output()
@@ -66,9 +76,9 @@ pub fn demo_binary() -> PathBuf {
 
 /// One process test at a time: each runs up to 8 processes, on a machine
 /// that may have 2 cores.
-pub fn one_at_a_time() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+pub async fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::const_new(());
+    LOCK.lock().await
 }
 
 /// The `summary:` line of one demo process, and its `demo: fleet:` line.
@@ -191,9 +201,19 @@ fn a_summary_line_and_a_fleet_line_parse() {
                summary: requests=9 ok=8 unauthorized=1 errors=0 token_fetches=1 retries=2\n";
     let s = Summary::parse(out).expect("a summary");
     assert_eq!(
-        (s.requests, s.ok, s.unauthorized, s.errors, s.token_fetches, s.retries),
+        (
+            s.requests,
+            s.ok,
+            s.unauthorized,
+            s.errors,
+            s.token_fetches,
+            s.retries
+        ),
         (9, 8, 1, 0, 1, 2)
     );
-    assert_eq!((s.fleet("shared_hits"), s.fleet("leases"), s.fleet("x")), (3, 1, 0));
+    assert_eq!(
+        (s.fleet("shared_hits"), s.fleet("leases"), s.fleet("x")),
+        (3, 1, 0)
+    );
     assert_eq!(Summary::parse("demo: no summary\n"), None);
 }

@@ -101,7 +101,7 @@ async fn setup() -> Option<(RedisServer, TestServer)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_demo_processes_send_the_token_requests_of_one() {
-    let _one = one_at_a_time();
+    let _one = one_at_a_time().await;
     let Some((redis, server)) = setup().await else {
         return;
     };
@@ -132,12 +132,15 @@ async fn eight_demo_processes_send_the_token_requests_of_one() {
     assert_eq!(sum(&summaries, |s| s.fleet("leases")), requests);
     assert_eq!(sum(&summaries, |s| s.fleet("fallbacks")), 0);
     assert!(sum(&summaries, |s| s.fleet("shared_hits")) >= MEMBERS as u64 - 1);
-    assert!(sum(&summaries, |s| s.retries) >= 1, "the revocation was seen");
+    assert!(
+        sum(&summaries, |s| s.retries) >= 1,
+        "the revocation was seen"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_demo_processes_fail_no_request_while_redis_is_killed_and_restarted() {
-    let _one = one_at_a_time();
+    let _one = one_at_a_time().await;
     let Some((mut redis, server)) = setup().await else {
         return;
     };
@@ -175,7 +178,7 @@ async fn eight_demo_processes_fail_no_request_while_redis_is_killed_and_restarte
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkilled_lease_holder_is_taken_over_by_another_process() {
-    let _one = one_at_a_time();
+    let _one = one_at_a_time().await;
     let Some((redis, server)) = setup().await else {
         return;
     };
@@ -195,19 +198,23 @@ async fn a_sigkilled_lease_holder_is_taken_over_by_another_process() {
     let holder = Member::start(&flags(&["--requests", "1"]));
     let deadline = Instant::now() + Duration::from_secs(60);
     while server.token_requests() == 0 {
-        assert!(Instant::now() < deadline, "the holder sent no token request");
+        assert!(
+            Instant::now() < deadline,
+            "the holder sent no token request"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let leased = Instant::now();
     server.set_latency(Duration::from_secs(1));
     let holder_pid = holder.pid();
     tokio::task::block_in_place(|| holder.kill());
-    assert_ne!(redis.cli(&["KEYS", "*:lock"]), "", "the dead holder's lease");
-
-    let members = start(
-        MEMBERS - 1,
-        &flags(&["--requests", "4"]),
+    assert_ne!(
+        redis.cli(&["KEYS", "*:lock"]),
+        "",
+        "the dead holder's lease"
     );
+
+    let members = start(MEMBERS - 1, &flags(&["--requests", "4"]));
     while server.token_requests() == 1 {
         assert!(Instant::now() < deadline, "no process took over");
         tokio::time::sleep(Duration::from_millis(10)).await;

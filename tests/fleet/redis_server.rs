@@ -113,7 +113,10 @@ impl RedisCluster {
     pub fn start() -> RedisCluster {
         let dir = tempfile::tempdir().expect("a directory for nodes.conf");
         let nodes: Vec<RedisServer> = (0..3).map(|_| cluster_node(dir.path())).collect();
-        let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
         let out = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&addrs)
@@ -168,7 +171,10 @@ fn cluster_node(dir: &std::path::Path) -> RedisServer {
     };
     let deadline = Instant::now() + Duration::from_secs(10);
     while node.cli(&["PING"]) != "PONG" {
-        assert!(Instant::now() < deadline, "redis-server did not start on {port}");
+        assert!(
+            Instant::now() < deadline,
+            "redis-server did not start on {port}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     node
