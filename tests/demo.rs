@@ -47,6 +47,9 @@ fn help_lists_every_flag_with_its_environment_variable() {
         ("--revoke-on-exit", "DEMO_REVOKE_ON_EXIT"),
         ("--redis <URL>", "OAUTH2_REDIS_URL"),
         ("--redis-key <BASE64>", "OAUTH2_REDIS_KEY"),
+        ("--redis-lease <SECS>", "OAUTH2_REDIS_LEASE"),
+        ("--redis-timeout <MS>", "OAUTH2_REDIS_TIMEOUT"),
+        ("--pause <MS>", "DEMO_PAUSE"),
     ] {
         let at = help
             .find(flag)

@@ -86,6 +86,11 @@ pub struct Args {
     )]
     pub timeout: u64,
 
+    /// How long each task pauses between two of its requests, in
+    /// milliseconds (0: none).
+    #[arg(long, value_name = "MS", env = "DEMO_PAUSE", default_value_t = 0)]
+    pub pause: u64,
+
     /// CA certificates (PEM) to trust besides Mozilla's roots: for servers
     /// with certificates from a private CA.
     #[arg(long, value_name = "PEM", env = "DEMO_CA_FILE")]
@@ -131,6 +136,27 @@ pub struct Args {
         hide_env_values = true
     )]
     pub redis_key: Option<String>,
+
+    /// How long one process's token fetch holds the fleet's lease at most,
+    /// in seconds (a holder that dies frees it after this; default: the
+    /// token request's timeout + 10 s). Keep it longer than a token request.
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "OAUTH2_REDIS_LEASE",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub redis_lease: Option<u64>,
+
+    /// The deadline on each Redis call, in milliseconds (default 500); past
+    /// it the process fetches its own token.
+    #[arg(
+        long,
+        value_name = "MS",
+        env = "OAUTH2_REDIS_TIMEOUT",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub redis_timeout: Option<u64>,
 }
 
 /// What the command line asks for.
@@ -193,6 +219,8 @@ impl Args {
             revoke_on_exit: self.revoke_on_exit,
             redis: self.redis,
             redis_key: self.redis_key,
+            redis_lease: self.redis_lease.map(Duration::from_secs),
+            redis_timeout: self.redis_timeout.map(Duration::from_millis),
             scope: self.scope,
             url: need(self.url, "--url")?,
             until: match self.duration {
@@ -201,7 +229,7 @@ impl Args {
             },
             concurrency: self.concurrency.max(1) as usize,
             timeout,
-            pause: Duration::ZERO,
+            pause: Duration::from_millis(self.pause),
             ca_file: self.ca_file,
             // The command decides, from where stderr goes.
             progress: false,

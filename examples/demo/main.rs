@@ -92,6 +92,8 @@ fn local_config(local: &LocalServer, timeout: Duration) -> Config {
         revoke_on_exit: false,
         redis: None,
         redis_key: None,
+        redis_lease: None,
+        redis_timeout: None,
         scope: Some("orders:read".into()),
         url: format!("http://{}/orders", local.addr),
         until: Until::Elapsed(Duration::from_secs(5)),

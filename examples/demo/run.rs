@@ -43,7 +43,13 @@ pub struct Config {
     pub revoke_on_exit: bool,
     /// The fleet's Redis, and the key that encrypts tokens there.
     pub redis: Option<String>,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub redis_key: Option<String>,
+    /// The lease and the deadline on Redis calls, when not the defaults.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub redis_lease: Option<Duration>,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub redis_timeout: Option<Duration>,
     pub scope: Option<String>,
     pub url: String,
     /// When to stop sending.
@@ -114,7 +120,7 @@ type Service = OAuth2Service<HttpClient>;
 /// an unusable `--ca-file`).
 pub async fn run(config: &Config) -> Result<Summary, String> {
     let http = http_client(config.ca_file.as_deref())?;
-    let cache = cache(config, http.clone())?;
+    let (cache, fleet) = cache(config, http.clone())?;
     let service = ServiceBuilder::new()
         .layer(OAuth2Layer::new(cache.clone()))
         .service(http);
@@ -154,6 +160,9 @@ pub async fn run(config: &Config) -> Result<Summary, String> {
         stats.waits,
         stats.invalidations
     );
+    if let Some(fleet) = fleet {
+        println!("demo: fleet: {}", fleet());
+    }
     if config.revoke_on_exit {
         // After the last request: RFC 7009, the refresh token (if any), then
         // the access token. A failure is an error of the run.
@@ -177,8 +186,12 @@ pub async fn run(config: &Config) -> Result<Summary, String> {
 }
 
 /// The token cache `config` describes: client credentials, its scope, and
-/// what the optional flags add (see `setup`).
-fn cache(config: &Config, http: HttpClient) -> Result<TokenCache, String> {
+/// what the optional flags add (see `setup`); with `--redis`, what reports
+/// the fleet's counters.
+fn cache(
+    config: &Config,
+    http: HttpClient,
+) -> Result<(TokenCache, Option<setup::FleetReport>), String> {
     let client = setup::client_auth(config)?;
     let token_url = TokenUrl::new(&config.token_url).map_err(|e| e.to_string())?;
     let endpoint =
@@ -188,7 +201,8 @@ fn cache(config: &Config, http: HttpClient) -> Result<TokenCache, String> {
     if let Some(scope) = &config.scope {
         request = request.scope(scope);
     }
-    Ok(setup::fleet(TokenCache::builder(endpoint, request), config)?.build())
+    let (builder, fleet) = setup::fleet(TokenCache::builder(endpoint, request), config)?;
+    Ok((builder.build(), fleet))
 }
 
 #[derive(Default)]

@@ -91,12 +91,20 @@ pub fn revocation<T>(
     }
 }
 
+/// What a fleet member reports at the end: its tier's counters, one
+/// `name=value` each.
+pub type FleetReport = Box<dyn Fn() -> String + Send + Sync>;
+
 /// The cache joined to the fleet's Redis tier `--redis` names, with the
-/// encryption key of `OAUTH2_REDIS_KEY` (standard base64 of 32 bytes).
-pub fn fleet(builder: TokenCacheBuilder, config: &Config) -> Result<TokenCacheBuilder, String> {
+/// encryption key of `OAUTH2_REDIS_KEY` (standard base64 of 32 bytes), the
+/// lease and deadline of `--redis-lease` and `--redis-timeout`.
+pub fn fleet(
+    builder: TokenCacheBuilder,
+    config: &Config,
+) -> Result<(TokenCacheBuilder, Option<FleetReport>), String> {
     match &config.redis {
-        None => Ok(builder),
-        Some(url) => redis::join(builder, url, config.redis_key.as_deref()),
+        None => Ok((builder, None)),
+        Some(url) => redis::join(builder, url, config).map(|(b, r)| (b, Some(r))),
     }
 }
 
@@ -106,13 +114,16 @@ mod redis {
     use tower_oauth2::cache::TokenCacheBuilder;
     use tower_oauth2::fleet::RedisTier;
 
+    use super::FleetReport;
+    use crate::run::Config;
+
     pub(super) fn join(
         builder: TokenCacheBuilder,
         url: &str,
-        key: Option<&str>,
-    ) -> Result<TokenCacheBuilder, String> {
+        config: &Config,
+    ) -> Result<(TokenCacheBuilder, FleetReport), String> {
         let mut tier = RedisTier::standalone(url).map_err(|e| format!("--redis: {e}"))?;
-        if let Some(key) = key {
+        if let Some(key) = config.redis_key.as_deref() {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(key.trim())
                 .map_err(|_| "OAUTH2_REDIS_KEY is not standard base64".to_string())?;
@@ -121,7 +132,21 @@ mod redis {
                 .map_err(|_| "OAUTH2_REDIS_KEY must hold 32 bytes".to_string())?;
             tier = tier.encryption_key(key);
         }
-        Ok(builder.redis(tier))
+        if let Some(lease) = config.redis_lease {
+            tier = tier.lease(lease);
+        }
+        if let Some(timeout) = config.redis_timeout {
+            tier = tier.timeout(timeout);
+        }
+        let counters = tier.clone();
+        let report = move || {
+            let s = counters.stats();
+            format!(
+                "shared_hits={} leases={} lease_waits={} fallbacks={} published={} invalidations={} bad_values={}",
+                s.shared_hits, s.leases, s.lease_waits, s.fallbacks, s.published, s.invalidations, s.bad_values
+            )
+        };
+        Ok((builder.redis(tier), Box::new(report)))
     }
 }
 
@@ -129,11 +154,14 @@ mod redis {
 mod redis {
     use tower_oauth2::cache::TokenCacheBuilder;
 
+    use super::FleetReport;
+    use crate::run::Config;
+
     pub(super) fn join(
         _: TokenCacheBuilder,
         _: &str,
-        _: Option<&str>,
-    ) -> Result<TokenCacheBuilder, String> {
+        _: &Config,
+    ) -> Result<(TokenCacheBuilder, FleetReport), String> {
         Err("--redis needs the demo built with `--features redis`".into())
     }
 }

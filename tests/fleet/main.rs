@@ -8,6 +8,9 @@
 //! seconds sees several refreshes.
 #![cfg(feature = "redis")]
 
+mod cluster;
+mod demo_fleet;
+mod processes;
 mod redis_server;
 #[path = "../support/mod.rs"]
 mod support;

@@ -101,3 +101,81 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+/// A Redis Cluster of three masters (no replicas) on free loopback ports,
+/// made with `redis-cli --cluster create`; killed on drop.
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisCluster {
+    pub fn start() -> RedisCluster {
+        let dir = tempfile::tempdir().expect("a directory for nodes.conf");
+        let nodes: Vec<RedisServer> = (0..3).map(|_| cluster_node(dir.path())).collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("run redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for node in &nodes {
+            while !node.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok") {
+                assert!(Instant::now() < deadline, "the cluster is not ok");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        RedisCluster { nodes, _dir: dir }
+    }
+
+    /// Each node's URL.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// Runs a command with `redis-cli -c` (following redirects) at the
+    /// first node; its output, trimmed.
+    pub fn cli(&self, args: &[&str]) -> String {
+        self.nodes[0].cli(&[&["-c"], args].concat())
+    }
+}
+
+/// A cluster-enabled node, its `nodes.conf` in `dir`, its bus on a free
+/// port too.
+fn cluster_node(dir: &std::path::Path) -> RedisServer {
+    let port = free_port();
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--cluster-enabled", "yes"])
+        .args(["--cluster-port", &free_port().to_string()])
+        .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+        .arg("--dir")
+        .arg(dir)
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn redis-server");
+    let node = RedisServer {
+        port,
+        child: Some(child),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.cli(&["PING"]) != "PONG" {
+        assert!(
+            Instant::now() < deadline,
+            "redis-server did not start on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    node
+}

@@ -1,0 +1,175 @@
+//! The fleet (feature `redis`): how many token requests a fleet of 1, 2, 4,
+//! 8 and 16 members sends per token lifetime, each member with its own
+//! cache, with and without a shared Redis; and what a request pays when its
+//! cache must consult Redis, next to a refresh without Redis.
+//!
+//! A member is a thread with its own Tokio runtime, `TokenCache` and
+//! `RedisTier` (its own Redis connection), asking for a token every 10 ms:
+//! for Redis and the token endpoint, a faithful model of a process. The
+//! token endpoint is `tests/support`'s server over loopback HTTP (2 s
+//! tokens); Redis a `redis-server` this program starts on a free loopback
+//! port (no persistence).
+//!
+//! `cargo bench --bench fleet --features redis` (a custom harness: the
+//! numbers wanted are counts and percentiles). Under `cargo test --benches
+//! --all-features` it runs one small round; without `redis-server` on the
+//! PATH it prints `SKIPPED (redis)` and ends (in CI, with `CI` set, that
+//! is a failure, as for tests/fleet).
+
+#[allow(dead_code, reason = "this bench uses the runtime and the mode only")]
+mod common;
+#[path = "../tests/fleet/redis_server.rs"]
+#[allow(dead_code, reason = "no cluster here")]
+mod redis_server;
+#[path = "../tests/support/mod.rs"]
+#[allow(dead_code, unused_imports, reason = "the token server only")]
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use redis_server::RedisServer;
+use support::token_server::TestServer;
+use tower_oauth2::cache::TokenCacheBuilder;
+use tower_oauth2::fleet::RedisTier;
+use tower_oauth2::TokenCache;
+
+fn tier(redis: &RedisServer) -> RedisTier {
+    RedisTier::standalone(&redis.url())
+        .expect("a Redis URL")
+        .namespace("bench")
+        .expect("a namespace")
+}
+
+/// A member asking for a token every 10 ms until `stop`.
+fn member(builder: TokenCacheBuilder, stop: Arc<AtomicBool>) -> JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let cache = builder.build();
+        let mut failed = 0;
+        rt.block_on(async {
+            while !stop.load(Ordering::Relaxed) {
+                failed += u64::from(cache.bearer_header().await.is_err());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        failed
+    })
+}
+
+/// Token requests per token lifetime of a fleet of `n`, running `run`.
+async fn fleet(n: usize, redis: Option<&RedisServer>, ttl: u64, run: Duration) -> (usize, f64) {
+    let server = TestServer::start().await;
+    server.set_ttl(Some(ttl));
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let members: Vec<_> = (0..n)
+        .map(|_| {
+            let mut b = server.client_credentials();
+            if let Some(r) = redis {
+                b = b.redis(tier(r));
+            }
+            member(b, stop.clone())
+        })
+        .collect();
+    tokio::time::sleep(run).await;
+    stop.store(true, Ordering::Relaxed);
+    let failed: u64 = tokio::task::spawn_blocking(move || {
+        members.into_iter().map(|m| m.join().expect("member")).sum()
+    })
+    .await
+    .expect("members");
+    let lifetimes = started.elapsed().as_secs_f64() / ttl as f64;
+    assert_eq!(failed, 0, "no request may fail");
+    if let Some(r) = redis {
+        r.cli(&["FLUSHALL"]);
+    }
+    let requests = server.token_requests();
+    (requests, requests as f64 / lifetimes)
+}
+
+/// p50 and p99 of `samples`.
+fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
+    samples.sort();
+    let at = |q: usize| samples[(samples.len() * q / 100).min(samples.len() - 1)];
+    (at(50), at(99))
+}
+
+/// The wait of a request whose cache's token was refused (invalidated),
+/// `n` times: `before` runs first each time, untimed.
+async fn waits(cache: &TokenCache, n: usize, before: impl AsyncFn()) -> (Duration, Duration) {
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        before().await;
+        let (_, g) = cache.bearer_header_with_generation().await.expect("token");
+        cache.invalidate(g);
+        let t = Instant::now();
+        cache.bearer_header().await.expect("token");
+        samples.push(t.elapsed());
+    }
+    percentiles(samples)
+}
+
+/// The three ways a cache gets a new token, each timed `n` times.
+async fn latencies(redis: &RedisServer, n: usize) -> [(&'static str, (Duration, Duration)); 3] {
+    let server = TestServer::start().await;
+    let alone = server.client_credentials().build();
+    let refresh = waits(&alone, n, async || {}).await;
+    // Another member has published a newer token: taken from Redis.
+    let other = server.client_credentials().redis(tier(redis)).build();
+    let member = server.client_credentials().redis(tier(redis)).build();
+    let hit = waits(&member, n, async || {
+        let (_, g) = other.bearer_header_with_generation().await.expect("token");
+        other.invalidate(g);
+        other.bearer_header().await.expect("token");
+    })
+    .await;
+    // Redis holds the refused token: delete it, lease, fetch, publish.
+    let lead = waits(&member, n, async || {}).await;
+    [
+        ("no Redis: token request (loopback HTTP)", refresh),
+        ("Redis: a newer token is there (read)", hit),
+        ("Redis: lease, token request, publish", lead),
+    ]
+}
+
+fn main() {
+    let bench = common::is_bench_run();
+    if !redis_server::available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let (sizes, ttl, lifetimes, n): (&[usize], u64, u32, usize) = if bench {
+        (&[1, 2, 4, 8, 16], 2, 4, 1000)
+    } else {
+        (&[2], 1, 1, 20)
+    };
+    let run = Duration::from_secs(ttl) * lifetimes;
+    let rt = common::runtime(2);
+    println!(
+        "fleet: members are threads (own runtime, cache, Redis connection), a token every 10 ms \
+         each; {ttl} s tokens, {run:?} a run"
+    );
+    println!(
+        "{:>7} | {:>22} | {:>22}",
+        "members", "no Redis: req (/life)", "Redis: req (/life)"
+    );
+    rt.block_on(async {
+        for &size in sizes {
+            let (alone, alone_rate) = fleet(size, None, ttl, run).await;
+            let (shared, shared_rate) = fleet(size, Some(&redis), ttl, run).await;
+            println!(
+                "{size:>7} | {alone:>12} ({alone_rate:>5.2}) | {shared:>12} ({shared_rate:>5.2})"
+            );
+        }
+        println!("\nwait of a request whose token was refused, {n} times each (p50, p99):");
+        for (what, (p50, p99)) in latencies(&redis, n).await {
+            println!("{what:<42} p50 {p50:>9.1?}  p99 {p99:>9.1?}");
+        }
+    });
+}

@@ -1,0 +1,60 @@
+//! The tier on a Redis Cluster: three masters made by `redis-cli --cluster
+//! create` on free loopback ports.
+
+use std::time::Duration;
+
+use crate::redis_server::{available, RedisCluster};
+use crate::support::token_server::TestServer;
+use crate::{header_of, token_key};
+use tower_oauth2::fleet::RedisTier;
+
+fn tier(cluster: &RedisCluster) -> RedisTier {
+    let urls = cluster.urls();
+    RedisTier::cluster(urls.iter().map(String::as_str))
+        .expect("cluster URLs")
+        .namespace("tests")
+        .expect("a namespace")
+        .timeout(Duration::from_secs(2))
+        .poll_interval(Duration::from_millis(10))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_shares_one_token_whose_lock_is_in_its_slot_and_a_401_deletes_it_there() {
+    if !available() {
+        return;
+    }
+    let cluster = tokio::task::block_in_place(RedisCluster::start);
+    let server = TestServer::start().await;
+    let (ta, tb) = (tier(&cluster), tier(&cluster));
+    let a = server.client_credentials().redis(ta.clone()).build();
+    let b = server.client_credentials().redis(tb.clone()).build();
+    let (h, ga) = header_of(&a).await;
+    assert_eq!(h, "Bearer at-1");
+    let (h, gb) = header_of(&b).await;
+    assert_eq!(h, "Bearer at-1", "b takes a's token from the cluster");
+    assert_eq!(server.token_requests(), 1);
+    assert_eq!((ta.stats().leases, tb.stats().shared_hits), (1, 1));
+
+    // The token and its lock hash to one slot (the fingerprint is their
+    // hash tag): the lease and the token are on one master.
+    let token = token_key(&server.client_credentials());
+    let lock = token.replace(":token", ":lock");
+    let slot = cluster.cli(&["CLUSTER", "KEYSLOT", &token]);
+    assert_eq!(cluster.cli(&["CLUSTER", "KEYSLOT", &lock]), slot);
+    assert!(cluster.cli(&["GET", &token]).contains("at-1"));
+
+    // The 401 compare-and-delete, on the master holding the slot.
+    a.invalidate(ga);
+    assert_eq!(header_of(&a).await.0, "Bearer at-2");
+    assert_eq!(ta.stats().invalidations, 1);
+    b.invalidate(gb);
+    assert_eq!(
+        header_of(&b).await.0,
+        "Bearer at-2",
+        "the newer token, as it is"
+    );
+    assert_eq!(tb.stats().invalidations, 0);
+    assert_eq!(server.token_requests(), 2);
+    assert!(cluster.cli(&["GET", &token]).contains("at-2"));
+    assert_eq!((ta.stats().fallbacks, tb.stats().fallbacks), (0, 0));
+}

@@ -1,0 +1,219 @@
+//! Fleets of real OS processes: `examples/demo` run with `--redis`, each
+//! process its own runtime, HTTP client, token cache and Redis connection.
+//!
+//! The demo binary is built once per test run with `cargo build --example
+//! demo` and the features this test binary was built with: when `cargo test`
+//! built the examples already (it does, with the same features), that build
+//! is a no-op.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Mutex, MutexGuard};
+
+/// Every feature of the crate, to build the demo as this binary was built.
+const FEATURES: [(&str, bool); 6] = [
+    ("rustls", cfg!(feature = "rustls")),
+    ("reqwest", cfg!(feature = "reqwest")),
+    ("jwt", cfg!(feature = "jwt")),
+    ("jwt-rsa", cfg!(feature = "jwt-rsa")),
+    ("metrics", cfg!(feature = "metrics")),
+    ("redis", cfg!(feature = "redis")),
+];
+
+/// The demo binary, built once (with this test binary's features).
+pub fn demo_binary() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let features: Vec<&str> = FEATURES.iter().filter(|f| f.1).map(|f| f.0).collect();
+            let mut cargo = Command::new(env!("CARGO"));
+            // What cargo sets for this test's run is not the user's
+            // environment: a build script watching one of these (ring's
+            // does) would rebuild its crate and everything above it.
+            for (name, _) in std::env::vars_os() {
+                let n = name.to_string_lossy();
+                let set_by_cargo = ["CARGO_PKG_", "CARGO_MANIFEST_"]
+                    .iter()
+                    .any(|p| n.starts_with(p))
+                    || [
+                        "CARGO_CRATE_NAME",
+                        "CARGO_BIN_NAME",
+                        "CARGO_PRIMARY_PACKAGE",
+                    ]
+                    .contains(&&*n)
+                    || ["CARGO_TARGET_TMPDIR", "CARGO_RUSTC_CURRENT_DIR", "OUT_DIR"].contains(&&*n);
+                if set_by_cargo {
+                    cargo.env_remove(&name);
+                }
+            }
+            let out = cargo
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .args([
+                    "build",
+                    "--example",
+                    "demo",
+                    "--message-format=json-render-diagnostics",
+                ])
+                .args(["--features", &features.join(",")])
+                .stderr(Stdio::inherit())
+                .output()
+                .expect("run cargo build --example demo");
+            assert!(out.status.success(), "cargo build --example demo failed");
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|m| m["target"]["name"] == "demo")
+                .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+                .expect("cargo names the demo's executable")
+        })
+        .clone()
+}
+
+/// One process test at a time: each runs up to 8 processes, on a machine
+/// that may have 2 cores.
+pub async fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::const_new(());
+    LOCK.lock().await
+}
+
+/// The `summary:` line of one demo process, and its `demo: fleet:` line.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub requests: u64,
+    pub ok: u64,
+    pub unauthorized: u64,
+    pub errors: u64,
+    pub token_fetches: u64,
+    pub retries: u64,
+    /// `name=value` pairs of the fleet line (tier counters).
+    pub fleet: Vec<(String, u64)>,
+}
+
+impl Summary {
+    fn parse(stdout: &str) -> Option<Summary> {
+        let pairs = |line: &str| -> Vec<(String, u64)> {
+            line.split_whitespace()
+                .filter_map(|kv| kv.split_once('='))
+                .filter_map(|(k, v)| Some((k.to_owned(), v.parse().ok()?)))
+                .collect()
+        };
+        let summary = pairs(stdout.lines().find(|l| l.starts_with("summary: "))?);
+        let get = |k: &str| summary.iter().find(|p| p.0 == k).map(|p| p.1);
+        Some(Summary {
+            requests: get("requests")?,
+            ok: get("ok")?,
+            unauthorized: get("unauthorized")?,
+            errors: get("errors")?,
+            token_fetches: get("token_fetches")?,
+            retries: get("retries")?,
+            fleet: stdout
+                .lines()
+                .find_map(|l| l.strip_prefix("demo: fleet: "))
+                .map(pairs)
+                .unwrap_or_default(),
+        })
+    }
+
+    /// A counter of the fleet line (0 when absent).
+    pub fn fleet(&self, name: &str) -> u64 {
+        self.fleet.iter().find(|p| p.0 == name).map_or(0, |p| p.1)
+    }
+}
+
+/// A running demo process; its stdout is read as it comes.
+pub struct Member {
+    child: Child,
+    stdout: Option<JoinHandle<String>>,
+}
+
+impl Member {
+    /// Starts the demo with `flags` (after the program name).
+    pub fn start(flags: &[String]) -> Member {
+        let mut child = Command::new(demo_binary())
+            .args(flags)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn the demo");
+        let out = child.stdout.take().expect("piped stdout");
+        let stdout = std::thread::spawn(move || {
+            let mut text = String::new();
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                text.push_str(&line);
+                text.push('\n');
+            }
+            text
+        });
+        Member {
+            child,
+            stdout: Some(stdout),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no summary, no cleanup, the lease it holds stays in Redis.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL the demo");
+        let _ = self.child.wait();
+    }
+
+    /// Waits for it to exit (killing it past `deadline`); its summary, and
+    /// its whole stdout when there is none.
+    pub fn finish(mut self, deadline: Instant) -> Result<Summary, String> {
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the demo") {
+                let stdout = self.stdout.take().expect("stdout").join().expect("reader");
+                return match Summary::parse(&stdout) {
+                    Some(s) => Ok(s),
+                    None => Err(format!("exit {status}, no summary:\n{stdout}")),
+                };
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return Err("still running at the deadline: killed".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        // A test that fails leaves no process behind.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_summary_line_and_a_fleet_line_parse() {
+    let out = "demo: 1.0 s\ndemo: fleet: shared_hits=3 leases=1 fallbacks=0\n\
+               summary: requests=9 ok=8 unauthorized=1 errors=0 token_fetches=1 retries=2\n";
+    let s = Summary::parse(out).expect("a summary");
+    assert_eq!(
+        (
+            s.requests,
+            s.ok,
+            s.unauthorized,
+            s.errors,
+            s.token_fetches,
+            s.retries
+        ),
+        (9, 8, 1, 0, 1, 2)
+    );
+    assert_eq!(
+        (s.fleet("shared_hits"), s.fleet("leases"), s.fleet("x")),
+        (3, 1, 0)
+    );
+    assert_eq!(Summary::parse("demo: no summary\n"), None);
+}
