@@ -50,6 +50,11 @@ impl Challenge {
         self.scheme.eq_ignore_ascii_case("bearer")
     }
 
+    /// Whether the scheme is `DPoP` (case-insensitively), RFC 9449 §7.1.
+    pub fn is_dpop(&self) -> bool {
+        self.scheme.eq_ignore_ascii_case("dpop")
+    }
+
     /// A parameter's value (name compared case-insensitively), unquoted.
     pub fn param(&self, name: &str) -> Option<&str> {
         self.params
@@ -160,7 +165,9 @@ pub(crate) fn refusal(status: http::StatusCode, headers: &http::HeaderMap) -> Re
         .filter_map(|v| v.to_str().ok())
         .flat_map(parse)
         .collect();
-    if let Some(bearer) = challenges.iter().find(|c| c.is_bearer()) {
+    // RFC 9449 §7.1: a `DPoP` challenge carries the same errors.
+    let ours = |c: &&Challenge| c.is_bearer() || c.is_dpop();
+    if let Some(bearer) = challenges.iter().find(ours) {
         return match bearer.param("error").map(BearerError::parse) {
             Some(BearerError::InsufficientScope | BearerError::InvalidRequest) => {
                 Refusal::NotFixable
@@ -168,12 +175,24 @@ pub(crate) fn refusal(status: http::StatusCode, headers: &http::HeaderMap) -> Re
             error => Refusal::Token(error),
         };
     }
-    let ours = |c: &Challenge| c.scheme.eq_ignore_ascii_case("dpop");
-    if challenges.is_empty() || challenges.iter().any(ours) {
+    if challenges.is_empty() {
         Refusal::Token(None)
     } else {
         Refusal::OtherScheme
     }
+}
+
+/// Whether a response asks for a DPoP nonce: a 401 with a `DPoP` challenge
+/// whose `error` is `use_dpop_nonce` (RFC 9449 §9). Resending with the
+/// server's `DPoP-Nonce` fixes it; a new token does not.
+pub fn asks_dpop_nonce(status: http::StatusCode, headers: &http::HeaderMap) -> bool {
+    status == http::StatusCode::UNAUTHORIZED
+        && headers
+            .get_all(http::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(parse)
+            .any(|c| c.is_dpop() && c.param("error") == Some("use_dpop_nonce"))
 }
 
 fn is_tchar(b: u8) -> bool {

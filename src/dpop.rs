@@ -180,9 +180,11 @@ impl Dpop {
         jws.push_str(&self.inner.header);
         jws.push('.');
         URL_SAFE_NO_PAD.encode_string(claims, &mut jws);
-        let signature = self.inner.key.sign(jws.as_bytes()).map_err(|e| {
-            Error::invalid_request(format!("cannot sign the DPoP proof ({e})"))
-        })?;
+        let signature = self
+            .inner
+            .key
+            .sign(jws.as_bytes())
+            .map_err(|e| Error::invalid_request(format!("cannot sign the DPoP proof ({e})")))?;
         jws.push('.');
         URL_SAFE_NO_PAD.encode_string(signature, &mut jws);
         // base64url and dots only: always a valid header value.

@@ -153,12 +153,7 @@ struct Shared {
 impl Shared {
     /// `token` made ready to cache, with the next generation number.
     fn admit(&self, token: Token) -> Result<Cached, Error> {
-        Cached::new(
-            token,
-            &self.policy,
-            self.accept,
-            &self.next_generation,
-        )
+        Cached::new(token, &self.policy, self.accept, &self.next_generation)
     }
 }
 

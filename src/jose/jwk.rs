@@ -178,7 +178,11 @@ impl SigningKey {
     #[cfg(feature = "dpop")]
     pub(crate) fn bare_public_jwk(&self) -> Value {
         let members = required_members(self.private_key()).into_iter();
-        Value::Object(members.map(|(n, v)| (n.to_owned(), Value::String(v))).collect())
+        Value::Object(
+            members
+                .map(|(n, v)| (n.to_owned(), Value::String(v)))
+                .collect(),
+        )
     }
 
     /// The JWK thumbprint (RFC 7638) of the public key: base64url of the

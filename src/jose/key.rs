@@ -209,7 +209,9 @@ impl SigningKey {
                 return SigningKey::new(Algorithm::ES256, key);
             }
         }
-        Err(KeyError::unsupported("no valid P-256 key from the random source"))
+        Err(KeyError::unsupported(
+            "no valid P-256 key from the random source",
+        ))
     }
 
     /// The JWS signature of `input` (RFC 7518 §3): `r || s` for ES256.

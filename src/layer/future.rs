@@ -17,7 +17,8 @@ use super::replay::Replay;
 use crate::cache::{Cached, Lookup};
 use crate::error::Error;
 
-type TokenFuture = Pin<Box<dyn Future<Output = Result<Arc<Cached>, Error>> + Send + 'static>>;
+pub(crate) type TokenFuture =
+    Pin<Box<dyn Future<Output = Result<Arc<Cached>, Error>> + Send + 'static>>;
 
 pin_project! {
     /// The response future of [`OAuth2Service`](super::OAuth2Service).
@@ -201,9 +202,8 @@ where
             } => {
                 let cached = ready!(token.as_mut().poll(cx)).map_err(ServiceError::Token)?;
                 let mut request = ready!(Pin::new(request).poll(cx));
-                request
-                    .headers_mut()
-                    .insert(AUTHORIZATION, cached.header.clone());
+                authorize(policy, &mut request, cached.header.clone())
+                    .map_err(ServiceError::Token)?;
                 let future = service.call(request);
                 let generation = cached.generation;
                 step.set(Step::Called { future, generation });
@@ -211,7 +211,30 @@ where
             StepProj::Called { future, generation } => {
                 let response = ready!(future.poll(cx)).map_err(ServiceError::Inner)?;
                 let (status, headers) = (response.status(), response.headers());
+                #[cfg(feature = "dpop")]
+                let after = if policy.uses_dpop() {
+                    let uri = replay.as_ref().map(Replay::uri);
+                    policy.after_dpop_response(uri, status, headers, *generation, uri.is_some())
+                } else {
+                    policy.after_response(status, headers, *generation, replay.is_some())
+                };
+                #[cfg(not(feature = "dpop"))]
                 let after = policy.after_response(status, headers, *generation, replay.is_some());
+                #[cfg(feature = "dpop")]
+                let after = match after {
+                    AfterResponse::ResendWithNonce(Lookup::Ready(header, generation)) => {
+                        let Some(copy) = replay.take() else {
+                            return Poll::Ready(Ok(response));
+                        };
+                        drop(response);
+                        let step_ = resend_with_nonce(policy, copy, header, generation);
+                        step.set(step_.map_err(ServiceError::Token)?);
+                        continue;
+                    }
+                    // The token went stale meanwhile: fetched as for a refusal.
+                    AfterResponse::ResendWithNonce(lookup) => AfterResponse::Resend(lookup),
+                    after => after,
+                };
                 let AfterResponse::Resend(lookup) = after else {
                     // The copy stays where it is, dropped with the future:
                     // moving it out would cost a copy of the request head.
@@ -226,7 +249,8 @@ where
                 drop(response);
                 match lookup {
                     Lookup::Ready(header, generation) => {
-                        step.set(retrying(policy, copy, header, generation));
+                        let retry = retrying(policy, copy, header, generation);
+                        step.set(retry.map_err(ServiceError::Token)?);
                     }
                     Lookup::Wait => step.set(Step::Refetching {
                         token: policy.cache().wait_for_token(),
@@ -238,7 +262,8 @@ where
                 let cached = ready!(token.as_mut().poll(cx)).map_err(ServiceError::Token)?;
                 let copy = ready!(Pin::new(resend).poll(cx));
                 let header = cached.header.clone();
-                step.set(retrying(policy, copy, header, cached.generation));
+                let retry = retrying(policy, copy, header, cached.generation);
+                step.set(retry.map_err(ServiceError::Token)?);
             }
             StepProj::Retrying { future, generation } => {
                 let response = ready!(future.poll(cx)).map_err(ServiceError::Inner)?;
@@ -256,16 +281,57 @@ fn retrying<S, B>(
     copy: Replay<S, B>,
     token: HeaderValue,
     generation: u64,
-) -> Step<S, B>
+) -> Result<Step<S, B>, Error>
 where
     S: Service<Request<B>>,
 {
     let (service, mut request) = copy.into_request();
+    #[cfg(feature = "dpop")]
+    if policy.uses_dpop() {
+        authorize(policy, &mut request, token.clone())?;
+    }
     policy.resend_with(request.headers_mut(), token);
-    Step::Retrying {
+    Ok(Step::Retrying {
         future: service.oneshot(request),
         generation,
+    })
+}
+
+/// The resend of `copy` after a `use_dpop_nonce`: the same `token`, a
+/// proof with the new nonce; not counted as a 401 retry.
+#[cfg(feature = "dpop")]
+fn resend_with_nonce<S, B>(
+    policy: &AuthPolicy,
+    copy: Replay<S, B>,
+    token: HeaderValue,
+    generation: u64,
+) -> Result<Step<S, B>, Error>
+where
+    S: Service<Request<B>>,
+{
+    let (service, mut request) = copy.into_request();
+    authorize(policy, &mut request, token)?;
+    Ok(Step::Retrying {
+        future: service.oneshot(request),
+        generation,
+    })
+}
+
+/// Puts `token` on `request`: with a DPoP proof when the tokens go with
+/// one, else as it is.
+fn authorize<B>(
+    policy: &AuthPolicy,
+    request: &mut Request<B>,
+    token: HeaderValue,
+) -> Result<(), Error> {
+    #[cfg(feature = "dpop")]
+    if policy.uses_dpop() {
+        let (method, uri) = (request.method().clone(), request.uri().clone());
+        return policy.authorize_dpop(&method, &uri, request.headers_mut(), token);
     }
+    let _ = policy;
+    request.headers_mut().insert(AUTHORIZATION, token);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -80,8 +80,7 @@ impl ConfigFingerprint {
     /// `["tower-oauth2 config fingerprint v1 + DPoP key", fingerprint hex,
     /// thumbprint]`; a cache without DPoP keeps the plain fingerprint.
     pub fn with_dpop_key(self, thumbprint: &str) -> Self {
-        let canonical =
-            serde_json::json!([DPOP_ENCODING, self.to_string(), thumbprint]);
+        let canonical = serde_json::json!([DPOP_ENCODING, self.to_string(), thumbprint]);
         // Serializing an array of strings cannot fail.
         let bytes = serde_json::to_vec(&canonical).unwrap_or_default();
         ConfigFingerprint(Sha256::digest(&bytes).into())
