@@ -469,6 +469,15 @@ mod tests {
                 Refusal::NotFixable,
             ),
             (&["Bearer error=invalid_request"], Refusal::NotFixable),
+            // RFC 9449 §7.1: DPoP challenges carry the same errors.
+            (
+                &[r#"DPoP algs="ES256", error="insufficient_scope""#],
+                Refusal::NotFixable,
+            ),
+            (
+                &[r#"DPoP error="invalid_token", algs="ES256""#],
+                Refusal::Token(Some(BearerError::InvalidToken)),
+            ),
         ];
         for (challenges, want) in cases {
             assert_eq!(refusal_of(401, challenges), want, "{challenges:?}");
@@ -520,5 +529,29 @@ mod tests {
             Some(BearerError::InvalidRequest)
         );
         assert_eq!(bearer_error(Vec::<&str>::new()), None);
+    }
+
+    #[test]
+    fn use_dpop_nonce_is_read_from_dpop_challenges_of_401s_only() {
+        let headers = |values: &[&'static str]| {
+            let mut map = http::HeaderMap::new();
+            for v in values {
+                map.append(
+                    http::header::WWW_AUTHENTICATE,
+                    http::HeaderValue::from_static(v),
+                );
+            }
+            map
+        };
+        let asks = headers(&[
+            r#"Bearer realm="x""#,
+            r#"DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof""#,
+        ]);
+        assert!(asks_dpop_nonce(http::StatusCode::UNAUTHORIZED, &asks));
+        assert!(!asks_dpop_nonce(http::StatusCode::BAD_REQUEST, &asks));
+        let bearer = headers(&[r#"Bearer error="use_dpop_nonce""#]);
+        assert!(!asks_dpop_nonce(http::StatusCode::UNAUTHORIZED, &bearer));
+        let other = headers(&[r#"DPoP error="invalid_dpop_proof""#]);
+        assert!(!asks_dpop_nonce(http::StatusCode::UNAUTHORIZED, &other));
     }
 }
