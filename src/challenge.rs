@@ -443,7 +443,7 @@ mod tests {
     #[test]
     fn a_refusal_is_ours_unless_every_challenge_names_another_scheme() {
         use BearerError::*;
-        let cases: [(&[&str], Refusal); 10] = [
+        let cases: [(&[&str], Refusal); 12] = [
             (&[], Refusal::Token(None)),
             (&[""], Refusal::Token(None)),
             (
