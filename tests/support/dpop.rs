@@ -46,8 +46,9 @@ pub fn read(jws: &str) -> Result<Proof, String> {
         return Err(format!("jwk: {jwk}"));
     }
     let point = p256::EncodedPoint::from_affine_coordinates(
-        x[..].try_into().map_err(|_| "x")?,
-        y[..].try_into().map_err(|_| "y")?,
+        // Both 32 bytes long, as checked above.
+        p256::FieldBytes::from_slice(&x),
+        p256::FieldBytes::from_slice(&y),
         false,
     );
     let key = p256::ecdsa::VerifyingKey::from_encoded_point(&point).map_err(|e| e.to_string())?;
