@@ -128,9 +128,15 @@ pub use secret::SecretString;
 pub use token::Token;
 pub use transport::{HttpClient, HttpTransport};
 
-// Compiles the README's examples as doctests (its reqwest, jwt and redis sections
-// need those features, as does the README's test command, `cargo test
+// Compiles the README's examples as doctests (its reqwest, jwt, dpop and redis
+// sections need those features, as does the README's test command, `cargo test
 // --all-features`).
 #[doc = include_str!("../README.md")]
-#[cfg(all(doctest, feature = "reqwest", feature = "jwt", feature = "redis"))]
+#[cfg(all(
+    doctest,
+    feature = "reqwest",
+    feature = "jwt",
+    feature = "dpop",
+    feature = "redis"
+))]
 pub struct ReadmeDoctests;
