@@ -7,13 +7,17 @@
 //! the names below) and `DPOP_CALLS=<n>`: it makes exactly `n` calls and
 //! exits; the difference between two values of `n` is the cost per call.
 
+#[allow(dead_code, reason = "this bench needs the no-op service only")]
+mod common;
+
 use std::convert::Infallible;
-use std::future::{ready, Future, Ready};
+use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
+use common::{Body, Noop, OPAQUE_TOKEN};
 use criterion::Criterion;
 use http::{Method, Request, Response, Uri};
 use http_body_util::Full;
@@ -21,30 +25,7 @@ use tower::{Layer, Service};
 use tower_oauth2::dpop::Dpop;
 use tower_oauth2::{ClientAuth, OAuth2Layer, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
 
-type Body = Full<Bytes>;
-
-/// An opaque access token of the usual size (32 random bytes, base64url).
-const OPAQUE_TOKEN: &str = "q3Zb8uJx0yTn4Vd1LkQe7Rw2HsPa9Gm5Fc6Ij3Ko0Ul";
 const URL: &str = "https://api.example.com/v1/items?page=2";
-
-/// Answers at once and drops the request (after `black_box`).
-#[derive(Clone, Copy)]
-struct Noop;
-
-impl Service<Request<Body>> for Noop {
-    type Response = Response<()>;
-    type Error = Infallible;
-    type Future = Ready<Result<Response<()>, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
-        drop(black_box(req));
-        ready(Ok(Response::new(())))
-    }
-}
 
 /// A cache holding a token of `token_type`, fetched before the clock
 /// starts, with DPoP key `dpop` if given.
@@ -105,11 +86,11 @@ fn main() {
         b.iter(|| dpop.proof(&Method::GET, black_box(&uri), Some(&long_token)))
     });
     let mut cx = Context::from_waker(Waker::noop());
-    let mut bearer = OAuth2Layer::new(cache("Bearer", None)).layer(Noop);
+    let mut bearer = OAuth2Layer::new(cache("Bearer", None)).layer(Noop::default());
     group.bench_function("layer_call_bearer", |b| {
         b.iter(|| one_call(&mut bearer, &mut cx))
     });
-    let mut bound = OAuth2Layer::new(cache("DPoP", Some(&dpop))).layer(Noop);
+    let mut bound = OAuth2Layer::new(cache("DPoP", Some(&dpop))).layer(Noop::default());
     group.bench_function("layer_call_dpop", |b| {
         b.iter(|| one_call(&mut bound, &mut cx))
     });
@@ -120,8 +101,8 @@ fn main() {
 /// `calls` calls of `function`, for callgrind.
 fn count(function: &str, calls: u64, dpop: &Dpop, uri: &Uri) {
     let mut cx = Context::from_waker(Waker::noop());
-    let mut bearer = OAuth2Layer::new(cache("Bearer", None)).layer(Noop);
-    let mut bound = OAuth2Layer::new(cache("DPoP", Some(dpop))).layer(Noop);
+    let mut bearer = OAuth2Layer::new(cache("Bearer", None)).layer(Noop::default());
+    let mut bound = OAuth2Layer::new(cache("DPoP", Some(dpop))).layer(Noop::default());
     for _ in 0..black_box(calls) {
         match function {
             "proof_resource_43B_token" => {

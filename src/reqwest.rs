@@ -153,13 +153,7 @@ impl Middleware for OAuth2Middleware {
             .await
             .map_err(token_failure)?;
         req.headers_mut().insert(AUTHORIZATION, header);
-        // Cloned before sending, as tower-http's follow_redirect keeps its
-        // copy: a streamed body is gone once sent.
-        let replay = if policy.retries_unauthorized() {
-            req.try_clone()
-        } else {
-            None
-        };
+        let replay = copy_for_resend(policy, &req);
         let response = next.clone().run(req, extensions).await?;
         let (status, headers) = (response.status(), response.headers());
         let after = policy.after_response(status, headers, generation, replay.is_some());
@@ -170,18 +164,38 @@ impl Middleware for OAuth2Middleware {
         // The refusal is not returned, so its connection is not held while
         // a new token is fetched.
         drop(response);
-        let (header, generation) = match lookup {
-            Lookup::Ready(header, generation) => (header, generation),
-            Lookup::Wait => {
-                let cached = policy.cache().wait_for_token().await;
-                let cached = cached.map_err(token_failure)?;
-                (cached.header.clone(), cached.generation)
-            }
-        };
+        let (header, generation) = token_for_resend(policy, lookup).await?;
         policy.resend_with(replay.headers_mut(), header);
         let response = next.run(replay, extensions).await?;
         policy.after_resend(response.status(), response.headers(), generation);
         Ok(response)
+    }
+}
+
+/// A copy of `req` to resend after a refusal, if the policy resends and
+/// the body can be cloned. Taken before sending, as tower-http's
+/// follow_redirect keeps its copy: a streamed body is gone once sent.
+fn copy_for_resend(policy: &AuthPolicy, req: &Request) -> Option<Request> {
+    if policy.retries_unauthorized() {
+        req.try_clone()
+    } else {
+        None
+    }
+}
+
+/// The token a resend goes with: the one `lookup` found, or the next one
+/// fetched.
+async fn token_for_resend(
+    policy: &AuthPolicy,
+    lookup: Lookup,
+) -> reqwest_middleware::Result<(http::HeaderValue, u64)> {
+    match lookup {
+        Lookup::Ready(header, generation) => Ok((header, generation)),
+        Lookup::Wait => {
+            let cached = policy.cache().wait_for_token().await;
+            let cached = cached.map_err(token_failure)?;
+            Ok((cached.header.clone(), cached.generation))
+        }
     }
 }
 
@@ -206,11 +220,7 @@ async fn handle_dpop(
     policy
         .authorize_dpop(&method, &uri, req.headers_mut(), header)
         .map_err(token_failure)?;
-    let replay = if policy.retries_unauthorized() {
-        req.try_clone()
-    } else {
-        None
-    };
+    let replay = copy_for_resend(policy, &req);
     let response = next.clone().run(req, extensions).await?;
     let (status, headers) = (response.status(), response.headers());
     let after =
@@ -221,13 +231,7 @@ async fn handle_dpop(
         _ => return Ok(response),
     };
     drop(response);
-    let (header, generation) = match lookup {
-        Lookup::Ready(header, generation) => (header, generation),
-        Lookup::Wait => {
-            let cached = cache.wait_for_token().await.map_err(token_failure)?;
-            (cached.header.clone(), cached.generation)
-        }
-    };
+    let (header, generation) = token_for_resend(policy, lookup).await?;
     policy
         .authorize_dpop(&method, &uri, replay.headers_mut(), header.clone())
         .map_err(token_failure)?;

@@ -227,7 +227,7 @@ where
                             return Poll::Ready(Ok(response));
                         };
                         drop(response);
-                        let step_ = resend_with_nonce(policy, copy, header, generation);
+                        let step_ = retrying(policy, copy, header, generation, false);
                         step.set(step_.map_err(ServiceError::Token)?);
                         continue;
                     }
@@ -249,7 +249,7 @@ where
                 drop(response);
                 match lookup {
                     Lookup::Ready(header, generation) => {
-                        let retry = retrying(policy, copy, header, generation);
+                        let retry = retrying(policy, copy, header, generation, true);
                         step.set(retry.map_err(ServiceError::Token)?);
                     }
                     Lookup::Wait => step.set(Step::Refetching {
@@ -262,7 +262,7 @@ where
                 let cached = ready!(token.as_mut().poll(cx)).map_err(ServiceError::Token)?;
                 let copy = ready!(Pin::new(resend).poll(cx));
                 let header = cached.header.clone();
-                let retry = retrying(policy, copy, header, cached.generation);
+                let retry = retrying(policy, copy, header, cached.generation, true);
                 step.set(retry.map_err(ServiceError::Token)?);
             }
             StepProj::Retrying { future, generation } => {
@@ -276,40 +276,23 @@ where
 
 /// The resend of `copy` with `token` (of `generation`), on a clone of the
 /// inner service that has not been polled ready: `oneshot` does that first.
+/// `after_refusal`: the token was refused and this resend counts in
+/// [`crate::cache::Stats::retries`]; else it is a DPoP nonce's resend with
+/// the same token, counted nowhere.
 fn retrying<S, B>(
     policy: &AuthPolicy,
     copy: Replay<S, B>,
     token: HeaderValue,
     generation: u64,
+    after_refusal: bool,
 ) -> Result<Step<S, B>, Error>
 where
     S: Service<Request<B>>,
 {
     let (service, mut request) = copy.into_request();
-    #[cfg(feature = "dpop")]
-    if policy.uses_dpop() {
-        authorize(policy, &mut request, token.clone())?;
+    if after_refusal {
+        policy.resend_with(request.headers_mut(), token.clone());
     }
-    policy.resend_with(request.headers_mut(), token);
-    Ok(Step::Retrying {
-        future: service.oneshot(request),
-        generation,
-    })
-}
-
-/// The resend of `copy` after a `use_dpop_nonce`: the same `token`, a
-/// proof with the new nonce; not counted as a 401 retry.
-#[cfg(feature = "dpop")]
-fn resend_with_nonce<S, B>(
-    policy: &AuthPolicy,
-    copy: Replay<S, B>,
-    token: HeaderValue,
-    generation: u64,
-) -> Result<Step<S, B>, Error>
-where
-    S: Service<Request<B>>,
-{
-    let (service, mut request) = copy.into_request();
     authorize(policy, &mut request, token)?;
     Ok(Step::Retrying {
         future: service.oneshot(request),
