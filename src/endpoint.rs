@@ -177,6 +177,7 @@ impl<S: HttpClient> TokenEndpoint<S> {
         let service = self.service.clone();
         let sent = Sent {
             client: self.client.clone(),
+            #[cfg(feature = "dpop")]
             url: self.url.clone(),
             request: request.clone(),
             limits: self.limits,
@@ -217,6 +218,7 @@ type Outgoing = (
 /// grant.
 struct Sent {
     client: ClientAuth,
+    #[cfg(feature = "dpop")]
     url: TokenUrl,
     request: TokenRequest,
     limits: Limits,

@@ -211,35 +211,15 @@ where
             StepProj::Called { future, generation } => {
                 let response = ready!(future.poll(cx)).map_err(ServiceError::Inner)?;
                 let (status, headers) = (response.status(), response.headers());
-                #[cfg(feature = "dpop")]
-                let after = if policy.uses_dpop() {
-                    let uri = replay.as_ref().map(Replay::uri);
-                    policy.after_dpop_response(uri, status, headers, *generation, uri.is_some())
-                } else {
-                    policy.after_response(status, headers, *generation, replay.is_some())
-                };
-                #[cfg(not(feature = "dpop"))]
-                let after = policy.after_response(status, headers, *generation, replay.is_some());
-                #[cfg(feature = "dpop")]
-                let after = match after {
-                    AfterResponse::ResendWithNonce(Lookup::Ready(header, generation)) => {
-                        let Some(copy) = replay.take() else {
-                            return Poll::Ready(Ok(response));
-                        };
-                        drop(response);
-                        let step_ = retrying(policy, copy, header, generation, false);
-                        step.set(step_.map_err(ServiceError::Token)?);
-                        continue;
-                    }
-                    // The token went stale meanwhile: fetched as for a refusal.
-                    AfterResponse::ResendWithNonce(lookup) => AfterResponse::Resend(lookup),
-                    after => after,
-                };
-                let AfterResponse::Resend(lookup) = after else {
-                    // The copy stays where it is, dropped with the future:
-                    // moving it out would cost a copy of the request head.
-                    return Poll::Ready(Ok(response));
-                };
+                let (lookup, after_refusal) =
+                    match after_called(policy, replay, status, headers, *generation) {
+                        AfterResponse::Resend(lookup) => (lookup, true),
+                        #[cfg(feature = "dpop")]
+                        AfterResponse::ResendWithNonce(lookup) => (lookup, false),
+                        // The copy stays where it is, dropped with the future:
+                        // moving it out would cost a copy of the request head.
+                        _ => return Poll::Ready(Ok(response)),
+                    };
                 // A resend is only decided when there is a copy to resend.
                 let Some(copy) = replay.take() else {
                     return Poll::Ready(Ok(response));
@@ -249,9 +229,11 @@ where
                 drop(response);
                 match lookup {
                     Lookup::Ready(header, generation) => {
-                        let retry = retrying(policy, copy, header, generation, true);
+                        let retry = retrying(policy, copy, header, generation, after_refusal);
                         step.set(retry.map_err(ServiceError::Token)?);
                     }
+                    // (After a nonce, too, if the token went stale meanwhile:
+                    // rare, and then counted as a retry.)
                     Lookup::Wait => step.set(Step::Refetching {
                         token: policy.cache().wait_for_token(),
                         resend: std::future::ready(copy),
@@ -272,6 +254,24 @@ where
             }
         }
     }
+}
+
+/// What the answer (`status`, `headers`) to a request sent with token
+/// `generation` leads to; with DPoP, the answer's nonce is remembered too.
+#[inline]
+fn after_called<S, B>(
+    policy: &AuthPolicy,
+    replay: &Option<Replay<S, B>>,
+    status: http::StatusCode,
+    headers: &http::HeaderMap,
+    generation: u64,
+) -> AfterResponse {
+    #[cfg(feature = "dpop")]
+    if policy.uses_dpop() {
+        let uri = replay.as_ref().map(Replay::uri);
+        return policy.after_dpop_response(uri, status, headers, generation, uri.is_some());
+    }
+    policy.after_response(status, headers, generation, replay.is_some())
 }
 
 /// The resend of `copy` with `token` (of `generation`), on a clone of the
