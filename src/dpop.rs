@@ -187,9 +187,12 @@ impl Dpop {
             .map_err(|e| Error::invalid_request(format!("cannot sign the DPoP proof ({e})")))?;
         jws.push('.');
         URL_SAFE_NO_PAD.encode_string(signature, &mut jws);
-        // base64url and dots only: always a valid header value.
-        HeaderValue::try_from(jws)
-            .map_err(|_| Error::invalid_request("the DPoP proof is not a header value"))
+        // base64url and dots only: always a valid header value. Marked
+        // sensitive: a proof is a credential for this request.
+        let mut proof = HeaderValue::try_from(jws)
+            .map_err(|_| Error::invalid_request("the DPoP proof is not a header value"))?;
+        proof.set_sensitive(true);
+        Ok(proof)
     }
 
     /// The nonce remembered for `uri`'s origin, if any.

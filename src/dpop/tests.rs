@@ -39,7 +39,9 @@ fn a_proof_has_the_rfc_9449_header_and_claims() {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let (header, claims) = open(&dpop.proof(&Method::GET, &uri, Some("at-1")).unwrap());
+    let proof = dpop.proof(&Method::GET, &uri, Some("at-1")).unwrap();
+    assert!(proof.is_sensitive());
+    let (header, claims) = open(&proof);
     let after = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
