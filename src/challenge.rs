@@ -50,6 +50,11 @@ impl Challenge {
         self.scheme.eq_ignore_ascii_case("bearer")
     }
 
+    /// Whether the scheme is `DPoP` (case-insensitively), RFC 9449 §7.1.
+    pub fn is_dpop(&self) -> bool {
+        self.scheme.eq_ignore_ascii_case("dpop")
+    }
+
     /// A parameter's value (name compared case-insensitively), unquoted.
     pub fn param(&self, name: &str) -> Option<&str> {
         self.params
@@ -163,7 +168,9 @@ pub(crate) fn refusal(status: http::StatusCode, headers: &http::HeaderMap) -> Re
         .filter_map(|v| v.to_str().ok())
         .flat_map(parse)
         .collect();
-    if let Some(bearer) = challenges.iter().find(|c| c.is_bearer()) {
+    // RFC 9449 §7.1: a `DPoP` challenge carries the same errors.
+    let ours = |c: &&Challenge| c.is_bearer() || c.is_dpop();
+    if let Some(bearer) = challenges.iter().find(ours) {
         return match bearer.param("error").map(BearerError::parse) {
             Some(BearerError::InsufficientScope | BearerError::InvalidRequest) => {
                 Refusal::NotFixable
@@ -171,12 +178,24 @@ pub(crate) fn refusal(status: http::StatusCode, headers: &http::HeaderMap) -> Re
             error => Refusal::Token(error),
         };
     }
-    let ours = |c: &Challenge| c.scheme.eq_ignore_ascii_case("dpop");
-    if challenges.is_empty() || challenges.iter().any(ours) {
+    if challenges.is_empty() {
         Refusal::Token(None)
     } else {
         Refusal::OtherScheme
     }
+}
+
+/// Whether a response asks for a DPoP nonce: a 401 with a `DPoP` challenge
+/// whose `error` is `use_dpop_nonce` (RFC 9449 §9). Resending with the
+/// server's `DPoP-Nonce` fixes it; a new token does not.
+pub fn asks_dpop_nonce(status: http::StatusCode, headers: &http::HeaderMap) -> bool {
+    status == http::StatusCode::UNAUTHORIZED
+        && headers
+            .get_all(http::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(parse)
+            .any(|c| c.is_dpop() && c.param("error") == Some("use_dpop_nonce"))
 }
 
 fn is_tchar(b: u8) -> bool {
@@ -427,7 +446,7 @@ mod tests {
     #[test]
     fn a_refusal_is_ours_unless_every_challenge_names_another_scheme() {
         use BearerError::*;
-        let cases: [(&[&str], Refusal); 10] = [
+        let cases: [(&[&str], Refusal); 12] = [
             (&[], Refusal::Token(None)),
             (&[""], Refusal::Token(None)),
             (
@@ -453,6 +472,15 @@ mod tests {
                 Refusal::NotFixable,
             ),
             (&["Bearer error=invalid_request"], Refusal::NotFixable),
+            // RFC 9449 §7.1: DPoP challenges carry the same errors.
+            (
+                &[r#"DPoP algs="ES256", error="insufficient_scope""#],
+                Refusal::NotFixable,
+            ),
+            (
+                &[r#"DPoP error="invalid_token", algs="ES256""#],
+                Refusal::Token(Some(BearerError::InvalidToken)),
+            ),
         ];
         for (challenges, want) in cases {
             assert_eq!(refusal_of(401, challenges), want, "{challenges:?}");
@@ -504,5 +532,29 @@ mod tests {
             Some(BearerError::InvalidRequest)
         );
         assert_eq!(bearer_error(Vec::<&str>::new()), None);
+    }
+
+    #[test]
+    fn use_dpop_nonce_is_read_from_dpop_challenges_of_401s_only() {
+        let headers = |values: &[&'static str]| {
+            let mut map = http::HeaderMap::new();
+            for v in values {
+                map.append(
+                    http::header::WWW_AUTHENTICATE,
+                    http::HeaderValue::from_static(v),
+                );
+            }
+            map
+        };
+        let asks = headers(&[
+            r#"Bearer realm="x""#,
+            r#"DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof""#,
+        ]);
+        assert!(asks_dpop_nonce(http::StatusCode::UNAUTHORIZED, &asks));
+        assert!(!asks_dpop_nonce(http::StatusCode::BAD_REQUEST, &asks));
+        let bearer = headers(&[r#"Bearer error="use_dpop_nonce""#]);
+        assert!(!asks_dpop_nonce(http::StatusCode::UNAUTHORIZED, &bearer));
+        let other = headers(&[r#"DPoP error="invalid_dpop_proof""#]);
+        assert!(!asks_dpop_nonce(http::StatusCode::UNAUTHORIZED, &other));
     }
 }

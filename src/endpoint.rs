@@ -64,6 +64,8 @@ pub struct TokenEndpoint<S> {
     client: ClientAuth,
     limits: Limits,
     revocation: Option<RevocationUrl>,
+    #[cfg(feature = "dpop")]
+    dpop: Option<crate::dpop::Dpop>,
 }
 
 impl<S> TokenEndpoint<S> {
@@ -75,6 +77,8 @@ impl<S> TokenEndpoint<S> {
             client,
             limits: Limits::default(),
             revocation: None,
+            #[cfg(feature = "dpop")]
+            dpop: None,
         }
     }
 
@@ -107,6 +111,27 @@ impl<S> TokenEndpoint<S> {
     /// The revocation endpoint, if one is set.
     pub fn revocation_endpoint(&self) -> Option<&RevocationUrl> {
         self.revocation.as_ref()
+    }
+
+    /// Sends a DPoP proof (RFC 9449) made with `dpop` on every token
+    /// request, and retries once with the server's nonce when it answers
+    /// `use_dpop_nonce`. The token comes back with `token_type` `DPoP`
+    /// (bound to the key) or `Bearer` (a server that does not bind it). A
+    /// [`crate::TokenCache`] built on this endpoint accepts `DPoP` tokens,
+    /// names the key in its fingerprint, and the layer and the reqwest
+    /// middleware send them with a proof per request. See [`crate::dpop`].
+    #[cfg(feature = "dpop")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+    pub fn dpop(mut self, dpop: crate::dpop::Dpop) -> Self {
+        self.dpop = Some(dpop);
+        self
+    }
+
+    /// The DPoP key and nonces, if DPoP is on.
+    #[cfg(feature = "dpop")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+    pub fn dpop_key(&self) -> Option<&crate::dpop::Dpop> {
+        self.dpop.as_ref()
     }
 
     pub(crate) fn limits(&self) -> Limits {
@@ -150,33 +175,27 @@ impl<S: HttpClient> TokenEndpoint<S> {
             status = tracing::field::Empty,
         );
         let service = self.service.clone();
-        let client = self.client.clone();
-        let request = request.clone();
-        let limits = self.limits;
+        let sent = Sent {
+            client: self.client.clone(),
+            #[cfg(feature = "dpop")]
+            url: self.url.clone(),
+            request: request.clone(),
+            limits: self.limits,
+            #[cfg(feature = "dpop")]
+            dpop: self.dpop.clone(),
+        };
         async move {
-            let (http_request, signed) = built?;
-            let issued_at = IssuedAt::now();
-            // Every answer's body is read but a redirect's: not read, not
-            // followed, the credentials stay here.
-            let answer = exchange::send(service, http_request, limits, |_| true).await;
-            let result = answer.and_then(|answer| {
-                tracing::Span::current().record("status", answer.status.as_u16());
-                let secrets = request.secrets(&client);
-                let secrets: Vec<&str> = (secrets.iter().map(|s| s.as_ref()))
-                    .chain(signed.iter().map(SecretString::expose_secret))
-                    .collect();
-                parse(
-                    answer.status,
-                    &answer.headers,
-                    &answer.body?,
-                    issued_at,
-                    &secrets,
-                )
-            });
+            #[cfg(feature = "dpop")]
+            let result = match sent.dpop.clone() {
+                Some(dpop) => sent.with_dpop(service, built, &dpop).await,
+                None => sent.once(service, built?, |_| {}).await,
+            };
+            #[cfg(not(feature = "dpop"))]
+            let result = sent.once(service, built?, |_| {}).await;
             match result {
                 Ok(token) => {
                     tracing::debug!(expires_in = ?token.expires_in(), "token issued");
-                    Ok(keep_sent_refresh_token(token, &request))
+                    Ok(keep_sent_refresh_token(token, &sent.request))
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "token request failed");
@@ -185,6 +204,101 @@ impl<S: HttpClient> TokenEndpoint<S> {
             }
         }
         .instrument(span)
+    }
+}
+
+/// A built token request, with the assertions signed for it.
+type Outgoing = (
+    http::Request<http_body_util::Full<bytes::Bytes>>,
+    Vec<SecretString>,
+);
+
+/// What a token request future owns besides the service (which need not
+/// be `Sync`, so it is never borrowed across an `await`): the client, the
+/// grant.
+struct Sent {
+    client: ClientAuth,
+    #[cfg(feature = "dpop")]
+    url: TokenUrl,
+    request: TokenRequest,
+    limits: Limits,
+    #[cfg(feature = "dpop")]
+    dpop: Option<crate::dpop::Dpop>,
+}
+
+impl Sent {
+    /// One exchange of `http_request` (with the assertions signed for it);
+    /// `answered` sees the answer's headers.
+    async fn once<S: HttpClient>(
+        &self,
+        service: S,
+        (http_request, signed): Outgoing,
+        answered: impl FnOnce(&HeaderMap),
+    ) -> Result<Token, Error> {
+        let issued_at = IssuedAt::now();
+        // Every answer's body is read but a redirect's: not read, not
+        // followed, the credentials stay here.
+        let answer = exchange::send(service, http_request, self.limits, |_| true).await;
+        answer.and_then(|answer| {
+            tracing::Span::current().record("status", answer.status.as_u16());
+            answered(&answer.headers);
+            let secrets = self.request.secrets(&self.client);
+            let secrets: Vec<&str> = (secrets.iter().map(|s| s.as_ref()))
+                .chain(signed.iter().map(SecretString::expose_secret))
+                .collect();
+            parse(
+                answer.status,
+                &answer.headers,
+                &answer.body?,
+                issued_at,
+                &secrets,
+            )
+        })
+    }
+}
+#[cfg(feature = "dpop")]
+impl Sent {
+    /// The request built as `built`, with a proof; once more with a new
+    /// proof (and a new client assertion) if the server answers
+    /// `use_dpop_nonce` with a nonce it had not given before.
+    async fn with_dpop<S: HttpClient>(
+        &self,
+        service: S,
+        built: Result<Outgoing, Error>,
+        dpop: &crate::dpop::Dpop,
+    ) -> Result<Token, Error> {
+        let (result, new_nonce) = self.with_proof(service.clone(), built?, dpop).await;
+        let asks_nonce = result
+            .as_ref()
+            .err()
+            .and_then(Error::oauth_error)
+            .is_some_and(|r| r.error().as_str() == "use_dpop_nonce");
+        if !(asks_nonce && new_nonce) {
+            return result;
+        }
+        tracing::debug!("the token endpoint asked for a DPoP nonce; sending the request once more");
+        let built = self.request.build_signed(&self.client, &self.url)?;
+        self.with_proof(service, built, dpop).await.0
+    }
+
+    /// One exchange of `built` with a fresh proof; also whether the answer
+    /// brought a nonce the origin had not given before.
+    async fn with_proof<S: HttpClient>(
+        &self,
+        service: S,
+        mut built: Outgoing,
+        dpop: &crate::dpop::Dpop,
+    ) -> (Result<Token, Error>, bool) {
+        let uri = self.url.uri();
+        match dpop.proof(&http::Method::POST, uri, None) {
+            Ok(proof) => built.0.headers_mut().insert(crate::dpop::DPOP, proof),
+            Err(e) => return (Err(e), false),
+        };
+        let mut new_nonce = false;
+        let result = self
+            .once(service, built, |h| new_nonce = dpop.update_nonce(uri, h))
+            .await;
+        (result, new_nonce)
     }
 }
 

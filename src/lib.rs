@@ -22,6 +22,7 @@
 //! | [`discovery`] | the token endpoint from an issuer (OpenID Connect Discovery, RFC 8414), issuer checked |
 //! | [`revocation`] | RFC 7009 token revocation: [`TokenEndpoint::revoke`], and [`TokenCache::revoke`] on shutdown |
 //! | [`store`] | persisting tokens, atomically, so the newest refresh token survives a crash; a stored token is used only by the configuration that fetched it |
+//! | `dpop` (feature `dpop`) | DPoP (RFC 9449): the key, its proofs on token and resource requests, nonces per origin |
 //! | `jose` (feature `jwt`) | signing keys and JWS for client assertions and the signed JWT-bearer grant |
 //! | `tls` (feature `rustls`) | a hyper-util HTTPS client (with a client certificate for RFC 8705 mutual TLS if you give one) and a one-line layer |
 //! | `reqwest` (feature `reqwest`) | `OAuth2Middleware` for reqwest-middleware, sharing the [`TokenCache`] |
@@ -39,6 +40,7 @@
 //! | `rustls` | no | `tls`: a hyper-util HTTPS client (rustls with `ring`, HTTP/1.1 and HTTP/2, Mozilla's roots or yours) and a one-line [`OAuth2Layer`] for `client_credentials` over it |
 //! | `reqwest` | no | `reqwest`: `OAuth2Middleware` for reqwest-middleware and `ReqwestTransport` |
 //! | `jwt` | no | `jose`: `private_key_jwt` (ES256, EdDSA) and `client_secret_jwt` (HS256) client authentication, and the JWT-bearer grant with an assertion signed per request |
+//! | `dpop` | no | `dpop`: DPoP-bound tokens (RFC 9449), an ES256 proof per token request and per resource request, server nonces; enables `jwt` |
 //! | `jwt-rsa` | no | `jwt` plus RS256 and PS256 keys (see the README on RUSTSEC-2023-0071) |
 //! | `metrics` | no | `metrics`: counters, a histogram and a gauge through the `metrics` facade, and `TokenCacheBuilder::metrics_name` |
 //! | `redis` | no | `fleet`: `RedisTier` and `TokenCacheBuilder::redis`, one token request per refresh for a whole fleet, optional encryption at rest |
@@ -89,6 +91,9 @@ pub mod authorize;
 pub mod cache;
 pub mod challenge;
 pub mod discovery;
+#[cfg(feature = "dpop")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+pub mod dpop;
 pub mod endpoint;
 pub mod error;
 mod exchange;
@@ -125,9 +130,15 @@ pub use secret::SecretString;
 pub use token::Token;
 pub use transport::{HttpClient, HttpTransport};
 
-// Compiles the README's examples as doctests (its reqwest, jwt and redis sections
-// need those features, as does the README's test command, `cargo test
+// Compiles the README's examples as doctests (its reqwest, jwt, dpop and redis
+// sections need those features, as does the README's test command, `cargo test
 // --all-features`).
 #[doc = include_str!("../README.md")]
-#[cfg(all(doctest, feature = "reqwest", feature = "jwt", feature = "redis"))]
+#[cfg(all(
+    doctest,
+    feature = "reqwest",
+    feature = "jwt",
+    feature = "dpop",
+    feature = "redis"
+))]
 pub struct ReadmeDoctests;

@@ -143,19 +143,17 @@ impl Middleware for OAuth2Middleware {
         if !applies {
             return next.run(req, extensions).await;
         }
+        #[cfg(feature = "dpop")]
+        if policy.uses_dpop() {
+            return handle_dpop(policy, req, extensions, next).await;
+        }
         let (header, generation) = policy
             .cache()
             .bearer_header_with_generation()
             .await
             .map_err(token_failure)?;
         req.headers_mut().insert(AUTHORIZATION, header);
-        // Cloned before sending, as tower-http's follow_redirect keeps its
-        // copy: a streamed body is gone once sent.
-        let replay = if policy.retries_unauthorized() {
-            req.try_clone()
-        } else {
-            None
-        };
+        let replay = copy_for_resend(policy, &req);
         let response = next.clone().run(req, extensions).await?;
         let (status, headers) = (response.status(), response.headers());
         let after = policy.after_response(status, headers, generation, replay.is_some());
@@ -166,19 +164,86 @@ impl Middleware for OAuth2Middleware {
         // The refusal is not returned, so its connection is not held while
         // a new token is fetched.
         drop(response);
-        let (header, generation) = match lookup {
-            Lookup::Ready(header, generation) => (header, generation),
-            Lookup::Wait => {
-                let cached = policy.cache().wait_for_token().await;
-                let cached = cached.map_err(token_failure)?;
-                (cached.header.clone(), cached.generation)
-            }
-        };
+        let (header, generation) = token_for_resend(policy, lookup).await?;
         policy.resend_with(replay.headers_mut(), header);
         let response = next.run(replay, extensions).await?;
         policy.after_resend(response.status(), response.headers(), generation);
         Ok(response)
     }
+}
+
+/// A copy of `req` to resend after a refusal, if the policy resends and
+/// the body can be cloned. Taken before sending, as tower-http's
+/// follow_redirect keeps its copy: a streamed body is gone once sent.
+fn copy_for_resend(policy: &AuthPolicy, req: &Request) -> Option<Request> {
+    if policy.retries_unauthorized() {
+        req.try_clone()
+    } else {
+        None
+    }
+}
+
+/// The token a resend goes with: the one `lookup` found, or the next one
+/// fetched.
+async fn token_for_resend(
+    policy: &AuthPolicy,
+    lookup: Lookup,
+) -> reqwest_middleware::Result<(http::HeaderValue, u64)> {
+    match lookup {
+        Lookup::Ready(header, generation) => Ok((header, generation)),
+        Lookup::Wait => {
+            let cached = policy.cache().wait_for_token().await;
+            let cached = cached.map_err(token_failure)?;
+            Ok((cached.header.clone(), cached.generation))
+        }
+    }
+}
+
+/// [`OAuth2Middleware::handle`] when the tokens go with DPoP proofs: a
+/// fresh proof per request (and per resend), the resource's nonces
+/// remembered, one resend with a new nonce that is no 401 refetch.
+#[cfg(feature = "dpop")]
+async fn handle_dpop(
+    policy: &AuthPolicy,
+    mut req: Request,
+    extensions: &mut Extensions,
+    next: Next<'_>,
+) -> reqwest_middleware::Result<Response> {
+    let uri =
+        http::Uri::try_from(req.url().as_str()).map_err(reqwest_middleware::Error::middleware)?;
+    let cache = policy.cache();
+    let (header, generation) = cache
+        .bearer_header_with_generation()
+        .await
+        .map_err(token_failure)?;
+    let method = req.method().clone();
+    policy
+        .authorize_dpop(&method, &uri, req.headers_mut(), header)
+        .map_err(token_failure)?;
+    let replay = copy_for_resend(policy, &req);
+    let response = next.clone().run(req, extensions).await?;
+    let (status, headers) = (response.status(), response.headers());
+    let after =
+        policy.after_dpop_response(Some(&uri), status, headers, generation, replay.is_some());
+    let (lookup, mut replay, nonce) = match (after, replay) {
+        (AfterResponse::Resend(lookup), Some(replay)) => (lookup, replay, false),
+        (AfterResponse::ResendWithNonce(lookup), Some(replay)) => (lookup, replay, true),
+        _ => return Ok(response),
+    };
+    drop(response);
+    let (header, generation) = token_for_resend(policy, lookup).await?;
+    policy
+        .authorize_dpop(&method, &uri, replay.headers_mut(), header.clone())
+        .map_err(token_failure)?;
+    if !nonce {
+        policy.resend_with(replay.headers_mut(), header);
+    }
+    let response = next.run(replay, extensions).await?;
+    if let Some(dpop) = cache.dpop() {
+        dpop.update_nonce(&uri, response.headers());
+    }
+    policy.after_resend(response.status(), response.headers(), generation);
+    Ok(response)
 }
 
 /// The token error inside a `reqwest_middleware::Error`, if it is one: the

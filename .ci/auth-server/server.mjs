@@ -74,6 +74,14 @@ const provider = new Provider(issuer, {
         return true;
       },
     },
+    // RFC 9449: DPoP-bound tokens for clients registered with
+    // dpop_bound_access_tokens; server nonces (a fresh secret per run),
+    // required of svc-dpop-nonce only, so the tests see the round trip.
+    dPoP: {
+      enabled: true,
+      nonceSecret: randomBytes(32),
+      requireNonce: (ctx) => ctx.oidc?.client?.clientId === 'svc-dpop-nonce',
+    },
     // The provider's own login and consent pages; the test fills them in
     // over HTTP as a browser would.
     devInteractions: { enabled: true },

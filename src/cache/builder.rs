@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
 
+use super::cached::Accept;
 use super::fetch::{self, Fetch, Fetcher, Recorder, RefreshTokenCallback};
 use super::flight::{default_wait_timeout, FlightState};
 use super::policy::{Backoff, RefreshPolicy};
@@ -30,8 +31,14 @@ impl TokenCache {
     ) -> TokenCacheBuilder {
         let fingerprint = ConfigFingerprint::new(endpoint.url(), endpoint.client(), &request);
         let exchange_timeout = endpoint.exchange_timeout();
-        TokenCacheBuilder::new(fetch::boxed(endpoint), fingerprint, Some(request), None)
-            .exchange_timeout(exchange_timeout)
+        #[cfg(feature = "dpop")]
+        let dpop = endpoint.dpop_key().cloned();
+        let builder =
+            TokenCacheBuilder::new(fetch::boxed(endpoint), fingerprint, Some(request), None)
+                .exchange_timeout(exchange_timeout);
+        #[cfg(feature = "dpop")]
+        let builder = builder.bound_to(dpop);
+        builder
     }
 
     /// A cache that gets tokens with a refresh token only (one obtained by an
@@ -48,13 +55,18 @@ impl TokenCache {
         let grant = TokenRequest::refresh_token(refresh_token.clone());
         let fingerprint = ConfigFingerprint::new(endpoint.url(), endpoint.client(), &grant);
         let exchange_timeout = endpoint.exchange_timeout();
-        TokenCacheBuilder::new(
+        #[cfg(feature = "dpop")]
+        let dpop = endpoint.dpop_key().cloned();
+        let builder = TokenCacheBuilder::new(
             fetch::boxed(endpoint),
             fingerprint,
             None,
             Some(refresh_token),
         )
-        .exchange_timeout(exchange_timeout)
+        .exchange_timeout(exchange_timeout);
+        #[cfg(feature = "dpop")]
+        let builder = builder.bound_to(dpop);
+        builder
     }
 }
 
@@ -79,6 +91,8 @@ pub struct TokenCacheBuilder {
     metrics_name: Option<String>,
     #[cfg(feature = "redis")]
     fleet: Option<crate::fleet::RedisTier>,
+    #[cfg(feature = "dpop")]
+    dpop: Option<crate::dpop::Dpop>,
 }
 
 impl fmt::Debug for TokenCacheBuilder {
@@ -122,6 +136,8 @@ impl TokenCacheBuilder {
             metrics_name: None,
             #[cfg(feature = "redis")]
             fleet: None,
+            #[cfg(feature = "dpop")]
+            dpop: None,
         }
     }
 
@@ -223,6 +239,7 @@ impl TokenCacheBuilder {
     /// Builds the cache. No token is fetched until one is needed.
     pub fn build(self) -> TokenCache {
         let stored = self.load_stored();
+        let accept = self.accept();
         #[cfg(feature = "metrics")]
         let counters = Counters::labelled(crate::metrics::CacheLabel::new(
             self.metrics_name.as_deref(),
@@ -253,7 +270,7 @@ impl TokenCacheBuilder {
                 fetcher,
                 wait,
                 (self.fingerprint, self.exchange_timeout, self.store_timeout),
-                (self.policy, self.accept_any_token_type),
+                (self.policy, accept),
             ),
             None => (fetcher, wait),
         };
@@ -264,8 +281,10 @@ impl TokenCacheBuilder {
             next_generation: AtomicU64::new(1),
             policy: self.policy,
             backoff: self.backoff,
-            accept_any_token_type: self.accept_any_token_type,
+            accept,
             counters,
+            #[cfg(feature = "dpop")]
+            dpop: self.dpop,
             refusals: Default::default(),
         };
         if let Some(token) = stored {
@@ -322,6 +341,29 @@ impl TokenCacheBuilder {
         self.fleet = Some(tier);
         self
     }
+
+    /// Which token types the cache sends (see `Accept`).
+    fn accept(&self) -> Accept {
+        Accept {
+            any: self.accept_any_token_type,
+            #[cfg(feature = "dpop")]
+            dpop: self.dpop.is_some(),
+            #[cfg(not(feature = "dpop"))]
+            dpop: false,
+        }
+    }
+
+    /// Tokens bound to `dpop`'s key (the endpoint's, [`TokenEndpoint::dpop`]):
+    /// `DPoP` tokens are accepted and the key's thumbprint joins the
+    /// fingerprint, so a token stored or shared with another key is not used.
+    #[cfg(feature = "dpop")]
+    fn bound_to(mut self, dpop: Option<crate::dpop::Dpop>) -> Self {
+        if let Some(dpop) = &dpop {
+            self.fingerprint = self.fingerprint.with_dpop_key(dpop.thumbprint());
+        }
+        self.dpop = dpop;
+        self
+    }
 }
 
 #[cfg(feature = "redis")]
@@ -331,7 +373,7 @@ mod fleet {
     use std::sync::atomic::AtomicU64;
     use std::time::{Duration, Instant};
 
-    use super::super::cached::Cached;
+    use super::super::cached::{Accept, Cached};
     use super::super::fetch::Fetcher;
     use super::super::policy::RefreshPolicy;
     use crate::fleet::{Judge, RedisTier};
@@ -347,14 +389,14 @@ mod fleet {
         fetcher: Fetcher,
         wait: Duration,
         (fingerprint, exchange, store): (ConfigFingerprint, Duration, Duration),
-        (policy, accept_any): (RefreshPolicy, bool),
+        (policy, accept): (RefreshPolicy, Accept),
     ) -> (Fetcher, Duration) {
         let default_lease = exchange.saturating_add(store).saturating_add(LEASE_MARGIN);
         let inner = tier.bind(fingerprint, default_lease);
         let wait = wait.saturating_add(inner.lease());
         // The cache's own checks, on a throwaway generation counter.
         let judge = Judge(Box::new(move |token| {
-            let c = Cached::new(token.clone(), &policy, accept_any, &AtomicU64::new(0)).ok()?;
+            let c = Cached::new(token.clone(), &policy, accept, &AtomicU64::new(0)).ok()?;
             Some(c.expires_at.map_or(Duration::MAX, |e| {
                 e.saturating_duration_since(Instant::now())
             }))

@@ -34,17 +34,20 @@ impl Cached {
     pub(super) fn new(
         token: Token,
         policy: &RefreshPolicy,
-        accept_any_token_type: bool,
+        accept: Accept,
         generations: &AtomicU64,
     ) -> Result<Cached, Error> {
-        if !token.token_type().is_bearer() && !accept_any_token_type {
+        let header = if accept.dpop && is_dpop(&token) {
+            authorization_header(b"DPoP ", token.access_token())?
+        } else if token.token_type().is_bearer() || accept.any {
+            bearer_header(token.access_token())?
+        } else {
             return Err(Error::invalid_token(format!(
                 "its token_type is {:?}, not Bearer; only bearer tokens are sent \
                  (TokenCacheBuilder::accept_any_token_type sends it as one anyway)",
                 token.token_type().as_str()
             )));
-        }
-        let header = bearer_header(token.access_token())?;
+        };
         let lifetime = policy.lifetime(token.expires_in());
         if lifetime.is_zero() {
             return Err(Error::invalid_token(
@@ -78,10 +81,29 @@ impl Cached {
     }
 }
 
+/// Which token types a cache sends: `Bearer` always; `DPoP` with a proof
+/// when DPoP is on (feature `dpop`); any other as a bearer token when
+/// `any` (`TokenCacheBuilder::accept_any_token_type`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Accept {
+    pub(crate) any: bool,
+    pub(crate) dpop: bool,
+}
+
+/// RFC 9449 §5: `token_type` `DPoP` (case-insensitively).
+fn is_dpop(token: &Token) -> bool {
+    token.token_type().as_str().eq_ignore_ascii_case("dpop")
+}
+
 /// `Bearer <token>` as a sensitive header value, refusing any byte outside
 /// visible ASCII: a CR, LF or NUL would split or end the header (request
 /// smuggling), and RFC 6750's `b64token` allows none of them, nor spaces.
 fn bearer_header(access_token: &SecretString) -> Result<HeaderValue, Error> {
+    authorization_header(b"Bearer ", access_token)
+}
+
+/// `<scheme> <token>` (`scheme` with its space), as [`bearer_header`].
+fn authorization_header(scheme: &[u8], access_token: &SecretString) -> Result<HeaderValue, Error> {
     let t = access_token.expose_secret();
     if t.is_empty() || !t.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
         return Err(Error::invalid_token(
@@ -89,8 +111,8 @@ fn bearer_header(access_token: &SecretString) -> Result<HeaderValue, Error> {
              (control character, space or non-ASCII); it was not sent",
         ));
     }
-    let mut v = Vec::with_capacity(7 + t.len());
-    v.extend_from_slice(b"Bearer ");
+    let mut v = Vec::with_capacity(scheme.len() + t.len());
+    v.extend_from_slice(scheme);
     v.extend_from_slice(t.as_bytes());
     let mut header = HeaderValue::from_maybe_shared(Bytes::from(v)).map_err(|_| {
         Error::invalid_token("the access token is not a valid header value; it was not sent")

@@ -143,8 +143,11 @@ struct Shared {
     next_generation: AtomicU64,
     policy: RefreshPolicy,
     backoff: Backoff,
-    accept_any_token_type: bool,
+    accept: cached::Accept,
     counters: Counters,
+    /// The DPoP key, when the endpoint has one.
+    #[cfg(feature = "dpop")]
+    dpop: Option<crate::dpop::Dpop>,
     /// The resource servers' 401s, and their backoff.
     refusals: Refusals,
 }
@@ -152,12 +155,7 @@ struct Shared {
 impl Shared {
     /// `token` made ready to cache, with the next generation number.
     fn admit(&self, token: Token) -> Result<Cached, Error> {
-        Cached::new(
-            token,
-            &self.policy,
-            self.accept_any_token_type,
-            &self.next_generation,
-        )
+        Cached::new(token, &self.policy, self.accept, &self.next_generation)
     }
 }
 
@@ -183,6 +181,16 @@ impl TokenCache {
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         self.shared.counters.snapshot()
+    }
+
+    /// The DPoP key and nonces, when the token endpoint sends proofs
+    /// ([`crate::TokenEndpoint::dpop`]): a `DPoP` token's header
+    /// ([`TokenCache::bearer_header`] gives `DPoP <token>` then) must go
+    /// with a proof from it ([`crate::dpop::Dpop::proof`]).
+    #[cfg(feature = "dpop")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+    pub fn dpop(&self) -> Option<&crate::dpop::Dpop> {
+        self.shared.dpop.as_ref()
     }
 
     pub(crate) fn count_retry(&self) {

@@ -173,6 +173,18 @@ impl SigningKey {
         Value::Object(jwk)
     }
 
+    /// The public key's required members only (RFC 7638 §3.2), as a JWK:
+    /// the `jwk` a DPoP proof carries in its header.
+    #[cfg(feature = "dpop")]
+    pub(crate) fn bare_public_jwk(&self) -> Value {
+        let members = required_members(self.private_key()).into_iter();
+        Value::Object(
+            members
+                .map(|(n, v)| (n.to_owned(), Value::String(v)))
+                .collect(),
+        )
+    }
+
     /// The JWK thumbprint (RFC 7638) of the public key: base64url of the
     /// SHA-256 of its required members, in order and without whitespace.
     pub fn jwk_thumbprint(&self) -> String {

@@ -194,6 +194,26 @@ impl SigningKey {
         &self.key
     }
 
+    /// A new random P-256 key for ES256, from the operating system's CSPRNG.
+    #[cfg(feature = "dpop")]
+    pub(crate) fn generate_es256() -> Result<Self, KeyError> {
+        let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+        // A 32-byte string is a valid P-256 scalar but with probability
+        // about 2^-128; a few draws are always enough.
+        for _ in 0..8 {
+            getrandom::fill(&mut seed[..]).map_err(|e| {
+                KeyError::unsupported(format!("no random source for a new key ({e})"))
+            })?;
+            if let Ok(secret) = p256::SecretKey::from_slice(&seed[..]) {
+                let key = PrivateKey::P256(p256::ecdsa::SigningKey::from(secret));
+                return SigningKey::new(Algorithm::ES256, key);
+            }
+        }
+        Err(KeyError::unsupported(
+            "no valid P-256 key from the random source",
+        ))
+    }
+
     /// The JWS signature of `input` (RFC 7518 §3): `r || s` for ES256.
     pub(crate) fn sign(&self, input: &[u8]) -> Result<Vec<u8>, p256::ecdsa::Error> {
         match (&*self.key, self.alg) {

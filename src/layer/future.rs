@@ -17,7 +17,8 @@ use super::replay::Replay;
 use crate::cache::{Cached, Lookup};
 use crate::error::Error;
 
-type TokenFuture = Pin<Box<dyn Future<Output = Result<Arc<Cached>, Error>> + Send + 'static>>;
+pub(crate) type TokenFuture =
+    Pin<Box<dyn Future<Output = Result<Arc<Cached>, Error>> + Send + 'static>>;
 
 pin_project! {
     /// The response future of [`OAuth2Service`](super::OAuth2Service).
@@ -201,9 +202,8 @@ where
             } => {
                 let cached = ready!(token.as_mut().poll(cx)).map_err(ServiceError::Token)?;
                 let mut request = ready!(Pin::new(request).poll(cx));
-                request
-                    .headers_mut()
-                    .insert(AUTHORIZATION, cached.header.clone());
+                authorize(policy, &mut request, cached.header.clone())
+                    .map_err(ServiceError::Token)?;
                 let future = service.call(request);
                 let generation = cached.generation;
                 step.set(Step::Called { future, generation });
@@ -211,12 +211,15 @@ where
             StepProj::Called { future, generation } => {
                 let response = ready!(future.poll(cx)).map_err(ServiceError::Inner)?;
                 let (status, headers) = (response.status(), response.headers());
-                let after = policy.after_response(status, headers, *generation, replay.is_some());
-                let AfterResponse::Resend(lookup) = after else {
-                    // The copy stays where it is, dropped with the future:
-                    // moving it out would cost a copy of the request head.
-                    return Poll::Ready(Ok(response));
-                };
+                let (lookup, after_refusal) =
+                    match after_called(policy, replay, status, headers, *generation) {
+                        AfterResponse::Resend(lookup) => (lookup, true),
+                        #[cfg(feature = "dpop")]
+                        AfterResponse::ResendWithNonce(lookup) => (lookup, false),
+                        // The copy stays where it is, dropped with the future:
+                        // moving it out would cost a copy of the request head.
+                        _ => return Poll::Ready(Ok(response)),
+                    };
                 // A resend is only decided when there is a copy to resend.
                 let Some(copy) = replay.take() else {
                     return Poll::Ready(Ok(response));
@@ -226,8 +229,11 @@ where
                 drop(response);
                 match lookup {
                     Lookup::Ready(header, generation) => {
-                        step.set(retrying(policy, copy, header, generation));
+                        let retry = retrying(policy, copy, header, generation, after_refusal);
+                        step.set(retry.map_err(ServiceError::Token)?);
                     }
+                    // (After a nonce, too, if the token went stale meanwhile:
+                    // rare, and then counted as a retry.)
                     Lookup::Wait => step.set(Step::Refetching {
                         token: policy.cache().wait_for_token(),
                         resend: std::future::ready(copy),
@@ -238,7 +244,8 @@ where
                 let cached = ready!(token.as_mut().poll(cx)).map_err(ServiceError::Token)?;
                 let copy = ready!(Pin::new(resend).poll(cx));
                 let header = cached.header.clone();
-                step.set(retrying(policy, copy, header, cached.generation));
+                let retry = retrying(policy, copy, header, cached.generation, true);
+                step.set(retry.map_err(ServiceError::Token)?);
             }
             StepProj::Retrying { future, generation } => {
                 let response = ready!(future.poll(cx)).map_err(ServiceError::Inner)?;
@@ -249,23 +256,65 @@ where
     }
 }
 
+/// What the answer (`status`, `headers`) to a request sent with token
+/// `generation` leads to; with DPoP, the answer's nonce is remembered too.
+#[inline]
+fn after_called<S, B>(
+    policy: &AuthPolicy,
+    replay: &Option<Replay<S, B>>,
+    status: http::StatusCode,
+    headers: &http::HeaderMap,
+    generation: u64,
+) -> AfterResponse {
+    #[cfg(feature = "dpop")]
+    if policy.uses_dpop() {
+        let uri = replay.as_ref().map(Replay::uri);
+        return policy.after_dpop_response(uri, status, headers, generation, uri.is_some());
+    }
+    policy.after_response(status, headers, generation, replay.is_some())
+}
+
 /// The resend of `copy` with `token` (of `generation`), on a clone of the
 /// inner service that has not been polled ready: `oneshot` does that first.
+/// `after_refusal`: the token was refused and this resend counts in
+/// [`crate::cache::Stats::retries`]; else it is a DPoP nonce's resend with
+/// the same token, counted nowhere.
 fn retrying<S, B>(
     policy: &AuthPolicy,
     copy: Replay<S, B>,
     token: HeaderValue,
     generation: u64,
-) -> Step<S, B>
+    after_refusal: bool,
+) -> Result<Step<S, B>, Error>
 where
     S: Service<Request<B>>,
 {
     let (service, mut request) = copy.into_request();
-    policy.resend_with(request.headers_mut(), token);
-    Step::Retrying {
+    if after_refusal {
+        policy.resend_with(request.headers_mut(), token.clone());
+    }
+    authorize(policy, &mut request, token)?;
+    Ok(Step::Retrying {
         future: service.oneshot(request),
         generation,
+    })
+}
+
+/// Puts `token` on `request`: with a DPoP proof when the tokens go with
+/// one, else as it is.
+fn authorize<B>(
+    policy: &AuthPolicy,
+    request: &mut Request<B>,
+    token: HeaderValue,
+) -> Result<(), Error> {
+    #[cfg(feature = "dpop")]
+    if policy.uses_dpop() {
+        let (method, uri) = (request.method().clone(), request.uri().clone());
+        return policy.authorize_dpop(&method, &uri, request.headers_mut(), token);
     }
+    let _ = policy;
+    request.headers_mut().insert(AUTHORIZATION, token);
+    Ok(())
 }
 
 #[cfg(test)]

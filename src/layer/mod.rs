@@ -117,6 +117,8 @@ use define_inner_service_accessors;
 
 mod buffer;
 mod destinations;
+#[cfg(feature = "dpop")]
+mod dpop;
 mod error;
 mod future;
 mod keyed;

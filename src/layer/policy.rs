@@ -51,6 +51,9 @@ struct Settings {
     retry_unauthorized: bool,
     unauthorized_backoff: Backoff,
     destinations: Destinations,
+    /// Whether the cache's tokens go with DPoP proofs (read once here).
+    #[cfg(feature = "dpop")]
+    dpop: bool,
 }
 
 /// What a transport does with the response to a request that carried a
@@ -75,6 +78,12 @@ pub(crate) enum AfterResponse {
     /// with the newer token already cached (`Lookup::Ready`) or with the one
     /// `TokenCache::wait_for_token` gives (`Lookup::Wait`).
     Resend(Lookup),
+    /// A DPoP resource server asked for a nonce and gave a new one: send
+    /// the copy once more with the token of the lookup and a proof with
+    /// that nonce. Not a refusal of the token: nothing is invalidated or
+    /// counted as a retry.
+    #[cfg(feature = "dpop")]
+    ResendWithNonce(Lookup),
 }
 
 impl AuthPolicy {
@@ -83,6 +92,8 @@ impl AuthPolicy {
     pub fn new(cache: TokenCache) -> Self {
         AuthPolicy {
             settings: Arc::new(Settings {
+                #[cfg(feature = "dpop")]
+                dpop: cache.dpop().is_some(),
                 cache,
                 keep_existing: false,
                 retry_unauthorized: true,
@@ -148,6 +159,14 @@ impl AuthPolicy {
     /// of a request (its body above all) for a resend only when this is true.
     pub fn retries_unauthorized(&self) -> bool {
         self.settings.retry_unauthorized
+    }
+
+    /// Whether the tokens go with DPoP proofs (feature `dpop`): the
+    /// transports then take their DPoP branch (`layer/dpop.rs`).
+    #[cfg(feature = "dpop")]
+    #[inline]
+    pub(crate) fn uses_dpop(&self) -> bool {
+        self.settings.dpop
     }
 
     /// Whether a request to `uri` with `headers` gets a token. One that does
@@ -260,6 +279,8 @@ impl fmt::Debug for AfterResponse {
                 write!(f, "Resend(cached generation {generation})")
             }
             AfterResponse::Resend(Lookup::Wait) => f.write_str("Resend(after a fetch)"),
+            #[cfg(feature = "dpop")]
+            AfterResponse::ResendWithNonce(_) => f.write_str("ResendWithNonce"),
         }
     }
 }

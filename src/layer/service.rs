@@ -91,6 +91,10 @@ where
         if !self.policy.applies_to(req.uri(), req.headers()) {
             return ResponseFuture::passthrough(self.inner.call(req));
         }
+        #[cfg(feature = "dpop")]
+        if self.policy.uses_dpop() {
+            return self.call_dpop(req);
+        }
         match self.policy.cache().lookup() {
             Lookup::Ready(header, generation) => {
                 // The copy is taken before the token goes in (see `Replay::new`).
@@ -109,5 +113,52 @@ where
                 ResponseFuture::waiting_for_token(token, inner, req, self.policy.clone(), replay)
             }
         }
+    }
+}
+
+#[cfg(feature = "dpop")]
+impl<S, P> OAuth2Service<S, P> {
+    /// [`Service::call`] when the tokens go with DPoP proofs: a fresh proof
+    /// for this request beside the cached token (or, with none cached, once
+    /// the fetch is done, in the future).
+    fn call_dpop<B, R>(&mut self, mut req: Request<B>) -> ResponseFuture<S, B>
+    where
+        S: Service<Request<B>, Response = Response<R>> + Clone,
+        P: ReplayBody<B>,
+    {
+        let (header, generation) = match self.policy.cache().lookup() {
+            Lookup::Ready(header, generation) => (header, generation),
+            Lookup::Wait => {
+                let token = self.policy.cache().wait_for_token();
+                return self.call_later(req, token);
+            }
+        };
+        let replay = self.replay(&req);
+        let (method, uri) = (req.method().clone(), req.uri().clone());
+        match (self.policy).authorize_dpop(&method, &uri, req.headers_mut(), header) {
+            Ok(()) => {
+                let future = self.inner.call(req);
+                ResponseFuture::called(future, generation, self.policy.clone(), replay)
+            }
+            // No proof, no request: the error comes out of the future.
+            Err(e) => self.call_later(req, Box::pin(std::future::ready(Err(e)))),
+        }
+    }
+
+    /// The request, sent by the future once `token` is here: the ready
+    /// inner service goes with it and a clone stays (clone-then-replace).
+    fn call_later<B>(
+        &mut self,
+        req: Request<B>,
+        token: super::future::TokenFuture,
+    ) -> ResponseFuture<S, B>
+    where
+        S: Service<Request<B>> + Clone,
+        P: ReplayBody<B>,
+    {
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let replay = self.replay(&req);
+        ResponseFuture::waiting_for_token(token, inner, req, self.policy.clone(), replay)
     }
 }

@@ -9,6 +9,8 @@ use crate::request::{ClientAuth, TokenRequest, TokenUrl};
 /// Versions the canonical encoding: a new field (a DPoP key thumbprint, a
 /// namespace) means a new version, so no two encodings ever collide.
 const ENCODING: &str = "tower-oauth2 config fingerprint v1";
+/// The encoding of a fingerprint with a DPoP key ([`ConfigFingerprint::with_dpop_key`]).
+const DPOP_ENCODING: &str = "tower-oauth2 config fingerprint v1 + DPoP key";
 
 /// Names the configuration that fetches a token: a SHA-256 of the token
 /// URL, the client id, the client authentication method, the grant type
@@ -71,6 +73,19 @@ impl ConfigFingerprint {
         ConfigFingerprint(Sha256::digest(&bytes).into())
     }
 
+    /// This fingerprint for tokens bound to the DPoP key whose RFC 7638
+    /// thumbprint is `thumbprint` (see `dpop::Dpop::thumbprint`, feature
+    /// `dpop`): a token stored or shared by a cache with another key (or
+    /// with none) is not used with this one. The hash of
+    /// `["tower-oauth2 config fingerprint v1 + DPoP key", fingerprint hex,
+    /// thumbprint]`; a cache without DPoP keeps the plain fingerprint.
+    pub fn with_dpop_key(self, thumbprint: &str) -> Self {
+        let canonical = serde_json::json!([DPOP_ENCODING, self.to_string(), thumbprint]);
+        // Serializing an array of strings cannot fail.
+        let bytes = serde_json::to_vec(&canonical).unwrap_or_default();
+        ConfigFingerprint(Sha256::digest(&bytes).into())
+    }
+
     /// A fingerprint from its 32 bytes.
     pub const fn from_bytes(bytes: [u8; 32]) -> Self {
         ConfigFingerprint(bytes)
@@ -113,6 +128,21 @@ impl fmt::Debug for ConfigFingerprint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dpop_key_makes_another_fingerprint() {
+        let plain = ConfigFingerprint::from_bytes([7; 32]);
+        let a = plain.with_dpop_key("thumb-a");
+        assert_ne!(a, plain);
+        assert_ne!(a, plain.with_dpop_key("thumb-b"));
+        assert_eq!(a, plain.with_dpop_key("thumb-a"));
+        let canonical = format!(
+            r#"["tower-oauth2 config fingerprint v1 + DPoP key","{}","thumb-a"]"#,
+            "07".repeat(32)
+        );
+        let expected: [u8; 32] = Sha256::digest(canonical.as_bytes()).into();
+        assert_eq!(a.as_bytes(), &expected);
+    }
 
     fn url(s: &str) -> TokenUrl {
         TokenUrl::new(s).unwrap()

@@ -20,6 +20,14 @@
 mod browser;
 #[path = "../support/client.rs"]
 mod client;
+#[cfg(feature = "dpop")]
+mod dpop;
+#[path = "../support/dpop.rs"]
+#[allow(
+    dead_code,
+    reason = "the resource server checks proofs; the tests read them"
+)]
+mod dpop_proof;
 #[cfg(feature = "jwt")]
 mod jwt;
 mod resource;

@@ -5,6 +5,8 @@
 //! crate's logs captured ([`log`]).
 
 pub mod client;
+#[allow(dead_code, reason = "only the DPoP test binaries check proofs")]
+pub mod dpop;
 pub mod log;
 #[allow(dead_code, reason = "only the TLS test binaries serve TLS")]
 pub mod pki;

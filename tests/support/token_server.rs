@@ -30,6 +30,7 @@ use tower_oauth2::error::{ErrorCode, ErrorKind};
 use tower_oauth2::{ClientAuth, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
 
 use super::client::{http_client, HttpClient, Received};
+use super::dpop;
 use super::serve::{serve_on, HttpService, Serving};
 
 /// A canned answer.
@@ -118,6 +119,23 @@ struct Inner {
     /// The `WWW-Authenticate` headers of a resource's 401, one per value.
     challenges: Vec<String>,
     prefix: String,
+    /// DPoP (RFC 9449), when turned on: proofs required and checked.
+    dpop: Option<DpopRules>,
+}
+
+/// What the server asks of DPoP proofs, and what it bound to which key.
+#[derive(Default)]
+pub struct DpopRules {
+    /// The nonce proofs to `/token` must carry (`use_dpop_nonce` otherwise).
+    pub token_nonce: Option<String>,
+    /// The nonce proofs to resources must carry.
+    pub resource_nonce: Option<String>,
+    /// Every `jti` seen: one seen again is a replay.
+    seen: HashSet<String>,
+    /// Access and refresh tokens → the thumbprint of their key.
+    bound: HashMap<String, String>,
+    /// Why each refused proof was refused, in order.
+    pub refusals: Vec<String>,
 }
 
 impl Default for Inner {
@@ -142,6 +160,7 @@ impl Default for Inner {
             reject_all: false,
             challenges: vec![r#"Bearer realm="test", error="invalid_token""#.into()],
             prefix: String::new(),
+            dpop: None,
         }
     }
 }
@@ -169,7 +188,7 @@ impl Inner {
     }
 
     /// Issues a token for an authenticated request, or refuses its grant.
-    fn issue(&mut self, received: &Received) -> Canned {
+    fn issue(&mut self, received: &Received, jkt: Option<&str>) -> Canned {
         let grant = received.param("grant_type").unwrap_or_default();
         let mut new_refresh = false;
         match grant.as_str() {
@@ -177,7 +196,8 @@ impl Inner {
             "password" | "authorization_code" => new_refresh = true,
             "refresh_token" => {
                 let rt = received.param("refresh_token").unwrap_or_default();
-                if !self.refresh_tokens.contains(&rt) {
+                let bound = self.dpop.as_ref().and_then(|d| d.bound.get(&rt));
+                if !self.refresh_tokens.contains(&rt) || bound.map(String::as_str) != jkt {
                     return Canned::oauth_error(
                         400,
                         "invalid_grant",
@@ -197,16 +217,19 @@ impl Inner {
         let at = format!("{}at-{n}", self.prefix);
         let expiry = self.ttl.map(|t| Instant::now() + Duration::from_secs(t));
         self.issued.insert(at.clone(), expiry);
+        let token_type = if jkt.is_some() { "DPoP" } else { "Bearer" };
         let mut fields = vec![
             format!(r#""access_token":"{at}""#),
-            r#""token_type":"Bearer""#.to_owned(),
+            format!(r#""token_type":"{token_type}""#),
         ];
+        self.bind(&at, jkt);
         if let Some(t) = self.ttl {
             fields.push(format!(r#""expires_in":{t}"#));
         }
         if new_refresh {
             let rt = format!("{}rt-{n}", self.prefix);
             self.refresh_tokens.insert(rt.clone());
+            self.bind(&rt, jkt);
             fields.push(format!(r#""refresh_token":"{rt}""#));
         }
         if let Some(scope) = received.param("scope") {
@@ -214,6 +237,90 @@ impl Inner {
         }
         Canned::json(200, &format!("{{{}}}", fields.join(",")))
     }
+}
+
+impl Inner {
+    fn bind(&mut self, token: &str, jkt: Option<&str>) {
+        if let (Some(dpop), Some(jkt)) = (self.dpop.as_mut(), jkt) {
+            dpop.bound.insert(token.to_owned(), jkt.to_owned());
+        }
+    }
+
+    /// A token request's proof: `Ok(None)` with DPoP off, the key's
+    /// thumbprint, or the refusal to answer.
+    fn token_proof(&mut self, received: &Received) -> Result<Option<String>, Canned> {
+        let Some(dpop) = self.dpop.as_mut() else {
+            return Ok(None);
+        };
+        let htu = format!("http://{}/token", host(&received.headers));
+        let expect = dpop::Expect {
+            htm: "POST",
+            htu: &htu,
+            nonce: dpop.token_nonce.as_deref(),
+            access_token: None,
+        };
+        let with_nonce = |c: Canned, nonce: &Option<String>| match nonce {
+            Some(n) => c.header("dpop-nonce", n),
+            None => c,
+        };
+        match dpop::check(&received.headers, &expect, &mut dpop.seen) {
+            Ok(proof) => Ok(Some(proof.jkt)),
+            Err(refused) => {
+                dpop.refusals.push(format!("token: {refused:?}"));
+                let code = match refused {
+                    dpop::Refused::UseNonce => "use_dpop_nonce",
+                    dpop::Refused::Invalid(_) => "invalid_dpop_proof",
+                };
+                let answer = Canned::oauth_error(400, code, "DPoP proof refused");
+                Err(with_nonce(answer, &dpop.token_nonce))
+            }
+        }
+    }
+
+    /// Whether a resource request carries `token` as this server requires:
+    /// a bound token as `DPoP` with a valid proof of its key, another as
+    /// `Bearer`. `Err` is the challenge to refuse it with.
+    fn resource_proof(
+        &mut self,
+        parts: &http::request::Parts,
+        auth: Option<&str>,
+    ) -> Result<String, String> {
+        let bearer = auth.and_then(|a| a.strip_prefix("Bearer "));
+        let (Some(dpop), Some(token)) = (
+            self.dpop.as_mut(),
+            auth.and_then(|a| a.strip_prefix("DPoP ")),
+        ) else {
+            // A token bound to a key is no bearer token (RFC 9449 §7.2).
+            let bound = |t: &str| self.dpop.as_ref().is_some_and(|d| d.bound.contains_key(t));
+            return match bearer {
+                Some(t) if !bound(t) => Ok(t.to_owned()),
+                _ => Err(r#"DPoP error="invalid_token", algs="ES256""#.into()),
+            };
+        };
+        let htu = format!("http://{}{}", host(&parts.headers), parts.uri.path());
+        let expect = dpop::Expect {
+            htm: parts.method.as_str(),
+            htu: &htu,
+            nonce: dpop.resource_nonce.as_deref(),
+            access_token: Some(token),
+        };
+        let refused = match dpop::check(&parts.headers, &expect, &mut dpop.seen) {
+            Ok(proof) if dpop.bound.get(token) == Some(&proof.jkt) => return Ok(token.to_owned()),
+            Ok(_) => "another key".to_owned(),
+            Err(dpop::Refused::UseNonce) => {
+                dpop.refusals.push("resource: UseNonce".into());
+                return Err(r#"DPoP error="use_dpop_nonce", algs="ES256""#.into());
+            }
+            Err(dpop::Refused::Invalid(why)) => why,
+        };
+        dpop.refusals.push(format!("resource: {refused}"));
+        Err(r#"DPoP error="invalid_dpop_proof", algs="ES256""#.into())
+    }
+}
+
+fn host(headers: &http::HeaderMap) -> String {
+    let host = headers.get("host").and_then(|v| v.to_str().ok());
+    host.unwrap_or_default().to_owned()
 }
 
 /// HTTP Basic credentials, each form-decoded after base64 (RFC 6749 §2.3.1).
@@ -405,6 +512,28 @@ impl TestServer {
     pub fn set_challenges(&self, challenges: &[&str]) {
         self.with(|i| i.challenges = challenges.iter().map(|c| (*c).to_owned()).collect());
     }
+    /// Turns DPoP on: token requests need a valid proof and get `DPoP`
+    /// tokens bound to its key; resources need `DPoP` and a proof of that key.
+    pub fn enable_dpop(&self) {
+        self.with(|i| i.dpop = Some(DpopRules::default()));
+    }
+    /// The nonces proofs must carry at `/token` and at the resources.
+    pub fn set_dpop_nonces(&self, token: Option<&str>, resource: Option<&str>) {
+        self.with(|i| {
+            let rules = i.dpop.get_or_insert_with(DpopRules::default);
+            rules.token_nonce = token.map(str::to_owned);
+            rules.resource_nonce = resource.map(str::to_owned);
+        });
+    }
+    /// Why each DPoP proof was refused, in order.
+    pub fn dpop_refusals(&self) -> Vec<String> {
+        self.with(|i| {
+            i.dpop
+                .as_ref()
+                .map(|d| d.refusals.clone())
+                .unwrap_or_default()
+        })
+    }
     pub fn revoke(&self, access_token: &str) {
         self.with(|i| {
             i.revoked.insert(access_token.into());
@@ -520,23 +649,27 @@ async fn resource(st: &State, parts: http::request::Parts, body: Bytes) -> Respo
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let challenges = {
+    let (challenges, nonce) = {
         let mut i = st.lock();
         i.resource_bodies
             .push((parts.uri.path().to_owned(), auth.clone(), body.clone()));
-        let ok = auth
-            .as_deref()
-            .and_then(|a| a.strip_prefix("Bearer "))
-            .is_some_and(|t| i.accepts(t));
-        if ok {
+        let token = i.resource_proof(&parts, auth.as_deref());
+        if token.as_deref().is_ok_and(|t| i.accepts(t)) {
             return Response::new(Full::new(body));
         }
-        i.challenges.clone()
+        let nonce = i.dpop.as_ref().and_then(|d| d.resource_nonce.clone());
+        match token {
+            Err(challenge) if i.dpop.is_some() => (vec![challenge], nonce),
+            _ => (i.challenges.clone(), nonce),
+        }
     };
     st.unauthorized.fetch_add(1, Ordering::SeqCst);
     let mut refusal = Response::builder().status(StatusCode::UNAUTHORIZED);
     for challenge in challenges {
         refusal = refusal.header("www-authenticate", challenge);
+    }
+    if let Some(nonce) = nonce {
+        refusal = refusal.header("dpop-nonce", nonce);
     }
     refusal
         .body(Full::new(Bytes::from_static(b"unauthorized")))
@@ -564,7 +697,10 @@ async fn token(st: &State, received: Received) -> Canned {
         return Canned::oauth_error(401, "invalid_client", "Client authentication failed")
             .header("www-authenticate", "Basic realm=\"token\"");
     }
-    i.issue(&received)
+    match i.token_proof(&received) {
+        Ok(jkt) => i.issue(&received, jkt.as_deref()),
+        Err(refusal) => refusal,
+    }
 }
 
 /// RFC 7009 §2: records the request, waits while answers are held, then

@@ -1,0 +1,166 @@
+use super::*;
+
+use p256::ecdsa::signature::Verifier as _;
+
+/// The P-256 key of tests/data/p256.jwk.json.
+fn key() -> Dpop {
+    let jwk = include_str!("../../tests/data/p256.jwk.json");
+    Dpop::from_key(SigningKey::from_jwk(jwk).unwrap()).unwrap()
+}
+
+fn decode(part: &str) -> Value {
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+/// The header and claims of `proof`, its signature checked with the key
+/// its header carries.
+fn open(proof: &HeaderValue) -> (Value, Value) {
+    let text = proof.to_str().unwrap();
+    let parts: Vec<&str> = text.split('.').collect();
+    assert_eq!(parts.len(), 3);
+    let header = decode(parts[0]);
+    let jwk = serde_json::to_string(&header["jwk"]).unwrap();
+    let public = p256::PublicKey::from_jwk_str(&jwk).unwrap();
+    let verifying = p256::ecdsa::VerifyingKey::from(public);
+    let signature = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
+    let signature = p256::ecdsa::Signature::from_slice(&signature).unwrap();
+    let input = format!("{}.{}", parts[0], parts[1]);
+    verifying.verify(input.as_bytes(), &signature).unwrap();
+    (header, decode(parts[1]))
+}
+
+#[test]
+fn a_proof_has_the_rfc_9449_header_and_claims() {
+    let dpop = key();
+    let uri: Uri = "https://API.example.com:8443/v1/orders?page=2#top"
+        .parse()
+        .unwrap();
+    let before = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let proof = dpop.proof(&Method::GET, &uri, Some("at-1")).unwrap();
+    assert!(proof.is_sensitive());
+    let (header, claims) = open(&proof);
+    let after = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let jwk: Value = serde_json::from_str(include_str!("../../tests/data/p256.jwk.json")).unwrap();
+    assert_eq!(
+        header,
+        serde_json::json!({
+            "typ": "dpop+jwt",
+            "alg": "ES256",
+            "jwk": {"kty": "EC", "crv": "P-256", "x": jwk["x"], "y": jwk["y"]},
+        })
+    );
+    // The header's members in this order, nothing else.
+    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(&dpop.inner.header).unwrap()).unwrap();
+    assert!(
+        text.starts_with(r#"{"typ":"dpop+jwt","alg":"ES256","jwk":{"crv":"P-256","kty":"EC","x":"#)
+    );
+    let mut names: Vec<_> = claims.as_object().unwrap().keys().cloned().collect();
+    names.sort();
+    assert_eq!(names, ["ath", "htm", "htu", "iat", "jti"]);
+    assert_eq!(claims["htm"], "GET");
+    assert_eq!(claims["htu"], "https://api.example.com:8443/v1/orders");
+    // RFC 9449 §4.2: base64url(SHA-256("at-1")), computed independently.
+    assert_eq!(
+        claims["ath"],
+        URL_SAFE_NO_PAD.encode(Sha256::digest(b"at-1"))
+    );
+    let iat = claims["iat"].as_u64().unwrap();
+    assert!((before..=after).contains(&iat));
+    assert_eq!(
+        URL_SAFE_NO_PAD
+            .decode(claims["jti"].as_str().unwrap())
+            .unwrap()
+            .len(),
+        16
+    );
+}
+
+#[test]
+fn every_proof_has_its_own_jti_and_a_token_request_has_no_ath() {
+    let dpop = key();
+    let uri: Uri = "https://as.example.com/token".parse().unwrap();
+    let (_, a) = open(&dpop.proof(&Method::POST, &uri, None).unwrap());
+    let (_, b) = open(&dpop.proof(&Method::POST, &uri, None).unwrap());
+    assert_ne!(a["jti"], b["jti"]);
+    assert_eq!(a.get("ath"), None);
+    assert_eq!(a.get("nonce"), None);
+    assert_eq!(a["htm"], "POST");
+    assert_eq!(a["htu"], "https://as.example.com/token");
+}
+
+#[test]
+fn nonces_are_kept_per_origin_and_only_when_well_formed() {
+    let dpop = key();
+    let token: Uri = "https://as.example.com/token".parse().unwrap();
+    let api: Uri = "https://api.example.com/x".parse().unwrap();
+    let answer = |nonce: &'static str| {
+        let mut headers = HeaderMap::new();
+        headers.insert(DPOP_NONCE, HeaderValue::from_static(nonce));
+        headers
+    };
+    assert!(dpop.update_nonce(&token, &answer("eyJ7S_zG.eyJH0-Z.HX4w-7v")));
+    assert!(!dpop.update_nonce(&token, &answer("eyJ7S_zG.eyJH0-Z.HX4w-7v")));
+    assert!(!dpop.update_nonce(&token, &HeaderMap::new()));
+    assert!(!dpop.update_nonce(&api, &answer("with \"quote\"")));
+    assert!(!dpop.update_nonce(&api, &answer("back\\slash")));
+    assert_eq!(dpop.nonce(&api), None);
+    let (_, claims) = open(&dpop.proof(&Method::POST, &token, None).unwrap());
+    assert_eq!(claims["nonce"], "eyJ7S_zG.eyJH0-Z.HX4w-7v");
+    let (_, claims) = open(&dpop.proof(&Method::GET, &api, Some("t")).unwrap());
+    assert_eq!(claims.get("nonce"), None);
+    // Same origin, another path and case: the same nonce.
+    let same: Uri = "https://AS.example.com/other?q".parse().unwrap();
+    assert_eq!(
+        dpop.nonce(&same).as_deref(),
+        Some("eyJ7S_zG.eyJH0-Z.HX4w-7v")
+    );
+    // A clone shares them.
+    assert!(dpop.clone().update_nonce(&api, &answer("n-2")));
+    assert_eq!(dpop.nonce(&api).as_deref(), Some("n-2"));
+}
+
+#[test]
+fn a_path_only_uri_has_no_htu() {
+    let uri: Uri = "/pkg.Svc/Method".parse().unwrap();
+    let err = key().proof(&Method::POST, &uri, Some("t")).unwrap_err();
+    assert_eq!(err.kind(), crate::ErrorKind::InvalidRequest);
+}
+
+#[test]
+fn keys_other_than_es256_are_refused_and_generated_keys_differ() {
+    let ed = SigningKey::from_jwk(include_str!("../../tests/data/ed25519.jwk.json")).unwrap();
+    let err = Dpop::from_key(ed).unwrap_err();
+    assert_eq!(err.kind(), KeyErrorKind::AlgorithmMismatch);
+    assert_eq!(
+        err.to_string(),
+        "unusable signing key: DPoP proofs are signed with ES256 here, not EdDSA"
+    );
+    let (a, b) = (Dpop::generate().unwrap(), Dpop::generate().unwrap());
+    assert_ne!(a.thumbprint(), b.thumbprint());
+    let uri: Uri = "https://api.example.com/".parse().unwrap();
+    open(&a.proof(&Method::GET, &uri, None).unwrap());
+}
+
+#[test]
+fn debug_shows_the_thumbprint_only() {
+    let dpop = key();
+    assert_eq!(
+        format!("{dpop:?}"),
+        format!(
+            r#"Dpop {{ alg: ES256, thumbprint: "{}", .. }}"#,
+            dpop.thumbprint()
+        )
+    );
+    assert_eq!(
+        dpop.thumbprint(),
+        SigningKey::from_jwk(include_str!("../../tests/data/p256.jwk.json"))
+            .unwrap()
+            .jwk_thumbprint()
+    );
+}

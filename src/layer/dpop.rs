@@ -1,0 +1,74 @@
+//! DPoP (RFC 9449) on resource requests, for every transport: the
+//! `Authorization: DPoP <token>` header with a fresh proof (`ath` included)
+//! per request, the nonces the resource servers give, and the one resend a
+//! `use_dpop_nonce` refusal gets. Taken only when the cache's endpoint
+//! sends proofs ([`crate::TokenEndpoint::dpop`]): the bearer path does not
+//! come here.
+
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+
+use super::policy::{AfterResponse, AuthPolicy};
+use crate::challenge::asks_dpop_nonce;
+use crate::dpop::DPOP;
+use crate::error::Error;
+
+impl AuthPolicy {
+    /// Puts `token` (its `Authorization` value) on a `method` request to
+    /// `uri`, with a proof for it when it is a `DPoP` token (a server that
+    /// issued a bearer token instead gets the token alone).
+    pub(crate) fn authorize_dpop(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &mut HeaderMap,
+        token: HeaderValue,
+    ) -> Result<(), Error> {
+        if let (Some(dpop), Some(access_token)) = (self.cache().dpop(), dpop_token(&token)) {
+            headers.insert(DPOP, dpop.proof(method, uri, Some(access_token))?);
+        } else {
+            headers.remove(DPOP);
+        }
+        headers.insert(AUTHORIZATION, token);
+        Ok(())
+    }
+
+    /// [`AuthPolicy::after_response`] with DPoP: the answer's `DPoP-Nonce`
+    /// is remembered for `uri`'s origin (when the transport still knows
+    /// the URI: it kept a copy of the request), and a 401 asking for a
+    /// nonce is resent once with the new one, with the same token, as no
+    /// 401 refetch and not counted as one. A `use_dpop_nonce` with no new
+    /// nonce is returned as it came; the token stays.
+    pub(crate) fn after_dpop_response(
+        &self,
+        uri: Option<&Uri>,
+        status: StatusCode,
+        headers: &HeaderMap,
+        sent: u64,
+        resendable: bool,
+    ) -> AfterResponse {
+        let new_nonce = match (self.cache().dpop(), uri) {
+            (Some(dpop), Some(uri)) => dpop.update_nonce(uri, headers),
+            _ => false,
+        };
+        if !asks_dpop_nonce(status, headers) {
+            return self.after_response(status, headers, sent, resendable);
+        }
+        if new_nonce && resendable && self.retries_unauthorized() {
+            tracing::debug!("the resource server asked for a DPoP nonce; resending once with it");
+            return AfterResponse::ResendWithNonce(self.cache().lookup());
+        }
+        tracing::debug!("use_dpop_nonce with no new nonce to send; returned as is");
+        AfterResponse::Return
+    }
+}
+
+/// The access token of a `DPoP <token>` header value.
+fn dpop_token(header: &HeaderValue) -> Option<&str> {
+    let bytes = header.as_bytes();
+    let scheme = bytes.get(..5)?;
+    if !scheme.eq_ignore_ascii_case(b"DPoP ") {
+        return None;
+    }
+    std::str::from_utf8(&bytes[5..]).ok()
+}

@@ -1,0 +1,172 @@
+//! DPoP (RFC 9449) against oidc-provider: client credentials tokens bound
+//! to the cache's key (`cnf.jkt` by introspection), the server's nonce
+//! round trip at its token endpoint, and a resource server here that
+//! checks every proof (signature with the embedded key, `htm`, `htu`,
+//! `ath`, `iat`, `jti` replay, its own nonce) and the token's binding.
+
+use http::{Method, StatusCode, Uri};
+use tower::ServiceExt as _;
+use tower_oauth2::dpop::Dpop;
+use tower_oauth2::{TokenCache, TokenRequest};
+
+use super::client::{get as get_request, http_client, oauth_error};
+use super::dpop_proof;
+use super::server::{basic, RealServer};
+use super::{Through, INVALID_GRANT};
+
+/// A cache of client-credentials tokens for `client_id`, with DPoP key
+/// `key`; and what its token endpoint client sent.
+fn dpop_cache(
+    server: &RealServer,
+    client_id: &str,
+    key: &Dpop,
+) -> (TokenCache, super::client::Recording) {
+    let (endpoint, wire) = server.endpoint(basic(client_id));
+    let request = TokenRequest::client_credentials().scope("inventory:read");
+    let cache = TokenCache::builder(endpoint.dpop(key.clone()), request).build();
+    (cache, wire)
+}
+
+/// The claims of the DPoP proof of a recorded request.
+fn proof_claims(sent: &super::client::Received) -> serde_json::Value {
+    let proof = sent.headers["dpop"].to_str().unwrap();
+    dpop_proof::read(proof).unwrap().claims
+}
+
+#[tokio::test]
+async fn a_dpop_bound_token_is_fetched_and_accepted_with_a_proof_per_request() {
+    let Some(server) = RealServer::connect().await else {
+        return;
+    };
+    let algs = server.metadata["dpop_signing_alg_values_supported"].to_string();
+    assert!(algs.contains("\"ES256\""), "{algs}");
+    let key = Dpop::generate().unwrap();
+    let (cache, wire) = dpop_cache(&server, "svc-dpop", &key);
+    let through = Through::start(&server, &cache).await;
+    for _ in 0..3 {
+        let (status, body) = through.get("/items?page=1").await.unwrap();
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "svc-dpop"));
+    }
+    let token = cache.token().await.unwrap();
+    assert_eq!(token.token_type().as_str(), "DPoP");
+    let info = server
+        .introspect(token.access_token().expose_secret())
+        .await;
+    assert_eq!(info["cnf"]["jkt"], key.thumbprint());
+    assert_eq!(info["token_type"], "DPoP");
+    let sent = wire.sent();
+    assert_eq!(sent.len(), 1);
+    let claims = proof_claims(&sent[0]);
+    assert_eq!(claims["htm"], "POST");
+    assert_eq!(claims["htu"], server.token_endpoint.as_str());
+    assert_eq!(claims.get("ath"), None);
+    assert_eq!(through.rs.dpop_refusals(), Vec::<String>::new());
+    assert_eq!((through.rs.requests(), through.rs.unauthorized()), (3, 0));
+    let stats = cache.stats();
+    assert_eq!((stats.token_fetches, stats.retries), (1, 0));
+}
+
+#[tokio::test]
+async fn nonces_round_trip_at_the_token_endpoint_and_at_the_resource() {
+    let Some(server) = RealServer::connect().await else {
+        return;
+    };
+    let key = Dpop::generate().unwrap();
+    let (cache, wire) = dpop_cache(&server, "svc-dpop-nonce", &key);
+    let through = Through::start(&server, &cache).await;
+    through.rs.require_dpop_nonce("rs-nonce-1");
+    let (status, body) = through.get("/items").await.unwrap();
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "svc-dpop-nonce"));
+    // The token endpoint asked for its nonce once; the resource too.
+    let sent = wire.sent();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(proof_claims(&sent[0]).get("nonce"), None);
+    let token_nonce = proof_claims(&sent[1])["nonce"].clone();
+    assert!(
+        token_nonce.as_str().is_some_and(|n| !n.is_empty()),
+        "{token_nonce}"
+    );
+    assert_eq!((through.rs.requests(), through.rs.unauthorized()), (2, 1));
+    assert_eq!(through.rs.dpop_refusals(), ["use_dpop_nonce"]);
+    // Neither is a token refetch, nor a 401 retry.
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.token_fetches, stats.retries, stats.invalidations),
+        (1, 0, 0)
+    );
+    // Remembered: the next request needs no round trip.
+    let (status, _) = through.get("/items").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((through.rs.requests(), through.rs.unauthorized()), (3, 1));
+    let token = cache.token().await.unwrap();
+    let info = server
+        .introspect(token.access_token().expose_secret())
+        .await;
+    assert_eq!(info["cnf"]["jkt"], key.thumbprint());
+}
+
+#[tokio::test]
+async fn a_replayed_proof_or_a_proof_of_another_key_is_refused() {
+    let Some(server) = RealServer::connect().await else {
+        return;
+    };
+    let key = Dpop::generate().unwrap();
+    let (cache, _) = dpop_cache(&server, "svc-dpop", &key);
+    let through = Through::start(&server, &cache).await;
+    let header = cache.bearer_header().await.unwrap();
+    let token = header
+        .to_str()
+        .unwrap()
+        .strip_prefix("DPoP ")
+        .unwrap()
+        .to_owned();
+    let url = through.rs.url("/items");
+    let uri: Uri = url.parse().unwrap();
+    let send = |proof: http::HeaderValue, scheme: &str| {
+        let mut req = get_request(&url);
+        let authorization = format!("{scheme} {token}").parse().unwrap();
+        req.headers_mut().insert("authorization", authorization);
+        req.headers_mut().insert("dpop", proof);
+        http_client().oneshot(req)
+    };
+    let proof = key.proof(&Method::GET, &uri, Some(&token)).unwrap();
+    assert_eq!(
+        send(proof.clone(), "DPoP").await.unwrap().status(),
+        StatusCode::OK
+    );
+    let replayed = send(proof, "DPoP").await.unwrap();
+    assert_eq!(replayed.status(), StatusCode::UNAUTHORIZED);
+    let other = Dpop::generate().unwrap();
+    let foreign = other.proof(&Method::GET, &uri, Some(&token)).unwrap();
+    assert_eq!(
+        send(foreign, "DPoP").await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // As a bearer token, the bound token is refused.
+    let fresh = key.proof(&Method::GET, &uri, Some(&token)).unwrap();
+    assert_eq!(
+        send(fresh, "Bearer").await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let refusals = through.rs.dpop_refusals();
+    assert_eq!(refusals.len(), 2, "{refusals:?}");
+    assert!(refusals[0].starts_with("jti "), "{refusals:?}");
+    assert!(
+        refusals[1].starts_with("not bound to the proof's key"),
+        "{refusals:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_dpop_bound_client_without_a_proof_is_refused() {
+    let Some(server) = RealServer::connect().await else {
+        return;
+    };
+    let (endpoint, _) = server.endpoint(basic("svc-dpop"));
+    let err = endpoint
+        .request(&TokenRequest::client_credentials())
+        .await
+        .unwrap_err();
+    // oidc-provider keeps the reason (no proof) to itself.
+    assert_eq!(oauth_error(&err), INVALID_GRANT, "{err}");
+}

@@ -1,0 +1,132 @@
+//! The test servers' side of DPoP (RFC 9449 §4.3): a proof read and
+//! checked (ES256 signature with the key in its header, `typ`, `htm`,
+//! `htu`, `iat` window, `jti` replay, `nonce`, `ath`), and the key's
+//! RFC 7638 thumbprint (`jkt`) that a token is bound to.
+
+use std::collections::HashSet;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use p256::ecdsa::signature::Verifier as _;
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+/// A proof whose signature was checked.
+#[derive(Debug, Clone)]
+pub struct Proof {
+    pub header: Value,
+    pub claims: Value,
+    /// The thumbprint of the key in its header.
+    pub jkt: String,
+}
+
+fn json(part: &str) -> Result<Value, String> {
+    let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|e| e.to_string())?;
+    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+}
+
+/// Reads `jws` and checks its ES256 signature with the `jwk` of its header.
+pub fn read(jws: &str) -> Result<Proof, String> {
+    let parts: Vec<&str> = jws.split('.').collect();
+    let [h, c, s] = parts[..] else {
+        return Err("not a compact JWS".into());
+    };
+    let (header, claims) = (json(h)?, json(c)?);
+    if header["typ"] != "dpop+jwt" || header["alg"] != "ES256" {
+        return Err(format!("typ/alg: {header}"));
+    }
+    let jwk = &header["jwk"];
+    let coordinate = |name: &str| {
+        let text = jwk[name].as_str().ok_or(format!("jwk.{name}"))?;
+        URL_SAFE_NO_PAD.decode(text).map_err(|e| e.to_string())
+    };
+    let (x, y) = (coordinate("x")?, coordinate("y")?);
+    if jwk["kty"] != "EC" || jwk["crv"] != "P-256" || x.len() != 32 || y.len() != 32 {
+        return Err(format!("jwk: {jwk}"));
+    }
+    let point = p256::EncodedPoint::from_affine_coordinates(
+        // Both 32 bytes long, as checked above.
+        p256::FieldBytes::from_slice(&x),
+        p256::FieldBytes::from_slice(&y),
+        false,
+    );
+    let key = p256::ecdsa::VerifyingKey::from_encoded_point(&point).map_err(|e| e.to_string())?;
+    let signature = URL_SAFE_NO_PAD.decode(s).map_err(|e| e.to_string())?;
+    let signature = p256::ecdsa::Signature::from_slice(&signature).map_err(|e| e.to_string())?;
+    key.verify(format!("{h}.{c}").as_bytes(), &signature)
+        .map_err(|_| "bad signature".to_owned())?;
+    let canonical = format!(
+        r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+        jwk["x"].as_str().unwrap_or_default(),
+        jwk["y"].as_str().unwrap_or_default()
+    );
+    let jkt = URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()));
+    Ok(Proof {
+        header,
+        claims,
+        jkt,
+    })
+}
+
+/// base64url(SHA-256(access token)): a resource proof's `ath`.
+pub fn ath(access_token: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(access_token.as_bytes()))
+}
+
+/// What a server wants of a proof.
+pub struct Expect<'a> {
+    pub htm: &'a str,
+    pub htu: &'a str,
+    pub nonce: Option<&'a str>,
+    pub access_token: Option<&'a str>,
+}
+
+/// Why a proof was refused: `use_dpop_nonce` (send the nonce) or
+/// `invalid_dpop_proof` with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    UseNonce,
+    Invalid(String),
+}
+
+/// Checks the one `DPoP` header of a request against `expect`, recording
+/// its `jti` in `seen` (a `jti` seen before is a replay).
+pub fn check(
+    headers: &http::HeaderMap,
+    expect: &Expect<'_>,
+    seen: &mut HashSet<String>,
+) -> Result<Proof, Refused> {
+    let invalid = |why: String| Refused::Invalid(why);
+    let values: Vec<_> = headers.get_all("dpop").iter().collect();
+    let [value] = values[..] else {
+        return Err(invalid(format!("{} DPoP headers", values.len())));
+    };
+    let proof = read(value.to_str().map_err(|e| invalid(e.to_string()))?).map_err(invalid)?;
+    let claims = &proof.claims;
+    if claims["htm"] != expect.htm || claims["htu"] != expect.htu {
+        return Err(invalid(format!(
+            "htm/htu {} {}",
+            claims["htm"], claims["htu"]
+        )));
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let iat = claims["iat"].as_u64().unwrap_or(0);
+    if iat + 60 < now || iat > now + 5 {
+        return Err(invalid(format!("iat {iat}, now {now}")));
+    }
+    let ath = expect.access_token.map(ath);
+    if claims["ath"].as_str() != ath.as_deref() {
+        return Err(invalid(format!("ath {}", claims["ath"])));
+    }
+    let jti = claims["jti"].as_str().unwrap_or_default();
+    if jti.len() < 16 || !seen.insert(jti.to_owned()) {
+        return Err(invalid(format!("jti {jti:?} replayed or short")));
+    }
+    if expect.nonce.is_some() && claims["nonce"].as_str() != expect.nonce {
+        return Err(Refused::UseNonce);
+    }
+    Ok(proof)
+}
