@@ -45,6 +45,7 @@ fn help_lists_every_flag_with_its_environment_variable() {
         ("--key-id <KID>", "OAUTH2_KEY_ID"),
         ("--revocation-url <URL>", "OAUTH2_REVOCATION_URL"),
         ("--revoke-on-exit", "DEMO_REVOKE_ON_EXIT"),
+        ("--dpop", "OAUTH2_DPOP"),
         ("--redis <URL>", "OAUTH2_REDIS_URL"),
         ("--redis-key <BASE64>", "OAUTH2_REDIS_KEY"),
         ("--redis-lease <SECS>", "OAUTH2_REDIS_LEASE"),
@@ -137,6 +138,28 @@ async fn revoke_on_exit_revokes_the_token_after_the_last_request() {
         revocations[0].body
     );
     assert_eq!(server.resource_count(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dpop_binds_the_token_and_proves_every_request() {
+    let server = TestServer::start().await;
+    // The server issues DPoP-bound tokens and refuses a request without a
+    // valid proof (signature, htm, htu, ath, a fresh jti).
+    server.enable_dpop();
+    let (token_url, url) = (server.token_url(), server.url("/orders"));
+    let rest = ["--requests", "3", "--concurrency", "1", "--dpop"];
+    let Mode::Remote(config) = Args::mode_from(with_servers(&token_url, &url, &rest)) else {
+        panic!("flags must name the servers to use");
+    };
+    let summary = run::run(&config).await.expect("a usable configuration");
+    let expected = Summary {
+        requests: 3,
+        ok: 3,
+        token_fetches: 1,
+        ..Summary::default()
+    };
+    assert_eq!(summary, expected, "refused: {:?}", server.dpop_refusals());
+    assert_eq!(server.dpop_refusals(), Vec::<String>::new());
 }
 
 #[tokio::test]

@@ -122,6 +122,11 @@ pub struct Args {
     #[arg(long, env = "DEMO_REVOKE_ON_EXIT")]
     pub revoke_on_exit: bool,
 
+    /// Bind tokens to an ephemeral ES256 key with DPoP (RFC 9449): token and
+    /// resource requests carry proofs (demo built with `--features dpop`).
+    #[arg(long, env = "OAUTH2_DPOP")]
+    pub dpop: bool,
+
     /// Share one token with the fleet through this Redis (redis:// or
     /// rediss://; demo built with `--features redis`). OAUTH2_REDIS_KEY
     /// (standard base64 of 32 bytes) encrypts the tokens there.
@@ -217,6 +222,7 @@ impl Args {
             key_id: self.key_id,
             revocation_url: self.revocation_url,
             revoke_on_exit: self.revoke_on_exit,
+            dpop: self.dpop,
             redis: self.redis,
             redis_key: self.redis_key,
             redis_lease: self.redis_lease.map(Duration::from_secs),

@@ -90,6 +90,7 @@ fn local_config(local: &LocalServer, timeout: Duration) -> Config {
         key_id: None,
         revocation_url: None,
         revoke_on_exit: false,
+        dpop: false,
         redis: None,
         redis_key: None,
         redis_lease: None,

@@ -41,6 +41,8 @@ pub struct Config {
     /// The RFC 7009 revocation endpoint, and whether to revoke at the end.
     pub revocation_url: Option<String>,
     pub revoke_on_exit: bool,
+    /// Whether tokens are DPoP-bound to an ephemeral key (RFC 9449).
+    pub dpop: bool,
     /// The fleet's Redis, and the key that encrypts tokens there.
     pub redis: Option<String>,
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
@@ -197,6 +199,7 @@ fn cache(
     let endpoint =
         TokenEndpoint::new(http, token_url, client).timeout(config.timeout.min(TOKEN_TIMEOUT));
     let endpoint = setup::revocation(endpoint, config)?;
+    let endpoint = setup::dpop(endpoint, config)?;
     let mut request = TokenRequest::client_credentials();
     if let Some(scope) = &config.scope {
         request = request.scope(scope);

@@ -73,6 +73,36 @@ mod jwt {
     }
 }
 
+/// The endpoint with an ephemeral ES256 DPoP key when `--dpop` asks for
+/// one (RFC 9449): token requests and resource requests then carry proofs.
+pub fn dpop<T>(endpoint: TokenEndpoint<T>, config: &Config) -> Result<TokenEndpoint<T>, String> {
+    if !config.dpop {
+        return Ok(endpoint);
+    }
+    dpop_key::with_key(endpoint)
+}
+
+#[cfg(feature = "dpop")]
+mod dpop_key {
+    use tower_oauth2::dpop::Dpop;
+    use tower_oauth2::TokenEndpoint;
+
+    pub(super) fn with_key<T>(endpoint: TokenEndpoint<T>) -> Result<TokenEndpoint<T>, String> {
+        let key = Dpop::generate().map_err(|e| format!("--dpop: {e}"))?;
+        println!("demo: DPoP key thumbprint {}", key.thumbprint());
+        Ok(endpoint.dpop(key))
+    }
+}
+
+#[cfg(not(feature = "dpop"))]
+mod dpop_key {
+    use tower_oauth2::TokenEndpoint;
+
+    pub(super) fn with_key<T>(_: TokenEndpoint<T>) -> Result<TokenEndpoint<T>, String> {
+        Err("--dpop needs the demo built with `--features dpop`".into())
+    }
+}
+
 /// The endpoint with the revocation endpoint `--revocation-url` names.
 pub fn revocation<T>(
     endpoint: TokenEndpoint<T>,
