@@ -290,3 +290,25 @@ async fn an_unmapped_key_fails_typed_or_passes_through_with_no_token_request() {
         [("/stock/1".to_owned(), None), ("/other".to_owned(), None)]
     );
 }
+
+/// A key whose cache binds its tokens with DPoP gets a fresh proof per
+/// request through the keyed layer too, as through `OAuth2Layer`.
+#[cfg(feature = "dpop")]
+#[tokio::test]
+async fn a_dpop_bound_key_proves_every_request() {
+    let server = TestServer::start().await;
+    server.enable_dpop();
+    let dpop = tower_oauth2::dpop::Dpop::generate().expect("an ES256 key");
+    let endpoint = server.endpoint().dpop(dpop);
+    let layer = KeyedOAuth2Layer::new(api_of, move |api: &Api| {
+        let request = TokenRequest::client_credentials().resource(format!("https://{api:?}"));
+        Some(tower_oauth2::TokenCache::builder(endpoint.clone(), request).build())
+    });
+    let svc = layer.layer(http_client());
+    for path in ["/orders/1", "/orders/2", "/billing/1"] {
+        assert_eq!(send(&svc, server.url(path)).await, Ok(StatusCode::OK));
+    }
+    assert_eq!(server.dpop_refusals(), Vec::<String>::new());
+    assert_eq!(server.token_requests(), 2);
+    assert_eq!(server.resource_count(), 3);
+}

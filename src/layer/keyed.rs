@@ -381,6 +381,17 @@ where
                 Unmapped::Error => KeyedFuture::unmapped(),
             };
         };
+        #[cfg(feature = "dpop")]
+        if policy.uses_dpop() {
+            // A proof per request: the one DPoP path of `OAuth2Service`,
+            // given this key's policy and the ready inner service.
+            let clone = self.inner.clone();
+            let inner = std::mem::replace(&mut self.inner, clone);
+            let replay = &self.replay;
+            let mut service = super::OAuth2Service::from_policy(inner, policy)
+                .replay_body(move |body: &B| replay.replay_body(body));
+            return KeyedFuture::sent(service.call(req));
+        }
         let replay = self.replay_of(&policy, &req);
         let future = match policy.cache().lookup() {
             Lookup::Ready(header, generation) => {
