@@ -57,6 +57,18 @@ local v = redis.pcall('GET', KEYS[1])
 if v == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0";
 
+/// Publishes the token (`ARGV[2]`, TTL `ARGV[3]` ms) only while `ARGV[1]`
+/// still holds the lock: a holder whose lease ran out (a slow fetch, a
+/// pause) must not write its token over the one a process that took the
+/// lease over may have published since.
+const PUBLISH: &str = r"
+local o = redis.pcall('GET', KEYS[2])
+if o == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0";
+
 /// Deletes the token only if it is still the one whose hash is `ARGV[1]`.
 /// A value of another type (bad data) is left for the next publish.
 const INVALIDATE: &str = r"
@@ -197,13 +209,25 @@ impl Conn {
     /// Stores `value` under `token_key` for `ttl`, whatever was there.
     pub(super) async fn publish(
         &self,
-        token_key: &str,
+        (token_key, lock_key): (&str, &str),
+        owner: &str,
         value: Vec<u8>,
         ttl: Duration,
-    ) -> Result<(), Trouble> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(token_key).arg(value).arg("PX").arg(millis(ttl));
-        self.cmd::<()>(cmd).await
+    ) -> Result<bool, Trouble> {
+        let (token_key, lock_key, owner) =
+            (token_key.to_owned(), lock_key.to_owned(), owner.to_owned());
+        let published: i64 = self
+            .run(|live| async move {
+                let script = Script::new(PUBLISH);
+                let mut call = script.key(token_key);
+                call.key(lock_key).arg(owner).arg(value).arg(millis(ttl));
+                match live {
+                    Live::Standalone(mut c) => call.invoke_async(&mut c).await,
+                    Live::Cluster(mut c) => call.invoke_async(&mut c).await,
+                }
+            })
+            .await?;
+        Ok(published == 1)
     }
 
     /// Releases the lock if `owner` still holds it.

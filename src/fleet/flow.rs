@@ -130,13 +130,13 @@ impl Inner {
         bump(&self.stats.leases);
         let result = own.await;
         if let Ok(token) = &result {
-            self.publish(judge, token).await;
+            self.publish(judge, token, owner).await;
         }
         let _ = self.conn.release(&self.lock_key, owner).await;
         result.map(|token| self.hand(token, false))
     }
 
-    async fn publish(&self, judge: &Judge, token: &Token) {
+    async fn publish(&self, judge: &Judge, token: &Token, owner: &str) {
         // A token the cache will refuse is not shared either.
         let Some(remaining) = judge.remaining(token) else {
             return;
@@ -149,8 +149,17 @@ impl Inner {
             self.sealer.as_ref(),
         ) {
             Ok(v) => {
-                if self.conn.publish(&self.token_key, v, ttl).await.is_ok() {
-                    bump(&self.stats.published);
+                let keys = (self.token_key.as_str(), self.lock_key.as_str());
+                match self.conn.publish(keys, owner, v, ttl).await {
+                    Ok(true) => bump(&self.stats.published),
+                    Ok(false) => {
+                        bump(&self.stats.late_publishes);
+                        tracing::warn!(
+                            key = %self.token_key,
+                            "the lease ran out before the token came; it is used here but not shared"
+                        );
+                    }
+                    Err(_) => {}
                 }
             }
             Err(why) => tracing::warn!(reason = %why, "the token was not shared"),

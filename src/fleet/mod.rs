@@ -313,6 +313,10 @@ pub struct FleetStats {
     pub lease_waits: u64,
     /// Tokens published to Redis.
     pub published: u64,
+    /// Tokens not published because this process's lease ran out before
+    /// they came (another process may have taken over and published a
+    /// newer one); each was still used by this process.
+    pub late_publishes: u64,
     /// Fetches made alone because Redis failed, was late, or the wait for
     /// another process's fetch ran out.
     pub fallbacks: u64,
@@ -329,6 +333,7 @@ struct Counters {
     leases: AtomicU64,
     lease_waits: AtomicU64,
     published: AtomicU64,
+    late_publishes: AtomicU64,
     fallbacks: AtomicU64,
     invalidations: AtomicU64,
     bad_values: AtomicU64,
@@ -342,6 +347,7 @@ impl Counters {
             leases: get(&self.leases),
             lease_waits: get(&self.lease_waits),
             published: get(&self.published),
+            late_publishes: get(&self.late_publishes),
             fallbacks: get(&self.fallbacks),
             invalidations: get(&self.invalidations),
             bad_values: get(&self.bad_values),

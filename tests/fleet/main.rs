@@ -419,3 +419,68 @@ fn namespaces_and_urls_are_checked_without_quoting_secrets() {
         "{shown}"
     );
 }
+
+/// A holder whose lease runs out before its token comes does not write that
+/// token over the one the process that took the lease over published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_comes_after_its_lease_ran_out_is_not_published() {
+    if !available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let server = TestServer::start().await;
+    // The first token request is answered after 6 s, far past the 1 s lease.
+    server.set_latency(Duration::from_secs(6));
+    let late_tier = tier_with_lease(&redis.url(), Duration::from_secs(1));
+    let late = {
+        let (builder, tier) = (server.client_credentials(), late_tier.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let cache = builder.redis(tier).build();
+            rt.block_on(async {
+                cache
+                    .bearer_header()
+                    .await
+                    .map(|h| h.to_str().unwrap().to_owned())
+            })
+        })
+    };
+    // Once the slow request is at the server, later ones are answered at once.
+    let started = Instant::now();
+    while server.token_requests() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no token request"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.set_latency(Duration::ZERO);
+    // Another process takes the lease over once it ran out, and publishes.
+    let taker = server
+        .client_credentials()
+        .redis(tier_with_lease(&redis.url(), Duration::from_secs(1)))
+        .build();
+    let (taken, _) = header_of(&taker).await;
+    let late_token = tokio::task::spawn_blocking(move || late.join().unwrap())
+        .await
+        .unwrap()
+        .expect("the late holder still gets its own token");
+    assert_ne!(late_token, taken, "two token requests, two tokens");
+    assert_eq!(server.token_requests(), 2);
+    let late_stats = late_tier.stats();
+    assert_eq!(
+        (late_stats.published, late_stats.late_publishes),
+        (0, 1),
+        "{late_stats:?}"
+    );
+    // Redis still holds the taker's token: a newcomer takes it, no request.
+    let newcomer = server
+        .client_credentials()
+        .redis(tier(&redis.url()))
+        .build();
+    assert_eq!(header_of(&newcomer).await.0, taken);
+    assert_eq!(server.token_requests(), 2);
+}
