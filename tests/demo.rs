@@ -102,14 +102,30 @@ fn duration_is_the_alternative_to_a_request_count() {
     assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
 }
 
+/// Runs the demo against `server` (token endpoint, `/orders` resource) with
+/// `rest` after the flags naming them.
+async fn run_against(server: &TestServer, rest: &[&str]) -> Summary {
+    let (token_url, url) = (server.token_url(), server.url("/orders"));
+    let Mode::Remote(config) = Args::mode_from(with_servers(&token_url, &url, rest)) else {
+        panic!("flags must name the servers to use");
+    };
+    run::run(&config).await.expect("a usable configuration")
+}
+
+/// `n` requests, all answered 200, with one token.
+fn all_ok_with_one_token(n: u64) -> Summary {
+    Summary {
+        requests: n,
+        ok: n,
+        token_fetches: 1,
+        ..Summary::default()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoke_on_exit_revokes_the_token_after_the_last_request() {
     let server = TestServer::start().await;
-    let (token_url, url, revoke) = (
-        server.token_url(),
-        server.url("/orders"),
-        server.url("/revoke"),
-    );
+    let revoke = server.url("/revoke");
     let rest = [
         "--requests",
         "3",
@@ -117,17 +133,7 @@ async fn revoke_on_exit_revokes_the_token_after_the_last_request() {
         &revoke,
         "--revoke-on-exit",
     ];
-    let Mode::Remote(config) = Args::mode_from(with_servers(&token_url, &url, &rest)) else {
-        panic!("flags must name the servers to use");
-    };
-    let summary = run::run(&config).await.expect("a usable configuration");
-    let expected = Summary {
-        requests: 3,
-        ok: 3,
-        token_fetches: 1,
-        ..Summary::default()
-    };
-    assert_eq!(summary, expected);
+    assert_eq!(run_against(&server, &rest).await, all_ok_with_one_token(3));
     // One revocation, of the one access token, after the three requests.
     let revocations = server.revocations();
     assert_eq!(revocations.len(), 1, "{revocations:?}");
@@ -146,20 +152,24 @@ async fn dpop_binds_the_token_and_proves_every_request() {
     // The server issues DPoP-bound tokens and refuses a request without a
     // valid proof (signature, htm, htu, ath, a fresh jti).
     server.enable_dpop();
-    let (token_url, url) = (server.token_url(), server.url("/orders"));
     let rest = ["--requests", "3", "--concurrency", "1", "--dpop"];
-    let Mode::Remote(config) = Args::mode_from(with_servers(&token_url, &url, &rest)) else {
-        panic!("flags must name the servers to use");
-    };
-    let summary = run::run(&config).await.expect("a usable configuration");
-    let expected = Summary {
-        requests: 3,
-        ok: 3,
-        token_fetches: 1,
-        ..Summary::default()
-    };
-    assert_eq!(summary, expected, "refused: {:?}", server.dpop_refusals());
+    let summary = run_against(&server, &rest).await;
+    assert_eq!(
+        summary,
+        all_ok_with_one_token(3),
+        "refused: {:?}",
+        server.dpop_refusals()
+    );
     assert_eq!(server.dpop_refusals(), Vec::<String>::new());
+    // Every resource request went with the DPoP scheme.
+    let authorizations = server.authorizations();
+    assert_eq!(authorizations.len(), 3);
+    for a in &authorizations {
+        assert!(
+            a.as_deref().is_some_and(|a| a.starts_with("DPoP ")),
+            "{authorizations:?}"
+        );
+    }
 }
 
 #[tokio::test]
