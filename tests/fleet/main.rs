@@ -15,15 +15,17 @@ mod redis_server;
 #[path = "../support/mod.rs"]
 mod support;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use redis_server::{available, RedisServer};
-use support::token_server::TestServer;
+use support::token_server::{State, TestServer};
 use tower_oauth2::cache::{Stats, TokenCacheBuilder};
 use tower_oauth2::fleet::{FleetStats, RedisTier};
+use tower_oauth2::TokenCache;
 
 /// Every token the test server issues lives this long.
 const TTL_SECS: u64 = 2;
@@ -54,31 +56,54 @@ struct Report {
     fleet: FleetStats,
 }
 
+/// A process of the fleet, modelled: `run` on a cache of its own, with its
+/// own Redis connection, on a runtime of its own in a thread of its own.
+/// The runtime is dropped when `run` ends, as a killed process's would be.
+fn own_process<T, F, Fut>(builder: TokenCacheBuilder, tier: RedisTier, run: F) -> JoinHandle<T>
+where
+    T: Send + 'static,
+    F: FnOnce(TokenCache) -> Fut + Send + 'static,
+    Fut: Future<Output = T>,
+{
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(run(builder.redis(tier).build()))
+    })
+}
+
+/// Waits until the token endpoint has had a request (20 s at most).
+async fn until_a_token_request(state: &State) {
+    let started = Instant::now();
+    while state.token_requests.load(Ordering::SeqCst) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no token request"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// A fleet member sending a request every 10 ms until `stop`.
 fn member(
     builder: TokenCacheBuilder,
     tier: RedisTier,
     stop: Arc<AtomicBool>,
 ) -> JoinHandle<Report> {
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let cache = builder.redis(tier.clone()).build();
+    own_process(builder, tier.clone(), |cache| async move {
         let (mut ok, mut failed) = (0, 0);
-        rt.block_on(async {
-            while !stop.load(Ordering::Relaxed) {
-                match cache.bearer_header().await {
-                    Ok(_) => ok += 1,
-                    Err(e) => {
-                        eprintln!("request failed: {e}");
-                        failed += 1;
-                    }
+        while !stop.load(Ordering::Relaxed) {
+            match cache.bearer_header().await {
+                Ok(_) => ok += 1,
+                Err(e) => {
+                    eprintln!("request failed: {e}");
+                    failed += 1;
                 }
-                tokio::time::sleep(Duration::from_millis(10)).await;
             }
-        });
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         Report {
             ok,
             failed,
@@ -204,29 +229,15 @@ async fn a_lease_holder_that_dies_mid_fetch_is_taken_over_after_its_lease() {
     // The holder: its runtime is dropped while its token request hangs
     // (once the token endpoint has it, so the holder surely took the lease).
     let holder = {
-        let (builder, tier) = (
-            server.client_credentials(),
-            tier_with_lease(&redis.url(), lease),
-        );
         let state = server.state.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            let cache = builder.redis(tier).build();
-            rt.block_on(async {
-                let sent = async {
-                    while state.token_requests.load(Ordering::SeqCst) == 0 {
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                };
-                tokio::select! {
-                    _ = cache.bearer_header() => {}
-                    _ = tokio::time::timeout(Duration::from_secs(20), sent) => {}
-                }
-            });
-            drop(rt); // as if the process were killed: the fetch is gone, the lock stays
+        let tier = tier_with_lease(&redis.url(), lease);
+        own_process(server.client_credentials(), tier, |cache| async move {
+            tokio::select! {
+                _ = cache.bearer_header() => {}
+                _ = until_a_token_request(&state) => {}
+            }
+            // Then the runtime is dropped, as if the process were killed:
+            // the fetch is gone, the lock stays.
         })
     };
     tokio::task::spawn_blocking(move || holder.join().unwrap())
@@ -432,31 +443,16 @@ async fn a_token_that_comes_after_its_lease_ran_out_is_not_published() {
     // The first token request is answered after 6 s, far past the 1 s lease.
     server.set_latency(Duration::from_secs(6));
     let late_tier = tier_with_lease(&redis.url(), Duration::from_secs(1));
-    let late = {
-        let (builder, tier) = (server.client_credentials(), late_tier.clone());
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            let cache = builder.redis(tier).build();
-            rt.block_on(async {
-                cache
-                    .bearer_header()
-                    .await
-                    .map(|h| h.to_str().unwrap().to_owned())
-            })
-        })
-    };
+    let late = own_process(
+        server.client_credentials(),
+        late_tier.clone(),
+        |cache| async move {
+            let header = cache.bearer_header().await;
+            header.map(|h| h.to_str().unwrap().to_owned())
+        },
+    );
     // Once the slow request is at the server, later ones are answered at once.
-    let started = Instant::now();
-    while server.token_requests() == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no token request"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until_a_token_request(&server.state).await;
     server.set_latency(Duration::ZERO);
     // Another process takes the lease over once it ran out, and publishes.
     let taker = server
