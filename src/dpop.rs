@@ -240,7 +240,8 @@ fn target(uri: &Uri) -> Result<(String, String), Error> {
     let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
         return Err(Error::invalid_request(
             "a DPoP proof needs the request's absolute URI (scheme and host); \
-             a path-only URI names no `htu`",
+             a path-only URI names no `htu`: name the connection's origin with \
+             Destinations::origin_form_to",
         ));
     };
     let origin = format!(

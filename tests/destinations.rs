@@ -117,3 +117,45 @@ async fn over_hyper_conn_allow_origin_form_sends_the_token_on_the_users_word() {
         [("/items".to_owned(), Some("Bearer at-1".to_owned()))]
     );
 }
+
+/// DPoP over a connection that sends origin-form requests (as tonic does):
+/// the proof's `htu` is the origin `origin_form_to` named plus the path,
+/// and the resource's nonce is remembered for that origin.
+#[cfg(feature = "dpop")]
+#[tokio::test]
+async fn over_hyper_conn_dpop_proofs_name_the_origin_that_origin_form_to_gave() {
+    use tower_oauth2::dpop::Dpop;
+    use tower_oauth2::{TokenCache, TokenRequest};
+
+    let server = TestServer::start().await;
+    server.set_dpop_nonces(None, Some("n-resource-1"));
+    let key = Dpop::generate().unwrap();
+    let endpoint = server.endpoint().dpop(key.clone());
+    let cache = TokenCache::builder(endpoint, TokenRequest::client_credentials()).build();
+    let to_conn = Destinations::secure()
+        .origin_form_to(server.url(""))
+        .unwrap();
+    let svc = OAuth2Layer::new(cache.clone())
+        .destinations(to_conn)
+        .layer(connection(&server).await);
+
+    let resp = svc.clone().oneshot(origin_form_get(&server)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    // One refusal asking for the nonce; the resend's proof (its `htu` is
+    // http://127.0.0.1:PORT/items, checked by the server) is accepted.
+    assert_eq!(server.dpop_refusals(), ["resource: UseNonce"]);
+    assert_eq!(
+        server.path_authorizations(),
+        [
+            ("/items".to_owned(), Some("DPoP at-1".to_owned())),
+            ("/items".to_owned(), Some("DPoP at-1".to_owned())),
+        ]
+    );
+    let origin: http::Uri = server.url("/elsewhere").parse().unwrap();
+    assert_eq!(key.nonce(&origin).as_deref(), Some("n-resource-1"));
+    // The nonce is sent from now on: no more round trips.
+    let resp = svc.oneshot(origin_form_get(&server)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(server.dpop_refusals(), ["resource: UseNonce"]);
+    assert_eq!(server.token_requests(), 1);
+}

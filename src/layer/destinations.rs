@@ -221,6 +221,9 @@ impl Destinations {
     /// The layer cannot see the connection: if the inner service sends
     /// origin-form requests anywhere else than `origin`, the token goes
     /// there too. Give each channel or connection a layer of its own.
+    ///
+    /// With DPoP, the proofs of origin-form requests name `origin` and the
+    /// request's path as their `htu`.
     pub fn origin_form_to(self, origin: impl AsRef<str>) -> Result<Self, Error> {
         let text = origin.as_ref();
         let (origin, uri) = Origin::parse(text, "origin")?;
@@ -282,6 +285,32 @@ impl Destinations {
             }
             Kind::Predicate(f) => f(uri),
         }
+    }
+
+    /// The absolute URI that an origin-form `uri` stands for, when
+    /// [`Destinations::origin_form_to`] named the connection's origin
+    /// (a DPoP proof's `htu` and a nonce's origin need one); `None` for
+    /// any other URI or rule.
+    pub(crate) fn absolute(&self, uri: &Uri) -> Option<Uri> {
+        let OriginForm::To(origin) = &self.origin_form else {
+            return None;
+        };
+        if !is_origin_form(uri) {
+            return None;
+        }
+        let scheme = if origin.https { "https" } else { "http" };
+        let authority = if origin.port == default_port(origin.https) {
+            origin.host.clone()
+        } else {
+            format!("{}:{}", origin.host, origin.port)
+        };
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        Uri::builder()
+            .scheme(scheme)
+            .authority(authority)
+            .path_and_query(path)
+            .build()
+            .ok()
     }
 
     #[inline]

@@ -5,6 +5,8 @@
 //! sends proofs ([`crate::TokenEndpoint::dpop`]): the bearer path does not
 //! come here.
 
+use std::borrow::Cow;
+
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 
@@ -25,7 +27,8 @@ impl AuthPolicy {
         token: HeaderValue,
     ) -> Result<(), Error> {
         if let (Some(dpop), Some(access_token)) = (self.cache().dpop(), dpop_token(&token)) {
-            headers.insert(DPOP, dpop.proof(method, uri, Some(access_token))?);
+            let uri = self.resolved(uri);
+            headers.insert(DPOP, dpop.proof(method, &uri, Some(access_token))?);
         } else {
             headers.remove(DPOP);
         }
@@ -48,7 +51,7 @@ impl AuthPolicy {
         resendable: bool,
     ) -> AfterResponse {
         let new_nonce = match (self.cache().dpop(), uri) {
-            (Some(dpop), Some(uri)) => dpop.update_nonce(uri, headers),
+            (Some(dpop), Some(uri)) => dpop.update_nonce(&self.resolved(uri), headers),
             _ => false,
         };
         if !asks_dpop_nonce(status, headers) {
@@ -60,6 +63,17 @@ impl AuthPolicy {
         }
         tracing::debug!("use_dpop_nonce with no new nonce to send; returned as is");
         AfterResponse::Return
+    }
+
+    /// `uri`, or for an origin-form one (`/pkg.Svc/Method`, as tonic and
+    /// `hyper::client::conn` send) the absolute URI at the origin that
+    /// [`Destinations::origin_form_to`](super::Destinations::origin_form_to)
+    /// named: the proof's `htu` and the nonce's origin.
+    fn resolved<'a>(&self, uri: &'a Uri) -> Cow<'a, Uri> {
+        match self.destination_rule().absolute(uri) {
+            Some(absolute) => Cow::Owned(absolute),
+            None => Cow::Borrowed(uri),
+        }
     }
 }
 

@@ -155,6 +155,11 @@ impl AuthPolicy {
         self.settings.keep_existing
     }
 
+    /// Which requests get the token.
+    pub(crate) fn destination_rule(&self) -> &Destinations {
+        &self.settings.destinations
+    }
+
     /// Whether a refused token leads to one resend. A transport keeps a copy
     /// of a request (its body above all) for a resend only when this is true.
     pub fn retries_unauthorized(&self) -> bool {
