@@ -156,6 +156,7 @@ impl AuthPolicy {
     }
 
     /// Which requests get the token.
+    #[cfg(feature = "dpop")]
     pub(crate) fn destination_rule(&self) -> &Destinations {
         &self.settings.destinations
     }
