@@ -89,6 +89,10 @@ impl Conn {
         self.deadline
     }
 
+    pub(super) fn target(&self) -> &Target {
+        &self.target
+    }
+
     async fn live(&self) -> Result<Live, RedisError> {
         let live = self
             .live

@@ -48,6 +48,12 @@
 //! trouble like any other (below); neither the URL nor the password is ever
 //! logged or in an error (the outage log names the nodes' `host:port`).
 //!
+//! **One connection per tier.** Every cache built with one [`RedisTier`]
+//! or its clones (all the keys of a
+//! [`KeyedOAuth2Layer`](crate::layer::KeyedOAuth2Layer), say) shares one
+//! multiplexed Redis connection, made when the first needs it, and one
+//! outage log; each keeps its own keys and lease.
+//!
 //! **Redis trouble never fails a request** that could succeed without it:
 //! every call has a [deadline](RedisTier::timeout) (500 ms by default); when
 //! Redis fails or is late, the process fetches its own token (its own single
@@ -112,29 +118,40 @@ use value::{Sealer, TokenHash};
 /// See the [module docs](self).
 ///
 /// Configure it before giving it to a cache: the cache takes its own
-/// settings when built. A clone shares the counters ([`Self::stats`]).
+/// settings when built. A clone shares the counters ([`Self::stats`]) and
+/// the connection.
+///
+/// **One connection per tier.** Every cache built with this tier or a
+/// clone of it (each [`KeyedOAuth2Layer`](crate::layer::KeyedOAuth2Layer)
+/// key's, say) shares one Redis connection, made when the first of them
+/// needs Redis, with one outage log; each cache keeps its own keys and
+/// lease. Changing a clone's [`timeout`](Self::timeout) or TLS settings
+/// gives that clone a connection of its own. The connection's tasks run on
+/// the Tokio runtime that made it: give caches on other runtimes a tier of
+/// their own.
 #[derive(Clone)]
 pub struct RedisTier {
-    target: Target,
+    /// The connection every cache bound to this tier (or a clone) uses.
+    conn: Arc<Conn>,
     namespace: String,
     sealer: Option<Sealer>,
     lease: Option<Duration>,
-    timeout: Duration,
     poll_interval: Duration,
     stats: Arc<Counters>,
 }
 
 impl fmt::Debug for RedisTier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (private_ca, client_certificate) = self.target.tls();
+        let target = self.conn.target();
+        let (private_ca, client_certificate) = target.tls();
         f.debug_struct("RedisTier")
-            .field("kind", &self.target.kind())
+            .field("kind", &target.kind())
             .field("private_ca", &private_ca)
             .field("client_certificate", &client_certificate)
             .field("namespace", &self.namespace)
             .field("encrypted", &self.sealer.is_some())
             .field("lease", &self.lease)
-            .field("timeout", &self.timeout)
+            .field("timeout", &self.conn.deadline())
             .field("poll_interval", &self.poll_interval)
             .field("stats", &self.stats())
             .finish()
@@ -175,11 +192,10 @@ impl RedisTier {
 
     fn with_target(target: Target) -> Self {
         RedisTier {
-            target,
+            conn: Arc::new(Conn::new(target, Self::DEFAULT_TIMEOUT)),
             namespace: "default".into(),
             sealer: None,
             lease: None,
-            timeout: Self::DEFAULT_TIMEOUT,
             poll_interval: Self::DEFAULT_POLL_INTERVAL,
             stats: Arc::default(),
         }
@@ -208,9 +224,10 @@ impl RedisTier {
     ///
     /// The URLs must be `rediss://`. The PEM is read now: an error names
     /// what is wrong with it and quotes none of it.
-    pub fn tls_ca_certificates(mut self, pem: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
-        self.target = self.target.trusting(pem.as_ref())?;
-        Ok(self)
+    pub fn tls_ca_certificates(self, pem: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        let target = self.conn.target().clone().trusting(pem.as_ref())?;
+        let deadline = self.conn.deadline();
+        Ok(self.connect(target, deadline))
     }
 
     /// Presents a client certificate over `rediss://`, for a Redis that
@@ -223,12 +240,17 @@ impl RedisTier {
     /// against the certificate: an error names what is wrong and quotes
     /// none of either. The key is never printed.
     pub fn tls_client_certificate(
-        mut self,
+        self,
         cert_chain: impl AsRef<[u8]>,
         key: impl AsRef<[u8]>,
     ) -> Result<Self, ConfigError> {
-        self.target = self.target.presenting(cert_chain.as_ref(), key.as_ref())?;
-        Ok(self)
+        let target = self
+            .conn
+            .target()
+            .clone()
+            .presenting(cert_chain.as_ref(), key.as_ref())?;
+        let deadline = self.conn.deadline();
+        Ok(self.connect(target, deadline))
     }
 
     /// Encrypts values at rest with ChaCha20-Poly1305 under `key` (32
@@ -250,8 +272,14 @@ impl RedisTier {
     /// The deadline on every Redis call, connecting included (default
     /// [`Self::DEFAULT_TIMEOUT`]). Past it, the process fetches its own
     /// token.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+    pub fn timeout(self, timeout: Duration) -> Self {
+        let target = self.conn.target().clone();
+        self.connect(target, timeout)
+    }
+
+    /// This tier with a connection of its own (none made yet) to `target`.
+    fn connect(mut self, target: Target, deadline: Duration) -> Self {
+        self.conn = Arc::new(Conn::new(target, deadline));
         self
     }
 
@@ -272,7 +300,7 @@ impl RedisTier {
     pub(crate) fn bind(self, fingerprint: ConfigFingerprint, default_lease: Duration) -> Inner {
         let tag = format!("tower-oauth2:{}:{{{fingerprint}}}", self.namespace);
         Inner {
-            conn: Conn::new(self.target, self.timeout),
+            conn: self.conn,
             token_key: format!("{tag}:token"),
             lock_key: format!("{tag}:lock"),
             fingerprint,
@@ -287,7 +315,8 @@ impl RedisTier {
 
 /// One cache's view of the tier.
 pub(crate) struct Inner {
-    conn: Conn,
+    /// The tier's connection, shared with every cache bound to it.
+    conn: Arc<Conn>,
     token_key: String,
     lock_key: String,
     fingerprint: ConfigFingerprint,

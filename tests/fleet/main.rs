@@ -9,6 +9,7 @@
 #![cfg(feature = "redis")]
 
 mod cluster;
+mod connection;
 mod demo_fleet;
 mod processes;
 mod redis_server;
@@ -23,6 +24,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use redis_server::{available, RedisServer};
+use support::log::Capture;
 use support::token_server::{State, TestServer};
 use tower_oauth2::cache::{Stats, TokenCacheBuilder};
 use tower_oauth2::fleet::{FleetStats, RedisTier};
@@ -286,6 +288,16 @@ async fn header_of(cache: &tower_oauth2::TokenCache) -> (String, u64) {
         .await
         .expect("a token");
     (h.to_str().unwrap().to_owned(), g)
+}
+
+/// Lines of the outage WARN for the Redis on `port`.
+fn outage_warnings(logs: &Capture, port: u16) -> usize {
+    let redis = format!("redis=127.0.0.1:{port} ");
+    logs.text()
+        .lines()
+        .filter(|l| l.contains(" WARN ") && l.contains("Redis does not answer"))
+        .filter(|l| l.contains(&redis))
+        .count()
 }
 
 /// Two processes of a fleet, modelled: two caches, each with a tier of its

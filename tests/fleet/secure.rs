@@ -5,20 +5,10 @@
 use tower_oauth2::fleet::RedisTier;
 
 use crate::redis_server::{available, RedisServer};
-use crate::support::log::{capture, Capture};
+use crate::support::log::capture;
 use crate::support::pki::{pki, Pki};
 use crate::support::token_server::TestServer;
-use crate::{fetches_alone, header_of, tier, two_share_one_token};
-
-/// Lines of the outage WARN for the Redis on `port`.
-fn outage_warnings(logs: &Capture, port: u16) -> usize {
-    let redis = format!("redis=127.0.0.1:{port} ");
-    logs.text()
-        .lines()
-        .filter(|l| l.contains(" WARN ") && l.contains("Redis does not answer"))
-        .filter(|l| l.contains(&redis))
-        .count()
-}
+use crate::{fetches_alone, header_of, outage_warnings, tier, two_share_one_token};
 
 /// A tier over `rediss://` trusting `ca`'s certificates.
 fn trusting(redis: &RedisServer, ca: &Pki) -> RedisTier {
