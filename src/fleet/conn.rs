@@ -7,17 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{Client, RedisError, Script};
+use redis::{RedisError, Script};
 use tokio::sync::OnceCell;
 
-/// Where the tier's Redis is.
-#[derive(Clone)]
-pub(super) enum Target {
-    Standalone(Box<Client>),
-    Cluster(Box<ClusterClient>),
-}
+use super::target::{RedisClient, Target};
 
 /// A live connection; both kinds reconnect by themselves.
 #[derive(Clone)]
@@ -44,6 +38,8 @@ impl std::fmt::Display for Trouble {
 
 pub(super) struct Conn {
     target: Target,
+    /// The nodes' `host:port`s, named in the outage log.
+    addr: String,
     live: OnceCell<Live>,
     /// The deadline on every call (connecting included).
     deadline: Duration,
@@ -81,6 +77,7 @@ return 0";
 impl Conn {
     pub(super) fn new(target: Target, deadline: Duration) -> Self {
         Conn {
+            addr: target.addr(),
             target,
             live: OnceCell::new(),
             deadline,
@@ -92,12 +89,16 @@ impl Conn {
         self.deadline
     }
 
+    pub(super) fn target(&self) -> &Target {
+        &self.target
+    }
+
     async fn live(&self) -> Result<Live, RedisError> {
         let live = self
             .live
             .get_or_try_init(|| async {
-                Ok::<_, RedisError>(match &self.target {
-                    Target::Standalone(client) => {
+                Ok::<_, RedisError>(match self.target.client() {
+                    RedisClient::Standalone(client) => {
                         let config = ConnectionManagerConfig::new()
                             .set_connection_timeout(Some(self.deadline))
                             .set_response_timeout(Some(self.deadline))
@@ -107,7 +108,9 @@ impl Conn {
                             ConnectionManager::new_with_config((**client).clone(), config).await?,
                         )
                     }
-                    Target::Cluster(client) => Live::Cluster(client.get_async_connection().await?),
+                    RedisClient::Cluster(client) => {
+                        Live::Cluster(client.get_async_connection().await?)
+                    }
                 })
             })
             .await?;
@@ -133,17 +136,21 @@ impl Conn {
         match &result {
             Ok(_) => {
                 if self.down.swap(false, Ordering::Relaxed) {
-                    tracing::info!("Redis answers again; tokens are shared with the fleet again");
+                    tracing::info!(
+                        redis = %self.addr,
+                        "Redis answers again; tokens are shared with the fleet again"
+                    );
                 }
             }
             Err(e) => {
                 if !self.down.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
+                        redis = %self.addr,
                         error = %e,
                         "Redis does not answer; this process fetches its own tokens until it does"
                     );
                 } else {
-                    tracing::debug!(error = %e, "Redis still does not answer");
+                    tracing::debug!(redis = %self.addr, error = %e, "Redis still does not answer");
                 }
             }
         }

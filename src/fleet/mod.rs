@@ -37,8 +37,22 @@
 //! data). A value that does not decrypt, is not a token, or belongs to
 //! another configuration is ignored (logged at WARN, counted in
 //! [`FleetStats::bad_values`]) and overwritten by the next fetch.
-//! `rediss://` URLs use TLS (rustls, Mozilla's roots), and
-//! `redis://user:password@host` an ACL user.
+//!
+//! **TLS and ACL users.** `rediss://` URLs use TLS (rustls with `ring`),
+//! trusting Mozilla's roots, or only the CA certificates given to
+//! [`tls_ca_certificates`](RedisTier::tls_ca_certificates) (a private CA);
+//! [`tls_client_certificate`](RedisTier::tls_client_certificate) presents a
+//! client certificate to a Redis with `tls-auth-clients yes`.
+//! `redis://user:password@host` (or `rediss://…`) authenticates as an ACL
+//! user. A Redis that refuses the handshake or the password is Redis
+//! trouble like any other (below); neither the URL nor the password is ever
+//! logged or in an error (the outage log names the nodes' `host:port`).
+//!
+//! **One connection per tier.** Every cache built with one [`RedisTier`]
+//! or its clones (all the keys of a
+//! [`KeyedOAuth2Layer`](crate::layer::KeyedOAuth2Layer), say) shares one
+//! multiplexed Redis connection, made when the first needs it, and one
+//! outage log; each keeps its own keys and lease.
 //!
 //! **Redis trouble never fails a request** that could succeed without it:
 //! every call has a [deadline](RedisTier::timeout) (500 ms by default); when
@@ -64,7 +78,10 @@
 //!     TokenUrl::new("https://as.example.com/token")?,
 //!     ClientAuth::client_secret_basic("svc", "secret"),
 //! );
-//! let tier = RedisTier::standalone("redis://127.0.0.1:6379")?
+//! # let ca_pem = rcgen::generate_simple_self_signed(["redis.internal".to_owned()])?.cert.pem();
+//! // An ACL user over TLS, the server's certificate issued by a private CA.
+//! let tier = RedisTier::standalone("rediss://svc:password@redis.internal:6380")?
+//!     .tls_ca_certificates(ca_pem)?
 //!     .namespace("billing")?
 //!     .encryption_key([7; 32]);
 //! let cache = TokenCache::builder(endpoint, TokenRequest::client_credentials())
@@ -80,20 +97,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::cluster::ClusterClient;
-use redis::Client;
-
 use crate::store::ConfigFingerprint;
 use crate::token::Token;
 
-// One concept a file: `conn` (the connection, deadlines, the outage log,
-// the Lua scripts), `value` (what a token key holds, encryption), `flow`
-// (read, lease, fetch, publish, wait). This file: the public handle.
+// One concept a file: `target` (the URLs, TLS settings, the redis crate's
+// client), `conn` (the connection, deadlines, the outage log, the Lua
+// scripts), `value` (what a token key holds, encryption), `flow` (read,
+// lease, fetch, publish, wait). This file: the public handle.
 mod conn;
 mod flow;
+mod target;
 mod value;
 
-use conn::{Conn, Target};
+use conn::Conn;
+use target::Target;
 use value::{Sealer, TokenHash};
 
 /// The fleet's shared token tier in Redis; give it to
@@ -101,30 +118,40 @@ use value::{Sealer, TokenHash};
 /// See the [module docs](self).
 ///
 /// Configure it before giving it to a cache: the cache takes its own
-/// settings when built. A clone shares the counters ([`Self::stats`]).
+/// settings when built. A clone shares the counters ([`Self::stats`]) and
+/// the connection.
+///
+/// **One connection per tier.** Every cache built with this tier or a
+/// clone of it (each [`KeyedOAuth2Layer`](crate::layer::KeyedOAuth2Layer)
+/// key's, say) shares one Redis connection, made when the first of them
+/// needs Redis, with one outage log; each cache keeps its own keys and
+/// lease. Changing a clone's [`timeout`](Self::timeout) or TLS settings
+/// gives that clone a connection of its own. The connection's tasks run on
+/// the Tokio runtime that made it: give caches on other runtimes a tier of
+/// their own.
 #[derive(Clone)]
 pub struct RedisTier {
-    target: Target,
+    /// The connection every cache bound to this tier (or a clone) uses.
+    conn: Arc<Conn>,
     namespace: String,
     sealer: Option<Sealer>,
     lease: Option<Duration>,
-    timeout: Duration,
     poll_interval: Duration,
     stats: Arc<Counters>,
 }
 
 impl fmt::Debug for RedisTier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match self.target {
-            Target::Standalone(_) => "standalone",
-            Target::Cluster(_) => "cluster",
-        };
+        let target = self.conn.target();
+        let (private_ca, client_certificate) = target.tls();
         f.debug_struct("RedisTier")
-            .field("kind", &kind)
+            .field("kind", &target.kind())
+            .field("private_ca", &private_ca)
+            .field("client_certificate", &client_certificate)
             .field("namespace", &self.namespace)
             .field("encrypted", &self.sealer.is_some())
             .field("lease", &self.lease)
-            .field("timeout", &self.timeout)
+            .field("timeout", &self.conn.deadline())
             .field("poll_interval", &self.poll_interval)
             .field("stats", &self.stats())
             .finish()
@@ -154,28 +181,21 @@ impl RedisTier {
     /// A standalone Redis (or a primary): `redis://[user:password@]host[:port][/db]`,
     /// `rediss://…` for TLS. No connection is made until a token is needed.
     pub fn standalone(url: &str) -> Result<Self, ConfigError> {
-        let client = Client::open(url).map_err(|e| bad_url(&e))?;
-        Ok(Self::with_target(Target::Standalone(Box::new(client))))
+        Ok(Self::with_target(Target::standalone(url)?))
     }
 
-    /// A Redis Cluster, given the URLs of one or more of its nodes.
+    /// A Redis Cluster, given the URLs of one or more of its nodes (all
+    /// `redis://` or all `rediss://`).
     pub fn cluster<'a>(urls: impl IntoIterator<Item = &'a str>) -> Result<Self, ConfigError> {
-        let client = ClusterClient::builder(urls.into_iter().collect::<Vec<_>>())
-            .connection_timeout(Self::DEFAULT_TIMEOUT)
-            .response_timeout(Self::DEFAULT_TIMEOUT)
-            .retries(1)
-            .build()
-            .map_err(|e| bad_url(&e))?;
-        Ok(Self::with_target(Target::Cluster(Box::new(client))))
+        Ok(Self::with_target(Target::cluster(urls)?))
     }
 
     fn with_target(target: Target) -> Self {
         RedisTier {
-            target,
+            conn: Arc::new(Conn::new(target, Self::DEFAULT_TIMEOUT)),
             namespace: "default".into(),
             sealer: None,
             lease: None,
-            timeout: Self::DEFAULT_TIMEOUT,
             poll_interval: Self::DEFAULT_POLL_INTERVAL,
             stats: Arc::default(),
         }
@@ -198,6 +218,41 @@ impl RedisTier {
         Ok(self)
     }
 
+    /// Trusts the CA certificates in `pem` (one or more `CERTIFICATE`
+    /// blocks; other blocks are skipped) for `rediss://`, instead of
+    /// Mozilla's roots: for a Redis whose certificate a private CA issued.
+    ///
+    /// The URLs must be `rediss://`. The PEM is read now: an error names
+    /// what is wrong with it and quotes none of it.
+    pub fn tls_ca_certificates(self, pem: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        let target = self.conn.target().clone().trusting(pem.as_ref())?;
+        let deadline = self.conn.deadline();
+        Ok(self.connect(target, deadline))
+    }
+
+    /// Presents a client certificate over `rediss://`, for a Redis that
+    /// asks for one (`tls-auth-clients yes`): `cert_chain` holds the
+    /// certificate (then any intermediates) in PEM, `key` its private key
+    /// (`PRIVATE KEY`, `RSA PRIVATE KEY` or `EC PRIVATE KEY`; RSA, ECDSA
+    /// P-256/P-384 or Ed25519). One file holding both can be passed twice.
+    ///
+    /// The URLs must be `rediss://`. Both are read now and the key checked
+    /// against the certificate: an error names what is wrong and quotes
+    /// none of either. The key is never printed.
+    pub fn tls_client_certificate(
+        self,
+        cert_chain: impl AsRef<[u8]>,
+        key: impl AsRef<[u8]>,
+    ) -> Result<Self, ConfigError> {
+        let target = self
+            .conn
+            .target()
+            .clone()
+            .presenting(cert_chain.as_ref(), key.as_ref())?;
+        let deadline = self.conn.deadline();
+        Ok(self.connect(target, deadline))
+    }
+
     /// Encrypts values at rest with ChaCha20-Poly1305 under `key` (32
     /// bytes; share it with the whole fleet, keep it out of Redis). A value
     /// that does not decrypt is ignored and overwritten.
@@ -217,8 +272,14 @@ impl RedisTier {
     /// The deadline on every Redis call, connecting included (default
     /// [`Self::DEFAULT_TIMEOUT`]). Past it, the process fetches its own
     /// token.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+    pub fn timeout(self, timeout: Duration) -> Self {
+        let target = self.conn.target().clone();
+        self.connect(target, timeout)
+    }
+
+    /// This tier with a connection of its own (none made yet) to `target`.
+    fn connect(mut self, target: Target, deadline: Duration) -> Self {
+        self.conn = Arc::new(Conn::new(target, deadline));
         self
     }
 
@@ -239,7 +300,7 @@ impl RedisTier {
     pub(crate) fn bind(self, fingerprint: ConfigFingerprint, default_lease: Duration) -> Inner {
         let tag = format!("tower-oauth2:{}:{{{fingerprint}}}", self.namespace);
         Inner {
-            conn: Conn::new(self.target, self.timeout),
+            conn: self.conn,
             token_key: format!("{tag}:token"),
             lock_key: format!("{tag}:lock"),
             fingerprint,
@@ -252,14 +313,10 @@ impl RedisTier {
     }
 }
 
-fn bad_url(e: &redis::RedisError) -> ConfigError {
-    // The kind only: the redis crate's detail may quote the URL.
-    ConfigError(format!("not a usable Redis URL ({:?})", e.kind()))
-}
-
 /// One cache's view of the tier.
 pub(crate) struct Inner {
-    conn: Conn,
+    /// The tier's connection, shared with every cache bound to it.
+    conn: Arc<Conn>,
     token_key: String,
     lock_key: String,
     fingerprint: ConfigFingerprint,

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use rustls::client::ResolvesClientCert;
-use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
-use rustls::{InconsistentKeys, SignatureScheme};
+use rustls::SignatureScheme;
 use sha2::{Digest, Sha256};
+
+use crate::pem::{self, Problem};
 
 /// A client certificate chain and its private key, for mutual TLS: what
 /// [`https_client_with_identity`](super::https_client_with_identity)
@@ -60,21 +61,8 @@ impl ClientIdentity {
         cert_chain: impl AsRef<[u8]>,
         key: impl AsRef<[u8]>,
     ) -> Result<Self, IdentityError> {
-        let chain = CertificateDer::pem_slice_iter(cert_chain.as_ref())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| IdentityError::certificate(pem_problem(&e)))?;
-        if chain.is_empty() {
-            return Err(IdentityError::certificate(
-                "no CERTIFICATE block in the certificate PEM",
-            ));
-        }
-        let key = PrivateKeyDer::from_pem_slice(key.as_ref()).map_err(|e| match e {
-            pem::Error::NoItemsFound => IdentityError::new(
-                IdentityErrorKind::Key,
-                "no PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block in the key PEM",
-            ),
-            e => IdentityError::new(IdentityErrorKind::Key, pem_problem(&e)),
-        })?;
+        let chain = pem::certificates(cert_chain.as_ref()).map_err(IdentityError::from)?;
+        let key = pem::private_key(key.as_ref()).map_err(IdentityError::from)?;
         Self::from_der(chain, key)
     }
 
@@ -84,39 +72,13 @@ impl ClientIdentity {
         cert_chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
     ) -> Result<Self, IdentityError> {
-        let Some(leaf) = cert_chain.first() else {
-            return Err(IdentityError::certificate("no certificate given"));
-        };
-        let thumbprint = URL_SAFE_NO_PAD.encode(Sha256::digest(leaf));
-        // `ring`'s key provider zeroizes the DER once it has read it.
-        let key = rustls::crypto::ring::default_provider()
-            .key_provider
-            .load_private_key(key)
-            .map_err(|_| {
-                IdentityError::new(
-                    IdentityErrorKind::UnsupportedKey,
-                    "the private key is not an RSA, ECDSA (P-256, P-384) or Ed25519 key \
-                     in PKCS#8, PKCS#1 or SEC1 form",
-                )
-            })?;
-        let certified = CertifiedKey::new(cert_chain, key);
-        match certified.keys_match() {
-            Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => {}
-            Err(rustls::Error::InconsistentKeys(_)) => {
-                return Err(IdentityError::new(
-                    IdentityErrorKind::KeyMismatch,
-                    "the private key is not the key of the first certificate",
-                ))
-            }
-            Err(e) => {
-                return Err(IdentityError::certificate(format!(
-                    "the first certificate cannot be read ({e})"
-                )))
-            }
-        }
+        let thumbprint = cert_chain
+            .first()
+            .map(|leaf| URL_SAFE_NO_PAD.encode(Sha256::digest(leaf)));
+        let certified = pem::certified_key(cert_chain, key).map_err(IdentityError::from)?;
         Ok(ClientIdentity {
             certified: Arc::new(certified),
-            thumbprint,
+            thumbprint: thumbprint.unwrap_or_default(),
         })
     }
 
@@ -192,17 +154,6 @@ pub struct IdentityError {
 }
 
 impl IdentityError {
-    fn new(kind: IdentityErrorKind, detail: impl Into<Cow<'static, str>>) -> Self {
-        IdentityError {
-            kind,
-            detail: detail.into(),
-        }
-    }
-
-    fn certificate(detail: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(IdentityErrorKind::Certificate, detail)
-    }
-
     /// What is wrong.
     pub fn kind(&self) -> IdentityErrorKind {
         self.kind
@@ -217,19 +168,25 @@ impl fmt::Display for IdentityError {
 
 impl std::error::Error for IdentityError {}
 
-/// What is wrong with some PEM, in words that quote none of it (the
-/// parser's own messages may hold a line of the key).
-fn pem_problem(e: &pem::Error) -> &'static str {
-    match e {
-        pem::Error::MissingSectionEnd { .. } => "a PEM block has no END line",
-        pem::Error::IllegalSectionStart { .. } => "a PEM BEGIN line is malformed",
-        pem::Error::Base64Decode(_) => "a PEM block is not valid base64",
-        _ => "the PEM cannot be read",
+impl From<Problem> for IdentityError {
+    fn from(problem: Problem) -> Self {
+        let kind = match problem {
+            Problem::Certificate(_) => IdentityErrorKind::Certificate,
+            Problem::Key(_) => IdentityErrorKind::Key,
+            Problem::UnsupportedKey => IdentityErrorKind::UnsupportedKey,
+            Problem::KeyMismatch => IdentityErrorKind::KeyMismatch,
+        };
+        IdentityError {
+            kind,
+            detail: problem.detail(),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use rustls::pki_types::pem::PemObject;
+
     use super::*;
 
     fn self_signed(name: &str) -> rcgen::CertifiedKey<rcgen::KeyPair> {

@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use crate::redis_server::{available, RedisCluster};
+use crate::support::pki::pki;
 use crate::support::token_server::TestServer;
-use crate::{header_of, token_key};
+use crate::{fetches_alone, header_of, token_key, two_share_one_token};
 use tower_oauth2::fleet::RedisTier;
 
 fn tier(cluster: &RedisCluster) -> RedisTier {
@@ -57,4 +58,26 @@ async fn a_cluster_shares_one_token_whose_lock_is_in_its_slot_and_a_401_deletes_
     assert_eq!(server.token_requests(), 2);
     assert!(cluster.cli(&["GET", &token]).contains("at-2"));
     assert_eq!((ta.stats().fallbacks, tb.stats().fallbacks), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_over_rediss_with_a_private_ca_shares_one_token() {
+    if !available() {
+        return;
+    }
+    let pki = pki();
+    let cluster = tokio::task::block_in_place(|| RedisCluster::start_tls(&pki));
+    assert!(cluster.urls()[0].starts_with("rediss://"));
+    let server = TestServer::start().await;
+    two_share_one_token(&server, || {
+        tier(&cluster)
+            .tls_ca_certificates(&pki.ca_pem)
+            .expect("the test CA")
+    })
+    .await;
+    let token = token_key(&server.client_credentials());
+    assert!(cluster.cli(&["GET", &token]).contains("at-1"));
+
+    // Mozilla's roots do not hold the test CA: the process fetches alone.
+    fetches_alone(&server, &tier(&cluster), 2).await;
 }

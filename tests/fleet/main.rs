@@ -9,9 +9,11 @@
 #![cfg(feature = "redis")]
 
 mod cluster;
+mod connection;
 mod demo_fleet;
 mod processes;
 mod redis_server;
+mod secure;
 #[path = "../support/mod.rs"]
 mod support;
 
@@ -22,6 +24,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use redis_server::{available, RedisServer};
+use support::log::Capture;
 use support::token_server::{State, TestServer};
 use tower_oauth2::cache::{Stats, TokenCacheBuilder};
 use tower_oauth2::fleet::{FleetStats, RedisTier};
@@ -285,6 +288,52 @@ async fn header_of(cache: &tower_oauth2::TokenCache) -> (String, u64) {
         .await
         .expect("a token");
     (h.to_str().unwrap().to_owned(), g)
+}
+
+/// Lines of the outage WARN for the Redis on `port`.
+fn outage_warnings(logs: &Capture, port: u16) -> usize {
+    let redis = format!("redis=127.0.0.1:{port} ");
+    logs.text()
+        .lines()
+        .filter(|l| l.contains(" WARN ") && l.contains("Redis does not answer"))
+        .filter(|l| l.contains(&redis))
+        .count()
+}
+
+/// Two processes of a fleet, modelled: two caches, each with a tier of its
+/// own from `make`. The second takes the first's token from Redis: one
+/// token request, no fallback. The caches, still connected.
+async fn two_share_one_token(
+    server: &TestServer,
+    make: impl Fn() -> RedisTier,
+) -> (TokenCache, TokenCache) {
+    let (ta, tb) = (make(), make());
+    let a = server.client_credentials().redis(ta.clone()).build();
+    let b = server.client_credentials().redis(tb.clone()).build();
+    assert_eq!(header_of(&a).await.0, "Bearer at-1");
+    assert_eq!(header_of(&b).await.0, "Bearer at-1", "b takes a's token");
+    assert_eq!(server.token_requests(), 1);
+    let (sa, sb) = (ta.stats(), tb.stats());
+    assert_eq!((sa.leases, sa.published, sa.fallbacks), (1, 1, 0), "{sa:?}");
+    assert_eq!(
+        (sb.shared_hits, sb.leases, sb.fallbacks),
+        (1, 0, 0),
+        "{sb:?}"
+    );
+    (a, b)
+}
+
+/// A cache on `tier` whose Redis calls fail: it fetches its own token
+/// (`Bearer at-{n}`), one fallback, nothing shared.
+async fn fetches_alone(server: &TestServer, tier: &RedisTier, n: usize) {
+    let cache = server.client_credentials().redis(tier.clone()).build();
+    assert_eq!(header_of(&cache).await.0, format!("Bearer at-{n}"));
+    let stats = tier.stats();
+    assert_eq!(
+        (stats.fallbacks, stats.shared_hits, stats.published),
+        (1, 0, 0),
+        "{stats:?}"
+    );
 }
 
 #[tokio::test]

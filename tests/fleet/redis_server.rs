@@ -6,6 +6,8 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::pki::Pki;
+
 fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
@@ -40,28 +42,128 @@ pub fn free_port() -> u16 {
 pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
+    /// Its TLS files, when it speaks TLS only (on `port`).
+    tls: Option<TlsFiles>,
+    /// Arguments besides the port, the address and persistence (ACL users,
+    /// cluster mode).
+    args: Vec<String>,
+}
+
+/// A TLS redis-server's files: a certificate and key the test PKI issued
+/// (for serving, and for a cluster node's bus), its CA (to check client
+/// certificates with), and a client certificate for redis-cli.
+struct TlsFiles {
+    dir: tempfile::TempDir,
+    /// Whether clients must present a certificate the CA issued.
+    auth_clients: bool,
+}
+
+impl TlsFiles {
+    fn write(pki: &Pki, auth_clients: bool) -> TlsFiles {
+        let dir = tempfile::tempdir().expect("a directory for TLS files");
+        let node = pki.node_cert();
+        let cli = pki.client_cert("redis-cli");
+        for (name, pem) in [
+            ("ca.pem", &pki.ca_pem),
+            ("server.pem", &node.cert_pem),
+            ("server-key.pem", &node.key_pem),
+            ("cli.pem", &cli.cert_pem),
+            ("cli-key.pem", &cli.key_pem),
+        ] {
+            std::fs::write(dir.path().join(name), pem).expect("write a TLS file");
+        }
+        TlsFiles { dir, auth_clients }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    fn server_args(&self) -> Vec<String> {
+        let auth = if self.auth_clients { "yes" } else { "no" };
+        [
+            ("--tls-cert-file", self.path("server.pem")),
+            ("--tls-key-file", self.path("server-key.pem")),
+            ("--tls-ca-cert-file", self.path("ca.pem")),
+            ("--tls-auth-clients", auth.to_owned()),
+        ]
+        .into_iter()
+        .flat_map(|(k, v)| [k.to_owned(), v])
+        .collect()
+    }
+
+    fn cli_args(&self) -> Vec<String> {
+        vec![
+            "--tls".to_owned(),
+            "--cacert".to_owned(),
+            self.path("ca.pem"),
+            "--cert".to_owned(),
+            self.path("cli.pem"),
+            "--key".to_owned(),
+            self.path("cli-key.pem"),
+        ]
+    }
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
+        Self::launch(free_port(), None, Vec::new())
+    }
+
+    /// With `args` added to its command line: `--user fleet on >pw ~* +@all`
+    /// (an ACL user; the default user stays, for redis-cli).
+    pub fn start_with(args: &[&str]) -> RedisServer {
+        Self::launch(
+            free_port(),
+            None,
+            args.iter().map(|&a| a.to_owned()).collect(),
+        )
+    }
+
+    /// TLS only, with a server certificate `pki`'s CA issued for
+    /// `127.0.0.1`; asking clients for a certificate that CA issued when
+    /// `auth_clients`.
+    pub fn start_tls(pki: &Pki, auth_clients: bool) -> RedisServer {
+        let files = TlsFiles::write(pki, auth_clients);
+        Self::launch(free_port(), Some(files), Vec::new())
+    }
+
+    fn launch(port: u16, tls: Option<TlsFiles>, args: Vec<String>) -> RedisServer {
         let mut s = RedisServer {
-            port: free_port(),
+            port,
             child: None,
+            tls,
+            args,
         };
         s.restart();
         s
     }
 
+    /// `redis://127.0.0.1:port`, or `rediss://…` when it speaks TLS.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Starts it (again) on its port, empty, and waits until it answers.
     pub fn restart(&mut self) {
         self.stop();
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        let port = self.port.to_string();
+        let mut command = Command::new("redis-server");
+        match &self.tls {
+            None => command.args(["--port", &port]),
+            Some(files) => command
+                .args(["--port", "0", "--tls-port", &port])
+                .args(files.server_args()),
+        };
+        let child = command
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .args(&self.args)
             .stdout(Stdio::null())
             .spawn()
             .expect("spawn redis-server");
@@ -85,10 +187,17 @@ impl RedisServer {
         }
     }
 
-    /// Runs a command with `redis-cli`; its output, trimmed.
+    /// Runs a command with `redis-cli` (over TLS when it speaks TLS); its
+    /// output, trimmed.
     pub fn cli(&self, args: &[&str]) -> String {
+        let tls = self
+            .tls
+            .as_ref()
+            .map(TlsFiles::cli_args)
+            .unwrap_or_default();
         let out = Command::new("redis-cli")
             .args(["-p", &self.port.to_string()])
+            .args(tls)
             .args(args)
             .output()
             .expect("run redis-cli");
@@ -111,13 +220,25 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     pub fn start() -> RedisCluster {
+        Self::start_with(None)
+    }
+
+    /// Its nodes speak TLS only, clients and bus alike, with certificates
+    /// `pki`'s CA issued (clients need none).
+    pub fn start_tls(pki: &Pki) -> RedisCluster {
+        Self::start_with(Some(pki))
+    }
+
+    fn start_with(pki: Option<&Pki>) -> RedisCluster {
         let dir = tempfile::tempdir().expect("a directory for nodes.conf");
-        let nodes: Vec<RedisServer> = (0..3).map(|_| cluster_node(dir.path())).collect();
+        let nodes: Vec<RedisServer> = (0..3).map(|_| cluster_node(dir.path(), pki)).collect();
         let addrs: Vec<String> = nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
+        let tls = nodes[0].tls.as_ref().map(TlsFiles::cli_args);
         let out = Command::new("redis-cli")
+            .args(tls.unwrap_or_default())
             .args(["--cluster", "create"])
             .args(&addrs)
             .args(["--cluster-replicas", "0", "--cluster-yes"])
@@ -151,31 +272,22 @@ impl RedisCluster {
 }
 
 /// A cluster-enabled node, its `nodes.conf` in `dir`, its bus on a free
-/// port too.
-fn cluster_node(dir: &std::path::Path) -> RedisServer {
+/// port too; over TLS with certificates `pki` issued, if given.
+fn cluster_node(dir: &std::path::Path, pki: Option<&Pki>) -> RedisServer {
     let port = free_port();
-    let child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--cluster-enabled", "yes"])
-        .args(["--cluster-port", &free_port().to_string()])
-        .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
-        .arg("--dir")
-        .arg(dir)
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn redis-server");
-    let node = RedisServer {
-        port,
-        child: Some(child),
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while node.cli(&["PING"]) != "PONG" {
-        assert!(
-            Instant::now() < deadline,
-            "redis-server did not start on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+    let mut args = vec![
+        "--cluster-enabled".to_owned(),
+        "yes".to_owned(),
+        "--cluster-port".to_owned(),
+        free_port().to_string(),
+        "--cluster-config-file".to_owned(),
+        format!("nodes-{port}.conf"),
+        "--dir".to_owned(),
+        dir.display().to_string(),
+    ];
+    let tls = pki.map(|pki| TlsFiles::write(pki, false));
+    if tls.is_some() {
+        args.extend(["--tls-cluster".to_owned(), "yes".to_owned()]);
     }
-    node
+    RedisServer::launch(port, tls, args)
 }

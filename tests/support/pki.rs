@@ -167,6 +167,27 @@ impl Pki {
         roots
     }
 
+    /// A certificate for `localhost` and `127.0.0.1` good for both ends of
+    /// a connection (server and client authentication), issued by the test
+    /// CA, and its key: what a server that reads files presents
+    /// (redis-server; a Redis Cluster node presents it on its bus both
+    /// ways).
+    pub fn node_cert(&self) -> ClientCert {
+        let key = KeyPair::generate().unwrap();
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        ClientCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            der: cert.der().clone(),
+        }
+    }
+
     /// A client certificate for `name` issued by the test CA.
     pub fn client_cert(&self, name: &str) -> ClientCert {
         let key = KeyPair::generate().unwrap();
