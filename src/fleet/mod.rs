@@ -47,6 +47,11 @@
 //! user. A Redis that refuses the handshake or the password is Redis
 //! trouble like any other (below); neither the URL nor the password is ever
 //! logged or in an error (the outage log names the nodes' `host:port`).
+//! The redis crate builds its TLS settings with rustls's process-default
+//! provider: if your build enables both of rustls's providers (`ring` and
+//! `aws-lc-rs`, say through another dependency), install one with
+//! `rustls::crypto::CryptoProvider::install_default` before the first
+//! `rediss://` connection, or rustls panics as it cannot choose.
 //!
 //! **One connection per tier.** Every cache built with one [`RedisTier`]
 //! or its clones (all the keys of a
