@@ -14,6 +14,12 @@
 //!
 //! Every answer pays one relaxed load of `unsettled`, written only by 401s
 //! and by the one answer that ends their record.
+//!
+//! With the fleet's Redis tier (feature `redis`) the steps are shared
+//! (`fleet/refusals.rs`): a step started here is written to Redis, a fetch
+//! that finds the fleet's step running joins it ([`RefusalState::join`]),
+//! and an answer that ends this record ends the fleet's too. Those writes
+//! are spawned: a 401 never waits for Redis.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -59,6 +65,15 @@ pub(crate) enum Verdict {
     BackedOff(Option<Step>),
 }
 
+/// What a process writes to the fleet's record of 401s.
+#[cfg(feature = "redis")]
+enum FleetWrite {
+    /// A backoff step started here.
+    Step(Step),
+    /// An answer other than 401 for the token: the backoff ends.
+    End,
+}
+
 /// A backoff step that a 401 started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Step {
@@ -100,6 +115,23 @@ impl RefusalState {
     }
 }
 
+impl RefusalState {
+    /// Joins the fleet's backoff step `number`: the next step here is
+    /// numbered after it, and, with `until`, the 401s pass through until
+    /// then (or later, if a step of this process's runs longer). Whether a
+    /// step now runs here that did not.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    fn join(&mut self, number: u32, until: Option<Instant>) -> bool {
+        self.steps = self.steps.max(number);
+        match until {
+            Some(until) if self.until.is_none_or(|mine| mine < until) => {
+                self.until.replace(until).is_none()
+            }
+            _ => false,
+        }
+    }
+}
+
 /// `now + delay`, or a day from now if that cannot be represented.
 fn later(now: Instant, delay: Duration) -> Instant {
     now.checked_add(delay)
@@ -110,6 +142,14 @@ fn later(now: Instant, delay: Duration) -> Instant {
 impl Refusals {
     fn lock(&self) -> MutexGuard<'_, RefusalState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps `unsettled` true exactly while `state` holds something.
+    fn note(&self, state: &RefusalState) {
+        let unsettled = *state != RefusalState::default();
+        if self.unsettled.load(Ordering::Relaxed) != unsettled {
+            self.unsettled.store(unsettled, Ordering::Relaxed);
+        }
     }
 }
 
@@ -128,15 +168,27 @@ impl TokenCache {
     #[inline(never)]
     fn settle_refusals(&self, sent: u64) {
         let refusals = &self.shared.refusals;
-        let mut state = refusals.lock();
-        if self.current_generation() == Some(sent) && *state != RefusalState::default() {
+        let steps = {
+            let mut state = refusals.lock();
+            if self.current_generation() != Some(sent) || *state == RefusalState::default() {
+                return;
+            }
+            let steps = state.steps;
             *state = RefusalState::default();
-            refusals.unsettled.store(false, Ordering::Relaxed);
-            tracing::debug!(
-                generation = sent,
-                "the token was taken: a 401 gets a new token again"
-            );
+            refusals.note(&state);
+            steps
+        };
+        tracing::debug!(
+            generation = sent,
+            "the token was taken: a 401 gets a new token again"
+        );
+        // A step ran here (or was joined): the fleet's ends too.
+        #[cfg(feature = "redis")]
+        if steps > 0 {
+            self.spawn_fleet_write(sent, FleetWrite::End);
         }
+        #[cfg(not(feature = "redis"))]
+        let _ = steps;
     }
 
     /// A 401 that a new token may fix, for the request sent with
@@ -145,20 +197,80 @@ impl TokenCache {
     /// 401s pass through). Counts a 401 passed through.
     pub(crate) fn refused(&self, sent: u64, backoff: &Backoff) -> Verdict {
         let refusals = &self.shared.refusals;
-        let mut state = refusals.lock();
-        let current = self.current_generation();
-        let verdict = state.on_refusal(sent, current, Instant::now(), backoff, unit_random);
-        let unsettled = *state != RefusalState::default();
-        if refusals.unsettled.load(Ordering::Relaxed) != unsettled {
-            refusals.unsettled.store(unsettled, Ordering::Relaxed);
-        }
-        match verdict {
+        let verdict = {
+            let mut state = refusals.lock();
+            let current = self.current_generation();
+            let verdict = state.on_refusal(sent, current, Instant::now(), backoff, unit_random);
+            refusals.note(&state);
             // Under the lock, so that no other 401 sees `sent` current.
-            Verdict::Refetch => self.invalidate(sent),
-            Verdict::BackedOff(_) => self.shared.counters.backed_off(),
-            Verdict::Replaced => {}
+            if verdict == Verdict::Refetch {
+                self.invalidate(sent);
+            }
+            verdict
+        };
+        if let Verdict::BackedOff(step) = verdict {
+            self.shared.counters.backed_off();
+            #[cfg(feature = "redis")]
+            if let Some(step) = step {
+                self.spawn_fleet_write(sent, FleetWrite::Step(step));
+            }
+            #[cfg(not(feature = "redis"))]
+            let _ = step;
         }
         verdict
+    }
+
+    /// Joins the fleet's backoff step that a fetch found (`fleet/refusals.rs`),
+    /// before its token is cached.
+    #[cfg(feature = "redis")]
+    pub(super) fn join_fleet_step(&self, step: crate::fleet::FleetStep) {
+        let refusals = &self.shared.refusals;
+        let joined = {
+            let mut state = refusals.lock();
+            let until = step.remaining.map(|left| later(Instant::now(), left));
+            let joined = state.join(step.number, until);
+            refusals.note(&state);
+            joined
+        };
+        if joined {
+            tracing::warn!(
+                step = step.number,
+                backoff = ?step.remaining,
+                "the fleet found that new tokens are refused too: this process's 401s are \
+                 returned as they come, with no new token, until the fleet's backoff step has passed"
+            );
+        }
+    }
+
+    /// Writes a step started here to Redis, or ends the fleet's step, for
+    /// the token of generation `sent` (if still cached), in a task of its
+    /// own: best-effort, and only on a runtime.
+    #[cfg(feature = "redis")]
+    fn spawn_fleet_write(&self, sent: u64, write: FleetWrite) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let cached = self.shared.current.load_full();
+        let Some(cached) = cached.filter(|c| c.generation == sent) else {
+            return;
+        };
+        if self.shared.fetcher.fleet().is_none() {
+            return;
+        }
+        let cache = self.clone();
+        runtime.spawn(async move {
+            let Some(fleet) = cache.shared.fetcher.fleet() else {
+                return;
+            };
+            match write {
+                FleetWrite::Step(step) => {
+                    fleet
+                        .share_step(&cached.token, step.number, step.delay)
+                        .await;
+                }
+                FleetWrite::End => fleet.end_steps(&cached.token).await,
+            }
+        });
     }
 
     /// Counts a 401 that asks for other credentials than a token.

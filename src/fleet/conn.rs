@@ -69,14 +69,54 @@ if o == ARGV[1] then
 end
 return 0";
 
-/// Deletes the token only if it is still the one whose hash is `ARGV[1]`.
-/// A value of another type (bad data) is left for the next publish.
-const INVALIDATE: &str = r"
+/// Deletes the key only if its value still starts with the hash `ARGV[1]`:
+/// the token (the 401 rule), or the fleet's record of 401s (an answer
+/// other than 401 for that token). A value of another type (bad data) is
+/// left for the next write.
+const DELETE_IF_HASH: &str = r"
 local v = redis.pcall('GET', KEYS[1])
 if type(v) == 'string' and string.sub(v, 1, 64) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0";
+
+/// The token, the lock's owner and the fleet's record of 401s (with its
+/// TTL in ms, -2 when absent), in one round trip. A key holding another
+/// type reads as absent, as with `MGET`.
+const LOOK: &str = r"
+local function get(k)
+  local v = redis.pcall('GET', k)
+  if type(v) == 'string' then return v end
+  return false
+end
+local r = get(KEYS[3])
+local ttl = -2
+if r then ttl = redis.call('PTTL', KEYS[3]) end
+return {get(KEYS[1]), get(KEYS[2]), r, ttl}";
+
+/// Records a backoff step (`ARGV[1]`, number `ARGV[2]`, TTL `ARGV[3]` ms)
+/// unless a record of a step at least as far along still runs (more than
+/// its `keep` left): the first process to start a step sets its length.
+const STEP: &str = r"
+local v = redis.pcall('GET', KEYS[1])
+if type(v) == 'string' then
+  local n, keep = string.match(v, '^%x+ (%d+) (%d+)$')
+  if n and tonumber(n) >= tonumber(ARGV[2])
+     and redis.call('PTTL', KEYS[1]) > tonumber(keep) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 1";
+
+/// What [`LOOK`] found: the token's value, the lock's owner, the record
+/// of 401s and that record's TTL in ms.
+pub(super) type Looked = (
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    i64,
+);
 
 impl Conn {
     pub(super) fn new(target: Target, deadline: Duration) -> Self {
@@ -163,12 +203,23 @@ impl Conn {
         .await
     }
 
-    async fn script(&self, source: &'static str, key: &str, arg: &str) -> Result<i64, Trouble> {
-        let (key, arg) = (key.to_owned(), arg.to_owned());
+    /// Runs the Lua script `source` on `keys` (one hash slot) with `args`.
+    async fn script<T: redis::FromRedisValue + Send + 'static>(
+        &self,
+        source: &'static str,
+        keys: &[&str],
+        args: Vec<Vec<u8>>,
+    ) -> Result<T, Trouble> {
+        let keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
         self.run(|live| async move {
             let script = Script::new(source);
-            let mut call = script.key(key);
-            call.arg(arg);
+            let mut call = script.prepare_invoke();
+            for key in keys {
+                call.key(key);
+            }
+            for arg in args {
+                call.arg(arg);
+            }
             match live {
                 Live::Standalone(mut c) => call.invoke_async(&mut c).await,
                 Live::Cluster(mut c) => call.invoke_async(&mut c).await,
@@ -206,7 +257,18 @@ impl Conn {
         Ok(set.is_some())
     }
 
-    /// Stores `value` under `token_key` for `ttl`, whatever was there.
+    /// The token value, the lock's owner and the fleet's record of 401s,
+    /// in one round trip (the keys share a hash slot).
+    pub(super) async fn look(
+        &self,
+        (token_key, lock_key, refused_key): (&str, &str, &str),
+    ) -> Result<Looked, Trouble> {
+        let keys = [token_key, lock_key, refused_key];
+        self.script(LOOK, &keys, Vec::new()).await
+    }
+
+    /// Stores `value` under `token_key` for `ttl`, only while `owner`
+    /// still holds the lock: whether it did.
     pub(super) async fn publish(
         &self,
         (token_key, lock_key): (&str, &str),
@@ -214,34 +276,40 @@ impl Conn {
         value: Vec<u8>,
         ttl: Duration,
     ) -> Result<bool, Trouble> {
-        let (token_key, lock_key, owner) =
-            (token_key.to_owned(), lock_key.to_owned(), owner.to_owned());
-        let published: i64 = self
-            .run(|live| async move {
-                let script = Script::new(PUBLISH);
-                let mut call = script.key(token_key);
-                call.key(lock_key).arg(owner).arg(value).arg(millis(ttl));
-                match live {
-                    Live::Standalone(mut c) => call.invoke_async(&mut c).await,
-                    Live::Cluster(mut c) => call.invoke_async(&mut c).await,
-                }
-            })
-            .await?;
+        let args = vec![owner.into(), value, millis(ttl).to_string().into()];
+        let published: i64 = self.script(PUBLISH, &[token_key, lock_key], args).await?;
         Ok(published == 1)
     }
 
     /// Releases the lock if `owner` still holds it.
     pub(super) async fn release(&self, lock_key: &str, owner: &str) -> Result<bool, Trouble> {
-        Ok(self.script(RELEASE, lock_key, owner).await? == 1)
+        let released: i64 = self.script(RELEASE, &[lock_key], vec![owner.into()]).await?;
+        Ok(released == 1)
     }
 
-    /// Deletes the token if its hash is still `hash_hex`.
-    pub(super) async fn invalidate(
+    /// Deletes `key` if its value still starts with `hash_hex`.
+    pub(super) async fn delete_if_hash(&self, key: &str, hash_hex: &str) -> Result<bool, Trouble> {
+        let args = vec![hash_hex.into()];
+        let deleted: i64 = self.script(DELETE_IF_HASH, &[key], args).await?;
+        Ok(deleted == 1)
+    }
+
+    /// Records backoff step `step` as `value` under `refused_key` for
+    /// `ttl`, unless a step at least as far along runs: whether it did.
+    pub(super) async fn record_step(
         &self,
-        token_key: &str,
-        hash_hex: &str,
+        refused_key: &str,
+        value: String,
+        step: u32,
+        ttl: Duration,
     ) -> Result<bool, Trouble> {
-        Ok(self.script(INVALIDATE, token_key, hash_hex).await? == 1)
+        let args = vec![
+            value.into(),
+            step.to_string().into(),
+            millis(ttl).to_string().into(),
+        ];
+        let written: i64 = self.script(STEP, &[refused_key], args).await?;
+        Ok(written == 1)
     }
 }
 

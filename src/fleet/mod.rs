@@ -88,12 +88,15 @@ use crate::token::Token;
 
 // One concept a file: `conn` (the connection, deadlines, the outage log,
 // the Lua scripts), `value` (what a token key holds, encryption), `flow`
-// (read, lease, fetch, publish, wait). This file: the public handle.
+// (read, lease, fetch, publish, wait), `refusals` (the fleet's record of
+// 401s and its backoff step). This file: the public handle.
 mod conn;
 mod flow;
+mod refusals;
 mod value;
 
 use conn::{Conn, Target};
+pub(crate) use refusals::FleetStep;
 use value::{Sealer, TokenHash};
 
 /// The fleet's shared token tier in Redis; give it to
@@ -242,6 +245,7 @@ impl RedisTier {
             conn: Conn::new(self.target, self.timeout),
             token_key: format!("{tag}:token"),
             lock_key: format!("{tag}:lock"),
+            refused_key: format!("{tag}:refused"),
             fingerprint,
             sealer: self.sealer,
             lease: self.lease.unwrap_or(default_lease),
@@ -262,6 +266,8 @@ pub(crate) struct Inner {
     conn: Conn,
     token_key: String,
     lock_key: String,
+    /// The fleet's record of 401s (`refusals`).
+    refused_key: String,
     fingerprint: ConfigFingerprint,
     sealer: Option<Sealer>,
     lease: Duration,
@@ -325,6 +331,16 @@ pub struct FleetStats {
     /// Values in Redis ignored as unusable (garbage, another version or
     /// configuration, wrong key).
     pub bad_values: u64,
+    /// Backoff steps of refetches-on-401 this process started and wrote to
+    /// Redis for the fleet (none was running already).
+    pub steps_shared: u64,
+    /// Fetches that found the fleet's backoff step running and joined it:
+    /// the token Redis holds was taken, none was requested, and this
+    /// process's 401s pass through until the step ends.
+    pub steps_joined: u64,
+    /// The fleet's backoff ended by this process: a resource server
+    /// answered other than 401 for the token the step was for.
+    pub steps_ended: u64,
 }
 
 #[derive(Default)]
@@ -337,6 +353,9 @@ struct Counters {
     fallbacks: AtomicU64,
     invalidations: AtomicU64,
     bad_values: AtomicU64,
+    steps_shared: AtomicU64,
+    steps_joined: AtomicU64,
+    steps_ended: AtomicU64,
 }
 
 impl Counters {
@@ -351,6 +370,9 @@ impl Counters {
             fallbacks: get(&self.fallbacks),
             invalidations: get(&self.invalidations),
             bad_values: get(&self.bad_values),
+            steps_shared: get(&self.steps_shared),
+            steps_joined: get(&self.steps_joined),
+            steps_ended: get(&self.steps_ended),
         }
     }
 }

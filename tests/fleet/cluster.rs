@@ -41,6 +41,8 @@ async fn a_cluster_shares_one_token_whose_lock_is_in_its_slot_and_a_401_deletes_
     let lock = token.replace(":token", ":lock");
     let slot = cluster.cli(&["CLUSTER", "KEYSLOT", &token]);
     assert_eq!(cluster.cli(&["CLUSTER", "KEYSLOT", &lock]), slot);
+    let refused = token.replace(":token", ":refused");
+    assert_eq!(cluster.cli(&["CLUSTER", "KEYSLOT", &refused]), slot);
     assert!(cluster.cli(&["GET", &token]).contains("at-1"));
 
     // The 401 compare-and-delete, on the master holding the slot.

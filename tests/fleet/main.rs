@@ -12,6 +12,7 @@ mod cluster;
 mod demo_fleet;
 mod processes;
 mod redis_server;
+mod refusals;
 #[path = "../support/mod.rs"]
 mod support;
 
