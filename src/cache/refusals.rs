@@ -418,6 +418,65 @@ mod tests {
     }
 
     #[test]
+    fn joining_the_fleets_step_passes_401s_through_then_numbers_the_next_step_after_it() {
+        let (t0, b) = (Instant::now(), backoff());
+        let mut s = RefusalState::default();
+        // A process that just started takes the token the fleet's step 3
+        // runs for, 4 s more: its 401s pass through, nothing fetched.
+        assert!(s.join(3, Some(t0 + secs(4.0))));
+        assert_eq!(s.on_refusal(1, Some(1), t0, &b, || 0.0), Verdict::BackedOff(None));
+        // After the step: one new token, whose refusal starts step 4.
+        let after = t0 + secs(4.0);
+        assert_eq!(s.on_refusal(1, Some(1), after, &b, || 0.0), Verdict::Refetch);
+        assert_eq!(s.on_refusal(2, Some(2), after, &b, || 0.0), step(4, 4.0));
+    }
+
+    #[test]
+    fn a_refetch_that_finds_the_fleets_step_running_joins_it() {
+        let (t0, b) = (Instant::now(), backoff());
+        let mut s = RefusalState::default();
+        assert_eq!(s.on_refusal(1, Some(1), t0, &b, || 0.0), Verdict::Refetch);
+        // The fetch took the token Redis holds back (generation 2), in the
+        // fleet's step 1 for 0.3 s more: its resend's 401 passes through.
+        assert!(s.join(1, Some(t0 + secs(0.3))));
+        assert_eq!(s.on_refusal(2, Some(2), t0, &b, || 0.0), Verdict::BackedOff(None));
+        assert_eq!(
+            s,
+            RefusalState {
+                refused: Some(1),
+                steps: 1,
+                until: Some(t0 + secs(0.3)),
+            }
+        );
+    }
+
+    #[test]
+    fn joining_keeps_the_longer_step_and_the_higher_number() {
+        let t0 = Instant::now();
+        let mut s = RefusalState {
+            refused: Some(4),
+            steps: 5,
+            until: Some(t0 + secs(10.0)),
+        };
+        // A shorter, earlier step of the fleet changes nothing.
+        assert!(!s.join(2, Some(t0 + secs(1.0))));
+        // A longer one runs until its end; no step started here by it.
+        assert!(!s.join(6, Some(t0 + secs(20.0))));
+        assert_eq!((s.steps, s.until), (6, Some(t0 + secs(20.0))));
+        // A step that is over: its number only.
+        let mut fresh = RefusalState::default();
+        assert!(!fresh.join(7, None));
+        assert_eq!(
+            fresh,
+            RefusalState {
+                refused: None,
+                steps: 7,
+                until: None
+            }
+        );
+    }
+
+    #[test]
     fn an_absurd_backoff_saturates() {
         let t0 = Instant::now();
         let forever = Backoff::new(Duration::MAX, Duration::MAX);

@@ -317,3 +317,112 @@ impl Conn {
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
+
+// The test helper that starts `redis-server`s, shared with `tests/fleet`.
+#[cfg(test)]
+#[path = "../../tests/fleet/redis_server.rs"]
+#[allow(
+    dead_code,
+    unreachable_pub,
+    missing_docs,
+    reason = "a test helper: the standalone server only"
+)]
+mod redis_server;
+
+/// The Lua scripts against a real `redis-server` (skipped loudly when
+/// there is none, and failing in CI, as `tests/fleet`).
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use super::redis_server::{available, RedisServer};
+
+    fn conn(redis: &RedisServer) -> Conn {
+        let client = Client::open(redis.url()).unwrap();
+        Conn::new(Target::Standalone(Box::new(client)), Duration::from_secs(2))
+    }
+
+    const KEY: &str = "t:{fp}:refused";
+
+    fn hash(c: char) -> String {
+        std::iter::repeat_n(c, 64).collect()
+    }
+
+    async fn step(conn: &Conn, value: &str, number: u32, ttl_ms: u64) -> bool {
+        let ttl = Duration::from_millis(ttl_ms);
+        let written = conn.record_step(KEY, value.into(), number, ttl).await;
+        written.map_err(|e| e.to_string()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_step_is_recorded_unless_one_at_least_as_far_along_runs() {
+        if !available() {
+            return;
+        }
+        let redis = RedisServer::start();
+        let conn = conn(&redis);
+        let (a, b) = (hash('a'), hash('b'));
+        // Nothing there: step 2 for a, 60 s, its number kept 60 s after.
+        let two = format!("{a} 2 60000");
+        assert!(step(&conn, &two, 2, 120_000).await);
+        assert_eq!(redis.cli(&["GET", KEY]), two);
+        // It runs: steps 1 and 2 (another process's, for b) leave it.
+        assert!(!step(&conn, &format!("{b} 1 60000"), 1, 120_000).await);
+        assert!(!step(&conn, &format!("{b} 2 60000"), 2, 120_000).await);
+        assert_eq!(redis.cli(&["GET", KEY]), two);
+        // A step further along replaces it.
+        let three = format!("{b} 3 60000");
+        assert!(step(&conn, &three, 3, 90_000).await);
+        assert_eq!(redis.cli(&["GET", KEY]), three);
+        // A step that is over (less than its keep left) is replaced by any.
+        redis.cli(&["SET", KEY, &format!("{a} 9 60000"), "PX", "30000"]);
+        assert!(step(&conn, &two, 2, 120_000).await);
+        assert_eq!(redis.cli(&["GET", KEY]), two);
+        let pttl: u64 = redis.cli(&["PTTL", KEY]).parse().unwrap();
+        assert!((60_000..=120_000).contains(&pttl), "{pttl}");
+        // Garbage, or another type, is overwritten.
+        for bad in [&["SET", KEY, "garbage"][..], &["HSET", KEY, "f", "v"][..]] {
+            redis.cli(&["DEL", KEY]);
+            redis.cli(bad);
+            assert!(step(&conn, &two, 2, 120_000).await, "{bad:?}");
+            assert_eq!(redis.cli(&["GET", KEY]), two);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_look_reads_token_lock_and_record_and_the_record_goes_by_its_hash() {
+        if !available() {
+            return;
+        }
+        let redis = RedisServer::start();
+        let conn = conn(&redis);
+        let keys = ("t:{fp}:token", "t:{fp}:lock", KEY);
+        let look = || async { conn.look(keys).await.map_err(|e| e.to_string()).unwrap() };
+        assert_eq!(look().await, (None, None, None, -2));
+        let record = format!("{} 1 60000", hash('a'));
+        redis.cli(&["SET", keys.0, "v"]);
+        redis.cli(&["SET", keys.1, "owner"]);
+        redis.cli(&["SET", KEY, &record, "PX", "90000"]);
+        let (token, lock, found, pttl) = look().await;
+        assert_eq!(
+            (token, lock, found),
+            (
+                Some(b"v".to_vec()),
+                Some(b"owner".to_vec()),
+                Some(record.clone().into_bytes())
+            )
+        );
+        assert!((60_000..=90_000).contains(&pttl), "{pttl}");
+        // Another type reads as absent.
+        redis.cli(&["DEL", keys.0]);
+        redis.cli(&["HSET", keys.0, "f", "v"]);
+        assert_eq!(look().await.0, None);
+        // Deleted only by the hash it names.
+        let conn = &conn;
+        let deleted = |h: String| async move { conn.delete_if_hash(KEY, &h).await.ok() };
+        assert_eq!(deleted(hash('b')).await, Some(false));
+        assert_eq!(redis.cli(&["EXISTS", KEY]), "1");
+        assert_eq!(deleted(hash('a')).await, Some(true));
+        assert_eq!(redis.cli(&["EXISTS", KEY]), "0");
+    }
+}

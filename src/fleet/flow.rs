@@ -306,3 +306,49 @@ fn owner_id() -> String {
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::TokenType;
+
+    fn token(s: &str) -> Token {
+        Token::new(s, TokenType::Bearer)
+    }
+
+    /// The plan, as (the token taken and why, or whether the shared token
+    /// is deleted before a fetch).
+    fn decided(found: Found, step_runs: bool, dropped: bool) -> Result<(String, bool), bool> {
+        match plan(found, step_runs, dropped) {
+            Plan::Take { token, held } => Ok((token.access_token().expose_secret().into(), held)),
+            Plan::Fetch { invalidate } => Err(invalidate),
+        }
+    }
+
+    #[test]
+    fn while_the_fleets_step_runs_a_refetch_after_a_401_takes_the_refused_token_back() {
+        let refused = || Found::Replacing(Some(token("at-2")));
+        // The step runs: no deletion, no token request; the step is why.
+        assert_eq!(decided(refused(), true, true), Ok(("at-2".into(), true)));
+        // No step: the refused token goes, and one is fetched.
+        assert_eq!(decided(refused(), false, true), Err(true));
+        // A stale (not refused) token is replaced whatever the step.
+        assert_eq!(decided(refused(), true, false), Err(false));
+        // A refused token the cache would no longer send is not taken back.
+        assert_eq!(decided(Found::Replacing(None), true, true), Err(true));
+    }
+
+    #[test]
+    fn a_newer_token_is_taken_and_nothing_is_fetched_with_or_without_a_step() {
+        for (step_runs, dropped) in [(false, false), (false, true), (true, false), (true, true)] {
+            let found = Found::Usable(token("at-3"));
+            assert_eq!(
+                decided(found, step_runs, dropped),
+                Ok(("at-3".into(), false)),
+                "{step_runs} {dropped}"
+            );
+            let nothing = Found::Nothing { locked: step_runs };
+            assert_eq!(decided(nothing, step_runs, dropped), Err(false));
+        }
+    }
+}
