@@ -424,10 +424,16 @@ mod tests {
         // A process that just started takes the token the fleet's step 3
         // runs for, 4 s more: its 401s pass through, nothing fetched.
         assert!(s.join(3, Some(t0 + secs(4.0))));
-        assert_eq!(s.on_refusal(1, Some(1), t0, &b, || 0.0), Verdict::BackedOff(None));
+        assert_eq!(
+            s.on_refusal(1, Some(1), t0, &b, || 0.0),
+            Verdict::BackedOff(None)
+        );
         // After the step: one new token, whose refusal starts step 4.
         let after = t0 + secs(4.0);
-        assert_eq!(s.on_refusal(1, Some(1), after, &b, || 0.0), Verdict::Refetch);
+        assert_eq!(
+            s.on_refusal(1, Some(1), after, &b, || 0.0),
+            Verdict::Refetch
+        );
         assert_eq!(s.on_refusal(2, Some(2), after, &b, || 0.0), step(4, 4.0));
     }
 
@@ -439,7 +445,10 @@ mod tests {
         // The fetch took the token Redis holds back (generation 2), in the
         // fleet's step 1 for 0.3 s more: its resend's 401 passes through.
         assert!(s.join(1, Some(t0 + secs(0.3))));
-        assert_eq!(s.on_refusal(2, Some(2), t0, &b, || 0.0), Verdict::BackedOff(None));
+        assert_eq!(
+            s.on_refusal(2, Some(2), t0, &b, || 0.0),
+            Verdict::BackedOff(None)
+        );
         assert_eq!(
             s,
             RefusalState {

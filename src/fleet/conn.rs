@@ -111,12 +111,7 @@ return 1";
 
 /// What [`LOOK`] found: the token's value, the lock's owner, the record
 /// of 401s and that record's TTL in ms.
-pub(super) type Looked = (
-    Option<Vec<u8>>,
-    Option<Vec<u8>>,
-    Option<Vec<u8>>,
-    i64,
-);
+pub(super) type Looked = (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>, i64);
 
 impl Conn {
     pub(super) fn new(target: Target, deadline: Duration) -> Self {
@@ -283,7 +278,9 @@ impl Conn {
 
     /// Releases the lock if `owner` still holds it.
     pub(super) async fn release(&self, lock_key: &str, owner: &str) -> Result<bool, Trouble> {
-        let released: i64 = self.script(RELEASE, &[lock_key], vec![owner.into()]).await?;
+        let released: i64 = self
+            .script(RELEASE, &[lock_key], vec![owner.into()])
+            .await?;
         Ok(released == 1)
     }
 

@@ -27,10 +27,46 @@
 //! if Redis still holds that same token (compare-and-delete on the SHA-256
 //! of the access token, in Lua); a newer token already there is used.
 //!
-//! **Keys.** `tower-oauth2:<namespace>:{<fingerprint>}:token` and
-//! `…:lock`: the [`ConfigFingerprint`] (SHA-256 hex of the token URL, client,
-//! grant, scopes, audience, resources; no secret) in a hash tag, so a token
-//! and its lock share a Redis Cluster slot.
+//! **The 401 backoff is the fleet's.** Once a token fetched because of a
+//! 401 is refused too, a process backs off its refetches-on-401
+//! ([`AuthPolicy::unauthorized_backoff`](crate::layer::AuthPolicy::unauthorized_backoff)).
+//! Kept per process, that record would let each process of a fleet that
+//! joins with the shared token spend a token request on its first 401, and
+//! each one's (jittered) steps end at other times: N processes, N × the
+//! token requests. So the step is shared through Redis, in a record beside
+//! the token (`…:refused`: the refused token's hash, the step number, and
+//! how long the number is kept after the step; TTL the step's delay plus
+//! that):
+//!
+//! - the process that starts a step writes it (a Lua script; a step at
+//!   least as far along that still runs is left alone);
+//! - a refetch after a 401 that finds the step running neither deletes the
+//!   shared token nor fetches: it takes the token Redis holds back and
+//!   joins the step, so its 401s pass through until the fleet's step ends.
+//!   A process that takes the very token the step is for (a process that
+//!   starts, say) joins it too, and its first 401 passes through;
+//! - the next step is numbered after the fleet's, so steps grow fleet-wide;
+//!   after a step, the first 401 anywhere gets one new token for the fleet
+//!   (the lease), whose refusal starts the next step;
+//! - an answer other than 401 for that token, to a process that knows of
+//!   the step (started or joined it), deletes the record (compare-and-delete
+//!   on the hash): the next 401 gets a new token at once. A process still
+//!   in a step of its own finishes it, as one process does.
+//!
+//! So a fleet whose every token is refused costs the token endpoint what
+//! one process costs: at most `2 + log2(2t + 1)` token requests in its
+//! first `t` seconds, then one per capped step. The writes are spawned, so
+//! a 401 never waits for Redis ([`FleetStats::steps_shared`],
+//! [`steps_joined`](FleetStats::steps_joined),
+//! [`steps_ended`](FleetStats::steps_ended) count them); when Redis fails,
+//! each process keeps its own record, as without the fleet.
+//!
+//! **Keys.** `tower-oauth2:<namespace>:{<fingerprint>}:token`, `…:lock` and
+//! `…:refused`: the [`ConfigFingerprint`] (SHA-256 hex of the token URL,
+//! client, grant, scopes, audience, resources; no secret) in a hash tag, so
+//! a token, its lock and its record of 401s share a Redis Cluster slot. No
+//! key name holds a secret, and the record of 401s names a token by its
+//! SHA-256 only.
 //!
 //! **Secrets at rest.** With [`encryption_key`](RedisTier::encryption_key),
 //! values are sealed with ChaCha20-Poly1305 (the key name as associated

@@ -128,7 +128,11 @@ impl Inner {
         let keep = keep(delay);
         let value = encode(&TokenHash::of(refused), step, keep);
         let ttl = delay.saturating_add(keep);
-        match self.conn.record_step(&self.refused_key, value, step, ttl).await {
+        match self
+            .conn
+            .record_step(&self.refused_key, value, step, ttl)
+            .await
+        {
             Ok(true) => {
                 bump(&self.stats.steps_shared);
                 tracing::debug!(key = %self.refused_key, step, "the backoff step is the fleet's");

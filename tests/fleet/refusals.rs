@@ -121,7 +121,11 @@ async fn always_refused(
     for p in 0..k {
         let process = Process::start(server.client_credentials(), tier(tier_url));
         let statuses = process.send(&server, &format!("/p{p}"), REQUESTS).await;
-        assert_eq!(statuses, [StatusCode::UNAUTHORIZED; REQUESTS], "process {p}");
+        assert_eq!(
+            statuses,
+            [StatusCode::UNAUTHORIZED; REQUESTS],
+            "process {p}"
+        );
         if let Some(redis) = redis {
             until_record(redis, &refused_key(&server), true).await;
         }
@@ -169,13 +173,20 @@ async fn a_fleet_refused_every_token_sends_the_token_requests_of_one_process() {
         "{K} processes: {} token requests (one process: {one_process})",
         server.token_requests()
     );
-    assert_eq!(server.token_requests(), one_process, "the fleet costs one process");
+    assert_eq!(
+        server.token_requests(),
+        one_process,
+        "the fleet costs one process"
+    );
     assert_eq!(sum(&fleet, |s| s.token_fetches), 2);
     // Only the first process invalidated a token and resent a request; the
     // others' 401s all passed through, as one process's in its backoff.
     assert_eq!(sum(&fleet, |s| s.invalidations), 1);
     assert_eq!(sum(&fleet, |s| s.retries), 1);
-    assert_eq!(sum(&fleet, |s| s.unauthorized_backed_off), (K * REQUESTS) as u64);
+    assert_eq!(
+        sum(&fleet, |s| s.unauthorized_backed_off),
+        (K * REQUESTS) as u64
+    );
     assert_eq!(server.resource_count(), K * REQUESTS + 1);
     assert!(server.authorizations()[1..]
         .iter()
@@ -213,7 +224,10 @@ async fn an_answer_other_than_401_from_any_process_ends_the_fleets_backoff() {
     let start = || Process::start(server.client_credentials(), tier(&redis.url()));
     // a: at-1 refused, at-2 refused on the resend: the fleet's step 1.
     let a = start();
-    assert_eq!(a.send(&server, "/a", 2).await, [StatusCode::UNAUTHORIZED; 2]);
+    assert_eq!(
+        a.send(&server, "/a", 2).await,
+        [StatusCode::UNAUTHORIZED; 2]
+    );
     until_record(&redis, &key, true).await;
     // b takes at-2 from Redis and joins the step: its 401 passes through.
     let b = start();
@@ -226,7 +240,10 @@ async fn an_answer_other_than_401_from_any_process_ends_the_fleets_backoff() {
     until_record(&redis, &key, false).await;
     // So b's next 401 gets a new token at once, and the request is resent.
     server.set_reject_all(true);
-    assert_eq!(b.get(server.url("/b/again")).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        b.get(server.url("/b/again")).await,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(server.token_requests(), 3);
     // at-3 is refused too: the fleet's step 1 again, which c joins.
     until_record(&redis, &key, true).await;
