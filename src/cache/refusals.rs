@@ -113,9 +113,7 @@ impl RefusalState {
         self.refused = Some(sent);
         Verdict::Refetch
     }
-}
 
-impl RefusalState {
     /// Joins the fleet's backoff step `number`: the next step here is
     /// numbered after it, and, with `until`, the 401s pass through until
     /// then (or later, if a step of this process's runs longer). Whether a
