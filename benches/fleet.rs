@@ -13,8 +13,9 @@
 //! A second table: a resource that refuses every token (401 `Bearer
 //! error="invalid_token"`), members sending through the layer every 20 ms
 //! with the default 401 backoff (1 s doubling, × U[0.5, 1)): the token
-//! requests of a fleet of 1, 2, 4 and 8 in a fixed run, with and without
-//! Redis (ARCHITECTURE.md, invariants 6 and 12).
+//! requests of a fleet of 1, 2, 4 and 8 in a fixed run, without Redis, with
+//! Redis, and with Redis and members joining one after another, as in a
+//! rolling deploy (ARCHITECTURE.md, invariants 6 and 12).
 //!
 //! `cargo bench --bench fleet --features redis` (a custom harness: the
 //! numbers wanted are counts and percentiles). Under `cargo test --benches
@@ -99,22 +100,30 @@ fn refused_member(
 }
 
 /// The token requests of a fleet of `n` whose every token is refused,
-/// running `run`.
-async fn refused_fleet(n: usize, redis: Option<&RedisServer>, run: Duration) -> usize {
+/// running `run`; a member joins every `join_every` (zero: all at once).
+async fn refused_fleet(
+    n: usize,
+    redis: Option<&RedisServer>,
+    run: Duration,
+    join_every: Duration,
+) -> usize {
     let server = TestServer::start().await;
     server.set_reject_all(true);
     server.set_challenges(&[r#"Bearer error="invalid_token""#]);
     let stop = Arc::new(AtomicBool::new(false));
-    let members: Vec<_> = (0..n)
-        .map(|_| {
-            let mut b = server.client_credentials();
-            if let Some(r) = redis {
-                b = b.redis(tier(r));
-            }
-            refused_member(b, server.url("/r"), stop.clone())
-        })
-        .collect();
-    tokio::time::sleep(run).await;
+    let started = Instant::now();
+    let mut members = Vec::with_capacity(n);
+    for i in 0..n {
+        if i > 0 && !join_every.is_zero() {
+            tokio::time::sleep(join_every).await;
+        }
+        let mut b = server.client_credentials();
+        if let Some(r) = redis {
+            b = b.redis(tier(r));
+        }
+        members.push(refused_member(b, server.url("/r"), stop.clone()));
+    }
+    tokio::time::sleep(run.saturating_sub(started.elapsed())).await;
     stop.store(true, Ordering::Relaxed);
     let not_refused: u64 = tokio::task::spawn_blocking(move || {
         members.into_iter().map(|m| m.join().expect("member")).sum()
@@ -233,10 +242,14 @@ fn main() {
                 "{size:>7} | {alone:>12} ({alone_rate:>5.2}) | {shared:>12} ({shared_rate:>5.2})"
             );
         }
-        let (refused_sizes, refused_run) = if bench {
-            (&[1, 2, 4, 8][..], Duration::from_secs(30))
+        let (refused_sizes, refused_run, join_every) = if bench {
+            (
+                &[1, 2, 4, 8][..],
+                Duration::from_secs(30),
+                Duration::from_secs(3),
+            )
         } else {
-            (&[2][..], Duration::from_secs(2))
+            (&[2][..], Duration::from_secs(2), Duration::from_secs(1))
         };
         let t = refused_run.as_secs_f64();
         println!(
@@ -244,11 +257,16 @@ fn main() {
              {refused_run:?}: token requests (one process: at most 2 + log2(2t + 1) = {:.1})",
             2.0 + (2.0 * t + 1.0).log2()
         );
-        println!("{:>7} | {:>8} | {:>8}", "members", "no Redis", "Redis");
+        println!(
+            "{:>7} | {:>8} | {:>8} | Redis, one joining every {join_every:?}",
+            "members", "no Redis", "Redis"
+        );
         for &size in refused_sizes {
-            let alone = refused_fleet(size, None, refused_run).await;
-            let shared = refused_fleet(size, Some(&redis), refused_run).await;
-            println!("{size:>7} | {alone:>8} | {shared:>8}");
+            let zero = Duration::ZERO;
+            let alone = refused_fleet(size, None, refused_run, zero).await;
+            let shared = refused_fleet(size, Some(&redis), refused_run, zero).await;
+            let joining = refused_fleet(size, Some(&redis), refused_run, join_every).await;
+            println!("{size:>7} | {alone:>8} | {shared:>8} | {joining:>8}");
         }
         println!("\nwait of a request whose token was refused, {n} times each (p50, p99):");
         for (what, (p50, p99)) in latencies(&redis, n).await {
