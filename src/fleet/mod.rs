@@ -55,7 +55,10 @@
 //!
 //! So a fleet whose every token is refused costs the token endpoint what
 //! one process costs: at most `2 + log2(2t + 1)` token requests in its
-//! first `t` seconds, then one per capped step. The writes are spawned, so
+//! first `t` seconds, then one per capped step. (One gap is left: a process
+//! that takes a token in the milliseconds between its fetch after a 401
+//! and the refusal that starts the step, a process that has just started,
+//! spends one token request on its first 401, as before.) The writes are spawned, so
 //! a 401 never waits for Redis ([`FleetStats::steps_shared`],
 //! [`steps_joined`](FleetStats::steps_joined),
 //! [`steps_ended`](FleetStats::steps_ended) count them); when Redis fails,
