@@ -10,6 +10,13 @@
 //! tokens); Redis a `redis-server` this program starts on a free loopback
 //! port (no persistence).
 //!
+//! A second table: a resource that refuses every token (401 `Bearer
+//! error="invalid_token"`), members sending through the layer every 20 ms
+//! with the default 401 backoff (1 s doubling, × U[0.5, 1)): the token
+//! requests of a fleet of 1, 2, 4 and 8 in a fixed run, without Redis, with
+//! Redis, and with Redis and members joining one after another, as in a
+//! rolling deploy (ARCHITECTURE.md, invariants 6 and 12).
+//!
 //! `cargo bench --bench fleet --features redis` (a custom harness: the
 //! numbers wanted are counts and percentiles). Under `cargo test --benches
 //! --all-features` it runs one small round; without `redis-server` on the
@@ -30,11 +37,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use http::StatusCode;
 use redis_server::RedisServer;
+use support::client::{get, http_client};
 use support::token_server::TestServer;
+use tower::{Layer, ServiceExt};
 use tower_oauth2::cache::TokenCacheBuilder;
 use tower_oauth2::fleet::RedisTier;
-use tower_oauth2::TokenCache;
+use tower_oauth2::{OAuth2Layer, TokenCache};
 
 fn tier(redis: &RedisServer) -> RedisTier {
     RedisTier::standalone(&redis.url())
@@ -60,6 +70,71 @@ fn member(builder: TokenCacheBuilder, stop: Arc<AtomicBool>) -> JoinHandle<u64> 
         });
         failed
     })
+}
+
+/// A member sending a GET of `url` through the layer every 20 ms until
+/// `stop`, to a resource that refuses every token: its requests that got
+/// no 401 (none should).
+fn refused_member(
+    builder: TokenCacheBuilder,
+    url: String,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        rt.block_on(async {
+            let svc = OAuth2Layer::new(builder.build()).layer(http_client());
+            let mut not_refused = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let answer = svc.clone().oneshot(get(&url)).await;
+                let refused = answer.is_ok_and(|r| r.status() == StatusCode::UNAUTHORIZED);
+                not_refused += u64::from(!refused);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            not_refused
+        })
+    })
+}
+
+/// The token requests of a fleet of `n` whose every token is refused,
+/// running `run`; a member joins every `join_every` (zero: all at once).
+async fn refused_fleet(
+    n: usize,
+    redis: Option<&RedisServer>,
+    run: Duration,
+    join_every: Duration,
+) -> usize {
+    let server = TestServer::start().await;
+    server.set_reject_all(true);
+    server.set_challenges(&[r#"Bearer error="invalid_token""#]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut members = Vec::with_capacity(n);
+    for i in 0..n {
+        if i > 0 && !join_every.is_zero() {
+            tokio::time::sleep(join_every).await;
+        }
+        let mut b = server.client_credentials();
+        if let Some(r) = redis {
+            b = b.redis(tier(r));
+        }
+        members.push(refused_member(b, server.url("/r"), stop.clone()));
+    }
+    tokio::time::sleep(run.saturating_sub(started.elapsed())).await;
+    stop.store(true, Ordering::Relaxed);
+    let not_refused: u64 = tokio::task::spawn_blocking(move || {
+        members.into_iter().map(|m| m.join().expect("member")).sum()
+    })
+    .await
+    .expect("members");
+    assert_eq!(not_refused, 0, "every request answered with the 401");
+    if let Some(r) = redis {
+        r.cli(&["FLUSHALL"]);
+    }
+    server.token_requests()
 }
 
 /// Token requests per token lifetime of a fleet of `n`, running `run`.
@@ -166,6 +241,32 @@ fn main() {
             println!(
                 "{size:>7} | {alone:>12} ({alone_rate:>5.2}) | {shared:>12} ({shared_rate:>5.2})"
             );
+        }
+        let (refused_sizes, refused_run, join_every) = if bench {
+            (
+                &[1, 2, 4, 8][..],
+                Duration::from_secs(30),
+                Duration::from_secs(3),
+            )
+        } else {
+            (&[2][..], Duration::from_secs(2), Duration::from_secs(1))
+        };
+        let t = refused_run.as_secs_f64();
+        println!(
+            "\nevery token refused (401), a request every 20 ms each, default 401 backoff, \
+             {refused_run:?}: token requests (one process: at most 2 + log2(2t + 1) = {:.1})",
+            2.0 + (2.0 * t + 1.0).log2()
+        );
+        println!(
+            "{:>7} | {:>8} | {:>8} | Redis, one joining every {join_every:?}",
+            "members", "no Redis", "Redis"
+        );
+        for &size in refused_sizes {
+            let zero = Duration::ZERO;
+            let alone = refused_fleet(size, None, refused_run, zero).await;
+            let shared = refused_fleet(size, Some(&redis), refused_run, zero).await;
+            let joining = refused_fleet(size, Some(&redis), refused_run, join_every).await;
+            println!("{size:>7} | {alone:>8} | {shared:>8} | {joining:>8}");
         }
         println!("\nwait of a request whose token was refused, {n} times each (p50, p99):");
         for (what, (p50, p99)) in latencies(&redis, n).await {

@@ -172,8 +172,10 @@ mod redis {
         let report = move || {
             let s = counters.stats();
             format!(
-                "shared_hits={} leases={} lease_waits={} fallbacks={} published={} invalidations={} bad_values={}",
-                s.shared_hits, s.leases, s.lease_waits, s.fallbacks, s.published, s.invalidations, s.bad_values
+                "shared_hits={} leases={} lease_waits={} fallbacks={} published={} invalidations={} bad_values={} \
+                 steps_shared={} steps_joined={} steps_ended={}",
+                s.shared_hits, s.leases, s.lease_waits, s.fallbacks, s.published, s.invalidations, s.bad_values,
+                s.steps_shared, s.steps_joined, s.steps_ended
             )
         };
         Ok((builder.redis(tier), Box::new(report)))

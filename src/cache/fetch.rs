@@ -101,6 +101,15 @@ struct RefreshToken {
     refused: Option<Error>,
 }
 
+/// A new token, and what came with it.
+pub(super) struct Fetched {
+    pub(super) token: Token,
+    /// The fleet's backoff step of refetches-on-401 for it, if Redis holds
+    /// a record of one (`fleet/refusals.rs`): for the cache's own record.
+    #[cfg(feature = "redis")]
+    pub(super) fleet_step: Option<crate::fleet::FleetStep>,
+}
+
 /// Where tokens come from, and where each new one is recorded.
 pub(super) struct Fetcher {
     endpoint: Box<dyn Fetch>,
@@ -150,15 +159,16 @@ impl Fetcher {
     ///
     /// With the fleet's Redis tier, the token may come from Redis instead
     /// (`dropped`: the cache no longer holds the token being replaced, a
-    /// 401 refused it), and is recorded the same way.
-    pub(super) async fn fetch(&self, counters: &Counters, dropped: bool) -> Result<Token, Error> {
+    /// 401 refused it), and is recorded the same way; with it comes what
+    /// the fleet's record of 401s says (`Fetched::fleet_step`).
+    pub(super) async fn fetch(&self, counters: &Counters, dropped: bool) -> Result<Fetched, Error> {
         #[cfg(feature = "redis")]
-        let token = match &self.fleet {
+        let (token, fleet_step) = match &self.fleet {
             Some((fleet, judge)) => {
                 let own = self.request_token(counters);
                 fleet.fetch(judge, dropped, own).await?
             }
-            None => self.request_token(counters).await?,
+            None => (self.request_token(counters).await?, None),
         };
         #[cfg(not(feature = "redis"))]
         let token = {
@@ -167,7 +177,17 @@ impl Fetcher {
         };
         let rotated = self.note_refresh_token(&token);
         self.recorder.record(&token, rotated, counters).await;
-        Ok(token)
+        Ok(Fetched {
+            token,
+            #[cfg(feature = "redis")]
+            fleet_step,
+        })
+    }
+
+    /// The fleet's tier, when the cache has one.
+    #[cfg(feature = "redis")]
+    pub(super) fn fleet(&self) -> Option<&crate::fleet::Inner> {
+        self.fleet.as_ref().map(|(fleet, _)| fleet)
     }
 
     fn refresh(&self) -> MutexGuard<'_, RefreshToken> {

@@ -278,11 +278,16 @@ impl TokenCache {
         let shared = &self.shared;
         // No token cached: it was invalidated (a 401), or there never was one.
         let dropped = shared.current.load().is_none();
-        let token = shared.fetcher.fetch(&shared.counters, dropped).await?;
-        let admitted = shared.admit(token);
+        let fetched = shared.fetcher.fetch(&shared.counters, dropped).await?;
+        let admitted = shared.admit(fetched.token);
         #[cfg(feature = "metrics")]
         shared.counters.token_admitted(&admitted, &shared.policy);
         let cached = Arc::new(admitted?);
+        // Before the token is stored: a 401 for it must find the step.
+        #[cfg(feature = "redis")]
+        if let Some(step) = fetched.fleet_step {
+            self.join_fleet_step(step);
+        }
         shared.current.store(Some(cached.clone()));
         Ok(cached)
     }

@@ -14,6 +14,12 @@
 //!
 //! Every answer pays one relaxed load of `unsettled`, written only by 401s
 //! and by the one answer that ends their record.
+//!
+//! With the fleet's Redis tier (feature `redis`) the steps are shared
+//! (`fleet/refusals.rs`): a step started here is written to Redis, a fetch
+//! that finds the fleet's step running joins it ([`RefusalState::join`]),
+//! and an answer that ends this record ends the fleet's too. Those writes
+//! are spawned: a 401 never waits for Redis.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -59,6 +65,15 @@ pub(crate) enum Verdict {
     BackedOff(Option<Step>),
 }
 
+/// What a process writes to the fleet's record of 401s.
+#[cfg(feature = "redis")]
+enum FleetWrite {
+    /// A backoff step started here.
+    Step(Step),
+    /// An answer other than 401 for the token: the backoff ends.
+    End,
+}
+
 /// A backoff step that a 401 started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Step {
@@ -98,6 +113,21 @@ impl RefusalState {
         self.refused = Some(sent);
         Verdict::Refetch
     }
+
+    /// Joins the fleet's backoff step `number`: the next step here is
+    /// numbered after it, and, with `until`, the 401s pass through until
+    /// then (or later, if a step of this process's runs longer). Whether a
+    /// step now runs here that did not.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    fn join(&mut self, number: u32, until: Option<Instant>) -> bool {
+        self.steps = self.steps.max(number);
+        match until {
+            Some(until) if self.until.is_none_or(|mine| mine < until) => {
+                self.until.replace(until).is_none()
+            }
+            _ => false,
+        }
+    }
 }
 
 /// `now + delay`, or a day from now if that cannot be represented.
@@ -110,6 +140,14 @@ fn later(now: Instant, delay: Duration) -> Instant {
 impl Refusals {
     fn lock(&self) -> MutexGuard<'_, RefusalState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps `unsettled` true exactly while `state` holds something.
+    fn note(&self, state: &RefusalState) {
+        let unsettled = *state != RefusalState::default();
+        if self.unsettled.load(Ordering::Relaxed) != unsettled {
+            self.unsettled.store(unsettled, Ordering::Relaxed);
+        }
     }
 }
 
@@ -128,15 +166,27 @@ impl TokenCache {
     #[inline(never)]
     fn settle_refusals(&self, sent: u64) {
         let refusals = &self.shared.refusals;
-        let mut state = refusals.lock();
-        if self.current_generation() == Some(sent) && *state != RefusalState::default() {
+        let steps = {
+            let mut state = refusals.lock();
+            if self.current_generation() != Some(sent) || *state == RefusalState::default() {
+                return;
+            }
+            let steps = state.steps;
             *state = RefusalState::default();
-            refusals.unsettled.store(false, Ordering::Relaxed);
-            tracing::debug!(
-                generation = sent,
-                "the token was taken: a 401 gets a new token again"
-            );
+            refusals.note(&state);
+            steps
+        };
+        tracing::debug!(
+            generation = sent,
+            "the token was taken: a 401 gets a new token again"
+        );
+        // A step ran here (or was joined): the fleet's ends too.
+        #[cfg(feature = "redis")]
+        if steps > 0 {
+            self.spawn_fleet_write(sent, FleetWrite::End);
         }
+        #[cfg(not(feature = "redis"))]
+        let _ = steps;
     }
 
     /// A 401 that a new token may fix, for the request sent with
@@ -145,20 +195,80 @@ impl TokenCache {
     /// 401s pass through). Counts a 401 passed through.
     pub(crate) fn refused(&self, sent: u64, backoff: &Backoff) -> Verdict {
         let refusals = &self.shared.refusals;
-        let mut state = refusals.lock();
-        let current = self.current_generation();
-        let verdict = state.on_refusal(sent, current, Instant::now(), backoff, unit_random);
-        let unsettled = *state != RefusalState::default();
-        if refusals.unsettled.load(Ordering::Relaxed) != unsettled {
-            refusals.unsettled.store(unsettled, Ordering::Relaxed);
-        }
-        match verdict {
+        let verdict = {
+            let mut state = refusals.lock();
+            let current = self.current_generation();
+            let verdict = state.on_refusal(sent, current, Instant::now(), backoff, unit_random);
+            refusals.note(&state);
             // Under the lock, so that no other 401 sees `sent` current.
-            Verdict::Refetch => self.invalidate(sent),
-            Verdict::BackedOff(_) => self.shared.counters.backed_off(),
-            Verdict::Replaced => {}
+            if verdict == Verdict::Refetch {
+                self.invalidate(sent);
+            }
+            verdict
+        };
+        if let Verdict::BackedOff(step) = verdict {
+            self.shared.counters.backed_off();
+            #[cfg(feature = "redis")]
+            if let Some(step) = step {
+                self.spawn_fleet_write(sent, FleetWrite::Step(step));
+            }
+            #[cfg(not(feature = "redis"))]
+            let _ = step;
         }
         verdict
+    }
+
+    /// Joins the fleet's backoff step that a fetch found (`fleet/refusals.rs`),
+    /// before its token is cached.
+    #[cfg(feature = "redis")]
+    pub(super) fn join_fleet_step(&self, step: crate::fleet::FleetStep) {
+        let refusals = &self.shared.refusals;
+        let joined = {
+            let mut state = refusals.lock();
+            let until = step.remaining.map(|left| later(Instant::now(), left));
+            let joined = state.join(step.number, until);
+            refusals.note(&state);
+            joined
+        };
+        if joined {
+            tracing::warn!(
+                step = step.number,
+                backoff = ?step.remaining,
+                "the fleet found that new tokens are refused too: this process's 401s are \
+                 returned as they come, with no new token, until the fleet's backoff step has passed"
+            );
+        }
+    }
+
+    /// Writes a step started here to Redis, or ends the fleet's step, for
+    /// the token of generation `sent` (if still cached), in a task of its
+    /// own: best-effort, and only on a runtime.
+    #[cfg(feature = "redis")]
+    fn spawn_fleet_write(&self, sent: u64, write: FleetWrite) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let cached = self.shared.current.load_full();
+        let Some(cached) = cached.filter(|c| c.generation == sent) else {
+            return;
+        };
+        if self.shared.fetcher.fleet().is_none() {
+            return;
+        }
+        let cache = self.clone();
+        runtime.spawn(async move {
+            let Some(fleet) = cache.shared.fetcher.fleet() else {
+                return;
+            };
+            match write {
+                FleetWrite::Step(step) => {
+                    fleet
+                        .share_step(&cached.token, step.number, step.delay)
+                        .await;
+                }
+                FleetWrite::End => fleet.end_steps(&cached.token).await,
+            }
+        });
     }
 
     /// Counts a 401 that asks for other credentials than a token.
@@ -303,6 +413,74 @@ mod tests {
         // So a 401 for it gets a new token at once, and the steps restart.
         assert_eq!(s.on_refusal(2, Some(2), t0, &b, || 0.0), Verdict::Refetch);
         assert_eq!(s.on_refusal(3, Some(3), t0, &b, || 0.0), step(1, 0.5));
+    }
+
+    #[test]
+    fn joining_the_fleets_step_passes_401s_through_then_numbers_the_next_step_after_it() {
+        let (t0, b) = (Instant::now(), backoff());
+        let mut s = RefusalState::default();
+        // A process that just started takes the token the fleet's step 3
+        // runs for, 4 s more: its 401s pass through, nothing fetched.
+        assert!(s.join(3, Some(t0 + secs(4.0))));
+        assert_eq!(
+            s.on_refusal(1, Some(1), t0, &b, || 0.0),
+            Verdict::BackedOff(None)
+        );
+        // After the step: one new token, whose refusal starts step 4.
+        let after = t0 + secs(4.0);
+        assert_eq!(
+            s.on_refusal(1, Some(1), after, &b, || 0.0),
+            Verdict::Refetch
+        );
+        assert_eq!(s.on_refusal(2, Some(2), after, &b, || 0.0), step(4, 4.0));
+    }
+
+    #[test]
+    fn a_refetch_that_finds_the_fleets_step_running_joins_it() {
+        let (t0, b) = (Instant::now(), backoff());
+        let mut s = RefusalState::default();
+        assert_eq!(s.on_refusal(1, Some(1), t0, &b, || 0.0), Verdict::Refetch);
+        // The fetch took the token Redis holds back (generation 2), in the
+        // fleet's step 1 for 0.3 s more: its resend's 401 passes through.
+        assert!(s.join(1, Some(t0 + secs(0.3))));
+        assert_eq!(
+            s.on_refusal(2, Some(2), t0, &b, || 0.0),
+            Verdict::BackedOff(None)
+        );
+        assert_eq!(
+            s,
+            RefusalState {
+                refused: Some(1),
+                steps: 1,
+                until: Some(t0 + secs(0.3)),
+            }
+        );
+    }
+
+    #[test]
+    fn joining_keeps_the_longer_step_and_the_higher_number() {
+        let t0 = Instant::now();
+        let mut s = RefusalState {
+            refused: Some(4),
+            steps: 5,
+            until: Some(t0 + secs(10.0)),
+        };
+        // A shorter, earlier step of the fleet changes nothing.
+        assert!(!s.join(2, Some(t0 + secs(1.0))));
+        // A longer one runs until its end; no step started here by it.
+        assert!(!s.join(6, Some(t0 + secs(20.0))));
+        assert_eq!((s.steps, s.until), (6, Some(t0 + secs(20.0))));
+        // A step that is over: its number only.
+        let mut fresh = RefusalState::default();
+        assert!(!fresh.join(7, None));
+        assert_eq!(
+            fresh,
+            RefusalState {
+                refused: None,
+                steps: 7,
+                until: None
+            }
+        );
     }
 
     #[test]

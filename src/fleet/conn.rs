@@ -65,14 +65,49 @@ if o == ARGV[1] then
 end
 return 0";
 
-/// Deletes the token only if it is still the one whose hash is `ARGV[1]`.
-/// A value of another type (bad data) is left for the next publish.
-const INVALIDATE: &str = r"
+/// Deletes the key only if its value still starts with the hash `ARGV[1]`:
+/// the token (the 401 rule), or the fleet's record of 401s (an answer
+/// other than 401 for that token). A value of another type (bad data) is
+/// left for the next write.
+const DELETE_IF_HASH: &str = r"
 local v = redis.pcall('GET', KEYS[1])
 if type(v) == 'string' and string.sub(v, 1, 64) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0";
+
+/// The token, the lock's owner and the fleet's record of 401s (with its
+/// TTL in ms, -2 when absent), in one round trip. A key holding another
+/// type reads as absent, as with `MGET`.
+const LOOK: &str = r"
+local function get(k)
+  local v = redis.pcall('GET', k)
+  if type(v) == 'string' then return v end
+  return false
+end
+local r = get(KEYS[3])
+local ttl = -2
+if r then ttl = redis.call('PTTL', KEYS[3]) end
+return {get(KEYS[1]), get(KEYS[2]), r, ttl}";
+
+/// Records a backoff step (`ARGV[1]`, number `ARGV[2]`, TTL `ARGV[3]` ms)
+/// unless a record of a step at least as far along still runs (more than
+/// its `keep` left): the first process to start a step sets its length.
+const STEP: &str = r"
+local v = redis.pcall('GET', KEYS[1])
+if type(v) == 'string' then
+  local n, keep = string.match(v, '^%x+ (%d+) (%d+)$')
+  if n and tonumber(n) >= tonumber(ARGV[2])
+     and redis.call('PTTL', KEYS[1]) > tonumber(keep) then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 1";
+
+/// What [`LOOK`] found: the token's value, the lock's owner, the record
+/// of 401s and that record's TTL in ms.
+pub(super) type Looked = (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>, i64);
 
 impl Conn {
     pub(super) fn new(target: Target, deadline: Duration) -> Self {
@@ -170,12 +205,23 @@ impl Conn {
         .await
     }
 
-    async fn script(&self, source: &'static str, key: &str, arg: &str) -> Result<i64, Trouble> {
-        let (key, arg) = (key.to_owned(), arg.to_owned());
+    /// Runs the Lua script `source` on `keys` (one hash slot) with `args`.
+    async fn script<T: redis::FromRedisValue + Send + 'static>(
+        &self,
+        source: &'static str,
+        keys: &[&str],
+        args: Vec<Vec<u8>>,
+    ) -> Result<T, Trouble> {
+        let keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
         self.run(|live| async move {
             let script = Script::new(source);
-            let mut call = script.key(key);
-            call.arg(arg);
+            let mut call = script.prepare_invoke();
+            for key in keys {
+                call.key(key);
+            }
+            for arg in args {
+                call.arg(arg);
+            }
             match live {
                 Live::Standalone(mut c) => call.invoke_async(&mut c).await,
                 Live::Cluster(mut c) => call.invoke_async(&mut c).await,
@@ -213,7 +259,18 @@ impl Conn {
         Ok(set.is_some())
     }
 
-    /// Stores `value` under `token_key` for `ttl`, whatever was there.
+    /// The token value, the lock's owner and the fleet's record of 401s,
+    /// in one round trip (the keys share a hash slot).
+    pub(super) async fn look(
+        &self,
+        (token_key, lock_key, refused_key): (&str, &str, &str),
+    ) -> Result<Looked, Trouble> {
+        let keys = [token_key, lock_key, refused_key];
+        self.script(LOOK, &keys, Vec::new()).await
+    }
+
+    /// Stores `value` under `token_key` for `ttl`, only while `owner`
+    /// still holds the lock: whether it did.
     pub(super) async fn publish(
         &self,
         (token_key, lock_key): (&str, &str),
@@ -221,38 +278,155 @@ impl Conn {
         value: Vec<u8>,
         ttl: Duration,
     ) -> Result<bool, Trouble> {
-        let (token_key, lock_key, owner) =
-            (token_key.to_owned(), lock_key.to_owned(), owner.to_owned());
-        let published: i64 = self
-            .run(|live| async move {
-                let script = Script::new(PUBLISH);
-                let mut call = script.key(token_key);
-                call.key(lock_key).arg(owner).arg(value).arg(millis(ttl));
-                match live {
-                    Live::Standalone(mut c) => call.invoke_async(&mut c).await,
-                    Live::Cluster(mut c) => call.invoke_async(&mut c).await,
-                }
-            })
-            .await?;
+        let args = vec![owner.into(), value, millis(ttl).to_string().into()];
+        let published: i64 = self.script(PUBLISH, &[token_key, lock_key], args).await?;
         Ok(published == 1)
     }
 
     /// Releases the lock if `owner` still holds it.
     pub(super) async fn release(&self, lock_key: &str, owner: &str) -> Result<bool, Trouble> {
-        Ok(self.script(RELEASE, lock_key, owner).await? == 1)
+        let released: i64 = self
+            .script(RELEASE, &[lock_key], vec![owner.into()])
+            .await?;
+        Ok(released == 1)
     }
 
-    /// Deletes the token if its hash is still `hash_hex`.
-    pub(super) async fn invalidate(
+    /// Deletes `key` if its value still starts with `hash_hex`.
+    pub(super) async fn delete_if_hash(&self, key: &str, hash_hex: &str) -> Result<bool, Trouble> {
+        let args = vec![hash_hex.into()];
+        let deleted: i64 = self.script(DELETE_IF_HASH, &[key], args).await?;
+        Ok(deleted == 1)
+    }
+
+    /// Records backoff step `step` as `value` under `refused_key` for
+    /// `ttl`, unless a step at least as far along runs: whether it did.
+    pub(super) async fn record_step(
         &self,
-        token_key: &str,
-        hash_hex: &str,
+        refused_key: &str,
+        value: String,
+        step: u32,
+        ttl: Duration,
     ) -> Result<bool, Trouble> {
-        Ok(self.script(INVALIDATE, token_key, hash_hex).await? == 1)
+        let args = vec![
+            value.into(),
+            step.to_string().into(),
+            millis(ttl).to_string().into(),
+        ];
+        let written: i64 = self.script(STEP, &[refused_key], args).await?;
+        Ok(written == 1)
     }
 }
 
 /// Milliseconds for `PX`, at least 1 (Redis refuses 0).
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+// The test helper that starts `redis-server`s, shared with `tests/fleet`.
+#[cfg(test)]
+#[path = "../../tests/fleet/redis_server.rs"]
+#[allow(
+    dead_code,
+    unreachable_pub,
+    missing_docs,
+    reason = "a test helper: the standalone server only"
+)]
+mod redis_server;
+
+/// The Lua scripts against a real `redis-server` (skipped loudly when
+/// there is none, and failing in CI, as `tests/fleet`).
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use super::redis_server::{available, RedisServer};
+
+    fn conn(redis: &RedisServer) -> Conn {
+        let target = Target::standalone(&redis.url()).unwrap();
+        Conn::new(target, Duration::from_secs(2))
+    }
+
+    const KEY: &str = "t:{fp}:refused";
+
+    fn hash(c: char) -> String {
+        std::iter::repeat_n(c, 64).collect()
+    }
+
+    async fn step(conn: &Conn, value: &str, number: u32, ttl_ms: u64) -> bool {
+        let ttl = Duration::from_millis(ttl_ms);
+        let written = conn.record_step(KEY, value.into(), number, ttl).await;
+        written.map_err(|e| e.to_string()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_step_is_recorded_unless_one_at_least_as_far_along_runs() {
+        if !available() {
+            return;
+        }
+        let redis = RedisServer::start();
+        let conn = conn(&redis);
+        let (a, b) = (hash('a'), hash('b'));
+        // Nothing there: step 2 for a, 60 s, its number kept 60 s after.
+        let two = format!("{a} 2 60000");
+        assert!(step(&conn, &two, 2, 120_000).await);
+        assert_eq!(redis.cli(&["GET", KEY]), two);
+        // It runs: steps 1 and 2 (another process's, for b) leave it.
+        assert!(!step(&conn, &format!("{b} 1 60000"), 1, 120_000).await);
+        assert!(!step(&conn, &format!("{b} 2 60000"), 2, 120_000).await);
+        assert_eq!(redis.cli(&["GET", KEY]), two);
+        // A step further along replaces it.
+        let three = format!("{b} 3 60000");
+        assert!(step(&conn, &three, 3, 90_000).await);
+        assert_eq!(redis.cli(&["GET", KEY]), three);
+        // A step that is over (less than its keep left) is replaced by any.
+        redis.cli(&["SET", KEY, &format!("{a} 9 60000"), "PX", "30000"]);
+        assert!(step(&conn, &two, 2, 120_000).await);
+        assert_eq!(redis.cli(&["GET", KEY]), two);
+        let pttl: u64 = redis.cli(&["PTTL", KEY]).parse().unwrap();
+        assert!((60_000..=120_000).contains(&pttl), "{pttl}");
+        // Garbage, or another type, is overwritten.
+        for bad in [&["SET", KEY, "garbage"][..], &["HSET", KEY, "f", "v"][..]] {
+            redis.cli(&["DEL", KEY]);
+            redis.cli(bad);
+            assert!(step(&conn, &two, 2, 120_000).await, "{bad:?}");
+            assert_eq!(redis.cli(&["GET", KEY]), two);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_look_reads_token_lock_and_record_and_the_record_goes_by_its_hash() {
+        if !available() {
+            return;
+        }
+        let redis = RedisServer::start();
+        let conn = conn(&redis);
+        let keys = ("t:{fp}:token", "t:{fp}:lock", KEY);
+        let look = || async { conn.look(keys).await.map_err(|e| e.to_string()).unwrap() };
+        assert_eq!(look().await, (None, None, None, -2));
+        let record = format!("{} 1 60000", hash('a'));
+        redis.cli(&["SET", keys.0, "v"]);
+        redis.cli(&["SET", keys.1, "owner"]);
+        redis.cli(&["SET", KEY, &record, "PX", "90000"]);
+        let (token, lock, found, pttl) = look().await;
+        assert_eq!(
+            (token, lock, found),
+            (
+                Some(b"v".to_vec()),
+                Some(b"owner".to_vec()),
+                Some(record.clone().into_bytes())
+            )
+        );
+        assert!((60_000..=90_000).contains(&pttl), "{pttl}");
+        // Another type reads as absent.
+        redis.cli(&["DEL", keys.0]);
+        redis.cli(&["HSET", keys.0, "f", "v"]);
+        assert_eq!(look().await.0, None);
+        // Deleted only by the hash it names.
+        let conn = &conn;
+        let deleted = |h: String| async move { conn.delete_if_hash(KEY, &h).await.ok() };
+        assert_eq!(deleted(hash('b')).await, Some(false));
+        assert_eq!(redis.cli(&["EXISTS", KEY]), "1");
+        assert_eq!(deleted(hash('a')).await, Some(true));
+        assert_eq!(redis.cli(&["EXISTS", KEY]), "0");
+    }
 }

@@ -1,10 +1,13 @@
 //! The fleet-wide fetch: read Redis; else take the lease, fetch, publish,
 //! release; or wait for the lease holder's token. Any Redis trouble ends in
-//! this process's own fetch.
+//! this process's own fetch. The first look reads the fleet's record of
+//! 401s too (`refusals`): while its backoff step runs, a refetch after a
+//! 401 takes the token Redis holds instead.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use super::refusals::{FleetStep, Record};
 use super::value::{self, Entry, TokenHash};
 use super::{bump, Inner, Judge};
 use crate::error::Error;
@@ -14,35 +17,82 @@ use crate::token::Token;
 enum Found {
     /// A token this process may use instead of fetching.
     Usable(Token),
-    /// The token this process is replacing (stale, expired or refused).
-    Replacing,
+    /// The token this process is replacing (stale, expired or refused);
+    /// `Some` while the cache would still send it.
+    Replacing(Option<Token>),
     /// Nothing usable (absent, bad data, expired, another configuration).
     Nothing { locked: bool },
 }
 
+/// What the first look at Redis leads to.
+enum Plan {
+    /// Take the token Redis holds. `held`: it is the one this process saw
+    /// refused, taken because the fleet's backoff step runs.
+    Take { token: Token, held: bool },
+    /// Fetch through the lease; `invalidate`: first delete the refused
+    /// token from Redis (if it is still there).
+    Fetch { invalidate: bool },
+}
+
+/// The decision on the first look: `dropped`, the cache dropped its token
+/// after a 401; `step_runs`, the fleet's backoff step runs. While it runs
+/// a refetch after a 401 neither invalidates nor fetches, as in one
+/// process (ARCHITECTURE.md, invariant 6).
+fn plan(found: Found, step_runs: bool, dropped: bool) -> Plan {
+    match found {
+        Found::Usable(token) => Plan::Take { token, held: false },
+        Found::Replacing(Some(token)) if dropped && step_runs => Plan::Take { token, held: true },
+        Found::Replacing(_) => Plan::Fetch {
+            invalidate: dropped,
+        },
+        Found::Nothing { .. } => Plan::Fetch { invalidate: false },
+    }
+}
+
 impl Inner {
-    /// A token for a cache whose current one needs replacing. `dropped`:
-    /// the cache no longer holds it (a 401 invalidated it). `own` is this
-    /// process's fetch (its single flight's), run at most once.
+    /// A token for a cache whose current one needs replacing, and what the
+    /// fleet's record of 401s says about it. `dropped`: the cache no longer
+    /// holds it (a 401 invalidated it). `own` is this process's fetch (its
+    /// single flight's), run at most once.
     pub(crate) async fn fetch<F>(
         &self,
         judge: &Judge,
         dropped: bool,
         own: F,
-    ) -> Result<Token, Error>
+    ) -> Result<(Token, Option<FleetStep>), Error>
     where
         F: Future<Output = Result<Token, Error>>,
     {
         let replacing = *self.handed.lock().unwrap_or_else(|p| p.into_inner());
-        let found = match self.find(judge, replacing, true).await {
-            Ok(found) => found,
-            Err(()) => return self.alone(own).await,
+        let Ok((found, record)) = self.look(judge, replacing).await else {
+            return self.alone(own).await.map(|token| (token, None));
         };
-        match found {
-            Found::Usable(token) => return Ok(self.hand(token, true)),
-            Found::Replacing if dropped => self.invalidate(replacing).await,
-            Found::Replacing | Found::Nothing { .. } => {}
+        let step_runs = record.is_some_and(|r| r.remaining.is_some());
+        match plan(found, step_runs, dropped) {
+            Plan::Take { token, held } => {
+                let learned = record.map(|r| r.learned(&TokenHash::of(&token), held));
+                if learned.is_some_and(|step| step.remaining.is_some()) {
+                    bump(&self.stats.steps_joined);
+                }
+                return Ok((self.hand(token, true), learned));
+            }
+            Plan::Fetch { invalidate: true } => self.invalidate(replacing).await,
+            Plan::Fetch { invalidate: false } => {}
         }
+        let token = self.fetch_shared(judge, replacing, own).await?;
+        Ok((token, record.map(|r| r.number())))
+    }
+
+    /// Takes the lease and fetches, or waits for the holder's token.
+    async fn fetch_shared<F>(
+        &self,
+        judge: &Judge,
+        replacing: Option<TokenHash>,
+        own: F,
+    ) -> Result<Token, Error>
+    where
+        F: Future<Output = Result<Token, Error>>,
+    {
         let owner = owner_id();
         // A dead holder's lease runs out within `lease`; past that, fetch here.
         let deadline = Instant::now() + self.lease + self.conn.deadline() + self.poll_interval;
@@ -60,22 +110,51 @@ impl Inner {
         }
     }
 
-    /// Reads the token key. `Err` when Redis does not answer (logged). A
-    /// bad value is logged and counted when `note_bad` (the first look).
-    async fn find(
+    /// The first look: the token key, the lock, and the fleet's record of
+    /// 401s. `Err` when Redis does not answer (logged). Bad values are
+    /// logged and counted.
+    async fn look(
         &self,
         judge: &Judge,
         replacing: Option<TokenHash>,
-        note_bad: bool,
-    ) -> Result<Found, ()> {
+    ) -> Result<(Found, Option<Record>), ()> {
+        let keys = (&*self.token_key, &*self.lock_key, &*self.refused_key);
+        let (value, lock, record, pttl) = self.conn.look(keys).await.map_err(drop)?;
+        let found = self.judge_value(judge, value, lock.is_some(), replacing, true);
+        let record = record.and_then(|v| {
+            let record = Record::decode(&v, pttl);
+            if record.is_none() {
+                bump(&self.stats.bad_values);
+                tracing::warn!(key = %self.refused_key, "ignoring the value in Redis; it will be overwritten");
+            }
+            record
+        });
+        Ok((found, record))
+    }
+
+    /// Reads the token key again (while waiting, or holding the lease).
+    /// `Err` when Redis does not answer (logged).
+    async fn find(&self, judge: &Judge, replacing: Option<TokenHash>) -> Result<Found, ()> {
         let (value, lock) = self
             .conn
             .read(&self.token_key, &self.lock_key)
             .await
             .map_err(drop)?;
-        let locked = lock.is_some();
+        Ok(self.judge_value(judge, value, lock.is_some(), replacing, false))
+    }
+
+    /// What the token key's `value` is to this process. A bad value is
+    /// logged and counted when `note_bad` (the first look).
+    fn judge_value(
+        &self,
+        judge: &Judge,
+        value: Option<Vec<u8>>,
+        locked: bool,
+        replacing: Option<TokenHash>,
+        note_bad: bool,
+    ) -> Found {
         let Some(value) = value else {
-            return Ok(Found::Nothing { locked });
+            return Found::Nothing { locked };
         };
         let entry = match value::decode(
             &value,
@@ -85,26 +164,28 @@ impl Inner {
         ) {
             Ok(entry) => entry,
             Err(why) => {
-                if !note_bad {
-                    return Ok(Found::Nothing { locked });
+                if note_bad {
+                    bump(&self.stats.bad_values);
+                    tracing::warn!(key = %self.token_key, reason = why, "ignoring the value in Redis; it will be overwritten");
                 }
-                bump(&self.stats.bad_values);
-                tracing::warn!(key = %self.token_key, reason = why, "ignoring the value in Redis; it will be overwritten");
-                return Ok(Found::Nothing { locked });
+                return Found::Nothing { locked };
             }
         };
-        Ok(match entry {
-            Entry { hash, .. } if Some(hash) == replacing => Found::Replacing,
-            Entry { token, .. } if judge.remaining(&token).is_some() => Found::Usable(token),
+        let usable = judge.remaining(&entry.token).is_some();
+        match entry {
+            Entry { hash, token } if Some(hash) == replacing => {
+                Found::Replacing(usable.then_some(token))
+            }
+            Entry { token, .. } if usable => Found::Usable(token),
             Entry { .. } => Found::Nothing { locked },
-        })
+        }
     }
 
     /// The 401 rule: the shared token goes only if Redis still holds the
     /// very token this process saw refused.
     async fn invalidate(&self, hash: Option<TokenHash>) {
         let Some(hash) = hash else { return };
-        if let Ok(true) = self.conn.invalidate(&self.token_key, &hash.hex()).await {
+        if let Ok(true) = self.conn.delete_if_hash(&self.token_key, &hash.hex()).await {
             bump(&self.stats.invalidations);
             tracing::debug!(key = %self.token_key, "the refused token was removed from Redis");
         }
@@ -123,7 +204,7 @@ impl Inner {
     where
         F: Future<Output = Result<Token, Error>>,
     {
-        if let Ok(Found::Usable(token)) = self.find(judge, replacing, false).await {
+        if let Ok(Found::Usable(token)) = self.find(judge, replacing).await {
             let _ = self.conn.release(&self.lock_key, owner).await;
             return Ok(self.hand(token, true));
         }
@@ -181,9 +262,9 @@ impl Inner {
                 return Err(());
             }
             tokio::time::sleep(self.poll_interval).await;
-            match self.find(judge, replacing, false).await? {
+            match self.find(judge, replacing).await? {
                 Found::Usable(token) => return Ok(Some(token)),
-                Found::Replacing | Found::Nothing { locked: true } => {}
+                Found::Replacing(_) | Found::Nothing { locked: true } => {}
                 Found::Nothing { locked: false } => return Ok(None),
             }
         }
@@ -224,4 +305,50 @@ fn owner_id() -> String {
         bytes[8..12].copy_from_slice(&std::process::id().to_le_bytes());
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::TokenType;
+
+    fn token(s: &str) -> Token {
+        Token::new(s, TokenType::Bearer)
+    }
+
+    /// The plan, as (the token taken and why, or whether the shared token
+    /// is deleted before a fetch).
+    fn decided(found: Found, step_runs: bool, dropped: bool) -> Result<(String, bool), bool> {
+        match plan(found, step_runs, dropped) {
+            Plan::Take { token, held } => Ok((token.access_token().expose_secret().into(), held)),
+            Plan::Fetch { invalidate } => Err(invalidate),
+        }
+    }
+
+    #[test]
+    fn while_the_fleets_step_runs_a_refetch_after_a_401_takes_the_refused_token_back() {
+        let refused = || Found::Replacing(Some(token("at-2")));
+        // The step runs: no deletion, no token request; the step is why.
+        assert_eq!(decided(refused(), true, true), Ok(("at-2".into(), true)));
+        // No step: the refused token goes, and one is fetched.
+        assert_eq!(decided(refused(), false, true), Err(true));
+        // A stale (not refused) token is replaced whatever the step.
+        assert_eq!(decided(refused(), true, false), Err(false));
+        // A refused token the cache would no longer send is not taken back.
+        assert_eq!(decided(Found::Replacing(None), true, true), Err(true));
+    }
+
+    #[test]
+    fn a_newer_token_is_taken_and_nothing_is_fetched_with_or_without_a_step() {
+        for (step_runs, dropped) in [(false, false), (false, true), (true, false), (true, true)] {
+            let found = Found::Usable(token("at-3"));
+            assert_eq!(
+                decided(found, step_runs, dropped),
+                Ok(("at-3".into(), false)),
+                "{step_runs} {dropped}"
+            );
+            let nothing = Found::Nothing { locked: step_runs };
+            assert_eq!(decided(nothing, step_runs, dropped), Err(false));
+        }
+    }
 }

@@ -27,10 +27,49 @@
 //! if Redis still holds that same token (compare-and-delete on the SHA-256
 //! of the access token, in Lua); a newer token already there is used.
 //!
-//! **Keys.** `tower-oauth2:<namespace>:{<fingerprint>}:token` and
-//! `…:lock`: the [`ConfigFingerprint`] (SHA-256 hex of the token URL, client,
-//! grant, scopes, audience, resources; no secret) in a hash tag, so a token
-//! and its lock share a Redis Cluster slot.
+//! **The 401 backoff is the fleet's.** Once a token fetched because of a
+//! 401 is refused too, a process backs off its refetches-on-401
+//! ([`AuthPolicy::unauthorized_backoff`](crate::layer::AuthPolicy::unauthorized_backoff)).
+//! Kept per process, that record would let each process of a fleet that
+//! joins with the shared token spend a token request on its first 401, and
+//! each one's (jittered) steps end at other times: N processes, N × the
+//! token requests. So the step is shared through Redis, in a record beside
+//! the token (`…:refused`: the refused token's hash, the step number, and
+//! how long the number is kept after the step; TTL the step's delay plus
+//! that):
+//!
+//! - the process that starts a step writes it (a Lua script; a step at
+//!   least as far along that still runs is left alone);
+//! - a refetch after a 401 that finds the step running neither deletes the
+//!   shared token nor fetches: it takes the token Redis holds back and
+//!   joins the step, so its 401s pass through until the fleet's step ends.
+//!   A process that takes the very token the step is for (a process that
+//!   starts, say) joins it too, and its first 401 passes through;
+//! - the next step is numbered after the fleet's, so steps grow fleet-wide;
+//!   after a step, the first 401 anywhere gets one new token for the fleet
+//!   (the lease), whose refusal starts the next step;
+//! - an answer other than 401 for that token, to a process that knows of
+//!   the step (started or joined it), deletes the record (compare-and-delete
+//!   on the hash): the next 401 gets a new token at once. A process still
+//!   in a step of its own finishes it, as one process does.
+//!
+//! So a fleet whose every token is refused costs the token endpoint what
+//! one process costs: at most `2 + log2(2t + 1)` token requests in its
+//! first `t` seconds, then one per capped step. (One gap is left: a process
+//! that takes a token in the milliseconds between its fetch after a 401
+//! and the refusal that starts the step, a process that has just started,
+//! spends one token request on its first 401, as before.) The writes are spawned, so
+//! a 401 never waits for Redis ([`FleetStats::steps_shared`],
+//! [`steps_joined`](FleetStats::steps_joined),
+//! [`steps_ended`](FleetStats::steps_ended) count them); when Redis fails,
+//! each process keeps its own record, as without the fleet.
+//!
+//! **Keys.** `tower-oauth2:<namespace>:{<fingerprint>}:token`, `…:lock` and
+//! `…:refused`: the [`ConfigFingerprint`] (SHA-256 hex of the token URL,
+//! client, grant, scopes, audience, resources; no secret) in a hash tag, so
+//! a token, its lock and its record of 401s share a Redis Cluster slot. No
+//! key name holds a secret, and the record of 401s names a token by its
+//! SHA-256 only.
 //!
 //! **Secrets at rest.** With [`encryption_key`](RedisTier::encryption_key),
 //! values are sealed with ChaCha20-Poly1305 (the key name as associated
@@ -108,13 +147,16 @@ use crate::token::Token;
 // One concept a file: `target` (the URLs, TLS settings, the redis crate's
 // client), `conn` (the connection, deadlines, the outage log, the Lua
 // scripts), `value` (what a token key holds, encryption), `flow` (read,
-// lease, fetch, publish, wait). This file: the public handle.
+// lease, fetch, publish, wait), `refusals` (the fleet's record of 401s and
+// its backoff step). This file: the public handle.
 mod conn;
 mod flow;
+mod refusals;
 mod target;
 mod value;
 
 use conn::Conn;
+pub(crate) use refusals::FleetStep;
 use target::Target;
 use value::{Sealer, TokenHash};
 
@@ -308,6 +350,7 @@ impl RedisTier {
             conn: self.conn,
             token_key: format!("{tag}:token"),
             lock_key: format!("{tag}:lock"),
+            refused_key: format!("{tag}:refused"),
             fingerprint,
             sealer: self.sealer,
             lease: self.lease.unwrap_or(default_lease),
@@ -324,6 +367,8 @@ pub(crate) struct Inner {
     conn: Arc<Conn>,
     token_key: String,
     lock_key: String,
+    /// The fleet's record of 401s (`refusals`).
+    refused_key: String,
     fingerprint: ConfigFingerprint,
     sealer: Option<Sealer>,
     lease: Duration,
@@ -387,6 +432,16 @@ pub struct FleetStats {
     /// Values in Redis ignored as unusable (garbage, another version or
     /// configuration, wrong key).
     pub bad_values: u64,
+    /// Backoff steps of refetches-on-401 this process started and wrote to
+    /// Redis for the fleet (none was running already).
+    pub steps_shared: u64,
+    /// Fetches that found the fleet's backoff step running and joined it:
+    /// the token Redis holds was taken, none was requested, and this
+    /// process's 401s pass through until the step ends.
+    pub steps_joined: u64,
+    /// The fleet's backoff ended by this process: a resource server
+    /// answered other than 401 for the token the step was for.
+    pub steps_ended: u64,
 }
 
 #[derive(Default)]
@@ -399,6 +454,9 @@ struct Counters {
     fallbacks: AtomicU64,
     invalidations: AtomicU64,
     bad_values: AtomicU64,
+    steps_shared: AtomicU64,
+    steps_joined: AtomicU64,
+    steps_ended: AtomicU64,
 }
 
 impl Counters {
@@ -413,6 +471,9 @@ impl Counters {
             fallbacks: get(&self.fallbacks),
             invalidations: get(&self.invalidations),
             bad_values: get(&self.bad_values),
+            steps_shared: get(&self.steps_shared),
+            steps_joined: get(&self.steps_joined),
+            steps_ended: get(&self.steps_ended),
         }
     }
 }

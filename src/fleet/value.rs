@@ -38,7 +38,7 @@ impl TokenHash {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    fn from_hex(hex: &[u8]) -> Option<Self> {
+    pub(super) fn from_hex(hex: &[u8]) -> Option<Self> {
         let s = std::str::from_utf8(hex).ok()?;
         ConfigFingerprint::from_hex(s).map(|fp| TokenHash(*fp.as_bytes()))
     }

@@ -139,7 +139,9 @@ impl AuthPolicy {
     /// one is refused too, the next step starts. Any answer other than 401
     /// for the current token ends the backoff. So a resource that refuses
     /// every token costs about `log2(seconds) + 2` token requests in its
-    /// first minutes, then one per step.
+    /// first minutes, then one per step. With the fleet's Redis tier
+    /// (feature `redis`, the `fleet` module) the steps are shared, and a
+    /// fleet costs that too, not that times its size.
     pub fn unauthorized_backoff(mut self, backoff: Backoff) -> Self {
         Arc::make_mut(&mut self.settings).unauthorized_backoff = backoff;
         self

@@ -42,6 +42,8 @@ async fn a_cluster_shares_one_token_whose_lock_is_in_its_slot_and_a_401_deletes_
     let lock = token.replace(":token", ":lock");
     let slot = cluster.cli(&["CLUSTER", "KEYSLOT", &token]);
     assert_eq!(cluster.cli(&["CLUSTER", "KEYSLOT", &lock]), slot);
+    let refused = token.replace(":token", ":refused");
+    assert_eq!(cluster.cli(&["CLUSTER", "KEYSLOT", &refused]), slot);
     assert!(cluster.cli(&["GET", &token]).contains("at-1"));
 
     // The 401 compare-and-delete, on the master holding the slot.
@@ -66,7 +68,8 @@ async fn a_cluster_over_rediss_with_a_private_ca_shares_one_token() {
         return;
     }
     let pki = pki();
-    let cluster = tokio::task::block_in_place(|| RedisCluster::start_tls(&pki));
+    let cluster =
+        tokio::task::block_in_place(|| RedisCluster::start_tls(&crate::secure::pems(&pki)));
     assert!(cluster.urls()[0].starts_with("rediss://"));
     let server = TestServer::start().await;
     two_share_one_token(&server, || {

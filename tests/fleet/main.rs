@@ -13,6 +13,7 @@ mod connection;
 mod demo_fleet;
 mod processes;
 mod redis_server;
+mod refusals;
 mod secure;
 #[path = "../support/mod.rs"]
 mod support;

@@ -6,8 +6,6 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::pki::Pki;
-
 fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
@@ -52,6 +50,20 @@ pub struct RedisServer {
 /// A TLS redis-server's files: a certificate and key the test PKI issued
 /// (for serving, and for a cluster node's bus), its CA (to check client
 /// certificates with), and a client certificate for redis-cli.
+/// The PEM texts a TLS `redis-server` and `redis-cli` use, from a test
+/// CA (`tests/fleet/secure.rs` makes them with `tests/support/pki.rs`;
+/// this file does not use it, so that `src/fleet/conn.rs`'s unit tests can
+/// include this file alone).
+pub struct TlsPems {
+    pub ca: String,
+    /// The server's (and the cluster bus's) certificate and key.
+    pub node_cert: String,
+    pub node_key: String,
+    /// `redis-cli`'s.
+    pub cli_cert: String,
+    pub cli_key: String,
+}
+
 struct TlsFiles {
     dir: tempfile::TempDir,
     /// Whether clients must present a certificate the CA issued.
@@ -59,16 +71,14 @@ struct TlsFiles {
 }
 
 impl TlsFiles {
-    fn write(pki: &Pki, auth_clients: bool) -> TlsFiles {
+    fn write(pems: &TlsPems, auth_clients: bool) -> TlsFiles {
         let dir = tempfile::tempdir().expect("a directory for TLS files");
-        let node = pki.node_cert();
-        let cli = pki.client_cert("redis-cli");
         for (name, pem) in [
-            ("ca.pem", &pki.ca_pem),
-            ("server.pem", &node.cert_pem),
-            ("server-key.pem", &node.key_pem),
-            ("cli.pem", &cli.cert_pem),
-            ("cli-key.pem", &cli.key_pem),
+            ("ca.pem", &pems.ca),
+            ("server.pem", &pems.node_cert),
+            ("server-key.pem", &pems.node_key),
+            ("cli.pem", &pems.cli_cert),
+            ("cli-key.pem", &pems.cli_key),
         ] {
             std::fs::write(dir.path().join(name), pem).expect("write a TLS file");
         }
@@ -120,11 +130,11 @@ impl RedisServer {
         )
     }
 
-    /// TLS only, with a server certificate `pki`'s CA issued for
-    /// `127.0.0.1`; asking clients for a certificate that CA issued when
+    /// TLS only, with the server certificate of `pems` (a test CA's, for
+    /// `127.0.0.1`); asking clients for a certificate that CA issued when
     /// `auth_clients`.
-    pub fn start_tls(pki: &Pki, auth_clients: bool) -> RedisServer {
-        let files = TlsFiles::write(pki, auth_clients);
+    pub fn start_tls(pems: &TlsPems, auth_clients: bool) -> RedisServer {
+        let files = TlsFiles::write(pems, auth_clients);
         Self::launch(free_port(), Some(files), Vec::new())
     }
 
@@ -224,14 +234,14 @@ impl RedisCluster {
     }
 
     /// Its nodes speak TLS only, clients and bus alike, with certificates
-    /// `pki`'s CA issued (clients need none).
-    pub fn start_tls(pki: &Pki) -> RedisCluster {
-        Self::start_with(Some(pki))
+    /// `pems` holds (clients need none).
+    pub fn start_tls(pems: &TlsPems) -> RedisCluster {
+        Self::start_with(Some(pems))
     }
 
-    fn start_with(pki: Option<&Pki>) -> RedisCluster {
+    fn start_with(pems: Option<&TlsPems>) -> RedisCluster {
         let dir = tempfile::tempdir().expect("a directory for nodes.conf");
-        let nodes: Vec<RedisServer> = (0..3).map(|_| cluster_node(dir.path(), pki)).collect();
+        let nodes: Vec<RedisServer> = (0..3).map(|_| cluster_node(dir.path(), pems)).collect();
         let addrs: Vec<String> = nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
@@ -272,8 +282,8 @@ impl RedisCluster {
 }
 
 /// A cluster-enabled node, its `nodes.conf` in `dir`, its bus on a free
-/// port too; over TLS with certificates `pki` issued, if given.
-fn cluster_node(dir: &std::path::Path, pki: Option<&Pki>) -> RedisServer {
+/// port too; over TLS with the certificates of `pems`, if given.
+fn cluster_node(dir: &std::path::Path, pems: Option<&TlsPems>) -> RedisServer {
     let port = free_port();
     let mut args = vec![
         "--cluster-enabled".to_owned(),
@@ -285,7 +295,7 @@ fn cluster_node(dir: &std::path::Path, pki: Option<&Pki>) -> RedisServer {
         "--dir".to_owned(),
         dir.display().to_string(),
     ];
-    let tls = pki.map(|pki| TlsFiles::write(pki, false));
+    let tls = pems.map(|pems| TlsFiles::write(pems, false));
     if tls.is_some() {
         args.extend(["--tls-cluster".to_owned(), "yes".to_owned()]);
     }

@@ -4,11 +4,23 @@
 
 use tower_oauth2::fleet::RedisTier;
 
-use crate::redis_server::{available, RedisServer};
+use crate::redis_server::{available, RedisServer, TlsPems};
 use crate::support::log::capture;
 use crate::support::pki::{pki, Pki};
 use crate::support::token_server::TestServer;
 use crate::{fetches_alone, header_of, outage_warnings, tier, two_share_one_token};
+
+/// The certificates a TLS redis-server (and redis-cli) of `pki` uses.
+pub fn pems(pki: &Pki) -> TlsPems {
+    let (node, cli) = (pki.node_cert(), pki.client_cert("redis-cli"));
+    TlsPems {
+        ca: pki.ca_pem.clone(),
+        node_cert: node.cert_pem,
+        node_key: node.key_pem,
+        cli_cert: cli.cert_pem,
+        cli_key: cli.key_pem,
+    }
+}
 
 /// A tier over `rediss://` trusting `ca`'s certificates.
 fn trusting(redis: &RedisServer, ca: &Pki) -> RedisTier {
@@ -23,7 +35,7 @@ async fn over_rediss_with_a_private_ca_two_caches_share_one_token() {
         return;
     }
     let pki = pki();
-    let redis = RedisServer::start_tls(&pki, false);
+    let redis = RedisServer::start_tls(&pems(&pki), false);
     let server = TestServer::start().await;
     two_share_one_token(&server, || trusting(&redis, &pki)).await;
     assert_eq!(redis.cli(&["DBSIZE"]), "1", "the token, over TLS");
@@ -36,7 +48,7 @@ async fn a_tier_that_does_not_trust_the_ca_fetches_alone_and_warns_once() {
     }
     let logs = capture();
     let pki = pki();
-    let redis = RedisServer::start_tls(&pki, false);
+    let redis = RedisServer::start_tls(&pems(&pki), false);
     let server = TestServer::start().await;
     let stranger = trusting(&redis, &crate::support::pki::pki());
     let cache = server.client_credentials().redis(stranger.clone()).build();
@@ -60,7 +72,7 @@ async fn a_client_certificate_is_presented_to_a_redis_that_asks_for_one() {
         return;
     }
     let pki = pki();
-    let redis = RedisServer::start_tls(&pki, true);
+    let redis = RedisServer::start_tls(&pems(&pki), true);
     let server = TestServer::start().await;
     let identity = pki.client_cert("fleet");
     let with_cert = || {
