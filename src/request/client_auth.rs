@@ -21,8 +21,8 @@ use super::TokenUrl;
 /// OpenID Connect `token_endpoint_auth_method`).
 ///
 /// `private_key_jwt` and `client_secret_jwt` (RFC 7523 §2.2, OpenID Connect
-/// Core §9) need the `jwt` feature ([`ClientAuth::private_key_jwt`],
-/// [`ClientAuth::client_secret_jwt`]). Without it, use [`ClientAuth::none`]
+/// Core §9) need the `jwt` feature (`ClientAuth::private_key_jwt`,
+/// `ClientAuth::client_secret_jwt`). Without it, use [`ClientAuth::none`]
 /// and add `client_assertion_type` and `client_assertion` with
 /// [`crate::TokenRequest::param`] and [`crate::TokenRequest::secret_param`].
 ///

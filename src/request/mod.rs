@@ -206,7 +206,8 @@ impl TokenRequest {
 
     /// RFC 7523 JWT bearer assertion grant (`assertion` is a signed JWT).
     /// The same assertion is sent with every request; to have a fresh one
-    /// signed each time, use [`TokenRequest::jwt_bearer_signed`].
+    /// signed each time, use `TokenRequest::jwt_bearer_signed` (feature
+    /// `jwt`).
     pub fn jwt_bearer(assertion: impl Into<SecretString>) -> Self {
         Self::with_grant(
             JWT_BEARER_GRANT,
