@@ -1,8 +1,8 @@
 //! The fleet as real OS processes: 8 processes of `examples/demo` (built
 //! with feature `redis`) against one token endpoint and resource server of
-//! `tests/support`, each with `--redis`. Tokens live 2 s and a run lasts
-//! 10 s (the issue asks for 5 s tokens and ≥ 20 s; the shorter run sees as
-//! many refreshes, about 7, and keeps CI time low).
+//! `tests/support`, each with `--redis`. The shared run is the issue's:
+//! 5 s tokens for 20 s; the run that kills Redis uses 2 s tokens for 15 s
+//! (more refreshes in less CI time).
 //!
 //! Nothing here asserts a time: the bounds count token requests, and the
 //! durations printed are for the report.
@@ -12,11 +12,16 @@ use std::time::{Duration, Instant};
 use crate::demo_fleet::{demo_binary, one_at_a_time, Member, Summary};
 use crate::redis_server::{available, RedisServer};
 use crate::support::token_server::TestServer;
-use crate::{EARLIEST_STALE, TTL_SECS};
+use crate::TTL_SECS;
 
 const MEMBERS: usize = 8;
-/// How long each timed process sends requests.
-const RUN_SECS: u64 = 10;
+/// How long each process of the shared run sends requests, and how long
+/// its tokens live.
+const SHARED_RUN_SECS: u64 = 20;
+const SHARED_TTL_SECS: u64 = 5;
+/// How long each process of the run that kills Redis sends requests
+/// (tokens of `TTL_SECS`).
+const OUTAGE_RUN_SECS: u64 = 15;
 
 /// The demo's flags for a fleet member: one task, a request every 20 ms,
 /// Redis calls given 2 s (a loaded CI machine must not turn a slow answer
@@ -84,38 +89,42 @@ fn assert_none_failed(summaries: &[Summary]) {
 
 /// At most the requests one process sends in `elapsed`: the first, then
 /// one per refresh, which comes at the earliest when a token goes stale.
-fn one_process(elapsed: Duration) -> u64 {
-    1 + (elapsed.as_millis() / EARLIEST_STALE.as_millis()) as u64
+/// A token of `ttl_secs` goes stale at the earliest at `L − lead × 1.25`,
+/// lead = L / 4: 11/16 of its life.
+fn one_process(elapsed: Duration, ttl_secs: u64) -> u64 {
+    let earliest_stale_ms = u128::from(ttl_secs) * 1000 * 11 / 16;
+    1 + (elapsed.as_millis() / earliest_stale_ms) as u64
 }
 
-async fn setup() -> Option<(RedisServer, TestServer)> {
+async fn setup(ttl_secs: u64) -> Option<(RedisServer, TestServer)> {
     if !available() {
         return None;
     }
     tokio::task::block_in_place(demo_binary);
     let redis = RedisServer::start();
     let server = TestServer::start().await;
-    server.set_ttl(Some(TTL_SECS));
+    server.set_ttl(Some(ttl_secs));
     Some((redis, server))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_demo_processes_send_the_token_requests_of_one() {
     let _one = one_at_a_time().await;
-    let Some((redis, server)) = setup().await else {
+    let Some((redis, server)) = setup(SHARED_TTL_SECS).await else {
         return;
     };
     let started = Instant::now();
-    let members = start(MEMBERS, &flags(&server, &redis, &["--duration", "10"]));
+    let duration = SHARED_RUN_SECS.to_string();
+    let members = start(MEMBERS, &flags(&server, &redis, &["--duration", &duration]));
     // Halfway, the resource server refuses every token issued so far: each
     // process sees 401s; the fleet fetches one new token.
-    tokio::time::sleep(Duration::from_secs(RUN_SECS / 2)).await;
+    tokio::time::sleep(Duration::from_secs(SHARED_RUN_SECS / 2)).await;
     server.revoke_all();
     let summaries = finish(members).await;
     let elapsed = started.elapsed();
 
     let requests = server.token_requests() as u64;
-    let bound = 1 + one_process(elapsed);
+    let bound = 1 + one_process(elapsed, SHARED_TTL_SECS);
     eprintln!(
         "{MEMBERS} processes, {elapsed:?}: {requests} token requests \
          (one process, with the revocation: at most {bound}); {} requests, {} resent after a 401; \
@@ -141,14 +150,26 @@ async fn eight_demo_processes_send_the_token_requests_of_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eight_demo_processes_fail_no_request_while_redis_is_killed_and_restarted() {
     let _one = one_at_a_time().await;
-    let Some((mut redis, server)) = setup().await else {
+    let Some((mut redis, server)) = setup(TTL_SECS).await else {
         return;
     };
-    let members = start(MEMBERS, &flags(&server, &redis, &["--duration", "10"]));
+    let duration = OUTAGE_RUN_SECS.to_string();
+    let members = start(MEMBERS, &flags(&server, &redis, &["--duration", &duration]));
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before = server.token_requests();
     tokio::task::block_in_place(|| redis.stop());
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // A token goes stale within 1.5 s, and a process gives Redis 2 s before
+    // it fetches alone: wait (not a fixed time, which a loaded machine
+    // overruns) until the fleet has fetched at least once a process.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.token_requests() - before < MEMBERS {
+        assert!(
+            Instant::now() < deadline,
+            "{} token requests in 30 s without Redis",
+            server.token_requests() - before
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let during = server.token_requests() - before;
     tokio::task::block_in_place(|| redis.restart());
     let restarted = server.token_requests();
@@ -159,7 +180,7 @@ async fn eight_demo_processes_fail_no_request_while_redis_is_killed_and_restarte
     let after = server.token_requests() - restarted;
 
     eprintln!(
-        "{MEMBERS} processes: {before} token requests before the outage, {during} in its 3 s, \
+        "{MEMBERS} processes: {before} token requests before the outage, {during} during it, \
          {after} after the restart ({} in all); {} fetches alone; keys 2.5 s after the restart: {keys}",
         server.token_requests(),
         sum(&summaries, |s| s.fleet("fallbacks")),
@@ -169,9 +190,6 @@ async fn eight_demo_processes_fail_no_request_while_redis_is_killed_and_restarte
         sum(&summaries, |s| s.token_fetches),
         server.token_requests() as u64
     );
-    // A token goes stale within 1.5 s: in a 3 s outage each process
-    // refreshed alone at least once.
-    assert!(during >= MEMBERS, "{during}");
     assert!(sum(&summaries, |s| s.fleet("fallbacks")) >= MEMBERS as u64);
     assert_ne!(keys, "0", "the fleet shares through the restarted Redis");
 }
@@ -179,7 +197,7 @@ async fn eight_demo_processes_fail_no_request_while_redis_is_killed_and_restarte
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkilled_lease_holder_is_taken_over_by_another_process() {
     let _one = one_at_a_time().await;
-    let Some((redis, server)) = setup().await else {
+    let Some((redis, server)) = setup(TTL_SECS).await else {
         return;
     };
     // Long tokens (only the take-over is counted) and a token endpoint that
