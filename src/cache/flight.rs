@@ -283,7 +283,7 @@ impl TokenCache {
         #[cfg(feature = "metrics")]
         shared.counters.token_admitted(&admitted, &shared.policy);
         let cached = Arc::new(admitted?);
-        shared.current.store(Some(cached.clone()));
+        shared.set_current(Some(cached.clone()));
         Ok(cached)
     }
 
