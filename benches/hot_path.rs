@@ -210,7 +210,10 @@ fn token_for(kind: &str) -> String {
 }
 
 /// Collects the contenders, for the interleaved rounds.
-struct Collect(Vec<(String, Box<Run>)>);
+struct Collect {
+    load: contenders::Load,
+    runs: Vec<(String, Box<Run>)>,
+}
 
 /// `calls` calls on each of `threads` threads: the wall time.
 type Run = dyn FnMut(u64, usize) -> Duration;
@@ -221,22 +224,33 @@ impl Visit for Collect {
         S: Service<Request<Body>, Response = Response<()>> + Clone + Send + 'static,
         S::Error: std::fmt::Debug,
     {
-        let run = move |calls: u64, threads: usize| contenders::run_threads(&svc, threads, calls);
-        self.0.push((name.to_owned(), Box::new(run)));
+        let load = self.load.clone();
+        let run =
+            move |calls: u64, threads: usize| contenders::run_load(&svc, threads, calls, &load);
+        self.runs.push((name.to_owned(), Box::new(run)));
     }
 }
 
-/// `HOT_PATH_ROUNDS=n [HOT_PATH_THREADS=t]`: every contender in turn, n
-/// rounds, empty requests, each thread calling its own clone; per contender
+/// `HOT_PATH_ROUNDS=n [HOT_PATH_THREADS=t] [HOT_PATH_REQUEST=typical]
+/// [HOT_PATH_PATTERN=oneshot]`: every contender in turn, n rounds, each
+/// thread calling its own clone (or a fresh clone per call); per contender
 /// the median ns per call (wall time / calls per thread) and the median of
 /// the per-round ratios of its overhead over `bare` to AddAuthorization's.
-fn interleaved(rt: &tokio::runtime::Runtime, rounds: usize, threads: usize) {
-    let mut all = Collect(Vec::new());
+fn interleaved(
+    rt: &tokio::runtime::Runtime,
+    rounds: usize,
+    threads: usize,
+    load: contenders::Load,
+) {
+    let mut all = Collect {
+        load,
+        runs: Vec::new(),
+    };
     contenders::contenders(rt, common::OPAQUE_TOKEN, None, InnerKind::Noop, &mut all);
     let calls = 200_000;
-    let mut ns: Vec<Vec<f64>> = vec![Vec::new(); all.0.len()];
+    let mut ns: Vec<Vec<f64>> = vec![Vec::new(); all.runs.len()];
     for _ in 0..rounds {
-        for (i, (_, run)) in all.0.iter_mut().enumerate() {
+        for (i, (_, run)) in all.runs.iter_mut().enumerate() {
             ns[i].push(run(calls, threads).as_nanos() as f64 / calls as f64);
         }
     }
@@ -245,7 +259,7 @@ fn interleaved(rt: &tokio::runtime::Runtime, rounds: usize, threads: usize) {
         v[v.len() / 2]
     };
     println!("threads {threads}, {rounds} rounds of {calls} calls a thread");
-    for (i, (name, _)) in all.0.iter().enumerate() {
+    for (i, (name, _)) in all.runs.iter().enumerate() {
         let ratios: Vec<f64> = (0..rounds)
             .map(|r| (ns[i][r] - ns[0][r]) / (ns[1][r] - ns[0][r]))
             .collect();
@@ -267,7 +281,12 @@ fn main() {
             .ok()
             .and_then(|t| t.parse().ok())
             .unwrap_or(1);
-        interleaved(&rt, rounds, threads);
+        let req = Req::from_name(&std::env::var("HOT_PATH_REQUEST").unwrap_or_default());
+        let load = contenders::Load {
+            make: std::sync::Arc::new(move || req.make()),
+            clone_per_call: std::env::var("HOT_PATH_PATTERN").is_ok_and(|p| p == "oneshot"),
+        };
+        interleaved(&rt, rounds, threads, load);
         return;
     }
 
