@@ -29,6 +29,7 @@ use std::sync::atomic::Ordering;
 
 use http::HeaderValue;
 
+use super::cached::sensitive_header;
 use super::clock::{self, Ticks};
 use super::{Cached, Lookup, TokenCache};
 
@@ -53,10 +54,8 @@ struct Held {
 
 impl Held {
     fn of(cached: &Cached, epoch: u64) -> Option<Held> {
-        let mut header = HeaderValue::from_bytes(cached.header.as_bytes()).ok()?;
-        header.set_sensitive(true);
         Some(Held {
-            header,
+            header: sensitive_header(&[cached.header.as_bytes()])?,
             generation: cached.generation,
             fresh_until: cached.fresh_until,
             epoch,
