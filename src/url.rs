@@ -95,15 +95,13 @@ fn absolute(uri: &Uri) -> Result<(&Scheme, &Authority), Refusal> {
 
 #[inline]
 fn transit(scheme: &Scheme, authority: &Authority) -> Result<(), Refusal> {
-    // The comparison with the parsed scheme first: one enum comparison for
-    // the usual `https` (a scheme set by hand may be `Other("HTTPS")`, which
-    // the strings compare).
-    let is = |standard: &Scheme, name: &str| {
-        scheme == standard || scheme.as_str().eq_ignore_ascii_case(name)
-    };
-    if is(&Scheme::HTTPS, "https") {
+    // An exact comparison first: a parsed `https` is always spelled so
+    // (only a scheme set by hand may be `HTTPS`, which the second compares).
+    let scheme = scheme.as_str();
+    let is = |name: &str| scheme == name || scheme.eq_ignore_ascii_case(name);
+    if is("https") {
         Ok(())
-    } else if !is(&Scheme::HTTP, "http") {
+    } else if !is("http") {
         Err(Refusal::Scheme)
     } else if is_loopback(authority.host()) {
         Ok(())
