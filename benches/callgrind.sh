@@ -8,6 +8,7 @@
 #   HOT_PATH_TOKEN=jwt bash benches/callgrind.sh
 #   HOT_PATH_REQUEST=typical bash benches/callgrind.sh   # GET with 3 headers
 #   HOT_PATH_INNER=arcs bash benches/callgrind.sh        # inner costly to clone
+#   HOT_PATH_PATTERN=oneshot bash benches/callgrind.sh   # svc.clone().oneshot(req)
 #   CONTENDERS="bare tower_oauth2" bash benches/callgrind.sh   # a subset (bare first)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -5,8 +5,10 @@
 //! `cargo bench --bench hot_path` runs it under criterion. For instruction
 //! counts under callgrind, run the built binary with
 //! `HOT_PATH_CALLGRIND=<contender>` and `HOT_PATH_CALLS=<n>` (and optionally
-//! `HOT_PATH_TOKEN=jwt`, `HOT_PATH_REQUEST=typical`, `HOT_PATH_INNER=arcs`): it then makes exactly `n` calls of that contender
-//! and exits (`benches/callgrind.sh` does this for every contender).
+//! `HOT_PATH_TOKEN=jwt`, `HOT_PATH_REQUEST=typical`, `HOT_PATH_INNER=arcs`,
+//! `HOT_PATH_PATTERN=oneshot`: each call on a fresh clone, as
+//! `svc.clone().oneshot(req)` does): it then makes exactly `n` calls of that
+//! contender and exits (`benches/callgrind.sh` does this for every contender).
 
 mod common;
 mod contenders;
@@ -42,6 +44,9 @@ impl Visit for CriterionVisit<'_, '_> {
 struct CountVisit {
     calls: u64,
     req: Req,
+    /// Each call on a fresh clone of the service, dropped after it (the
+    /// `svc.clone().oneshot(req)` pattern), instead of every call on one.
+    clone_per_call: bool,
 }
 
 impl Visit for CountVisit {
@@ -51,6 +56,12 @@ impl Visit for CountVisit {
         S::Error: std::fmt::Debug,
     {
         let mut cx = Context::from_waker(Waker::noop());
+        if self.clone_per_call {
+            for _ in 0..black_box(self.calls) {
+                contenders::one_call(&mut svc.clone(), &mut cx, self.req.make());
+            }
+            return;
+        }
         for _ in 0..black_box(self.calls) {
             contenders::one_call(&mut svc, &mut cx, self.req.make());
         }
@@ -65,7 +76,7 @@ pub enum Req {
     /// `Request::new(Full::default())`: `GET /`, no headers.
     Empty,
     /// `GET https://api.example.com/v1/items?limit=10` with `accept`,
-    /// `user-agent` and `x-request-id` headers (copied from a template).
+    /// `user-agent` and `x-request-id` headers (from a template).
     Typical(Method, Uri, HeaderMap),
 }
 
@@ -92,13 +103,21 @@ impl Req {
         }
     }
 
+    /// The typical request's headers are inserted one by one, as a
+    /// client's request builder does, so its map has room for one more (a
+    /// clone of the template would have none: every contender's insert
+    /// would then reallocate, at a cost that varies by ±100 instructions
+    /// with where the allocator happens to put things).
     #[inline]
     pub fn make(&self) -> Request<Body> {
         let mut req = Request::new(Body::default());
         if let Req::Typical(m, u, h) = self {
             *req.method_mut() = m.clone();
             *req.uri_mut() = u.clone();
-            *req.headers_mut() = h.clone();
+            let headers = req.headers_mut();
+            for (name, value) in h {
+                headers.insert(name.clone(), value.clone());
+            }
         }
         req
     }
@@ -191,7 +210,10 @@ fn token_for(kind: &str) -> String {
 }
 
 /// Collects the contenders, for the interleaved rounds.
-struct Collect(Vec<(String, Box<Run>)>);
+struct Collect {
+    load: contenders::Load,
+    runs: Vec<(String, Box<Run>)>,
+}
 
 /// `calls` calls on each of `threads` threads: the wall time.
 type Run = dyn FnMut(u64, usize) -> Duration;
@@ -202,22 +224,33 @@ impl Visit for Collect {
         S: Service<Request<Body>, Response = Response<()>> + Clone + Send + 'static,
         S::Error: std::fmt::Debug,
     {
-        let run = move |calls: u64, threads: usize| contenders::run_threads(&svc, threads, calls);
-        self.0.push((name.to_owned(), Box::new(run)));
+        let load = self.load.clone();
+        let run =
+            move |calls: u64, threads: usize| contenders::run_load(&svc, threads, calls, &load);
+        self.runs.push((name.to_owned(), Box::new(run)));
     }
 }
 
-/// `HOT_PATH_ROUNDS=n [HOT_PATH_THREADS=t]`: every contender in turn, n
-/// rounds, empty requests, each thread calling its own clone; per contender
+/// `HOT_PATH_ROUNDS=n [HOT_PATH_THREADS=t] [HOT_PATH_REQUEST=typical]
+/// [HOT_PATH_PATTERN=oneshot]`: every contender in turn, n rounds, each
+/// thread calling its own clone (or a fresh clone per call); per contender
 /// the median ns per call (wall time / calls per thread) and the median of
 /// the per-round ratios of its overhead over `bare` to AddAuthorization's.
-fn interleaved(rt: &tokio::runtime::Runtime, rounds: usize, threads: usize) {
-    let mut all = Collect(Vec::new());
+fn interleaved(
+    rt: &tokio::runtime::Runtime,
+    rounds: usize,
+    threads: usize,
+    load: contenders::Load,
+) {
+    let mut all = Collect {
+        load,
+        runs: Vec::new(),
+    };
     contenders::contenders(rt, common::OPAQUE_TOKEN, None, InnerKind::Noop, &mut all);
     let calls = 200_000;
-    let mut ns: Vec<Vec<f64>> = vec![Vec::new(); all.0.len()];
+    let mut ns: Vec<Vec<f64>> = vec![Vec::new(); all.runs.len()];
     for _ in 0..rounds {
-        for (i, (_, run)) in all.0.iter_mut().enumerate() {
+        for (i, (_, run)) in all.runs.iter_mut().enumerate() {
             ns[i].push(run(calls, threads).as_nanos() as f64 / calls as f64);
         }
     }
@@ -226,7 +259,7 @@ fn interleaved(rt: &tokio::runtime::Runtime, rounds: usize, threads: usize) {
         v[v.len() / 2]
     };
     println!("threads {threads}, {rounds} rounds of {calls} calls a thread");
-    for (i, (name, _)) in all.0.iter().enumerate() {
+    for (i, (name, _)) in all.runs.iter().enumerate() {
         let ratios: Vec<f64> = (0..rounds)
             .map(|r| (ns[i][r] - ns[0][r]) / (ns[1][r] - ns[0][r]))
             .collect();
@@ -248,7 +281,12 @@ fn main() {
             .ok()
             .and_then(|t| t.parse().ok())
             .unwrap_or(1);
-        interleaved(&rt, rounds, threads);
+        let req = Req::from_name(&std::env::var("HOT_PATH_REQUEST").unwrap_or_default());
+        let load = contenders::Load {
+            make: std::sync::Arc::new(move || req.make()),
+            clone_per_call: std::env::var("HOT_PATH_PATTERN").is_ok_and(|p| p == "oneshot"),
+        };
+        interleaved(&rt, rounds, threads, load);
         return;
     }
 
@@ -271,13 +309,13 @@ fn main() {
         let token = token_for(&std::env::var("HOT_PATH_TOKEN").unwrap_or_default());
         let req = Req::from_name(&std::env::var("HOT_PATH_REQUEST").unwrap_or_default());
         let inner = InnerKind::from_name(&std::env::var("HOT_PATH_INNER").unwrap_or_default());
-        contenders::contenders(
-            &rt,
-            &token,
-            Some(&name),
-            inner,
-            &mut CountVisit { calls, req },
-        );
+        let clone_per_call = std::env::var("HOT_PATH_PATTERN").is_ok_and(|p| p == "oneshot");
+        let mut visit = CountVisit {
+            calls,
+            req,
+            clone_per_call,
+        };
+        contenders::contenders(&rt, &token, Some(&name), inner, &mut visit);
         return;
     }
 

@@ -65,15 +65,22 @@ async fn background_refresh_across_five_lifetimes_never_makes_a_request_wait() {
 
     let started = Instant::now();
     let run = ttl * 5;
+    // Workers 0 and 1 send each request on a fresh clone; 2 and 3 on their
+    // one service, which answers from its own copy of the token (whose
+    // every use the server checks: an expired token would be a 401).
     let workers: Vec<_> = (0..4)
         .map(|w| {
-            let svc = svc.clone();
+            let mut svc = svc.clone();
             let url = server.url(&format!("/w/{w}"));
             tokio::spawn(async move {
                 let mut n = 0u32;
                 while started.elapsed() < run {
                     let req = Request::get(url.as_str()).body(Full::default()).unwrap();
-                    let resp = svc.clone().oneshot(req).await.unwrap();
+                    let resp = if w < 2 {
+                        svc.clone().oneshot(req).await.unwrap()
+                    } else {
+                        svc.ready().await.unwrap().call(req).await.unwrap()
+                    };
                     assert_eq!(resp.status(), StatusCode::OK);
                     n += 1;
                     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -145,6 +152,52 @@ async fn revoked_token_is_refetched_once_and_the_request_resent() {
     );
     let stats = cache.stats();
     assert_eq!((stats.retries, stats.invalidations), (1, 1));
+}
+
+#[tokio::test]
+async fn a_service_used_for_many_requests_sends_each_new_token() {
+    // One service, each request polled ready first: from its second
+    // request on it answers from its own copy of the token, which must
+    // follow a refusal (/3), a token dropped from the cache (/5: the
+    // server would still take it) and one another handle fetched (/7).
+    let server = TestServer::start().await;
+    let cache = server.client_credentials().build();
+    let mut svc = layered(&cache);
+    let mut other = layered(&cache);
+    for path in ["/1", "/2", "/3", "/4", "/5", "/6", "/7", "/8"] {
+        if path == "/3" {
+            server.revoke("at-1");
+        }
+        if path == "/5" || path == "/7" {
+            let (_, generation) = cache.bearer_header_with_generation().await.unwrap();
+            cache.invalidate(generation);
+        }
+        if path == "/7" {
+            let resp = other.ready().await.unwrap().call(server.get("/other"));
+            assert_eq!(resp.await.unwrap().status(), StatusCode::OK);
+        }
+        let resp = svc.ready().await.unwrap().call(server.get(path)).await;
+        assert_eq!(resp.unwrap().status(), StatusCode::OK);
+    }
+    assert_eq!(server.token_requests(), 4);
+    assert_eq!(server.unauthorized_count(), 1);
+    assert_eq!(
+        server.path_authorizations(),
+        [
+            bearer("/1", "at-1"),
+            bearer("/2", "at-1"),
+            bearer("/3", "at-1"),
+            bearer("/3", "at-2"),
+            bearer("/4", "at-2"),
+            bearer("/5", "at-3"),
+            bearer("/6", "at-3"),
+            bearer("/other", "at-4"),
+            bearer("/7", "at-4"),
+            bearer("/8", "at-4"),
+        ]
+    );
+    let stats = cache.stats();
+    assert_eq!((stats.retries, stats.invalidations), (1, 3));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -409,19 +462,20 @@ async fn the_injected_header_is_marked_sensitive() {
         *s.lock().unwrap() = req.headers().get("authorization").cloned();
         async { Ok::<_, std::convert::Infallible>(http::Response::new(Full::<Bytes>::default())) }
     });
-    let svc = ServiceBuilder::new()
+    let mut svc = ServiceBuilder::new()
         .layer(OAuth2Layer::new(cache))
         .service(inner);
-    svc.oneshot(
-        Request::get("https://api.example.com/x")
+    // The first request gets the cache's header, the next ones the
+    // service's own copy of it.
+    for _ in 0..3 {
+        let req = Request::get("https://api.example.com/x")
             .body(Full::default())
-            .unwrap(),
-    )
-    .await
-    .unwrap();
-    let header = seen.lock().unwrap().clone().unwrap();
-    assert_eq!(header, "Bearer at-1");
-    assert!(header.is_sensitive());
+            .unwrap();
+        svc.ready().await.unwrap().call(req).await.unwrap();
+        let header = seen.lock().unwrap().take().unwrap();
+        assert_eq!(header, "Bearer at-1");
+        assert!(header.is_sensitive());
+    }
 }
 
 #[tokio::test]

@@ -77,8 +77,32 @@ where
 }
 
 /// Wall time for `threads` threads to make `calls` calls each, started
-/// together behind a barrier.
+/// together behind a barrier: empty requests, each thread on its own clone.
+#[allow(dead_code, reason = "the contention bench's; hot_path uses run_load")]
 pub fn run_threads<S>(svc: &S, threads: usize, calls: u64) -> Duration
+where
+    S: Service<Request<Body>, Response = Response<()>> + Clone + Send + 'static,
+    S::Error: std::fmt::Debug,
+{
+    let load = Load {
+        make: Arc::new(|| Request::new(Body::default())),
+        clone_per_call: false,
+    };
+    run_load(svc, threads, calls, &load)
+}
+
+/// What each thread of [`run_load`] sends, and how.
+#[derive(Clone)]
+pub struct Load {
+    /// Builds each request.
+    pub make: Arc<dyn Fn() -> Request<Body> + Send + Sync>,
+    /// Each call on a fresh clone of the thread's service, dropped after it
+    /// (`svc.clone().oneshot(req)`), instead of every call on the one.
+    pub clone_per_call: bool,
+}
+
+/// [`run_threads`] with the requests and pattern of `load`.
+pub fn run_load<S>(svc: &S, threads: usize, calls: u64, load: &Load) -> Duration
 where
     S: Service<Request<Body>, Response = Response<()>> + Clone + Send + 'static,
     S::Error: std::fmt::Debug,
@@ -88,11 +112,16 @@ where
         .map(|_| {
             let mut svc = svc.clone();
             let barrier = barrier.clone();
+            let load = load.clone();
             std::thread::spawn(move || {
                 let mut cx = Context::from_waker(Waker::noop());
                 barrier.wait();
                 for _ in 0..black_box(calls) {
-                    one_call(&mut svc, &mut cx, Request::new(Body::default()));
+                    if load.clone_per_call {
+                        one_call(&mut svc.clone(), &mut cx, (load.make)());
+                    } else {
+                        one_call(&mut svc, &mut cx, (load.make)());
+                    }
                 }
             })
         })

@@ -276,6 +276,7 @@ impl TokenCacheBuilder {
         };
         let shared = Shared {
             current: ArcSwapOption::empty(),
+            epoch: AtomicU64::new(0),
             fetcher,
             flight: Mutex::new(FlightState::new(self.wait_timeout.unwrap_or(wait))),
             next_generation: AtomicU64::new(1),
@@ -418,7 +419,7 @@ fn restore_access_token(shared: &Shared, token: Token) {
     match shared.admit(token) {
         Ok(cached) => {
             tracing::debug!("using the stored access token");
-            shared.current.store(Some(Arc::new(cached)));
+            shared.set_current(Some(Arc::new(cached)));
         }
         Err(e) => tracing::debug!(reason = %e, "the stored access token is not usable"),
     }

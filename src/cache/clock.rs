@@ -59,7 +59,12 @@ mod imp {
 
     #[inline]
     pub(super) fn now() -> Ticks {
-        Ticks(nanos(clock_gettime(ClockId::MonotonicCoarse)))
+        // Per request, so without `nanos`' checks: a monotonic reading is
+        // never negative, and its nanoseconds overflow a `u64` after 584
+        // years of uptime.
+        let t = clock_gettime(ClockId::MonotonicCoarse);
+        let (secs, nanos) = (t.tv_sec as u64, t.tv_nsec as u64);
+        Ticks(secs.wrapping_mul(1_000_000_000).wrapping_add(nanos))
     }
 
     pub(super) fn deadline(at: Instant) -> Ticks {

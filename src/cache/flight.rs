@@ -288,7 +288,7 @@ impl TokenCache {
         if let Some(step) = fetched.fleet_step {
             self.join_fleet_step(step);
         }
-        shared.current.store(Some(cached.clone()));
+        shared.set_current(Some(cached.clone()));
         Ok(cached)
     }
 

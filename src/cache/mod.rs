@@ -89,7 +89,7 @@
 //! ```
 
 use std::fmt;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -103,10 +103,12 @@ use crate::token::Token;
 // to back off), `cached` (a token as the hot path reads it), `fetch` (one
 // token request and where its result is recorded), `flight` (single flight
 // and backoff), `refusals` (401s for the tokens, and their backoff),
-// `builder`, `stats`. This file: the handle and the hot path.
+// `builder`, `stats`, `copy` (a service handle's own copy of the token).
+// This file: the handle and the hot path.
 mod builder;
 mod cached;
 mod clock;
+mod copy;
 mod fetch;
 mod flight;
 pub(crate) mod keyed;
@@ -116,6 +118,7 @@ mod stats;
 
 pub use builder::TokenCacheBuilder;
 pub(crate) use cached::Cached;
+pub(crate) use copy::TokenCopy;
 pub use policy::{Backoff, RefreshPolicy};
 pub(crate) use refusals::Verdict;
 pub use stats::Stats;
@@ -135,8 +138,13 @@ pub(crate) enum Lookup {
 
 /// What every clone of a cache shares.
 struct Shared {
-    /// The token, read without a lock by every request.
+    /// The token, read without a lock by every request. Changed only
+    /// through [`Shared::set_current`] and [`TokenCache::invalidate`].
     current: ArcSwapOption<Cached>,
+    /// Counts the changes of `current`, each bumped *after* its change:
+    /// a service handle's copy of the token (`copy.rs`) is of the current
+    /// token while this is still the value read before the copy was made.
+    epoch: AtomicU64,
     fetcher: Fetcher,
     /// The cache's lock: the single flight and its backoff.
     flight: Mutex<FlightState>,
@@ -156,6 +164,13 @@ impl Shared {
     /// `token` made ready to cache, with the next generation number.
     fn admit(&self, token: Token) -> Result<Cached, Error> {
         Cached::new(token, &self.policy, self.accept, &self.next_generation)
+    }
+
+    /// Caches `token` (or none), then bumps the epoch, so that every
+    /// handle's copy of the token it replaces goes out of use.
+    fn set_current(&self, token: Option<Arc<Cached>>) {
+        self.current.store(token);
+        self.epoch.fetch_add(1, Ordering::Release);
     }
 }
 
@@ -201,14 +216,22 @@ impl TokenCache {
     /// comparison, one `HeaderValue` clone. Close to `stale_at` or
     /// `expires_at` (and where there is no coarse clock), the exact check on
     /// `Instant` decides; a stale token also starts a background refresh.
-    /// (ARCHITECTURE.md, invariants 1 and 11; `clock.rs`.)
+    /// (ARCHITECTURE.md, invariants 1 and 11; `clock.rs`.) A service handle
+    /// used for many requests goes through its own copy instead
+    /// ([`TokenCopy`]).
     #[inline]
     pub(crate) fn lookup(&self) -> Lookup {
         let guard = self.shared.current.load();
         let Some(cached) = guard.as_ref() else {
             return Lookup::Wait;
         };
-        if clock::now() < cached.fresh_until {
+        self.lookup_cached(cached, clock::now())
+    }
+
+    /// `lookup` of `cached` at coarse time `now`.
+    #[inline]
+    fn lookup_cached(&self, cached: &Cached, now: clock::Ticks) -> Lookup {
+        if now < cached.fresh_until {
             return Lookup::Ready(cached.header.clone(), cached.generation);
         }
         self.lookup_exact(cached)
@@ -238,6 +261,7 @@ impl TokenCache {
                 let swapped =
                     matches!((&*prev, &*current), (Some(a), Some(b)) if Arc::ptr_eq(a, b));
                 if swapped {
+                    self.shared.epoch.fetch_add(1, Ordering::Release);
                     bump(&self.shared.counters.invalidations);
                     tracing::debug!(generation, "token invalidated");
                 }
@@ -342,7 +366,7 @@ impl TokenCache {
             let hint = TokenTypeHint::AccessToken;
             fetcher.endpoint().revoke(access_token, hint).await?;
             // No flight can store a newer one while grounded.
-            self.shared.current.store(None);
+            self.shared.set_current(None);
         }
         grounded.revoked();
         tracing::debug!("tokens revoked; the cache is empty");
@@ -360,7 +384,7 @@ mod tests {
     /// A cache holding a bearer token that lives 1 s from now (so it counts
     /// as expired after 0.9 s), with no refresh lead: the fast path runs up
     /// to `expires_at` itself, and nothing refreshes the token before.
-    fn cache_with_a_short_token() -> (TokenCache, Instant) {
+    pub(super) fn cache_with_a_short_token() -> (TokenCache, Instant) {
         let cache = crate::layer::testing::cache_with_policy(
             RefreshPolicy::default().max_fraction(0.0).jitter(0.0),
         );
@@ -370,7 +394,7 @@ mod tests {
         let cached = cache.shared.admit(token).unwrap();
         let expires_at = cached.expires_at.unwrap();
         assert_eq!(cached.stale_at, Some(expires_at));
-        cache.shared.current.store(Some(Arc::new(cached)));
+        cache.shared.set_current(Some(Arc::new(cached)));
         (cache, expires_at)
     }
 

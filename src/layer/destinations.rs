@@ -267,7 +267,7 @@ impl Destinations {
     /// Whether a request to `uri` gets the token: no allocation, no
     /// parsing; for an origin-form URI one comparison decided at
     /// construction.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn allows(&self, uri: &Uri) -> bool {
         match &self.kind {
             Kind::Secure => match url::check(uri) {

@@ -152,6 +152,18 @@ impl AuthPolicy {
         &self.settings.cache
     }
 
+    /// The same settings behind an `Arc` of their own, for one service
+    /// handle that sends many requests: each of its response futures
+    /// holds a clone, so the reference count is written per request, and
+    /// a count shared by every thread's handles is a cache line they fight
+    /// over. (The cache, the destinations' shared parts and the 401 record
+    /// stay shared: they are `Arc`s inside.)
+    pub(crate) fn for_one_handle(&self) -> AuthPolicy {
+        AuthPolicy {
+            settings: Arc::new(Settings::clone(&self.settings)),
+        }
+    }
+
     /// Whether an `Authorization` header the caller set is kept.
     pub fn keeps_existing_authorization(&self) -> bool {
         self.settings.keep_existing

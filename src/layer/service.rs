@@ -8,14 +8,19 @@ use super::error::ServiceError;
 use super::future::ResponseFuture;
 use super::policy::AuthPolicy;
 use super::replay::{Replay, ReplayBody, ReplayEmpty};
-use crate::cache::{Lookup, TokenCache};
+use crate::cache::{Lookup, TokenCache, TokenCopy};
 
 /// The middleware built by [`OAuth2Layer`](super::OAuth2Layer).
+///
+/// A service used for many requests keeps its own copy of the cached token
+/// (from its second request on; a clone starts without one), so that its
+/// requests read no state other threads write.
 #[derive(Clone, Debug)]
 pub struct OAuth2Service<S, P = ReplayEmpty> {
     inner: S,
     policy: AuthPolicy,
     replay: P,
+    copy: TokenCopy,
 }
 
 impl<S> OAuth2Service<S> {
@@ -32,6 +37,7 @@ impl<S> OAuth2Service<S> {
             inner,
             policy,
             replay: ReplayEmpty,
+            copy: TokenCopy::default(),
         }
     }
 }
@@ -43,6 +49,7 @@ impl<S, P> OAuth2Service<S, P> {
             inner: self.inner,
             policy: self.policy,
             replay: policy,
+            copy: self.copy,
         }
     }
 
@@ -56,6 +63,32 @@ impl<S, P> OAuth2Service<S, P> {
     /// The token cache.
     pub fn cache(&self) -> &TokenCache {
         self.policy.cache()
+    }
+
+    /// The cached token: this handle's copy while it is current and fresh,
+    /// else the cache's (`cache/copy.rs`).
+    #[inline]
+    fn lookup(&mut self) -> Lookup {
+        if let Some(ready) = self.copy.ready(self.policy.cache()) {
+            return ready;
+        }
+        if self.copy.first_lookup() {
+            return self.policy.cache().lookup();
+        }
+        self.refill()
+    }
+
+    /// [`Self::lookup`] for a handle used before, whose copy is out of use.
+    /// With its first copy, the handle also takes settings of its own: the
+    /// `Arc` its response futures clone is then written by its requests
+    /// alone, not by every thread's.
+    #[inline(never)]
+    fn refill(&mut self) -> Lookup {
+        let (lookup, first_copy) = self.copy.refill(self.policy.cache());
+        if first_copy {
+            self.policy = self.policy.for_one_handle();
+        }
+        lookup
     }
 
     fn replay<B>(&self, req: &Request<B>) -> Option<Replay<S, B>>
@@ -95,13 +128,18 @@ where
         if self.policy.uses_dpop() {
             return self.call_dpop(req);
         }
-        match self.policy.cache().lookup() {
+        match self.lookup() {
             Lookup::Ready(header, generation) => {
                 // The copy is taken before the token goes in (see `Replay::new`).
                 let replay = self.replay(&req);
                 req.headers_mut().insert(AUTHORIZATION, header);
                 let future = self.inner.call(req);
-                ResponseFuture::called(future, generation, self.policy.clone(), replay)
+                let policy = self.policy.clone();
+                if replay.is_none() {
+                    // A literal `None`: moving `replay` would copy 264 bytes.
+                    return ResponseFuture::called(future, generation, policy, None);
+                }
+                ResponseFuture::called(future, generation, policy, replay)
             }
             Lookup::Wait => {
                 // The call happens later, in the future: the ready instance
@@ -126,7 +164,7 @@ impl<S, P> OAuth2Service<S, P> {
         S: Service<Request<B>, Response = Response<R>> + Clone,
         P: ReplayBody<B>,
     {
-        let (header, generation) = match self.policy.cache().lookup() {
+        let (header, generation) = match self.lookup() {
             Lookup::Ready(header, generation) => (header, generation),
             Lookup::Wait => {
                 let token = self.policy.cache().wait_for_token();
