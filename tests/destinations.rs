@@ -78,16 +78,29 @@ async fn over_hyper_conn_an_origin_form_request_gets_no_token_by_default() {
     assert_eq!(logs.count("origin_form_to"), 2);
 }
 
+/// `cache`'s layer over a connection to `server`, told the connection's
+/// origin (`origin_form_to`).
+async fn layered_to_the_connections_origin(
+    server: &TestServer,
+    cache: &tower_oauth2::TokenCache,
+) -> impl tower::Service<
+    Request<Full<Bytes>>,
+    Response = http::Response<hyper::body::Incoming>,
+    Error = tower_oauth2::layer::ServiceError<BoxError>,
+> + Clone {
+    let to_conn = Destinations::secure()
+        .origin_form_to(server.url(""))
+        .unwrap();
+    OAuth2Layer::new(cache.clone())
+        .destinations(to_conn)
+        .layer(connection(server).await)
+}
+
 #[tokio::test]
 async fn over_hyper_conn_told_the_connections_origin_the_token_is_sent() {
     let server = TestServer::start().await;
     let cache = server.client_credentials().build();
-    let to_conn = Destinations::secure()
-        .origin_form_to(server.url(""))
-        .unwrap();
-    let svc = OAuth2Layer::new(cache.clone())
-        .destinations(to_conn)
-        .layer(connection(&server).await);
+    let svc = layered_to_the_connections_origin(&server, &cache).await;
 
     let resp = svc.clone().oneshot(origin_form_get(&server)).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
@@ -132,12 +145,7 @@ async fn over_hyper_conn_dpop_proofs_name_the_origin_that_origin_form_to_gave() 
     let key = Dpop::generate().unwrap();
     let endpoint = server.endpoint().dpop(key.clone());
     let cache = TokenCache::builder(endpoint, TokenRequest::client_credentials()).build();
-    let to_conn = Destinations::secure()
-        .origin_form_to(server.url(""))
-        .unwrap();
-    let svc = OAuth2Layer::new(cache.clone())
-        .destinations(to_conn)
-        .layer(connection(&server).await);
+    let svc = layered_to_the_connections_origin(&server, &cache).await;
 
     let resp = svc.clone().oneshot(origin_form_get(&server)).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
