@@ -158,8 +158,19 @@ impl Dpop {
         uri: &Uri,
         access_token: Option<&str>,
     ) -> Result<HeaderValue, Error> {
+        Ok(self.proof_at_origin(method, uri, access_token)?.0)
+    }
+
+    /// [`Dpop::proof`], and the origin it was made for: where the answer's
+    /// nonce goes ([`Dpop::update_origin_nonce`]).
+    pub(crate) fn proof_at_origin(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        access_token: Option<&str>,
+    ) -> Result<(HeaderValue, Origin), Error> {
         let (origin, htu) = target(uri)?;
-        let nonce = self.nonces().get(&origin).cloned();
+        let nonce = self.nonces().get(origin.as_str()).cloned();
         let ath = access_token.map(|t| URL_SAFE_NO_PAD.encode(Sha256::digest(t.as_bytes())));
         let mut jti = [0u8; 16];
         getrandom::fill(&mut jti).map_err(Error::random_source)?;
@@ -192,18 +203,23 @@ impl Dpop {
         let mut proof = HeaderValue::try_from(jws)
             .map_err(|_| Error::invalid_request("the DPoP proof is not a header value"))?;
         proof.set_sensitive(true);
-        Ok(proof)
+        Ok((proof, origin))
     }
 
     /// The nonce remembered for `uri`'s origin, if any.
     pub fn nonce(&self, uri: &Uri) -> Option<String> {
-        let (origin, _) = target(uri).ok()?;
-        self.nonces().get(&origin).cloned()
+        let origin = Origin::of(uri).ok()?;
+        self.nonces().get(origin.as_str()).cloned()
     }
 
     /// Remembers the `DPoP-Nonce` of an answer from `uri`'s origin, if it
     /// carries a well-formed one; returns whether the origin's nonce changed.
     pub fn update_nonce(&self, uri: &Uri, headers: &HeaderMap) -> bool {
+        Origin::of(uri).is_ok_and(|origin| self.update_origin_nonce(&origin, headers))
+    }
+
+    /// [`Dpop::update_nonce`] for an answer from `origin`.
+    pub(crate) fn update_origin_nonce(&self, origin: &Origin, headers: &HeaderMap) -> bool {
         let Some(nonce) = headers.get(DPOP_NONCE).and_then(|v| v.to_str().ok()) else {
             return false;
         };
@@ -212,20 +228,18 @@ impl Dpop {
             && nonce
                 .bytes()
                 .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\');
-        let Ok((origin, _)) = target(uri) else {
-            return false;
-        };
         if !well_formed {
             return false;
         }
         let mut nonces = self.nonces();
-        if nonces.get(&origin).map(String::as_str) == Some(nonce) {
+        let origin = origin.as_str();
+        if nonces.get(origin).map(String::as_str) == Some(nonce) {
             return false;
         }
-        if nonces.len() >= MAX_ORIGINS && !nonces.contains_key(&origin) {
+        if nonces.len() >= MAX_ORIGINS && !nonces.contains_key(origin) {
             nonces.clear();
         }
-        nonces.insert(origin, nonce.to_owned());
+        nonces.insert(origin.to_owned(), nonce.to_owned());
         true
     }
 
@@ -234,22 +248,40 @@ impl Dpop {
     }
 }
 
+/// An origin a server's nonce is remembered for: `scheme://authority`,
+/// lowercased. What a request's answer needs to update the nonce when the
+/// request itself is gone (sent, its URI with it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Origin(Box<str>);
+
+impl Origin {
+    /// `uri`'s origin; an error for a path-only URI.
+    pub(crate) fn of(uri: &Uri) -> Result<Origin, Error> {
+        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+            return Err(Error::invalid_request(
+                "a DPoP proof needs the request's absolute URI (scheme and host); \
+                 a path-only URI names no `htu`: name the connection's origin with \
+                 Destinations::origin_form_to",
+            ));
+        };
+        let origin = format!(
+            "{}://{}",
+            scheme.to_ascii_lowercase(),
+            authority.as_str().to_ascii_lowercase()
+        );
+        Ok(Origin(origin.into_boxed_str()))
+    }
+
+    fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// `uri`'s origin (the nonces' key) and its `htu`: scheme, authority and
 /// path, without query and fragment (RFC 9449 §4.2).
-fn target(uri: &Uri) -> Result<(String, String), Error> {
-    let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
-        return Err(Error::invalid_request(
-            "a DPoP proof needs the request's absolute URI (scheme and host); \
-             a path-only URI names no `htu`: name the connection's origin with \
-             Destinations::origin_form_to",
-        ));
-    };
-    let origin = format!(
-        "{}://{}",
-        scheme.to_ascii_lowercase(),
-        authority.as_str().to_ascii_lowercase()
-    );
-    let htu = format!("{origin}{}", uri.path());
+fn target(uri: &Uri) -> Result<(Origin, String), Error> {
+    let origin = Origin::of(uri)?;
+    let htu = format!("{}{}", origin.as_str(), uri.path());
     Ok((origin, htu))
 }
 

@@ -217,14 +217,14 @@ async fn handle_dpop(
         .await
         .map_err(token_failure)?;
     let method = req.method().clone();
-    policy
-        .authorize_dpop(&method, &uri, req.headers_mut(), header)
-        .map_err(token_failure)?;
+    let origin =
+        (policy.authorize_dpop(&method, &uri, req.headers_mut(), header)).map_err(token_failure)?;
     let replay = copy_for_resend(policy, &req);
     let response = next.clone().run(req, extensions).await?;
     let (status, headers) = (response.status(), response.headers());
+    let resendable = replay.is_some();
     let after =
-        policy.after_dpop_response(Some(&uri), status, headers, generation, replay.is_some());
+        policy.after_dpop_response(origin.as_ref(), status, headers, generation, resendable);
     let (lookup, mut replay, nonce) = match (after, replay) {
         (AfterResponse::Resend(lookup), Some(replay)) => (lookup, replay, false),
         (AfterResponse::ResendWithNonce(lookup), Some(replay)) => (lookup, replay, true),
@@ -232,17 +232,14 @@ async fn handle_dpop(
     };
     drop(response);
     let (header, generation) = token_for_resend(policy, lookup).await?;
-    policy
-        .authorize_dpop(&method, &uri, replay.headers_mut(), header.clone())
+    let origin = (policy.authorize_dpop(&method, &uri, replay.headers_mut(), header.clone()))
         .map_err(token_failure)?;
     if !nonce {
         policy.resend_with(replay.headers_mut(), header);
     }
     let response = next.run(replay, extensions).await?;
-    if let Some(dpop) = cache.dpop() {
-        dpop.update_nonce(&uri, response.headers());
-    }
-    policy.after_resend(response.status(), response.headers(), generation);
+    let (status, headers) = (response.status(), response.headers());
+    policy.after_dpop_resend(origin.as_ref(), status, headers, generation);
     Ok(response)
 }
 

@@ -9,12 +9,12 @@
 mod support;
 
 use http::{Method, StatusCode, Uri};
-use support::client::{http_client, layered};
+use support::client::{form_request, http_client, layered};
 use support::dpop;
 use support::token_server::{Canned, TestServer};
 use tower::ServiceExt as _;
 use tower_oauth2::dpop::Dpop;
-use tower_oauth2::{TokenCache, TokenRequest};
+use tower_oauth2::{OAuth2Layer, TokenCache, TokenRequest};
 
 /// A cache of client-credentials tokens from `server` with DPoP key `key`.
 fn dpop_cache(server: &TestServer, key: &Dpop) -> TokenCache {
@@ -112,6 +112,73 @@ async fn nonces_are_sent_after_one_use_dpop_nonce_at_the_token_endpoint_and_at_t
     assert_eq!(
         server.authorizations(),
         vec![Some("DPoP at-1".to_owned()); 5]
+    );
+}
+
+#[tokio::test]
+async fn the_nonce_of_a_refusal_not_resent_is_sent_by_the_next_request() {
+    let server = TestServer::start().await;
+    server.set_dpop_nonces(None, Some("n-resource-1"));
+    let key = Dpop::generate().unwrap();
+    let cache = dpop_cache(&server, &key);
+    let counts = || (server.resource_count(), server.unauthorized_count());
+    // The retry off: the refusal comes back as it came, with its nonce.
+    let no_retry = OAuth2Layer::new(cache.clone()).retry_unauthorized(false);
+    let no_retry = tower::Layer::layer(&no_retry, http_client());
+    let refused = no_retry.clone().oneshot(server.get("/api")).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(refused.headers()["dpop-nonce"], "n-resource-1");
+    assert_eq!(counts(), (1, 1));
+    // The next request carries the nonce: no second refusal.
+    let answer = no_retry.oneshot(server.get("/api")).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(counts(), (2, 1));
+    // A body the layer keeps no copy of (`ReplayEmpty`: a form is not
+    // empty): the same.
+    server.set_dpop_nonces(None, Some("n-resource-2"));
+    let post = form_request(Method::POST, &server.url("/api"), &[("a", "1")]);
+    let refused = layered(&cache).oneshot(post).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(counts(), (3, 2));
+    assert_eq!(get_status(&server, &cache, "/api").await, StatusCode::OK);
+    assert_eq!(counts(), (4, 2));
+    assert_eq!(
+        server.dpop_refusals(),
+        ["resource: UseNonce", "resource: UseNonce"]
+    );
+    assert_eq!(
+        server.authorizations(),
+        vec![Some("DPoP at-1".to_owned()); 4]
+    );
+    // No refetch, no retry: the token stays.
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.token_fetches, stats.retries, stats.invalidations),
+        (1, 0, 0)
+    );
+}
+
+#[tokio::test]
+async fn the_nonce_in_the_answer_to_a_resend_is_sent_by_the_next_request() {
+    let server = TestServer::start().await;
+    server.set_dpop_nonces(None, Some("n-resource-1"));
+    // The answer that accepts the resend gives the next nonce.
+    server.rotate_resource_nonce("n-resource-2");
+    let key = Dpop::generate().unwrap();
+    let cache = dpop_cache(&server, &key);
+    let counts = || (server.resource_count(), server.unauthorized_count());
+    assert_eq!(get_status(&server, &cache, "/api").await, StatusCode::OK);
+    assert_eq!(counts(), (2, 1));
+    let api: Uri = server.url("/api").parse().unwrap();
+    assert_eq!(key.nonce(&api).as_deref(), Some("n-resource-2"));
+    // The next request carries it: no refusal.
+    assert_eq!(get_status(&server, &cache, "/other").await, StatusCode::OK);
+    assert_eq!(counts(), (3, 1));
+    assert_eq!(server.dpop_refusals(), ["resource: UseNonce"]);
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.token_fetches, stats.retries, stats.invalidations),
+        (1, 0, 0)
     );
 }
 

@@ -12,57 +12,89 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 
 use super::policy::{AfterResponse, AuthPolicy};
 use crate::challenge::asks_dpop_nonce;
-use crate::dpop::DPOP;
+use crate::dpop::{Origin, DPOP};
 use crate::error::Error;
 
 impl AuthPolicy {
     /// Puts `token` (its `Authorization` value) on a `method` request to
     /// `uri`, with a proof for it when it is a `DPoP` token (a server that
-    /// issued a bearer token instead gets the token alone).
+    /// issued a bearer token instead gets the token alone). Returns the
+    /// origin the request goes to, if it names one: its answer's nonce is
+    /// remembered for it ([`AuthPolicy::after_dpop_response`]).
     pub(crate) fn authorize_dpop(
         &self,
         method: &Method,
         uri: &Uri,
         headers: &mut HeaderMap,
         token: HeaderValue,
-    ) -> Result<(), Error> {
-        if let (Some(dpop), Some(access_token)) = (self.cache().dpop(), dpop_token(&token)) {
-            let uri = self.resolved(uri);
-            headers.insert(DPOP, dpop.proof(method, &uri, Some(access_token))?);
-        } else {
-            headers.remove(DPOP);
-        }
+    ) -> Result<Option<Origin>, Error> {
+        let origin = match (self.cache().dpop(), dpop_token(&token)) {
+            (Some(dpop), Some(access_token)) => {
+                let uri = self.resolved(uri);
+                let (proof, origin) = dpop.proof_at_origin(method, &uri, Some(access_token))?;
+                headers.insert(DPOP, proof);
+                Some(origin)
+            }
+            (dpop, _) => {
+                headers.remove(DPOP);
+                dpop.and_then(|_| Origin::of(&self.resolved(uri)).ok())
+            }
+        };
         headers.insert(AUTHORIZATION, token);
-        Ok(())
+        Ok(origin)
     }
 
     /// [`AuthPolicy::after_response`] with DPoP: the answer's `DPoP-Nonce`
-    /// is remembered for `uri`'s origin (when the transport still knows
-    /// the URI: it kept a copy of the request), and a 401 asking for a
-    /// nonce is resent once with the new one, with the same token, as no
-    /// 401 refetch and not counted as one. A `use_dpop_nonce` with no new
-    /// nonce is returned as it came; the token stays.
+    /// is remembered for `origin` (the one [`AuthPolicy::authorize_dpop`]
+    /// named, whether or not the transport kept a copy of the request), and
+    /// a 401 asking for a nonce is resent once with the new one, with the
+    /// same token, as no 401 refetch and not counted as one. A
+    /// `use_dpop_nonce` not resent (no new nonce, no copy, the retry off)
+    /// is returned as it came; the token stays.
     pub(crate) fn after_dpop_response(
         &self,
-        uri: Option<&Uri>,
+        origin: Option<&Origin>,
         status: StatusCode,
         headers: &HeaderMap,
         sent: u64,
         resendable: bool,
     ) -> AfterResponse {
-        let new_nonce = match (self.cache().dpop(), uri) {
-            (Some(dpop), Some(uri)) => dpop.update_nonce(&self.resolved(uri), headers),
-            _ => false,
-        };
+        let new_nonce = self.learn_nonce(origin, headers);
         if !asks_dpop_nonce(status, headers) {
             return self.after_response(status, headers, sent, resendable);
         }
-        if new_nonce && resendable && self.retries_unauthorized() {
+        if !new_nonce {
+            tracing::debug!("use_dpop_nonce with no new nonce to send; returned as is");
+        } else if resendable && self.retries_unauthorized() {
             tracing::debug!("the resource server asked for a DPoP nonce; resending once with it");
             return AfterResponse::ResendWithNonce(self.cache().lookup());
+        } else {
+            tracing::debug!(
+                "use_dpop_nonce returned as is (not resent); the next request has the nonce"
+            );
         }
-        tracing::debug!("use_dpop_nonce with no new nonce to send; returned as is");
         AfterResponse::Return
+    }
+
+    /// [`AuthPolicy::after_resend`] with DPoP: the answer's `DPoP-Nonce` is
+    /// remembered for `origin` too.
+    pub(crate) fn after_dpop_resend(
+        &self,
+        origin: Option<&Origin>,
+        status: StatusCode,
+        headers: &HeaderMap,
+        sent: u64,
+    ) {
+        self.learn_nonce(origin, headers);
+        self.after_resend(status, headers, sent);
+    }
+
+    /// Remembers the `DPoP-Nonce` in `headers` for `origin`; whether it was new.
+    fn learn_nonce(&self, origin: Option<&Origin>, headers: &HeaderMap) -> bool {
+        match (self.cache().dpop(), origin) {
+            (Some(dpop), Some(origin)) => dpop.update_origin_nonce(origin, headers),
+            _ => false,
+        }
     }
 
     /// `uri`, or for an origin-form one (`/pkg.Svc/Method`, as tonic and

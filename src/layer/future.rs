@@ -54,6 +54,15 @@ pin_project! {
     }
 }
 
+/// What a DPoP step keeps to remember its answer's nonce: the origin the
+/// request went to, if it named one.
+#[cfg(feature = "dpop")]
+type NonceOrigin = Option<crate::dpop::Origin>;
+/// Without the `dpop` feature, no DPoP step is ever built: the type has no
+/// value (and the steps take no room).
+#[cfg(not(feature = "dpop"))]
+enum NonceOrigin {}
+
 // `request` and `resend` are `Ready` futures: a value that is there already,
 // which `poll` hands out by value once from behind the pin, so moving it on
 // to the inner service needs no `Option` to unwrap.
@@ -89,6 +98,22 @@ pin_project! {
             future: Oneshot<S, Request<B>>,
             generation: u64,
         },
+        // `Called` with a DPoP proof: the answer's nonce is remembered for
+        // `origin`. (Steps of their own, so that a bearer request's future
+        // holds no origin and checks for none.)
+        CalledDpop {
+            #[pin]
+            future: S::Future,
+            generation: u64,
+            origin: NonceOrigin,
+        },
+        // `Retrying` with a DPoP proof, as `CalledDpop`.
+        RetryingDpop {
+            #[pin]
+            future: Oneshot<S, Request<B>>,
+            generation: u64,
+            origin: NonceOrigin,
+        },
     }
 }
 
@@ -106,6 +131,8 @@ where
             Step::Called { generation, .. } => ("Called", Some(generation)),
             Step::Refetching { .. } => ("Refetching", None),
             Step::Retrying { generation, .. } => ("Retrying", Some(generation)),
+            Step::CalledDpop { generation, .. } => ("Called", Some(generation)),
+            Step::RetryingDpop { generation, .. } => ("Retrying", Some(generation)),
         };
         out.field("state", &state);
         if let Some(generation) = generation {
@@ -135,6 +162,24 @@ where
         replay: Option<Replay<S, B>>,
     ) -> Self {
         let step = Step::Called { future, generation };
+        ResponseFuture::authorized(step, policy, replay)
+    }
+
+    /// A request sent with token `generation` and a DPoP proof for
+    /// `origin`.
+    #[cfg(feature = "dpop")]
+    pub(crate) fn called_dpop(
+        future: S::Future,
+        generation: u64,
+        policy: AuthPolicy,
+        replay: Option<Replay<S, B>>,
+        origin: NonceOrigin,
+    ) -> Self {
+        let step = Step::CalledDpop {
+            future,
+            generation,
+            origin,
+        };
         ResponseFuture::authorized(step, policy, replay)
     }
 
@@ -184,6 +229,8 @@ where
     }
 }
 
+/// Polls the steps of a request that gets a token, one after the other,
+/// until the answer.
 fn poll_authorized<S, B, R>(
     mut step: Pin<&mut Step<S, B>>,
     policy: &AuthPolicy,
@@ -194,84 +241,172 @@ where
     S: Service<Request<B>, Response = Response<R>>,
 {
     loop {
-        match step.as_mut().project() {
+        let next = match step.as_mut().project() {
             StepProj::WaitingForToken {
                 token,
                 service,
                 request,
-            } => {
-                let cached = ready!(token.as_mut().poll(cx)).map_err(ServiceError::Token)?;
-                let mut request = ready!(Pin::new(request).poll(cx));
-                authorize(policy, &mut request, cached.header.clone())
-                    .map_err(ServiceError::Token)?;
-                let future = service.call(request);
-                let generation = cached.generation;
-                step.set(Step::Called { future, generation });
-            }
+            } => ready!(send_when_token(policy, token, service, request, cx)),
             StepProj::Called { future, generation } => {
                 let response = ready!(future.poll(cx)).map_err(ServiceError::Inner)?;
                 let (status, headers) = (response.status(), response.headers());
-                let (lookup, after_refusal) =
-                    match after_called(policy, replay, status, headers, *generation) {
-                        AfterResponse::Resend(lookup) => (lookup, true),
-                        #[cfg(feature = "dpop")]
-                        AfterResponse::ResendWithNonce(lookup) => (lookup, false),
-                        // The copy stays where it is, dropped with the future:
-                        // moving it out would cost a copy of the request head.
-                        _ => return Poll::Ready(Ok(response)),
-                    };
-                // A resend is only decided when there is a copy to resend.
-                let Some(copy) = replay.take() else {
+                let after = policy.after_response(status, headers, *generation, replay.is_some());
+                let Some(resend) = resend(policy, replay, after) else {
                     return Poll::Ready(Ok(response));
                 };
-                // The refusal is dropped here, so its connection is not held
-                // while a new token is fetched.
+                // The refusal is dropped before the resend (or the fetch
+                // first) is polled, so its connection is not held meanwhile.
                 drop(response);
-                match lookup {
-                    Lookup::Ready(header, generation) => {
-                        let retry = retrying(policy, copy, header, generation, after_refusal);
-                        step.set(retry.map_err(ServiceError::Token)?);
-                    }
-                    // (After a nonce, too, if the token went stale meanwhile:
-                    // rare, and then counted as a retry.)
-                    Lookup::Wait => step.set(Step::Refetching {
-                        token: policy.cache().wait_for_token(),
-                        resend: std::future::ready(copy),
-                    }),
-                }
+                resend
+            }
+            StepProj::CalledDpop {
+                future,
+                generation,
+                origin,
+            } => {
+                let response = ready!(future.poll(cx)).map_err(ServiceError::Inner)?;
+                let resendable = Some(replay.is_some());
+                let after = after_dpop_answer(policy, origin, &response, *generation, resendable);
+                let Some(resend) = resend(policy, replay, after) else {
+                    return Poll::Ready(Ok(response));
+                };
+                drop(response);
+                resend
             }
             StepProj::Refetching { token, resend } => {
-                let cached = ready!(token.as_mut().poll(cx)).map_err(ServiceError::Token)?;
-                let copy = ready!(Pin::new(resend).poll(cx));
-                let header = cached.header.clone();
-                let retry = retrying(policy, copy, header, cached.generation, true);
-                step.set(retry.map_err(ServiceError::Token)?);
+                ready!(resend_when_token(policy, token, resend, cx))
             }
             StepProj::Retrying { future, generation } => {
                 let response = ready!(future.poll(cx)).map_err(ServiceError::Inner)?;
                 policy.after_resend(response.status(), response.headers(), *generation);
                 return Poll::Ready(Ok(response));
             }
-        }
+            StepProj::RetryingDpop {
+                future,
+                generation,
+                origin,
+            } => {
+                let response = ready!(future.poll(cx)).map_err(ServiceError::Inner)?;
+                after_dpop_answer(policy, origin, &response, *generation, None);
+                return Poll::Ready(Ok(response));
+            }
+        };
+        step.set(next.map_err(ServiceError::Token)?);
     }
 }
 
-/// What the answer (`status`, `headers`) to a request sent with token
-/// `generation` leads to; with DPoP, the answer's nonce is remembered too.
-#[inline]
-fn after_called<S, B>(
+/// What the answer to a DPoP request (sent with token generation `sent`)
+/// leads to, once its nonce is remembered for `origin`: for a first send,
+/// `resendable` says whether a copy was kept; for a resend it is `None`,
+/// and the answer is final (`Return`).
+#[cfg(feature = "dpop")]
+fn after_dpop_answer<R>(
     policy: &AuthPolicy,
-    replay: &Option<Replay<S, B>>,
-    status: http::StatusCode,
-    headers: &http::HeaderMap,
-    generation: u64,
+    origin: &NonceOrigin,
+    answer: &Response<R>,
+    sent: u64,
+    resendable: Option<bool>,
 ) -> AfterResponse {
+    let (origin, status, headers) = (origin.as_ref(), answer.status(), answer.headers());
+    let Some(resendable) = resendable else {
+        policy.after_dpop_resend(origin, status, headers, sent);
+        return AfterResponse::Return;
+    };
+    policy.after_dpop_response(origin, status, headers, sent, resendable)
+}
+
+#[cfg(not(feature = "dpop"))]
+fn after_dpop_answer<R>(
+    _: &AuthPolicy,
+    origin: &NonceOrigin,
+    _: &Response<R>,
+    _: u64,
+    _: Option<bool>,
+) -> AfterResponse {
+    match *origin {}
+}
+
+/// `WaitingForToken`: once the token is here, the request goes to the
+/// inner service with it.
+fn send_when_token<S, B>(
+    policy: &AuthPolicy,
+    token: &mut TokenFuture,
+    service: &mut S,
+    request: &mut Ready<Request<B>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Step<S, B>, Error>>
+where
+    S: Service<Request<B>>,
+{
+    let cached = ready!(token.as_mut().poll(cx))?;
+    let mut request = ready!(Pin::new(request).poll(cx));
+    let (token, generation) = (cached.header.clone(), cached.generation);
     #[cfg(feature = "dpop")]
     if policy.uses_dpop() {
-        let uri = replay.as_ref().map(Replay::uri);
-        return policy.after_dpop_response(uri, status, headers, generation, uri.is_some());
+        let (method, uri) = (request.method().clone(), request.uri().clone());
+        let origin = policy.authorize_dpop(&method, &uri, request.headers_mut(), token)?;
+        let future = service.call(request);
+        return Poll::Ready(Ok(Step::CalledDpop {
+            future,
+            generation,
+            origin,
+        }));
     }
-    policy.after_response(status, headers, generation, replay.is_some())
+    let _ = policy;
+    request.headers_mut().insert(AUTHORIZATION, token);
+    let future = service.call(request);
+    Poll::Ready(Ok(Step::Called { future, generation }))
+}
+
+/// After the first answer, judged `after`: the resend of the copy (or the
+/// fetch first) when `after` decides one and a copy was kept; `None` when
+/// the answer is final.
+#[inline]
+fn resend<S, B>(
+    policy: &AuthPolicy,
+    replay: &mut Option<Replay<S, B>>,
+    after: AfterResponse,
+) -> Option<Result<Step<S, B>, Error>>
+where
+    S: Service<Request<B>>,
+{
+    let (lookup, after_refusal) = match after {
+        AfterResponse::Resend(lookup) => (lookup, true),
+        #[cfg(feature = "dpop")]
+        AfterResponse::ResendWithNonce(lookup) => (lookup, false),
+        // The copy stays where it is, dropped with the future: moving it
+        // out would cost a copy of the request head.
+        _ => return None,
+    };
+    // A resend is only decided when there is a copy to resend.
+    let copy = replay.take()?;
+    Some(match lookup {
+        Lookup::Ready(header, generation) => {
+            retrying(policy, copy, header, generation, after_refusal)
+        }
+        // (After a nonce, too, if the token went stale meanwhile: rare,
+        // and then counted as a retry.)
+        Lookup::Wait => Ok(Step::Refetching {
+            token: policy.cache().wait_for_token(),
+            resend: std::future::ready(copy),
+        }),
+    })
+}
+
+/// `Refetching`: once the new token is here, the copy is resent with it.
+fn resend_when_token<S, B>(
+    policy: &AuthPolicy,
+    token: &mut TokenFuture,
+    resend: &mut Ready<Replay<S, B>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<Step<S, B>, Error>>
+where
+    S: Service<Request<B>>,
+{
+    let cached = ready!(token.as_mut().poll(cx))?;
+    let copy = ready!(Pin::new(resend).poll(cx));
+    let header = cached.header.clone();
+    Poll::Ready(retrying(policy, copy, header, cached.generation, true))
 }
 
 /// The resend of `copy` with `token` (of `generation`), on a clone of the
@@ -293,28 +428,21 @@ where
     if after_refusal {
         policy.resend_with(request.headers_mut(), token.clone());
     }
-    authorize(policy, &mut request, token)?;
+    #[cfg(feature = "dpop")]
+    if policy.uses_dpop() {
+        let (method, uri) = (request.method().clone(), request.uri().clone());
+        let origin = policy.authorize_dpop(&method, &uri, request.headers_mut(), token)?;
+        return Ok(Step::RetryingDpop {
+            future: service.oneshot(request),
+            generation,
+            origin,
+        });
+    }
+    request.headers_mut().insert(AUTHORIZATION, token);
     Ok(Step::Retrying {
         future: service.oneshot(request),
         generation,
     })
-}
-
-/// Puts `token` on `request`: with a DPoP proof when the tokens go with
-/// one, else as it is.
-fn authorize<B>(
-    policy: &AuthPolicy,
-    request: &mut Request<B>,
-    token: HeaderValue,
-) -> Result<(), Error> {
-    #[cfg(feature = "dpop")]
-    if policy.uses_dpop() {
-        let (method, uri) = (request.method().clone(), request.uri().clone());
-        return policy.authorize_dpop(&method, &uri, request.headers_mut(), token);
-    }
-    let _ = policy;
-    request.headers_mut().insert(AUTHORIZATION, token);
-    Ok(())
 }
 
 #[cfg(test)]

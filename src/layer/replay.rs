@@ -82,12 +82,6 @@ impl<S, B> Replay<S, B> {
         }
     }
 
-    /// The URI the request goes to.
-    #[cfg(feature = "dpop")]
-    pub(crate) fn uri(&self) -> &Uri {
-        &self.uri
-    }
-
     /// The request to resend (without a token yet) and the service to send
     /// it with.
     pub(crate) fn into_request(self) -> (S, Request<B>) {

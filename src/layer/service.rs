@@ -174,9 +174,9 @@ impl<S, P> OAuth2Service<S, P> {
         let replay = self.replay(&req);
         let (method, uri) = (req.method().clone(), req.uri().clone());
         match (self.policy).authorize_dpop(&method, &uri, req.headers_mut(), header) {
-            Ok(()) => {
+            Ok(origin) => {
                 let future = self.inner.call(req);
-                ResponseFuture::called(future, generation, self.policy.clone(), replay)
+                ResponseFuture::called_dpop(future, generation, self.policy.clone(), replay, origin)
             }
             // No proof, no request: the error comes out of the future.
             Err(e) => self.call_later(req, Box::pin(std::future::ready(Err(e)))),

@@ -130,6 +130,9 @@ pub struct DpopRules {
     pub token_nonce: Option<String>,
     /// The nonce proofs to resources must carry.
     pub resource_nonce: Option<String>,
+    /// The nonce the next resource answer that accepts a token gives in
+    /// `DPoP-Nonce`, required from then on.
+    pub next_resource_nonce: Option<String>,
     /// Every `jti` seen: one seen again is a replay.
     seen: HashSet<String>,
     /// Access and refresh tokens → the thumbprint of their key.
@@ -525,6 +528,15 @@ impl TestServer {
             rules.resource_nonce = resource.map(str::to_owned);
         });
     }
+    /// The next resource answer that accepts a token gives `next` in
+    /// `DPoP-Nonce` (RFC 9449 §8.2: any answer may), and proofs to the
+    /// resources must carry it from then on.
+    pub fn rotate_resource_nonce(&self, next: &str) {
+        self.with(|i| {
+            let rules = i.dpop.get_or_insert_with(DpopRules::default);
+            rules.next_resource_nonce = Some(next.to_owned());
+        });
+    }
     /// Why each DPoP proof was refused, in order.
     pub fn dpop_refusals(&self) -> Vec<String> {
         self.with(|i| {
@@ -655,7 +667,14 @@ async fn resource(st: &State, parts: http::request::Parts, body: Bytes) -> Respo
             .push((parts.uri.path().to_owned(), auth.clone(), body.clone()));
         let token = i.resource_proof(&parts, auth.as_deref());
         if token.as_deref().is_ok_and(|t| i.accepts(t)) {
-            return Response::new(Full::new(body));
+            let mut answer = Response::new(Full::new(body));
+            let rules = i.dpop.as_mut();
+            if let Some(next) = rules.and_then(|r| r.next_resource_nonce.take()) {
+                let value = http::HeaderValue::from_str(&next).expect("a valid nonce");
+                answer.headers_mut().insert("dpop-nonce", value);
+                i.dpop.get_or_insert_with(DpopRules::default).resource_nonce = Some(next);
+            }
+            return answer;
         }
         let nonce = i.dpop.as_ref().and_then(|d| d.resource_nonce.clone());
         match token {
