@@ -10,11 +10,13 @@
 #   HOT_PATH_INNER=arcs bash benches/callgrind.sh        # inner costly to clone
 #   HOT_PATH_PATTERN=oneshot bash benches/callgrind.sh   # svc.clone().oneshot(req)
 #   CONTENDERS="bare tower_oauth2" bash benches/callgrind.sh   # a subset (bare first)
+#   BIN=/tmp/hot_path-main bash benches/callgrind.sh   # a binary built before
 set -euo pipefail
 cd "$(dirname "$0")/.."
 A=${A:-2000}
 B=${B:-22000}
-bin=$(cargo bench --bench hot_path --no-run --message-format=json 2>/dev/null |
+bin=${BIN:-}
+[ -n "$bin" ] || bin=$(cargo bench --bench hot_path --no-run --message-format=json 2>/dev/null |
     grep -o '"executable":"[^"]*hot_path[^"]*"' | tail -n1 | cut -d'"' -f4)
 [ -x "$bin" ] || { echo "could not build the hot_path bench" >&2; exit 1; }
 contenders=${CONTENDERS:-}
