@@ -83,6 +83,7 @@
 //! # Ok(())
 //! # }
 //! ```
+#![doc = include_str!("docs/metrics.md")]
 
 use std::sync::Arc;
 use std::time::Duration;
