@@ -120,7 +120,7 @@ pub use builder::TokenCacheBuilder;
 pub(crate) use cached::Cached;
 pub(crate) use copy::TokenCopy;
 pub use policy::{Backoff, RefreshPolicy};
-pub(crate) use refusals::Verdict;
+pub(crate) use refusals::{Resource, Verdict};
 pub use stats::Stats;
 
 use fetch::Fetcher;

@@ -41,10 +41,12 @@
 //!   401 back off, 1 s doubling to 5 min, jittered
 //!   ([`OAuth2Layer::unauthorized_backoff`]), and meanwhile 401s are returned
 //!   as they came, nothing invalidated ([`Stats::unauthorized_backed_off`](crate::cache::Stats),
-//!   and one WARN log line per step with the challenge's `error`). Any
-//!   answer other than 401 for the current token ends the backoff. A
-//!   resource that refuses every token costs about `log2(seconds) + 2`
-//!   token requests, however many requests go to it; background refresh
+//!   and one WARN log line per step with the challenge's `error`). The
+//!   backoff is kept per resource server (origin): any answer other than
+//!   401 from that resource for the current token ends it, another
+//!   resource's answers do not. A resource that refuses every token costs
+//!   about `log2(seconds) + 2` token requests, however many requests go to
+//!   it and whatever other resources answer; background refresh
 //!   before expiry goes on as usual. Every answer pays one relaxed atomic
 //!   load for this.
 //!
