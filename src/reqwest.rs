@@ -50,8 +50,10 @@
 //! );
 //! let cache = TokenCache::builder(endpoint, TokenRequest::client_credentials()).build();
 //!
+//! # let api_origin = format!("http://{addr}");
+//! // The token goes to the API it is for (e.g. https://api.example.com) only.
 //! let client = ClientBuilder::new(reqwest::Client::new())
-//!     .with(OAuth2Middleware::new(cache.clone()))
+//!     .with(OAuth2Middleware::for_origin(cache.clone(), &api_origin)?)
 //!     .build();
 //! let response = client.get(&api_url).send().await?;
 //! // This API echoes the Authorization header it got.
@@ -111,9 +113,19 @@ pub struct OAuth2Middleware {
 
 impl OAuth2Middleware {
     /// A middleware taking its tokens from `cache` (which a
-    /// [`crate::OAuth2Layer`] may share).
+    /// [`crate::OAuth2Layer`] may share). Where the token goes: as for
+    /// [`AuthPolicy::new`]; prefer [`OAuth2Middleware::for_origin`].
     pub fn new(cache: TokenCache) -> Self {
         OAuth2Middleware::from_policy(AuthPolicy::new(cache))
+    }
+
+    /// A middleware taking its tokens from `cache` for requests to
+    /// `origin` (`scheme://host[:port]`) only: others go untouched. See
+    /// [`AuthPolicy::for_origin`].
+    pub fn for_origin(cache: TokenCache, origin: impl AsRef<str>) -> Result<Self, Error> {
+        Ok(OAuth2Middleware::from_policy(AuthPolicy::for_origin(
+            cache, origin,
+        )?))
     }
 
     /// A middleware following `policy` (which a [`crate::OAuth2Layer`] may

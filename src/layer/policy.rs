@@ -115,9 +115,22 @@ impl SentTo {
 }
 
 impl AuthPolicy {
-    /// Tokens from `cache` for [`Destinations::secure`], replacing an
-    /// `Authorization` header the caller set, with one resend after a refusal.
+    /// Tokens from `cache`, replacing an `Authorization` header the caller
+    /// set, with one resend after a refusal, sent to:
+    ///
+    /// - the origins of the API the cache's token request names, when it
+    ///   names one: its RFC 8707 `resource`s, or an `audience` that is an
+    ///   absolute URL (`https://api.example.com/v1` → requests to
+    ///   `https://api.example.com` only; the first request elsewhere, which
+    ///   goes without a token, is logged at `WARN`);
+    /// - else [`Destinations::secure`]: `https` anywhere, `http` to
+    ///   loopback; the first time the token goes to a second origin is
+    ///   logged at `WARN`, naming both.
+    ///
+    /// A token for one API lets any other it reaches replay it: prefer
+    /// [`AuthPolicy::for_origin`], or set [`AuthPolicy::destinations`].
     pub fn new(cache: TokenCache) -> Self {
+        let destinations = Destinations::named_by(cache.token_request());
         AuthPolicy {
             settings: Arc::new(Settings {
                 #[cfg(feature = "dpop")]
@@ -129,14 +142,26 @@ impl AuthPolicy {
                     Duration::from_secs(1),
                     Duration::from_secs(300),
                 ),
-                destinations: Destinations::secure(),
+                destinations,
             }),
         }
     }
 
-    /// Which requests get the token (default [`Destinations::secure`]:
-    /// `https` anywhere, `http` only to loopback); others pass through
-    /// untouched.
+    /// Tokens from `cache` for requests to `origin` only
+    /// (`scheme://host[:port]`: the API the token is for), as
+    /// [`AuthPolicy::new`] with [`Destinations::origins`]`([origin])`.
+    /// Naming an `http` origin is the explicit opt-in to clear text for it.
+    ///
+    /// An `origin` that is not one (a path, credentials, another scheme)
+    /// is an [`ErrorKind::InvalidDestination`](crate::ErrorKind::InvalidDestination)
+    /// error.
+    pub fn for_origin(cache: TokenCache, origin: impl AsRef<str>) -> Result<Self, crate::Error> {
+        let only = Destinations::origins([origin])?;
+        Ok(AuthPolicy::new(cache).destinations(only))
+    }
+
+    /// Which requests get the token (default: see [`AuthPolicy::new`]);
+    /// others pass through untouched.
     pub fn destinations(mut self, destinations: Destinations) -> Self {
         Arc::make_mut(&mut self.settings).destinations = destinations;
         self
