@@ -120,7 +120,7 @@ pub use builder::TokenCacheBuilder;
 pub(crate) use cached::Cached;
 pub(crate) use copy::TokenCopy;
 pub use policy::{Backoff, RefreshPolicy};
-pub(crate) use refusals::Verdict;
+pub(crate) use refusals::{Resource, Verdict};
 pub use stats::Stats;
 
 use fetch::Fetcher;
@@ -193,6 +193,13 @@ impl fmt::Debug for TokenCache {
 }
 
 impl TokenCache {
+    /// The token request of the configured grant; `None` for a cache
+    /// built from a refresh token alone. (The layer reads the API it names,
+    /// `resource` or `audience`, to choose where the token goes.)
+    pub(crate) fn token_request(&self) -> Option<&crate::request::TokenRequest> {
+        self.shared.fetcher.primary()
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         self.shared.counters.snapshot()
