@@ -362,6 +362,12 @@ impl TokenCache {
             fetcher.forget_refresh_token(&refresh_token);
         }
         if let Some(cached) = self.shared.current.load_full() {
+            // A fleet's shared token leaves Redis first: no process takes
+            // it up again (`fleet::Inner::revoked`).
+            #[cfg(feature = "redis")]
+            if let Some(fleet) = fetcher.fleet() {
+                fleet.revoked(&cached.token).await;
+            }
             let access_token = cached.token.access_token().clone();
             let hint = TokenTypeHint::AccessToken;
             fetcher.endpoint().revoke(access_token, hint).await?;

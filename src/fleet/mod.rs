@@ -137,7 +137,7 @@
 //! ```
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -308,9 +308,13 @@ impl RedisTier {
         self
     }
 
-    /// How long the lease lock is held at most (a holder that dies frees
-    /// it after this). Default: the token endpoint's timeout, plus the
-    /// cache's store timeout, plus 5 s. Keep it longer than a fetch.
+    /// How long the lease lock lasts unless renewed: a holder that dies
+    /// frees it after this. Default: the token endpoint's timeout, plus the
+    /// cache's store timeout, plus 5 s. The holder renews it every third of
+    /// the lease while its fetch runs (one that takes longer, with a DPoP
+    /// nonce resend or a refresh token refused and then the grant, still
+    /// has the fleet waiting for it), for at most four times the default
+    /// (four token requests, each within the endpoint's timeout).
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = Some(lease);
         self
@@ -346,6 +350,7 @@ impl RedisTier {
     /// The tier for one cache: its keys, its lease.
     pub(crate) fn bind(self, fingerprint: ConfigFingerprint, default_lease: Duration) -> Inner {
         let tag = format!("tower-oauth2:{}:{{{fingerprint}}}", self.namespace);
+        let lease = self.lease.unwrap_or(default_lease);
         Inner {
             conn: self.conn,
             token_key: format!("{tag}:token"),
@@ -353,13 +358,20 @@ impl RedisTier {
             refused_key: format!("{tag}:refused"),
             fingerprint,
             sealer: self.sealer,
-            lease: self.lease.unwrap_or(default_lease),
+            lease,
+            hold_limit: default_lease.saturating_mul(FETCH_EXCHANGES).max(lease),
             poll_interval: self.poll_interval,
             handed: Mutex::new(None),
+            lock_trouble: AtomicBool::new(false),
             stats: self.stats,
         }
     }
 }
+
+/// The most token requests one fetch sends (a refresh token refused, then
+/// the grant, each with a DPoP nonce resend): the lease holder renews its
+/// lease for that many default leases at most.
+const FETCH_EXCHANGES: u32 = 4;
 
 /// One cache's view of the tier.
 pub(crate) struct Inner {
@@ -372,10 +384,15 @@ pub(crate) struct Inner {
     fingerprint: ConfigFingerprint,
     sealer: Option<Sealer>,
     lease: Duration,
+    /// How long a holder renews its lease at most.
+    hold_limit: Duration,
     poll_interval: Duration,
     /// The hash of the token this process uses now: the one the next fetch
     /// replaces.
     handed: Mutex<Option<TokenHash>>,
+    /// Whether a lock this crate did not write was logged (WARN once,
+    /// until a lease is taken again).
+    lock_trouble: AtomicBool,
     stats: Arc<Counters>,
 }
 
@@ -424,10 +441,11 @@ pub struct FleetStats {
     /// they came (another process may have taken over and published a
     /// newer one); each was still used by this process.
     pub late_publishes: u64,
-    /// Fetches made alone because Redis failed, was late, or the wait for
-    /// another process's fetch ran out.
+    /// Fetches made alone because Redis failed, was late, held a lock this
+    /// crate never writes, or the wait for another process's fetch ran out.
     pub fallbacks: u64,
-    /// Shared tokens removed after a 401 (compare-and-delete).
+    /// Shared tokens removed after a 401, or after this process revoked
+    /// them (compare-and-delete).
     pub invalidations: u64,
     /// Values in Redis ignored as unusable (garbage, another version or
     /// configuration, wrong key).
@@ -442,6 +460,9 @@ pub struct FleetStats {
     /// The fleet's backoff ended by this process: a resource server
     /// answered other than 401 for the token the step was for.
     pub steps_ended: u64,
+    /// Lease locks found that this crate never writes (a key of another
+    /// type, or one with no TTL): each time, this process fetched alone.
+    pub odd_locks: u64,
 }
 
 #[derive(Default)]
@@ -457,6 +478,7 @@ struct Counters {
     steps_shared: AtomicU64,
     steps_joined: AtomicU64,
     steps_ended: AtomicU64,
+    odd_locks: AtomicU64,
 }
 
 impl Counters {
@@ -474,6 +496,7 @@ impl Counters {
             steps_shared: get(&self.steps_shared),
             steps_joined: get(&self.steps_joined),
             steps_ended: get(&self.steps_ended),
+            odd_locks: get(&self.odd_locks),
         }
     }
 }
