@@ -114,12 +114,22 @@ async fn always_refused(
     redis: Option<&RedisServer>,
     tier_url: &str,
 ) -> (TestServer, Vec<(Stats, FleetStats)>) {
+    always_refused_with(k, redis, tier_url, tier).await
+}
+
+/// [`always_refused`], each process's tier made by `make`.
+async fn always_refused_with(
+    k: usize,
+    redis: Option<&RedisServer>,
+    tier_url: &str,
+    make: impl Fn(&str) -> RedisTier,
+) -> (TestServer, Vec<(Stats, FleetStats)>) {
     let server = TestServer::start().await;
     server.set_reject_all(true);
     server.set_challenges(&[r#"Bearer error="invalid_token""#]);
     let mut processes = Vec::with_capacity(k);
     for p in 0..k {
-        let process = Process::start(server.client_credentials(), tier(tier_url));
+        let process = Process::start(server.client_credentials(), make(tier_url));
         let statuses = process.send(&server, &format!("/p{p}"), REQUESTS).await;
         assert_eq!(
             statuses,
@@ -336,8 +346,7 @@ async fn a_record_for_another_token_holds_no_refetch_back() {
         return;
     }
     let other = hash_of("a token nobody sent");
-    let (status, requests) =
-        refused_with_a_forged_record(|_| format!("{other} 1 0"), |url| tier(url)).await;
+    let (status, requests) = refused_with_a_forged_record(|_| format!("{other} 1 0"), tier).await;
     assert_eq!((status, requests), (StatusCode::OK, 2));
 }
 
@@ -355,7 +364,31 @@ async fn with_a_key_a_record_the_fleet_did_not_write_is_ignored() {
     assert_eq!((status, requests), (StatusCode::OK, 2));
     // The same record without a key is believed (capped at 5 min): the
     // 401 passes through, no new token.
-    let (status, requests) =
-        refused_with_a_forged_record(|at_1| format!("{at_1} 1 0"), |url| tier(url)).await;
+    let (status, requests) = refused_with_a_forged_record(|at_1| format!("{at_1} 1 0"), tier).await;
     assert_eq!((status, requests), (StatusCode::UNAUTHORIZED, 1));
+}
+
+/// With an encryption key the fleet's own records (tagged) are shared and
+/// joined as without one: `K` processes, the token requests of one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_key_the_fleets_own_records_are_shared_and_joined() {
+    if !available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let sealed = |url: &str| tier(url).encryption_key([7; 32]);
+    let (server, fleet) = always_refused_with(K, Some(&redis), &redis.url(), sealed).await;
+    assert_eq!(server.token_requests(), 2);
+    let fleet_sum = |f: fn(&FleetStats) -> u64| fleet.iter().map(|(_, t)| f(t)).sum::<u64>();
+    assert_eq!(fleet_sum(|t| t.steps_shared), 1);
+    assert_eq!(fleet_sum(|t| t.steps_joined), K as u64 - 1);
+    assert_eq!(fleet_sum(|t| t.bad_values), 0);
+    // `<64 hex> <step> <keep> <tag: 56 hex>`.
+    let record = tokio::task::block_in_place(|| redis.cli(&["GET", &refused_key(&server)]));
+    let fields: Vec<&str> = record.split(' ').collect();
+    assert_eq!(
+        (fields.len(), fields[1], fields[3].len()),
+        (4, "1", 56),
+        "{record}"
+    );
 }
