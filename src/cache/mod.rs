@@ -326,6 +326,11 @@ impl TokenCache {
     /// not revoked then stay in the cache, so calling `revoke` again tries
     /// again. A [`crate::store::TokenStore`] keeps the last token saved.
     ///
+    /// With the fleet's Redis tier (feature `redis`), the revoked access
+    /// token is removed from Redis first, so no process takes it up again;
+    /// the others move to the fleet's next token on their next 401 (see
+    /// the `fleet` module, "Revocation").
+    ///
     /// # Example: revoke on shutdown
     ///
     /// Stop making requests, then revoke:

@@ -12,12 +12,24 @@
 //! 2. **Lease.** Else the process takes the lease lock (`SET lock owner NX PX
 //!    lease`, a random owner id), fetches, publishes the token (its
 //!    wall-clock `issued_at` and `expires_in`, so every process computes the
-//!    same schedule; a Redis TTL one second past its expiry) and releases
-//!    the lock by compare-and-delete (a Lua script).
+//!    same schedule; a Redis TTL one second past its expiry, a day at most)
+//!    and releases the lock by compare-and-delete (a Lua script). While it
+//!    fetches it renews the lease every third of it (compare-owner
+//!    `PEXPIRE`), so a fetch longer than the lease (a DPoP nonce resend, a
+//!    refresh token refused and then the grant) is still the fleet's only
+//!    one, and a holder that dies frees the lock within a lease.
 //! 3. **Wait.** A process that finds the lock taken polls (every
 //!    [`poll_interval`](RedisTier::poll_interval)) until the token is there,
 //!    or the lock is gone without one (the holder failed, or died and its
 //!    lease expired): then it takes the lease itself.
+//!
+//! A lock this crate never writes (a key of another type, or a string with
+//! no TTL) is Redis trouble: the process fetches alone at once and logs at
+//! WARN once; a lock with no TTL is given the lease as one, so it ends (a
+//! key of another type is left as it is). A lease call that gets no answer
+//! in time may still land later: its lock is then released by
+//! compare-and-delete (spawned, best-effort, for a lease at most), so the
+//! fleet does not wait out a lease for nobody's fetch.
 //!
 //! A background refresh goes the same way, so one process of the fleet
 //! refreshes ahead of expiry and the others pick the new token up from
@@ -26,6 +38,18 @@
 //! **401s.** A token refused by a resource server is removed from Redis only
 //! if Redis still holds that same token (compare-and-delete on the SHA-256
 //! of the access token, in Lua); a newer token already there is used.
+//!
+//! **Revocation.** [`TokenCache::revoke`](crate::TokenCache::revoke) in one
+//! process revokes the fleet's shared token, so it first removes it from
+//! Redis (compare-and-delete on its hash, within the Redis deadline): no
+//! process, running or new, takes it up again. The other processes still
+//! hold it; each one's next request is refused (401), finds it gone from
+//! Redis, and is resent with the fleet's next token (one token request for
+//! the fleet, under the lease), as for any 401. A request that cannot be
+//! resent (a body that cannot be copied, or
+//! [`retry_unauthorized(false)`](crate::layer::AuthPolicy::retry_unauthorized))
+//! gets that 401. Revoke on shutdown, as one process would; revoking while
+//! the fleet runs costs each process one refused request.
 //!
 //! **The 401 backoff is the fleet's.** Once a token fetched because of a
 //! 401 is refused too, a process backs off its refetches-on-401
@@ -40,11 +64,13 @@
 //!
 //! - the process that starts a step writes it (a Lua script; a step at
 //!   least as far along that still runs is left alone);
-//! - a refetch after a 401 that finds the step running neither deletes the
-//!   shared token nor fetches: it takes the token Redis holds back and
-//!   joins the step, so its 401s pass through until the fleet's step ends.
-//!   A process that takes the very token the step is for (a process that
-//!   starts, say) joins it too, and its first 401 passes through;
+//! - a refetch after a 401 that finds the step running for the very token
+//!   it saw refused neither deletes the shared token nor fetches: it takes
+//!   the token Redis holds back and joins the step, so its 401s pass
+//!   through until the fleet's step ends. A process that takes the very
+//!   token the step is for (a process that starts, say) joins it too, and
+//!   its first 401 passes through. A step for another token is never
+//!   joined;
 //! - the next step is numbered after the fleet's, so steps grow fleet-wide;
 //!   after a step, the first 401 anywhere gets one new token for the fleet
 //!   (the lease), whose refusal starts the next step;
@@ -64,6 +90,13 @@
 //! [`steps_ended`](FleetStats::steps_ended) count them); when Redis fails,
 //! each process keeps its own record, as without the fleet.
 //!
+//! Anyone who can write the record could hold the fleet's refetches back,
+//! so a record imposes at most 5 minutes (the default backoff's maximum),
+//! whatever its TTL, and, with an
+//! [`encryption_key`](RedisTier::encryption_key), only a record carrying
+//! this fleet's tag (ChaCha20-Poly1305 over the key name and its fields)
+//! is believed; any other is ignored and written over.
+//!
 //! **Keys.** `tower-oauth2:<namespace>:{<fingerprint>}:token`, `…:lock` and
 //! `…:refused`: the [`ConfigFingerprint`] (SHA-256 hex of the token URL,
 //! client, grant, scopes, audience, resources; no secret) in a hash tag, so
@@ -73,7 +106,7 @@
 //!
 //! **Secrets at rest.** With [`encryption_key`](RedisTier::encryption_key),
 //! values are sealed with ChaCha20-Poly1305 (the key name as associated
-//! data). A value that does not decrypt, is not a token, or belongs to
+//! data), and the record of 401s is authenticated with it. A value that does not decrypt, is not a token, or belongs to
 //! another configuration is ignored (logged at WARN, counted in
 //! [`FleetStats::bad_values`]) and overwritten by the next fetch.
 //!
@@ -301,8 +334,10 @@ impl RedisTier {
     }
 
     /// Encrypts values at rest with ChaCha20-Poly1305 under `key` (32
-    /// bytes; share it with the whole fleet, keep it out of Redis). A value
-    /// that does not decrypt is ignored and overwritten.
+    /// bytes; share it with the whole fleet, keep it out of Redis), and
+    /// authenticates the fleet's record of 401s with it. A value that does
+    /// not decrypt, or a record whose tag does not verify, is ignored and
+    /// overwritten.
     pub fn encryption_key(mut self, key: [u8; 32]) -> Self {
         self.sealer = Some(Sealer::new(&key));
         self
