@@ -17,7 +17,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use super::conn::Lease;
-use super::refusals::{FleetStep, Record};
+use super::refusals::{self, FleetStep, Record};
 use super::value::{self, Entry, TokenHash};
 use super::{bump, Inner, Judge};
 use crate::error::Error;
@@ -154,7 +154,8 @@ impl Inner {
                 bump(&self.stats.bad_values);
                 tracing::warn!(key = %self.refused_key, "ignoring the value in Redis; it will be overwritten");
             }
-            record
+            let mut seen = self.step_seen.lock().unwrap_or_else(|p| p.into_inner());
+            record.map(|r| refusals::bounded(&mut seen, r, Instant::now()))
         });
         Ok((found, record))
     }

@@ -398,6 +398,7 @@ impl RedisTier {
             poll_interval: self.poll_interval,
             handed: Mutex::new(None),
             lock_trouble: AtomicBool::new(false),
+            step_seen: Mutex::new(None),
             stats: self.stats,
         }
     }
@@ -428,6 +429,9 @@ pub(crate) struct Inner {
     /// Whether a lock this crate did not write was logged (WARN once,
     /// until a lease is taken again).
     lock_trouble: AtomicBool,
+    /// The end of the last running step of the fleet's read here
+    /// (`refusals::bounded`).
+    step_seen: Mutex<Option<refusals::SeenStep>>,
     stats: Arc<Counters>,
 }
 

@@ -44,7 +44,7 @@
 //! Every write and delete is best-effort and spawned: a 401 never waits for
 //! Redis. On any Redis trouble each process falls back to its own record.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::value::{Sealer, TokenHash};
 use super::{bump, Inner};
@@ -69,6 +69,31 @@ pub(super) struct Record {
     pub(super) step: u32,
     /// How long the step still runs; `None` once only its number is kept.
     pub(super) remaining: Option<Duration>,
+}
+
+/// The end of the last running step a process read from Redis: the
+/// token it is for, its number, and when it ends by this process's clock.
+pub(super) type SeenStep = (TokenHash, u32, Instant);
+
+/// `record` as read at `now`, its step's end held to the one this process
+/// first saw for that step (`seen`, updated): a record whose TTL does not
+/// fall (rewritten, or forged with an hour to live) cannot hold a process
+/// back again each time it looks, only once, [`MAX_STEP`] at most. A
+/// step with another token or number is a new step.
+pub(super) fn bounded(seen: &mut Option<SeenStep>, mut record: Record, now: Instant) -> Record {
+    let Some(left) = record.remaining else {
+        return record;
+    };
+    match *seen {
+        Some((hash, step, end)) if hash == record.hash && step == record.step => {
+            record.remaining = end
+                .checked_duration_since(now)
+                .filter(|d| !d.is_zero())
+                .map(|d| d.min(left));
+        }
+        _ => *seen = Some((record.hash, record.step, now + left)),
+    }
+    record
 }
 
 /// The least time a step's number is kept after the step.
@@ -282,6 +307,47 @@ mod tests {
             assert_eq!(record.remaining, Some(MAX_STEP), "{value}");
         }
         assert_eq!(MAX_STEP, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn a_step_ends_when_it_first_seemed_to_whatever_the_record_says_later() {
+        let (s, t0) = (Duration::from_secs, Instant::now());
+        let record = |hash, step, left: Option<u64>| Record {
+            hash,
+            step,
+            remaining: left.map(s),
+        };
+        let mut seen = None;
+        // A forged record keeps saying 5 min (an hour's TTL, capped).
+        assert_eq!(
+            bounded(&mut seen, record(hash(1), 1, Some(300)), t0).remaining,
+            Some(s(300))
+        );
+        let later = bounded(&mut seen, record(hash(1), 1, Some(300)), t0 + s(100));
+        assert_eq!(later.remaining, Some(s(200)));
+        for after in [300, 301, 3000] {
+            let over = bounded(&mut seen, record(hash(1), 1, Some(300)), t0 + s(after));
+            assert_eq!(over.remaining, None, "{after}");
+        }
+        // A record that says less than it first did is taken at its word.
+        let mut seen = None;
+        bounded(&mut seen, record(hash(1), 1, Some(60)), t0);
+        assert_eq!(
+            bounded(&mut seen, record(hash(1), 1, Some(10)), t0 + s(1)).remaining,
+            Some(s(10))
+        );
+        // The next step, or a step for another token, is a step of its own.
+        for (h, n) in [(hash(1), 2), (hash(2), 1)] {
+            let next = bounded(&mut seen, record(h, n, Some(120)), t0 + s(100));
+            assert_eq!(next.remaining, Some(s(120)));
+        }
+        // A record whose step is over changes nothing.
+        let before = seen;
+        assert_eq!(
+            bounded(&mut seen, record(hash(3), 9, None), t0).remaining,
+            None
+        );
+        assert_eq!(seen, before);
     }
 
     #[test]
