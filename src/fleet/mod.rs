@@ -92,7 +92,8 @@
 //!
 //! Anyone who can write the record could hold the fleet's refetches back,
 //! so a record imposes at most 5 minutes (the default backoff's maximum),
-//! whatever its TTL, and, with an
+//! whatever its TTL, once (a step ends for a process when it first seemed
+//! to, however long the record lives), and, with an
 //! [`encryption_key`](RedisTier::encryption_key), only a record carrying
 //! this fleet's tag (ChaCha20-Poly1305 over the key name and its fields)
 //! is believed; any other is ignored and written over.

@@ -38,8 +38,10 @@
 //! record without a valid one is ignored (counted in `bad_values`) and
 //! overwritten by the next step. With or without a key, what a record can
 //! impose is capped: a step runs at most [`MAX_STEP`] (the default
-//! backoff's maximum), whatever TTL the key has; a process's own next
-//! steps follow its own backoff, which caps them too.
+//! backoff's maximum), whatever TTL the key has, and, for a process, ends
+//! when it first seemed to (a record whose TTL does not fall holds a
+//! process back once, not at every look: [`bounded`]); a process's own
+//! next steps follow its own backoff, which caps them too.
 //!
 //! Every write and delete is best-effort and spawned: a 401 never waits for
 //! Redis. On any Redis trouble each process falls back to its own record.
