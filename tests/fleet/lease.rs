@@ -116,10 +116,10 @@ async fn a_lease_call_answered_too_late_leaves_no_lock_behind() {
     })
     .await;
     // The lock ends while writes are paused: the waiting process's next
-    // lease call is not answered before the pause ends, 5 s later.
+    // lease call is not answered before the pause ends, 6 s later.
     tokio::task::block_in_place(|| {
-        redis.cli(&["PEXPIRE", &lock, "1500"]);
-        redis.cli(&["CLIENT", "PAUSE", "5000", "WRITE"]);
+        redis.cli(&["PEXPIRE", &lock, "2500"]);
+        redis.cli(&["CLIENT", "PAUSE", "6000", "WRITE"]);
         let pttl: i64 = redis.cli(&["PTTL", &lock]).parse().unwrap();
         assert!(pttl > 0, "the pause began after the lock ended ({pttl})");
     });
@@ -150,8 +150,8 @@ async fn a_lease_call_answered_too_late_leaves_no_lock_behind() {
     assert_eq!((stats.leases, stats.fallbacks), (1, 0), "{stats:?}");
 }
 
-/// A token request that takes longer than the lease (1.5 s against
-/// 300 ms): the holder renews its lease while it fetches, so the second
+/// A token request that takes longer than the lease (3 s against 1 s):
+/// the holder renews its lease while it fetches, so the second
 /// process waits for its token instead of taking the lease over and
 /// fetching a second one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,8 +161,8 @@ async fn a_fetch_longer_than_the_lease_is_still_the_fleets_only_fetch() {
     }
     let redis = RedisServer::start();
     let server = TestServer::start().await;
-    server.set_latency(Duration::from_millis(1500));
-    let lease = Duration::from_millis(300);
+    server.set_latency(Duration::from_secs(3));
+    let lease = Duration::from_secs(1);
     let (ta, tb) = (
         tier_with_lease(&redis.url(), lease),
         tier_with_lease(&redis.url(), lease),
