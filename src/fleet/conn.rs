@@ -111,14 +111,18 @@ return {1, false}";
 /// 1 when taken, 0 when another process holds it. What this crate never
 /// writes is told apart, as neither `SET NX` nor `MGET` can: -1 for a key
 /// of another type (left alone: it is not ours to delete, and nobody waits
-/// on it), -2 for a lock with no TTL (given the lease as one, so it ends).
+/// on it), -2 for a lock with no TTL (given the lease as one, so it ends),
+/// -3 for a lock with more than a lease to live (left alone: a process
+/// configured with a longer lease may hold it; nobody here waits on it).
 const LEASE: &str = r"
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
 if redis.call('TYPE', KEYS[1])['ok'] ~= 'string' then return -1 end
-if redis.call('PTTL', KEYS[1]) == -1 then
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl == -1 then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return -2
 end
+if ttl > tonumber(ARGV[2]) then return -3 end
 return 0";
 
 /// Extends the lease (`ARGV[2]` ms) only while `ARGV[1]` still holds it.
@@ -139,6 +143,8 @@ pub(super) enum Lease {
     WrongType,
     /// A lock with no TTL; it now has one (the lease).
     NoTtl,
+    /// A lock with more than this process's lease to live; left alone.
+    LongTtl,
 }
 
 /// What [`LOOK`] found: the token's value, the lock's owner, the record
@@ -291,6 +297,7 @@ impl Conn {
             1 => Lease::Taken,
             -1 => Lease::WrongType,
             -2 => Lease::NoTtl,
+            -3 => Lease::LongTtl,
             _ => Lease::Held,
         })
     }
@@ -536,5 +543,10 @@ mod tests {
         assert!((1..=30_000).contains(&pttl), "{pttl}");
         assert_eq!(take("a").await, Some(Lease::Held));
         assert_eq!(redis.cli(&["GET", lock]), "stuck");
+        // More than a lease to live: left alone.
+        redis.cli(&["PEXPIRE", lock, "3600000"]);
+        assert_eq!(take("a").await, Some(Lease::LongTtl));
+        let pttl: i64 = redis.cli(&["PTTL", lock]).parse().unwrap();
+        assert!(pttl > 30_000, "{pttl}");
     }
 }

@@ -124,7 +124,7 @@ impl Inner {
                     return self.lead(judge, replacing, &owner, own).await;
                 }
                 Ok(Lease::Held) => bump(&self.stats.lease_waits),
-                Ok(odd @ (Lease::WrongType | Lease::NoTtl)) => {
+                Ok(odd @ (Lease::WrongType | Lease::NoTtl | Lease::LongTtl)) => {
                     self.odd_lock(odd);
                     return self.alone(own).await;
                 }
@@ -353,6 +353,7 @@ impl Inner {
         bump(&self.stats.odd_locks);
         let what = match odd {
             Lease::WrongType => "holds another type than a string (left as it is)",
+            Lease::LongTtl => "has more than this process's lease to live (left as it is)",
             _ => "had no TTL (it now ends after the lease)",
         };
         if self.lock_trouble.swap(true, Ordering::Relaxed) {
@@ -360,8 +361,8 @@ impl Inner {
         } else {
             tracing::warn!(
                 key = %self.lock_key,
-                "the lease lock in Redis {what}: this crate never writes such a lock; \
-                 fetching here, without the lease"
+                "the lease lock in Redis {what}: this crate, with this lease, never writes \
+                 such a lock; fetching here, without the lease"
             );
         }
     }

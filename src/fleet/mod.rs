@@ -23,10 +23,12 @@
 //!    or the lock is gone without one (the holder failed, or died and its
 //!    lease expired): then it takes the lease itself.
 //!
-//! A lock this crate never writes (a key of another type, or a string with
-//! no TTL) is Redis trouble: the process fetches alone at once and logs at
-//! WARN once; a lock with no TTL is given the lease as one, so it ends (a
-//! key of another type is left as it is). A lease call that gets no answer
+//! A lock this crate never writes (a key of another type, a string with no
+//! TTL, or one with more than this process's lease to live) is Redis
+//! trouble: the process fetches alone at once and logs at WARN once; a
+//! lock with no TTL is given the lease as one, so it ends (the others are
+//! left as they are: a process configured with a longer lease may hold
+//! one). A lease call that gets no answer
 //! in time may still land later: its lock is then released by
 //! compare-and-delete (spawned, best-effort, for a lease at most), so the
 //! fleet does not wait out a lease for nobody's fetch.
@@ -501,7 +503,8 @@ pub struct FleetStats {
     /// answered other than 401 for the token the step was for.
     pub steps_ended: u64,
     /// Lease locks found that this crate never writes (a key of another
-    /// type, or one with no TTL): each time, this process fetched alone.
+    /// type, one with no TTL, or one with more than this process's lease
+    /// to live): each time, this process fetched alone.
     pub odd_locks: u64,
 }
 
