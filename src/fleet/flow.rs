@@ -106,11 +106,12 @@ impl Inner {
         let owner = owner_id();
         // A live holder renews its lease for `hold_limit` at most, and a
         // dead one's runs out within `lease`; past that, fetch here.
-        let deadline = Instant::now()
-            + self.hold_limit
-            + self.lease
-            + self.conn.deadline()
-            + self.poll_interval;
+        let deadline = after(
+            self.hold_limit
+                .saturating_add(self.lease)
+                .saturating_add(self.conn.deadline())
+                .saturating_add(self.poll_interval),
+        );
         loop {
             match self.conn.lease(&self.lock_key, &owner, self.lease).await {
                 Err(_) => {
@@ -303,7 +304,7 @@ impl Inner {
     /// a lease, as a dead holder's). Never ends by itself; it stops when
     /// the lock is no longer this owner's.
     async fn renew_lease(&self, owner: &str) -> Infallible {
-        let until = Instant::now() + self.hold_limit;
+        let until = after(self.hold_limit);
         let every = (self.lease / 3).max(Duration::from_millis(1));
         loop {
             tokio::time::sleep(every).await;
@@ -333,7 +334,7 @@ impl Inner {
         let (conn, key, lease) = (self.conn.clone(), self.lock_key.clone(), self.lease);
         let mut pause = self.poll_interval.max(Duration::from_millis(10));
         runtime.spawn(async move {
-            let until = Instant::now() + lease;
+            let until = after(lease);
             // Until `true`: a `false` may come before the late `SET` lands
             // (on another connection, after a reconnect).
             while !matches!(conn.release(&key, &owner).await, Ok(true)) {
@@ -415,6 +416,14 @@ const RELEASE_PAUSE_MAX: Duration = Duration::from_secs(5);
 /// little past its expiry, at most [`MAX_VALUE_TTL`].
 fn value_ttl(remaining: Duration) -> Duration {
     remaining.saturating_add(TTL_PAST_EXPIRY).min(MAX_VALUE_TTL)
+}
+
+/// `d` from now, or some 34 years if that is past what an `Instant` holds
+/// (a lease of `Duration::MAX`).
+fn after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(1 << 30))
 }
 
 /// Runs `fetch` to its end while polling `watchdog` beside it (which never
