@@ -337,6 +337,11 @@ impl TokenCache {
     /// not revoked then stay in the cache, so calling `revoke` again tries
     /// again. A [`crate::store::TokenStore`] keeps the last token saved.
     ///
+    /// With the fleet's Redis tier (feature `redis`), the revoked access
+    /// token is removed from Redis first, so no process takes it up again;
+    /// the others move to the fleet's next token on their next 401 (see
+    /// the `fleet` module, "Revocation").
+    ///
     /// # Example: revoke on shutdown
     ///
     /// Stop making requests, then revoke:
@@ -373,6 +378,12 @@ impl TokenCache {
             fetcher.forget_refresh_token(&refresh_token);
         }
         if let Some(cached) = self.shared.current.load_full() {
+            // A fleet's shared token leaves Redis first: no process takes
+            // it up again (`fleet::Inner::revoked`).
+            #[cfg(feature = "redis")]
+            if let Some(fleet) = fetcher.fleet() {
+                fleet.revoked(&cached.token).await;
+            }
             let access_token = cached.token.access_token().clone();
             let hint = TokenTypeHint::AccessToken;
             fetcher.endpoint().revoke(access_token, hint).await?;
