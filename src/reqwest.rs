@@ -20,6 +20,13 @@
 //!   is returned whatever it is. Which 401s a new token may fix, and the
 //!   backoff once new tokens are refused too, are the tower layer's rules
 //!   (see [`crate::layer`]): [`OAuth2Middleware::unauthorized_backoff`].
+//! - With DPoP (feature `dpop`) each request also gets a proof (`DPoP`
+//!   header) for its URL. reqwest follows redirects by default and takes
+//!   only `Authorization` and cookies off when the origin changes, so build
+//!   the client with [`redirect_policy`] (or `Policy::none()`): it stops at
+//!   a redirect to another origin. An answer that came from another origin
+//!   anyway is returned as it is, judged as no answer for the token or its
+//!   nonce, and logged (WARN, once).
 //! - A failure to get a token is a `reqwest_middleware::Error::Middleware`
 //!   wrapping a [`crate::Error`]; [`token_error`] digs it out, with the
 //!   endpoint's RFC 6749 `error` and `error_description` in
@@ -176,7 +183,13 @@ impl Middleware for OAuth2Middleware {
 /// the body can be cloned. Taken before sending, as tower-http's
 /// follow_redirect keeps its copy: a streamed body is gone once sent.
 fn copy_for_resend(policy: &AuthPolicy, req: &Request) -> Option<Request> {
-    if policy.retries_unauthorized() {
+    // With DPoP a copy is kept for a nonce's resend too, which is not the
+    // 401 retry.
+    #[cfg(feature = "dpop")]
+    let keeps_copies = policy.keeps_copies();
+    #[cfg(not(feature = "dpop"))]
+    let keeps_copies = policy.retries_unauthorized();
+    if keeps_copies {
         req.try_clone()
     } else {
         None
@@ -220,7 +233,14 @@ async fn handle_dpop(
     let origin =
         (policy.authorize_dpop(&method, &uri, req.headers_mut(), header)).map_err(token_failure)?;
     let replay = copy_for_resend(policy, &req);
+    let sent_to = req.url().clone();
     let response = next.clone().run(req, extensions).await?;
+    if !same_origin(&sent_to, response.url()) {
+        // The client followed a redirect: the answer is another origin's,
+        // about neither this token nor this origin's nonce.
+        warn_followed_redirect(&sent_to, response.url());
+        return Ok(response);
+    }
     let (status, headers) = (response.status(), response.headers());
     let resendable = replay.is_some();
     let after =
@@ -237,10 +257,77 @@ async fn handle_dpop(
     if !nonce {
         policy.resend_with(replay.headers_mut(), header);
     }
+    let sent_to = replay.url().clone();
     let response = next.run(replay, extensions).await?;
+    if !same_origin(&sent_to, response.url()) {
+        warn_followed_redirect(&sent_to, response.url());
+        return Ok(response);
+    }
     let (status, headers) = (response.status(), response.headers());
     policy.after_dpop_resend(origin.as_ref(), status, headers, generation);
     Ok(response)
+}
+
+/// Whether `a` and `b` are one origin (scheme, host, port), as reqwest
+/// compares them before it takes `Authorization` off a redirect.
+#[cfg(feature = "dpop")]
+fn same_origin(a: &::reqwest::Url, b: &::reqwest::Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// The WARN (once per process) for a DPoP request whose answer came from
+/// another origin: the client followed a redirect and sent the proof on
+/// (reqwest takes only `Authorization` and cookies off). Origins only, no
+/// path or query: those may hold secrets.
+#[cfg(feature = "dpop")]
+fn warn_followed_redirect(from: &::reqwest::Url, to: &::reqwest::Url) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    tracing::warn!(
+        from = %from.origin().ascii_serialization(),
+        to = %to.origin().ascii_serialization(),
+        "the reqwest client followed a redirect to another origin with the request's DPoP \
+         proof (not its token); build the client with \
+         redirect(tower_oauth2::reqwest::redirect_policy())"
+    );
+}
+
+/// A redirect policy for the `reqwest::Client` under an
+/// [`OAuth2Middleware`]: redirects within the request's origin are
+/// followed (at most 10), one to another origin is not: the 3xx is the
+/// answer, and the request the caller sends there goes through the
+/// middleware again, which gives it a token only if its destinations
+/// allow. reqwest's default policy follows a redirect anywhere and takes
+/// only `Authorization` (and cookies) off when the origin changes: a DPoP
+/// proof (`DPoP` header) would go on.
+///
+/// ```
+/// let client = reqwest::Client::builder()
+///     .redirect(tower_oauth2::reqwest::redirect_policy())
+///     .build()?;
+/// # Ok::<(), reqwest::Error>(())
+/// ```
+pub fn redirect_policy() -> ::reqwest::redirect::Policy {
+    ::reqwest::redirect::Policy::custom(|attempt| {
+        let Some(first) = attempt.previous().first() else {
+            return attempt.follow();
+        };
+        let next = attempt.url();
+        let same_origin = first.scheme() == next.scheme()
+            && first.host_str() == next.host_str()
+            && first.port_or_known_default() == next.port_or_known_default();
+        if !same_origin {
+            attempt.stop()
+        } else if attempt.previous().len() > 10 {
+            attempt.error("more than 10 redirects")
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 /// The token error inside a `reqwest_middleware::Error`, if it is one: the
