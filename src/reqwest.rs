@@ -24,9 +24,9 @@
 //!   header) for its URL. reqwest follows redirects by default and takes
 //!   only `Authorization` and cookies off when the origin changes, so build
 //!   the client with [`redirect_policy`] (or `Policy::none()`): it stops at
-//!   a redirect to another origin. An answer that came from another origin
-//!   anyway is returned as it is, judged as no answer for the token or its
-//!   nonce, and logged (WARN, once).
+//!   a redirect to another origin. An answer that came from another URL
+//!   (a redirect followed) is returned as it is, judged as no answer for
+//!   the token or its nonce; from another origin, it is logged (WARN, once).
 //! - A failure to get a token is a `reqwest_middleware::Error::Middleware`
 //!   wrapping a [`crate::Error`]; [`token_error`] digs it out, with the
 //!   endpoint's RFC 6749 `error` and `error_description` in
@@ -235,10 +235,11 @@ async fn handle_dpop(
     let replay = copy_for_resend(policy, &req);
     let sent_to = req.url().clone();
     let response = next.clone().run(req, extensions).await?;
-    if !same_origin(&sent_to, response.url()) {
-        // The client followed a redirect: the answer is another origin's,
-        // about neither this token nor this origin's nonce.
-        warn_followed_redirect(&sent_to, response.url());
+    if response.url() != &sent_to {
+        // The client followed a redirect: the answer is another URL's, to
+        // a proof made for this one; it says nothing of this token or of
+        // this origin's nonce.
+        followed_redirect(&sent_to, response.url());
         return Ok(response);
     }
     let (status, headers) = (response.status(), response.headers());
@@ -259,8 +260,8 @@ async fn handle_dpop(
     }
     let sent_to = replay.url().clone();
     let response = next.run(replay, extensions).await?;
-    if !same_origin(&sent_to, response.url()) {
-        warn_followed_redirect(&sent_to, response.url());
+    if response.url() != &sent_to {
+        followed_redirect(&sent_to, response.url());
         return Ok(response);
     }
     let (status, headers) = (response.status(), response.headers());
@@ -270,20 +271,23 @@ async fn handle_dpop(
 
 /// Whether `a` and `b` are one origin (scheme, host, port), as reqwest
 /// compares them before it takes `Authorization` off a redirect.
-#[cfg(feature = "dpop")]
 fn same_origin(a: &::reqwest::Url, b: &::reqwest::Url) -> bool {
     a.scheme() == b.scheme()
         && a.host_str() == b.host_str()
         && a.port_or_known_default() == b.port_or_known_default()
 }
 
-/// The WARN (once per process) for a DPoP request whose answer came from
-/// another origin: the client followed a redirect and sent the proof on
-/// (reqwest takes only `Authorization` and cookies off). Origins only, no
-/// path or query: those may hold secrets.
+/// A DPoP request whose answer came from another URL: the client followed
+/// a redirect. To another origin, the proof went there too (reqwest takes
+/// only `Authorization` and cookies off): WARN, once per process, naming
+/// the origins only (a path or query may hold secrets).
 #[cfg(feature = "dpop")]
-fn warn_followed_redirect(from: &::reqwest::Url, to: &::reqwest::Url) {
+fn followed_redirect(from: &::reqwest::Url, to: &::reqwest::Url) {
     static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if same_origin(from, to) {
+        tracing::debug!("a redirect was followed; its answer is not judged");
+        return;
+    }
     if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
         return;
     }
@@ -303,7 +307,10 @@ fn warn_followed_redirect(from: &::reqwest::Url, to: &::reqwest::Url) {
 /// middleware again, which gives it a token only if its destinations
 /// allow. reqwest's default policy follows a redirect anywhere and takes
 /// only `Authorization` (and cookies) off when the origin changes: a DPoP
-/// proof (`DPoP` header) would go on.
+/// proof (`DPoP` header) would go on. (A DPoP proof names one URL: a
+/// resource that redirects within its origin may refuse it at the new
+/// one; the middleware returns such an answer as it came, judging nothing
+/// by it. `Policy::none()` leaves every redirect to the caller.)
 ///
 /// ```
 /// let client = reqwest::Client::builder()
@@ -316,11 +323,7 @@ pub fn redirect_policy() -> ::reqwest::redirect::Policy {
         let Some(first) = attempt.previous().first() else {
             return attempt.follow();
         };
-        let next = attempt.url();
-        let same_origin = first.scheme() == next.scheme()
-            && first.host_str() == next.host_str()
-            && first.port_or_known_default() == next.port_or_known_default();
-        if !same_origin {
+        if !same_origin(first, attempt.url()) {
             attempt.stop()
         } else if attempt.previous().len() > 10 {
             attempt.error("more than 10 redirects")
