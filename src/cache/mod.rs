@@ -89,7 +89,7 @@
 //! ```
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -103,12 +103,14 @@ use crate::token::Token;
 // to back off), `cached` (a token as the hot path reads it), `fetch` (one
 // token request and where its result is recorded), `flight` (single flight
 // and backoff), `refusals` (401s for the tokens, and their backoff),
-// `builder`, `stats`, `copy` (a service handle's own copy of the token).
+// `builder`, `stats`, `copy` (a service handle's own copy of the token),
+// `epoch` (whether a copy is still of the cached token).
 // This file: the handle and the hot path.
 mod builder;
 mod cached;
 mod clock;
 mod copy;
+mod epoch;
 mod fetch;
 mod flight;
 pub(crate) mod keyed;
@@ -123,6 +125,7 @@ pub use policy::{Backoff, RefreshPolicy};
 pub(crate) use refusals::Verdict;
 pub use stats::Stats;
 
+use epoch::Epoch;
 use fetch::Fetcher;
 use flight::FlightState;
 use refusals::Refusals;
@@ -141,10 +144,11 @@ struct Shared {
     /// The token, read without a lock by every request. Changed only
     /// through [`Shared::set_current`] and [`TokenCache::invalidate`].
     current: ArcSwapOption<Cached>,
-    /// Counts the changes of `current`, each bumped *after* its change:
-    /// a service handle's copy of the token (`copy.rs`) is of the current
-    /// token while this is still the value read before the copy was made.
-    epoch: AtomicU64,
+    /// Odd while `current` changes, bumped by every change: a service
+    /// handle's copy of the token (`copy.rs`) is of the current token
+    /// while this still reads the (even) value read before the copy was
+    /// made (`epoch.rs`).
+    epoch: Epoch,
     fetcher: Fetcher,
     /// The cache's lock: the single flight and its backoff.
     flight: Mutex<FlightState>,
@@ -166,11 +170,11 @@ impl Shared {
         Cached::new(token, &self.policy, self.accept, &self.next_generation)
     }
 
-    /// Caches `token` (or none), then bumps the epoch, so that every
-    /// handle's copy of the token it replaces goes out of use.
+    /// Caches `token` (or none) inside an epoch change, so that every
+    /// handle's copy of the token it replaces is out of use before the
+    /// change can be seen (`epoch.rs`).
     fn set_current(&self, token: Option<Arc<Cached>>) {
-        self.current.store(token);
-        self.epoch.fetch_add(1, Ordering::Release);
+        self.epoch.change(|| self.current.store(token));
     }
 }
 
@@ -255,17 +259,16 @@ impl TokenCache {
     /// resource server refused it). A newer token is left alone.
     pub fn invalidate(&self, generation: u64) {
         let current = self.shared.current.load();
-        if let Some(c) = current.as_ref() {
-            if c.generation == generation {
-                let prev = self.shared.current.compare_and_swap(&*current, None);
-                let swapped =
-                    matches!((&*prev, &*current), (Some(a), Some(b)) if Arc::ptr_eq(a, b));
-                if swapped {
-                    self.shared.epoch.fetch_add(1, Ordering::Release);
-                    bump(&self.shared.counters.invalidations);
-                    tracing::debug!(generation, "token invalidated");
-                }
-            }
+        if !current.as_ref().is_some_and(|c| c.generation == generation) {
+            return;
+        }
+        let swapped = self.shared.epoch.change(|| {
+            let prev = self.shared.current.compare_and_swap(&*current, None);
+            matches!((&*prev, &*current), (Some(a), Some(b)) if Arc::ptr_eq(a, b))
+        });
+        if swapped {
+            bump(&self.shared.counters.invalidations);
+            tracing::debug!(generation, "token invalidated");
         }
     }
 
