@@ -25,8 +25,8 @@
 //! for one; and a clone starts with none (sharing its parent's bytes would
 //! share their count again).
 
-use std::fmt;
 use http::HeaderValue;
+use std::fmt;
 
 use super::cached::sensitive_header;
 use super::clock::{self, Ticks};

@@ -26,12 +26,12 @@
 //! crate only (dependencies such as tokio have `cfg(loom)` code of their
 //! own), so the tests are built with `cargo rustc`: `.ci/loom` does it.
 
-#[cfg(loom)]
+#[cfg(all(test, loom))]
 use loom::sync::{
     atomic::{fence, AtomicU64, Ordering},
     Mutex,
 };
-#[cfg(not(loom))]
+#[cfg(not(all(test, loom)))]
 use std::sync::{
     atomic::{fence, AtomicU64, Ordering},
     Mutex,
@@ -158,9 +158,10 @@ mod loom_tests {
             if self.lookup() != generation {
                 return;
             }
-            self.epoch.change(|| {
+            let _swapped = self.epoch.change(|| {
                 self.current
                     .compare_exchange(generation, 0, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
             });
         }
 
@@ -178,9 +179,7 @@ mod loom_tests {
 
         /// `TokenCopy::ready`.
         fn ready(&self, copy: Copy) -> Option<u64> {
-            self.epoch
-                .unchanged(copy.epoch)
-                .then_some(copy.generation)
+            self.epoch.unchanged(copy.epoch).then_some(copy.generation)
         }
     }
 
@@ -227,7 +226,10 @@ mod loom_tests {
             if let Some(copy) = cache.refill() {
                 let seen = cache.lookup();
                 if let Some(answer) = cache.ready(copy) {
-                    assert_eq!(answer, seen, "the copy answered a token lookup no longer gives");
+                    assert_eq!(
+                        answer, seen,
+                        "the copy answered a token lookup no longer gives"
+                    );
                 }
             }
             writer.join().unwrap();

@@ -51,6 +51,10 @@
 //! ([`crate::layer::AuthPolicy::unauthorized_backoff`]). Fetches for other
 //! reasons, a background refresh included, are not held back by it.
 //!
+//! A fetch that no runtime runs (started on a current-thread runtime whose
+//! `block_on` has returned) does not hold the cache: the next caller on a
+//! live runtime takes it over (ARCHITECTURE.md, invariant 2).
+//!
 //! The fetch task runs on the Tokio runtime of the caller that started it.
 //! With no runtime (or one shutting down) there is nothing to run it on:
 //! that caller gets [`crate::ErrorKind::NoRuntime`] at once, no backoff is
@@ -259,7 +263,7 @@ impl TokenCache {
     /// resource server refused it). A newer token is left alone.
     pub fn invalidate(&self, generation: u64) {
         let current = self.shared.current.load();
-        if !current.as_ref().is_some_and(|c| c.generation == generation) {
+        if current.as_ref().is_none_or(|c| c.generation != generation) {
             return;
         }
         let swapped = self.shared.epoch.change(|| {
@@ -318,6 +322,12 @@ impl TokenCache {
     /// last request (see the example), since a request made afterwards
     /// fetches a new token. An access token the cache dropped when a
     /// resource server refused it (a 401) is no longer held, so not revoked.
+    /// The wait for a fetch in progress is bounded: at most the cache's
+    /// [`wait_timeout`](TokenCacheBuilder::wait_timeout), then
+    /// [`crate::ErrorKind::WaitTimeout`] with nothing revoked (call again);
+    /// a fetch no runtime runs (started on a current-thread runtime that is
+    /// not driven) is not waited for at all: it is taken over, and its
+    /// token, if it ever lands, is never cached.
     ///
     /// Errors: [`crate::ErrorKind::NoRevocationEndpoint`] when the token
     /// endpoint has none, [`crate::ErrorKind::NoRuntime`] outside a Tokio
