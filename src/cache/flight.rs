@@ -393,7 +393,7 @@ impl TokenCache {
                 if background {
                     bump(&guard.cache.shared.counters.background_refreshes);
                 }
-                let result = guard.cache.fetch().await;
+                let result = guard.cache.fetch_admitted().await;
                 guard.land(result);
             }
             .instrument(span),
@@ -413,7 +413,7 @@ impl TokenCache {
     }
 
     /// One fetch, its token admitted (stored by [`TokenCache::settle`]).
-    async fn fetch(&self) -> Result<Arc<Cached>, Error> {
+    async fn fetch_admitted(&self) -> Result<Arc<Cached>, Error> {
         let shared = &self.shared;
         // No token cached: it was invalidated (a 401), or there never was one.
         let dropped = shared.current.load().is_none();
