@@ -11,9 +11,9 @@
 //! moment a change can be seen (by `lookup`, or by a 401 that compares
 //! generations) the epoch already differs from every copy's: a copy never
 //! answers a token `lookup` would not, however long a writer is paused
-//! between its steps. Bumping the epoch only *after* the change left a
-//! window in which `lookup` said "wait" (or gave the new token) while every
-//! copy still answered the old one. The hot path is still one relaxed load
+//! between its steps. (A bump only *after* the change would leave a window
+//! in which `lookup` says "wait", or gives the new token, while every copy
+//! still answers the old one.) The hot path is still one relaxed load
 //! compared with the copy's value (which is even, so equality says both).
 //!
 //! Writers take a lock so that two changes never overlap (with two writers

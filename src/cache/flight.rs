@@ -502,7 +502,65 @@ enum Joined {
 
 #[cfg(test)]
 mod tests {
+    use std::time::SystemTime;
+
     use super::*;
+    use crate::token::{IssuedAt, Token};
+
+    /// `access_token` admitted by `cache`, as a fetch lands it.
+    fn admitted(cache: &TokenCache, access_token: &str) -> Arc<Cached> {
+        let issued = IssuedAt::from_parts(Instant::now(), SystemTime::now());
+        let json = format!(
+            r#"{{"access_token":"{access_token}","token_type":"Bearer","expires_in":3600}}"#
+        );
+        let token = Token::from_json(json.as_bytes(), issued).unwrap();
+        Arc::new(cache.shared.admit(token).unwrap())
+    }
+
+    fn cached(cache: &TokenCache) -> Option<String> {
+        let current = cache.shared.current.load_full()?;
+        Some(current.header.to_str().unwrap().to_owned())
+    }
+
+    // ARCHITECTURE.md, invariant 2: a flight taken over ends however it
+    // ends without a trace: its token is not cached (it could replace a
+    // newer one), its waiters are the new flight's, and a task that has
+    // not run yet sends nothing.
+    #[test]
+    fn a_taken_over_flight_neither_starts_nor_caches_nor_answers() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let cache = crate::layer::testing::cache();
+        let (stalled, waiter) = cache.flight_state().take_off(rt.handle().clone(), false);
+        // Taken over (as a caller on another runtime does with a flight that
+        // never started): the same waiters, a new id.
+        let (current, _) = cache.flight_state().take_off(rt.handle().clone(), false);
+        assert_ne!(stalled, current);
+        assert!(!cache.start(stalled), "a taken-over task must not fetch");
+        cache.settle(stalled, Ok(admitted(&cache, "late")));
+        cache.settle(stalled, Err(Error::fetch_aborted()));
+        cache.abandon(stalled);
+        assert_eq!(cached(&cache), None);
+        assert!(
+            waiter.rx.borrow().is_none(),
+            "answered by a taken-over flight"
+        );
+        let state = cache.flight_state();
+        assert_eq!(state.flight.as_ref().map(|f| f.id), Some(current));
+        assert_eq!(state.failures, 0);
+        drop(state);
+
+        assert!(cache.start(current));
+        cache.settle(current, Ok(admitted(&cache, "new")));
+        assert_eq!(cached(&cache).as_deref(), Some("Bearer new"));
+        let answer = waiter.rx.borrow();
+        let header = answer
+            .as_ref()
+            .map(|r| r.as_ref().map(|c| c.header.clone()));
+        assert!(matches!(header, Some(Ok(h)) if h == "Bearer new"));
+        assert!(cache.flight_state().flight.is_none());
+    }
 
     #[test]
     fn a_flight_is_taken_over_when_nothing_runs_it_or_it_outlived_any_fetch() {
