@@ -400,6 +400,8 @@ impl TokenCache {
             let access_token = cached.token.access_token().clone();
             let hint = TokenTypeHint::AccessToken;
             fetcher.endpoint().revoke(access_token, hint).await?;
+            // Never restored from the store again (in the background).
+            fetcher.refused(&cached.token);
             // No flight can store a newer one while grounded.
             self.shared.set_current(None);
         }
