@@ -25,7 +25,11 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 async fn get(cache: &TokenCache, server: &TestServer) -> StatusCode {
-    let svc = OAuth2Layer::new(cache.clone()).layer(http_client());
+    // The token goes to the test server: some configurations here name
+    // another API (`resource`), where `OAuth2Layer::new` would send it.
+    let svc = OAuth2Layer::for_origin(cache.clone(), server.url(""))
+        .unwrap()
+        .layer(http_client());
     let req = Request::get(server.url("/api"))
         .body(Full::<Bytes>::default())
         .unwrap();
