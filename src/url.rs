@@ -14,7 +14,7 @@ use http::Uri;
 
 /// Why a URL is not one a secret may be sent to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refusal {
+pub(crate) enum UnsafeUrl {
     /// No scheme and no host: an origin-form request target (`/path`),
     /// which says nothing of where it goes.
     OriginForm,
@@ -31,17 +31,17 @@ pub(crate) enum Refusal {
 }
 
 /// Checks `uri` against the rule: absolute, no credentials, and `https` or
-/// `http` to loopback. Checked in that order, so [`Refusal::ClearText`]
+/// `http` to loopback. Checked in that order, so [`UnsafeUrl::ClearText`]
 /// implies the rest holds (callers that opt in to clear text rely on it),
-/// and [`Refusal::OriginForm`] is known before anything else is looked at.
+/// and [`UnsafeUrl::OriginForm`] is known before anything else is looked at.
 ///
 /// It runs for every request through [`crate::layer::Destinations::secure`]:
 /// no allocation, no parsing, one scan of the authority for `@`.
 #[inline]
-pub(crate) fn check(uri: &Uri) -> Result<(), Refusal> {
+pub(crate) fn check(uri: &Uri) -> Result<(), UnsafeUrl> {
     let (scheme, authority) = absolute(uri)?;
     if has_credentials(authority) {
-        return Err(Refusal::Credentials);
+        return Err(UnsafeUrl::Credentials);
     }
     transit(scheme, authority)
 }
@@ -84,17 +84,17 @@ fn contains_at(bytes: &[u8]) -> bool {
 }
 
 #[inline]
-fn absolute(uri: &Uri) -> Result<(&Scheme, &Authority), Refusal> {
+fn absolute(uri: &Uri) -> Result<(&Scheme, &Authority), UnsafeUrl> {
     match (uri.scheme(), uri.authority()) {
         (Some(scheme), Some(authority)) => Ok((scheme, authority)),
-        (None, None) => Err(Refusal::OriginForm),
-        (None, Some(_)) => Err(Refusal::NoScheme),
-        (Some(_), None) => Err(Refusal::NoHost),
+        (None, None) => Err(UnsafeUrl::OriginForm),
+        (None, Some(_)) => Err(UnsafeUrl::NoScheme),
+        (Some(_), None) => Err(UnsafeUrl::NoHost),
     }
 }
 
 #[inline]
-fn transit(scheme: &Scheme, authority: &Authority) -> Result<(), Refusal> {
+fn transit(scheme: &Scheme, authority: &Authority) -> Result<(), UnsafeUrl> {
     // An exact comparison first: a parsed `https` is always spelled so
     // (only a scheme set by hand may be `HTTPS`, which the second compares).
     let scheme = scheme.as_str();
@@ -102,11 +102,11 @@ fn transit(scheme: &Scheme, authority: &Authority) -> Result<(), Refusal> {
     if is("https") {
         Ok(())
     } else if !is("http") {
-        Err(Refusal::Scheme)
+        Err(UnsafeUrl::Scheme)
     } else if is_loopback(authority.host()) {
         Ok(())
     } else {
-        Err(Refusal::ClearText)
+        Err(UnsafeUrl::ClearText)
     }
 }
 
@@ -128,7 +128,7 @@ mod tests {
 
     #[test]
     fn the_rule() {
-        let cases: [(&str, Result<(), Refusal>); 14] = [
+        let cases: [(&str, Result<(), UnsafeUrl>); 14] = [
             ("https://as.example.com/token", Ok(())),
             ("HTTPS://as.example.com/token", Ok(())),
             ("http://127.0.0.1:8080/t", Ok(())),
@@ -136,16 +136,16 @@ mod tests {
             ("http://localhost/t", Ok(())),
             ("http://LocalHost/t", Ok(())),
             ("http://[::1]:9/t", Ok(())),
-            ("http://as.example.com/t", Err(Refusal::ClearText)),
-            ("http://10.0.0.1/t", Err(Refusal::ClearText)),
-            ("ftp://as.example.com/t", Err(Refusal::Scheme)),
+            ("http://as.example.com/t", Err(UnsafeUrl::ClearText)),
+            ("http://10.0.0.1/t", Err(UnsafeUrl::ClearText)),
+            ("ftp://as.example.com/t", Err(UnsafeUrl::Scheme)),
             (
                 "https://user:pw@as.example.com/t",
-                Err(Refusal::Credentials),
+                Err(UnsafeUrl::Credentials),
             ),
-            ("http://user@as.example.com/t", Err(Refusal::Credentials)),
-            ("/token", Err(Refusal::OriginForm)),
-            ("as.example.com:443", Err(Refusal::NoScheme)),
+            ("http://user@as.example.com/t", Err(UnsafeUrl::Credentials)),
+            ("/token", Err(UnsafeUrl::OriginForm)),
+            ("as.example.com:443", Err(UnsafeUrl::NoScheme)),
         ];
         for (url, want) in cases {
             assert_eq!(check(&url.parse().unwrap()), want, "{url}");
@@ -159,7 +159,7 @@ mod tests {
         // by what it was told of the connection).
         for url in ["/", "/pkg.Svc/Method", "*"] {
             let uri: Uri = url.parse().unwrap();
-            assert_eq!(check(&uri), Err(Refusal::OriginForm), "{url}");
+            assert_eq!(check(&uri), Err(UnsafeUrl::OriginForm), "{url}");
         }
         let with_user: Uri = "https://user@api.example.com/x".parse().unwrap();
         assert!(has_credentials(with_user.authority().unwrap()));
@@ -201,6 +201,6 @@ mod tests {
             .path_and_query("/")
             .build()
             .unwrap();
-        assert_eq!(check(&http), Err(Refusal::ClearText));
+        assert_eq!(check(&http), Err(UnsafeUrl::ClearText));
     }
 }
