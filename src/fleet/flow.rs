@@ -34,6 +34,20 @@ enum Found {
     Nothing { locked: bool },
 }
 
+/// Redis did not answer a read (the connection logged why): this process
+/// fetches alone.
+struct NoAnswer;
+
+/// How a wait for the lease holder's token ended.
+enum Waited {
+    /// The holder's token is there.
+    Token(Token),
+    /// The lock is gone without a token: take the lease.
+    LockFree,
+    /// The deadline passed, or Redis failed: fetch alone.
+    GaveUp,
+}
+
 /// What the first read of Redis leads to.
 enum Plan {
     /// Take the token Redis holds (perhaps the one this process saw
@@ -131,23 +145,22 @@ impl Inner {
                 }
             }
             match self.wait(check, replacing, deadline).await {
-                Ok(Some(token)) => return Ok(self.hand(token, true)),
-                Ok(None) => continue,
-                Err(()) => return self.alone(own).await,
+                Waited::Token(token) => return Ok(self.hand(token, true)),
+                Waited::LockFree => continue,
+                Waited::GaveUp => return self.alone(own).await,
             }
         }
     }
 
     /// The first read: the token key, the lock, and the fleet's record of
-    /// 401s. `Err` when Redis does not answer (logged). Bad values are
-    /// logged and counted.
+    /// 401s. Bad values are logged and counted.
     async fn first_read(
         &self,
         check: &TokenCheck,
         replacing: Option<TokenHash>,
-    ) -> Result<(Found, Option<Record>), ()> {
+    ) -> Result<(Found, Option<Record>), NoAnswer> {
         let keys = (&*self.token_key, &*self.lock_key, &*self.refused_key);
-        let (value, lock, record, pttl) = self.conn.first_read(keys).await.map_err(drop)?;
+        let (value, lock, record, pttl) = self.conn.first_read(keys).await.map_err(|_| NoAnswer)?;
         let found = self.classify_value(check, value, lock.is_some(), replacing, true);
         let record = record.and_then(|v| {
             let record = Record::decode(&v, pttl, &self.refused_key, self.sealer.as_ref());
@@ -162,13 +175,16 @@ impl Inner {
     }
 
     /// Reads the token key again (while waiting, or holding the lease).
-    /// `Err` when Redis does not answer (logged).
-    async fn find(&self, check: &TokenCheck, replacing: Option<TokenHash>) -> Result<Found, ()> {
+    async fn find(
+        &self,
+        check: &TokenCheck,
+        replacing: Option<TokenHash>,
+    ) -> Result<Found, NoAnswer> {
         let (value, lock) = self
             .conn
             .read(&self.token_key, &self.lock_key)
             .await
-            .map_err(drop)?;
+            .map_err(|_| NoAnswer)?;
         Ok(self.classify_value(check, value, lock.is_some(), replacing, false))
     }
 
@@ -276,25 +292,25 @@ impl Inner {
         }
     }
 
-    /// Polls until the lease holder's token is there (`Some`), the lock is
-    /// gone without one (`None`: take the lease), or the deadline passes or
-    /// Redis fails (`Err`: fetch alone).
+    /// Polls until the lease holder's token is there, the lock is gone
+    /// without one, or the deadline passes or Redis fails.
     async fn wait(
         &self,
         check: &TokenCheck,
         replacing: Option<TokenHash>,
         deadline: Instant,
-    ) -> Result<Option<Token>, ()> {
+    ) -> Waited {
         loop {
             if Instant::now() >= deadline {
                 tracing::warn!(key = %self.token_key, "waited too long for the fleet's token fetch; fetching here");
-                return Err(());
+                return Waited::GaveUp;
             }
             tokio::time::sleep(self.poll_interval).await;
-            match self.find(check, replacing).await? {
-                Found::Usable(token) => return Ok(Some(token)),
-                Found::Replacing(_) | Found::Nothing { locked: true } => {}
-                Found::Nothing { locked: false } => return Ok(None),
+            match self.find(check, replacing).await {
+                Ok(Found::Usable(token)) => return Waited::Token(token),
+                Ok(Found::Replacing(_) | Found::Nothing { locked: true }) => {}
+                Ok(Found::Nothing { locked: false }) => return Waited::LockFree,
+                Err(NoAnswer) => return Waited::GaveUp,
             }
         }
     }
