@@ -1,8 +1,8 @@
 //! A service handle's own copy of the cached token ([`TokenCopy`]).
 //!
 //! [`TokenCache::lookup`] loads the `ArcSwap` (arc-swap's debt-slot
-//! protocol, ~120 instructions) and clones the one header every thread
-//! clones (a reference count they all write). A handle of the layer that
+//! protocol, shared by every thread) and clones the one header every
+//! thread clones (a reference count they all write). A handle of the layer that
 //! sends many requests (one service polled and called in a loop, a service
 //! per connection or per worker) keeps a copy instead: the header in bytes
 //! of its own, the token's generation and fast-path deadline
