@@ -22,7 +22,7 @@ pub(in crate::cache) struct FetchesPaused {
 impl TokenCache {
     /// Waits until no fetch is running (the one in progress has ended, its
     /// token and refresh token recorded), then takes the flight slot. A
-    /// stalled flight (module docs of `flight.rs`) is taken over at once:
+    /// stalled flight (module docs of `flight/mod.rs`) is taken over at once:
     /// its late token, if it ever comes, is not cached, so not revoked
     /// either. With no Tokio runtime to run the revocation's exchanges on,
     /// a [`crate::ErrorKind::NoRuntime`] error; after the wait timeout, a
