@@ -143,7 +143,7 @@ pub(crate) fn is_refusal(status: http::StatusCode, headers: &http::HeaderMap) ->
 
 /// What a refusal ([`is_refusal`]) says about the token.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Refusal {
+pub(crate) enum RefusalKind {
     /// A 401 whose bearer challenge says `insufficient_scope` or
     /// `invalid_request`: a new token of the same grant cannot fix it.
     NotFixable,
@@ -158,9 +158,9 @@ pub(crate) enum Refusal {
 
 /// What the refusal `status` and `headers` says (every `WWW-Authenticate`
 /// header, every challenge in each).
-pub(crate) fn refusal(status: http::StatusCode, headers: &http::HeaderMap) -> Refusal {
+pub(crate) fn refusal_kind(status: http::StatusCode, headers: &http::HeaderMap) -> RefusalKind {
     if status != http::StatusCode::UNAUTHORIZED {
-        return Refusal::Token(None);
+        return RefusalKind::Token(None);
     }
     let challenges: Vec<Challenge> = headers
         .get_all(http::header::WWW_AUTHENTICATE)
@@ -173,15 +173,15 @@ pub(crate) fn refusal(status: http::StatusCode, headers: &http::HeaderMap) -> Re
     if let Some(bearer) = challenges.iter().find(ours) {
         return match bearer.param("error").map(BearerError::parse) {
             Some(BearerError::InsufficientScope | BearerError::InvalidRequest) => {
-                Refusal::NotFixable
+                RefusalKind::NotFixable
             }
-            error => Refusal::Token(error),
+            error => RefusalKind::Token(error),
         };
     }
     if challenges.is_empty() {
-        Refusal::Token(None)
+        RefusalKind::Token(None)
     } else {
-        Refusal::OtherScheme
+        RefusalKind::OtherScheme
     }
 }
 
@@ -435,51 +435,51 @@ mod tests {
         );
     }
 
-    fn refusal_of(status: u16, challenges: &[&'static str]) -> Refusal {
+    fn refusal_of(status: u16, challenges: &[&'static str]) -> RefusalKind {
         let mut headers = http::HeaderMap::new();
         for c in challenges {
             headers.append("www-authenticate", http::HeaderValue::from_static(c));
         }
-        refusal(http::StatusCode::from_u16(status).unwrap(), &headers)
+        refusal_kind(http::StatusCode::from_u16(status).unwrap(), &headers)
     }
 
     #[test]
     fn a_refusal_is_ours_unless_every_challenge_names_another_scheme() {
         use BearerError::*;
-        let cases: [(&[&str], Refusal); 12] = [
-            (&[], Refusal::Token(None)),
-            (&[""], Refusal::Token(None)),
+        let cases: [(&[&str], RefusalKind); 12] = [
+            (&[], RefusalKind::Token(None)),
+            (&[""], RefusalKind::Token(None)),
             (
                 &[r#"Bearer error="invalid_token""#],
-                Refusal::Token(Some(InvalidToken)),
+                RefusalKind::Token(Some(InvalidToken)),
             ),
-            (&[r#"Bearer realm="x""#], Refusal::Token(None)),
-            (&[r#"Basic realm="x""#], Refusal::OtherScheme),
+            (&[r#"Bearer realm="x""#], RefusalKind::Token(None)),
+            (&[r#"Basic realm="x""#], RefusalKind::OtherScheme),
             (
                 &[r#"Basic realm="x", Negotiate"#, "Digest nonce=1"],
-                Refusal::OtherScheme,
+                RefusalKind::OtherScheme,
             ),
             (
                 &[r#"Basic realm="x""#, r#"Negotiate, bearer error="x y""#],
-                Refusal::Token(Some(Other("x y".into()))),
+                RefusalKind::Token(Some(Other("x y".into()))),
             ),
             (
                 &[r#"Basic realm="x", DPoP algs="ES256""#],
-                Refusal::Token(None),
+                RefusalKind::Token(None),
             ),
             (
                 &[r#"Basic realm="x""#, r#"Bearer error="insufficient_scope""#],
-                Refusal::NotFixable,
+                RefusalKind::NotFixable,
             ),
-            (&["Bearer error=invalid_request"], Refusal::NotFixable),
+            (&["Bearer error=invalid_request"], RefusalKind::NotFixable),
             // RFC 9449 §7.1: DPoP challenges carry the same errors.
             (
                 &[r#"DPoP algs="ES256", error="insufficient_scope""#],
-                Refusal::NotFixable,
+                RefusalKind::NotFixable,
             ),
             (
                 &[r#"DPoP error="invalid_token", algs="ES256""#],
-                Refusal::Token(Some(BearerError::InvalidToken)),
+                RefusalKind::Token(Some(BearerError::InvalidToken)),
             ),
         ];
         for (challenges, want) in cases {
@@ -488,7 +488,7 @@ mod tests {
         // gRPC's UNAUTHENTICATED carries no challenge to read.
         assert_eq!(
             refusal_of(200, &[r#"Basic realm="x""#]),
-            Refusal::Token(None)
+            RefusalKind::Token(None)
         );
     }
 

@@ -50,11 +50,7 @@ use crate::secret::SecretString;
 use crate::token::{form_to_map, IssuedAt, ParseError, Token};
 use crate::transport::HttpClient;
 
-/// Default limit on a token response body: 256 KiB, far above any real
-/// token response (a large one with an ID token is a few KiB).
-pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
-/// Default time allowed for the whole exchange, answer body included.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub use crate::exchange::{DEFAULT_MAX_BODY_BYTES, DEFAULT_TIMEOUT};
 
 /// A token endpoint reached through the HTTP service `S`.
 #[derive(Clone, Debug)]

@@ -12,9 +12,14 @@ use http_body::Body;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use tower::ServiceExt;
 
-use crate::endpoint::{DEFAULT_MAX_BODY_BYTES, DEFAULT_TIMEOUT};
 use crate::error::{BoxError, Error};
 use crate::transport::HttpClient;
+
+/// Default limit on a token response body: 256 KiB, far above any real
+/// token response (a large one with an ID token is a few KiB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
+/// Default time allowed for the whole exchange, answer body included.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long an exchange may take, and how much of an answer it reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

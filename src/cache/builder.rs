@@ -188,7 +188,7 @@ impl TokenCacheBuilder {
     /// deadline is there for what does not (a store or callback that hangs,
     /// a runtime that no longer runs the fetch task), and a caller gets a
     /// typed error instead of a hang. Set it lower to fail requests sooner
-    /// than a slow fetch lands.
+    /// than a slow fetch ends.
     ///
     /// Waiting needs the timers of a Tokio runtime: the caller's, or, for a
     /// caller polled outside any runtime, the one the fetch runs on.
@@ -390,7 +390,7 @@ mod fleet {
     use super::super::cached::{Accept, Cached};
     use super::super::fetch::Fetcher;
     use super::super::policy::RefreshPolicy;
-    use crate::fleet::{Judge, RedisTier};
+    use crate::fleet::{RedisTier, TokenCheck};
     use crate::store::ConfigFingerprint;
     use crate::token::Token;
 
@@ -417,13 +417,13 @@ mod fleet {
         }
         let wait = wait.saturating_add(inner.lease());
         // The cache's own checks, on a throwaway generation counter.
-        let judge = Judge(Box::new(move |token| {
+        let check = TokenCheck(Box::new(move |token| {
             let c = Cached::new(token.clone(), &policy, accept, &AtomicU64::new(0)).ok()?;
             Some(c.expires_at.map_or(Duration::MAX, |e| {
                 e.saturating_duration_since(Instant::now())
             }))
         }));
-        (fetcher.with_fleet(inner, judge), wait)
+        (fetcher.with_fleet(inner, check), wait)
     }
 }
 

@@ -1,8 +1,8 @@
 //! A service handle's own copy of the cached token ([`TokenCopy`]).
 //!
 //! [`TokenCache::lookup`] loads the `ArcSwap` (arc-swap's debt-slot
-//! protocol, ~120 instructions) and clones the one header every thread
-//! clones (a reference count they all write). A handle of the layer that
+//! protocol, shared by every thread) and clones the one header every
+//! thread clones (a reference count they all write). A handle of the layer that
 //! sends many requests (one service polled and called in a loop, a service
 //! per connection or per worker) keeps a copy instead: the header in bytes
 //! of its own, the token's generation and fast-path deadline
@@ -35,14 +35,14 @@ use super::{Cached, Lookup, TokenCache};
 /// One service handle's copy of the cached token. A clone starts empty.
 #[derive(Default)]
 pub(crate) struct TokenCopy {
-    held: Option<Held>,
+    copy: Option<CopiedToken>,
     /// This handle has looked a token up before.
     looked_up: bool,
     /// This handle has made a copy before.
     copied: bool,
 }
 
-struct Held {
+struct CopiedToken {
     /// The cached header's bytes, copied: its reference count is this
     /// handle's alone.
     header: HeaderValue,
@@ -51,9 +51,9 @@ struct Held {
     epoch: u64,
 }
 
-impl Held {
-    fn of(cached: &Cached, epoch: u64) -> Option<Held> {
-        Some(Held {
+impl CopiedToken {
+    fn of(cached: &Cached, epoch: u64) -> Option<CopiedToken> {
+        Some(CopiedToken {
             header: sensitive_header(&[cached.header.as_bytes()])?,
             generation: cached.generation,
             fresh_until: cached.fresh_until,
@@ -72,7 +72,7 @@ impl Clone for TokenCopy {
 impl fmt::Debug for TokenCopy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenCopy")
-            .field("generation", &self.held.as_ref().map(|h| h.generation))
+            .field("generation", &self.copy.as_ref().map(|h| h.generation))
             .finish_non_exhaustive()
     }
 }
@@ -82,10 +82,10 @@ impl TokenCopy {
     /// token and that token is still on its fast path.
     #[inline(always)]
     pub(crate) fn ready(&self, cache: &TokenCache) -> Option<Lookup> {
-        let held = self.held.as_ref()?;
+        let copy = self.copy.as_ref()?;
         // One relaxed load (`Epoch::unchanged`).
-        if cache.shared.epoch.unchanged(held.epoch) && clock::now() < held.fresh_until {
-            return Some(Lookup::Ready(held.header.clone(), held.generation));
+        if cache.shared.epoch.unchanged(copy.epoch) && clock::now() < copy.fresh_until {
+            return Some(Lookup::Ready(copy.header.clone(), copy.generation));
         }
         None
     }
@@ -106,16 +106,16 @@ impl TokenCopy {
         // None while a change is under way: no copy then.
         let epoch = cache.shared.epoch.for_copy();
         let guard = cache.shared.current.load();
-        self.held = None;
+        self.copy = None;
         let Some(cached) = guard.as_ref() else {
             return (Lookup::Wait, false);
         };
         let now = clock::now();
         if let (Some(epoch), true) = (epoch, now < cached.fresh_until) {
-            if let Some(held) = Held::of(cached, epoch) {
-                let lookup = Lookup::Ready(held.header.clone(), held.generation);
+            if let Some(copy) = CopiedToken::of(cached, epoch) {
+                let lookup = Lookup::Ready(copy.header.clone(), copy.generation);
                 let first = !self.copied;
-                self.held = Some(held);
+                self.copy = Some(copy);
                 self.copied = true;
                 return (lookup, first);
             }

@@ -126,7 +126,7 @@ pub use builder::TokenCacheBuilder;
 pub(crate) use cached::Cached;
 pub(crate) use copy::TokenCopy;
 pub use policy::{Backoff, RefreshPolicy};
-pub(crate) use refusals::{Resource, Verdict};
+pub(crate) use refusals::{RefusalDecision, Resource};
 pub use stats::Stats;
 
 use epoch::Epoch;
@@ -338,7 +338,7 @@ impl TokenCache {
     /// [`crate::ErrorKind::WaitTimeout`] with nothing revoked (call again);
     /// a fetch no runtime runs (started on a current-thread runtime that is
     /// not driven) is not waited for at all: it is taken over, and its
-    /// token, if it ever lands, is never cached.
+    /// token, if it ever comes, is never cached.
     ///
     /// Errors: [`crate::ErrorKind::NoRevocationEndpoint`] when the token
     /// endpoint has none, [`crate::ErrorKind::NoRuntime`] outside a Tokio
@@ -381,7 +381,7 @@ impl TokenCache {
         if !fetcher.endpoint().can_revoke() {
             return Err(Error::no_revocation_endpoint());
         }
-        let mut grounded = self.ground().await?;
+        let mut paused = self.pause_fetches().await?;
         if let Some(refresh_token) = fetcher.refresh_token() {
             let hint = TokenTypeHint::RefreshToken;
             fetcher
@@ -402,10 +402,10 @@ impl TokenCache {
             fetcher.endpoint().revoke(access_token, hint).await?;
             // Never restored from the store again (in the background).
             fetcher.refused(&cached.token);
-            // No flight can store a newer one while grounded.
+            // No flight can store a newer one while fetches are paused.
             self.shared.set_current(None);
         }
-        grounded.revoked();
+        paused.revoked();
         tracing::debug!("tokens revoked; the cache is empty");
         Ok(())
     }

@@ -144,7 +144,7 @@ impl Records {
         }
     }
 
-    /// The verdict on a 401 from `from` for generation `sent` (see
+    /// The decision on a 401 from `from` for generation `sent` (see
     /// [`RefusalState::on_refusal`]). A fleet step joined with no resource
     /// becomes the step of the first resource to refuse the token: its
     /// 401s pass through while the step runs, and its answer ends it.
@@ -156,17 +156,18 @@ impl Records {
         now: Instant,
         backoff: &Backoff,
         unit_random: impl FnOnce() -> f64,
-    ) -> Verdict {
+    ) -> RefusalDecision {
         if let Some(i) = self.position(None) {
             let (_, unplaced) = self.list.remove(i);
             (self.entry(Some(from))).join(unplaced.steps, unplaced.until);
         }
-        let verdict = (self.entry(Some(from))).on_refusal(sent, current, now, backoff, unit_random);
-        if verdict == Verdict::Refetch {
+        let decision =
+            (self.entry(Some(from))).on_refusal(sent, current, now, backoff, unit_random);
+        if decision == RefusalDecision::Refetch {
             self.last_refetch = Some(from.clone());
         }
         self.prune(now);
-        verdict
+        decision
     }
 
     /// An answer other than 401 from `from` for the current token: ends
@@ -211,7 +212,7 @@ struct RefusalState {
 /// What a 401 that a new token may fix leads to, as
 /// [`TokenCache::refused`] decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Verdict {
+pub(crate) enum RefusalDecision {
     /// The token sent was current: it is now invalidated, and a new one is
     /// to be fetched.
     Refetch,
@@ -243,7 +244,7 @@ pub(crate) struct Step {
 }
 
 impl RefusalState {
-    /// The verdict on a 401 for generation `sent` at `now`, `current` being
+    /// The decision on a 401 for generation `sent` at `now`, `current` being
     /// the generation cached (`None`: none), and the next state.
     /// `unit_random` is asked for the jitter when a step starts.
     fn on_refusal(
@@ -253,12 +254,12 @@ impl RefusalState {
         now: Instant,
         backoff: &Backoff,
         unit_random: impl FnOnce() -> f64,
-    ) -> Verdict {
+    ) -> RefusalDecision {
         if self.until.is_some_and(|until| now < until) {
-            return Verdict::BackedOff(None);
+            return RefusalDecision::BackedOff(None);
         }
         if current != Some(sent) {
-            return Verdict::Replaced;
+            return RefusalDecision::Replaced;
         }
         // A step that has passed lets this 401 get one new token.
         let step_passed = self.until.take().is_some();
@@ -267,10 +268,10 @@ impl RefusalState {
             let delay = backoff.delay(self.steps, unit_random(), None, None);
             self.until = Some(later(now, delay));
             let number = self.steps;
-            return Verdict::BackedOff(Some(Step { number, delay }));
+            return RefusalDecision::BackedOff(Some(Step { number, delay }));
         }
         self.refused = Some(sent);
-        Verdict::Refetch
+        RefusalDecision::Refetch
     }
 
     /// Joins the fleet's backoff step `number`: the next step here is
@@ -355,21 +356,21 @@ impl TokenCache {
     /// says to get a new one, unless new tokens were refused by that
     /// resource too (then `backoff` sets how long its 401s pass through).
     /// Counts a 401 passed through.
-    pub(crate) fn refused(&self, sent: u64, from: &Resource, backoff: &Backoff) -> Verdict {
+    pub(crate) fn refused(&self, sent: u64, from: &Resource, backoff: &Backoff) -> RefusalDecision {
         let refusals = &self.shared.refusals;
-        let verdict = {
+        let decision = {
             let mut state = refusals.lock();
             let current = self.current_generation();
             let now = Instant::now();
-            let verdict = state.on_refusal(from, sent, current, now, backoff, unit_random);
+            let decision = state.on_refusal(from, sent, current, now, backoff, unit_random);
             refusals.note(&state);
             // Under the lock, so that no other 401 sees `sent` current.
-            if verdict == Verdict::Refetch {
+            if decision == RefusalDecision::Refetch {
                 self.invalidate(sent);
             }
-            verdict
+            decision
         };
-        if let Verdict::BackedOff(step) = verdict {
+        if let RefusalDecision::BackedOff(step) = decision {
             self.shared.counters.backed_off();
             #[cfg(feature = "redis")]
             if let Some(step) = step {
@@ -378,7 +379,7 @@ impl TokenCache {
             #[cfg(not(feature = "redis"))]
             let _ = step;
         }
-        verdict
+        decision
     }
 
     /// Joins the fleet's backoff step that a fetch found (`fleet/refusals.rs`),
@@ -458,8 +459,8 @@ mod tests {
         Backoff::new(secs(1.0), secs(300.0))
     }
 
-    fn step(number: u32, delay: f64) -> Verdict {
-        Verdict::BackedOff(Some(Step {
+    fn step(number: u32, delay: f64) -> RefusalDecision {
+        RefusalDecision::BackedOff(Some(Step {
             number,
             delay: secs(delay),
         }))
@@ -470,27 +471,33 @@ mod tests {
         let (t0, b) = (Instant::now(), backoff());
         let mut s = RefusalState::default();
         // Generation 1 refused: get a new one.
-        assert_eq!(s.on_refusal(1, Some(1), t0, &b, || 0.0), Verdict::Refetch);
+        assert_eq!(
+            s.on_refusal(1, Some(1), t0, &b, || 0.0),
+            RefusalDecision::Refetch
+        );
         // Another 401 for generation 1, now invalidated: nothing to do.
-        assert_eq!(s.on_refusal(1, None, t0, &b, || 0.0), Verdict::Replaced);
+        assert_eq!(
+            s.on_refusal(1, None, t0, &b, || 0.0),
+            RefusalDecision::Replaced
+        );
         // Generation 2, fetched because of it, refused too: 0.5 s (1 s,
         // jittered with 0.0) of 401s passing through.
         assert_eq!(s.on_refusal(2, Some(2), t0, &b, || 0.0), step(1, 0.5));
         let during = t0 + secs(0.4);
         for sent in [1, 2] {
-            let verdict = s.on_refusal(sent, Some(2), during, &b, || 0.0);
-            assert_eq!(verdict, Verdict::BackedOff(None));
+            let decision = s.on_refusal(sent, Some(2), during, &b, || 0.0);
+            assert_eq!(decision, RefusalDecision::BackedOff(None));
         }
         // After the step, a 401 for an older token does not use it up...
         let after = t0 + secs(0.5);
         assert_eq!(
             s.on_refusal(1, Some(2), after, &b, || 0.0),
-            Verdict::Replaced
+            RefusalDecision::Replaced
         );
         // ...the next one for the current token gets one new token,
         assert_eq!(
             s.on_refusal(2, Some(2), after, &b, || 0.0),
-            Verdict::Refetch
+            RefusalDecision::Refetch
         );
         // and when that one is refused too, the next step is twice as long.
         assert_eq!(s.on_refusal(3, Some(3), after, &b, || 0.5), step(2, 1.5));
@@ -531,7 +538,8 @@ mod tests {
         let mut at = Duration::ZERO;
         while at < run {
             let now = t0 + at;
-            if s.on_refusal(current, Some(current), now, &b, || random) == Verdict::Refetch {
+            if s.on_refusal(current, Some(current), now, &b, || random) == RefusalDecision::Refetch
+            {
                 fetches += 1;
                 current += 1;
                 // The resend, with the new token: refused too.
@@ -575,7 +583,10 @@ mod tests {
         // What `TokenCache::answered` does for the current token.
         s = RefusalState::default();
         // So a 401 for it gets a new token at once, and the steps restart.
-        assert_eq!(s.on_refusal(2, Some(2), t0, &b, || 0.0), Verdict::Refetch);
+        assert_eq!(
+            s.on_refusal(2, Some(2), t0, &b, || 0.0),
+            RefusalDecision::Refetch
+        );
         assert_eq!(s.on_refusal(3, Some(3), t0, &b, || 0.0), step(1, 0.5));
     }
 
@@ -588,13 +599,13 @@ mod tests {
         assert!(s.join(3, Some(t0 + secs(4.0))));
         assert_eq!(
             s.on_refusal(1, Some(1), t0, &b, || 0.0),
-            Verdict::BackedOff(None)
+            RefusalDecision::BackedOff(None)
         );
         // After the step: one new token, whose refusal starts step 4.
         let after = t0 + secs(4.0);
         assert_eq!(
             s.on_refusal(1, Some(1), after, &b, || 0.0),
-            Verdict::Refetch
+            RefusalDecision::Refetch
         );
         assert_eq!(s.on_refusal(2, Some(2), after, &b, || 0.0), step(4, 4.0));
     }
@@ -603,13 +614,16 @@ mod tests {
     fn a_refetch_that_finds_the_fleets_step_running_joins_it() {
         let (t0, b) = (Instant::now(), backoff());
         let mut s = RefusalState::default();
-        assert_eq!(s.on_refusal(1, Some(1), t0, &b, || 0.0), Verdict::Refetch);
+        assert_eq!(
+            s.on_refusal(1, Some(1), t0, &b, || 0.0),
+            RefusalDecision::Refetch
+        );
         // The fetch took the token Redis holds back (generation 2), in the
         // fleet's step 1 for 0.3 s more: its resend's 401 passes through.
         assert!(s.join(1, Some(t0 + secs(0.3))));
         assert_eq!(
             s.on_refusal(2, Some(2), t0, &b, || 0.0),
-            Verdict::BackedOff(None)
+            RefusalDecision::BackedOff(None)
         );
         assert_eq!(
             s,
@@ -653,10 +667,10 @@ mod tests {
         let forever = Backoff::new(Duration::MAX, Duration::MAX);
         let mut s = RefusalState::default();
         s.on_refusal(1, Some(1), t0, &forever, || 0.0);
-        let verdict = s.on_refusal(2, Some(2), t0, &forever, || 0.0);
+        let decision = s.on_refusal(2, Some(2), t0, &forever, || 0.0);
         assert!(
-            matches!(verdict, Verdict::BackedOff(Some(_))),
-            "{verdict:?}"
+            matches!(decision, RefusalDecision::BackedOff(Some(_))),
+            "{decision:?}"
         );
         assert!(s.until.is_some_and(|until| until > t0));
     }
@@ -688,14 +702,14 @@ mod tests {
         let mut r = Records::default();
         assert_eq!(
             r.on_refusal(&x, 1, Some(1), t0, &b, || 0.0),
-            Verdict::Refetch
+            RefusalDecision::Refetch
         );
         assert_eq!(r.on_refusal(&x, 2, Some(2), t0, &b, || 0.0), step(1, 0.5));
         // Y takes generation 2: X's record stays.
         assert_eq!(r.settle(&y), None);
         let during = t0 + secs(0.4);
-        let verdict = r.on_refusal(&x, 2, Some(2), during, &b, || 0.0);
-        assert_eq!(verdict, Verdict::BackedOff(None));
+        let decision = r.on_refusal(&x, 2, Some(2), during, &b, || 0.0);
+        assert_eq!(decision, RefusalDecision::BackedOff(None));
         // X's answer ends X's record, with the step that ran in it.
         assert_eq!(r.settle(&x), Some(1));
         assert!(r.list.is_empty());
@@ -703,11 +717,11 @@ mod tests {
         // before is new to Y.
         assert_eq!(
             r.on_refusal(&x, 2, Some(2), during, &b, || 0.0),
-            Verdict::Refetch
+            RefusalDecision::Refetch
         );
         assert_eq!(
             r.on_refusal(&y, 3, Some(3), during, &b, || 0.0),
-            Verdict::Refetch
+            RefusalDecision::Refetch
         );
         assert_eq!(
             r.on_refusal(&x, 4, Some(4), during, &b, || 0.0),
@@ -731,18 +745,18 @@ mod tests {
         // step; its 401s pass through while it runs, and its answer ends
         // the fleet's step too.
         assert!(r.join(2, Some(t0 + secs(1.0)), t0));
-        let verdict = r.on_refusal(&x, 1, Some(1), t0, &b, || 0.0);
-        assert_eq!(verdict, Verdict::BackedOff(None));
+        let decision = r.on_refusal(&x, 1, Some(1), t0, &b, || 0.0);
+        assert_eq!(decision, RefusalDecision::BackedOff(None));
         assert_eq!(r.settle(&y), None);
         assert_eq!(r.settle(&x), Some(2));
         assert_eq!(
             r.on_refusal(&x, 1, Some(1), t0, &b, || 0.0),
-            Verdict::Refetch
+            RefusalDecision::Refetch
         );
         // The refetch after X's 401 finds the fleet's step: X's.
         assert!(r.join(3, Some(t0 + secs(1.0)), t0));
-        let verdict = r.on_refusal(&x, 2, Some(2), t0, &b, || 0.0);
-        assert_eq!(verdict, Verdict::BackedOff(None));
+        let decision = r.on_refusal(&x, 2, Some(2), t0, &b, || 0.0);
+        assert_eq!(decision, RefusalDecision::BackedOff(None));
         assert_eq!(r.settle(&y), None);
         assert_eq!(r.settle(&x), Some(3));
     }

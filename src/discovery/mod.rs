@@ -92,7 +92,7 @@ use tracing::Instrument;
 use crate::error::{excerpt, sanitize, DiscoveryFailure, Error};
 use crate::exchange::{self, retry_after, Answer, Limits};
 use crate::transport::HttpClient;
-use crate::url::{self, Refusal};
+use crate::url::{self, UnsafeUrl};
 
 mod metadata;
 mod mtls;
@@ -333,11 +333,11 @@ fn check_issuer(issuer: &str) -> Result<Uri, Error> {
         .map_err(|_| invalid("is not a valid absolute URL"))?;
     match url::check(&uri) {
         Ok(()) => {}
-        Err(Refusal::OriginForm | Refusal::NoHost) => {
+        Err(UnsafeUrl::OriginForm | UnsafeUrl::NoHost) => {
             return Err(invalid("is not an absolute URL (https://host/path)"))
         }
-        Err(Refusal::Credentials) => return Err(invalid("must not carry credentials")),
-        Err(Refusal::NoScheme | Refusal::ClearText | Refusal::Scheme) => {
+        Err(UnsafeUrl::Credentials) => return Err(invalid("must not carry credentials")),
+        Err(UnsafeUrl::NoScheme | UnsafeUrl::ClearText | UnsafeUrl::Scheme) => {
             return Err(invalid(
                 "must be an https URL (http is accepted only on loopback)",
             ))

@@ -79,7 +79,7 @@ return 0";
 /// The token, the lock's owner and the fleet's record of 401s (with its
 /// TTL in ms, -2 when absent), in one round trip. A key holding another
 /// type reads as absent, as with `MGET`.
-const LOOK: &str = r"
+const FIRST_READ: &str = r"
 local function get(k)
   local v = redis.pcall('GET', k)
   if type(v) == 'string' then return v end
@@ -138,7 +138,7 @@ pub(super) enum Lease {
     /// This process holds the lock now.
     Taken,
     /// Another process holds it (a lock with a TTL).
-    Held,
+    HeldByAnother,
     /// The lock key holds another type; left alone.
     WrongType,
     /// A lock with no TTL; it now has one (the lease).
@@ -147,9 +147,9 @@ pub(super) enum Lease {
     LongTtl,
 }
 
-/// What [`LOOK`] found: the token's value, the lock's owner, the record
+/// What [`FIRST_READ`] found: the token's value, the lock's owner, the record
 /// of 401s and that record's TTL in ms.
-pub(super) type Looked = (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>, i64);
+pub(super) type FirstRead = (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>, i64);
 
 impl Conn {
     pub(super) fn new(target: Target, deadline: Duration) -> Self {
@@ -298,7 +298,7 @@ impl Conn {
             -1 => Lease::WrongType,
             -2 => Lease::NoTtl,
             -3 => Lease::LongTtl,
-            _ => Lease::Held,
+            _ => Lease::HeldByAnother,
         })
     }
 
@@ -317,12 +317,12 @@ impl Conn {
 
     /// The token value, the lock's owner and the fleet's record of 401s,
     /// in one round trip (the keys share a hash slot).
-    pub(super) async fn look(
+    pub(super) async fn first_read(
         &self,
         (token_key, lock_key, refused_key): (&str, &str, &str),
-    ) -> Result<Looked, Trouble> {
+    ) -> Result<FirstRead, Trouble> {
         let keys = [token_key, lock_key, refused_key];
-        self.script(LOOK, &keys, Vec::new()).await
+        self.script(FIRST_READ, &keys, Vec::new()).await
     }
 
     /// Stores `value` under `token_key` for `ttl`, only while `owner`
@@ -468,20 +468,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_look_reads_token_lock_and_record_and_the_record_goes_by_its_hash() {
+    async fn the_first_read_reads_token_lock_and_record_and_the_record_goes_by_its_hash() {
         if !available() {
             return;
         }
         let redis = RedisServer::start();
         let conn = conn(&redis);
         let keys = ("t:{fp}:token", "t:{fp}:lock", KEY);
-        let look = || async { conn.look(keys).await.map_err(|e| e.to_string()).unwrap() };
-        assert_eq!(look().await, (None, None, None, -2));
+        let first_read = || async {
+            conn.first_read(keys)
+                .await
+                .map_err(|e| e.to_string())
+                .unwrap()
+        };
+        assert_eq!(first_read().await, (None, None, None, -2));
         let record = format!("{} 1 60000", hash('a'));
         redis.cli(&["SET", keys.0, "v"]);
         redis.cli(&["SET", keys.1, "owner"]);
         redis.cli(&["SET", KEY, &record, "PX", "90000"]);
-        let (token, lock, found, pttl) = look().await;
+        let (token, lock, found, pttl) = first_read().await;
         assert_eq!(
             (token, lock, found),
             (
@@ -494,7 +499,7 @@ mod tests {
         // Another type reads as absent.
         redis.cli(&["DEL", keys.0]);
         redis.cli(&["HSET", keys.0, "f", "v"]);
-        assert_eq!(look().await.0, None);
+        assert_eq!(first_read().await.0, None);
         // Deleted only by the hash it names.
         let conn = &conn;
         let deleted = |h: String| async move { conn.delete_if_hash(KEY, &h).await.ok() };
@@ -518,7 +523,7 @@ mod tests {
             async move { conn.lease(lock, owner, lease).await.ok() }
         };
         assert_eq!(take("a").await, Some(Lease::Taken));
-        assert_eq!(take("b").await, Some(Lease::Held));
+        assert_eq!(take("b").await, Some(Lease::HeldByAnother));
         // Renewed by its owner only.
         redis.cli(&["PEXPIRE", lock, "1000"]);
         assert_eq!(conn.renew(lock, "b", lease).await.ok(), Some(false));
@@ -541,7 +546,7 @@ mod tests {
         assert_eq!(take("a").await, Some(Lease::NoTtl));
         let pttl: i64 = redis.cli(&["PTTL", lock]).parse().unwrap();
         assert!((1..=30_000).contains(&pttl), "{pttl}");
-        assert_eq!(take("a").await, Some(Lease::Held));
+        assert_eq!(take("a").await, Some(Lease::HeldByAnother));
         assert_eq!(redis.cli(&["GET", lock]), "stuck");
         // More than a lease to live: left alone.
         redis.cli(&["PEXPIRE", lock, "3600000"]);

@@ -1,6 +1,6 @@
 //! The fleet-wide fetch: read Redis; else take the lease, fetch, publish,
 //! release; or wait for the lease holder's token. Any Redis trouble ends in
-//! this process's own fetch. The first look reads the fleet's record of
+//! this process's own fetch. The first read takes in the fleet's record of
 //! 401s too (`refusals`): while its backoff step runs for the refused
 //! token, a refetch after a 401 takes the token Redis holds instead.
 //!
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use super::conn::Lease;
 use super::refusals::{self, FleetStep, Record};
 use super::value::{self, Entry, TokenHash};
-use super::{bump, Inner, Judge};
+use super::{bump, Inner, TokenCheck};
 use crate::error::Error;
 use crate::token::Token;
 
@@ -34,7 +34,21 @@ enum Found {
     Nothing { locked: bool },
 }
 
-/// What the first look at Redis leads to.
+/// Redis did not answer a read (the connection logged why): this process
+/// fetches alone.
+struct NoAnswer;
+
+/// How a wait for the lease holder's token ended.
+enum Waited {
+    /// The holder's token is there.
+    Token(Token),
+    /// The lock is gone without a token: take the lease.
+    LockFree,
+    /// The deadline passed, or Redis failed: fetch alone.
+    GaveUp,
+}
+
+/// What the first read of Redis leads to.
 enum Plan {
     /// Take the token Redis holds (perhaps the one this process saw
     /// refused, taken back because the fleet's backoff step for it runs).
@@ -44,7 +58,7 @@ enum Plan {
     Fetch { invalidate: bool },
 }
 
-/// The decision on the first look: `dropped`, the cache dropped its token
+/// The decision on the first read: `dropped`, the cache dropped its token
 /// after a 401; `step_runs`, the fleet's backoff step runs for that very
 /// token. While it runs a refetch after a 401 neither invalidates nor
 /// fetches, as in one process (ARCHITECTURE.md, invariant 6).
@@ -66,7 +80,7 @@ impl Inner {
     /// single flight's), run at most once.
     pub(crate) async fn fetch<F>(
         &self,
-        judge: &Judge,
+        check: &TokenCheck,
         dropped: bool,
         own: F,
     ) -> Result<(Token, Option<FleetStep>), Error>
@@ -74,7 +88,7 @@ impl Inner {
         F: Future<Output = Result<Token, Error>>,
     {
         let replacing = *self.handed.lock().unwrap_or_else(|p| p.into_inner());
-        let Ok((found, record)) = self.look(judge, replacing).await else {
+        let Ok((found, record)) = self.first_read(check, replacing).await else {
             return self.alone(own).await.map(|token| (token, None));
         };
         let step_runs = record.is_some_and(|r| r.runs_for(replacing));
@@ -89,14 +103,14 @@ impl Inner {
             Plan::Fetch { invalidate: true } => self.invalidate(replacing).await,
             Plan::Fetch { invalidate: false } => {}
         }
-        let token = self.fetch_shared(judge, replacing, own).await?;
+        let token = self.fetch_shared(check, replacing, own).await?;
         Ok((token, record.map(|r| r.number())))
     }
 
     /// Takes the lease and fetches, or waits for the holder's token.
     async fn fetch_shared<F>(
         &self,
-        judge: &Judge,
+        check: &TokenCheck,
         replacing: Option<TokenHash>,
         own: F,
     ) -> Result<Token, Error>
@@ -122,33 +136,32 @@ impl Inner {
                 }
                 Ok(Lease::Taken) => {
                     self.lock_trouble.store(false, Ordering::Relaxed);
-                    return self.lead(judge, replacing, &owner, own).await;
+                    return self.lead(check, replacing, &owner, own).await;
                 }
-                Ok(Lease::Held) => bump(&self.stats.lease_waits),
+                Ok(Lease::HeldByAnother) => bump(&self.stats.lease_waits),
                 Ok(odd @ (Lease::WrongType | Lease::NoTtl | Lease::LongTtl)) => {
                     self.odd_lock(odd);
                     return self.alone(own).await;
                 }
             }
-            match self.wait(judge, replacing, deadline).await {
-                Ok(Some(token)) => return Ok(self.hand(token, true)),
-                Ok(None) => continue,
-                Err(()) => return self.alone(own).await,
+            match self.wait(check, replacing, deadline).await {
+                Waited::Token(token) => return Ok(self.hand(token, true)),
+                Waited::LockFree => continue,
+                Waited::GaveUp => return self.alone(own).await,
             }
         }
     }
 
-    /// The first look: the token key, the lock, and the fleet's record of
-    /// 401s. `Err` when Redis does not answer (logged). Bad values are
-    /// logged and counted.
-    async fn look(
+    /// The first read: the token key, the lock, and the fleet's record of
+    /// 401s. Bad values are logged and counted.
+    async fn first_read(
         &self,
-        judge: &Judge,
+        check: &TokenCheck,
         replacing: Option<TokenHash>,
-    ) -> Result<(Found, Option<Record>), ()> {
+    ) -> Result<(Found, Option<Record>), NoAnswer> {
         let keys = (&*self.token_key, &*self.lock_key, &*self.refused_key);
-        let (value, lock, record, pttl) = self.conn.look(keys).await.map_err(drop)?;
-        let found = self.judge_value(judge, value, lock.is_some(), replacing, true);
+        let (value, lock, record, pttl) = self.conn.first_read(keys).await.map_err(|_| NoAnswer)?;
+        let found = self.classify_value(check, value, lock.is_some(), replacing, true);
         let record = record.and_then(|v| {
             let record = Record::decode(&v, pttl, &self.refused_key, self.sealer.as_ref());
             if record.is_none() {
@@ -162,21 +175,24 @@ impl Inner {
     }
 
     /// Reads the token key again (while waiting, or holding the lease).
-    /// `Err` when Redis does not answer (logged).
-    async fn find(&self, judge: &Judge, replacing: Option<TokenHash>) -> Result<Found, ()> {
+    async fn find(
+        &self,
+        check: &TokenCheck,
+        replacing: Option<TokenHash>,
+    ) -> Result<Found, NoAnswer> {
         let (value, lock) = self
             .conn
             .read(&self.token_key, &self.lock_key)
             .await
-            .map_err(drop)?;
-        Ok(self.judge_value(judge, value, lock.is_some(), replacing, false))
+            .map_err(|_| NoAnswer)?;
+        Ok(self.classify_value(check, value, lock.is_some(), replacing, false))
     }
 
     /// What the token key's `value` is to this process. A bad value is
-    /// logged and counted when `note_bad` (the first look).
-    fn judge_value(
+    /// logged and counted when `note_bad` (the first read).
+    fn classify_value(
         &self,
-        judge: &Judge,
+        check: &TokenCheck,
         value: Option<Vec<u8>>,
         locked: bool,
         replacing: Option<TokenHash>,
@@ -200,7 +216,7 @@ impl Inner {
                 return Found::Nothing { locked };
             }
         };
-        let usable = judge.remaining(&entry.token).is_some();
+        let usable = check.remaining(&entry.token).is_some();
         match entry {
             Entry { hash, token } if Some(hash) == replacing => {
                 Found::Replacing(usable.then_some(token))
@@ -225,7 +241,7 @@ impl Inner {
     /// released between this process's read and its lease.
     async fn lead<F>(
         &self,
-        judge: &Judge,
+        check: &TokenCheck,
         replacing: Option<TokenHash>,
         owner: &str,
         own: F,
@@ -233,22 +249,22 @@ impl Inner {
     where
         F: Future<Output = Result<Token, Error>>,
     {
-        if let Ok(Found::Usable(token)) = self.find(judge, replacing).await {
+        if let Ok(Found::Usable(token)) = self.find(check, replacing).await {
             let _ = self.conn.release(&self.lock_key, owner).await;
             return Ok(self.hand(token, true));
         }
         bump(&self.stats.leases);
         let result = while_renewing(own, self.renew_lease(owner)).await;
         if let Ok(token) = &result {
-            self.publish(judge, token, owner).await;
+            self.publish(check, token, owner).await;
         }
         let _ = self.conn.release(&self.lock_key, owner).await;
         result.map(|token| self.hand(token, false))
     }
 
-    async fn publish(&self, judge: &Judge, token: &Token, owner: &str) {
+    async fn publish(&self, check: &TokenCheck, token: &Token, owner: &str) {
         // A token the cache will refuse is not shared either.
-        let Some(remaining) = judge.remaining(token) else {
+        let Some(remaining) = check.remaining(token) else {
             return;
         };
         let ttl = value_ttl(remaining);
@@ -276,25 +292,25 @@ impl Inner {
         }
     }
 
-    /// Polls until the lease holder's token is there (`Some`), the lock is
-    /// gone without one (`None`: take the lease), or the deadline passes or
-    /// Redis fails (`Err`: fetch alone).
+    /// Polls until the lease holder's token is there, the lock is gone
+    /// without one, or the deadline passes or Redis fails.
     async fn wait(
         &self,
-        judge: &Judge,
+        check: &TokenCheck,
         replacing: Option<TokenHash>,
         deadline: Instant,
-    ) -> Result<Option<Token>, ()> {
+    ) -> Waited {
         loop {
             if Instant::now() >= deadline {
                 tracing::warn!(key = %self.token_key, "waited too long for the fleet's token fetch; fetching here");
-                return Err(());
+                return Waited::GaveUp;
             }
             tokio::time::sleep(self.poll_interval).await;
-            match self.find(judge, replacing).await? {
-                Found::Usable(token) => return Ok(Some(token)),
-                Found::Replacing(_) | Found::Nothing { locked: true } => {}
-                Found::Nothing { locked: false } => return Ok(None),
+            match self.find(check, replacing).await {
+                Ok(Found::Usable(token)) => return Waited::Token(token),
+                Ok(Found::Replacing(_) | Found::Nothing { locked: true }) => {}
+                Ok(Found::Nothing { locked: false }) => return Waited::LockFree,
+                Err(NoAnswer) => return Waited::GaveUp,
             }
         }
     }

@@ -458,14 +458,14 @@ impl fmt::Debug for Inner {
     }
 }
 
-/// How a cache judges a token: how long it may still be sent, or `None`
+/// How a cache checks a token: how long it may still be sent, or `None`
 /// if the cache would refuse it (expired, not a bearer token, bytes not
 /// allowed in a header).
-pub(crate) struct Judge(pub(crate) Box<JudgeFn>);
+pub(crate) struct TokenCheck(pub(crate) Box<TokenCheckFn>);
 
-type JudgeFn = dyn Fn(&Token) -> Option<Duration> + Send + Sync;
+type TokenCheckFn = dyn Fn(&Token) -> Option<Duration> + Send + Sync;
 
-impl Judge {
+impl TokenCheck {
     fn remaining(&self, token: &Token) -> Option<Duration> {
         (self.0)(token)
     }

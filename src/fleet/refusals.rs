@@ -40,7 +40,7 @@
 //! impose is capped: a step runs at most [`MAX_STEP`] (the default
 //! backoff's maximum), whatever TTL the key has, and, for a process, ends
 //! when it first seemed to (a record whose TTL does not fall holds a
-//! process back once, not at every look: [`bounded`]); a process's own
+//! process back once, not at every read: [`bounded`]); a process's own
 //! next steps follow its own backoff, which caps them too.
 //!
 //! Every write and delete is best-effort and spawned: a 401 never waits for

@@ -8,7 +8,7 @@ use http::Uri;
 
 use crate::error::Error;
 use crate::request::TokenRequest;
-use crate::url::{self, Refusal};
+use crate::url::{self, UnsafeUrl};
 
 /// Which requests get the token.
 ///
@@ -378,7 +378,7 @@ impl Destinations {
                     }
                     true
                 }
-                Err(Refusal::OriginForm) => self.allows_origin_form(),
+                Err(UnsafeUrl::OriginForm) => self.allows_origin_form(),
                 Err(_) => false,
             },
             Kind::Any => true,

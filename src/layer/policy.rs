@@ -7,8 +7,8 @@ use http::uri::{Authority, Scheme};
 use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 
 use super::destinations::Destinations;
-use crate::cache::{Backoff, Lookup, Resource, TokenCache, Verdict};
-use crate::challenge::{is_refusal, refusal, BearerError, Refusal};
+use crate::cache::{Backoff, Lookup, RefusalDecision, Resource, TokenCache};
+use crate::challenge::{is_refusal, refusal_kind, BearerError, RefusalKind};
 
 /// Which requests get a token, and what a response refusing it leads to.
 ///
@@ -285,7 +285,7 @@ impl AuthPolicy {
             self.settings.cache.answered(sent, from);
             return AfterResponse::Return;
         }
-        self.after_refusal(refusal(status, headers), sent, resendable, &from())
+        self.after_refusal(refusal_kind(status, headers), sent, resendable, &from())
     }
 
     /// What the response to a resend (sent with token generation `sent`)
@@ -303,24 +303,24 @@ impl AuthPolicy {
     #[cold]
     fn after_refusal(
         &self,
-        refusal: Refusal,
+        refusal: RefusalKind,
         sent: u64,
         resendable: bool,
         from: &Resource,
     ) -> AfterResponse {
         let cache = &self.settings.cache;
         let error = match refusal {
-            Refusal::Token(error) => error,
-            Refusal::NotFixable => return AfterResponse::Return,
-            Refusal::OtherScheme => {
+            RefusalKind::Token(error) => error,
+            RefusalKind::NotFixable => return AfterResponse::Return,
+            RefusalKind::OtherScheme => {
                 cache.count_other_scheme();
                 tracing::debug!("401 with challenges of other schemes only; returned as is");
                 return AfterResponse::Return;
             }
         };
         match cache.refused(sent, from, &self.settings.unauthorized_backoff) {
-            Verdict::Refetch | Verdict::Replaced => {}
-            Verdict::BackedOff(step) => {
+            RefusalDecision::Refetch | RefusalDecision::Replaced => {}
+            RefusalDecision::BackedOff(step) => {
                 if let Some(step) = step {
                     warn_backing_off(error.as_ref(), step.number, step.delay);
                 }

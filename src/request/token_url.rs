@@ -5,7 +5,7 @@ use std::fmt;
 use http::Uri;
 
 use crate::error::Error;
-use crate::url::{self, Refusal};
+use crate::url::{self, UnsafeUrl};
 
 /// Where the token endpoint is.
 ///
@@ -73,19 +73,19 @@ pub(crate) fn secure_uri(
     let reason = match url::check(&uri) {
         Ok(()) => return Ok(uri),
         // `check` refuses clear text last: the URL is otherwise fine.
-        Err(Refusal::ClearText) if allow_http => return Ok(uri),
-        Err(Refusal::OriginForm | Refusal::NoScheme) => {
+        Err(UnsafeUrl::ClearText) if allow_http => return Ok(uri),
+        Err(UnsafeUrl::OriginForm | UnsafeUrl::NoScheme) => {
             format!("{what} must be absolute (https://host/path)")
         }
-        Err(Refusal::NoHost) => format!("{what} has no host"),
-        Err(Refusal::Credentials) => {
+        Err(UnsafeUrl::NoHost) => format!("{what} has no host"),
+        Err(UnsafeUrl::Credentials) => {
             format!("{what} must not carry credentials; pass them as ClientAuth")
         }
-        Err(Refusal::ClearText) => format!(
+        Err(UnsafeUrl::ClearText) => format!(
             "{what} must be https (http is accepted only on loopback, \
              or with {type_name}::new_allow_http)"
         ),
-        Err(Refusal::Scheme) => format!("{what} scheme must be https or http"),
+        Err(UnsafeUrl::Scheme) => format!("{what} scheme must be https or http"),
     };
     Err(Error::invalid_request(reason))
 }

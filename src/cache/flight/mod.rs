@@ -51,9 +51,9 @@ use super::TokenCache;
 use crate::error::Error;
 
 // For `TokenCache::revoke`: the flight slot, held while tokens are revoked.
-mod grounded;
+mod paused;
 
-/// A flight's answer, `None` until it lands.
+/// A flight's answer, `None` until it ends.
 type Outcome = Option<Result<Arc<Cached>, Error>>;
 
 /// Time a caller waits by default beyond the token exchanges, the store's
@@ -86,7 +86,7 @@ struct Flight {
     tx: watch::Sender<Outcome>,
     /// The runtime the task runs on: the clock of a caller that has none.
     runtime: Handle,
-    /// When it took off.
+    /// When it began.
     since: Instant,
     /// Whether its task has been polled (so a token request may be out).
     started: bool,
@@ -135,7 +135,7 @@ struct Wait {
 pub(super) struct FlightState {
     /// The fetch in progress, if any: the only record that one is running.
     flight: Option<Flight>,
-    /// The id of the last flight that took off.
+    /// The id of the last flight that began.
     last_id: u64,
     /// Failed fetches in a row.
     failures: u32,
@@ -174,7 +174,7 @@ impl FlightState {
     }
 
     /// The flight in progress, unless a caller on `caller`'s runtime is
-    /// to take it over ([`FlightState::take_off`]).
+    /// to take it over ([`FlightState::begin`]).
     fn running(&self, caller: Option<&Handle>, now: Instant) -> Option<&Flight> {
         let flight = self.flight.as_ref()?;
         match caller {
@@ -187,7 +187,7 @@ impl FlightState {
     /// task to start, the slot `revoke` holds), taking over the flight in
     /// progress if there is one: its waiters wait for this one. Returns
     /// its id, and what a waiter holds.
-    fn take_off(&mut self, runtime: Handle, started: bool) -> (u64, Wait) {
+    fn begin(&mut self, runtime: Handle, started: bool) -> (u64, Wait) {
         self.last_id = self.last_id.wrapping_add(1);
         let (tx, given_up) = match self.flight.take() {
             Some(taken_over) => {
@@ -216,7 +216,7 @@ impl FlightState {
 
     /// Ends flight `id`, if it is still the one in progress: its sender,
     /// to answer its waiters. `None` for a flight taken over.
-    fn land(&mut self, id: u64) -> Option<watch::Sender<Outcome>> {
+    fn end(&mut self, id: u64) -> Option<watch::Sender<Outcome>> {
         if self.flight.as_ref().is_some_and(|f| f.id == id) {
             return self.flight.take().map(|f| f.tx);
         }
@@ -232,7 +232,7 @@ struct FlightGuard {
     id: u64,
     /// Whether the task was ever polled, so a fetch may have been sent.
     started: bool,
-    /// Whether it has ended (landed, or found itself taken over).
+    /// Whether it has ended (with a result, or found itself taken over).
     ended: bool,
 }
 
@@ -242,7 +242,7 @@ impl FlightGuard {
         self.ended = true;
     }
 
-    fn land(&mut self, result: Result<Arc<Cached>, Error>) {
+    fn end(&mut self, result: Result<Arc<Cached>, Error>) {
         self.ended = true;
         self.cache.settle(self.id, result);
     }
@@ -284,7 +284,7 @@ impl TokenCache {
             if state.running(Some(&runtime), now).is_some() || state.backing_off(now).is_some() {
                 return;
             }
-            state.take_off(runtime.clone(), false).0
+            state.begin(runtime.clone(), false).0
         };
         self.spawn_flight(&runtime, id, true);
     }
@@ -315,7 +315,7 @@ impl TokenCache {
             tokio::time::timeout(wait, rx.wait_for(Option::is_some))
         };
         let outcome = match deadline.await {
-            Ok(Ok(landed)) => landed.clone(),
+            Ok(Ok(outcome)) => outcome.clone(),
             Ok(Err(_closed)) => None,
             Err(_elapsed) => return Err(self.give_up(wait, &given_up)),
         };
@@ -363,7 +363,7 @@ impl TokenCache {
             let Some(runtime) = runtime else {
                 return Err(Error::no_runtime());
             };
-            let (id, flight) = state.take_off(runtime.clone(), false);
+            let (id, flight) = state.begin(runtime.clone(), false);
             (id, flight, runtime, state.wait_timeout)
         };
         self.spawn_flight(&runtime, id, false);
@@ -394,7 +394,7 @@ impl TokenCache {
                     bump(&guard.cache.shared.counters.background_refreshes);
                 }
                 let result = guard.cache.fetch_admitted().await;
-                guard.land(result);
+                guard.end(result);
             }
             .instrument(span),
         );
@@ -438,7 +438,7 @@ impl TokenCache {
     fn settle(&self, id: u64, result: Result<Arc<Cached>, Error>) {
         let tx = {
             let mut state = self.flight_state();
-            let Some(tx) = state.land(id) else {
+            let Some(tx) = state.end(id) else {
                 return;
             };
             match &result {
@@ -484,7 +484,7 @@ impl TokenCache {
     /// first): no token request was sent, so no failure is counted and no
     /// backoff set; its waiters learn that there is no runtime to fetch on.
     fn abandon(&self, id: u64) {
-        let Some(tx) = self.flight_state().land(id) else {
+        let Some(tx) = self.flight_state().end(id) else {
             return;
         };
         tracing::debug!("token fetch not started: its Tokio runtime is shutting down");
@@ -507,7 +507,7 @@ mod tests {
     use super::*;
     use crate::token::{IssuedAt, Token};
 
-    /// `access_token` admitted by `cache`, as a fetch lands it.
+    /// `access_token` admitted by `cache`, as a fetch stores it.
     fn admitted(cache: &TokenCache, access_token: &str) -> Arc<Cached> {
         let issued = IssuedAt::from_parts(Instant::now(), SystemTime::now());
         let json = format!(
@@ -532,10 +532,10 @@ mod tests {
             .build()
             .unwrap();
         let cache = crate::layer::testing::cache();
-        let (stalled, waiter) = cache.flight_state().take_off(rt.handle().clone(), false);
+        let (stalled, waiter) = cache.flight_state().begin(rt.handle().clone(), false);
         // Taken over (as a caller on another runtime does with a flight that
         // never started): the same waiters, a new id.
-        let (current, _) = cache.flight_state().take_off(rt.handle().clone(), false);
+        let (current, _) = cache.flight_state().begin(rt.handle().clone(), false);
         assert_ne!(stalled, current);
         assert!(!cache.start(stalled), "a taken-over task must not fetch");
         cache.settle(stalled, Ok(admitted(&cache, "late")));

@@ -1,4 +1,4 @@
-//! [`Grounded`]: the flight slot, held by [`TokenCache::revoke`] while the
+//! [`FetchesPaused`]: the flight slot, held by [`TokenCache::revoke`] while the
 //! cache's tokens are revoked, so that no fetch issues a token the
 //! revocation would miss (ARCHITECTURE.md, invariant 2).
 
@@ -12,7 +12,7 @@ use crate::error::Error;
 /// The flight slot, held by [`TokenCache::revoke`]: while it is held no
 /// fetch starts (no token is issued that the revocation would miss), and
 /// callers that need a token wait for its release.
-pub(in crate::cache) struct Grounded {
+pub(in crate::cache) struct FetchesPaused {
     cache: TokenCache,
     /// Its flight id.
     id: u64,
@@ -20,18 +20,18 @@ pub(in crate::cache) struct Grounded {
 }
 
 impl TokenCache {
-    /// Waits until no fetch is running (the one in progress has landed, its
+    /// Waits until no fetch is running (the one in progress has ended, its
     /// token and refresh token recorded), then takes the flight slot. A
-    /// stalled flight (module docs of `flight.rs`) is taken over at once:
-    /// its late token, if it ever lands, is not cached, so not revoked
+    /// stalled flight (module docs of `flight/mod.rs`) is taken over at once:
+    /// its late token, if it ever comes, is not cached, so not revoked
     /// either. With no Tokio runtime to run the revocation's exchanges on,
     /// a [`crate::ErrorKind::NoRuntime`] error; after the wait timeout, a
     /// [`crate::ErrorKind::WaitTimeout`] error; nothing is taken then.
-    pub(in crate::cache) async fn ground(&self) -> Result<Grounded, Error> {
+    pub(in crate::cache) async fn pause_fetches(&self) -> Result<FetchesPaused, Error> {
         let runtime = Handle::try_current().map_err(|_| Error::no_runtime())?;
         let wait = self.flight_state().wait_timeout;
-        match tokio::time::timeout(wait, self.ground_when_landed(&runtime)).await {
-            Ok(grounded) => Ok(grounded),
+        match tokio::time::timeout(wait, self.pause_fetches_when_idle(&runtime)).await {
+            Ok(paused) => Ok(paused),
             Err(_elapsed) => {
                 tracing::warn!(
                     wait = ?wait,
@@ -42,15 +42,15 @@ impl TokenCache {
         }
     }
 
-    async fn ground_when_landed(&self, runtime: &Handle) -> Grounded {
+    async fn pause_fetches_when_idle(&self, runtime: &Handle) -> FetchesPaused {
         loop {
             let mut rx = {
                 let mut state = self.flight_state();
                 match state.running(Some(runtime), Instant::now()) {
                     Some(flight) => flight.tx.subscribe(),
                     None => {
-                        let id = state.take_off(runtime.clone(), true).0;
-                        return Grounded {
+                        let id = state.begin(runtime.clone(), true).0;
+                        return FetchesPaused {
                             cache: self.clone(),
                             id,
                             revoked: false,
@@ -58,13 +58,13 @@ impl TokenCache {
                     }
                 }
             };
-            // Landed, or ended without an answer: look again either way.
+            // Ended, with or without an answer: check again either way.
             let _ = rx.wait_for(Option::is_some).await;
         }
     }
 }
 
-impl Grounded {
+impl FetchesPaused {
     /// The revocation succeeded: on release the backoff is cleared too, so
     /// the next caller that needs a token fetches one at once.
     pub(in crate::cache) fn revoked(&mut self) {
@@ -72,7 +72,7 @@ impl Grounded {
     }
 }
 
-impl Drop for Grounded {
+impl Drop for FetchesPaused {
     /// Frees the slot, however the revocation ended (done, failed, or its
     /// caller gone), and answers the callers that waited: with the cached
     /// token if it is still there and valid (the revocation failed before
@@ -81,7 +81,7 @@ impl Drop for Grounded {
         let tx = {
             let mut state = self.cache.flight_state();
             // Taken over (held past the fetch limit): nothing to free.
-            let Some(tx) = state.land(self.id) else {
+            let Some(tx) = state.end(self.id) else {
                 return;
             };
             if self.revoked {

@@ -128,9 +128,9 @@ pub(super) struct Fetcher {
     primary: Option<TokenRequest>,
     refresh: Mutex<RefreshToken>,
     recorder: Recorder,
-    /// The fleet's shared tier, and how this cache judges its tokens.
+    /// The fleet's shared tier, and how this cache checks its tokens.
     #[cfg(feature = "redis")]
-    fleet: Option<(crate::fleet::Inner, crate::fleet::Judge)>,
+    fleet: Option<(crate::fleet::Inner, crate::fleet::TokenCheck)>,
 }
 
 impl Fetcher {
@@ -158,9 +158,9 @@ impl Fetcher {
     pub(super) fn with_fleet(
         mut self,
         fleet: crate::fleet::Inner,
-        judge: crate::fleet::Judge,
+        check: crate::fleet::TokenCheck,
     ) -> Self {
-        self.fleet = Some((fleet, judge));
+        self.fleet = Some((fleet, check));
         self
     }
 
@@ -175,9 +175,9 @@ impl Fetcher {
     pub(super) async fn fetch(&self, counters: &Counters, dropped: bool) -> Result<Fetched, Error> {
         #[cfg(feature = "redis")]
         let (token, fleet_step) = match &self.fleet {
-            Some((fleet, judge)) => {
+            Some((fleet, check)) => {
                 let own = self.request_token(counters);
-                fleet.fetch(judge, dropped, own).await?
+                fleet.fetch(check, dropped, own).await?
             }
             None => (self.request_token(counters).await?, None),
         };
