@@ -391,6 +391,8 @@ impl TokenRequest {
         client: &ClientAuth,
         url: &TokenUrl,
     ) -> Result<(Request<Full<Bytes>>, Vec<SecretString>), Error> {
+        // A secret or assertion from a file is read here, for this request.
+        let client = &*client.read_credential_now()?;
         self.check(client)?;
         let grant_assertion = self.grant_assertion(url)?;
         let client_assertion = client.assertion(url)?;
