@@ -82,6 +82,7 @@
 pub mod authorize;
 pub mod cache;
 pub mod challenge;
+pub mod config;
 pub mod credentials;
 pub mod discovery;
 #[cfg(feature = "dpop")]

@@ -548,3 +548,63 @@ fn debug_names_the_file_and_never_the_value() {
     assert!(shown.contains("/var/run/secrets/token"), "{shown}");
     let _: Option<Error> = None;
 }
+
+/// A deployment's variables alone make the cache: the secret from its
+/// file, the scope, the audience; a rotated secret file is used from the
+/// next token request.
+#[tokio::test]
+async fn a_cache_from_environment_variables_with_a_secret_file() {
+    use tower_oauth2::config::ClientConfig;
+    let server = TestServer::start().await;
+    server.set_client("svc-orders", "first", ClientCheck::Post);
+    let dir = Dir::new("config");
+    let path = dir.path("client-secret");
+    rewrite(&path, "first\n");
+    let token_url = server.token_url();
+    let path_text = path.to_string_lossy().into_owned();
+    let vars = [
+        ("OAUTH2_TOKEN_URL", token_url.as_str()),
+        ("OAUTH2_CLIENT_ID", "svc-orders"),
+        ("OAUTH2_AUTH", "post"),
+        ("OAUTH2_CLIENT_SECRET_FILE", path_text.as_str()),
+        ("OAUTH2_SCOPE", "inventory:read"),
+        ("OAUTH2_AUDIENCE", "https://api.example"),
+    ];
+    let config = ClientConfig::from_vars(|name| {
+        vars.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| (*v).to_owned())
+    })
+    .expect("a complete configuration");
+    let cache = config.cache(http_client());
+    cache.token().await.expect("a token");
+    server.accept_secret("second");
+    rewrite(&path, "second\n");
+    server.revoke_secret("first");
+    config
+        .endpoint(http_client())
+        .request(&config.token_request())
+        .await
+        .expect("a token with the rotated secret");
+    assert_eq!(server.token_requests(), 2);
+    let sent: Vec<_> = server
+        .received()
+        .iter()
+        .map(|r| {
+            (
+                r.param("client_secret"),
+                r.param("scope"),
+                r.param("audience"),
+            )
+        })
+        .collect();
+    let scope = Some("inventory:read".to_owned());
+    let audience = Some("https://api.example".to_owned());
+    assert_eq!(
+        sent,
+        [
+            (Some("first".to_owned()), scope.clone(), audience.clone()),
+            (Some("second".to_owned()), scope, audience)
+        ]
+    );
+}
