@@ -16,6 +16,8 @@
 //! - [`crate::ClientAuth::spiffe_jwt`] sends a JWT-SVID with
 //!   `urn:ietf:params:oauth:client-assertion-type:jwt-spiffe`
 //!   (draft-ietf-oauth-spiffe-client-auth).
+//! - `ClientAuth::private_key_jwt_from` (feature `jwt`) signs each
+//!   assertion with a private key read from a PEM file.
 //! - [`crate::ClientAuth::client_secret_basic_from`] and
 //!   [`crate::ClientAuth::client_secret_post_from`] send a client secret.
 //!
@@ -260,6 +262,17 @@ impl CredentialSource {
             Source::Callback(_) => "the callback".to_owned(),
             Source::Value(_) => "the value given".to_owned(),
         }
+    }
+
+    /// The error for a file that holds no usable `algorithm` key.
+    #[cfg(feature = "jwt")]
+    pub(crate) fn not_a_key(
+        &self,
+        algorithm: crate::jose::Algorithm,
+        kind: crate::jose::KeyErrorKind,
+    ) -> Error {
+        let why = format!("holds no usable {algorithm} private key in PEM ({kind:?})");
+        self.failure(CredentialFailure::NotAKey, &why)
     }
 
     fn failure(&self, failure: CredentialFailure, why: &str) -> Error {

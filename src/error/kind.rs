@@ -124,6 +124,9 @@ pub enum CredentialFailure {
     NotAJwt,
     /// The assertion's `exp` has passed, also when read a second time.
     Expired,
+    /// The file holds no private key usable with the algorithm
+    /// (`ClientAuth::private_key_jwt_from`, feature `jwt`).
+    NotAKey,
     /// The callback returned an error.
     Callback,
 }

@@ -114,6 +114,24 @@ pub enum ClientAuth {
         /// The assertion's audience and lifetime.
         assertion: AssertionSettings,
     },
+    /// `private_key_jwt` with the private key (PEM) read from `source` for
+    /// every request, so a rotated key is used from the next one. Made by
+    /// [`ClientAuth::private_key_jwt_from`].
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    #[non_exhaustive]
+    PrivateKeyJwtFrom {
+        /// The client identifier, the assertion's `iss` and `sub`.
+        client_id: String,
+        /// The key's algorithm.
+        algorithm: crate::jose::Algorithm,
+        /// The `kid` sent in each assertion's header, if any.
+        key_id: Option<String>,
+        /// Where the PEM private key is read from.
+        source: CredentialSource,
+        /// The assertion's audience and lifetime.
+        assertion: AssertionSettings,
+    },
     /// `client_secret_jwt`: a client assertion signed with HS256 keyed
     /// with the client secret, fresh for every request; the secret itself
     /// is never sent. Made by [`ClientAuth::client_secret_jwt`].
@@ -212,6 +230,8 @@ impl ClientAuth {
         match self {
             ClientAuth::ClientSecretFrom { source, .. }
             | ClientAuth::ClientAssertion { source, .. } => source.rereads(),
+            #[cfg(feature = "jwt")]
+            ClientAuth::PrivateKeyJwtFrom { .. } => true,
             _ => false,
         }
     }
@@ -222,7 +242,7 @@ impl ClientAuth {
         match self.source_holds() {
             Some((source, holds)) if source.rereads() => {
                 let value = source.read(holds).await?;
-                Ok(self.with_value(value))
+                self.with_value(value)
             }
             _ => Ok(self.clone()),
         }
@@ -233,7 +253,7 @@ impl ClientAuth {
     pub(crate) fn read_credential_now(&self) -> Result<Cow<'_, ClientAuth>, Error> {
         match self.source_holds() {
             Some((source, holds)) if source.rereads() => {
-                Ok(Cow::Owned(self.with_value(source.read_now(holds)?)))
+                Ok(Cow::Owned(self.with_value(source.read_now(holds)?)?))
             }
             _ => Ok(Cow::Borrowed(self)),
         }
@@ -243,13 +263,35 @@ impl ClientAuth {
         match self {
             ClientAuth::ClientSecretFrom { source, .. } => Some((source, Holds::Secret)),
             ClientAuth::ClientAssertion { source, .. } => Some((source, Holds::Assertion)),
+            #[cfg(feature = "jwt")]
+            ClientAuth::PrivateKeyJwtFrom { source, .. } => Some((source, Holds::Secret)),
             _ => None,
         }
     }
 
-    /// This client holding `value` as the credential it read.
-    fn with_value(&self, value: SecretString) -> ClientAuth {
-        match self {
+    /// This client holding `value` as the credential it read (for a key
+    /// file, the key parsed from it).
+    fn with_value(&self, value: SecretString) -> Result<ClientAuth, Error> {
+        Ok(match self {
+            #[cfg(feature = "jwt")]
+            ClientAuth::PrivateKeyJwtFrom {
+                client_id,
+                algorithm,
+                key_id,
+                source,
+                assertion,
+            } => {
+                let key = SigningKey::from_pem(*algorithm, value.expose_secret())
+                    .map_err(|e| source.not_a_key(*algorithm, e.kind()))?;
+                ClientAuth::PrivateKeyJwt {
+                    client_id: client_id.clone(),
+                    key: match key_id {
+                        Some(kid) => key.with_key_id(kid),
+                        None => key,
+                    },
+                    assertion: assertion.clone(),
+                }
+            }
             ClientAuth::ClientSecretFrom {
                 client_id, post, ..
             } => ClientAuth::ClientSecretFrom {
@@ -267,7 +309,7 @@ impl ClientAuth {
                 assertion_type,
             },
             other => other.clone(),
-        }
+        })
     }
 
     /// `none`: a public client that only names itself.
@@ -330,6 +372,30 @@ impl ClientAuth {
         }
     }
 
+    /// `private_key_jwt` as [`ClientAuth::private_key_jwt`], with the
+    /// private key (PEM: PKCS#8, PKCS#1, SEC1) read from `source` for every
+    /// token request and parsed for `algorithm`, its `kid` `key_id`: a key
+    /// rotated by a secret manager is used from the next request. A file
+    /// that holds no usable key is an
+    /// [`ErrorKind::Credential`](crate::ErrorKind::Credential) error
+    /// ([`crate::error::CredentialFailure::NotAKey`]) naming the file.
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn private_key_jwt_from(
+        client_id: impl Into<String>,
+        algorithm: crate::jose::Algorithm,
+        key_id: Option<String>,
+        source: CredentialSource,
+    ) -> Self {
+        ClientAuth::PrivateKeyJwtFrom {
+            client_id: client_id.into(),
+            algorithm,
+            key_id,
+            source,
+            assertion: AssertionSettings::default(),
+        }
+    }
+
     /// `client_secret_jwt` (RFC 7523 §2.2, OpenID Connect Core §9): as
     /// [`ClientAuth::private_key_jwt`], signed with HS256 keyed with the
     /// octets of `client_secret`.
@@ -385,6 +451,7 @@ impl ClientAuth {
     fn assertion_settings_mut(&mut self) -> Option<&mut AssertionSettings> {
         match self {
             ClientAuth::PrivateKeyJwt { assertion, .. }
+            | ClientAuth::PrivateKeyJwtFrom { assertion, .. }
             | ClientAuth::ClientSecretJwt { assertion, .. } => Some(assertion),
             _ => None,
         }
@@ -402,6 +469,7 @@ impl ClientAuth {
             | ClientAuth::ClientAssertion { client_id, .. } => client_id,
             #[cfg(feature = "jwt")]
             ClientAuth::PrivateKeyJwt { client_id, .. }
+            | ClientAuth::PrivateKeyJwtFrom { client_id, .. }
             | ClientAuth::ClientSecretJwt { client_id, .. } => client_id,
         }
     }
@@ -425,7 +493,9 @@ impl ClientAuth {
             }
             ClientAuth::ClientAssertion { .. } => "private_key_jwt",
             #[cfg(feature = "jwt")]
-            ClientAuth::PrivateKeyJwt { .. } => "private_key_jwt",
+            ClientAuth::PrivateKeyJwt { .. } | ClientAuth::PrivateKeyJwtFrom { .. } => {
+                "private_key_jwt"
+            }
             #[cfg(feature = "jwt")]
             ClientAuth::ClientSecretJwt { .. } => "client_secret_jwt",
         }
@@ -462,6 +532,7 @@ impl ClientAuth {
     pub(crate) fn assertion_algorithm(&self) -> Option<crate::jose::Algorithm> {
         match self {
             ClientAuth::PrivateKeyJwt { key, .. } => Some(key.algorithm()),
+            ClientAuth::PrivateKeyJwtFrom { algorithm, .. } => Some(*algorithm),
             ClientAuth::ClientSecretJwt { .. } => Some(crate::jose::Algorithm::HS256),
             _ => None,
         }
@@ -472,7 +543,9 @@ impl ClientAuth {
         match self {
             ClientAuth::ClientAssertion { .. } => true,
             #[cfg(feature = "jwt")]
-            ClientAuth::PrivateKeyJwt { .. } | ClientAuth::ClientSecretJwt { .. } => true,
+            ClientAuth::PrivateKeyJwt { .. }
+            | ClientAuth::PrivateKeyJwtFrom { .. }
+            | ClientAuth::ClientSecretJwt { .. } => true,
             _ => false,
         }
     }
@@ -555,6 +628,7 @@ impl ClientAuth {
             }
             #[cfg(feature = "jwt")]
             ClientAuth::PrivateKeyJwt { client_id, .. }
+            | ClientAuth::PrivateKeyJwtFrom { client_id, .. }
             | ClientAuth::ClientSecretJwt { client_id, .. } => {
                 // RFC 7521 §4.2 makes `client_id` optional; some servers
                 // (Microsoft Entra ID) require it, none refuses it.
@@ -611,7 +685,7 @@ impl ClientAuth {
                 vec![Cow::Borrowed(client_secret.expose_secret())]
             }
             #[cfg(feature = "jwt")]
-            ClientAuth::PrivateKeyJwt { .. } => Vec::new(),
+            ClientAuth::PrivateKeyJwt { .. } | ClientAuth::PrivateKeyJwtFrom { .. } => Vec::new(),
         }
     }
 }

@@ -168,3 +168,53 @@ async fn a_refused_assertion_is_read_again_and_the_request_sent_once_more() {
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     assert_eq!(assertions_sent(&wire.sent()), [Some(used), Some(fresh)]);
 }
+
+/// `private_key_jwt` with the key read from a PEM file for every token
+/// request: a key the server does not know is refused (read again, sent
+/// once more, refused again); the file rewritten with the registered key
+/// is used from the next request; a file without a key is a typed error
+/// and nothing is sent.
+#[tokio::test]
+async fn a_private_key_from_a_file_that_is_rotated() {
+    let Some(server) = RealServer::connect().await else {
+        return;
+    };
+    let file = File::new("key");
+    file.write(include_str!("../data/p256-unregistered.pem"));
+    let client = ClientAuth::private_key_jwt_from(
+        CLIENT,
+        Algorithm::ES256,
+        Some("p256-1".to_owned()),
+        CredentialSource::file(file.path()),
+    );
+    assert_eq!(client.method_name(), "private_key_jwt");
+    let (endpoint, wire) = server.endpoint(client);
+    let request = TokenRequest::client_credentials().scope("inventory:read");
+    let err = endpoint
+        .request(&request)
+        .await
+        .expect_err("a key the server does not know");
+    assert_eq!(
+        err.oauth_error().map(|r| r.error()),
+        Some(&ErrorCode::InvalidClient)
+    );
+    assert_eq!(wire.sent().len(), 2);
+
+    file.write(P256);
+    let token = endpoint.request(&request).await.expect("a token");
+    let info = server
+        .introspect(token.access_token().expose_secret())
+        .await;
+    assert_eq!(info["client_id"], CLIENT);
+    assert_eq!(wire.sent().len(), 3);
+
+    file.write("not a key CANARY");
+    let err = endpoint.request(&request).await.expect_err("no key");
+    assert_eq!(err.kind(), ErrorKind::Credential);
+    assert_eq!(
+        err.credential_failure(),
+        Some(tower_oauth2::error::CredentialFailure::NotAKey)
+    );
+    assert!(!format!("{err} {err:?}").contains("CANARY"), "{err}");
+    assert_eq!(wire.sent().len(), 3);
+}
