@@ -161,8 +161,16 @@ impl<S: HttpClient> TokenEndpoint<S> {
     /// The future owns what it needs (a clone of the service and of the
     /// request), so it borrows nothing and is `Send` whenever the service,
     /// its future and its body are, whether or not the service is `Sync`.
+    ///
+    /// A client whose credential is read from a file or callback
+    /// ([`ClientAuth::reads_credential`]) reads it in the future, and after
+    /// an `invalid_client` answer (RFC 6749 §5.2, which may have raced a
+    /// rotation) reads it again and sends the request once more, never
+    /// more often. Other clients never repeat a refused request.
     pub fn request(&self, request: &TokenRequest) -> impl Future<Output = Result<Token, Error>> {
-        let built = request.build_signed(&self.client, &self.url);
+        // Built now unless the credential must be read (perhaps awaited).
+        let built = (!self.client.reads_credential())
+            .then(|| request.build_signed(&self.client, &self.url));
         let span = tracing::debug_span!(
             "oauth2.token_request",
             grant_type = request.grant_type(),
@@ -173,7 +181,6 @@ impl<S: HttpClient> TokenEndpoint<S> {
         let service = self.service.clone();
         let sent = Sent {
             client: self.client.clone(),
-            #[cfg(feature = "dpop")]
             url: self.url.clone(),
             request: request.clone(),
             limits: self.limits,
@@ -181,13 +188,10 @@ impl<S: HttpClient> TokenEndpoint<S> {
             dpop: self.dpop.clone(),
         };
         async move {
-            #[cfg(feature = "dpop")]
-            let result = match sent.dpop.clone() {
-                Some(dpop) => sent.with_dpop(service, built, &dpop).await,
-                None => sent.once(service, built?, |_| {}).await,
+            let result = match built {
+                Some(built) => sent.exchange(service, built).await,
+                None => sent.read_exchange_and_retry(service).await,
             };
-            #[cfg(not(feature = "dpop"))]
-            let result = sent.once(service, built?, |_| {}).await;
             match result {
                 Ok(token) => {
                     tracing::debug!(expires_in = ?token.expires_in(), "token issued");
@@ -212,9 +216,9 @@ type Outgoing = (
 /// What a token request future owns besides the service (which need not
 /// be `Sync`, so it is never borrowed across an `await`): the client, the
 /// grant.
+#[derive(Clone)]
 struct Sent {
     client: ClientAuth,
-    #[cfg(feature = "dpop")]
     url: TokenUrl,
     request: TokenRequest,
     limits: Limits,
@@ -223,6 +227,46 @@ struct Sent {
 }
 
 impl Sent {
+    /// [`Sent::read_and_exchange`], and once more if the answer is
+    /// `invalid_client`: the credential may have been rotated between the
+    /// read and the server's check.
+    async fn read_exchange_and_retry<S: HttpClient>(&self, service: S) -> Result<Token, Error> {
+        let result = self.read_and_exchange(service.clone()).await;
+        let refusal = result.as_ref().err().and_then(Error::oauth_error);
+        if !refusal.is_some_and(|r| r.error() == &crate::error::ErrorCode::InvalidClient) {
+            return result;
+        }
+        tracing::debug!(
+            "invalid_client with a credential read from a file or callback: \
+             reading it again and sending the request once more"
+        );
+        self.read_and_exchange(service).await
+    }
+
+    /// One exchange of `built` (with a DPoP proof if DPoP is on).
+    async fn exchange<S: HttpClient>(
+        &self,
+        service: S,
+        built: Result<Outgoing, Error>,
+    ) -> Result<Token, Error> {
+        #[cfg(feature = "dpop")]
+        if let Some(dpop) = self.dpop.clone() {
+            return self.with_dpop(service, built, &dpop).await;
+        }
+        self.once(service, built?, |_| {}).await
+    }
+
+    /// Reads the client's credential from its file or callback, then one
+    /// exchange with it (the secret it read scrubbed from any excerpt).
+    async fn read_and_exchange<S: HttpClient>(&self, service: S) -> Result<Token, Error> {
+        let sent = Sent {
+            client: self.client.read_credential().await?,
+            ..self.clone()
+        };
+        let built = sent.request.build_signed(&sent.client, &sent.url);
+        sent.exchange(service, built).await
+    }
+
     /// One exchange of `http_request` (with the assertions signed for it);
     /// `answered` sees the answer's headers.
     async fn once<S: HttpClient>(

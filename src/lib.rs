@@ -82,6 +82,8 @@
 pub mod authorize;
 pub mod cache;
 pub mod challenge;
+pub mod config;
+pub mod credentials;
 pub mod discovery;
 #[cfg(feature = "dpop")]
 #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]

@@ -276,6 +276,7 @@ fn reason(kind: ErrorKind) -> &'static str {
         ErrorKind::NoRevocationEndpoint => "no_revocation_endpoint",
         ErrorKind::Revoked => "revoked",
         ErrorKind::UnmappedKey => "unmapped_key",
+        ErrorKind::Credential => "credential",
     }
 }
 

@@ -139,12 +139,18 @@ impl<S: HttpClient> TokenEndpoint<S> {
         let token = token.clone();
         async move {
             let url = revocation.ok_or_else(Error::no_revocation_endpoint)?;
-            let sent = Revocation {
-                token: &token,
-                hint,
-                client: &client,
+            // A secret or assertion from a file or callback: read now.
+            let result = match client.read_credential().await {
+                Ok(client) => {
+                    let sent = Revocation {
+                        token: &token,
+                        hint,
+                        client: &client,
+                    };
+                    sent.send(service, &url, &token_url, limits).await
+                }
+                Err(e) => Err(e),
             };
-            let result = sent.send(service, &url, &token_url, limits).await;
             match &result {
                 Ok(()) => tracing::debug!("token revoked"),
                 Err(e) => tracing::debug!(error = %e, "token revocation failed"),

@@ -32,6 +32,11 @@ fn help_lists_every_flag_with_its_environment_variable() {
         ("--token-url <URL>", "OAUTH2_TOKEN_URL"),
         ("--client-id <ID>", "OAUTH2_CLIENT_ID"),
         ("--client-secret <S>", "OAUTH2_CLIENT_SECRET"),
+        ("--client-secret-file <PATH>", "OAUTH2_CLIENT_SECRET_FILE"),
+        (
+            "--client-assertion-file <PATH>",
+            "OAUTH2_CLIENT_ASSERTION_FILE",
+        ),
         ("--auth <METHOD>", "OAUTH2_AUTH"),
         ("--scope <\"a b\">", "OAUTH2_SCOPE"),
         ("--url <RESOURCE_URL>", "DEMO_URL"),
@@ -351,4 +356,94 @@ async fn a_resource_that_refuses_every_token_costs_a_few_token_requests() {
         assert_eq!(summary.exit_code(), ExitCode::FAILURE);
         assert_eq!(server.resource_count() as u64, 200 + summary.retries);
     }
+}
+
+/// A file of its own for one test, removed at the end.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn with(name: &str, content: &str) -> TempFile {
+        let path =
+            std::env::temp_dir().join(format!("tower-oauth2-demo-{name}-{}", std::process::id()));
+        std::fs::write(&path, content).expect("a temporary file");
+        TempFile(path)
+    }
+    fn path(&self) -> &str {
+        self.0.to_str().expect("a UTF-8 temporary path")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Runs the demo against `server` with exactly `flags` after the program name.
+async fn run_with(flags: &[&str]) -> Summary {
+    let Mode::Remote(config) =
+        Args::mode_from(std::iter::once("demo").chain(flags.iter().copied()))
+    else {
+        panic!("flags must name the servers to use");
+    };
+    run::run(&config).await.expect("a usable configuration")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_secret_and_the_client_assertion_from_files() {
+    use support::token_server::ClientCheck;
+    let server = TestServer::start().await;
+    let (token_url, url) = (server.token_url(), server.url("/orders"));
+
+    server.set_client("client", "from-a-file", ClientCheck::Post);
+    let secret = TempFile::with("secret", "from-a-file\n");
+    let flags = [
+        "--token-url",
+        &token_url,
+        "--client-id",
+        "client",
+        "--url",
+        &url,
+    ];
+    let mut with_secret = flags.to_vec();
+    with_secret.extend([
+        "--auth",
+        "post",
+        "--client-secret-file",
+        secret.path(),
+        "--requests",
+        "6",
+    ]);
+    assert_eq!(run_with(&with_secret).await, all_ok_with_one_token(6));
+
+    // A JWT that has not expired (2100), as a token issuer would write it.
+    let b64 =
+        |s: &str| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, s);
+    let jwt = format!(
+        "{}.{}.{}",
+        b64(r#"{"alg":"ES256"}"#),
+        b64(r#"{"sub":"client","exp":4102444800}"#),
+        b64("sig")
+    );
+    server.set_client("client", "unused", ClientCheck::Assertion);
+    server.set_assertion_type(tower_oauth2::credentials::JWT_SPIFFE_ASSERTION_TYPE);
+    server.accept_assertion(&jwt);
+    let assertion = TempFile::with("svid", &jwt);
+    let mut with_svid = flags.to_vec();
+    with_svid.extend([
+        "--auth",
+        "spiffe_jwt",
+        "--client-assertion-file",
+        assertion.path(),
+        "--requests",
+        "6",
+    ]);
+    assert_eq!(run_with(&with_svid).await, all_ok_with_one_token(6));
+    assert_eq!(server.token_requests(), 2);
+    let sent = server.received().pop().expect("the token request");
+    assert_eq!(sent.param("client_assertion"), Some(jwt));
+
+    let both = ["demo", "--client-secret", "s", "--client-secret-file", "/x"];
+    let err = Args::command().try_get_matches_from(both).unwrap_err();
+    assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
 }

@@ -36,10 +36,29 @@ pub struct Args {
     )]
     pub client_secret: Option<String>,
 
+    /// Instead of --client-secret: a file holding the client secret (a
+    /// mounted Kubernetes secret), read for every token request so a
+    /// rotated secret is used without a restart; a trailing newline is cut.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "OAUTH2_CLIENT_SECRET_FILE",
+        conflicts_with = "client_secret"
+    )]
+    pub client_secret_file: Option<PathBuf>,
+
+    /// For --auth private_key_jwt or spiffe_jwt: a file holding the client
+    /// assertion (a projected service-account token, a SPIFFE JWT-SVID),
+    /// read for every token request; nothing is signed by the demo.
+    #[arg(long, value_name = "PATH", env = "OAUTH2_CLIENT_ASSERTION_FILE")]
+    pub client_assertion_file: Option<PathBuf>,
+
     /// How the client authenticates: basic (client_secret_basic), post
-    /// (client_secret_post), none, private_key_jwt (a JWT signed with --key;
-    /// demo built with `--features jwt`) or client_secret_jwt (HS256 with
-    /// the client secret; `--features jwt`).
+    /// (client_secret_post), none, private_key_jwt (the JWT of
+    /// --client-assertion-file, or one signed with --key; demo built with
+    /// `--features jwt`), spiffe_jwt (the JWT-SVID of
+    /// --client-assertion-file) or client_secret_jwt (HS256 with the client
+    /// secret; `--features jwt`).
     #[arg(
         long,
         value_name = "METHOD",
@@ -216,6 +235,8 @@ impl Args {
             token_url: need(self.token_url, "--token-url")?,
             client_id: need(self.client_id, "--client-id")?,
             client_secret: self.client_secret,
+            client_secret_file: self.client_secret_file,
+            client_assertion_file: self.client_assertion_file,
             auth: self.auth,
             key: self.key,
             key_alg: self.key_alg,

@@ -32,6 +32,13 @@
 //!   and `--auth client_secret_jwt` sign a JWT client assertion per token
 //!   request (build the demo with `--features jwt`, or `jwt-rsa` for RSA keys:
 //!   `cargo run --example demo --features jwt -- …`);
+//! - `--client-secret-file PATH` (with `--auth basic` or `post`) reads the
+//!   secret from a file for every token request, so a rotated Kubernetes
+//!   secret is used without a restart (a trailing newline is cut off);
+//!   `--auth private_key_jwt --client-assertion-file PATH` and
+//!   `--auth spiffe_jwt --client-assertion-file PATH` send the JWT in the file
+//!   (a projected service-account token, a SPIFFE JWT-SVID) as the client
+//!   assertion, read for every token request (no `jwt` feature needed);
 //! - `--revocation-url URL --revoke-on-exit` revokes the tokens (RFC 7009)
 //!   after the last request;
 //! - `--dpop` binds the tokens to an ephemeral ES256 key (RFC 9449): token and
@@ -107,6 +114,8 @@ fn local_config(local: &LocalServer, timeout: Duration) -> Config {
         token_url: format!("http://{}/token", local.addr),
         client_id: "demo-client".into(),
         client_secret: Some("demo p@ss:w+rd/%&=?".into()),
+        client_secret_file: None,
+        client_assertion_file: None,
         auth: "basic".into(),
         key: None,
         key_alg: "ES256".into(),

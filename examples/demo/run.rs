@@ -28,6 +28,10 @@ pub struct Config {
     pub token_url: String,
     pub client_id: String,
     pub client_secret: Option<String>,
+    /// Files the client secret or the client assertion is read from, for
+    /// every token request.
+    pub client_secret_file: Option<PathBuf>,
+    pub client_assertion_file: Option<PathBuf>,
     /// `basic`, `post`, `none`, `private_key_jwt` or `client_secret_jwt`.
     pub auth: String,
     /// For `private_key_jwt`: the PEM key file, its algorithm, its `kid`

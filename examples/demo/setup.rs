@@ -3,6 +3,7 @@
 //! tier. A flag whose crate feature is not built in says which one to add.
 
 use tower_oauth2::cache::TokenCacheBuilder;
+use tower_oauth2::credentials::CredentialSource;
 use tower_oauth2::{ClientAuth, TokenEndpoint};
 
 use crate::run::Config;
@@ -10,18 +11,43 @@ use crate::run::Config;
 /// The client authentication `--auth` names.
 pub fn client_auth(config: &Config) -> Result<ClientAuth, String> {
     let id = config.client_id.clone();
+    if let Some(path) = &config.client_assertion_file {
+        let source = CredentialSource::file(path);
+        return match config.auth.as_str() {
+            "private_key_jwt" => Ok(ClientAuth::client_assertion(id, source)),
+            "spiffe_jwt" => Ok(ClientAuth::spiffe_jwt(id, source)),
+            other => Err(format!(
+                "--client-assertion-file needs --auth private_key_jwt or spiffe_jwt, not {other:?}"
+            )),
+        };
+    }
+    if let Some(path) = &config.client_secret_file {
+        let source = CredentialSource::file(path);
+        return match config.auth.as_str() {
+            "basic" => Ok(ClientAuth::client_secret_basic_from(id, source)),
+            "post" => Ok(ClientAuth::client_secret_post_from(id, source)),
+            other => Err(format!(
+                "--client-secret-file needs --auth basic or post, not {other:?}"
+            )),
+        };
+    }
     match (config.auth.as_str(), config.client_secret.clone()) {
         ("basic", Some(s)) => Ok(ClientAuth::client_secret_basic(id, s)),
         ("post", Some(s)) => Ok(ClientAuth::client_secret_post(id, s)),
         ("none", _) => Ok(ClientAuth::none(id)),
+        ("spiffe_jwt", _) => {
+            Err("--auth spiffe_jwt needs --client-assertion-file (the JWT-SVID)".into())
+        }
         ("basic" | "post" | "client_secret_jwt", None) => Err(format!(
-            "--auth {} needs --client-secret or OAUTH2_CLIENT_SECRET",
+            "--auth {} needs --client-secret or --client-secret-file (OAUTH2_CLIENT_SECRET, \
+             OAUTH2_CLIENT_SECRET_FILE)",
             config.auth
         )),
         ("client_secret_jwt", Some(s)) => jwt::client_secret_jwt(id, s),
         ("private_key_jwt", _) => jwt::private_key_jwt(id, config),
         (other, _) => Err(format!(
-            "--auth must be basic, post, none, private_key_jwt or client_secret_jwt, not {other:?}"
+            "--auth must be basic, post, none, private_key_jwt, spiffe_jwt or client_secret_jwt, \
+             not {other:?}"
         )),
     }
 }
@@ -38,10 +64,10 @@ mod jwt {
     }
 
     pub(super) fn private_key_jwt(id: String, config: &Config) -> Result<ClientAuth, String> {
-        let path = config
-            .key
-            .as_ref()
-            .ok_or("--auth private_key_jwt needs --key PATH (a PKCS#8 PEM private key)")?;
+        let path = config.key.as_ref().ok_or(
+            "--auth private_key_jwt needs --key PATH (a PKCS#8 PEM private key) \
+                 or --client-assertion-file PATH",
+        )?;
         let pem = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read --key {}: {e}", path.display()))?;
         let alg = Algorithm::from_name(&config.key_alg)

@@ -35,6 +35,9 @@ impl fmt::Debug for Error {
             | Kind::Revoked
             | Kind::UnmappedKey => &mut d,
             Kind::ReauthorizationRequired(e) => d.field("refusal", e),
+            Kind::Credential { failure, detail } => {
+                d.field("failure", failure).field("detail", detail)
+            }
             Kind::Discovery { url, detail, cause } => {
                 d.field("url", url).field("detail", detail);
                 match cause {
@@ -135,6 +138,9 @@ impl Error {
                 write!(f, "authorization server discovery failed: {detail}")
             }
             Kind::NoRevocationEndpoint => f.write_str(NO_REVOCATION_ENDPOINT),
+            Kind::Credential { detail, .. } => {
+                write!(f, "the client credential cannot be used: {detail}")
+            }
             Kind::Revoked => f.write_str(REVOKED),
             Kind::UnmappedKey => f.write_str(
                 "no token is configured for this request's destination (key); nothing was sent",

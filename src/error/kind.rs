@@ -100,6 +100,36 @@ pub enum ErrorKind {
     /// ([`crate::layer::Unmapped::Error`]). Nothing was sent: no token
     /// meant for another API goes out.
     UnmappedKey,
+    /// A client credential read for each request
+    /// ([`crate::credentials::CredentialSource`]: a file, a callback)
+    /// cannot be used: [`Error::credential_failure`] says why, and the
+    /// message names the file, never its content. Retryable: the file's
+    /// writer may fix it.
+    Credential,
+}
+
+/// Why a client credential read for a request cannot be used (an
+/// [`ErrorKind::Credential`] error's [`Error::credential_failure`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CredentialFailure {
+    /// The file does not exist.
+    Missing,
+    /// The file, or the callback's value, is empty (white space only, for
+    /// an assertion).
+    Empty,
+    /// The file cannot be read: no permission, larger than
+    /// [`crate::credentials::MAX_CREDENTIAL_BYTES`], not UTF-8.
+    Unreadable,
+    /// The assertion is not a JWT in compact form (RFC 7519 §3.1).
+    NotAJwt,
+    /// The assertion's `exp` has passed, also when read a second time.
+    Expired,
+    /// The file holds no private key usable with the algorithm
+    /// (`ClientAuth::private_key_jwt_from`, feature `jwt`).
+    NotAKey,
+    /// The callback returned an error.
+    Callback,
 }
 
 /// Why authorization server discovery found no usable metadata (an

@@ -42,7 +42,7 @@ mod redact;
 mod response;
 mod revocation;
 
-pub use kind::{DiscoveryFailure, ErrorKind};
+pub use kind::{CredentialFailure, DiscoveryFailure, ErrorKind};
 pub(crate) use redact::{excerpt, redact, sanitize};
 pub use response::{ErrorCode, ErrorResponse};
 use revocation::{Words, NO_REVOCATION_ENDPOINT, REVOCATION_WORDS, REVOKED, TOKEN_WORDS};
@@ -107,6 +107,11 @@ enum Kind {
     NoRevocationEndpoint,
     Revoked,
     UnmappedKey,
+    /// `detail` names where the credential comes from, never its content.
+    Credential {
+        failure: CredentialFailure,
+        detail: String,
+    },
     /// `at` is which token was being revoked and where, when the request
     /// was sent; `cause` is the failure, of its own kind.
     Revocation {
@@ -208,6 +213,21 @@ impl Error {
     }
 
     /// A keyed layer has no token configuration for a request's key.
+    pub(crate) fn credential(failure: CredentialFailure, detail: String) -> Self {
+        Error::new(Kind::Credential { failure, detail })
+    }
+
+    /// Why a client credential read for a request cannot be used, for an
+    /// [`ErrorKind::Credential`] error (also through a
+    /// [`ErrorKind::NoToken`] error's last failure).
+    pub fn credential_failure(&self) -> Option<CredentialFailure> {
+        match &self.inner.kind {
+            Kind::Credential { failure, .. } => Some(*failure),
+            Kind::NoToken(e) => e.credential_failure(),
+            _ => None,
+        }
+    }
+
     pub(crate) fn unmapped_key() -> Self {
         Error::new(Kind::UnmappedKey)
     }
@@ -303,6 +323,7 @@ impl Error {
             Kind::NoRevocationEndpoint => ErrorKind::NoRevocationEndpoint,
             Kind::Revoked => ErrorKind::Revoked,
             Kind::UnmappedKey => ErrorKind::UnmappedKey,
+            Kind::Credential { .. } => ErrorKind::Credential,
             Kind::Revocation { cause, .. } => cause.kind(),
         }
     }
@@ -439,9 +460,11 @@ impl Error {
                 || s == StatusCode::REQUEST_TIMEOUT
         }
         match &self.inner.kind {
-            Kind::Transport(_) | Kind::Timeout(_) | Kind::WaitTimeout(_) | Kind::FetchAborted => {
-                true
-            }
+            Kind::Transport(_)
+            | Kind::Timeout(_)
+            | Kind::WaitTimeout(_)
+            | Kind::FetchAborted
+            | Kind::Credential { .. } => true,
             Kind::OAuth(r) => r.error.is_transient() || status_retryable(r.status),
             Kind::HttpStatus { status, .. } => status_retryable(*status),
             Kind::InvalidResponse { status, .. } => status_retryable(*status),

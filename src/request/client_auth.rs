@@ -8,6 +8,9 @@ use http::header::AUTHORIZATION;
 use http::request::Builder;
 use http::HeaderValue;
 
+use crate::credentials::{
+    CredentialSource, Holds, JWT_BEARER_ASSERTION_TYPE, JWT_SPIFFE_ASSERTION_TYPE,
+};
 use crate::error::Error;
 #[cfg(feature = "jwt")]
 use crate::jose::{KeyError, Signer, SigningKey};
@@ -25,6 +28,11 @@ use super::TokenUrl;
 /// `ClientAuth::client_secret_jwt`). Without it, use [`ClientAuth::none`]
 /// and add `client_assertion_type` and `client_assertion` with
 /// [`crate::TokenRequest::param`] and [`crate::TokenRequest::secret_param`].
+///
+/// A client secret or a client assertion that rotates (a file, a callback)
+/// is read for every request: [`ClientAuth::client_secret_basic_from`],
+/// [`ClientAuth::client_secret_post_from`], [`ClientAuth::client_assertion`],
+/// [`ClientAuth::spiffe_jwt`] (no feature needed; see [`crate::credentials`]).
 ///
 /// `tls_client_auth` and `self_signed_tls_client_auth` (RFC 8705 §2) only
 /// shape the request; the proof is the client certificate presented in the
@@ -67,6 +75,32 @@ pub enum ClientAuth {
         /// The client identifier.
         client_id: String,
     },
+    /// `client_secret_basic` or `client_secret_post` with the secret read
+    /// for every request from `source`. Made by
+    /// [`ClientAuth::client_secret_basic_from`] and
+    /// [`ClientAuth::client_secret_post_from`].
+    #[non_exhaustive]
+    ClientSecretFrom {
+        /// The client identifier.
+        client_id: String,
+        /// Where the secret is read from.
+        source: CredentialSource,
+        /// In the body (`client_secret_post`) rather than HTTP Basic.
+        post: bool,
+    },
+    /// A client assertion made elsewhere (RFC 7521 §4.2), read for every
+    /// request from `source`. Made by [`ClientAuth::client_assertion`] and
+    /// [`ClientAuth::spiffe_jwt`].
+    #[non_exhaustive]
+    ClientAssertion {
+        /// The client identifier, sent as `client_id`.
+        client_id: String,
+        /// Where the assertion is read from.
+        source: CredentialSource,
+        /// `client_assertion_type`: [`JWT_BEARER_ASSERTION_TYPE`] or
+        /// [`JWT_SPIFFE_ASSERTION_TYPE`].
+        assertion_type: &'static str,
+    },
     /// `private_key_jwt`: a client assertion signed with the client's
     /// private key, fresh for every request. Made by [`ClientAuth::private_key_jwt`].
     #[cfg(feature = "jwt")]
@@ -77,6 +111,24 @@ pub enum ClientAuth {
         client_id: String,
         /// The private key.
         key: SigningKey,
+        /// The assertion's audience and lifetime.
+        assertion: AssertionSettings,
+    },
+    /// `private_key_jwt` with the private key (PEM) read from `source` for
+    /// every request, so a rotated key is used from the next one. Made by
+    /// [`ClientAuth::private_key_jwt_from`].
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    #[non_exhaustive]
+    PrivateKeyJwtFrom {
+        /// The client identifier, the assertion's `iss` and `sub`.
+        client_id: String,
+        /// The key's algorithm.
+        algorithm: crate::jose::Algorithm,
+        /// The `kid` sent in each assertion's header, if any.
+        key_id: Option<String>,
+        /// Where the PEM private key is read from.
+        source: CredentialSource,
         /// The assertion's audience and lifetime.
         assertion: AssertionSettings,
     },
@@ -117,6 +169,147 @@ impl ClientAuth {
             client_id: client_id.into(),
             client_secret: client_secret.into(),
         }
+    }
+
+    /// `client_secret_basic` with the secret read from `source` for every
+    /// request, so a rotated secret is used from the next one (see
+    /// [`crate::credentials`]; a file's trailing newline is cut off).
+    pub fn client_secret_basic_from(
+        client_id: impl Into<String>,
+        source: CredentialSource,
+    ) -> Self {
+        ClientAuth::ClientSecretFrom {
+            client_id: client_id.into(),
+            source,
+            post: false,
+        }
+    }
+
+    /// `client_secret_post` with the secret read from `source` for every
+    /// request (see [`ClientAuth::client_secret_basic_from`]).
+    pub fn client_secret_post_from(client_id: impl Into<String>, source: CredentialSource) -> Self {
+        ClientAuth::ClientSecretFrom {
+            client_id: client_id.into(),
+            source,
+            post: true,
+        }
+    }
+
+    /// A JWT client assertion made elsewhere (RFC 7523 §2.2: a projected
+    /// service-account token, a federated identity token), read from
+    /// `source` for every request and sent as `client_assertion` with
+    /// `client_assertion_type` [`JWT_BEARER_ASSERTION_TYPE`] and
+    /// `client_id`. The server sees `private_key_jwt` (the
+    /// [`ClientAuth::method_name`]). Needs no `jwt` feature: nothing is
+    /// signed here. See [`crate::credentials`] for the checks.
+    pub fn client_assertion(client_id: impl Into<String>, source: CredentialSource) -> Self {
+        ClientAuth::ClientAssertion {
+            client_id: client_id.into(),
+            source,
+            assertion_type: JWT_BEARER_ASSERTION_TYPE,
+        }
+    }
+
+    /// A SPIFFE JWT-SVID as the client assertion
+    /// (draft-ietf-oauth-spiffe-client-auth): as
+    /// [`ClientAuth::client_assertion`], with `client_assertion_type`
+    /// [`JWT_SPIFFE_ASSERTION_TYPE`]; [`ClientAuth::method_name`] is
+    /// `spiffe_jwt`. `client_id` is usually the workload's SPIFFE ID.
+    pub fn spiffe_jwt(client_id: impl Into<String>, source: CredentialSource) -> Self {
+        ClientAuth::ClientAssertion {
+            client_id: client_id.into(),
+            source,
+            assertion_type: JWT_SPIFFE_ASSERTION_TYPE,
+        }
+    }
+
+    /// Whether the credential is read from a file or callback for each
+    /// request: such a client reads it again, and retries once, after an
+    /// `invalid_client`.
+    pub fn reads_credential(&self) -> bool {
+        match self {
+            ClientAuth::ClientSecretFrom { source, .. }
+            | ClientAuth::ClientAssertion { source, .. } => source.rereads(),
+            #[cfg(feature = "jwt")]
+            ClientAuth::PrivateKeyJwtFrom { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// This client with its credential read now from its file or callback,
+    /// for one request; any other client as it is.
+    pub(crate) async fn read_credential(&self) -> Result<ClientAuth, Error> {
+        match self.source_holds() {
+            Some((source, holds)) if source.rereads() => {
+                let value = source.read(holds).await?;
+                self.with_value(value)
+            }
+            _ => Ok(self.clone()),
+        }
+    }
+
+    /// [`ClientAuth::read_credential`] without awaiting (a file, not a
+    /// callback), for [`crate::TokenRequest::build`].
+    pub(crate) fn read_credential_now(&self) -> Result<Cow<'_, ClientAuth>, Error> {
+        match self.source_holds() {
+            Some((source, holds)) if source.rereads() => {
+                Ok(Cow::Owned(self.with_value(source.read_now(holds)?)?))
+            }
+            _ => Ok(Cow::Borrowed(self)),
+        }
+    }
+
+    fn source_holds(&self) -> Option<(&CredentialSource, Holds)> {
+        match self {
+            ClientAuth::ClientSecretFrom { source, .. } => Some((source, Holds::Secret)),
+            ClientAuth::ClientAssertion { source, .. } => Some((source, Holds::Assertion)),
+            #[cfg(feature = "jwt")]
+            ClientAuth::PrivateKeyJwtFrom { source, .. } => Some((source, Holds::Secret)),
+            _ => None,
+        }
+    }
+
+    /// This client holding `value` as the credential it read (for a key
+    /// file, the key parsed from it).
+    fn with_value(&self, value: SecretString) -> Result<ClientAuth, Error> {
+        Ok(match self {
+            #[cfg(feature = "jwt")]
+            ClientAuth::PrivateKeyJwtFrom {
+                client_id,
+                algorithm,
+                key_id,
+                source,
+                assertion,
+            } => {
+                let key = SigningKey::from_pem(*algorithm, value.expose_secret())
+                    .map_err(|e| source.not_a_key(*algorithm, e.kind()))?;
+                ClientAuth::PrivateKeyJwt {
+                    client_id: client_id.clone(),
+                    key: match key_id {
+                        Some(kid) => key.with_key_id(kid),
+                        None => key,
+                    },
+                    assertion: assertion.clone(),
+                }
+            }
+            ClientAuth::ClientSecretFrom {
+                client_id, post, ..
+            } => ClientAuth::ClientSecretFrom {
+                client_id: client_id.clone(),
+                source: CredentialSource::value(value),
+                post: *post,
+            },
+            ClientAuth::ClientAssertion {
+                client_id,
+                assertion_type,
+                ..
+            } => ClientAuth::ClientAssertion {
+                client_id: client_id.clone(),
+                source: CredentialSource::value(value),
+                assertion_type,
+            },
+            other => other.clone(),
+        })
     }
 
     /// `none`: a public client that only names itself.
@@ -179,6 +372,30 @@ impl ClientAuth {
         }
     }
 
+    /// `private_key_jwt` as [`ClientAuth::private_key_jwt`], with the
+    /// private key (PEM: PKCS#8, PKCS#1, SEC1) read from `source` for every
+    /// token request and parsed for `algorithm`, its `kid` `key_id`: a key
+    /// rotated by a secret manager is used from the next request. A file
+    /// that holds no usable key is an
+    /// [`ErrorKind::Credential`](crate::ErrorKind::Credential) error
+    /// ([`crate::error::CredentialFailure::NotAKey`]) naming the file.
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn private_key_jwt_from(
+        client_id: impl Into<String>,
+        algorithm: crate::jose::Algorithm,
+        key_id: Option<String>,
+        source: CredentialSource,
+    ) -> Self {
+        ClientAuth::PrivateKeyJwtFrom {
+            client_id: client_id.into(),
+            algorithm,
+            key_id,
+            source,
+            assertion: AssertionSettings::default(),
+        }
+    }
+
     /// `client_secret_jwt` (RFC 7523 §2.2, OpenID Connect Core §9): as
     /// [`ClientAuth::private_key_jwt`], signed with HS256 keyed with the
     /// octets of `client_secret`.
@@ -234,6 +451,7 @@ impl ClientAuth {
     fn assertion_settings_mut(&mut self) -> Option<&mut AssertionSettings> {
         match self {
             ClientAuth::PrivateKeyJwt { assertion, .. }
+            | ClientAuth::PrivateKeyJwtFrom { assertion, .. }
             | ClientAuth::ClientSecretJwt { assertion, .. } => Some(assertion),
             _ => None,
         }
@@ -247,8 +465,11 @@ impl ClientAuth {
             | ClientAuth::None { client_id }
             | ClientAuth::TlsClientAuth { client_id }
             | ClientAuth::SelfSignedTlsClientAuth { client_id } => client_id,
+            ClientAuth::ClientSecretFrom { client_id, .. }
+            | ClientAuth::ClientAssertion { client_id, .. } => client_id,
             #[cfg(feature = "jwt")]
             ClientAuth::PrivateKeyJwt { client_id, .. }
+            | ClientAuth::PrivateKeyJwtFrom { client_id, .. }
             | ClientAuth::ClientSecretJwt { client_id, .. } => client_id,
         }
     }
@@ -261,8 +482,20 @@ impl ClientAuth {
             ClientAuth::None { .. } => "none",
             ClientAuth::TlsClientAuth { .. } => "tls_client_auth",
             ClientAuth::SelfSignedTlsClientAuth { .. } => "self_signed_tls_client_auth",
+            ClientAuth::ClientSecretFrom { post: false, .. } => "client_secret_basic",
+            ClientAuth::ClientSecretFrom { post: true, .. } => "client_secret_post",
+            // As the server sees it: RFC 7523 §2.2 names no method; OpenID
+            // Connect calls a JWT assertion from the client private_key_jwt.
+            ClientAuth::ClientAssertion { assertion_type, .. }
+                if *assertion_type == JWT_SPIFFE_ASSERTION_TYPE =>
+            {
+                "spiffe_jwt"
+            }
+            ClientAuth::ClientAssertion { .. } => "private_key_jwt",
             #[cfg(feature = "jwt")]
-            ClientAuth::PrivateKeyJwt { .. } => "private_key_jwt",
+            ClientAuth::PrivateKeyJwt { .. } | ClientAuth::PrivateKeyJwtFrom { .. } => {
+                "private_key_jwt"
+            }
             #[cfg(feature = "jwt")]
             ClientAuth::ClientSecretJwt { .. } => "client_secret_jwt",
         }
@@ -299,6 +532,7 @@ impl ClientAuth {
     pub(crate) fn assertion_algorithm(&self) -> Option<crate::jose::Algorithm> {
         match self {
             ClientAuth::PrivateKeyJwt { key, .. } => Some(key.algorithm()),
+            ClientAuth::PrivateKeyJwtFrom { algorithm, .. } => Some(*algorithm),
             ClientAuth::ClientSecretJwt { .. } => Some(crate::jose::Algorithm::HS256),
             _ => None,
         }
@@ -306,7 +540,14 @@ impl ClientAuth {
 
     /// Whether this method sends `client_assertion` and `client_assertion_type`.
     pub(super) fn sends_assertion(&self) -> bool {
-        matches!(self.method_name(), "private_key_jwt" | "client_secret_jwt")
+        match self {
+            ClientAuth::ClientAssertion { .. } => true,
+            #[cfg(feature = "jwt")]
+            ClientAuth::PrivateKeyJwt { .. }
+            | ClientAuth::PrivateKeyJwtFrom { .. }
+            | ClientAuth::ClientSecretJwt { .. } => true,
+            _ => false,
+        }
     }
 
     /// The `Authorization` header value for `client_secret_basic`, marked
@@ -349,6 +590,36 @@ impl ClientAuth {
                 params.push(("client_id", client_id));
                 params.push(("client_secret", client_secret.expose_secret()));
             }
+            // Read by `read_credential` before the request is built; a
+            // source not read sends no secret, and the server refuses it.
+            ClientAuth::ClientSecretFrom {
+                client_id,
+                source,
+                post,
+            } => match (source.read_value(), post) {
+                (Some(secret), false) => {
+                    return request.header(
+                        AUTHORIZATION,
+                        ClientAuth::basic_authorization(client_id, secret),
+                    )
+                }
+                (Some(secret), true) => {
+                    params.push(("client_id", client_id));
+                    params.push(("client_secret", secret.expose_secret()));
+                }
+                (None, _) => params.push(("client_id", client_id)),
+            },
+            ClientAuth::ClientAssertion {
+                client_id,
+                source,
+                assertion_type,
+            } => {
+                params.push(("client_id", client_id));
+                params.push(("client_assertion_type", assertion_type));
+                if let Some(assertion) = source.read_value() {
+                    params.push(("client_assertion", assertion.expose_secret()));
+                }
+            }
             // RFC 8705 §2: the certificate in the handshake is the proof.
             ClientAuth::None { client_id }
             | ClientAuth::TlsClientAuth { client_id }
@@ -357,6 +628,7 @@ impl ClientAuth {
             }
             #[cfg(feature = "jwt")]
             ClientAuth::PrivateKeyJwt { client_id, .. }
+            | ClientAuth::PrivateKeyJwtFrom { client_id, .. }
             | ClientAuth::ClientSecretJwt { client_id, .. } => {
                 // RFC 7521 §4.2 makes `client_id` optional; some servers
                 // (Microsoft Entra ID) require it, none refuses it.
@@ -386,6 +658,23 @@ impl ClientAuth {
             ClientAuth::ClientSecretPost { client_secret, .. } => {
                 vec![Cow::Borrowed(client_secret.expose_secret())]
             }
+            ClientAuth::ClientSecretFrom {
+                client_id,
+                source,
+                post,
+            } => match (source.read_value(), post) {
+                (Some(secret), false) => vec![
+                    Cow::Borrowed(secret.expose_secret()),
+                    Cow::Owned(basic_credentials(client_id, secret)),
+                ],
+                (Some(secret), true) => vec![Cow::Borrowed(secret.expose_secret())],
+                (None, _) => Vec::new(),
+            },
+            ClientAuth::ClientAssertion { source, .. } => source
+                .read_value()
+                .map(|a| Cow::Borrowed(a.expose_secret()))
+                .into_iter()
+                .collect(),
             ClientAuth::None { .. }
             | ClientAuth::TlsClientAuth { .. }
             | ClientAuth::SelfSignedTlsClientAuth { .. } => Vec::new(),
@@ -396,7 +685,7 @@ impl ClientAuth {
                 vec![Cow::Borrowed(client_secret.expose_secret())]
             }
             #[cfg(feature = "jwt")]
-            ClientAuth::PrivateKeyJwt { .. } => Vec::new(),
+            ClientAuth::PrivateKeyJwt { .. } | ClientAuth::PrivateKeyJwtFrom { .. } => Vec::new(),
         }
     }
 }

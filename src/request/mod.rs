@@ -375,6 +375,12 @@ impl TokenRequest {
     /// `scope`, and `client_assertion`, `client_assertion_type` for the JWT
     /// client authentication methods), the `grant_type` is empty, or an
     /// assertion cannot be signed.
+    ///
+    /// A client secret or assertion from a file
+    /// ([`crate::credentials::CredentialSource::file`]) is read here, so
+    /// this can fail with [`crate::error::ErrorKind::Credential`]; one from a
+    /// callback cannot be awaited here and fails with `InvalidRequest`
+    /// (`TokenEndpoint::request` reads it).
     pub fn build(
         &self,
         client: &ClientAuth,
@@ -391,6 +397,8 @@ impl TokenRequest {
         client: &ClientAuth,
         url: &TokenUrl,
     ) -> Result<(Request<Full<Bytes>>, Vec<SecretString>), Error> {
+        // A secret or assertion from a file is read here, for this request.
+        let client = &*client.read_credential_now()?;
         self.check(client)?;
         let grant_assertion = self.grant_assertion(url)?;
         let client_assertion = client.assertion(url)?;

@@ -20,6 +20,8 @@
 mod browser;
 #[path = "../support/client.rs"]
 mod client;
+#[cfg(feature = "jwt")]
+mod credentials;
 #[cfg(feature = "dpop")]
 mod dpop;
 #[path = "../support/dpop.rs"]

@@ -95,6 +95,10 @@ pub enum ClientCheck {
     Basic,
     /// Require client_secret_post.
     Post,
+    /// Require `client_id`, the `client_assertion_type` set by
+    /// [`TestServer::set_assertion_type`] and a `client_assertion` accepted
+    /// by [`TestServer::accept_assertion`] (RFC 7521 §4.2).
+    Assertion,
 }
 
 struct Inner {
@@ -114,6 +118,14 @@ struct Inner {
     client_id: String,
     client_secret: String,
     client_check: ClientCheck,
+    /// Secrets accepted besides `client_secret` (a rotation under way),
+    /// and secrets no longer accepted.
+    extra_secrets: HashSet<String>,
+    revoked_secrets: HashSet<String>,
+    assertion_type: String,
+    accepted_assertions: HashSet<String>,
+    /// Token requests refused with `invalid_client` by the client check.
+    client_refusals: usize,
     resource_bodies: Vec<(String, Option<String>, Bytes)>,
     reject_all: bool,
     /// The `WWW-Authenticate` headers of a resource's 401, one per value.
@@ -159,6 +171,11 @@ impl Default for Inner {
             client_id: "client".into(),
             client_secret: "secret".into(),
             client_check: ClientCheck::Any,
+            extra_secrets: HashSet::new(),
+            revoked_secrets: HashSet::new(),
+            assertion_type: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".into(),
+            accepted_assertions: HashSet::new(),
+            client_refusals: 0,
             resource_bodies: Vec::new(),
             reject_all: false,
             challenges: vec![r#"Bearer realm="test", error="invalid_token""#.into()],
@@ -179,13 +196,29 @@ impl Inner {
 
     /// Whether the request authenticates the configured client.
     fn authenticates(&self, received: &Received) -> bool {
-        let want = (self.client_id.clone(), self.client_secret.clone());
+        let secret_ok = |s: &str| {
+            (s == self.client_secret || self.extra_secrets.contains(s))
+                && !self.revoked_secrets.contains(s)
+        };
+        let id_ok = |id: Option<&str>| id == Some(self.client_id.as_str());
         match self.client_check {
             ClientCheck::Any => true,
-            ClientCheck::Basic => basic_credentials(received).as_ref() == Some(&want),
+            ClientCheck::Basic => {
+                basic_credentials(received).is_some_and(|(id, s)| id_ok(Some(&id)) && secret_ok(&s))
+            }
             ClientCheck::Post => {
-                let post = (received.param("client_id"), received.param("client_secret"));
-                post == (Some(want.0), Some(want.1))
+                id_ok(received.param("client_id").as_deref())
+                    && received
+                        .param("client_secret")
+                        .is_some_and(|s| secret_ok(&s))
+            }
+            ClientCheck::Assertion => {
+                id_ok(received.param("client_id").as_deref())
+                    && received.param("client_assertion_type").as_deref()
+                        == Some(self.assertion_type.as_str())
+                    && received
+                        .param("client_assertion")
+                        .is_some_and(|a| self.accepted_assertions.contains(&a))
             }
         }
     }
@@ -474,6 +507,34 @@ impl TestServer {
             i.client_check = check;
         });
     }
+    /// Accepts `secret` too, besides the one [`Self::set_client`] set (a
+    /// rotation: the new secret is registered before it is handed out).
+    pub fn accept_secret(&self, secret: &str) {
+        self.with(|i| {
+            i.revoked_secrets.remove(secret);
+            i.extra_secrets.insert(secret.into());
+        });
+    }
+    /// No longer accepts `secret`.
+    pub fn revoke_secret(&self, secret: &str) {
+        self.with(|i| i.revoked_secrets.insert(secret.into()));
+    }
+    /// The `client_assertion_type` [`ClientCheck::Assertion`] requires.
+    pub fn set_assertion_type(&self, assertion_type: &str) {
+        self.with(|i| i.assertion_type = assertion_type.into());
+    }
+    /// Accepts `assertion` as a client assertion ([`ClientCheck::Assertion`]).
+    pub fn accept_assertion(&self, assertion: &str) {
+        self.with(|i| i.accepted_assertions.insert(assertion.into()));
+    }
+    /// No longer accepts `assertion`.
+    pub fn revoke_assertion(&self, assertion: &str) {
+        self.with(|i| i.accepted_assertions.remove(assertion));
+    }
+    /// Token requests refused with `invalid_client` by the client check.
+    pub fn client_refusals(&self) -> usize {
+        self.with(|i| i.client_refusals)
+    }
     pub fn set_rotate_refresh(&self, on: bool) {
         self.with(|i| i.rotate_refresh = on);
     }
@@ -713,6 +774,7 @@ async fn token(st: &State, received: Received) -> Canned {
         return Canned::oauth_error(405, "invalid_request", "POST only");
     }
     if !i.authenticates(&received) {
+        i.client_refusals += 1;
         return Canned::oauth_error(401, "invalid_client", "Client authentication failed")
             .header("www-authenticate", "Basic realm=\"token\"");
     }
