@@ -25,7 +25,7 @@
 
 #[allow(dead_code, reason = "this bench uses the runtime and the mode only")]
 mod common;
-#[path = "../tests/fleet/redis_server.rs"]
+#[path = "../src/test_support/redis_server.rs"]
 #[allow(dead_code, reason = "no cluster here")]
 mod redis_server;
 #[path = "../tests/support/mod.rs"]
