@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 A=${A:-2000}
 B=${B:-22000}
 bin=${BIN:-}
-[ -n "$bin" ] || bin=$(cargo bench --bench hot_path --no-run --message-format=json 2>/dev/null |
+[ -n "$bin" ] || bin=$(cargo bench -p tower-oauth2-benches --bench hot_path --no-run --message-format=json 2>/dev/null |
     grep -o '"executable":"[^"]*hot_path[^"]*"' | tail -n1 | cut -d'"' -f4)
 [ -x "$bin" ] || { echo "could not build the hot_path bench" >&2; exit 1; }
 contenders=${CONTENDERS:-}

@@ -4,7 +4,7 @@
 //! calls/s (elements/s) over all threads. See BENCHMARKS.md; the machine
 //! these numbers come from has 2 cores, so 4 and 8 threads oversubscribe it.
 //!
-//! `cargo bench --bench contention [-- FILTER]`.
+//! `cargo bench -p tower-oauth2-benches --bench contention [-- FILTER]`.
 
 mod common;
 mod contenders;

@@ -2,7 +2,7 @@
 //! layer with a DPoP token cached (a proof per request), next to the same
 //! request with a bearer token. See BENCHMARKS.md, "DPoP".
 //!
-//! `cargo bench --features dpop --bench dpop`. For instruction counts, run
+//! `cargo bench -p tower-oauth2-benches --features dpop --bench dpop`. For instruction counts, run
 //! the built binary under callgrind with `DPOP_CALLGRIND=<function>` (one of
 //! the names below) and `DPOP_CALLS=<n>`: it makes exactly `n` calls and
 //! exits; the difference between two values of `n` is the cost per call.

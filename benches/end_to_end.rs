@@ -11,7 +11,7 @@
 //! and again over one HTTP/2 connection). The three clients take turns, 5
 //! rounds each; the median and range of requests/s are printed.
 //!
-//! `cargo bench --bench end_to_end`; under `cargo test --benches` it runs a
+//! `cargo bench -p tower-oauth2-benches --bench end_to_end`; under `cargo test --benches` it runs a
 //! short smoke round.
 
 mod common;

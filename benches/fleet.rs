@@ -17,7 +17,7 @@
 //! Redis, and with Redis and members joining one after another, as in a
 //! rolling deploy (ARCHITECTURE.md, invariants 6 and 12).
 //!
-//! `cargo bench --bench fleet --features redis` (a custom harness: the
+//! `cargo bench -p tower-oauth2-benches --bench fleet --features redis` (a custom harness: the
 //! numbers wanted are counts and percentiles). Under `cargo test --benches
 //! --all-features` it runs one small round; without `redis-server` on the
 //! PATH it prints `SKIPPED (redis)` and ends (in CI, with `CI` set, that
@@ -25,7 +25,7 @@
 
 #[allow(dead_code, reason = "this bench uses the runtime and the mode only")]
 mod common;
-#[path = "../tests/fleet/redis_server.rs"]
+#[path = "../src/test_support/redis_server.rs"]
 #[allow(dead_code, reason = "no cluster here")]
 mod redis_server;
 #[path = "../tests/support/mod.rs"]

@@ -2,7 +2,7 @@
 //! call, poll the response future) over a no-op inner service, with a fresh
 //! token cached. See BENCHMARKS.md.
 //!
-//! `cargo bench --bench hot_path` runs it under criterion. For instruction
+//! `cargo bench -p tower-oauth2-benches --bench hot_path` runs it under criterion. For instruction
 //! counts under callgrind, run the built binary with
 //! `HOT_PATH_CALLGRIND=<contender>` and `HOT_PATH_CALLS=<n>` (and optionally
 //! `HOT_PATH_TOKEN=jwt`, `HOT_PATH_REQUEST=typical`, `HOT_PATH_INNER=arcs`,

@@ -17,7 +17,7 @@
 //! before it counts as expired (at 95 % of its lifetime), and the first
 //! request after that waits for the fetch.
 //!
-//! `cargo bench --bench refresh_boundary`; under `cargo test --benches` it
+//! `cargo bench -p tower-oauth2-benches --bench refresh_boundary`; under `cargo test --benches` it
 //! runs a short smoke round.
 
 mod common;

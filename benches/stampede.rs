@@ -4,7 +4,7 @@
 //! the wall time from the first request sent to the last answer, and the
 //! number of token requests the endpoint saw (must be 1 each time).
 //!
-//! `cargo bench --bench stampede` (a custom harness, not criterion: the
+//! `cargo bench -p tower-oauth2-benches --bench stampede` (a custom harness, not criterion: the
 //! numbers wanted are a wall time and a count, per round). Under
 //! `cargo test --benches` it runs one small round as a smoke test.
 

@@ -351,7 +351,7 @@ mod tests {
         use crate::jose::{Algorithm, SigningKey};
         use crate::request::CLIENT_ASSERTION_TYPE;
 
-        let pem = include_str!("../tests/data/p256.pem");
+        let pem = include_str!("testdata/p256.pem");
         let key = SigningKey::from_pem(Algorithm::ES256, pem).unwrap();
         let claims_of = |body: &str| {
             let pairs: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes())

@@ -180,7 +180,7 @@ async fn dpop_binds_the_token_and_proves_every_request() {
 #[tokio::test]
 async fn optional_flags_that_cannot_work_stop_the_run_with_what_is_missing() {
     let (token_url, url) = ("http://127.0.0.1:1/token", "http://127.0.0.1:1/orders");
-    let key = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/p256-public.pem");
+    let key = concat!(env!("CARGO_MANIFEST_DIR"), "/src/testdata/p256-public.pem");
     for (rest, expected) in [
         (
             &["--revoke-on-exit"][..],

@@ -23,8 +23,8 @@ use tower_oauth2::jose::{Algorithm, SigningKey};
 use tower_oauth2::request::{JwtClaims, CLIENT_ASSERTION_TYPE, JWT_BEARER_GRANT};
 use tower_oauth2::{ClientAuth, OAuth2Layer, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
 
-const P256_PEM: &str = include_str!("data/p256.pem");
-const P256_JWK: &str = include_str!("data/p256.jwk.json");
+const P256_PEM: &str = include_str!("../src/testdata/p256.pem");
+const P256_JWK: &str = include_str!("../src/testdata/p256.jwk.json");
 const SECRET: &str = "client-secret-for-hs256-32-bytes";
 
 fn p256() -> SigningKey {

@@ -351,7 +351,7 @@ fn refresh_tokens_sent(server: &TestServer) -> Vec<String> {
 
 #[cfg(feature = "redis")]
 #[allow(dead_code, reason = "the fleet suite's helper; this file uses a few")]
-#[path = "fleet/redis_server.rs"]
+#[path = "../src/test_support/redis_server.rs"]
 mod redis_server;
 
 #[cfg(feature = "redis")]

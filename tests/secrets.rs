@@ -345,7 +345,7 @@ fn a_malformed_jwk_never_shows_its_private_key() {
 
 #[cfg(feature = "redis")]
 #[allow(dead_code, reason = "the fleet suite's helper; this file uses a few")]
-#[path = "fleet/redis_server.rs"]
+#[path = "../src/test_support/redis_server.rs"]
 mod redis_server;
 
 /// Issue 19's acceptance test: caches whose grants carry every kind of
@@ -420,7 +420,7 @@ async fn no_secret_or_subject_in_keys_file_names_logs_errors_or_debug() {
     ];
     #[cfg(feature = "jwt")]
     let private_key = {
-        let jwk = include_str!("data/p256.jwk.json");
+        let jwk = include_str!("../src/testdata/p256.jwk.json");
         let d: serde_json::Value = serde_json::from_str(jwk).unwrap();
         let key = tower_oauth2::jose::SigningKey::from_jwk(jwk).unwrap();
         builders.push((

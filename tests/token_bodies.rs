@@ -7,7 +7,7 @@
 #![cfg(feature = "redis")]
 
 #[allow(dead_code, reason = "this binary starts plain servers only")]
-#[path = "fleet/redis_server.rs"]
+#[path = "../src/test_support/redis_server.rs"]
 mod redis_server;
 mod support;
 

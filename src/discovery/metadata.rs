@@ -567,8 +567,8 @@ pub(super) mod tests {
     #[test]
     fn jwt_client_auth_checks_method_and_algorithm_and_sets_the_issuer() {
         use crate::jose::{Algorithm, SigningKey};
-        let key = SigningKey::from_pem(Algorithm::ES256, include_str!("../../tests/data/p256.pem"))
-            .unwrap();
+        let key =
+            SigningKey::from_pem(Algorithm::ES256, include_str!("../testdata/p256.pem")).unwrap();
         let metadata = |extra: &str| {
             ProviderMetadata::from_json("https://as.example.com", doc(extra).as_bytes()).unwrap()
         };

@@ -2,9 +2,9 @@ use super::*;
 
 use p256::ecdsa::signature::Verifier as _;
 
-/// The P-256 key of tests/data/p256.jwk.json.
+/// The P-256 key of src/testdata/p256.jwk.json.
 fn key() -> Dpop {
-    let jwk = include_str!("../../tests/data/p256.jwk.json");
+    let jwk = include_str!("../testdata/p256.jwk.json");
     Dpop::from_key(SigningKey::from_jwk(jwk).unwrap()).unwrap()
 }
 
@@ -46,7 +46,7 @@ fn a_proof_has_the_rfc_9449_header_and_claims() {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let jwk: Value = serde_json::from_str(include_str!("../../tests/data/p256.jwk.json")).unwrap();
+    let jwk: Value = serde_json::from_str(include_str!("../testdata/p256.jwk.json")).unwrap();
     assert_eq!(
         header,
         serde_json::json!({
@@ -138,7 +138,7 @@ fn a_path_only_uri_has_no_htu() {
 
 #[test]
 fn keys_other_than_es256_are_refused_and_generated_keys_differ() {
-    let ed = SigningKey::from_jwk(include_str!("../../tests/data/ed25519.jwk.json")).unwrap();
+    let ed = SigningKey::from_jwk(include_str!("../testdata/ed25519.jwk.json")).unwrap();
     let err = Dpop::from_key(ed).unwrap_err();
     assert_eq!(err.kind(), KeyErrorKind::AlgorithmMismatch);
     assert_eq!(
@@ -163,7 +163,7 @@ fn debug_shows_the_thumbprint_only() {
     );
     assert_eq!(
         dpop.thumbprint(),
-        SigningKey::from_jwk(include_str!("../../tests/data/p256.jwk.json"))
+        SigningKey::from_jwk(include_str!("../testdata/p256.jwk.json"))
             .unwrap()
             .jwk_thumbprint()
     );

@@ -388,7 +388,7 @@ fn millis(d: Duration) -> u64 {
 
 // The test helper that starts `redis-server`s, shared with `tests/fleet`.
 #[cfg(test)]
-#[path = "../../tests/fleet/redis_server.rs"]
+#[path = "../test_support/redis_server.rs"]
 #[allow(
     dead_code,
     unreachable_pub,

@@ -9,15 +9,15 @@ const RFC8037_JWK: &str = r#"{"kty":"OKP","crv":"Ed25519",
     "d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A",
     "x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;
 
-const P256_PEM: &str = include_str!("../../tests/data/p256.pem");
-const P256_SEC1_PEM: &str = include_str!("../../tests/data/p256-sec1.pem");
-const P256_DER: &[u8] = include_bytes!("../../tests/data/p256.der");
-const P256_JWK: &str = include_str!("../../tests/data/p256.jwk.json");
-const ED25519_PEM: &str = include_str!("../../tests/data/ed25519.pem");
-const ED25519_JWK: &str = include_str!("../../tests/data/ed25519.jwk.json");
-const RSA_PEM: &str = include_str!("../../tests/data/rsa2048.pem");
-const RSA_PKCS1_PEM: &str = include_str!("../../tests/data/rsa2048-pkcs1.pem");
-const RSA_JWK: &str = include_str!("../../tests/data/rsa2048.jwk.json");
+const P256_PEM: &str = include_str!("../testdata/p256.pem");
+const P256_SEC1_PEM: &str = include_str!("../testdata/p256-sec1.pem");
+const P256_DER: &[u8] = include_bytes!("../testdata/p256.der");
+const P256_JWK: &str = include_str!("../testdata/p256.jwk.json");
+const ED25519_PEM: &str = include_str!("../testdata/ed25519.pem");
+const ED25519_JWK: &str = include_str!("../testdata/ed25519.jwk.json");
+const RSA_PEM: &str = include_str!("../testdata/rsa2048.pem");
+const RSA_PKCS1_PEM: &str = include_str!("../testdata/rsa2048-pkcs1.pem");
+const RSA_JWK: &str = include_str!("../testdata/rsa2048.jwk.json");
 
 /// The public members of a JWK exported by another implementation (Node.js).
 fn public_members(jwk: &str) -> Value {
@@ -145,7 +145,7 @@ fn rsa_from_every_form_is_one_key() {
 #[cfg(feature = "jwt-rsa")]
 #[test]
 fn rsa_keys_under_2048_bits_are_refused() {
-    let pem = include_str!("../../tests/data/rsa1024.pem");
+    let pem = include_str!("../testdata/rsa1024.pem");
     let err = SigningKey::from_pem(Algorithm::RS256, pem).unwrap_err();
     assert_eq!(err.kind(), KeyErrorKind::TooShort);
     assert_eq!(
@@ -232,9 +232,9 @@ fn wrong_key_type_for_the_algorithm() {
 
 #[test]
 fn unusable_pem_and_der() {
-    let encrypted = include_str!("../../tests/data/p256-encrypted.pem");
-    let public = include_str!("../../tests/data/p256-public.pem");
-    let p384 = include_str!("../../tests/data/p384.pem");
+    let encrypted = include_str!("../testdata/p256-encrypted.pem");
+    let public = include_str!("../testdata/p256-public.pem");
+    let p384 = include_str!("../testdata/p384.pem");
     let es = Algorithm::ES256;
     assert_eq!(
         kind(SigningKey::from_pem(es, encrypted)),

@@ -285,15 +285,11 @@ mod tests {
     const SECRET: &str = "a-client-secret-of-32-bytes-long";
 
     fn p256() -> SigningKey {
-        SigningKey::from_pem(Algorithm::ES256, include_str!("../../tests/data/p256.pem")).unwrap()
+        SigningKey::from_pem(Algorithm::ES256, include_str!("../testdata/p256.pem")).unwrap()
     }
 
     fn ed25519() -> SigningKey {
-        SigningKey::from_pem(
-            Algorithm::EdDSA,
-            include_str!("../../tests/data/ed25519.pem"),
-        )
-        .unwrap()
+        SigningKey::from_pem(Algorithm::EdDSA, include_str!("../testdata/ed25519.pem")).unwrap()
     }
 
     /// The header and claims JSON texts, and whether the signature verifies.
@@ -366,7 +362,7 @@ mod tests {
     #[cfg(feature = "jwt-rsa")]
     #[test]
     fn client_assertion_rs256_and_ps256() {
-        let pem = include_str!("../../tests/data/rsa2048.pem");
+        let pem = include_str!("../testdata/rsa2048.pem");
         for alg in [Algorithm::RS256, Algorithm::PS256] {
             let key = SigningKey::from_pem(alg, pem).unwrap();
             let jwt = AssertionSettings::default()
@@ -605,7 +601,7 @@ mod tests {
         let shown = format!("{client:?} {key_client:?} {request:?}");
         assert!(!shown.contains(SECRET), "{shown}");
         let jwk: serde_json::Value =
-            serde_json::from_str(include_str!("../../tests/data/p256.jwk.json")).unwrap();
+            serde_json::from_str(include_str!("../testdata/p256.jwk.json")).unwrap();
         assert!(!shown.contains(jwk["d"].as_str().unwrap()), "{shown}");
         assert!(shown.contains("[redacted]"));
         // The secret is scrubbed from error excerpts, like client_secret_post's.

@@ -335,8 +335,8 @@ mod tests {
         use crate::jose::{Algorithm, SigningKey};
         use crate::request::JwtClaims;
         let key = |pem: &str| SigningKey::from_pem(Algorithm::ES256, pem).unwrap();
-        let p256 = include_str!("../../tests/data/p256.pem");
-        let other = include_str!("../../tests/data/p256-unregistered.pem");
+        let p256 = include_str!("../testdata/p256.pem");
+        let other = include_str!("../testdata/p256-unregistered.pem");
         let (u, c) = (url("https://as.example/token"), ClientAuth::none("svc"));
         let fp = |claims: JwtClaims, pem: &str| {
             ConfigFingerprint::new(&u, &c, &TokenRequest::jwt_bearer_signed(claims, key(pem)))

@@ -13,6 +13,7 @@ mod connection;
 mod demo_fleet;
 mod lease;
 mod processes;
+#[path = "../../src/test_support/redis_server.rs"]
 mod redis_server;
 mod refusals;
 mod revoke;

@@ -1,7 +1,7 @@
 //! JWT client authentication (`private_key_jwt` with every algorithm the
 //! server takes, `client_secret_jwt`) and the signed JWT-bearer grant
 //! against oidc-provider. The clients' public keys in clients.json are the
-//! halves of the test keys in tests/data/.
+//! halves of the test keys in src/testdata/.
 
 use std::time::Duration;
 
@@ -19,11 +19,11 @@ use super::client::{http_client, oauth_error};
 use super::server::{basic, client_credentials, RealServer};
 use super::{fetch, Through, INVALID_GRANT};
 
-const P256: &str = include_str!("../data/p256.pem");
-const P256_UNREGISTERED: &str = include_str!("../data/p256-unregistered.pem");
-const ED25519: &str = include_str!("../data/ed25519.pem");
+const P256: &str = include_str!("../../src/testdata/p256.pem");
+const P256_UNREGISTERED: &str = include_str!("../../src/testdata/p256-unregistered.pem");
+const ED25519: &str = include_str!("../../src/testdata/ed25519.pem");
 #[cfg(feature = "jwt-rsa")]
-const RSA: &str = include_str!("../data/rsa2048.pem");
+const RSA: &str = include_str!("../../src/testdata/rsa2048.pem");
 
 fn key(alg: Algorithm, pem: &str, kid: &str) -> SigningKey {
     SigningKey::from_pem(alg, pem).unwrap().with_key_id(kid)

@@ -150,7 +150,7 @@ async fn private_key_jwt_clients_revoke_with_a_fresh_assertion() {
     let Some(server) = RealServer::connect().await else {
         return;
     };
-    let pem = include_str!("../data/p256.pem");
+    let pem = include_str!("../../src/testdata/p256.pem");
     let key = SigningKey::from_pem(Algorithm::ES256, pem)
         .unwrap()
         .with_key_id("p256-1");

@@ -1,6 +1,11 @@
 //! Real `redis-server` processes on free loopback ports, started by the
 //! tests. Without `redis-server` on the PATH a test prints `SKIPPED (redis):
 //! …` and returns; in CI (`CI` set) that is a failure, never a skip.
+//!
+//! Not a module of the library: `src/fleet/conn.rs`'s unit tests, `tests/`
+//! and `benches/` include this file with `#[path]`. It sits under `src/` so
+//! that the published crate, which leaves `tests/` out, builds its own unit
+//! tests.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
