@@ -1,0 +1,392 @@
+//! The fleet's Redis tier with each other feature.
+
+use http::{HeaderMap, StatusCode, Uri};
+use tower::Layer;
+use tower_oauth2::dpop::Dpop;
+use tower_oauth2::layer::KeyedOAuth2Layer;
+use tower_oauth2::reqwest::OAuth2Middleware;
+use tower_oauth2::store::FileStore;
+use tower_oauth2::{OAuth2Layer, TokenCache, TokenRequest};
+
+use crate::redis_server::{available, RedisServer};
+use crate::support::client::{http_client, layered};
+use crate::support::log::capture;
+use crate::support::token_server::TestServer;
+use crate::*;
+
+/// Every key the fleet wrote: none may name a subject or hold a secret.
+fn assert_no_identity_in_keys(redis: &RedisServer, secrets: &[&str]) {
+    let keys = redis.cli(&["KEYS", "*"]);
+    for secret in secrets {
+        assert!(!keys.contains(secret), "{secret:?} in a key name: {keys}");
+    }
+}
+
+/// Issue 19, defect 1: two subjects (different refresh tokens), same token
+/// URL, client and scope, one Redis. Each gets its own token, in every
+/// process, and no key names either.
+#[tokio::test]
+async fn pair_fleet_grants_refresh_token_subjects_never_receive_each_others_token() {
+    if !available() {
+        return;
+    }
+    let logs = capture();
+    let redis = RedisServer::start();
+    let server = TestServer::start().await;
+    server.add_refresh_token("rt-alice-secret");
+    server.add_refresh_token("rt-bob-secret");
+    let user = |rt: &str| {
+        TokenCache::from_refresh_token(server.endpoint(), rt.to_owned())
+            .redis(tier(&redis))
+            .build()
+    };
+    let (alice, bob) = (user("rt-alice-secret"), user("rt-bob-secret"));
+    assert_eq!(header(&alice).await, Ok("Bearer at-1".to_owned()));
+    assert_eq!(
+        header(&bob).await,
+        Ok("Bearer at-2".to_owned()),
+        "bob got alice's token through Redis"
+    );
+    assert_eq!(
+        token_params(&server, "refresh_token"),
+        some(&["rt-alice-secret", "rt-bob-secret"])
+    );
+    // New processes of each subject take that subject's token from Redis.
+    let (alice2, bob2) = (user("rt-alice-secret"), user("rt-bob-secret"));
+    assert_eq!(header(&bob2).await, Ok("Bearer at-2".to_owned()));
+    assert_eq!(header(&alice2).await, Ok("Bearer at-1".to_owned()));
+    assert_eq!(server.token_requests(), 2);
+    assert_no_identity_in_keys(&redis, &["rt-", "alice", "bob", "secret"]);
+    assert!(!logs.text().contains("rt-alice-secret"));
+}
+
+/// Defect 1 for token exchange: the `subject_token` makes the token
+/// someone's.
+#[tokio::test]
+async fn pair_fleet_grants_token_exchange_subjects_never_receive_each_others_token() {
+    if !available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let server = TestServer::start().await;
+    let exchange = |subject: &str| {
+        let request = TokenRequest::token_exchange(subject.to_owned(), ACCESS_TOKEN_TYPE);
+        TokenCache::builder(server.endpoint(), request)
+            .redis(tier(&redis))
+            .build()
+    };
+    let (alice, bob) = (exchange("st-alice"), exchange("st-bob"));
+    assert_eq!(header(&alice).await, Ok("Bearer at-1".to_owned()));
+    assert_eq!(
+        header(&bob).await,
+        Ok("Bearer at-2".to_owned()),
+        "bob got alice's token through Redis"
+    );
+    assert_eq!(
+        token_params(&server, "subject_token"),
+        some(&["st-alice", "st-bob"])
+    );
+    let bob2 = exchange("st-bob");
+    assert_eq!(header(&bob2).await, Ok("Bearer at-2".to_owned()));
+    assert_eq!(server.token_requests(), 2);
+    assert_no_identity_in_keys(&redis, &["st-", "alice", "bob"]);
+}
+
+/// The API a path is for (`/orders/…`, `/billing/…`).
+fn api_of(uri: &Uri, _: &HeaderMap) -> Option<String> {
+    let api = uri.path().split('/').nth(1)?;
+    ["orders", "billing"].contains(&api).then(|| api.to_owned())
+}
+
+/// Two processes, each a keyed layer by API (each API's token asked for
+/// with its own `audience`): one token request per API for the fleet,
+/// each API's requests carry that API's token in every process.
+#[tokio::test]
+async fn pair_fleet_keyed_one_token_per_key_for_the_whole_fleet() {
+    if !available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let server = TestServer::start().await;
+    let process = || {
+        let (endpoint, tier) = (server.endpoint(), tier(&redis));
+        KeyedOAuth2Layer::new(api_of, move |api: &String| {
+            let request = TokenRequest::client_credentials().audience(api.clone());
+            let builder = TokenCache::builder(endpoint.clone(), request);
+            Some(builder.redis(tier.clone()).build())
+        })
+        .layer(http_client())
+    };
+    let (one, two) = (process(), process());
+    for svc in [&one, &two] {
+        for path in ["/orders/1", "/billing/1"] {
+            assert_eq!(status(svc, server.get(path)).await, Ok(StatusCode::OK));
+        }
+    }
+    assert_eq!(
+        auths(&server),
+        values(&["Bearer at-1", "Bearer at-2", "Bearer at-1", "Bearer at-2"])
+    );
+    assert_eq!(
+        token_params(&server, "audience"),
+        some(&["orders", "billing"])
+    );
+}
+
+/// Defect 1 through keyed layers: a key per user (header `x-user`), each
+/// user's cache built from that user's refresh token, two processes on one
+/// Redis. A user's requests carry that user's token only.
+#[tokio::test]
+async fn pair_fleet_keyed_a_key_per_user_never_sends_another_users_token() {
+    if !available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let server = TestServer::start().await;
+    server.add_refresh_token("rt-alice");
+    server.add_refresh_token("rt-bob");
+    let user_of = |_: &Uri, headers: &HeaderMap| {
+        let user = headers.get("x-user")?.to_str().ok()?;
+        Some(user.to_owned())
+    };
+    let process = || {
+        let (endpoint, tier) = (server.endpoint(), tier(&redis));
+        KeyedOAuth2Layer::new(user_of, move |user: &String| {
+            let builder = TokenCache::from_refresh_token(endpoint.clone(), format!("rt-{user}"));
+            Some(builder.redis(tier.clone()).build())
+        })
+        .layer(http_client())
+    };
+    let as_user = |user: &str| {
+        let mut request = server.get("/me");
+        let value = http::HeaderValue::from_str(user).expect("a header value");
+        request.headers_mut().insert("x-user", value);
+        request
+    };
+    let (one, two) = (process(), process());
+    for svc in [&one, &two] {
+        for user in ["alice", "bob"] {
+            assert_eq!(status(svc, as_user(user)).await, Ok(StatusCode::OK));
+        }
+    }
+    assert_eq!(
+        auths(&server),
+        values(&["Bearer at-1", "Bearer at-2", "Bearer at-1", "Bearer at-2"]),
+        "a user got another user's token"
+    );
+    assert_eq!(
+        token_params(&server, "refresh_token"),
+        some(&["rt-alice", "rt-bob"])
+    );
+}
+
+/// Processes with the same DPoP key share one bound token; a process with
+/// another key never takes a token bound to a key it does not hold.
+#[tokio::test]
+async fn pair_fleet_dpop_a_bound_token_is_shared_only_by_holders_of_its_key() {
+    if !available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let server = TestServer::start().await;
+    server.enable_dpop();
+    let key = Dpop::generate().expect("an ES256 key");
+    let other = Dpop::generate().expect("an ES256 key");
+    let process = |key: &Dpop| {
+        let endpoint = server.endpoint().dpop(key.clone());
+        let builder = TokenCache::builder(endpoint, TokenRequest::client_credentials());
+        builder.redis(tier(&redis)).build()
+    };
+    for cache in [process(&key), process(&key), process(&other)] {
+        assert_eq!(
+            status(&layered(&cache), server.get("/api")).await,
+            Ok(StatusCode::OK)
+        );
+    }
+    assert_eq!(
+        auths(&server),
+        values(&["DPoP at-1", "DPoP at-1", "DPoP at-2"])
+    );
+    assert_eq!(server.token_requests(), 2);
+    assert_eq!(server.dpop_refusals(), Vec::<String>::new());
+}
+
+/// Issue 19, defect 7: one process revokes the fleet's token. No process
+/// adopts the revoked token again, and the others move to a new token
+/// without a failed request.
+#[tokio::test]
+async fn pair_fleet_revocation_a_revoked_token_is_adopted_by_no_process() {
+    if !available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let server = TestServer::start().await;
+    let process = || {
+        let builder = TokenCache::builder(revocable(&server), TokenRequest::client_credentials());
+        builder.redis(tier(&redis)).build()
+    };
+    let (a, b) = (process(), process());
+    for cache in [&a, &b] {
+        assert_eq!(
+            status(&layered(cache), server.get("/before")).await,
+            Ok(StatusCode::OK)
+        );
+    }
+    assert_eq!(server.token_requests(), 1);
+    a.revoke().await.expect("revoked");
+    assert!(!server.state.accepts("at-1"));
+    let revoked_at = server.resource_count();
+    // A process started now does not take the revoked token from Redis.
+    let c = process();
+    assert_ne!(
+        header(&c).await,
+        Ok("Bearer at-1".to_owned()),
+        "a new process adopted the revoked token"
+    );
+    for cache in [&c, &a, &b] {
+        assert_eq!(
+            status(&layered(cache), server.get("/after")).await,
+            Ok(StatusCode::OK)
+        );
+    }
+    // Only `b`, which held it, may send the revoked token once more (and
+    // resend with the new one).
+    let after: Vec<String> = auths(&server).split_off(revoked_at);
+    let revoked_sent = after.iter().filter(|a| *a == "Bearer at-1").count();
+    assert!(
+        revoked_sent <= 1,
+        "the revoked token went out again: {after:?}"
+    );
+    assert_eq!(server.token_requests(), 2, "one new token for the fleet");
+}
+
+/// A resource that refuses every token, seen by two processes: the second
+/// joins the first's backoff step through Redis and spends no token.
+#[tokio::test]
+async fn pair_fleet_backoff_a_refused_fleet_spends_the_tokens_of_one_process() {
+    if !available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let server = TestServer::start().await;
+    server.set_reject_all(true);
+    let process = || {
+        let cache = server.client_credentials().redis(tier(&redis)).build();
+        OAuth2Layer::new(cache)
+            .unauthorized_backoff(an_hour())
+            .layer(http_client())
+    };
+    let one = process();
+    for i in 0..3 {
+        let sent = status(&one, server.get(&format!("/one/{i}"))).await;
+        assert_eq!(sent, Ok(StatusCode::UNAUTHORIZED));
+    }
+    assert_eq!(server.token_requests(), 2);
+    // The step is written to Redis in a task of its own.
+    until("the fleet's record of the step", || {
+        !redis.cli(&["KEYS", "*:refused"]).is_empty()
+    })
+    .await;
+    let two = process();
+    for i in 0..3 {
+        let sent = status(&two, server.get(&format!("/two/{i}"))).await;
+        assert_eq!(sent, Ok(StatusCode::UNAUTHORIZED));
+    }
+    assert_eq!(server.token_requests(), 2, "the second process fetched");
+    // The first 401 gets one new token, whose refusal starts the step.
+    let mut expected = values(&["Bearer at-1"]);
+    expected.extend(vec!["Bearer at-2".to_owned(); 6]);
+    assert_eq!(auths(&server), expected);
+}
+
+/// Path-only requests (tonic's) in two processes: the fleet's token goes on
+/// both, one token request.
+#[tokio::test]
+async fn pair_fleet_origin_form_the_fleets_token_goes_on_path_only_requests() {
+    if !available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let server = TestServer::start().await;
+    for _ in 0..2 {
+        let cache = server.client_credentials().redis(tier(&redis)).build();
+        let svc = OAuth2Layer::new(cache)
+            .destinations(to_connection(&server))
+            .layer(connection(&server).await);
+        let sent = status(&svc, origin_form_get(&server, "/pkg.Svc/Call")).await;
+        assert_eq!(sent, Ok(StatusCode::OK));
+    }
+    assert_eq!(
+        server.path_authorizations(),
+        [
+            crate::support::token_server::bearer("/pkg.Svc/Call", "at-1"),
+            crate::support::token_server::bearer("/pkg.Svc/Call", "at-1"),
+        ]
+    );
+    assert_eq!(server.token_requests(), 1);
+}
+
+/// Processes with a token file each and one Redis: one token request for
+/// all of them, through a restart, and through an emptied Redis.
+#[tokio::test]
+async fn pair_fleet_file_store_one_token_through_restarts_and_an_emptied_redis() {
+    if !available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let server = TestServer::start().await;
+    let dir = temp_dir();
+    let process = |file: &str| {
+        let store = FileStore::new(token_file(&dir, file));
+        let builder = server.client_credentials().store(store);
+        builder.redis(tier(&redis)).build()
+    };
+    assert_eq!(header(&process("a.json")).await, Ok("Bearer at-1".into()));
+    assert_eq!(header(&process("b.json")).await, Ok("Bearer at-1".into()));
+    // A restart of `a` with Redis emptied: its file has the token.
+    redis.cli(&["FLUSHALL"]);
+    assert_eq!(header(&process("a.json")).await, Ok("Bearer at-1".into()));
+    assert_eq!(server.token_requests(), 1);
+}
+
+/// Two reqwest clients, two processes: one token; a token the resource
+/// refuses is replaced once for the fleet, and each client's request is
+/// resent with the new one.
+#[tokio::test]
+async fn pair_fleet_reqwest_one_token_and_one_replacement_for_the_fleet() {
+    if !available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let server = TestServer::start().await;
+    let process = || {
+        let cache = server.client_credentials().redis(tier(&redis)).build();
+        reqwest_client(OAuth2Middleware::new(cache))
+    };
+    let (one, two) = (process(), process());
+    for client in [&one, &two] {
+        assert_eq!(
+            reqwest_get(client, &server.url("/a")).await,
+            Ok(StatusCode::OK)
+        );
+    }
+    server.revoke("at-1");
+    for client in [&one, &two] {
+        assert_eq!(
+            reqwest_get(client, &server.url("/b")).await,
+            Ok(StatusCode::OK)
+        );
+    }
+    assert_eq!(
+        auths(&server),
+        values(&[
+            "Bearer at-1",
+            "Bearer at-1",
+            "Bearer at-1",
+            "Bearer at-2",
+            "Bearer at-1",
+            "Bearer at-2"
+        ])
+    );
+    assert_eq!(server.token_requests(), 2);
+}
