@@ -74,6 +74,33 @@ async fn pair_dpop_grants_a_bound_refresh_token_replaces_a_refused_token() {
     assert_eq!(server.dpop_refusals(), Vec::<String>::new());
 }
 
+/// Issue 19, defect 11: a token endpoint requiring a nonce challenges the
+/// first token request only; the refresh after a 401 sends the nonce it
+/// learned (one token request per token while the nonce stays valid).
+#[tokio::test]
+async fn pair_dpop_grants_the_refresh_sends_the_token_endpoints_nonce() {
+    let server = TestServer::start().await;
+    server.set_dpop_nonces(Some("n-token-1"), None);
+    server.set_rotate_refresh(true);
+    let endpoint = server.endpoint().dpop(a_key());
+    let cache = TokenCache::builder(endpoint, TokenRequest::password("ada", "pw")).build();
+    let svc = layered(&cache);
+    assert_eq!(status(&svc, server.get("/a")).await, Ok(StatusCode::OK));
+    assert_eq!(server.token_requests(), 2, "one nonce challenge, one token");
+    server.revoke("at-1");
+    assert_eq!(status(&svc, server.get("/b")).await, Ok(StatusCode::OK));
+    assert_eq!(
+        token_params(&server, "grant_type"),
+        some(&["password", "password", "refresh_token"]),
+        "the refresh was challenged for the nonce again"
+    );
+    assert_eq!(server.dpop_refusals(), ["token: UseNonce"]);
+    assert_eq!(
+        auths(&server),
+        values(&["DPoP at-1", "DPoP at-1", "DPoP at-2"])
+    );
+}
+
 /// Revoking a DPoP cache: the bound token is revoked, the next request
 /// gets a new bound token with a valid proof.
 #[tokio::test]

@@ -390,3 +390,84 @@ async fn pair_fleet_reqwest_one_token_and_one_replacement_for_the_fleet() {
     );
     assert_eq!(server.token_requests(), 2);
 }
+
+/// The fleet's one token key (`…:token`), found in Redis.
+fn the_token_key(redis: &RedisServer) -> String {
+    let keys = redis.cli(&["KEYS", "*:token"]);
+    assert_eq!(keys.lines().count(), 1, "one token key: {keys}");
+    keys
+}
+
+/// Writes a forged `…:refused` record beside the fleet's token: a running
+/// backoff step for the token whose SHA-256 is `hash` (hex), an hour long.
+fn forge_refusal_record(redis: &RedisServer, hash: &str) {
+    let refused = the_token_key(redis).replace(":token", ":refused");
+    let value = format!("{hash} 1 60000");
+    redis.cli(&["SET", &refused, &value, "PX", "3660000"]);
+}
+
+/// A token the resource revoked, two processes holding it, and a 401
+/// refetch: with `forged_hash` (given the fleet's token value) written
+/// as a running step first, every request still succeeds with one new
+/// token for the fleet.
+async fn refetch_despite_a_forged_record(encrypted: bool, forged_hash: fn(&str) -> String) {
+    let redis = RedisServer::start();
+    let server = TestServer::start().await;
+    let process = || {
+        let tier = tier(&redis);
+        let tier = if encrypted {
+            tier.encryption_key([7; 32])
+        } else {
+            tier
+        };
+        let cache = server.client_credentials().redis(tier).build();
+        OAuth2Layer::new(cache).layer(http_client())
+    };
+    let (a, b) = (process(), process());
+    for svc in [&a, &b] {
+        assert_eq!(status(svc, server.get("/before")).await, Ok(StatusCode::OK));
+    }
+    let stored = redis.cli(&["GET", &the_token_key(&redis)]);
+    forge_refusal_record(&redis, &forged_hash(&stored));
+    server.revoke("at-1");
+    for svc in [&a, &b] {
+        assert_eq!(
+            status(svc, server.get("/after")).await,
+            Ok(StatusCode::OK),
+            "a forged refusal record held a request at 401"
+        );
+    }
+    assert_eq!(
+        auths(&server),
+        values(&[
+            "Bearer at-1",
+            "Bearer at-1",
+            "Bearer at-1",
+            "Bearer at-2",
+            "Bearer at-1",
+            "Bearer at-2"
+        ])
+    );
+    assert_eq!(server.token_requests(), 2);
+}
+
+/// Issue 19, defect 3: a `…:refused` record naming a token other than the
+/// one refused is not joined: the refetch after the 401 gets a new token.
+#[tokio::test]
+async fn pair_fleet_backoff_a_refusal_record_for_another_token_is_not_joined() {
+    if !available() {
+        return;
+    }
+    refetch_despite_a_forged_record(false, |_| "ab".repeat(32)).await;
+}
+
+/// Issue 19, defect 3: with encryption at rest, a `…:refused` record is
+/// authenticated: one forged by someone who can write Redis (and read the
+/// token's hash in front of its value) is not joined.
+#[tokio::test]
+async fn pair_fleet_backoff_a_forged_refusal_record_is_ignored_when_encrypted() {
+    if !available() {
+        return;
+    }
+    refetch_despite_a_forged_record(true, |stored| stored[..64].to_owned()).await;
+}
