@@ -267,3 +267,29 @@ async fn pair_dpop_reqwest_nonces_followed_with_one_token() {
     let stats = cache.stats();
     assert_eq!((stats.token_fetches, stats.invalidations), (1, 0));
 }
+
+/// A redirect to another origin, followed by reqwest (its default): the
+/// `DPoP` proof does not follow it, as the `Authorization` header does not
+/// (issue 19, "a `DPoP` header must not follow a cross-origin redirect").
+#[tokio::test]
+async fn pair_dpop_reqwest_no_proof_follows_a_cross_origin_redirect() {
+    let server = TestServer::start().await;
+    server.enable_dpop();
+    let landing = Landing::start().await;
+    let moved = redirecting_to(landing.url("/elsewhere")).await;
+    let cache = TokenCache::builder(
+        server.endpoint().dpop(a_key()),
+        TokenRequest::client_credentials(),
+    )
+    .build();
+    let client = reqwest_client(OAuth2Middleware::new(cache));
+    assert_eq!(
+        reqwest_get(&client, &moved.url("/api")).await,
+        Ok(StatusCode::OK)
+    );
+    assert_eq!(
+        landing.seen(),
+        [("-".to_owned(), "-".to_owned())],
+        "the token or its proof followed the redirect to another origin"
+    );
+}

@@ -98,6 +98,49 @@ fn api_of(uri: &Uri, _: &HeaderMap) -> Option<String> {
     ["orders", "billing"].contains(&api).then(|| api.to_owned())
 }
 
+/// Issue 19, defect 14 in the fleet tier: a keyed layer with
+/// `max_keys(1)` on one Redis. A token the resource refused (the 401 comes
+/// back as it came) is not taken back from Redis when its key returns.
+#[tokio::test]
+async fn pair_fleet_keyed_a_refused_token_is_not_taken_back_from_redis() {
+    if !available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let server = TestServer::start().await;
+    let (endpoint, tier) = (server.endpoint(), tier(&redis));
+    let svc = KeyedOAuth2Layer::new(api_of, move |api: &String| {
+        let request = TokenRequest::client_credentials().audience(api.clone());
+        let builder = TokenCache::builder(endpoint.clone(), request);
+        Some(builder.redis(tier.clone()).build())
+    })
+    .max_keys(1)
+    .retry_unauthorized(false)
+    .layer(http_client());
+    assert_eq!(
+        status(&svc, server.get("/orders/1")).await,
+        Ok(StatusCode::OK)
+    );
+    server.revoke("at-1");
+    assert_eq!(
+        status(&svc, server.get("/orders/2")).await,
+        Ok(StatusCode::UNAUTHORIZED)
+    );
+    // "billing" evicts "orders"; "orders" comes back with a new cache.
+    for path in ["/billing/1", "/orders/3"] {
+        assert_eq!(
+            status(&svc, server.get(path)).await,
+            Ok(StatusCode::OK),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        auths(&server),
+        values(&["Bearer at-1", "Bearer at-1", "Bearer at-2", "Bearer at-3"]),
+        "the refused token was taken back from Redis"
+    );
+}
+
 /// Two processes, each a keyed layer by API (each API's token asked for
 /// with its own `audience`): one token request per API for the fleet,
 /// each API's requests carry that API's token in every process.

@@ -213,6 +213,56 @@ impl Refusing {
     }
 }
 
+/// A resource server that answers `302 Found` to `location` for every
+/// request.
+async fn redirecting_to(location: String) -> Serving {
+    let service = service_fn(move |_: Request<hyper::body::Incoming>| {
+        let moved = Response::builder()
+            .status(StatusCode::FOUND)
+            .header("location", location.as_str())
+            .body(Full::new(Bytes::new()))
+            .expect("a valid 302");
+        async move { Ok::<_, Infallible>(moved) }
+    });
+    serve_on(0, service).await
+}
+
+/// A server that answers 200 to everything and records the `Authorization`
+/// and `DPoP` headers of each request (`-` for none).
+struct Landing {
+    serving: Serving,
+    seen: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl Landing {
+    async fn start() -> Landing {
+        let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let record = seen.clone();
+        let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+            let header = |name: &str| {
+                let value = req.headers().get(name).and_then(|v| v.to_str().ok());
+                value.unwrap_or("-").to_owned()
+            };
+            let seen = (header("authorization"), header("dpop"));
+            record.lock().expect("the record").push(seen);
+            async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok")))) }
+        });
+        Landing {
+            serving: serve_on(0, service).await,
+            seen,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        self.serving.url(path)
+    }
+
+    /// The (`Authorization`, `DPoP`) of each request, in order.
+    fn seen(&self) -> Vec<(String, String)> {
+        self.seen.lock().expect("the record").clone()
+    }
+}
+
 /// A temporary directory and a token file's path in it.
 fn token_file(dir: &tempfile::TempDir, name: &str) -> PathBuf {
     dir.path().join(name)
