@@ -312,3 +312,261 @@ async fn a_dpop_bound_key_proves_every_request() {
     assert_eq!(server.token_requests(), 2);
     assert_eq!(server.resource_count(), 3);
 }
+
+// Issue 19, defects 1 and 14: one cache per user, and a store beside it.
+
+/// The user a path is for: `/alice/…`, `/bob/…`.
+fn user_of(uri: &Uri, _: &HeaderMap) -> Option<String> {
+    match uri.path().split('/').nth(1) {
+        Some(user @ ("alice" | "bob")) => Some(user.to_owned()),
+        _ => None,
+    }
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("tower-oauth2-keyed-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("a temporary directory");
+    d
+}
+
+async fn status<K>(svc: &KeyedService<HttpClient, K>, url: String) -> StatusCode
+where
+    K: Eq + std::hash::Hash + Clone + Send + Sync + 'static,
+{
+    match svc.clone().oneshot(get(&url)).await {
+        Ok(response) => response.status(),
+        Err(e) => panic!("{url}: {e}"),
+    }
+}
+
+/// The refresh token each token request sent, in order.
+fn refresh_tokens_sent(server: &TestServer) -> Vec<String> {
+    let sent = server.received().into_iter();
+    sent.map(|r| r.param("refresh_token").unwrap_or_default())
+        .collect()
+}
+
+#[cfg(feature = "redis")]
+#[allow(dead_code, reason = "the fleet suite's helper; this file uses a few")]
+#[path = "fleet/redis_server.rs"]
+mod redis_server;
+
+#[cfg(feature = "redis")]
+fn tier(redis: &redis_server::RedisServer) -> tower_oauth2::fleet::RedisTier {
+    tower_oauth2::fleet::RedisTier::standalone(&redis.url())
+        .expect("a Redis URL")
+        .namespace("tests")
+        .expect("a namespace")
+        .timeout(Duration::from_secs(2))
+        .poll_interval(Duration::from_millis(10))
+}
+
+/// Defect 1: a keyed layer with one cache per user, each built from the
+/// user's own refresh token, all sharing one Redis tier. Same token URL,
+/// client and scope: only the refresh token tells alice from bob, and it
+/// must keep their tokens apart, in Redis and after it is emptied.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_user_caches_sharing_redis_never_hand_one_users_token_to_another() {
+    if !redis_server::available() {
+        return;
+    }
+    let redis = redis_server::RedisServer::start();
+    let server = TestServer::start().await;
+    server.add_refresh_token("rt-alice");
+    server.add_refresh_token("rt-bob");
+    server.set_rotate_refresh(true);
+    let endpoint = server.endpoint();
+    let tier = tier(&redis);
+    let layer = KeyedOAuth2Layer::new(user_of, move |user: &String| {
+        let refresh_token = format!("rt-{user}");
+        let builder = tower_oauth2::TokenCache::from_refresh_token(endpoint.clone(), refresh_token);
+        Some(builder.redis(tier.clone()).build())
+    });
+    let svc = layer.layer(http_client());
+    for path in ["/alice/1", "/bob/1", "/alice/2", "/bob/2"] {
+        assert_eq!(status(&svc, server.url(path)).await, StatusCode::OK);
+    }
+    // Each user's token was asked for with that user's refresh token, and
+    // only that user's requests carried it.
+    assert_eq!(refresh_tokens_sent(&server), ["rt-alice", "rt-bob"]);
+    assert_eq!(
+        server.path_authorizations(),
+        [
+            bearer("/alice/1", "at-1"),
+            bearer("/bob/1", "at-2"),
+            bearer("/alice/2", "at-1"),
+            bearer("/bob/2", "at-2"),
+        ]
+    );
+    // Two users, two token keys; no secret in a key name.
+    let keys = redis.cli(&["KEYS", "*"]);
+    assert_eq!(
+        keys.lines().filter(|k| k.ends_with(":token")).count(),
+        2,
+        "{keys}"
+    );
+    for secret in ["rt-", "at-", "alice", "bob"] {
+        assert!(
+            !keys.contains(secret),
+            "{secret} in the Redis keys:\n{keys}"
+        );
+    }
+
+    // Redis emptied, both tokens refused: each user refreshes with the
+    // refresh token the server rotated to for that user (rt-1, rt-2).
+    assert_eq!(redis.cli(&["FLUSHALL"]), "OK");
+    server.revoke("at-1");
+    server.revoke("at-2");
+    for path in ["/alice/3", "/bob/3"] {
+        assert_eq!(status(&svc, server.url(path)).await, StatusCode::OK);
+    }
+    assert_eq!(
+        refresh_tokens_sent(&server),
+        ["rt-alice", "rt-bob", "rt-1", "rt-2"]
+    );
+    assert_eq!(
+        server.path_authorizations()[4..],
+        [
+            bearer("/alice/3", "at-1"),
+            bearer("/alice/3", "at-3"),
+            bearer("/bob/3", "at-2"),
+            bearer("/bob/3", "at-4"),
+        ]
+    );
+    // The rotated refresh tokens did not move the keys: still two.
+    let keys = redis.cli(&["KEYS", "*:token"]);
+    assert_eq!(keys.lines().count(), 2, "{keys}");
+}
+
+/// A FileStore that counts its writes, so a test can wait (with a
+/// deadline) for one made in the background.
+#[derive(Clone)]
+struct CountingFile {
+    file: tower_oauth2::store::FileStore,
+    writes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl tower_oauth2::store::TokenStore for CountingFile {
+    fn load(
+        &self,
+        fingerprint: &tower_oauth2::store::ConfigFingerprint,
+    ) -> std::io::Result<Option<tower_oauth2::store::StoredToken>> {
+        self.file.load(fingerprint)
+    }
+    fn save(&self, token: &tower_oauth2::store::StoredToken) -> std::io::Result<()> {
+        self.file.save(token)?;
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+impl CountingFile {
+    /// Waits until the store has been written `n` times, 5 s at most
+    /// (then goes on: what the test asserts next tells what happened).
+    async fn until_written(&self, n: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while self.writes.load(std::sync::atomic::Ordering::SeqCst) < n
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// The scenario of defect 14: a keyed layer holding one cache
+/// (`max_keys(1)`), each key's cache with a file of its own; `orders`'s
+/// token is refused (401, no resend), a `billing` request evicts `orders`,
+/// and `orders`'s next request must not send the refused token again.
+async fn refused_token_after_eviction(
+    server: &TestServer,
+    #[cfg(feature = "redis")] redis: Option<&redis_server::RedisServer>,
+) {
+    let dir = temp_dir(&format!("refused-{}", server.addr.port()));
+    let files: std::collections::HashMap<Api, CountingFile> = [Api::Orders, Api::Billing]
+        .into_iter()
+        .map(|api| {
+            let file = tower_oauth2::store::FileStore::new(dir.join(format!("{api:?}.json")));
+            (
+                api,
+                CountingFile {
+                    file,
+                    writes: Default::default(),
+                },
+            )
+        })
+        .collect();
+    let endpoint = server.endpoint();
+    #[cfg(feature = "redis")]
+    let tier = redis.map(tier);
+    let stores = files.clone();
+    let layer = KeyedOAuth2Layer::new(api_of, move |api: &Api| {
+        let resource = match api {
+            Api::Orders => "https://orders.example",
+            Api::Billing => "https://billing.example",
+            Api::Stock => return None,
+        };
+        let request = TokenRequest::client_credentials().resource(resource);
+        let builder = tower_oauth2::TokenCache::builder(endpoint.clone(), request);
+        let builder = builder.store(stores[api].clone());
+        #[cfg(feature = "redis")]
+        let builder = match &tier {
+            Some(tier) => builder.redis(tier.clone()),
+            None => builder,
+        };
+        Some(builder.build())
+    })
+    .max_keys(1)
+    .retry_unauthorized(false);
+    let svc = layer.layer(http_client());
+
+    assert_eq!(status(&svc, server.url("/orders/1")).await, StatusCode::OK);
+    server.revoke("at-1");
+    assert_eq!(
+        status(&svc, server.url("/orders/2")).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // The refused token is marked in the store in the background.
+    files[&Api::Orders].until_written(2).await;
+    assert_eq!(status(&svc, server.url("/billing/1")).await, StatusCode::OK);
+    assert_eq!(layer.keys(), [Api::Billing]);
+    // `orders` again: a new cache for it, which must fetch a new token.
+    assert_eq!(status(&svc, server.url("/orders/3")).await, StatusCode::OK);
+    assert_eq!(
+        server.path_authorizations(),
+        [
+            bearer("/orders/1", "at-1"),
+            bearer("/orders/2", "at-1"),
+            bearer("/billing/1", "at-2"),
+            bearer("/orders/3", "at-3"),
+        ]
+    );
+    assert_eq!(bodies(server), [ORDERS, BILLING, ORDERS]);
+    std::fs::remove_dir_all(dir).expect("the temporary directory");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_refused_with_a_401_is_not_restored_from_the_store() {
+    let server = TestServer::start().await;
+    #[cfg(feature = "redis")]
+    refused_token_after_eviction(&server, None).await;
+    #[cfg(not(feature = "redis"))]
+    refused_token_after_eviction(&server).await;
+}
+
+/// The same through the fleet's Redis tier: the refused token is neither
+/// restored from the store nor taken back from Redis.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_refused_with_a_401_is_not_restored_from_the_store_or_redis() {
+    if !redis_server::available() {
+        return;
+    }
+    let redis = redis_server::RedisServer::start();
+    let server = TestServer::start().await;
+    refused_token_after_eviction(&server, Some(&redis)).await;
+    let keys = redis.cli(&["KEYS", "*:token"]);
+    assert_eq!(keys.lines().count(), 2, "{keys}");
+}

@@ -294,3 +294,237 @@ async fn debug_and_display_of_every_public_type() {
     }
     assert_clean("TRACE output", &capture.text());
 }
+
+/// Issue 19, defect 10: a private JWK that cannot be read, in every shape
+/// a vault or a typo makes, never has its private key in the error.
+#[cfg(feature = "jwt")]
+#[test]
+fn a_malformed_jwk_never_shows_its_private_key() {
+    use tower_oauth2::jose::SigningKey;
+    // A well-formed base64url `d` (32 bytes), recognisable anywhere.
+    const D: &str = "CANARYd0PRIVATEd0KEYd0CANARYd0PRIVATEd0KEY";
+    const NUMBER: &str = "98765432109876543210987654321";
+    let x = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+    let ed25519 = format!(r#"{{"kty":"OKP","crv":"Ed25519","d":"{D}A","x":"{x}"}}"#);
+    let shapes = [
+        // A JWK encoded twice (a vault's JSON string holding the JSON).
+        serde_json::to_string(&ed25519).unwrap(),
+        // ...and three times.
+        serde_json::to_string(&serde_json::to_string(&ed25519).unwrap()).unwrap(),
+        format!("[{ed25519}]"),
+        format!(r#"{{"kty":"OKP","crv":"Ed25519","d":{NUMBER},"x":"{x}"}}"#),
+        NUMBER.to_owned(),
+        format!(r#"{{"kty":"OKP","crv":"Ed25519","d":{{"k":"{D}"}},"x":"{x}"}}"#),
+        format!(r#"{{"kty":"XYZ","d":"{D}A"}}"#),
+        format!(r#"{{"kty":"{D}","d":"{D}A"}}"#),
+        format!(r#"{{"kty":"EC","crv":"{D}","d":"{D}A"}}"#),
+        format!(r#"{{"kty":"OKP","crv":"{D}","d":"{D}A"}}"#),
+        format!(r#"{{"kty":"OKP","crv":"Ed25519","d":"{D}A"}}"#),
+        format!(r#"{{"kty":"EC","crv":"P-256","d":"{D}A"}}"#),
+        format!(r#"{{"kty":"OKP","crv":"Ed25519","d":"{D}!!","x":"{x}"}}"#),
+        format!(r#"{{"kty":"OKP","crv":"Ed25519","d":"{D}AAAA","x":"{x}"}}"#),
+        format!(r#"{{"kty":"OKP","crv":"Ed25519","d":"{D}A","x":"{x}","alg":"{D}"}}"#),
+        format!(r#"{{"kty":"RSA","n":"AQAB","e":"AQAB","d":"{D}A","p":"{D}B","q":"{D}C"}}"#),
+        format!(r#"{{"kty":"OKP","crv":"Ed25519","d":"{D}A","x":"{x}""#),
+        format!(r#"{{"kty":"OKP","crv":"Ed25519","d":"{D}A\u0001","x":"{x}"}}"#),
+        format!(r#"{{"kty":"OKP","crv":"Ed25519","d":"{D}A\q","x":"{x}"}}"#),
+        format!(r#"{{"kty":"OKP","crv":"Ed25519","d":"{D}A","x":"{x}"}} {D}"#),
+        format!(r#"{{"kty":"OKP","crv":"Ed25519","d":"{D}A","{D}":1,"x":"{x}"}}"#),
+    ];
+    for jwk in shapes {
+        let e = SigningKey::from_jwk(&jwk).unwrap_err();
+        let shown = format!("{e} | {e:?}");
+        for canary in ["CANARY", NUMBER] {
+            assert!(
+                !shown.contains(canary),
+                "the error shows the private key ({canary}): {shown}\nfor {jwk}"
+            );
+        }
+    }
+}
+
+#[cfg(feature = "redis")]
+#[allow(dead_code, reason = "the fleet suite's helper; this file uses a few")]
+#[path = "fleet/redis_server.rs"]
+mod redis_server;
+
+/// Issue 19's acceptance test: caches whose grants carry every kind of
+/// secret (client secret, refresh token, token-exchange subject and actor
+/// tokens, a pre-made assertion, a private key; access tokens the server
+/// issues), and a subject's name, each with a FileStore and the fleet's
+/// Redis tier, through fetches, 401s, refusals marked in the store, failed
+/// fetches, a failed save and a Redis outage: no canary in a Redis key, a
+/// file name, a log line, an error or a `Debug`.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_or_subject_in_keys_file_names_logs_errors_or_debug() {
+    use tower_oauth2::store::FileStore;
+    if !redis_server::available() {
+        return;
+    }
+    let capture = capture();
+    let mut redis = redis_server::RedisServer::start();
+    let server = TestServer::start().await;
+    // Access and refresh tokens the server issues: CANARY-AT-at-1, …
+    server.set_token_prefix("CANARY-AT-");
+    server.add_refresh_token("CANARY-RT-seed");
+    server.set_rotate_refresh(true);
+    const CLIENT: &str = "CANARY-CLIENT-SECRET";
+    const ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
+    let dir = std::env::temp_dir().join(format!("tower-oauth2-canary-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let tier = tower_oauth2::fleet::RedisTier::standalone(&redis.url())
+        .unwrap()
+        .namespace("canary")
+        .unwrap()
+        .timeout(Duration::from_secs(2))
+        .poll_interval(Duration::from_millis(10));
+    let endpoint = |client: ClientAuth| {
+        TokenEndpoint::new(
+            http_client(),
+            TokenUrl::new(&server.token_url()).unwrap(),
+            client,
+        )
+    };
+    // Each cache, and the secrets its token requests send.
+    let basic = || ClientAuth::client_secret_basic("client", CLIENT);
+    let mut builders = vec![
+        (
+            TokenCache::from_refresh_token(endpoint(basic()), "CANARY-RT-seed"),
+            vec![CLIENT],
+        ),
+        (
+            TokenCache::builder(
+                endpoint(ClientAuth::client_secret_post("client", CLIENT)),
+                TokenRequest::token_exchange("CANARY-SUBJECT-TOKEN", ACCESS)
+                    .secret_param("actor_token", "CANARY-ACTOR-TOKEN"),
+            ),
+            vec![CLIENT, "CANARY-SUBJECT-TOKEN", "CANARY-ACTOR-TOKEN"],
+        ),
+        (
+            TokenCache::builder(
+                endpoint(basic()),
+                TokenRequest::jwt_bearer("CANARY-ASSERTION"),
+            ),
+            vec![CLIENT, "CANARY-ASSERTION"],
+        ),
+        (
+            TokenCache::builder(
+                endpoint(basic()),
+                TokenRequest::password("CANARY-SUBJECT-NAME", "CANARY-PASSWORD"),
+            ),
+            vec![CLIENT, "CANARY-PASSWORD"],
+        ),
+    ];
+    #[cfg(feature = "jwt")]
+    let private_key = {
+        let jwk = include_str!("data/p256.jwk.json");
+        let d: serde_json::Value = serde_json::from_str(jwk).unwrap();
+        let key = tower_oauth2::jose::SigningKey::from_jwk(jwk).unwrap();
+        builders.push((
+            TokenCache::builder(
+                endpoint(ClientAuth::private_key_jwt("client", key)),
+                TokenRequest::client_credentials(),
+            ),
+            vec![],
+        ));
+        d["d"].as_str().unwrap().to_owned()
+    };
+    let mut shown = Vec::new();
+    let mut caches = Vec::new();
+    for (n, (builder, secrets)) in builders.into_iter().enumerate() {
+        let builder = builder
+            .store(FileStore::new(dir.join(format!("cache-{n}.json"))))
+            .redis(tier.clone())
+            .backoff(Backoff::new(
+                Duration::from_millis(10),
+                Duration::from_millis(10),
+            ));
+        shown.push(format!("{builder:?}"));
+        caches.push((builder.build(), secrets));
+    }
+    // A save that fails: its path's directory does not exist.
+    let failing = TokenCache::builder(
+        endpoint(basic()),
+        TokenRequest::token_exchange("CANARY-SUBJECT-TOKEN-2", ACCESS),
+    )
+    .store(FileStore::new(dir.join("missing").join("tokens.json")))
+    .redis(tier.clone())
+    .build();
+    caches.push((failing, vec![CLIENT, "CANARY-SUBJECT-TOKEN-2"]));
+
+    let get = |path: &str| {
+        Request::get(server.url(path))
+            .body(Full::<Bytes>::default())
+            .unwrap()
+    };
+    for (cache, _) in &caches {
+        let svc = OAuth2Layer::new(cache.clone()).layer(http_client());
+        assert_eq!(
+            svc.clone().oneshot(get("/api")).await.unwrap().status(),
+            StatusCode::OK
+        );
+        // Refused: invalidated, marked refused in the store, refetched.
+        server.revoke_all();
+        assert_eq!(
+            svc.clone().oneshot(get("/api")).await.unwrap().status(),
+            StatusCode::OK
+        );
+        shown.push(format!(
+            "{cache:?} {svc:?} {:?}",
+            cache.token().await.unwrap()
+        ));
+    }
+    // One key per cache, whatever its subject, holding none of it.
+    let keys = redis.cli(&["KEYS", "*"]);
+    let token_keys = keys.lines().filter(|k| k.ends_with(":token")).count();
+    assert_eq!(token_keys, caches.len(), "{keys}");
+    // With Redis gone, a failed fetch whose error page echoes every secret
+    // the cache sent.
+    server.revoke_all();
+    redis.stop();
+    for (cache, secrets) in &caches {
+        // A cache holding a refresh token sends it, and the client's secret.
+        let token = cache.token().await.unwrap();
+        let echo: Vec<&str> = match token.refresh_token() {
+            Some(rt) => vec![CLIENT, rt.expose_secret()],
+            None => secrets.clone(),
+        };
+        server.set_failing(Some(Canned::new(
+            500,
+            "text/html",
+            format!("<p>{}</p>", echo.join(" ")),
+        )));
+        let svc = OAuth2Layer::new(cache.clone()).layer(http_client());
+        let e = svc.oneshot(get("/api")).await.unwrap_err();
+        shown.push(format!("{e} {e:?}"));
+    }
+    server.set_failing(None);
+    shown.push(format!("{tier:?} {:?}", tier.stats()));
+
+    // Every file name on the disk.
+    let mut names: Vec<String> = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        names.push(entry.unwrap().file_name().to_string_lossy().into_owned());
+    }
+    let logs = capture.text();
+    assert!(logs.contains("could not save the new token"), "{logs}");
+    let mut canaries = vec!["CANARY".to_owned(), CLIENT.to_owned()];
+    #[cfg(feature = "jwt")]
+    canaries.push(private_key);
+    for canary in &canaries {
+        for (what, text) in [
+            ("a Redis key", keys.clone()),
+            ("a file name", names.join("\n")),
+            ("a log line", logs.clone()),
+            ("an error or Debug", shown.join("\n")),
+        ] {
+            assert!(
+                !text.contains(canary.as_str()),
+                "{canary} in {what}:\n{text}"
+            );
+        }
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}

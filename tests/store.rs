@@ -15,7 +15,7 @@ use support::token_server::TestServer;
 use tower::{Layer, ServiceExt};
 use tower_oauth2::store::{ConfigFingerprint, FileStore, StoredToken, TokenStore};
 use tower_oauth2::token::Token;
-use tower_oauth2::{OAuth2Layer, TokenCache};
+use tower_oauth2::{OAuth2Layer, TokenCache, TokenRequest};
 
 fn temp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("tower-oauth2-it-{name}-{}", std::process::id()));
@@ -45,10 +45,13 @@ impl TokenStore for Witness {
         self.file.load(fingerprint)
     }
     fn save(&self, stored: &StoredToken) -> io::Result<()> {
-        let used = self.server_state.resource_count();
-        let token = stored.token();
-        let rt = token.refresh_token().unwrap().expose_secret().to_owned();
-        self.seen_at_save.lock().unwrap().push((rt, used));
+        // A token marked refused after a 401 is no new token: not counted.
+        if !stored.access_token_refused() {
+            let used = self.server_state.resource_count();
+            let token = stored.token();
+            let rt = token.refresh_token().unwrap().expose_secret().to_owned();
+            self.seen_at_save.lock().unwrap().push((rt, used));
+        }
         self.file.save(stored)
     }
 }
@@ -485,7 +488,7 @@ async fn a_token_stored_without_a_fingerprint_is_not_used() {
 }
 
 /// A FileStore whose first save waits until the test lets it go; counts
-/// the saves that completed.
+/// the saves of new tokens that completed.
 struct FirstSaveHangs {
     file: FileStore,
     first: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
@@ -502,7 +505,10 @@ impl TokenStore for FirstSaveHangs {
             let _ = release.recv();
         }
         let saved = self.file.save(stored);
-        self.done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // The mark of a token refused by a 401 is no new token's save.
+        if !stored.access_token_refused() {
+            self.done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         saved
     }
 }
@@ -541,5 +547,119 @@ async fn a_late_save_never_overwrites_a_newer_token() {
         .expect("both saves complete once released");
     let stored = on_disk(&path);
     assert_eq!(stored.refresh_token().unwrap().expose_secret(), "rt-2");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+// Issue 19, defect 1: the subject is part of the fingerprint.
+
+/// The fingerprint a cache built from `request` has.
+fn fingerprint_of(server: &TestServer, request: TokenRequest) -> ConfigFingerprint {
+    *TokenCache::builder(server.endpoint(), request).fingerprint()
+}
+
+#[tokio::test]
+async fn caches_for_two_subjects_never_share_a_fingerprint() {
+    let server = TestServer::start().await;
+    let from_rt = |rt: &str| *TokenCache::from_refresh_token(server.endpoint(), rt).fingerprint();
+    assert_ne!(from_rt("rt-alice"), from_rt("rt-bob"));
+    assert_eq!(from_rt("rt-alice"), from_rt("rt-alice"));
+    const ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
+    let pairs = [
+        (
+            TokenRequest::token_exchange("subject-alice", ACCESS),
+            TokenRequest::token_exchange("subject-bob", ACCESS),
+        ),
+        (
+            TokenRequest::token_exchange("subject", ACCESS).secret_param("actor_token", "actor-a"),
+            TokenRequest::token_exchange("subject", ACCESS).secret_param("actor_token", "actor-b"),
+        ),
+        (
+            TokenRequest::jwt_bearer("eyJ.assertion-alice.sig"),
+            TokenRequest::jwt_bearer("eyJ.assertion-bob.sig"),
+        ),
+        (
+            TokenRequest::authorization_code("code-alice", "https://app.example/cb"),
+            TokenRequest::authorization_code("code-bob", "https://app.example/cb"),
+        ),
+        (
+            TokenRequest::refresh_token("rt-alice"),
+            TokenRequest::refresh_token("rt-bob"),
+        ),
+        (
+            TokenRequest::password("alice", "pw"),
+            TokenRequest::password("bob", "pw"),
+        ),
+    ];
+    for (alice, bob) in pairs {
+        let shown = format!("{alice:?}");
+        let a = fingerprint_of(&server, alice.clone());
+        assert_ne!(a, fingerprint_of(&server, bob), "{shown}");
+        assert_eq!(a, fingerprint_of(&server, alice), "{shown}");
+        for secret in ["alice", "bob", "actor-", "code-", "rt-", "eyJ"] {
+            assert!(!a.to_string().contains(secret));
+        }
+    }
+}
+
+/// Two users' caches built with one FileStore path (same token URL, client
+/// and grant, different refresh tokens): bob's never takes alice's token,
+/// nor her refresh token.
+#[tokio::test]
+async fn a_stored_token_is_never_restored_for_another_subject() {
+    let dir = temp_dir("subjects");
+    let path = dir.join("tokens.json");
+    let server = TestServer::start().await;
+    server.add_refresh_token("rt-alice");
+    server.add_refresh_token("rt-bob");
+    let cache_of = |rt: &str| {
+        TokenCache::from_refresh_token(server.endpoint(), rt)
+            .store(FileStore::new(&path))
+            .build()
+    };
+    let alice = cache_of("rt-alice");
+    assert_eq!(alice.bearer_header().await.unwrap(), "Bearer at-1");
+    let bob = cache_of("rt-bob");
+    assert_eq!(bob.bearer_header().await.unwrap(), "Bearer at-2");
+    let sent: Vec<_> = server
+        .received()
+        .iter()
+        .map(|r| r.param("refresh_token").unwrap())
+        .collect();
+    assert_eq!(sent, ["rt-alice", "rt-bob"]);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The subject is fixed when the cache is built: the refresh tokens the
+/// server rotates to are saved under the fingerprint of the one the cache
+/// was built with, and a cache built again from it finds them.
+#[tokio::test]
+async fn a_rotated_refresh_token_keeps_the_fingerprint() {
+    let dir = temp_dir("rotated-fingerprint");
+    let path = dir.join("tokens.json");
+    let server = TestServer::start().await;
+    server.add_refresh_token("rt-seed");
+    server.set_rotate_refresh(true);
+    let builder = TokenCache::from_refresh_token(server.endpoint(), "rt-seed");
+    let built_with = *builder.fingerprint();
+    // Another refresh token, another subject: the rotation below must not
+    // turn the cache's fingerprint into this one.
+    let rotated = *TokenCache::from_refresh_token(server.endpoint(), "rt-1").fingerprint();
+    assert_ne!(built_with, rotated);
+    let cache = builder.store(FileStore::new(&path)).build();
+    assert_eq!(get(&cache, &server).await, StatusCode::OK);
+    server.revoke("at-1");
+    assert_eq!(get(&cache, &server).await, StatusCode::OK);
+    let stored = FileStore::new(&path).load(&built_with).unwrap().unwrap();
+    assert_eq!(stored.fingerprint(), Some(&built_with));
+    assert_eq!(
+        stored.token().refresh_token().unwrap().expose_secret(),
+        "rt-2"
+    );
+    // Built again from the seed: the stored token is its own.
+    let again = TokenCache::from_refresh_token(server.endpoint(), "rt-seed")
+        .store(FileStore::new(&path))
+        .build();
+    assert_eq!(again.bearer_header().await.unwrap(), "Bearer at-2");
+    assert_eq!(server.token_requests(), 2);
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -16,7 +16,7 @@ use super::{Shared, TokenCache};
 use crate::endpoint::TokenEndpoint;
 use crate::request::TokenRequest;
 use crate::secret::SecretString;
-use crate::store::{ConfigFingerprint, TokenStore};
+use crate::store::{ConfigFingerprint, StoredToken, TokenStore};
 use crate::token::Token;
 use crate::transport::HttpTransport;
 
@@ -239,6 +239,17 @@ impl TokenCacheBuilder {
     /// Builds the cache. No token is fetched until one is needed.
     pub fn build(self) -> TokenCache {
         let stored = self.load_stored();
+        // A token a resource server refused gives its refresh token only.
+        let (stored, refused) = match stored {
+            Some(s) if s.access_token_refused() => {
+                tracing::debug!(
+                    "the stored access token was refused by a resource server; only its \
+                     refresh token is used"
+                );
+                (None, Some(s.into_token()))
+            }
+            other => (other.map(StoredToken::into_token), None),
+        };
         let accept = self.accept();
         #[cfg(feature = "metrics")]
         let counters = Counters::labelled(crate::metrics::CacheLabel::new(
@@ -249,6 +260,7 @@ impl TokenCacheBuilder {
         let counters = Counters::default();
         let refresh_token = stored
             .as_ref()
+            .or(refused.as_ref())
             .and_then(|t| t.refresh_token().cloned())
             .or(self.refresh_token);
         let fetcher = Fetcher::new(
@@ -271,6 +283,7 @@ impl TokenCacheBuilder {
                 wait,
                 (self.fingerprint, self.exchange_timeout, self.store_timeout),
                 (self.policy, accept),
+                refused.as_ref(),
             ),
             None => (fetcher, wait),
         };
@@ -300,7 +313,7 @@ impl TokenCacheBuilder {
     /// One saved under another (or none) is not used at all: its access
     /// token may be for other resources, its refresh token for another
     /// client, user or token endpoint.
-    fn load_stored(&self) -> Option<Token> {
+    fn load_stored(&self) -> Option<StoredToken> {
         let stored = match self.store.as_ref()?.load(&self.fingerprint) {
             Ok(stored) => stored?,
             Err(e) => {
@@ -318,7 +331,7 @@ impl TokenCacheBuilder {
             );
             return None;
         }
-        Some(stored.into_token())
+        Some(stored)
     }
 
     /// Names this cache in its metrics: the value of their `cache` label
@@ -379,6 +392,7 @@ mod fleet {
     use super::super::policy::RefreshPolicy;
     use crate::fleet::{Judge, RedisTier};
     use crate::store::ConfigFingerprint;
+    use crate::token::Token;
 
     /// Slack on the default lease beyond the exchange and the store's save.
     const LEASE_MARGIN: Duration = Duration::from_secs(5);
@@ -391,9 +405,16 @@ mod fleet {
         wait: Duration,
         (fingerprint, exchange, store): (ConfigFingerprint, Duration, Duration),
         (policy, accept): (RefreshPolicy, Accept),
+        refused: Option<&Token>,
     ) -> (Fetcher, Duration) {
         let default_lease = exchange.saturating_add(store).saturating_add(LEASE_MARGIN);
         let inner = tier.bind(fingerprint, default_lease);
+        // The store says a resource server refused this token: the first
+        // fetch replaces it, in Redis too (compare-and-delete), as after a
+        // 401 this cache saw itself.
+        if let Some(token) = refused {
+            inner.replacing(token);
+        }
         let wait = wait.saturating_add(inner.lease());
         // The cache's own checks, on a throwaway generation counter.
         let judge = Judge(Box::new(move |token| {

@@ -77,6 +77,12 @@ impl Fetcher {
         &*self.endpoint
     }
 
+    /// A resource server refused `token`: the store must not restore it
+    /// (`Recorder::refused`).
+    pub(super) fn refused(&self, token: &Token) {
+        self.recorder.refused(token);
+    }
+
     /// The refresh token the next fetch would send.
     pub(super) fn refresh_token(&self) -> Option<SecretString> {
         self.refresh().current.clone()

@@ -252,7 +252,9 @@ impl TokenCache {
     }
 
     /// Drops the cached token if it is still generation `generation` (the
-    /// resource server refused it). A newer token is left alone.
+    /// resource server refused it). A newer token is left alone. With a
+    /// [`TokenStore`](crate::store::TokenStore), the dropped token is marked
+    /// refused there too, in the background, so that it is never restored.
     pub fn invalidate(&self, generation: u64) {
         let current = self.shared.current.load();
         if let Some(c) = current.as_ref() {
@@ -264,6 +266,8 @@ impl TokenCache {
                     self.shared.epoch.fetch_add(1, Ordering::Release);
                     bump(&self.shared.counters.invalidations);
                     tracing::debug!(generation, "token invalidated");
+                    // Never restored from the store again (in the background).
+                    self.shared.fetcher.refused(&c.token);
                 }
             }
         }

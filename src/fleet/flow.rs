@@ -279,6 +279,13 @@ impl Inner {
         own.await.map(|token| self.hand(token, false))
     }
 
+    /// Notes `token` as the one the next fetch replaces, with no token
+    /// handed yet: a cache built again whose store says a resource server
+    /// refused it (`TokenStore::refuse`).
+    pub(crate) fn replacing(&self, token: &Token) {
+        *self.handed.lock().unwrap_or_else(|p| p.into_inner()) = Some(TokenHash::of(token));
+    }
+
     /// Notes `token` as the one this process now uses (the next fetch
     /// replaces it).
     fn hand(&self, token: Token, shared: bool) -> Token {

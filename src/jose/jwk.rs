@@ -11,28 +11,85 @@ use super::error::{KeyError, KeyErrorKind};
 use super::key::PrivateKey;
 use super::{Algorithm, SigningKey};
 
+/// A parsed JWK whose string members (`d`, and RSA's `p`, `q`, `dp`,
+/// `dq`, `qi` among them) are zeroized when it is dropped, whatever the
+/// outcome of reading it.
+struct Jwk(Map<String, Value>);
+
+impl Drop for Jwk {
+    fn drop(&mut self) {
+        use zeroize::Zeroize as _;
+        for value in self.0.values_mut() {
+            if let Value::String(s) = value {
+                s.zeroize();
+            }
+        }
+    }
+}
+
 /// Reads a private JWK into a signing key (see [`SigningKey::from_jwk`]).
+///
+/// No message quotes the input: serde's own would (`invalid type: string
+/// "{\"d\":…}"` for a JWK encoded twice, as vaults hand them out), so only
+/// the kind of the problem and its position are kept. Values quoted are
+/// public members, and only when they look like one (`kty`, `crv`, `alg`).
 pub(super) fn parse(jwk: &str) -> Result<SigningKey, KeyError> {
-    // The parser's messages quote no input, so they are safe to show.
-    let jwk: Map<String, Value> = serde_json::from_str(jwk)
-        .map_err(|e| KeyError::unparseable(format!("not a JWK JSON object ({e})")))?;
-    let key = match member(&jwk, "kty")? {
-        "EC" => ec(&jwk)?,
-        "OKP" => okp(&jwk)?,
-        "RSA" => rsa(&jwk)?,
+    let jwk = match serde_json::from_str::<Value>(jwk) {
+        Ok(Value::Object(map)) => Jwk(map),
+        Ok(other) => {
+            let what = match other {
+                Value::String(mut s) => {
+                    use zeroize::Zeroize as _;
+                    s.zeroize();
+                    "a JSON string (a JWK encoded twice?)"
+                }
+                Value::Array(_) => "a JSON array",
+                Value::Number(_) => "a JSON number",
+                Value::Bool(_) => "a JSON boolean",
+                Value::Null | Value::Object(_) => "JSON null",
+            };
+            return Err(KeyError::unparseable(format!(
+                "not a JWK JSON object: {what}"
+            )));
+        }
+        Err(e) => {
+            let why = match e.classify() {
+                serde_json::error::Category::Eof => "it ends early",
+                _ => "invalid JSON",
+            };
+            return Err(KeyError::unparseable(format!(
+                "not a JWK JSON object: {why} at line {} column {}",
+                e.line(),
+                e.column()
+            )));
+        }
+    };
+    let jwk = &jwk.0;
+    let key = match member(jwk, "kty")? {
+        "EC" => ec(jwk)?,
+        "OKP" => okp(jwk)?,
+        "RSA" => rsa(jwk)?,
         "oct" => {
             return Err(KeyError::unsupported(
                 "a symmetric (`oct`) JWK; use ClientAuth::client_secret_jwt",
             ))
         }
-        other => return Err(KeyError::unsupported(format!("a JWK of type {other:?}"))),
+        other => {
+            return Err(KeyError::unsupported(format!(
+                "a JWK of type {}",
+                public_value(other)
+            )))
+        }
     };
     let alg = match jwk.get("alg") {
         None => key.default_algorithm(),
         Some(Value::String(alg)) => Algorithm::from_name(alg).ok_or_else(|| {
             KeyError::new(
                 KeyErrorKind::AlgorithmMismatch,
-                format!("JWK `alg` {alg:?} is not an algorithm this crate signs with"),
+                format!(
+                    "JWK `alg` {} is not an algorithm this crate signs with",
+                    public_value(alg)
+                ),
             )
         })?,
         Some(_) => return Err(KeyError::unparseable("JWK `alg` is not a string")),
@@ -42,6 +99,21 @@ pub(super) fn parse(jwk: &str) -> Result<SigningKey, KeyError> {
         Some(Value::String(kid)) => signing_key.with_key_id(kid.clone()),
         _ => signing_key,
     })
+}
+
+/// A public member's value as a message may quote it: names such as
+/// `"P-384"` or `"RSA-OAEP"` are; anything longer or stranger (a private
+/// key pasted in the wrong member) is only described.
+fn public_value(value: &str) -> String {
+    let looks_like_a_name = value.len() <= 16
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if looks_like_a_name {
+        format!("{value:?}")
+    } else {
+        "(not shown: not a JWK name)".to_owned()
+    }
 }
 
 /// A string member of the JWK.
@@ -70,7 +142,10 @@ fn bytes(jwk: &Map<String, Value>, name: &str) -> Result<Zeroizing<Vec<u8>>, Key
 fn ec(jwk: &Map<String, Value>) -> Result<PrivateKey, KeyError> {
     let crv = member(jwk, "crv")?;
     if crv != "P-256" {
-        return Err(KeyError::unsupported(format!("an EC JWK on curve {crv:?}")));
+        return Err(KeyError::unsupported(format!(
+            "an EC JWK on curve {}",
+            public_value(crv)
+        )));
     }
     let d = bytes(jwk, "d")?;
     let secret = p256::SecretKey::from_slice(&d)
@@ -91,7 +166,8 @@ fn okp(jwk: &Map<String, Value>) -> Result<PrivateKey, KeyError> {
     let crv = member(jwk, "crv")?;
     if crv != "Ed25519" {
         return Err(KeyError::unsupported(format!(
-            "an OKP JWK on curve {crv:?}"
+            "an OKP JWK on curve {}",
+            public_value(crv)
         )));
     }
     let d = bytes(jwk, "d")?;

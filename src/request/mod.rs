@@ -82,13 +82,17 @@ pub const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-e
 #[derive(Clone)]
 enum Value {
     Plain(String),
+    /// Names the subject in clear (a `password` grant's `username`): part
+    /// of the configuration fingerprint (hashed) and sent as it is, but
+    /// never in `Debug`.
+    Subject(String),
     Secret(SecretString),
 }
 
 impl Value {
     fn expose(&self) -> &str {
         match self {
-            Value::Plain(s) => s,
+            Value::Plain(s) | Value::Subject(s) => s,
             Value::Secret(s) => s.expose_secret(),
         }
     }
@@ -108,7 +112,7 @@ impl Param {
     /// The name, and the value unless it is a secret.
     fn public(&self) -> (&str, Option<&str>) {
         match &self.value {
-            Value::Plain(v) => (&self.name, Some(v)),
+            Value::Plain(v) | Value::Subject(v) => (&self.name, Some(v)),
             Value::Secret(_) => (&self.name, None),
         }
     }
@@ -118,6 +122,7 @@ impl fmt::Debug for Param {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.value {
             Value::Plain(v) => write!(f, "{}={v:?}", self.name),
+            Value::Subject(_) => write!(f, "{}=[subject]", self.name),
             Value::Secret(_) => write!(f, "{}=[redacted]", self.name),
         }
     }
@@ -198,7 +203,10 @@ impl TokenRequest {
         Self::with_grant(
             "password",
             vec![
-                plain("username", username.into()),
+                Param {
+                    name: Cow::Borrowed("username"),
+                    value: Value::Subject(username.into()),
+                },
                 secret("password", password.into()),
             ],
         )
@@ -343,7 +351,7 @@ impl TokenRequest {
             .chain(&self.extra)
             .filter_map(|p| match &p.value {
                 Value::Secret(s) => Some(Cow::Borrowed(s.expose_secret())),
-                Value::Plain(_) => None,
+                Value::Plain(_) | Value::Subject(_) => None,
             })
             .collect();
         out.extend(client.secrets());
@@ -434,6 +442,31 @@ impl TokenRequest {
             ))),
             None => Ok(()),
         }
+    }
+
+    /// The values that say *whose* token this request gets, for the
+    /// subject part of [`crate::store::ConfigFingerprint`]: every secret
+    /// parameter (a refresh token, an authorization code and its PKCE
+    /// verifier, a token-exchange `subject_token` or `actor_token`, a
+    /// pre-made JWT-bearer `assertion`, any secret extension parameter), as
+    /// `(name, value)` in the order they are sent, the grant's own first.
+    /// Two caches that differ only in one of these act for different
+    /// subjects, so they must never share a stored or fleet token.
+    ///
+    /// Left out: the `password` grant's `password`. Its subject is its
+    /// `username`, which is part of [`TokenRequest::identity`] already; a
+    /// password is chosen by a person, so a hash of it in a key name could
+    /// be checked against guesses offline.
+    pub(crate) fn subject_params(&self) -> Vec<(&str, &SecretString)> {
+        let is_password = |name: &str| self.grant_type == "password" && name == "password";
+        self.grant_params
+            .iter()
+            .chain(&self.extra)
+            .filter_map(|p| match &p.value {
+                Value::Secret(s) if !is_password(&p.name) => Some((&*p.name, s)),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Which tokens this request asks for, as the canonical JSON value that
@@ -841,7 +874,11 @@ mod tests {
         for s in ["pw-SECRET", "ACTOR-SECRET", "CLIENT-SECRET", "RT-SECRET"] {
             assert!(!shown.contains(s), "{s} in {shown}");
         }
-        assert!(shown.contains("visible") && shown.contains("alice"));
+        assert!(
+            shown.contains("visible") && !shown.contains("alice"),
+            "{shown}"
+        );
+        assert!(shown.contains("username=[subject]"), "{shown}");
         let secrets = r.secrets(&c);
         assert_eq!(secrets, ["pw-SECRET", "ACTOR-SECRET", "CLIENT-SECRET"]);
         let basic = ClientAuth::client_secret_basic("id", "hunter22");

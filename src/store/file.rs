@@ -202,12 +202,17 @@ pub(crate) fn to_json(stored: &StoredToken) -> Vec<u8> {
     if let Some(fp) = stored.fingerprint() {
         map.insert(FINGERPRINT.into(), fp.to_string().into());
     }
+    if stored.access_token_refused() {
+        map.insert(REFUSED.into(), true.into());
+    }
     serde_json::to_vec_pretty(&Value::Object(map)).unwrap_or_default()
 }
 
 /// The field holding the [`ConfigFingerprint`]; files written before it
 /// existed have none.
 const FINGERPRINT: &str = "config_fingerprint";
+/// Present (`true`) when a resource server refused the access token.
+const REFUSED: &str = "access_token_refused";
 
 pub(crate) fn from_json(bytes: &[u8]) -> Result<StoredToken, String> {
     let mut map = match serde_json::from_slice::<Value>(bytes) {
@@ -227,14 +232,23 @@ pub(crate) fn from_json(bytes: &[u8]) -> Result<StoredToken, String> {
                 .ok_or("config_fingerprint is not 64 hex digits")?,
         ),
     };
+    let refused = match map.remove(REFUSED) {
+        None => false,
+        Some(v) => v.as_bool().ok_or("access_token_refused is not a boolean")?,
+    };
     let issued = UNIX_EPOCH
         .checked_add(Duration::from_millis(issued_ms))
         .unwrap_or(SystemTime::UNIX_EPOCH);
     let token = Token::from_map(map, IssuedAt::from_system_time(issued))
         .map_err(|e| e.reason().to_owned())?;
-    Ok(match fingerprint {
+    let stored = match fingerprint {
         Some(fp) => StoredToken::new(token, fp),
         None => StoredToken::without_fingerprint(token),
+    };
+    Ok(if refused {
+        stored.with_access_token_refused()
+    } else {
+        stored
     })
 }
 

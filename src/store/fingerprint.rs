@@ -11,6 +11,15 @@ use crate::request::{ClientAuth, TokenRequest, TokenUrl};
 const ENCODING: &str = "tower-oauth2 config fingerprint v1";
 /// The encoding of a fingerprint with a DPoP key ([`ConfigFingerprint::with_dpop_key`]).
 const DPOP_ENCODING: &str = "tower-oauth2 config fingerprint v1 + DPoP key";
+/// The encoding of a fingerprint whose grant names a subject: the same
+/// parts as [`ENCODING`]'s, then the subject's digest. A grant with no
+/// subject (`client_credentials`) keeps the plain encoding, so its stored
+/// tokens stay valid.
+const SUBJECT_ENCODING: &str = "tower-oauth2 config fingerprint v1 + subject";
+/// Separates the subject's digest from every other SHA-256 of the same
+/// values (the fleet's token hash, a DPoP `ath`): the digest of a token
+/// here is of no use as its hash anywhere else, and the reverse.
+const SUBJECT_DOMAIN: &str = "tower-oauth2 subject v1";
 
 /// Names the configuration that fetches a token: a SHA-256 of the token
 /// URL, the client id, the client authentication method, the grant type
@@ -33,6 +42,30 @@ const DPOP_ENCODING: &str = "tower-oauth2 config fingerprint v1 + DPoP key";
 /// token URL, client id, client authentication method, [grant type, [grant
 /// parameters in order], [scopes sorted], [extra parameters sorted]]]`,
 /// each parameter `[name, value]` with a secret's value `null`.
+///
+/// # The subject
+///
+/// A grant that acts for someone carries the secret that says who: a
+/// refresh token, an authorization code, a token-exchange `subject_token`
+/// or `actor_token`, a pre-made JWT-bearer `assertion`. Two caches that
+/// differ only in it get tokens for different subjects, so the fingerprint
+/// holds a digest of it: the array above, with first string
+/// `"tower-oauth2 config fingerprint v1 + subject"`, gets one more element,
+/// the hex SHA-256 of `["tower-oauth2 subject v1", [[name, value], …]]`
+/// over every secret grant and extra parameter, sorted (the `password`
+/// grant's `password` excepted: its subject is its `username`, hashed in
+/// clear above, and a password chosen by a person must not be checkable
+/// against guesses by anyone who can read a key name). The secret itself is
+/// never part of a key, a label or a log line; the values hashed are
+/// server-issued secrets, so checking a guess against a fingerprint is as
+/// hard as guessing the token. A signed JWT-bearer grant
+/// (`TokenRequest::jwt_bearer_signed`, feature `jwt`) is named by its claims
+/// (`sub` among them) and its key's public thumbprint instead.
+///
+/// The subject is fixed when the fingerprint is made, that is when the
+/// cache is built: a refresh token the server rotates later does not move
+/// it (the cache keeps the fingerprint of the refresh token it was built
+/// with), so the rotated token is saved under the same key.
 ///
 /// # Example
 ///
@@ -61,13 +94,29 @@ pub struct ConfigFingerprint([u8; 32]);
 impl ConfigFingerprint {
     /// The fingerprint of tokens fetched from `url` as `client` with `request`.
     pub fn new(url: &TokenUrl, client: &ClientAuth, request: &TokenRequest) -> Self {
-        let canonical = serde_json::json!([
-            ENCODING,
+        let configuration = (
             url.uri().to_string(),
             client.client_id(),
             client.method_name(),
             request.identity(),
-        ]);
+        );
+        let canonical = match subject_digest(request) {
+            None => serde_json::json!([
+                ENCODING,
+                configuration.0,
+                configuration.1,
+                configuration.2,
+                configuration.3,
+            ]),
+            Some(subject) => serde_json::json!([
+                SUBJECT_ENCODING,
+                configuration.0,
+                configuration.1,
+                configuration.2,
+                configuration.3,
+                subject,
+            ]),
+        };
         // Serializing a `Value` (string keys, no floats) cannot fail.
         let bytes = serde_json::to_vec(&canonical).unwrap_or_default();
         ConfigFingerprint(Sha256::digest(&bytes).into())
@@ -111,6 +160,24 @@ impl ConfigFingerprint {
         }
         Some(ConfigFingerprint(bytes))
     }
+}
+
+/// The hex digest of the values that say whose token `request` gets (see
+/// [`ConfigFingerprint`], "The subject"), or `None` for a grant with none.
+fn subject_digest(request: &TokenRequest) -> Option<String> {
+    let mut params: Vec<(&str, &str)> = request
+        .subject_params()
+        .into_iter()
+        .map(|(name, value)| (name, value.expose_secret()))
+        .collect();
+    if params.is_empty() {
+        return None;
+    }
+    params.sort_unstable();
+    let canonical = serde_json::json!([SUBJECT_DOMAIN, params]);
+    // Serializing arrays of strings cannot fail.
+    let digest = Sha256::digest(serde_json::to_vec(&canonical).unwrap_or_default());
+    Some(digest.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 impl fmt::Display for ConfigFingerprint {
@@ -166,19 +233,17 @@ mod tests {
     }
 
     #[test]
-    fn secrets_count_by_name_only_and_order_of_sets_does_not_matter() {
+    fn client_secrets_and_passwords_count_by_name_only_and_order_of_sets_does_not_matter() {
         let u = url("https://as.example.com/token");
         let client = ClientAuth::client_secret_post("svc", "s1");
         let a = TokenRequest::password("alice", "pw-1")
             .scope("a b")
             .resource("r1")
-            .resource("r2")
-            .secret_param("client_assertion", "jwt-1");
+            .resource("r2");
         let b = TokenRequest::password("alice", "pw-2")
             .scope("b a")
             .resource("r2")
-            .resource("r1")
-            .secret_param("client_assertion", "jwt-2");
+            .resource("r1");
         let other_secret = ClientAuth::client_secret_post("svc", "s2");
         assert_eq!(
             ConfigFingerprint::new(&u, &client, &a),
@@ -188,6 +253,79 @@ mod tests {
         assert_ne!(
             ConfigFingerprint::new(&u, &client, &a),
             ConfigFingerprint::new(&u, &client, &bob)
+        );
+    }
+
+    /// Issue 19, defect 1: the values that make a token someone's.
+    #[test]
+    fn every_subject_makes_another_fingerprint_and_none_is_in_it() {
+        let u = url("https://as.example.com/token");
+        let client = ClientAuth::client_secret_basic("svc", "secret");
+        let fp = |request: TokenRequest| ConfigFingerprint::new(&u, &client, &request);
+        const ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
+        let pairs = [
+            (
+                TokenRequest::refresh_token("rt-alice"),
+                TokenRequest::refresh_token("rt-bob"),
+            ),
+            (
+                TokenRequest::token_exchange("subject-alice", ACCESS),
+                TokenRequest::token_exchange("subject-bob", ACCESS),
+            ),
+            (
+                TokenRequest::token_exchange("subject", ACCESS)
+                    .secret_param("actor_token", "actor-a"),
+                TokenRequest::token_exchange("subject", ACCESS)
+                    .secret_param("actor_token", "actor-b"),
+            ),
+            (
+                TokenRequest::jwt_bearer("eyJ.assertion-alice.sig"),
+                TokenRequest::jwt_bearer("eyJ.assertion-bob.sig"),
+            ),
+            (
+                TokenRequest::authorization_code("code-alice", "https://app.example/cb"),
+                TokenRequest::authorization_code("code-bob", "https://app.example/cb"),
+            ),
+            (
+                TokenRequest::extension("urn:example:grant").secret_param("user_token", "ut-a"),
+                TokenRequest::extension("urn:example:grant").secret_param("user_token", "ut-b"),
+            ),
+        ];
+        for (alice, bob) in pairs {
+            let shown = format!("{alice:?}");
+            let (a, b) = (fp(alice.clone()), fp(bob));
+            assert_ne!(a, b, "{shown}");
+            // Stable: the same subject, the same fingerprint.
+            assert_eq!(a, fp(alice), "{shown}");
+        }
+        // The grant with no subject keeps the fingerprint it always had.
+        assert_ne!(
+            fp(TokenRequest::refresh_token("rt-alice")),
+            fp(TokenRequest::client_credentials())
+        );
+    }
+
+    #[test]
+    fn the_subject_encoding_is_pinned() {
+        // The digest of the subject, then the configuration with it.
+        let subject =
+            br#"["tower-oauth2 subject v1",[["actor_token","act-1"],["subject_token","subj-1"]]]"#;
+        let subject: String = Sha256::digest(subject)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let fp = ConfigFingerprint::new(
+            &url("https://as.example.com/token"),
+            &ClientAuth::client_secret_basic("svc", "secret"),
+            &TokenRequest::token_exchange("subj-1", "urn:t").secret_param("actor_token", "act-1"),
+        );
+        let canonical = format!(
+            r#"["tower-oauth2 config fingerprint v1 + subject","https://as.example.com/token","svc","client_secret_basic",["{grant}",[["subject_token",null],["subject_token_type","urn:t"]],[],[["actor_token",null]]],"{subject}"]"#,
+            grant = crate::request::TOKEN_EXCHANGE_GRANT,
+        );
+        assert_eq!(
+            fp.as_bytes(),
+            &<[u8; 32]>::from(Sha256::digest(canonical.as_bytes()))
         );
     }
 

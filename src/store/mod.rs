@@ -26,6 +26,21 @@
 //! restored token whose `issued_at` lies in the future (a clock set back, a
 //! file from elsewhere) counts as expired; its refresh token is still used.
 //!
+//! The fingerprint names the subject too: a cache built from a refresh
+//! token, a token-exchange subject token, a pre-made assertion or an
+//! authorization code never takes a token stored by a cache built from
+//! another one, even with the same token URL, client and scopes (see
+//! [`ConfigFingerprint`], "The subject"). Give each user's cache its own
+//! file all the same: a [`FileStore`] holds one token.
+//!
+//! # A refused token is never restored
+//!
+//! When a resource server refuses the access token (a 401), the cache drops
+//! it and marks it refused in the store ([`TokenStore::refuse`]), in the
+//! background and only if the store still holds that very token. A cache
+//! built again later (a restart, a keyed layer's evicted key coming back)
+//! then restores the refresh token alone and fetches a new access token.
+//!
 //! [`FileStore`] writes atomically: a new, randomly named temporary file in
 //! the same directory (created exclusively, mode `0600` on Unix), `fsync`,
 //! `rename` over the old file, `fsync` of the directory. A crash at any point
@@ -67,6 +82,7 @@ use std::fmt;
 use std::io;
 use std::sync::Mutex;
 
+use crate::secret::SecretString;
 use crate::token::Token;
 
 // One concept a file: `fingerprint` (which configuration a token belongs
@@ -98,6 +114,33 @@ pub trait TokenStore: Send + Sync + 'static {
     /// Stores `token`, replacing what was stored (for its fingerprint). Must
     /// not return before the token is durable.
     fn save(&self, token: &StoredToken) -> io::Result<()>;
+
+    /// A resource server refused `access_token` (a 401): if the store still
+    /// holds it for `fingerprint`, it must never be restored again. Called
+    /// on a blocking thread, off the request's path, in order with the
+    /// saves, within the cache's
+    /// [`store_timeout`](crate::cache::TokenCacheBuilder::store_timeout).
+    ///
+    /// The default loads, compares, and saves the stored token marked
+    /// ([`StoredToken::access_token_refused`]): its refresh token is kept,
+    /// since the refusal was of the access token. A store shared by several
+    /// processes may do the compare and the write atomically instead.
+    fn refuse(
+        &self,
+        fingerprint: &ConfigFingerprint,
+        access_token: &SecretString,
+    ) -> io::Result<()> {
+        match self.load(fingerprint)? {
+            Some(stored)
+                if stored.is_for(fingerprint)
+                    && !stored.access_token_refused()
+                    && stored.token().access_token() == access_token =>
+            {
+                self.save(&stored.with_access_token_refused())
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// A token as a [`TokenStore`] keeps it: the token, and the
@@ -106,6 +149,8 @@ pub trait TokenStore: Send + Sync + 'static {
 pub struct StoredToken {
     token: Token,
     fingerprint: Option<ConfigFingerprint>,
+    /// A resource server refused the access token (see [`TokenStore::refuse`]).
+    refused: bool,
 }
 
 impl StoredToken {
@@ -114,6 +159,7 @@ impl StoredToken {
         StoredToken {
             token,
             fingerprint: Some(fingerprint),
+            refused: false,
         }
     }
 
@@ -123,6 +169,7 @@ impl StoredToken {
         StoredToken {
             token,
             fingerprint: None,
+            refused: false,
         }
     }
 
@@ -144,6 +191,18 @@ impl StoredToken {
     /// Gives back the token.
     pub fn into_token(self) -> Token {
         self.token
+    }
+
+    /// Whether a resource server refused the access token (a 401): a cache
+    /// restores only the refresh token then, never the access token.
+    pub fn access_token_refused(&self) -> bool {
+        self.refused
+    }
+
+    /// This token, its access token marked refused.
+    pub fn with_access_token_refused(mut self) -> Self {
+        self.refused = true;
+        self
     }
 }
 

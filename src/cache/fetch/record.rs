@@ -85,6 +85,32 @@ impl Recorder {
     }
 }
 
+impl Recorder {
+    /// A resource server refused `token` (a 401): marks it refused in the
+    /// store, if the store still holds it, so that a cache built again
+    /// never restores it ([`TokenStore::refuse`]). Runs in the background,
+    /// in order with the saves and within the deadline: the 401 is never
+    /// held back by the store. Outside a Tokio runtime there is nothing to
+    /// run it on, and it is skipped (logged).
+    pub(in crate::cache) fn refused(&self, token: &Token) {
+        let Some(store) = &self.store else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::debug!("no Tokio runtime: the refused token is not marked in the store");
+            return;
+        };
+        let (store, fingerprint) = (store.clone(), self.fingerprint);
+        let access_token = token.access_token().clone();
+        let marked = self.saves.run(self.deadline, move || {
+            store.refuse(&fingerprint, &access_token)
+        });
+        runtime.spawn(async move {
+            if let Err(why) = marked.await {
+                tracing::warn!(error = %why, "could not mark the refused token in the store");
+            }
+        });
+    }
+}
+
 /// Runs blocking jobs one at a time, in the order they were started; a job
 /// whose turn comes after a later one's is skipped.
 #[derive(Default)]
@@ -96,14 +122,24 @@ struct InOrder {
 
 impl InOrder {
     /// Runs `job` on a blocking thread and waits for it at most `deadline`.
-    /// The error says what went wrong, with no secret in it.
-    async fn run(
+    /// The error says what went wrong, with no secret in it. Its turn is
+    /// taken now, when `run` is called, not when the future is first polled.
+    fn run(
         &self,
         deadline: Duration,
         job: impl FnOnce() -> io::Result<()> + Send + 'static,
-    ) -> Result<(), String> {
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send + 'static {
         let number = self.started.fetch_add(1, Ordering::Relaxed) + 1;
         let last_run = self.last_run.clone();
+        async move { Self::run_as(number, last_run, deadline, job).await }
+    }
+
+    async fn run_as(
+        number: u64,
+        last_run: Arc<Mutex<u64>>,
+        deadline: Duration,
+        job: impl FnOnce() -> io::Result<()> + Send + 'static,
+    ) -> Result<(), String> {
         let task = tokio::task::spawn_blocking(move || {
             let mut last = last_run.lock().unwrap_or_else(|p| p.into_inner());
             if *last > number {
