@@ -11,7 +11,7 @@ use tower_oauth2::{OAuth2Layer, TokenCache, TokenRequest};
 use crate::redis_server::{available, RedisServer};
 use crate::support::client::{http_client, layered};
 use crate::support::log::capture;
-use crate::support::token_server::TestServer;
+use crate::support::token_server::{Canned, TestServer};
 use crate::*;
 
 /// Every key the fleet wrote: none may name a subject or hold a secret.
@@ -513,4 +513,70 @@ async fn pair_fleet_backoff_a_forged_refusal_record_is_ignored_when_encrypted() 
         return;
     }
     refetch_despite_a_forged_record(true, |stored| stored[..64].to_owned()).await;
+}
+
+/// Issue 19 ("check and settle"): the fleet's lease holder, the refetch
+/// after a 401, a background refresh and the fallback from a refused
+/// refresh token all send the same token request, byte for byte.
+#[tokio::test]
+async fn pair_fleet_grants_every_path_sends_the_same_token_request() {
+    if !available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let server = TestServer::start().await;
+    let request = TokenRequest::client_credentials()
+        .scope("read write")
+        .audience("api");
+    let cache = |fleet: bool| {
+        let builder = TokenCache::builder(server.endpoint(), request.clone());
+        let builder = if fleet {
+            builder.redis(tier(&redis))
+        } else {
+            builder
+        };
+        builder.build()
+    };
+    // The lease holder, then its refetch after a 401.
+    let holder = layered(&cache(true));
+    assert_eq!(status(&holder, server.get("/a")).await, Ok(StatusCode::OK));
+    server.revoke("at-1");
+    assert_eq!(status(&holder, server.get("/b")).await, Ok(StatusCode::OK));
+    // A refresh token the server does not know: the 401's refetch tries
+    // it, gets `invalid_grant`, and falls back to the grant.
+    server.script([Canned::json(
+        200,
+        r#"{"access_token":"at-canned","token_type":"Bearer","expires_in":3600,"refresh_token":"rt-unknown"}"#,
+    )]);
+    server.add_valid_token("at-canned");
+    let alone = layered(&cache(false));
+    assert_eq!(status(&alone, server.get("/c")).await, Ok(StatusCode::OK));
+    server.revoke("at-canned");
+    assert_eq!(status(&alone, server.get("/d")).await, Ok(StatusCode::OK));
+    // A background refresh of a token that goes stale.
+    server.set_ttl(Some(2));
+    let refreshed = cache(false);
+    assert!(header(&refreshed).await.is_ok());
+    let before = server.token_requests();
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    assert!(header(&refreshed).await.is_ok());
+    until("the background refresh", || {
+        server.token_requests() > before
+    })
+    .await;
+
+    let bodies: Vec<String> = server.received().into_iter().map(|r| r.body).collect();
+    let grant = "grant_type=client_credentials&scope=read+write&audience=api";
+    assert_eq!(
+        bodies,
+        [
+            grant,
+            grant,
+            grant,
+            "grant_type=refresh_token&refresh_token=rt-unknown",
+            grant,
+            grant,
+            grant
+        ]
+    );
 }
