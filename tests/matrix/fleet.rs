@@ -1,8 +1,11 @@
 //! The fleet's Redis tier with each other feature.
 
+use std::time::Duration;
+
 use http::{HeaderMap, StatusCode, Uri};
 use tower::Layer;
 use tower_oauth2::dpop::Dpop;
+use tower_oauth2::fleet::RedisTier;
 use tower_oauth2::layer::KeyedOAuth2Layer;
 use tower_oauth2::reqwest::OAuth2Middleware;
 use tower_oauth2::store::FileStore;
@@ -252,6 +255,55 @@ async fn pair_fleet_dpop_a_bound_token_is_shared_only_by_holders_of_its_key() {
     );
     assert_eq!(server.token_requests(), 2);
     assert_eq!(server.dpop_refusals(), Vec::<String>::new());
+}
+
+/// Issue 19, defect 6: a DPoP fetch with a nonce resend takes two
+/// exchanges, longer than the default lease (one exchange's timeout, the
+/// store's, and 5 s). The lease holder keeps the lease to the end: the
+/// other process waits for its token and fetches none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pair_fleet_dpop_a_fetch_with_a_nonce_resend_keeps_the_lease_to_its_end() {
+    if !available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let server = TestServer::start().await;
+    server.set_dpop_nonces(Some("n-token-1"), None);
+    // Each exchange takes 5.75 s of its 6 s: the fetch 11.5 s, the
+    // default lease 6 s + 1 ms + 5 s.
+    let timeout = Duration::from_secs(6);
+    server.set_latency(Duration::from_millis(5750));
+    let key = Dpop::generate().expect("an ES256 key");
+    let process = || {
+        let endpoint = server.endpoint().dpop(key.clone()).timeout(timeout);
+        let builder = TokenCache::builder(endpoint, TokenRequest::client_credentials());
+        // No lease set on the tier: the default the cache derives.
+        let tier = RedisTier::standalone(&redis.url())
+            .expect("a Redis URL")
+            .namespace("matrix")
+            .expect("a namespace")
+            .timeout(Duration::from_secs(2))
+            .poll_interval(Duration::from_millis(10));
+        let cache = builder
+            .store_timeout(Duration::from_millis(1))
+            .redis(tier.clone())
+            .build();
+        (cache, tier)
+    };
+    let (a, _) = process();
+    let holder = tokio::spawn(async move { header(&a).await });
+    until("the lease holder's token request", || {
+        server.token_requests() >= 1
+    })
+    .await;
+    let (b, b_tier) = process();
+    let waiter = header(&b).await;
+    let holder = holder.await.expect("the holder's task");
+    assert_eq!(holder, Ok("DPoP at-1".to_owned()));
+    assert_eq!(waiter, Ok("DPoP at-1".to_owned()), "the waiter fetched");
+    assert_eq!(b_tier.stats().leases, 0, "{:?}", b_tier.stats());
+    // One fetch: the nonce challenge and the token.
+    assert_eq!(server.token_requests(), 2);
 }
 
 /// Issue 19, defect 7: one process revokes the fleet's token. No process
