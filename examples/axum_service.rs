@@ -40,9 +40,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use tower::{ServiceBuilder, ServiceExt};
-use tower_oauth2::layer::ServiceError;
 use tower_oauth2::{
-    ClientAuth, OAuth2Layer, OAuth2Service, TokenCache, TokenEndpoint, TokenRequest, TokenUrl,
+    ClientAuth, OAuth2Layer, OAuth2Service, ServiceError, TokenCache, TokenEndpoint, TokenRequest,
+    TokenUrl,
 };
 
 // ---------------------------------------------------------------- auth ----

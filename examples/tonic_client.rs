@@ -23,8 +23,10 @@ use tonic::transport::{Channel, Server};
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 use tower::{service_fn, ServiceBuilder};
-use tower_oauth2::layer::{BufferBodyLayer, Destinations, ReplayClone};
-use tower_oauth2::{ClientAuth, OAuth2Layer, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
+use tower_oauth2::layer::{BufferBodyLayer, ReplayClone};
+use tower_oauth2::{
+    ClientAuth, Destinations, OAuth2Layer, TokenCache, TokenEndpoint, TokenRequest, TokenUrl,
+};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {

@@ -31,6 +31,7 @@
 //! assert_eq!(dpop.thumbprint().len(), 43);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+#![doc = include_str!("docs/dpop.md")]
 
 use std::collections::HashMap;
 use std::fmt;

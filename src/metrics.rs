@@ -21,8 +21,10 @@
 //!   [`TokenCacheBuilder::metrics_name`](crate::cache::TokenCacheBuilder::metrics_name),
 //!   or else the first 8 hex digits of the cache's
 //!   [fingerprint](crate::cache::TokenCacheBuilder::fingerprint) (a hash of
-//!   the token URL, client id, grant, scopes and the like; never of a
-//!   secret), so two caches in one process are two series either way;
+//!   the token URL, client id, grant, scopes and the like, and of the
+//!   subject a grant acts for; never a secret in clear), so two caches in
+//!   one process are two series either way (one cache per user is one
+//!   series per user: name them with `metrics_name` to bound that);
 //! - `outcome`: `success` (the token was cached) or `error`;
 //! - `reason` (errors only): the [`ErrorKind`] in snake case: `oauth`,
 //!   `http_status`, `transport`, `timeout`, `invalid_response`,
@@ -83,6 +85,7 @@
 //! # Ok(())
 //! # }
 //! ```
+#![doc = include_str!("docs/metrics.md")]
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -84,6 +84,7 @@
 //! #     addr
 //! # }
 //! ```
+#![doc = include_str!("docs/reqwest.md")]
 
 use std::future::Future;
 use std::pin::Pin;

@@ -56,6 +56,7 @@
 //! # Ok(())
 //! # }
 //! ```
+#![doc = include_str!("docs/revocation.md")]
 
 use std::future::Future;
 

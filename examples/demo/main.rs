@@ -22,6 +22,29 @@
 //! Each request may take `--timeout` seconds (30 by default), token fetch
 //! included; one that takes longer is an error.
 //!
+//! `--duration SECS` sends requests for that long instead of `--requests N`
+//! (the two exclude each other). The demo exits non-zero when any request
+//! fails (a certificate it does not trust included) or is refused with 401.
+//!
+//! More flags, each with its environment variable in `--help`:
+//!
+//! - `--auth private_key_jwt --key key.pem [--key-alg ES256|EdDSA|RS256|PS256] [--key-id KID]`
+//!   and `--auth client_secret_jwt` sign a JWT client assertion per token
+//!   request (build the demo with `--features jwt`, or `jwt-rsa` for RSA keys:
+//!   `cargo run --example demo --features jwt -- …`);
+//! - `--revocation-url URL --revoke-on-exit` revokes the tokens (RFC 7009)
+//!   after the last request;
+//! - `--dpop` binds the tokens to an ephemeral ES256 key (RFC 9449): token and
+//!   resource requests carry proofs (build with `--features dpop`);
+//! - `--redis redis://…` shares one token with every other process started
+//!   with the same flags (build with `--features redis`); `OAUTH2_REDIS_KEY`
+//!   (standard base64 of 32 bytes) encrypts it in Redis. `token_fetches=` still
+//!   counts this process's own token requests, and a line `demo: fleet: …`
+//!   before the summary counts what the Redis tier did (`shared_hits=`,
+//!   `leases=`, `lease_waits=`, `fallbacks=`, …). `--redis-lease SECS` and
+//!   `--redis-timeout MS` set the lease and the deadline on Redis calls;
+//! - `--pause MS` makes each task wait between two of its requests.
+//!
 //! While it runs on a terminal, one line on stderr shows its progress
 //! (requests per second, the counts so far); nothing of it is printed when
 //! stderr is not a terminal.

@@ -81,6 +81,7 @@
 //! # Ok(())
 //! # }
 //! ```
+#![doc = include_str!("../docs/discovery.md")]
 
 use http::header::{ACCEPT, LOCATION};
 use http::{Request, StatusCode, Uri};

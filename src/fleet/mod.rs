@@ -135,6 +135,7 @@
 //! # Ok(())
 //! # }
 //! ```
+#![doc = include_str!("../docs/fleet.md")]
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};

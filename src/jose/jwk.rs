@@ -18,12 +18,19 @@ struct Jwk(Map<String, Value>);
 
 impl Drop for Jwk {
     fn drop(&mut self) {
-        use zeroize::Zeroize as _;
-        for value in self.0.values_mut() {
-            if let Value::String(s) = value {
-                s.zeroize();
-            }
-        }
+        self.0.values_mut().for_each(zeroize_value);
+    }
+}
+
+/// Zeroizes every string in `value`, however deep (a JWK pasted inside an
+/// array or a string is as secret as one given right).
+fn zeroize_value(value: &mut Value) {
+    use zeroize::Zeroize as _;
+    match value {
+        Value::String(s) => s.zeroize(),
+        Value::Array(items) => items.iter_mut().for_each(zeroize_value),
+        Value::Object(members) => members.values_mut().for_each(zeroize_value),
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
 }
 
@@ -36,18 +43,15 @@ impl Drop for Jwk {
 pub(super) fn parse(jwk: &str) -> Result<SigningKey, KeyError> {
     let jwk = match serde_json::from_str::<Value>(jwk) {
         Ok(Value::Object(map)) => Jwk(map),
-        Ok(other) => {
+        Ok(mut other) => {
             let what = match other {
-                Value::String(mut s) => {
-                    use zeroize::Zeroize as _;
-                    s.zeroize();
-                    "a JSON string (a JWK encoded twice?)"
-                }
+                Value::String(_) => "a JSON string (a JWK encoded twice?)",
                 Value::Array(_) => "a JSON array",
                 Value::Number(_) => "a JSON number",
                 Value::Bool(_) => "a JSON boolean",
                 Value::Null | Value::Object(_) => "JSON null",
             };
+            zeroize_value(&mut other);
             return Err(KeyError::unparseable(format!(
                 "not a JWK JSON object: {what}"
             )));

@@ -157,6 +157,10 @@ impl SigningKey {
     /// Reads a private JWK (RFC 7517; `kty` `EC` with `crv` `P-256`, `OKP`
     /// with `crv` `Ed25519`, or `RSA`). The algorithm is the JWK's `alg`, or
     /// ES256, EdDSA and RS256 for those types; the key id is its `kid`.
+    ///
+    /// An error never quotes the input, whatever its shape (a JWK encoded
+    /// twice, as a JSON string, says so without showing it), and the parsed
+    /// members are zeroized once read. The `&str` given is yours to zeroize.
     pub fn from_jwk(jwk: &str) -> Result<Self, KeyError> {
         super::jwk::parse(jwk)
     }

@@ -35,6 +35,7 @@
 //! assert_eq!(key.jwk_thumbprint(), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
 //! # Ok::<(), tower_oauth2::jose::KeyError>(())
 //! ```
+#![doc = include_str!("../docs/jose.md")]
 
 use std::fmt;
 

@@ -91,6 +91,7 @@
 //! # Ok(())
 //! # }
 //! ```
+#![doc = include_str!("../docs/layer.md")]
 
 /// `get_ref`, `get_mut` and `into_inner` for a service that wraps an inner
 /// service `S` in a field `inner`, as tower-http's middleware have them.

@@ -31,7 +31,13 @@
 //! authorization code never takes a token stored by a cache built from
 //! another one, even with the same token URL, client and scopes (see
 //! [`ConfigFingerprint`], "The subject"). Give each user's cache its own
-//! file all the same: a [`FileStore`] holds one token.
+//! file all the same: a [`FileStore`] holds one token. The subject is the
+//! value the cache is *built* with: build it again from the same one (the
+//! first refresh token, say) and it finds the newer tokens it stored; built
+//! from another (a rotated refresh token the application kept from
+//! [`on_refresh_token`](crate::cache::TokenCacheBuilder::on_refresh_token)),
+//! it is another subject's cache to the store, ignores the stored token and
+//! fetches once with the one it was given.
 //!
 //! # A refused token is never restored
 //!

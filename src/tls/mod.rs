@@ -103,6 +103,7 @@
 //! # Ok(())
 //! # }
 //! ```
+#![doc = include_str!("../docs/tls.md")]
 
 use std::sync::Arc;
 
