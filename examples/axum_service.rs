@@ -306,12 +306,14 @@ async fn main() -> ExitCode {
         TokenRequest::client_credentials().scope("inventory:read"),
     )
     .build();
-    let inventory_client = ServiceBuilder::new()
-        .layer(OAuth2Layer::new(cache.clone()))
-        .service(http);
+    // The token is for inventory: it goes there and nowhere else.
+    let inventory_origin = format!("http://{inventory_addr}");
+    let oauth2 =
+        OAuth2Layer::for_origin(cache.clone(), &inventory_origin).expect("inventory's origin");
+    let inventory_client = ServiceBuilder::new().layer(oauth2).service(http);
     let orders_addr = serve(orders_app(Orders {
         inventory: inventory_client,
-        inventory_url: format!("http://{inventory_addr}"),
+        inventory_url: inventory_origin,
     }))
     .await;
     println!("auth {auth_addr}, inventory {inventory_addr}, orders {orders_addr}");

@@ -168,9 +168,10 @@ async fn main() -> ExitCode {
         .metrics_name("inventory")
         .backoff(Backoff::new(backoff, backoff))
         .build();
-    let client = ServiceBuilder::new()
-        .layer(OAuth2Layer::new(cache.clone()))
-        .service(http.clone());
+    // The token goes to the API's origin only.
+    let oauth2 = OAuth2Layer::for_origin(cache.clone(), format!("http://{addr}"))
+        .expect("a loopback origin");
+    let client = ServiceBuilder::new().layer(oauth2).service(http.clone());
     let items = format!("http://{addr}/items");
     let (mut requests, mut ok) = (0, 0);
     let mut tally = |result: Result<(StatusCode, String), String>| {

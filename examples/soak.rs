@@ -125,9 +125,10 @@ async fn main() -> ExitCode {
     )
     .timeout(Duration::from_secs(2));
     let cache = TokenCache::builder(endpoint, TokenRequest::client_credentials()).build();
-    let svc = ServiceBuilder::new()
-        .layer(OAuth2Layer::new(cache.clone()))
-        .service(http);
+    // The token goes to the API's origin only.
+    let oauth2 =
+        OAuth2Layer::for_origin(cache.clone(), format!("http://{addr}")).expect("an origin");
+    let svc = ServiceBuilder::new().layer(oauth2).service(http);
 
     // Warm up until the first token exists (the endpoint may refuse it).
     let url = format!("http://{addr}/api");

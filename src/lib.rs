@@ -59,7 +59,9 @@
 //!     ClientAuth::client_secret_basic("svc-orders", "s3cret"),
 //! );
 //! let cache = TokenCache::builder(endpoint, TokenRequest::client_credentials().scope("inventory:read")).build();
-//! let client = ServiceBuilder::new().layer(OAuth2Layer::new(cache)).service(http_client);
+//! // The token goes to the API it is for, and nowhere else.
+//! let oauth2 = OAuth2Layer::for_origin(cache, "https://inventory.example.com")?;
+//! let client = ServiceBuilder::new().layer(oauth2).service(http_client);
 //! let response = client
 //!     .oneshot(http::Request::get("https://inventory.example.com/items").body(Full::default())?)
 //!     .await?;

@@ -50,8 +50,10 @@
 //! );
 //! let cache = TokenCache::builder(endpoint, TokenRequest::client_credentials()).build();
 //!
+//! # let api_origin = format!("http://{addr}");
+//! // The token goes to the API it is for (e.g. https://api.example.com) only.
 //! let client = ClientBuilder::new(reqwest::Client::new())
-//!     .with(OAuth2Middleware::new(cache.clone()))
+//!     .with(OAuth2Middleware::for_origin(cache.clone(), &api_origin)?)
 //!     .build();
 //! let response = client.get(&api_url).send().await?;
 //! // This API echoes the Authorization header it got.
@@ -98,7 +100,7 @@ use http_body_util::{BodyExt, Full};
 use reqwest_middleware::{Middleware, Next};
 use tower_service::Service;
 
-use crate::cache::{Lookup, TokenCache};
+use crate::cache::{Lookup, Resource, TokenCache};
 use crate::error::{BoxError, Error};
 use crate::layer::policy::{delegate_policy_options, AfterResponse};
 use crate::layer::AuthPolicy;
@@ -112,9 +114,19 @@ pub struct OAuth2Middleware {
 
 impl OAuth2Middleware {
     /// A middleware taking its tokens from `cache` (which a
-    /// [`crate::OAuth2Layer`] may share).
+    /// [`crate::OAuth2Layer`] may share). Where the token goes: as for
+    /// [`AuthPolicy::new`]; prefer [`OAuth2Middleware::for_origin`].
     pub fn new(cache: TokenCache) -> Self {
         OAuth2Middleware::from_policy(AuthPolicy::new(cache))
+    }
+
+    /// A middleware taking its tokens from `cache` for requests to
+    /// `origin` (`scheme://host[:port]`) only: others go untouched. See
+    /// [`AuthPolicy::for_origin`].
+    pub fn for_origin(cache: TokenCache, origin: impl AsRef<str>) -> Result<Self, Error> {
+        Ok(OAuth2Middleware::from_policy(AuthPolicy::for_origin(
+            cache, origin,
+        )?))
     }
 
     /// A middleware following `policy` (which a [`crate::OAuth2Layer`] may
@@ -139,11 +151,12 @@ impl Middleware for OAuth2Middleware {
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
         let policy = &self.policy;
-        let applies = http::Uri::try_from(req.url().as_str())
-            .is_ok_and(|uri| policy.applies_to(&uri, req.headers()));
-        if !applies {
-            return next.run(req, extensions).await;
-        }
+        let uri = match http::Uri::try_from(req.url().as_str()) {
+            Ok(uri) if policy.applies_to(&uri, req.headers()) => uri,
+            _ => return next.run(req, extensions).await,
+        };
+        // The answers are recorded for the resource server that gave them.
+        let from = || Resource::of(&uri);
         #[cfg(feature = "dpop")]
         if policy.uses_dpop() {
             return handle_dpop(policy, req, extensions, next).await;
@@ -157,7 +170,7 @@ impl Middleware for OAuth2Middleware {
         let replay = copy_for_resend(policy, &req);
         let response = next.clone().run(req, extensions).await?;
         let (status, headers) = (response.status(), response.headers());
-        let after = policy.after_response(status, headers, generation, replay.is_some());
+        let after = policy.after_response(status, headers, generation, replay.is_some(), from);
         let (lookup, mut replay) = match (after, replay) {
             (AfterResponse::Resend(lookup), Some(replay)) => (lookup, replay),
             _ => return Ok(response),
@@ -168,7 +181,7 @@ impl Middleware for OAuth2Middleware {
         let (header, generation) = token_for_resend(policy, lookup).await?;
         policy.resend_with(replay.headers_mut(), header);
         let response = next.run(replay, extensions).await?;
-        policy.after_resend(response.status(), response.headers(), generation);
+        policy.after_resend(response.status(), response.headers(), generation, from);
         Ok(response)
     }
 }
@@ -224,8 +237,15 @@ async fn handle_dpop(
     let response = next.clone().run(req, extensions).await?;
     let (status, headers) = (response.status(), response.headers());
     let resendable = replay.is_some();
-    let after =
-        policy.after_dpop_response(origin.as_ref(), status, headers, generation, resendable);
+    let from = || Resource::of(&uri);
+    let after = policy.after_dpop_response(
+        origin.as_ref(),
+        status,
+        headers,
+        generation,
+        resendable,
+        from,
+    );
     let (lookup, mut replay, nonce) = match (after, replay) {
         (AfterResponse::Resend(lookup), Some(replay)) => (lookup, replay, false),
         (AfterResponse::ResendWithNonce(lookup), Some(replay)) => (lookup, replay, true),
@@ -240,7 +260,7 @@ async fn handle_dpop(
     }
     let response = next.run(replay, extensions).await?;
     let (status, headers) = (response.status(), response.headers());
-    policy.after_dpop_resend(origin.as_ref(), status, headers, generation);
+    policy.after_dpop_resend(origin.as_ref(), status, headers, generation, from);
     Ok(response)
 }
 

@@ -1,6 +1,7 @@
-//! Which requests get the token when their URI names no destination:
-//! origin-form request targets (`/pkg.Svc/Method`), as `hyper::client::conn`
-//! and tonic send them, over a connection opened to 127.0.0.1.
+//! Which requests get the token: when their URI names no destination
+//! (origin-form request targets, `/pkg.Svc/Method`, as `hyper::client::conn`
+//! and tonic send them, over a connection opened to 127.0.0.1), and when
+//! one client calls two services (the default, `for_origin`).
 
 mod support;
 
@@ -11,11 +12,12 @@ use http::{Request, StatusCode};
 use http_body_util::Full;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use support::client::http_client;
 use support::log::capture;
-use support::token_server::TestServer;
+use support::token_server::{bearer, TestServer};
 use tower::{service_fn, BoxError, Layer, ServiceExt};
 use tower_oauth2::layer::Destinations;
-use tower_oauth2::OAuth2Layer;
+use tower_oauth2::{OAuth2Layer, TokenCache, TokenRequest};
 
 /// A `hyper::client::conn` HTTP/1.1 connection to `server`, as a tower
 /// service: requests go to the server whatever their URI says.
@@ -166,4 +168,136 @@ async fn over_hyper_conn_dpop_proofs_name_the_origin_that_origin_form_to_gave() 
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(server.dpop_refusals(), ["resource: UseNonce"]);
     assert_eq!(server.token_requests(), 1);
+}
+
+// ---- Absolute URIs: where the token goes when the user chooses nothing,
+// or one origin. Two servers on two loopback ports: A issues the tokens
+// and is the API; B is another service the same client calls.
+
+/// A, and B accepting A's first token (so a token B gets is not refused
+/// and refetched).
+async fn two_services() -> (TestServer, TestServer) {
+    let (a, b) = (TestServer::start().await, TestServer::start().await);
+    b.add_valid_token("at-1");
+    (a, b)
+}
+
+/// A GET of `path` at `server` through `svc`: its status.
+async fn get<S>(svc: &S, server: &TestServer, path: &str) -> StatusCode
+where
+    S: tower::Service<Request<Full<Bytes>>, Response = http::Response<hyper::body::Incoming>>
+        + Clone,
+    S::Error: std::fmt::Debug,
+{
+    svc.clone()
+        .oneshot(server.get(path))
+        .await
+        .unwrap()
+        .status()
+}
+
+/// `http://127.0.0.1:port`, as the logs name an origin.
+fn origin(server: &TestServer) -> String {
+    format!("http://127.0.0.1:{}", server.addr.port())
+}
+
+#[tokio::test]
+async fn a_token_request_naming_its_api_sends_the_token_there_only() {
+    let logs = capture();
+    for named_by in ["resource", "audience"] {
+        let (a, b) = two_services().await;
+        // The API's URL, as RFC 8707 `resource` or an `audience` URL.
+        let request = TokenRequest::client_credentials().param(named_by, a.url("/v1"));
+        let cache = TokenCache::builder(a.endpoint(), request).build();
+        let svc = OAuth2Layer::new(cache.clone()).layer(http_client());
+
+        assert_eq!(get(&svc, &a, "/items").await, StatusCode::OK);
+        // B, called through the same client, gets no token.
+        assert_eq!(get(&svc, &b, "/other").await, StatusCode::UNAUTHORIZED);
+        assert_eq!(get(&svc, &b, "/other").await, StatusCode::UNAUTHORIZED);
+        assert_eq!(a.path_authorizations(), [bearer("/items", "at-1")]);
+        assert_eq!(
+            b.path_authorizations(),
+            [("/other".to_owned(), None), ("/other".to_owned(), None)],
+            "{named_by}"
+        );
+        assert_eq!(a.token_requests(), 1);
+        // The first request sent without the token is logged, once.
+        let logged = logs
+            .text()
+            .lines()
+            .filter(|l| l.contains("was sent without a token: the token request names its API"))
+            .filter(|l| l.contains(&origin(&a)) && l.contains(&origin(&b)))
+            .count();
+        assert_eq!(logged, 1, "{named_by}");
+    }
+}
+
+#[tokio::test]
+async fn under_the_permissive_default_a_second_origin_is_logged_once_naming_both() {
+    let logs = capture();
+    let (a, b) = two_services().await;
+    let cache = a.client_credentials().build();
+    let layer = OAuth2Layer::new(cache);
+    let (one, two) = (layer.layer(http_client()), layer.layer(http_client()));
+    assert_eq!(get(&one, &a, "/items").await, StatusCode::OK);
+    assert_eq!(get(&one, &b, "/other").await, StatusCode::OK);
+    assert_eq!(get(&two, &b, "/other").await, StatusCode::OK);
+    assert_eq!(get(&two, &a, "/items").await, StatusCode::OK);
+    // The default sends it (it is permissive) ...
+    let at_1 = Some("Bearer at-1".to_owned());
+    assert_eq!(b.authorizations(), [at_1.clone(), at_1]);
+    // ... and says so, once for the layer, naming both origins.
+    let logged: Vec<String> = logs
+        .text()
+        .lines()
+        .filter(|l| l.contains("no destination was chosen"))
+        .filter(|l| l.contains(&origin(&a)) || l.contains(&origin(&b)))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert!(logged[0].contains(" WARN "), "{logged:?}");
+    let (first, second) = (
+        format!("first={}", origin(&a)),
+        format!("second={}", origin(&b)),
+    );
+    assert!(
+        logged[0].contains(&first) && logged[0].contains(&second),
+        "{logged:?}"
+    );
+    assert!(logged[0].contains("OAuth2Layer::for_origin"), "{logged:?}");
+}
+
+#[tokio::test]
+async fn for_origin_on_the_layer_sends_the_token_to_that_origin_only() {
+    let (a, b) = two_services().await;
+    let cache = a.client_credentials().build();
+    let layer = OAuth2Layer::for_origin(cache, a.url("")).unwrap();
+    let svc = layer.layer(http_client());
+    assert_eq!(get(&svc, &a, "/items").await, StatusCode::OK);
+    assert_eq!(get(&svc, &b, "/other").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(a.path_authorizations(), [bearer("/items", "at-1")]);
+    assert_eq!(b.path_authorizations(), [("/other".to_owned(), None)]);
+    // Not an origin: refused when the layer is built.
+    let cache = a.client_credentials().build();
+    let e = OAuth2Layer::for_origin(cache, "https://api.example.com/v1").unwrap_err();
+    assert_eq!(e.kind(), tower_oauth2::ErrorKind::InvalidDestination);
+}
+
+#[cfg(feature = "reqwest")]
+#[tokio::test]
+async fn for_origin_on_the_reqwest_middleware_sends_the_token_to_that_origin_only() {
+    use tower_oauth2::reqwest::OAuth2Middleware;
+    let (a, b) = two_services().await;
+    let cache = a.client_credentials().build();
+    let middleware = OAuth2Middleware::for_origin(cache, a.url("")).unwrap();
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(middleware)
+        .build();
+    let to_a = client.get(a.url("/items")).send().await.unwrap();
+    assert_eq!(to_a.status(), StatusCode::OK);
+    let to_b = client.get(b.url("/other")).send().await.unwrap();
+    assert_eq!(to_b.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(a.path_authorizations(), [bearer("/items", "at-1")]);
+    assert_eq!(b.path_authorizations(), [("/other".to_owned(), None)]);
 }

@@ -316,6 +316,7 @@ async fn a_dpop_bound_key_proves_every_request() {
 // Issue 19, defects 1 and 14: one cache per user, and a store beside it.
 
 /// The user a path is for: `/alice/…`, `/bob/…`.
+#[cfg(feature = "redis")]
 fn user_of(uri: &Uri, _: &HeaderMap) -> Option<String> {
     match uri.path().split('/').nth(1) {
         Some(user @ ("alice" | "bob")) => Some(user.to_owned()),
@@ -341,6 +342,7 @@ where
 }
 
 /// The refresh token each token request sent, in order.
+#[cfg(feature = "redis")]
 fn refresh_tokens_sent(server: &TestServer) -> Vec<String> {
     let sent = server.received().into_iter();
     sent.map(|r| r.param("refresh_token").unwrap_or_default())

@@ -10,7 +10,7 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use support::client::{http2_client, http_client, layered, oauth_error};
 use support::token_server::{bearer, Canned, TestServer, INVALID_CLIENT};
-use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
+use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
 use tower_oauth2::cache::RefreshPolicy;
 use tower_oauth2::error::ErrorKind;
 use tower_oauth2::layer::{NoReplay, ReplayClone, ServiceError};
@@ -488,7 +488,9 @@ async fn common_tower_stacks_fit() {
         TokenRequest::client_credentials(),
     )
     .build();
-    // A BoxError inner service (tower's Timeout): `?` into BoxError works.
+    // A BoxError inner service (tower's Timeout): `?` into BoxError works
+    // through `ServiceError::into_box_error` (a `Box<dyn Error>` is no
+    // `Error`, so neither is `ServiceError<BoxError>`).
     let mut svc = ServiceBuilder::new()
         .layer(OAuth2Layer::new(cache.clone()))
         .timeout(Duration::from_secs(5))
@@ -503,9 +505,11 @@ async fn common_tower_stacks_fit() {
     {
         let resp = svc
             .ready()
-            .await?
+            .await
+            .map_err(ServiceError::into_box_error)?
             .call(Request::get(url).body(Full::default())?)
-            .await?;
+            .await
+            .map_err(ServiceError::into_box_error)?;
         Ok(resp.status())
     }
     assert_eq!(call(&mut svc, server.url("/api")).await.unwrap(), 200);
@@ -519,4 +523,38 @@ async fn common_tower_stacks_fit() {
         ));
     fn takes_incoming<S: Service<Request<hyper::body::Incoming>>>(_: &S) {}
     takes_incoming(&proxy);
+}
+
+/// A transport failure reaches the caller with its whole cause: the
+/// hyper-util client's error (`client error (Connect)`), then what it
+/// wraps, down to the refused connection's `io::Error`.
+#[tokio::test]
+async fn a_transport_failure_keeps_its_whole_source_chain() {
+    let server = TestServer::start().await;
+    let cache = server.client_credentials().build();
+    // A port nothing listens on any more.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let closed_url = format!("http://{}/items", closed.local_addr().unwrap());
+    drop(closed);
+    let svc = OAuth2Layer::for_origin(cache, &closed_url[..closed_url.len() - "/items".len()])
+        .unwrap()
+        .layer(http_client());
+    let request = Request::get(&closed_url).body(Full::default()).unwrap();
+    let err = svc.oneshot(request).await.unwrap_err();
+    assert!(matches!(err, ServiceError::Inner(_)), "{err:?}");
+
+    let mut chain: Vec<String> = Vec::new();
+    let mut refused = false;
+    let mut next: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&err);
+    while let Some(e) = next {
+        chain.push(e.to_string());
+        refused |= e
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
+        next = e.source();
+    }
+    assert!(refused, "no ConnectionRefused in the chain: {chain:?}");
+    // Transparent, as its Display is the inner error's: no cause twice.
+    assert_eq!(err.to_string(), "client error (Connect)");
+    assert!(!chain.contains(&err.to_string()), "{chain:?}");
 }

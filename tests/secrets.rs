@@ -389,6 +389,7 @@ async fn no_secret_or_subject_in_keys_file_names_logs_errors_or_debug() {
     };
     // Each cache, and the secrets its token requests send.
     let basic = || ClientAuth::client_secret_basic("client", CLIENT);
+    #[cfg_attr(not(feature = "jwt"), allow(unused_mut))]
     let mut builders = vec![
         (
             TokenCache::from_refresh_token(endpoint(basic()), "CANARY-RT-seed"),

@@ -9,9 +9,14 @@
 
 mod support;
 
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use http::StatusCode;
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
 use support::client::{http2_client, http_client, HttpClient};
 use support::token_server::{bearer, TestServer};
 use tower::{Layer, ServiceExt};
@@ -274,4 +279,69 @@ async fn with_the_default_backoff_100_refusals_cost_at_most_three_token_requests
     assert_eq!((invalidations, retries, other), (refetches, refetches, 0));
     // Each 401 passed through, or was resent and the resend's 401 did.
     assert_eq!(backed_off, 100);
+}
+
+/// A resource server on its own port that takes every token: the
+/// `Authorization` headers it received.
+async fn always_200() -> (support::serve::Serving, Arc<Mutex<Vec<Option<String>>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let serving = support::serve::serve(tower::service_fn(move |req: Request<Incoming>| {
+        let header = req.headers().get("authorization");
+        let header = header.map(|h| h.to_str().unwrap_or("(not text)").to_owned());
+        record.lock().expect("the record").push(header);
+        async { Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::new()))) }
+    }))
+    .await;
+    (serving, seen)
+}
+
+/// 100 pairs, one after another: a request to a resource (X) that refuses
+/// every token, then one to another (Y, on another port) that takes them.
+/// Y's 200s do not end X's backoff: X costs what it costs alone (2 token
+/// requests, as `always_401_with_a_bearer_challenge_costs_two_token_requests`),
+/// and Y keeps the token it was using.
+async fn x_401_y_200_pairs(post: bool) {
+    let x = TestServer::start().await;
+    x.set_reject_all(true);
+    let (y, y_saw) = always_200().await;
+    let cache = x.client_credentials().build();
+    let svc = layered(&cache, http_client());
+    for i in 0..100 {
+        // A POST with a body is not resent (no copy is kept of it): its
+        // answer is still recorded for X.
+        let to_x = if post {
+            Request::post(x.url(&format!("/x/{i}"))).body(Full::from("order"))
+        } else {
+            Request::get(x.url(&format!("/x/{i}"))).body(Full::default())
+        };
+        let refused = svc.clone().oneshot(to_x.unwrap()).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "x {i}");
+        let to_y = Request::get(y.url(&format!("/y/{i}"))).body(Full::default());
+        let taken = svc.clone().oneshot(to_y.unwrap()).await.unwrap();
+        assert_eq!(taken.status(), StatusCode::OK, "y {i}");
+    }
+    assert_eq!(x.token_requests(), 2, "post: {post}");
+    let y_saw = y_saw.lock().unwrap().clone();
+    assert_eq!(y_saw.len(), 100);
+    assert!(
+        y_saw.iter().all(|h| h.as_deref() == Some("Bearer at-2")),
+        "post: {post}: {y_saw:?}"
+    );
+    // GET: at-1 refused, resent with at-2, refused: X's step; then every
+    // X 401 passed through. POST: at-1 refused (not resent), at-2 refused
+    // on /x/1: X's step.
+    let (fetches, invalidations, retries, backed_off, _) = counts(&cache);
+    let want = if post { (2, 1, 0, 99) } else { (2, 1, 1, 100) };
+    assert_eq!((fetches, invalidations, retries, backed_off), want);
+}
+
+#[tokio::test]
+async fn a_second_resource_taking_the_token_does_not_end_the_backoff_of_one_refusing_it() {
+    x_401_y_200_pairs(false).await;
+}
+
+#[tokio::test]
+async fn a_second_resource_taking_the_token_does_not_end_the_backoff_of_post_refusals() {
+    x_401_y_200_pairs(true).await;
 }

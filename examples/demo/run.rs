@@ -117,15 +117,25 @@ impl fmt::Display for Summary {
 
 type Service = OAuth2Service<HttpClient>;
 
+/// `scheme://host[:port]` of `url`, the API the token is for.
+fn origin_of(url: &str) -> Result<String, String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("--url {url:?}: {e}"))?;
+    match (uri.scheme_str(), uri.authority()) {
+        (Some(scheme), Some(authority)) => Ok(format!("{scheme}://{authority}")),
+        _ => Err(format!("--url {url:?} must be an absolute http(s) URL")),
+    }
+}
+
 /// Sends the requests `config` asks for and counts how they end. `Err`:
 /// the configuration cannot work (no secret for `basic`, a bad token URL,
 /// an unusable `--ca-file`).
 pub async fn run(config: &Config) -> Result<Summary, String> {
     let http = http_client(config.ca_file.as_deref())?;
     let (cache, fleet) = cache(config, http.clone())?;
-    let service = ServiceBuilder::new()
-        .layer(OAuth2Layer::new(cache.clone()))
-        .service(http);
+    // The token goes to the origin of `--url` only.
+    let oauth2 = OAuth2Layer::for_origin(cache.clone(), origin_of(&config.url)?)
+        .map_err(|e| format!("--url: {e}"))?;
+    let service = ServiceBuilder::new().layer(oauth2).service(http);
     let counts = Arc::new(Counts::default());
     let remaining = Arc::new(AtomicU64::new(match config.until {
         Until::Requests(n) => n,

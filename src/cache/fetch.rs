@@ -83,6 +83,11 @@ impl Fetcher {
         self.recorder.refused(token);
     }
 
+    /// The configured grant; `None` for a cache built from a refresh token.
+    pub(super) fn primary(&self) -> Option<&TokenRequest> {
+        self.primary.as_ref()
+    }
+
     /// The refresh token the next fetch would send.
     pub(super) fn refresh_token(&self) -> Option<SecretString> {
         self.refresh().current.clone()

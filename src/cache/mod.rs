@@ -120,7 +120,7 @@ pub use builder::TokenCacheBuilder;
 pub(crate) use cached::Cached;
 pub(crate) use copy::TokenCopy;
 pub use policy::{Backoff, RefreshPolicy};
-pub(crate) use refusals::Verdict;
+pub(crate) use refusals::{Resource, Verdict};
 pub use stats::Stats;
 
 use fetch::Fetcher;
@@ -193,6 +193,13 @@ impl fmt::Debug for TokenCache {
 }
 
 impl TokenCache {
+    /// The token request of the configured grant; `None` for a cache
+    /// built from a refresh token alone. (The layer reads the API it names,
+    /// `resource` or `audience`, to choose where the token goes.)
+    pub(crate) fn token_request(&self) -> Option<&crate::request::TokenRequest> {
+        self.shared.fetcher.primary()
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         self.shared.counters.snapshot()
@@ -330,6 +337,11 @@ impl TokenCache {
     /// not revoked then stay in the cache, so calling `revoke` again tries
     /// again. A [`crate::store::TokenStore`] keeps the last token saved.
     ///
+    /// With the fleet's Redis tier (feature `redis`), the revoked access
+    /// token is removed from Redis first, so no process takes it up again;
+    /// the others move to the fleet's next token on their next 401 (see
+    /// the `fleet` module, "Revocation").
+    ///
     /// # Example: revoke on shutdown
     ///
     /// Stop making requests, then revoke:
@@ -366,6 +378,12 @@ impl TokenCache {
             fetcher.forget_refresh_token(&refresh_token);
         }
         if let Some(cached) = self.shared.current.load_full() {
+            // A fleet's shared token leaves Redis first: no process takes
+            // it up again (`fleet::Inner::revoked`).
+            #[cfg(feature = "redis")]
+            if let Some(fleet) = fetcher.fleet() {
+                fleet.revoked(&cached.token).await;
+            }
             let access_token = cached.token.access_token().clone();
             let hint = TokenTypeHint::AccessToken;
             fetcher.endpoint().revoke(access_token, hint).await?;

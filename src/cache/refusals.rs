@@ -12,32 +12,191 @@
 //! the next, longer step. Any answer other than 401 for the current token
 //! ends it all. Background refresh before expiry is not affected.
 //!
+//! The record is kept per resource server (its origin, [`Resource`]): a
+//! token one API refuses and another accepts is refused by the first,
+//! whatever the second answers, so the second's answers end only its own
+//! record. Without that, each 200 from the second would end the first's
+//! backoff, and every 401 from the first would cost a token request.
+//!
 //! Every answer pays one relaxed load of `unsettled`, written only by 401s
-//! and by the one answer that ends their record.
+//! and by the answers that end their records; the answer's origin is only
+//! looked at when that flag is set, or on a 401.
 //!
 //! With the fleet's Redis tier (feature `redis`) the steps are shared
-//! (`fleet/refusals.rs`): a step started here is written to Redis, a fetch
-//! that finds the fleet's step running joins it ([`RefusalState::join`]),
-//! and an answer that ends this record ends the fleet's too. Those writes
-//! are spawned: a 401 never waits for Redis.
+//! (`fleet/refusals.rs`), whose record is per token, not per resource: a
+//! step started here for a resource is written to Redis; a fetch that finds
+//! the fleet's step running joins it ([`RefusalState::join`]) in the record
+//! of the resource whose 401 led to the last refetch here, or, with none
+//! (a process that has just started), in a record of its own that the
+//! first resource to refuse the token takes over (an answer other than 401
+//! before that ends it here only); and an answer that ends a resource's
+//! record in which a step ran ends the fleet's too. Those writes are
+//! spawned: a 401 never waits for Redis.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use http::uri::{Authority, Scheme};
+use http::Uri;
+
 use super::policy::{unit_random, Backoff};
 use super::TokenCache;
 
-/// The record of 401s, one per cache.
-#[derive(Default)]
-pub(super) struct Refusals {
-    /// Whether `state` holds anything: read by every answer, so that one
-    /// with nothing to settle takes no lock.
-    unsettled: AtomicBool,
-    state: Mutex<RefusalState>,
+/// The resource server an answer came from, as the record of 401s keys it:
+/// `scheme://host:port`, in lower case, the default port filled in. Every
+/// path-only (origin-form) URI has one key: they all go over the connection
+/// the layer was put on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Resource(Option<Box<str>>);
+
+impl Resource {
+    /// The resource server `uri` goes to.
+    pub(crate) fn of(uri: &Uri) -> Resource {
+        Resource::at(uri.scheme(), uri.authority())
+    }
+
+    /// The resource server at `scheme` and `authority` (both `None` for a
+    /// path-only URI).
+    pub(crate) fn at(scheme: Option<&Scheme>, authority: Option<&Authority>) -> Resource {
+        let (Some(scheme), Some(authority)) = (scheme, authority) else {
+            return Resource(None);
+        };
+        let scheme = scheme.as_str().to_ascii_lowercase();
+        let port = authority.port_u16().or(match scheme.as_str() {
+            "https" => Some(443),
+            "http" => Some(80),
+            _ => None,
+        });
+        let host = authority.host().to_ascii_lowercase();
+        let origin = match port {
+            Some(port) => format!("{scheme}://{host}:{port}"),
+            None => format!("{scheme}://{host}"),
+        };
+        Resource(Some(origin.into_boxed_str()))
+    }
 }
 
-/// Guarded by `Refusals::state`; the default is "nothing to settle".
+/// How many resource servers' records are kept at most: past it, the
+/// oldest with no step running is forgotten (it then costs at most one
+/// more token request), so a client of many APIs keeps a bounded record.
+const MAX_RESOURCES: usize = 64;
+
+/// The record of 401s, one per cache, kept per resource server.
+#[derive(Default)]
+pub(super) struct Refusals {
+    /// Whether `state` holds any record: read by every answer, so that one
+    /// with nothing to settle takes no lock.
+    unsettled: AtomicBool,
+    state: Mutex<Records>,
+}
+
+/// Guarded by `Refusals::state`.
+#[derive(Debug, Default)]
+struct Records {
+    /// One state per resource server, none of them the default (no
+    /// record); `None` for a fleet step joined before any 401 here (no
+    /// resource to put it on), until a resource refuses the token.
+    list: Vec<(Option<Resource>, RefusalState)>,
+    /// The resource whose 401 last invalidated a token: a fleet step the
+    /// fetch after it finds is that resource's.
+    last_refetch: Option<Resource>,
+}
+
+impl Records {
+    fn position(&self, key: Option<&Resource>) -> Option<usize> {
+        self.list.iter().position(|(k, _)| k.as_ref() == key)
+    }
+
+    fn get(&self, key: Option<&Resource>) -> Option<&RefusalState> {
+        self.position(key).map(|i| &self.list[i].1)
+    }
+
+    /// The state for `key`, made if there is none (numbering its steps
+    /// after a fleet step joined with no resource).
+    fn entry(&mut self, key: Option<&Resource>) -> &mut RefusalState {
+        let i = match self.position(key) {
+            Some(i) => i,
+            None => {
+                let steps = self.get(None).map_or(0, |unplaced| unplaced.steps);
+                let state = RefusalState {
+                    steps,
+                    ..RefusalState::default()
+                };
+                self.list.push((key.cloned(), state));
+                self.list.len() - 1
+            }
+        };
+        &mut self.list[i].1
+    }
+
+    /// Drops the states that hold nothing, and the oldest ones past
+    /// `MAX_RESOURCES` (those with no step running first).
+    fn prune(&mut self, now: Instant) {
+        self.list
+            .retain(|(_, state)| *state != RefusalState::default());
+        while self.list.len() > MAX_RESOURCES {
+            let running = |s: &RefusalState| s.until.is_some_and(|until| now < until);
+            let i = (self.list.iter())
+                .position(|(_, s)| !running(s))
+                .unwrap_or(0);
+            self.list.remove(i);
+        }
+    }
+
+    /// The verdict on a 401 from `from` for generation `sent` (see
+    /// [`RefusalState::on_refusal`]). A fleet step joined with no resource
+    /// becomes the step of the first resource to refuse the token: its
+    /// 401s pass through while the step runs, and its answer ends it.
+    fn on_refusal(
+        &mut self,
+        from: &Resource,
+        sent: u64,
+        current: Option<u64>,
+        now: Instant,
+        backoff: &Backoff,
+        unit_random: impl FnOnce() -> f64,
+    ) -> Verdict {
+        if let Some(i) = self.position(None) {
+            let (_, unplaced) = self.list.remove(i);
+            (self.entry(Some(from))).join(unplaced.steps, unplaced.until);
+        }
+        let verdict = (self.entry(Some(from))).on_refusal(sent, current, now, backoff, unit_random);
+        if verdict == Verdict::Refetch {
+            self.last_refetch = Some(from.clone());
+        }
+        self.prune(now);
+        verdict
+    }
+
+    /// An answer other than 401 from `from` for the current token: ends
+    /// that resource's record (and one joined with no resource). The steps
+    /// that ran in it; `None` if there was no record.
+    fn settle(&mut self, from: &Resource) -> Option<u32> {
+        let unplaced = self.position(None).map(|i| self.list.remove(i));
+        let own = self.position(Some(from)).map(|i| self.list.remove(i).1);
+        match (own, unplaced) {
+            (Some(state), _) => Some(state.steps),
+            // A step joined with no resource is not known to be this
+            // resource's: the fleet's record is left to run out.
+            (None, Some(_)) => Some(0),
+            (None, None) => None,
+        }
+    }
+
+    /// Joins the fleet's step `number` (`until`: while it runs) in the
+    /// record of the resource whose 401 led to the last refetch, or in the
+    /// one of its own. Whether a step now runs here that did not.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    fn join(&mut self, number: u32, until: Option<Instant>, now: Instant) -> bool {
+        let key = self.last_refetch.clone();
+        let joined = self.entry(key.as_ref()).join(number, until);
+        self.prune(now);
+        joined
+    }
+}
+
+/// One resource server's record; the default is "nothing to settle".
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct RefusalState {
     /// The newest generation a 401 invalidated: newer tokens were fetched
@@ -138,13 +297,13 @@ fn later(now: Instant, delay: Duration) -> Instant {
 }
 
 impl Refusals {
-    fn lock(&self) -> MutexGuard<'_, RefusalState> {
+    fn lock(&self) -> MutexGuard<'_, Records> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Keeps `unsettled` true exactly while `state` holds something.
-    fn note(&self, state: &RefusalState) {
-        let unsettled = *state != RefusalState::default();
+    /// Keeps `unsettled` true exactly while `state` holds a record.
+    fn note(&self, state: &Records) {
+        let unsettled = !state.list.is_empty();
         if self.unsettled.load(Ordering::Relaxed) != unsettled {
             self.unsettled.store(unsettled, Ordering::Relaxed);
         }
@@ -152,27 +311,29 @@ impl Refusals {
 }
 
 impl TokenCache {
-    /// An answer other than 401 for the request sent with generation
-    /// `sent`: if that is the current token, the record of 401s ends. One
-    /// relaxed load while there is none.
+    /// An answer other than 401, from the resource server `from` names,
+    /// for the request sent with generation `sent`: if that is the current
+    /// token, that resource's record of 401s ends. One relaxed load while
+    /// there is no record; `from` is only called when there is one.
     #[inline]
-    pub(crate) fn answered(&self, sent: u64) {
+    pub(crate) fn answered(&self, sent: u64, from: impl FnOnce() -> Resource) {
         if self.shared.refusals.unsettled.load(Ordering::Relaxed) {
-            self.settle_refusals(sent);
+            self.settle_refusals(sent, &from());
         }
     }
 
     #[cold]
     #[inline(never)]
-    fn settle_refusals(&self, sent: u64) {
+    fn settle_refusals(&self, sent: u64, from: &Resource) {
         let refusals = &self.shared.refusals;
         let steps = {
             let mut state = refusals.lock();
-            if self.current_generation() != Some(sent) || *state == RefusalState::default() {
+            if self.current_generation() != Some(sent) {
                 return;
             }
-            let steps = state.steps;
-            *state = RefusalState::default();
+            let Some(steps) = state.settle(from) else {
+                return;
+            };
             refusals.note(&state);
             steps
         };
@@ -189,16 +350,18 @@ impl TokenCache {
         let _ = steps;
     }
 
-    /// A 401 that a new token may fix, for the request sent with
-    /// generation `sent`: invalidates that token and says to get a new one,
-    /// unless new tokens were refused too (then `backoff` sets how long
-    /// 401s pass through). Counts a 401 passed through.
-    pub(crate) fn refused(&self, sent: u64, backoff: &Backoff) -> Verdict {
+    /// A 401 that a new token may fix, from the resource server `from`, for
+    /// the request sent with generation `sent`: invalidates that token and
+    /// says to get a new one, unless new tokens were refused by that
+    /// resource too (then `backoff` sets how long its 401s pass through).
+    /// Counts a 401 passed through.
+    pub(crate) fn refused(&self, sent: u64, from: &Resource, backoff: &Backoff) -> Verdict {
         let refusals = &self.shared.refusals;
         let verdict = {
             let mut state = refusals.lock();
             let current = self.current_generation();
-            let verdict = state.on_refusal(sent, current, Instant::now(), backoff, unit_random);
+            let now = Instant::now();
+            let verdict = state.on_refusal(from, sent, current, now, backoff, unit_random);
             refusals.note(&state);
             // Under the lock, so that no other 401 sees `sent` current.
             if verdict == Verdict::Refetch {
@@ -225,8 +388,9 @@ impl TokenCache {
         let refusals = &self.shared.refusals;
         let joined = {
             let mut state = refusals.lock();
-            let until = step.remaining.map(|left| later(Instant::now(), left));
-            let joined = state.join(step.number, until);
+            let now = Instant::now();
+            let until = step.remaining.map(|left| later(now, left));
+            let joined = state.join(step.number, until, now);
             refusals.note(&state);
             joined
         };
@@ -495,5 +659,102 @@ mod tests {
             "{verdict:?}"
         );
         assert!(s.until.is_some_and(|until| until > t0));
+    }
+
+    fn at(origin: &str) -> Resource {
+        Resource::of(&origin.parse().unwrap())
+    }
+
+    #[test]
+    fn resources_are_origins_with_the_default_port_filled_in() {
+        assert_eq!(
+            at("https://API.example.com/x?y"),
+            at("https://api.example.com:443/z")
+        );
+        assert_eq!(at("http://127.0.0.1/x"), at("http://127.0.0.1:80/"));
+        assert_ne!(
+            at("https://api.example.com/x"),
+            at("http://api.example.com/x")
+        );
+        assert_ne!(at("http://127.0.0.1:1/x"), at("http://127.0.0.1:2/x"));
+        assert_eq!(at("/pkg.Svc/Method"), at("/other"));
+        assert_ne!(at("/pkg.Svc/Method"), at("https://api.example.com/"));
+    }
+
+    #[test]
+    fn another_resources_answers_do_not_end_a_resources_backoff() {
+        let (t0, b) = (Instant::now(), backoff());
+        let (x, y) = (at("http://127.0.0.1:1"), at("http://127.0.0.1:2"));
+        let mut r = Records::default();
+        assert_eq!(
+            r.on_refusal(&x, 1, Some(1), t0, &b, || 0.0),
+            Verdict::Refetch
+        );
+        assert_eq!(r.on_refusal(&x, 2, Some(2), t0, &b, || 0.0), step(1, 0.5));
+        // Y takes generation 2: X's record stays.
+        assert_eq!(r.settle(&y), None);
+        let during = t0 + secs(0.4);
+        let verdict = r.on_refusal(&x, 2, Some(2), during, &b, || 0.0);
+        assert_eq!(verdict, Verdict::BackedOff(None));
+        // X's answer ends X's record, with the step that ran in it.
+        assert_eq!(r.settle(&x), Some(1));
+        assert!(r.list.is_empty());
+        // Y's own refusals have their own record: the token X refused
+        // before is new to Y.
+        assert_eq!(
+            r.on_refusal(&x, 2, Some(2), during, &b, || 0.0),
+            Verdict::Refetch
+        );
+        assert_eq!(
+            r.on_refusal(&y, 3, Some(3), during, &b, || 0.0),
+            Verdict::Refetch
+        );
+        assert_eq!(
+            r.on_refusal(&x, 4, Some(4), during, &b, || 0.0),
+            step(1, 0.5)
+        );
+    }
+
+    #[test]
+    fn a_fleet_step_is_joined_by_the_resource_that_led_to_the_refetch() {
+        let (t0, b) = (Instant::now(), backoff());
+        let (x, y) = (at("http://127.0.0.1:1"), at("http://127.0.0.1:2"));
+        let mut r = Records::default();
+        // A process that has just started takes the fleet's step 2. An
+        // answer for the token before any 401 ends it here (the fleet's
+        // record is left to run out: it is not known to be this
+        // resource's).
+        assert!(r.join(2, Some(t0 + secs(1.0)), t0));
+        assert_eq!(r.settle(&y), Some(0));
+        assert!(r.list.is_empty());
+        // Joined again: the first resource to refuse the token takes the
+        // step; its 401s pass through while it runs, and its answer ends
+        // the fleet's step too.
+        assert!(r.join(2, Some(t0 + secs(1.0)), t0));
+        let verdict = r.on_refusal(&x, 1, Some(1), t0, &b, || 0.0);
+        assert_eq!(verdict, Verdict::BackedOff(None));
+        assert_eq!(r.settle(&y), None);
+        assert_eq!(r.settle(&x), Some(2));
+        assert_eq!(
+            r.on_refusal(&x, 1, Some(1), t0, &b, || 0.0),
+            Verdict::Refetch
+        );
+        // The refetch after X's 401 finds the fleet's step: X's.
+        assert!(r.join(3, Some(t0 + secs(1.0)), t0));
+        let verdict = r.on_refusal(&x, 2, Some(2), t0, &b, || 0.0);
+        assert_eq!(verdict, Verdict::BackedOff(None));
+        assert_eq!(r.settle(&y), None);
+        assert_eq!(r.settle(&x), Some(3));
+    }
+
+    #[test]
+    fn the_record_is_bounded_by_resource() {
+        let (t0, b) = (Instant::now(), backoff());
+        let mut r = Records::default();
+        for port in 0..(MAX_RESOURCES as u16 + 10) {
+            let from = at(&format!("http://127.0.0.1:{port}"));
+            r.on_refusal(&from, 1, Some(1), t0, &b, || 0.0);
+        }
+        assert_eq!(r.list.len(), MAX_RESOURCES);
     }
 }

@@ -93,17 +93,59 @@ return {get(KEYS[1]), get(KEYS[2]), r, ttl}";
 /// Records a backoff step (`ARGV[1]`, number `ARGV[2]`, TTL `ARGV[3]` ms)
 /// unless a record of a step at least as far along still runs (more than
 /// its `keep` left): the first process to start a step sets its length.
+/// `{1}` when written, else `{0, the record left}`. A record equal to
+/// `ARGV[4]` (one the caller found forged) is written over whatever it says.
 const STEP: &str = r"
 local v = redis.pcall('GET', KEYS[1])
-if type(v) == 'string' then
-  local n, keep = string.match(v, '^%x+ (%d+) (%d+)$')
+if type(v) == 'string' and v ~= ARGV[4] then
+  local n, keep = string.match(v, '^%x+ (%d+) (%d+)')
   if n and tonumber(n) >= tonumber(ARGV[2])
      and redis.call('PTTL', KEYS[1]) > tonumber(keep) then
-    return 0
+    return {0, v}
   end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
-return 1";
+return {1, false}";
+
+/// Takes the lease lock (`ARGV[1]` the owner, `ARGV[2]` the lease in ms):
+/// 1 when taken, 0 when another process holds it. What this crate never
+/// writes is told apart, as neither `SET NX` nor `MGET` can: -1 for a key
+/// of another type (left alone: it is not ours to delete, and nobody waits
+/// on it), -2 for a lock with no TTL (given the lease as one, so it ends),
+/// -3 for a lock with more than a lease to live (left alone: a process
+/// configured with a longer lease may hold it; nobody here waits on it).
+const LEASE: &str = r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('TYPE', KEYS[1])['ok'] ~= 'string' then return -1 end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl == -1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return -2
+end
+if ttl > tonumber(ARGV[2]) then return -3 end
+return 0";
+
+/// Extends the lease (`ARGV[2]` ms) only while `ARGV[1]` still holds it.
+const RENEW: &str = r"
+if redis.pcall('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0";
+
+/// What a lease call found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Lease {
+    /// This process holds the lock now.
+    Taken,
+    /// Another process holds it (a lock with a TTL).
+    Held,
+    /// The lock key holds another type; left alone.
+    WrongType,
+    /// A lock with no TTL; it now has one (the lease).
+    NoTtl,
+    /// A lock with more than this process's lease to live; left alone.
+    LongTtl,
+}
 
 /// What [`LOOK`] found: the token's value, the lock's owner, the record
 /// of 401s and that record's TTL in ms.
@@ -242,21 +284,35 @@ impl Conn {
         self.cmd(cmd).await
     }
 
-    /// `SET lock owner NX PX lease`: whether this process now holds it.
+    /// `SET lock owner NX PX lease`, and what holds the lock if that fails.
     pub(super) async fn lease(
         &self,
         lock_key: &str,
         owner: &str,
         lease: Duration,
+    ) -> Result<Lease, Trouble> {
+        let args = vec![owner.into(), millis(lease).to_string().into()];
+        let found: i64 = self.script(LEASE, &[lock_key], args).await?;
+        Ok(match found {
+            1 => Lease::Taken,
+            -1 => Lease::WrongType,
+            -2 => Lease::NoTtl,
+            -3 => Lease::LongTtl,
+            _ => Lease::Held,
+        })
+    }
+
+    /// Extends the lease to `lease` from now if `owner` still holds it:
+    /// whether it did.
+    pub(super) async fn renew(
+        &self,
+        lock_key: &str,
+        owner: &str,
+        lease: Duration,
     ) -> Result<bool, Trouble> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(lock_key)
-            .arg(owner)
-            .arg("NX")
-            .arg("PX")
-            .arg(millis(lease));
-        let set: Option<String> = self.cmd(cmd).await?;
-        Ok(set.is_some())
+        let args = vec![owner.into(), millis(lease).to_string().into()];
+        let renewed: i64 = self.script(RENEW, &[lock_key], args).await?;
+        Ok(renewed == 1)
     }
 
     /// The token value, the lock's owner and the fleet's record of 401s,
@@ -299,27 +355,35 @@ impl Conn {
     }
 
     /// Records backoff step `step` as `value` under `refused_key` for
-    /// `ttl`, unless a step at least as far along runs: whether it did.
+    /// `ttl`, unless a step at least as far along runs: `None` when it did,
+    /// else the record left there. `unless`: a record the caller found
+    /// forged, written over whatever it says.
     pub(super) async fn record_step(
         &self,
         refused_key: &str,
         value: String,
         step: u32,
         ttl: Duration,
-    ) -> Result<bool, Trouble> {
+        unless: Option<Vec<u8>>,
+    ) -> Result<Option<Vec<u8>>, Trouble> {
         let args = vec![
             value.into(),
             step.to_string().into(),
             millis(ttl).to_string().into(),
+            unless.unwrap_or_default(),
         ];
-        let written: i64 = self.script(STEP, &[refused_key], args).await?;
-        Ok(written == 1)
+        let (written, left): (i64, Option<Vec<u8>>) =
+            self.script(STEP, &[refused_key], args).await?;
+        Ok(if written == 1 { None } else { left })
     }
 }
 
-/// Milliseconds for `PX`, at least 1 (Redis refuses 0).
+/// Milliseconds for `PX`, at least 1 (Redis refuses 0) and at most
+/// 2^50 (some 35,000 years: Redis refuses a TTL that overflows its clock).
 fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+    u64::try_from(d.as_millis())
+        .unwrap_or(u64::MAX)
+        .clamp(1, 1 << 50)
 }
 
 // The test helper that starts `redis-server`s, shared with `tests/fleet`.
@@ -354,8 +418,8 @@ mod tests {
 
     async fn step(conn: &Conn, value: &str, number: u32, ttl_ms: u64) -> bool {
         let ttl = Duration::from_millis(ttl_ms);
-        let written = conn.record_step(KEY, value.into(), number, ttl).await;
-        written.map_err(|e| e.to_string()).unwrap()
+        let written = conn.record_step(KEY, value.into(), number, ttl, None).await;
+        written.map_err(|e| e.to_string()).unwrap().is_none()
     }
 
     #[tokio::test]
@@ -384,6 +448,16 @@ mod tests {
         assert_eq!(redis.cli(&["GET", KEY]), two);
         let pttl: u64 = redis.cli(&["PTTL", KEY]).parse().unwrap();
         assert!((60_000..=120_000).contains(&pttl), "{pttl}");
+        // A record the caller found forged is written over, whatever it
+        // says; the record left is returned when nothing is written.
+        let forged = format!("{a} 99 0");
+        redis.cli(&["SET", KEY, &forged, "PX", "3600000"]);
+        let left = conn.record_step(KEY, two.clone(), 2, Duration::from_secs(120), None);
+        assert_eq!(left.await.ok(), Some(Some(forged.clone().into_bytes())));
+        let unless = Some(forged.into_bytes());
+        let over = conn.record_step(KEY, two.clone(), 2, Duration::from_secs(120), unless);
+        assert_eq!(over.await.ok(), Some(None));
+        assert_eq!(redis.cli(&["GET", KEY]), two);
         // Garbage, or another type, is overwritten.
         for bad in [&["SET", KEY, "garbage"][..], &["HSET", KEY, "f", "v"][..]] {
             redis.cli(&["DEL", KEY]);
@@ -428,5 +502,51 @@ mod tests {
         assert_eq!(redis.cli(&["EXISTS", KEY]), "1");
         assert_eq!(deleted(hash('a')).await, Some(true));
         assert_eq!(redis.cli(&["EXISTS", KEY]), "0");
+    }
+
+    #[tokio::test]
+    async fn the_lease_tells_a_lock_this_crate_never_writes_and_renews_only_its_own() {
+        if !available() {
+            return;
+        }
+        let redis = RedisServer::start();
+        let conn = conn(&redis);
+        let lock = "t:{fp}:lock";
+        let lease = Duration::from_secs(30);
+        let take = |owner: &'static str| {
+            let conn = &conn;
+            async move { conn.lease(lock, owner, lease).await.ok() }
+        };
+        assert_eq!(take("a").await, Some(Lease::Taken));
+        assert_eq!(take("b").await, Some(Lease::Held));
+        // Renewed by its owner only.
+        redis.cli(&["PEXPIRE", lock, "1000"]);
+        assert_eq!(conn.renew(lock, "b", lease).await.ok(), Some(false));
+        let pttl: u64 = redis.cli(&["PTTL", lock]).parse().unwrap();
+        assert!(pttl <= 1000, "{pttl}");
+        assert_eq!(conn.renew(lock, "a", lease).await.ok(), Some(true));
+        let pttl: u64 = redis.cli(&["PTTL", lock]).parse().unwrap();
+        assert!((1000..=30_000).contains(&pttl), "{pttl}");
+        // Another type: left as it is.
+        for make in [&["HSET", lock, "f", "v"][..], &["RPUSH", lock, "x"][..]] {
+            redis.cli(&["DEL", lock]);
+            redis.cli(make);
+            assert_eq!(take("a").await, Some(Lease::WrongType), "{make:?}");
+            assert_ne!(redis.cli(&["TYPE", lock]), "string");
+            assert_eq!(conn.renew(lock, "a", lease).await.ok(), Some(false));
+        }
+        // A string lock with no TTL: given the lease as one, once.
+        redis.cli(&["DEL", lock]);
+        redis.cli(&["SET", lock, "stuck"]);
+        assert_eq!(take("a").await, Some(Lease::NoTtl));
+        let pttl: i64 = redis.cli(&["PTTL", lock]).parse().unwrap();
+        assert!((1..=30_000).contains(&pttl), "{pttl}");
+        assert_eq!(take("a").await, Some(Lease::Held));
+        assert_eq!(redis.cli(&["GET", lock]), "stuck");
+        // More than a lease to live: left alone.
+        redis.cli(&["PEXPIRE", lock, "3600000"]);
+        assert_eq!(take("a").await, Some(Lease::LongTtl));
+        let pttl: i64 = redis.cli(&["PTTL", lock]).parse().unwrap();
+        assert!(pttl > 30_000, "{pttl}");
     }
 }

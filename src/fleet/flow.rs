@@ -1,13 +1,23 @@
 //! The fleet-wide fetch: read Redis; else take the lease, fetch, publish,
 //! release; or wait for the lease holder's token. Any Redis trouble ends in
 //! this process's own fetch. The first look reads the fleet's record of
-//! 401s too (`refusals`): while its backoff step runs, a refetch after a
-//! 401 takes the token Redis holds instead.
+//! 401s too (`refusals`): while its backoff step runs for the refused
+//! token, a refetch after a 401 takes the token Redis holds instead.
+//!
+//! The lease holder renews its lease while its fetch runs (a watchdog,
+//! every third of the lease), so a fetch longer than the lease (a DPoP
+//! nonce resend, a refresh token refused then the grant) still has one
+//! process fetching, and a dead holder's lock still ends within a lease.
 
+use std::convert::Infallible;
 use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use super::refusals::{FleetStep, Record};
+use super::conn::Lease;
+use super::refusals::{self, FleetStep, Record};
 use super::value::{self, Entry, TokenHash};
 use super::{bump, Inner, Judge};
 use crate::error::Error;
@@ -26,22 +36,22 @@ enum Found {
 
 /// What the first look at Redis leads to.
 enum Plan {
-    /// Take the token Redis holds. `held`: it is the one this process saw
-    /// refused, taken because the fleet's backoff step runs.
-    Take { token: Token, held: bool },
+    /// Take the token Redis holds (perhaps the one this process saw
+    /// refused, taken back because the fleet's backoff step for it runs).
+    Take { token: Token },
     /// Fetch through the lease; `invalidate`: first delete the refused
     /// token from Redis (if it is still there).
     Fetch { invalidate: bool },
 }
 
 /// The decision on the first look: `dropped`, the cache dropped its token
-/// after a 401; `step_runs`, the fleet's backoff step runs. While it runs
-/// a refetch after a 401 neither invalidates nor fetches, as in one
-/// process (ARCHITECTURE.md, invariant 6).
+/// after a 401; `step_runs`, the fleet's backoff step runs for that very
+/// token. While it runs a refetch after a 401 neither invalidates nor
+/// fetches, as in one process (ARCHITECTURE.md, invariant 6).
 fn plan(found: Found, step_runs: bool, dropped: bool) -> Plan {
     match found {
-        Found::Usable(token) => Plan::Take { token, held: false },
-        Found::Replacing(Some(token)) if dropped && step_runs => Plan::Take { token, held: true },
+        Found::Usable(token) => Plan::Take { token },
+        Found::Replacing(Some(token)) if dropped && step_runs => Plan::Take { token },
         Found::Replacing(_) => Plan::Fetch {
             invalidate: dropped,
         },
@@ -67,10 +77,10 @@ impl Inner {
         let Ok((found, record)) = self.look(judge, replacing).await else {
             return self.alone(own).await.map(|token| (token, None));
         };
-        let step_runs = record.is_some_and(|r| r.remaining.is_some());
+        let step_runs = record.is_some_and(|r| r.runs_for(replacing));
         match plan(found, step_runs, dropped) {
-            Plan::Take { token, held } => {
-                let learned = record.map(|r| r.learned(&TokenHash::of(&token), held));
+            Plan::Take { token } => {
+                let learned = record.map(|r| r.learned(&TokenHash::of(&token)));
                 if learned.is_some_and(|step| step.remaining.is_some()) {
                     bump(&self.stats.steps_joined);
                 }
@@ -94,13 +104,31 @@ impl Inner {
         F: Future<Output = Result<Token, Error>>,
     {
         let owner = owner_id();
-        // A dead holder's lease runs out within `lease`; past that, fetch here.
-        let deadline = Instant::now() + self.lease + self.conn.deadline() + self.poll_interval;
+        // A live holder renews its lease for `hold_limit` at most, and a
+        // dead one's runs out within `lease`; past that, fetch here.
+        let deadline = after(
+            self.hold_limit
+                .saturating_add(self.lease)
+                .saturating_add(self.conn.deadline())
+                .saturating_add(self.poll_interval),
+        );
         loop {
             match self.conn.lease(&self.lock_key, &owner, self.lease).await {
-                Err(_) => return self.alone(own).await,
-                Ok(true) => return self.lead(judge, replacing, &owner, own).await,
-                Ok(false) => bump(&self.stats.lease_waits),
+                Err(_) => {
+                    // The `SET` may still land (a slow Redis): this owner
+                    // would then hold the lock for nobody's fetch.
+                    self.release_later(owner);
+                    return self.alone(own).await;
+                }
+                Ok(Lease::Taken) => {
+                    self.lock_trouble.store(false, Ordering::Relaxed);
+                    return self.lead(judge, replacing, &owner, own).await;
+                }
+                Ok(Lease::Held) => bump(&self.stats.lease_waits),
+                Ok(odd @ (Lease::WrongType | Lease::NoTtl | Lease::LongTtl)) => {
+                    self.odd_lock(odd);
+                    return self.alone(own).await;
+                }
             }
             match self.wait(judge, replacing, deadline).await {
                 Ok(Some(token)) => return Ok(self.hand(token, true)),
@@ -122,12 +150,13 @@ impl Inner {
         let (value, lock, record, pttl) = self.conn.look(keys).await.map_err(drop)?;
         let found = self.judge_value(judge, value, lock.is_some(), replacing, true);
         let record = record.and_then(|v| {
-            let record = Record::decode(&v, pttl);
+            let record = Record::decode(&v, pttl, &self.refused_key, self.sealer.as_ref());
             if record.is_none() {
                 bump(&self.stats.bad_values);
                 tracing::warn!(key = %self.refused_key, "ignoring the value in Redis; it will be overwritten");
             }
-            record
+            let mut seen = self.step_seen.lock().unwrap_or_else(|p| p.into_inner());
+            record.map(|r| refusals::bounded(&mut seen, r, Instant::now()))
         });
         Ok((found, record))
     }
@@ -209,7 +238,7 @@ impl Inner {
             return Ok(self.hand(token, true));
         }
         bump(&self.stats.leases);
-        let result = own.await;
+        let result = while_renewing(own, self.renew_lease(owner)).await;
         if let Ok(token) = &result {
             self.publish(judge, token, owner).await;
         }
@@ -222,7 +251,7 @@ impl Inner {
         let Some(remaining) = judge.remaining(token) else {
             return;
         };
-        let ttl = remaining.saturating_add(TTL_PAST_EXPIRY);
+        let ttl = value_ttl(remaining);
         match value::encode(
             token,
             self.fingerprint,
@@ -270,6 +299,87 @@ impl Inner {
         }
     }
 
+    /// Keeps the lease while the fetch runs: renews it every third of the
+    /// lease, for `hold_limit` at most (past it, the lock runs out within
+    /// a lease, as a dead holder's). Never ends by itself; it stops when
+    /// the lock is no longer this owner's.
+    async fn renew_lease(&self, owner: &str) -> Infallible {
+        let until = after(self.hold_limit);
+        let every = (self.lease / 3).max(Duration::from_millis(1));
+        loop {
+            tokio::time::sleep(every).await;
+            if Instant::now() >= until {
+                break;
+            }
+            match self.conn.renew(&self.lock_key, owner, self.lease).await {
+                Ok(true) | Err(_) => {}
+                Ok(false) => {
+                    tracing::debug!(key = %self.lock_key, "the lease was lost during the fetch");
+                    break;
+                }
+            }
+        }
+        std::future::pending().await
+    }
+
+    /// Releases `owner`'s lock after a lease call that got no answer: the
+    /// `SET` may land later, and the fleet would wait out the whole lease
+    /// for nobody's fetch. Best-effort, spawned, retried with growing
+    /// pauses until it is released or a lease has passed (the lock is gone
+    /// by then anyway).
+    fn release_later(&self, owner: String) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (conn, key, lease) = (self.conn.clone(), self.lock_key.clone(), self.lease);
+        let mut pause = self.poll_interval.max(Duration::from_millis(10));
+        runtime.spawn(async move {
+            let until = after(lease);
+            // Until `true`: a `false` may come before the late `SET` lands
+            // (on another connection, after a reconnect).
+            while !matches!(conn.release(&key, &owner).await, Ok(true)) {
+                if Instant::now() + pause >= until {
+                    return;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(RELEASE_PAUSE_MAX);
+            }
+            tracing::debug!(key = %key, "released a lock taken by a lease call that timed out");
+        });
+    }
+
+    /// A lock key this crate did not write: Redis trouble, logged at WARN
+    /// once (until a lease is taken again), and this process fetches alone.
+    fn odd_lock(&self, odd: Lease) {
+        bump(&self.stats.odd_locks);
+        let what = match odd {
+            Lease::WrongType => "holds another type than a string (left as it is)",
+            Lease::LongTtl => "has more than this process's lease to live (left as it is)",
+            _ => "had no TTL (it now ends after the lease)",
+        };
+        if self.lock_trouble.swap(true, Ordering::Relaxed) {
+            tracing::debug!(key = %self.lock_key, "the lease lock {what}; fetching here");
+        } else {
+            tracing::warn!(
+                key = %self.lock_key,
+                "the lease lock in Redis {what}: this crate, with this lease, never writes \
+                 such a lock; fetching here, without the lease"
+            );
+        }
+    }
+
+    /// After a token is revoked (`TokenCache::revoke`): Redis no longer
+    /// holds it, so no process takes it up again; a process that still
+    /// sends it gets a 401, finds it gone, and gets the fleet's next token.
+    /// Best-effort, within the Redis deadline.
+    pub(crate) async fn revoked(&self, token: &Token) {
+        let hash = TokenHash::of(token).hex();
+        if let Ok(true) = self.conn.delete_if_hash(&self.token_key, &hash).await {
+            bump(&self.stats.invalidations);
+            tracing::debug!(key = %self.token_key, "the revoked token was removed from Redis");
+        }
+    }
+
     /// This process's own fetch, Redis being no help.
     async fn alone<F>(&self, own: F) -> Result<Token, Error>
     where
@@ -300,6 +410,50 @@ impl Inner {
 /// How long a published token outlives its expiry in Redis.
 const TTL_PAST_EXPIRY: Duration = Duration::from_secs(1);
 
+/// The longest a token stays in Redis: one with no known expiry, or a
+/// huge `expires_in`, is not kept forever (a process that needs a token a
+/// day later fetches one for the fleet).
+const MAX_VALUE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The longest pause between two tries of a late release.
+const RELEASE_PAUSE_MAX: Duration = Duration::from_secs(5);
+
+/// The Redis TTL of a token the cache may send for `remaining` more
+/// (`Duration::MAX` when its expiry is unknown or beyond any clock): a
+/// little past its expiry, at most [`MAX_VALUE_TTL`].
+fn value_ttl(remaining: Duration) -> Duration {
+    remaining.saturating_add(TTL_PAST_EXPIRY).min(MAX_VALUE_TTL)
+}
+
+/// `d` from now, or some 34 years if that is past what an `Instant` holds
+/// (a lease of `Duration::MAX`).
+fn after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(1 << 30))
+}
+
+/// Runs `fetch` to its end while polling `watchdog` beside it (which never
+/// ends): the watchdog runs only while the fetch is polled, so a holder
+/// whose runtime stops renews nothing.
+async fn while_renewing<F: Future>(
+    fetch: F,
+    watchdog: impl Future<Output = Infallible>,
+) -> F::Output {
+    let mut fetch = pin!(fetch);
+    let mut watchdog = pin!(watchdog);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = fetch.as_mut().poll(cx) {
+            return Poll::Ready(out);
+        }
+        match watchdog.as_mut().poll(cx) {
+            Poll::Ready(never) => match never {},
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
+}
+
 /// A random lease owner id (128 bits, hex).
 fn owner_id() -> String {
     let mut bytes = [0u8; 16];
@@ -323,11 +477,11 @@ mod tests {
         Token::new(s, TokenType::Bearer)
     }
 
-    /// The plan, as (the token taken and why, or whether the shared token
-    /// is deleted before a fetch).
-    fn decided(found: Found, step_runs: bool, dropped: bool) -> Result<(String, bool), bool> {
+    /// The plan, as (the token taken, or whether the shared token is
+    /// deleted before a fetch).
+    fn decided(found: Found, step_runs: bool, dropped: bool) -> Result<String, bool> {
         match plan(found, step_runs, dropped) {
-            Plan::Take { token, held } => Ok((token.access_token().expose_secret().into(), held)),
+            Plan::Take { token } => Ok(token.access_token().expose_secret().into()),
             Plan::Fetch { invalidate } => Err(invalidate),
         }
     }
@@ -335,8 +489,8 @@ mod tests {
     #[test]
     fn while_the_fleets_step_runs_a_refetch_after_a_401_takes_the_refused_token_back() {
         let refused = || Found::Replacing(Some(token("at-2")));
-        // The step runs: no deletion, no token request; the step is why.
-        assert_eq!(decided(refused(), true, true), Ok(("at-2".into(), true)));
+        // The step (for at-2) runs: no deletion, no token request.
+        assert_eq!(decided(refused(), true, true), Ok("at-2".into()));
         // No step: the refused token goes, and one is fetched.
         assert_eq!(decided(refused(), false, true), Err(true));
         // A stale (not refused) token is replaced whatever the step.
@@ -351,11 +505,43 @@ mod tests {
             let found = Found::Usable(token("at-3"));
             assert_eq!(
                 decided(found, step_runs, dropped),
-                Ok(("at-3".into(), false)),
+                Ok("at-3".into()),
                 "{step_runs} {dropped}"
             );
             let nothing = Found::Nothing { locked: step_runs };
             assert_eq!(decided(nothing, step_runs, dropped), Err(false));
         }
+    }
+
+    #[test]
+    fn a_token_stays_in_redis_a_second_past_its_expiry_and_a_day_at_most() {
+        let s = Duration::from_secs;
+        assert_eq!(value_ttl(Duration::ZERO), s(1));
+        assert_eq!(value_ttl(s(3600)), s(3601));
+        assert_eq!(value_ttl(s(86_399)), s(86_400));
+        // No known expiry (absent `expires_in` the cache keeps as it is),
+        // or one beyond any clock (`1e30`, `u64::MAX` seconds).
+        assert_eq!(value_ttl(s(86_400)), s(86_400));
+        assert_eq!(value_ttl(s(u64::MAX)), s(86_400));
+        assert_eq!(value_ttl(Duration::MAX), s(86_400));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_watchdog_runs_beside_the_fetch_and_stops_with_it() {
+        use std::sync::atomic::AtomicU32;
+        async fn tick(ticks: &AtomicU32) -> Infallible {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                ticks.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let ticks = AtomicU32::new(0);
+        let watchdog = tick(&ticks);
+        let fetch = async {
+            tokio::time::sleep(Duration::from_millis(350)).await;
+            "token"
+        };
+        assert_eq!(while_renewing(fetch, watchdog).await, "token");
+        assert_eq!(ticks.load(Ordering::Relaxed), 3);
     }
 }

@@ -12,12 +12,26 @@
 //! 2. **Lease.** Else the process takes the lease lock (`SET lock owner NX PX
 //!    lease`, a random owner id), fetches, publishes the token (its
 //!    wall-clock `issued_at` and `expires_in`, so every process computes the
-//!    same schedule; a Redis TTL one second past its expiry) and releases
-//!    the lock by compare-and-delete (a Lua script).
+//!    same schedule; a Redis TTL one second past its expiry, a day at most)
+//!    and releases the lock by compare-and-delete (a Lua script). While it
+//!    fetches it renews the lease every third of it (compare-owner
+//!    `PEXPIRE`), so a fetch longer than the lease (a DPoP nonce resend, a
+//!    refresh token refused and then the grant) is still the fleet's only
+//!    one, and a holder that dies frees the lock within a lease.
 //! 3. **Wait.** A process that finds the lock taken polls (every
 //!    [`poll_interval`](RedisTier::poll_interval)) until the token is there,
 //!    or the lock is gone without one (the holder failed, or died and its
 //!    lease expired): then it takes the lease itself.
+//!
+//! A lock this crate never writes (a key of another type, a string with no
+//! TTL, or one with more than this process's lease to live) is Redis
+//! trouble: the process fetches alone at once and logs at WARN once; a
+//! lock with no TTL is given the lease as one, so it ends (the others are
+//! left as they are: a process configured with a longer lease may hold
+//! one). A lease call that gets no answer
+//! in time may still land later: its lock is then released by
+//! compare-and-delete (spawned, best-effort, for a lease at most), so the
+//! fleet does not wait out a lease for nobody's fetch.
 //!
 //! A background refresh goes the same way, so one process of the fleet
 //! refreshes ahead of expiry and the others pick the new token up from
@@ -26,6 +40,18 @@
 //! **401s.** A token refused by a resource server is removed from Redis only
 //! if Redis still holds that same token (compare-and-delete on the SHA-256
 //! of the access token, in Lua); a newer token already there is used.
+//!
+//! **Revocation.** [`TokenCache::revoke`](crate::TokenCache::revoke) in one
+//! process revokes the fleet's shared token, so it first removes it from
+//! Redis (compare-and-delete on its hash, within the Redis deadline): no
+//! process, running or new, takes it up again. The other processes still
+//! hold it; each one's next request is refused (401), finds it gone from
+//! Redis, and is resent with the fleet's next token (one token request for
+//! the fleet, under the lease), as for any 401. A request that cannot be
+//! resent (a body that cannot be copied, or
+//! [`retry_unauthorized(false)`](crate::layer::AuthPolicy::retry_unauthorized))
+//! gets that 401. Revoke on shutdown, as one process would; revoking while
+//! the fleet runs costs each process one refused request.
 //!
 //! **The 401 backoff is the fleet's.** Once a token fetched because of a
 //! 401 is refused too, a process backs off its refetches-on-401
@@ -40,11 +66,13 @@
 //!
 //! - the process that starts a step writes it (a Lua script; a step at
 //!   least as far along that still runs is left alone);
-//! - a refetch after a 401 that finds the step running neither deletes the
-//!   shared token nor fetches: it takes the token Redis holds back and
-//!   joins the step, so its 401s pass through until the fleet's step ends.
-//!   A process that takes the very token the step is for (a process that
-//!   starts, say) joins it too, and its first 401 passes through;
+//! - a refetch after a 401 that finds the step running for the very token
+//!   it saw refused neither deletes the shared token nor fetches: it takes
+//!   the token Redis holds back and joins the step, so its 401s pass
+//!   through until the fleet's step ends. A process that takes the very
+//!   token the step is for (a process that starts, say) joins it too, and
+//!   its first 401 passes through. A step for another token is never
+//!   joined;
 //! - the next step is numbered after the fleet's, so steps grow fleet-wide;
 //!   after a step, the first 401 anywhere gets one new token for the fleet
 //!   (the lease), whose refusal starts the next step;
@@ -64,16 +92,27 @@
 //! [`steps_ended`](FleetStats::steps_ended) count them); when Redis fails,
 //! each process keeps its own record, as without the fleet.
 //!
+//! Anyone who can write the record could hold the fleet's refetches back,
+//! so a record imposes at most 5 minutes (the default backoff's maximum),
+//! whatever its TTL, once (a step ends for a process when it first seemed
+//! to, however long the record lives), and, with an
+//! [`encryption_key`](RedisTier::encryption_key), only a record carrying
+//! this fleet's tag (ChaCha20-Poly1305 over the key name and its fields)
+//! is believed; any other is ignored and written over.
+//!
 //! **Keys.** `tower-oauth2:<namespace>:{<fingerprint>}:token`, `…:lock` and
 //! `…:refused`: the [`ConfigFingerprint`] (SHA-256 hex of the token URL,
-//! client, grant, scopes, audience, resources; no secret) in a hash tag, so
+//! client, grant, scopes, audience, resources, and a hash of the subject a
+//! grant acts for (the refresh token, token-exchange subject, assertion or
+//! code the cache was built with), so one cache per user shares nothing with
+//! another user's; no secret in clear) in a hash tag, so
 //! a token, its lock and its record of 401s share a Redis Cluster slot. No
 //! key name holds a secret, and the record of 401s names a token by its
 //! SHA-256 only.
 //!
 //! **Secrets at rest.** With [`encryption_key`](RedisTier::encryption_key),
 //! values are sealed with ChaCha20-Poly1305 (the key name as associated
-//! data). A value that does not decrypt, is not a token, or belongs to
+//! data), and the record of 401s is authenticated with it. A value that does not decrypt, is not a token, or belongs to
 //! another configuration is ignored (logged at WARN, counted in
 //! [`FleetStats::bad_values`]) and overwritten by the next fetch.
 //!
@@ -138,7 +177,7 @@
 #![doc = include_str!("../docs/fleet.md")]
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -302,16 +341,22 @@ impl RedisTier {
     }
 
     /// Encrypts values at rest with ChaCha20-Poly1305 under `key` (32
-    /// bytes; share it with the whole fleet, keep it out of Redis). A value
-    /// that does not decrypt is ignored and overwritten.
+    /// bytes; share it with the whole fleet, keep it out of Redis), and
+    /// authenticates the fleet's record of 401s with it. A value that does
+    /// not decrypt, or a record whose tag does not verify, is ignored and
+    /// overwritten.
     pub fn encryption_key(mut self, key: [u8; 32]) -> Self {
         self.sealer = Some(Sealer::new(&key));
         self
     }
 
-    /// How long the lease lock is held at most (a holder that dies frees
-    /// it after this). Default: the token endpoint's timeout, plus the
-    /// cache's store timeout, plus 5 s. Keep it longer than a fetch.
+    /// How long the lease lock lasts unless renewed: a holder that dies
+    /// frees it after this. Default: the token endpoint's timeout, plus the
+    /// cache's store timeout, plus 5 s. The holder renews it every third of
+    /// the lease while its fetch runs (one that takes longer, with a DPoP
+    /// nonce resend or a refresh token refused and then the grant, still
+    /// has the fleet waiting for it), for at most four times the default
+    /// (four token requests, each within the endpoint's timeout).
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = Some(lease);
         self
@@ -347,6 +392,7 @@ impl RedisTier {
     /// The tier for one cache: its keys, its lease.
     pub(crate) fn bind(self, fingerprint: ConfigFingerprint, default_lease: Duration) -> Inner {
         let tag = format!("tower-oauth2:{}:{{{fingerprint}}}", self.namespace);
+        let lease = self.lease.unwrap_or(default_lease);
         Inner {
             conn: self.conn,
             token_key: format!("{tag}:token"),
@@ -354,13 +400,21 @@ impl RedisTier {
             refused_key: format!("{tag}:refused"),
             fingerprint,
             sealer: self.sealer,
-            lease: self.lease.unwrap_or(default_lease),
+            lease,
+            hold_limit: default_lease.saturating_mul(FETCH_EXCHANGES).max(lease),
             poll_interval: self.poll_interval,
             handed: Mutex::new(None),
+            lock_trouble: AtomicBool::new(false),
+            step_seen: Mutex::new(None),
             stats: self.stats,
         }
     }
 }
+
+/// The most token requests one fetch sends (a refresh token refused, then
+/// the grant, each with a DPoP nonce resend): the lease holder renews its
+/// lease for that many default leases at most.
+const FETCH_EXCHANGES: u32 = 4;
 
 /// One cache's view of the tier.
 pub(crate) struct Inner {
@@ -373,10 +427,18 @@ pub(crate) struct Inner {
     fingerprint: ConfigFingerprint,
     sealer: Option<Sealer>,
     lease: Duration,
+    /// How long a holder renews its lease at most.
+    hold_limit: Duration,
     poll_interval: Duration,
     /// The hash of the token this process uses now: the one the next fetch
     /// replaces.
     handed: Mutex<Option<TokenHash>>,
+    /// Whether a lock this crate did not write was logged (WARN once,
+    /// until a lease is taken again).
+    lock_trouble: AtomicBool,
+    /// The end of the last running step of the fleet's read here
+    /// (`refusals::bounded`).
+    step_seen: Mutex<Option<refusals::SeenStep>>,
     stats: Arc<Counters>,
 }
 
@@ -425,10 +487,11 @@ pub struct FleetStats {
     /// they came (another process may have taken over and published a
     /// newer one); each was still used by this process.
     pub late_publishes: u64,
-    /// Fetches made alone because Redis failed, was late, or the wait for
-    /// another process's fetch ran out.
+    /// Fetches made alone because Redis failed, was late, held a lock this
+    /// crate never writes, or the wait for another process's fetch ran out.
     pub fallbacks: u64,
-    /// Shared tokens removed after a 401 (compare-and-delete).
+    /// Shared tokens removed after a 401, or after this process revoked
+    /// them (compare-and-delete).
     pub invalidations: u64,
     /// Values in Redis ignored as unusable (garbage, another version or
     /// configuration, wrong key).
@@ -443,6 +506,10 @@ pub struct FleetStats {
     /// The fleet's backoff ended by this process: a resource server
     /// answered other than 401 for the token the step was for.
     pub steps_ended: u64,
+    /// Lease locks found that this crate never writes (a key of another
+    /// type, one with no TTL, or one with more than this process's lease
+    /// to live): each time, this process fetched alone.
+    pub odd_locks: u64,
 }
 
 #[derive(Default)]
@@ -458,6 +525,7 @@ struct Counters {
     steps_shared: AtomicU64,
     steps_joined: AtomicU64,
     steps_ended: AtomicU64,
+    odd_locks: AtomicU64,
 }
 
 impl Counters {
@@ -475,6 +543,7 @@ impl Counters {
             steps_shared: get(&self.steps_shared),
             steps_joined: get(&self.steps_joined),
             steps_ended: get(&self.steps_ended),
+            odd_locks: get(&self.odd_locks),
         }
     }
 }

@@ -2,11 +2,12 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use http::Uri;
 
 use crate::error::Error;
+use crate::request::TokenRequest;
 use crate::url::{self, Refusal};
 
 /// Which requests get the token.
@@ -15,10 +16,17 @@ use crate::url::{self, Refusal};
 /// added (an `Authorization` header the caller set is left as it is) and it
 /// is never retried.
 ///
-/// The default, [`Destinations::secure`], never sends a token in clear text
-/// over a network: it allows `https` to any host and `http` only to
-/// loopback, and never a URI with credentials in it
-/// (`https://user:pass@host/`).
+/// A token for one API lets any other API it reaches replay it, so send
+/// it to its API only: [`OAuth2Layer::for_origin`](crate::OAuth2Layer::for_origin)
+/// (or [`Destinations::origins`]). When you choose nothing, the layer
+/// chooses ([`AuthPolicy::new`](super::AuthPolicy::new)): the origins of
+/// the API the token request names (its RFC 8707 `resource`s, or an
+/// `audience` that is an absolute URL), or else [`Destinations::secure`],
+/// which never sends a token in clear text over a network: it allows
+/// `https` to any host and `http` only to loopback, and never a URI with
+/// credentials in it (`https://user:pass@host/`). Under that permissive
+/// default, the first time the token goes to a second origin is logged at
+/// `WARN`, naming both.
 ///
 /// # Origin-form URIs (tonic, `hyper::client::conn`)
 ///
@@ -52,10 +60,59 @@ pub struct Destinations {
 
 #[derive(Clone)]
 enum Kind {
-    Secure,
+    /// `Some` when the layer chose it, no API being named: it watches for
+    /// a second origin.
+    Secure(Option<Arc<OriginWatch>>),
     Any,
-    Origins(Arc<[Origin]>),
+    /// `Some` when the layer chose them, from the API the token request
+    /// names: the first request refused is logged.
+    Origins(Arc<[Origin]>, Option<Arc<AtomicBool>>),
     Predicate(Arc<dyn Fn(&Uri) -> bool + Send + Sync>),
+}
+
+/// The permissive default's watch: the first origin a token went to, and
+/// whether a second one was logged (shared by the clones of a
+/// `Destinations`, so by every service of a layer).
+#[derive(Default)]
+struct OriginWatch {
+    first: OnceLock<Origin>,
+    warned: AtomicBool,
+}
+
+impl OriginWatch {
+    /// Notes that a token goes to `uri` (absolute, allowed): one relaxed
+    /// load once a second origin was logged, else a comparison with the
+    /// first origin, allocating nothing.
+    #[inline]
+    fn note(&self, uri: &Uri) {
+        if self.warned.load(Ordering::Relaxed) {
+            return;
+        }
+        match self.first.get() {
+            Some(first) if first.matches(uri) => {}
+            _ => self.note_new(uri),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn note_new(&self, uri: &Uri) {
+        let Some(origin) = Origin::of(uri) else {
+            return;
+        };
+        let first = self.first.get_or_init(|| origin.clone());
+        if *first != origin && !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                first = %first,
+                second = %origin,
+                "the token went to {origin} after {first}: no destination was chosen, and the \
+                 default sends it to every https host and loopback port, where any API it \
+                 reaches can replay it. Send it to its API only: OAuth2Layer::for_origin(cache, \
+                 \"{first}\") (OAuth2Middleware::for_origin for reqwest), or name the API in \
+                 the token request (resource, or an audience that is its URL). Logged once."
+            );
+        }
+    }
 }
 
 /// What origin-form requests get, decided when the value is built so that a
@@ -81,6 +138,17 @@ struct Origin {
 }
 
 impl Origin {
+    /// The origin of `uri`, if it is an absolute `http` or `https` URI.
+    fn of(uri: &Uri) -> Option<Origin> {
+        let https = uri.scheme_str().and_then(is_https)?;
+        let authority = uri.authority()?;
+        Some(Origin {
+            https,
+            host: authority.host().to_ascii_lowercase(),
+            port: authority.port_u16().unwrap_or(default_port(https)),
+        })
+    }
+
     /// Whether `uri` (absolute, without credentials) is at this origin,
     /// without allocating.
     fn matches(&self, uri: &Uri) -> bool {
@@ -142,10 +210,16 @@ fn default_port(https: bool) -> u16 {
     }
 }
 
-impl fmt::Debug for Origin {
+impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let scheme = if self.https { "https" } else { "http" };
-        write!(f, "\"{scheme}://{}:{}\"", self.host, self.port)
+        write!(f, "{scheme}://{}:{}", self.host, self.port)
+    }
+}
+
+impl fmt::Debug for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{self}\"")
     }
 }
 
@@ -159,11 +233,37 @@ impl Destinations {
     }
 
     /// `https` anywhere and `http` to loopback, without credentials in the
-    /// URI (the default). Origin-form URIs get no token until
-    /// [`Destinations::origin_form_to`] or
+    /// URI (the default when the token request names no API). Origin-form
+    /// URIs get no token until [`Destinations::origin_form_to`] or
     /// [`Destinations::allow_origin_form`] says where they go.
     pub fn secure() -> Self {
-        Destinations::refusing_origin_form(Kind::Secure)
+        Destinations::refusing_origin_form(Kind::Secure(None))
+    }
+
+    /// What a layer uses when the user chose nothing: the origins of the
+    /// API `request` names (its `resource`s, its `audience` if that is an
+    /// absolute URL; those a token may go to by [`Destinations::secure`]'s
+    /// rule), else [`Destinations::secure`] watching for a second origin.
+    pub(crate) fn named_by(request: Option<&TokenRequest>) -> Self {
+        let mut named: Vec<Origin> = Vec::new();
+        let values = request
+            .into_iter()
+            .flat_map(|r| r.plain_params("resource").chain(r.plain_params("audience")));
+        for value in values {
+            let Ok(uri) = value.parse::<Uri>() else {
+                continue;
+            };
+            let origin = url::check(&uri).ok().and_then(|()| Origin::of(&uri));
+            if let Some(origin) = origin.filter(|o| !named.contains(o)) {
+                named.push(origin);
+            }
+        }
+        if named.is_empty() {
+            let watch = Arc::new(OriginWatch::default());
+            return Destinations::refusing_origin_form(Kind::Secure(Some(watch)));
+        }
+        let refused = Some(Arc::new(AtomicBool::new(false)));
+        Destinations::refusing_origin_form(Kind::Origins(named.into(), refused))
     }
 
     /// Every request, whatever its destination: `http` to any host,
@@ -191,6 +291,7 @@ impl Destinations {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Destinations::refusing_origin_form(Kind::Origins(
             list.into(),
+            None,
         )))
     }
 
@@ -231,7 +332,7 @@ impl Destinations {
             Error::invalid_destination(format!("origin {text:?} for origin-form requests {why}"))
         };
         match &self.kind {
-            Kind::Secure => match url::check(&uri) {
+            Kind::Secure(_) => match url::check(&uri) {
                 Ok(()) => {}
                 Err(_) => {
                     return Err(refused(
@@ -240,10 +341,10 @@ impl Destinations {
                     ))
                 }
             },
-            Kind::Origins(list) if !list.contains(&origin) => {
+            Kind::Origins(list, _) if !list.contains(&origin) => {
                 return Err(refused("is not one of the listed origins"))
             }
-            Kind::Origins(_) | Kind::Any => {}
+            Kind::Origins(..) | Kind::Any => {}
             Kind::Predicate(_) => {
                 return Err(refused(
                     "does not apply to Destinations::predicate, which decides \
@@ -270,17 +371,29 @@ impl Destinations {
     #[inline(always)]
     pub(crate) fn allows(&self, uri: &Uri) -> bool {
         match &self.kind {
-            Kind::Secure => match url::check(uri) {
-                Ok(()) => true,
+            Kind::Secure(watch) => match url::check(uri) {
+                Ok(()) => {
+                    if let Some(watch) = watch {
+                        watch.note(uri);
+                    }
+                    true
+                }
                 Err(Refusal::OriginForm) => self.allows_origin_form(),
                 Err(_) => false,
             },
             Kind::Any => true,
-            Kind::Origins(list) => {
+            Kind::Origins(list, named) => {
                 if is_origin_form(uri) {
                     self.allows_origin_form()
+                } else if list.iter().any(|o| o.matches(uri)) {
+                    true
                 } else {
-                    list.iter().any(|o| o.matches(uri))
+                    if let Some(warned) = named {
+                        if !warned.load(Ordering::Relaxed) {
+                            warn_not_named(warned, list, uri);
+                        }
+                    }
+                    false
                 }
             }
             Kind::Predicate(f) => f(uri),
@@ -347,6 +460,26 @@ fn warn_once(warned: &AtomicBool) {
     }
 }
 
+/// Logs the first request that got no token because it does not go to the
+/// API the token request names (`warned`: shared by the clones).
+#[cold]
+fn warn_not_named(warned: &AtomicBool, named: &[Origin], uri: &Uri) {
+    if !warned.swap(true, Ordering::Relaxed) {
+        let to = Origin::of(uri).map_or_else(
+            || "a URI that is no http(s) origin".into(),
+            |o| o.to_string(),
+        );
+        tracing::warn!(
+            to = %to,
+            named = ?named,
+            "a request to {to} was sent without a token: the token request names its API \
+             ({named:?}, by resource or audience), and the token goes only there unless you \
+             choose otherwise (OAuth2Layer::for_origin, or .destinations(Destinations::origins(..))). \
+             Logged once."
+        );
+    }
+}
+
 impl Default for Destinations {
     fn default() -> Self {
         Destinations::secure()
@@ -356,7 +489,7 @@ impl Default for Destinations {
 impl fmt::Debug for Destinations {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let origin_form_by_default = match &self.kind {
-            Kind::Secure => {
+            Kind::Secure(_) => {
                 f.write_str("Destinations::secure()")?;
                 false
             }
@@ -364,7 +497,7 @@ impl fmt::Debug for Destinations {
                 f.write_str("Destinations::any()")?;
                 true
             }
-            Kind::Origins(list) => {
+            Kind::Origins(list, _) => {
                 f.write_str("Destinations::origins(")?;
                 f.debug_list().entries(list.iter()).finish()?;
                 f.write_str(")")?;
@@ -564,5 +697,61 @@ mod tests {
             panic!("secure() refuses origin-form URIs");
         };
         assert!(!other.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn the_api_a_token_request_names_is_where_the_token_goes_by_default() {
+        let named = |request: TokenRequest| Destinations::named_by(Some(&request));
+        let cc = TokenRequest::client_credentials;
+        let d = named(
+            cc().resource("https://API.example.com/v1")
+                .audience("https://api.example.com"),
+        );
+        assert_eq!(
+            format!("{d:?}"),
+            r#"Destinations::origins(["https://api.example.com:443"])"#
+        );
+        assert!(allows(&d, "https://api.example.com/orders"));
+        assert!(!allows(&d, "https://other.example.com/orders"));
+        let two = named(
+            cc().resource("https://a.example")
+                .resource("http://127.0.0.1:8081/x"),
+        );
+        assert!(allows(&two, "http://127.0.0.1:8081/y"));
+        assert!(allows(&two, "https://a.example/y"));
+        assert!(!allows(&two, "http://127.0.0.1:8082/y"));
+        // Names that are no URL a token may go to: the permissive default.
+        for request in [
+            cc(),
+            cc().audience("svc-b"),
+            cc().resource("api://a"),
+            cc().resource("http://api.example.com"),
+            cc().resource("https://user@api.example.com"),
+        ] {
+            let d = named(request);
+            assert_eq!(format!("{d:?}"), "Destinations::secure()");
+            assert!(allows(&d, "https://anywhere.example/x"));
+        }
+        let d = Destinations::named_by(None);
+        assert!(allows(&d, "https://anywhere.example/x"));
+    }
+
+    #[test]
+    fn the_permissive_default_notes_a_second_origin_once() {
+        let d = Destinations::named_by(None);
+        let Kind::Secure(Some(watch)) = &d.kind else {
+            panic!("the permissive default watches");
+        };
+        assert!(allows(&d, "https://a.example/x"));
+        assert!(allows(&d, "https://A.example:443/y"));
+        assert!(!watch.warned.load(Ordering::Relaxed));
+        assert!(allows(&d.clone(), "https://b.example/x"));
+        assert!(watch.warned.load(Ordering::Relaxed));
+        assert_eq!(
+            format!("{:?}", watch.first.get()),
+            r#"Some("https://a.example:443")"#
+        );
+        // Chosen explicitly, `secure()` watches nothing.
+        assert!(matches!(Destinations::secure().kind, Kind::Secure(None)));
     }
 }

@@ -11,6 +11,7 @@ use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 
 use super::policy::{AfterResponse, AuthPolicy};
+use crate::cache::Resource;
 use crate::challenge::asks_dpop_nonce;
 use crate::dpop::{Origin, DPOP};
 use crate::error::Error;
@@ -58,10 +59,11 @@ impl AuthPolicy {
         headers: &HeaderMap,
         sent: u64,
         resendable: bool,
+        from: impl FnOnce() -> Resource,
     ) -> AfterResponse {
         let new_nonce = self.learn_nonce(origin, headers);
         if !asks_dpop_nonce(status, headers) {
-            return self.after_response(status, headers, sent, resendable);
+            return self.after_response(status, headers, sent, resendable, from);
         }
         if !new_nonce {
             tracing::debug!("use_dpop_nonce with no new nonce to send; returned as is");
@@ -84,9 +86,10 @@ impl AuthPolicy {
         status: StatusCode,
         headers: &HeaderMap,
         sent: u64,
+        from: impl FnOnce() -> Resource,
     ) {
         self.learn_nonce(origin, headers);
-        self.after_resend(status, headers, sent);
+        self.after_resend(status, headers, sent, from);
     }
 
     /// Remembers the `DPoP-Nonce` in `headers` for `origin`; whether it was new.

@@ -48,22 +48,42 @@ impl<E: fmt::Display> fmt::Display for ServiceError<E> {
     }
 }
 
-/// `ServiceError<E>` is an error for any displayable `E`, so that with a
-/// `BoxError` inner error (tower's `Timeout`, `Buffer`, `BoxCloneService` …)
-/// it still converts into a `BoxError` and `?` works. Its
-/// [`source`](std::error::Error::source) is the token error, or the inner
-/// error when that is a `BoxError`; match [`ServiceError::Inner`] to get any
-/// other inner error itself.
+/// `ServiceError<E>` is an error when `E` is one. [`ServiceError::Inner`]
+/// is transparent, as its `Display` is the inner error's: its
+/// [`source`](std::error::Error::source) is the inner error's, so the
+/// whole chain reaches the caller, each cause once (a hyper-util `client
+/// error (Connect)`, then the connect error, then the refused
+/// connection's `io::Error`, say). A token failure's source is the
+/// [`Error`].
+///
+/// A `BoxError` is not an error type itself (`Box<dyn Error>` does not
+/// implement `Error`), so `ServiceError<BoxError>` (an inner tower
+/// `Timeout` or `Buffer`) is not one either: convert it with
+/// [`ServiceError::into_box_error`], e.g. with `.map_err(ServiceError::into_box_error)`
+/// in a `ServiceBuilder`, or put those layers outside this one. (Rust
+/// cannot have both: an error type that is any `E: Error` and
+/// `BoxError` too.)
 impl<E> std::error::Error for ServiceError<E>
 where
-    E: fmt::Debug + fmt::Display + 'static,
+    E: std::error::Error + 'static,
 {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            ServiceError::Inner(e) => (e as &dyn std::any::Any)
-                .downcast_ref::<BoxError>()
-                .map(|b| &**b as &(dyn std::error::Error + 'static)),
+            ServiceError::Inner(e) => e.source(),
             ServiceError::Token(e) => Some(e),
+        }
+    }
+}
+
+impl<E: Into<BoxError>> ServiceError<E> {
+    /// The error as a `BoxError`: the inner error itself (so a `BoxError`
+    /// inner error keeps its whole `source` chain), or the token error.
+    /// For stacks whose inner service fails with a `BoxError` (tower's
+    /// `Timeout`, `Buffer`), where `?` into a `BoxError` needs it.
+    pub fn into_box_error(self) -> BoxError {
+        match self {
+            ServiceError::Inner(e) => e.into(),
+            ServiceError::Token(e) => Box::new(e),
         }
     }
 }

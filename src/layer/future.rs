@@ -12,9 +12,9 @@ use tower::ServiceExt;
 use tower_service::Service;
 
 use super::error::ServiceError;
-use super::policy::{AfterResponse, AuthPolicy};
+use super::policy::{AfterResponse, AuthPolicy, SentTo};
 use super::replay::Replay;
-use crate::cache::{Cached, Lookup};
+use crate::cache::{Cached, Lookup, Resource};
 use crate::error::Error;
 
 pub(crate) type TokenFuture =
@@ -44,12 +44,15 @@ pin_project! {
         },
         // The request gets a token. `replay` is the copy kept to resend it
         // once after a refusal, if its body could be kept; it is taken when
-        // the resend is built.
+        // the resend is built. `sent_to` is where the request went, kept
+        // when the copy (which has the URI) is not, or once it is taken:
+        // the answers are recorded for that resource server.
         Authorized {
             #[pin]
             step: Step<S, B>,
             policy: AuthPolicy,
             replay: Option<Replay<S, B>>,
+            sent_to: Option<SentTo>,
         },
     }
 }
@@ -154,7 +157,9 @@ where
         }
     }
 
-    /// A request sent with token `generation`.
+    /// A request sent with token `generation`. Where it went is known from
+    /// the copy, or not at all (the answers are recorded for an unnamed
+    /// resource server): prefer [`ResponseFuture::called_to`].
     pub(crate) fn called(
         future: S::Future,
         generation: u64,
@@ -162,11 +167,24 @@ where
         replay: Option<Replay<S, B>>,
     ) -> Self {
         let step = Step::Called { future, generation };
-        ResponseFuture::authorized(step, policy, replay)
+        ResponseFuture::authorized(step, policy, replay, None)
+    }
+
+    /// A request to `sent_to` sent with token `generation`; `sent_to` is
+    /// `None` when `replay` is kept (it has the URI).
+    pub(crate) fn called_to(
+        future: S::Future,
+        generation: u64,
+        policy: AuthPolicy,
+        replay: Option<Replay<S, B>>,
+        sent_to: Option<SentTo>,
+    ) -> Self {
+        let step = Step::Called { future, generation };
+        ResponseFuture::authorized(step, policy, replay, sent_to)
     }
 
     /// A request sent with token `generation` and a DPoP proof for
-    /// `origin`.
+    /// `origin`; `sent_to` as for [`ResponseFuture::called_to`].
     #[cfg(feature = "dpop")]
     pub(crate) fn called_dpop(
         future: S::Future,
@@ -174,13 +192,14 @@ where
         policy: AuthPolicy,
         replay: Option<Replay<S, B>>,
         origin: NonceOrigin,
+        sent_to: Option<SentTo>,
     ) -> Self {
         let step = Step::CalledDpop {
             future,
             generation,
             origin,
         };
-        ResponseFuture::authorized(step, policy, replay)
+        ResponseFuture::authorized(step, policy, replay, sent_to)
     }
 
     /// A request to send with `service` once `token` is here.
@@ -191,21 +210,28 @@ where
         policy: AuthPolicy,
         replay: Option<Replay<S, B>>,
     ) -> Self {
+        let sent_to = replay.is_none().then(|| SentTo::of(request.uri()));
         let request = std::future::ready(request);
         let step = Step::WaitingForToken {
             token,
             service,
             request,
         };
-        ResponseFuture::authorized(step, policy, replay)
+        ResponseFuture::authorized(step, policy, replay, sent_to)
     }
 
-    fn authorized(step: Step<S, B>, policy: AuthPolicy, replay: Option<Replay<S, B>>) -> Self {
+    fn authorized(
+        step: Step<S, B>,
+        policy: AuthPolicy,
+        replay: Option<Replay<S, B>>,
+        sent_to: Option<SentTo>,
+    ) -> Self {
         ResponseFuture {
             state: State::Authorized {
                 step,
                 policy,
                 replay,
+                sent_to,
             },
         }
     }
@@ -224,7 +250,8 @@ where
                 step,
                 policy,
                 replay,
-            } => poll_authorized(step, policy, replay, cx),
+                sent_to,
+            } => poll_authorized(step, policy, replay, sent_to, cx),
         }
     }
 }
@@ -235,12 +262,16 @@ fn poll_authorized<S, B, R>(
     mut step: Pin<&mut Step<S, B>>,
     policy: &AuthPolicy,
     replay: &mut Option<Replay<S, B>>,
+    sent_to: &mut Option<SentTo>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<Response<R>, ServiceError<S::Error>>>
 where
     S: Service<Request<B>, Response = Response<R>>,
 {
     loop {
+        // The resource server that answered, worked out only when the
+        // record of 401s needs it.
+        let from = || answered_by(sent_to, replay);
         let next = match step.as_mut().project() {
             StepProj::WaitingForToken {
                 token,
@@ -250,8 +281,9 @@ where
             StepProj::Called { future, generation } => {
                 let response = ready!(future.poll(cx)).map_err(ServiceError::Inner)?;
                 let (status, headers) = (response.status(), response.headers());
-                let after = policy.after_response(status, headers, *generation, replay.is_some());
-                let Some(resend) = resend(policy, replay, after) else {
+                let resendable = replay.is_some();
+                let after = policy.after_response(status, headers, *generation, resendable, from);
+                let Some(resend) = resend(policy, replay, sent_to, after) else {
                     return Poll::Ready(Ok(response));
                 };
                 // The refusal is dropped before the resend (or the fetch
@@ -266,8 +298,9 @@ where
             } => {
                 let response = ready!(future.poll(cx)).map_err(ServiceError::Inner)?;
                 let resendable = Some(replay.is_some());
-                let after = after_dpop_answer(policy, origin, &response, *generation, resendable);
-                let Some(resend) = resend(policy, replay, after) else {
+                let after =
+                    after_dpop_answer(policy, origin, &response, *generation, resendable, from);
+                let Some(resend) = resend(policy, replay, sent_to, after) else {
                     return Poll::Ready(Ok(response));
                 };
                 drop(response);
@@ -278,7 +311,8 @@ where
             }
             StepProj::Retrying { future, generation } => {
                 let response = ready!(future.poll(cx)).map_err(ServiceError::Inner)?;
-                policy.after_resend(response.status(), response.headers(), *generation);
+                let (status, headers) = (response.status(), response.headers());
+                policy.after_resend(status, headers, *generation, from);
                 return Poll::Ready(Ok(response));
             }
             StepProj::RetryingDpop {
@@ -287,11 +321,22 @@ where
                 origin,
             } => {
                 let response = ready!(future.poll(cx)).map_err(ServiceError::Inner)?;
-                after_dpop_answer(policy, origin, &response, *generation, None);
+                after_dpop_answer(policy, origin, &response, *generation, None, from);
                 return Poll::Ready(Ok(response));
             }
         };
         step.set(next.map_err(ServiceError::Token)?);
+    }
+}
+
+/// The resource server a request went to: from the copy kept to resend
+/// it, or from where it was noted.
+fn answered_by<S, B>(sent_to: &Option<SentTo>, replay: &Option<Replay<S, B>>) -> Resource {
+    match (sent_to, replay) {
+        (Some(sent_to), _) => sent_to.resource(),
+        (None, Some(replay)) => Resource::of(replay.uri()),
+        // A future built without either (`ResponseFuture::called`).
+        (None, None) => Resource::at(None, None),
     }
 }
 
@@ -306,13 +351,14 @@ fn after_dpop_answer<R>(
     answer: &Response<R>,
     sent: u64,
     resendable: Option<bool>,
+    from: impl FnOnce() -> Resource,
 ) -> AfterResponse {
     let (origin, status, headers) = (origin.as_ref(), answer.status(), answer.headers());
     let Some(resendable) = resendable else {
-        policy.after_dpop_resend(origin, status, headers, sent);
+        policy.after_dpop_resend(origin, status, headers, sent, from);
         return AfterResponse::Return;
     };
-    policy.after_dpop_response(origin, status, headers, sent, resendable)
+    policy.after_dpop_response(origin, status, headers, sent, resendable, from)
 }
 
 #[cfg(not(feature = "dpop"))]
@@ -322,6 +368,7 @@ fn after_dpop_answer<R>(
     _: &Response<R>,
     _: u64,
     _: Option<bool>,
+    _: impl FnOnce() -> Resource,
 ) -> AfterResponse {
     match *origin {}
 }
@@ -365,6 +412,7 @@ where
 fn resend<S, B>(
     policy: &AuthPolicy,
     replay: &mut Option<Replay<S, B>>,
+    sent_to: &mut Option<SentTo>,
     after: AfterResponse,
 ) -> Option<Result<Step<S, B>, Error>>
 where
@@ -380,6 +428,10 @@ where
     };
     // A resend is only decided when there is a copy to resend.
     let copy = replay.take()?;
+    // The resend's answer is recorded for the same resource server.
+    if sent_to.is_none() {
+        *sent_to = Some(SentTo::of(copy.uri()));
+    }
     Some(match lookup {
         Lookup::Ready(header, generation) => {
             retrying(policy, copy, header, generation, after_refusal)

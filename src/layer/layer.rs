@@ -4,6 +4,7 @@ use super::policy::{delegate_policy_options, AuthPolicy};
 use super::replay::ReplayEmpty;
 use super::service::OAuth2Service;
 use crate::cache::TokenCache;
+use crate::error::Error;
 
 /// Adds OAuth2 bearer tokens to requests. See the [module docs](crate::layer).
 ///
@@ -20,8 +21,31 @@ impl OAuth2Layer {
     /// A layer taking its tokens from `cache`. Requests with an empty body are
     /// resent once on a 401; set a [`super::ReplayBody`] policy with
     /// [`OAuth2Layer::replay_body`] to resend others.
+    ///
+    /// Where the token goes: the API the cache's token request names
+    /// (`resource`, or an `audience` that is a URL), else any `https` host
+    /// and loopback (see [`AuthPolicy::new`]). Prefer
+    /// [`OAuth2Layer::for_origin`].
     pub fn new(cache: TokenCache) -> Self {
         OAuth2Layer::from_policy(AuthPolicy::new(cache))
+    }
+
+    /// A layer taking its tokens from `cache` for requests to `origin`
+    /// (`scheme://host[:port]`) only: others pass through untouched. See
+    /// [`AuthPolicy::for_origin`].
+    ///
+    /// ```
+    /// # fn f(cache: tower_oauth2::TokenCache) -> Result<(), tower_oauth2::Error> {
+    /// use tower_oauth2::OAuth2Layer;
+    ///
+    /// let layer = OAuth2Layer::for_origin(cache, "https://inventory.example.com")?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn for_origin(cache: TokenCache, origin: impl AsRef<str>) -> Result<Self, Error> {
+        Ok(OAuth2Layer::from_policy(AuthPolicy::for_origin(
+            cache, origin,
+        )?))
     }
 
     /// A layer following `policy` (which a reqwest middleware may share).

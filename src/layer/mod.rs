@@ -7,10 +7,15 @@
 //! - The hot path (a fresh token cached) is one `ArcSwap` load, one clock
 //!   read and one clone of a prebuilt `HeaderValue` marked sensitive: no lock,
 //!   no allocation of the token string.
-//! - Only requests to allowed [`Destinations`] get the token; the default,
-//!   [`Destinations::secure`], never sends one in clear text over a network
-//!   (`https` anywhere, `http` only to loopback, no credentials in the URI).
-//!   Others pass through untouched. A request whose URI is only a path
+//! - Only requests to allowed [`Destinations`] get the token, so that a
+//!   token for one API never reaches another that could replay it:
+//!   [`OAuth2Layer::for_origin`] sends it to one origin. When you choose
+//!   nothing, the layer chooses the origins of the API the token request
+//!   names (its `resource`s, or an `audience` that is a URL), else
+//!   [`Destinations::secure`], which never sends one in clear text over a
+//!   network (`https` anywhere, `http` only to loopback, no credentials in
+//!   the URI) and logs at `WARN`, once, the first time the token goes to a
+//!   second origin. Others pass through untouched. A request whose URI is only a path
 //!   (origin-form, `/pkg.Svc/Method`, as a tonic `Channel` or a
 //!   `hyper::client::conn` sender gets it: they add the destination after
 //!   the layer) gets no token unless the layer is told where such requests
@@ -41,10 +46,12 @@
 //!   401 back off, 1 s doubling to 5 min, jittered
 //!   ([`OAuth2Layer::unauthorized_backoff`]), and meanwhile 401s are returned
 //!   as they came, nothing invalidated ([`Stats::unauthorized_backed_off`](crate::cache::Stats),
-//!   and one WARN log line per step with the challenge's `error`). Any
-//!   answer other than 401 for the current token ends the backoff. A
-//!   resource that refuses every token costs about `log2(seconds) + 2`
-//!   token requests, however many requests go to it; background refresh
+//!   and one WARN log line per step with the challenge's `error`). The
+//!   backoff is kept per resource server (origin): any answer other than
+//!   401 from that resource for the current token ends it, another
+//!   resource's answers do not. A resource that refuses every token costs
+//!   about `log2(seconds) + 2` token requests, however many requests go to
+//!   it and whatever other resources answer; background refresh
 //!   before expiry goes on as usual. Every answer pays one relaxed atomic
 //!   load for this.
 //!
@@ -82,7 +89,9 @@
 //!     let auth = req.headers()["authorization"].clone();
 //!     Ok::<_, Infallible>(Response::new(Full::new(Bytes::copy_from_slice(auth.as_bytes()))))
 //! });
-//! let client = ServiceBuilder::new().layer(OAuth2Layer::new(cache.clone())).service(api);
+//! // The token goes to the API it is for, and nowhere else.
+//! let oauth2 = OAuth2Layer::for_origin(cache.clone(), "https://api.example.com")?;
+//! let client = ServiceBuilder::new().layer(oauth2).service(api);
 //!
 //! let request = Request::get("https://api.example.com/orders").body(Full::default())?;
 //! let response = client.oneshot(request).await?;

@@ -3,10 +3,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::AUTHORIZATION;
+use http::uri::{Authority, Scheme};
 use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 
 use super::destinations::Destinations;
-use crate::cache::{Backoff, Lookup, TokenCache, Verdict};
+use crate::cache::{Backoff, Lookup, Resource, TokenCache, Verdict};
 use crate::challenge::{is_refusal, refusal, BearerError, Refusal};
 
 /// Which requests get a token, and what a response refusing it leads to.
@@ -86,10 +87,50 @@ pub(crate) enum AfterResponse {
     ResendWithNonce(Lookup),
 }
 
+/// Where a request that carried a token went, kept by a transport until
+/// its answer when it keeps no copy of the request (the copy has the URI):
+/// the answer is then recorded for that resource server alone
+/// (ARCHITECTURE.md, invariant 6). Taking it parses nothing (a reference
+/// count on the URI's authority); the origin is only worked out when the
+/// record of 401s needs it.
+#[derive(Clone, Debug)]
+pub(crate) struct SentTo {
+    scheme: Option<Scheme>,
+    authority: Option<Authority>,
+}
+
+impl SentTo {
+    /// Where a request to `uri` goes.
+    pub(crate) fn of(uri: &Uri) -> SentTo {
+        SentTo {
+            scheme: uri.scheme().cloned(),
+            authority: uri.authority().cloned(),
+        }
+    }
+
+    /// The resource server, as the record of 401s keys it.
+    pub(crate) fn resource(&self) -> Resource {
+        Resource::at(self.scheme.as_ref(), self.authority.as_ref())
+    }
+}
+
 impl AuthPolicy {
-    /// Tokens from `cache` for [`Destinations::secure`], replacing an
-    /// `Authorization` header the caller set, with one resend after a refusal.
+    /// Tokens from `cache`, replacing an `Authorization` header the caller
+    /// set, with one resend after a refusal, sent to:
+    ///
+    /// - the origins of the API the cache's token request names, when it
+    ///   names one: its RFC 8707 `resource`s, or an `audience` that is an
+    ///   absolute URL (`https://api.example.com/v1` → requests to
+    ///   `https://api.example.com` only; the first request elsewhere, which
+    ///   goes without a token, is logged at `WARN`);
+    /// - else [`Destinations::secure`]: `https` anywhere, `http` to
+    ///   loopback; the first time the token goes to a second origin is
+    ///   logged at `WARN`, naming both.
+    ///
+    /// A token for one API lets any other it reaches replay it: prefer
+    /// [`AuthPolicy::for_origin`], or set [`AuthPolicy::destinations`].
     pub fn new(cache: TokenCache) -> Self {
+        let destinations = Destinations::named_by(cache.token_request());
         AuthPolicy {
             settings: Arc::new(Settings {
                 #[cfg(feature = "dpop")]
@@ -101,14 +142,26 @@ impl AuthPolicy {
                     Duration::from_secs(1),
                     Duration::from_secs(300),
                 ),
-                destinations: Destinations::secure(),
+                destinations,
             }),
         }
     }
 
-    /// Which requests get the token (default [`Destinations::secure`]:
-    /// `https` anywhere, `http` only to loopback); others pass through
-    /// untouched.
+    /// Tokens from `cache` for requests to `origin` only
+    /// (`scheme://host[:port]`: the API the token is for), as
+    /// [`AuthPolicy::new`] with [`Destinations::origins`]`([origin])`.
+    /// Naming an `http` origin is the explicit opt-in to clear text for it.
+    ///
+    /// An `origin` that is not one (a path, credentials, another scheme)
+    /// is an [`ErrorKind::InvalidDestination`](crate::ErrorKind::InvalidDestination)
+    /// error.
+    pub fn for_origin(cache: TokenCache, origin: impl AsRef<str>) -> Result<Self, crate::Error> {
+        let only = Destinations::origins([origin])?;
+        Ok(AuthPolicy::new(cache).destinations(only))
+    }
+
+    /// Which requests get the token (default: see [`AuthPolicy::new`]);
+    /// others pass through untouched.
     pub fn destinations(mut self, destinations: Destinations) -> Self {
         Arc::make_mut(&mut self.settings).destinations = destinations;
         self
@@ -136,10 +189,12 @@ impl AuthPolicy {
     /// each multiplied by a random factor in `[0.5, 1)`). Meanwhile the
     /// 401s are returned as they came, nothing invalidated, nothing
     /// fetched; after a step the next 401 gets one new token, and if that
-    /// one is refused too, the next step starts. Any answer other than 401
-    /// for the current token ends the backoff. So a resource that refuses
-    /// every token costs about `log2(seconds) + 2` token requests in its
-    /// first minutes, then one per step. With the fleet's Redis tier
+    /// one is refused too, the next step starts. The backoff is kept per
+    /// resource server (origin): any answer other than 401 from that
+    /// resource for the current token ends it, and another resource that
+    /// takes the token ends nothing. So a resource that refuses every
+    /// token costs about `log2(seconds) + 2` token requests in its first
+    /// minutes, then one per step, whatever the others answer. With the fleet's Redis tier
     /// (feature `redis`, the `fleet` module) the steps are shared, and a
     /// fleet costs that too, not that times its size.
     pub fn unauthorized_backoff(mut self, backoff: Backoff) -> Self {
@@ -200,10 +255,12 @@ impl AuthPolicy {
 
     /// What to do with a response (`status`, `headers`) to a request sent
     /// with token generation `sent`; `resendable` says whether the transport
-    /// kept a copy of the request to send again.
+    /// kept a copy of the request to send again; `from` names the resource
+    /// server that answered (only called on a 401, or when a record of
+    /// 401s exists).
     ///
-    /// Any answer but a 401 (or gRPC's UNAUTHENTICATED) ends a backoff for
-    /// the current token. A 401 whose challenges name other schemes only
+    /// Any answer but a 401 (or gRPC's UNAUTHENTICATED) ends that resource
+    /// server's backoff for the current token. A 401 whose challenges name other schemes only
     /// (`Basic …`), or whose RFC 6750 challenge says `insufficient_scope` or
     /// `invalid_request`, is not ours to fix with a new token. Any other
     /// refuses the token: it is invalidated here, only that generation (a
@@ -217,25 +274,38 @@ impl AuthPolicy {
         headers: &HeaderMap,
         sent: u64,
         resendable: bool,
+        from: impl FnOnce() -> Resource,
     ) -> AfterResponse {
         // Inlined up to here: an answer that refuses nothing costs what the
         // check costs, as in a transport that made it itself, and one
         // relaxed load.
         if !is_refusal(status, headers) {
-            self.settings.cache.answered(sent);
+            self.settings.cache.answered(sent, from);
             return AfterResponse::Return;
         }
-        self.after_refusal(refusal(status, headers), sent, resendable)
+        self.after_refusal(refusal(status, headers), sent, resendable, &from())
     }
 
     /// What the response to a resend (sent with token generation `sent`)
     /// says about that token; the response is returned whatever it is.
-    pub(crate) fn after_resend(&self, status: StatusCode, headers: &HeaderMap, sent: u64) {
-        let _ = self.after_response(status, headers, sent, false);
+    pub(crate) fn after_resend(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        sent: u64,
+        from: impl FnOnce() -> Resource,
+    ) {
+        let _ = self.after_response(status, headers, sent, false, from);
     }
 
     #[cold]
-    fn after_refusal(&self, refusal: Refusal, sent: u64, resendable: bool) -> AfterResponse {
+    fn after_refusal(
+        &self,
+        refusal: Refusal,
+        sent: u64,
+        resendable: bool,
+        from: &Resource,
+    ) -> AfterResponse {
         let cache = &self.settings.cache;
         let error = match refusal {
             Refusal::Token(error) => error,
@@ -246,7 +316,7 @@ impl AuthPolicy {
                 return AfterResponse::Return;
             }
         };
-        match cache.refused(sent, &self.settings.unauthorized_backoff) {
+        match cache.refused(sent, from, &self.settings.unauthorized_backoff) {
             Verdict::Refetch | Verdict::Replaced => {}
             Verdict::BackedOff(step) => {
                 if let Some(step) = step {
@@ -376,6 +446,11 @@ mod tests {
         generation
     }
 
+    /// The resource server the answers come from.
+    fn api() -> Resource {
+        Resource::of(&Uri::from_static("https://api.example.com/"))
+    }
+
     fn is_resend_after_fetch(after: &AfterResponse) -> bool {
         matches!(after, AfterResponse::Resend(Lookup::Wait))
     }
@@ -414,13 +489,13 @@ mod tests {
             (StatusCode::OK, headers(&[("grpc-status", "7")])),
         ];
         for (status, headers) in answers {
-            let after = policy.after_response(status, &headers, sent, true);
+            let after = policy.after_response(status, &headers, sent, true, api);
             assert!(matches!(after, AfterResponse::Return), "{status} {after:?}");
         }
         assert_eq!(policy.cache().stats().invalidations, 0);
 
         let unauthenticated = headers(&[("grpc-status", "16")]);
-        let after = policy.after_response(StatusCode::OK, &unauthenticated, sent, true);
+        let after = policy.after_response(StatusCode::OK, &unauthenticated, sent, true, api);
         assert!(is_resend_after_fetch(&after), "{after:?}");
         assert_eq!(policy.cache().stats().invalidations, 1);
     }
@@ -430,11 +505,11 @@ mod tests {
         let policy = AuthPolicy::new(cache());
         let refused = headers(&[("www-authenticate", r#"Bearer error="invalid_token""#)]);
         let first = generation_of(&policy).await;
-        let after = policy.after_response(StatusCode::UNAUTHORIZED, &refused, first, true);
+        let after = policy.after_response(StatusCode::UNAUTHORIZED, &refused, first, true, api);
         assert!(is_resend_after_fetch(&after), "{after:?}");
         let second = generation_of(&policy).await;
         // A late 401 for the first token: the second is kept and used.
-        let after = policy.after_response(StatusCode::UNAUTHORIZED, &refused, first, true);
+        let after = policy.after_response(StatusCode::UNAUTHORIZED, &refused, first, true, api);
         let AfterResponse::Resend(Lookup::Ready(header, generation)) = after else {
             panic!("expected a resend with the cached token, got {after:?}");
         };
@@ -459,6 +534,7 @@ mod tests {
                 &HeaderMap::new(),
                 sent,
                 resendable,
+                api,
             );
             assert!(matches!(after, AfterResponse::ReturnRefusal), "{after:?}");
             assert_eq!(policy.cache().stats().invalidations, 1);
@@ -473,7 +549,7 @@ mod tests {
             ("www-authenticate", r#"Basic realm="x""#),
             ("www-authenticate", "Negotiate, Digest nonce=1"),
         ]);
-        let after = policy.after_response(StatusCode::UNAUTHORIZED, &basic, sent, true);
+        let after = policy.after_response(StatusCode::UNAUTHORIZED, &basic, sent, true, api);
         assert!(matches!(after, AfterResponse::Return), "{after:?}");
         let stats = policy.cache().stats();
         assert_eq!(
@@ -482,7 +558,7 @@ mod tests {
         );
         // A DPoP challenge is ours, as a Bearer one is.
         let dpop = headers(&[("www-authenticate", r#"Basic realm="x", DPoP algs="ES256""#)]);
-        let after = policy.after_response(StatusCode::UNAUTHORIZED, &dpop, sent, true);
+        let after = policy.after_response(StatusCode::UNAUTHORIZED, &dpop, sent, true, api);
         assert!(is_resend_after_fetch(&after), "{after:?}");
     }
 
@@ -490,16 +566,17 @@ mod tests {
     async fn a_token_fetched_after_a_refusal_and_refused_too_backs_off() {
         let policy = AuthPolicy::new(cache());
         let unauthenticated = headers(&[("grpc-status", "16")]);
-        let refused = |sent| policy.after_response(StatusCode::OK, &unauthenticated, sent, true);
+        let refused =
+            |sent| policy.after_response(StatusCode::OK, &unauthenticated, sent, true, api);
         let first = generation_of(&policy).await;
         assert!(is_resend_after_fetch(&refused(first)));
         let second = generation_of(&policy).await;
         // The resend's refusal starts a backoff: nothing more is invalidated.
-        policy.after_resend(StatusCode::OK, &unauthenticated, second);
+        policy.after_resend(StatusCode::OK, &unauthenticated, second, api);
         let after = refused(second);
         assert!(matches!(after, AfterResponse::BackingOff), "{after:?}");
         // An answer for the first token, no longer current, changes nothing.
-        policy.after_response(StatusCode::OK, &HeaderMap::new(), first, true);
+        policy.after_response(StatusCode::OK, &HeaderMap::new(), first, true, api);
         let after = refused(second);
         assert!(matches!(after, AfterResponse::BackingOff), "{after:?}");
         let stats = policy.cache().stats();
@@ -513,7 +590,7 @@ mod tests {
         );
         // One for the current token ends it: its next refusal gets a new one.
         let forbidden = StatusCode::FORBIDDEN;
-        policy.after_response(forbidden, &HeaderMap::new(), second, true);
+        policy.after_response(forbidden, &HeaderMap::new(), second, true, api);
         assert!(is_resend_after_fetch(&refused(second)));
         assert_eq!(policy.cache().stats().invalidations, 2);
     }

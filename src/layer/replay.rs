@@ -82,6 +82,11 @@ impl<S, B> Replay<S, B> {
         }
     }
 
+    /// Where the request goes.
+    pub(crate) fn uri(&self) -> &Uri {
+        &self.uri
+    }
+
     /// The request to resend (without a token yet) and the service to send
     /// it with.
     pub(crate) fn into_request(self) -> (S, Request<B>) {

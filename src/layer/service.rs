@@ -6,7 +6,7 @@ use tower_service::Service;
 
 use super::error::ServiceError;
 use super::future::ResponseFuture;
-use super::policy::AuthPolicy;
+use super::policy::{AuthPolicy, SentTo};
 use super::replay::{Replay, ReplayBody, ReplayEmpty};
 use crate::cache::{Lookup, TokenCache, TokenCopy};
 
@@ -132,14 +132,20 @@ where
             Lookup::Ready(header, generation) => {
                 // The copy is taken before the token goes in (see `Replay::new`).
                 let replay = self.replay(&req);
+                if replay.is_none() {
+                    // Where it went, for its answer (the copy would have
+                    // the URI). A literal `None`: moving `replay` would
+                    // copy 264 bytes.
+                    let sent_to = Some(SentTo::of(req.uri()));
+                    req.headers_mut().insert(AUTHORIZATION, header);
+                    let future = self.inner.call(req);
+                    let policy = self.policy.clone();
+                    return ResponseFuture::called_to(future, generation, policy, None, sent_to);
+                }
                 req.headers_mut().insert(AUTHORIZATION, header);
                 let future = self.inner.call(req);
                 let policy = self.policy.clone();
-                if replay.is_none() {
-                    // A literal `None`: moving `replay` would copy 264 bytes.
-                    return ResponseFuture::called(future, generation, policy, None);
-                }
-                ResponseFuture::called(future, generation, policy, replay)
+                ResponseFuture::called_to(future, generation, policy, replay, None)
             }
             Lookup::Wait => {
                 // The call happens later, in the future: the ready instance
@@ -175,8 +181,10 @@ impl<S, P> OAuth2Service<S, P> {
         let (method, uri) = (req.method().clone(), req.uri().clone());
         match (self.policy).authorize_dpop(&method, &uri, req.headers_mut(), header) {
             Ok(origin) => {
+                let sent_to = replay.is_none().then(|| SentTo::of(&uri));
                 let future = self.inner.call(req);
-                ResponseFuture::called_dpop(future, generation, self.policy.clone(), replay, origin)
+                let policy = self.policy.clone();
+                ResponseFuture::called_dpop(future, generation, policy, replay, origin, sent_to)
             }
             // No proof, no request: the error comes out of the future.
             Err(e) => self.call_later(req, Box::pin(std::future::ready(Err(e)))),

@@ -330,6 +330,15 @@ impl TokenRequest {
         &self.grant_type
     }
 
+    /// The values of the extra parameters named `name` that are not
+    /// secrets (`resource`, `audience`: the API a token is for).
+    pub(crate) fn plain_params<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        self.extra.iter().filter_map(move |p| match &p.value {
+            Value::Plain(v) if p.name == name => Some(v.as_str()),
+            _ => None,
+        })
+    }
+
     /// The refresh token this request sends, if it is a `refresh_token` grant.
     pub(crate) fn sent_refresh_token(&self) -> Option<&SecretString> {
         if self.grant_type != "refresh_token" {

@@ -11,9 +11,11 @@
 mod cluster;
 mod connection;
 mod demo_fleet;
+mod lease;
 mod processes;
 mod redis_server;
 mod refusals;
+mod revoke;
 mod secure;
 #[path = "../support/mod.rs"]
 mod support;
@@ -26,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use redis_server::{available, RedisServer};
 use support::log::Capture;
-use support::token_server::{State, TestServer};
+use support::token_server::{Canned, State, TestServer};
 use tower_oauth2::cache::{Stats, TokenCacheBuilder};
 use tower_oauth2::fleet::{FleetStats, RedisTier};
 use tower_oauth2::TokenCache;
@@ -481,16 +483,19 @@ fn namespaces_and_urls_are_checked_without_quoting_secrets() {
     );
 }
 
-/// A holder whose lease runs out before its token comes does not write that
-/// token over the one the process that took the lease over published.
+/// A holder that loses its lease before its token comes (its renewals did
+/// not reach Redis, a failover dropped the lock: here the test deletes it)
+/// does not write that token over the one the process that took the lease
+/// over published.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_token_that_comes_after_its_lease_ran_out_is_not_published() {
+async fn a_token_that_comes_after_its_lease_was_lost_is_not_published() {
     if !available() {
         return;
     }
     let redis = RedisServer::start();
     let server = TestServer::start().await;
-    // The first token request is answered after 6 s, far past the 1 s lease.
+    let lock = token_key(&server.client_credentials()).replace(":token", ":lock");
+    // The first token request is answered after 6 s.
     server.set_latency(Duration::from_secs(6));
     let late_tier = tier_with_lease(&redis.url(), Duration::from_secs(1));
     let late = own_process(
@@ -501,10 +506,14 @@ async fn a_token_that_comes_after_its_lease_ran_out_is_not_published() {
             header.map(|h| h.to_str().unwrap().to_owned())
         },
     );
-    // Once the slow request is at the server, later ones are answered at once.
+    // Once the slow request is at the server, the holder's lock goes.
     until_a_token_request(&server.state).await;
+    assert_eq!(
+        tokio::task::block_in_place(|| redis.cli(&["DEL", &lock])),
+        "1"
+    );
     server.set_latency(Duration::ZERO);
-    // Another process takes the lease over once it ran out, and publishes.
+    // Another process takes the lease at once, and publishes.
     let taker = server
         .client_credentials()
         .redis(tier_with_lease(&redis.url(), Duration::from_secs(1)))
@@ -529,4 +538,52 @@ async fn a_token_that_comes_after_its_lease_ran_out_is_not_published() {
         .build();
     assert_eq!(header_of(&newcomer).await.0, taken);
     assert_eq!(server.token_requests(), 2);
+}
+
+/// `expires_in` at its extremes gives a token key a TTL Redis takes and
+/// that ends: `1e30` (never expires, as the cache reads it) is kept a day
+/// at most; none at all, the cache's assumed lifetime (an hour) and a
+/// second; `-5` (expired on arrival) is not shared at all.
+#[tokio::test]
+async fn a_huge_missing_or_negative_expires_in_gives_a_bounded_ttl_in_redis() {
+    if !available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let server = TestServer::start().await;
+    let key = token_key(&server.client_credentials());
+    let answer = |token: &str, expires_in: &str| {
+        Canned::json(
+            200,
+            &format!(r#"{{"access_token":"{token}","token_type":"Bearer"{expires_in}}}"#),
+        )
+    };
+    let pttl = || -> i64 { redis.cli(&["PTTL", &key]).parse().expect("a PTTL") };
+    let day = 86_400_000;
+
+    server.script([answer("huge", r#","expires_in":1e30"#)]);
+    let t = tier(&redis.url());
+    let cache = server.client_credentials().redis(t.clone()).build();
+    assert_eq!(header_of(&cache).await.0, "Bearer huge");
+    assert_eq!((t.stats().published, t.stats().fallbacks), (1, 0));
+    let huge = pttl();
+    assert!(day - 60_000 < huge && huge <= day, "{huge}");
+
+    redis.cli(&["DEL", &key]);
+    server.script([answer("unknown", "")]);
+    let t = tier(&redis.url());
+    let cache = server.client_credentials().redis(t.clone()).build();
+    assert_eq!(header_of(&cache).await.0, "Bearer unknown");
+    assert_eq!(t.stats().published, 1);
+    let unknown = pttl();
+    assert!(3_540_000 < unknown && unknown <= 3_601_000, "{unknown}");
+
+    redis.cli(&["DEL", &key]);
+    server.script([answer("expired", r#","expires_in":-5"#)]);
+    let t = tier(&redis.url());
+    let cache = server.client_credentials().redis(t.clone()).build();
+    assert!(cache.bearer_header().await.is_err());
+    assert_eq!(t.stats().published, 0);
+    assert_eq!(pttl(), -2, "not shared");
+    assert_eq!(server.token_requests(), 3);
 }

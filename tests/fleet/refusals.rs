@@ -114,12 +114,22 @@ async fn always_refused(
     redis: Option<&RedisServer>,
     tier_url: &str,
 ) -> (TestServer, Vec<(Stats, FleetStats)>) {
+    always_refused_with(k, redis, tier_url, tier).await
+}
+
+/// [`always_refused`], each process's tier made by `make`.
+async fn always_refused_with(
+    k: usize,
+    redis: Option<&RedisServer>,
+    tier_url: &str,
+    make: impl Fn(&str) -> RedisTier,
+) -> (TestServer, Vec<(Stats, FleetStats)>) {
     let server = TestServer::start().await;
     server.set_reject_all(true);
     server.set_challenges(&[r#"Bearer error="invalid_token""#]);
     let mut processes = Vec::with_capacity(k);
     for p in 0..k {
-        let process = Process::start(server.client_credentials(), tier(tier_url));
+        let process = Process::start(server.client_credentials(), make(tier_url));
         let statuses = process.send(&server, &format!("/p{p}"), REQUESTS).await;
         assert_eq!(
             statuses,
@@ -294,4 +304,91 @@ async fn with_redis_down_each_process_backs_off_on_its_own() {
         assert_eq!(fleet.fallbacks, 2, "{fleet:?}");
     }
     assert_eq!(server.resource_count(), K * (REQUESTS + 1));
+}
+
+/// The hex SHA-256 of an access token, as the record names it.
+fn hash_of(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A process holding at-1, which the resource then refuses (revoked), and
+/// a record of 401s written into Redis by someone else: step 1, running
+/// for an hour. Whether the process's 401 got a new token (the request
+/// resent with it) or was held back: the status of that request, and the
+/// token requests.
+async fn refused_with_a_forged_record(
+    record: impl Fn(&str) -> String,
+    tier: impl Fn(&str) -> RedisTier,
+) -> (StatusCode, usize) {
+    let redis = RedisServer::start();
+    let server = TestServer::start().await;
+    let a = Process::start(server.client_credentials(), tier(&redis.url()));
+    assert_eq!(a.get(server.url("/a/0")).await, StatusCode::OK);
+    let forged = record(&hash_of("at-1"));
+    let key = refused_key(&server);
+    tokio::task::block_in_place(|| redis.cli(&["SET", &key, &forged, "PX", "3600000"]));
+    server.revoke("at-1");
+    let status = a.get(server.url("/a/1")).await;
+    let requests = server.token_requests();
+    let _ = a.finish().await;
+    (status, requests)
+}
+
+/// A record naming a token nobody here sent is not joined: the 401 for
+/// at-1 gets at-2 at once, as with no record at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_for_another_token_holds_no_refetch_back() {
+    if !available() {
+        return;
+    }
+    let other = hash_of("a token nobody sent");
+    let (status, requests) = refused_with_a_forged_record(|_| format!("{other} 1 0"), tier).await;
+    assert_eq!((status, requests), (StatusCode::OK, 2));
+}
+
+/// With an encryption key, a record without this fleet's tag is ignored,
+/// even one naming the refused token: the 401 gets a new token, as with no
+/// record at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_key_a_record_the_fleet_did_not_write_is_ignored() {
+    if !available() {
+        return;
+    }
+    let sealed = |url: &str| tier(url).encryption_key([7; 32]);
+    let (status, requests) =
+        refused_with_a_forged_record(|at_1| format!("{at_1} 1 0"), sealed).await;
+    assert_eq!((status, requests), (StatusCode::OK, 2));
+    // The same record without a key is believed (capped at 5 min): the
+    // 401 passes through, no new token.
+    let (status, requests) = refused_with_a_forged_record(|at_1| format!("{at_1} 1 0"), tier).await;
+    assert_eq!((status, requests), (StatusCode::UNAUTHORIZED, 1));
+}
+
+/// With an encryption key the fleet's own records (tagged) are shared and
+/// joined as without one: `K` processes, the token requests of one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_key_the_fleets_own_records_are_shared_and_joined() {
+    if !available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let sealed = |url: &str| tier(url).encryption_key([7; 32]);
+    let (server, fleet) = always_refused_with(K, Some(&redis), &redis.url(), sealed).await;
+    assert_eq!(server.token_requests(), 2);
+    let fleet_sum = |f: fn(&FleetStats) -> u64| fleet.iter().map(|(_, t)| f(t)).sum::<u64>();
+    assert_eq!(fleet_sum(|t| t.steps_shared), 1);
+    assert_eq!(fleet_sum(|t| t.steps_joined), K as u64 - 1);
+    assert_eq!(fleet_sum(|t| t.bad_values), 0);
+    // `<64 hex> <step> <keep> <tag: 56 hex>`.
+    let record = tokio::task::block_in_place(|| redis.cli(&["GET", &refused_key(&server)]));
+    let fields: Vec<&str> = record.split(' ').collect();
+    assert_eq!(
+        (fields.len(), fields[1], fields[3].len()),
+        (4, "1", 56),
+        "{record}"
+    );
 }
