@@ -2,7 +2,9 @@
 //!
 //! A [`Dpop`] owns a key pair (ES256: generated at start with
 //! [`Dpop::generate`], or yours with [`Dpop::from_key`]), the latest
-//! `DPoP-Nonce` each origin sent, and the proofs: a JWS signed with the
+//! `DPoP-Nonce` each server sent (per origin, a token endpoint's apart
+//! from a resource's; at most 256, the one used least recently forgotten
+//! first), and the proofs: a JWS signed with the
 //! private key, whose header carries the public key (`typ` `dpop+jwt`,
 //! `alg`, `jwk`) and whose claims bind it to one request (`jti` unique,
 //! `htm`, `htu` without query and fragment, `iat`, the origin's `nonce` if
@@ -15,8 +17,12 @@
 //! reqwest middleware send `Authorization: DPoP <token>` with a fresh proof
 //! per request. A `use_dpop_nonce` refusal (400 from the token endpoint,
 //! 401 with `WWW-Authenticate: DPoP error="use_dpop_nonce"` from a
-//! resource) with a `DPoP-Nonce` header is sent once more with that nonce;
-//! that is not a 401 token refetch, and is not counted as one.
+//! resource) is sent once more when a nonce other than the one its proof
+//! carried is known (its own `DPoP-Nonce`, or one a concurrent answer
+//! brought); that is not a 401 token refetch, is not counted as one, and
+//! happens whether or not the 401 retry is on, whenever the request's body
+//! could be kept. A `use_dpop_nonce` is never a refusal of the token: one
+//! met again by the resend is returned as it came, nothing invalidated.
 //!
 //! # Example
 //!
@@ -53,9 +59,9 @@ pub const DPOP: &str = "dpop";
 /// The response header that carries a server's nonce.
 pub const DPOP_NONCE: &str = "dpop-nonce";
 
-/// At most this many origins' nonces are remembered; past it, the oldest
-/// entries are dropped (a nonce forgotten costs one `use_dpop_nonce` round
-/// trip, nothing more).
+/// At most this many origins' nonces are remembered; past it, the origin
+/// used least recently is forgotten (a nonce forgotten costs one
+/// `use_dpop_nonce` round trip, nothing more), never the others.
 const MAX_ORIGINS: usize = 256;
 
 /// A DPoP key, its proofs, and the nonces servers gave it. See the
@@ -73,8 +79,109 @@ struct Inner {
     /// base64url of the JOSE header, the same for every proof.
     header: String,
     thumbprint: String,
-    /// The latest nonce per origin (`scheme://authority`).
-    nonces: Mutex<HashMap<String, String>>,
+    nonces: Mutex<Nonces>,
+}
+
+/// The latest nonce per server: per origin (`scheme://host[:port]`,
+/// normalized as [`Origin::of`] does), the authorization server's apart
+/// from a resource's, at most [`MAX_ORIGINS`] of them.
+#[derive(Default)]
+struct Nonces {
+    map: HashMap<NonceKey, Remembered>,
+    /// Counts uses, to find the origin used least recently.
+    uses: u64,
+}
+
+struct Remembered {
+    /// An `Arc`: a proof and the step waiting for its answer share it.
+    nonce: Arc<str>,
+    last_used: u64,
+}
+
+impl Nonces {
+    /// The nonce of `origin`, if any, marked used.
+    fn get(&mut self, origin: &NonceKey) -> Option<Arc<str>> {
+        self.uses += 1;
+        let uses = self.uses;
+        let remembered = self.map.get_mut(origin)?;
+        remembered.last_used = uses;
+        Some(remembered.nonce.clone())
+    }
+
+    /// Remembers `nonce` for `origin`; whether it changed. Past the bound,
+    /// one origin goes: the one used least recently.
+    fn set(&mut self, origin: &NonceKey, nonce: &str) -> bool {
+        self.uses += 1;
+        let uses = self.uses;
+        if let Some(remembered) = self.map.get_mut(origin) {
+            remembered.last_used = uses;
+            if &*remembered.nonce == nonce {
+                return false;
+            }
+            remembered.nonce = Arc::from(nonce);
+            return true;
+        }
+        if self.map.len() >= MAX_ORIGINS {
+            // A scan of at most MAX_ORIGINS entries, only when a new origin
+            // comes to a full map.
+            let oldest = (self.map.iter())
+                .min_by_key(|(_, r)| r.last_used)
+                .map(|(o, _)| o.clone());
+            if let Some(oldest) = oldest {
+                self.map.remove(&oldest);
+            }
+        }
+        let remembered = Remembered {
+            nonce: Arc::from(nonce),
+            last_used: uses,
+        };
+        self.map.insert(origin.clone(), remembered);
+        true
+    }
+}
+
+/// Whose nonce: RFC 9449 keeps the authorization server's (§8, for token
+/// requests) apart from a resource server's (§9), and one origin may serve
+/// both, each rotating its nonce its own way. Kept under one key, each
+/// answer of one would replace the other's nonce, and every token request
+/// would meet a `use_dpop_nonce` first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Server {
+    /// A token endpoint: proofs with no access token.
+    Authorization,
+    /// A resource: proofs with an access token (`ath`).
+    Resource,
+}
+
+/// What a nonce is remembered under: the server and its origin.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct NonceKey {
+    server: Server,
+    origin: Origin,
+}
+
+impl NonceKey {
+    /// The key of a proof to `uri`: a resource's when it goes with an
+    /// access token, the authorization server's otherwise.
+    fn of(uri: &Uri, with_access_token: bool) -> Result<NonceKey, Error> {
+        let server = if with_access_token {
+            Server::Resource
+        } else {
+            Server::Authorization
+        };
+        Ok(NonceKey {
+            server,
+            origin: Origin::of(uri)?,
+        })
+    }
+}
+
+/// Where a proof went and the nonce it carried: what the answer is
+/// compared with, once the request itself is gone.
+#[derive(Clone, Debug)]
+pub(crate) struct ProofTarget {
+    key: NonceKey,
+    nonce: Option<Arc<str>>,
 }
 
 #[derive(Serialize)]
@@ -132,7 +239,7 @@ impl Dpop {
                 key,
                 header,
                 thumbprint,
-                nonces: Mutex::new(HashMap::new()),
+                nonces: Mutex::new(Nonces::default()),
             }),
         })
     }
@@ -150,9 +257,12 @@ impl Dpop {
         self.inner.key.bare_public_jwk()
     }
 
-    /// A proof for a `method` request to `uri` (an absolute URI), with the
-    /// nonce remembered for `uri`'s origin if any, and with `ath` when it
-    /// is sent with `access_token`.
+    /// A proof for a `method` request to `uri` (an absolute URI): with
+    /// `access_token`, a resource request's (`ath`, and the nonce that
+    /// origin's resource server gave); without, a token request's (the
+    /// nonce that origin's authorization server gave). `htu` is `uri`
+    /// normalized (scheme and host lowercase, no userinfo, no default port)
+    /// without query and fragment (RFC 9449 §4.2, §4.3).
     pub fn proof(
         &self,
         method: &Method,
@@ -162,16 +272,22 @@ impl Dpop {
         Ok(self.proof_at_origin(method, uri, access_token)?.0)
     }
 
-    /// [`Dpop::proof`], and the origin it was made for: where the answer's
-    /// nonce goes ([`Dpop::update_origin_nonce`]).
+    /// [`Dpop::proof`], and where it went with which nonce: what its
+    /// answer is learned for ([`Dpop::learn_nonce`]).
     pub(crate) fn proof_at_origin(
         &self,
         method: &Method,
         uri: &Uri,
         access_token: Option<&str>,
-    ) -> Result<(HeaderValue, Origin), Error> {
+    ) -> Result<(HeaderValue, ProofTarget), Error> {
         let (origin, htu) = target(uri)?;
-        let nonce = self.nonces().get(origin.as_str()).cloned();
+        let server = if access_token.is_some() {
+            Server::Resource
+        } else {
+            Server::Authorization
+        };
+        let key = NonceKey { server, origin };
+        let nonce = self.nonces().get(&key);
         let ath = access_token.map(|t| URL_SAFE_NO_PAD.encode(Sha256::digest(t.as_bytes())));
         let mut jti = [0u8; 16];
         getrandom::fill(&mut jti).map_err(Error::random_source)?;
@@ -204,72 +320,90 @@ impl Dpop {
         let mut proof = HeaderValue::try_from(jws)
             .map_err(|_| Error::invalid_request("the DPoP proof is not a header value"))?;
         proof.set_sensitive(true);
-        Ok((proof, origin))
+        Ok((proof, ProofTarget { key, nonce }))
     }
 
-    /// The nonce remembered for `uri`'s origin, if any.
+    /// The nonce the resource server at `uri`'s origin gave, if any: what
+    /// [`Dpop::proof`] with an access token puts in.
     pub fn nonce(&self, uri: &Uri) -> Option<String> {
-        let origin = Origin::of(uri).ok()?;
-        self.nonces().get(origin.as_str()).cloned()
+        let key = NonceKey::of(uri, true).ok()?;
+        self.nonces().get(&key).map(|n| n.to_string())
     }
 
-    /// Remembers the `DPoP-Nonce` of an answer from `uri`'s origin, if it
-    /// carries a well-formed one; returns whether the origin's nonce changed.
+    /// Remembers the `DPoP-Nonce` of an answer from the resource server at
+    /// `uri`'s origin, if it carries a well-formed one; returns whether the
+    /// origin's nonce changed. (The token endpoint's nonces are kept apart,
+    /// by [`crate::TokenEndpoint`] itself.)
     pub fn update_nonce(&self, uri: &Uri, headers: &HeaderMap) -> bool {
-        Origin::of(uri).is_ok_and(|origin| self.update_origin_nonce(&origin, headers))
-    }
-
-    /// [`Dpop::update_nonce`] for an answer from `origin`.
-    pub(crate) fn update_origin_nonce(&self, origin: &Origin, headers: &HeaderMap) -> bool {
-        let Some(nonce) = headers.get(DPOP_NONCE).and_then(|v| v.to_str().ok()) else {
+        let Ok(key) = NonceKey::of(uri, true) else {
             return false;
         };
-        // RFC 9449 §8.1: nonce = 1*NQCHAR (visible ASCII but `"` and `\`).
-        let well_formed = !nonce.is_empty()
-            && nonce
-                .bytes()
-                .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\');
-        if !well_formed {
-            return false;
-        }
-        let mut nonces = self.nonces();
-        let origin = origin.as_str();
-        if nonces.get(origin).map(String::as_str) == Some(nonce) {
-            return false;
-        }
-        if nonces.len() >= MAX_ORIGINS && !nonces.contains_key(origin) {
-            nonces.clear();
-        }
-        nonces.insert(origin.to_owned(), nonce.to_owned());
-        true
+        well_formed_nonce(headers).is_some_and(|nonce| self.nonces().set(&key, nonce))
     }
 
-    fn nonces(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+    /// Remembers the `DPoP-Nonce` of the answer to a proof sent to
+    /// `sent`, if it carries a well-formed one. Returns whether a proof
+    /// made now for that origin carries a nonce, and not the one `sent`
+    /// carried: whether a `use_dpop_nonce` is worth one resend. Compared
+    /// with the nonce the proof carried, not with the one remembered
+    /// before the answer: when a server rotates its nonce, every request in
+    /// flight is challenged with the same new one, and the first answer
+    /// remembers it for all of them.
+    pub(crate) fn learn_nonce(&self, sent: &ProofTarget, headers: &HeaderMap) -> bool {
+        let mut nonces = self.nonces();
+        if let Some(nonce) = well_formed_nonce(headers) {
+            nonces.set(&sent.key, nonce);
+        }
+        let now = nonces.get(&sent.key);
+        now.is_some() && now != sent.nonce
+    }
+
+    fn nonces(&self) -> std::sync::MutexGuard<'_, Nonces> {
         self.inner.nonces.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-/// An origin a server's nonce is remembered for: `scheme://authority`,
-/// lowercased. What a request's answer needs to update the nonce when the
-/// request itself is gone (sent, its URI with it).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The `DPoP-Nonce` of an answer, if it is well-formed (RFC 9449 §8.1:
+/// `nonce = 1*NQCHAR`, visible ASCII but `"` and `\`).
+fn well_formed_nonce(headers: &HeaderMap) -> Option<&str> {
+    let nonce = headers.get(DPOP_NONCE)?.to_str().ok()?;
+    let well_formed = !nonce.is_empty()
+        && nonce
+            .bytes()
+            .all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\');
+    well_formed.then_some(nonce)
+}
+
+/// An origin a server's nonce is remembered for, normalized as RFC 3986
+/// §6.2.2 and §6.2.3 say (and RFC 9449 §4.3 compares `htu` after):
+/// `scheme://host[:port]`, scheme and host lowercase, no userinfo, no
+/// default port (80 for `http`, 443 for `https`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Origin(Box<str>);
 
 impl Origin {
     /// `uri`'s origin; an error for a path-only URI.
     pub(crate) fn of(uri: &Uri) -> Result<Origin, Error> {
         let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
-            return Err(Error::invalid_request(
+            return Err(Error::invalid_destination(
                 "a DPoP proof needs the request's absolute URI (scheme and host); \
                  a path-only URI names no `htu`: name the connection's origin with \
                  Destinations::origin_form_to",
             ));
         };
-        let origin = format!(
-            "{}://{}",
-            scheme.to_ascii_lowercase(),
-            authority.as_str().to_ascii_lowercase()
-        );
+        let scheme = scheme.to_ascii_lowercase();
+        // `host()` leaves the userinfo out, and keeps an IPv6 address's
+        // brackets.
+        let host = authority.host().to_ascii_lowercase();
+        let default_port = match scheme.as_str() {
+            "http" => Some(80),
+            "https" => Some(443),
+            _ => None,
+        };
+        let origin = match authority.port_u16() {
+            Some(port) if Some(port) != default_port => format!("{scheme}://{host}:{port}"),
+            _ => format!("{scheme}://{host}"),
+        };
         Ok(Origin(origin.into_boxed_str()))
     }
 
@@ -278,11 +412,15 @@ impl Origin {
     }
 }
 
-/// `uri`'s origin (the nonces' key) and its `htu`: scheme, authority and
-/// path, without query and fragment (RFC 9449 §4.2).
+/// `uri`'s origin (the nonces' key) and its `htu`: the normalized origin
+/// and the path, without query and fragment (RFC 9449 §4.2, §4.3).
 fn target(uri: &Uri) -> Result<(Origin, String), Error> {
     let origin = Origin::of(uri)?;
-    let htu = format!("{}{}", origin.as_str(), uri.path());
+    let path = match uri.path() {
+        "" => "/",
+        path => path,
+    };
+    let htu = format!("{}{path}", origin.as_str());
     Ok((origin, htu))
 }
 

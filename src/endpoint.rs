@@ -260,20 +260,22 @@ impl Sent {
 impl Sent {
     /// The request built as `built`, with a proof; once more with a new
     /// proof (and a new client assertion) if the server answers
-    /// `use_dpop_nonce` with a nonce it had not given before.
+    /// `use_dpop_nonce` and a nonce other than the one the proof carried
+    /// is known now. Every answer's nonce, a token's included, is kept for
+    /// the token endpoint's origin, so the next fetch sends it at once.
     async fn with_dpop<S: HttpClient>(
         &self,
         service: S,
         built: Result<Outgoing, Error>,
         dpop: &crate::dpop::Dpop,
     ) -> Result<Token, Error> {
-        let (result, new_nonce) = self.with_proof(service.clone(), built?, dpop).await;
+        let (result, other_nonce) = self.with_proof(service.clone(), built?, dpop).await;
         let asks_nonce = result
             .as_ref()
             .err()
             .and_then(Error::oauth_error)
             .is_some_and(|r| r.error().as_str() == "use_dpop_nonce");
-        if !(asks_nonce && new_nonce) {
+        if !(asks_nonce && other_nonce) {
             return result;
         }
         tracing::debug!("the token endpoint asked for a DPoP nonce; sending the request once more");
@@ -281,8 +283,8 @@ impl Sent {
         self.with_proof(service, built, dpop).await.0
     }
 
-    /// One exchange of `built` with a fresh proof; also whether the answer
-    /// brought a nonce the origin had not given before.
+    /// One exchange of `built` with a fresh proof; also whether, after its
+    /// answer, a proof would carry a nonce other than the one this one did.
     async fn with_proof<S: HttpClient>(
         &self,
         service: S,
@@ -290,15 +292,18 @@ impl Sent {
         dpop: &crate::dpop::Dpop,
     ) -> (Result<Token, Error>, bool) {
         let uri = self.url.uri();
-        match dpop.proof(&http::Method::POST, uri, None) {
-            Ok(proof) => built.0.headers_mut().insert(crate::dpop::DPOP, proof),
+        let sent = match dpop.proof_at_origin(&http::Method::POST, uri, None) {
+            Ok((proof, sent)) => {
+                built.0.headers_mut().insert(crate::dpop::DPOP, proof);
+                sent
+            }
             Err(e) => return (Err(e), false),
         };
-        let mut new_nonce = false;
+        let mut other_nonce = false;
         let result = self
-            .once(service, built, |h| new_nonce = dpop.update_nonce(uri, h))
+            .once(service, built, |h| other_nonce = dpop.learn_nonce(&sent, h))
             .await;
-        (result, new_nonce)
+        (result, other_nonce)
     }
 }
 

@@ -20,6 +20,13 @@
 //!   is returned whatever it is. Which 401s a new token may fix, and the
 //!   backoff once new tokens are refused too, are the tower layer's rules
 //!   (see [`crate::layer`]): [`OAuth2Middleware::unauthorized_backoff`].
+//! - With DPoP (feature `dpop`) each request also gets a proof (`DPoP`
+//!   header) for its URL. reqwest follows redirects by default and takes
+//!   only `Authorization` and cookies off when the origin changes, so build
+//!   the client with [`redirect_policy`] (or `Policy::none()`): it stops at
+//!   a redirect to another origin. An answer that came from another URL
+//!   (a redirect followed) is returned as it is, judged as no answer for
+//!   the token or its nonce; from another origin, it is logged (WARN, once).
 //! - A failure to get a token is a `reqwest_middleware::Error::Middleware`
 //!   wrapping a [`crate::Error`]; [`token_error`] digs it out, with the
 //!   endpoint's RFC 6749 `error` and `error_description` in
@@ -190,7 +197,13 @@ impl Middleware for OAuth2Middleware {
 /// the body can be cloned. Taken before sending, as tower-http's
 /// follow_redirect keeps its copy: a streamed body is gone once sent.
 fn copy_for_resend(policy: &AuthPolicy, req: &Request) -> Option<Request> {
-    if policy.retries_unauthorized() {
+    // With DPoP a copy is kept for a nonce's resend too, which is not the
+    // 401 retry.
+    #[cfg(feature = "dpop")]
+    let keeps_copies = policy.keeps_copies();
+    #[cfg(not(feature = "dpop"))]
+    let keeps_copies = policy.retries_unauthorized();
+    if keeps_copies {
         req.try_clone()
     } else {
         None
@@ -234,7 +247,15 @@ async fn handle_dpop(
     let origin =
         (policy.authorize_dpop(&method, &uri, req.headers_mut(), header)).map_err(token_failure)?;
     let replay = copy_for_resend(policy, &req);
+    let sent_to = req.url().clone();
     let response = next.clone().run(req, extensions).await?;
+    if response.url() != &sent_to {
+        // The client followed a redirect: the answer is another URL's, to
+        // a proof made for this one; it says nothing of this token or of
+        // this origin's nonce.
+        followed_redirect(&sent_to, response.url());
+        return Ok(response);
+    }
     let (status, headers) = (response.status(), response.headers());
     let resendable = replay.is_some();
     let from = || Resource::of(&uri);
@@ -258,10 +279,79 @@ async fn handle_dpop(
     if !nonce {
         policy.resend_with(replay.headers_mut(), header);
     }
+    let sent_to = replay.url().clone();
     let response = next.run(replay, extensions).await?;
+    if response.url() != &sent_to {
+        followed_redirect(&sent_to, response.url());
+        return Ok(response);
+    }
     let (status, headers) = (response.status(), response.headers());
     policy.after_dpop_resend(origin.as_ref(), status, headers, generation, from);
     Ok(response)
+}
+
+/// Whether `a` and `b` are one origin (scheme, host, port), as reqwest
+/// compares them before it takes `Authorization` off a redirect.
+fn same_origin(a: &::reqwest::Url, b: &::reqwest::Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// A DPoP request whose answer came from another URL: the client followed
+/// a redirect. To another origin, the proof went there too (reqwest takes
+/// only `Authorization` and cookies off): WARN, once per process, naming
+/// the origins only (a path or query may hold secrets).
+#[cfg(feature = "dpop")]
+fn followed_redirect(from: &::reqwest::Url, to: &::reqwest::Url) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if same_origin(from, to) {
+        tracing::debug!("a redirect was followed; its answer is not judged");
+        return;
+    }
+    if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    tracing::warn!(
+        from = %from.origin().ascii_serialization(),
+        to = %to.origin().ascii_serialization(),
+        "the reqwest client followed a redirect to another origin with the request's DPoP \
+         proof (not its token); build the client with \
+         redirect(tower_oauth2::reqwest::redirect_policy())"
+    );
+}
+
+/// A redirect policy for the `reqwest::Client` under an
+/// [`OAuth2Middleware`]: redirects within the request's origin are
+/// followed (at most 10), one to another origin is not: the 3xx is the
+/// answer, and the request the caller sends there goes through the
+/// middleware again, which gives it a token only if its destinations
+/// allow. reqwest's default policy follows a redirect anywhere and takes
+/// only `Authorization` (and cookies) off when the origin changes: a DPoP
+/// proof (`DPoP` header) would go on. (A DPoP proof names one URL: a
+/// resource that redirects within its origin may refuse it at the new
+/// one; the middleware returns such an answer as it came, judging nothing
+/// by it. `Policy::none()` leaves every redirect to the caller.)
+///
+/// ```
+/// let client = reqwest::Client::builder()
+///     .redirect(tower_oauth2::reqwest::redirect_policy())
+///     .build()?;
+/// # Ok::<(), reqwest::Error>(())
+/// ```
+pub fn redirect_policy() -> ::reqwest::redirect::Policy {
+    ::reqwest::redirect::Policy::custom(|attempt| {
+        let Some(first) = attempt.previous().first() else {
+            return attempt.follow();
+        };
+        if !same_origin(first, attempt.url()) {
+            attempt.stop()
+        } else if attempt.previous().len() > 10 {
+            attempt.error("more than 10 redirects")
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 /// The token error inside a `reqwest_middleware::Error`, if it is one: the

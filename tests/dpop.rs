@@ -11,6 +11,7 @@ mod support;
 use http::{Method, StatusCode, Uri};
 use support::client::{form_request, http_client, layered};
 use support::dpop;
+use support::dpop::{NonceResource, Rotation};
 use support::token_server::{Canned, TestServer};
 use tower::ServiceExt as _;
 use tower_oauth2::dpop::Dpop;
@@ -116,30 +117,27 @@ async fn nonces_are_sent_after_one_use_dpop_nonce_at_the_token_endpoint_and_at_t
 }
 
 #[tokio::test]
-async fn the_nonce_of_a_refusal_not_resent_is_sent_by_the_next_request() {
+async fn a_nonce_is_resent_with_the_401_retry_off_and_one_not_resent_is_sent_next() {
     let server = TestServer::start().await;
     server.set_dpop_nonces(None, Some("n-resource-1"));
     let key = Dpop::generate().unwrap();
     let cache = dpop_cache(&server, &key);
     let counts = || (server.resource_count(), server.unauthorized_count());
-    // The retry off: the refusal comes back as it came, with its nonce.
+    // The 401 retry off: a nonce's resend is not that retry, and happens.
     let no_retry = OAuth2Layer::new(cache.clone()).retry_unauthorized(false);
     let no_retry = tower::Layer::layer(&no_retry, http_client());
-    let refused = no_retry.clone().oneshot(server.get("/api")).await.unwrap();
-    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(refused.headers()["dpop-nonce"], "n-resource-1");
-    assert_eq!(counts(), (1, 1));
-    // The next request carries the nonce: no second refusal.
-    let answer = no_retry.oneshot(server.get("/api")).await.unwrap();
+    let answer = no_retry.clone().oneshot(server.get("/api")).await.unwrap();
     assert_eq!(answer.status(), StatusCode::OK);
     assert_eq!(counts(), (2, 1));
     // A body the layer keeps no copy of (`ReplayEmpty`: a form is not
-    // empty): the same.
+    // empty): the refusal comes back as it came, with its nonce.
     server.set_dpop_nonces(None, Some("n-resource-2"));
     let post = form_request(Method::POST, &server.url("/api"), &[("a", "1")]);
-    let refused = layered(&cache).oneshot(post).await.unwrap();
+    let refused = no_retry.oneshot(post).await.unwrap();
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(refused.headers()["dpop-nonce"], "n-resource-2");
     assert_eq!(counts(), (3, 2));
+    // The next request carries the nonce: no second refusal.
     assert_eq!(get_status(&server, &cache, "/api").await, StatusCode::OK);
     assert_eq!(counts(), (4, 2));
     assert_eq!(
@@ -313,5 +311,315 @@ async fn the_reqwest_middleware_sends_proofs_and_follows_nonces() {
     assert_eq!(
         (stats.token_fetches, stats.retries, stats.invalidations),
         (1, 0, 0)
+    );
+}
+
+/// `total` GETs of `url` through `svc`, `concurrency` at a time: the
+/// statuses of their answers (the layer's errors panic).
+async fn send_concurrently<S>(
+    svc: S,
+    url: String,
+    total: usize,
+    concurrency: usize,
+) -> Vec<StatusCode>
+where
+    S: tower::Service<
+            http::Request<http_body_util::Full<bytes::Bytes>>,
+            Response = http::Response<hyper::body::Incoming>,
+        > + Clone
+        + Send
+        + 'static,
+    S::Error: std::fmt::Debug + Send,
+    S::Future: Send,
+{
+    let per_worker = total / concurrency;
+    let workers = (0..concurrency).map(|_| {
+        let (svc, url) = (svc.clone(), url.clone());
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for _ in 0..per_worker {
+                let answer = svc.clone().oneshot(support::client::get(&url)).await;
+                statuses.push(answer.expect("an answer").status());
+            }
+            statuses
+        })
+    });
+    let mut statuses = Vec::new();
+    for worker in workers.collect::<Vec<_>>() {
+        statuses.extend(worker.await.expect("a worker"));
+    }
+    statuses
+}
+
+/// RFC 9449 §9: a resource may give a new nonce with every answer. Under
+/// concurrency, a resend's proof may carry a nonce that another answer has
+/// replaced already; the resend's `use_dpop_nonce` is returned as it came,
+/// but it says nothing about the token: one token for everything, nothing
+/// invalidated, and every challenged first send resent.
+#[tokio::test]
+async fn a_nonce_rotated_on_every_answer_never_costs_the_token() {
+    let server = TestServer::start().await;
+    server.enable_dpop();
+    let resource = NonceResource::start(Rotation::EveryAnswer).await;
+    let key = Dpop::generate().unwrap();
+    let cache = dpop_cache(&server, &key);
+    let total = 120;
+    let statuses = send_concurrently(layered(&cache), resource.url("/api"), total, 8).await;
+    let returned_401 = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let counts = resource.counts();
+    assert_eq!(counts.invalid, Vec::<String>::new());
+    assert_eq!(server.token_requests(), 1);
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.token_fetches, stats.invalidations, stats.retries),
+        (1, 0, 0)
+    );
+    // Every request challenged on its first send was resent once: the
+    // resends are the challenges but those of resends, which were returned.
+    let resends = counts.requests - total;
+    assert_eq!(resends, counts.challenged - returned_401, "{counts:?}");
+    assert!(counts.challenged > 0, "{counts:?}");
+}
+
+/// A resource that rotates its nonce (here every 48 requests; on a timer
+/// in production) and gives it only in its challenges: every request in
+/// flight when it rotates is challenged with the same new nonce, and each
+/// one is resent with it, not only the first one whose answer taught it.
+/// With the 401 retry off too: a nonce's resend is not the 401 retry.
+#[tokio::test]
+async fn requests_in_flight_when_the_nonce_rotates_are_all_resent() {
+    let server = TestServer::start().await;
+    server.enable_dpop();
+    let key = Dpop::generate().unwrap();
+    let cache = dpop_cache(&server, &key);
+    for retry in [true, false] {
+        let resource = NonceResource::start(Rotation::EveryRequests(48)).await;
+        let layer = OAuth2Layer::new(cache.clone()).retry_unauthorized(retry);
+        let svc = tower::Layer::layer(&layer, http_client());
+        let statuses = send_concurrently(svc, resource.url("/api"), 240, 16).await;
+        let failed: Vec<_> = statuses.iter().filter(|s| **s != StatusCode::OK).collect();
+        let counts = resource.counts();
+        assert_eq!(
+            failed,
+            Vec::<&StatusCode>::new(),
+            "retry {retry}: {counts:?}"
+        );
+        assert_eq!(counts.invalid, Vec::<String>::new());
+        assert_eq!(counts.requests, 240 + counts.challenged);
+    }
+    assert_eq!(server.token_requests(), 1);
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.token_fetches, stats.invalidations, stats.retries),
+        (1, 0, 0)
+    );
+}
+
+/// A keyed layer over a connection that sends origin-form URIs (as tonic
+/// does), with DPoP: each key's policy keeps the layer's `origin_form_to`,
+/// so every proof's `htu` names that origin.
+#[tokio::test]
+async fn a_keyed_layer_proves_origin_form_requests_for_the_origin_form_to_origin() {
+    use std::sync::Arc;
+    use tower_oauth2::layer::{Destinations, KeyedOAuth2Layer};
+
+    let server = TestServer::start().await;
+    server.enable_dpop();
+    let key = Dpop::generate().unwrap();
+    let cache = dpop_cache(&server, &key);
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let io = hyper_util::rt::TokioIo::new(tcp);
+    let (sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+    tokio::spawn(conn);
+    let sender = Arc::new(tokio::sync::Mutex::new(sender));
+    let proofs = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = proofs.clone();
+    let connection = tower::service_fn(
+        move |req: http::Request<http_body_util::Full<bytes::Bytes>>| {
+            let sender = sender.clone();
+            let proof = req
+                .headers()
+                .get("dpop")
+                .map(|p| p.to_str().unwrap().to_owned());
+            seen.lock().unwrap().push(proof);
+            async move {
+                let mut sender = sender.lock().await;
+                sender.ready().await?;
+                Ok::<_, tower::BoxError>(sender.send_request(req).await?)
+            }
+        },
+    );
+    let to_connection = Destinations::secure()
+        .origin_form_to(server.url(""))
+        .unwrap();
+    let layer = KeyedOAuth2Layer::new(|_, _| Some(()), move |_| Some(cache.clone()))
+        .destinations(to_connection);
+    let svc = tower::Layer::layer(&layer, connection);
+    for path in ["/items", "/orders"] {
+        let req = http::Request::get(path)
+            .header(http::header::HOST, server.addr.to_string())
+            .body(http_body_util::Full::default())
+            .unwrap();
+        let answer = svc.clone().oneshot(req).await;
+        let status = answer.map(|a| a.status()).map_err(|e| e.to_string());
+        assert_eq!(status, Ok(StatusCode::OK), "{path}");
+    }
+    let htus: Vec<_> = (proofs.lock().unwrap().iter())
+        .map(|p| dpop::read(p.as_deref().expect("a proof")).unwrap().claims["htu"].clone())
+        .collect();
+    assert_eq!(htus, [server.url("/items"), server.url("/orders")]);
+    assert_eq!(server.dpop_refusals(), Vec::<String>::new());
+    assert_eq!(
+        server.path_authorizations(),
+        [
+            ("/items".to_owned(), Some("DPoP at-1".to_owned())),
+            ("/orders".to_owned(), Some("DPoP at-1".to_owned())),
+        ]
+    );
+    assert_eq!(server.token_requests(), 1);
+}
+
+/// A resource at one loopback port that redirects (307) every request to
+/// `to`, and the server at `to`'s port recording the `DPoP` and
+/// `Authorization` headers it got.
+#[cfg(feature = "reqwest")]
+async fn redirecting_to_another_origin() -> (
+    support::serve::Serving,
+    support::serve::Serving,
+    std::sync::Arc<std::sync::Mutex<Vec<(Option<String>, Option<String>)>>>,
+) {
+    use std::sync::{Arc, Mutex};
+    let landed = Arc::new(Mutex::new(Vec::new()));
+    let record = landed.clone();
+    let elsewhere = support::serve::serve(tower::service_fn(
+        move |req: http::Request<hyper::body::Incoming>| {
+            let header = |name| {
+                req.headers()
+                    .get(name)
+                    .map(|v: &http::HeaderValue| v.to_str().unwrap().to_owned())
+            };
+            record
+                .lock()
+                .unwrap()
+                .push((header("dpop"), header("authorization")));
+            async {
+                Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::<
+                    bytes::Bytes,
+                >::default()))
+            }
+        },
+    ))
+    .await;
+    let location = elsewhere.url("/landing");
+    let redirecting = support::serve::serve(tower::service_fn(
+        move |_: http::Request<hyper::body::Incoming>| {
+            let answer = http::Response::builder()
+                .status(StatusCode::TEMPORARY_REDIRECT)
+                .header("location", location.clone())
+                .body(http_body_util::Full::<bytes::Bytes>::default());
+            async move { Ok::<_, std::convert::Infallible>(answer.unwrap()) }
+        },
+    ))
+    .await;
+    (redirecting, elsewhere, landed)
+}
+
+/// reqwest follows redirects by default and takes only `Authorization`
+/// (and cookies) off when the origin changes: the `DPoP` proof would go on
+/// to the other origin. With the crate's redirect policy the client stops
+/// at a redirect to another origin and the caller gets the 3xx; a client
+/// that follows anyway is caught and logged.
+#[cfg(feature = "reqwest")]
+#[tokio::test]
+async fn the_reqwest_middleware_never_lets_a_dpop_proof_follow_a_redirect_to_another_origin() {
+    use tower_oauth2::reqwest::{redirect_policy, OAuth2Middleware};
+    let logs = support::log::capture();
+    let server = TestServer::start().await;
+    server.enable_dpop();
+    let key = Dpop::generate().unwrap();
+    let cache = dpop_cache(&server, &key);
+    let (redirecting, _elsewhere, landed) = redirecting_to_another_origin().await;
+    let reqwest_client = reqwest::Client::builder()
+        .redirect(redirect_policy())
+        .build()
+        .unwrap();
+    let client = reqwest_middleware::ClientBuilder::new(reqwest_client)
+        .with(OAuth2Middleware::new(cache.clone()))
+        .build();
+    let response = client.get(redirecting.url("/api")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(*landed.lock().unwrap(), Vec::new());
+
+    // A client that follows anyway: reqwest sends the proof on (not the
+    // token); the middleware says so.
+    let follows = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(OAuth2Middleware::new(cache.clone()))
+        .build();
+    let response = follows.get(redirecting.url("/api")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let landed = landed.lock().unwrap().clone();
+    assert_eq!(landed.len(), 1);
+    assert_eq!(landed[0].1, None);
+    assert_eq!(logs.count("followed a redirect to another origin"), 1);
+    // Nothing was learned from, or judged by, the other origin's answer.
+    let stats = cache.stats();
+    assert_eq!((stats.token_fetches, stats.invalidations), (1, 0));
+}
+
+/// The crate's redirect policy follows redirects within one origin.
+#[cfg(feature = "reqwest")]
+#[tokio::test]
+async fn the_crates_redirect_policy_follows_redirects_within_the_origin() {
+    let server = support::serve::serve(tower::service_fn(
+        |req: http::Request<hyper::body::Incoming>| {
+            let answer = if req.uri().path() == "/old" {
+                http::Response::builder()
+                    .status(StatusCode::MOVED_PERMANENTLY)
+                    .header("location", "/new")
+                    .body(http_body_util::Full::<bytes::Bytes>::default())
+            } else {
+                http::Response::builder().body(http_body_util::Full::from("new"))
+            };
+            async move { Ok::<_, std::convert::Infallible>(answer.unwrap()) }
+        },
+    ))
+    .await;
+    let client = reqwest::Client::builder()
+        .redirect(tower_oauth2::reqwest::redirect_policy())
+        .build()
+        .unwrap();
+    let response = client.get(server.url("/old")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.text().await.unwrap(), "new");
+}
+
+/// A token endpoint and a resource at one origin (as this test server, or
+/// an authorization server mounted beside the API), each with its own
+/// nonce: a resource's challenge does not replace the token endpoint's
+/// nonce, so the next token fetch is sent once, with the right one.
+#[tokio::test]
+async fn a_token_endpoint_and_a_resource_at_one_origin_keep_their_own_nonces() {
+    let server = TestServer::start().await;
+    server.set_dpop_nonces(Some("n-token-1"), Some("n-resource-1"));
+    let key = Dpop::generate().unwrap();
+    let cache = dpop_cache(&server, &key);
+    assert_eq!(get_status(&server, &cache, "/api").await, StatusCode::OK);
+    // The first fetch: a 400 use_dpop_nonce, then the token.
+    assert_eq!(server.token_requests(), 2);
+    let (_, generation) = cache.bearer_header_with_generation().await.unwrap();
+    cache.invalidate(generation);
+    assert_eq!(get_status(&server, &cache, "/api").await, StatusCode::OK);
+    // The second: sent once, with the token endpoint's nonce.
+    assert_eq!(server.token_requests(), 3);
+    let received = server.received();
+    let proof = dpop::read(received[2].headers["dpop"].to_str().unwrap()).unwrap();
+    assert_eq!(proof.claims["nonce"], "n-token-1");
+    // And the resource's nonce was kept for the resource.
+    assert_eq!(
+        server.dpop_refusals(),
+        ["token: UseNonce", "resource: UseNonce"]
     );
 }

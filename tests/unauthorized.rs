@@ -345,3 +345,31 @@ async fn a_second_resource_taking_the_token_does_not_end_the_backoff_of_one_refu
 async fn a_second_resource_taking_the_token_does_not_end_the_backoff_of_post_refusals() {
     x_401_y_200_pairs(true).await;
 }
+
+/// The reqwest middleware keeps the record per resource server too.
+#[cfg(feature = "reqwest")]
+#[tokio::test]
+async fn through_reqwest_a_second_resource_taking_the_token_does_not_end_the_backoff() {
+    use tower_oauth2::reqwest::OAuth2Middleware;
+    let x = TestServer::start().await;
+    x.set_reject_all(true);
+    let (y, y_saw) = always_200().await;
+    let cache = x.client_credentials().build();
+    let middleware = OAuth2Middleware::new(cache.clone()).unauthorized_backoff(an_hour());
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(middleware)
+        .build();
+    for i in 0..100 {
+        let refused = client.get(x.url(&format!("/x/{i}"))).send().await.unwrap();
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "x {i}");
+        let taken = client.get(y.url(&format!("/y/{i}"))).send().await.unwrap();
+        assert_eq!(taken.status(), StatusCode::OK, "y {i}");
+    }
+    assert_eq!(x.token_requests(), 2);
+    let y_saw = y_saw.lock().unwrap().clone();
+    assert!(
+        y_saw.iter().all(|h| h.as_deref() == Some("Bearer at-2")),
+        "{y_saw:?}"
+    );
+    assert_eq!(counts(&cache), (2, 1, 1, 100, 0));
+}

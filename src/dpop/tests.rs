@@ -110,7 +110,7 @@ fn nonces_are_kept_per_origin_and_only_when_well_formed() {
     assert!(!dpop.update_nonce(&api, &answer("with \"quote\"")));
     assert!(!dpop.update_nonce(&api, &answer("back\\slash")));
     assert_eq!(dpop.nonce(&api), None);
-    let (_, claims) = open(&dpop.proof(&Method::POST, &token, None).unwrap());
+    let (_, claims) = open(&dpop.proof(&Method::POST, &token, Some("t")).unwrap());
     assert_eq!(claims["nonce"], "eyJ7S_zG.eyJH0-Z.HX4w-7v");
     let (_, claims) = open(&dpop.proof(&Method::GET, &api, Some("t")).unwrap());
     assert_eq!(claims.get("nonce"), None);
@@ -129,7 +129,11 @@ fn nonces_are_kept_per_origin_and_only_when_well_formed() {
 fn a_path_only_uri_has_no_htu() {
     let uri: Uri = "/pkg.Svc/Method".parse().unwrap();
     let err = key().proof(&Method::POST, &uri, Some("t")).unwrap_err();
-    assert_eq!(err.kind(), crate::ErrorKind::InvalidRequest);
+    assert_eq!(err.kind(), crate::ErrorKind::InvalidDestination);
+    assert!(
+        err.to_string().starts_with("invalid token destination: "),
+        "{err}"
+    );
 }
 
 #[test]
@@ -163,4 +167,135 @@ fn debug_shows_the_thumbprint_only() {
             .unwrap()
             .jwk_thumbprint()
     );
+}
+
+/// The `htu` of a proof for a GET of `uri`.
+fn htu_of(dpop: &Dpop, uri: &str) -> String {
+    let uri: Uri = uri.parse().unwrap();
+    let (_, claims) = open(&dpop.proof(&Method::GET, &uri, Some("t")).unwrap());
+    claims["htu"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn htu_is_normalized_without_userinfo_default_port_query_or_fragment() {
+    // RFC 9449 §4.3 with RFC 3986 §6.2.2 (case) and §6.2.3 (scheme-based):
+    // scheme and host lowercase, no userinfo, no default port.
+    let dpop = key();
+    let cases = [
+        (
+            "https://user:pa55w0rd@api.example.com/orders",
+            "https://api.example.com/orders",
+        ),
+        ("https://API.example.com:443/x", "https://api.example.com/x"),
+        (
+            "HTTPS://Api.Example.COM:443/X?q=1#f",
+            "https://api.example.com/X",
+        ),
+        ("http://api.example.com:80/x", "http://api.example.com/x"),
+        (
+            "http://api.example.com:443/x",
+            "http://api.example.com:443/x",
+        ),
+        (
+            "https://api.example.com:80/x",
+            "https://api.example.com:80/x",
+        ),
+        (
+            "https://u@api.example.com:8443/x",
+            "https://api.example.com:8443/x",
+        ),
+        ("http://[::1]:80/x", "http://[::1]/x"),
+        ("http://[::1]:8080/x", "http://[::1]:8080/x"),
+        ("https://api.example.com", "https://api.example.com/"),
+    ];
+    for (uri, htu) in cases {
+        assert_eq!(htu_of(&dpop, uri), htu, "{uri}");
+    }
+}
+
+#[test]
+fn nonces_are_keyed_by_the_normalized_origin() {
+    let dpop = key();
+    let answer = {
+        let mut headers = HeaderMap::new();
+        headers.insert(DPOP_NONCE, HeaderValue::from_static("n-1"));
+        headers
+    };
+    let with_userinfo: Uri = "https://user:pw@API.example.com:443/a".parse().unwrap();
+    assert!(dpop.update_nonce(&with_userinfo, &answer));
+    let plain: Uri = "https://api.example.com/b".parse().unwrap();
+    assert_eq!(dpop.nonce(&plain).as_deref(), Some("n-1"));
+    let other_port: Uri = "https://api.example.com:8443/b".parse().unwrap();
+    assert_eq!(dpop.nonce(&other_port), None);
+}
+
+#[test]
+fn past_the_bound_one_old_origin_is_forgotten_not_all() {
+    let dpop = key();
+    let answer = |nonce: &str| {
+        let mut headers = HeaderMap::new();
+        headers.insert(DPOP_NONCE, HeaderValue::from_str(nonce).unwrap());
+        headers
+    };
+    let origin = |i: usize| -> Uri { format!("https://api-{i}.example.com/").parse().unwrap() };
+    for i in 0..MAX_ORIGINS {
+        assert!(dpop.update_nonce(&origin(i), &answer(&format!("n-{i}"))));
+    }
+    // Origin 0 answers again: it is the most recent now.
+    assert!(dpop.update_nonce(&origin(0), &answer("n-0b")));
+    // A new origin past the bound: the oldest one (1) goes, no other.
+    assert!(dpop.update_nonce(&origin(MAX_ORIGINS), &answer("n-new")));
+    assert_eq!(dpop.nonce(&origin(1)), None);
+    assert_eq!(dpop.nonce(&origin(0)).as_deref(), Some("n-0b"));
+    for i in 2..=MAX_ORIGINS {
+        assert!(dpop.nonce(&origin(i)).is_some(), "origin {i} forgotten");
+    }
+    assert_eq!(dpop.nonces().map.len(), MAX_ORIGINS);
+}
+
+#[test]
+fn a_token_endpoints_nonce_and_a_resources_at_one_origin_are_kept_apart() {
+    let dpop = key();
+    let token: Uri = "https://example.com/token".parse().unwrap();
+    let api: Uri = "https://example.com/api".parse().unwrap();
+    let answer = |nonce: &'static str| {
+        let mut headers = HeaderMap::new();
+        headers.insert(DPOP_NONCE, HeaderValue::from_static(nonce));
+        headers
+    };
+    let (_, to_token) = dpop.proof_at_origin(&Method::POST, &token, None).unwrap();
+    assert!(dpop.learn_nonce(&to_token, &answer("as-1")));
+    let (_, to_api) = dpop.proof_at_origin(&Method::GET, &api, Some("t")).unwrap();
+    assert!(dpop.learn_nonce(&to_api, &answer("rs-1")));
+    let nonce_of = |uri: &Uri, token: Option<&str>| {
+        let (_, claims) = open(&dpop.proof(&Method::POST, uri, token).unwrap());
+        claims["nonce"].clone()
+    };
+    assert_eq!(nonce_of(&token, None), "as-1");
+    assert_eq!(nonce_of(&api, Some("t")), "rs-1");
+    assert_eq!(dpop.nonce(&api).as_deref(), Some("rs-1"));
+}
+
+#[test]
+fn a_nonce_is_worth_a_resend_when_it_is_not_the_one_the_proof_carried() {
+    let dpop = key();
+    let api: Uri = "https://api.example.com/x".parse().unwrap();
+    let answer = |nonce: &'static str| {
+        let mut headers = HeaderMap::new();
+        headers.insert(DPOP_NONCE, HeaderValue::from_static(nonce));
+        headers
+    };
+    // Two requests sent with no nonce; the server rotates, and challenges
+    // both with the same new nonce: both are worth a resend, though the
+    // second answer brings nothing new to the map.
+    let (_, a) = dpop.proof_at_origin(&Method::GET, &api, Some("t")).unwrap();
+    let (_, b) = dpop.proof_at_origin(&Method::GET, &api, Some("t")).unwrap();
+    assert!(dpop.learn_nonce(&a, &answer("n-1")));
+    assert!(dpop.learn_nonce(&b, &answer("n-1")));
+    // One sent with n-1 and challenged with n-1 again: no resend.
+    let (_, c) = dpop.proof_at_origin(&Method::GET, &api, Some("t")).unwrap();
+    assert!(!dpop.learn_nonce(&c, &answer("n-1")));
+    // An answer with no nonce, after another answer brought n-2: resend.
+    assert!(dpop.update_nonce(&api, &answer("n-2")));
+    assert!(dpop.learn_nonce(&c, &HeaderMap::new()));
 }

@@ -52,7 +52,8 @@ pub enum ErrorKind {
     /// `https` origin (`https://host[:port]`, no path, no credentials), or
     /// is one the token may not go to (for `origin_form_to` on
     /// [`crate::layer::Destinations::secure`]: `http` to a host that is not
-    /// loopback).
+    /// loopback). Also a DPoP proof asked for a path-only URI with no
+    /// `origin_form_to` origin to name in its `htu`.
     InvalidDestination,
     /// The operating system's random source failed, so no `state` or PKCE
     /// verifier could be drawn ([`crate::authorize`]).

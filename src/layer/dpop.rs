@@ -13,91 +13,109 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use super::policy::{AfterResponse, AuthPolicy};
 use crate::cache::Resource;
 use crate::challenge::asks_dpop_nonce;
-use crate::dpop::{Origin, DPOP};
+use crate::dpop::{ProofTarget, DPOP};
 use crate::error::Error;
 
 impl AuthPolicy {
     /// Puts `token` (its `Authorization` value) on a `method` request to
     /// `uri`, with a proof for it when it is a `DPoP` token (a server that
-    /// issued a bearer token instead gets the token alone). Returns the
-    /// origin the request goes to, if it names one: its answer's nonce is
-    /// remembered for it ([`AuthPolicy::after_dpop_response`]).
+    /// issued a bearer token instead gets the token alone, and no nonce is
+    /// learned from its answers). Returns where the proof went with which
+    /// nonce: its answer's nonce is remembered for that origin, and judged
+    /// against the one sent ([`AuthPolicy::after_dpop_response`]).
     pub(crate) fn authorize_dpop(
         &self,
         method: &Method,
         uri: &Uri,
         headers: &mut HeaderMap,
         token: HeaderValue,
-    ) -> Result<Option<Origin>, Error> {
-        let origin = match (self.cache().dpop(), dpop_token(&token)) {
+    ) -> Result<Option<ProofTarget>, Error> {
+        let target = match (self.cache().dpop(), dpop_token(&token)) {
             (Some(dpop), Some(access_token)) => {
                 let uri = self.resolved(uri);
-                let (proof, origin) = dpop.proof_at_origin(method, &uri, Some(access_token))?;
+                let (proof, target) = dpop.proof_at_origin(method, &uri, Some(access_token))?;
                 headers.insert(DPOP, proof);
-                Some(origin)
+                Some(target)
             }
-            (dpop, _) => {
+            _ => {
                 headers.remove(DPOP);
-                dpop.and_then(|_| Origin::of(&self.resolved(uri)).ok())
+                None
             }
         };
         headers.insert(AUTHORIZATION, token);
-        Ok(origin)
+        Ok(target)
     }
 
     /// [`AuthPolicy::after_response`] with DPoP: the answer's `DPoP-Nonce`
-    /// is remembered for `origin` (the one [`AuthPolicy::authorize_dpop`]
-    /// named, whether or not the transport kept a copy of the request), and
-    /// a 401 asking for a nonce is resent once with the new one, with the
-    /// same token, as no 401 refetch and not counted as one. A
-    /// `use_dpop_nonce` not resent (no new nonce, no copy, the retry off)
-    /// is returned as it came; the token stays.
+    /// is remembered for the origin the proof went to (`target`, from
+    /// [`AuthPolicy::authorize_dpop`], whether or not the transport kept a
+    /// copy of the request). A `use_dpop_nonce` 401 is never a refusal of
+    /// the token (RFC 9449 §9: the nonce was stale, not the token): it is
+    /// resent once with the same token and the nonce now known, whenever a
+    /// copy was kept and that nonce is not the one the proof carried; as no
+    /// 401 refetch, counted nowhere, and whether or not the 401 retry is on
+    /// (a nonce's resend is not that retry). Otherwise it is returned as
+    /// it came, and the token stays.
     pub(crate) fn after_dpop_response(
         &self,
-        origin: Option<&Origin>,
+        target: Option<&ProofTarget>,
         status: StatusCode,
         headers: &HeaderMap,
         sent: u64,
         resendable: bool,
         from: impl FnOnce() -> Resource,
     ) -> AfterResponse {
-        let new_nonce = self.learn_nonce(origin, headers);
+        let other_nonce = self.learn_nonce(target, headers);
         if !asks_dpop_nonce(status, headers) {
             return self.after_response(status, headers, sent, resendable, from);
         }
-        if !new_nonce {
-            tracing::debug!("use_dpop_nonce with no new nonce to send; returned as is");
-        } else if resendable && self.retries_unauthorized() {
+        if !other_nonce {
+            tracing::debug!("use_dpop_nonce with no other nonce to send; returned as is");
+        } else if resendable {
             tracing::debug!("the resource server asked for a DPoP nonce; resending once with it");
             return AfterResponse::ResendWithNonce(self.cache().lookup());
         } else {
             tracing::debug!(
-                "use_dpop_nonce returned as is (not resent); the next request has the nonce"
+                "use_dpop_nonce returned as is (no copy to resend); the next request has the nonce"
             );
         }
         AfterResponse::Return
     }
 
     /// [`AuthPolicy::after_resend`] with DPoP: the answer's `DPoP-Nonce` is
-    /// remembered for `origin` too.
+    /// remembered too, and a `use_dpop_nonce` (the nonce rotated again
+    /// meanwhile) says nothing about the token: it is returned, nothing
+    /// invalidated, counted or ended.
     pub(crate) fn after_dpop_resend(
         &self,
-        origin: Option<&Origin>,
+        target: Option<&ProofTarget>,
         status: StatusCode,
         headers: &HeaderMap,
         sent: u64,
         from: impl FnOnce() -> Resource,
     ) {
-        self.learn_nonce(origin, headers);
+        self.learn_nonce(target, headers);
+        if asks_dpop_nonce(status, headers) {
+            tracing::debug!("a resend met use_dpop_nonce again; returned as is, the token kept");
+            return;
+        }
         self.after_resend(status, headers, sent, from);
     }
 
-    /// Remembers the `DPoP-Nonce` in `headers` for `origin`; whether it was new.
-    fn learn_nonce(&self, origin: Option<&Origin>, headers: &HeaderMap) -> bool {
-        match (self.cache().dpop(), origin) {
-            (Some(dpop), Some(origin)) => dpop.update_origin_nonce(origin, headers),
+    /// Remembers the `DPoP-Nonce` in `headers` for the origin of `target`;
+    /// whether a proof made now would carry another nonce than it did.
+    fn learn_nonce(&self, target: Option<&ProofTarget>, headers: &HeaderMap) -> bool {
+        match (self.cache().dpop(), target) {
+            (Some(dpop), Some(target)) => dpop.learn_nonce(target, headers),
             _ => false,
         }
+    }
+
+    /// Whether a transport keeps a copy of a request to resend it: for the
+    /// 401 retry, or for a DPoP nonce's resend, which is not that retry.
+    #[inline]
+    pub(crate) fn keeps_copies(&self) -> bool {
+        self.retries_unauthorized() || self.uses_dpop()
     }
 
     /// `uri`, or for an origin-form one (`/pkg.Svc/Method`, as tonic and

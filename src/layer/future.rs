@@ -57,10 +57,10 @@ pin_project! {
     }
 }
 
-/// What a DPoP step keeps to remember its answer's nonce: the origin the
-/// request went to, if it named one.
+/// What a DPoP step keeps to judge its answer's nonce: the origin the
+/// proof went to and the nonce it carried, if a proof was sent.
 #[cfg(feature = "dpop")]
-type NonceOrigin = Option<crate::dpop::Origin>;
+type NonceOrigin = Option<crate::dpop::ProofTarget>;
 /// Without the `dpop` feature, no DPoP step is ever built: the type has no
 /// value (and the steps take no room).
 #[cfg(not(feature = "dpop"))]

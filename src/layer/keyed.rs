@@ -287,8 +287,11 @@ where
 
     fn policy_with(&self, cache: TokenCache) -> AuthPolicy {
         let options = &self.options;
+        // The layer's destinations, though it has checked them already:
+        // with DPoP the key's policy resolves an origin-form URI through
+        // them (`origin_form_to`), and the proof's `htu` names that origin.
         let policy = AuthPolicy::new(cache)
-            .destinations(Destinations::any())
+            .destinations(options.destinations.clone())
             .keep_existing_authorization(options.keep_existing)
             .retry_unauthorized(options.retry_unauthorized);
         match options.unauthorized_backoff {

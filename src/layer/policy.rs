@@ -178,7 +178,9 @@ impl AuthPolicy {
     /// Whether to get a new token and resend the request once when the
     /// resource server refuses the token (default `true`). With `false` no
     /// copy of a request is kept for a resend, and a refusal still
-    /// invalidates the token, so the next request gets a new one.
+    /// invalidates the token, so the next request gets a new one. (With
+    /// DPoP a copy is kept all the same for a `use_dpop_nonce`'s resend,
+    /// which is not this retry: see the `dpop` module.)
     pub fn retry_unauthorized(mut self, retry: bool) -> Self {
         Arc::make_mut(&mut self.settings).retry_unauthorized = retry;
         self

@@ -96,7 +96,13 @@ impl<S, P> OAuth2Service<S, P> {
         S: Clone,
         P: ReplayBody<B>,
     {
-        if !self.policy.retries_unauthorized() {
+        // With DPoP a copy is kept for a nonce's resend too, which is not
+        // the 401 retry (`layer/dpop.rs`).
+        #[cfg(feature = "dpop")]
+        let keeps_copies = self.policy.keeps_copies();
+        #[cfg(not(feature = "dpop"))]
+        let keeps_copies = self.policy.retries_unauthorized();
+        if !keeps_copies {
             return None;
         }
         let body = self.replay.replay_body(req.body())?;

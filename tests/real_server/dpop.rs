@@ -170,3 +170,82 @@ async fn a_dpop_bound_client_without_a_proof_is_refused() {
     // oidc-provider keeps the reason (no proof) to itself.
     assert_eq!(oauth_error(&err), INVALID_GRANT, "{err}");
 }
+
+/// oidc-provider with `requireNonce` gives its nonce in the 400
+/// `use_dpop_nonce` and in every answer to a proof that did not carry its
+/// latest one; the nonce stays valid for minutes. The key keeps it from one
+/// fetch to the next: the second fetch is sent once, with it.
+#[tokio::test]
+async fn the_token_endpoints_nonce_is_kept_from_one_fetch_to_the_next() {
+    let Some(server) = RealServer::connect().await else {
+        return;
+    };
+    let key = Dpop::generate().unwrap();
+    let (cache, wire) = dpop_cache(&server, "svc-dpop-nonce", &key);
+    let (_, first) = cache.bearer_header_with_generation().await.unwrap();
+    // The first fetch: one 400 use_dpop_nonce, then the token.
+    assert_eq!(wire.sent().len(), 2);
+    cache.invalidate(first);
+    let (_, second) = cache.bearer_header_with_generation().await.unwrap();
+    assert_ne!(first, second);
+    // The second: sent once, with the nonce learned by the first.
+    let sent = wire.sent();
+    assert_eq!(sent.len(), 3, "the second fetch met a use_dpop_nonce");
+    let nonce = proof_claims(&sent[2])["nonce"].clone();
+    assert!(nonce.as_str().is_some_and(|n| !n.is_empty()), "{nonce}");
+    assert_eq!(cache.stats().token_fetches, 2);
+}
+
+/// A resource that rotates its nonce while 16 requests at a time are in
+/// flight, and gives it only in its `use_dpop_nonce` challenges: every
+/// challenged request is resent with the new nonce; none fails, and the
+/// one token serves them all.
+#[tokio::test]
+async fn a_resource_rotating_its_nonce_under_concurrency_fails_no_request() {
+    let Some(server) = RealServer::connect().await else {
+        return;
+    };
+    let key = Dpop::generate().unwrap();
+    let (cache, wire) = dpop_cache(&server, "svc-dpop-nonce", &key);
+    let through = std::sync::Arc::new(Through::start(&server, &cache).await);
+    through.rs.require_dpop_nonce("rs-nonce-0");
+    let (per_worker, workers) = (20, 16);
+    let tasks: Vec<_> = (0..workers)
+        .map(|w| {
+            let through = through.clone();
+            tokio::spawn(async move {
+                let mut failed = Vec::new();
+                for i in 0..per_worker {
+                    // Worker 0 rotates the nonce every 8 of its requests.
+                    if w == 0 && i % 8 == 7 {
+                        through.rs.require_dpop_nonce(&format!("rs-nonce-{i}"));
+                    }
+                    match through.get("/items").await {
+                        Ok((StatusCode::OK, _)) => {}
+                        other => failed.push(format!("{other:?}")),
+                    }
+                }
+                failed
+            })
+        })
+        .collect();
+    let mut failed = Vec::new();
+    for task in tasks {
+        failed.extend(task.await.unwrap());
+    }
+    assert_eq!(failed, Vec::<String>::new());
+    let refusals = through.rs.dpop_refusals();
+    assert!(
+        refusals.iter().all(|r| r == "use_dpop_nonce"),
+        "{refusals:?}"
+    );
+    let total = per_worker * workers;
+    assert_eq!(through.rs.requests(), total + refusals.len());
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.token_fetches, stats.retries, stats.invalidations),
+        (1, 0, 0)
+    );
+    // One token: one 400 use_dpop_nonce and the request that got it.
+    assert_eq!(wire.sent().len(), 2);
+}

@@ -130,3 +130,135 @@ pub fn check(
     }
     Ok(proof)
 }
+
+/// How a [`NonceResource`] hands out its nonce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotation {
+    /// A fresh nonce in every answer (RFC 9449 §9 allows it): a proof must
+    /// carry the latest one given.
+    EveryAnswer,
+    /// A new nonce every `n` requests, sent only in the `use_dpop_nonce`
+    /// challenges (as a server rotating on a timer that gives its nonce only
+    /// when asked for it).
+    EveryRequests(usize),
+}
+
+/// What a [`NonceResource`] counted.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct NonceCounts {
+    /// Requests received.
+    pub requests: usize,
+    /// Answered `401 DPoP error="use_dpop_nonce"`.
+    pub challenged: usize,
+    /// Refused for anything else (why, in order): a bug of the client.
+    pub invalid: Vec<String>,
+}
+
+/// A resource server on 127.0.0.1 that takes any `DPoP` token whose proof
+/// is valid for it (`htm`, `htu`, `ath`, unseen `jti`) and carries its
+/// current nonce; challenges a proof with a stale nonce, or none, with
+/// `use_dpop_nonce` and the current nonce.
+pub struct NonceResource {
+    pub serving: super::serve::Serving,
+    state: std::sync::Arc<std::sync::Mutex<NonceState>>,
+}
+
+struct NonceState {
+    rotation: Rotation,
+    nonce: u64,
+    counts: NonceCounts,
+    seen: HashSet<String>,
+}
+
+impl NonceState {
+    fn current(&self) -> String {
+        format!("rs-nonce-{}", self.nonce)
+    }
+
+    fn answer(
+        &mut self,
+        parts: &http::request::Parts,
+    ) -> http::Response<http_body_util::Full<bytes::Bytes>> {
+        self.counts.requests += 1;
+        if let Rotation::EveryRequests(n) = self.rotation {
+            if self.counts.requests % n == 0 {
+                self.nonce += 1;
+            }
+        }
+        let token = (parts.headers.get("authorization"))
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("DPoP "))
+            .map(str::to_owned);
+        let host = parts.headers.get("host").and_then(|v| v.to_str().ok());
+        let htu = format!("http://{}{}", host.unwrap_or_default(), parts.uri.path());
+        let nonce = self.current();
+        let expect = Expect {
+            htm: parts.method.as_str(),
+            htu: &htu,
+            nonce: Some(&nonce),
+            access_token: token.as_deref(),
+        };
+        let checked = match token {
+            Some(_) => check(&parts.headers, &expect, &mut self.seen),
+            None => Err(Refused::Invalid("no DPoP token".into())),
+        };
+        let (status, challenge) = match checked {
+            Ok(_) => (200, None),
+            Err(Refused::UseNonce) => {
+                self.counts.challenged += 1;
+                (401, Some(r#"DPoP error="use_dpop_nonce", algs="ES256""#))
+            }
+            Err(Refused::Invalid(why)) => {
+                self.counts.invalid.push(why);
+                (
+                    401,
+                    Some(r#"DPoP error="invalid_dpop_proof", algs="ES256""#),
+                )
+            }
+        };
+        let mut answer = http::Response::builder().status(status);
+        if let Some(challenge) = challenge {
+            answer = answer.header("www-authenticate", challenge);
+        }
+        if self.rotation == Rotation::EveryAnswer {
+            self.nonce += 1;
+            answer = answer.header("dpop-nonce", self.current());
+        } else if challenge.is_some() {
+            answer = answer.header("dpop-nonce", nonce);
+        }
+        answer.body(Default::default()).expect("a valid answer")
+    }
+}
+
+impl NonceResource {
+    pub async fn start(rotation: Rotation) -> NonceResource {
+        let state = std::sync::Arc::new(std::sync::Mutex::new(NonceState {
+            rotation,
+            nonce: 1,
+            counts: NonceCounts::default(),
+            seen: HashSet::new(),
+        }));
+        let st = state.clone();
+        let serving = super::serve::serve(tower::service_fn(
+            move |req: http::Request<hyper::body::Incoming>| {
+                let (parts, _) = req.into_parts();
+                let answer = st.lock().unwrap_or_else(|p| p.into_inner()).answer(&parts);
+                async move { Ok::<_, std::convert::Infallible>(answer) }
+            },
+        ))
+        .await;
+        NonceResource { serving, state }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        self.serving.url(path)
+    }
+
+    pub fn counts(&self) -> NonceCounts {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .counts
+            .clone()
+    }
+}
