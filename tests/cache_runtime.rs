@@ -156,27 +156,25 @@ fn a_background_refresh_on_a_dead_runtime_serves_the_stale_token_and_recovers() 
 }
 
 #[test]
-fn a_caller_waiting_for_a_fetch_stuck_on_another_runtime_gets_a_typed_timeout() {
+fn a_caller_waiting_for_a_fetch_stalled_mid_exchange_gets_a_typed_timeout() {
     let server_rt = tokio::runtime::Runtime::new().unwrap();
     let server = server_rt.block_on(TestServer::start());
+    server.set_latency(Duration::from_millis(300));
     let cache = cache_builder(&server).build();
 
-    // A caller on `stuck` starts the fetch, then goes away; `stuck` is not
-    // driven again (its one thread busy elsewhere), so the fetch task does
-    // not run.
-    let stuck = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    {
-        let _entered = stuck.enter();
-        let mut first = std::pin::pin!(cache.bearer_header());
-        let polled = first.as_mut().poll(&mut Context::from_waker(Waker::noop()));
-        assert!(polled.is_pending(), "{polled:?}");
-    }
+    // A caller on `stuck` starts the fetch and gives up; its task has
+    // sent the token request, then `stuck` is not driven again (its one
+    // thread busy elsewhere), so the fetch does not go on.
+    let stuck = current_thread_runtime();
+    let first = stuck.block_on(async {
+        tokio::time::timeout(Duration::from_millis(20), cache.bearer_header()).await
+    });
+    assert!(first.is_err(), "{first:?}");
 
-    // A caller on another runtime joins that fetch: it gives up at the
-    // default deadline (twice the endpoint's 30 s timeout, plus 30 s).
+    // A caller on another runtime joins that fetch (it has started and is
+    // younger than a fetch may take, so it is not taken over): it gives up
+    // at the default deadline (twice the endpoint's 30 s timeout, plus
+    // twice the store's 5 s, plus 20 s).
     let waiter = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
@@ -194,10 +192,11 @@ fn a_caller_waiting_for_a_fetch_stuck_on_another_runtime_gets_a_typed_timeout() 
         "no token within 90s: gave up waiting for the token fetch, which goes on; a later \
          call gets its token"
     );
+    // (The token request went out: counted when sent.)
     let stats = cache.stats();
     assert_eq!(
         (stats.waits, stats.wait_timeouts, stats.token_fetches),
-        (2, 1, 0),
+        (2, 1, 1),
         "{stats:?}"
     );
 
@@ -218,6 +217,153 @@ fn a_caller_waiting_for_a_fetch_stuck_on_another_runtime_gets_a_typed_timeout() 
         "{stats:?}"
     );
     drop(stuck);
+    drop(server);
+}
+
+fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A cache for `server` whose endpoint has the server's revocation URL,
+/// holding (from its store) a token issued 3400 s ago for an hour: stale
+/// (a refresh is due 5 to 6¼ min before expiry) but still valid.
+fn cache_with_a_stale_token(server: &TestServer) -> tower_oauth2::cache::TokenCacheBuilder {
+    let store = MemoryStore::new();
+    let issued = SystemTime::now() - Duration::from_secs(3400);
+    let stored = Token::new("stored-at", TokenType::Bearer)
+        .with_expires_in(Duration::from_secs(3600))
+        .with_issued_at(IssuedAt::from_system_time(issued));
+    let endpoint = server.endpoint().revocation_url(server.revocation_url());
+    let builder = TokenCache::builder(endpoint, TokenRequest::client_credentials());
+    store
+        .save(&StoredToken::new(stored, *builder.fingerprint()))
+        .unwrap();
+    builder.store(store)
+}
+
+/// A sync helper's call: `helper` (a current-thread runtime, driven only
+/// inside `block_on`) gets the stale token, which starts a background
+/// refresh on `helper`; `block_on` returns at once, so the refresh task is
+/// never polled while `helper` is neither driven nor dropped.
+fn stale_token_through_a_sync_helper(helper: &tokio::runtime::Runtime, cache: &TokenCache) -> u64 {
+    let (header, generation) = helper
+        .block_on(cache.bearer_header_with_generation())
+        .unwrap();
+    assert_eq!(header, "Bearer stored-at");
+    generation
+}
+
+/// Drives `helper` again for a while: a task left on it runs now.
+fn drive(helper: &tokio::runtime::Runtime) {
+    helper.block_on(async { tokio::time::sleep(Duration::from_millis(50)).await });
+}
+
+// ARCHITECTURE.md, invariants 2 and 10: a flight that no runtime runs does
+// not hold the cache; the next caller on a live runtime takes it over, and
+// the stalled task, if it ever runs, sends nothing.
+#[test]
+fn a_refresh_stuck_on_a_runtime_nobody_drives_is_taken_over() {
+    let server_rt = tokio::runtime::Runtime::new().unwrap();
+    let server = server_rt.block_on(TestServer::start());
+    let cache = cache_with_a_stale_token(&server)
+        .wait_timeout(Duration::from_millis(300))
+        .build();
+    let helper = current_thread_runtime();
+    let stale = stale_token_through_a_sync_helper(&helper, &cache);
+    assert_eq!(server.token_requests(), 0);
+
+    // The resource refuses the stale token (a 401): every caller needs
+    // the new one now.
+    cache.invalidate(stale);
+    let live = tokio::runtime::Runtime::new().unwrap();
+    for _ in 0..3 {
+        let got = live.block_on(cache.bearer_header());
+        assert!(matches!(&got, Ok(h) if h == "Bearer at-1"), "{got:?}");
+    }
+    assert_eq!(server.token_requests(), 1);
+
+    // The helper's runtime runs again: the refresh it was given has been
+    // taken over, and sends no token request.
+    drive(&helper);
+    assert_eq!(server.token_requests(), 1);
+    let got = live.block_on(cache.bearer_header());
+    assert!(matches!(&got, Ok(h) if h == "Bearer at-1"), "{got:?}");
+    let stats = cache.stats();
+    assert_eq!(
+        (
+            stats.token_fetches,
+            stats.fetch_failures,
+            stats.wait_timeouts
+        ),
+        (1, 0, 0),
+        "{stats:?}"
+    );
+    drop(server);
+}
+
+// ARCHITECTURE.md, invariants 2 and 10: `revoke` does not wait for a fetch
+// no runtime runs; it takes the flight slot over and revokes.
+#[test]
+fn revoke_takes_over_a_refresh_stuck_on_a_runtime_nobody_drives() {
+    let server_rt = tokio::runtime::Runtime::new().unwrap();
+    let server = server_rt.block_on(TestServer::start());
+    let cache = cache_with_a_stale_token(&server)
+        .wait_timeout(Duration::from_millis(300))
+        .build();
+    let helper = current_thread_runtime();
+    stale_token_through_a_sync_helper(&helper, &cache);
+
+    let live = tokio::runtime::Runtime::new().unwrap();
+    let revoked = live
+        .block_on(async { tokio::time::timeout(DEADLINE, cache.revoke()).await })
+        .expect("revoke waited past any deadline for a fetch no runtime runs");
+    assert!(revoked.is_ok(), "{revoked:?}");
+    let bodies: Vec<String> = server.revocations().into_iter().map(|r| r.body).collect();
+    assert_eq!(
+        bodies,
+        ["token=stored-at&token_type_hint=access_token".to_owned()]
+    );
+
+    // The stalled refresh, if its runtime ever runs it, sends nothing; the
+    // next caller fetches a new token.
+    drive(&helper);
+    assert_eq!(server.token_requests(), 0);
+    let got = live.block_on(cache.bearer_header());
+    assert!(matches!(&got, Ok(h) if h == "Bearer at-1"), "{got:?}");
+    assert_eq!(server.token_requests(), 1);
+    drop(server);
+}
+
+// ARCHITECTURE.md, invariant 10: `revoke` waits for a fetch that has
+// started (it may bring a token to revoke) at most the wait timeout, then
+// fails with a typed error, nothing revoked.
+#[test]
+fn revoke_gives_up_on_a_fetch_stalled_mid_exchange_at_its_wait_timeout() {
+    let server_rt = tokio::runtime::Runtime::new().unwrap();
+    let server = server_rt.block_on(TestServer::start());
+    server.set_latency(Duration::from_millis(300));
+    let endpoint = server.endpoint().revocation_url(server.revocation_url());
+    let cache = TokenCache::builder(endpoint, TokenRequest::client_credentials())
+        .wait_timeout(Duration::from_millis(300))
+        .build();
+    // The fetch starts on `helper`, whose caller gives up; `helper` is not
+    // driven again.
+    let helper = current_thread_runtime();
+    let first = helper.block_on(async {
+        tokio::time::timeout(Duration::from_millis(20), cache.bearer_header()).await
+    });
+    assert!(first.is_err(), "{first:?}");
+
+    let live = tokio::runtime::Runtime::new().unwrap();
+    let revoked = live
+        .block_on(async { tokio::time::timeout(DEADLINE, cache.revoke()).await })
+        .expect("revoke waited past any deadline for a fetch no runtime runs");
+    let e = revoked.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WaitTimeout, "{e}");
+    assert!(server.revocations().is_empty());
     drop(server);
 }
 

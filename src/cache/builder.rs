@@ -289,9 +289,9 @@ impl TokenCacheBuilder {
         };
         let shared = Shared {
             current: ArcSwapOption::empty(),
-            epoch: AtomicU64::new(0),
+            epoch: super::epoch::Epoch::new(),
             fetcher,
-            flight: Mutex::new(FlightState::new(self.wait_timeout.unwrap_or(wait))),
+            flight: Mutex::new(FlightState::new(self.wait_timeout.unwrap_or(wait), wait)),
             next_generation: AtomicU64::new(1),
             policy: self.policy,
             backoff: self.backoff,

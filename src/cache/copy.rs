@@ -15,19 +15,18 @@
 //! The copy never outlives what [`TokenCache::lookup`] would answer: its
 //! deadline is the cached token's own `fresh_until` (so a token is never
 //! sent past `expires_at` through a copy either: ARCHITECTURE.md,
-//! invariant 11), and every change of the cached token bumps the epoch
-//! after the change, while a copy records the epoch read before it loads
-//! the token.
+//! invariant 11), and every change of the cached token makes the epoch odd
+//! before the change and even after (`epoch.rs`), while a copy records the
+//! epoch read before it loads the token, and only an even one: from the
+//! moment a change can be seen, no copy made before it answers.
 //!
 //! A handle makes its copy at its second lookup that finds a fresh token,
 //! so a clone used for one request (`svc.clone().oneshot(req)`) never pays
 //! for one; and a clone starts with none (sharing its parent's bytes would
 //! share their count again).
 
-use std::fmt;
-use std::sync::atomic::Ordering;
-
 use http::HeaderValue;
+use std::fmt;
 
 use super::cached::sensitive_header;
 use super::clock::{self, Ticks};
@@ -84,11 +83,8 @@ impl TokenCopy {
     #[inline(always)]
     pub(crate) fn ready(&self, cache: &TokenCache) -> Option<Lookup> {
         let held = self.held.as_ref()?;
-        // Relaxed: nothing written by the cache is read through this load;
-        // it only says whether the copy is still of the current token (a
-        // request racing a change may get either token, as with `lookup`).
-        let epoch = cache.shared.epoch.load(Ordering::Relaxed);
-        if held.epoch == epoch && clock::now() < held.fresh_until {
+        // One relaxed load (`Epoch::unchanged`).
+        if cache.shared.epoch.unchanged(held.epoch) && clock::now() < held.fresh_until {
             return Some(Lookup::Ready(held.header.clone(), held.generation));
         }
         None
@@ -105,16 +101,17 @@ impl TokenCopy {
     /// that looked up before: makes a new copy when the cached token is on
     /// its fast path. The `bool` says that this was the handle's first.
     pub(crate) fn refill(&mut self, cache: &TokenCache) -> (Lookup, bool) {
-        // The epoch before the token: a token stored after this read bumps
-        // the epoch again, so the copy goes out of use.
-        let epoch = cache.shared.epoch.load(Ordering::Acquire);
+        // The epoch before the token: a change after this read makes the
+        // epoch odd before the token changes, so the copy goes out of use.
+        // None while a change is under way: no copy then.
+        let epoch = cache.shared.epoch.for_copy();
         let guard = cache.shared.current.load();
         self.held = None;
         let Some(cached) = guard.as_ref() else {
             return (Lookup::Wait, false);
         };
         let now = clock::now();
-        if now < cached.fresh_until {
+        if let (Some(epoch), true) = (epoch, now < cached.fresh_until) {
             if let Some(held) = Held::of(cached, epoch) {
                 let lookup = Lookup::Ready(held.header.clone(), held.generation);
                 let first = !self.copied;
@@ -206,6 +203,56 @@ mod tests {
         let _ = copy.refill(&cache);
         let (h, g) = header(copy.ready(&cache)).unwrap();
         assert_eq!((h.to_str().unwrap(), g), ("Bearer three", three));
+    }
+
+    /// What the copy answers, and what `lookup` answers, as generations
+    /// (`None`: no token, wait).
+    fn answers(copy: &TokenCopy, cache: &TokenCache) -> (Option<u64>, Option<u64>) {
+        let lookup = match cache.lookup() {
+            Lookup::Ready(_, g) => Some(g),
+            Lookup::Wait => None,
+        };
+        (header(copy.ready(cache)).map(|(_, g)| g), lookup)
+    }
+
+    // ARCHITECTURE.md, invariant 11, whatever the scheduler does: a writer
+    // paused right after it changed the cached token (before it finishes)
+    // leaves no handle answering the token it replaced.
+    #[test]
+    fn a_copy_never_answers_a_token_a_paused_writer_replaced() {
+        use std::cell::RefCell;
+        use std::rc::Rc;
+
+        let cache = crate::layer::testing::cache();
+        let one = store(&cache, "one");
+        let copy = Rc::new(RefCell::new(TokenCopy::default()));
+        copy.borrow_mut().first_lookup();
+        let _ = copy.borrow_mut().refill(&cache);
+        assert_eq!(answers(&copy.borrow(), &cache), (Some(one), Some(one)));
+        let seen = Rc::new(RefCell::new(Vec::new()));
+
+        // A refresh paused after it stored generation two: a 401 for
+        // generation one then finds it replaced (nothing to invalidate),
+        // and the copy must not answer one either.
+        let (c, k, s) = (copy.clone(), cache.clone(), seen.clone());
+        super::super::epoch::pause::pause_next_writer(move || {
+            k.invalidate(one);
+            s.borrow_mut().push(answers(&c.borrow(), &k));
+        });
+        let two = store(&cache, "two");
+        assert_eq!(seen.borrow_mut().pop(), Some((None, Some(two))));
+
+        // An invalidation paused after its compare-and-swap: `lookup` says
+        // wait, and so does the copy of the token it dropped.
+        let _ = copy.borrow_mut().refill(&cache);
+        assert_eq!(answers(&copy.borrow(), &cache), (Some(two), Some(two)));
+        let (c, k, s) = (copy.clone(), cache.clone(), seen.clone());
+        super::super::epoch::pause::pause_next_writer(move || {
+            s.borrow_mut().push(answers(&c.borrow(), &k));
+        });
+        cache.invalidate(two);
+        assert_eq!(seen.borrow_mut().pop(), Some((None, None)));
+        assert_eq!(answers(&copy.borrow(), &cache), (None, None));
     }
 
     // ARCHITECTURE.md, invariants 1 and 11, through a copy: its deadline

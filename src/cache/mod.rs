@@ -51,6 +51,10 @@
 //! ([`crate::layer::AuthPolicy::unauthorized_backoff`]). Fetches for other
 //! reasons, a background refresh included, are not held back by it.
 //!
+//! A fetch that no runtime runs (started on a current-thread runtime whose
+//! `block_on` has returned) does not hold the cache: the next caller on a
+//! live runtime takes it over (ARCHITECTURE.md, invariant 2).
+//!
 //! The fetch task runs on the Tokio runtime of the caller that started it.
 //! With no runtime (or one shutting down) there is nothing to run it on:
 //! that caller gets [`crate::ErrorKind::NoRuntime`] at once, no backoff is
@@ -89,7 +93,7 @@
 //! ```
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -103,12 +107,14 @@ use crate::token::Token;
 // to back off), `cached` (a token as the hot path reads it), `fetch` (one
 // token request and where its result is recorded), `flight` (single flight
 // and backoff), `refusals` (401s for the tokens, and their backoff),
-// `builder`, `stats`, `copy` (a service handle's own copy of the token).
+// `builder`, `stats`, `copy` (a service handle's own copy of the token),
+// `epoch` (whether a copy is still of the cached token).
 // This file: the handle and the hot path.
 mod builder;
 mod cached;
 mod clock;
 mod copy;
+mod epoch;
 mod fetch;
 mod flight;
 pub(crate) mod keyed;
@@ -123,6 +129,7 @@ pub use policy::{Backoff, RefreshPolicy};
 pub(crate) use refusals::{Resource, Verdict};
 pub use stats::Stats;
 
+use epoch::Epoch;
 use fetch::Fetcher;
 use flight::FlightState;
 use refusals::Refusals;
@@ -141,10 +148,11 @@ struct Shared {
     /// The token, read without a lock by every request. Changed only
     /// through [`Shared::set_current`] and [`TokenCache::invalidate`].
     current: ArcSwapOption<Cached>,
-    /// Counts the changes of `current`, each bumped *after* its change:
-    /// a service handle's copy of the token (`copy.rs`) is of the current
-    /// token while this is still the value read before the copy was made.
-    epoch: AtomicU64,
+    /// Odd while `current` changes, bumped by every change: a service
+    /// handle's copy of the token (`copy.rs`) is of the current token
+    /// while this still reads the (even) value read before the copy was
+    /// made (`epoch.rs`).
+    epoch: Epoch,
     fetcher: Fetcher,
     /// The cache's lock: the single flight and its backoff.
     flight: Mutex<FlightState>,
@@ -166,11 +174,11 @@ impl Shared {
         Cached::new(token, &self.policy, self.accept, &self.next_generation)
     }
 
-    /// Caches `token` (or none), then bumps the epoch, so that every
-    /// handle's copy of the token it replaces goes out of use.
+    /// Caches `token` (or none) inside an epoch change, so that every
+    /// handle's copy of the token it replaces is out of use before the
+    /// change can be seen (`epoch.rs`).
     fn set_current(&self, token: Option<Arc<Cached>>) {
-        self.current.store(token);
-        self.epoch.fetch_add(1, Ordering::Release);
+        self.epoch.change(|| self.current.store(token));
     }
 }
 
@@ -264,19 +272,18 @@ impl TokenCache {
     /// refused there too, in the background, so that it is never restored.
     pub fn invalidate(&self, generation: u64) {
         let current = self.shared.current.load();
-        if let Some(c) = current.as_ref() {
-            if c.generation == generation {
-                let prev = self.shared.current.compare_and_swap(&*current, None);
-                let swapped =
-                    matches!((&*prev, &*current), (Some(a), Some(b)) if Arc::ptr_eq(a, b));
-                if swapped {
-                    self.shared.epoch.fetch_add(1, Ordering::Release);
-                    bump(&self.shared.counters.invalidations);
-                    tracing::debug!(generation, "token invalidated");
-                    // Never restored from the store again (in the background).
-                    self.shared.fetcher.refused(&c.token);
-                }
-            }
+        let Some(c) = current.as_ref().filter(|c| c.generation == generation) else {
+            return;
+        };
+        let swapped = self.shared.epoch.change(|| {
+            let prev = self.shared.current.compare_and_swap(&*current, None);
+            matches!((&*prev, &*current), (Some(a), Some(b)) if Arc::ptr_eq(a, b))
+        });
+        if swapped {
+            bump(&self.shared.counters.invalidations);
+            tracing::debug!(generation, "token invalidated");
+            // Never restored from the store again (in the background).
+            self.shared.fetcher.refused(&c.token);
         }
     }
 
@@ -326,6 +333,12 @@ impl TokenCache {
     /// last request (see the example), since a request made afterwards
     /// fetches a new token. An access token the cache dropped when a
     /// resource server refused it (a 401) is no longer held, so not revoked.
+    /// The wait for a fetch in progress is bounded: at most the cache's
+    /// [`wait_timeout`](TokenCacheBuilder::wait_timeout), then
+    /// [`crate::ErrorKind::WaitTimeout`] with nothing revoked (call again);
+    /// a fetch no runtime runs (started on a current-thread runtime that is
+    /// not driven) is not waited for at all: it is taken over, and its
+    /// token, if it ever lands, is never cached.
     ///
     /// Errors: [`crate::ErrorKind::NoRevocationEndpoint`] when the token
     /// endpoint has none, [`crate::ErrorKind::NoRuntime`] outside a Tokio
@@ -387,6 +400,8 @@ impl TokenCache {
             let access_token = cached.token.access_token().clone();
             let hint = TokenTypeHint::AccessToken;
             fetcher.endpoint().revoke(access_token, hint).await?;
+            // Never restored from the store again (in the background).
+            fetcher.refused(&cached.token);
             // No flight can store a newer one while grounded.
             self.shared.set_current(None);
         }

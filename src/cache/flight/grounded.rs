@@ -5,9 +5,7 @@
 use std::time::Instant;
 
 use tokio::runtime::Handle;
-use tokio::sync::watch;
 
-use super::Outcome;
 use crate::cache::TokenCache;
 use crate::error::Error;
 
@@ -16,29 +14,47 @@ use crate::error::Error;
 /// callers that need a token wait for its release.
 pub(in crate::cache) struct Grounded {
     cache: TokenCache,
-    tx: watch::Sender<Outcome>,
+    /// Its flight id.
+    id: u64,
     revoked: bool,
 }
 
 impl TokenCache {
     /// Waits until no fetch is running (the one in progress has landed, its
-    /// token and refresh token recorded), then takes the flight slot. With
-    /// no Tokio runtime to run the revocation's exchanges on, a
-    /// [`crate::ErrorKind::NoRuntime`] error, and nothing is taken.
+    /// token and refresh token recorded), then takes the flight slot. A
+    /// stalled flight (module docs of `flight.rs`) is taken over at once:
+    /// its late token, if it ever lands, is not cached, so not revoked
+    /// either. With no Tokio runtime to run the revocation's exchanges on,
+    /// a [`crate::ErrorKind::NoRuntime`] error; after the wait timeout, a
+    /// [`crate::ErrorKind::WaitTimeout`] error; nothing is taken then.
     pub(in crate::cache) async fn ground(&self) -> Result<Grounded, Error> {
         let runtime = Handle::try_current().map_err(|_| Error::no_runtime())?;
+        let wait = self.flight_state().wait_timeout;
+        match tokio::time::timeout(wait, self.ground_when_landed(&runtime)).await {
+            Ok(grounded) => Ok(grounded),
+            Err(_elapsed) => {
+                tracing::warn!(
+                    wait = ?wait,
+                    "gave up waiting for the token fetch in progress; nothing was revoked"
+                );
+                Err(Error::wait_timeout(wait))
+            }
+        }
+    }
+
+    async fn ground_when_landed(&self, runtime: &Handle) -> Grounded {
         loop {
             let mut rx = {
                 let mut state = self.flight_state();
-                match &state.flight {
-                    Some(flight) => flight.rx.clone(),
+                match state.running(Some(runtime), Instant::now()) {
+                    Some(flight) => flight.tx.subscribe(),
                     None => {
-                        let tx = state.take_off(runtime.clone()).0;
-                        return Ok(Grounded {
+                        let id = state.take_off(runtime.clone(), true).0;
+                        return Grounded {
                             cache: self.clone(),
-                            tx,
+                            id,
                             revoked: false,
-                        });
+                        };
                     }
                 }
             };
@@ -62,19 +78,23 @@ impl Drop for Grounded {
     /// token if it is still there and valid (the revocation failed before
     /// reaching it), otherwise with [`crate::ErrorKind::Revoked`].
     fn drop(&mut self) {
-        {
+        let tx = {
             let mut state = self.cache.flight_state();
-            state.flight = None;
+            // Taken over (held past the fetch limit): nothing to free.
+            let Some(tx) = state.land(self.id) else {
+                return;
+            };
             if self.revoked {
                 state.failures = 0;
                 state.retry_at = None;
                 state.last_error = None;
             }
-        }
+            tx
+        };
         let outcome = match self.cache.shared.current.load_full() {
             Some(c) if c.is_valid_at(Instant::now()) => Ok(c),
             _ => Err(Error::revoked()),
         };
-        let _ = self.tx.send(Some(outcome));
+        let _ = tx.send(Some(outcome));
     }
 }
