@@ -88,6 +88,9 @@ async fn pair_revocation_file_store_a_revoked_token_is_not_restored() {
         Ok(StatusCode::OK)
     );
     first.revoke().await.expect("revoked");
+    // "Revoke on shutdown": once `revoke` has returned the process may
+    // exit, so the store must already say the token is not to be restored
+    // (no waiting here for work left in the background).
     drop(first);
     let restarted = process();
     assert_eq!(
