@@ -151,6 +151,24 @@ pub struct DpopRules {
     bound: HashMap<String, String>,
     /// Why each refused proof was refused, in order.
     pub refusals: Vec<String>,
+    /// The next this many resource requests are answered `use_dpop_nonce`
+    /// with a fresh nonce each, whatever their proof (a resource rotating
+    /// its nonce faster than the client sends).
+    pub forced_challenges: usize,
+    /// Nonces issued by forced challenges so far.
+    rotations: usize,
+}
+
+impl DpopRules {
+    /// A forced challenge's fresh nonce, now required, if one is due.
+    fn force_challenge(&mut self) -> Option<String> {
+        self.forced_challenges = self.forced_challenges.checked_sub(1)?;
+        self.rotations += 1;
+        let nonce = format!("n-rotated-{}", self.rotations);
+        self.resource_nonce = Some(nonce.clone());
+        self.refusals.push("resource: UseNonce (rotated)".into());
+        Some(nonce)
+    }
 }
 
 impl Default for Inner {
@@ -598,6 +616,15 @@ impl TestServer {
             rules.next_resource_nonce = Some(next.to_owned());
         });
     }
+    /// The next `n` resource requests are answered 401 `use_dpop_nonce`
+    /// with a fresh `DPoP-Nonce` each, whatever their proof.
+    pub fn force_resource_nonce_challenges(&self, n: usize) {
+        self.with(|i| {
+            i.dpop
+                .get_or_insert_with(DpopRules::default)
+                .forced_challenges = n
+        });
+    }
     /// Why each DPoP proof was refused, in order.
     pub fn dpop_refusals(&self) -> Vec<String> {
         self.with(|i| {
@@ -726,6 +753,10 @@ async fn resource(st: &State, parts: http::request::Parts, body: Bytes) -> Respo
         let mut i = st.lock();
         i.resource_bodies
             .push((parts.uri.path().to_owned(), auth.clone(), body.clone()));
+        if let Some(nonce) = i.dpop.as_mut().and_then(DpopRules::force_challenge) {
+            let challenge = r#"DPoP error="use_dpop_nonce", algs="ES256""#;
+            return refuse(st, vec![challenge.to_owned()], Some(nonce));
+        }
         let token = i.resource_proof(&parts, auth.as_deref());
         if token.as_deref().is_ok_and(|t| i.accepts(t)) {
             let mut answer = Response::new(Full::new(body));
@@ -743,6 +774,11 @@ async fn resource(st: &State, parts: http::request::Parts, body: Bytes) -> Respo
             _ => (i.challenges.clone(), nonce),
         }
     };
+    refuse(st, challenges, nonce)
+}
+
+/// A 401 with these challenges and this `DPoP-Nonce`, counted.
+fn refuse(st: &State, challenges: Vec<String>, nonce: Option<String>) -> Response<Full<Bytes>> {
     st.unauthorized.fetch_add(1, Ordering::SeqCst);
     let mut refusal = Response::builder().status(StatusCode::UNAUTHORIZED);
     for challenge in challenges {
