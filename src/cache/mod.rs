@@ -284,6 +284,14 @@ impl TokenCache {
             tracing::debug!(generation, "token invalidated");
             // Never restored from the store again (in the background).
             self.shared.fetcher.refused(&c.token);
+            #[cfg(feature = "redis")]
+            if self.shared.fetcher.has_fleet() {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    let (shared, refused) = (self.shared.clone(), c.clone());
+                    runtime
+                        .spawn(async move { shared.fetcher.fleet_refused(&refused.token).await });
+                }
+            }
         }
     }
 
@@ -400,8 +408,9 @@ impl TokenCache {
             let access_token = cached.token.access_token().clone();
             let hint = TokenTypeHint::AccessToken;
             fetcher.endpoint().revoke(access_token, hint).await?;
-            // Never restored from the store again (in the background).
-            fetcher.refused(&cached.token);
+            // Never restored from the store again; waited for, since the
+            // process may exit once this returns.
+            fetcher.refused_now(&cached.token).await;
             // No flight can store a newer one while fetches are paused.
             self.shared.set_current(None);
         }

@@ -405,6 +405,21 @@ impl Inner {
         own.await.map(|token| self.hand(token, false))
     }
 
+    /// A resource server refused `token` (a 401 invalidated it): it leaves
+    /// Redis now by compare-and-delete, so that no cache built later takes
+    /// it up before this one's next fetch would have removed it.
+    pub(crate) async fn refused(&self, check: &TokenCheck, token: &Token) {
+        let hash = TokenHash::of(token);
+        let Ok((_, record)) = self.first_read(check, Some(hash)).await else {
+            return;
+        };
+        // A running step for this very token keeps it on purpose: new
+        // tokens are refused too (invariant 12).
+        if !record.is_some_and(|r| r.runs_for(Some(hash))) {
+            self.invalidate(Some(hash)).await;
+        }
+    }
+
     /// Notes `token` as the one the next fetch replaces, with no token
     /// handed yet: a cache built again whose store says a resource server
     /// refused it (`TokenStore::refuse`).

@@ -28,7 +28,7 @@ mod grants;
 mod keyed;
 mod origin_form;
 #[allow(dead_code, reason = "the matrix starts standalone servers only")]
-#[path = "../fleet/redis_server.rs"]
+#[path = "../../src/test_support/redis_server.rs"]
 mod redis_server;
 mod revocation;
 #[path = "../support/mod.rs"]

@@ -18,7 +18,7 @@ use tower_oauth2::{ClientAuth, SecretString, TokenRequest};
 use super::client::Received;
 use super::server::RealServer;
 
-const P256: &str = include_str!("../data/p256.pem");
+const P256: &str = include_str!("../../src/testdata/p256.pem");
 const CLIENT: &str = "svc-jwt-es256";
 
 /// A fresh `private_key_jwt` assertion for `CLIENT` (new `jti`, 60 s),
@@ -180,7 +180,7 @@ async fn a_private_key_from_a_file_that_is_rotated() {
         return;
     };
     let file = File::new("key");
-    file.write(include_str!("../data/p256-unregistered.pem"));
+    file.write(include_str!("../../src/testdata/p256-unregistered.pem"));
     let client = ClientAuth::private_key_jwt_from(
         CLIENT,
         Algorithm::ES256,

@@ -83,6 +83,28 @@ impl Fetcher {
         self.recorder.refused(token);
     }
 
+    /// [`refused`](Self::refused), waited for (`TokenCache::revoke`).
+    pub(super) async fn refused_now(&self, token: &Token) {
+        self.recorder.refused_now(token).await;
+    }
+
+    /// A resource server refused `token`: it leaves the fleet's Redis now
+    /// (unless the fleet's 401 step runs for it), so that no cache built
+    /// later (a keyed layer's evicted key coming back, a new process) takes
+    /// it up before this cache's next fetch would have removed it.
+    #[cfg(feature = "redis")]
+    pub(super) async fn fleet_refused(&self, token: &Token) {
+        if let Some((fleet, check)) = &self.fleet {
+            fleet.refused(check, token).await;
+        }
+    }
+
+    /// Whether this cache shares its tokens through the fleet's tier.
+    #[cfg(feature = "redis")]
+    pub(super) fn has_fleet(&self) -> bool {
+        self.fleet.is_some()
+    }
+
     /// The configured grant; `None` for a cache built from a refresh token.
     pub(super) fn primary(&self) -> Option<&TokenRequest> {
         self.primary.as_ref()

@@ -93,21 +93,41 @@ impl Recorder {
     /// held back by the store. Outside a Tokio runtime there is nothing to
     /// run it on, and it is skipped (logged).
     pub(in crate::cache) fn refused(&self, token: &Token) {
-        let Some(store) = &self.store else { return };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::debug!("no Tokio runtime: the refused token is not marked in the store");
+            if self.store.is_some() {
+                tracing::debug!("no Tokio runtime: the refused token is not marked in the store");
+            }
             return;
         };
-        let (store, fingerprint) = (store.clone(), self.fingerprint);
+        if let Some(marked) = self.mark_refused(token) {
+            runtime.spawn(marked);
+        }
+    }
+
+    /// [`refused`](Self::refused), waited for (within the deadline):
+    /// `TokenCache::revoke` returns only once the store says so, since a
+    /// process may exit right after it ("revoke on shutdown").
+    pub(in crate::cache) async fn refused_now(&self, token: &Token) {
+        if let Some(marked) = self.mark_refused(token) {
+            marked.await;
+        }
+    }
+
+    fn mark_refused(
+        &self,
+        token: &Token,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        let store = self.store.as_ref()?.clone();
+        let fingerprint = self.fingerprint;
         let access_token = token.access_token().clone();
         let marked = self.saves.run(self.deadline, move || {
             store.refuse(&fingerprint, &access_token)
         });
-        runtime.spawn(async move {
+        Some(async move {
             if let Err(why) = marked.await {
                 tracing::warn!(error = %why, "could not mark the refused token in the store");
             }
-        });
+        })
     }
 }
 
