@@ -372,6 +372,16 @@ impl TokenCache {
         };
         if let RefusalDecision::BackedOff(step) = decision {
             self.shared.counters.backed_off();
+            // A step starts: the resource refused this token (it stays in
+            // use while new ones are refused too), so the store must not
+            // restore it after a restart (in the background).
+            if step.is_some() {
+                if let Some(c) = self.shared.current.load().as_ref() {
+                    if c.generation == sent {
+                        self.shared.fetcher.refused(&c.token);
+                    }
+                }
+            }
             #[cfg(feature = "redis")]
             if let Some(step) = step {
                 self.spawn_fleet_write(sent, FleetWrite::Step(step));

@@ -61,8 +61,9 @@ async fn pair_backoff_file_store_a_refused_token_is_not_restored_after_a_restart
     // restart; it must name the last token the resource refused.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while std::time::Instant::now() < deadline {
-        let stored = std::fs::read_to_string(&path).unwrap_or_default();
-        if stored.contains("\"access_token_refused\":true") {
+        let stored = std::fs::read(&path).unwrap_or_default();
+        let stored: serde_json::Value = serde_json::from_slice(&stored).unwrap_or_default();
+        if stored["access_token"] == "at-2" && stored["access_token_refused"] == true {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
