@@ -18,7 +18,7 @@
 //! An empty variable counts as unset. A missing or malformed variable is a
 //! [`ConfigError`] that names the variable and what it expects, never the
 //! value it holds. Signing keys, discovery and the Redis tier are set in
-//! code ([`crate::ClientAuth::private_key_jwt`], [`crate::discovery`],
+//! code (`ClientAuth::private_key_jwt` (feature `jwt`), [`crate::discovery`],
 //! [`crate::cache::TokenCacheBuilder`]).
 //!
 //! # Example
