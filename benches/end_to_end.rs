@@ -16,6 +16,10 @@
 
 mod common;
 #[path = "../tests/support/serve.rs"]
+#[allow(
+    dead_code,
+    reason = "the tests' serve loop; this bench uses `serve` only"
+)]
 mod serve;
 
 use std::convert::Infallible;

@@ -28,19 +28,38 @@ mod common;
 #[path = "../src/test_support/redis_server.rs"]
 #[allow(dead_code, reason = "no cluster here")]
 mod redis_server;
-#[path = "../tests/support/mod.rs"]
-#[allow(dead_code, unused_imports, reason = "the token server only")]
-mod support;
+// The tests' token server and what it needs (it names them as `super::…`).
+#[path = "../tests/support/client.rs"]
+#[allow(
+    dead_code,
+    reason = "the tests' client; the token server needs a few parts"
+)]
+mod client;
+#[path = "../tests/support/dpop.rs"]
+#[allow(
+    dead_code,
+    reason = "the token server checks proofs; no bench sends any"
+)]
+mod dpop;
+#[path = "../tests/support/serve.rs"]
+#[allow(dead_code, reason = "the token server's serve loop")]
+mod serve;
+#[path = "../tests/support/token_server.rs"]
+#[allow(
+    dead_code,
+    reason = "the token server; this bench uses a few of its knobs"
+)]
+mod token_server;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use client::{get, http_client};
 use http::StatusCode;
 use redis_server::RedisServer;
-use support::client::{get, http_client};
-use support::token_server::TestServer;
+use token_server::TestServer;
 use tower::{Layer, ServiceExt};
 use tower_oauth2::cache::TokenCacheBuilder;
 use tower_oauth2::fleet::RedisTier;

@@ -4,7 +4,7 @@
 //! `OAuth2Layer`. The token endpoint is the test server on 127.0.0.1, and
 //! inventory accepts only the tokens it issued.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

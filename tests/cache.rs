@@ -5,7 +5,7 @@
 //! even when the access token beside it is unusable; odd refresh policies
 //! neither panic nor refetch on every request.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

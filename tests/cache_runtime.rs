@@ -6,7 +6,7 @@
 //! run (or waiting outside any runtime) gives up at its wait timeout with a
 //! typed error, and the fetch goes on (ARCHITECTURE.md, invariant 10).
 
-mod support;
+use crate::support;
 
 use std::future::Future;
 use std::sync::mpsc;

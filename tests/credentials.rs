@@ -5,7 +5,7 @@
 //! files, and no credential content in any error, log line or `Debug`.
 //! Against the test token server on 127.0.0.1, over real HTTP.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -481,7 +481,7 @@ async fn unusable_credential_files_are_typed_errors_that_name_the_path() {
 /// no log line at TRACE, no error and no `Debug`.
 #[tokio::test]
 async fn no_credential_content_in_errors_logs_or_debug() {
-    let capture = capture();
+    let capture = capture().everywhere();
     let server = TestServer::start().await;
     let dir = Dir::new("canary");
     let secret_path = dir.path("client-secret");

@@ -1,18 +1,11 @@
 //! `examples/demo`: its command line, and its run against a token endpoint
 //! and a resource server on 127.0.0.1, driven here through the example's own
-//! modules (the binary is not built by `cargo test --test demo`).
+//! modules (in this process; `tests/demo_env.rs` runs the binary).
 
-#[path = "../examples/demo/args.rs"]
-mod args;
-#[path = "../examples/demo/client.rs"]
-mod client;
-#[path = "../examples/demo/progress.rs"]
-mod progress;
-#[path = "../examples/demo/run.rs"]
-mod run;
-#[path = "../examples/demo/setup.rs"]
-mod setup;
-mod support;
+use crate::args;
+use crate::progress;
+use crate::run;
+use crate::support;
 
 use std::process::ExitCode;
 use std::time::Duration;

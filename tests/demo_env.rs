@@ -1,23 +1,13 @@
 //! `examples/demo` configured by environment variables alone, as a
 //! Kubernetes deployment would (issue 21): no flag on the command line, the
-//! client secret from a file. Its own test binary: it sets the process's
-//! environment, which no other test may read meanwhile.
+//! client secret from a file. The demo runs as a child process with those
+//! variables: setting them in this process would race the other tests,
+//! which share its environment.
 
-#[path = "../examples/demo/args.rs"]
-mod args;
-#[path = "../examples/demo/client.rs"]
-mod client;
-#[path = "../examples/demo/progress.rs"]
-mod progress;
-#[path = "../examples/demo/run.rs"]
-mod run;
-#[path = "../examples/demo/setup.rs"]
-mod setup;
-mod support;
+use std::time::{Duration, Instant};
 
-use args::{Args, Mode};
-use run::Summary;
-use support::token_server::{ClientCheck, TestServer};
+use crate::support::demo_process::{Member, Summary};
+use crate::support::token_server::{ClientCheck, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_runs_from_environment_variables_alone() {
@@ -36,20 +26,12 @@ async fn the_demo_runs_from_environment_variables_alone() {
         ("DEMO_URL", server.url("/orders")),
         ("DEMO_REQUESTS", "5".to_owned()),
     ];
-    for (name, value) in &vars {
-        std::env::set_var(name, value);
-    }
-    let mode = Args::mode_from(["demo"]);
-    for (name, _) in &vars {
-        std::env::remove_var(name);
-    }
-    let config = match mode {
-        Mode::Remote(config) => config,
-        Mode::Local { timeout } => {
-            panic!("the variables name the servers, yet the local run ({timeout:?}) was chosen")
-        }
-    };
-    let summary = run::run(&config).await.expect("a usable configuration");
+    let demo = Member::start_with_env(&[], &vars);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let summary = tokio::task::spawn_blocking(move || demo.finish(deadline))
+        .await
+        .expect("the waiting thread")
+        .expect("the demo's summary");
     let _ = std::fs::remove_file(&secret);
     assert_eq!(
         summary,
@@ -60,7 +42,6 @@ async fn the_demo_runs_from_environment_variables_alone() {
             ..Summary::default()
         }
     );
-    assert_eq!(summary.exit_code(), std::process::ExitCode::SUCCESS);
     assert_eq!(server.token_requests(), 1);
     let sent = server.received().pop().expect("the token request");
     assert_eq!(sent.param("scope").as_deref(), Some("orders:read"));

@@ -3,17 +3,9 @@
 //! `--ca-file` makes the demo trust. Driven through the example's own
 //! modules, as tests/demo.rs does.
 
-#[path = "../examples/demo/args.rs"]
-mod args;
-#[path = "../examples/demo/client.rs"]
-mod client;
-#[path = "../examples/demo/progress.rs"]
-mod progress;
-#[path = "../examples/demo/run.rs"]
-mod run;
-#[path = "../examples/demo/setup.rs"]
-mod setup;
-mod support;
+use crate::args;
+use crate::run;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -3,7 +3,7 @@
 //! and tonic send them, over a connection opened to 127.0.0.1), and when
 //! one client calls two services (the default, `for_origin`).
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 

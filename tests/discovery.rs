@@ -1,7 +1,7 @@
 //! Discovery against a real metadata server on 127.0.0.1, then the token
 //! endpoint it names serving the tower layer.
 
-mod support;
+use crate::support;
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;

@@ -4,7 +4,7 @@
 //! Every fault must give the caller a typed error promptly, keep memory
 //! bounded, and heal without a restart once the endpoint is healthy.
 
-mod support;
+use crate::support;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};

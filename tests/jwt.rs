@@ -5,7 +5,7 @@
 //! alone, and the assertion scrubbed from error messages.
 #![cfg(feature = "jwt")]
 
-mod support;
+use crate::support;
 
 use std::convert::Infallible;
 

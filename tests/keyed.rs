@@ -1,7 +1,7 @@
 //! KeyedOAuth2Layer: one client, several APIs, each with its own token,
 //! against a real token endpoint and resource server on 127.0.0.1.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -350,9 +350,7 @@ fn refresh_tokens_sent(server: &TestServer) -> Vec<String> {
 }
 
 #[cfg(feature = "redis")]
-#[allow(dead_code, reason = "the fleet suite's helper; this file uses a few")]
-#[path = "../src/test_support/redis_server.rs"]
-mod redis_server;
+use crate::redis_server;
 
 #[cfg(feature = "redis")]
 fn tier(redis: &redis_server::RedisServer) -> tower_oauth2::fleet::RedisTier {

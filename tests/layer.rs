@@ -1,6 +1,6 @@
 //! OAuth2Layer against a real token endpoint and resource server on 127.0.0.1.
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

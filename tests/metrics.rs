@@ -10,7 +10,7 @@
 //! globally, for every thread.)
 #![cfg(feature = "metrics")]
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

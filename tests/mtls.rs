@@ -10,7 +10,7 @@
 //! the certificate the token is bound to.
 #![cfg(feature = "rustls")]
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::convert::Infallible;

@@ -2,7 +2,7 @@
 //! token endpoint and resource server on 127.0.0.1.
 #![cfg(feature = "reqwest")]
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

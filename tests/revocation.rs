@@ -3,7 +3,7 @@
 //! hint and the client's authentication), the cache empty afterwards, the
 //! errors typed, and what happens to fetches and callers around it.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

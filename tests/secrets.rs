@@ -2,7 +2,7 @@
 //! or log line, through a whole fetch → background refresh → 401 → retry
 //! cycle and the error paths, with `tracing` captured at TRACE level.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -59,7 +59,7 @@ fn endpoint(server: &TestServer) -> TokenEndpoint<support::client::HttpClient> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_output_of_a_full_cycle_holds_no_secret() {
-    let capture = capture();
+    let capture = capture().everywhere();
 
     let server = TestServer::start().await;
     server.set_token_prefix(PREFIX);
@@ -199,7 +199,7 @@ async fn trace_output_of_a_full_cycle_holds_no_secret() {
 
 #[tokio::test]
 async fn debug_and_display_of_every_public_type() {
-    let capture = capture();
+    let capture = capture().everywhere();
     let mut shown = Vec::new();
     let secret = SecretString::from(CLIENT_SECRET);
     shown.push(format!("{secret:?}"));
@@ -344,9 +344,7 @@ fn a_malformed_jwk_never_shows_its_private_key() {
 }
 
 #[cfg(feature = "redis")]
-#[allow(dead_code, reason = "the fleet suite's helper; this file uses a few")]
-#[path = "../src/test_support/redis_server.rs"]
-mod redis_server;
+use crate::redis_server;
 
 /// Issue 19's acceptance test: caches whose grants carry every kind of
 /// secret (client secret, refresh token, token-exchange subject and actor
@@ -362,7 +360,7 @@ async fn no_secret_or_subject_in_keys_file_names_logs_errors_or_debug() {
     if !redis_server::available() {
         return;
     }
-    let capture = capture();
+    let capture = capture().everywhere();
     let mut redis = redis_server::RedisServer::start();
     let server = TestServer::start().await;
     // Access and refresh tokens the server issues: CANARY-AT-at-1, …

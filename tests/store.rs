@@ -1,7 +1,7 @@
 //! Persisted tokens: a rotated refresh token is saved before it is used, a
 //! restart picks up the newest one, and a failing store does not fail requests.
 
-mod support;
+use crate::support;
 
 use std::io;
 use std::path::PathBuf;

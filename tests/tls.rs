@@ -3,7 +3,7 @@
 //! server certificate made by rcgen (`support::pki`).
 #![cfg(feature = "rustls")]
 
-mod support;
+use crate::support;
 
 use bytes::Bytes;
 use http::{Request, StatusCode, Version};

@@ -6,10 +6,8 @@
 //! get a token for another API.
 #![cfg(feature = "redis")]
 
-#[allow(dead_code, reason = "this binary starts plain servers only")]
-#[path = "../src/test_support/redis_server.rs"]
-mod redis_server;
-mod support;
+use crate::redis_server;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! The protocol core against a real HTTP token server on 127.0.0.1.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //! after the layer: the layer sees origin-form URIs (`/pkg.Svc/Method`) and
 //! sends the token only when told where the channel goes.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 

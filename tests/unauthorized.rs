@@ -7,7 +7,7 @@
 //! backoff (1 s doubling to 5 min) only the bound is asserted; the delays
 //! themselves are unit-tested with the random value passed in.
 
-mod support;
+use crate::support;
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};

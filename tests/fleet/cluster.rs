@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
+use super::{fetches_alone, header_of, token_key, two_share_one_token};
 use crate::redis_server::{available, RedisCluster};
 use crate::support::pki::pki;
 use crate::support::token_server::TestServer;
-use crate::{fetches_alone, header_of, token_key, two_share_one_token};
 use tower_oauth2::fleet::RedisTier;
 
 fn tier(cluster: &RedisCluster) -> RedisTier {
@@ -69,7 +69,7 @@ async fn a_cluster_over_rediss_with_a_private_ca_shares_one_token() {
     }
     let pki = pki();
     let cluster =
-        tokio::task::block_in_place(|| RedisCluster::start_tls(&crate::secure::pems(&pki)));
+        tokio::task::block_in_place(|| RedisCluster::start_tls(&super::secure::pems(&pki)));
     assert!(cluster.urls()[0].starts_with("rediss://"));
     let server = TestServer::start().await;
     two_share_one_token(&server, || {

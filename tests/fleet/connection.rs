@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use tower_oauth2::{TokenCache, TokenRequest};
 
+use super::{header_of, outage_warnings, tier};
 use crate::redis_server::{available, free_port, RedisServer};
 use crate::support::log::capture;
 use crate::support::token_server::TestServer;
-use crate::{header_of, outage_warnings, tier};
 
 /// The clients connected to `redis`, redis-cli's own (which asks) left out.
 fn connections(redis: &RedisServer) -> usize {
@@ -66,7 +66,7 @@ async fn caches_built_from_one_tier_and_its_clones_share_one_connection() {
 
 #[tokio::test]
 async fn caches_of_one_tier_log_an_outage_once() {
-    let logs = capture();
+    let logs = capture().everywhere();
     // Needs no redis-server: nothing listens on this port.
     let port = free_port();
     let server = TestServer::start().await;

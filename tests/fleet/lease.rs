@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use tower_oauth2::cache::TokenCacheBuilder;
 use tower_oauth2::fleet::RedisTier;
 
+use super::{header_of, tier_with_lease, token_key, until_a_token_request};
 use crate::redis_server::{available, RedisServer};
 use crate::support::log;
 use crate::support::token_server::TestServer;
-use crate::{header_of, tier_with_lease, token_key, until_a_token_request};
 
 fn lock_key(builder: &TokenCacheBuilder) -> String {
     token_key(builder).replace(":token", ":lock")
@@ -39,7 +39,7 @@ async fn a_lock_this_crate_never_writes_is_redis_trouble_and_nobody_waits_on_it(
     if !available() {
         return;
     }
-    let logs = log::capture();
+    let logs = log::capture().everywhere();
     let lease = Duration::from_secs(30);
     let odd_locks: [&[&str]; 4] = [
         &["HSET", "f", "v"],

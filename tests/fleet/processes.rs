@@ -9,10 +9,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::demo_fleet::{demo_binary, one_at_a_time, Member, Summary};
+use super::TTL_SECS;
 use crate::redis_server::{available, RedisServer};
+use crate::support::demo_process::{demo_binary, one_at_a_time, Member, Summary};
 use crate::support::token_server::TestServer;
-use crate::TTL_SECS;
 
 const MEMBERS: usize = 8;
 /// How long each process of the shared run sends requests, and how long

@@ -19,10 +19,10 @@ use tower_oauth2::cache::{Backoff, Stats, TokenCacheBuilder};
 use tower_oauth2::fleet::{FleetStats, RedisTier};
 use tower_oauth2::OAuth2Layer;
 
+use super::{own_process, tier};
 use crate::redis_server::{available, free_port, RedisServer};
 use crate::support::client::http_client;
 use crate::support::token_server::{bearer, TestServer};
-use crate::{own_process, tier};
 
 /// Processes in the fleet.
 const K: usize = 4;
@@ -88,7 +88,7 @@ impl Process {
 
 /// The fleet's record of 401s for this server's configuration.
 fn refused_key(server: &TestServer) -> String {
-    crate::token_key(&server.client_credentials()).replace(":token", ":refused")
+    super::token_key(&server.client_credentials()).replace(":token", ":refused")
 }
 
 /// Waits (20 s at most) until Redis holds the fleet's record of 401s or

@@ -7,10 +7,10 @@ use http::StatusCode;
 use tower::ServiceExt;
 use tower_oauth2::{TokenCache, TokenRequest};
 
+use super::{tier, token_key};
 use crate::redis_server::{available, RedisServer};
 use crate::support::client::{get, layered};
 use crate::support::token_server::{bearer, TestServer};
-use crate::{tier, token_key};
 
 /// A cache of client-credentials tokens whose endpoint can revoke, sharing
 /// `redis`'s tier.

@@ -4,11 +4,11 @@
 
 use tower_oauth2::fleet::RedisTier;
 
+use super::{fetches_alone, header_of, outage_warnings, tier, two_share_one_token};
 use crate::redis_server::{available, RedisServer, TlsPems};
 use crate::support::log::capture;
 use crate::support::pki::{pki, Pki};
 use crate::support::token_server::TestServer;
-use crate::{fetches_alone, header_of, outage_warnings, tier, two_share_one_token};
 
 /// The certificates a TLS redis-server (and redis-cli) of `pki` uses.
 pub fn pems(pki: &Pki) -> TlsPems {
@@ -46,7 +46,7 @@ async fn a_tier_that_does_not_trust_the_ca_fetches_alone_and_warns_once() {
     if !available() {
         return;
     }
-    let logs = capture();
+    let logs = capture().everywhere();
     let pki = pki();
     let redis = RedisServer::start_tls(&pems(&pki), false);
     let server = TestServer::start().await;
@@ -91,7 +91,7 @@ async fn an_acl_user_from_the_url_shares_and_a_wrong_password_falls_back_unquote
     if !available() {
         return;
     }
-    let logs = capture();
+    let logs = capture().everywhere();
     let password = "s3cret-fleet-pw";
     let redis = RedisServer::start_with(&[
         "--user",

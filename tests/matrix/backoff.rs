@@ -9,9 +9,9 @@ use tower_oauth2::reqwest::OAuth2Middleware;
 use tower_oauth2::store::FileStore;
 use tower_oauth2::OAuth2Layer;
 
+use super::*;
 use crate::support::client::http_client;
 use crate::support::token_server::TestServer;
-use crate::*;
 
 /// Path-only requests (tonic's) to a resource refusing every token: two
 /// tokens, then the refusals pass through.

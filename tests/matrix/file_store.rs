@@ -5,8 +5,8 @@ use tower_oauth2::reqwest::OAuth2Middleware;
 use tower_oauth2::store::FileStore;
 use tower_oauth2::TokenCache;
 
+use super::*;
 use crate::support::token_server::TestServer;
-use crate::*;
 
 /// Through the reqwest middleware, rotated refresh tokens are saved before
 /// use: a restarted process restores the latest token and spends no token

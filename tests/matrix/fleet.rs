@@ -11,11 +11,11 @@ use tower_oauth2::reqwest::OAuth2Middleware;
 use tower_oauth2::store::FileStore;
 use tower_oauth2::{OAuth2Layer, TokenCache, TokenRequest};
 
+use super::*;
 use crate::redis_server::{available, RedisServer};
 use crate::support::client::{http_client, layered};
 use crate::support::log::capture;
 use crate::support::token_server::{Canned, TestServer};
-use crate::*;
 
 /// Every key the fleet wrote: none may name a subject or hold a secret.
 fn assert_no_identity_in_keys(redis: &RedisServer, secrets: &[&str]) {
@@ -33,7 +33,7 @@ async fn pair_fleet_grants_refresh_token_subjects_never_receive_each_others_toke
     if !available() {
         return;
     }
-    let logs = capture();
+    let logs = capture().everywhere();
     let redis = RedisServer::start();
     let server = TestServer::start().await;
     server.add_refresh_token("rt-alice-secret");

@@ -7,9 +7,9 @@ use tower_oauth2::reqwest::OAuth2Middleware;
 use tower_oauth2::store::FileStore;
 use tower_oauth2::{ErrorKind, OAuth2Layer, TokenCache, TokenRequest};
 
+use super::*;
 use crate::support::client::{http_client, layered};
 use crate::support::token_server::{bearer, TestServer};
-use crate::*;
 
 /// Revoking one subject's cache revokes that subject's refresh and access
 /// tokens only; that subject must authorize again, the other is untouched.

@@ -8,9 +8,9 @@ use tower_oauth2::layer::KeyedOAuth2Layer;
 use tower_oauth2::store::FileStore;
 use tower_oauth2::{TokenCache, TokenEndpoint, TokenRequest};
 
+use super::*;
 use crate::support::client::{http_client, HttpClient};
 use crate::support::token_server::{bearer, TestServer};
-use crate::*;
 
 /// The API a path is for: `/orders/…`, `/billing/…`.
 fn api_of(uri: &Uri, _: &HeaderMap) -> Option<String> {

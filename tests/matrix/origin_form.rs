@@ -7,8 +7,8 @@ use tower::Layer;
 use tower_oauth2::store::FileStore;
 use tower_oauth2::OAuth2Layer;
 
+use super::*;
 use crate::support::token_server::{bearer, TestServer};
-use crate::*;
 
 /// A token restored from the file goes on path-only requests with no token
 /// request.

@@ -8,9 +8,9 @@ use tower_oauth2::reqwest::OAuth2Middleware;
 use tower_oauth2::store::FileStore;
 use tower_oauth2::{OAuth2Layer, TokenCache, TokenRequest};
 
+use super::*;
 use crate::support::client::http_client;
 use crate::support::token_server::{bearer, TestServer};
-use crate::*;
 
 fn revocation_bodies(server: &TestServer) -> Vec<String> {
     server.revocations().into_iter().map(|r| r.body).collect()

@@ -4,8 +4,8 @@ use http::header::{COOKIE, LOCATION, SET_COOKIE};
 use http::{HeaderValue, Method, StatusCode};
 use tower_oauth2::authorize::Authorization;
 
-use crate::client::{exchange, form_request, http_client, HttpClient};
-use crate::REDIRECT_URI;
+use super::client::{exchange, form_request, http_client, HttpClient};
+use super::REDIRECT_URI;
 
 /// What the user answers on the consent page.
 #[derive(Clone, Copy, PartialEq, Eq)]

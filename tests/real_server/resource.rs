@@ -18,8 +18,8 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::Value;
 
-use crate::serve::{serve, Serving};
-use crate::server::RealServer;
+use super::serve::{serve, Serving};
+use super::server::RealServer;
 
 pub struct ResourceServer {
     serving: Serving,
@@ -72,13 +72,11 @@ impl ResourceServer {
     }
 
     /// DPoP proofs must carry `nonce` from now on (`use_dpop_nonce` else).
-    #[allow(dead_code, reason = "only the DPoP tests ask for nonces")]
     pub fn require_dpop_nonce(&self, nonce: &str) {
         *self.state.dpop_nonce.lock().unwrap() = Some(nonce.to_owned());
     }
 
     /// Why each DPoP proof was refused, in order.
-    #[allow(dead_code, reason = "only the DPoP tests read it")]
     pub fn dpop_refusals(&self) -> Vec<String> {
         self.state.dpop_refusals.lock().unwrap().clone()
     }
@@ -141,14 +139,14 @@ async fn dpop_protected(
     let host = req.headers().get("host").and_then(|v| v.to_str().ok());
     let htu = format!("http://{}{}", host.unwrap_or_default(), req.uri().path());
     let nonce = st.dpop_nonce.lock().unwrap().clone();
-    let expect = crate::dpop_proof::Expect {
+    let expect = super::dpop_proof::Expect {
         htm: req.method().as_str(),
         htu: &htu,
         nonce: nonce.as_deref(),
         access_token: Some(token),
     };
     let checked =
-        crate::dpop_proof::check(req.headers(), &expect, &mut st.dpop_seen.lock().unwrap());
+        super::dpop_proof::check(req.headers(), &expect, &mut st.dpop_seen.lock().unwrap());
     let refusal = match checked {
         Ok(proof) => {
             let info = st.server.introspect(token).await;
@@ -158,8 +156,8 @@ async fn dpop_protected(
             }
             format!("not bound to the proof's key: {info}")
         }
-        Err(crate::dpop_proof::Refused::UseNonce) => "use_dpop_nonce".to_owned(),
-        Err(crate::dpop_proof::Refused::Invalid(why)) => why,
+        Err(super::dpop_proof::Refused::UseNonce) => "use_dpop_nonce".to_owned(),
+        Err(super::dpop_proof::Refused::Invalid(why)) => why,
     };
     st.unauthorized.fetch_add(1, Ordering::SeqCst);
     let error = if refusal == "use_dpop_nonce" {

@@ -13,7 +13,7 @@ use http::{HeaderMap, Method, StatusCode};
 use serde_json::Value;
 use tower_oauth2::{ClientAuth, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
 
-use crate::client::{exchange, form_request, http_client, HttpClient, Recording};
+use super::client::{exchange, form_request, http_client, HttpClient, Recording};
 
 /// Set by `.ci/run`: the issuer URL of a running server.
 const ENV_URL: &str = "TOWER_OAUTH2_REAL_AS";

@@ -35,7 +35,6 @@ pub fn http_client() -> HttpClient {
 
 /// A hyper-util HTTP/2 (prior knowledge) client: many concurrent requests
 /// share one connection.
-#[allow(dead_code, reason = "only some test binaries need HTTP/2")]
 pub fn http2_client() -> HttpClient {
     Client::builder(TokioExecutor::new())
         .http2_only(true)
@@ -43,13 +42,11 @@ pub fn http2_client() -> HttpClient {
 }
 
 /// [`http_client`] under `OAuth2Layer::new(cache)`.
-#[allow(dead_code, reason = "only some test binaries send through the layer")]
 pub fn layered(cache: &TokenCache) -> OAuth2Service<HttpClient> {
     tower::Layer::layer(&OAuth2Layer::new(cache.clone()), http_client())
 }
 
 /// A GET of `url` with an empty body.
-#[allow(dead_code, reason = "only some test binaries build requests here")]
 pub fn get(url: &str) -> Request<Full<Bytes>> {
     Request::get(url)
         .body(Full::default())
@@ -57,7 +54,6 @@ pub fn get(url: &str) -> Request<Full<Bytes>> {
 }
 
 /// A GET of `url`, or a POST of `form` (form-urlencoded) to it.
-#[allow(dead_code, reason = "only some test binaries send forms")]
 pub fn form_request(method: Method, url: &str, form: &[(&str, &str)]) -> Request<Full<Bytes>> {
     let builder = Request::builder().method(method.clone()).uri(url);
     let request = if method == Method::POST {
@@ -77,7 +73,6 @@ pub fn form_request(method: Method, url: &str, form: &[(&str, &str)]) -> Request
 }
 
 /// Sends `request` and reads the whole answer: status, headers, body text.
-#[allow(dead_code, reason = "only some test binaries read whole answers")]
 pub async fn exchange(
     http: &HttpClient,
     request: Request<Full<Bytes>>,
@@ -94,7 +89,6 @@ pub async fn exchange(
 }
 
 /// An error's kind, OAuth error code and description, to compare at once.
-#[allow(dead_code, reason = "only some test binaries check OAuth errors")]
 pub fn oauth_error(e: &tower_oauth2::Error) -> (ErrorKind, Option<&ErrorCode>, Option<&str>) {
     let response = e.oauth_error();
     (
@@ -107,9 +101,7 @@ pub fn oauth_error(e: &tower_oauth2::Error) -> (ErrorKind, Option<&ErrorCode>, O
 /// One request as a server received it (or a recording client sent it).
 #[derive(Clone, Debug)]
 pub struct Received {
-    #[allow(dead_code, reason = "only some test binaries check it")]
     pub method: String,
-    #[allow(dead_code, reason = "only some test binaries check it")]
     pub uri: String,
     pub headers: http::HeaderMap,
     pub body: String,
@@ -141,13 +133,11 @@ impl Received {
     }
 
     /// The body's form parameter names, in order.
-    #[allow(dead_code, reason = "only some test binaries check it")]
     pub fn names(&self) -> Vec<String> {
         self.form().into_iter().map(|(k, _)| k).collect()
     }
 
     /// The `Authorization` header, if any.
-    #[allow(dead_code, reason = "only some test binaries check it")]
     pub fn authorization(&self) -> Option<&str> {
         self.headers
             .get(http::header::AUTHORIZATION)
@@ -157,7 +147,6 @@ impl Received {
 
 /// An [`HttpClient`] that keeps a copy of every request it sends.
 #[derive(Clone)]
-#[allow(dead_code, reason = "only some test binaries record what they send")]
 pub struct Recording {
     http: HttpClient,
     sent: Arc<Mutex<Vec<Received>>>,
@@ -172,7 +161,6 @@ impl Default for Recording {
     }
 }
 
-#[allow(dead_code, reason = "only some test binaries record what they send")]
 impl Recording {
     /// What was sent so far, in order.
     pub fn sent(&self) -> Vec<Received> {

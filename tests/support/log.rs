@@ -1,32 +1,86 @@
 //! What the crate logs, captured for tests that read it: one global TRACE
-//! subscriber per test binary, writing to a buffer.
+//! subscriber for the test binary, and for each test a view of the lines
+//! logged since it called [`capture`], on its own thread.
+//!
+//! All the tests share one binary and run on parallel threads, so a test
+//! counting a message must not see another test's lines: libtest runs each
+//! test on a thread of its own (named after the test) and a
+//! `#[tokio::test]` runtime runs its tasks on that thread, so a line's
+//! thread tells whose it is. A test whose lines come from other threads (a
+//! multi-thread runtime, threads it spawns) reads [`Capture::everywhere`].
 
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// The buffer the subscriber writes to.
-#[derive(Clone, Default)]
-pub struct Capture(Arc<Mutex<Vec<u8>>>);
+/// One logged event: the thread it was logged on, and its text.
+struct Line {
+    thread: Option<String>,
+    text: String,
+}
 
-#[allow(dead_code, reason = "only tests that read the logs capture them")]
+/// Every line logged by the binary, in order.
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<Line>>>);
+
+/// A test's view of the log.
+#[derive(Clone)]
+pub struct Capture {
+    buffer: Buffer,
+    /// Lines before this index were logged before the test looked.
+    from: usize,
+    /// Only lines logged on this thread (`None`: every thread).
+    thread: Option<String>,
+}
+
 impl Capture {
-    /// Everything logged so far, as text.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("the log buffer")).into_owned()
+    /// The same view over every thread's lines (still only those logged
+    /// since [`capture`]).
+    pub fn everywhere(&self) -> Capture {
+        Capture {
+            thread: None,
+            ..self.clone()
+        }
     }
 
-    /// How many times `needle` occurs in what was logged so far.
+    /// Every line the test binary logged, from its start, on every thread:
+    /// for a message logged once per process, which whichever test came
+    /// first caused.
+    pub fn whole_process(&self) -> Capture {
+        Capture {
+            from: 0,
+            thread: None,
+            ..self.clone()
+        }
+    }
+
+    /// Everything this view holds so far, as text.
+    pub fn text(&self) -> String {
+        let lines = self.buffer.0.lock().expect("the log buffer");
+        lines
+            .iter()
+            .skip(self.from)
+            .filter(|l| self.thread.is_none() || l.thread == self.thread)
+            .map(|l| l.text.as_str())
+            .collect()
+    }
+
+    /// How many times `needle` occurs in what this view holds so far.
     pub fn count(&self, needle: &str) -> usize {
         self.text().matches(needle).count()
     }
 }
 
-impl Write for Capture {
+/// Collects one event's text; handed to the subscriber per event, on the
+/// thread that logs it.
+pub struct EventWriter {
+    buffer: Buffer,
+    thread: Option<String>,
+    bytes: Vec<u8>,
+}
+
+impl Write for EventWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .expect("the log buffer")
-            .extend_from_slice(buf);
+        self.bytes.extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -34,30 +88,57 @@ impl Write for Capture {
     }
 }
 
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
+impl Drop for EventWriter {
+    fn drop(&mut self) {
+        if self.bytes.is_empty() {
+            return;
+        }
+        let text = String::from_utf8_lossy(&self.bytes).into_owned();
+        // A poisoned lock means a test already failed; its lines may go.
+        if let Ok(mut lines) = self.buffer.0.lock() {
+            lines.push(Line {
+                thread: self.thread.take(),
+                text,
+            });
+        }
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buffer {
+    type Writer = EventWriter;
     fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
+        EventWriter {
+            buffer: self.clone(),
+            thread: std::thread::current().name().map(str::to_owned),
+            bytes: Vec::new(),
+        }
     }
 }
 
 /// Installs, once for this test binary, a global TRACE subscriber writing to
-/// a buffer, and returns the buffer. Global, not per-thread: tracing caches
-/// per call site whether anyone listens, so a thread-local subscriber misses
-/// events whose call sites another test thread registered first.
-#[allow(dead_code, reason = "only tests that read the logs capture them")]
+/// a buffer, and returns this test's view of it: the lines logged from now
+/// on, on this thread. Global, not per-thread: tracing caches per call site
+/// whether anyone listens, so a thread-local subscriber misses events whose
+/// call sites another test thread registered first.
 pub fn capture() -> Capture {
-    static CAPTURE: OnceLock<Capture> = OnceLock::new();
-    CAPTURE
+    static BUFFER: OnceLock<Buffer> = OnceLock::new();
+    let buffer = BUFFER
         .get_or_init(|| {
-            let capture = Capture::default();
+            let buffer = Buffer::default();
             let subscriber = tracing_subscriber::fmt()
                 .with_max_level(tracing::Level::TRACE)
-                .with_writer(capture.clone())
+                .with_writer(buffer.clone())
                 .with_ansi(false)
                 .finish();
             tracing::subscriber::set_global_default(subscriber).expect("no other subscriber");
-            capture
+            buffer
         })
-        .clone()
+        .clone();
+    let from = buffer.0.lock().expect("the log buffer").len();
+    let thread = std::thread::current().name().map(str::to_owned);
+    Capture {
+        buffer,
+        from,
+        thread,
+    }
 }

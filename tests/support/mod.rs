@@ -5,10 +5,9 @@
 //! crate's logs captured ([`log`]).
 
 pub mod client;
-#[allow(dead_code, reason = "only the DPoP test binaries check proofs")]
+pub mod demo_process;
 pub mod dpop;
 pub mod log;
-#[allow(dead_code, reason = "only the TLS test binaries serve TLS")]
 pub mod pki;
 pub mod serve;
 pub mod token_server;

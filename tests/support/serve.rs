@@ -61,7 +61,6 @@ impl Drop for Serving {
 
 impl Serving {
     /// `http://{addr}{path}`.
-    #[allow(dead_code, reason = "not every test binary builds URLs from here")]
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
@@ -69,7 +68,6 @@ impl Serving {
 
 /// Serves `service` (a tower service, such as an axum `Router` or a
 /// `tower::service_fn`) over HTTP/1.1 and HTTP/2 on a free port.
-#[allow(dead_code, reason = "not every test binary serves its own service")]
 pub async fn serve(service: impl HttpService) -> Serving {
     serve_on(0, service).await
 }
@@ -81,7 +79,6 @@ pub async fn serve_on(port: u16, service: impl HttpService) -> Serving {
 
 /// Calls `on_connection` with each accepted TCP connection, in a task of
 /// its own: for servers that speak raw bytes, or TLS first.
-#[allow(dead_code, reason = "not every test binary needs raw connections")]
 pub async fn serve_tcp<F, Fut>(on_connection: F) -> Serving
 where
     F: Fn(TcpStream) -> Fut + Send + 'static,

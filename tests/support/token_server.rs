@@ -41,7 +41,6 @@ pub struct Canned {
     pub body: Vec<u8>,
 }
 
-#[allow(dead_code, reason = "each test binary uses the answers it needs")]
 impl Canned {
     pub fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
         Canned {
@@ -71,14 +70,12 @@ impl Canned {
 
 /// A resource request for `path` bearing `token`, as
 /// [`TestServer::path_authorizations`] lists it.
-#[allow(dead_code, reason = "only some test binaries list resource requests")]
 pub fn bearer(path: &str, token: &str) -> (String, Option<String>) {
     (path.to_owned(), Some(format!("Bearer {token}")))
 }
 
 /// The error that [`TestServer::failing_invalid_client`] gets: kind, code,
 /// description (as `support::client::oauth_error` gives them).
-#[allow(dead_code, reason = "only some test binaries fail the token endpoint")]
 pub const INVALID_CLIENT: (ErrorKind, Option<&ErrorCode>, Option<&str>) = (
     ErrorKind::OAuth,
     Some(&ErrorCode::InvalidClient),
@@ -87,7 +84,6 @@ pub const INVALID_CLIENT: (ErrorKind, Option<&ErrorCode>, Option<&str>) = (
 
 /// How the token endpoint authenticates clients (RFC 6749 §2.3.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(dead_code, reason = "each test binary sets the checks it needs")]
 pub enum ClientCheck {
     /// Accept any client.
     Any,
@@ -414,7 +410,6 @@ impl State {
 
     /// Whether this server's resources would accept `access_token` (issued
     /// here, not revoked, not expired).
-    #[allow(dead_code, reason = "only tests with their own resource server ask")]
     pub fn accepts(&self, access_token: &str) -> bool {
         self.lock().accepts(access_token)
     }
@@ -431,10 +426,6 @@ pub struct TestServer {
     _serving: Serving,
 }
 
-#[allow(
-    dead_code,
-    reason = "each test binary uses the settings and counts it needs"
-)]
 impl TestServer {
     /// Starts a server issuing tokens that live an hour.
     pub async fn start() -> TestServer {

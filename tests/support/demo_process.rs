@@ -1,5 +1,8 @@
-//! Fleets of real OS processes: `examples/demo` run with `--redis`, each
-//! process its own runtime, HTTP client, token cache and Redis connection.
+//! `examples/demo` as a real OS process: the fleet's processes (each with
+//! `--redis`: its own runtime, HTTP client, token cache and Redis
+//! connection), and the demo configured by environment variables alone
+//! (a child's environment, never this process's, which the other tests
+//! share).
 //!
 //! The demo binary is built once per test run with `cargo build --example
 //! demo` and the features this test binary was built with: when `cargo test`
@@ -16,8 +19,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, MutexGuard};
 
 /// Every feature of the crate, to build the demo as this binary was built.
-const FEATURES: [(&str, bool); 6] = [
+const FEATURES: [(&str, bool); 7] = [
     ("rustls", cfg!(feature = "rustls")),
+    ("dpop", cfg!(feature = "dpop")),
     ("reqwest", cfg!(feature = "reqwest")),
     ("jwt", cfg!(feature = "jwt")),
     ("jwt-rsa", cfg!(feature = "jwt-rsa")),
@@ -134,7 +138,21 @@ pub struct Member {
 impl Member {
     /// Starts the demo with `flags` (after the program name).
     pub fn start(flags: &[String]) -> Member {
-        let mut child = Command::new(demo_binary())
+        Member::start_with_env(flags, &[])
+    }
+
+    /// Starts the demo with `flags` and the variables `env` (none of the
+    /// demo's variables is inherited from this process).
+    pub fn start_with_env(flags: &[String], env: &[(&str, String)]) -> Member {
+        let mut command = Command::new(demo_binary());
+        for (name, _) in std::env::vars_os() {
+            let n = name.to_string_lossy();
+            if n.starts_with("OAUTH2_") || n.starts_with("DEMO_") || n == "RUST_LOG" {
+                command.env_remove(&name);
+            }
+        }
+        let mut child = command
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .args(flags)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

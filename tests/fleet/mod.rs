@@ -10,16 +10,14 @@
 
 mod cluster;
 mod connection;
-mod demo_fleet;
+
 mod lease;
 mod processes;
-#[path = "../../src/test_support/redis_server.rs"]
-mod redis_server;
+use crate::redis_server;
 mod refusals;
 mod revoke;
 mod secure;
-#[path = "../support/mod.rs"]
-mod support;
+use crate::support;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -27,12 +27,9 @@ mod fleet;
 mod grants;
 mod keyed;
 mod origin_form;
-#[allow(dead_code, reason = "the matrix starts standalone servers only")]
-#[path = "../../src/test_support/redis_server.rs"]
-mod redis_server;
+use crate::redis_server;
 mod revocation;
-#[path = "../support/mod.rs"]
-mod support;
+use crate::support;
 
 use std::convert::Infallible;
 use std::path::PathBuf;

@@ -18,24 +18,17 @@
 //! authorization server's word, not this file's.
 
 mod browser;
-#[path = "../support/client.rs"]
-mod client;
+use crate::support::client;
 #[cfg(feature = "jwt")]
 mod credentials;
 #[cfg(feature = "dpop")]
 mod dpop;
-#[path = "../support/dpop.rs"]
-#[allow(
-    dead_code,
-    reason = "the resource server checks proofs; the tests read them"
-)]
-mod dpop_proof;
+use crate::support::dpop as dpop_proof;
 #[cfg(feature = "jwt")]
 mod jwt;
 mod resource;
 mod revocation;
-#[path = "../support/serve.rs"]
-mod serve;
+use crate::support::serve;
 mod server;
 
 use std::sync::{Arc, Mutex};
