@@ -56,18 +56,8 @@ async fn pair_backoff_file_store_a_refused_token_is_not_restored_after_a_restart
         assert_eq!(sent, Ok(StatusCode::UNAUTHORIZED));
     }
     drop(first);
-    // The 401 is never held back by the store: the refused token is marked
-    // there in the background. Wait for the mark (10 s at most) before the
-    // restart; it must name the last token the resource refused.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::time::Instant::now() < deadline {
-        let stored = std::fs::read(&path).unwrap_or_default();
-        let stored: serde_json::Value = serde_json::from_slice(&stored).unwrap_or_default();
-        if stored["access_token"] == "at-2" && stored["access_token_refused"] == true {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    // Before the restart: the mark must name the last token refused.
+    until_marked_refused(&path, "at-2").await;
     // The resource accepts new tokens again; the refused ones stay refused.
     server.set_reject_all(false);
     server.revoke("at-1");

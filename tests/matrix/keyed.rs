@@ -224,6 +224,7 @@ async fn pair_keyed_file_store_a_refused_token_is_not_restored_when_its_key_come
         status(&svc, server.get("/orders/2")).await,
         Ok(StatusCode::UNAUTHORIZED)
     );
+    until_marked_refused(&dir.path().join("orders.json"), "at-1").await;
     // "billing" evicts "orders"; "orders" comes back with a new cache.
     for path in ["/billing/1", "/orders/3"] {
         assert_eq!(

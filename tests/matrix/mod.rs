@@ -83,6 +83,23 @@ fn revocable(server: &TestServer) -> TokenEndpoint<HttpClient> {
 
 /// The `Authorization` value of each resource request, in order (`-` for
 /// none).
+/// Waits (10 s at most) until the `FileStore` file at `path` holds
+/// `access_token` marked refused. The 401 is never held back by the store:
+/// the mark is written in the background, and a cache built for the same
+/// file before it lands would restore the token once more.
+async fn until_marked_refused(path: &std::path::Path, access_token: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let stored = std::fs::read(path).unwrap_or_default();
+        let stored: serde_json::Value = serde_json::from_slice(&stored).unwrap_or_default();
+        if stored["access_token"] == access_token && stored["access_token_refused"] == true {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{} never marked {access_token} refused", path.display());
+}
+
 fn auths(server: &TestServer) -> Vec<String> {
     let all = server.authorizations().into_iter();
     all.map(|a| a.unwrap_or_else(|| "-".to_owned())).collect()
