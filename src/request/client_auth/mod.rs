@@ -8,17 +8,21 @@ use http::header::AUTHORIZATION;
 use http::request::Builder;
 use http::HeaderValue;
 
-use crate::credentials::{
-    CredentialSource, Holds, JWT_BEARER_ASSERTION_TYPE, JWT_SPIFFE_ASSERTION_TYPE,
-};
+use crate::credentials::{CredentialSource, JWT_SPIFFE_ASSERTION_TYPE};
+#[cfg(not(feature = "jwt"))]
 use crate::error::Error;
 #[cfg(feature = "jwt")]
-use crate::jose::{KeyError, Signer, SigningKey};
+use crate::jose::SigningKey;
 use crate::secret::SecretString;
 
 #[cfg(feature = "jwt")]
 use super::assertion::{AssertionSettings, CLIENT_ASSERTION_TYPE};
+#[cfg(not(feature = "jwt"))]
 use super::TokenUrl;
+
+#[cfg(feature = "jwt")]
+mod jwt;
+mod rotating;
 
 /// How the client authenticates to the token endpoint (RFC 6749 §2.3,
 /// OpenID Connect `token_endpoint_auth_method`).
@@ -97,7 +101,7 @@ pub enum ClientAuth {
         client_id: String,
         /// Where the assertion is read from.
         source: CredentialSource,
-        /// `client_assertion_type`: [`JWT_BEARER_ASSERTION_TYPE`] or
+        /// `client_assertion_type`: [`JWT_BEARER_ASSERTION_TYPE`](crate::credentials::JWT_BEARER_ASSERTION_TYPE) or
         /// [`JWT_SPIFFE_ASSERTION_TYPE`].
         assertion_type: &'static str,
     },
@@ -171,147 +175,6 @@ impl ClientAuth {
         }
     }
 
-    /// `client_secret_basic` with the secret read from `source` for every
-    /// request, so a rotated secret is used from the next one (see
-    /// [`crate::credentials`]; a file's trailing newline is cut off).
-    pub fn client_secret_basic_from(
-        client_id: impl Into<String>,
-        source: CredentialSource,
-    ) -> Self {
-        ClientAuth::ClientSecretFrom {
-            client_id: client_id.into(),
-            source,
-            post: false,
-        }
-    }
-
-    /// `client_secret_post` with the secret read from `source` for every
-    /// request (see [`ClientAuth::client_secret_basic_from`]).
-    pub fn client_secret_post_from(client_id: impl Into<String>, source: CredentialSource) -> Self {
-        ClientAuth::ClientSecretFrom {
-            client_id: client_id.into(),
-            source,
-            post: true,
-        }
-    }
-
-    /// A JWT client assertion made elsewhere (RFC 7523 §2.2: a projected
-    /// service-account token, a federated identity token), read from
-    /// `source` for every request and sent as `client_assertion` with
-    /// `client_assertion_type` [`JWT_BEARER_ASSERTION_TYPE`] and
-    /// `client_id`. The server sees `private_key_jwt` (the
-    /// [`ClientAuth::method_name`]). Needs no `jwt` feature: nothing is
-    /// signed here. See [`crate::credentials`] for the checks.
-    pub fn client_assertion(client_id: impl Into<String>, source: CredentialSource) -> Self {
-        ClientAuth::ClientAssertion {
-            client_id: client_id.into(),
-            source,
-            assertion_type: JWT_BEARER_ASSERTION_TYPE,
-        }
-    }
-
-    /// A SPIFFE JWT-SVID as the client assertion
-    /// (draft-ietf-oauth-spiffe-client-auth): as
-    /// [`ClientAuth::client_assertion`], with `client_assertion_type`
-    /// [`JWT_SPIFFE_ASSERTION_TYPE`]; [`ClientAuth::method_name`] is
-    /// `spiffe_jwt`. `client_id` is usually the workload's SPIFFE ID.
-    pub fn spiffe_jwt(client_id: impl Into<String>, source: CredentialSource) -> Self {
-        ClientAuth::ClientAssertion {
-            client_id: client_id.into(),
-            source,
-            assertion_type: JWT_SPIFFE_ASSERTION_TYPE,
-        }
-    }
-
-    /// Whether the credential is read from a file or callback for each
-    /// request: such a client reads it again, and retries once, after an
-    /// `invalid_client`.
-    pub fn reads_credential(&self) -> bool {
-        match self {
-            ClientAuth::ClientSecretFrom { source, .. }
-            | ClientAuth::ClientAssertion { source, .. } => source.rereads(),
-            #[cfg(feature = "jwt")]
-            ClientAuth::PrivateKeyJwtFrom { .. } => true,
-            _ => false,
-        }
-    }
-
-    /// This client with its credential read now from its file or callback,
-    /// for one request; any other client as it is.
-    pub(crate) async fn read_credential(&self) -> Result<ClientAuth, Error> {
-        match self.source_holds() {
-            Some((source, holds)) if source.rereads() => {
-                let value = source.read(holds).await?;
-                self.with_value(value)
-            }
-            _ => Ok(self.clone()),
-        }
-    }
-
-    /// [`ClientAuth::read_credential`] without awaiting (a file, not a
-    /// callback), for [`crate::TokenRequest::build`].
-    pub(crate) fn read_credential_now(&self) -> Result<Cow<'_, ClientAuth>, Error> {
-        match self.source_holds() {
-            Some((source, holds)) if source.rereads() => {
-                Ok(Cow::Owned(self.with_value(source.read_now(holds)?)?))
-            }
-            _ => Ok(Cow::Borrowed(self)),
-        }
-    }
-
-    fn source_holds(&self) -> Option<(&CredentialSource, Holds)> {
-        match self {
-            ClientAuth::ClientSecretFrom { source, .. } => Some((source, Holds::Secret)),
-            ClientAuth::ClientAssertion { source, .. } => Some((source, Holds::Assertion)),
-            #[cfg(feature = "jwt")]
-            ClientAuth::PrivateKeyJwtFrom { source, .. } => Some((source, Holds::Secret)),
-            _ => None,
-        }
-    }
-
-    /// This client holding `value` as the credential it read (for a key
-    /// file, the key parsed from it).
-    fn with_value(&self, value: SecretString) -> Result<ClientAuth, Error> {
-        Ok(match self {
-            #[cfg(feature = "jwt")]
-            ClientAuth::PrivateKeyJwtFrom {
-                client_id,
-                algorithm,
-                key_id,
-                source,
-                assertion,
-            } => {
-                let key = SigningKey::from_pem(*algorithm, value.expose_secret())
-                    .map_err(|e| source.not_a_key(*algorithm, e.kind()))?;
-                ClientAuth::PrivateKeyJwt {
-                    client_id: client_id.clone(),
-                    key: match key_id {
-                        Some(kid) => key.with_key_id(kid),
-                        None => key,
-                    },
-                    assertion: assertion.clone(),
-                }
-            }
-            ClientAuth::ClientSecretFrom {
-                client_id, post, ..
-            } => ClientAuth::ClientSecretFrom {
-                client_id: client_id.clone(),
-                source: CredentialSource::value(value),
-                post: *post,
-            },
-            ClientAuth::ClientAssertion {
-                client_id,
-                assertion_type,
-                ..
-            } => ClientAuth::ClientAssertion {
-                client_id: client_id.clone(),
-                source: CredentialSource::value(value),
-                assertion_type,
-            },
-            other => other.clone(),
-        })
-    }
-
     /// `none`: a public client that only names itself.
     pub fn none(client_id: impl Into<String>) -> Self {
         ClientAuth::None {
@@ -354,107 +217,6 @@ impl ClientAuth {
             self,
             ClientAuth::TlsClientAuth { .. } | ClientAuth::SelfSignedTlsClientAuth { .. }
         )
-    }
-
-    /// `private_key_jwt` (RFC 7523 §2.2, OpenID Connect Core §9): every
-    /// token request carries a new assertion signed with `key`, with `iss`
-    /// and `sub` the client id, `aud` the token endpoint URL (see
-    /// [`ClientAuth::assertion_audience`]), a random `jti`, `iat` now and
-    /// `exp` 60 seconds later (see [`ClientAuth::assertion_lifetime`]). The
-    /// body gets `client_id`, `client_assertion_type` and `client_assertion`.
-    #[cfg(feature = "jwt")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-    pub fn private_key_jwt(client_id: impl Into<String>, key: SigningKey) -> Self {
-        ClientAuth::PrivateKeyJwt {
-            client_id: client_id.into(),
-            key,
-            assertion: AssertionSettings::default(),
-        }
-    }
-
-    /// `private_key_jwt` as [`ClientAuth::private_key_jwt`], with the
-    /// private key (PEM: PKCS#8, PKCS#1, SEC1) read from `source` for every
-    /// token request and parsed for `algorithm`, its `kid` `key_id`: a key
-    /// rotated by a secret manager is used from the next request. A file
-    /// that holds no usable key is an
-    /// [`ErrorKind::Credential`](crate::ErrorKind::Credential) error
-    /// ([`crate::error::CredentialFailure::NotAKey`]) naming the file.
-    #[cfg(feature = "jwt")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-    pub fn private_key_jwt_from(
-        client_id: impl Into<String>,
-        algorithm: crate::jose::Algorithm,
-        key_id: Option<String>,
-        source: CredentialSource,
-    ) -> Self {
-        ClientAuth::PrivateKeyJwtFrom {
-            client_id: client_id.into(),
-            algorithm,
-            key_id,
-            source,
-            assertion: AssertionSettings::default(),
-        }
-    }
-
-    /// `client_secret_jwt` (RFC 7523 §2.2, OpenID Connect Core §9): as
-    /// [`ClientAuth::private_key_jwt`], signed with HS256 keyed with the
-    /// octets of `client_secret`.
-    ///
-    /// A secret shorter than 32 bytes is refused with
-    /// [`crate::jose::KeyErrorKind::TooShort`]: RFC 7518 §3.2 requires an
-    /// HS256 key of at least 256 bits.
-    #[cfg(feature = "jwt")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-    pub fn client_secret_jwt(
-        client_id: impl Into<String>,
-        client_secret: impl Into<SecretString>,
-    ) -> Result<Self, KeyError> {
-        let client_secret = client_secret.into();
-        crate::jose::check_hmac_secret(&client_secret)?;
-        Ok(ClientAuth::ClientSecretJwt {
-            client_id: client_id.into(),
-            client_secret,
-            assertion: AssertionSettings::default(),
-        })
-    }
-
-    /// For `private_key_jwt` and `client_secret_jwt`: the assertion's `aud`
-    /// instead of the token endpoint URL. Pass the issuer identifier from
-    /// discovery ([`crate::discovery::ProviderMetadata::issuer`]): OpenID
-    /// Connect Core §9 accepts it, and a server that validates against it
-    /// alone (as the update of RFC 7523 in progress asks) refuses anything
-    /// else. Other methods send no assertion and ignore it.
-    #[cfg(feature = "jwt")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-    pub fn assertion_audience(mut self, audience: impl Into<String>) -> Self {
-        if let Some(settings) = self.assertion_settings_mut() {
-            settings.set_audience(audience.into());
-        }
-        self
-    }
-
-    /// For `private_key_jwt` and `client_secret_jwt`: the time from `iat`
-    /// to `exp` (60 seconds by default), between 1 second and
-    /// [`crate::request::MAX_CLIENT_ASSERTION_LIFETIME`] (5 minutes); a
-    /// value outside is brought to the nearer bound. Other methods send no
-    /// assertion and ignore it.
-    #[cfg(feature = "jwt")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-    pub fn assertion_lifetime(mut self, lifetime: std::time::Duration) -> Self {
-        if let Some(settings) = self.assertion_settings_mut() {
-            settings.set_lifetime(lifetime);
-        }
-        self
-    }
-
-    #[cfg(feature = "jwt")]
-    fn assertion_settings_mut(&mut self) -> Option<&mut AssertionSettings> {
-        match self {
-            ClientAuth::PrivateKeyJwt { assertion, .. }
-            | ClientAuth::PrivateKeyJwtFrom { assertion, .. }
-            | ClientAuth::ClientSecretJwt { assertion, .. } => Some(assertion),
-            _ => None,
-        }
     }
 
     /// The client identifier.
@@ -501,41 +263,10 @@ impl ClientAuth {
         }
     }
 
-    /// A fresh client assertion for a request to `url`, for the methods
-    /// that send one.
-    #[cfg(feature = "jwt")]
-    pub(crate) fn assertion(&self, url: &TokenUrl) -> Result<Option<SecretString>, Error> {
-        let (client_id, signer, settings) = match self {
-            ClientAuth::PrivateKeyJwt {
-                client_id,
-                key,
-                assertion,
-            } => (client_id, Signer::Key(key), assertion),
-            ClientAuth::ClientSecretJwt {
-                client_id,
-                client_secret,
-                assertion,
-            } => (client_id, Signer::Secret(client_secret), assertion),
-            _ => return Ok(None),
-        };
-        settings.sign(signer, client_id, &url.to_string()).map(Some)
-    }
-
     /// No method sends an assertion without the `jwt` feature.
     #[cfg(not(feature = "jwt"))]
     pub(crate) fn assertion(&self, _: &TokenUrl) -> Result<Option<SecretString>, Error> {
         Ok(None)
-    }
-
-    /// The algorithm of the assertions this method signs, if it signs any.
-    #[cfg(feature = "jwt")]
-    pub(crate) fn assertion_algorithm(&self) -> Option<crate::jose::Algorithm> {
-        match self {
-            ClientAuth::PrivateKeyJwt { key, .. } => Some(key.algorithm()),
-            ClientAuth::PrivateKeyJwtFrom { algorithm, .. } => Some(*algorithm),
-            ClientAuth::ClientSecretJwt { .. } => Some(crate::jose::Algorithm::HS256),
-            _ => None,
-        }
     }
 
     /// Whether this method sends `client_assertion` and `client_assertion_type`.
