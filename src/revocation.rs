@@ -357,21 +357,20 @@ mod tests {
             let pairs: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes())
                 .into_owned()
                 .collect();
-            let names: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+            let sent: Vec<(&str, &str)> = pairs[..4]
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
             assert_eq!(
-                names,
+                sent,
                 [
-                    "token",
-                    "token_type_hint",
-                    "client_id",
-                    "client_assertion_type",
-                    "client_assertion"
+                    ("token", "rt-1"),
+                    ("token_type_hint", "refresh_token"),
+                    ("client_id", "svc-jwt"),
+                    ("client_assertion_type", CLIENT_ASSERTION_TYPE),
                 ]
             );
-            assert_eq!(pairs[0].1, "rt-1");
-            assert_eq!(pairs[1].1, "refresh_token");
-            assert_eq!(pairs[2].1, "svc-jwt");
-            assert_eq!(pairs[3].1, CLIENT_ASSERTION_TYPE);
+            assert_eq!((pairs.len(), pairs[4].0.as_str()), (5, "client_assertion"));
             let jwt: Vec<&str> = pairs[4].1.split('.').collect();
             let input = format!("{}.{}", jwt[0], jwt[1]);
             let signature = URL_SAFE_NO_PAD.decode(jwt[2]).unwrap();
