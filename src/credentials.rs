@@ -275,6 +275,16 @@ impl CredentialSource {
         self.failure(CredentialFailure::NotAKey, &why)
     }
 
+    /// The error for a `client_secret_jwt` secret too short to be an HS256
+    /// key (RFC 7518 §3.2: at least 32 bytes).
+    #[cfg(feature = "jwt")]
+    pub(crate) fn short_hmac_secret(&self) -> Error {
+        self.failure(
+            CredentialFailure::NotAKey,
+            "holds a secret shorter than the 32 bytes an HS256 key needs (RFC 7518 §3.2)",
+        )
+    }
+
     fn failure(&self, failure: CredentialFailure, why: &str) -> Error {
         Error::credential(failure, format!("{}: {why}", self.place()))
     }

@@ -576,13 +576,14 @@ async fn a_cache_from_environment_variables_with_a_secret_file() {
             .map(|(_, v)| (*v).to_owned())
     })
     .expect("a complete configuration");
-    let cache = config.cache(http_client());
+    let cache = config.cache(http_client()).expect("a token endpoint");
     cache.token().await.expect("a token");
     server.accept_secret("second");
     rewrite(&path, "second\n");
     server.revoke_secret("first");
     config
         .endpoint(http_client())
+        .expect("a token endpoint")
         .request(&config.token_request())
         .await
         .expect("a token with the rotated secret");
@@ -607,4 +608,50 @@ async fn a_cache_from_environment_variables_with_a_secret_file() {
             (Some("second".to_owned()), scope, audience)
         ]
     );
+}
+
+/// Two processes' configurations from the same variables, with
+/// `OAUTH2_REDIS_URL` (a real `redis-server`) and `OAUTH2_REDIS_KEY`: they
+/// share one token through the fleet tier, 1 token request for both.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn two_caches_from_the_same_variables_share_one_token_through_redis() {
+    use crate::redis_server::{available, RedisServer};
+    use tower_oauth2::config::ClientConfig;
+    if !available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let server = TestServer::start().await;
+    server.set_client("svc-orders", "s3cret", ClientCheck::Basic);
+    let (token_url, redis_url) = (server.token_url(), redis.url());
+    let vars = [
+        ("OAUTH2_TOKEN_URL", token_url.as_str()),
+        ("OAUTH2_CLIENT_ID", "svc-orders"),
+        ("OAUTH2_CLIENT_SECRET", "s3cret"),
+        ("OAUTH2_REDIS_URL", redis_url.as_str()),
+        (
+            "OAUTH2_REDIS_KEY",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        ),
+    ];
+    let lookup = |name: &str| {
+        vars.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| (*v).to_owned())
+    };
+    // Each `from_vars` makes its own tier (its own connection): two processes.
+    let first = ClientConfig::from_vars(lookup)
+        .unwrap()
+        .cache(http_client())
+        .unwrap();
+    let second = ClientConfig::from_vars(lookup)
+        .unwrap()
+        .cache(http_client())
+        .unwrap();
+    let a = first.token().await.expect("a token");
+    let b = second.token().await.expect("the fleet's token");
+    assert_eq!(a.access_token().expose_secret(), "at-1");
+    assert_eq!(b.access_token().expose_secret(), "at-1");
+    assert_eq!(server.token_requests(), 1);
 }

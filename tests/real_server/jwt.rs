@@ -228,3 +228,69 @@ async fn jwt_bearer_grant_with_an_assertion_signed_each_time() {
     let e = endpoint.request(&wrong).await.unwrap_err();
     assert_eq!(oauth_error(&e), INVALID_GRANT, "{e}");
 }
+
+/// A deployment's variables alone, against the real server: the issuer
+/// (discovered), and the JWT methods with their secret or key from files
+/// (`client_secret_jwt` from a secret file, `private_key_jwt` from a key
+/// file): each gets a token the server issued to that client.
+#[tokio::test]
+async fn from_variables_the_issuer_and_jwt_credentials_from_files() {
+    use tower_oauth2::config::ClientConfig;
+    let Some(server) = RealServer::connect().await else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("tower-oauth2-config-jwt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (hmac_id, hmac_secret) = client_credentials("svc-jwt-hs256");
+    let secret_file = dir.join("client-secret");
+    std::fs::write(&secret_file, format!("{hmac_secret}\n")).unwrap();
+    let key_file = dir.join("key.pem");
+    std::fs::write(&key_file, P256).unwrap();
+    let (secret_file, key_file) = (
+        secret_file.to_string_lossy().into_owned(),
+        key_file.to_string_lossy().into_owned(),
+    );
+    let clients: [(&str, Vec<(&str, &str)>); 2] = [
+        (
+            hmac_id.as_str(),
+            vec![
+                ("OAUTH2_AUTH", "client_secret_jwt"),
+                ("OAUTH2_CLIENT_SECRET_FILE", secret_file.as_str()),
+            ],
+        ),
+        (
+            "svc-jwt-es256",
+            vec![
+                ("OAUTH2_KEY_FILE", key_file.as_str()),
+                ("OAUTH2_KEY_ID", "p256-1"),
+            ],
+        ),
+    ];
+    for (client_id, more) in clients {
+        let mut vars = vec![
+            ("OAUTH2_ISSUER", server.issuer.as_str()),
+            ("OAUTH2_CLIENT_ID", client_id),
+        ];
+        vars.extend(more);
+        let config = ClientConfig::from_vars(|name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+        .expect("a complete configuration");
+        assert!(config.token_url().is_none());
+        let config = config.discover(http_client()).await.expect("the metadata");
+        assert_eq!(
+            config.token_url().map(|u| u.to_string()),
+            Some(server.token_endpoint.clone())
+        );
+        let cache = config.cache(http_client()).expect("a token endpoint");
+        let token = cache.token().await.expect("a token");
+        let active = server
+            .introspect(token.access_token().expose_secret())
+            .await;
+        assert_eq!(active["client_id"], client_id, "{active}");
+        assert_eq!(cache.stats().token_fetches, 1);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

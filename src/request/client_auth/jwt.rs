@@ -67,6 +67,21 @@ impl ClientAuth {
         })
     }
 
+    /// `client_secret_jwt` as [`ClientAuth::client_secret_jwt`], with the
+    /// secret read from `source` for every token request (a mounted secret
+    /// that a vault rotates; a file's trailing newline is cut off). A secret
+    /// shorter than 32 bytes is an
+    /// [`ErrorKind::Credential`](crate::ErrorKind::Credential) error
+    /// ([`crate::error::CredentialFailure::NotAKey`]) naming the file, at
+    /// the token request that reads it.
+    pub fn client_secret_jwt_from(client_id: impl Into<String>, source: CredentialSource) -> Self {
+        ClientAuth::ClientSecretJwtFrom {
+            client_id: client_id.into(),
+            source,
+            assertion: AssertionSettings::default(),
+        }
+    }
+
     /// For `private_key_jwt` and `client_secret_jwt`: the assertion's `aud`
     /// instead of the token endpoint URL. Pass the issuer identifier from
     /// discovery ([`crate::discovery::ProviderMetadata::issuer`]): OpenID
@@ -96,7 +111,8 @@ impl ClientAuth {
         match self {
             ClientAuth::PrivateKeyJwt { assertion, .. }
             | ClientAuth::PrivateKeyJwtFrom { assertion, .. }
-            | ClientAuth::ClientSecretJwt { assertion, .. } => Some(assertion),
+            | ClientAuth::ClientSecretJwt { assertion, .. }
+            | ClientAuth::ClientSecretJwtFrom { assertion, .. } => Some(assertion),
             _ => None,
         }
     }
@@ -125,7 +141,9 @@ impl ClientAuth {
         match self {
             ClientAuth::PrivateKeyJwt { key, .. } => Some(key.algorithm()),
             ClientAuth::PrivateKeyJwtFrom { algorithm, .. } => Some(*algorithm),
-            ClientAuth::ClientSecretJwt { .. } => Some(crate::jose::Algorithm::HS256),
+            ClientAuth::ClientSecretJwt { .. } | ClientAuth::ClientSecretJwtFrom { .. } => {
+                Some(crate::jose::Algorithm::HS256)
+            }
             _ => None,
         }
     }

@@ -136,6 +136,20 @@ pub enum ClientAuth {
         /// The assertion's audience and lifetime.
         assertion: AssertionSettings,
     },
+    /// `client_secret_jwt` with the secret read from `source` for every
+    /// request, so a rotated secret is used from the next one. Made by
+    /// [`ClientAuth::client_secret_jwt_from`].
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    #[non_exhaustive]
+    ClientSecretJwtFrom {
+        /// The client identifier, the assertion's `iss` and `sub`.
+        client_id: String,
+        /// Where the secret is read from.
+        source: CredentialSource,
+        /// The assertion's audience and lifetime.
+        assertion: AssertionSettings,
+    },
     /// `client_secret_jwt`: a client assertion signed with HS256 keyed
     /// with the client secret, fresh for every request; the secret itself
     /// is never sent. Made by [`ClientAuth::client_secret_jwt`].
@@ -232,7 +246,8 @@ impl ClientAuth {
             #[cfg(feature = "jwt")]
             ClientAuth::PrivateKeyJwt { client_id, .. }
             | ClientAuth::PrivateKeyJwtFrom { client_id, .. }
-            | ClientAuth::ClientSecretJwt { client_id, .. } => client_id,
+            | ClientAuth::ClientSecretJwt { client_id, .. }
+            | ClientAuth::ClientSecretJwtFrom { client_id, .. } => client_id,
         }
     }
 
@@ -259,7 +274,9 @@ impl ClientAuth {
                 "private_key_jwt"
             }
             #[cfg(feature = "jwt")]
-            ClientAuth::ClientSecretJwt { .. } => "client_secret_jwt",
+            ClientAuth::ClientSecretJwt { .. } | ClientAuth::ClientSecretJwtFrom { .. } => {
+                "client_secret_jwt"
+            }
         }
     }
 
@@ -276,7 +293,8 @@ impl ClientAuth {
             #[cfg(feature = "jwt")]
             ClientAuth::PrivateKeyJwt { .. }
             | ClientAuth::PrivateKeyJwtFrom { .. }
-            | ClientAuth::ClientSecretJwt { .. } => true,
+            | ClientAuth::ClientSecretJwt { .. }
+            | ClientAuth::ClientSecretJwtFrom { .. } => true,
             _ => false,
         }
     }
@@ -360,7 +378,8 @@ impl ClientAuth {
             #[cfg(feature = "jwt")]
             ClientAuth::PrivateKeyJwt { client_id, .. }
             | ClientAuth::PrivateKeyJwtFrom { client_id, .. }
-            | ClientAuth::ClientSecretJwt { client_id, .. } => {
+            | ClientAuth::ClientSecretJwt { client_id, .. }
+            | ClientAuth::ClientSecretJwtFrom { client_id, .. } => {
                 // RFC 7521 §4.2 makes `client_id` optional; some servers
                 // (Microsoft Entra ID) require it, none refuses it.
                 params.push(("client_id", client_id));
@@ -415,8 +434,12 @@ impl ClientAuth {
             ClientAuth::ClientSecretJwt { client_secret, .. } => {
                 vec![Cow::Borrowed(client_secret.expose_secret())]
             }
+            // Unread, it sends no assertion (`read_credential` makes it a
+            // `ClientSecretJwt` first).
             #[cfg(feature = "jwt")]
-            ClientAuth::PrivateKeyJwt { .. } | ClientAuth::PrivateKeyJwtFrom { .. } => Vec::new(),
+            ClientAuth::PrivateKeyJwt { .. }
+            | ClientAuth::PrivateKeyJwtFrom { .. }
+            | ClientAuth::ClientSecretJwtFrom { .. } => Vec::new(),
         }
     }
 }

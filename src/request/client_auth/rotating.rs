@@ -75,7 +75,7 @@ impl ClientAuth {
             ClientAuth::ClientSecretFrom { source, .. }
             | ClientAuth::ClientAssertion { source, .. } => source.rereads(),
             #[cfg(feature = "jwt")]
-            ClientAuth::PrivateKeyJwtFrom { .. } => true,
+            ClientAuth::PrivateKeyJwtFrom { .. } | ClientAuth::ClientSecretJwtFrom { .. } => true,
             _ => false,
         }
     }
@@ -108,7 +108,8 @@ impl ClientAuth {
             ClientAuth::ClientSecretFrom { source, .. } => Some((source, Holds::Secret)),
             ClientAuth::ClientAssertion { source, .. } => Some((source, Holds::Assertion)),
             #[cfg(feature = "jwt")]
-            ClientAuth::PrivateKeyJwtFrom { source, .. } => Some((source, Holds::Secret)),
+            ClientAuth::PrivateKeyJwtFrom { source, .. }
+            | ClientAuth::ClientSecretJwtFrom { source, .. } => Some((source, Holds::Secret)),
             _ => None,
         }
     }
@@ -133,6 +134,19 @@ impl ClientAuth {
                         Some(kid) => key.with_key_id(kid),
                         None => key,
                     },
+                    assertion: assertion.clone(),
+                }
+            }
+            #[cfg(feature = "jwt")]
+            ClientAuth::ClientSecretJwtFrom {
+                client_id,
+                source,
+                assertion,
+            } => {
+                crate::jose::check_hmac_secret(&value).map_err(|_| source.short_hmac_secret())?;
+                ClientAuth::ClientSecretJwt {
+                    client_id: client_id.clone(),
+                    client_secret: value,
                     assertion: assertion.clone(),
                 }
             }
