@@ -503,3 +503,64 @@ async fn discovery_sends_mutual_tls_clients_to_the_mtls_endpoint_alias() {
     assert_eq!((plain.accepted(), plain.refused()), (1, 0));
     assert_eq!((mtls.accepted(), mtls.refused()), (1, 0));
 }
+
+/// A client identity kept in files and renewed on disk (as cert-manager
+/// does): the next TLS connection presents the new certificate, and the
+/// token fetched over it is bound to it. Files caught half-written (a new
+/// certificate beside the old key) leave the last good identity in use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_identity_renewed_in_its_files_is_presented_from_the_next_connection() {
+    let pki = pki();
+    let server = Server::default();
+    let dir = std::env::temp_dir().join(format!("tower-oauth2-mtls-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert_file, key_file) = (dir.join("tls.crt"), dir.join("tls.key"));
+    // A new file each time (a rename), as a Kubernetes volume update does.
+    let replace = |path: &std::path::Path, content: &str| {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, content).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    };
+    let first = pki.client_cert("svc-orders");
+    replace(&cert_file, &first.cert_pem);
+    replace(&key_file, &first.key_pem);
+    server.register("svc-orders", &first);
+    let identity = tls::IdentityFiles::new(&cert_file, &key_file).unwrap();
+    let https = tls::https_client_with_identity_files(&identity, pki.roots());
+    let endpoint_at = |frontend: &Frontend| {
+        tower_oauth2::TokenEndpoint::new(
+            https.clone(),
+            tower_oauth2::TokenUrl::new(&frontend.url("/token")).unwrap(),
+            ClientAuth::tls_client_auth("svc-orders"),
+        )
+    };
+    let request = TokenRequest::client_credentials();
+
+    let one = server.listen(&pki, "one", ClientCerts::FromTheCa).await;
+    let token = endpoint_at(&one).request(&request).await.unwrap();
+    assert_eq!(token.access_token().expose_secret(), "at-1");
+
+    // Renewed: the server knows the new certificate only.
+    let renewed = pki.client_cert("svc-orders");
+    replace(&cert_file, &renewed.cert_pem);
+    replace(&key_file, &renewed.key_pem);
+    server.register("svc-orders", &renewed);
+    let two = server.listen(&pki, "two", ClientCerts::FromTheCa).await;
+    let token = endpoint_at(&two).request(&request).await.unwrap();
+    assert_eq!(token.access_token().expose_secret(), "at-2");
+
+    // Half-written: a third certificate beside the renewed key. The renewed
+    // identity is still presented, and still accepted.
+    replace(&cert_file, &pki.client_cert("svc-orders").cert_pem);
+    let three = server.listen(&pki, "three", ClientCerts::FromTheCa).await;
+    let token = endpoint_at(&three).request(&request).await.unwrap();
+    assert_eq!(token.access_token().expose_secret(), "at-3");
+
+    let bound = |t: &str| server.0.lock().unwrap().records[t]["cnf"]["x5t#S256"].clone();
+    assert_eq!(bound("at-1"), json!(thumbprint(&first.der)));
+    assert_eq!(bound("at-2"), json!(thumbprint(&renewed.der)));
+    assert_eq!(bound("at-3"), json!(thumbprint(&renewed.der)));
+    let names: Vec<&str> = server.token_requests().iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, ["one", "two", "three"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -103,6 +103,11 @@ impl ClientIdentity {
     pub fn resolver(&self) -> Arc<dyn ResolvesClientCert> {
         Arc::new(Resolver(self.clone()))
     }
+
+    /// The certificate chain and signing key, as rustls presents them.
+    pub(super) fn certified(&self) -> Arc<CertifiedKey> {
+        self.certified.clone()
+    }
 }
 
 impl fmt::Debug for ClientIdentity {
@@ -143,6 +148,9 @@ pub enum IdentityErrorKind {
     UnsupportedKey,
     /// The private key does not belong to the first certificate.
     KeyMismatch,
+    /// A file ([`IdentityFiles`](super::IdentityFiles)) that does not exist
+    /// or cannot be read.
+    Unreadable,
 }
 
 /// A certificate chain and key that cannot be used as a [`ClientIdentity`].
@@ -154,6 +162,14 @@ pub struct IdentityError {
 }
 
 impl IdentityError {
+    /// A file that cannot be read: names it, and the I/O error's kind.
+    pub(super) fn unreadable(path: &std::path::Path, kind: std::io::ErrorKind) -> Self {
+        IdentityError {
+            kind: IdentityErrorKind::Unreadable,
+            detail: Cow::Owned(format!("{} cannot be read ({kind})", path.display())),
+        }
+    }
+
     /// What is wrong.
     pub fn kind(&self) -> IdentityErrorKind {
         self.kind

@@ -17,6 +17,9 @@
 //!   [`ClientAuth::self_signed_tls_client_auth`] at the token endpoint and
 //!   for certificate-bound tokens at the resources (see
 //!   [mutual TLS](#mutual-tls-rfc-8705) below).
+//!   [`https_client_with_identity_files`] reads it from files
+//!   ([`IdentityFiles`]) and again when they change: a renewed certificate
+//!   is presented from the next connection, with no restart.
 //! - [`client_credentials_layer`] gives the layer and the client it wraps,
 //!   from a token URL, a [`ClientAuth`] and the scopes;
 //!   [`client_credentials_layer_with`] does the same over a client you built.
@@ -118,8 +121,10 @@ use rustls::{ClientConfig, RootCertStore};
 
 use crate::{ClientAuth, Error, OAuth2Layer, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
 
+mod files;
 mod identity;
 
+pub use files::IdentityFiles;
 pub use identity::{ClientIdentity, IdentityError, IdentityErrorKind};
 
 /// The rustls crate these functions take types from, so callers name the
@@ -189,6 +194,16 @@ pub fn https_client_with_roots(roots: RootCertStore) -> HttpsClient {
 /// # }
 /// ```
 pub fn https_client_with_identity(identity: &ClientIdentity, roots: RootCertStore) -> HttpsClient {
+    https_client_with_config(config_builder(roots).with_client_cert_resolver(identity.resolver()))
+}
+
+/// [`https_client_with_identity`] with the identity kept in files
+/// ([`IdentityFiles`]): each new connection presents what the files hold
+/// then, so a renewed certificate is used without a restart.
+pub fn https_client_with_identity_files(
+    identity: &IdentityFiles,
+    roots: RootCertStore,
+) -> HttpsClient {
     https_client_with_config(config_builder(roots).with_client_cert_resolver(identity.resolver()))
 }
 
