@@ -108,7 +108,8 @@ use crate::token::Token;
 // token request and where its result is recorded), `flight` (single flight
 // and backoff), `refusals` (401s for the tokens, and their backoff),
 // `builder`, `stats`, `copy` (a service handle's own copy of the token),
-// `epoch` (whether a copy is still of the cached token).
+// `epoch` (whether a copy is still of the cached token), `status` (what
+// a health endpoint asks: `status`, `warm_up`, `refresh_now`).
 // This file: the handle and the hot path.
 mod builder;
 mod cached;
@@ -121,6 +122,7 @@ pub(crate) mod keyed;
 mod policy;
 mod refusals;
 mod stats;
+mod status;
 
 pub use builder::TokenCacheBuilder;
 pub(crate) use cached::Cached;
@@ -128,6 +130,7 @@ pub(crate) use copy::TokenCopy;
 pub use policy::{Backoff, RefreshPolicy};
 pub(crate) use refusals::{RefusalDecision, Resource};
 pub use stats::Stats;
+pub use status::{CacheStatus, LastError, TokenState};
 
 use epoch::Epoch;
 use fetch::Fetcher;
