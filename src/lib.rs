@@ -12,7 +12,8 @@
 //! [ARCHITECTURE.md](https://github.com/tower-oauth2/tower-oauth2/blob/main/ARCHITECTURE.md).
 //! The guides are in the module docs: [`layer`] (which requests get the
 //! token, the 401 retry, errors and deadlines, axum, tonic, one client for
-//! several APIs), [`cache`] (refresh timing, single flight, statistics),
+//! several APIs), [`cache`] (refresh timing, single flight, statistics, status and
+//! warm-up, logs and tracing spans),
 //! [`request`] (grants and client authentication), [`discovery`],
 //! [`revocation`] (revoke on shutdown), [`store`] (persisting tokens), and
 //! the feature modules below.

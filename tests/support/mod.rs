@@ -5,6 +5,8 @@
 //! crate's logs captured ([`log`]).
 
 pub mod client;
+#[allow(dead_code, reason = "only the tests that run the demo as a process")]
+pub mod demo_binary;
 #[allow(dead_code, reason = "only the DPoP test binaries check proofs")]
 pub mod dpop;
 pub mod log;
