@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 /// Every feature of the crate, to build the demo as this binary was built.
-const FEATURES: [(&str, bool); 7] = [
+const FEATURES: [(&str, bool); 8] = [
     ("rustls", cfg!(feature = "rustls")),
     ("dpop", cfg!(feature = "dpop")),
     ("reqwest", cfg!(feature = "reqwest")),
@@ -17,6 +17,7 @@ const FEATURES: [(&str, bool); 7] = [
     ("jwt-rsa", cfg!(feature = "jwt-rsa")),
     ("metrics", cfg!(feature = "metrics")),
     ("redis", cfg!(feature = "redis")),
+    ("testing", cfg!(feature = "testing")),
 ];
 
 /// The demo binary, built once (with this test binary's features).
