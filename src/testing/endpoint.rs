@@ -22,7 +22,7 @@ use crate::{ClientAuth, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
 const TOKEN_URL: &str = "https://token-endpoint.test/token";
 
 /// One scripted answer of a [`ScriptedTokenEndpoint`], queued with
-/// [`ScriptedTokenEndpoint::then`].
+/// [`ScriptedTokenEndpoint::queue`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Answer {
@@ -82,7 +82,7 @@ struct Script {
 ///
 /// By default it issues `at-1`, `at-2`, … (type `Bearer`, `expires_in`
 /// 3600) to any client, for any grant. Queue other answers with
-/// [`then`](Self::then) (errors, `429` with `Retry-After`, bare statuses):
+/// [`queue`](Self::queue) (errors, `429` with `Retry-After`, bare statuses):
 /// they answer the next requests in order, then tokens again. Clones share
 /// the script and the counts, so keep one to count
 /// ([`requests`](Self::requests), [`grant_types`](Self::grant_types))
@@ -99,7 +99,7 @@ struct Script {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let endpoint = ScriptedTokenEndpoint::new().expires_in(Duration::from_secs(300));
-/// endpoint.then(Answer::rate_limited(Duration::from_secs(7)));
+/// endpoint.queue(Answer::rate_limited(Duration::from_secs(7)));
 /// let cache = endpoint.cache();
 ///
 /// let e = cache.bearer_header().await.unwrap_err();
@@ -183,7 +183,7 @@ impl ScriptedTokenEndpoint {
     }
 
     /// Queues `answer` for the next request (after those queued before).
-    pub fn then(&self, answer: Answer) -> &Self {
+    pub fn queue(&self, answer: Answer) -> &Self {
         self.script().queue.push_back(answer);
         self
     }
