@@ -22,7 +22,7 @@ use tower::{ServiceBuilder, ServiceExt};
 use tower_oauth2::cache::TokenState;
 use tower_oauth2::layer::{box_client, BoxClient};
 use tower_oauth2::testing::{fixed_token_cache, Answer, ScriptedTokenEndpoint};
-use tower_oauth2::{ErrorKind, OAuth2Layer, ServiceError};
+use tower_oauth2::{ErrorKind, OAuth2Layer};
 
 /// What an axum state must be.
 fn assert_axum_state<T: Clone + Send + Sync + 'static>() {}
@@ -47,11 +47,9 @@ async fn stock(State(state): State<AppState>) -> (StatusCode, String) {
         }
         Err(e) => {
             // The layer's typed error survives the boxing.
-            let token = e.downcast_ref::<ServiceError<hyper_util::client::legacy::Error>>();
-            let what = if token.is_some_and(|e| e.token_error().is_some()) {
-                "no token"
-            } else {
-                "transport"
+            let what = match tower_oauth2::layer::token_error(&*e) {
+                Some(token) if token.kind() == ErrorKind::OAuth => "no token",
+                _ => "transport",
             };
             (StatusCode::BAD_GATEWAY, what.to_owned())
         }

@@ -68,6 +68,34 @@ use crate::error::BoxError;
 pub type BoxClient<ReqBody = Full<Bytes>> =
     BoxCloneSyncService<Request<ReqBody>, Response<UnsyncBoxBody<Bytes, BoxError>>, BoxError>;
 
+/// The token error in `err`'s `source()` chain, if a token could not be
+/// had: for errors that lost their type on the way, a [`BoxClient`]'s
+/// `BoxError` above all (an inner error of the layer is not one).
+///
+/// ```
+/// # use tower_oauth2::layer::BoxClient;
+/// # async fn call(client: BoxClient, request: http::Request<http_body_util::Full<bytes::Bytes>>) {
+/// use tower::ServiceExt;
+/// match client.oneshot(request).await {
+///     Ok(response) => println!("{}", response.status()),
+///     Err(e) => match tower_oauth2::layer::token_error(&*e) {
+///         Some(token) => eprintln!("no token: {token}"),
+///         None => eprintln!("the call failed: {e}"),
+///     },
+/// }
+/// # }
+/// ```
+pub fn token_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a crate::Error> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(token) = e.downcast_ref::<crate::Error>() {
+            return Some(token);
+        }
+        next = e.source();
+    }
+    None
+}
+
 /// `service` as a [`BoxClient`]: its response bodies boxed, its errors made
 /// `BoxError`s (a [`ServiceError`](crate::ServiceError) of the layer stays
 /// one: `downcast_ref::<ServiceError<E>>()` finds it).

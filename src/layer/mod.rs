@@ -141,7 +141,7 @@ mod service;
 #[cfg(test)]
 pub(crate) mod testing;
 
-pub use boxed::{box_client, BoxClient};
+pub use boxed::{box_client, token_error, BoxClient};
 pub use buffer::{
     BodyTimeout, BodyTooLarge, BufferBody, BufferBodyLayer, BufferFuture, DEFAULT_BODY_TIMEOUT,
 };
