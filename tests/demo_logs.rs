@@ -15,6 +15,16 @@ use support::token_server::TestServer;
 /// `requests` requests from one task, with `RUST_LOG` set to `rust_log`
 /// (or unset); at most a minute.
 async fn run_demo(server: &TestServer, requests: &str, rust_log: Option<&str>) -> Output {
+    run_demo_with(server, requests, rust_log, &[]).await
+}
+
+/// [`run_demo`] with more flags.
+async fn run_demo_with(
+    server: &TestServer,
+    requests: &str,
+    rust_log: Option<&str>,
+    more: &[&str],
+) -> Output {
     let binary = tokio::task::spawn_blocking(demo_binary)
         .await
         .expect("the demo built");
@@ -24,6 +34,7 @@ async fn run_demo(server: &TestServer, requests: &str, rust_log: Option<&str>) -
         .args(["--client-id", "client", "--client-secret", "secret"])
         .args(["--url", &server.url("/orders")])
         .args(["--requests", requests, "--concurrency", "1"])
+        .args(more)
         .env_remove("RUST_LOG")
         .kill_on_drop(true);
     if let Some(filter) = rust_log {
@@ -86,4 +97,52 @@ async fn by_default_an_always_refusing_resource_shows_the_backoff_warn_line_only
     );
     // The first token, its replacement after the first 401, then no more.
     assert_eq!(server.token_requests(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_a_refused_client_shows_the_failed_fetch_and_its_backoff() {
+    let server = TestServer::start().await;
+    server.set_failing(Some(support::token_server::Canned::invalid_client(
+        "client authentication failed",
+    )));
+    let out = run_demo(&server, "3", None).await;
+    let logs = stderr(&out);
+    assert!(!out.status.success(), "{logs}");
+    let failed: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("token fetch failed"))
+        .collect();
+    assert_eq!(failed.len(), 1, "one fetch, then its backoff:\n{logs}");
+    assert!(failed[0].contains(" WARN "), "{logs}");
+    assert!(failed[0].contains("invalid_client"), "{logs}");
+    assert!(failed[0].contains("failures=1 backoff="), "{logs}");
+    assert!(!logs.contains("secret\""), "{logs}");
+    assert_eq!(server.token_requests(), 1);
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_a_redis_outage_shows_one_warn_line() {
+    let server = TestServer::start().await;
+    // Nothing listens there: the outage from the start.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let redis = format!("redis://127.0.0.1:{port}");
+    let out = run_demo_with(
+        &server,
+        "3",
+        None,
+        &["--redis", &redis, "--redis-timeout", "500"],
+    )
+    .await;
+    let logs = stderr(&out);
+    assert!(out.status.success(), "the process fetches alone:\n{logs}");
+    let outage = "Redis does not answer; this process fetches its own tokens until it does";
+    assert_eq!(logs.matches(outage).count(), 1, "{logs}");
+    assert!(logs
+        .lines()
+        .any(|l| l.contains(outage) && l.contains(" WARN ")));
+    assert_eq!(server.token_requests(), 1);
 }
