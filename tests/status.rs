@@ -172,6 +172,36 @@ async fn a_failed_refresh_now_keeps_the_valid_token_and_sets_the_backoff() {
     assert_eq!(server.token_requests(), 2);
 }
 
+#[tokio::test]
+async fn a_resource_refusing_new_tokens_too_shows_as_the_401_backoff_not_a_failure() {
+    use tower::{Layer, ServiceExt};
+
+    let server = TestServer::start().await;
+    server.set_reject_all(true);
+    let cache = server.client_credentials().build();
+    let layer = tower_oauth2::OAuth2Layer::new(cache.clone()).unauthorized_backoff(a_minute());
+    let client = layer.layer(support::client::http_client());
+    let refused = client
+        .clone()
+        .oneshot(server.get("/orders"))
+        .await
+        .expect("an answer");
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    // at-1 refused, at-2 refused too: the step runs.
+    assert_eq!(server.token_requests(), 2);
+    let status = cache.status();
+    let until = status.unauthorized_backoff_until.expect("the 401 backoff");
+    assert!(until > SystemTime::now());
+    assert_eq!(status.token, TokenState::Fresh);
+    assert_eq!((status.failures, status.backoff_until), (0, None));
+    assert_eq!(status.last_error, None);
+    let line = status.to_string();
+    assert!(
+        line.contains(", refused tokens: 401s passed through for "),
+        "{line}"
+    );
+}
+
 #[cfg(feature = "redis")]
 mod fleet {
     //! With the fleet's Redis tier: up, down from the start, stopped

@@ -110,6 +110,11 @@ pub struct CacheStatus {
     /// The last failed fetch, kept after a later success (then `failures`
     /// is 0).
     pub last_error: Option<LastError>,
+    /// While a resource server refuses new tokens too (the 401 backoff,
+    /// [`AuthPolicy::unauthorized_backoff`](crate::layer::AuthPolicy::unauthorized_backoff)):
+    /// until when its refusals pass through with no new token (the
+    /// latest, when several refuse). Not a fetch failure.
+    pub unauthorized_backoff_until: Option<SystemTime>,
 }
 
 impl CacheStatus {
@@ -141,8 +146,8 @@ fn seconds_until(at: SystemTime) -> f64 {
 impl fmt::Display for CacheStatus {
     /// One line: `fresh (generation 3), expires in 241.3 s` then, as they
     /// apply, `, fetching`, `, 2 failures in a row`, `, backing off for
-    /// 3.9 s`, `, last error: OAuth (400 Bad Request, invalid_client) 12.0 s
-    /// ago`.
+    /// 3.9 s`, `, refused tokens: 401s passed through for 1.5 s`, `, last
+    /// error: OAuth (400 Bad Request, invalid_client) 12.0 s ago`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.token)?;
         if let Some(g) = self.generation {
@@ -159,6 +164,10 @@ impl fmt::Display for CacheStatus {
         }
         if let Some(until) = self.backoff_until {
             write!(f, ", backing off for {:.1} s", seconds_until(until))?;
+        }
+        if let Some(until) = self.unauthorized_backoff_until {
+            let left = seconds_until(until);
+            write!(f, ", refused tokens: 401s passed through for {left:.1} s")?;
         }
         if let Some(e) = &self.last_error {
             write!(f, ", last error: {:?}", e.kind)?;
@@ -182,8 +191,8 @@ impl TokenCache {
     /// lock).
     ///
     /// The 401 backoff (a resource server refusing new tokens too) is not
-    /// a fetch failure: [`TokenCache::stats`] counts it
-    /// ([`Stats::unauthorized_backed_off`](crate::cache::Stats)).
+    /// a fetch failure: it has a field of its own,
+    /// [`CacheStatus::unauthorized_backoff_until`].
     ///
     /// # Example: a readiness probe and a health page
     ///
@@ -240,6 +249,9 @@ impl TokenCache {
             failures: flight.failures,
             backoff_until: flight.retry_at.map(|at| wall(at, now)),
             last_error: flight.last_failure,
+            unauthorized_backoff_until: self
+                .unauthorized_backoff_until(now.0)
+                .map(|at| wall(at, now)),
         }
     }
 
@@ -304,6 +316,7 @@ mod tests {
                 oauth_error: Some(ErrorCode::InvalidClient),
                 at: SystemTime::now(),
             }),
+            unauthorized_backoff_until: None,
         };
         let line = status.to_string();
         assert!(
