@@ -40,8 +40,9 @@ async fn status_goes_from_empty_to_fresh_to_stale_to_expired() {
     assert_eq!((status.generation, status.expires_at), (None, None));
     assert_eq!((status.fetching, status.failures), (false, 0));
 
-    let sent = Instant::now();
     cache.warm_up().await.expect("the first token");
+    // The token request was sent before this: its schedule is earlier.
+    let got = Instant::now();
     let status = cache.status();
     assert_eq!(status.token, TokenState::Fresh);
     assert!(status.is_ready());
@@ -54,10 +55,10 @@ async fn status_goes_from_empty_to_fresh_to_stale_to_expired() {
     assert_eq!(server.token_requests(), 1);
 
     // `status` starts no refresh: only a request (or warm_up) would.
-    tokio::time::sleep_until((sent + Duration::from_millis(2800)).into()).await;
+    tokio::time::sleep_until((got + Duration::from_millis(2100)).into()).await;
     assert_eq!(cache.status().token, TokenState::Stale);
     assert!(cache.status().is_ready());
-    tokio::time::sleep_until((sent + Duration::from_millis(4000)).into()).await;
+    tokio::time::sleep_until((got + Duration::from_millis(3700)).into()).await;
     let status = cache.status();
     assert_eq!(status.token, TokenState::Expired);
     assert!(!status.is_ready());
