@@ -19,6 +19,12 @@
 //! `summary: calls=N ok=N inventory_requests=N inventory_401=N token_fetches=N retries=N`
 //! and exits non-zero if any call failed or the layer did not fetch exactly
 //! two tokens and resend exactly once.
+//!
+//! Orders holds its inventory client as a [`BoxClient`]: one cloneable,
+//! `Sync` type, so the handler's tests (at the end of this file,
+//! `cargo test --example axum_service --features testing`) give it a
+//! fixed-token cache and a mock inventory instead, with no server and no
+//! network.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -35,15 +41,12 @@ use axum::{Json, Router};
 use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use tower::{ServiceBuilder, ServiceExt};
-use tower_oauth2::{
-    ClientAuth, OAuth2Layer, OAuth2Service, ServiceError, TokenCache, TokenEndpoint, TokenRequest,
-    TokenUrl,
-};
+use tower_oauth2::layer::{box_client, token_error, BoxClient};
+use tower_oauth2::{ClientAuth, OAuth2Layer, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
 
 // ---------------------------------------------------------------- auth ----
 
@@ -211,12 +214,11 @@ fn inventory_app(inventory: Arc<Inventory>) -> Router {
 
 // -------------------------------------------------------------- orders ----
 
-/// The client orders calls inventory with: hyper-util under the OAuth2 layer.
-type InventoryClient = OAuth2Service<Client<HttpConnector, Full<Bytes>>>;
-
 #[derive(Clone)]
 struct Orders {
-    inventory: InventoryClient,
+    /// The client orders calls inventory with: hyper-util under the OAuth2
+    /// layer here, a mock in the tests.
+    inventory: BoxClient,
     inventory_url: String,
 }
 
@@ -230,19 +232,20 @@ async fn order(
         .body(Full::default())
         .expect("a valid request");
     // No token here: the layer adds it (and retries once on a 401).
-    let response = orders
-        .inventory
-        .clone()
-        .oneshot(request)
-        .await
-        .map_err(|e| match e {
-            // Typed: the token endpoint's own error code is in `e`.
-            ServiceError::Token(e) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("no token for inventory: {e}"),
-            ),
-            ServiceError::Inner(e) => (StatusCode::BAD_GATEWAY, format!("inventory: {e}")),
-        })?;
+    let response =
+        orders
+            .inventory
+            .clone()
+            .oneshot(request)
+            .await
+            .map_err(|e| match token_error(&*e) {
+                // Typed: the token endpoint's own error code is in `token`.
+                Some(token) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("no token for inventory: {token}"),
+                ),
+                None => (StatusCode::BAD_GATEWAY, format!("inventory: {e}")),
+            })?;
     let status = response.status();
     let body = response
         .into_body()
@@ -310,7 +313,7 @@ async fn main() -> ExitCode {
     let inventory_origin = format!("http://{inventory_addr}");
     let oauth2 =
         OAuth2Layer::for_origin(cache.clone(), &inventory_origin).expect("inventory's origin");
-    let inventory_client = ServiceBuilder::new().layer(oauth2).service(http);
+    let inventory_client = box_client(ServiceBuilder::new().layer(oauth2).service(http));
     let orders_addr = serve(orders_app(Orders {
         inventory: inventory_client,
         inventory_url: inventory_origin,
@@ -389,5 +392,85 @@ async fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+// --------------------------------------------------------------- tests ----
+
+/// The orders handler tested as a unit: a fixed token, a mock inventory
+/// (a `tower::service_fn`) under the same layer, no server, no network.
+/// `cargo test --example axum_service --features testing`.
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use std::convert::Infallible;
+
+    use axum::body::Body;
+    use tower_oauth2::testing::{fixed_token_cache, Answer, ScriptedTokenEndpoint};
+
+    use super::*;
+
+    const INVENTORY: &str = "https://inventory.test";
+
+    /// Orders, calling `inventory` under the OAuth2 layer with `cache`.
+    fn orders_with<S>(cache: TokenCache, inventory: S) -> Router
+    where
+        S: tower::Service<http::Request<Full<Bytes>>, Response = http::Response<Full<Bytes>>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let oauth2 = OAuth2Layer::for_origin(cache, INVENTORY).expect("an origin");
+        orders_app(Orders {
+            inventory: box_client(ServiceBuilder::new().layer(oauth2).service(inventory)),
+            inventory_url: INVENTORY.to_owned(),
+        })
+    }
+
+    async fn get_order(app: Router, id: u32) -> (StatusCode, String) {
+        let request = http::Request::get(format!("/orders/{id}"))
+            .body(Body::empty())
+            .expect("a request");
+        let response = app.oneshot(request).await.expect("an answer");
+        let status = response.status();
+        let body = response.into_body().collect().await.expect("a body");
+        (
+            status,
+            String::from_utf8_lossy(&body.to_bytes()).into_owned(),
+        )
+    }
+
+    #[tokio::test]
+    async fn an_order_carries_its_items_stock_fetched_with_the_token() {
+        let inventory = tower::service_fn(|request: http::Request<Full<Bytes>>| async move {
+            assert_eq!(request.headers()["authorization"], "Bearer test-token");
+            assert_eq!(request.uri().path(), "/items/sku-2");
+            let item = r#"{"sku":"sku-2","in_stock":7}"#;
+            Ok::<_, Infallible>(http::Response::new(Full::from(item)))
+        });
+        let app = orders_with(fixed_token_cache("test-token"), inventory);
+        let (status, body) = get_order(app, 1).await;
+        assert_eq!(status, StatusCode::OK);
+        let order: Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(
+            order,
+            json!({ "order": 1, "item": { "sku": "sku-2", "in_stock": 7 } })
+        );
+    }
+
+    #[tokio::test]
+    async fn no_token_for_inventory_is_a_503_naming_the_token_endpoints_error() {
+        let auth = ScriptedTokenEndpoint::new();
+        auth.queue(Answer::error(StatusCode::UNAUTHORIZED, "invalid_client"));
+        let inventory = tower::service_fn(|_: http::Request<Full<Bytes>>| async {
+            Ok::<_, Infallible>(http::Response::new(Full::from("never called")))
+        });
+        let (status, body) = get_order(orders_with(auth.cache(), inventory), 1).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.starts_with("no token for inventory: "), "{body}");
+        assert!(body.contains("invalid_client"), "{body}");
+        assert_eq!(auth.requests(), 1);
     }
 }

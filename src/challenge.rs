@@ -185,6 +185,34 @@ pub(crate) fn refusal_kind(status: http::StatusCode, headers: &http::HeaderMap) 
     }
 }
 
+/// What an answer with a status the user counts as a refusal
+/// ([`crate::layer::AuthPolicy::refused_with`], a 403 say) says about the
+/// token: with no challenge at all, or a `Bearer`/`DPoP` challenge whose
+/// `error` is `invalid_token`, the token was refused; any other challenge
+/// (RFC 6750 §3.1: a 403's is `insufficient_scope`) asks for something a
+/// new token of the same grant cannot give, and other schemes ask for
+/// other credentials.
+pub(crate) fn listed_refusal_kind(headers: &http::HeaderMap) -> RefusalKind {
+    let challenges: Vec<Challenge> = headers
+        .get_all(http::header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(parse)
+        .collect();
+    let ours = |c: &&Challenge| c.is_bearer() || c.is_dpop();
+    if let Some(bearer) = challenges.iter().find(ours) {
+        return match bearer.param("error").map(BearerError::parse) {
+            Some(BearerError::InvalidToken) => RefusalKind::Token(Some(BearerError::InvalidToken)),
+            _ => RefusalKind::NotFixable,
+        };
+    }
+    if challenges.is_empty() {
+        RefusalKind::Token(None)
+    } else {
+        RefusalKind::OtherScheme
+    }
+}
+
 /// Whether a response asks for a DPoP nonce: a 401 with a `DPoP` challenge
 /// whose `error` is `use_dpop_nonce` (RFC 9449 §9). Resending with the
 /// server's `DPoP-Nonce` fixes it; a new token does not.
@@ -343,6 +371,46 @@ mod tests {
 
     fn p(name: &str, v: &str) -> (String, String) {
         (name.into(), v.into())
+    }
+
+    #[test]
+    fn a_listed_status_refuses_the_token_with_no_challenge_or_invalid_token_only() {
+        let kind = |challenges: &[&'static str]| {
+            let mut headers = http::HeaderMap::new();
+            for c in challenges {
+                headers.append(
+                    http::header::WWW_AUTHENTICATE,
+                    http::HeaderValue::from_static(c),
+                );
+            }
+            listed_refusal_kind(&headers)
+        };
+        assert_eq!(kind(&[]), RefusalKind::Token(None));
+        let invalid = Some(BearerError::InvalidToken);
+        assert_eq!(
+            kind(&[r#"Bearer error="invalid_token""#]),
+            RefusalKind::Token(invalid.clone())
+        );
+        assert_eq!(
+            kind(&[r#"DPoP algs="ES256", error="invalid_token""#]),
+            RefusalKind::Token(invalid)
+        );
+        // RFC 6750 §3.1: a 403's challenge says what a new token cannot fix.
+        for never in [
+            r#"Bearer error="insufficient_scope", scope="orders:write""#,
+            r#"Bearer realm="api""#,
+            r#"Bearer error="invalid_request""#,
+        ] {
+            assert_eq!(kind(&[never]), RefusalKind::NotFixable, "{never}");
+        }
+        assert_eq!(
+            kind(&[
+                r#"Basic realm="admin""#,
+                r#"Bearer error="insufficient_scope""#
+            ]),
+            RefusalKind::NotFixable
+        );
+        assert_eq!(kind(&[r#"Basic realm="admin""#]), RefusalKind::OtherScheme);
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //! [ARCHITECTURE.md](https://github.com/tower-oauth2/tower-oauth2/blob/main/ARCHITECTURE.md).
 //! The guides are in the module docs: [`layer`] (which requests get the
 //! token, the 401 retry, errors and deadlines, axum, tonic, one client for
-//! several APIs), [`cache`] (refresh timing, single flight, statistics),
+//! several APIs), [`cache`] (refresh timing, single flight, statistics, status and
+//! warm-up, logs and tracing spans),
 //! [`request`] (grants and client authentication), [`discovery`],
 //! [`revocation`] (revoke on shutdown), [`store`] (persisting tokens), and
 //! the feature modules below.
@@ -34,6 +35,7 @@
 //! | `dpop` | module `dpop`: DPoP-bound tokens (RFC 9449), an ES256 proof per token request and per resource request, server nonces per origin; enables `jwt` | `jwt`'s | 1.85 |
 //! | `metrics` | module `metrics`: token requests by outcome and reason, their duration, the token lifetime, 401s and waits through the `metrics` facade; `TokenCacheBuilder::metrics_name` | `metrics` (the facade only) | 1.85 |
 //! | `redis` | module `fleet`: `RedisTier` and `TokenCacheBuilder::redis`, one token for a fleet of processes (standalone or Cluster, `rediss://`, ACL users), one token request per refresh for the whole fleet, optional ChaCha20-Poly1305 encryption at rest | `redis`, `chacha20poly1305`, `rustls` (`ring`) | 1.85 |
+//! | `testing` | module `testing`, for your own tests: `fixed_token_cache` (a cache whose token is always the one given) and `ScriptedTokenEndpoint` (a token endpoint in process, a tower service: lifetimes, errors, `429` with `Retry-After`, refresh-token rotation, a count of requests); no network | none | 1.85 |
 //!
 //! Without features the crate brings no HTTP client: the layer and
 //! [`TokenEndpoint`] work over any tower HTTP service you give them. Token
@@ -110,6 +112,9 @@ pub mod reqwest;
 pub mod revocation;
 mod secret;
 pub mod store;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 #[cfg(feature = "rustls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub mod tls;

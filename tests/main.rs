@@ -18,7 +18,8 @@
         feature = "dpop",
         feature = "jwt-rsa",
         feature = "metrics",
-        feature = "redis"
+        feature = "redis",
+        feature = "testing"
     )),
     allow(dead_code)
 )]
@@ -47,12 +48,14 @@ mod cache_runtime;
 mod credentials;
 mod demo;
 mod demo_env;
+mod demo_logs;
 mod demo_tls;
 mod destinations;
 mod discovery;
 mod dpop;
 mod faults;
 mod fleet;
+mod forbidden;
 mod jwt;
 mod keyed;
 mod layer;
@@ -65,7 +68,10 @@ mod real_server;
 mod reqwest;
 mod revocation;
 mod secrets;
+mod spans;
+mod status;
 mod store;
+mod testing_kit;
 mod tls;
 mod token_bodies;
 mod token_endpoint;

@@ -52,6 +52,14 @@
 //!   `--redis-timeout MS` set the lease and the deadline on Redis calls;
 //! - `--pause MS` makes each task wait between two of its requests.
 //!
+//! Logs go to stderr through a `tracing` subscriber: `RUST_LOG` chooses
+//! what (tracing-subscriber's `EnvFilter` syntax); by default the
+//! library's WARN lines, so a failed token fetch and its backoff, a
+//! resource server refusing new tokens too (the 401 backoff), or a Redis
+//! outage shows. `RUST_LOG=tower_oauth2=debug` shows every token request,
+//! token cached and 401 handled, inside the spans the `cache` module docs
+//! list.
+//!
 //! While it runs on a terminal, one line on stderr shows its progress
 //! (requests per second, the counts so far); nothing of it is printed when
 //! stderr is not a terminal.
@@ -77,6 +85,7 @@ use run::{Config, Until};
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    install_logs();
     let mut config = match Args::mode_from(std::env::args_os()) {
         Mode::Remote(config) => *config,
         Mode::Local { timeout } => {
@@ -105,6 +114,23 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The library's logs on stderr: `RUST_LOG`, else its WARN lines.
+fn install_logs() {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) => EnvFilter::try_new(&spec).unwrap_or_else(|e| {
+            eprintln!("demo: RUST_LOG={spec:?} is not a filter ({e}); showing the WARN lines");
+            EnvFilter::new("tower_oauth2=warn")
+        }),
+        Err(_) => EnvFilter::new("tower_oauth2=warn"),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
 }
 
 /// The run against the demo's own servers: eight tasks for five seconds,

@@ -55,6 +55,15 @@
 //! `block_on` has returned) does not hold the cache: the next caller on a
 //! live runtime takes it over (ARCHITECTURE.md, invariant 2).
 //!
+//! # Health and readiness
+//!
+//! [`TokenCache::status`] says what the cache holds and does (fresh,
+//! stale, expired or empty; a fetch running; the backoff after failed
+//! fetches and the last failure's kind and time), with no secret and no
+//! wait; [`TokenCache::warm_up`] waits for a usable token (a readiness
+//! probe: no traffic before the first token); [`TokenCache::refresh_now`]
+//! fetches a new one now.
+//!
 //! The fetch task runs on the Tokio runtime of the caller that started it.
 //! With no runtime (or one shutting down) there is nothing to run it on:
 //! that caller gets [`crate::ErrorKind::NoRuntime`] at once, no backoff is
@@ -91,6 +100,8 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+#![doc = include_str!("../docs/logging.md")]
 
 use std::fmt;
 use std::sync::atomic::AtomicU64;
@@ -108,7 +119,8 @@ use crate::token::Token;
 // token request and where its result is recorded), `flight` (single flight
 // and backoff), `refusals` (401s for the tokens, and their backoff),
 // `builder`, `stats`, `copy` (a service handle's own copy of the token),
-// `epoch` (whether a copy is still of the cached token).
+// `epoch` (whether a copy is still of the cached token), `status` (what
+// a health endpoint asks: `status`, `warm_up`, `refresh_now`).
 // This file: the handle and the hot path.
 mod builder;
 mod cached;
@@ -121,6 +133,7 @@ pub(crate) mod keyed;
 mod policy;
 mod refusals;
 mod stats;
+mod status;
 
 pub use builder::TokenCacheBuilder;
 pub(crate) use cached::Cached;
@@ -128,6 +141,7 @@ pub(crate) use copy::TokenCopy;
 pub use policy::{Backoff, RefreshPolicy};
 pub(crate) use refusals::{RefusalDecision, Resource};
 pub use stats::Stats;
+pub use status::{CacheStatus, LastError, TokenState};
 
 use epoch::Epoch;
 use fetch::Fetcher;

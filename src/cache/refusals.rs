@@ -446,6 +446,14 @@ impl TokenCache {
         });
     }
 
+    /// For `TokenCache::status`: the latest end of a 401 backoff step
+    /// running at `now`, over every resource server's record.
+    pub(super) fn unauthorized_backoff_until(&self, now: Instant) -> Option<Instant> {
+        let state = self.shared.refusals.lock();
+        let running = state.list.iter().filter_map(|(_, s)| s.until);
+        running.filter(|until| now < *until).max()
+    }
+
     /// Counts a 401 that asks for other credentials than a token.
     pub(crate) fn count_other_scheme(&self) {
         self.shared.counters.other_scheme();

@@ -91,6 +91,7 @@ struct Options {
     keep_existing: bool,
     retry_unauthorized: bool,
     unauthorized_backoff: Option<Backoff>,
+    refused_with: Vec<http::StatusCode>,
     unmapped: Unmapped,
 }
 
@@ -140,6 +141,7 @@ where
                     keep_existing: false,
                     retry_unauthorized: true,
                     unauthorized_backoff: None,
+                    refused_with: Vec::new(),
                     unmapped: Unmapped::Error,
                 },
             }),
@@ -227,6 +229,13 @@ where
         self
     }
 
+    /// Statuses besides 401 that refuse a key's token (a `403` with no
+    /// challenge): see [`AuthPolicy::refused_with`].
+    pub fn refused_with(mut self, statuses: impl IntoIterator<Item = http::StatusCode>) -> Self {
+        self.options().refused_with = statuses.into_iter().collect();
+        self
+    }
+
     /// What a request whose key maps to nothing gets (default
     /// [`Unmapped::Error`]).
     pub fn unmapped(mut self, unmapped: Unmapped) -> Self {
@@ -293,7 +302,8 @@ where
         let policy = AuthPolicy::new(cache)
             .destinations(options.destinations.clone())
             .keep_existing_authorization(options.keep_existing)
-            .retry_unauthorized(options.retry_unauthorized);
+            .retry_unauthorized(options.retry_unauthorized)
+            .refused_with(options.refused_with.iter().copied());
         match options.unauthorized_backoff {
             Some(backoff) => policy.unauthorized_backoff(backoff),
             None => policy,

@@ -125,6 +125,7 @@ macro_rules! define_inner_service_accessors {
 
 use define_inner_service_accessors;
 
+mod boxed;
 mod buffer;
 mod destinations;
 #[cfg(feature = "dpop")]
@@ -140,6 +141,7 @@ mod service;
 #[cfg(test)]
 pub(crate) mod testing;
 
+pub use boxed::{box_client, token_error, BoxClient};
 pub use buffer::{
     BodyTimeout, BodyTooLarge, BufferBody, BufferBodyLayer, BufferFuture, DEFAULT_BODY_TIMEOUT,
 };

@@ -8,7 +8,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, Uri};
 
 use super::destinations::Destinations;
 use crate::cache::{Backoff, Lookup, RefusalDecision, Resource, TokenCache};
-use crate::challenge::{is_refusal, refusal_kind, BearerError, RefusalKind};
+use crate::challenge::{is_refusal, listed_refusal_kind, refusal_kind, BearerError, RefusalKind};
 
 /// Which requests get a token, and what a response refusing it leads to.
 ///
@@ -51,6 +51,8 @@ struct Settings {
     keep_existing: bool,
     retry_unauthorized: bool,
     unauthorized_backoff: Backoff,
+    /// Statuses besides 401 that refuse the token (`refused_with`).
+    refused_with: Arc<[StatusCode]>,
     destinations: Destinations,
     /// Whether the cache's tokens go with DPoP proofs (read once here).
     #[cfg(feature = "dpop")]
@@ -142,6 +144,7 @@ impl AuthPolicy {
                     Duration::from_secs(1),
                     Duration::from_secs(300),
                 ),
+                refused_with: Arc::new([]),
                 destinations,
             }),
         }
@@ -202,6 +205,49 @@ impl AuthPolicy {
     pub fn unauthorized_backoff(mut self, backoff: Backoff) -> Self {
         Arc::make_mut(&mut self.settings).unauthorized_backoff = backoff;
         self
+    }
+
+    /// Statuses besides 401 with which resource servers refuse a revoked
+    /// or expired token (default: none). Some answer `403` with no
+    /// challenge (django-oauth-toolkit's protected views, some API
+    /// gateways), so the token they refuse would be sent until its
+    /// scheduled refresh, hours for a long-lived one. An answer with one of
+    /// these statuses counts as a 401 does (the token invalidated, one
+    /// resend, bounded by the same [`unauthorized_backoff`](Self::unauthorized_backoff))
+    /// when it has no challenge at all, or a `Bearer` (or `DPoP`) challenge
+    /// whose `error` is `invalid_token`. Never when its challenge says
+    /// anything else: a `403` with `error="insufficient_scope"` (RFC 6750
+    /// §3.1) is the answer, as are challenges of other schemes.
+    /// 401 always counts; statuses outside 400–599 are ignored.
+    ///
+    /// ```
+    /// # fn f(cache: tower_oauth2::TokenCache) -> Result<(), tower_oauth2::Error> {
+    /// use http::StatusCode;
+    /// use tower_oauth2::OAuth2Layer;
+    ///
+    /// let layer = OAuth2Layer::for_origin(cache, "https://api.example.com")?
+    ///     .refused_with([StatusCode::FORBIDDEN]);
+    /// assert_eq!(layer.policy().refusal_statuses(), [StatusCode::FORBIDDEN]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn refused_with(mut self, statuses: impl IntoIterator<Item = StatusCode>) -> Self {
+        let mut listed: Vec<StatusCode> = statuses
+            .into_iter()
+            .filter(|s| {
+                (s.is_client_error() || s.is_server_error()) && *s != StatusCode::UNAUTHORIZED
+            })
+            .collect();
+        listed.sort_unstable();
+        listed.dedup();
+        Arc::make_mut(&mut self.settings).refused_with = listed.into();
+        self
+    }
+
+    /// The statuses besides 401 that refuse the token
+    /// ([`refused_with`](Self::refused_with)).
+    pub fn refusal_statuses(&self) -> &[StatusCode] {
+        &self.settings.refused_with
     }
 
     /// The token cache.
@@ -281,11 +327,15 @@ impl AuthPolicy {
         // Inlined up to here: an answer that refuses nothing costs what the
         // check costs, as in a transport that made it itself, and one
         // relaxed load.
-        if !is_refusal(status, headers) {
+        let refusal = if is_refusal(status, headers) {
+            refusal_kind(status, headers)
+        } else if status.as_u16() >= 400 && self.settings.refused_with.contains(&status) {
+            listed_refusal_kind(headers)
+        } else {
             self.settings.cache.answered(sent, from);
             return AfterResponse::Return;
-        }
-        self.after_refusal(refusal_kind(status, headers), sent, resendable, &from())
+        };
+        self.after_refusal(refusal, status, sent, resendable, &from())
     }
 
     /// What the response to a resend (sent with token generation `sent`)
@@ -304,6 +354,7 @@ impl AuthPolicy {
     fn after_refusal(
         &self,
         refusal: RefusalKind,
+        status: StatusCode,
         sent: u64,
         resendable: bool,
         from: &Resource,
@@ -322,7 +373,7 @@ impl AuthPolicy {
             RefusalDecision::Refetch | RefusalDecision::Replaced => {}
             RefusalDecision::BackedOff(step) => {
                 if let Some(step) = step {
-                    warn_backing_off(error.as_ref(), step.number, step.delay);
+                    warn_backing_off(error.as_ref(), status, step.number, step.delay);
                 }
                 return AfterResponse::BackingOff;
             }
@@ -350,11 +401,12 @@ impl AuthPolicy {
 
 /// The one log line of a backoff step, with the refusal's RFC 6750 `error`
 /// (sanitized), never a token.
-fn warn_backing_off(error: Option<&BearerError>, step: u32, delay: Duration) {
+fn warn_backing_off(error: Option<&BearerError>, status: StatusCode, step: u32, delay: Duration) {
     tracing::warn!(
         error = error.map_or("(none)", BearerError::as_str),
         step,
         backoff = ?delay,
+        status = status.as_u16(),
         "the resource server refused a token fetched because of a 401: new tokens do not help; \
          its 401s are returned as they come, with no new token, until the backoff has passed"
     );
@@ -408,6 +460,17 @@ macro_rules! delegate_policy_options {
         /// [`AuthPolicy::unauthorized_backoff`](crate::layer::AuthPolicy::unauthorized_backoff).
         pub fn unauthorized_backoff(mut self, backoff: $crate::cache::Backoff) -> Self {
             self.policy = self.policy.unauthorized_backoff(backoff);
+            self
+        }
+
+        /// Statuses besides 401 that refuse the token (a `403` with no
+        /// challenge): see
+        /// [`AuthPolicy::refused_with`](crate::layer::AuthPolicy::refused_with).
+        pub fn refused_with(
+            mut self,
+            statuses: impl IntoIterator<Item = ::http::StatusCode>,
+        ) -> Self {
+            self.policy = self.policy.refused_with(statuses);
             self
         }
 

@@ -127,6 +127,12 @@ pub fn capture() -> Capture {
             let buffer = Buffer::default();
             let subscriber = tracing_subscriber::fmt()
                 .with_max_level(tracing::Level::TRACE)
+                // Spans' openings and closings too, with the fields
+                // recorded by then (`spans.rs` checks them).
+                .with_span_events(
+                    tracing_subscriber::fmt::format::FmtSpan::NEW
+                        | tracing_subscriber::fmt::format::FmtSpan::CLOSE,
+                )
                 .with_writer(buffer.clone())
                 .with_ansi(false)
                 .finish();

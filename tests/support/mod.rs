@@ -5,6 +5,7 @@
 //! crate's logs captured ([`log`]).
 
 pub mod client;
+pub mod demo_binary;
 pub mod demo_process;
 pub mod dpop;
 pub mod log;

@@ -198,8 +198,30 @@ impl Fetcher {
         #[cfg(feature = "redis")]
         let (token, fleet_step) = match &self.fleet {
             Some((fleet, check)) => {
-                let own = self.request_token(counters);
-                fleet.fetch(check, dropped, own).await?
+                use tracing::Instrument;
+                // `source`: whether this process's own token request ran
+                // (as the lease holder, or alone), else the token came
+                // from Redis (the `cache` module docs list the spans).
+                let span = tracing::debug_span!(
+                    "oauth2.fleet_fetch",
+                    token_cached = !dropped,
+                    source = tracing::field::Empty,
+                );
+                let requested = std::sync::atomic::AtomicBool::new(false);
+                let own = async {
+                    requested.store(true, std::sync::atomic::Ordering::Relaxed);
+                    self.request_token(counters).await
+                };
+                let fetched = fleet
+                    .fetch(check, dropped, own)
+                    .instrument(span.clone())
+                    .await;
+                let source = match requested.load(std::sync::atomic::Ordering::Relaxed) {
+                    true => "token_endpoint",
+                    false => "redis",
+                };
+                span.record("source", source);
+                fetched?
             }
             None => (self.request_token(counters).await?, None),
         };

@@ -142,6 +142,8 @@ pub(super) struct FlightState {
     /// Until when callers with no valid token fail at once with `last_error`.
     retry_at: Option<Instant>,
     last_error: Option<Error>,
+    /// The last failed fetch, kept after a success (`TokenCache::status`).
+    last_failure: Option<super::status::LastError>,
     /// How long a caller waits for a flight (configuration, read here by
     /// every caller that joins one).
     wait_timeout: Duration,
@@ -160,8 +162,20 @@ impl FlightState {
             failures: 0,
             retry_at: None,
             last_error: None,
+            last_failure: None,
             wait_timeout,
             fetch_limit,
+        }
+    }
+
+    /// For `TokenCache::status`: whether a fetch runs, failures in a row,
+    /// the end of the backoff while it runs, and the last failure.
+    pub(super) fn status(&self, now: Instant) -> super::status::FlightStatus {
+        super::status::FlightStatus {
+            fetching: self.flight.is_some(),
+            failures: self.failures,
+            retry_at: self.backing_off(now).and(self.retry_at),
+            last_failure: self.last_failure.clone(),
         }
     }
 
@@ -262,7 +276,7 @@ impl Drop for FlightGuard {
 }
 
 impl TokenCache {
-    fn flight_state(&self) -> MutexGuard<'_, FlightState> {
+    pub(super) fn flight_state(&self) -> MutexGuard<'_, FlightState> {
         self.shared.flight.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -298,7 +312,19 @@ impl TokenCache {
     }
 
     async fn wait_inner(&self) -> Result<Arc<Cached>, Error> {
-        let (flight, wait) = match self.join_flight()? {
+        self.wait_flight(false).await
+    }
+
+    /// Waits for a fetch started now, or the one in progress, whatever
+    /// the cached token and the backoff (`TokenCache::refresh_now`).
+    pub(super) async fn wait_for_refresh(&self) -> Result<Arc<Cached>, Error> {
+        self.wait_flight(true).await
+    }
+
+    /// `forced`: join or start a flight even with a valid token cached or
+    /// during a backoff.
+    async fn wait_flight(&self, forced: bool) -> Result<Arc<Cached>, Error> {
+        let (flight, wait) = match self.join_flight(forced)? {
             Joined::Cached(cached) => return Ok(cached),
             Joined::Flight(flight, wait) => (flight, wait),
         };
@@ -343,20 +369,20 @@ impl TokenCache {
     /// The flight to wait for, started if none is running (or the one
     /// running is stalled); or a token another caller stored since this
     /// one looked.
-    fn join_flight(&self) -> Result<Joined, Error> {
+    fn join_flight(&self, forced: bool) -> Result<Joined, Error> {
         let runtime = Handle::try_current().ok();
         let (id, flight, runtime, wait) = {
             let mut state = self.flight_state();
             let now = Instant::now();
             if let Some(c) = self.shared.current.load_full() {
-                if c.is_valid_at(now) {
+                if c.is_valid_at(now) && !forced {
                     return Ok(Joined::Cached(c));
                 }
             }
             if let Some(flight) = state.running(runtime.as_ref(), now) {
                 return Ok(Joined::Flight(flight.wait(), state.wait_timeout));
             }
-            if let Some(last) = state.backing_off(now) {
+            if let Some(last) = state.backing_off(now).filter(|_| !forced) {
                 bump(&self.shared.counters.fail_fast);
                 return Err(Error::no_token(last.clone()));
             }
@@ -477,6 +503,7 @@ impl TokenCache {
                 .delay(state.failures, unit_random(), e.retry_after(), valid_for);
         state.retry_at = Some(now.checked_add(delay).unwrap_or(now));
         state.last_error = Some(e.clone());
+        state.last_failure = Some(super::status::LastError::of(e));
         tracing::warn!(error = %e, failures = state.failures, backoff = ?delay, "token fetch failed");
     }
 
