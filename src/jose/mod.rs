@@ -51,6 +51,8 @@ use crate::secret::SecretString;
 mod error;
 mod jwk;
 mod key;
+#[cfg(feature = "jwt-ring")]
+mod ring_signer;
 
 pub use error::{KeyError, KeyErrorKind};
 pub use key::SigningKey;
