@@ -200,3 +200,42 @@ fn bad_keys_get_typed_errors_and_no_message_or_debug_shows_a_key() {
         assert!(!text.contains("CANARY"), "{text}");
     }
 }
+
+/// dpop × file_store, for every algorithm: a stored token bound to a key
+/// is restored by a cache with that key (whatever name its algorithm goes
+/// by: the thumbprint names the key, not the `alg`), never by a cache with
+/// another key.
+#[tokio::test]
+async fn pair_dpop_file_store_a_token_bound_to_a_key_of_any_algorithm_is_restored_by_that_key_only() {
+    use tower_oauth2::store::FileStore;
+    let keys = every_key();
+    let server = TestServer::start().await;
+    server.enable_dpop();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token.json");
+    let mut expected = Vec::new();
+    let mut fetched = 0;
+    for (i, key) in keys.iter().enumerate() {
+        // Ed25519 follows EdDSA, PS256 follows RS256: the same key.
+        let same_key_as_before = i > 0 && key.jwk_thumbprint() == keys[i - 1].jwk_thumbprint();
+        if !same_key_as_before {
+            fetched += 1;
+        }
+        // Built twice: the second cache reads what the first saved.
+        for _ in 0..2 {
+            let dpop = Dpop::from_key(key.clone()).unwrap();
+            let cache = TokenCache::builder(
+                server.endpoint().dpop(dpop),
+                TokenRequest::client_credentials(),
+            )
+            .store(FileStore::new(&path))
+            .build();
+            let response = layered(&cache).oneshot(server.get("/a")).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{}", key.algorithm());
+            expected.push(Some(format!("DPoP at-{fetched}")));
+        }
+    }
+    assert_eq!(server.authorizations(), expected);
+    assert_eq!(server.token_requests(), fetched);
+    assert_eq!(server.dpop_refusals(), Vec::<String>::new());
+}

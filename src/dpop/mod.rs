@@ -1,7 +1,9 @@
 //! DPoP (RFC 9449): sender-constrained access tokens.
 //!
-//! A [`Dpop`] owns a key pair (ES256: generated at start with
-//! [`Dpop::generate`], or yours with [`Dpop::from_key`]), the latest
+//! A [`Dpop`] owns a key pair (ES256, EdDSA/Ed25519, or RS256/PS256 with
+//! `jwt-rsa`: generated at start with [`Dpop::generate`] or
+//! [`Dpop::generate_with`], of the algorithm the server offers with
+//! [`ProviderMetadata::dpop`](crate::discovery::ProviderMetadata::dpop), or yours with [`Dpop::from_key`]), the latest
 //! `DPoP-Nonce` each server sent (per origin, a token endpoint's apart
 //! from a resource's; at most 256, the one used least recently forgotten
 //! first), and the proofs: a JWS signed with the
@@ -23,6 +25,10 @@
 //! happens whether or not the 401 retry is on, whenever the request's body
 //! could be kept. A `use_dpop_nonce` is never a refusal of the token: one
 //! met again by the resend is returned as it came, nothing invalidated.
+//!
+//! Each proof costs one signature: by RustCrypto's pure-Rust crates, or by
+//! `ring` with feature `jwt-ring` (ten times faster for ES256, and already
+//! built with `rustls`); see "Which library signs" below.
 //!
 //! # Example
 //!
