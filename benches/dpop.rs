@@ -11,7 +11,10 @@
 //! binary under callgrind with `DPOP_CALLGRIND=<function>` (one of the
 //! names in `count`) and `DPOP_CALLS=<n>`: it makes exactly `n` calls and
 //! exits; the difference between two values of `n` is the cost per call
-//! (`benches/dpop_callgrind.sh` does it for every function and key).
+//! (`benches/dpop_callgrind.sh` does it for every function and key). With
+//! `DPOP_INTERLEAVED=<rounds>` it times the raw signatures, the proof and
+//! both layer calls side by side, a batch of each per round, and prints
+//! the medians.
 
 #[allow(dead_code, reason = "this bench needs the no-op service only")]
 mod common;
@@ -176,6 +179,11 @@ fn main() {
     let proof = proof.to_str().expect("ASCII");
     let input = proof.rsplit_once('.').expect("a JWS").0.as_bytes().to_vec();
     let long_token = "x".repeat(1024);
+    if let Ok(rounds) = std::env::var("DPOP_INTERLEAVED") {
+        let rounds = rounds.parse().expect("DPOP_INTERLEAVED: a number of rounds");
+        let raw = (&ring, rust_crypto.as_ref(), input.as_slice());
+        return interleaved(&alg, rounds, &dpop, &uri, raw);
+    }
     if let Ok(function) = std::env::var("DPOP_CALLGRIND") {
         let calls: u64 = std::env::var("DPOP_CALLS").map_or(1, |n| n.parse().expect("DPOP_CALLS"));
         let raw = (&ring, rust_crypto.as_ref(), input.as_slice());
@@ -209,6 +217,54 @@ fn main() {
     });
     group.finish();
     criterion.final_summary();
+}
+
+/// The contenders timed side by side: each round times a batch of each in
+/// turn, so a change of the machine's load falls on all of them; the
+/// medians over `rounds` are printed, with the calls per second of one
+/// core they come to.
+fn interleaved(alg: &str, rounds: usize, dpop: &Dpop, uri: &Uri, raw: (&Raw, Option<&Raw>, &[u8])) {
+    use std::time::Instant;
+    let (ring, rust_crypto, input) = raw;
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut bearer = OAuth2Layer::new(cache("Bearer", None)).layer(Noop::default());
+    let mut bound = OAuth2Layer::new(cache("DPoP", Some(dpop))).layer(Noop::default());
+    let rsa = alg.starts_with("RS") || alg.starts_with("PS");
+    let batch = if rsa { 20 } else { 200 };
+    let mut names = vec!["raw_sign_ring"];
+    if rust_crypto.is_some() {
+        names.push("raw_sign_rustcrypto");
+    }
+    names.extend(["proof_resource_43B_token", "layer_call_bearer", "layer_call_dpop"]);
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
+    for _ in 0..rounds {
+        for (i, name) in names.iter().enumerate() {
+            let n = if *name == "layer_call_bearer" { batch * 100 } else { batch };
+            let start = Instant::now();
+            for _ in 0..n {
+                match *name {
+                    "raw_sign_ring" => drop(black_box(ring.sign(black_box(input)))),
+                    "raw_sign_rustcrypto" => {
+                        if let Some(raw) = rust_crypto {
+                            drop(black_box(raw.sign(black_box(input))));
+                        }
+                    }
+                    "proof_resource_43B_token" => drop(black_box(
+                        dpop.proof(&Method::GET, uri, Some(OPAQUE_TOKEN)).expect("proof"),
+                    )),
+                    "layer_call_bearer" => one_call(&mut bearer, &mut cx),
+                    _ => one_call(&mut bound, &mut cx),
+                }
+            }
+            times[i].push(start.elapsed().as_secs_f64() / n as f64);
+        }
+    }
+    println!("{alg}: medians of {rounds} interleaved rounds");
+    for (name, mut t) in names.iter().zip(times) {
+        t.sort_by(f64::total_cmp);
+        let median = t[t.len() / 2];
+        println!("{name:28} {:>10.2} µs  {:>9.0} /s", median * 1e6, 1.0 / median);
+    }
 }
 
 /// `calls` calls of `function`, for callgrind.
