@@ -180,7 +180,9 @@ fn main() {
     let input = proof.rsplit_once('.').expect("a JWS").0.as_bytes().to_vec();
     let long_token = "x".repeat(1024);
     if let Ok(rounds) = std::env::var("DPOP_INTERLEAVED") {
-        let rounds = rounds.parse().expect("DPOP_INTERLEAVED: a number of rounds");
+        let rounds = rounds
+            .parse()
+            .expect("DPOP_INTERLEAVED: a number of rounds");
         let raw = (&ring, rust_crypto.as_ref(), input.as_slice());
         return interleaved(&alg, rounds, &dpop, &uri, raw);
     }
@@ -235,11 +237,19 @@ fn interleaved(alg: &str, rounds: usize, dpop: &Dpop, uri: &Uri, raw: (&Raw, Opt
     if rust_crypto.is_some() {
         names.push("raw_sign_rustcrypto");
     }
-    names.extend(["proof_resource_43B_token", "layer_call_bearer", "layer_call_dpop"]);
+    names.extend([
+        "proof_resource_43B_token",
+        "layer_call_bearer",
+        "layer_call_dpop",
+    ]);
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
     for _ in 0..rounds {
         for (i, name) in names.iter().enumerate() {
-            let n = if *name == "layer_call_bearer" { batch * 100 } else { batch };
+            let n = if *name == "layer_call_bearer" {
+                batch * 100
+            } else {
+                batch
+            };
             let start = Instant::now();
             for _ in 0..n {
                 match *name {
@@ -250,7 +260,8 @@ fn interleaved(alg: &str, rounds: usize, dpop: &Dpop, uri: &Uri, raw: (&Raw, Opt
                         }
                     }
                     "proof_resource_43B_token" => drop(black_box(
-                        dpop.proof(&Method::GET, uri, Some(OPAQUE_TOKEN)).expect("proof"),
+                        dpop.proof(&Method::GET, uri, Some(OPAQUE_TOKEN))
+                            .expect("proof"),
                     )),
                     "layer_call_bearer" => one_call(&mut bearer, &mut cx),
                     _ => one_call(&mut bound, &mut cx),
@@ -263,7 +274,11 @@ fn interleaved(alg: &str, rounds: usize, dpop: &Dpop, uri: &Uri, raw: (&Raw, Opt
     for (name, mut t) in names.iter().zip(times) {
         t.sort_by(f64::total_cmp);
         let median = t[t.len() / 2];
-        println!("{name:28} {:>10.2} µs  {:>9.0} /s", median * 1e6, 1.0 / median);
+        println!(
+            "{name:28} {:>10.2} µs  {:>9.0} /s",
+            median * 1e6,
+            1.0 / median
+        );
     }
 }
 

@@ -76,7 +76,10 @@ async fn proofs_of_every_algorithm_are_accepted_by_the_token_server_and_both_res
         // request meets use_dpop_nonce once, the next carry the nonce.
         let resource = NonceResource::start(Rotation::EveryAnswer).await;
         for _ in 0..3 {
-            let response = layered(&cache).oneshot(get(&resource.url("/r"))).await.unwrap();
+            let response = layered(&cache)
+                .oneshot(get(&resource.url("/r")))
+                .await
+                .unwrap();
             assert_eq!(response.status(), StatusCode::OK, "{alg}");
         }
         let counts = resource.counts();
@@ -117,13 +120,17 @@ async fn the_algorithm_is_picked_from_discovery_and_an_unsupported_list_is_a_typ
     let es256 = SigningKey::from_pem(Algorithm::ES256, P256).unwrap();
     let err = offered.dpop_with_key(es256.clone()).unwrap_err();
     assert_eq!(err.kind(), KeyErrorKind::NotOffered);
-    assert!(err.to_string().contains("not ES256, the key's algorithm"), "{err}");
+    assert!(
+        err.to_string().contains("not ES256, the key's algorithm"),
+        "{err}"
+    );
     assert!(metadata("").dpop_with_key(es256).is_ok());
     // A list of another JSON type is the metadata's error, not a key's.
     let doc = r#"{"issuer":"https://as.example.com","token_endpoint":"https://as.example.com/token","dpop_signing_alg_values_supported":"ES256"}"#;
     let err = ProviderMetadata::from_json("https://as.example.com", doc.as_bytes()).unwrap_err();
     assert!(
-        err.to_string().contains("dpop_signing_alg_values_supported is not a list of strings"),
+        err.to_string()
+            .contains("dpop_signing_alg_values_supported is not a list of strings"),
         "{err}"
     );
 }
@@ -146,14 +153,23 @@ fn bad_keys_get_typed_errors_and_no_message_or_debug_shows_a_key() {
         shown.push(format!("{err} {err:?}"));
     };
     // A key file of the wrong type for the algorithm.
-    expect(SigningKey::from_pem(Algorithm::ES256, ED25519), KeyErrorKind::AlgorithmMismatch);
-    expect(SigningKey::from_pem(Algorithm::EdDSA, P256), KeyErrorKind::AlgorithmMismatch);
+    expect(
+        SigningKey::from_pem(Algorithm::ES256, ED25519),
+        KeyErrorKind::AlgorithmMismatch,
+    );
+    expect(
+        SigningKey::from_pem(Algorithm::EdDSA, P256),
+        KeyErrorKind::AlgorithmMismatch,
+    );
     let rsa_for_es256 = if cfg!(feature = "jwt-rsa") {
         KeyErrorKind::AlgorithmMismatch
     } else {
         KeyErrorKind::Unsupported
     };
-    expect(SigningKey::from_pem(Algorithm::ES256, RSA2048), rsa_for_es256);
+    expect(
+        SigningKey::from_pem(Algorithm::ES256, RSA2048),
+        rsa_for_es256,
+    );
     // An RSA key too short (RFC 7518 §3.3), without jwt-rsa unsupported.
     let short = if cfg!(feature = "jwt-rsa") {
         KeyErrorKind::TooShort
@@ -161,10 +177,15 @@ fn bad_keys_get_typed_errors_and_no_message_or_debug_shows_a_key() {
         KeyErrorKind::Unsupported
     };
     expect(SigningKey::from_pem(Algorithm::RS256, RSA1024), short);
-    expect(SigningKey::from_pem(Algorithm::ES256, P384), KeyErrorKind::Unsupported);
+    expect(
+        SigningKey::from_pem(Algorithm::ES256, P384),
+        KeyErrorKind::Unsupported,
+    );
     // The canary: a JWK whose `d` does not go with its `x`.
     let canary = "CANARYCANARYCANARYCANARYCANARYCANARYCANARY";
-    let jwk = format!(r#"{{"kty":"OKP","crv":"Ed25519","d":"{canary}","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}}"#);
+    let jwk = format!(
+        r#"{{"kty":"OKP","crv":"Ed25519","d":"{canary}","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}}"#
+    );
     expect(SigningKey::from_jwk(&jwk), KeyErrorKind::Unparseable);
 
     let mut secrets: Vec<String> = [P256, ED25519, RSA2048, RSA1024, P384]
@@ -206,7 +227,8 @@ fn bad_keys_get_typed_errors_and_no_message_or_debug_shows_a_key() {
 /// by: the thumbprint names the key, not the `alg`), never by a cache with
 /// another key.
 #[tokio::test]
-async fn pair_dpop_file_store_a_token_bound_to_a_key_of_any_algorithm_is_restored_by_that_key_only() {
+async fn pair_dpop_file_store_a_token_bound_to_a_key_of_any_algorithm_is_restored_by_that_key_only()
+{
     use tower_oauth2::store::FileStore;
     let keys = every_key();
     let server = TestServer::start().await;

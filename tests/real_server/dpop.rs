@@ -98,7 +98,11 @@ async fn proofs_of_every_algorithm_the_server_lists_are_accepted() {
         let through = Through::start(&server, &cache).await;
         for _ in 0..2 {
             let (status, body) = through.get("/items").await.unwrap();
-            assert_eq!((status, body.as_str()), (StatusCode::OK, "svc-dpop"), "{alg}");
+            assert_eq!(
+                (status, body.as_str()),
+                (StatusCode::OK, "svc-dpop"),
+                "{alg}"
+            );
         }
         let token = cache.token().await.unwrap();
         let info = server

@@ -43,7 +43,11 @@ pub fn read(jws: &str) -> Result<Proof, String> {
     let member = |name: &str| -> Result<&str, String> {
         jwk[name].as_str().ok_or(format!("jwk.{name}: {jwk}"))
     };
-    let bytes = |name: &str| URL_SAFE_NO_PAD.decode(member(name)?).map_err(|e| e.to_string());
+    let bytes = |name: &str| {
+        URL_SAFE_NO_PAD
+            .decode(member(name)?)
+            .map_err(|e| e.to_string())
+    };
     let input = format!("{h}.{c}");
     let signature = URL_SAFE_NO_PAD.decode(s).map_err(|e| e.to_string())?;
     let alg = header["alg"].as_str().unwrap_or_default();
@@ -75,7 +79,8 @@ pub fn read(jws: &str) -> Result<Proof, String> {
             if member("crv")? != "Ed25519" {
                 return Err(format!("jwk: {jwk}"));
             }
-            let key = ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, bytes("x")?);
+            let key =
+                ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, bytes("x")?);
             key.verify(input.as_bytes(), &signature)
                 .map_err(|_| "bad signature".to_owned())?;
             format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, member("x")?)
@@ -92,7 +97,11 @@ pub fn read(jws: &str) -> Result<Proof, String> {
             };
             key.verify(params, input.as_bytes(), &signature)
                 .map_err(|_| "bad signature".to_owned())?;
-            format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, member("e")?, member("n")?)
+            format!(
+                r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
+                member("e")?,
+                member("n")?
+            )
         }
         (alg, kty) => return Err(format!("alg {alg:?} with a {kty:?} key")),
     };
