@@ -30,7 +30,9 @@ const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 ///
 /// The key material is never printed (`Debug` shows the algorithm and the
 /// key id only) and is zeroized when the last clone is dropped. Cloning is
-/// cheap: the key is shared.
+/// cheap: the key is shared. (With feature `jwt-ring`, the copy `ring`
+/// signs with, made at the first signature of a P-256 or RSA key, is
+/// freed but not zeroized: `ring` does not wipe its keys.)
 ///
 /// ```
 /// use tower_oauth2::jose::{Algorithm, KeyErrorKind, SigningKey};
