@@ -3,7 +3,8 @@
 //! A [`Dpop`] owns a key pair (ES256, EdDSA/Ed25519, or RS256/PS256 with
 //! `jwt-rsa`: generated at start with [`Dpop::generate`] or
 //! [`Dpop::generate_with`], of the algorithm the server offers with
-//! [`ProviderMetadata::dpop`](crate::discovery::ProviderMetadata::dpop), or yours with [`Dpop::from_key`]), the latest
+//! [`ProviderMetadata::dpop`](crate::discovery::ProviderMetadata::dpop),
+//! or yours with [`Dpop::from_key`]), the latest
 //! `DPoP-Nonce` each server sent (per origin, a token endpoint's apart
 //! from a resource's; at most 256, the one used least recently forgotten
 //! first), and the proofs: a JWS signed with the

@@ -262,7 +262,8 @@ impl SigningKey {
     fn ring_key(&self) -> Option<&super::ring_signer::RingKey> {
         let key = self.ring.get_or_init(|| {
             let ring = super::ring_signer::RingKey::new(&self.key);
-            if ring.is_none() {
+            // Ed25519 is RustCrypto's by choice; anything else, ring refused.
+            if ring.is_none() && !matches!(*self.key, PrivateKey::Ed25519(_)) {
                 tracing::debug!(alg = %self.alg, "ring refuses this key; RustCrypto signs with it");
             }
             ring
