@@ -55,6 +55,12 @@ const provider = new Provider(issuer, {
   jwks: { keys: [signingKey] },
   cookies: { keys: [randomBytes(32).toString('base64url')] },
   scopes: ['openid', 'offline_access', 'inventory:read', 'inventory:write'],
+  // RFC 9449 §5.1: every algorithm the client signs DPoP proofs with
+  // (oidc-provider's default is ES256, Ed25519 and EdDSA), so each is
+  // tested against this server.
+  enabledJWA: {
+    dPoPSigningAlgValues: ['ES256', 'Ed25519', 'EdDSA', 'PS256', 'RS256'],
+  },
   features: {
     // RFC 6749 §4.4
     clientCredentials: { enabled: true },

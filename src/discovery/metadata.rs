@@ -30,6 +30,7 @@ pub struct ProviderMetadata {
     scopes_supported: Option<Vec<String>>,
     response_types_supported: Option<Vec<String>>,
     code_challenge_methods_supported: Option<Vec<String>>,
+    dpop_signing_alg_values_supported: Option<Vec<String>>,
     mtls_endpoint_aliases: Option<MtlsEndpointAliases>,
     other: Map<String, Value>,
 }
@@ -129,6 +130,12 @@ impl ProviderMetadata {
     /// `code_challenge_methods_supported` (PKCE), if sent.
     pub fn code_challenge_methods_supported(&self) -> Option<&[String]> {
         self.code_challenge_methods_supported.as_deref()
+    }
+
+    /// `dpop_signing_alg_values_supported` (RFC 9449 §5.1), if sent: the
+    /// algorithms the server takes DPoP proofs signed with.
+    pub fn dpop_signing_alg_values_supported(&self) -> Option<&[String]> {
+        self.dpop_signing_alg_values_supported.as_deref()
     }
 
     /// `mtls_endpoint_aliases` (RFC 8705 §5), if sent: the endpoints for
@@ -319,6 +326,7 @@ struct Document {
     scopes_supported: Option<Member<Vec<String>>>,
     response_types_supported: Option<Member<Vec<String>>>,
     code_challenge_methods_supported: Option<Member<Vec<String>>>,
+    dpop_signing_alg_values_supported: Option<Member<Vec<String>>>,
     mtls_endpoint_aliases: Option<Member<AliasesDocument>>,
     #[serde(flatten)]
     other: Map<String, Value>,
@@ -359,6 +367,10 @@ impl Document {
             code_challenge_methods_supported: list(
                 self.code_challenge_methods_supported,
                 "code_challenge_methods_supported",
+            )?,
+            dpop_signing_alg_values_supported: list(
+                self.dpop_signing_alg_values_supported,
+                "dpop_signing_alg_values_supported",
             )?,
             mtls_endpoint_aliases: typed(
                 self.mtls_endpoint_aliases,

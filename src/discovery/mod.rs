@@ -94,6 +94,8 @@ use crate::exchange::{self, retry_after, Answer, Limits};
 use crate::transport::HttpClient;
 use crate::url::{self, UnsafeUrl};
 
+#[cfg(feature = "dpop")]
+mod dpop;
 mod metadata;
 mod mtls;
 

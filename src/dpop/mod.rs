@@ -1,7 +1,10 @@
 //! DPoP (RFC 9449): sender-constrained access tokens.
 //!
-//! A [`Dpop`] owns a key pair (ES256: generated at start with
-//! [`Dpop::generate`], or yours with [`Dpop::from_key`]), the latest
+//! A [`Dpop`] owns a key pair (ES256, EdDSA/Ed25519, or RS256/PS256 with
+//! `jwt-rsa`: generated at start with [`Dpop::generate`] or
+//! [`Dpop::generate_with`], of the algorithm the server offers with
+//! [`ProviderMetadata::dpop`](crate::discovery::ProviderMetadata::dpop),
+//! or yours with [`Dpop::from_key`]), the latest
 //! `DPoP-Nonce` each server sent (per origin, a token endpoint's apart
 //! from a resource's; at most 256, the one used least recently forgotten
 //! first), and the proofs: a JWS signed with the
@@ -23,6 +26,10 @@
 //! happens whether or not the 401 retry is on, whenever the request's body
 //! could be kept. A `use_dpop_nonce` is never a refusal of the token: one
 //! met again by the resend is returned as it came, nothing invalidated.
+//!
+//! Each proof costs one signature: by RustCrypto's pure-Rust crates, or by
+//! `ring` with feature `jwt-ring` (ten times faster for ES256, and already
+//! built with `rustls`); see "Which library signs" below.
 //!
 //! # Example
 //!
@@ -53,6 +60,11 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::Error;
 use crate::jose::{Algorithm, KeyError, KeyErrorKind, SigningKey};
+
+mod alg;
+
+pub(crate) use alg::check_offered;
+pub use alg::choose_algorithm;
 
 /// The request header that carries a proof.
 pub const DPOP: &str = "dpop";
@@ -208,27 +220,37 @@ impl Dpop {
     /// It lives as long as the process: tokens bound to it cannot be shared
     /// with other processes (use [`Dpop::from_key`] with one key for that).
     pub fn generate() -> Result<Self, KeyError> {
-        Dpop::from_key(SigningKey::generate_es256()?)
+        Dpop::generate_with(Algorithm::ES256)
     }
 
-    /// DPoP with `key`, which must be an ES256 (P-256) key
-    /// ([`KeyErrorKind::AlgorithmMismatch`] otherwise). Processes that share
-    /// tokens (a [`TokenStore`](crate::store::TokenStore), Redis) must
-    /// share the key too: a DPoP-bound token is only usable with it.
+    /// A new key for `alg` (see [`Dpop::from_key`] for the algorithms;
+    /// [`choose_algorithm`] picks one from a server's list), from the
+    /// operating system's random source. An RSA key (RS256, PS256, feature
+    /// `jwt-rsa`) takes a fraction of a second to make in a release build.
+    pub fn generate_with(alg: Algorithm) -> Result<Self, KeyError> {
+        Dpop::from_key(SigningKey::generate(alg)?)
+    }
+
+    /// DPoP with `key`: ES256 (P-256), EdDSA or Ed25519 (Ed25519), RS256 or
+    /// PS256 (RSA, 2048 bits or more; feature `jwt-rsa`). The proofs' `alg`
+    /// is the key's [`SigningKey::algorithm`]. Processes that share tokens
+    /// (a [`TokenStore`](crate::store::TokenStore), Redis) must share the
+    /// key too: a DPoP-bound token is only usable with it.
+    ///
+    /// With feature `jwt-ring` the key is handed to `ring` here, once.
     pub fn from_key(key: SigningKey) -> Result<Self, KeyError> {
-        if key.algorithm() != Algorithm::ES256 {
+        let alg = key.algorithm();
+        if !alg::SIGNED.contains(&alg) {
             return Err(KeyError::new(
                 KeyErrorKind::AlgorithmMismatch,
-                format!(
-                    "DPoP proofs are signed with ES256 here, not {}",
-                    key.algorithm()
-                ),
+                format!("DPoP proofs are not signed with {alg}"),
             ));
         }
+        key.prepare();
         let jwk = key.bare_public_jwk();
         let header = Header {
             typ: "dpop+jwt",
-            alg: Algorithm::ES256.as_str(),
+            alg: alg.as_str(),
             jwk: &jwk,
         };
         // A struct of strings always serializes.
@@ -242,6 +264,11 @@ impl Dpop {
                 nonces: Mutex::new(Nonces::default()),
             }),
         })
+    }
+
+    /// The algorithm the proofs are signed with.
+    pub fn algorithm(&self) -> Algorithm {
+        self.inner.key.algorithm()
     }
 
     /// The RFC 7638 thumbprint of the public key: what a DPoP-bound
@@ -427,7 +454,7 @@ fn target(uri: &Uri) -> Result<(Origin, String), Error> {
 impl fmt::Debug for Dpop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Dpop")
-            .field("alg", &Algorithm::ES256)
+            .field("alg", &self.algorithm())
             .field("thumbprint", &self.inner.thumbprint)
             .finish_non_exhaustive()
     }

@@ -136,19 +136,117 @@ fn a_path_only_uri_has_no_htu() {
     );
 }
 
-#[test]
-fn keys_other_than_es256_are_refused_and_generated_keys_differ() {
+/// The keys of src/testdata, one per algorithm proofs are signed with.
+fn every_key() -> Vec<SigningKey> {
     let ed = SigningKey::from_jwk(include_str!("../testdata/ed25519.jwk.json")).unwrap();
-    let err = Dpop::from_key(ed).unwrap_err();
-    assert_eq!(err.kind(), KeyErrorKind::AlgorithmMismatch);
-    assert_eq!(
-        err.to_string(),
-        "unusable signing key: DPoP proofs are signed with ES256 here, not EdDSA"
-    );
-    let (a, b) = (Dpop::generate().unwrap(), Dpop::generate().unwrap());
-    assert_ne!(a.thumbprint(), b.thumbprint());
+    #[allow(unused_mut)]
+    let mut keys = vec![
+        SigningKey::from_jwk(include_str!("../testdata/p256.jwk.json")).unwrap(),
+        ed.clone(),
+        ed.with_algorithm(Algorithm::Ed25519).unwrap(),
+    ];
+    #[cfg(feature = "jwt-rsa")]
+    for alg in [Algorithm::RS256, Algorithm::PS256] {
+        let pem = include_str!("../testdata/rsa2048.pem");
+        keys.push(SigningKey::from_pem(alg, pem).unwrap());
+    }
+    keys
+}
+
+#[test]
+fn every_algorithm_signs_proofs_with_its_public_key_in_the_header() {
+    let uri: Uri = "https://api.example.com/v1?x=1".parse().unwrap();
+    let keys = every_key();
+    assert_eq!(keys.len(), alg::SIGNED.len());
+    for key in keys {
+        let alg = key.algorithm();
+        let dpop = Dpop::from_key(key.clone()).unwrap();
+        assert_eq!(dpop.algorithm(), alg);
+        assert_eq!(dpop.thumbprint(), key.jwk_thumbprint());
+        for access_token in [None, Some("at-1")] {
+            let proof = dpop.proof(&Method::GET, &uri, access_token).unwrap();
+            let text = proof.to_str().unwrap();
+            let (input, signature) = text.rsplit_once('.').unwrap();
+            let header = decode(input.split('.').next().unwrap());
+            assert_eq!(header["alg"], alg.as_str());
+            assert_eq!(header["typ"], "dpop+jwt");
+            assert_eq!(header["jwk"], key.bare_public_jwk());
+            // Checked by RustCrypto, whichever library signed.
+            let signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
+            assert!(key.verify(input.as_bytes(), &signature), "{alg}");
+        }
+    }
+}
+
+#[test]
+fn generated_keys_are_of_the_algorithm_asked_for_and_differ() {
     let uri: Uri = "https://api.example.com/".parse().unwrap();
-    open(&a.proof(&Method::GET, &uri, None).unwrap());
+    for alg in [Algorithm::ES256, Algorithm::EdDSA, Algorithm::Ed25519] {
+        let (a, b) = (
+            Dpop::generate_with(alg).unwrap(),
+            Dpop::generate_with(alg).unwrap(),
+        );
+        assert_eq!((a.algorithm(), b.algorithm()), (alg, alg));
+        assert_ne!(a.thumbprint(), b.thumbprint());
+        let proof = a.proof(&Method::GET, &uri, None).unwrap();
+        let (input, signature) = proof.to_str().unwrap().rsplit_once('.').unwrap();
+        let signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
+        assert!(a.inner.key.verify(input.as_bytes(), &signature));
+    }
+    assert_eq!(Dpop::generate().unwrap().algorithm(), Algorithm::ES256);
+    let err = Dpop::generate_with(Algorithm::HS256).unwrap_err();
+    assert_eq!(err.kind(), KeyErrorKind::Unsupported);
+    #[cfg(not(feature = "jwt-rsa"))]
+    assert_eq!(
+        Dpop::generate_with(Algorithm::PS256).unwrap_err().kind(),
+        KeyErrorKind::Unsupported
+    );
+}
+
+/// ring's ECDSA nonces are random, RustCrypto's deterministic (RFC 6979):
+/// two signatures of one input tell which library signed.
+#[test]
+fn with_jwt_ring_ring_signs() {
+    let key = SigningKey::from_jwk(include_str!("../testdata/p256.jwk.json")).unwrap();
+    let (a, b) = (key.sign(b"input").unwrap(), key.sign(b"input").unwrap());
+    assert_eq!(a != b, cfg!(feature = "jwt-ring"));
+    assert!(key.verify(b"input", &a) && key.verify(b"input", &b));
+}
+
+#[test]
+fn the_algorithm_is_chosen_from_the_servers_list() {
+    let pick = |offered: &[&str]| choose_algorithm(Some(offered));
+    assert_eq!(
+        pick(&["PS256", "EdDSA", "ES256"]).unwrap(),
+        Algorithm::ES256
+    );
+    assert_eq!(pick(&["Ed25519", "EdDSA"]).unwrap(), Algorithm::EdDSA);
+    assert_eq!(pick(&["Ed25519"]).unwrap(), Algorithm::Ed25519);
+    let rsa_only = pick(&["RS256", "PS256"]);
+    #[cfg(feature = "jwt-rsa")]
+    assert_eq!(rsa_only.unwrap(), Algorithm::PS256);
+    #[cfg(not(feature = "jwt-rsa"))]
+    assert!(rsa_only
+        .unwrap_err()
+        .to_string()
+        .ends_with("; RS256 and PS256 need the `jwt-rsa` feature)"));
+    let err = pick(&["ES512", "HS256", "x\"nope\"-way-too-long-for-a-name"]).unwrap_err();
+    assert_eq!(err.kind(), KeyErrorKind::NotOffered);
+    assert!(
+        err.to_string().starts_with(
+            "unusable signing key: the server's dpop_signing_alg_values_supported [ES512, HS256] \
+             has none of the algorithms DPoP proofs are signed with here (ES256, EdDSA, Ed25519"
+        ),
+        "{err}"
+    );
+    assert_eq!(pick(&[]).unwrap_err().kind(), KeyErrorKind::NotOffered);
+    assert_eq!(
+        choose_algorithm(None::<&[String]>).unwrap(),
+        Algorithm::ES256
+    );
+    assert!(check_offered(Algorithm::EdDSA, Some(&["ES256"])).is_err());
+    assert!(check_offered(Algorithm::EdDSA, Some(&["EdDSA"])).is_ok());
+    assert!(check_offered(Algorithm::EdDSA, None::<&[&str]>).is_ok());
 }
 
 #[test]

@@ -21,6 +21,10 @@ pub enum KeyErrorKind {
     /// secret under 256 bits for HS256 (§3.2), an RSA modulus under 2048
     /// bits (§3.3).
     TooShort,
+    /// The server does not take signatures of the key's algorithm: its
+    /// `dpop_signing_alg_values_supported` lists none this crate signs DPoP
+    /// proofs with, or not the algorithm of the key given.
+    NotOffered,
 }
 
 /// A key that cannot be used for signing. Its message names the reason and

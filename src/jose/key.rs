@@ -30,7 +30,9 @@ const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 ///
 /// The key material is never printed (`Debug` shows the algorithm and the
 /// key id only) and is zeroized when the last clone is dropped. Cloning is
-/// cheap: the key is shared.
+/// cheap: the key is shared. (With feature `jwt-ring`, the copy `ring`
+/// signs with, made at the first signature of a P-256 or RSA key, is
+/// freed but not zeroized: `ring` does not wipe its keys.)
 ///
 /// ```
 /// use tower_oauth2::jose::{Algorithm, KeyErrorKind, SigningKey};
@@ -56,6 +58,11 @@ pub struct SigningKey {
     alg: Algorithm,
     kid: Option<String>,
     key: Arc<PrivateKey>,
+    /// The same key as `ring` signs with it, made at the first signature
+    /// (a key read per request for one assertion is handed over once);
+    /// `None` inside when `ring` refuses the key and RustCrypto signs.
+    #[cfg(feature = "jwt-ring")]
+    ring: Arc<std::sync::OnceLock<Option<super::ring_signer::RingKey>>>,
 }
 
 /// The key itself. Each type zeroizes its secret on drop.
@@ -110,6 +117,8 @@ impl SigningKey {
             alg,
             kid: None,
             key: Arc::new(key),
+            #[cfg(feature = "jwt-ring")]
+            ring: Arc::default(),
         })
     }
 
@@ -198,28 +207,76 @@ impl SigningKey {
         &self.key
     }
 
-    /// A new random P-256 key for ES256, from the operating system's CSPRNG.
+    /// A new random key for `alg` from the operating system's CSPRNG: a
+    /// P-256 key for ES256, an Ed25519 key for EdDSA and Ed25519, a
+    /// 2048-bit RSA key for RS256 and PS256 (feature `jwt-rsa`; a fraction
+    /// of a second in a release build, seconds in a debug one). HS256 has
+    /// no key pair: [`KeyErrorKind::Unsupported`].
     #[cfg(feature = "dpop")]
-    pub(crate) fn generate_es256() -> Result<Self, KeyError> {
+    pub(crate) fn generate(alg: Algorithm) -> Result<Self, KeyError> {
         let mut seed = zeroize::Zeroizing::new([0u8; 32]);
-        // A 32-byte string is a valid P-256 scalar but with probability
-        // about 2^-128; a few draws are always enough.
-        for _ in 0..8 {
-            getrandom::fill(&mut seed[..]).map_err(|e| {
-                KeyError::unsupported(format!("no random source for a new key ({e})"))
-            })?;
-            if let Ok(secret) = p256::SecretKey::from_slice(&seed[..]) {
-                let key = PrivateKey::P256(p256::ecdsa::SigningKey::from(secret));
-                return SigningKey::new(Algorithm::ES256, key);
+        let fill = |seed: &mut [u8]| {
+            getrandom::fill(seed)
+                .map_err(|e| KeyError::unsupported(format!("no random source for a new key ({e})")))
+        };
+        let key = match alg {
+            Algorithm::ES256 => {
+                // A 32-byte string is a valid P-256 scalar but with
+                // probability about 2^-128; a few draws are always enough.
+                let mut key = None;
+                for _ in 0..8 {
+                    fill(&mut seed[..])?;
+                    if let Ok(secret) = p256::SecretKey::from_slice(&seed[..]) {
+                        key = Some(PrivateKey::P256(p256::ecdsa::SigningKey::from(secret)));
+                        break;
+                    }
+                }
+                key.ok_or_else(|| {
+                    KeyError::unsupported("no valid P-256 key from the random source")
+                })?
             }
-        }
-        Err(KeyError::unsupported(
-            "no valid P-256 key from the random source",
-        ))
+            Algorithm::EdDSA | Algorithm::Ed25519 => {
+                // Any 32 bytes are an Ed25519 seed (RFC 8032 §5.1.5).
+                fill(&mut seed[..])?;
+                PrivateKey::Ed25519(ed25519_dalek::SigningKey::from_bytes(&seed))
+            }
+            Algorithm::RS256 | Algorithm::PS256 => generate_rsa()?,
+            Algorithm::HS256 => {
+                return Err(KeyError::unsupported(
+                    "HS256 is keyed with a shared secret, not a key pair",
+                ))
+            }
+        };
+        SigningKey::new(alg, key)
+    }
+
+    /// Gets the signer ready now rather than at the first signature (with
+    /// `jwt-ring`, hands the key to `ring`).
+    #[cfg(feature = "dpop")]
+    pub(crate) fn prepare(&self) {
+        #[cfg(feature = "jwt-ring")]
+        self.ring_key();
+    }
+
+    #[cfg(feature = "jwt-ring")]
+    fn ring_key(&self) -> Option<&super::ring_signer::RingKey> {
+        let key = self.ring.get_or_init(|| {
+            let ring = super::ring_signer::RingKey::new(&self.key);
+            // Ed25519 is RustCrypto's by choice; anything else, ring refused.
+            if ring.is_none() && !matches!(*self.key, PrivateKey::Ed25519(_)) {
+                tracing::debug!(alg = %self.alg, "ring refuses this key; RustCrypto signs with it");
+            }
+            ring
+        });
+        key.as_ref()
     }
 
     /// The JWS signature of `input` (RFC 7518 §3): `r || s` for ES256.
     pub(crate) fn sign(&self, input: &[u8]) -> Result<Vec<u8>, p256::ecdsa::Error> {
+        #[cfg(feature = "jwt-ring")]
+        if let Some(key) = self.ring_key() {
+            return key.sign(self.alg, input);
+        }
         match (&*self.key, self.alg) {
             (PrivateKey::P256(key), _) => {
                 let signature: p256::ecdsa::Signature = key.try_sign(input)?;
@@ -261,6 +318,18 @@ fn rsa_sign(
             .try_sign_with_rng(&mut rng, input)?
             .to_vec()
     })
+}
+
+#[cfg(all(feature = "dpop", feature = "jwt-rsa"))]
+fn generate_rsa() -> Result<PrivateKey, KeyError> {
+    let key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048)
+        .map_err(|e| KeyError::unsupported(format!("no new RSA key ({e})")))?;
+    Ok(PrivateKey::Rsa(key))
+}
+
+#[cfg(all(feature = "dpop", not(feature = "jwt-rsa")))]
+fn generate_rsa() -> Result<PrivateKey, KeyError> {
+    Err(rsa_needs_feature())
 }
 
 /// A PKCS#8 `PrivateKeyInfo` (RFC 5208, RFC 5958) of a type this crate signs with.

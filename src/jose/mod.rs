@@ -12,7 +12,11 @@
 //! Signatures are made by RustCrypto's pure-Rust crates: `p256` (ES256,
 //! deterministic nonces, RFC 6979), `ed25519-dalek` (EdDSA), `hmac` and
 //! `sha2` (HS256), and, with the `jwt-rsa` feature only, `rsa` (RS256,
-//! PS256, with blinding). No OpenSSL.
+//! PS256, with blinding). No OpenSSL. With the `jwt-ring` feature `ring`
+//! signs ES256 (random nonces hedged with the key and the message), RS256
+//! and PS256 (with blinding) instead, with the keys RustCrypto read: about
+//! ten times faster for ES256, which DPoP pays per request. Ed25519 stays
+//! with `ed25519-dalek`, faster than `ring`'s.
 //!
 //! # Example
 //!
@@ -51,6 +55,8 @@ use crate::secret::SecretString;
 mod error;
 mod jwk;
 mod key;
+#[cfg(feature = "jwt-ring")]
+mod ring_signer;
 
 pub use error::{KeyError, KeyErrorKind};
 pub use key::SigningKey;

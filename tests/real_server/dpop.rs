@@ -66,6 +66,71 @@ async fn a_dpop_bound_token_is_fetched_and_accepted_with_a_proof_per_request() {
     assert_eq!((stats.token_fetches, stats.retries), (1, 0));
 }
 
+/// A key for each algorithm the server lists (RSA keys from the test data:
+/// one made here would take seconds in a debug build).
+fn key_for(alg: &str) -> Option<Dpop> {
+    use tower_oauth2::jose::{Algorithm, SigningKey};
+    let alg = Algorithm::from_name(alg)?;
+    if matches!(alg, Algorithm::RS256 | Algorithm::PS256) {
+        if !cfg!(feature = "jwt-rsa") {
+            return None;
+        }
+        let pem = include_str!("../../src/testdata/rsa2048.pem");
+        return Some(Dpop::from_key(SigningKey::from_pem(alg, pem).unwrap()).unwrap());
+    }
+    Some(Dpop::generate_with(alg).unwrap())
+}
+
+#[tokio::test]
+async fn proofs_of_every_algorithm_the_server_lists_are_accepted() {
+    let Some(server) = RealServer::connect().await else {
+        return;
+    };
+    let listed = &server.metadata["dpop_signing_alg_values_supported"];
+    let listed: Vec<String> = serde_json::from_value(listed.clone()).unwrap();
+    assert_eq!(listed, ["ES256", "Ed25519", "EdDSA", "PS256", "RS256"]);
+    let mut tried = Vec::new();
+    for alg in &listed {
+        let Some(key) = key_for(alg) else {
+            continue;
+        };
+        let (cache, wire) = dpop_cache(&server, "svc-dpop", &key);
+        let through = Through::start(&server, &cache).await;
+        for _ in 0..2 {
+            let (status, body) = through.get("/items").await.unwrap();
+            assert_eq!(
+                (status, body.as_str()),
+                (StatusCode::OK, "svc-dpop"),
+                "{alg}"
+            );
+        }
+        let token = cache.token().await.unwrap();
+        let info = server
+            .introspect(token.access_token().expose_secret())
+            .await;
+        assert_eq!(info["cnf"]["jkt"], key.thumbprint(), "{alg}");
+        let sent = wire.sent();
+        let proof = dpop_proof::read(sent[0].headers["dpop"].to_str().unwrap()).unwrap();
+        assert_eq!(proof.header["alg"], alg.as_str());
+        assert_eq!(through.rs.dpop_refusals(), Vec::<String>::new(), "{alg}");
+        assert_eq!(cache.stats().token_fetches, 1, "{alg}");
+        tried.push(alg.as_str());
+    }
+    let expected: &[&str] = if cfg!(feature = "jwt-rsa") {
+        &["ES256", "Ed25519", "EdDSA", "PS256", "RS256"]
+    } else {
+        &["ES256", "Ed25519", "EdDSA"]
+    };
+    assert_eq!(tried, expected);
+    // With nothing chosen, the key follows the server's list.
+    let metadata = tower_oauth2::discovery::ProviderMetadata::from_json(
+        server.metadata["issuer"].as_str().unwrap(),
+        server.metadata.to_string().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(metadata.dpop().unwrap().algorithm().as_str(), "ES256");
+}
+
 #[tokio::test]
 async fn nonces_round_trip_at_the_token_endpoint_and_at_the_resource() {
     let Some(server) = RealServer::connect().await else {

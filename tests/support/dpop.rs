@@ -1,5 +1,6 @@
 //! The test servers' side of DPoP (RFC 9449 §4.3): a proof read and
-//! checked (ES256 signature with the key in its header, `typ`, `htm`,
+//! checked (ES256, EdDSA/Ed25519, RS256 or PS256 signature with the key
+//! in its header, `typ`, `htm`,
 //! `htu`, `iat` window, `jti` replay, `nonce`, `ath`), and the key's
 //! RFC 7638 thumbprint (`jkt`) that a token is bound to.
 
@@ -26,41 +27,84 @@ fn json(part: &str) -> Result<Value, String> {
     serde_json::from_slice(&bytes).map_err(|e| e.to_string())
 }
 
-/// Reads `jws` and checks its ES256 signature with the `jwk` of its header.
+/// Reads `jws` and checks its signature with the `jwk` of its header:
+/// ES256 (checked with RustCrypto's `p256`), EdDSA or Ed25519, RS256 or
+/// PS256 (checked with `ring`), the key type fitting the `alg`.
 pub fn read(jws: &str) -> Result<Proof, String> {
     let parts: Vec<&str> = jws.split('.').collect();
     let [h, c, s] = parts[..] else {
         return Err("not a compact JWS".into());
     };
     let (header, claims) = (json(h)?, json(c)?);
-    if header["typ"] != "dpop+jwt" || header["alg"] != "ES256" {
-        return Err(format!("typ/alg: {header}"));
+    if header["typ"] != "dpop+jwt" {
+        return Err(format!("typ: {header}"));
     }
     let jwk = &header["jwk"];
-    let coordinate = |name: &str| {
-        let text = jwk[name].as_str().ok_or(format!("jwk.{name}"))?;
-        URL_SAFE_NO_PAD.decode(text).map_err(|e| e.to_string())
+    let member = |name: &str| -> Result<&str, String> {
+        jwk[name].as_str().ok_or(format!("jwk.{name}: {jwk}"))
     };
-    let (x, y) = (coordinate("x")?, coordinate("y")?);
-    if jwk["kty"] != "EC" || jwk["crv"] != "P-256" || x.len() != 32 || y.len() != 32 {
-        return Err(format!("jwk: {jwk}"));
-    }
-    let point = p256::EncodedPoint::from_affine_coordinates(
-        // Both 32 bytes long, as checked above.
-        p256::FieldBytes::from_slice(&x),
-        p256::FieldBytes::from_slice(&y),
-        false,
-    );
-    let key = p256::ecdsa::VerifyingKey::from_encoded_point(&point).map_err(|e| e.to_string())?;
+    let bytes = |name: &str| {
+        URL_SAFE_NO_PAD
+            .decode(member(name)?)
+            .map_err(|e| e.to_string())
+    };
+    let input = format!("{h}.{c}");
     let signature = URL_SAFE_NO_PAD.decode(s).map_err(|e| e.to_string())?;
-    let signature = p256::ecdsa::Signature::from_slice(&signature).map_err(|e| e.to_string())?;
-    key.verify(format!("{h}.{c}").as_bytes(), &signature)
-        .map_err(|_| "bad signature".to_owned())?;
-    let canonical = format!(
-        r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
-        jwk["x"].as_str().unwrap_or_default(),
-        jwk["y"].as_str().unwrap_or_default()
-    );
+    let alg = header["alg"].as_str().unwrap_or_default();
+    let canonical = match (alg, member("kty")?) {
+        ("ES256", "EC") => {
+            let (x, y) = (bytes("x")?, bytes("y")?);
+            if member("crv")? != "P-256" || x.len() != 32 || y.len() != 32 {
+                return Err(format!("jwk: {jwk}"));
+            }
+            let point = p256::EncodedPoint::from_affine_coordinates(
+                // Both 32 bytes long, as checked above.
+                p256::FieldBytes::from_slice(&x),
+                p256::FieldBytes::from_slice(&y),
+                false,
+            );
+            let key =
+                p256::ecdsa::VerifyingKey::from_encoded_point(&point).map_err(|e| e.to_string())?;
+            let signature =
+                p256::ecdsa::Signature::from_slice(&signature).map_err(|e| e.to_string())?;
+            key.verify(input.as_bytes(), &signature)
+                .map_err(|_| "bad signature".to_owned())?;
+            format!(
+                r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
+                member("x")?,
+                member("y")?
+            )
+        }
+        ("EdDSA" | "Ed25519", "OKP") => {
+            if member("crv")? != "Ed25519" {
+                return Err(format!("jwk: {jwk}"));
+            }
+            let key =
+                ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, bytes("x")?);
+            key.verify(input.as_bytes(), &signature)
+                .map_err(|_| "bad signature".to_owned())?;
+            format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, member("x")?)
+        }
+        ("RS256" | "PS256", "RSA") => {
+            let params = if alg == "RS256" {
+                &ring::signature::RSA_PKCS1_2048_8192_SHA256
+            } else {
+                &ring::signature::RSA_PSS_2048_8192_SHA256
+            };
+            let key = ring::signature::RsaPublicKeyComponents {
+                n: bytes("n")?,
+                e: bytes("e")?,
+            };
+            key.verify(params, input.as_bytes(), &signature)
+                .map_err(|_| "bad signature".to_owned())?;
+            format!(
+                r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
+                member("e")?,
+                member("n")?
+            )
+        }
+        (alg, kty) => return Err(format!("alg {alg:?} with a {kty:?} key")),
+    };
     let jkt = URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()));
     Ok(Proof {
         header,
