@@ -8,7 +8,7 @@
 
 #![cfg(feature = "dpop")]
 
-mod support;
+use crate::support;
 
 use http::StatusCode;
 use support::client::{get, layered};

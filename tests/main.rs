@@ -53,6 +53,7 @@ mod demo_tls;
 mod destinations;
 mod discovery;
 mod dpop;
+mod dpop_algs;
 mod faults;
 mod fleet;
 mod forbidden;
