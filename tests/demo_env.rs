@@ -46,3 +46,59 @@ async fn the_demo_runs_from_environment_variables_alone() {
     let sent = server.received().pop().expect("the token request");
     assert_eq!(sent.param("scope").as_deref(), Some("orders:read"));
 }
+
+/// `OAUTH2_ISSUER` instead of the token URL: the demo reads the issuer's
+/// metadata (served here at `/.well-known/openid-configuration`, naming
+/// the test server's token endpoint) and fetches its token there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_finds_the_token_endpoint_from_the_issuer() {
+    use crate::support::serve::serve;
+    use http_body_util::Full;
+
+    let server = TestServer::start().await;
+    server.set_client("svc-orders", "s3cret", ClientCheck::Basic);
+    let token_url = server.token_url();
+    let issuer: std::sync::Arc<std::sync::OnceLock<String>> = Default::default();
+    let named = issuer.clone();
+    let metadata = serve(tower::service_fn(
+        move |req: http::Request<hyper::body::Incoming>| {
+            let (issuer, token_url) = (named.get().cloned().unwrap_or_default(), token_url.clone());
+            async move {
+                let found = req.uri().path() == "/.well-known/openid-configuration";
+                let body = serde_json::json!({"issuer": issuer, "token_endpoint": token_url});
+                let response = http::Response::builder()
+                    .status(if found { 200 } else { 404 })
+                    .header("content-type", "application/json")
+                    .body(Full::new(bytes::Bytes::from(body.to_string())))
+                    .expect("a response");
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        },
+    ))
+    .await;
+    let issuer_url = metadata.url("");
+    issuer.set(issuer_url.clone()).expect("set once");
+    let vars = [
+        ("OAUTH2_ISSUER", issuer_url),
+        ("OAUTH2_CLIENT_ID", "svc-orders".to_owned()),
+        ("OAUTH2_CLIENT_SECRET", "s3cret".to_owned()),
+        ("DEMO_URL", server.url("/orders")),
+        ("DEMO_REQUESTS", "3".to_owned()),
+    ];
+    let demo = Member::start_with_env(&[], &vars);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let summary = tokio::task::spawn_blocking(move || demo.finish(deadline))
+        .await
+        .expect("the waiting thread")
+        .expect("the demo's summary");
+    assert_eq!(
+        summary,
+        Summary {
+            requests: 3,
+            ok: 3,
+            token_fetches: 1,
+            ..Summary::default()
+        }
+    );
+    assert_eq!(server.token_requests(), 1);
+}

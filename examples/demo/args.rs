@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 
-use crate::run::{Config, Until};
+use crate::run::{Config, TokenAt, Until};
 
 /// OAuth2Layer in front of an HTTP client: sends GET requests to a resource
 /// server with a bearer token from a token endpoint (the client-credentials
@@ -22,6 +22,16 @@ pub struct Args {
     /// The token endpoint (RFC 6749 §3.2).
     #[arg(long, value_name = "URL", env = "OAUTH2_TOKEN_URL")]
     pub token_url: Option<String>,
+
+    /// Instead of --token-url: the issuer, whose metadata (OpenID Connect
+    /// Discovery, RFC 8414) names the token endpoint.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "OAUTH2_ISSUER",
+        conflicts_with = "token_url"
+    )]
+    pub issuer: Option<String>,
 
     /// The client id.
     #[arg(long, value_name = "ID", env = "OAUTH2_CLIENT_ID")]
@@ -208,8 +218,8 @@ impl Args {
     }
 
     /// Any flag on the command line, or a server named in the environment,
-    /// asks for real servers; then `--token-url`, `--client-id` and `--url`
-    /// are required. (A client secret in the environment alone does not:
+    /// asks for real servers; then `--token-url` (or `--issuer`),
+    /// `--client-id` and `--url` are required. (A client secret in the environment alone does not:
     /// the local run ignores it.)
     fn into_mode(self, matches: &ArgMatches) -> Result<Mode, clap::Error> {
         let timeout = Duration::from_secs(self.timeout);
@@ -217,7 +227,7 @@ impl Args {
         let remote = matches.ids().any(|id| {
             let id = id.as_str();
             from(id) == Some(ValueSource::CommandLine)
-                || (["token_url", "client_id", "url"].contains(&id)
+                || (["token_url", "issuer", "client_id", "url"].contains(&id)
                     && from(id) == Some(ValueSource::EnvVariable))
         });
         if !remote {
@@ -232,7 +242,10 @@ impl Args {
             })
         };
         Ok(Mode::Remote(Box::new(Config {
-            token_url: need(self.token_url, "--token-url")?,
+            token_endpoint: match (self.token_url, self.issuer) {
+                (_, Some(issuer)) => TokenAt::Issuer(issuer),
+                (url, None) => TokenAt::Url(need(url, "--token-url (or --issuer)")?),
+            },
             client_id: need(self.client_id, "--client-id")?,
             client_secret: self.client_secret,
             client_secret_file: self.client_secret_file,

@@ -137,7 +137,7 @@ fn install_logs() {
 /// each pausing 20 ms between two requests.
 fn local_config(local: &LocalServer, timeout: Duration) -> Config {
     Config {
-        token_url: format!("http://{}/token", local.addr),
+        token_endpoint: run::TokenAt::Url(format!("http://{}/token", local.addr)),
         client_id: "demo-client".into(),
         client_secret: Some("demo p@ss:w+rd/%&=?".into()),
         client_secret_file: None,

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::{ServiceBuilder, ServiceExt};
+use tower_oauth2::discovery::Discovery;
 use tower_oauth2::{OAuth2Layer, OAuth2Service, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
 
 use crate::client::{http_client, HttpClient};
@@ -22,10 +23,19 @@ use crate::setup;
 /// The longest a token request may take, whatever `--timeout` says.
 const TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Where the token endpoint is.
+#[derive(Debug, Clone)]
+pub enum TokenAt {
+    /// `--token-url`.
+    Url(String),
+    /// `--issuer`: its metadata names it.
+    Issuer(String),
+}
+
 /// What to run against.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub token_url: String,
+    pub token_endpoint: TokenAt,
     pub client_id: String,
     pub client_secret: Option<String>,
     /// Files the client secret or the client assertion is read from, for
@@ -135,7 +145,7 @@ fn origin_of(url: &str) -> Result<String, String> {
 /// an unusable `--ca-file`).
 pub async fn run(config: &Config) -> Result<Summary, String> {
     let http = http_client(config.ca_file.as_deref())?;
-    let (cache, fleet) = cache(config, http.clone())?;
+    let (cache, fleet) = cache(config, http.clone()).await?;
     // The token goes to the origin of `--url` only.
     let oauth2 = OAuth2Layer::for_origin(cache.clone(), origin_of(&config.url)?)
         .map_err(|e| format!("--url: {e}"))?;
@@ -204,14 +214,22 @@ pub async fn run(config: &Config) -> Result<Summary, String> {
 /// The token cache `config` describes: client credentials, its scope, and
 /// what the optional flags add (see `setup`); with `--redis`, what reports
 /// the fleet's counters.
-fn cache(
+async fn cache(
     config: &Config,
     http: HttpClient,
 ) -> Result<(TokenCache, Option<setup::FleetReport>), String> {
     let client = setup::client_auth(config)?;
-    let token_url = TokenUrl::new(&config.token_url).map_err(|e| e.to_string())?;
-    let endpoint =
-        TokenEndpoint::new(http, token_url, client).timeout(config.timeout.min(TOKEN_TIMEOUT));
+    let endpoint = match &config.token_endpoint {
+        TokenAt::Url(url) => {
+            TokenEndpoint::new(http, TokenUrl::new(url).map_err(|e| e.to_string())?, client)
+        }
+        TokenAt::Issuer(issuer) => Discovery::new(http.clone())
+            .discover(issuer)
+            .await
+            .map_err(|e| format!("--issuer: {e}"))?
+            .endpoint(http, client),
+    }
+    .timeout(config.timeout.min(TOKEN_TIMEOUT));
     let endpoint = setup::revocation(endpoint, config)?;
     let endpoint = setup::dpop(endpoint, config)?;
     let mut request = TokenRequest::client_credentials();

@@ -26,8 +26,9 @@ pub fn client_auth(config: &Config) -> Result<ClientAuth, String> {
         return match config.auth.as_str() {
             "basic" => Ok(ClientAuth::client_secret_basic_from(id, source)),
             "post" => Ok(ClientAuth::client_secret_post_from(id, source)),
+            "client_secret_jwt" => jwt::client_secret_jwt_from(id, source),
             other => Err(format!(
-                "--client-secret-file needs --auth basic or post, not {other:?}"
+                "--client-secret-file needs --auth basic, post or client_secret_jwt, not {other:?}"
             )),
         };
     }
@@ -54,6 +55,7 @@ pub fn client_auth(config: &Config) -> Result<ClientAuth, String> {
 
 #[cfg(feature = "jwt")]
 mod jwt {
+    use tower_oauth2::credentials::CredentialSource;
     use tower_oauth2::jose::{Algorithm, SigningKey};
     use tower_oauth2::ClientAuth;
 
@@ -63,6 +65,15 @@ mod jwt {
         ClientAuth::client_secret_jwt(id, secret).map_err(|e| e.to_string())
     }
 
+    pub(super) fn client_secret_jwt_from(
+        id: String,
+        source: CredentialSource,
+    ) -> Result<ClientAuth, String> {
+        Ok(ClientAuth::client_secret_jwt_from(id, source))
+    }
+
+    /// The key is read now to fail early, and again for every token request
+    /// (a rotated key is used without a restart).
     pub(super) fn private_key_jwt(id: String, config: &Config) -> Result<ClientAuth, String> {
         let path = config.key.as_ref().ok_or(
             "--auth private_key_jwt needs --key PATH (a PKCS#8 PEM private key) \
@@ -72,12 +83,13 @@ mod jwt {
             .map_err(|e| format!("cannot read --key {}: {e}", path.display()))?;
         let alg = Algorithm::from_name(&config.key_alg)
             .ok_or_else(|| format!("--key-alg {:?} is not an algorithm", config.key_alg))?;
-        let mut key = SigningKey::from_pem(alg, &pem)
-            .map_err(|e| format!("--key {}: {e}", path.display()))?;
-        if let Some(kid) = &config.key_id {
-            key = key.with_key_id(kid);
-        }
-        Ok(ClientAuth::private_key_jwt(id, key))
+        SigningKey::from_pem(alg, &pem).map_err(|e| format!("--key {}: {e}", path.display()))?;
+        Ok(ClientAuth::private_key_jwt_from(
+            id,
+            alg,
+            config.key_id.clone(),
+            CredentialSource::file(path),
+        ))
     }
 }
 
@@ -91,6 +103,13 @@ mod jwt {
                          `--features jwt` (or `jwt-rsa` for RS256/PS256 keys)";
 
     pub(super) fn client_secret_jwt(_: String, _: String) -> Result<ClientAuth, String> {
+        Err(NEEDS.into())
+    }
+
+    pub(super) fn client_secret_jwt_from(
+        _: String,
+        _: tower_oauth2::credentials::CredentialSource,
+    ) -> Result<ClientAuth, String> {
         Err(NEEDS.into())
     }
 
