@@ -162,21 +162,31 @@ pub(crate) fn refusal_kind(status: http::StatusCode, headers: &http::HeaderMap) 
     if status != http::StatusCode::UNAUTHORIZED {
         return RefusalKind::Token(None);
     }
+    judge_challenges(headers, |error| match error {
+        Some(BearerError::InsufficientScope | BearerError::InvalidRequest) => {
+            RefusalKind::NotFixable
+        }
+        error => RefusalKind::Token(error),
+    })
+}
+
+/// The kind of refusal the `WWW-Authenticate` challenges in `headers`
+/// make: no challenge at all refuses the token; a `Bearer` or `DPoP` one
+/// (RFC 9449 §7.1: it carries the same errors) is what `ours` says of its
+/// `error`; only other schemes ask for other credentials.
+fn judge_challenges(
+    headers: &http::HeaderMap,
+    ours: impl FnOnce(Option<BearerError>) -> RefusalKind,
+) -> RefusalKind {
     let challenges: Vec<Challenge> = headers
         .get_all(http::header::WWW_AUTHENTICATE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(parse)
         .collect();
-    // RFC 9449 §7.1: a `DPoP` challenge carries the same errors.
-    let ours = |c: &&Challenge| c.is_bearer() || c.is_dpop();
-    if let Some(bearer) = challenges.iter().find(ours) {
-        return match bearer.param("error").map(BearerError::parse) {
-            Some(BearerError::InsufficientScope | BearerError::InvalidRequest) => {
-                RefusalKind::NotFixable
-            }
-            error => RefusalKind::Token(error),
-        };
+    let bearer_or_dpop = |c: &&Challenge| c.is_bearer() || c.is_dpop();
+    if let Some(challenge) = challenges.iter().find(bearer_or_dpop) {
+        return ours(challenge.param("error").map(BearerError::parse));
     }
     if challenges.is_empty() {
         RefusalKind::Token(None)
@@ -193,24 +203,10 @@ pub(crate) fn refusal_kind(status: http::StatusCode, headers: &http::HeaderMap) 
 /// new token of the same grant cannot give, and other schemes ask for
 /// other credentials.
 pub(crate) fn listed_refusal_kind(headers: &http::HeaderMap) -> RefusalKind {
-    let challenges: Vec<Challenge> = headers
-        .get_all(http::header::WWW_AUTHENTICATE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(parse)
-        .collect();
-    let ours = |c: &&Challenge| c.is_bearer() || c.is_dpop();
-    if let Some(bearer) = challenges.iter().find(ours) {
-        return match bearer.param("error").map(BearerError::parse) {
-            Some(BearerError::InvalidToken) => RefusalKind::Token(Some(BearerError::InvalidToken)),
-            _ => RefusalKind::NotFixable,
-        };
-    }
-    if challenges.is_empty() {
-        RefusalKind::Token(None)
-    } else {
-        RefusalKind::OtherScheme
-    }
+    judge_challenges(headers, |error| match error {
+        Some(BearerError::InvalidToken) => RefusalKind::Token(Some(BearerError::InvalidToken)),
+        _ => RefusalKind::NotFixable,
+    })
 }
 
 /// Whether a response asks for a DPoP nonce: a 401 with a `DPoP` challenge

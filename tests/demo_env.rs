@@ -9,6 +9,16 @@ use std::time::{Duration, Instant};
 use crate::support::demo_process::{Member, Summary};
 use crate::support::token_server::{ClientCheck, TestServer};
 
+/// Runs the demo with no flag and the variables `vars` (2 minutes at most).
+async fn run_demo(vars: &[(&str, String)]) -> Summary {
+    let demo = Member::start_with_env(&[], vars);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    tokio::task::spawn_blocking(move || demo.finish(deadline))
+        .await
+        .expect("the waiting thread")
+        .expect("the demo's summary")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_runs_from_environment_variables_alone() {
     let server = TestServer::start().await;
@@ -26,12 +36,7 @@ async fn the_demo_runs_from_environment_variables_alone() {
         ("DEMO_URL", server.url("/orders")),
         ("DEMO_REQUESTS", "5".to_owned()),
     ];
-    let demo = Member::start_with_env(&[], &vars);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let summary = tokio::task::spawn_blocking(move || demo.finish(deadline))
-        .await
-        .expect("the waiting thread")
-        .expect("the demo's summary");
+    let summary = run_demo(&vars).await;
     let _ = std::fs::remove_file(&secret);
     assert_eq!(
         summary,
@@ -85,12 +90,7 @@ async fn the_demo_finds_the_token_endpoint_from_the_issuer() {
         ("DEMO_URL", server.url("/orders")),
         ("DEMO_REQUESTS", "3".to_owned()),
     ];
-    let demo = Member::start_with_env(&[], &vars);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let summary = tokio::task::spawn_blocking(move || demo.finish(deadline))
-        .await
-        .expect("the waiting thread")
-        .expect("the demo's summary");
+    let summary = run_demo(&vars).await;
     assert_eq!(
         summary,
         Summary {
