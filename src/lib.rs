@@ -110,6 +110,7 @@ pub mod reqwest;
 pub mod revocation;
 mod secret;
 pub mod store;
+pub mod tier;
 #[cfg(feature = "rustls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub mod tls;

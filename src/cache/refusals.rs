@@ -22,16 +22,16 @@
 //! and by the answers that end their records; the answer's origin is only
 //! looked at when that flag is set, or on a 401.
 //!
-//! With the fleet's Redis tier (feature `redis`) the steps are shared
-//! (`fleet/refusals.rs`), whose record is per token, not per resource: a
-//! step started here for a resource is written to Redis; a fetch that finds
+//! With the fleet's shared tier (`crate::tier`) the steps are shared,
+//! in a record per token, not per resource: a step started here for a
+//! resource is written to the tier; a fetch that finds
 //! the fleet's step running joins it ([`RefusalState::join`]) in the record
 //! of the resource whose 401 led to the last refetch here, or, with none
 //! (a process that has just started), in a record of its own that the
 //! first resource to refuse the token takes over (an answer other than 401
 //! before that ends it here only); and an answer that ends a resource's
 //! record in which a step ran ends the fleet's too. Those writes are
-//! spawned: a 401 never waits for Redis.
+//! spawned: a 401 never waits for the tier.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -40,8 +40,10 @@ use std::time::{Duration, Instant};
 use http::uri::{Authority, Scheme};
 use http::Uri;
 
+use super::fetch::FleetStep;
 use super::policy::{unit_random, Backoff};
 use super::TokenCache;
+use crate::tier::StepStarted;
 
 /// The resource server an answer came from, as the record of 401s keys it:
 /// `scheme://host:port`, in lower case, the default port filled in. Every
@@ -188,7 +190,6 @@ impl Records {
     /// Joins the fleet's step `number` (`until`: while it runs) in the
     /// record of the resource whose 401 led to the last refetch, or in the
     /// one of its own. Whether a step now runs here that did not.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     fn join(&mut self, number: u32, until: Option<Instant>, now: Instant) -> bool {
         let key = self.last_refetch.clone();
         let joined = self.entry(key.as_ref()).join(number, until);
@@ -222,25 +223,15 @@ pub(crate) enum RefusalDecision {
     /// New tokens are refused too: nothing was invalidated, and nothing is
     /// to be fetched; the 401 passes through. `Some` for the 401 that
     /// started a backoff step.
-    BackedOff(Option<Step>),
+    BackedOff(Option<StepStarted>),
 }
 
 /// What a process writes to the fleet's record of 401s.
-#[cfg(feature = "redis")]
 enum FleetWrite {
     /// A backoff step started here.
-    Step(Step),
+    Step(StepStarted),
     /// An answer other than 401 for the token: the backoff ends.
     End,
-}
-
-/// A backoff step that a 401 started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Step {
-    /// 1 for the first step since the last answer other than 401.
-    pub(crate) number: u32,
-    /// How long 401s pass through.
-    pub(crate) delay: Duration,
 }
 
 impl RefusalState {
@@ -268,7 +259,7 @@ impl RefusalState {
             let delay = backoff.delay(self.steps, unit_random(), None, None);
             self.until = Some(later(now, delay));
             let number = self.steps;
-            return RefusalDecision::BackedOff(Some(Step { number, delay }));
+            return RefusalDecision::BackedOff(Some(StepStarted { number, delay }));
         }
         self.refused = Some(sent);
         RefusalDecision::Refetch
@@ -278,7 +269,6 @@ impl RefusalState {
     /// numbered after it, and, with `until`, the 401s pass through until
     /// then (or later, if a step of this process's runs longer). Whether a
     /// step now runs here that did not.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     fn join(&mut self, number: u32, until: Option<Instant>) -> bool {
         self.steps = self.steps.max(number);
         match until {
@@ -343,12 +333,9 @@ impl TokenCache {
             "the token was taken: a 401 gets a new token again"
         );
         // A step ran here (or was joined): the fleet's ends too.
-        #[cfg(feature = "redis")]
         if steps > 0 {
             self.spawn_fleet_write(sent, FleetWrite::End);
         }
-        #[cfg(not(feature = "redis"))]
-        let _ = steps;
     }
 
     /// A 401 that a new token may fix, from the resource server `from`, for
@@ -382,20 +369,16 @@ impl TokenCache {
                     }
                 }
             }
-            #[cfg(feature = "redis")]
             if let Some(step) = step {
                 self.spawn_fleet_write(sent, FleetWrite::Step(step));
             }
-            #[cfg(not(feature = "redis"))]
-            let _ = step;
         }
         decision
     }
 
-    /// Joins the fleet's backoff step that a fetch found (`fleet/refusals.rs`),
-    /// before its token is cached.
-    #[cfg(feature = "redis")]
-    pub(super) fn join_fleet_step(&self, step: crate::fleet::FleetStep) {
+    /// Joins the fleet's backoff step that a fetch found in the shared
+    /// tier, before its token is cached.
+    pub(super) fn join_fleet_step(&self, step: FleetStep) {
         let refusals = &self.shared.refusals;
         let joined = {
             let mut state = refusals.lock();
@@ -415,10 +398,9 @@ impl TokenCache {
         }
     }
 
-    /// Writes a step started here to Redis, or ends the fleet's step, for
-    /// the token of generation `sent` (if still cached), in a task of its
-    /// own: best-effort, and only on a runtime.
-    #[cfg(feature = "redis")]
+    /// Writes a step started here to the shared tier, or ends the fleet's
+    /// step, for the token of generation `sent` (if still cached), in a
+    /// task of its own: best-effort, and only on a runtime.
     fn spawn_fleet_write(&self, sent: u64, write: FleetWrite) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
@@ -427,21 +409,17 @@ impl TokenCache {
         let Some(cached) = cached.filter(|c| c.generation == sent) else {
             return;
         };
-        if self.shared.fetcher.fleet().is_none() {
+        if self.shared.fetcher.tier().is_none() {
             return;
         }
         let cache = self.clone();
         runtime.spawn(async move {
-            let Some(fleet) = cache.shared.fetcher.fleet() else {
+            let Some(tier) = cache.shared.fetcher.tier() else {
                 return;
             };
             match write {
-                FleetWrite::Step(step) => {
-                    fleet
-                        .share_step(&cached.token, step.number, step.delay)
-                        .await;
-                }
-                FleetWrite::End => fleet.end_steps(&cached.token).await,
+                FleetWrite::Step(step) => tier.share_step(&cached.token, step).await,
+                FleetWrite::End => tier.end_steps(&cached.token).await,
             }
         });
     }
@@ -470,7 +448,7 @@ mod tests {
     }
 
     fn step(number: u32, delay: f64) -> RefusalDecision {
-        RefusalDecision::BackedOff(Some(Step {
+        RefusalDecision::BackedOff(Some(StepStarted {
             number,
             delay: secs(delay),
         }))
