@@ -239,6 +239,7 @@ impl Contract for MemoryTier {
 
 #[cfg(feature = "redis")]
 #[path = "../src/test_support/redis_server.rs"]
+#[allow(dead_code, reason = "a test helper: the standalone server only")]
 mod redis_server;
 
 #[cfg(feature = "redis")]
@@ -506,6 +507,47 @@ async fn the_401_step_is_the_fleets() {
         }
         assert_eq!(server.token_requests(), 2, "{name}: the step is shared");
         assert_eq!(b.stats().token_fetches, 0, "{name}");
+    }
+    against_both!(scenario);
+}
+
+/// A cache that holds the token the fleet's step runs for, and gets a 401
+/// for it: its refetch neither deletes that token from the tier nor
+/// fetches one; it takes the very token back and joins the step, so its
+/// resend's 401 passes through.
+#[tokio::test]
+async fn a_refetch_after_a_401_during_the_fleets_step_takes_the_refused_token_back() {
+    async fn scenario(tier: impl Contract) {
+        let name = tier.name();
+        let server = TestServer::start().await;
+        server.set_reject_all(true);
+        let key = *builder(&server, &tier).fingerprint();
+        let a = cache(&server, &tier);
+        assert_eq!(header(&a).await.0, "Bearer at-1", "{name}");
+        // Another process started the fleet's step for at-1, for an hour.
+        let hour = Duration::from_secs(3600);
+        let at_1 = TokenHash::of(&token("at-1"));
+        let step = StepStarted {
+            number: 1,
+            delay: hour,
+        };
+        assert_eq!(tier.start_step(&key, &at_1, step).await, Ok(true));
+        let svc = OAuth2Layer::new(a.clone())
+            .unauthorized_backoff(Backoff::new(hour, hour))
+            .layer(http_client());
+        let status = svc
+            .oneshot(get(&server.url("/api")))
+            .await
+            .expect("an answer");
+        assert_eq!(status.status(), StatusCode::UNAUTHORIZED, "{name}");
+        assert_eq!(server.token_requests(), 1, "{name}: at-1 taken back");
+        let read = tier.read(&key, true).await.expect("the tier answers");
+        assert_eq!(
+            access(&read).as_deref(),
+            Some("at-1"),
+            "{name}: not deleted"
+        );
+        assert_eq!(header(&a).await.0, "Bearer at-1", "{name}");
     }
     against_both!(scenario);
 }
