@@ -28,46 +28,8 @@
 //!    and ended by an answer other than 401 for that token
 //!    ([`SharedTier::end_step`]).
 //!
-//! # The contract
-//!
-//! An implementation must guarantee, for each key (a
-//! [`ConfigFingerprint`]: one configuration and subject; keys never share
-//! anything):
-//!
-//! - **Tokens.** [`read`](SharedTier::read) returns the token last
-//!   published under the key (until its TTL runs out), or none. A token
-//!   published under one key is never read under another. The tier need not
-//!   check it: the cache checks every token it reads (expiry, type, header
-//!   bytes) as its own.
-//! - **Lease ownership.** [`take_lease`](SharedTier::take_lease) succeeds
-//!   for at most one owner at a time (set-if-absent), and the lease ends by
-//!   itself after its TTL unless its owner renews it. Only the owner renews
-//!   or releases it, or publishes under it (compare-owner-and-set, atomic):
-//!   a holder whose lease ran out, or was taken over, publishes nothing, so
-//!   a late token never overwrites the one a later holder published.
-//! - **Compare-and-delete.** [`remove`](SharedTier::remove) and
-//!   [`end_step`](SharedTier::end_step) delete only if the key still holds
-//!   that very token (or a step for it), atomically: a newer token is never
-//!   deleted because an older one was refused.
-//! - **TTLs.** A published token is kept for the TTL given (a second past
-//!   the token's expiry, a day at most); a step's record lives for the
-//!   step's delay plus the time its number is kept (at least a minute), and
-//!   reads back how long the step still runs. A step is written only if no
-//!   step at least as far along still runs.
-//! - **Errors.** Any call may fail with [`Unavailable`] (the tier logs why,
-//!   once per outage, never with a secret): the cache then fetches its own
-//!   token (its own single flight) and keeps its own 401 record, as without
-//!   a tier. A call must not hang: each has a deadline
-//!   ([`call_timeout`](SharedTier::call_timeout)). Trouble in the tier never
-//!   fails a request that could succeed without it.
-//! - **Secrets.** A token is a secret: never in key names, logs or errors.
-//!   A record of 401s names a token by its [`TokenHash`] only.
-//!
-//! What the cache guarantees in turn: it reads before it leases, publishes
-//! only under a lease it took, releases it after, compares tokens only by
-//! their hash, never holds a step back longer than 5 minutes whatever a
-//! record says (a record is data anyone with write access to the store may
-//! have written), and never lets a step it read hold it back twice.
+//! What an implementation must guarantee is on the trait: [`SharedTier`]'s
+//! contract.
 //!
 //! # Example
 //!
@@ -110,12 +72,52 @@ use crate::token::Token;
 pub type TierFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A store a fleet of caches shares tokens, a lease and a record of 401s
-/// through. See the [module docs](self) for the contract an implementation
-/// keeps.
+/// through (see the [module docs](self) for the protocol the cache runs).
 ///
 /// Every method but the settings is asked on the cache's slow path only.
 /// `key` names one configuration (and subject): an implementation keeps the
 /// state of each key apart.
+///
+/// # Contract
+///
+/// An implementation must guarantee, for each key (a
+/// [`ConfigFingerprint`]: one configuration and subject; keys never share
+/// anything):
+///
+/// - **Tokens.** [`read`](SharedTier::read) returns the token last
+///   published under the key (until its TTL runs out), or none. A token
+///   published under one key is never read under another. The tier need not
+///   check it: the cache checks every token it reads (expiry, type, header
+///   bytes) as its own.
+/// - **Lease ownership.** [`take_lease`](SharedTier::take_lease) succeeds
+///   for at most one owner at a time (set-if-absent), and the lease ends by
+///   itself after its TTL unless its owner renews it. Only the owner renews
+///   or releases it, or publishes under it (compare-owner-and-set, atomic):
+///   a holder whose lease ran out, or was taken over, publishes nothing, so
+///   a late token never overwrites the one a later holder published.
+/// - **Compare-and-delete.** [`remove`](SharedTier::remove) and
+///   [`end_step`](SharedTier::end_step) delete only if the key still holds
+///   that very token (or a step for it), atomically: a newer token is never
+///   deleted because an older one was refused.
+/// - **TTLs.** A published token is kept for the TTL given (a second past
+///   the token's expiry, a day at most); a step's record lives for the
+///   step's delay plus the time its number is kept (at least a minute), and
+///   reads back how long the step still runs. A step is written only if no
+///   step at least as far along still runs.
+/// - **Errors.** Any call may fail with [`Unavailable`] (the tier logs why,
+///   once per outage, never with a secret): the cache then fetches its own
+///   token (its own single flight) and keeps its own 401 record, as without
+///   a tier. A call must not hang: each has a deadline
+///   ([`call_timeout`](SharedTier::call_timeout)). Trouble in the tier never
+///   fails a request that could succeed without it.
+/// - **Secrets.** A token is a secret: never in key names, logs or errors.
+///   A record of 401s names a token by its [`TokenHash`] only.
+///
+/// What the cache guarantees in turn: it reads before it leases, publishes
+/// only under a lease it took, releases it after, compares tokens only by
+/// their hash, never holds a step back longer than 5 minutes whatever a
+/// record says (a record is data anyone with write access to the store may
+/// have written), and never lets a step it read hold it back twice.
 pub trait SharedTier: Send + Sync + 'static {
     /// How long a lease lasts unless renewed; `None`: the cache's default
     /// (the token endpoint's timeout, plus the store's timeout, plus 5 s).
