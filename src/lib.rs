@@ -14,8 +14,9 @@
 //! token, the 401 retry, errors and deadlines, axum, tonic, one client for
 //! several APIs), [`cache`] (refresh timing, single flight, statistics),
 //! [`request`] (grants and client authentication), [`discovery`],
-//! [`revocation`] (revoke on shutdown), [`store`] (persisting tokens), and
-//! the feature modules below.
+//! [`revocation`] (revoke on shutdown), [`store`] (persisting tokens),
+//! [`tier`] (sharing tokens with a fleet through any store), and the
+//! feature modules below.
 //!
 //! Secrets (client secret, access, refresh and ID tokens, passwords,
 //! assertions) are [`SecretString`]s and never appear in `Debug`, `Display`,

@@ -1,6 +1,11 @@
 //! One token for a whole fleet: a shared Redis tier behind the cache's
 //! fetch (feature `redis`).
 //!
+//! [`RedisTier`] is the Redis implementation of
+//! [`SharedTier`](crate::tier::SharedTier): the protocol below is the
+//! cache's, the same for every tier; this module keeps its contract in
+//! Redis (keys, Lua scripts, encryption, deadlines).
+//!
 //! Every replica of a service has its own [`TokenCache`](crate::TokenCache);
 //! built with [`TokenCacheBuilder::redis`](crate::cache::TokenCacheBuilder::redis),
 //! they share one token through Redis, and one process of the fleet fetches
