@@ -561,3 +561,117 @@ async fn the_in_process_tier_is_told_of_tokens_taken_from_it() {
     header(&b).await;
     assert_eq!(tier.shared_hits.load(Ordering::Relaxed), 1);
 }
+
+/// A tier that fails every call (`Unavailable`), or never answers (a tier
+/// that breaks its deadline): the cache fetches its own tokens, and no
+/// request fails or hangs.
+#[derive(Clone, Copy)]
+struct BrokenTier {
+    hangs: bool,
+}
+
+impl BrokenTier {
+    fn answer<'a, T: Send + 'a>(&self) -> TierFuture<'a, Result<T, Unavailable>> {
+        if self.hangs {
+            Box::pin(std::future::pending())
+        } else {
+            Box::pin(std::future::ready(Err(Unavailable)))
+        }
+    }
+}
+
+impl SharedTier for BrokenTier {
+    fn poll_interval(&self) -> Duration {
+        Duration::from_millis(10)
+    }
+
+    fn call_timeout(&self) -> Duration {
+        Duration::from_millis(20)
+    }
+
+    fn read<'a>(
+        &'a self,
+        _: &'a ConfigFingerprint,
+        _: bool,
+    ) -> TierFuture<'a, Result<TierRead, Unavailable>> {
+        self.answer()
+    }
+
+    fn take_lease<'a>(
+        &'a self,
+        _: &'a ConfigFingerprint,
+        _: &'a str,
+        _: Duration,
+    ) -> TierFuture<'a, Result<Lease, Unavailable>> {
+        self.answer()
+    }
+
+    fn renew_lease<'a>(
+        &'a self,
+        _: &'a ConfigFingerprint,
+        _: &'a str,
+        _: Duration,
+    ) -> TierFuture<'a, Result<bool, Unavailable>> {
+        self.answer()
+    }
+
+    fn release_lease<'a>(
+        &'a self,
+        _: &'a ConfigFingerprint,
+        _: &'a str,
+    ) -> TierFuture<'a, Result<bool, Unavailable>> {
+        self.answer()
+    }
+
+    fn publish<'a>(
+        &'a self,
+        _: &'a ConfigFingerprint,
+        _: &'a str,
+        _: &'a Token,
+        _: Duration,
+    ) -> TierFuture<'a, Result<bool, Unavailable>> {
+        self.answer()
+    }
+
+    fn remove<'a>(
+        &'a self,
+        _: &'a ConfigFingerprint,
+        _: &'a TokenHash,
+    ) -> TierFuture<'a, Result<bool, Unavailable>> {
+        self.answer()
+    }
+
+    fn start_step<'a>(
+        &'a self,
+        _: &'a ConfigFingerprint,
+        _: &'a TokenHash,
+        _: StepStarted,
+    ) -> TierFuture<'a, Result<bool, Unavailable>> {
+        self.answer()
+    }
+
+    fn end_step<'a>(
+        &'a self,
+        _: &'a ConfigFingerprint,
+        _: &'a TokenHash,
+    ) -> TierFuture<'a, Result<bool, Unavailable>> {
+        self.answer()
+    }
+}
+
+#[tokio::test]
+async fn a_tier_that_fails_or_never_answers_leaves_the_cache_fetching_its_own_tokens() {
+    for hangs in [false, true] {
+        let server = TestServer::start().await;
+        let cache = server
+            .client_credentials()
+            .shared_tier(BrokenTier { hangs })
+            .build();
+        let (first, generation) = header(&cache).await;
+        assert_eq!(first, "Bearer at-1", "hangs: {hangs}");
+        cache.invalidate(generation);
+        assert_eq!(header(&cache).await.0, "Bearer at-2", "hangs: {hangs}");
+        assert_eq!(server.token_requests(), 2, "hangs: {hangs}");
+        assert_eq!(cache.stats().fetch_failures, 0, "hangs: {hangs}");
+    }
+}

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::store::ConfigFingerprint;
-use crate::tier::{Lease, SharedTier, StepStarted, TierEvent, TierStep, TokenHash};
+use crate::tier::{
+    Lease, SharedTier, StepStarted, TierEvent, TierFuture, TierStep, TokenHash, Unavailable,
+};
 use crate::token::Token;
 
 /// How a cache checks a token: how long it may still be sent, or `None`
@@ -55,6 +57,9 @@ const TTL_PAST_EXPIRY: Duration = Duration::from_secs(1);
 /// huge `expires_in`, is not kept forever (a process that needs a token a
 /// day later fetches one for the fleet).
 const MAX_VALUE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Slack on a tier call's deadline beyond twice the tier's own.
+const CALL_SLACK: Duration = Duration::from_millis(100);
 
 /// The longest pause between two tries of a late release.
 const RELEASE_PAUSE_MAX: Duration = Duration::from_secs(5);
@@ -198,7 +203,10 @@ impl TierBinding {
                 .saturating_add(self.tier.poll_interval()),
         );
         loop {
-            match self.tier.take_lease(&self.key, &owner, self.lease).await {
+            match self
+                .call(self.tier.take_lease(&self.key, &owner, self.lease))
+                .await
+            {
                 Err(_) => {
                     // The lease may still be taken (a slow store): this
                     // owner would then hold it for nobody's fetch.
@@ -222,11 +230,7 @@ impl TierBinding {
         &self,
         replacing: Option<TokenHash>,
     ) -> Result<(Found, Option<TierStep>), NoAnswer> {
-        let read = self
-            .tier
-            .read(&self.key, true)
-            .await
-            .map_err(|_| NoAnswer)?;
+        let read = (self.call(self.tier.read(&self.key, true)).await).map_err(|_| NoAnswer)?;
         let found = self.classify(read.token, read.locked, replacing);
         let step = read.step.map(|step| {
             let mut seen = self.step_seen.lock().unwrap_or_else(|p| p.into_inner());
@@ -237,11 +241,7 @@ impl TierBinding {
 
     /// Reads the token again (while waiting, or holding the lease).
     async fn find(&self, replacing: Option<TokenHash>) -> Result<Found, NoAnswer> {
-        let read = self
-            .tier
-            .read(&self.key, false)
-            .await
-            .map_err(|_| NoAnswer)?;
+        let read = (self.call(self.tier.read(&self.key, false)).await).map_err(|_| NoAnswer)?;
         Ok(self.classify(read.token, read.locked, replacing))
     }
 
@@ -264,7 +264,7 @@ impl TierBinding {
     /// the very token this process saw refused.
     async fn remove(&self, hash: Option<TokenHash>) {
         let Some(hash) = hash else { return };
-        if let Ok(true) = self.tier.remove(&self.key, &hash).await {
+        if let Ok(true) = self.call(self.tier.remove(&self.key, &hash)).await {
             tracing::debug!("the refused token was removed from the shared tier");
         }
     }
@@ -282,7 +282,7 @@ impl TierBinding {
         F: Future<Output = Result<Token, Error>>,
     {
         if let Ok(Found::Usable(token)) = self.find(replacing).await {
-            let _ = self.tier.release_lease(&self.key, owner).await;
+            let _ = self.call(self.tier.release_lease(&self.key, owner)).await;
             return Ok(self.hand(token, true));
         }
         self.tier.note(TierEvent::Leased);
@@ -291,10 +291,12 @@ impl TierBinding {
             // A token the cache will refuse is not shared either.
             if let Some(remaining) = (self.check)(token) {
                 let ttl = value_ttl(remaining);
-                let _ = self.tier.publish(&self.key, owner, token, ttl).await;
+                let _ = self
+                    .call(self.tier.publish(&self.key, owner, token, ttl))
+                    .await;
             }
         }
-        let _ = self.tier.release_lease(&self.key, owner).await;
+        let _ = self.call(self.tier.release_lease(&self.key, owner)).await;
         result.map(|token| self.hand(token, false))
     }
 
@@ -328,7 +330,10 @@ impl TierBinding {
             if Instant::now() >= until {
                 break;
             }
-            match self.tier.renew_lease(&self.key, owner, self.lease).await {
+            match self
+                .call(self.tier.renew_lease(&self.key, owner, self.lease))
+                .await
+            {
                 Ok(true) | Err(_) => {}
                 Ok(false) => {
                     tracing::debug!("the lease was lost during the fetch");
@@ -349,12 +354,16 @@ impl TierBinding {
             return;
         };
         let (tier, key, lease) = (self.tier.clone(), self.key, self.lease);
+        let deadline = self.call_deadline();
         let mut pause = self.tier.poll_interval().max(Duration::from_millis(10));
         runtime.spawn(async move {
             let until = after(lease);
             // Until `true`: a `false` may come before the late lease lands
             // (on another connection, after a reconnect).
-            while !matches!(tier.release_lease(&key, &owner).await, Ok(true)) {
+            while !matches!(
+                within(deadline, tier.release_lease(&key, &owner)).await,
+                Ok(true)
+            ) {
                 if Instant::now() + pause >= until {
                     return;
                 }
@@ -370,7 +379,10 @@ impl TierBinding {
     /// sends it gets a 401, finds it gone, and gets the fleet's next token.
     /// Best-effort, within the tier's deadline.
     pub(in crate::cache) async fn revoked(&self, token: &Token) {
-        if let Ok(true) = self.tier.remove(&self.key, &TokenHash::of(token)).await {
+        if let Ok(true) = self
+            .call(self.tier.remove(&self.key, &TokenHash::of(token)))
+            .await
+        {
             tracing::debug!("the revoked token was removed from the shared tier");
         }
     }
@@ -410,16 +422,35 @@ impl TierBinding {
     /// `refused` was refused. Best-effort.
     pub(in crate::cache) async fn share_step(&self, refused: &Token, step: StepStarted) {
         let refused = TokenHash::of(refused);
-        let _ = self.tier.start_step(&self.key, &refused, step).await;
+        let _ = self
+            .call(self.tier.start_step(&self.key, &refused, step))
+            .await;
     }
 
     /// Ends the fleet's backoff if it is for `accepted` (a resource server
     /// answered this process other than 401 for it). Best-effort.
     pub(in crate::cache) async fn end_steps(&self, accepted: &Token) {
-        let _ = self
-            .tier
-            .end_step(&self.key, &TokenHash::of(accepted))
-            .await;
+        let accepted = TokenHash::of(accepted);
+        let _ = self.call(self.tier.end_step(&self.key, &accepted)).await;
+    }
+
+    /// The longest this cache lets one tier call run: the tier's own
+    /// deadline twice over. A tier keeps its deadline (the contract); this
+    /// one holds if it does not, so a fetch never hangs on the tier
+    /// (ARCHITECTURE.md, invariant 10).
+    fn call_deadline(&self) -> Duration {
+        self.tier
+            .call_timeout()
+            .saturating_mul(2)
+            .saturating_add(CALL_SLACK)
+    }
+
+    /// `call` within [`Self::call_deadline`].
+    async fn call<T>(
+        &self,
+        call: TierFuture<'_, Result<T, Unavailable>>,
+    ) -> Result<T, Unavailable> {
+        within(self.call_deadline(), call).await
     }
 
     /// Notes `token` as the one this process now uses (the next fetch
@@ -518,6 +549,23 @@ async fn while_renewing<F: Future>(
         }
     })
     .await
+}
+
+/// `call`'s answer, or [`Unavailable`] once `deadline` has passed.
+async fn within<T>(
+    deadline: Duration,
+    call: TierFuture<'_, Result<T, Unavailable>>,
+) -> Result<T, Unavailable> {
+    match tokio::time::timeout(deadline, call).await {
+        Ok(answer) => answer,
+        Err(_) => {
+            tracing::warn!(
+                ?deadline,
+                "the shared tier did not answer in time; fetching here"
+            );
+            Err(Unavailable)
+        }
+    }
 }
 
 /// A random lease owner id (128 bits, hex).
