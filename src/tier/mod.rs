@@ -108,8 +108,9 @@ pub type TierFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 ///   once per outage, never with a secret): the cache then fetches its own
 ///   token (its own single flight) and keeps its own 401 record, as without
 ///   a tier. A call must not hang: each has a deadline
-///   ([`call_timeout`](SharedTier::call_timeout)). Trouble in the tier never
-///   fails a request that could succeed without it.
+///   ([`call_timeout`](SharedTier::call_timeout)); the cache gives up on a
+///   call after twice that (plus 100 ms), as if it had failed. Trouble in
+///   the tier never fails a request that could succeed without it.
 /// - **Secrets.** A token is a secret: never in key names, logs or errors.
 ///   A record of 401s names a token by its [`TokenHash`] only.
 ///
