@@ -12,11 +12,12 @@
 //! [ARCHITECTURE.md](https://github.com/tower-oauth2/tower-oauth2/blob/main/ARCHITECTURE.md).
 //! The guides are in the module docs: [`layer`] (which requests get the
 //! token, the 401 retry, errors and deadlines, axum, tonic, one client for
-//! several APIs), [`cache`] (refresh timing, single flight, statistics, status and
-//! warm-up, logs and tracing spans),
-//! [`request`] (grants and client authentication), [`discovery`],
-//! [`revocation`] (revoke on shutdown), [`store`] (persisting tokens), and
-//! the feature modules below.
+//! several APIs), [`cache`] (refresh timing, single flight, statistics,
+//! status and warm-up, logs and tracing spans), [`request`] (grants and
+//! client authentication), [`discovery`],
+//! [`revocation`] (revoke on shutdown), [`store`] (persisting tokens),
+//! [`tier`] (sharing tokens with a fleet through any store), and the
+//! feature modules below.
 //!
 //! Secrets (client secret, access, refresh and ID tokens, passwords,
 //! assertions) are [`SecretString`]s and never appear in `Debug`, `Display`,
@@ -116,6 +117,7 @@ pub mod store;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
+pub mod tier;
 #[cfg(feature = "rustls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub mod tls;

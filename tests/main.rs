@@ -73,6 +73,7 @@ mod spans;
 mod status;
 mod store;
 mod testing_kit;
+mod tier_contract;
 mod tls;
 mod token_bodies;
 mod token_endpoint;

@@ -123,7 +123,7 @@ async fn spans_have_their_documented_names_and_fields_and_carry_no_secret() {
         for seen in [
             // a's first token, through the lease; b's, from Redis.
             "oauth2.fleet_fetch{token_cached=false source=\"token_endpoint\"}",
-            "oauth2.fleet_fetch{token_cached=false source=\"redis\"}",
+            "oauth2.fleet_fetch{token_cached=false source=\"tier\"}",
             // a's refresh, with its token still cached.
             "oauth2.fleet_fetch{token_cached=true source=\"token_endpoint\"}",
         ] {

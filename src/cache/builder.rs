@@ -3,12 +3,12 @@
 use std::fmt;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwapOption;
 
-use super::cached::Accept;
-use super::fetch::{self, Fetch, Fetcher, Recorder, RefreshTokenCallback};
+use super::cached::{Accept, Cached};
+use super::fetch::{self, Fetch, Fetcher, Recorder, RefreshTokenCallback, TierBinding, TokenCheck};
 use super::flight::{default_wait_timeout, FlightState};
 use super::policy::{Backoff, RefreshPolicy};
 use super::stats::Counters;
@@ -17,6 +17,7 @@ use crate::endpoint::TokenEndpoint;
 use crate::request::TokenRequest;
 use crate::secret::SecretString;
 use crate::store::{ConfigFingerprint, StoredToken, TokenStore};
+use crate::tier::SharedTier;
 use crate::token::Token;
 use crate::transport::HttpTransport;
 
@@ -89,8 +90,7 @@ pub struct TokenCacheBuilder {
     /// The `cache` label of the metrics, if the user named it.
     #[cfg(feature = "metrics")]
     metrics_name: Option<String>,
-    #[cfg(feature = "redis")]
-    fleet: Option<crate::fleet::RedisTier>,
+    tier: Option<Arc<dyn SharedTier>>,
     #[cfg(feature = "dpop")]
     dpop: Option<crate::dpop::Dpop>,
 }
@@ -134,8 +134,7 @@ impl TokenCacheBuilder {
             exchange_timeout: crate::endpoint::DEFAULT_TIMEOUT,
             #[cfg(feature = "metrics")]
             metrics_name: None,
-            #[cfg(feature = "redis")]
-            fleet: None,
+            tier: None,
             #[cfg(feature = "dpop")]
             dpop: None,
         }
@@ -275,9 +274,8 @@ impl TokenCacheBuilder {
             ),
         );
         let wait = default_wait_timeout(self.exchange_timeout, self.store_timeout);
-        #[cfg(feature = "redis")]
-        let (fetcher, wait) = match self.fleet {
-            Some(tier) => self::fleet::bind(
+        let (fetcher, wait) = match self.tier {
+            Some(tier) => bind_tier(
                 tier,
                 fetcher,
                 wait,
@@ -345,14 +343,13 @@ impl TokenCacheBuilder {
         self.metrics_name = Some(name.into());
         self
     }
-    /// Shares tokens with the rest of the fleet through Redis: tokens are
-    /// read from `tier` before any token request, and one process of the
-    /// fleet fetches at a time. See [`crate::fleet`]. The default
+    /// Shares tokens with the rest of the fleet through `tier`: tokens are
+    /// read from it before any token request, and one process of the fleet
+    /// fetches at a time. See [`crate::tier`] (the Redis tier, feature
+    /// `redis`, is given with `redis`). The default
     /// [`wait_timeout`](Self::wait_timeout) grows by the tier's lease.
-    #[cfg(feature = "redis")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-    pub fn redis(mut self, tier: crate::fleet::RedisTier) -> Self {
-        self.fleet = Some(tier);
+    pub fn shared_tier(mut self, tier: impl SharedTier) -> Self {
+        self.tier = Some(Arc::new(tier));
         self
     }
 
@@ -380,51 +377,36 @@ impl TokenCacheBuilder {
     }
 }
 
-#[cfg(feature = "redis")]
-mod fleet {
-    //! Binding a [`RedisTier`] to one cache.
+/// Slack on the default lease beyond the exchange and the store's save.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
-    use std::sync::atomic::AtomicU64;
-    use std::time::{Duration, Instant};
-
-    use super::super::cached::{Accept, Cached};
-    use super::super::fetch::Fetcher;
-    use super::super::policy::RefreshPolicy;
-    use crate::fleet::{RedisTier, TokenCheck};
-    use crate::store::ConfigFingerprint;
-    use crate::token::Token;
-
-    /// Slack on the default lease beyond the exchange and the store's save.
-    const LEASE_MARGIN: Duration = Duration::from_secs(5);
-
-    /// `fetcher` going through `tier` first, and the default wait timeout
-    /// with the lease added.
-    pub(super) fn bind(
-        tier: RedisTier,
-        fetcher: Fetcher,
-        wait: Duration,
-        (fingerprint, exchange, store): (ConfigFingerprint, Duration, Duration),
-        (policy, accept): (RefreshPolicy, Accept),
-        refused: Option<&Token>,
-    ) -> (Fetcher, Duration) {
-        let default_lease = exchange.saturating_add(store).saturating_add(LEASE_MARGIN);
-        let inner = tier.bind(fingerprint, default_lease);
-        // The store says a resource server refused this token: the first
-        // fetch replaces it, in Redis too (compare-and-delete), as after a
-        // 401 this cache saw itself.
-        if let Some(token) = refused {
-            inner.replacing(token);
-        }
-        let wait = wait.saturating_add(inner.lease());
-        // The cache's own checks, on a throwaway generation counter.
-        let check = TokenCheck(Box::new(move |token| {
-            let c = Cached::new(token.clone(), &policy, accept, &AtomicU64::new(0)).ok()?;
-            Some(c.expires_at.map_or(Duration::MAX, |e| {
-                e.saturating_duration_since(Instant::now())
-            }))
-        }));
-        (fetcher.with_fleet(inner, check), wait)
+/// `fetcher` going through `tier` first, and the default wait timeout with
+/// the lease added.
+fn bind_tier(
+    tier: Arc<dyn SharedTier>,
+    fetcher: Fetcher,
+    wait: Duration,
+    (fingerprint, exchange, store): (ConfigFingerprint, Duration, Duration),
+    (policy, accept): (RefreshPolicy, Accept),
+    refused: Option<&Token>,
+) -> (Fetcher, Duration) {
+    let default_lease = exchange.saturating_add(store).saturating_add(LEASE_MARGIN);
+    // The cache's own checks, on a throwaway generation counter.
+    let check: TokenCheck = Box::new(move |token| {
+        let c = Cached::new(token.clone(), &policy, accept, &AtomicU64::new(0)).ok()?;
+        Some(c.expires_at.map_or(Duration::MAX, |e| {
+            e.saturating_duration_since(Instant::now())
+        }))
+    });
+    let binding = TierBinding::new(tier, fingerprint, check, default_lease);
+    // The store says a resource server refused this token: the first fetch
+    // replaces it, in the tier too (compare-and-delete), as after a 401
+    // this cache saw itself.
+    if let Some(token) = refused {
+        binding.replacing(token);
     }
+    let wait = wait.saturating_add(binding.lease());
+    (fetcher.with_tier(binding), wait)
 }
 
 /// Caches the stored access token if it can still be sent. One issued in

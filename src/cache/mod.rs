@@ -298,12 +298,10 @@ impl TokenCache {
             tracing::debug!(generation, "token invalidated");
             // Never restored from the store again (in the background).
             self.shared.fetcher.refused(&c.token);
-            #[cfg(feature = "redis")]
-            if self.shared.fetcher.has_fleet() {
+            if self.shared.fetcher.tier().is_some() {
                 if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                     let (shared, refused) = (self.shared.clone(), c.clone());
-                    runtime
-                        .spawn(async move { shared.fetcher.fleet_refused(&refused.token).await });
+                    runtime.spawn(async move { shared.fetcher.tier_refused(&refused.token).await });
                 }
             }
         }
@@ -413,11 +411,10 @@ impl TokenCache {
             fetcher.forget_refresh_token(&refresh_token);
         }
         if let Some(cached) = self.shared.current.load_full() {
-            // A fleet's shared token leaves Redis first: no process takes
-            // it up again (`fleet::Inner::revoked`).
-            #[cfg(feature = "redis")]
-            if let Some(fleet) = fetcher.fleet() {
-                fleet.revoked(&cached.token).await;
+            // A fleet's shared token leaves the shared tier first: no
+            // process takes it up again (`TierBinding::revoked`).
+            if let Some(tier) = fetcher.tier() {
+                tier.revoked(&cached.token).await;
             }
             let access_token = cached.token.access_token().clone();
             let hint = TokenTypeHint::AccessToken;

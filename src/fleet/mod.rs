@@ -1,6 +1,11 @@
 //! One token for a whole fleet: a shared Redis tier behind the cache's
 //! fetch (feature `redis`).
 //!
+//! [`RedisTier`] is the Redis implementation of
+//! [`SharedTier`](crate::tier::SharedTier): the protocol below is the
+//! cache's, the same for every tier; this module keeps its contract in
+//! Redis (keys, Lua scripts, encryption, deadlines).
+//!
 //! Every replica of a service has its own [`TokenCache`](crate::TokenCache);
 //! built with [`TokenCacheBuilder::redis`](crate::cache::TokenCacheBuilder::redis),
 //! they share one token through Redis, and one process of the fleet fetches
@@ -176,29 +181,30 @@
 //! ```
 #![doc = include_str!("../docs/fleet.md")]
 
+use std::collections::HashSet;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::cache::TokenCacheBuilder;
 use crate::store::ConfigFingerprint;
-use crate::token::Token;
 
 // One concept a file: `target` (the URLs, TLS settings, the redis crate's
 // client), `conn` (the connection, deadlines, the outage log, the Lua
-// scripts), `value` (what a token key holds, encryption), `flow` (read,
-// lease, fetch, publish, wait), `refusals` (the fleet's record of 401s and
-// its backoff step). This file: the public handle.
+// scripts), `value` (what a token key holds, encryption), `tier` (each
+// `SharedTier` call in Redis), `refusals` (the fleet's record of 401s and
+// its backoff step). This file: the public handle. The fetch's protocol
+// (read, lease, fetch, publish, wait) is the cache's (`crate::tier`).
 mod conn;
-mod flow;
 mod refusals;
 mod target;
+mod tier;
 mod value;
 
 use conn::Conn;
-pub(crate) use refusals::FleetStep;
 use target::Target;
-use value::{Sealer, TokenHash};
+use value::Sealer;
 
 /// The fleet's shared token tier in Redis; give it to
 /// [`TokenCacheBuilder::redis`](crate::cache::TokenCacheBuilder::redis).
@@ -225,6 +231,9 @@ pub struct RedisTier {
     lease: Option<Duration>,
     poll_interval: Duration,
     stats: Arc<Counters>,
+    /// The configurations whose lease lock this crate did not write was
+    /// logged at WARN (once, until a lease is taken again).
+    lock_trouble: Arc<Mutex<HashSet<ConfigFingerprint>>>,
 }
 
 impl fmt::Debug for RedisTier {
@@ -285,6 +294,7 @@ impl RedisTier {
             lease: None,
             poll_interval: Self::DEFAULT_POLL_INTERVAL,
             stats: Arc::default(),
+            lock_trouble: Arc::default(),
         }
     }
 
@@ -388,86 +398,17 @@ impl RedisTier {
     pub fn stats(&self) -> FleetStats {
         self.stats.snapshot()
     }
-
-    /// The tier for one cache: its keys, its lease.
-    pub(crate) fn bind(self, fingerprint: ConfigFingerprint, default_lease: Duration) -> Inner {
-        let tag = format!("tower-oauth2:{}:{{{fingerprint}}}", self.namespace);
-        let lease = self.lease.unwrap_or(default_lease);
-        Inner {
-            conn: self.conn,
-            token_key: format!("{tag}:token"),
-            lock_key: format!("{tag}:lock"),
-            refused_key: format!("{tag}:refused"),
-            fingerprint,
-            sealer: self.sealer,
-            lease,
-            hold_limit: default_lease.saturating_mul(FETCH_EXCHANGES).max(lease),
-            poll_interval: self.poll_interval,
-            handed: Mutex::new(None),
-            lock_trouble: AtomicBool::new(false),
-            step_seen: Mutex::new(None),
-            stats: self.stats,
-        }
-    }
 }
 
-/// The most token requests one fetch sends (a refresh token refused, then
-/// the grant, each with a DPoP nonce resend): the lease holder renews its
-/// lease for that many default leases at most.
-const FETCH_EXCHANGES: u32 = 4;
-
-/// One cache's view of the tier.
-pub(crate) struct Inner {
-    /// The tier's connection, shared with every cache bound to it.
-    conn: Arc<Conn>,
-    token_key: String,
-    lock_key: String,
-    /// The fleet's record of 401s (`refusals`).
-    refused_key: String,
-    fingerprint: ConfigFingerprint,
-    sealer: Option<Sealer>,
-    lease: Duration,
-    /// How long a holder renews its lease at most.
-    hold_limit: Duration,
-    poll_interval: Duration,
-    /// The hash of the token this process uses now: the one the next fetch
-    /// replaces.
-    handed: Mutex<Option<TokenHash>>,
-    /// Whether a lock this crate did not write was logged (WARN once,
-    /// until a lease is taken again).
-    lock_trouble: AtomicBool,
-    /// The end of the last running step of the fleet's read here
-    /// (`refusals::bounded`).
-    step_seen: Mutex<Option<refusals::SeenStep>>,
-    stats: Arc<Counters>,
-}
-
-impl Inner {
-    /// The lease this cache takes.
-    pub(crate) fn lease(&self) -> Duration {
-        self.lease
-    }
-}
-
-impl fmt::Debug for Inner {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisTier")
-            .field("token_key", &self.token_key)
-            .field("lease", &self.lease)
-            .finish_non_exhaustive()
-    }
-}
-
-/// How a cache checks a token: how long it may still be sent, or `None`
-/// if the cache would refuse it (expired, not a bearer token, bytes not
-/// allowed in a header).
-pub(crate) struct TokenCheck(pub(crate) Box<TokenCheckFn>);
-
-type TokenCheckFn = dyn Fn(&Token) -> Option<Duration> + Send + Sync;
-
-impl TokenCheck {
-    fn remaining(&self, token: &Token) -> Option<Duration> {
-        (self.0)(token)
+impl TokenCacheBuilder {
+    /// Shares tokens with the rest of the fleet through Redis: tokens are
+    /// read from `tier` before any token request, and one process of the
+    /// fleet fetches at a time. See [`crate::fleet`]. The default
+    /// [`wait_timeout`](Self::wait_timeout) grows by the tier's lease.
+    /// The same as [`shared_tier`](Self::shared_tier) with a [`RedisTier`].
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn redis(self, tier: RedisTier) -> Self {
+        self.shared_tier(tier)
     }
 }
 

@@ -17,7 +17,6 @@ use std::time::SystemTime;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
-use sha2::{Digest, Sha256};
 
 use crate::store::{from_json, to_json, ConfigFingerprint, StoredToken};
 use crate::token::{IssuedAt, Token};
@@ -25,31 +24,7 @@ use crate::token::{IssuedAt, Token};
 /// The length of the hash in front of a value, in hex digits.
 pub(super) const HASH_HEX: usize = 64;
 
-/// SHA-256 of an access token: names a token in Redis without revealing it.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) struct TokenHash([u8; 32]);
-
-impl TokenHash {
-    pub(super) fn of(token: &Token) -> Self {
-        TokenHash(Sha256::digest(token.access_token().expose_secret().as_bytes()).into())
-    }
-
-    pub(super) fn hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
-    pub(super) fn from_hex(hex: &[u8]) -> Option<Self> {
-        let s = std::str::from_utf8(hex).ok()?;
-        ConfigFingerprint::from_hex(s).map(|fp| TokenHash(*fp.as_bytes()))
-    }
-}
-
-impl fmt::Debug for TokenHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // A hash of a secret: only its first bytes, enough to tell two apart.
-        write!(f, "TokenHash({}…)", &self.hex()[..8])
-    }
-}
+pub(super) use crate::tier::TokenHash;
 
 /// The user's 32-byte key for encryption at rest. Never printed.
 #[derive(Clone)]
@@ -132,12 +107,6 @@ impl fmt::Debug for Sealer {
     }
 }
 
-/// A token read back from Redis, with the hash it was stored under.
-pub(super) struct Entry {
-    pub(super) hash: TokenHash,
-    pub(super) token: Token,
-}
-
 /// Encodes `token` for the key `key`.
 pub(super) fn encode(
     token: &Token,
@@ -146,7 +115,7 @@ pub(super) fn encode(
     sealer: Option<&Sealer>,
 ) -> Result<Vec<u8>, String> {
     let json = to_json(&StoredToken::new(token.clone(), fingerprint));
-    let mut out = TokenHash::of(token).hex().into_bytes();
+    let mut out = TokenHash::of(token).to_hex().into_bytes();
     out.push(b'\n');
     match sealer {
         None => {
@@ -174,8 +143,8 @@ pub(super) fn encode(
 }
 
 /// The hash in front of a value, if it has one.
-pub(super) fn hash_of(value: &[u8]) -> Option<TokenHash> {
-    TokenHash::from_hex(value.get(..HASH_HEX)?)
+fn hash_of(value: &[u8]) -> Option<TokenHash> {
+    TokenHash::from_hex(std::str::from_utf8(value.get(..HASH_HEX)?).ok()?)
 }
 
 /// Decodes a value read from `key`. The error says why it is not usable,
@@ -188,7 +157,7 @@ pub(super) fn decode(
     fingerprint: ConfigFingerprint,
     key: &str,
     sealer: Option<&Sealer>,
-) -> Result<Entry, &'static str> {
+) -> Result<Token, &'static str> {
     let hash = hash_of(value).ok_or("no token hash in front")?;
     let body = value
         .get(HASH_HEX + 1..)
@@ -220,7 +189,7 @@ pub(super) fn decode(
     if TokenHash::of(&token) != hash {
         return Err("its hash does not match its token");
     }
-    Ok(Entry { hash, token })
+    Ok(token)
 }
 
 /// Another machine's clock may run a little ahead: a token issued "in the

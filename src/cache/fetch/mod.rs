@@ -17,8 +17,10 @@ use crate::token::Token;
 use crate::transport::HttpTransport;
 
 mod record;
+mod shared;
 
 pub(super) use record::Recorder;
+pub(super) use shared::{FleetStep, TierBinding, TokenCheck};
 
 pub(super) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
@@ -88,21 +90,14 @@ impl Fetcher {
         self.recorder.refused_now(token).await;
     }
 
-    /// A resource server refused `token`: it leaves the fleet's Redis now
+    /// A resource server refused `token`: it leaves the shared tier now
     /// (unless the fleet's 401 step runs for it), so that no cache built
     /// later (a keyed layer's evicted key coming back, a new process) takes
     /// it up before this cache's next fetch would have removed it.
-    #[cfg(feature = "redis")]
-    pub(super) async fn fleet_refused(&self, token: &Token) {
-        if let Some((fleet, check)) = &self.fleet {
-            fleet.refused(check, token).await;
+    pub(super) async fn tier_refused(&self, token: &Token) {
+        if let Some(tier) = &self.tier {
+            tier.refused(token).await;
         }
-    }
-
-    /// Whether this cache shares its tokens through the fleet's tier.
-    #[cfg(feature = "redis")]
-    pub(super) fn has_fleet(&self) -> bool {
-        self.fleet.is_some()
     }
 
     /// The configured grant; `None` for a cache built from a refresh token.
@@ -137,10 +132,9 @@ struct RefreshToken {
 /// A new token, and what came with it.
 pub(super) struct Fetched {
     pub(super) token: Token,
-    /// The fleet's backoff step of refetches-on-401 for it, if Redis holds
-    /// a record of one (`fleet/refusals.rs`): for the cache's own record.
-    #[cfg(feature = "redis")]
-    pub(super) fleet_step: Option<crate::fleet::FleetStep>,
+    /// The fleet's backoff step of refetches-on-401 for it, if the shared
+    /// tier holds a record of one: for the cache's own record.
+    pub(super) fleet_step: Option<FleetStep>,
 }
 
 /// Where tokens come from, and where each new one is recorded.
@@ -150,9 +144,8 @@ pub(super) struct Fetcher {
     primary: Option<TokenRequest>,
     refresh: Mutex<RefreshToken>,
     recorder: Recorder,
-    /// The fleet's shared tier, and how this cache checks its tokens.
-    #[cfg(feature = "redis")]
-    fleet: Option<(crate::fleet::Inner, crate::fleet::TokenCheck)>,
+    /// The fleet's shared tier, bound to this cache.
+    tier: Option<TierBinding>,
 }
 
 impl Fetcher {
@@ -170,19 +163,13 @@ impl Fetcher {
                 refused: None,
             }),
             recorder,
-            #[cfg(feature = "redis")]
-            fleet: None,
+            tier: None,
         }
     }
 
-    /// Gets tokens through the fleet's Redis tier first (`fleet` module).
-    #[cfg(feature = "redis")]
-    pub(super) fn with_fleet(
-        mut self,
-        fleet: crate::fleet::Inner,
-        check: crate::fleet::TokenCheck,
-    ) -> Self {
-        self.fleet = Some((fleet, check));
+    /// Gets tokens through the fleet's shared tier first (`shared`).
+    pub(super) fn with_tier(mut self, tier: TierBinding) -> Self {
+        self.tier = Some(tier);
         self
     }
 
@@ -190,18 +177,18 @@ impl Fetcher {
     /// used. The refresh token is recorded even if the access token beside
     /// it turns out to be unusable: with rotation, the one sent is spent.
     ///
-    /// With the fleet's Redis tier, the token may come from Redis instead
+    /// With the fleet's shared tier, the token may come from it instead
     /// (`dropped`: the cache no longer holds the token being replaced, a
     /// 401 refused it), and is recorded the same way; with it comes what
     /// the fleet's record of 401s says (`Fetched::fleet_step`).
     pub(super) async fn fetch(&self, counters: &Counters, dropped: bool) -> Result<Fetched, Error> {
-        #[cfg(feature = "redis")]
-        let (token, fleet_step) = match &self.fleet {
-            Some((fleet, check)) => {
+        let (token, fleet_step) = match &self.tier {
+            Some(tier) => {
                 use tracing::Instrument;
                 // `source`: whether this process's own token request ran
                 // (as the lease holder, or alone), else the token came
-                // from Redis (the `cache` module docs list the spans).
+                // from the shared tier (the `cache` module docs list the
+                // spans).
                 let span = tracing::debug_span!(
                     "oauth2.fleet_fetch",
                     token_cached = !dropped,
@@ -212,37 +199,24 @@ impl Fetcher {
                     requested.store(true, std::sync::atomic::Ordering::Relaxed);
                     self.request_token(counters).await
                 };
-                let fetched = fleet
-                    .fetch(check, dropped, own)
-                    .instrument(span.clone())
-                    .await;
+                let fetched = tier.fetch(dropped, own).instrument(span.clone()).await;
                 let source = match requested.load(std::sync::atomic::Ordering::Relaxed) {
                     true => "token_endpoint",
-                    false => "redis",
+                    false => "tier",
                 };
                 span.record("source", source);
                 fetched?
             }
             None => (self.request_token(counters).await?, None),
         };
-        #[cfg(not(feature = "redis"))]
-        let token = {
-            let _ = dropped;
-            self.request_token(counters).await?
-        };
         let rotated = self.note_refresh_token(&token);
         self.recorder.record(&token, rotated, counters).await;
-        Ok(Fetched {
-            token,
-            #[cfg(feature = "redis")]
-            fleet_step,
-        })
+        Ok(Fetched { token, fleet_step })
     }
 
-    /// The fleet's tier, when the cache has one.
-    #[cfg(feature = "redis")]
-    pub(super) fn fleet(&self) -> Option<&crate::fleet::Inner> {
-        self.fleet.as_ref().map(|(fleet, _)| fleet)
+    /// The fleet's shared tier, when the cache has one.
+    pub(super) fn tier(&self) -> Option<&TierBinding> {
+        self.tier.as_ref()
     }
 
     fn refresh(&self) -> MutexGuard<'_, RefreshToken> {

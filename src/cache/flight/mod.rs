@@ -449,7 +449,6 @@ impl TokenCache {
         shared.counters.token_admitted(&admitted, &shared.policy);
         let cached = Arc::new(admitted?);
         // Before the token is stored: a 401 for it must find the step.
-        #[cfg(feature = "redis")]
         if let Some(step) = fetched.fleet_step {
             self.join_fleet_step(step);
         }

@@ -1,103 +1,25 @@
-//! The resource servers' 401s for the cached tokens, and the backoff once
-//! new tokens are refused too (ARCHITECTURE.md, invariant 6).
-//!
-//! A 401 that a new token may fix invalidates the token that was sent, so
-//! the next caller fetches a new one. But when the token sent was itself
-//! fetched after a 401 (its generation is newer than the last one a 401
-//! invalidated) and no answer other than 401 came for the current token
-//! since, new tokens evidently do not help (a wrong audience, a proxy that
-//! refuses everything): further refetches back off, by default 1 s doubling
-//! to 5 min, jittered, and the 401s pass through meanwhile. The first 401
-//! after a backoff step gets one new token again; that token's 401 starts
-//! the next, longer step. Any answer other than 401 for the current token
-//! ends it all. Background refresh before expiry is not affected.
-//!
-//! The record is kept per resource server (its origin, [`Resource`]): a
-//! token one API refuses and another accepts is refused by the first,
-//! whatever the second answers, so the second's answers end only its own
-//! record. Without that, each 200 from the second would end the first's
-//! backoff, and every 401 from the first would cost a token request.
-//!
-//! Every answer pays one relaxed load of `unsettled`, written only by 401s
-//! and by the answers that end their records; the answer's origin is only
-//! looked at when that flag is set, or on a 401.
-//!
-//! With the fleet's Redis tier (feature `redis`) the steps are shared
-//! (`fleet/refusals.rs`), whose record is per token, not per resource: a
-//! step started here for a resource is written to Redis; a fetch that finds
-//! the fleet's step running joins it ([`RefusalState::join`]) in the record
-//! of the resource whose 401 led to the last refetch here, or, with none
-//! (a process that has just started), in a record of its own that the
-//! first resource to refuse the token takes over (an answer other than 401
-//! before that ends it here only); and an answer that ends a resource's
-//! record in which a step ran ends the fleet's too. Those writes are
-//! spawned: a 401 never waits for Redis.
+//! The record of 401s as a pure state machine: one state per resource
+//! server ([`RefusalState`], random values passed in), and the list of
+//! them ([`Records`]), bounded. `TokenCache`'s side is in `mod.rs`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use http::uri::{Authority, Scheme};
-use http::Uri;
-
-use super::policy::{unit_random, Backoff};
-use super::TokenCache;
-
-/// The resource server an answer came from, as the record of 401s keys it:
-/// `scheme://host:port`, in lower case, the default port filled in. Every
-/// path-only (origin-form) URI has one key: they all go over the connection
-/// the layer was put on.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Resource(Option<Box<str>>);
-
-impl Resource {
-    /// The resource server `uri` goes to.
-    pub(crate) fn of(uri: &Uri) -> Resource {
-        Resource::at(uri.scheme(), uri.authority())
-    }
-
-    /// The resource server at `scheme` and `authority` (both `None` for a
-    /// path-only URI).
-    pub(crate) fn at(scheme: Option<&Scheme>, authority: Option<&Authority>) -> Resource {
-        let (Some(scheme), Some(authority)) = (scheme, authority) else {
-            return Resource(None);
-        };
-        let scheme = scheme.as_str().to_ascii_lowercase();
-        let port = authority.port_u16().or(match scheme.as_str() {
-            "https" => Some(443),
-            "http" => Some(80),
-            _ => None,
-        });
-        let host = authority.host().to_ascii_lowercase();
-        let origin = match port {
-            Some(port) => format!("{scheme}://{host}:{port}"),
-            None => format!("{scheme}://{host}"),
-        };
-        Resource(Some(origin.into_boxed_str()))
-    }
-}
+use super::Resource;
+use crate::cache::policy::Backoff;
+use crate::tier::StepStarted;
 
 /// How many resource servers' records are kept at most: past it, the
 /// oldest with no step running is forgotten (it then costs at most one
 /// more token request), so a client of many APIs keeps a bounded record.
 const MAX_RESOURCES: usize = 64;
 
-/// The record of 401s, one per cache, kept per resource server.
-#[derive(Default)]
-pub(super) struct Refusals {
-    /// Whether `state` holds any record: read by every answer, so that one
-    /// with nothing to settle takes no lock.
-    unsettled: AtomicBool,
-    state: Mutex<Records>,
-}
-
 /// Guarded by `Refusals::state`.
 #[derive(Debug, Default)]
-struct Records {
+pub(super) struct Records {
     /// One state per resource server, none of them the default (no
     /// record); `None` for a fleet step joined before any 401 here (no
     /// resource to put it on), until a resource refuses the token.
-    list: Vec<(Option<Resource>, RefusalState)>,
+    pub(super) list: Vec<(Option<Resource>, RefusalState)>,
     /// The resource whose 401 last invalidated a token: a fleet step the
     /// fetch after it finds is that resource's.
     last_refetch: Option<Resource>,
@@ -148,7 +70,7 @@ impl Records {
     /// [`RefusalState::on_refusal`]). A fleet step joined with no resource
     /// becomes the step of the first resource to refuse the token: its
     /// 401s pass through while the step runs, and its answer ends it.
-    fn on_refusal(
+    pub(super) fn on_refusal(
         &mut self,
         from: &Resource,
         sent: u64,
@@ -173,7 +95,7 @@ impl Records {
     /// An answer other than 401 from `from` for the current token: ends
     /// that resource's record (and one joined with no resource). The steps
     /// that ran in it; `None` if there was no record.
-    fn settle(&mut self, from: &Resource) -> Option<u32> {
+    pub(super) fn settle(&mut self, from: &Resource) -> Option<u32> {
         let unplaced = self.position(None).map(|i| self.list.remove(i));
         let own = self.position(Some(from)).map(|i| self.list.remove(i).1);
         match (own, unplaced) {
@@ -188,8 +110,7 @@ impl Records {
     /// Joins the fleet's step `number` (`until`: while it runs) in the
     /// record of the resource whose 401 led to the last refetch, or in the
     /// one of its own. Whether a step now runs here that did not.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-    fn join(&mut self, number: u32, until: Option<Instant>, now: Instant) -> bool {
+    pub(super) fn join(&mut self, number: u32, until: Option<Instant>, now: Instant) -> bool {
         let key = self.last_refetch.clone();
         let joined = self.entry(key.as_ref()).join(number, until);
         self.prune(now);
@@ -199,14 +120,14 @@ impl Records {
 
 /// One resource server's record; the default is "nothing to settle".
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct RefusalState {
+pub(super) struct RefusalState {
     /// The newest generation a 401 invalidated: newer tokens were fetched
     /// because of a 401.
     refused: Option<u64>,
     /// Backoff steps taken since the last answer other than 401.
     steps: u32,
     /// Until when 401s pass through; `None` when no step is running.
-    until: Option<Instant>,
+    pub(super) until: Option<Instant>,
 }
 
 /// What a 401 that a new token may fix leads to, as
@@ -222,25 +143,7 @@ pub(crate) enum RefusalDecision {
     /// New tokens are refused too: nothing was invalidated, and nothing is
     /// to be fetched; the 401 passes through. `Some` for the 401 that
     /// started a backoff step.
-    BackedOff(Option<Step>),
-}
-
-/// What a process writes to the fleet's record of 401s.
-#[cfg(feature = "redis")]
-enum FleetWrite {
-    /// A backoff step started here.
-    Step(Step),
-    /// An answer other than 401 for the token: the backoff ends.
-    End,
-}
-
-/// A backoff step that a 401 started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Step {
-    /// 1 for the first step since the last answer other than 401.
-    pub(crate) number: u32,
-    /// How long 401s pass through.
-    pub(crate) delay: Duration,
+    BackedOff(Option<StepStarted>),
 }
 
 impl RefusalState {
@@ -268,7 +171,7 @@ impl RefusalState {
             let delay = backoff.delay(self.steps, unit_random(), None, None);
             self.until = Some(later(now, delay));
             let number = self.steps;
-            return RefusalDecision::BackedOff(Some(Step { number, delay }));
+            return RefusalDecision::BackedOff(Some(StepStarted { number, delay }));
         }
         self.refused = Some(sent);
         RefusalDecision::Refetch
@@ -278,7 +181,6 @@ impl RefusalState {
     /// numbered after it, and, with `until`, the 401s pass through until
     /// then (or later, if a step of this process's runs longer). Whether a
     /// step now runs here that did not.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     fn join(&mut self, number: u32, until: Option<Instant>) -> bool {
         self.steps = self.steps.max(number);
         match until {
@@ -291,177 +193,10 @@ impl RefusalState {
 }
 
 /// `now + delay`, or a day from now if that cannot be represented.
-fn later(now: Instant, delay: Duration) -> Instant {
+pub(super) fn later(now: Instant, delay: Duration) -> Instant {
     now.checked_add(delay)
         .or_else(|| now.checked_add(Duration::from_secs(86_400)))
         .unwrap_or(now)
-}
-
-impl Refusals {
-    fn lock(&self) -> MutexGuard<'_, Records> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Keeps `unsettled` true exactly while `state` holds a record.
-    fn note(&self, state: &Records) {
-        let unsettled = !state.list.is_empty();
-        if self.unsettled.load(Ordering::Relaxed) != unsettled {
-            self.unsettled.store(unsettled, Ordering::Relaxed);
-        }
-    }
-}
-
-impl TokenCache {
-    /// An answer other than 401, from the resource server `from` names,
-    /// for the request sent with generation `sent`: if that is the current
-    /// token, that resource's record of 401s ends. One relaxed load while
-    /// there is no record; `from` is only called when there is one.
-    #[inline]
-    pub(crate) fn answered(&self, sent: u64, from: impl FnOnce() -> Resource) {
-        if self.shared.refusals.unsettled.load(Ordering::Relaxed) {
-            self.settle_refusals(sent, &from());
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn settle_refusals(&self, sent: u64, from: &Resource) {
-        let refusals = &self.shared.refusals;
-        let steps = {
-            let mut state = refusals.lock();
-            if self.current_generation() != Some(sent) {
-                return;
-            }
-            let Some(steps) = state.settle(from) else {
-                return;
-            };
-            refusals.note(&state);
-            steps
-        };
-        tracing::debug!(
-            generation = sent,
-            "the token was taken: a 401 gets a new token again"
-        );
-        // A step ran here (or was joined): the fleet's ends too.
-        #[cfg(feature = "redis")]
-        if steps > 0 {
-            self.spawn_fleet_write(sent, FleetWrite::End);
-        }
-        #[cfg(not(feature = "redis"))]
-        let _ = steps;
-    }
-
-    /// A 401 that a new token may fix, from the resource server `from`, for
-    /// the request sent with generation `sent`: invalidates that token and
-    /// says to get a new one, unless new tokens were refused by that
-    /// resource too (then `backoff` sets how long its 401s pass through).
-    /// Counts a 401 passed through.
-    pub(crate) fn refused(&self, sent: u64, from: &Resource, backoff: &Backoff) -> RefusalDecision {
-        let refusals = &self.shared.refusals;
-        let decision = {
-            let mut state = refusals.lock();
-            let current = self.current_generation();
-            let now = Instant::now();
-            let decision = state.on_refusal(from, sent, current, now, backoff, unit_random);
-            refusals.note(&state);
-            // Under the lock, so that no other 401 sees `sent` current.
-            if decision == RefusalDecision::Refetch {
-                self.invalidate(sent);
-            }
-            decision
-        };
-        if let RefusalDecision::BackedOff(step) = decision {
-            self.shared.counters.backed_off();
-            // A step starts: the resource refused this token (it stays in
-            // use while new ones are refused too), so the store must not
-            // restore it after a restart (in the background).
-            if step.is_some() {
-                if let Some(c) = self.shared.current.load().as_ref() {
-                    if c.generation == sent {
-                        self.shared.fetcher.refused(&c.token);
-                    }
-                }
-            }
-            #[cfg(feature = "redis")]
-            if let Some(step) = step {
-                self.spawn_fleet_write(sent, FleetWrite::Step(step));
-            }
-            #[cfg(not(feature = "redis"))]
-            let _ = step;
-        }
-        decision
-    }
-
-    /// Joins the fleet's backoff step that a fetch found (`fleet/refusals.rs`),
-    /// before its token is cached.
-    #[cfg(feature = "redis")]
-    pub(super) fn join_fleet_step(&self, step: crate::fleet::FleetStep) {
-        let refusals = &self.shared.refusals;
-        let joined = {
-            let mut state = refusals.lock();
-            let now = Instant::now();
-            let until = step.remaining.map(|left| later(now, left));
-            let joined = state.join(step.number, until, now);
-            refusals.note(&state);
-            joined
-        };
-        if joined {
-            tracing::warn!(
-                step = step.number,
-                backoff = ?step.remaining,
-                "the fleet found that new tokens are refused too: this process's 401s are \
-                 returned as they come, with no new token, until the fleet's backoff step has passed"
-            );
-        }
-    }
-
-    /// Writes a step started here to Redis, or ends the fleet's step, for
-    /// the token of generation `sent` (if still cached), in a task of its
-    /// own: best-effort, and only on a runtime.
-    #[cfg(feature = "redis")]
-    fn spawn_fleet_write(&self, sent: u64, write: FleetWrite) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let cached = self.shared.current.load_full();
-        let Some(cached) = cached.filter(|c| c.generation == sent) else {
-            return;
-        };
-        if self.shared.fetcher.fleet().is_none() {
-            return;
-        }
-        let cache = self.clone();
-        runtime.spawn(async move {
-            let Some(fleet) = cache.shared.fetcher.fleet() else {
-                return;
-            };
-            match write {
-                FleetWrite::Step(step) => {
-                    fleet
-                        .share_step(&cached.token, step.number, step.delay)
-                        .await;
-                }
-                FleetWrite::End => fleet.end_steps(&cached.token).await,
-            }
-        });
-    }
-
-    /// For `TokenCache::status`: the latest end of a 401 backoff step
-    /// running at `now`, over every resource server's record.
-    pub(super) fn unauthorized_backoff_until(&self, now: Instant) -> Option<Instant> {
-        let state = self.shared.refusals.lock();
-        let running = state.list.iter().filter_map(|(_, s)| s.until);
-        running.filter(|until| now < *until).max()
-    }
-
-    /// Counts a 401 that asks for other credentials than a token.
-    pub(crate) fn count_other_scheme(&self) {
-        self.shared.counters.other_scheme();
-    }
-
-    fn current_generation(&self) -> Option<u64> {
-        self.shared.current.load().as_ref().map(|c| c.generation)
-    }
 }
 
 #[cfg(test)]
@@ -478,7 +213,7 @@ mod tests {
     }
 
     fn step(number: u32, delay: f64) -> RefusalDecision {
-        RefusalDecision::BackedOff(Some(Step {
+        RefusalDecision::BackedOff(Some(StepStarted {
             number,
             delay: secs(delay),
         }))
@@ -695,22 +430,6 @@ mod tests {
 
     fn at(origin: &str) -> Resource {
         Resource::of(&origin.parse().unwrap())
-    }
-
-    #[test]
-    fn resources_are_origins_with_the_default_port_filled_in() {
-        assert_eq!(
-            at("https://API.example.com/x?y"),
-            at("https://api.example.com:443/z")
-        );
-        assert_eq!(at("http://127.0.0.1/x"), at("http://127.0.0.1:80/"));
-        assert_ne!(
-            at("https://api.example.com/x"),
-            at("http://api.example.com/x")
-        );
-        assert_ne!(at("http://127.0.0.1:1/x"), at("http://127.0.0.1:2/x"));
-        assert_eq!(at("/pkg.Svc/Method"), at("/other"));
-        assert_ne!(at("/pkg.Svc/Method"), at("https://api.example.com/"));
     }
 
     #[test]
