@@ -1,7 +1,8 @@
 //! Every path that fetches a token sends the same token request, byte for
 //! byte: the first fetch, the refetch after a 401, a background refresh
 //! before expiry, the fleet's lease holder (a real `redis-server`), and the
-//! fallback to the configured grant once a refresh token is refused. A
+//! fallback to the configured grant once a refresh token is refused (the
+//! refresh itself names the same `resource`). A
 //! path that built its own request (and dropped the `resource`, say) would
 //! get a token for another API.
 #![cfg(feature = "redis")]
@@ -103,6 +104,9 @@ async fn every_path_to_a_new_token_sends_the_same_token_request() {
     assert_eq!(server.token_requests(), 7);
 
     let bodies: Vec<String> = server.received().into_iter().map(|r| r.body).collect();
-    let refresh = "grant_type=refresh_token&refresh_token=rt-x";
+    // RFC 8707 §2.2: the refresh names the same resource, so the new
+    // token is for the same API (no scope: RFC 6749 §6, the one granted).
+    let refresh = "grant_type=refresh_token&refresh_token=rt-x\
+                   &resource=https%3A%2F%2Forders.example%2F";
     assert_eq!(bodies, [BODY, BODY, BODY, BODY, BODY, refresh, BODY]);
 }

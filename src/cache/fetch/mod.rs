@@ -227,7 +227,15 @@ impl Fetcher {
     async fn request_token(&self, counters: &Counters) -> Result<Token, Error> {
         let refresh_token = self.refresh().current.clone();
         if let Some(refresh_token) = refresh_token {
-            let request = TokenRequest::refresh_token(refresh_token);
+            let mut request = TokenRequest::refresh_token(refresh_token);
+            // RFC 8707 §2.2: the same resources as the grant it refreshes,
+            // so the new token is for the same API (a refresh token issued
+            // for several could get one for any). No scope: RFC 6749 §6
+            // then grants the scope granted before, which may be narrower
+            // than the one asked for.
+            for resource in self.primary.iter().flat_map(|p| p.plain_params("resource")) {
+                request = request.resource(resource.to_owned());
+            }
             match counters.token_request(self.endpoint.fetch(request)).await {
                 Err(e) if e.oauth_error().map(|r| r.error()) == Some(&ErrorCode::InvalidGrant) => {
                     self.refresh_token_refused(e)?
