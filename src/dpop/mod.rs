@@ -54,6 +54,8 @@ use sha2::{Digest as _, Sha256};
 use crate::error::Error;
 use crate::jose::{Algorithm, KeyError, KeyErrorKind, SigningKey};
 
+mod possession;
+
 /// The request header that carries a proof.
 pub const DPOP: &str = "dpop";
 /// The response header that carries a server's nonce.

@@ -125,10 +125,9 @@ macro_rules! define_inner_service_accessors {
 
 use define_inner_service_accessors;
 
+mod authorize;
 mod buffer;
 mod destinations;
-#[cfg(feature = "dpop")]
-mod dpop;
 mod error;
 mod future;
 mod keyed;
