@@ -138,6 +138,7 @@ where
     /// polled ready) now, or by the future once a token is fetched; with
     /// `replay`, the copy kept to resend it (when there is none, where it
     /// went is noted: its answers are recorded for that resource server).
+    #[inline]
     pub(crate) fn send(
         inner: &mut S,
         mut req: Request<B>,
