@@ -159,7 +159,12 @@ where
                         generation,
                         proof,
                     };
-                    return ResponseFuture::authorized(step, policy, replay, sent_to);
+                    // A literal `None` when there is no copy: moving an
+                    // empty `Option<Replay>` still copies all its bytes.
+                    let Some(copy) = replay else {
+                        return ResponseFuture::authorized(step, policy, None, sent_to);
+                    };
+                    return ResponseFuture::authorized(step, policy, Some(copy), sent_to);
                 }
                 // No proof, no request: the error comes out of the future.
                 Err(e) => Box::pin(std::future::ready(Err(e))),
