@@ -290,6 +290,15 @@ fn main() {
         return;
     }
 
+    if std::env::var("HOT_PATH_SIZES").is_ok() {
+        type Future = tower_oauth2::layer::ResponseFuture<common::Noop, Body>;
+        println!(
+            "ResponseFuture<Noop, _>: {} bytes",
+            std::mem::size_of::<Future>()
+        );
+        return;
+    }
+
     if let Ok(name) = std::env::var("HOT_PATH_CALLGRIND") {
         if let Some(part) = name.strip_prefix("part:") {
             let calls: u64 = std::env::var("HOT_PATH_CALLS")

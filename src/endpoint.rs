@@ -45,6 +45,7 @@ use tracing::Instrument;
 
 use crate::error::{excerpt, redact, Error, ErrorCode, ErrorResponse};
 use crate::exchange::{self, retry_after, Limits};
+use crate::proof::ProofKey;
 use crate::request::{ClientAuth, RevocationUrl, TokenRequest, TokenUrl};
 use crate::secret::SecretString;
 use crate::token::{form_to_map, IssuedAt, ParseError, Token};
@@ -60,8 +61,10 @@ pub struct TokenEndpoint<S> {
     client: ClientAuth,
     limits: Limits,
     revocation: Option<RevocationUrl>,
-    #[cfg(feature = "dpop")]
-    dpop: Option<crate::dpop::Dpop>,
+    /// The key every token request proves possession of, if any: set by
+    /// DPoP's `TokenEndpoint::dpop`; a cache built on this endpoint, and its
+    /// transports, prove it on resource requests too.
+    pub(crate) proof_key: Option<ProofKey>,
 }
 
 impl<S> TokenEndpoint<S> {
@@ -73,8 +76,7 @@ impl<S> TokenEndpoint<S> {
             client,
             limits: Limits::default(),
             revocation: None,
-            #[cfg(feature = "dpop")]
-            dpop: None,
+            proof_key: None,
         }
     }
 
@@ -109,25 +111,9 @@ impl<S> TokenEndpoint<S> {
         self.revocation.as_ref()
     }
 
-    /// Sends a DPoP proof (RFC 9449) made with `dpop` on every token
-    /// request, and retries once with the server's nonce when it answers
-    /// `use_dpop_nonce`. The token comes back with `token_type` `DPoP`
-    /// (bound to the key) or `Bearer` (a server that does not bind it). A
-    /// [`crate::TokenCache`] built on this endpoint accepts `DPoP` tokens,
-    /// names the key in its fingerprint, and the layer and the reqwest
-    /// middleware send them with a proof per request. See [`crate::dpop`].
-    #[cfg(feature = "dpop")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
-    pub fn dpop(mut self, dpop: crate::dpop::Dpop) -> Self {
-        self.dpop = Some(dpop);
-        self
-    }
-
-    /// The DPoP key and nonces, if DPoP is on.
-    #[cfg(feature = "dpop")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
-    pub fn dpop_key(&self) -> Option<&crate::dpop::Dpop> {
-        self.dpop.as_ref()
+    /// The key every token request proves possession of, if any.
+    pub(crate) fn proof_key(&self) -> Option<&ProofKey> {
+        self.proof_key.as_ref()
     }
 
     pub(crate) fn limits(&self) -> Limits {
@@ -184,8 +170,7 @@ impl<S: HttpClient> TokenEndpoint<S> {
             url: self.url.clone(),
             request: request.clone(),
             limits: self.limits,
-            #[cfg(feature = "dpop")]
-            dpop: self.dpop.clone(),
+            proof_key: self.proof_key.clone(),
         };
         async move {
             let result = match built {
@@ -222,8 +207,7 @@ struct Sent {
     url: TokenUrl,
     request: TokenRequest,
     limits: Limits,
-    #[cfg(feature = "dpop")]
-    dpop: Option<crate::dpop::Dpop>,
+    proof_key: Option<ProofKey>,
 }
 
 impl Sent {
@@ -243,15 +227,14 @@ impl Sent {
         self.read_and_exchange(service).await
     }
 
-    /// One exchange of `built` (with a DPoP proof if DPoP is on).
+    /// One exchange of `built` (with a proof if the endpoint has a key).
     async fn exchange<S: HttpClient>(
         &self,
         service: S,
         built: Result<Outgoing, Error>,
     ) -> Result<Token, Error> {
-        #[cfg(feature = "dpop")]
-        if let Some(dpop) = self.dpop.clone() {
-            return self.with_dpop(service, built, &dpop).await;
+        if let Some(key) = self.proof_key.clone() {
+            return self.with_proofs(service, built, &key).await;
         }
         self.once(service, built?, |_| {}).await
     }
@@ -295,21 +278,19 @@ impl Sent {
             )
         })
     }
-}
-#[cfg(feature = "dpop")]
-impl Sent {
+
     /// The request built as `built`, with a proof; once more with a new
     /// proof (and a new client assertion) if the server answers
     /// `use_dpop_nonce` and a nonce other than the one the proof carried
     /// is known now. Every answer's nonce, a token's included, is kept for
     /// the token endpoint's origin, so the next fetch sends it at once.
-    async fn with_dpop<S: HttpClient>(
+    async fn with_proofs<S: HttpClient>(
         &self,
         service: S,
         built: Result<Outgoing, Error>,
-        dpop: &crate::dpop::Dpop,
+        key: &ProofKey,
     ) -> Result<Token, Error> {
-        let (result, other_nonce) = self.with_proof(service.clone(), built?, dpop).await;
+        let (result, other_nonce) = self.with_proof(service.clone(), built?, key).await;
         let asks_nonce = result
             .as_ref()
             .err()
@@ -320,7 +301,7 @@ impl Sent {
         }
         tracing::debug!("the token endpoint asked for a DPoP nonce; sending the request once more");
         let built = self.request.build_signed(&self.client, &self.url)?;
-        self.with_proof(service, built, dpop).await.0
+        self.with_proof(service, built, key).await.0
     }
 
     /// One exchange of `built` with a fresh proof; also whether, after its
@@ -329,19 +310,18 @@ impl Sent {
         &self,
         service: S,
         mut built: Outgoing,
-        dpop: &crate::dpop::Dpop,
+        key: &ProofKey,
     ) -> (Result<Token, Error>, bool) {
-        let uri = self.url.uri();
-        let sent = match dpop.proof_at_origin(&http::Method::POST, uri, None) {
-            Ok((proof, sent)) => {
-                built.0.headers_mut().insert(crate::dpop::DPOP, proof);
-                sent
-            }
+        let proof = key
+            .prover()
+            .prove_token_request(self.url.uri(), built.0.headers_mut());
+        let sent = match proof {
+            Ok(sent) => sent,
             Err(e) => return (Err(e), false),
         };
         let mut other_nonce = false;
         let result = self
-            .once(service, built, |h| other_nonce = dpop.learn_nonce(&sent, h))
+            .once(service, built, |h| other_nonce = sent.learn_nonce(h))
             .await;
         (result, other_nonce)
     }

@@ -107,6 +107,7 @@ pub mod layer;
 pub mod metrics;
 #[cfg(any(feature = "rustls", feature = "redis"))]
 mod pem;
+mod proof;
 pub mod request;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]

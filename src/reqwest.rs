@@ -101,7 +101,6 @@ use std::task::{Context, Poll};
 
 use ::reqwest::{Client, Request, Response};
 use bytes::Bytes;
-use http::header::AUTHORIZATION;
 use http::Extensions;
 use http_body_util::{BodyExt, Full};
 use reqwest_middleware::{Middleware, Next};
@@ -164,31 +163,50 @@ impl Middleware for OAuth2Middleware {
         };
         // The answers are recorded for the resource server that gave them.
         let from = || Resource::of(&uri);
-        #[cfg(feature = "dpop")]
-        if policy.uses_dpop() {
-            return handle_dpop(policy, req, extensions, next).await;
-        }
         let (header, generation) = policy
             .cache()
             .bearer_header_with_generation()
             .await
             .map_err(token_failure)?;
-        req.headers_mut().insert(AUTHORIZATION, header);
+        let method = req.method().clone();
+        let proof = (policy.authorize_parts(&method, &uri, req.headers_mut(), header))
+            .map_err(token_failure)?;
         let replay = copy_for_resend(policy, &req);
+        let sent_to = proof_url(policy, &req);
         let response = next.clone().run(req, extensions).await?;
+        if followed_redirect(sent_to.as_ref(), &response) {
+            return Ok(response);
+        }
         let (status, headers) = (response.status(), response.headers());
-        let after = policy.after_response(status, headers, generation, replay.is_some(), from);
-        let (lookup, mut replay) = match (after, replay) {
-            (AfterResponse::Resend(lookup), Some(replay)) => (lookup, replay),
+        let after = policy.after_answer(
+            proof.as_ref(),
+            status,
+            headers,
+            generation,
+            replay.is_some(),
+            from,
+        );
+        let (lookup, mut replay, after_refusal) = match (after, replay) {
+            (AfterResponse::Resend(lookup), Some(replay)) => (lookup, replay, true),
+            (AfterResponse::ResendWithNonce(lookup), Some(replay)) => (lookup, replay, false),
             _ => return Ok(response),
         };
         // The refusal is not returned, so its connection is not held while
         // a new token is fetched.
         drop(response);
         let (header, generation) = token_for_resend(policy, lookup).await?;
-        policy.resend_with(replay.headers_mut(), header);
+        if after_refusal {
+            policy.count_resend();
+        }
+        let proof = (policy.authorize_parts(&method, &uri, replay.headers_mut(), header))
+            .map_err(token_failure)?;
+        let sent_to = proof_url(policy, &replay);
         let response = next.run(replay, extensions).await?;
-        policy.after_resend(response.status(), response.headers(), generation, from);
+        if followed_redirect(sent_to.as_ref(), &response) {
+            return Ok(response);
+        }
+        let (status, headers) = (response.status(), response.headers());
+        policy.after_resend_answer(proof.as_ref(), status, headers, generation, from);
         Ok(response)
     }
 }
@@ -199,11 +217,7 @@ impl Middleware for OAuth2Middleware {
 fn copy_for_resend(policy: &AuthPolicy, req: &Request) -> Option<Request> {
     // With DPoP a copy is kept for a nonce's resend too, which is not the
     // 401 retry.
-    #[cfg(feature = "dpop")]
-    let keeps_copies = policy.keeps_copies();
-    #[cfg(not(feature = "dpop"))]
-    let keeps_copies = policy.retries_unauthorized();
-    if keeps_copies {
+    if policy.keeps_copies() {
         req.try_clone()
     } else {
         None
@@ -226,68 +240,10 @@ async fn token_for_resend(
     }
 }
 
-/// [`OAuth2Middleware::handle`] when the tokens go with DPoP proofs: a
-/// fresh proof per request (and per resend), the resource's nonces
-/// remembered, one resend with a new nonce that is no 401 refetch.
-#[cfg(feature = "dpop")]
-async fn handle_dpop(
-    policy: &AuthPolicy,
-    mut req: Request,
-    extensions: &mut Extensions,
-    next: Next<'_>,
-) -> reqwest_middleware::Result<Response> {
-    let uri =
-        http::Uri::try_from(req.url().as_str()).map_err(reqwest_middleware::Error::middleware)?;
-    let cache = policy.cache();
-    let (header, generation) = cache
-        .bearer_header_with_generation()
-        .await
-        .map_err(token_failure)?;
-    let method = req.method().clone();
-    let origin =
-        (policy.authorize_dpop(&method, &uri, req.headers_mut(), header)).map_err(token_failure)?;
-    let replay = copy_for_resend(policy, &req);
-    let sent_to = req.url().clone();
-    let response = next.clone().run(req, extensions).await?;
-    if response.url() != &sent_to {
-        // The client followed a redirect: the answer is another URL's, to
-        // a proof made for this one; it says nothing of this token or of
-        // this origin's nonce.
-        followed_redirect(&sent_to, response.url());
-        return Ok(response);
-    }
-    let (status, headers) = (response.status(), response.headers());
-    let resendable = replay.is_some();
-    let from = || Resource::of(&uri);
-    let after = policy.after_dpop_response(
-        origin.as_ref(),
-        status,
-        headers,
-        generation,
-        resendable,
-        from,
-    );
-    let (lookup, mut replay, nonce) = match (after, replay) {
-        (AfterResponse::Resend(lookup), Some(replay)) => (lookup, replay, false),
-        (AfterResponse::ResendWithNonce(lookup), Some(replay)) => (lookup, replay, true),
-        _ => return Ok(response),
-    };
-    drop(response);
-    let (header, generation) = token_for_resend(policy, lookup).await?;
-    let origin = (policy.authorize_dpop(&method, &uri, replay.headers_mut(), header.clone()))
-        .map_err(token_failure)?;
-    if !nonce {
-        policy.resend_with(replay.headers_mut(), header);
-    }
-    let sent_to = replay.url().clone();
-    let response = next.run(replay, extensions).await?;
-    if response.url() != &sent_to {
-        followed_redirect(&sent_to, response.url());
-        return Ok(response);
-    }
-    let (status, headers) = (response.status(), response.headers());
-    policy.after_dpop_resend(origin.as_ref(), status, headers, generation, from);
-    Ok(response)
+/// The URL `req` goes to, when it goes with a proof (DPoP): its answer is
+/// judged only if it comes from there ([`followed_redirect`]).
+fn proof_url(policy: &AuthPolicy, req: &Request) -> Option<::reqwest::Url> {
+    policy.proof_key().map(|_| req.url().clone())
 }
 
 /// Whether `a` and `b` are one origin (scheme, host, port), as reqwest
@@ -298,19 +254,27 @@ fn same_origin(a: &::reqwest::Url, b: &::reqwest::Url) -> bool {
         && a.port_or_known_default() == b.port_or_known_default()
 }
 
-/// A DPoP request whose answer came from another URL: the client followed
-/// a redirect. To another origin, the proof went there too (reqwest takes
-/// only `Authorization` and cookies off): WARN, once per process, naming
-/// the origins only (a path or query may hold secrets).
-#[cfg(feature = "dpop")]
-fn followed_redirect(from: &::reqwest::Url, to: &::reqwest::Url) {
+/// Whether the answer to a request sent with a proof to `sent` (`None`:
+/// no proof) came from another URL: the client followed a redirect, and
+/// the answer is another URL's, to a proof made for this one; it says
+/// nothing of this token or of this origin's nonce, and is returned as it
+/// is. To another origin, the proof went there too (reqwest takes only
+/// `Authorization` and cookies off): WARN, once per process, naming the
+/// origins only (a path or query may hold secrets).
+fn followed_redirect(sent: Option<&::reqwest::Url>, response: &Response) -> bool {
     static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let (Some(from), to) = (sent, response.url()) else {
+        return false;
+    };
+    if from == to {
+        return false;
+    }
     if same_origin(from, to) {
         tracing::debug!("a redirect was followed; its answer is not judged");
-        return;
+        return true;
     }
     if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
-        return;
+        return true;
     }
     tracing::warn!(
         from = %from.origin().ascii_serialization(),
@@ -319,6 +283,7 @@ fn followed_redirect(from: &::reqwest::Url, to: &::reqwest::Url) {
          proof (not its token); build the client with \
          redirect(tower_oauth2::reqwest::redirect_policy())"
     );
+    true
 }
 
 /// A redirect policy for the `reqwest::Client` under an

@@ -226,6 +226,49 @@ where
     }
 }
 
+/// Looks at the status of each answer when it comes, as a layer that may
+/// react to a 401 must: the fair floor of our layer with the retry off.
+#[derive(Clone)]
+pub struct StatusCheck<S>(S);
+
+/// The inner future; the answer's status is looked at when it is ready.
+pub struct StatusCheckFuture<F>(F);
+
+impl<F, R, E> Future for StatusCheckFuture<F>
+where
+    F: Future<Output = Result<Response<R>, E>> + Unpin,
+{
+    type Output = F::Output;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let out = std::pin::Pin::new(&mut self.0).poll(cx);
+        if let Poll::Ready(Ok(response)) = &out {
+            if response.status() == http::StatusCode::UNAUTHORIZED {
+                black_box(response.headers());
+            }
+        }
+        out
+    }
+}
+
+impl<S, R> Service<Request<Body>> for StatusCheck<S>
+where
+    S: Service<Request<Body>, Response = Response<R>>,
+    S::Future: Unpin,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = StatusCheckFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        StatusCheckFuture(self.0.call(req))
+    }
+}
+
 fn bearer_value(token: &str) -> HeaderValue {
     let mut v = HeaderValue::try_from(format!("Bearer {token}")).expect("header value");
     v.set_sensitive(true);
@@ -246,6 +289,8 @@ pub const CONTENDERS: &[&str] = &[
     "bare",
     "add_authorization",
     "add_authorization_head_copy",
+    "add_authorization_status_check",
+    "rwlock_header_peer",
     "naive_rwlock_format",
     "tower_oauth2",
     "tower_oauth2_no_retry",
@@ -306,6 +351,28 @@ fn contenders_over<I: Inner>(
         let svc =
             tower_http::auth::AddAuthorization::bearer(inner.clone(), token).as_sensitive(true);
         v.visit("add_authorization_head_copy", HeadCopy(svc));
+    }
+
+    // The retry-off layer's fair floor: the same, plus a response future
+    // that looks at the status when the answer comes.
+    if want("add_authorization_status_check") {
+        let svc =
+            tower_http::auth::AddAuthorization::bearer(inner.clone(), token).as_sensitive(true);
+        v.visit("add_authorization_status_check", StatusCheck(svc));
+    }
+
+    // A hand-written peer: the prebuilt header in a `RwLock<Option<_>>`,
+    // read and cloned per request.
+    if want("rwlock_header_peer") {
+        let lock = Arc::new(RwLock::new(Some(bearer_value(token))));
+        let svc = WithHeader {
+            inner: inner.clone(),
+            header: move || {
+                let token = lock.read().expect("lock");
+                token.clone().expect("a token")
+            },
+        };
+        v.visit("rwlock_header_peer", svc);
     }
 
     // A naive cache: a lock around the token string, a header built per request.

@@ -14,6 +14,7 @@ use super::policy::{Backoff, RefreshPolicy};
 use super::stats::Counters;
 use super::{Shared, TokenCache};
 use crate::endpoint::TokenEndpoint;
+use crate::proof::ProofKey;
 use crate::request::TokenRequest;
 use crate::secret::SecretString;
 use crate::store::{ConfigFingerprint, StoredToken, TokenStore};
@@ -32,14 +33,11 @@ impl TokenCache {
     ) -> TokenCacheBuilder {
         let fingerprint = ConfigFingerprint::new(endpoint.url(), endpoint.client(), &request);
         let exchange_timeout = endpoint.exchange_timeout();
-        #[cfg(feature = "dpop")]
-        let dpop = endpoint.dpop_key().cloned();
+        let proof_key = endpoint.proof_key().cloned();
         let builder =
             TokenCacheBuilder::new(fetch::boxed(endpoint), fingerprint, Some(request), None)
                 .exchange_timeout(exchange_timeout);
-        #[cfg(feature = "dpop")]
-        let builder = builder.bound_to(dpop);
-        builder
+        builder.bound_to(proof_key)
     }
 
     /// A cache that gets tokens with a refresh token only (one obtained by an
@@ -56,8 +54,7 @@ impl TokenCache {
         let grant = TokenRequest::refresh_token(refresh_token.clone());
         let fingerprint = ConfigFingerprint::new(endpoint.url(), endpoint.client(), &grant);
         let exchange_timeout = endpoint.exchange_timeout();
-        #[cfg(feature = "dpop")]
-        let dpop = endpoint.dpop_key().cloned();
+        let proof_key = endpoint.proof_key().cloned();
         let builder = TokenCacheBuilder::new(
             fetch::boxed(endpoint),
             fingerprint,
@@ -65,9 +62,7 @@ impl TokenCache {
             Some(refresh_token),
         )
         .exchange_timeout(exchange_timeout);
-        #[cfg(feature = "dpop")]
-        let builder = builder.bound_to(dpop);
-        builder
+        builder.bound_to(proof_key)
     }
 }
 
@@ -91,8 +86,8 @@ pub struct TokenCacheBuilder {
     #[cfg(feature = "metrics")]
     metrics_name: Option<String>,
     tier: Option<Arc<dyn SharedTier>>,
-    #[cfg(feature = "dpop")]
-    dpop: Option<crate::dpop::Dpop>,
+    /// The key the endpoint proves possession of (DPoP), if any.
+    proof_key: Option<ProofKey>,
 }
 
 impl fmt::Debug for TokenCacheBuilder {
@@ -135,8 +130,7 @@ impl TokenCacheBuilder {
             #[cfg(feature = "metrics")]
             metrics_name: None,
             tier: None,
-            #[cfg(feature = "dpop")]
-            dpop: None,
+            proof_key: None,
         }
     }
 
@@ -295,8 +289,7 @@ impl TokenCacheBuilder {
             backoff: self.backoff,
             accept,
             counters,
-            #[cfg(feature = "dpop")]
-            dpop: self.dpop,
+            proof_key: self.proof_key,
             refusals: Default::default(),
         };
         if let Some(token) = stored {
@@ -357,22 +350,19 @@ impl TokenCacheBuilder {
     fn accept(&self) -> Accept {
         Accept {
             any: self.accept_any_token_type,
-            #[cfg(feature = "dpop")]
-            dpop: self.dpop.is_some(),
-            #[cfg(not(feature = "dpop"))]
-            dpop: false,
+            dpop: self.proof_key.is_some(),
         }
     }
 
-    /// Tokens bound to `dpop`'s key (the endpoint's, [`TokenEndpoint::dpop`]):
-    /// `DPoP` tokens are accepted and the key's thumbprint joins the
-    /// fingerprint, so a token stored or shared with another key is not used.
-    #[cfg(feature = "dpop")]
-    fn bound_to(mut self, dpop: Option<crate::dpop::Dpop>) -> Self {
-        if let Some(dpop) = &dpop {
-            self.fingerprint = self.fingerprint.with_dpop_key(dpop.thumbprint());
+    /// Tokens bound to the endpoint's proof key (DPoP's
+    /// `TokenEndpoint::dpop`): `DPoP` tokens are accepted and the key's
+    /// thumbprint joins the fingerprint, so a token stored or shared with
+    /// another key is not used.
+    fn bound_to(mut self, proof_key: Option<ProofKey>) -> Self {
+        if let Some(key) = &proof_key {
+            self.fingerprint = self.fingerprint.with_dpop_key(key.prover().thumbprint());
         }
-        self.dpop = dpop;
+        self.proof_key = proof_key;
         self
     }
 }

@@ -175,9 +175,9 @@ struct Shared {
     backoff: Backoff,
     accept: cached::Accept,
     counters: Counters,
-    /// The DPoP key, when the endpoint has one.
-    #[cfg(feature = "dpop")]
-    dpop: Option<crate::dpop::Dpop>,
+    /// The key requests prove possession of (DPoP), when the endpoint has
+    /// one.
+    proof_key: Option<crate::proof::ProofKey>,
     /// The resource servers' 401s, and their backoff.
     refusals: Refusals,
 }
@@ -227,14 +227,11 @@ impl TokenCache {
         self.shared.counters.snapshot()
     }
 
-    /// The DPoP key and nonces, when the token endpoint sends proofs
-    /// ([`crate::TokenEndpoint::dpop`]): a `DPoP` token's header
-    /// ([`TokenCache::bearer_header`] gives `DPoP <token>` then) must go
-    /// with a proof from it ([`crate::dpop::Dpop::proof`]).
-    #[cfg(feature = "dpop")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
-    pub fn dpop(&self) -> Option<&crate::dpop::Dpop> {
-        self.shared.dpop.as_ref()
+    /// The key requests prove possession of, when the token endpoint has
+    /// one (DPoP): a `DPoP` token's header ([`TokenCache::bearer_header`]
+    /// gives `DPoP <token>` then) must go with a proof from it.
+    pub(crate) fn proof_key(&self) -> Option<&crate::proof::ProofKey> {
+        self.shared.proof_key.as_ref()
     }
 
     pub(crate) fn count_retry(&self) {

@@ -62,6 +62,7 @@ use crate::error::Error;
 use crate::jose::{Algorithm, KeyError, KeyErrorKind, SigningKey};
 
 mod alg;
+mod possession;
 
 pub(crate) use alg::check_offered;
 pub use alg::choose_algorithm;

@@ -404,7 +404,6 @@ impl Destinations {
     /// [`Destinations::origin_form_to`] named the connection's origin
     /// (a DPoP proof's `htu` and a nonce's origin need one); `None` for
     /// any other URI or rule.
-    #[cfg(feature = "dpop")]
     pub(crate) fn absolute(&self, uri: &Uri) -> Option<Uri> {
         let OriginForm::To(origin) = &self.origin_form else {
             return None;

@@ -4,7 +4,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use http::header::AUTHORIZATION;
 use http::{HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tower::util::Oneshot;
@@ -16,6 +15,7 @@ use super::policy::{AfterResponse, AuthPolicy, SentTo};
 use super::replay::Replay;
 use crate::cache::{Cached, Lookup, Resource};
 use crate::error::Error;
+use crate::proof::SentProof;
 
 pub(crate) type TokenFuture =
     Pin<Box<dyn Future<Output = Result<Arc<Cached>, Error>> + Send + 'static>>;
@@ -57,15 +57,6 @@ pin_project! {
     }
 }
 
-/// What a DPoP step keeps to judge its answer's nonce: the origin the
-/// proof went to and the nonce it carried, if a proof was sent.
-#[cfg(feature = "dpop")]
-type NonceOrigin = Option<crate::dpop::ProofTarget>;
-/// Without the `dpop` feature, no DPoP step is ever built: the type has no
-/// value (and the steps take no room).
-#[cfg(not(feature = "dpop"))]
-enum NonceOrigin {}
-
 // `request` and `resend` are `Ready` futures: a value that is there already,
 // which `poll` hands out by value once from behind the pin, so moving it on
 // to the inner service needs no `Option` to unwrap.
@@ -82,11 +73,14 @@ pin_project! {
             service: S,
             request: Ready<Request<B>>,
         },
-        // The request is with the inner service, carrying token `generation`.
+        // The request is with the inner service, carrying token
+        // `generation`, and `proof` when the token is bound to a key (its
+        // answer's nonce is remembered for where the proof went).
         Called {
             #[pin]
             future: S::Future,
             generation: u64,
+            proof: Option<SentProof>,
         },
         // The token was refused and no newer one is cached: waiting for a
         // new one to resend the copy.
@@ -94,28 +88,13 @@ pin_project! {
             token: TokenFuture,
             resend: Ready<Replay<S, B>>,
         },
-        // The copy is with the inner service, carrying token `generation`;
-        // its answer is final.
+        // The copy is with the inner service, carrying token `generation`
+        // (and `proof`, as in `Called`); its answer is final.
         Retrying {
             #[pin]
             future: Oneshot<S, Request<B>>,
             generation: u64,
-        },
-        // `Called` with a DPoP proof: the answer's nonce is remembered for
-        // `origin`. (Steps of their own, so that a bearer request's future
-        // holds no origin and checks for none.)
-        CalledDpop {
-            #[pin]
-            future: S::Future,
-            generation: u64,
-            origin: NonceOrigin,
-        },
-        // `Retrying` with a DPoP proof, as `CalledDpop`.
-        RetryingDpop {
-            #[pin]
-            future: Oneshot<S, Request<B>>,
-            generation: u64,
-            origin: NonceOrigin,
+            proof: Option<SentProof>,
         },
     }
 }
@@ -134,8 +113,6 @@ where
             Step::Called { generation, .. } => ("Called", Some(generation)),
             Step::Refetching { .. } => ("Refetching", None),
             Step::Retrying { generation, .. } => ("Retrying", Some(generation)),
-            Step::CalledDpop { generation, .. } => ("Called", Some(generation)),
-            Step::RetryingDpop { generation, .. } => ("Retrying", Some(generation)),
         };
         out.field("state", &state);
         if let Some(generation) = generation {
@@ -157,65 +134,51 @@ where
         }
     }
 
-    /// A request sent with token `generation`. Where it went is known from
-    /// the copy, or not at all (the answers are recorded for an unnamed
-    /// resource server): prefer [`ResponseFuture::called_to`].
-    pub(crate) fn called(
-        future: S::Future,
-        generation: u64,
+    /// `req`, sent with the token `lookup` found by `inner` (the instance
+    /// polled ready) now, or by the future once a token is fetched; with
+    /// `replay`, the copy kept to resend it (when there is none, where it
+    /// went is noted: its answers are recorded for that resource server).
+    #[inline]
+    pub(crate) fn send(
+        inner: &mut S,
+        mut req: Request<B>,
+        lookup: Lookup,
         policy: AuthPolicy,
         replay: Option<Replay<S, B>>,
-    ) -> Self {
-        let step = Step::Called { future, generation };
-        ResponseFuture::authorized(step, policy, replay, None)
-    }
-
-    /// A request to `sent_to` sent with token `generation`; `sent_to` is
-    /// `None` when `replay` is kept (it has the URI).
-    pub(crate) fn called_to(
-        future: S::Future,
-        generation: u64,
-        policy: AuthPolicy,
-        replay: Option<Replay<S, B>>,
-        sent_to: Option<SentTo>,
-    ) -> Self {
-        let step = Step::Called { future, generation };
-        ResponseFuture::authorized(step, policy, replay, sent_to)
-    }
-
-    /// A request sent with token `generation` and a DPoP proof for
-    /// `origin`; `sent_to` as for [`ResponseFuture::called_to`].
-    #[cfg(feature = "dpop")]
-    pub(crate) fn called_dpop(
-        future: S::Future,
-        generation: u64,
-        policy: AuthPolicy,
-        replay: Option<Replay<S, B>>,
-        origin: NonceOrigin,
-        sent_to: Option<SentTo>,
-    ) -> Self {
-        let step = Step::CalledDpop {
-            future,
-            generation,
-            origin,
+    ) -> Self
+    where
+        S: Clone,
+    {
+        let sent_to = replay.is_none().then(|| SentTo::of(req.uri()));
+        let token = match lookup {
+            Lookup::Ready(header, generation) => match policy.authorize(&mut req, header) {
+                Ok(proof) => {
+                    let future = inner.call(req);
+                    let step = Step::Called {
+                        future,
+                        generation,
+                        proof,
+                    };
+                    // A literal `None` when there is no copy: moving an
+                    // empty `Option<Replay>` still copies all its bytes.
+                    let Some(copy) = replay else {
+                        return ResponseFuture::authorized(step, policy, None, sent_to);
+                    };
+                    return ResponseFuture::authorized(step, policy, Some(copy), sent_to);
+                }
+                // No proof, no request: the error comes out of the future.
+                Err(e) => Box::pin(std::future::ready(Err(e))),
+            },
+            Lookup::Wait => policy.cache().wait_for_token(),
         };
-        ResponseFuture::authorized(step, policy, replay, sent_to)
-    }
-
-    /// A request to send with `service` once `token` is here.
-    pub(crate) fn waiting_for_token(
-        token: TokenFuture,
-        service: S,
-        request: Request<B>,
-        policy: AuthPolicy,
-        replay: Option<Replay<S, B>>,
-    ) -> Self {
-        let sent_to = replay.is_none().then(|| SentTo::of(request.uri()));
-        let request = std::future::ready(request);
+        // The call happens later, in the future: the ready instance goes
+        // with it and a clone stays (clone-then-replace).
+        let clone = inner.clone();
+        let service = std::mem::replace(inner, clone);
         let step = Step::WaitingForToken {
             token,
             service,
-            request,
+            request: std::future::ready(req),
         };
         ResponseFuture::authorized(step, policy, replay, sent_to)
     }
@@ -278,11 +241,16 @@ where
                 service,
                 request,
             } => ready!(send_when_token(policy, token, service, request, cx)),
-            StepProj::Called { future, generation } => {
+            StepProj::Called {
+                future,
+                generation,
+                proof,
+            } => {
                 let response = ready!(future.poll(cx)).map_err(ServiceError::Inner)?;
                 let (status, headers) = (response.status(), response.headers());
-                let resendable = replay.is_some();
-                let after = policy.after_response(status, headers, *generation, resendable, from);
+                let (proof, resendable) = (proof.as_ref(), replay.is_some());
+                let after =
+                    policy.after_answer(proof, status, headers, *generation, resendable, from);
                 let Some(resend) = resend(policy, replay, sent_to, after) else {
                     return Poll::Ready(Ok(response));
                 };
@@ -291,37 +259,17 @@ where
                 drop(response);
                 resend
             }
-            StepProj::CalledDpop {
-                future,
-                generation,
-                origin,
-            } => {
-                let response = ready!(future.poll(cx)).map_err(ServiceError::Inner)?;
-                let resendable = Some(replay.is_some());
-                let after =
-                    after_dpop_answer(policy, origin, &response, *generation, resendable, from);
-                let Some(resend) = resend(policy, replay, sent_to, after) else {
-                    return Poll::Ready(Ok(response));
-                };
-                drop(response);
-                resend
-            }
             StepProj::Refetching { token, resend } => {
                 ready!(resend_when_token(policy, token, resend, cx))
             }
-            StepProj::Retrying { future, generation } => {
-                let response = ready!(future.poll(cx)).map_err(ServiceError::Inner)?;
-                let (status, headers) = (response.status(), response.headers());
-                policy.after_resend(status, headers, *generation, from);
-                return Poll::Ready(Ok(response));
-            }
-            StepProj::RetryingDpop {
+            StepProj::Retrying {
                 future,
                 generation,
-                origin,
+                proof,
             } => {
                 let response = ready!(future.poll(cx)).map_err(ServiceError::Inner)?;
-                after_dpop_answer(policy, origin, &response, *generation, None, from);
+                let (status, headers) = (response.status(), response.headers());
+                policy.after_resend_answer(proof.as_ref(), status, headers, *generation, from);
                 return Poll::Ready(Ok(response));
             }
         };
@@ -340,39 +288,6 @@ fn answered_by<S, B>(sent_to: &Option<SentTo>, replay: &Option<Replay<S, B>>) ->
     }
 }
 
-/// What the answer to a DPoP request (sent with token generation `sent`)
-/// leads to, once its nonce is remembered for `origin`: for a first send,
-/// `resendable` says whether a copy was kept; for a resend it is `None`,
-/// and the answer is final (`Return`).
-#[cfg(feature = "dpop")]
-fn after_dpop_answer<R>(
-    policy: &AuthPolicy,
-    origin: &NonceOrigin,
-    answer: &Response<R>,
-    sent: u64,
-    resendable: Option<bool>,
-    from: impl FnOnce() -> Resource,
-) -> AfterResponse {
-    let (origin, status, headers) = (origin.as_ref(), answer.status(), answer.headers());
-    let Some(resendable) = resendable else {
-        policy.after_dpop_resend(origin, status, headers, sent, from);
-        return AfterResponse::Return;
-    };
-    policy.after_dpop_response(origin, status, headers, sent, resendable, from)
-}
-
-#[cfg(not(feature = "dpop"))]
-fn after_dpop_answer<R>(
-    _: &AuthPolicy,
-    origin: &NonceOrigin,
-    _: &Response<R>,
-    _: u64,
-    _: Option<bool>,
-    _: impl FnOnce() -> Resource,
-) -> AfterResponse {
-    match *origin {}
-}
-
 /// `WaitingForToken`: once the token is here, the request goes to the
 /// inner service with it.
 fn send_when_token<S, B>(
@@ -387,22 +302,14 @@ where
 {
     let cached = ready!(token.as_mut().poll(cx))?;
     let mut request = ready!(Pin::new(request).poll(cx));
-    let (token, generation) = (cached.header.clone(), cached.generation);
-    #[cfg(feature = "dpop")]
-    if policy.uses_dpop() {
-        let (method, uri) = (request.method().clone(), request.uri().clone());
-        let origin = policy.authorize_dpop(&method, &uri, request.headers_mut(), token)?;
-        let future = service.call(request);
-        return Poll::Ready(Ok(Step::CalledDpop {
-            future,
-            generation,
-            origin,
-        }));
-    }
-    let _ = policy;
-    request.headers_mut().insert(AUTHORIZATION, token);
+    let proof = policy.authorize(&mut request, cached.header.clone())?;
     let future = service.call(request);
-    Poll::Ready(Ok(Step::Called { future, generation }))
+    let generation = cached.generation;
+    Poll::Ready(Ok(Step::Called {
+        future,
+        generation,
+        proof,
+    }))
 }
 
 /// After the first answer, judged `after`: the resend of the copy (or the
@@ -420,7 +327,6 @@ where
 {
     let (lookup, after_refusal) = match after {
         AfterResponse::Resend(lookup) => (lookup, true),
-        #[cfg(feature = "dpop")]
         AfterResponse::ResendWithNonce(lookup) => (lookup, false),
         // The copy stays where it is, dropped with the future: moving it
         // out would cost a copy of the request head.
@@ -478,22 +384,13 @@ where
 {
     let (service, mut request) = copy.into_request();
     if after_refusal {
-        policy.resend_with(request.headers_mut(), token.clone());
+        policy.count_resend();
     }
-    #[cfg(feature = "dpop")]
-    if policy.uses_dpop() {
-        let (method, uri) = (request.method().clone(), request.uri().clone());
-        let origin = policy.authorize_dpop(&method, &uri, request.headers_mut(), token)?;
-        return Ok(Step::RetryingDpop {
-            future: service.oneshot(request),
-            generation,
-            origin,
-        });
-    }
-    request.headers_mut().insert(AUTHORIZATION, token);
+    let proof = policy.authorize(&mut request, token)?;
     Ok(Step::Retrying {
         future: service.oneshot(request),
         generation,
+        proof,
     })
 }
 

@@ -21,7 +21,7 @@ use super::future::ResponseFuture;
 use super::policy::AuthPolicy;
 use super::replay::{Replay, ReplayBody, ReplayEmpty};
 use crate::cache::keyed::KeyMap;
-use crate::cache::{Backoff, Lookup, TokenCache};
+use crate::cache::{Backoff, TokenCache};
 use crate::error::Error;
 
 type KeyFn<K> = dyn Fn(&Uri, &HeaderMap) -> Option<K> + Send + Sync;
@@ -377,7 +377,7 @@ where
         self.inner.poll_ready(cx).map_err(ServiceError::Inner)
     }
 
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+    fn call(&mut self, req: Request<B>) -> Self::Future {
         // As in `OAuth2Service::call`: the instance polled ready is the one
         // called, in place on the hot path (ARCHITECTURE.md, invariant 9).
         let shared = &*self.shared;
@@ -394,32 +394,15 @@ where
                 Unmapped::Error => KeyedFuture::unmapped(),
             };
         };
-        #[cfg(feature = "dpop")]
-        if policy.uses_dpop() {
-            // A proof per request: the one DPoP path of `OAuth2Service`,
-            // given this key's policy and the ready inner service.
-            let clone = self.inner.clone();
-            let inner = std::mem::replace(&mut self.inner, clone);
-            let replay = &self.replay;
-            let mut service = super::OAuth2Service::from_policy(inner, policy)
-                .replay_body(move |body: &B| replay.replay_body(body));
-            return KeyedFuture::sent(service.call(req));
-        }
+        let lookup = policy.cache().lookup();
         let replay = self.replay_of(&policy, &req);
-        let future = match policy.cache().lookup() {
-            Lookup::Ready(header, generation) => {
-                req.headers_mut().insert(AUTHORIZATION, header);
-                let future = self.inner.call(req);
-                ResponseFuture::called(future, generation, policy, replay)
-            }
-            Lookup::Wait => {
-                let clone = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, clone);
-                let token = policy.cache().wait_for_token();
-                ResponseFuture::waiting_for_token(token, inner, req, policy, replay)
-            }
-        };
-        KeyedFuture::sent(future)
+        KeyedFuture::sent(ResponseFuture::send(
+            &mut self.inner,
+            req,
+            lookup,
+            policy,
+            replay,
+        ))
     }
 }
 
@@ -430,7 +413,7 @@ impl<S, K, P> KeyedService<S, K, P> {
         S: Clone,
         P: ReplayBody<B>,
     {
-        if !policy.retries_unauthorized() {
+        if !policy.keeps_copies() {
             return None;
         }
         let body = self.replay.replay_body(req.body())?;

@@ -125,11 +125,10 @@ macro_rules! define_inner_service_accessors {
 
 use define_inner_service_accessors;
 
+mod authorize;
 mod boxed;
 mod buffer;
 mod destinations;
-#[cfg(feature = "dpop")]
-mod dpop;
 mod error;
 mod future;
 mod keyed;

@@ -4,11 +4,12 @@ use std::time::Duration;
 
 use http::header::AUTHORIZATION;
 use http::uri::{Authority, Scheme};
-use http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use http::{HeaderMap, StatusCode, Uri};
 
 use super::destinations::Destinations;
 use crate::cache::{Backoff, Lookup, RefusalDecision, Resource, TokenCache};
 use crate::challenge::{is_refusal, listed_refusal_kind, refusal_kind, BearerError, RefusalKind};
+use crate::proof::ProofKey;
 
 /// Which requests get a token, and what a response refusing it leads to.
 ///
@@ -54,16 +55,16 @@ struct Settings {
     /// Statuses besides 401 that refuse the token (`refused_with`).
     refused_with: Arc<[StatusCode]>,
     destinations: Destinations,
-    /// Whether the cache's tokens go with DPoP proofs (read once here).
-    #[cfg(feature = "dpop")]
-    dpop: bool,
+    /// The key the cache's tokens are bound to, if any: each request then
+    /// goes with a proof of possession (DPoP), `layer/authorize.rs`.
+    proof_key: Option<ProofKey>,
 }
 
 /// What a transport does with the response to a request that carried a
 /// token, as [`AuthPolicy::after_response`] decides.
 ///
 /// The enum is where a new rule about refused tokens goes (a DPoP nonce to
-/// resend with, say), so that every transport follows it.
+/// resend with, `layer/authorize.rs`), so that every transport follows it.
 pub(crate) enum AfterResponse {
     /// Not a refusal a new token may fix (an answer for the token, a 401
     /// asking for more scope or for other credentials): the response is the
@@ -85,7 +86,6 @@ pub(crate) enum AfterResponse {
     /// the copy once more with the token of the lookup and a proof with
     /// that nonce. Not a refusal of the token: nothing is invalidated or
     /// counted as a retry.
-    #[cfg(feature = "dpop")]
     ResendWithNonce(Lookup),
 }
 
@@ -135,8 +135,7 @@ impl AuthPolicy {
         let destinations = Destinations::named_by(cache.token_request());
         AuthPolicy {
             settings: Arc::new(Settings {
-                #[cfg(feature = "dpop")]
-                dpop: cache.dpop().is_some(),
+                proof_key: cache.proof_key().cloned(),
                 cache,
                 keep_existing: false,
                 retry_unauthorized: true,
@@ -273,7 +272,6 @@ impl AuthPolicy {
     }
 
     /// Which requests get the token.
-    #[cfg(feature = "dpop")]
     pub(crate) fn destination_rule(&self) -> &Destinations {
         &self.settings.destinations
     }
@@ -284,12 +282,11 @@ impl AuthPolicy {
         self.settings.retry_unauthorized
     }
 
-    /// Whether the tokens go with DPoP proofs (feature `dpop`): the
-    /// transports then take their DPoP branch (`layer/dpop.rs`).
-    #[cfg(feature = "dpop")]
+    /// The key each request proves possession of (DPoP), if the tokens
+    /// are bound to one (`layer/authorize.rs`).
     #[inline]
-    pub(crate) fn uses_dpop(&self) -> bool {
-        self.settings.dpop
+    pub(crate) fn proof_key(&self) -> Option<&ProofKey> {
+        self.settings.proof_key.as_ref()
     }
 
     /// Whether a request to `uri` with `headers` gets a token. One that does
@@ -390,10 +387,9 @@ impl AuthPolicy {
         }
     }
 
-    /// Puts the new token on the copy being resent after a refusal, and
-    /// counts the resend in [`crate::cache::Stats::retries`].
-    pub(crate) fn resend_with(&self, headers: &mut HeaderMap, token: HeaderValue) {
-        headers.insert(AUTHORIZATION, token);
+    /// Counts a resend after a refusal in [`crate::cache::Stats::retries`]
+    /// (its new token goes on with [`AuthPolicy::authorize`]).
+    pub(crate) fn count_resend(&self) {
         self.settings.cache.count_retry();
         tracing::debug!("resending the request once with a new token after a 401");
     }
@@ -423,7 +419,6 @@ impl fmt::Debug for AfterResponse {
                 write!(f, "Resend(cached generation {generation})")
             }
             AfterResponse::Resend(Lookup::Wait) => f.write_str("Resend(after a fetch)"),
-            #[cfg(feature = "dpop")]
             AfterResponse::ResendWithNonce(_) => f.write_str("ResendWithNonce"),
         }
     }
@@ -492,6 +487,7 @@ pub(crate) use delegate_policy_options;
 mod tests {
     use super::*;
     use crate::layer::testing::cache;
+    use http::{HeaderValue, Request};
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -675,8 +671,12 @@ mod tests {
     #[test]
     fn a_resend_carries_the_new_token_and_is_counted() {
         let policy = AuthPolicy::new(cache());
-        let mut copy = headers(&[("authorization", "Bearer at-1"), ("x-trace", "t-1")]);
-        policy.resend_with(&mut copy, HeaderValue::from_static("Bearer at-2"));
+        let mut copy = Request::new(());
+        *copy.headers_mut() = headers(&[("authorization", "Bearer at-1"), ("x-trace", "t-1")]);
+        policy.count_resend();
+        let proof = policy.authorize(&mut copy, HeaderValue::from_static("Bearer at-2"));
+        assert!(proof.unwrap().is_none());
+        let copy = copy.headers();
         assert_eq!(copy["authorization"], "Bearer at-2");
         assert_eq!(copy["x-trace"], "t-1");
         assert_eq!(copy.len(), 2);

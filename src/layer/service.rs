@@ -1,12 +1,11 @@
 use std::task::{Context, Poll};
 
-use http::header::AUTHORIZATION;
 use http::{Request, Response};
 use tower_service::Service;
 
 use super::error::ServiceError;
 use super::future::ResponseFuture;
-use super::policy::{AuthPolicy, SentTo};
+use super::policy::AuthPolicy;
 use super::replay::{Replay, ReplayBody, ReplayEmpty};
 use crate::cache::{Lookup, TokenCache, TokenCopy};
 
@@ -97,12 +96,8 @@ impl<S, P> OAuth2Service<S, P> {
         P: ReplayBody<B>,
     {
         // With DPoP a copy is kept for a nonce's resend too, which is not
-        // the 401 retry (`layer/dpop.rs`).
-        #[cfg(feature = "dpop")]
-        let keeps_copies = self.policy.keeps_copies();
-        #[cfg(not(feature = "dpop"))]
-        let keeps_copies = self.policy.retries_unauthorized();
-        if !keeps_copies {
+        // the 401 retry (`layer/authorize.rs`).
+        if !self.policy.keeps_copies() {
             return None;
         }
         let body = self.replay.replay_body(req.body())?;
@@ -123,94 +118,16 @@ where
         self.inner.poll_ready(cx).map_err(ServiceError::Inner)
     }
 
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+    fn call(&mut self, req: Request<B>) -> Self::Future {
         // The instance polled ready must be the one called (tower-service's
         // "Be careful when cloning inner services"). When the call happens
         // here, that is `self.inner` itself, with no clone.
         if !self.policy.applies_to(req.uri(), req.headers()) {
             return ResponseFuture::passthrough(self.inner.call(req));
         }
-        #[cfg(feature = "dpop")]
-        if self.policy.uses_dpop() {
-            return self.call_dpop(req);
-        }
-        match self.lookup() {
-            Lookup::Ready(header, generation) => {
-                // The copy is taken before the token goes in (see `Replay::new`).
-                let replay = self.replay(&req);
-                if replay.is_none() {
-                    // Where it went, for its answer (the copy would have
-                    // the URI). A literal `None`: moving `replay` would
-                    // copy 264 bytes.
-                    let sent_to = Some(SentTo::of(req.uri()));
-                    req.headers_mut().insert(AUTHORIZATION, header);
-                    let future = self.inner.call(req);
-                    let policy = self.policy.clone();
-                    return ResponseFuture::called_to(future, generation, policy, None, sent_to);
-                }
-                req.headers_mut().insert(AUTHORIZATION, header);
-                let future = self.inner.call(req);
-                let policy = self.policy.clone();
-                ResponseFuture::called_to(future, generation, policy, replay, None)
-            }
-            Lookup::Wait => {
-                // The call happens later, in the future: the ready instance
-                // goes with it and a clone stays (clone-then-replace).
-                let clone = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, clone);
-                let replay = self.replay(&req);
-                let token = self.policy.cache().wait_for_token();
-                ResponseFuture::waiting_for_token(token, inner, req, self.policy.clone(), replay)
-            }
-        }
-    }
-}
-
-#[cfg(feature = "dpop")]
-impl<S, P> OAuth2Service<S, P> {
-    /// [`Service::call`] when the tokens go with DPoP proofs: a fresh proof
-    /// for this request beside the cached token (or, with none cached, once
-    /// the fetch is done, in the future).
-    fn call_dpop<B, R>(&mut self, mut req: Request<B>) -> ResponseFuture<S, B>
-    where
-        S: Service<Request<B>, Response = Response<R>> + Clone,
-        P: ReplayBody<B>,
-    {
-        let (header, generation) = match self.lookup() {
-            Lookup::Ready(header, generation) => (header, generation),
-            Lookup::Wait => {
-                let token = self.policy.cache().wait_for_token();
-                return self.call_later(req, token);
-            }
-        };
+        let lookup = self.lookup();
+        // The copy is taken before the token goes in (see `Replay::new`).
         let replay = self.replay(&req);
-        let (method, uri) = (req.method().clone(), req.uri().clone());
-        match (self.policy).authorize_dpop(&method, &uri, req.headers_mut(), header) {
-            Ok(origin) => {
-                let sent_to = replay.is_none().then(|| SentTo::of(&uri));
-                let future = self.inner.call(req);
-                let policy = self.policy.clone();
-                ResponseFuture::called_dpop(future, generation, policy, replay, origin, sent_to)
-            }
-            // No proof, no request: the error comes out of the future.
-            Err(e) => self.call_later(req, Box::pin(std::future::ready(Err(e)))),
-        }
-    }
-
-    /// The request, sent by the future once `token` is here: the ready
-    /// inner service goes with it and a clone stays (clone-then-replace).
-    fn call_later<B>(
-        &mut self,
-        req: Request<B>,
-        token: super::future::TokenFuture,
-    ) -> ResponseFuture<S, B>
-    where
-        S: Service<Request<B>> + Clone,
-        P: ReplayBody<B>,
-    {
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        let replay = self.replay(&req);
-        ResponseFuture::waiting_for_token(token, inner, req, self.policy.clone(), replay)
+        ResponseFuture::send(&mut self.inner, req, lookup, self.policy.clone(), replay)
     }
 }

@@ -1,0 +1,110 @@
+//! DPoP as the crate's proof of possession (`crate::proof`): what the token
+//! endpoint, the cache and every transport ask of a [`Dpop`] key, and the
+//! accessors that give it back by its own type.
+
+use std::any::Any;
+
+use http::{HeaderMap, HeaderValue, Method, Uri};
+
+use super::{Dpop, ProofTarget, DPOP};
+use crate::error::Error;
+use crate::proof::{ProofAnswered, ProofKey, Prover, SentProof};
+use crate::{TokenCache, TokenEndpoint};
+
+impl Prover for Dpop {
+    fn thumbprint(&self) -> &str {
+        Dpop::thumbprint(self)
+    }
+
+    /// A proof with `ath` when `token` is a `DPoP` token; a server that
+    /// issued a bearer token instead gets the token alone, and no nonce is
+    /// learned from its answers.
+    fn prove_resource_request(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        token: &HeaderValue,
+        headers: &mut HeaderMap,
+    ) -> Result<Option<SentProof>, Error> {
+        let Some(access_token) = dpop_token(token) else {
+            headers.remove(DPOP);
+            return Ok(None);
+        };
+        let (proof, target) = self.proof_at_origin(method, uri, Some(access_token))?;
+        headers.insert(DPOP, proof);
+        Ok(Some(self.sent(target)))
+    }
+
+    fn prove_token_request(&self, uri: &Uri, headers: &mut HeaderMap) -> Result<SentProof, Error> {
+        let (proof, target) = self.proof_at_origin(&Method::POST, uri, None)?;
+        headers.insert(DPOP, proof);
+        Ok(self.sent(target))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl Dpop {
+    fn sent(&self, target: ProofTarget) -> SentProof {
+        SentProof::new(Sent {
+            dpop: self.clone(),
+            target,
+        })
+    }
+}
+
+/// A proof that went out: the key whose nonces its answer updates, and
+/// where it went with which nonce.
+struct Sent {
+    dpop: Dpop,
+    target: ProofTarget,
+}
+
+impl ProofAnswered for Sent {
+    fn learn_nonce(&self, headers: &HeaderMap) -> bool {
+        self.dpop.learn_nonce(&self.target, headers)
+    }
+}
+
+/// The access token of a `DPoP <token>` header value.
+fn dpop_token(header: &HeaderValue) -> Option<&str> {
+    let bytes = header.as_bytes();
+    let scheme = bytes.get(..5)?;
+    if !scheme.eq_ignore_ascii_case(b"DPoP ") {
+        return None;
+    }
+    std::str::from_utf8(&bytes[5..]).ok()
+}
+
+impl<S> TokenEndpoint<S> {
+    /// Sends a DPoP proof (RFC 9449) made with `dpop` on every token
+    /// request, and retries once with the server's nonce when it answers
+    /// `use_dpop_nonce`. The token comes back with `token_type` `DPoP`
+    /// (bound to the key) or `Bearer` (a server that does not bind it). A
+    /// [`TokenCache`] built on this endpoint accepts `DPoP` tokens, names
+    /// the key in its fingerprint, and the layer and the reqwest middleware
+    /// send them with a proof per request. See [`crate::dpop`].
+    pub fn dpop(mut self, dpop: Dpop) -> Self {
+        self.proof_key = Some(ProofKey::new(dpop));
+        self
+    }
+
+    /// The DPoP key and nonces, if DPoP is on.
+    pub fn dpop_key(&self) -> Option<&Dpop> {
+        let key = self.proof_key()?;
+        key.prover().as_any().downcast_ref()
+    }
+}
+
+impl TokenCache {
+    /// The DPoP key and nonces, when the token endpoint sends proofs
+    /// ([`TokenEndpoint::dpop`]): a `DPoP` token's header
+    /// ([`TokenCache::bearer_header`] gives `DPoP <token>` then) must go
+    /// with a proof from it ([`Dpop::proof`]).
+    pub fn dpop(&self) -> Option<&Dpop> {
+        let key = self.proof_key()?;
+        key.prover().as_any().downcast_ref()
+    }
+}

@@ -1,0 +1,146 @@
+//! How a request carries its token, for every transport: the
+//! `Authorization` header, and when the cache's token endpoint has a proof
+//! key (DPoP, RFC 9449: `TokenEndpoint::dpop`) a fresh proof per request
+//! beside it, the nonces the resource servers give, and the one resend a
+//! refusal asking for a nonce (`use_dpop_nonce`) gets. The scheme is chosen
+//! once, when the [`AuthPolicy`] is built (from its cache), and every
+//! transport asks these methods, whatever it is: with no proof key they
+//! are the bearer path, the same code whether DPoP is built in or not.
+
+use std::borrow::Cow;
+
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
+
+use super::policy::{AfterResponse, AuthPolicy};
+use crate::cache::Resource;
+use crate::challenge::asks_dpop_nonce;
+use crate::error::Error;
+use crate::proof::SentProof;
+
+impl AuthPolicy {
+    /// Puts `token` (its `Authorization` value) on `req`, with the proof
+    /// it needs when the tokens are bound to a key. Returns what the
+    /// answer is judged against: where the proof went with which nonce
+    /// (none for a bearer request), for [`AuthPolicy::after_answer`].
+    #[inline]
+    pub(crate) fn authorize<B>(
+        &self,
+        req: &mut Request<B>,
+        token: HeaderValue,
+    ) -> Result<Option<SentProof>, Error> {
+        if self.proof_key().is_none() {
+            req.headers_mut().insert(AUTHORIZATION, token);
+            return Ok(None);
+        }
+        let (method, uri) = (req.method().clone(), req.uri().clone());
+        self.authorize_parts(&method, &uri, req.headers_mut(), token)
+    }
+
+    /// [`AuthPolicy::authorize`] for a request given in parts (a reqwest
+    /// request's). A proof's `htu` and its nonce's origin are the absolute
+    /// URI an origin-form `uri` stands for ([`AuthPolicy::resolved`]).
+    pub(crate) fn authorize_parts(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &mut HeaderMap,
+        token: HeaderValue,
+    ) -> Result<Option<SentProof>, Error> {
+        let proof = match self.proof_key() {
+            Some(key) => {
+                let uri = self.resolved(uri);
+                (key.prover()).prove_resource_request(method, &uri, &token, headers)?
+            }
+            None => None,
+        };
+        headers.insert(AUTHORIZATION, token);
+        Ok(proof)
+    }
+
+    /// What to do with the answer to a first send: [`AuthPolicy::after_response`],
+    /// and with a proof key the nonce rules first. The answer's nonce is
+    /// remembered for the server the proof went to (`proof`, whether or
+    /// not the transport kept a copy of the request). A `use_dpop_nonce`
+    /// 401 is never a refusal of the token (RFC 9449 §9: the nonce was
+    /// stale, not the token): it is resent once with the same token and
+    /// the nonce now known, whenever a copy was kept and that nonce is not
+    /// the one the proof carried; as no 401 refetch, counted nowhere, and
+    /// whether or not the 401 retry is on (a nonce's resend is not that
+    /// retry). Otherwise it is returned as it came, and the token stays.
+    #[inline]
+    pub(crate) fn after_answer(
+        &self,
+        proof: Option<&SentProof>,
+        status: StatusCode,
+        headers: &HeaderMap,
+        sent: u64,
+        resendable: bool,
+        from: impl FnOnce() -> Resource,
+    ) -> AfterResponse {
+        if self.proof_key().is_none() {
+            return self.after_response(status, headers, sent, resendable, from);
+        }
+        let other_nonce = proof.is_some_and(|p| p.learn_nonce(headers));
+        if !asks_dpop_nonce(status, headers) {
+            return self.after_response(status, headers, sent, resendable, from);
+        }
+        if !other_nonce {
+            tracing::debug!("use_dpop_nonce with no other nonce to send; returned as is");
+        } else if resendable {
+            tracing::debug!("the resource server asked for a DPoP nonce; resending once with it");
+            return AfterResponse::ResendWithNonce(self.cache().lookup());
+        } else {
+            tracing::debug!(
+                "use_dpop_nonce returned as is (no copy to resend); the next request has the nonce"
+            );
+        }
+        AfterResponse::Return
+    }
+
+    /// What the answer to a resend says about its token ([`AuthPolicy::after_resend`]);
+    /// the answer is returned whatever it is. With a proof key its nonce
+    /// is remembered too, and a `use_dpop_nonce` (the nonce rotated again
+    /// meanwhile) says nothing about the token: nothing is invalidated,
+    /// counted or ended.
+    #[inline]
+    pub(crate) fn after_resend_answer(
+        &self,
+        proof: Option<&SentProof>,
+        status: StatusCode,
+        headers: &HeaderMap,
+        sent: u64,
+        from: impl FnOnce() -> Resource,
+    ) {
+        if self.proof_key().is_some() {
+            if let Some(proof) = proof {
+                proof.learn_nonce(headers);
+            }
+            if asks_dpop_nonce(status, headers) {
+                tracing::debug!(
+                    "a resend met use_dpop_nonce again; returned as is, the token kept"
+                );
+                return;
+            }
+        }
+        self.after_resend(status, headers, sent, from);
+    }
+
+    /// Whether a transport keeps a copy of a request to resend it: for the
+    /// 401 retry, or for a nonce's resend, which is not that retry.
+    #[inline]
+    pub(crate) fn keeps_copies(&self) -> bool {
+        self.retries_unauthorized() || self.proof_key().is_some()
+    }
+
+    /// `uri`, or for an origin-form one (`/pkg.Svc/Method`, as tonic and
+    /// `hyper::client::conn` send) the absolute URI at the origin that
+    /// [`Destinations::origin_form_to`](super::Destinations::origin_form_to)
+    /// named: a proof names the absolute URI.
+    fn resolved<'a>(&self, uri: &'a Uri) -> Cow<'a, Uri> {
+        match self.destination_rule().absolute(uri) {
+            Some(absolute) => Cow::Owned(absolute),
+            None => Cow::Borrowed(uri),
+        }
+    }
+}
