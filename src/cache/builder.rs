@@ -385,11 +385,12 @@ mod fleet {
     //! Binding a [`RedisTier`] to one cache.
 
     use std::sync::atomic::AtomicU64;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use super::super::cached::{Accept, Cached};
     use super::super::fetch::Fetcher;
     use super::super::policy::RefreshPolicy;
+    use crate::clock::Instant;
     use crate::fleet::{RedisTier, TokenCheck};
     use crate::store::ConfigFingerprint;
     use crate::token::Token;

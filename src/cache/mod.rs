@@ -95,7 +95,8 @@
 use std::fmt;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use crate::clock::coarse;
+use crate::clock::Instant;
 
 use arc_swap::ArcSwapOption;
 use http::HeaderValue;
@@ -112,7 +113,6 @@ use crate::token::Token;
 // This file: the handle and the hot path.
 mod builder;
 mod cached;
-mod clock;
 mod copy;
 mod epoch;
 mod fetch;
@@ -240,13 +240,13 @@ impl TokenCache {
         let Some(cached) = guard.as_ref() else {
             return Lookup::Wait;
         };
-        self.lookup_cached(cached, clock::now())
+        self.lookup_cached(cached, coarse::now())
     }
 
     /// `lookup` of `cached` at coarse time `now`.
     #[inline]
-    fn lookup_cached(&self, cached: &Cached, now: clock::Ticks) -> Lookup {
-        if now < cached.fresh_until {
+    fn lookup_cached(&self, cached: &Cached, now: coarse::Ticks) -> Lookup {
+        if now.before(cached.fresh_until) {
             return Lookup::Ready(cached.header.clone(), cached.generation);
         }
         self.lookup_exact(cached)
@@ -422,8 +422,6 @@ impl TokenCache {
 
 #[cfg(test)]
 mod tests {
-    use std::time::SystemTime;
-
     use super::*;
     use crate::token::IssuedAt;
 
@@ -434,7 +432,7 @@ mod tests {
         let cache = crate::layer::testing::cache_with_policy(
             RefreshPolicy::default().max_fraction(0.0).jitter(0.0),
         );
-        let issued = IssuedAt::from_parts(Instant::now(), SystemTime::now());
+        let issued = IssuedAt::now();
         let json = br#"{"access_token":"short","token_type":"Bearer","expires_in":1}"#;
         let token = Token::from_json(json, issued).unwrap();
         let cached = cache.shared.admit(token).unwrap();
@@ -463,5 +461,55 @@ mod tests {
             assert!(matches!(cache.lookup(), Lookup::Wait));
         }
         assert_eq!(cache.stats().token_fetches, 0);
+    }
+
+    // ARCHITECTURE.md, invariant 1: expiry is counted on a clock that runs
+    // through suspend (`CLOCK_BOOTTIME`). The machine sleeps past the
+    // token's expiry: `CLOCK_MONOTONIC` (and with it `std`'s `Instant`,
+    // and the coarse clock the fast path read before) has not moved, yet
+    // the next request, through a service handle's own copy or through a
+    // clone, gets a new token; the expired one is never sent again.
+    #[tokio::test]
+    async fn after_a_suspend_past_expiry_the_next_request_fetches_a_new_token() {
+        use std::convert::Infallible;
+        use std::sync::Mutex;
+        use std::time::Duration;
+
+        use bytes::Bytes;
+        use http_body_util::Full;
+        use tower::{Layer, Service, ServiceExt};
+
+        let cache = crate::layer::testing::cache(); // 300 s tokens
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let seen = sent.clone();
+        let api = tower::service_fn(move |req: http::Request<Full<Bytes>>| {
+            let header = req.headers().get(http::header::AUTHORIZATION).cloned();
+            seen.lock().unwrap().push(header.map(|h| h.to_str().unwrap().to_owned()));
+            async { Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::new()))) }
+        });
+        let mut svc = crate::OAuth2Layer::new(cache.clone()).layer(api);
+        let get = || {
+            http::Request::get("https://api.example.com/items")
+                .body(Full::new(Bytes::new()))
+                .unwrap()
+        };
+        // One handle for three requests: from the second on, it answers
+        // from its own copy of the token.
+        for _ in 0..3 {
+            svc.ready().await.unwrap().call(get()).await.unwrap();
+        }
+        let std_before = std::time::Instant::now();
+        super::super::clock::suspend::simulate(Duration::from_secs(301));
+        assert!(std_before.elapsed() < Duration::from_secs(300));
+        svc.ready().await.unwrap().call(get()).await.unwrap();
+        svc.clone().oneshot(get()).await.unwrap();
+        let sent = sent.lock().unwrap().clone();
+        let bearer = |t: &str| Some(format!("Bearer {t}"));
+        assert_eq!(
+            sent,
+            [bearer("at-1"), bearer("at-1"), bearer("at-1"), bearer("at-2"), bearer("at-2")]
+        );
+        assert_eq!(cache.stats().token_fetches, 2);
+        assert_eq!(cache.stats().background_refreshes, 0);
     }
 }

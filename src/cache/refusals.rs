@@ -35,13 +35,14 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
 use http::Uri;
 
 use super::policy::{unit_random, Backoff};
 use super::TokenCache;
+use crate::clock::Instant;
 
 /// The resource server an answer came from, as the record of 401s keys it:
 /// `scheme://host:port`, in lower case, the default port filled in. Every
