@@ -2,13 +2,13 @@
 //! `Authorization` header, encoded once, its generation, and when it goes
 //! stale and expires. A token that cannot be sent safely never becomes one.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use http::HeaderValue;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::policy::{unit_random, RefreshPolicy};
 use crate::clock::coarse::{self, Ticks};
 use crate::clock::Instant;
-use super::policy::{unit_random, RefreshPolicy};
 use crate::error::Error;
 use crate::secret::SecretString;
 use crate::token::Token;

@@ -29,8 +29,8 @@ use http::HeaderValue;
 use std::fmt;
 
 use super::cached::sensitive_header;
-use crate::clock::coarse::{self, Ticks};
 use super::{Cached, Lookup, TokenCache};
+use crate::clock::coarse::{self, Ticks};
 
 /// One service handle's copy of the cached token. A clone starts empty.
 #[derive(Default)]
@@ -126,8 +126,8 @@ impl TokenCopy {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use crate::clock::Instant;
+    use std::sync::Arc;
 
     use super::*;
     use crate::token::{IssuedAt, Token};

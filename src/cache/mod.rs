@@ -33,6 +33,20 @@
 //! 3.4–3.75 s; none is refreshed on every request. A token issued with
 //! `expires_in` 0 or less is rejected ([`crate::ErrorKind::InvalidToken`]).
 //!
+//! # Time
+//!
+//! Every timing decision (stale, expired, the backoff after a failure, how
+//! old a flight is, when a keyed entry is idle) reads one clock. On Linux
+//! and Android it is `CLOCK_BOOTTIME`, which keeps running while the
+//! machine is suspended: a laptop or a VM that sleeps past a token's expiry
+//! fetches a new token on waking instead of sending the expired one
+//! (`CLOCK_MONOTONIC`, `std`'s `Instant`, stops during suspend). Elsewhere
+//! it is the monotonic clock `std` gives. It also follows Tokio's clock: in
+//! a test, `#[tokio::test(start_paused = true)]` and
+//! `tokio::time::advance` move expiry, refreshes and backoffs without
+//! sleeping (pause before the cache stores its first token: a token stored
+//! on the real clock keeps its fast path on the real clock).
+//!
 //! # Single flight, generations, backoff
 //!
 //! A fetch runs in its own Tokio task; every caller that needs a token joins
@@ -92,11 +106,11 @@
 //! # }
 //! ```
 
+use crate::clock::coarse;
+use crate::clock::Instant;
 use std::fmt;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
-use crate::clock::coarse;
-use crate::clock::Instant;
 
 use arc_swap::ArcSwapOption;
 use http::HeaderValue;
@@ -230,7 +244,7 @@ impl TokenCache {
     /// The hot path: one `ArcSwap` load, one coarse clock read and one
     /// comparison, one `HeaderValue` clone. Close to `stale_at` or
     /// `expires_at` (and where there is no coarse clock), the exact check on
-    /// `Instant` decides; a stale token also starts a background refresh.
+    /// the crate's clock decides; a stale token also starts a background refresh.
     /// (ARCHITECTURE.md, invariants 1 and 11; `clock.rs`.) A service handle
     /// used for many requests goes through its own copy instead
     /// ([`TokenCopy`]).
@@ -252,7 +266,7 @@ impl TokenCache {
         self.lookup_exact(cached)
     }
 
-    /// `lookup` past the fast path: on the precise clock.
+    /// `lookup` past the fast path: on the crate's clock (`CLOCK_BOOTTIME`).
     #[inline(never)]
     fn lookup_exact(&self, cached: &Cached) -> Lookup {
         let now = Instant::now();
@@ -484,7 +498,9 @@ mod tests {
         let seen = sent.clone();
         let api = tower::service_fn(move |req: http::Request<Full<Bytes>>| {
             let header = req.headers().get(http::header::AUTHORIZATION).cloned();
-            seen.lock().unwrap().push(header.map(|h| h.to_str().unwrap().to_owned()));
+            seen.lock()
+                .unwrap()
+                .push(header.map(|h| h.to_str().unwrap().to_owned()));
             async { Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::new()))) }
         });
         let mut svc = crate::OAuth2Layer::new(cache.clone()).layer(api);
@@ -507,7 +523,13 @@ mod tests {
         let bearer = |t: &str| Some(format!("Bearer {t}"));
         assert_eq!(
             sent,
-            [bearer("at-1"), bearer("at-1"), bearer("at-1"), bearer("at-2"), bearer("at-2")]
+            [
+                bearer("at-1"),
+                bearer("at-1"),
+                bearer("at-1"),
+                bearer("at-2"),
+                bearer("at-2")
+            ]
         );
         assert_eq!(cache.stats().token_fetches, 2);
         assert_eq!(cache.stats().background_refreshes, 0);

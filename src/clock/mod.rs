@@ -158,7 +158,9 @@ mod imp {
         let measured = nanos(clock_gettime(ClockId::Boottime)).saturating_sub(monotonic);
         let kept = SUSPENDED.load(Ordering::Relaxed);
         if measured > kept.saturating_add(1_000_000) {
-            return SUSPENDED.fetch_max(measured, Ordering::Relaxed).max(measured);
+            return SUSPENDED
+                .fetch_max(measured, Ordering::Relaxed)
+                .max(measured);
         }
         kept
     }
