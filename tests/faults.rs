@@ -427,7 +427,7 @@ async fn odd_but_usable_answers() {
     assert_eq!(auth.as_deref(), Some("Bearer dpop-ish"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn retry_after_is_honoured() {
     let server = TestServer::start().await;
     server.script([Canned::json(429, r#"{"error":"slow_down"}"#).header("retry-after", "1")]);
@@ -438,12 +438,12 @@ async fn retry_after_is_honoured() {
     assert_eq!(e.oauth_error().unwrap().error(), &ErrorCode::SlowDown);
     assert_eq!(e.retry_after(), Some(Duration::from_secs(1)));
     // The backoff is 20 ms, but the server asked for 1 s: no new attempt yet.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::advance(Duration::from_millis(100)).await;
     let e = token_error(call(&svc, &api).await);
     assert_eq!(e.kind(), ErrorKind::NoToken);
     assert_eq!(e.retry_after(), Some(Duration::from_secs(1)));
     assert_eq!(server.token_requests(), 1);
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::time::advance(Duration::from_millis(1000)).await;
     assert_eq!(call(&svc, &api).await.unwrap(), StatusCode::OK);
     assert_eq!(server.token_requests(), 2);
 }
