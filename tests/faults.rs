@@ -61,9 +61,9 @@ fn token_error(
     }
 }
 
-/// Waits out the 20 ms backoff, then checks the layer heals.
+/// Waits out the 20 ms backoff (on paused time), then checks the layer heals.
 async fn heals(svc: &OAuth2Service<HttpClient>, url: &str) {
-    tokio::time::sleep(Duration::from_millis(60)).await;
+    tokio::time::advance(Duration::from_millis(60)).await;
     assert_eq!(call(svc, url).await.unwrap(), StatusCode::OK);
 }
 
@@ -168,7 +168,7 @@ async fn answer(
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn transport_level_faults_are_typed_bounded_and_heal() {
     let resource = TestServer::start().await;
     resource.add_valid_token("good-token");
@@ -222,7 +222,7 @@ async fn transport_level_faults_are_typed_bounded_and_heal() {
     assert_eq!(cache.stats().fetch_failures, 4);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn connection_refused_then_the_endpoint_comes_up() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -347,7 +347,7 @@ fn status_faults() -> Vec<(&'static str, Canned, ErrorKind)> {
     ]
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn http_level_faults_are_typed_never_sent_and_heal() {
     let server = TestServer::start().await;
     let api = server.url("/api");
