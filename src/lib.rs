@@ -86,6 +86,7 @@
 pub mod authorize;
 pub mod cache;
 pub mod challenge;
+mod clock;
 pub mod config;
 pub mod credentials;
 pub mod discovery;

@@ -54,30 +54,49 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Map, Value};
 
+use crate::clock;
 use crate::secret::SecretString;
 
 /// When a token was issued: the moment its request was sent.
 ///
-/// Holds the monotonic [`Instant`] used for expiry arithmetic and the wall-clock
-/// [`SystemTime`] kept for persistence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Holds the monotonic [`Instant`], the wall-clock [`SystemTime`] kept for
+/// persistence, and the reading of the clock the cache counts expiry on
+/// (one that keeps running while the machine is suspended: the
+/// [`cache`](crate::cache) module docs, "Time").
+#[derive(Debug, Clone, Copy)]
 pub struct IssuedAt {
     instant: Instant,
     system: SystemTime,
+    clock: clock::Instant,
 }
 
+/// The same moment: equal monotonic and wall-clock readings (the cache's
+/// clock is derived from them, or read with them).
+impl PartialEq for IssuedAt {
+    fn eq(&self, other: &Self) -> bool {
+        (self.instant, self.system) == (other.instant, other.system)
+    }
+}
+
+impl Eq for IssuedAt {}
+
 impl IssuedAt {
-    /// Now, on both clocks. Take it just before sending the token request.
+    /// Now, on every clock. Take it just before sending the token request.
     pub fn now() -> Self {
         IssuedAt {
             instant: Instant::now(),
             system: SystemTime::now(),
+            clock: clock::Instant::now(),
         }
     }
 
     /// From both clocks' readings, taken at the same moment.
     pub fn from_parts(instant: Instant, system: SystemTime) -> Self {
-        IssuedAt { instant, system }
+        IssuedAt {
+            instant,
+            system,
+            clock: clock::Instant::from_std(instant),
+        }
     }
 
     /// From a wall-clock time alone (a token restored from storage).
@@ -90,12 +109,19 @@ impl IssuedAt {
     /// older, never younger.
     pub fn from_system_time(system: SystemTime) -> Self {
         let now = Instant::now();
-        let instant = match SystemTime::now().duration_since(system) {
-            Ok(age) => now.checked_sub(age),
-            Err(_) => None,
-        };
-        let instant = instant.unwrap_or_else(|| earliest_instant(now));
-        IssuedAt { instant, system }
+        let clock_now = clock::Instant::now();
+        let age = SystemTime::now().duration_since(system).ok();
+        let instant = age
+            .and_then(|age| now.checked_sub(age))
+            .unwrap_or_else(|| earliest_instant(now));
+        let clock = age
+            .and_then(|age| clock_now.checked_sub(age))
+            .unwrap_or_else(|| clock::Instant::from_std(instant));
+        IssuedAt {
+            instant,
+            system,
+            clock,
+        }
     }
 
     /// The monotonic instant.
@@ -106,6 +132,11 @@ impl IssuedAt {
     /// The wall-clock time.
     pub fn system_time(&self) -> SystemTime {
         self.system
+    }
+
+    /// The instant on the clock the cache counts expiry on.
+    pub(crate) fn on_clock(&self) -> clock::Instant {
+        self.clock
     }
 }
 
@@ -420,9 +451,16 @@ impl Token {
         }
     }
 
-    /// Whether the token has expired now.
+    /// Whether the token has expired now, counting the time this machine
+    /// was suspended since it was issued (on Linux; as the cache counts it).
     pub fn is_expired(&self) -> bool {
-        self.is_expired_at(Instant::now())
+        let Some(secs) = self.expires_in else {
+            return false;
+        };
+        self.issued_at
+            .clock
+            .checked_add(Duration::from_secs(secs))
+            .is_some_and(|at| clock::Instant::now() >= at)
     }
 
     /// How long the token remains valid after `now`: `None` if its expiry is

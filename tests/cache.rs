@@ -21,7 +21,7 @@ use tower_oauth2::cache::RefreshPolicy;
 use tower_oauth2::error::ErrorKind;
 use tower_oauth2::{TokenCache, TokenRequest};
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_panicking_http_client_does_not_wedge_the_cache() {
     let server = TestServer::start().await;
     let calls = Arc::new(AtomicUsize::new(0));
@@ -54,7 +54,7 @@ async fn a_panicking_http_client_does_not_wedge_the_cache() {
         "the token fetch ended without an answer (it panicked, or its Tokio runtime shut \
          down); the next call starts a new fetch"
     );
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::advance(Duration::from_millis(50)).await;
     assert_eq!(cache.bearer_header().await.unwrap(), "Bearer at-1");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
@@ -66,9 +66,11 @@ fn a_runtime_shutting_down_mid_fetch_does_not_wedge_the_cache() {
     server.set_latency(Duration::from_millis(300));
     let cache = server
         .client_credentials()
+        // No backoff after the aborted fetch: the next caller fetches at
+        // once, with no wait for time to pass.
         .backoff(tower_oauth2::cache::Backoff::new(
-            Duration::from_millis(10),
-            Duration::from_millis(10),
+            Duration::ZERO,
+            Duration::ZERO,
         ))
         .build();
     let first = tokio::runtime::Runtime::new().unwrap();
@@ -78,7 +80,6 @@ fn a_runtime_shutting_down_mid_fetch_does_not_wedge_the_cache() {
     });
     std::thread::sleep(Duration::from_millis(100));
     first.shutdown_timeout(Duration::from_millis(10));
-    std::thread::sleep(Duration::from_millis(50));
     server.set_latency(Duration::ZERO);
     let second = tokio::runtime::Runtime::new().unwrap();
     let header = second.block_on(cache.bearer_header()).unwrap();
@@ -142,7 +143,7 @@ async fn a_caller_gives_up_at_its_wait_timeout_and_the_fetch_goes_on_for_the_nex
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_rotated_refresh_token_is_kept_when_its_access_token_is_unusable() {
     let server = TestServer::start().await;
     server.add_refresh_token("rt-seed");
@@ -164,7 +165,7 @@ async fn a_rotated_refresh_token_is_kept_when_its_access_token_is_unusable() {
         .build();
     let e = cache.bearer_header().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidToken);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::advance(Duration::from_millis(50)).await;
     assert_eq!(cache.bearer_header().await.unwrap(), "Bearer at-1");
     let sent: Vec<_> = server
         .received()

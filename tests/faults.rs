@@ -9,7 +9,7 @@ use crate::support;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -61,9 +61,9 @@ fn token_error(
     }
 }
 
-/// Waits out the 20 ms backoff, then checks the layer heals.
+/// Waits out the 20 ms backoff (on paused time), then checks the layer heals.
 async fn heals(svc: &OAuth2Service<HttpClient>, url: &str) {
-    tokio::time::sleep(Duration::from_millis(60)).await;
+    tokio::time::advance(Duration::from_millis(60)).await;
     assert_eq!(call(svc, url).await.unwrap(), StatusCode::OK);
 }
 
@@ -168,7 +168,7 @@ async fn answer(
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn transport_level_faults_are_typed_bounded_and_heal() {
     let resource = TestServer::start().await;
     resource.add_valid_token("good-token");
@@ -222,7 +222,7 @@ async fn transport_level_faults_are_typed_bounded_and_heal() {
     assert_eq!(cache.stats().fetch_failures, 4);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn connection_refused_then_the_endpoint_comes_up() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -347,7 +347,7 @@ fn status_faults() -> Vec<(&'static str, Canned, ErrorKind)> {
     ]
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn http_level_faults_are_typed_never_sent_and_heal() {
     let server = TestServer::start().await;
     let api = server.url("/api");
@@ -427,7 +427,7 @@ async fn odd_but_usable_answers() {
     assert_eq!(auth.as_deref(), Some("Bearer dpop-ish"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn retry_after_is_honoured() {
     let server = TestServer::start().await;
     server.script([Canned::json(429, r#"{"error":"slow_down"}"#).header("retry-after", "1")]);
@@ -438,17 +438,19 @@ async fn retry_after_is_honoured() {
     assert_eq!(e.oauth_error().unwrap().error(), &ErrorCode::SlowDown);
     assert_eq!(e.retry_after(), Some(Duration::from_secs(1)));
     // The backoff is 20 ms, but the server asked for 1 s: no new attempt yet.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::advance(Duration::from_millis(100)).await;
     let e = token_error(call(&svc, &api).await);
     assert_eq!(e.kind(), ErrorKind::NoToken);
     assert_eq!(e.retry_after(), Some(Duration::from_secs(1)));
     assert_eq!(server.token_requests(), 1);
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::time::advance(Duration::from_millis(1000)).await;
     assert_eq!(call(&svc, &api).await.unwrap(), StatusCode::OK);
     assert_eq!(server.token_requests(), 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// On paused time: the stale window, the backoffs and the expiry pass with
+// no real sleep.
+#[tokio::test(start_paused = true)]
 async fn serve_stale_while_refresh_fails_then_fail_fast_then_heal() {
     let server = TestServer::start().await;
     server.set_ttl(Some(2));
@@ -462,7 +464,7 @@ async fn serve_stale_while_refresh_fails_then_fail_fast_then_heal() {
         ))
         .build();
     let svc = layered(&cache);
-    let started = Instant::now();
+    let started = tokio::time::Instant::now();
     assert_eq!(call(&svc, &api).await.unwrap(), StatusCode::OK);
     server.set_failing(Some(Canned::new(
         503,

@@ -57,7 +57,7 @@ fn endpoint(server: &TestServer) -> TokenEndpoint<support::client::HttpClient> {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn trace_output_of_a_full_cycle_holds_no_secret() {
     let capture = capture().everywhere();
 
@@ -91,7 +91,7 @@ async fn trace_output_of_a_full_cycle_holds_no_secret() {
         StatusCode::OK
     );
     // Background refresh (stale after 1 s).
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::advance(Duration::from_millis(1100)).await;
     assert_eq!(
         svc.clone().oneshot(get()).await.unwrap().status(),
         StatusCode::OK

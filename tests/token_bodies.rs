@@ -51,6 +51,8 @@ async fn every_path_to_a_new_token_sends_the_same_token_request() {
     if !available() {
         return;
     }
+    // Paused time until Redis is needed: the refresh comes without sleeping.
+    tokio::time::pause();
     let server = TestServer::start().await;
     // 6 s tokens, stale from 3 s (half the lifetime, no jitter), expired
     // from 5.4 s.
@@ -71,12 +73,13 @@ async fn every_path_to_a_new_token_sends_the_same_token_request() {
     assert_eq!(get("/refused").await.unwrap().status(), StatusCode::OK);
     assert_eq!(server.token_requests(), 2);
     // 3. A background refresh: at-2 is stale after 3 s.
-    tokio::time::sleep(Duration::from_millis(3300)).await;
+    tokio::time::advance(Duration::from_millis(3300)).await;
     assert_eq!(get("/stale").await.unwrap().status(), StatusCode::OK);
     until_token_requests(&server, 3).await;
     assert_eq!(cache.stats().background_refreshes, 1);
 
-    // 4. The fleet's lease holder.
+    // 4. The fleet's lease holder: Redis counts real time.
+    tokio::time::resume();
     let redis = RedisServer::start();
     let tier = RedisTier::standalone(&redis.url())
         .expect("a Redis URL")

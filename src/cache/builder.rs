@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
 
@@ -13,6 +13,7 @@ use super::flight::{default_wait_timeout, FlightState};
 use super::policy::{Backoff, RefreshPolicy};
 use super::stats::Counters;
 use super::{Shared, TokenCache};
+use crate::clock::Instant;
 use crate::endpoint::TokenEndpoint;
 use crate::proof::ProofKey;
 use crate::request::TokenRequest;

@@ -2,14 +2,13 @@
 //! `Authorization` header, encoded once, its generation, and when it goes
 //! stale and expires. A token that cannot be sent safely never becomes one.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
-
 use bytes::Bytes;
 use http::HeaderValue;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::clock::{self, Ticks};
 use super::policy::{unit_random, RefreshPolicy};
+use crate::clock::coarse::{self, Ticks};
+use crate::clock::Instant;
 use crate::error::Error;
 use crate::secret::SecretString;
 use crate::token::Token;
@@ -55,7 +54,7 @@ impl Cached {
             ));
         }
         let (stale_at, expires_at) =
-            policy.schedule(token.issued_at().instant(), lifetime, unit_random());
+            policy.schedule(token.issued_at().on_clock(), lifetime, unit_random());
         if expires_at.is_some_and(|e| Instant::now() >= e) {
             return Err(Error::invalid_token(
                 "it expired before it arrived (the token endpoint took longer than its lifetime)",
@@ -68,7 +67,7 @@ impl Cached {
         Ok(Cached {
             header,
             generation: generations.fetch_add(1, Ordering::Relaxed),
-            fresh_until: clock::deadline(first),
+            fresh_until: coarse::deadline(first),
             stale_at,
             expires_at,
             token,

@@ -29,8 +29,8 @@ use http::HeaderValue;
 use std::fmt;
 
 use super::cached::sensitive_header;
-use super::clock::{self, Ticks};
 use super::{Cached, Lookup, TokenCache};
+use crate::clock::coarse::{self, Ticks};
 
 /// One service handle's copy of the cached token. A clone starts empty.
 #[derive(Default)]
@@ -84,7 +84,7 @@ impl TokenCopy {
     pub(crate) fn ready(&self, cache: &TokenCache) -> Option<Lookup> {
         let copy = self.copy.as_ref()?;
         // One relaxed load (`Epoch::unchanged`).
-        if cache.shared.epoch.unchanged(copy.epoch) && clock::now() < copy.fresh_until {
+        if cache.shared.epoch.unchanged(copy.epoch) && coarse::now().before(copy.fresh_until) {
             return Some(Lookup::Ready(copy.header.clone(), copy.generation));
         }
         None
@@ -110,8 +110,8 @@ impl TokenCopy {
         let Some(cached) = guard.as_ref() else {
             return (Lookup::Wait, false);
         };
-        let now = clock::now();
-        if let (Some(epoch), true) = (epoch, now < cached.fresh_until) {
+        let now = coarse::now();
+        if let (Some(epoch), true) = (epoch, now.before(cached.fresh_until)) {
             if let Some(copy) = CopiedToken::of(cached, epoch) {
                 let lookup = Lookup::Ready(copy.header.clone(), copy.generation);
                 let first = !self.copied;
@@ -126,15 +126,15 @@ impl TokenCopy {
 
 #[cfg(test)]
 mod tests {
+    use crate::clock::Instant;
     use std::sync::Arc;
-    use std::time::{Instant, SystemTime};
 
     use super::*;
     use crate::token::{IssuedAt, Token};
 
     /// Caches a bearer token `access_token` living an hour, as a fetch does.
     fn store(cache: &TokenCache, access_token: &str) -> u64 {
-        let issued = IssuedAt::from_parts(Instant::now(), SystemTime::now());
+        let issued = IssuedAt::now();
         let json = format!(
             r#"{{"access_token":"{access_token}","token_type":"Bearer","expires_in":3600}}"#
         );

@@ -21,7 +21,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tokio::time::Instant;
+
+use crate::clock::Instant;
 
 /// How many keys a map holds at most by default.
 pub(crate) const DEFAULT_MAX_KEYS: usize = 64;
@@ -172,7 +173,7 @@ where
         }
         let current = self.epoch.load(Ordering::Relaxed);
         let last_start = writer.epochs.back().map_or(now, |(_, started)| *started);
-        if now.duration_since(last_start) < writer.idle / EPOCHS_PER_IDLE {
+        if now.saturating_duration_since(last_start) < writer.idle / EPOCHS_PER_IDLE {
             return current;
         }
         let next = current + 1;

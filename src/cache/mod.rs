@@ -33,6 +33,20 @@
 //! 3.4–3.75 s; none is refreshed on every request. A token issued with
 //! `expires_in` 0 or less is rejected ([`crate::ErrorKind::InvalidToken`]).
 //!
+//! # Time
+//!
+//! Every timing decision (stale, expired, the backoff after a failure, how
+//! old a flight is, when a keyed entry is idle) reads one clock. On Linux
+//! and Android it is `CLOCK_BOOTTIME`, which keeps running while the
+//! machine is suspended: a laptop or a VM that sleeps past a token's expiry
+//! fetches a new token on waking instead of sending the expired one
+//! (`CLOCK_MONOTONIC`, `std`'s `Instant`, stops during suspend). Elsewhere
+//! it is the monotonic clock `std` gives. It also follows Tokio's clock: in
+//! a test, `#[tokio::test(start_paused = true)]` and
+//! `tokio::time::advance` move expiry, refreshes and backoffs without
+//! sleeping (pause before the cache stores its first token: a token stored
+//! on the real clock keeps its fast path on the real clock).
+//!
 //! # Single flight, generations, backoff
 //!
 //! A fetch runs in its own Tokio task; every caller that needs a token joins
@@ -103,10 +117,11 @@
 //!
 #![doc = include_str!("../docs/logging.md")]
 
+use crate::clock::coarse;
+use crate::clock::Instant;
 use std::fmt;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use arc_swap::ArcSwapOption;
 use http::HeaderValue;
@@ -124,7 +139,6 @@ use crate::token::Token;
 // This file: the handle and the hot path.
 mod builder;
 mod cached;
-mod clock;
 mod copy;
 mod epoch;
 mod fetch;
@@ -241,7 +255,7 @@ impl TokenCache {
     /// The hot path: one `ArcSwap` load, one coarse clock read and one
     /// comparison, one `HeaderValue` clone. Close to `stale_at` or
     /// `expires_at` (and where there is no coarse clock), the exact check on
-    /// `Instant` decides; a stale token also starts a background refresh.
+    /// the crate's clock decides; a stale token also starts a background refresh.
     /// (ARCHITECTURE.md, invariants 1 and 11; `clock.rs`.) A service handle
     /// used for many requests goes through its own copy instead
     /// ([`TokenCopy`]).
@@ -251,19 +265,19 @@ impl TokenCache {
         let Some(cached) = guard.as_ref() else {
             return Lookup::Wait;
         };
-        self.lookup_cached(cached, clock::now())
+        self.lookup_cached(cached, coarse::now())
     }
 
     /// `lookup` of `cached` at coarse time `now`.
     #[inline]
-    fn lookup_cached(&self, cached: &Cached, now: clock::Ticks) -> Lookup {
-        if now < cached.fresh_until {
+    fn lookup_cached(&self, cached: &Cached, now: coarse::Ticks) -> Lookup {
+        if now.before(cached.fresh_until) {
             return Lookup::Ready(cached.header.clone(), cached.generation);
         }
         self.lookup_exact(cached)
     }
 
-    /// `lookup` past the fast path: on the precise clock.
+    /// `lookup` past the fast path: on the crate's clock (`CLOCK_BOOTTIME`).
     #[inline(never)]
     fn lookup_exact(&self, cached: &Cached) -> Lookup {
         let now = Instant::now();
@@ -430,8 +444,6 @@ impl TokenCache {
 
 #[cfg(test)]
 mod tests {
-    use std::time::SystemTime;
-
     use super::*;
     use crate::token::IssuedAt;
 
@@ -442,7 +454,7 @@ mod tests {
         let cache = crate::layer::testing::cache_with_policy(
             RefreshPolicy::default().max_fraction(0.0).jitter(0.0),
         );
-        let issued = IssuedAt::from_parts(Instant::now(), SystemTime::now());
+        let issued = IssuedAt::now();
         let json = br#"{"access_token":"short","token_type":"Bearer","expires_in":1}"#;
         let token = Token::from_json(json, issued).unwrap();
         let cached = cache.shared.admit(token).unwrap();
@@ -471,5 +483,63 @@ mod tests {
             assert!(matches!(cache.lookup(), Lookup::Wait));
         }
         assert_eq!(cache.stats().token_fetches, 0);
+    }
+
+    // ARCHITECTURE.md, invariant 1: expiry is counted on a clock that runs
+    // through suspend (`CLOCK_BOOTTIME`). The machine sleeps past the
+    // token's expiry: `CLOCK_MONOTONIC` (and with it `std`'s `Instant`,
+    // and the coarse clock the fast path read before) has not moved, yet
+    // the next request, through a service handle's own copy or through a
+    // clone, gets a new token; the expired one is never sent again.
+    #[tokio::test]
+    async fn after_a_suspend_past_expiry_the_next_request_fetches_a_new_token() {
+        use std::convert::Infallible;
+        use std::sync::Mutex;
+        use std::time::Duration;
+
+        use bytes::Bytes;
+        use http_body_util::Full;
+        use tower::{Layer, Service, ServiceExt};
+
+        let cache = crate::layer::testing::cache(); // 300 s tokens
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let seen = sent.clone();
+        let api = tower::service_fn(move |req: http::Request<Full<Bytes>>| {
+            let header = req.headers().get(http::header::AUTHORIZATION).cloned();
+            seen.lock()
+                .unwrap()
+                .push(header.map(|h| h.to_str().unwrap().to_owned()));
+            async { Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::new()))) }
+        });
+        let mut svc = crate::OAuth2Layer::new(cache.clone()).layer(api);
+        let get = || {
+            http::Request::get("https://api.example.com/items")
+                .body(Full::new(Bytes::new()))
+                .unwrap()
+        };
+        // One handle for three requests: from the second on, it answers
+        // from its own copy of the token.
+        for _ in 0..3 {
+            svc.ready().await.unwrap().call(get()).await.unwrap();
+        }
+        let std_before = std::time::Instant::now();
+        super::super::clock::suspend::simulate(Duration::from_secs(301));
+        assert!(std_before.elapsed() < Duration::from_secs(300));
+        svc.ready().await.unwrap().call(get()).await.unwrap();
+        svc.clone().oneshot(get()).await.unwrap();
+        let sent = sent.lock().unwrap().clone();
+        let bearer = |t: &str| Some(format!("Bearer {t}"));
+        assert_eq!(
+            sent,
+            [
+                bearer("at-1"),
+                bearer("at-1"),
+                bearer("at-1"),
+                bearer("at-2"),
+                bearer("at-2")
+            ]
+        );
+        assert_eq!(cache.stats().token_fetches, 2);
+        assert_eq!(cache.stats().background_refreshes, 0);
     }
 }

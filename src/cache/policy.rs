@@ -2,7 +2,9 @@
 //! long to wait after a failed fetch ([`Backoff`]). Pure arithmetic: the
 //! random values are passed in, so the tests are deterministic.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::clock::Instant;
 
 /// When to refresh (the rule is in the [`cache`](crate::cache) module docs).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -196,7 +198,7 @@ mod tests {
         for (lifetime, stale0, stale1, exp) in cases {
             let (s0, e) = p.schedule(t0, lifetime, 0.0);
             let (s1, _) = p.schedule(t0, lifetime, 1.0);
-            let at = |x: Option<Instant>| x.unwrap().duration_since(t0).as_secs_f64();
+            let at = |x: Option<Instant>| x.unwrap().saturating_duration_since(t0).as_secs_f64();
             assert!((at(s0) - stale0).abs() < 1e-6, "{lifetime:?}: {}", at(s0));
             assert!((at(s1) - stale1).abs() < 1e-6, "{lifetime:?}: {}", at(s1));
             assert!((at(e) - exp).abs() < 1e-6, "{lifetime:?}: {}", at(e));

@@ -8,7 +8,9 @@
 //! Its `Display` is one line fit for a log or a health page.
 
 use std::fmt;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+
+use crate::clock::Instant;
 
 use http::StatusCode;
 
@@ -129,9 +131,10 @@ impl CacheStatus {
 /// `at` (an instant) on the wall clock, read once as `now`.
 fn wall(at: Instant, now: (Instant, SystemTime)) -> SystemTime {
     let (instant, system) = now;
-    match at.checked_duration_since(instant) {
-        Some(ahead) => system.checked_add(ahead),
-        None => system.checked_sub(instant.saturating_duration_since(at)),
+    if at >= instant {
+        system.checked_add(at.saturating_duration_since(instant))
+    } else {
+        system.checked_sub(instant.saturating_duration_since(at))
     }
     .unwrap_or(system)
 }

@@ -605,17 +605,20 @@ async fn pair_fleet_grants_every_path_sends_the_same_token_request() {
     assert_eq!(status(&alone, server.get("/c")).await, Ok(StatusCode::OK));
     server.revoke("at-canned");
     assert_eq!(status(&alone, server.get("/d")).await, Ok(StatusCode::OK));
-    // A background refresh of a token that goes stale.
+    // A background refresh of a token that goes stale, on paused time (no
+    // Redis in this cache).
+    tokio::time::pause();
     server.set_ttl(Some(2));
     let refreshed = cache(false);
     assert!(header(&refreshed).await.is_ok());
     let before = server.token_requests();
-    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    tokio::time::advance(std::time::Duration::from_millis(1600)).await;
     assert!(header(&refreshed).await.is_ok());
     until("the background refresh", || {
         server.token_requests() > before
     })
     .await;
+    tokio::time::resume();
 
     let bodies: Vec<String> = server.received().into_iter().map(|r| r.body).collect();
     let grant = "grant_type=client_credentials&scope=read+write&audience=api";

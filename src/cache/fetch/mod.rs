@@ -292,7 +292,7 @@ mod tests {
     use crate::error::{ErrorCode, ErrorKind};
     use crate::{ClientAuth, TokenEndpoint, TokenUrl};
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_refused_refresh_token_with_no_other_grant_asks_the_user_to_authorize_again() {
         let requests = std::sync::Arc::new(AtomicUsize::new(0));
         let counted = requests.clone();
@@ -337,7 +337,7 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::NoToken);
         assert!(e.is_reauthorization_required());
         // After it: still the refusal, and no refresh token is sent again.
-        tokio::time::sleep(backoff + Duration::from_millis(50)).await;
+        tokio::time::advance(backoff + Duration::from_millis(50)).await;
         let e = cache.bearer_header().await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ReauthorizationRequired);
         assert_eq!(

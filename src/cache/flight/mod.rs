@@ -37,7 +37,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, MutexGuard, TryLockError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::watch;
@@ -48,6 +48,7 @@ use super::fetch::BoxFuture;
 use super::policy::unit_random;
 use super::stats::bump;
 use super::TokenCache;
+use crate::clock::Instant;
 use crate::error::Error;
 
 // For `TokenCache::revoke`: the flight slot, held while tokens are revoked.
@@ -528,14 +529,12 @@ enum Joined {
 
 #[cfg(test)]
 mod tests {
-    use std::time::SystemTime;
-
     use super::*;
     use crate::token::{IssuedAt, Token};
 
     /// `access_token` admitted by `cache`, as a fetch stores it.
     fn admitted(cache: &TokenCache, access_token: &str) -> Arc<Cached> {
-        let issued = IssuedAt::from_parts(Instant::now(), SystemTime::now());
+        let issued = IssuedAt::now();
         let json = format!(
             r#"{{"access_token":"{access_token}","token_type":"Bearer","expires_in":3600}}"#
         );

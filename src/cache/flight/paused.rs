@@ -2,11 +2,10 @@
 //! cache's tokens are revoked, so that no fetch issues a token the
 //! revocation would miss (ARCHITECTURE.md, invariant 2).
 
-use std::time::Instant;
-
 use tokio::runtime::Handle;
 
 use crate::cache::TokenCache;
+use crate::clock::Instant;
 use crate::error::Error;
 
 /// The flight slot, held by [`TokenCache::revoke`]: while it is held no

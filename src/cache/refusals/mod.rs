@@ -33,9 +33,9 @@
 //! record in which a step ran ends the fleet's too. Those writes are
 //! spawned: a 401 never waits for the tier.
 
+use crate::clock::Instant;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Instant;
 
 use super::fetch::FleetStep;
 use super::policy::{unit_random, Backoff};

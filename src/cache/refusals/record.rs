@@ -2,10 +2,11 @@
 //! server ([`RefusalState`], random values passed in), and the list of
 //! them ([`Records`]), bounded. `TokenCache`'s side is in `mod.rs`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::Resource;
 use crate::cache::policy::Backoff;
+use crate::clock::Instant;
 use crate::tier::StepStarted;
 
 /// How many resource servers' records are kept at most: past it, the
