@@ -101,6 +101,7 @@ pub mod layer;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
+pub mod on_behalf;
 #[cfg(any(feature = "rustls", feature = "redis"))]
 mod pem;
 pub mod request;
