@@ -150,9 +150,9 @@ impl Error {
             Kind::NoSubject => f.write_str(
                 "the request carries no usable subject token to exchange; nothing was sent",
             ),
-            Kind::SubjectExpired => f.write_str(
-                "the request's subject token has expired (its `exp`); nothing was sent",
-            ),
+            Kind::SubjectExpired => {
+                f.write_str("the request's subject token has expired (its `exp`); nothing was sent")
+            }
             Kind::Revocation { at, cause } => {
                 if let Some((token, url)) = at {
                     write!(f, "revoking {token} at {url} failed: ")?;

@@ -13,7 +13,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{subject_options, Subjects, SubjectToken};
+use super::{subject_options, SubjectToken, Subjects};
 use crate::error::Error;
 use crate::layer::{OAuth2Service, ReplayBody, ReplayEmpty, ResponseFuture, ServiceError};
 use crate::TokenCache;

@@ -77,7 +77,9 @@
 //!
 //! // In the handler, `inbound` being the incoming request's headers:
 //! let mut request = http::Request::get("https://inventory.example.com/items").body(Full::default())?;
-//! request.extensions_mut().extend(SubjectToken::from_headers(&inbound));
+//! if let Some(subject) = SubjectToken::from_headers(&inbound) {
+//!     request.extensions_mut().insert(subject);
+//! }
 //! let response = client.oneshot(request).await?;
 //! # let _ = response;
 //! # Ok(())
@@ -246,7 +248,11 @@ impl Subjects {
     ///
     /// [`Error::no_subject`] when the request has no usable subject token,
     /// [`Error::subject_expired`] when it is a JWT past its `exp`.
-    fn policy_for(&self, headers: &HeaderMap, extensions: &Extensions) -> Result<AuthPolicy, Error> {
+    fn policy_for(
+        &self,
+        headers: &HeaderMap,
+        extensions: &Extensions,
+    ) -> Result<AuthPolicy, Error> {
         let subject = (self.subject)(headers, extensions).ok_or_else(Error::no_subject)?;
         let token = subject.secret();
         if token.is_empty() || token.len() > self.options.max_subject_bytes {

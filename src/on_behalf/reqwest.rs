@@ -7,7 +7,7 @@ use http::Extensions;
 use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next};
 
-use super::{subject_options, Subjects, SubjectToken};
+use super::{subject_options, SubjectToken, Subjects};
 use crate::reqwest::OAuth2Middleware;
 use crate::TokenCache;
 
