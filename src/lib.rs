@@ -14,7 +14,8 @@
 //! token, the 401 retry, errors and deadlines, axum, tonic, one client for
 //! several APIs), [`cache`] (refresh timing, single flight, statistics),
 //! [`request`] (grants and client authentication), [`discovery`],
-//! [`revocation`] (revoke on shutdown), [`store`] (persisting tokens), and
+//! [`revocation`] (revoke on shutdown), [`store`] (persisting tokens),
+//! [`on_behalf`] (RFC 8693 token exchange per caller), and
 //! the feature modules below.
 //!
 //! Secrets (client secret, access, refresh and ID tokens, passwords,
