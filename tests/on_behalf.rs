@@ -27,8 +27,9 @@ const EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 /// What the exchange endpoint and the resource saw.
 #[derive(Default)]
 struct Seen {
-    /// Issued token by subject token, and how many exchanges each subject made.
-    issued: HashMap<String, String>,
+    /// The tokens issued for each subject token, and how many exchanges
+    /// each subject made.
+    issued: HashMap<String, Vec<String>>,
     exchanges: HashMap<String, usize>,
     /// Every token request's form (grant checks).
     forms: Vec<HashMap<String, String>>,
@@ -64,10 +65,13 @@ impl Exchange {
                     .issued
                     .get(&subject)
                     .expect("a token issued for the subject");
-                assert_eq!(
-                    authorization.as_deref(),
-                    Some(format!("Bearer {issued}").as_str()),
-                    "{path} carried another subject's token"
+                let token = authorization
+                    .as_deref()
+                    .and_then(|a| a.strip_prefix("Bearer "))
+                    .unwrap_or_else(|| panic!("{path} carried no bearer token"));
+                assert!(
+                    issued.iter().any(|t| t == token),
+                    "{path} carried {token}, not one of its subject's tokens {issued:?}"
                 );
             }
             s.resource.len()
@@ -100,7 +104,7 @@ async fn token(
     }
     seen.next += 1;
     let issued = format!("tx-{}", seen.next);
-    seen.issued.insert(subject, issued.clone());
+    seen.issued.entry(subject).or_default().push(issued.clone());
     let body = serde_json::json!({
         "access_token": issued,
         "token_type": "Bearer",
@@ -540,4 +544,51 @@ mod fleet_pairs {
             "a subject token in a key name: {keys}"
         );
     }
+}
+
+/// One token file for every subject (a misconfiguration the fingerprint
+/// must survive): each subject's cache saves there, a restarted process
+/// restores only the subject whose token the file holds, and no subject
+/// ever sends another's token.
+#[tokio::test]
+async fn pair_file_store_on_behalf_one_file_for_all_subjects_never_restores_another_subjects_token()
+{
+    let (ex, server) = start().await;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("token.json");
+    let process = || {
+        let endpoint = endpoint(&server);
+        let path = path.clone();
+        OnBehalfLayer::new(move |subject: &SubjectToken| {
+            TokenCache::builder(endpoint.clone(), exchange_request(subject))
+                .store(tower_oauth2::store::FileStore::new(&path))
+                .build()
+        })
+        .destinations(Destinations::any())
+        .layer(http_client())
+    };
+    let first = process();
+    for i in 0..2 {
+        let got = send(&first, on_behalf(&server, &i.to_string(), &subject(i))).await;
+        assert_eq!(got.map_err(|e| e.kind()), Ok(StatusCode::OK));
+    }
+    // Restarted: subject 1's token is the file's (saved last) and is
+    // restored; subject 0 exchanges again; subject 2 is new.
+    let second = process();
+    for i in [1, 0, 2] {
+        let got = send(&second, on_behalf(&server, &i.to_string(), &subject(i))).await;
+        assert_eq!(got.map_err(|e| e.kind()), Ok(StatusCode::OK));
+    }
+    assert_eq!(
+        (0..3)
+            .map(|i| ex.exchanges_of(&subject(i)))
+            .collect::<Vec<_>>(),
+        [2, 1, 1]
+    );
+    assert_eq!(
+        ex.assert_every_pair(|id| subject(id.parse().expect("an id"))),
+        5
+    );
+    let file = std::fs::read_to_string(&path).expect("the token file");
+    assert!(!file.contains("user-token-"), "a subject token in the file");
 }
