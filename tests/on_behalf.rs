@@ -592,3 +592,100 @@ async fn pair_file_store_on_behalf_one_file_for_all_subjects_never_restores_anot
     let file = std::fs::read_to_string(&path).expect("the token file");
     assert!(!file.contains("user-token-"), "a subject token in the file");
 }
+
+/// The ordinary cache features per subject, against the scriptable test
+/// server (which issues `at-N` in order, checks DPoP proofs, and refuses
+/// revoked tokens): requests go one at a time, so subject i's first token
+/// is known.
+mod with_the_test_server {
+    use super::*;
+    use crate::support::token_server::TestServer;
+
+    fn subject_request(
+        server: &TestServer,
+        path: &str,
+        subject: &str,
+    ) -> http::Request<http_body_util::Full<bytes::Bytes>> {
+        let mut request = server.get(path);
+        request.extensions_mut().insert(SubjectToken::new(subject));
+        request
+    }
+
+    fn auths(server: &TestServer) -> Vec<String> {
+        let all = server.authorizations().into_iter();
+        all.map(|a| a.unwrap_or_else(|| "-".to_owned())).collect()
+    }
+
+    fn subjects_sent(server: &TestServer) -> Vec<Option<String>> {
+        server
+            .received()
+            .iter()
+            .map(|r| r.param("subject_token"))
+            .collect()
+    }
+
+    /// A 401 for one subject's token refetches that subject's token only
+    /// (one exchange, one resend); the other subject's token and cache are
+    /// untouched.
+    #[tokio::test]
+    async fn pair_on_behalf_backoff_one_subjects_refused_token_costs_only_that_subject() {
+        let server = TestServer::start().await;
+        let endpoint = server.endpoint();
+        let layer = OnBehalfLayer::new(move |subject: &SubjectToken| {
+            TokenCache::builder(endpoint.clone(), exchange_request(subject)).build()
+        })
+        .destinations(Destinations::any());
+        let svc = layer.layer(http_client());
+        for subject in ["st-alice", "st-bob"] {
+            let got = send(&svc, subject_request(&server, "/me", subject)).await;
+            assert_eq!(got.map_err(|e| e.kind()), Ok(StatusCode::OK));
+        }
+        server.revoke("at-1");
+        for subject in ["st-alice", "st-bob"] {
+            let got = send(&svc, subject_request(&server, "/me", subject)).await;
+            assert_eq!(got.map_err(|e| e.kind()), Ok(StatusCode::OK));
+        }
+        assert_eq!(
+            auths(&server),
+            [
+                "Bearer at-1",
+                "Bearer at-2",
+                "Bearer at-1",
+                "Bearer at-3",
+                "Bearer at-2"
+            ]
+        );
+        let some = |s: &str| Some(s.to_owned());
+        assert_eq!(
+            subjects_sent(&server),
+            [some("st-alice"), some("st-bob"), some("st-alice")]
+        );
+    }
+
+    /// Each subject's exchanged token is bound to the DPoP key and sent with
+    /// a proof; the test server refuses no proof.
+    #[cfg(feature = "dpop")]
+    #[tokio::test]
+    async fn pair_on_behalf_dpop_each_subject_sends_its_own_bound_token_with_a_proof() {
+        let server = TestServer::start().await;
+        server.enable_dpop();
+        let key = tower_oauth2::dpop::Dpop::generate().expect("an ES256 key");
+        let endpoint = server.endpoint().dpop(key);
+        let layer = OnBehalfLayer::new(move |subject: &SubjectToken| {
+            TokenCache::builder(endpoint.clone(), exchange_request(subject)).build()
+        })
+        .destinations(Destinations::any());
+        let svc = layer.layer(http_client());
+        for subject in ["st-alice", "st-bob", "st-alice", "st-bob"] {
+            let got = send(&svc, subject_request(&server, "/me", subject)).await;
+            assert_eq!(got.map_err(|e| e.kind()), Ok(StatusCode::OK));
+        }
+        assert_eq!(
+            auths(&server),
+            ["DPoP at-1", "DPoP at-2", "DPoP at-1", "DPoP at-2"]
+        );
+        let some = |s: &str| Some(s.to_owned());
+        assert_eq!(subjects_sent(&server), [some("st-alice"), some("st-bob")]);
+        assert_eq!(server.dpop_refusals(), Vec::<String>::new());
+    }
+}
