@@ -38,6 +38,11 @@
 //!   without a token request. A subject token that is not a JWT is opaque:
 //!   its tokens live as long as the token endpoint says.
 //!
+//! A service that acts for the user under its own identity adds an RFC
+//! 8693 §2.1 actor token in `make`:
+//! `.secret_param("actor_token", own_token).param("actor_token_type", ACCESS_TOKEN_TYPE)`
+//! (a secret parameter: hashed into the fingerprint, never shown).
+//!
 //! A request with no subject token fails with
 //! [`ErrorKind::NoSubject`](crate::ErrorKind::NoSubject); nothing is sent.
 //! Requests that may not carry a token at all (see
