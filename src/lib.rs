@@ -16,8 +16,9 @@
 //! status and warm-up, logs and tracing spans), [`request`] (grants and
 //! client authentication), [`discovery`],
 //! [`revocation`] (revoke on shutdown), [`store`] (persisting tokens),
-//! [`tier`] (sharing tokens with a fleet through any store), and the
-//! feature modules below.
+//! [`tier`] (sharing tokens with a fleet through any store),
+//! [`on_behalf`] (RFC 8693 token exchange per caller), and the feature
+//! modules below.
 //!
 //! Secrets (client secret, access, refresh and ID tokens, passwords,
 //! assertions) are [`SecretString`]s and never appear in `Debug`, `Display`,
@@ -106,6 +107,7 @@ pub mod layer;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
+pub mod on_behalf;
 #[cfg(any(feature = "rustls", feature = "redis"))]
 mod pem;
 mod proof;

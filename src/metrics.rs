@@ -277,6 +277,8 @@ fn reason(kind: ErrorKind) -> &'static str {
         ErrorKind::Revoked => "revoked",
         ErrorKind::UnmappedKey => "unmapped_key",
         ErrorKind::Credential => "credential",
+        ErrorKind::NoSubject => "no_subject",
+        ErrorKind::SubjectExpired => "subject_expired",
     }
 }
 

@@ -63,6 +63,7 @@ mod layer;
 mod matrix;
 mod metrics;
 mod mtls;
+mod on_behalf;
 mod parser_robustness;
 mod poll_ready;
 mod real_server;

@@ -10,8 +10,9 @@
 // standard input closes, so a test process that spawned it never leaves it
 // behind. Everything below is configuration: clients (clients.json), token
 // lifetimes, the features the tests use, an account finder that accepts
-// any login, as the provider's bundled development login form does, and an
-// RFC 7523 §2.1 JWT-bearer grant (oidc-provider has none built in).
+// any login, as the provider's bundled development login form does, an
+// RFC 7523 §2.1 JWT-bearer grant and an RFC 8693 token-exchange grant
+// (oidc-provider has neither built in).
 import {
   createPublicKey, generateKeyPairSync, randomBytes, verify,
 } from 'node:crypto';
@@ -48,8 +49,13 @@ const signingKey = { ...privateKey.export({ format: 'jwk' }), alg: 'ES256', use:
 
 const ttlFor = (_ctx, _token, client) => accessTokenTtl.get(client?.clientId) ?? 300;
 
+// The claims of the tokens issued by token exchange (below), which the
+// opaque token format asks for when it saves a token.
+const exchanged = new WeakMap();
+
 const provider = new Provider(issuer, {
   clients,
+  extraTokenClaims: (_ctx, token) => exchanged.get(token),
   // The one signing key is an ES256 key (quick to generate).
   clientDefaults: { id_token_signed_response_alg: 'ES256' },
   jwks: { keys: [signingKey] },
@@ -162,6 +168,43 @@ provider.registerGrantType(JWT_BEARER, async (ctx) => {
     access_token: value, expires_in: token.expiration, token_type: 'Bearer', scope: token.scope,
   };
 }, ['assertion', 'scope']);
+
+// RFC 8693: token exchange, for clients that list it in their grant_types.
+// The subject token must be an access token this server issued and still
+// holds (a user's, or a client's from client credentials), of type
+// access_token; a dead or unknown one is `invalid_grant`. The token is an
+// ordinary client credentials access token of the exchanging client, whose
+// introspection names the subject (`act_for`) and the exchanging client
+// (RFC 8693 §4.1 `act`), so a test can check whose token it is.
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+
+provider.registerGrantType(TOKEN_EXCHANGE, async (ctx) => {
+  const { client, params } = ctx.oidc;
+  if (params.subject_token_type !== ACCESS_TOKEN_TYPE) {
+    throw new errors.InvalidRequest('subject_token_type must be an access token');
+  }
+  const value = String(params.subject_token ?? '');
+  const subject = (await provider.AccessToken.find(value))
+    ?? (await provider.ClientCredentials.find(value));
+  if (!subject || subject.isExpired) throw new errors.InvalidGrant('subject token is invalid or expired');
+  const allowed = new Set(String(client.scope ?? '').split(' '));
+  const scope = String(params.scope ?? '').split(' ').filter((s) => allowed.has(s)).join(' ');
+  const token = new provider.ClientCredentials({ client, scope: scope || undefined });
+  exchanged.set(token, {
+    act_for: subject.accountId ?? subject.clientId,
+    act: { sub: client.clientId },
+    ...(params.audience ? { exchanged_for: params.audience } : {}),
+  });
+  const issued = await token.save();
+  ctx.body = {
+    access_token: issued,
+    issued_token_type: ACCESS_TOKEN_TYPE,
+    expires_in: token.expiration,
+    token_type: 'Bearer',
+    scope: token.scope,
+  };
+}, ['subject_token', 'subject_token_type', 'actor_token', 'actor_token_type', 'audience', 'scope']);
 
 server.on('request', provider.callback());
 

@@ -33,7 +33,9 @@ impl fmt::Debug for Error {
             | Kind::FetchAborted
             | Kind::NoRevocationEndpoint
             | Kind::Revoked
-            | Kind::UnmappedKey => &mut d,
+            | Kind::UnmappedKey
+            | Kind::NoSubject
+            | Kind::SubjectExpired => &mut d,
             Kind::ReauthorizationRequired(e) => d.field("refusal", e),
             Kind::Credential { failure, detail } => {
                 d.field("failure", failure).field("detail", detail)
@@ -145,6 +147,12 @@ impl Error {
             Kind::UnmappedKey => f.write_str(
                 "no token is configured for this request's destination (key); nothing was sent",
             ),
+            Kind::NoSubject => f.write_str(
+                "the request carries no usable subject token to exchange; nothing was sent",
+            ),
+            Kind::SubjectExpired => {
+                f.write_str("the request's subject token has expired (its `exp`); nothing was sent")
+            }
             Kind::Revocation { at, cause } => {
                 if let Some((token, url)) = at {
                     write!(f, "revoking {token} at {url} failed: ")?;

@@ -106,6 +106,14 @@ pub enum ErrorKind {
     /// message names the file, never its content. Retryable: the file's
     /// writer may fix it.
     Credential,
+    /// An [`crate::on_behalf::OnBehalfLayer`] found no usable subject
+    /// token on the request: none, an empty one, or one longer than the
+    /// layer's limit. Nothing was sent and no token was requested.
+    NoSubject,
+    /// The request's subject token is a JWT whose `exp` has passed: no
+    /// token is exchanged for it, and no token exchanged for it earlier is
+    /// sent. Nothing was sent.
+    SubjectExpired,
 }
 
 /// Why a client credential read for a request cannot be used (an

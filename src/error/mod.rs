@@ -107,6 +107,8 @@ enum Kind {
     NoRevocationEndpoint,
     Revoked,
     UnmappedKey,
+    NoSubject,
+    SubjectExpired,
     /// `detail` names where the credential comes from, never its content.
     Credential {
         failure: CredentialFailure,
@@ -232,6 +234,14 @@ impl Error {
         Error::new(Kind::UnmappedKey)
     }
 
+    pub(crate) fn no_subject() -> Self {
+        Error::new(Kind::NoSubject)
+    }
+
+    pub(crate) fn subject_expired() -> Self {
+        Error::new(Kind::SubjectExpired)
+    }
+
     pub(crate) fn no_token(last: Error) -> Self {
         let retry_after = last.inner.retry_after;
         Error::new(Kind::NoToken(last)).with_retry_after(retry_after)
@@ -323,6 +333,8 @@ impl Error {
             Kind::NoRevocationEndpoint => ErrorKind::NoRevocationEndpoint,
             Kind::Revoked => ErrorKind::Revoked,
             Kind::UnmappedKey => ErrorKind::UnmappedKey,
+            Kind::NoSubject => ErrorKind::NoSubject,
+            Kind::SubjectExpired => ErrorKind::SubjectExpired,
             Kind::Credential { .. } => ErrorKind::Credential,
             Kind::Revocation { cause, .. } => cause.kind(),
         }
@@ -483,7 +495,9 @@ impl Error {
             | Kind::ReauthorizationRequired(_)
             | Kind::NoRevocationEndpoint
             | Kind::Revoked
-            | Kind::UnmappedKey => false,
+            | Kind::UnmappedKey
+            | Kind::NoSubject
+            | Kind::SubjectExpired => false,
         }
     }
 }

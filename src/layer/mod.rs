@@ -123,7 +123,7 @@ macro_rules! define_inner_service_accessors {
     };
 }
 
-use define_inner_service_accessors;
+pub(crate) use define_inner_service_accessors;
 
 mod authorize;
 mod boxed;

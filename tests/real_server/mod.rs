@@ -26,6 +26,7 @@ mod dpop;
 use crate::support::dpop as dpop_proof;
 #[cfg(feature = "jwt")]
 mod jwt;
+mod on_behalf;
 mod resource;
 mod revocation;
 use crate::support::serve;

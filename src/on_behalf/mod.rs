@@ -1,0 +1,461 @@
+//! On behalf of the caller: RFC 8693 token exchange per subject.
+//!
+//! A service that receives a user's token and calls a downstream API must
+//! not forward that token (its audience is this service), nor use its own
+//! client token (the API would not know the user). It exchanges the user's
+//! token at the authorization server for one meant for the downstream API
+//! (RFC 8693 §2: `grant_type=urn:ietf:params:oauth:grant-type:token-exchange`,
+//! `subject_token`, `subject_token_type`, and optionally `actor_token`,
+//! `audience`, `resource`, `scope`), and sends that.
+//!
+//! [`OnBehalfLayer`] does this for every request, and caches the result
+//! **per subject**:
+//!
+//! - the subject token comes from the request: by default a
+//!   [`SubjectToken`] in its extensions (put there by the server with one
+//!   line, usually [`SubjectToken::from_headers`] of the inbound request),
+//!   or anything a function of the headers and extensions gives
+//!   ([`OnBehalfLayer::subject_from`]);
+//! - each subject gets its own [`TokenCache`], made on the subject's first
+//!   request by a function you give (any [`TokenRequest::token_exchange`]
+//!   with the options you need: a fleet tier, a store, a backoff), so a
+//!   subject has single flight, background refresh and the 401 retry of an
+//!   ordinary cache, and a subject the token endpoint refuses
+//!   (`invalid_grant`) fails alone: its backoff is its own;
+//! - the caches are keyed by a SHA-256 hash of the subject token, never the
+//!   token itself; the subject token never appears in `Debug`, logs or
+//!   errors. Each cache's [`ConfigFingerprint`](crate::store::ConfigFingerprint)
+//!   hashes the subject too, so a [`FileStore`](crate::store::FileStore) or
+//!   a Redis fleet tier never gives one subject's token to another;
+//! - at most [`max_subjects`](OnBehalfLayer::max_subjects) caches are kept
+//!   (default 1024, least recently used dropped first), and a cache unused
+//!   for [`idle_timeout`](OnBehalfLayer::idle_timeout) (default 5 min) is
+//!   dropped;
+//! - when the subject token is a JWT with an `exp` claim (read, not
+//!   verified: the authorization server verifies it), the exchanged token is
+//!   never sent after that instant: a request whose subject has expired
+//!   fails with [`ErrorKind::SubjectExpired`](crate::ErrorKind::SubjectExpired)
+//!   without a token request. A subject token that is not a JWT is opaque:
+//!   its tokens live as long as the token endpoint says.
+//!
+//! A service that acts for the user under its own identity adds an RFC
+//! 8693 §2.1 actor token in `make`:
+//! `.secret_param("actor_token", own_token).param("actor_token_type", ACCESS_TOKEN_TYPE)`
+//! (a secret parameter: hashed into the fingerprint, never shown).
+//!
+//! A request with no subject token fails with
+//! [`ErrorKind::NoSubject`](crate::ErrorKind::NoSubject); nothing is sent.
+//! Requests that may not carry a token at all (see
+//! [`OnBehalfLayer::destinations`]) go out untouched, with no exchange.
+//!
+//! # Example
+//!
+//! In an axum (or any tower) handler: the inbound `Authorization` header
+//! becomes the outbound request's [`SubjectToken`].
+//!
+//! ```no_run
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_oauth2::on_behalf::{OnBehalfLayer, SubjectToken, ACCESS_TOKEN_TYPE};
+//! use tower_oauth2::{ClientAuth, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
+//! # async fn example<S>(http_client: S, inbound: http::HeaderMap) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+//! # where
+//! #     S: tower::Service<http::Request<Full<Bytes>>, Response = http::Response<Full<Bytes>>> + Clone + Send + Sync + 'static,
+//! #     S::Future: Send,
+//! #     S::Error: std::error::Error + Send + Sync + 'static,
+//! # {
+//! let endpoint = TokenEndpoint::new(
+//!     http_client.clone(),
+//!     TokenUrl::new("https://as.example.com/oauth2/token")?,
+//!     ClientAuth::client_secret_basic("svc-orders", "s3cret"),
+//! );
+//! // One cache per subject, each exchanging that subject's token.
+//! let layer = OnBehalfLayer::new(move |subject: &SubjectToken| {
+//!     let request = TokenRequest::token_exchange(subject.secret().clone(), ACCESS_TOKEN_TYPE)
+//!         .audience("https://inventory.example.com")
+//!         .scope("inventory:read");
+//!     TokenCache::builder(endpoint.clone(), request).build()
+//! })
+//! .destinations(tower_oauth2::Destinations::origins(["https://inventory.example.com"])?);
+//! let client = ServiceBuilder::new().layer(layer).service(http_client);
+//!
+//! // In the handler, `inbound` being the incoming request's headers:
+//! let mut request = http::Request::get("https://inventory.example.com/items").body(Full::default())?;
+//! if let Some(subject) = SubjectToken::from_headers(&inbound) {
+//!     request.extensions_mut().insert(subject);
+//! }
+//! let response = client.oneshot(request).await?;
+//! # let _ = response;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! With feature `reqwest`, `OnBehalfMiddleware` (in this module) does the
+//! same for a reqwest-middleware client; the subject goes in with
+//! `RequestBuilder::with_extension(subject)`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use http::header::AUTHORIZATION;
+use http::{Extensions, HeaderMap};
+use sha2::{Digest, Sha256};
+
+use crate::cache::keyed::KeyMap;
+use crate::cache::{Backoff, TokenCache};
+use crate::error::Error;
+use crate::layer::{AuthPolicy, Destinations};
+use crate::SecretString;
+
+#[cfg(doc)]
+use crate::TokenRequest;
+
+mod layer;
+#[cfg(feature = "reqwest")]
+mod reqwest;
+
+pub use layer::{OnBehalfFuture, OnBehalfLayer, OnBehalfService};
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub use reqwest::OnBehalfMiddleware;
+
+/// `subject_token_type` of an OAuth 2.0 access token (RFC 8693 §3).
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
+/// `subject_token_type` of a JWT (RFC 8693 §3).
+pub const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+/// `subject_token_type` of an OpenID Connect ID token (RFC 8693 §3).
+pub const ID_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id_token";
+
+/// Most subjects with a cache at once, by default.
+pub const DEFAULT_MAX_SUBJECTS: usize = 1024;
+/// How long a subject's cache may go unused before it is dropped, by default.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// The longest subject token taken, by default: 16 KiB, far above any real
+/// access token, so a request cannot make the layer hash and send megabytes.
+pub const DEFAULT_MAX_SUBJECT_BYTES: usize = 16 * 1024;
+
+/// The token of the caller a request is made on behalf of: the subject of
+/// the token exchange. A server puts it in the outbound request's
+/// extensions (`request.extensions_mut().insert(subject)`), usually taken
+/// from the inbound request with [`SubjectToken::from_headers`].
+///
+/// Its `Debug` shows no part of the token.
+#[derive(Clone)]
+pub struct SubjectToken(SecretString);
+
+impl SubjectToken {
+    /// A subject token as it is.
+    pub fn new(token: impl Into<SecretString>) -> Self {
+        SubjectToken(token.into())
+    }
+
+    /// The bearer token of an `Authorization: Bearer <token>` header in
+    /// `headers` (the inbound request's); `None` when there is none, or
+    /// the header is not a bearer token (the scheme is matched without
+    /// regard to case, RFC 9110 §11.1).
+    pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
+        let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+        let (scheme, token) = value.split_once(' ')?;
+        let token = token.trim();
+        if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+            return None;
+        }
+        Some(SubjectToken::new(token))
+    }
+
+    /// The token, for the token-exchange request's `subject_token`.
+    pub fn secret(&self) -> &SecretString {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SubjectToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SubjectToken(..)")
+    }
+}
+
+/// The key of a subject's cache: SHA-256 of its token. The token itself is
+/// kept nowhere but in its cache's token request.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct SubjectKey([u8; 32]);
+
+impl SubjectKey {
+    fn of(token: &SecretString) -> Self {
+        SubjectKey(Sha256::digest(token.expose_secret().as_bytes()).into())
+    }
+}
+
+/// A subject's cache, and the instant its token stops being usable.
+#[derive(Clone)]
+struct Entry {
+    policy: AuthPolicy,
+    not_after: Option<SystemTime>,
+}
+
+type SubjectFn = dyn Fn(&HeaderMap, &Extensions) -> Option<SubjectToken> + Send + Sync;
+type MakeFn = dyn Fn(&SubjectToken) -> TokenCache + Send + Sync;
+
+/// What the tower layer and the reqwest middleware share: the subject
+/// caches and the options.
+struct Subjects {
+    subject: Arc<SubjectFn>,
+    make: Arc<MakeFn>,
+    caches: Arc<KeyMap<SubjectKey, Entry>>,
+    options: Options,
+}
+
+// By hand: the functions are shared, not cloned. Clones share the caches.
+impl Clone for Subjects {
+    fn clone(&self) -> Self {
+        Subjects {
+            subject: Arc::clone(&self.subject),
+            make: Arc::clone(&self.make),
+            caches: Arc::clone(&self.caches),
+            options: self.options.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Options {
+    destinations: Destinations,
+    retry_unauthorized: bool,
+    unauthorized_backoff: Option<Backoff>,
+    max_subject_bytes: usize,
+}
+
+impl Subjects {
+    fn new(make: Arc<MakeFn>) -> Self {
+        let caches = Arc::new(KeyMap::new());
+        caches.set_bounds(Some(DEFAULT_MAX_SUBJECTS), Some(DEFAULT_IDLE_TIMEOUT));
+        Subjects {
+            subject: Arc::new(|_: &HeaderMap, extensions: &Extensions| {
+                extensions.get::<SubjectToken>().cloned()
+            }),
+            make,
+            caches,
+            options: Options {
+                destinations: Destinations::secure(),
+                retry_unauthorized: true,
+                unauthorized_backoff: None,
+                max_subject_bytes: DEFAULT_MAX_SUBJECT_BYTES,
+            },
+        }
+    }
+
+    /// The policy (with the cache) of the request's subject.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::no_subject`] when the request has no usable subject token,
+    /// [`Error::subject_expired`] when it is a JWT past its `exp`.
+    fn policy_for(
+        &self,
+        headers: &HeaderMap,
+        extensions: &Extensions,
+    ) -> Result<AuthPolicy, Error> {
+        let subject = (self.subject)(headers, extensions).ok_or_else(Error::no_subject)?;
+        let token = subject.secret();
+        if token.is_empty() || token.len() > self.options.max_subject_bytes {
+            return Err(Error::no_subject());
+        }
+        let key = SubjectKey::of(token);
+        let now = SystemTime::now();
+        let mut expired = false;
+        let entry = self.caches.get_or_make(&key, |_| {
+            let not_after = jwt_expiry(token.expose_secret());
+            // An expired subject gets no cache, and no token request.
+            if not_after.is_some_and(|exp| exp <= now) {
+                expired = true;
+                return None;
+            }
+            Some(Entry {
+                policy: self.policy_with((self.make)(&subject)),
+                not_after,
+            })
+        });
+        match entry {
+            // The same token, so the same `exp`: checked at every use, so
+            // no exchanged token is sent after its subject expired.
+            Some(entry) if entry.not_after.is_none_or(|exp| now < exp) => Ok(entry.policy),
+            Some(_) => Err(Error::subject_expired()),
+            None if expired => Err(Error::subject_expired()),
+            None => Err(Error::no_subject()),
+        }
+    }
+
+    fn policy_with(&self, cache: TokenCache) -> AuthPolicy {
+        let options = &self.options;
+        let policy = AuthPolicy::new(cache)
+            .destinations(options.destinations.clone())
+            .retry_unauthorized(options.retry_unauthorized);
+        match options.unauthorized_backoff {
+            Some(backoff) => policy.unauthorized_backoff(backoff),
+            None => policy,
+        }
+    }
+}
+
+/// The `exp` of a JWT (`header.payload.signature`, RFC 7519 §4.1.4), read
+/// without verifying the signature: the authorization server verifies the
+/// token; the layer only refuses to outlive it. `None` for anything that is
+/// not a JWT with a numeric `exp`.
+fn jwt_expiry(token: &str) -> Option<SystemTime> {
+    #[derive(serde::Deserialize)]
+    struct Claims {
+        exp: Option<f64>,
+    }
+    let mut parts = token.split('.');
+    let (_header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        // Five parts: a JWE, whose payload is encrypted.
+        return None;
+    }
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let exp = serde_json::from_slice::<Claims>(&payload).ok()?.exp?;
+    if !exp.is_finite() || exp < 0.0 {
+        return None;
+    }
+    UNIX_EPOCH.checked_add(Duration::try_from_secs_f64(exp).ok()?)
+}
+
+/// The options shared by the layer and the middleware, on a type with a
+/// `subjects: Arc<Subjects>` field.
+macro_rules! subject_options {
+    () => {
+        fn subjects_mut(&mut self) -> &mut Subjects {
+            Arc::make_mut(&mut self.subjects)
+        }
+
+        /// Takes the subject token from the request's headers and
+        /// extensions with `subject` instead of from a [`SubjectToken`]
+        /// extension (`None`: the request has none and fails with
+        /// [`ErrorKind::NoSubject`](crate::ErrorKind::NoSubject)).
+        pub fn subject_from(
+            mut self,
+            subject: impl Fn(&http::HeaderMap, &http::Extensions) -> Option<SubjectToken>
+                + Send
+                + Sync
+                + 'static,
+        ) -> Self {
+            self.subjects_mut().subject = Arc::new(subject);
+            self
+        }
+
+        /// Which requests may get a token at all (default
+        /// [`Destinations::secure`](crate::Destinations::secure)); others
+        /// go untouched, with no exchange. Name the downstream API's origin.
+        pub fn destinations(mut self, destinations: crate::Destinations) -> Self {
+            self.subjects_mut().options.destinations = destinations;
+            self
+        }
+
+        /// Whether a refused token leads to one resend with a new one: see
+        /// [`AuthPolicy::retry_unauthorized`](crate::AuthPolicy::retry_unauthorized).
+        pub fn retry_unauthorized(mut self, retry: bool) -> Self {
+            self.subjects_mut().options.retry_unauthorized = retry;
+            self
+        }
+
+        /// How refetches on 401 back off, per subject: see
+        /// [`AuthPolicy::unauthorized_backoff`](crate::AuthPolicy::unauthorized_backoff).
+        pub fn unauthorized_backoff(mut self, backoff: crate::cache::Backoff) -> Self {
+            self.subjects_mut().options.unauthorized_backoff = Some(backoff);
+            self
+        }
+
+        /// The longest subject token taken (default 16 KiB); a longer one
+        /// fails with [`ErrorKind::NoSubject`](crate::ErrorKind::NoSubject).
+        pub fn max_subject_bytes(mut self, limit: usize) -> Self {
+            self.subjects_mut().options.max_subject_bytes = limit;
+            self
+        }
+
+        /// At most this many subjects have a cache (default 1024, at least
+        /// 1): a new subject beyond it drops the one used least recently.
+        pub fn max_subjects(self, max: usize) -> Self {
+            self.subjects.caches.set_bounds(Some(max), None);
+            self
+        }
+
+        /// A subject's cache unused this long (default 5 minutes) is
+        /// dropped when a new subject comes, or on `evict_idle`.
+        pub fn idle_timeout(self, idle: std::time::Duration) -> Self {
+            self.subjects.caches.set_bounds(None, Some(idle));
+            self
+        }
+
+        /// Drops the caches idle for the idle timeout now; returns how many.
+        pub fn evict_idle(&self) -> usize {
+            self.subjects.caches.evict_idle()
+        }
+
+        /// How many subjects have a cache now.
+        pub fn subjects(&self) -> usize {
+            self.subjects.caches.keys().len()
+        }
+    };
+}
+use subject_options;
+
+impl fmt::Debug for Subjects {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subjects")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwt(payload: &str) -> String {
+        let enc = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        format!("{}.{}.sig", enc(r#"{"alg":"none"}"#), enc(payload))
+    }
+
+    #[test]
+    fn the_exp_of_a_jwt_is_read_and_anything_else_has_none() {
+        assert_eq!(
+            jwt_expiry(&jwt(r#"{"sub":"u","exp":1700000000}"#)),
+            Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+        );
+        assert_eq!(jwt_expiry(&jwt(r#"{"sub":"u"}"#)), None);
+        assert_eq!(jwt_expiry(&jwt(r#"{"exp":"soon"}"#)), None);
+        assert_eq!(jwt_expiry(&jwt(r#"{"exp":-1}"#)), None);
+        assert_eq!(jwt_expiry(&jwt(r#"{"exp":1e300}"#)), None);
+        assert_eq!(jwt_expiry("opaque-token"), None);
+        assert_eq!(jwt_expiry("a.b"), None);
+        assert_eq!(jwt_expiry("a.!!!.c"), None);
+        assert_eq!(jwt_expiry("a.b.c.d.e"), None);
+    }
+
+    #[test]
+    fn a_bearer_header_is_the_subject_and_nothing_else_is() {
+        let mut headers = HeaderMap::new();
+        assert!(SubjectToken::from_headers(&headers).is_none());
+        headers.insert(AUTHORIZATION, "Basic dXNlcjpw".parse().unwrap());
+        assert!(SubjectToken::from_headers(&headers).is_none());
+        headers.insert(AUTHORIZATION, "bearer abc".parse().unwrap());
+        let subject = SubjectToken::from_headers(&headers).unwrap();
+        assert_eq!(subject.secret().expose_secret(), "abc");
+        assert_eq!(format!("{subject:?}"), "SubjectToken(..)");
+        headers.insert(AUTHORIZATION, "Bearer ".parse().unwrap());
+        assert!(SubjectToken::from_headers(&headers).is_none());
+    }
+
+    #[test]
+    fn two_tokens_sharing_a_prefix_have_different_keys() {
+        let long = "x".repeat(4096);
+        let a = SubjectKey::of(&SecretString::new(format!("{long}a")));
+        let b = SubjectKey::of(&SecretString::new(format!("{long}b")));
+        assert!(a != b);
+    }
+}
