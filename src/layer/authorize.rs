@@ -144,3 +144,104 @@ impl AuthPolicy {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::any::Any;
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use http::Response;
+    use http_body_util::Full;
+    use tower::{service_fn, Layer, ServiceExt};
+
+    use super::*;
+    use crate::cache::RefreshPolicy;
+    use crate::layer::testing::cache_with;
+    use crate::proof::{ProofAnswered, ProofKey, Prover};
+    use crate::OAuth2Layer;
+
+    /// A proof scheme of the tests, built with or without DPoP: proof `n`
+    /// is the header `x-proof: n`; an answer with `x-new-nonce` brings
+    /// another nonce.
+    #[derive(Default)]
+    struct Numbered(AtomicU32);
+
+    struct Answered;
+
+    impl ProofAnswered for Answered {
+        fn learn_nonce(&self, headers: &HeaderMap) -> bool {
+            headers.contains_key("x-new-nonce")
+        }
+    }
+
+    impl Prover for Arc<Numbered> {
+        fn thumbprint(&self) -> &str {
+            "numbered"
+        }
+
+        fn prove_resource_request(
+            &self,
+            _: &Method,
+            uri: &Uri,
+            _: &HeaderValue,
+            headers: &mut HeaderMap,
+        ) -> Result<Option<SentProof>, Error> {
+            assert_eq!(
+                uri, "https://api.example.com/x",
+                "the absolute URI is proved"
+            );
+            let n = self.0.fetch_add(1, Ordering::Relaxed) + 1;
+            headers.insert("x-proof", HeaderValue::from(n));
+            Ok(Some(SentProof::new(Answered)))
+        }
+
+        fn prove_token_request(&self, _: &Uri, _: &mut HeaderMap) -> Result<SentProof, Error> {
+            Ok(SentProof::new(Answered))
+        }
+
+        fn as_any(&self) -> &dyn Any {
+            self
+        }
+    }
+
+    /// The one set of states carries any scheme: a nonce's refusal is
+    /// resent once with a new proof, counted as no retry, nothing
+    /// invalidated, the retry off.
+    #[tokio::test]
+    async fn a_proof_scheme_resends_a_nonce_refusal_once_through_the_same_states() {
+        let prover = Arc::new(Numbered::default());
+        let key = ProofKey::new(prover.clone());
+        let cache = cache_with(RefreshPolicy::default(), Some(key));
+        let api = service_fn(|req: Request<Full<Bytes>>| async move {
+            let proof = req.headers()["x-proof"].clone();
+            let mut answer = Response::new(Full::new(Bytes::new()));
+            if proof == "1" {
+                *answer.status_mut() = StatusCode::UNAUTHORIZED;
+                let challenge = r#"DPoP error="use_dpop_nonce""#;
+                answer
+                    .headers_mut()
+                    .insert("www-authenticate", HeaderValue::from_static(challenge));
+                answer
+                    .headers_mut()
+                    .insert("x-new-nonce", HeaderValue::from_static("n"));
+            }
+            answer.headers_mut().insert("x-proof-seen", proof);
+            Ok::<_, Infallible>(answer)
+        });
+        let layer = OAuth2Layer::for_origin(cache.clone(), "https://api.example.com")
+            .unwrap()
+            .retry_unauthorized(false);
+        let request = Request::get("https://api.example.com/x").body(Full::default());
+        let answer = layer.layer(api).oneshot(request.unwrap()).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        assert_eq!(answer.headers()["x-proof-seen"], "2");
+        let stats = cache.stats();
+        assert_eq!(
+            (stats.token_fetches, stats.retries, stats.invalidations),
+            (1, 0, 0)
+        );
+    }
+}

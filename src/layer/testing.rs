@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 
 use crate::cache::RefreshPolicy;
+use crate::proof::ProofKey;
 use crate::{ClientAuth, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
 
 /// A cache whose token endpoint answers `at-1`, `at-2`, … in turn.
@@ -17,6 +18,11 @@ pub(crate) fn cache() -> TokenCache {
 
 /// [`cache`] with the refresh policy `policy`.
 pub(crate) fn cache_with_policy(policy: RefreshPolicy) -> TokenCache {
+    cache_with(policy, None)
+}
+
+/// [`cache`] whose endpoint has the proof key `proof_key`.
+pub(crate) fn cache_with(policy: RefreshPolicy, proof_key: Option<ProofKey>) -> TokenCache {
     let issued = Arc::new(AtomicU32::new(0));
     let http = tower::service_fn(move |_req: http::Request<Full<Bytes>>| {
         let n = issued.fetch_add(1, Ordering::Relaxed) + 1;
@@ -26,11 +32,12 @@ pub(crate) fn cache_with_policy(policy: RefreshPolicy) -> TokenCache {
             Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(body))))
         }
     });
-    let endpoint = TokenEndpoint::new(
+    let mut endpoint = TokenEndpoint::new(
         http,
         TokenUrl::new("https://as.example.com/token").unwrap(),
         ClientAuth::client_secret_basic("svc", "secret"),
     );
+    endpoint.proof_key = proof_key;
     TokenCache::builder(endpoint, TokenRequest::client_credentials())
         .refresh_policy(policy)
         .build()
