@@ -57,8 +57,10 @@ impl ClientAuth {
     /// A SPIFFE JWT-SVID as the client assertion
     /// (draft-ietf-oauth-spiffe-client-auth): as
     /// [`ClientAuth::client_assertion`], with `client_assertion_type`
-    /// [`JWT_SPIFFE_ASSERTION_TYPE`]; [`ClientAuth::method_name`] is
-    /// `spiffe_jwt`. `client_id` is usually the workload's SPIFFE ID.
+    /// [`JWT_SPIFFE_ASSERTION_TYPE`]. The draft registers that assertion
+    /// type only, no `token_endpoint_auth_method` name: `spiffe_jwt`, what
+    /// [`ClientAuth::method_name`] and `OAUTH2_AUTH` call it, is this
+    /// crate's. `client_id` is usually the workload's SPIFFE ID.
     pub fn spiffe_jwt(client_id: impl Into<String>, source: CredentialSource) -> Self {
         ClientAuth::ClientAssertion {
             client_id: client_id.into(),
