@@ -5,42 +5,26 @@
 
 use crate::support;
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
 use support::client::http_client;
 use support::log::capture;
 use support::token_server::{bearer, TestServer};
-use tower::{service_fn, BoxError, Layer, ServiceExt};
+use tower::{BoxError, Layer, ServiceExt};
 use tower_oauth2::layer::Destinations;
 use tower_oauth2::{OAuth2Layer, TokenCache, TokenRequest};
 
-/// A `hyper::client::conn` HTTP/1.1 connection to `server`, as a tower
-/// service: requests go to the server whatever their URI says.
+/// [`support::client::connection`] to `server`.
 async fn connection(
     server: &TestServer,
 ) -> impl tower::Service<
     Request<Full<Bytes>>,
     Response = http::Response<hyper::body::Incoming>,
-    Error = BoxError,
+    Error = tower::BoxError,
     Future: Send,
 > + Clone {
-    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let (sender, conn) = http1::handshake(TokioIo::new(tcp)).await.unwrap();
-    tokio::spawn(conn);
-    let sender = Arc::new(tokio::sync::Mutex::new(sender));
-    service_fn(move |req: Request<Full<Bytes>>| {
-        let sender = sender.clone();
-        async move {
-            let mut sender = sender.lock().await;
-            sender.ready().await?;
-            Ok::<_, BoxError>(sender.send_request(req).await?)
-        }
-    })
+    crate::support::client::connection(server.addr).await
 }
 
 /// A GET with an origin-form URI (`/items`) and the Host header HTTP/1.1

@@ -39,10 +39,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
-use tower::{service_fn, BoxError, Service, ServiceExt};
+use tower::{service_fn, Service, ServiceExt};
 use tower_oauth2::cache::Backoff;
 use tower_oauth2::fleet::RedisTier;
 use tower_oauth2::layer::Destinations;
@@ -144,33 +142,16 @@ fn reqwest_client(middleware: OAuth2Middleware) -> ClientWithMiddleware {
         .build()
 }
 
-/// A `hyper::client::conn` HTTP/1.1 connection to `server`, as a tower
-/// service (requests go to the server whatever their URI says), as tonic's
-/// channel sends path-only (origin-form) requests.
+/// [`support::client::connection`] to `server`.
 async fn connection(
     server: &TestServer,
-) -> impl Service<
+) -> impl tower::Service<
     Request<Full<Bytes>>,
-    Response = Response<hyper::body::Incoming>,
-    Error = BoxError,
+    Response = http::Response<hyper::body::Incoming>,
+    Error = tower::BoxError,
     Future: Send,
 > + Clone {
-    let tcp = tokio::net::TcpStream::connect(server.addr)
-        .await
-        .expect("connect to the test server");
-    let (sender, conn) = http1::handshake(TokioIo::new(tcp))
-        .await
-        .expect("an HTTP/1.1 handshake");
-    tokio::spawn(conn);
-    let sender = Arc::new(tokio::sync::Mutex::new(sender));
-    service_fn(move |req: Request<Full<Bytes>>| {
-        let sender = sender.clone();
-        async move {
-            let mut sender = sender.lock().await;
-            sender.ready().await?;
-            Ok::<_, BoxError>(sender.send_request(req).await?)
-        }
-    })
+    crate::support::client::connection(server.addr).await
 }
 
 /// Destinations for [`connection`]: its path-only requests go to `server`.

@@ -193,3 +193,32 @@ impl tower::Service<Request<Full<Bytes>>> for Recording {
         })
     }
 }
+
+/// A `hyper::client::conn` HTTP/1.1 connection to `addr`, as a tower
+/// service: requests go there whatever their URI says, as over tonic's
+/// channel, which sends path-only (origin-form) requests.
+pub async fn connection(
+    addr: std::net::SocketAddr,
+) -> impl tower::Service<
+    Request<Full<Bytes>>,
+    Response = http::Response<hyper::body::Incoming>,
+    Error = tower::BoxError,
+    Future: Send,
+> + Clone {
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the test server");
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+        .await
+        .expect("an HTTP/1.1 handshake");
+    tokio::spawn(conn);
+    let sender = std::sync::Arc::new(tokio::sync::Mutex::new(sender));
+    tower::service_fn(move |req: Request<Full<Bytes>>| {
+        let sender = sender.clone();
+        async move {
+            let mut sender = sender.lock().await;
+            sender.ready().await?;
+            Ok::<_, tower::BoxError>(sender.send_request(req).await?)
+        }
+    })
+}
