@@ -483,47 +483,15 @@ async fn a_keyed_layer_proves_origin_form_requests_for_the_origin_form_to_origin
 }
 
 /// A resource at one loopback port that redirects (307) every request to
-/// `to`, and the server at `to`'s port recording the `DPoP` and
-/// `Authorization` headers it got.
+/// another origin, that origin's server, and what it recorded.
 #[cfg(feature = "reqwest")]
 async fn redirecting_to_another_origin() -> (
     support::serve::Serving,
     support::serve::Serving,
-    std::sync::Arc<std::sync::Mutex<Vec<(Option<String>, Option<String>)>>>,
+    support::redirect::Landed,
 ) {
-    use std::sync::{Arc, Mutex};
-    let landed = Arc::new(Mutex::new(Vec::new()));
-    let record = landed.clone();
-    let elsewhere = support::serve::serve(tower::service_fn(
-        move |req: http::Request<hyper::body::Incoming>| {
-            let header = |name| {
-                req.headers()
-                    .get(name)
-                    .map(|v: &http::HeaderValue| v.to_str().unwrap().to_owned())
-            };
-            record
-                .lock()
-                .unwrap()
-                .push((header("dpop"), header("authorization")));
-            async {
-                Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::<
-                    bytes::Bytes,
-                >::default()))
-            }
-        },
-    ))
-    .await;
-    let location = elsewhere.url("/landing");
-    let redirecting = support::serve::serve(tower::service_fn(
-        move |_: http::Request<hyper::body::Incoming>| {
-            let answer = http::Response::builder()
-                .status(StatusCode::TEMPORARY_REDIRECT)
-                .header("location", location.clone())
-                .body(http_body_util::Full::<bytes::Bytes>::default());
-            async move { Ok::<_, std::convert::Infallible>(answer.unwrap()) }
-        },
-    ))
-    .await;
+    let (elsewhere, landed) = support::redirect::recording().await;
+    let redirecting = support::redirect::redirecting(elsewhere.url("/landing")).await;
     (redirecting, elsewhere, landed)
 }
 

@@ -67,6 +67,7 @@ mod on_behalf;
 mod parser_robustness;
 mod poll_ready;
 mod real_server;
+mod redirects;
 mod reqwest;
 mod revocation;
 mod secrets;

@@ -10,5 +10,6 @@ pub mod demo_process;
 pub mod dpop;
 pub mod log;
 pub mod pki;
+pub mod redirect;
 pub mod serve;
 pub mod token_server;
