@@ -218,6 +218,31 @@ async fn pair_on_behalf_origin_form_with_dpop_proofs_name_the_absolute_uri() {
     );
     assert_eq!(server.dpop_refusals(), Vec::<String>::new());
     assert_eq!(subjects_exchanged(&server), some(&["st-alice", "st-bob"]));
+
+    // Path-only requests allowed with no origin to name (a
+    // misconfiguration with DPoP): a proof has no `htu`, so every such
+    // request fails typed and none is sent. The proof is made once the
+    // token is there, so the subject's token is exchanged (once: it is
+    // cached for the subject's absolute-URI requests).
+    let nowhere = layer(
+        server
+            .endpoint()
+            .dpop(Dpop::generate().expect("an ES256 key")),
+    )
+    .destinations(Destinations::secure().allow_origin_form())
+    .layer(connection(&server).await);
+    for _ in 0..2 {
+        let request = as_subject(origin_form_get(&server, path), "st-carol");
+        assert_eq!(
+            kind_of(&nowhere, request).await,
+            Err(ErrorKind::InvalidDestination)
+        );
+    }
+    assert_eq!(server.resource_count(), 3);
+    assert_eq!(
+        subjects_exchanged(&server),
+        some(&["st-alice", "st-bob", "st-carol"])
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -596,6 +621,67 @@ async fn pair_on_behalf_fleet_without_an_encryption_key_whoever_writes_redis_is_
         subjects_exchanged(&server),
         some(&["st-alice", "st-bob", "st-bob"])
     );
+}
+
+/// Revocation in a fleet: revoking one subject's cache in one process
+/// removes that subject's token from Redis (a cold process exchanges
+/// again for it) and leaves the other subject's there (a cold process
+/// takes it, no exchange).
+#[tokio::test]
+async fn pair_on_behalf_fleet_revocation_a_revoked_subjects_token_leaves_redis_alone() {
+    if !available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let server = TestServer::start().await;
+    let process = || {
+        let tier = tier(&redis).encryption_key(FLEET_KEY);
+        let endpoint = revocable(&server);
+        OnBehalfLayer::new(move |subject: &SubjectToken| {
+            TokenCache::builder(endpoint.clone(), exchange(subject, AUDIENCE))
+                .backoff(an_hour())
+                .redis(tier.clone())
+                .build()
+        })
+    };
+    let first = process();
+    let svc = first.layer(http_client());
+    for (path, subject) in [("/a/1", "st-alice"), ("/b/1", "st-bob")] {
+        let sent = kind_of(&svc, as_subject(server.get(path), subject)).await;
+        assert_eq!(sent, Ok(StatusCode::OK));
+    }
+    assert_eq!(token_keys(&redis).len(), 2);
+    let alice = first.cache_for(&SubjectToken::new("st-alice"));
+    alice
+        .expect("alice's cache")
+        .revoke()
+        .await
+        .expect("revoked");
+    assert_eq!(
+        token_keys(&redis).len(),
+        1,
+        "alice's token is still in Redis"
+    );
+    let cold = process().layer(http_client());
+    for (path, subject) in [("/b/2", "st-bob"), ("/a/2", "st-alice")] {
+        let sent = kind_of(&cold, as_subject(server.get(path), subject)).await;
+        assert_eq!(sent, Ok(StatusCode::OK));
+    }
+    assert_eq!(
+        server.path_authorizations(),
+        [
+            bearer("/a/1", "at-1"),
+            bearer("/b/1", "at-2"),
+            bearer("/b/2", "at-2"),
+            bearer("/a/2", "at-3"),
+        ]
+    );
+    assert_eq!(
+        subjects_exchanged(&server),
+        some(&["st-alice", "st-bob", "st-alice"])
+    );
+    let bodies: Vec<String> = server.revocations().into_iter().map(|r| r.body).collect();
+    assert_eq!(bodies, ["token=at-1&token_type_hint=access_token"]);
 }
 
 // ---------------------------------------------------------------------------
