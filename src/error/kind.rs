@@ -107,8 +107,10 @@ pub enum ErrorKind {
     /// writer may fix it.
     Credential,
     /// An [`crate::on_behalf::OnBehalfLayer`] found no usable subject
-    /// token on the request: none, an empty one, or one longer than the
-    /// layer's limit. Nothing was sent and no token was requested.
+    /// token on the request: none, an empty one, one longer than the
+    /// layer's limit, or one holding a byte no token has (a control
+    /// character, a space, non-ASCII). Nothing was sent and no token was
+    /// requested.
     NoSubject,
     /// The request's subject token is a JWT whose `exp` has passed: no
     /// token is exchanged for it, and no token exchanged for it earlier is

@@ -119,7 +119,10 @@
 //! values are sealed with ChaCha20-Poly1305 (the key name as associated
 //! data), and the record of 401s is authenticated with it. A value that does not decrypt, is not a token, or belongs to
 //! another configuration is ignored (logged at WARN, counted in
-//! [`FleetStats::bad_values`]) and overwritten by the next fetch.
+//! [`FleetStats::bad_values`]) and overwritten by the next fetch. Without
+//! a key, Redis is trusted like the token endpoint: the values are plain
+//! JSON, and whoever can write Redis can put any token under any key,
+//! one fetched for another user (another subject's fingerprint) included.
 //!
 //! **TLS and ACL users.** `rediss://` URLs use TLS (rustls with `ring`),
 //! trusting Mozilla's roots, or only the CA certificates given to

@@ -38,6 +38,25 @@
 //!   without a token request. A subject token that is not a JWT is opaque:
 //!   its tokens live as long as the token endpoint says.
 //!
+//! When a user logs out, [`cache_for`](OnBehalfLayer::cache_for) gives
+//! that subject's cache, whose [`TokenCache::revoke`] revokes the token
+//! exchanged for it (RFC 7009); no other subject's token is touched, and
+//! the subject's next request, if any, exchanges again.
+//!
+//! A token per subject **and per downstream API** (the keyed form): one
+//! layer per API, stacked, each with the API's audience in `make` and its
+//! origin in [`destinations`](OnBehalfLayer::destinations); a request to
+//! one API passes through the other layers untouched.
+//!
+//! With a fleet's Redis tier (feature `redis`), give the tier an
+//! encryption key (`RedisTier::encryption_key`): a value moved under
+//! another subject's key then does not decrypt and is ignored. Without
+//! one, Redis is trusted as the token endpoint is: the values are plain
+//! JSON naming the configuration they were fetched for, so a value copied
+//! as it is under another subject's key is ignored, but whoever can write
+//! Redis can rewrite that name and give any subject any token, another
+//! subject's included.
+//!
 //! A service that acts for the user under its own identity adds an RFC
 //! 8693 §2.1 actor token in `make`:
 //! `.secret_param("actor_token", own_token).param("actor_token_type", ACCESS_TOKEN_TYPE)`
@@ -45,6 +64,11 @@
 //!
 //! A request with no subject token fails with
 //! [`ErrorKind::NoSubject`](crate::ErrorKind::NoSubject); nothing is sent.
+//! So does one whose subject token is empty, longer than
+//! [`max_subject_bytes`](OnBehalfLayer::max_subject_bytes), or holds a
+//! byte no token has (a control character such as CR or LF, a space,
+//! non-ASCII): nothing is sent to the token endpoint, and the token is in
+//! no error or log line.
 //! Requests that may not carry a token at all (see
 //! [`OnBehalfLayer::destinations`]) go out untouched, with no exchange.
 //!
@@ -260,7 +284,7 @@ impl Subjects {
     ) -> Result<AuthPolicy, Error> {
         let subject = (self.subject)(headers, extensions).ok_or_else(Error::no_subject)?;
         let token = subject.secret();
-        if token.is_empty() || token.len() > self.options.max_subject_bytes {
+        if !is_token_shaped(token.expose_secret(), self.options.max_subject_bytes) {
             return Err(Error::no_subject());
         }
         let key = SubjectKey::of(token);
@@ -288,6 +312,12 @@ impl Subjects {
         }
     }
 
+    /// The cache of `subject`, if it has one; not counted as a use.
+    fn cache_for(&self, subject: &SubjectToken) -> Option<TokenCache> {
+        let entry = self.caches.get(&SubjectKey::of(subject.secret()))?;
+        Some(entry.policy.cache().clone())
+    }
+
     fn policy_with(&self, cache: TokenCache) -> AuthPolicy {
         let options = &self.options;
         let policy = AuthPolicy::new(cache)
@@ -298,6 +328,17 @@ impl Subjects {
             None => policy,
         }
     }
+}
+
+/// Whether `token` can be a subject token: 1 to `max` bytes, each visible
+/// ASCII (`0x21..=0x7e`). Every token type RFC 8693 §3 names is made of
+/// such bytes (an access token is RFC 6750's `b64token`, a JWT or ID token
+/// is base64url and dots, a SAML assertion is sent base64url-encoded), so
+/// a CR, LF, NUL, space or non-ASCII byte means a subject taken from the
+/// wrong place or an injection attempt: it is refused before any exchange
+/// rather than sent to the token endpoint (where a log line might show it).
+fn is_token_shaped(token: &str, max: usize) -> bool {
+    (1..=max).contains(&token.len()) && token.bytes().all(|b| (0x21..=0x7e).contains(&b))
 }
 
 /// The `exp` of a JWT (`header.payload.signature`, RFC 7519 §4.1.4), read
@@ -400,6 +441,15 @@ macro_rules! subject_options {
         pub fn subjects(&self) -> usize {
             self.subjects.caches.keys().len()
         }
+
+        /// The cache of `subject`, if it has one now: for its
+        /// [`Stats`](crate::cache::Stats), or to
+        /// [`revoke`](crate::TokenCache::revoke) the token exchanged for
+        /// it when the user logs out (RFC 7009; that subject's next request
+        /// exchanges again, no other subject's cache is touched).
+        pub fn cache_for(&self, subject: &SubjectToken) -> Option<crate::TokenCache> {
+            self.subjects.cache_for(subject)
+        }
     };
 }
 use subject_options;
@@ -449,6 +499,16 @@ mod tests {
         assert_eq!(format!("{subject:?}"), "SubjectToken(..)");
         headers.insert(AUTHORIZATION, "Bearer ".parse().unwrap());
         assert!(SubjectToken::from_headers(&headers).is_none());
+    }
+
+    #[test]
+    fn only_visible_ascii_within_the_limit_is_a_subject_token() {
+        assert!(is_token_shaped("eyJ.a-b_c~d+e/f=", 16));
+        assert!(is_token_shaped(&"x".repeat(16), 16));
+        assert!(!is_token_shaped(&"x".repeat(17), 16));
+        for bad in ["", "a b", "a\tb", "a\r\nb", "a\0", "a\u{7f}", "\u{e9}"] {
+            assert!(!is_token_shaped(bad, 16), "{bad:?}");
+        }
     }
 
     #[test]

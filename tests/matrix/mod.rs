@@ -10,7 +10,8 @@
 //! starts), keyed caches (`KeyedOAuth2Layer`), DPoP, grants with a subject
 //! (refresh token, token exchange), revocation (`TokenCache::revoke`), the
 //! 401 backoff, origin-form URIs (`origin_form_to`, as tonic sends them),
-//! `FileStore`, and the reqwest middleware. One file per feature row; a
+//! `FileStore`, the reqwest middleware, and `OnBehalfLayer` (a token
+//! exchanged per caller subject). One file per feature row; a
 //! pair lives in the row of the feature listed first, and each test is
 //! named `pair_<a>_<b>_…`.
 //!
@@ -26,6 +27,7 @@ mod file_store;
 mod fleet;
 mod grants;
 mod keyed;
+mod on_behalf;
 mod origin_form;
 use crate::redis_server;
 mod revocation;

@@ -1,0 +1,835 @@
+//! `OnBehalfLayer` and `OnBehalfMiddleware` (RFC 8693 token exchange, a
+//! cache per caller subject) with each other feature, and attacked: every
+//! test counts the exchanges (token requests) exactly, checks which
+//! subject each went for, and which token each resource request carried.
+//!
+//! The subjects here are opaque tokens (`st-…`); the test server issues
+//! `at-N` in order, so, requests going one at a time, each subject's
+//! tokens are known. Every cache backs off failed fetches for an hour, so
+//! a refused subject's count never depends on the machine's speed.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
+use tower_oauth2::dpop::Dpop;
+use tower_oauth2::error::{ErrorCode, ErrorKind};
+use tower_oauth2::fleet::RedisTier;
+use tower_oauth2::on_behalf::{OnBehalfLayer, OnBehalfMiddleware, SubjectToken};
+use tower_oauth2::reqwest::token_error;
+use tower_oauth2::{Error, ServiceError, TokenCache, TokenEndpoint, TokenRequest};
+
+use super::*;
+use crate::redis_server::{available, RedisServer};
+use crate::support::client::{get, http_client, HttpClient};
+use crate::support::log::capture;
+use crate::support::token_server::{bearer, Canned, TestServer};
+
+/// The audience every exchange asks for, unless a test says otherwise.
+const AUDIENCE: &str = "https://downstream.example";
+
+/// Subject `subject`'s token exchange (RFC 8693 §2.1) at `audience`.
+fn exchange(subject: &SubjectToken, audience: &str) -> TokenRequest {
+    TokenRequest::token_exchange(subject.secret().clone(), ACCESS_TOKEN_TYPE).audience(audience)
+}
+
+/// A layer exchanging each subject's token at `endpoint` (for
+/// [`AUDIENCE`]), each subject's cache backing off failures for an hour.
+fn layer(endpoint: TokenEndpoint<HttpClient>) -> OnBehalfLayer {
+    OnBehalfLayer::new(move |subject: &SubjectToken| {
+        TokenCache::builder(endpoint.clone(), exchange(subject, AUDIENCE))
+            .backoff(an_hour())
+            .build()
+    })
+}
+
+/// `request` made on behalf of `subject` (a [`SubjectToken`] extension, as
+/// a server handler puts it).
+fn as_subject(mut request: Request<Full<Bytes>>, subject: &str) -> Request<Full<Bytes>> {
+    request.extensions_mut().insert(SubjectToken::new(subject));
+    request
+}
+
+/// The status of `request` sent through `svc` (a clone), or the token
+/// error it failed with.
+async fn send<S, B, E>(svc: &S, request: Request<Full<Bytes>>) -> Result<StatusCode, Error>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = ServiceError<E>> + Clone,
+    E: std::fmt::Debug,
+{
+    match svc.clone().oneshot(request).await {
+        Ok(response) => Ok(response.status()),
+        Err(ServiceError::Token(e)) => Err(e),
+        Err(other) => panic!("the inner service failed: {other:?}"),
+    }
+}
+
+/// The same, keeping the error's kind only.
+async fn kind_of<S, B, E>(svc: &S, request: Request<Full<Bytes>>) -> Result<StatusCode, ErrorKind>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = ServiceError<E>> + Clone,
+    E: std::fmt::Debug,
+{
+    send(svc, request).await.map_err(|e| e.kind())
+}
+
+/// The subject token of each token request, in order.
+fn subjects_exchanged(server: &TestServer) -> Vec<Option<String>> {
+    token_params(server, "subject_token")
+}
+
+// ---------------------------------------------------------------------------
+// on_behalf × revocation
+
+/// Revoking one subject's cache (`cache_for(subject).revoke()`, on the
+/// user's logout say) revokes that subject's exchanged token only: the
+/// other subject's token is still cached, still valid at the server, and
+/// still sent; the revoked subject's next request exchanges again.
+#[tokio::test]
+async fn pair_on_behalf_revocation_revoking_one_subject_leaves_the_others_token_alone() {
+    let server = TestServer::start().await;
+    let layer = layer(revocable(&server));
+    let svc = layer.layer(http_client());
+    for (path, subject) in [("/a/1", "st-alice"), ("/b/1", "st-bob")] {
+        let sent = kind_of(&svc, as_subject(server.get(path), subject)).await;
+        assert_eq!(sent, Ok(StatusCode::OK));
+    }
+    assert!(layer.cache_for(&SubjectToken::new("st-carol")).is_none());
+    let alice = layer
+        .cache_for(&SubjectToken::new("st-alice"))
+        .expect("alice's cache");
+    alice.revoke().await.expect("revoked");
+    let bodies: Vec<String> = server.revocations().into_iter().map(|r| r.body).collect();
+    assert_eq!(bodies, ["token=at-1&token_type_hint=access_token"]);
+    assert!(!server.state.accepts("at-1"));
+    assert!(server.state.accepts("at-2"), "bob's token was revoked too");
+    for (path, subject) in [
+        ("/a/2", "st-alice"),
+        ("/b/2", "st-bob"),
+        ("/a/3", "st-alice"),
+    ] {
+        let sent = kind_of(&svc, as_subject(server.get(path), subject)).await;
+        assert_eq!(sent, Ok(StatusCode::OK));
+    }
+    assert_eq!(
+        server.path_authorizations(),
+        [
+            bearer("/a/1", "at-1"),
+            bearer("/b/1", "at-2"),
+            bearer("/a/2", "at-3"),
+            bearer("/b/2", "at-2"),
+            bearer("/a/3", "at-3"),
+        ]
+    );
+    assert_eq!(
+        subjects_exchanged(&server),
+        some(&["st-alice", "st-bob", "st-alice"])
+    );
+    assert_eq!(server.unauthorized_count(), 0, "a request was refused");
+}
+
+// ---------------------------------------------------------------------------
+// on_behalf × origin_form
+
+/// Path-only requests (`/pkg.Svc/Method`, as tonic and a hyper connection
+/// send them) with `origin_form_to`: each subject's exchanged token goes
+/// on them, and the exchange asks for the configured audience and resource.
+/// Without `origin_form_to` a path-only request goes out untouched: no
+/// exchange, no token.
+#[tokio::test]
+async fn pair_on_behalf_origin_form_each_subject_sends_its_own_token_on_path_only_requests() {
+    let server = TestServer::start().await;
+    let endpoint = server.endpoint();
+    let resource = server.url("");
+    let to = resource.clone();
+    let layer = OnBehalfLayer::new(move |subject: &SubjectToken| {
+        let request = exchange(subject, "grpc-inventory").resource(to.clone());
+        TokenCache::builder(endpoint.clone(), request)
+            .backoff(an_hour())
+            .build()
+    })
+    .destinations(to_connection(&server));
+    let svc = layer.layer(connection(&server).await);
+    let path = "/pkg.Svc/Call";
+    for subject in ["st-alice", "st-bob", "st-alice", "st-bob"] {
+        let sent = kind_of(&svc, as_subject(origin_form_get(&server, path), subject)).await;
+        assert_eq!(sent, Ok(StatusCode::OK));
+    }
+    assert_eq!(
+        server.path_authorizations(),
+        [
+            bearer(path, "at-1"),
+            bearer(path, "at-2"),
+            bearer(path, "at-1"),
+            bearer(path, "at-2"),
+        ]
+    );
+    assert_eq!(subjects_exchanged(&server), some(&["st-alice", "st-bob"]));
+    assert_eq!(
+        token_params(&server, "audience"),
+        some(&["grpc-inventory", "grpc-inventory"])
+    );
+    assert_eq!(
+        token_params(&server, "resource"),
+        some(&[resource.as_str(), resource.as_str()])
+    );
+
+    // No origin for path-only requests: the layer cannot tell where they
+    // go, so no subject's token is exchanged or sent.
+    let blind = self::layer(server.endpoint()).layer(connection(&server).await);
+    let sent = kind_of(
+        &blind,
+        as_subject(origin_form_get(&server, path), "st-carol"),
+    )
+    .await;
+    assert_eq!(sent, Ok(StatusCode::UNAUTHORIZED));
+    assert_eq!(
+        server.path_authorizations().last(),
+        Some(&(path.into(), None))
+    );
+    assert_eq!(server.token_requests(), 2);
+}
+
+/// Path-only requests with DPoP: each subject's exchanged token is bound
+/// to the key and sent with a proof whose `htu` is the `origin_form_to`
+/// origin plus the path (the test server checks it against the absolute
+/// URI it was reached at, and refuses any other).
+#[tokio::test]
+async fn pair_on_behalf_origin_form_with_dpop_proofs_name_the_absolute_uri() {
+    let server = TestServer::start().await;
+    server.enable_dpop();
+    let svc = layer(
+        server
+            .endpoint()
+            .dpop(Dpop::generate().expect("an ES256 key")),
+    )
+    .destinations(to_connection(&server))
+    .layer(connection(&server).await);
+    let path = "/pkg.Svc/Call";
+    for subject in ["st-alice", "st-bob", "st-alice"] {
+        let sent = kind_of(&svc, as_subject(origin_form_get(&server, path), subject)).await;
+        assert_eq!(sent, Ok(StatusCode::OK));
+    }
+    assert_eq!(
+        auths(&server),
+        values(&["DPoP at-1", "DPoP at-2", "DPoP at-1"])
+    );
+    assert_eq!(server.dpop_refusals(), Vec::<String>::new());
+    assert_eq!(subjects_exchanged(&server), some(&["st-alice", "st-bob"]));
+
+    // Path-only requests allowed with no origin to name (a
+    // misconfiguration with DPoP): a proof has no `htu`, so every such
+    // request fails typed and none is sent. The proof is made once the
+    // token is there, so the subject's token is exchanged (once: it is
+    // cached for the subject's absolute-URI requests).
+    let nowhere = layer(
+        server
+            .endpoint()
+            .dpop(Dpop::generate().expect("an ES256 key")),
+    )
+    .destinations(Destinations::secure().allow_origin_form())
+    .layer(connection(&server).await);
+    for _ in 0..2 {
+        let request = as_subject(origin_form_get(&server, path), "st-carol");
+        assert_eq!(
+            kind_of(&nowhere, request).await,
+            Err(ErrorKind::InvalidDestination)
+        );
+    }
+    assert_eq!(server.resource_count(), 3);
+    assert_eq!(
+        subjects_exchanged(&server),
+        some(&["st-alice", "st-bob", "st-carol"])
+    );
+}
+
+// ---------------------------------------------------------------------------
+// on_behalf × keyed
+
+/// The keyed form of on-behalf calls, a token per subject *and* per
+/// downstream API: one `OnBehalfLayer` per API, each naming its API's
+/// origin in `destinations` and its audience in the exchange, stacked. A
+/// request to one API gets that API's layer's token only (the other layer
+/// lets it through untouched): one exchange per (subject, API).
+#[tokio::test]
+async fn pair_on_behalf_keyed_a_layer_per_api_exchanges_once_per_subject_and_api() {
+    let server = TestServer::start().await;
+    let billing = Landing::start().await;
+    let for_api = |audience: &'static str, origin: String| {
+        let endpoint = server.endpoint();
+        OnBehalfLayer::new(move |subject: &SubjectToken| {
+            TokenCache::builder(endpoint.clone(), exchange(subject, audience))
+                .backoff(an_hour())
+                .build()
+        })
+        .destinations(Destinations::origins([origin]).expect("an origin"))
+    };
+    let svc = ServiceBuilder::new()
+        .layer(for_api("orders", server.url("")))
+        .layer(for_api("billing", billing.url("")))
+        .service(http_client());
+    for _ in 0..2 {
+        for subject in ["st-alice", "st-bob"] {
+            let orders = as_subject(server.get("/orders"), subject);
+            assert_eq!(kind_of(&svc, orders).await, Ok(StatusCode::OK));
+            let bills = as_subject(get(&billing.url("/billing")), subject);
+            assert_eq!(kind_of(&svc, bills).await, Ok(StatusCode::OK));
+        }
+    }
+    assert_eq!(
+        auths(&server),
+        values(&["Bearer at-1", "Bearer at-3", "Bearer at-1", "Bearer at-3"])
+    );
+    let billed: Vec<String> = billing.seen().into_iter().map(|(a, _)| a).collect();
+    assert_eq!(
+        billed,
+        values(&["Bearer at-2", "Bearer at-4", "Bearer at-2", "Bearer at-4"])
+    );
+    assert_eq!(
+        subjects_exchanged(&server),
+        some(&["st-alice", "st-alice", "st-bob", "st-bob"])
+    );
+    assert_eq!(
+        token_params(&server, "audience"),
+        some(&["orders", "billing", "orders", "billing"])
+    );
+}
+
+// ---------------------------------------------------------------------------
+// on_behalf × backoff
+
+/// A resource that refuses every token: each subject sending to it costs
+/// two exchanges (the token, and the one fetched for the resend), then its
+/// 401s pass through for the hour-long step; a subject whose resource
+/// accepts costs one, and is never held back by the others' steps.
+#[tokio::test]
+async fn pair_on_behalf_backoff_an_always_refusing_resource_costs_each_subject_two_exchanges() {
+    let server = TestServer::start().await;
+    let refusing = Refusing::start().await;
+    let svc = layer(server.endpoint())
+        .unauthorized_backoff(an_hour())
+        .layer(http_client());
+    for subject in ["st-alice", "st-bob"] {
+        for i in 0..3 {
+            let refused = as_subject(get(&refusing.url(&format!("/r/{i}"))), subject);
+            assert_eq!(kind_of(&svc, refused).await, Ok(StatusCode::UNAUTHORIZED));
+        }
+    }
+    for i in 0..3 {
+        let fine = as_subject(server.get(&format!("/ok/{i}")), "st-carol");
+        assert_eq!(kind_of(&svc, fine).await, Ok(StatusCode::OK));
+    }
+    assert_eq!(
+        refusing.seen(),
+        values(&[
+            "Bearer at-1",
+            "Bearer at-2",
+            "Bearer at-2",
+            "Bearer at-2",
+            "Bearer at-3",
+            "Bearer at-4",
+            "Bearer at-4",
+            "Bearer at-4",
+        ])
+    );
+    assert_eq!(auths(&server), vec!["Bearer at-5".to_owned(); 3]);
+    assert_eq!(
+        subjects_exchanged(&server),
+        some(&["st-alice", "st-alice", "st-bob", "st-bob", "st-carol"])
+    );
+}
+
+// ---------------------------------------------------------------------------
+// on_behalf × reqwest
+
+/// Through the reqwest middleware: a token the resource refuses is
+/// replaced (one exchange, one resend) for its subject only, and a
+/// subject's revoked cache exchanges again on its next request; the
+/// other subject keeps its token throughout.
+#[tokio::test]
+async fn pair_on_behalf_reqwest_a_refused_or_revoked_token_is_replaced_for_its_subject_only() {
+    let server = TestServer::start().await;
+    let endpoint = revocable(&server);
+    let middleware = OnBehalfMiddleware::new(move |subject: &SubjectToken| {
+        TokenCache::builder(endpoint.clone(), exchange(subject, AUDIENCE))
+            .backoff(an_hour())
+            .build()
+    });
+    let client = ClientBuilder::new(reqwest::Client::new())
+        .with(middleware.clone())
+        .build();
+    let get_as = |path: &str, subject: &str| {
+        client
+            .get(server.url(path))
+            .with_extension(SubjectToken::new(subject))
+            .send()
+    };
+    for (path, subject) in [("/a/1", "st-alice"), ("/b/1", "st-bob")] {
+        let sent = get_as(path, subject).await.map(|r| r.status());
+        assert_eq!(sent.map_err(|e| e.to_string()), Ok(StatusCode::OK));
+    }
+    server.revoke("at-1");
+    for (path, subject) in [("/a/2", "st-alice"), ("/b/2", "st-bob")] {
+        let sent = get_as(path, subject).await.map(|r| r.status());
+        assert_eq!(sent.map_err(|e| e.to_string()), Ok(StatusCode::OK));
+    }
+    let bob = middleware.cache_for(&SubjectToken::new("st-bob"));
+    bob.expect("bob's cache").revoke().await.expect("revoked");
+    for (path, subject) in [("/a/3", "st-alice"), ("/b/3", "st-bob")] {
+        let sent = get_as(path, subject).await.map(|r| r.status());
+        assert_eq!(sent.map_err(|e| e.to_string()), Ok(StatusCode::OK));
+    }
+    assert_eq!(
+        server.path_authorizations(),
+        [
+            bearer("/a/1", "at-1"),
+            bearer("/b/1", "at-2"),
+            bearer("/a/2", "at-1"),
+            bearer("/a/2", "at-3"),
+            bearer("/b/2", "at-2"),
+            bearer("/a/3", "at-3"),
+            bearer("/b/3", "at-4"),
+        ]
+    );
+    assert_eq!(
+        subjects_exchanged(&server),
+        some(&["st-alice", "st-bob", "st-alice", "st-bob"])
+    );
+    let bodies: Vec<String> = server.revocations().into_iter().map(|r| r.body).collect();
+    assert_eq!(bodies, ["token=at-2&token_type_hint=access_token"]);
+    // No subject: a typed error, nothing sent.
+    let err = client
+        .get(server.url("/none"))
+        .send()
+        .await
+        .expect_err("no subject");
+    assert_eq!(
+        token_error(&err).map(|e| e.kind()),
+        Some(ErrorKind::NoSubject)
+    );
+    assert_eq!(server.resource_count(), 7);
+}
+
+// ---------------------------------------------------------------------------
+// on_behalf × fleet
+
+/// The key fleet processes encrypt with, in the encrypted tests.
+const FLEET_KEY: [u8; 32] = [42; 32];
+
+/// A fleet process: an `OnBehalfLayer` whose subjects' caches share a
+/// Redis tier of this process's own (its own connection), encrypted with
+/// [`FLEET_KEY`] when `encrypted`.
+fn fleet_process(
+    server: &TestServer,
+    redis: &RedisServer,
+    encrypted: bool,
+) -> (RedisTier, OnBehalfLayer) {
+    let tier = if encrypted {
+        tier(redis).encryption_key(FLEET_KEY)
+    } else {
+        tier(redis)
+    };
+    let endpoint = server.endpoint();
+    let shared = tier.clone();
+    let layer = OnBehalfLayer::new(move |subject: &SubjectToken| {
+        TokenCache::builder(endpoint.clone(), exchange(subject, AUDIENCE))
+            .backoff(an_hour())
+            .redis(shared.clone())
+            .build()
+    });
+    (tier, layer)
+}
+
+/// The token keys in Redis (`…:token`), sorted.
+fn token_keys(redis: &RedisServer) -> Vec<String> {
+    let mut keys: Vec<String> = redis
+        .cli(&["KEYS", "*:token"])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// The one token key in Redis that is not in `known`.
+fn new_token_key(redis: &RedisServer, known: &[String]) -> String {
+    let new: Vec<String> = token_keys(redis)
+        .into_iter()
+        .filter(|k| !known.contains(k))
+        .collect();
+    assert_eq!(new.len(), 1, "one new token key: {new:?}");
+    new[0].clone()
+}
+
+/// Two cold processes (encrypted), the same subjects, their first
+/// requests at once: one exchange per subject for the whole fleet (the
+/// lease, or the token already in Redis), each subject's requests in both
+/// processes carry that subject's token, and no key names a subject.
+#[tokio::test]
+async fn pair_on_behalf_fleet_two_cold_processes_share_one_exchange_per_subject() {
+    if !available() {
+        return;
+    }
+    let logs = capture().everywhere();
+    let redis = RedisServer::start();
+    let server = TestServer::start().await;
+    // Long enough that both processes usually find the other's lease.
+    server.set_latency(Duration::from_millis(200));
+    let one = fleet_process(&server, &redis, true).1.layer(http_client());
+    let two = fleet_process(&server, &redis, true).1.layer(http_client());
+    for subject in ["st-alice-obo7d1e", "st-bob-obo7d1e"] {
+        let path = format!("/{subject}");
+        let (a, b) = tokio::join!(
+            kind_of(&one, as_subject(server.get(&path), subject)),
+            kind_of(&two, as_subject(server.get(&path), subject)),
+        );
+        assert_eq!((a, b), (Ok(StatusCode::OK), Ok(StatusCode::OK)));
+    }
+    assert_eq!(
+        subjects_exchanged(&server),
+        some(&["st-alice-obo7d1e", "st-bob-obo7d1e"])
+    );
+    let sent = server.path_authorizations();
+    assert_eq!(sent.len(), 4);
+    for (path, auth) in sent {
+        let expected = if path.contains("alice") {
+            "Bearer at-1"
+        } else {
+            "Bearer at-2"
+        };
+        assert_eq!(auth.as_deref(), Some(expected), "{path}");
+    }
+    let keys = redis.cli(&["KEYS", "*"]);
+    assert!(!keys.contains("obo7d1e"), "a subject in a key name: {keys}");
+    assert!(!logs.text().contains("obo7d1e"), "a subject in the logs");
+}
+
+/// The cross-user attack on the fleet, with an encryption key: someone
+/// who can write Redis copies subject A's stored token (its value, byte
+/// for byte) under subject B's key. A cold process for B does not decrypt
+/// it (the key name is the ciphertext's associated data), counts it as a
+/// bad value, and exchanges B's own token: A's token never reaches B. A
+/// is still served from Redis, with no exchange.
+#[tokio::test]
+async fn pair_on_behalf_fleet_a_token_copied_under_another_subjects_key_is_refused_when_encrypted()
+{
+    if !available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let server = TestServer::start().await;
+    let (_, first) = fleet_process(&server, &redis, true);
+    let first = first.layer(http_client());
+    let sent = kind_of(&first, as_subject(server.get("/a/1"), "st-alice")).await;
+    assert_eq!(sent, Ok(StatusCode::OK));
+    let alice_key = new_token_key(&redis, &[]);
+    let sent = kind_of(&first, as_subject(server.get("/b/1"), "st-bob")).await;
+    assert_eq!(sent, Ok(StatusCode::OK));
+    let bob_key = new_token_key(&redis, std::slice::from_ref(&alice_key));
+    // The forgery: alice's value under bob's key name.
+    assert_eq!(redis.cli(&["COPY", &alice_key, &bob_key, "REPLACE"]), "1");
+
+    let (tier, cold) = fleet_process(&server, &redis, true);
+    let cold = cold.layer(http_client());
+    for (path, subject) in [("/b/2", "st-bob"), ("/a/2", "st-alice"), ("/b/3", "st-bob")] {
+        let sent = kind_of(&cold, as_subject(server.get(path), subject)).await;
+        assert_eq!(sent, Ok(StatusCode::OK));
+    }
+    assert_eq!(
+        server.path_authorizations(),
+        [
+            bearer("/a/1", "at-1"),
+            bearer("/b/1", "at-2"),
+            bearer("/b/2", "at-3"),
+            bearer("/a/2", "at-1"),
+            bearer("/b/3", "at-3"),
+        ]
+    );
+    assert_eq!(
+        subjects_exchanged(&server),
+        some(&["st-alice", "st-bob", "st-bob"])
+    );
+    let stats = tier.stats();
+    assert_eq!((stats.bad_values, stats.shared_hits), (1, 1), "{stats:?}");
+}
+
+/// What trusting Redis means without an encryption key. A value copied
+/// byte for byte under another subject's key is still refused: it names
+/// the configuration (with the subject's hash) it was fetched for. But the
+/// value is plain JSON, so whoever can write Redis can also rewrite that
+/// name to the one in B's key and hand B any token, A's included: with no
+/// encryption key, Redis is trusted like the token endpoint itself
+/// (`fleet` module, "Secrets at rest").
+#[tokio::test]
+async fn pair_on_behalf_fleet_without_an_encryption_key_whoever_writes_redis_is_trusted() {
+    if !available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let server = TestServer::start().await;
+    let (_, first) = fleet_process(&server, &redis, false);
+    let first = first.layer(http_client());
+    let sent = kind_of(&first, as_subject(server.get("/a/1"), "st-alice")).await;
+    assert_eq!(sent, Ok(StatusCode::OK));
+    let alice_key = new_token_key(&redis, &[]);
+    let sent = kind_of(&first, as_subject(server.get("/b/1"), "st-bob")).await;
+    assert_eq!(sent, Ok(StatusCode::OK));
+    let bob_key = new_token_key(&redis, std::slice::from_ref(&alice_key));
+
+    // A verbatim copy: refused (another configuration's), bob exchanges.
+    assert_eq!(redis.cli(&["COPY", &alice_key, &bob_key, "REPLACE"]), "1");
+    let (tier, cold) = fleet_process(&server, &redis, false);
+    let sent = kind_of(
+        &cold.layer(http_client()),
+        as_subject(server.get("/b/2"), "st-bob"),
+    )
+    .await;
+    assert_eq!(sent, Ok(StatusCode::OK));
+    assert_eq!(tier.stats().bad_values, 1);
+    assert_eq!(
+        server.path_authorizations().last(),
+        Some(&bearer("/b/2", "at-3"))
+    );
+
+    // A rewritten copy: alice's value with bob's fingerprint (read from
+    // bob's key name) is taken by a cold process for bob.
+    let fingerprint = |key: &str| {
+        let start = key.find('{').expect("a hash tag") + 1;
+        let end = key.find('}').expect("a hash tag");
+        key[start..end].to_owned()
+    };
+    let alices = redis.cli(&["GET", &alice_key]);
+    let forged = alices.replace(&fingerprint(&alice_key), &fingerprint(&bob_key));
+    assert_ne!(forged, alices);
+    assert_eq!(redis.cli(&["SET", &bob_key, &forged, "PX", "600000"]), "OK");
+    let (tier, cold) = fleet_process(&server, &redis, false);
+    let sent = kind_of(
+        &cold.layer(http_client()),
+        as_subject(server.get("/b/3"), "st-bob"),
+    )
+    .await;
+    assert_eq!(sent, Ok(StatusCode::OK));
+    assert_eq!(tier.stats().bad_values, 0);
+    assert_eq!(
+        server.path_authorizations().last(),
+        Some(&bearer("/b/3", "at-1")),
+        "the forged value was not taken: update this test and the fleet docs"
+    );
+    assert_eq!(
+        subjects_exchanged(&server),
+        some(&["st-alice", "st-bob", "st-bob"])
+    );
+}
+
+/// Revocation in a fleet: revoking one subject's cache in one process
+/// removes that subject's token from Redis (a cold process exchanges
+/// again for it) and leaves the other subject's there (a cold process
+/// takes it, no exchange).
+#[tokio::test]
+async fn pair_on_behalf_fleet_revocation_a_revoked_subjects_token_leaves_redis_alone() {
+    if !available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let server = TestServer::start().await;
+    let process = || {
+        let tier = tier(&redis).encryption_key(FLEET_KEY);
+        let endpoint = revocable(&server);
+        OnBehalfLayer::new(move |subject: &SubjectToken| {
+            TokenCache::builder(endpoint.clone(), exchange(subject, AUDIENCE))
+                .backoff(an_hour())
+                .redis(tier.clone())
+                .build()
+        })
+    };
+    let first = process();
+    let svc = first.layer(http_client());
+    for (path, subject) in [("/a/1", "st-alice"), ("/b/1", "st-bob")] {
+        let sent = kind_of(&svc, as_subject(server.get(path), subject)).await;
+        assert_eq!(sent, Ok(StatusCode::OK));
+    }
+    assert_eq!(token_keys(&redis).len(), 2);
+    let alice = first.cache_for(&SubjectToken::new("st-alice"));
+    alice
+        .expect("alice's cache")
+        .revoke()
+        .await
+        .expect("revoked");
+    assert_eq!(
+        token_keys(&redis).len(),
+        1,
+        "alice's token is still in Redis"
+    );
+    let cold = process().layer(http_client());
+    for (path, subject) in [("/b/2", "st-bob"), ("/a/2", "st-alice")] {
+        let sent = kind_of(&cold, as_subject(server.get(path), subject)).await;
+        assert_eq!(sent, Ok(StatusCode::OK));
+    }
+    assert_eq!(
+        server.path_authorizations(),
+        [
+            bearer("/a/1", "at-1"),
+            bearer("/b/1", "at-2"),
+            bearer("/b/2", "at-2"),
+            bearer("/a/2", "at-3"),
+        ]
+    );
+    assert_eq!(
+        subjects_exchanged(&server),
+        some(&["st-alice", "st-bob", "st-alice"])
+    );
+    let bodies: Vec<String> = server.revocations().into_iter().map(|r| r.body).collect();
+    assert_eq!(bodies, ["token=at-1&token_type_hint=access_token"]);
+}
+
+// ---------------------------------------------------------------------------
+// Attacks
+
+/// A canary in every subject token: it must appear in no error and no log
+/// line.
+const CANARY: &str = "obo-canary-3f9c";
+
+/// Subject tokens no token could be: huge, empty, or with a byte outside
+/// visible ASCII (CR LF, a header injection; NUL; a tab; a space; DEL;
+/// non-ASCII). Each fails with `NoSubject` before any exchange, the
+/// subject quoted nowhere.
+#[tokio::test]
+async fn attack_on_behalf_a_huge_empty_or_control_character_subject_is_never_exchanged() {
+    let logs = capture().everywhere();
+    let server = TestServer::start().await;
+    let layer = layer(server.endpoint());
+    let svc = layer.clone().layer(http_client());
+    let bad = [
+        format!("{CANARY}{}", "h".repeat(20 * 1024)),
+        String::new(),
+        format!("{CANARY}\r\nx-injected: 1"),
+        format!("{CANARY}\0"),
+        format!("{CANARY}\tx"),
+        format!("{CANARY} x"),
+        format!("{CANARY}\u{7f}"),
+        format!("{CANARY}é"),
+    ];
+    for (i, subject) in bad.iter().enumerate() {
+        let err = match send(&svc, as_subject(server.get("/x"), subject)).await {
+            Err(e) => e,
+            Ok(status) => panic!(
+                "bad subject {i} was exchanged ({} token requests) and sent: {status}",
+                server.token_requests()
+            ),
+        };
+        assert_eq!(err.kind(), ErrorKind::NoSubject, "bad subject {i}");
+        for shown in [err.to_string(), format!("{err:?}")] {
+            assert!(!shown.contains(CANARY), "the subject in an error: {shown}");
+        }
+    }
+    // The same through the inbound header, as a server takes it.
+    let mut inbound = http::HeaderMap::new();
+    let value = http::HeaderValue::from_str(&format!("Bearer {CANARY}\tx")).expect("a header");
+    inbound.insert(http::header::AUTHORIZATION, value);
+    let subject = SubjectToken::from_headers(&inbound).expect("a bearer token");
+    let mut request = server.get("/x");
+    request.extensions_mut().insert(subject);
+    assert_eq!(kind_of(&svc, request).await, Err(ErrorKind::NoSubject));
+    // And through the reqwest middleware.
+    let endpoint = server.endpoint();
+    let middleware = OnBehalfMiddleware::new(move |subject: &SubjectToken| {
+        TokenCache::builder(endpoint.clone(), exchange(subject, AUDIENCE)).build()
+    });
+    let client = ClientBuilder::new(reqwest::Client::new())
+        .with(middleware)
+        .build();
+    let err = client
+        .get(server.url("/x"))
+        .with_extension(SubjectToken::new(format!("{CANARY}\r\n")))
+        .send()
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        token_error(&err).map(|e| e.kind()),
+        Some(ErrorKind::NoSubject)
+    );
+    assert!(!err.to_string().contains(CANARY));
+
+    assert_eq!(server.token_requests(), 0);
+    assert_eq!(server.resource_count(), 0);
+    assert_eq!(
+        layer.subjects(),
+        0,
+        "a cache was made for a refused subject"
+    );
+    assert!(!logs.text().contains(CANARY), "the subject in the logs");
+}
+
+/// The token endpoint refuses exchanges in every way it can: `403` with
+/// `invalid_grant` (echoing the subject token, as some servers do), a
+/// `403` HTML page (echoing it too), `400 invalid_grant`, and a `200`
+/// whose `token_type` is RFC 8693's `N_A` (not an access token). Each is a
+/// typed error for its subject, the subject redacted from it; the
+/// subject's next request gets `NoToken` from its backoff with no second
+/// exchange; another subject is served as usual.
+#[tokio::test]
+async fn attack_on_behalf_a_token_endpoint_refusing_the_exchange_gives_typed_errors_and_exact_counts(
+) {
+    let logs = capture().everywhere();
+    let server = TestServer::start().await;
+    let subject = |i: usize| format!("st-{CANARY}-{i}");
+    let echoed = |i: usize| {
+        format!(
+            r#"{{"error":"invalid_grant","error_description":"subject {} is not allowed"}}"#,
+            subject(i)
+        )
+    };
+    server.script([
+        Canned::json(403, &echoed(0)),
+        Canned::new(
+            403,
+            "text/html",
+            format!("<html>forbidden: {}</html>", subject(1)),
+        ),
+        Canned::json(400, &echoed(2)),
+        Canned::json(
+            200,
+            r#"{"access_token":"rt-not-an-access-token","token_type":"N_A",
+                "issued_token_type":"urn:ietf:params:oauth:token-type:refresh_token"}"#,
+        ),
+    ]);
+    let svc = layer(server.endpoint()).layer(http_client());
+    let expected = [
+        (ErrorKind::OAuth, Some(ErrorCode::InvalidGrant)),
+        (ErrorKind::HttpStatus, None),
+        (ErrorKind::OAuth, Some(ErrorCode::InvalidGrant)),
+        (ErrorKind::InvalidToken, None),
+    ];
+    for (i, (kind, code)) in expected.into_iter().enumerate() {
+        let err = send(&svc, as_subject(server.get("/x"), &subject(i)))
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            (err.kind(), err.oauth_error().map(|e| e.error().clone())),
+            (kind, code),
+            "subject {i}: {err}"
+        );
+        for shown in [err.to_string(), format!("{err:?}")] {
+            assert!(!shown.contains(CANARY), "the subject in an error: {shown}");
+            assert!(
+                !shown.contains("rt-not-an"),
+                "the token in an error: {shown}"
+            );
+        }
+        let again = kind_of(&svc, as_subject(server.get("/x"), &subject(i))).await;
+        assert_eq!(again, Err(ErrorKind::NoToken), "subject {i}");
+    }
+    assert_eq!(server.token_requests(), 4);
+    let fine = kind_of(&svc, as_subject(server.get("/y"), "st-fine")).await;
+    assert_eq!(fine, Ok(StatusCode::OK));
+    assert_eq!(auths(&server), values(&["Bearer at-1"]));
+    let mut expected_subjects: Vec<String> = (0..4).map(subject).collect();
+    expected_subjects.push("st-fine".to_owned());
+    assert_eq!(
+        subjects_exchanged(&server),
+        expected_subjects.into_iter().map(Some).collect::<Vec<_>>()
+    );
+    assert!(!logs.text().contains(CANARY), "the subject in the logs");
+}
