@@ -28,6 +28,20 @@ async fn get_status(server: &TestServer, cache: &TokenCache, path: &str) -> Stat
     response.status()
 }
 
+/// A server asking for a nonce at its token endpoint (`n-token-1`) and at
+/// its resources (`n-resource-1`), and a DPoP cache's first request there,
+/// which succeeds: the first token request is refused for its nonce (a 400
+/// `use_dpop_nonce`), and resent with it.
+async fn a_first_request_with_nonces_at_both_ends() -> (TestServer, Dpop, TokenCache) {
+    let server = TestServer::start().await;
+    server.set_dpop_nonces(Some("n-token-1"), Some("n-resource-1"));
+    let key = Dpop::generate().unwrap();
+    let cache = dpop_cache(&server, &key);
+    assert_eq!(get_status(&server, &cache, "/api").await, StatusCode::OK);
+    assert_eq!(server.token_requests(), 2);
+    (server, key, cache)
+}
+
 #[tokio::test]
 async fn a_dpop_token_is_fetched_with_a_proof_and_sent_with_a_fresh_proof_per_request() {
     let server = TestServer::start().await;
@@ -65,13 +79,7 @@ async fn a_dpop_token_is_fetched_with_a_proof_and_sent_with_a_fresh_proof_per_re
 
 #[tokio::test]
 async fn nonces_are_sent_after_one_use_dpop_nonce_at_the_token_endpoint_and_at_the_resource() {
-    let server = TestServer::start().await;
-    server.set_dpop_nonces(Some("n-token-1"), Some("n-resource-1"));
-    let key = Dpop::generate().unwrap();
-    let cache = dpop_cache(&server, &key);
-    assert_eq!(get_status(&server, &cache, "/api").await, StatusCode::OK);
-    // One token request refused for its nonce, one resent with it.
-    assert_eq!(server.token_requests(), 2);
+    let (server, key, cache) = a_first_request_with_nonces_at_both_ends().await;
     // One resource request refused for its nonce, one resent with it.
     assert_eq!(server.resource_count(), 2);
     assert_eq!(server.unauthorized_count(), 1);
@@ -607,13 +615,7 @@ async fn the_crates_redirect_policy_follows_redirects_within_the_origin() {
 /// nonce, so the next token fetch is sent once, with the right one.
 #[tokio::test]
 async fn a_token_endpoint_and_a_resource_at_one_origin_keep_their_own_nonces() {
-    let server = TestServer::start().await;
-    server.set_dpop_nonces(Some("n-token-1"), Some("n-resource-1"));
-    let key = Dpop::generate().unwrap();
-    let cache = dpop_cache(&server, &key);
-    assert_eq!(get_status(&server, &cache, "/api").await, StatusCode::OK);
-    // The first fetch: a 400 use_dpop_nonce, then the token.
-    assert_eq!(server.token_requests(), 2);
+    let (server, _, cache) = a_first_request_with_nonces_at_both_ends().await;
     let (_, generation) = cache.bearer_header_with_generation().await.unwrap();
     cache.invalidate(generation);
     assert_eq!(get_status(&server, &cache, "/api").await, StatusCode::OK);

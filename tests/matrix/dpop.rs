@@ -140,12 +140,9 @@ async fn pair_dpop_backoff_a_nonce_challenge_to_the_resend_refuses_no_token() {
         assert_eq!(status(&svc, server.get(path)).await, Ok(StatusCode::OK));
     }
     let stats = cache.stats();
+    let backed_off = stats.unauthorized_backed_off;
     assert_eq!(
-        (
-            stats.token_fetches,
-            stats.invalidations,
-            stats.unauthorized_backed_off
-        ),
+        (stats.token_fetches, stats.invalidations, backed_off),
         (1, 0, 0),
         "a use_dpop_nonce answer was taken for a refusal of the token"
     );
