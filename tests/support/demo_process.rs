@@ -62,9 +62,27 @@ impl Summary {
         })
     }
 
+    /// `n` requests, all answered 200, with one token, and no fleet line.
+    pub fn all_ok_with_one_token(n: u64) -> Summary {
+        Summary {
+            counts: all_ok_with_one_token(n),
+            fleet: Vec::new(),
+        }
+    }
+
     /// A counter of the fleet line (0 when absent).
     pub fn fleet(&self, name: &str) -> u64 {
         self.fleet.iter().find(|p| p.0 == name).map_or(0, |p| p.1)
+    }
+}
+
+/// `n` requests, all answered 200, with one token: the demo's summary.
+pub fn all_ok_with_one_token(n: u64) -> crate::run::Summary {
+    crate::run::Summary {
+        requests: n,
+        ok: n,
+        token_fetches: 1,
+        ..crate::run::Summary::default()
     }
 }
 
