@@ -141,15 +141,12 @@ fn a_background_refresh_on_a_dead_runtime_serves_the_stale_token_and_recovers() 
         assert_eq!(refreshed.unwrap(), "Bearer at-1", "{flavor}");
         assert_eq!(server.token_requests(), 1, "{flavor}");
         let stats = cache.stats();
-        assert_eq!(
-            (
-                stats.token_fetches,
-                stats.background_refreshes,
-                stats.fetch_failures
-            ),
-            (1, 1, 0),
-            "{flavor}: {stats:?}"
+        let counts = (
+            stats.token_fetches,
+            stats.background_refreshes,
+            stats.fetch_failures,
         );
+        assert_eq!(counts, (1, 1, 0), "{flavor}: {stats:?}");
         drop(live);
         drop(server);
     }
@@ -206,16 +203,9 @@ fn a_caller_waiting_for_a_fetch_stalled_mid_exchange_gets_a_typed_timeout() {
     assert_eq!(header, "Bearer at-1");
     assert_eq!(server.token_requests(), 1);
     let stats = cache.stats();
-    assert_eq!(
-        (
-            stats.waits,
-            stats.wait_timeouts,
-            stats.token_fetches,
-            stats.fetch_failures
-        ),
-        (3, 1, 1, 0),
-        "{stats:?}"
-    );
+    let (waits, fetches) = (stats.waits, stats.token_fetches);
+    let counts = (waits, stats.wait_timeouts, fetches, stats.fetch_failures);
+    assert_eq!(counts, (3, 1, 1, 0), "{stats:?}");
     drop(stuck);
     drop(server);
 }
@@ -244,16 +234,42 @@ fn cache_with_a_stale_token(server: &TestServer) -> tower_oauth2::cache::TokenCa
     builder.store(store)
 }
 
-/// A sync helper's call: `helper` (a current-thread runtime, driven only
-/// inside `block_on`) gets the stale token, which starts a background
-/// refresh on `helper`; `block_on` returns at once, so the refresh task is
-/// never polled while `helper` is neither driven nor dropped.
-fn stale_token_through_a_sync_helper(helper: &tokio::runtime::Runtime, cache: &TokenCache) -> u64 {
-    let (header, generation) = helper
-        .block_on(cache.bearer_header_with_generation())
-        .unwrap();
-    assert_eq!(header, "Bearer stored-at");
-    generation
+/// A stale token's refresh stuck on a runtime nobody drives: a sync
+/// helper's call on `helper` (a current-thread runtime, driven only inside
+/// `block_on`) got the stale token of `cache` (wait timeout 300 ms), which
+/// started a background refresh on `helper`; `block_on` returned at once,
+/// so the refresh task is never polled while `helper` is neither driven
+/// nor dropped. `server` runs on a runtime of its own.
+struct StuckRefresh {
+    _server_rt: tokio::runtime::Runtime,
+    server: TestServer,
+    cache: TokenCache,
+    helper: tokio::runtime::Runtime,
+    /// The generation of the stale token the helper got.
+    stale: u64,
+}
+
+impl StuckRefresh {
+    fn start() -> StuckRefresh {
+        let server_rt = tokio::runtime::Runtime::new().unwrap();
+        let server = server_rt.block_on(TestServer::start());
+        let cache = cache_with_a_stale_token(&server)
+            .wait_timeout(Duration::from_millis(300))
+            .build();
+        let helper = current_thread_runtime();
+        let (header, stale) = helper
+            .block_on(cache.bearer_header_with_generation())
+            .unwrap();
+        assert_eq!(header, "Bearer stored-at");
+        assert_eq!(server.token_requests(), 0);
+        StuckRefresh {
+            _server_rt: server_rt,
+            server,
+            cache,
+            helper,
+            stale,
+        }
+    }
 }
 
 /// Drives `helper` again for a while: a task left on it runs now.
@@ -266,14 +282,13 @@ fn drive(helper: &tokio::runtime::Runtime) {
 // the stalled task, if it ever runs, sends nothing.
 #[test]
 fn a_refresh_stuck_on_a_runtime_nobody_drives_is_taken_over() {
-    let server_rt = tokio::runtime::Runtime::new().unwrap();
-    let server = server_rt.block_on(TestServer::start());
-    let cache = cache_with_a_stale_token(&server)
-        .wait_timeout(Duration::from_millis(300))
-        .build();
-    let helper = current_thread_runtime();
-    let stale = stale_token_through_a_sync_helper(&helper, &cache);
-    assert_eq!(server.token_requests(), 0);
+    let StuckRefresh {
+        _server_rt,
+        server,
+        cache,
+        helper,
+        stale,
+    } = StuckRefresh::start();
 
     // The resource refuses the stale token (a 401): every caller needs
     // the new one now.
@@ -292,15 +307,12 @@ fn a_refresh_stuck_on_a_runtime_nobody_drives_is_taken_over() {
     let got = live.block_on(cache.bearer_header());
     assert!(matches!(&got, Ok(h) if h == "Bearer at-1"), "{got:?}");
     let stats = cache.stats();
-    assert_eq!(
-        (
-            stats.token_fetches,
-            stats.fetch_failures,
-            stats.wait_timeouts
-        ),
-        (1, 0, 0),
-        "{stats:?}"
+    let counts = (
+        stats.token_fetches,
+        stats.fetch_failures,
+        stats.wait_timeouts,
     );
+    assert_eq!(counts, (1, 0, 0), "{stats:?}");
     drop(server);
 }
 
@@ -308,13 +320,13 @@ fn a_refresh_stuck_on_a_runtime_nobody_drives_is_taken_over() {
 // no runtime runs; it takes the flight slot over and revokes.
 #[test]
 fn revoke_takes_over_a_refresh_stuck_on_a_runtime_nobody_drives() {
-    let server_rt = tokio::runtime::Runtime::new().unwrap();
-    let server = server_rt.block_on(TestServer::start());
-    let cache = cache_with_a_stale_token(&server)
-        .wait_timeout(Duration::from_millis(300))
-        .build();
-    let helper = current_thread_runtime();
-    stale_token_through_a_sync_helper(&helper, &cache);
+    let StuckRefresh {
+        _server_rt,
+        server,
+        cache,
+        helper,
+        ..
+    } = StuckRefresh::start();
 
     let live = tokio::runtime::Runtime::new().unwrap();
     let revoked = live

@@ -97,9 +97,10 @@ fn basic(authorization: Option<&str>) -> Option<(String, String)> {
 const TASKS: usize = 8;
 const ROTATIONS: usize = 20;
 
-/// `TASKS` tasks send token requests, one after another, while a writer
-/// task calls `rotate(n)` for n in 1..=ROTATIONS; gives the number of
-/// requests sent and of those that failed.
+/// `TASKS` tasks send token requests to `server` as `client`, one after
+/// another, while a writer task calls `rotate(n)` for n in 1..=ROTATIONS.
+/// Every request must be answered: each refused one (its credential
+/// retired between the read and the server's check) is sent once more.
 ///
 /// After each rotation the writer waits until every task has finished a
 /// request it started after that rotation: a credential then stays
@@ -108,9 +109,11 @@ const ROTATIONS: usize = 20;
 /// ensures. (Rotating faster than requests are answered could refuse a
 /// request twice, which one retry cannot help.)
 async fn requests_during_rotations(
-    endpoint: TokenEndpoint<HttpClient>,
+    server: &TestServer,
+    client: &ClientAuth,
     rotate: impl Fn(usize) + Send + 'static,
-) -> (usize, usize) {
+) {
+    let endpoint = endpoint(server, client.clone());
     let rotation = Arc::new(AtomicUsize::new(0));
     let done: Arc<Vec<AtomicUsize>> = Arc::new((0..TASKS).map(|_| AtomicUsize::new(0)).collect());
     let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -153,7 +156,10 @@ async fn requests_during_rotations(
     for task in tasks {
         task.await.expect("a request task");
     }
-    (sent.load(Ordering::SeqCst), failed.load(Ordering::SeqCst))
+    let sent = sent.load(Ordering::SeqCst);
+    assert_eq!(failed.load(Ordering::SeqCst), 0);
+    assert_eq!(server.token_requests(), sent + server.client_refusals());
+    assert!(sent >= TASKS * ROTATIONS, "{sent}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -173,19 +179,13 @@ async fn an_assertion_file_rewritten_while_8_tasks_send_requests() {
     // hand it out, then stop accepting the old one.
     let (rotating, all) = (server.clone(), assertions.clone());
     let rotated_path = path.clone();
-    let (sent, failed) = requests_during_rotations(endpoint(&server, client.clone()), move |n| {
+    requests_during_rotations(&server, &client, move |n| {
         rotating.accept_assertion(&all[n]);
         rewrite(&rotated_path, &all[n]);
         rotating.revoke_assertion(&all[n - 1]);
     })
     .await;
 
-    assert_eq!(failed, 0);
-    // Every request was answered; each refused one (its assertion retired
-    // between the read and the server's check) was sent once more.
-    let refusals = server.client_refusals();
-    assert_eq!(server.token_requests(), sent + refusals);
-    assert!(sent >= TASKS * ROTATIONS, "{sent}");
     // Every token request carried an assertion that was in the file, with
     // the assertion type; after the last rotation, the newest one is sent.
     for received in server.received() {
@@ -225,17 +225,13 @@ async fn a_rotated_client_secret_file_with_8_tasks_sending_requests() {
     assert_eq!(client.method_name(), "client_secret_basic");
 
     let (rotating, rotated_path) = (server.clone(), path.clone());
-    let (sent, failed) = requests_during_rotations(endpoint(&server, client.clone()), move |n| {
+    requests_during_rotations(&server, &client, move |n| {
         rotating.accept_secret(&format!("secret-{n}"));
         rewrite(&rotated_path, &format!("secret-{n}\n"));
         rotating.revoke_secret(&format!("secret-{}", n - 1));
     })
     .await;
 
-    assert_eq!(failed, 0);
-    let refusals = server.client_refusals();
-    assert_eq!(server.token_requests(), sent + refusals);
-    assert!(sent >= TASKS * ROTATIONS, "{sent}");
     for received in server.received() {
         let (id, secret) = basic(received.authorization()).expect("client_secret_basic");
         assert_eq!(id, "svc-orders");

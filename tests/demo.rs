@@ -14,6 +14,7 @@ use args::{Args, Mode};
 use clap::CommandFactory;
 use progress::Sample;
 use run::{Summary, Until};
+use support::demo_process::all_ok_with_one_token;
 use support::serve::serve_tcp;
 use support::token_server::TestServer;
 use tokio::io::AsyncReadExt;
@@ -108,16 +109,6 @@ async fn run_against(server: &TestServer, rest: &[&str]) -> Summary {
         panic!("flags must name the servers to use");
     };
     run::run(&config).await.expect("a usable configuration")
-}
-
-/// `n` requests, all answered 200, with one token.
-fn all_ok_with_one_token(n: u64) -> Summary {
-    Summary {
-        requests: n,
-        ok: n,
-        token_fetches: 1,
-        ..Summary::default()
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,15 +38,7 @@ async fn the_demo_runs_from_environment_variables_alone() {
     ];
     let summary = run_demo(&vars).await;
     let _ = std::fs::remove_file(&secret);
-    assert_eq!(
-        summary,
-        Summary {
-            requests: 5,
-            ok: 5,
-            token_fetches: 1,
-            ..Summary::default()
-        }
-    );
+    assert_eq!(summary, Summary::all_ok_with_one_token(5));
     assert_eq!(server.token_requests(), 1);
     let sent = server.received().pop().expect("the token request");
     assert_eq!(sent.param("scope").as_deref(), Some("orders:read"));
@@ -91,14 +83,6 @@ async fn the_demo_finds_the_token_endpoint_from_the_issuer() {
         ("DEMO_REQUESTS", "3".to_owned()),
     ];
     let summary = run_demo(&vars).await;
-    assert_eq!(
-        summary,
-        Summary {
-            requests: 3,
-            ok: 3,
-            token_fetches: 1,
-            ..Summary::default()
-        }
-    );
+    assert_eq!(summary, Summary::all_ok_with_one_token(3));
     assert_eq!(server.token_requests(), 1);
 }

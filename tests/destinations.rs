@@ -8,33 +8,12 @@ use crate::support;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::Full;
-use support::client::http_client;
+use support::client::{connection, http_client, origin_form_get, over_connection};
 use support::log::capture;
 use support::token_server::{bearer, TestServer};
-use tower::{BoxError, Layer, ServiceExt};
+use tower::{Layer, ServiceExt};
 use tower_oauth2::layer::Destinations;
 use tower_oauth2::{OAuth2Layer, TokenCache, TokenRequest};
-
-/// [`support::client::connection`] to `server`.
-async fn connection(
-    server: &TestServer,
-) -> impl tower::Service<
-    Request<Full<Bytes>>,
-    Response = http::Response<hyper::body::Incoming>,
-    Error = tower::BoxError,
-    Future: Send,
-> + Clone {
-    crate::support::client::connection(server.addr).await
-}
-
-/// A GET with an origin-form URI (`/items`) and the Host header HTTP/1.1
-/// needs.
-fn origin_form_get(server: &TestServer) -> Request<Full<Bytes>> {
-    Request::get("/items")
-        .header(http::header::HOST, server.addr.to_string())
-        .body(Full::default())
-        .unwrap()
-}
 
 #[tokio::test]
 async fn over_hyper_conn_an_origin_form_request_gets_no_token_by_default() {
@@ -46,14 +25,14 @@ async fn over_hyper_conn_an_origin_form_request_gets_no_token_by_default() {
     let first = layer.layer(conn.clone());
     let second = first.clone();
 
-    let resp = first.oneshot(origin_form_get(&server)).await.unwrap();
+    assert_eq!(get_items(&first, &server).await, StatusCode::UNAUTHORIZED);
     assert_eq!(server.path_authorizations(), [("/items".to_owned(), None)]);
-    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    let resp = second.oneshot(origin_form_get(&server)).await.unwrap();
-    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(get_items(&second, &server).await, StatusCode::UNAUTHORIZED);
     let other_layer = OAuth2Layer::new(cache.clone()).layer(conn);
-    let resp = other_layer.oneshot(origin_form_get(&server)).await.unwrap();
-    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        get_items(&other_layer, &server).await,
+        StatusCode::UNAUTHORIZED
+    );
 
     assert_eq!(server.authorizations(), [None, None, None]);
     assert_eq!(server.token_requests(), 0);
@@ -64,34 +43,14 @@ async fn over_hyper_conn_an_origin_form_request_gets_no_token_by_default() {
     assert_eq!(logs.count("origin_form_to"), 2);
 }
 
-/// `cache`'s layer over a connection to `server`, told the connection's
-/// origin (`origin_form_to`).
-async fn layered_to_the_connections_origin(
-    server: &TestServer,
-    cache: &tower_oauth2::TokenCache,
-) -> impl tower::Service<
-    Request<Full<Bytes>>,
-    Response = http::Response<hyper::body::Incoming>,
-    Error = tower_oauth2::layer::ServiceError<BoxError>,
-> + Clone {
-    let to_conn = Destinations::secure()
-        .origin_form_to(server.url(""))
-        .unwrap();
-    OAuth2Layer::new(cache.clone())
-        .destinations(to_conn)
-        .layer(connection(server).await)
-}
-
 #[tokio::test]
 async fn over_hyper_conn_told_the_connections_origin_the_token_is_sent() {
     let server = TestServer::start().await;
     let cache = server.client_credentials().build();
-    let svc = layered_to_the_connections_origin(&server, &cache).await;
+    let svc = over_connection(&server, OAuth2Layer::new(cache.clone())).await;
 
-    let resp = svc.clone().oneshot(origin_form_get(&server)).await.unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let resp = svc.oneshot(origin_form_get(&server)).await.unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(get_items(&svc, &server).await, StatusCode::OK);
+    assert_eq!(get_items(&svc, &server).await, StatusCode::OK);
     assert_eq!(
         server.path_authorizations(),
         [
@@ -109,8 +68,7 @@ async fn over_hyper_conn_allow_origin_form_sends_the_token_on_the_users_word() {
     let svc = OAuth2Layer::new(cache.clone())
         .destinations(Destinations::secure().allow_origin_form())
         .layer(connection(&server).await);
-    let resp = svc.oneshot(origin_form_get(&server)).await.unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(get_items(&svc, &server).await, StatusCode::OK);
     assert_eq!(
         server.path_authorizations(),
         [("/items".to_owned(), Some("Bearer at-1".to_owned()))]
@@ -131,10 +89,9 @@ async fn over_hyper_conn_dpop_proofs_name_the_origin_that_origin_form_to_gave() 
     let key = Dpop::generate().unwrap();
     let endpoint = server.endpoint().dpop(key.clone());
     let cache = TokenCache::builder(endpoint, TokenRequest::client_credentials()).build();
-    let svc = layered_to_the_connections_origin(&server, &cache).await;
+    let svc = over_connection(&server, OAuth2Layer::new(cache.clone())).await;
 
-    let resp = svc.clone().oneshot(origin_form_get(&server)).await.unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(get_items(&svc, &server).await, StatusCode::OK);
     // One refusal asking for the nonce; the resend's proof (its `htu` is
     // http://127.0.0.1:PORT/items, checked by the server) is accepted.
     assert_eq!(server.dpop_refusals(), ["resource: UseNonce"]);
@@ -148,8 +105,7 @@ async fn over_hyper_conn_dpop_proofs_name_the_origin_that_origin_form_to_gave() 
     let origin: http::Uri = server.url("/elsewhere").parse().unwrap();
     assert_eq!(key.nonce(&origin).as_deref(), Some("n-resource-1"));
     // The nonce is sent from now on: no more round trips.
-    let resp = svc.oneshot(origin_form_get(&server)).await.unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(get_items(&svc, &server).await, StatusCode::OK);
     assert_eq!(server.dpop_refusals(), ["resource: UseNonce"]);
     assert_eq!(server.token_requests(), 1);
 }
@@ -178,6 +134,18 @@ where
         .await
         .unwrap()
         .status()
+}
+
+/// A GET of `/items` with an origin-form URI at `server` (as over a
+/// [`connection`] to it) through `svc`: its status.
+async fn get_items<S>(svc: &S, server: &TestServer) -> StatusCode
+where
+    S: tower::Service<Request<Full<Bytes>>, Response = http::Response<hyper::body::Incoming>>
+        + Clone,
+    S::Error: std::fmt::Debug,
+{
+    let request = origin_form_get(server, "/items");
+    svc.clone().oneshot(request).await.unwrap().status()
 }
 
 /// `http://127.0.0.1:port`, as the logs name an origin.

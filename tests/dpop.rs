@@ -28,6 +28,20 @@ async fn get_status(server: &TestServer, cache: &TokenCache, path: &str) -> Stat
     response.status()
 }
 
+/// A server asking for a nonce at its token endpoint (`n-token-1`) and at
+/// its resources (`n-resource-1`), and a DPoP cache's first request there,
+/// which succeeds: the first token request is refused for its nonce (a 400
+/// `use_dpop_nonce`), and resent with it.
+async fn a_first_request_with_nonces_at_both_ends() -> (TestServer, Dpop, TokenCache) {
+    let server = TestServer::start().await;
+    server.set_dpop_nonces(Some("n-token-1"), Some("n-resource-1"));
+    let key = Dpop::generate().unwrap();
+    let cache = dpop_cache(&server, &key);
+    assert_eq!(get_status(&server, &cache, "/api").await, StatusCode::OK);
+    assert_eq!(server.token_requests(), 2);
+    (server, key, cache)
+}
+
 #[tokio::test]
 async fn a_dpop_token_is_fetched_with_a_proof_and_sent_with_a_fresh_proof_per_request() {
     let server = TestServer::start().await;
@@ -65,13 +79,7 @@ async fn a_dpop_token_is_fetched_with_a_proof_and_sent_with_a_fresh_proof_per_re
 
 #[tokio::test]
 async fn nonces_are_sent_after_one_use_dpop_nonce_at_the_token_endpoint_and_at_the_resource() {
-    let server = TestServer::start().await;
-    server.set_dpop_nonces(Some("n-token-1"), Some("n-resource-1"));
-    let key = Dpop::generate().unwrap();
-    let cache = dpop_cache(&server, &key);
-    assert_eq!(get_status(&server, &cache, "/api").await, StatusCode::OK);
-    // One token request refused for its nonce, one resent with it.
-    assert_eq!(server.token_requests(), 2);
+    let (server, key, cache) = a_first_request_with_nonces_at_both_ends().await;
     // One resource request refused for its nonce, one resent with it.
     assert_eq!(server.resource_count(), 2);
     assert_eq!(server.unauthorized_count(), 1);
@@ -423,47 +431,31 @@ async fn requests_in_flight_when_the_nonce_rotates_are_all_resent() {
 /// so every proof's `htu` names that origin.
 #[tokio::test]
 async fn a_keyed_layer_proves_origin_form_requests_for_the_origin_form_to_origin() {
-    use std::sync::Arc;
-    use tower_oauth2::layer::{Destinations, KeyedOAuth2Layer};
+    use std::sync::{Arc, Mutex};
+    use support::client::{connection, origin_form_get, to_connection};
+    use tower_oauth2::layer::KeyedOAuth2Layer;
 
     let server = TestServer::start().await;
     server.enable_dpop();
     let key = Dpop::generate().unwrap();
     let cache = dpop_cache(&server, &key);
-    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let io = hyper_util::rt::TokioIo::new(tcp);
-    let (sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
-    tokio::spawn(conn);
-    let sender = Arc::new(tokio::sync::Mutex::new(sender));
-    let proofs = Arc::new(std::sync::Mutex::new(Vec::new()));
+    // The connection, recording each request's proof.
+    let conn = connection(&server).await;
+    let proofs = Arc::new(Mutex::new(Vec::new()));
     let seen = proofs.clone();
-    let connection = tower::service_fn(
+    let recording = tower::service_fn(
         move |req: http::Request<http_body_util::Full<bytes::Bytes>>| {
-            let sender = sender.clone();
-            let proof = req
-                .headers()
-                .get("dpop")
-                .map(|p| p.to_str().unwrap().to_owned());
+            let proof = req.headers().get("dpop");
+            let proof = proof.map(|p| p.to_str().unwrap().to_owned());
             seen.lock().unwrap().push(proof);
-            async move {
-                let mut sender = sender.lock().await;
-                sender.ready().await?;
-                Ok::<_, tower::BoxError>(sender.send_request(req).await?)
-            }
+            conn.clone().oneshot(req)
         },
     );
-    let to_connection = Destinations::secure()
-        .origin_form_to(server.url(""))
-        .unwrap();
     let layer = KeyedOAuth2Layer::new(|_, _| Some(()), move |_| Some(cache.clone()))
-        .destinations(to_connection);
-    let svc = tower::Layer::layer(&layer, connection);
+        .destinations(to_connection(&server));
+    let svc = tower::Layer::layer(&layer, recording);
     for path in ["/items", "/orders"] {
-        let req = http::Request::get(path)
-            .header(http::header::HOST, server.addr.to_string())
-            .body(http_body_util::Full::default())
-            .unwrap();
-        let answer = svc.clone().oneshot(req).await;
+        let answer = svc.clone().oneshot(origin_form_get(&server, path)).await;
         let status = answer.map(|a| a.status()).map_err(|e| e.to_string());
         assert_eq!(status, Ok(StatusCode::OK), "{path}");
     }
@@ -575,13 +567,7 @@ async fn the_crates_redirect_policy_follows_redirects_within_the_origin() {
 /// nonce, so the next token fetch is sent once, with the right one.
 #[tokio::test]
 async fn a_token_endpoint_and_a_resource_at_one_origin_keep_their_own_nonces() {
-    let server = TestServer::start().await;
-    server.set_dpop_nonces(Some("n-token-1"), Some("n-resource-1"));
-    let key = Dpop::generate().unwrap();
-    let cache = dpop_cache(&server, &key);
-    assert_eq!(get_status(&server, &cache, "/api").await, StatusCode::OK);
-    // The first fetch: a 400 use_dpop_nonce, then the token.
-    assert_eq!(server.token_requests(), 2);
+    let (server, _, cache) = a_first_request_with_nonces_at_both_ends().await;
     let (_, generation) = cache.bearer_header_with_generation().await.unwrap();
     cache.invalidate(generation);
     assert_eq!(get_status(&server, &cache, "/api").await, StatusCode::OK);

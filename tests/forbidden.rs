@@ -13,16 +13,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode, Uri};
+use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use support::client::{get, http_client};
+use support::client::{get, http_client, keyed_by_port};
 use support::log::capture;
 use support::serve::{serve, Serving};
 use support::token_server::{State, TestServer};
 use tower::{service_fn, Layer, Service, ServiceExt};
 use tower_oauth2::cache::Backoff;
-use tower_oauth2::layer::KeyedOAuth2Layer;
-use tower_oauth2::{OAuth2Layer, TokenCache, TokenRequest};
+use tower_oauth2::OAuth2Layer;
 
 /// Longer than any test runs: counts never depend on the machine's speed.
 fn an_hour() -> Backoff {
@@ -105,19 +104,49 @@ where
         .status()
 }
 
-/// Two requests; the token server revokes the first token between them.
+/// Two requests to `resource` through `svc`, the token server revoking
+/// the first token between them: their statuses.
 async fn revoked_between_two_requests<S, B>(
     server: &TestServer,
+    resource: &Resource,
     svc: &S,
-    url: &str,
 ) -> (StatusCode, StatusCode)
 where
     S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone,
     S::Error: std::fmt::Debug,
 {
-    let first = status(svc, get(url)).await;
+    let url = resource.url("/orders");
+    let first = status(svc, get(&url)).await;
     server.revoke("at-1");
-    (first, status(svc, get(url)).await)
+    (first, status(svc, get(&url)).await)
+}
+
+/// [`revoked_between_two_requests`] and a third request: the second and
+/// third get the 403 as it came, the token is never replaced.
+async fn the_refused_token_stays<S, B>(server: &TestServer, resource: &Resource, svc: &S)
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    let answers = revoked_between_two_requests(server, resource, svc).await;
+    assert_eq!(answers, (StatusCode::OK, StatusCode::FORBIDDEN));
+    let third = status(svc, get(&resource.url("/orders"))).await;
+    assert_eq!(third, StatusCode::FORBIDDEN);
+    assert_eq!(resource.seen(), bearer(&["at-1", "at-1", "at-1"]));
+    assert_eq!(server.token_requests(), 1);
+}
+
+/// [`revoked_between_two_requests`]: the second request's refusal gets a
+/// new token and one resend, which succeeds.
+async fn a_new_token_and_one_resend<S, B>(server: &TestServer, resource: &Resource, svc: &S)
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    let answers = revoked_between_two_requests(server, resource, svc).await;
+    assert_eq!(answers, (StatusCode::OK, StatusCode::OK));
+    assert_eq!(resource.seen(), bearer(&["at-1", "at-1", "at-2"]));
+    assert_eq!(server.token_requests(), 2);
 }
 
 #[tokio::test]
@@ -126,12 +155,7 @@ async fn without_the_opt_in_a_403_is_the_answer_and_the_refused_token_stays() {
     let resource = Resource::start(server.state.clone(), FORBIDDEN).await;
     let layer = OAuth2Layer::new(server.client_credentials().build());
     let svc = layer.layer(http_client());
-    let url = resource.url("/orders");
-    let answers = revoked_between_two_requests(&server, &svc, &url).await;
-    assert_eq!(answers, (StatusCode::OK, StatusCode::FORBIDDEN));
-    assert_eq!(status(&svc, get(&url)).await, StatusCode::FORBIDDEN);
-    assert_eq!(resource.seen(), bearer(&["at-1", "at-1", "at-1"]));
-    assert_eq!(server.token_requests(), 1);
+    the_refused_token_stays(&server, &resource, &svc).await;
 }
 
 #[tokio::test]
@@ -142,11 +166,7 @@ async fn with_the_opt_in_a_403_with_no_challenge_gets_a_new_token_and_one_resend
         OAuth2Layer::new(server.client_credentials().build()).refused_with([StatusCode::FORBIDDEN]);
     assert_eq!(layer.policy().refusal_statuses(), [StatusCode::FORBIDDEN]);
     let svc = layer.layer(http_client());
-    let url = resource.url("/orders");
-    let answers = revoked_between_two_requests(&server, &svc, &url).await;
-    assert_eq!(answers, (StatusCode::OK, StatusCode::OK));
-    assert_eq!(resource.seen(), bearer(&["at-1", "at-1", "at-2"]));
-    assert_eq!(server.token_requests(), 2);
+    a_new_token_and_one_resend(&server, &resource, &svc).await;
     let stats = layer.cache().stats();
     assert_eq!((stats.invalidations, stats.retries), (1, 1));
 }
@@ -162,12 +182,7 @@ async fn a_403_asking_for_scope_is_never_a_refusal_of_the_token() {
     let layer =
         OAuth2Layer::new(server.client_credentials().build()).refused_with([StatusCode::FORBIDDEN]);
     let svc = layer.layer(http_client());
-    let url = resource.url("/orders");
-    let answers = revoked_between_two_requests(&server, &svc, &url).await;
-    assert_eq!(answers, (StatusCode::OK, StatusCode::FORBIDDEN));
-    assert_eq!(status(&svc, get(&url)).await, StatusCode::FORBIDDEN);
-    assert_eq!(resource.seen(), bearer(&["at-1", "at-1", "at-1"]));
-    assert_eq!(server.token_requests(), 1);
+    the_refused_token_stays(&server, &resource, &svc).await;
     assert_eq!(layer.cache().stats().invalidations, 0);
 }
 
@@ -190,11 +205,7 @@ async fn a_listed_status_with_an_invalid_token_challenge_is_a_refusal() {
     ]);
     assert_eq!(layer.policy().refusal_statuses(), [invalid_token]);
     let svc = layer.layer(http_client());
-    let url = resource.url("/orders");
-    let answers = revoked_between_two_requests(&server, &svc, &url).await;
-    assert_eq!(answers, (StatusCode::OK, StatusCode::OK));
-    assert_eq!(resource.seen(), bearer(&["at-1", "at-1", "at-2"]));
-    assert_eq!(server.token_requests(), 2);
+    a_new_token_and_one_resend(&server, &resource, &svc).await;
 }
 
 #[tokio::test]
@@ -234,15 +245,7 @@ async fn pair_forbidden_keyed_each_keys_forbidden_token_is_replaced_for_that_key
     let server = TestServer::start().await;
     let a = Resource::start(server.state.clone(), FORBIDDEN).await;
     let b = Resource::start(server.state.clone(), FORBIDDEN).await;
-    let endpoint = server.endpoint();
-    let layer = KeyedOAuth2Layer::new(
-        |uri: &Uri, _: &HeaderMap| uri.port_u16(),
-        move |port: &u16| {
-            let request = TokenRequest::client_credentials().audience(port.to_string());
-            Some(TokenCache::builder(endpoint.clone(), request).build())
-        },
-    )
-    .refused_with([StatusCode::FORBIDDEN]);
+    let layer = keyed_by_port(server.endpoint()).refused_with([StatusCode::FORBIDDEN]);
     let svc = layer.layer(http_client());
     assert_eq!(status(&svc, get(&a.url("/x"))).await, StatusCode::OK);
     assert_eq!(status(&svc, get(&b.url("/x"))).await, StatusCode::OK);

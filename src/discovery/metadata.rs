@@ -610,15 +610,11 @@ pub(super) mod tests {
         let e = m
             .jwt_client_auth(ClientAuth::private_key_jwt("svc", key.clone()))
             .unwrap_err();
-        assert_eq!(
-            e.discovery_failure(),
-            Some(DiscoveryFailure::UnsupportedClientAuth)
-        );
-        assert_eq!(
-            e.to_string(),
+        assert_unsupported_client_auth(
+            &e,
             "authorization server discovery failed at https://as.example.com: the token \
              endpoint does not take ES256 assertions \
-             (token_endpoint_auth_signing_alg_values_supported: [\"RS256\",\"PS256\"])"
+             (token_endpoint_auth_signing_alg_values_supported: [\"RS256\",\"PS256\"])",
         );
         let e = metadata("")
             .jwt_client_auth(ClientAuth::private_key_jwt("svc", key))
@@ -629,6 +625,15 @@ pub(super) mod tests {
              endpoint does not take private_key_jwt (it lists none, so RFC 8414's default, \
              client_secret_basic, applies)"
         );
+    }
+
+    /// `e` is an `UnsupportedClientAuth` failure that says `message`.
+    fn assert_unsupported_client_auth(e: &Error, message: &str) {
+        assert_eq!(
+            e.discovery_failure(),
+            Some(DiscoveryFailure::UnsupportedClientAuth)
+        );
+        assert_eq!(e.to_string(), message);
     }
 
     #[test]
@@ -642,15 +647,11 @@ pub(super) mod tests {
         )
         .unwrap();
         let e = m.client_secret_auth("id", "pa55word").unwrap_err();
-        assert_eq!(
-            e.discovery_failure(),
-            Some(DiscoveryFailure::UnsupportedClientAuth)
-        );
-        assert_eq!(
-            e.to_string(),
+        assert_unsupported_client_auth(
+            &e,
             "authorization server discovery failed at https://as.example.com: the token \
              endpoint takes neither client_secret_basic nor client_secret_post (it lists: \
-             private_key_jwt, tls_client_auth)"
+             private_key_jwt, tls_client_auth)",
         );
         assert!(!format!("{e:?}").contains("pa55word"));
     }

@@ -154,29 +154,15 @@ where
 }
 
 pin_project! {
-    /// The response future of [`OnBehalfService`].
+    /// The response future of [`OnBehalfService`]: the request sent with
+    /// its subject's token, or the error that kept it from being sent.
     pub struct OnBehalfFuture<S, B>
     where
         S: Service<Request<B>>,
     {
         #[pin]
-        state: State<S, B>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<S, B>
-    where
-        S: Service<Request<B>>,
-    {
-        Sent {
-            #[pin]
-            future: ResponseFuture<S, B>,
-        },
-        Failed {
-            error: Option<Error>,
-        },
+        sent: Option<ResponseFuture<S, B>>,
+        failed: Option<Error>,
     }
 }
 
@@ -186,13 +172,15 @@ where
 {
     fn sent(future: ResponseFuture<S, B>) -> Self {
         OnBehalfFuture {
-            state: State::Sent { future },
+            sent: Some(future),
+            failed: None,
         }
     }
 
     fn failed(error: Error) -> Self {
         OnBehalfFuture {
-            state: State::Failed { error: Some(error) },
+            sent: None,
+            failed: Some(error),
         }
     }
 }
@@ -202,9 +190,9 @@ where
     S: Service<Request<B>>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.state {
-            State::Sent { future } => fmt::Debug::fmt(future, f),
-            State::Failed { error } => f.debug_tuple("OnBehalfFuture").field(error).finish(),
+        match &self.sent {
+            Some(future) => fmt::Debug::fmt(future, f),
+            None => f.debug_tuple("OnBehalfFuture").field(&self.failed).finish(),
         }
     }
 }
@@ -215,13 +203,16 @@ where
 {
     type Output = Result<Response<R>, ServiceError<S::Error>>;
 
-    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Sent { future } => future.poll(_cx),
-            StateProj::Failed { error } => match error.take() {
-                Some(e) => Poll::Ready(Err(ServiceError::Token(e))),
-                None => Poll::Ready(Err(ServiceError::Token(Error::no_subject()))),
-            },
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match this.sent.as_pin_mut() {
+            Some(future) => future.poll(cx),
+            // Polled again after its error (which a caller must not do):
+            // an error still, not a panic.
+            None => {
+                let error = this.failed.take().unwrap_or_else(Error::no_subject);
+                Poll::Ready(Err(ServiceError::Token(error)))
+            }
         }
     }
 }

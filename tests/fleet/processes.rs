@@ -78,10 +78,10 @@ fn sum(summaries: &[Summary], f: impl Fn(&Summary) -> u64) -> u64 {
 /// Every request of every member answered with a success.
 fn assert_none_failed(summaries: &[Summary]) {
     for s in summaries {
-        assert!(s.requests > 0, "{s:?}");
+        assert!(s.counts.requests > 0, "{s:?}");
         assert_eq!(
-            (s.ok, s.unauthorized, s.errors),
-            (s.requests, 0, 0),
+            (s.counts.ok, s.counts.unauthorized, s.counts.errors),
+            (s.counts.requests, 0, 0),
             "{s:?}"
         );
     }
@@ -129,20 +129,20 @@ async fn eight_demo_processes_send_the_token_requests_of_one() {
         "{MEMBERS} processes, {elapsed:?}: {requests} token requests \
          (one process, with the revocation: at most {bound}); {} requests, {} resent after a 401; \
          fleet: {} tokens from Redis, {} leases, {} lease waits",
-        sum(&summaries, |s| s.requests),
-        sum(&summaries, |s| s.retries),
+        sum(&summaries, |s| s.counts.requests),
+        sum(&summaries, |s| s.counts.retries),
         sum(&summaries, |s| s.fleet("shared_hits")),
         sum(&summaries, |s| s.fleet("leases")),
         sum(&summaries, |s| s.fleet("lease_waits")),
     );
     assert_none_failed(&summaries);
     assert!((3..=bound).contains(&requests), "{requests} > {bound}");
-    assert_eq!(sum(&summaries, |s| s.token_fetches), requests);
+    assert_eq!(sum(&summaries, |s| s.counts.token_fetches), requests);
     assert_eq!(sum(&summaries, |s| s.fleet("leases")), requests);
     assert_eq!(sum(&summaries, |s| s.fleet("fallbacks")), 0);
     assert!(sum(&summaries, |s| s.fleet("shared_hits")) >= MEMBERS as u64 - 1);
     assert!(
-        sum(&summaries, |s| s.retries) >= 1,
+        sum(&summaries, |s| s.counts.retries) >= 1,
         "the revocation was seen"
     );
 }
@@ -187,7 +187,7 @@ async fn eight_demo_processes_fail_no_request_while_redis_is_killed_and_restarte
     );
     assert_none_failed(&summaries);
     assert_eq!(
-        sum(&summaries, |s| s.token_fetches),
+        sum(&summaries, |s| s.counts.token_fetches),
         server.token_requests() as u64
     );
     assert!(sum(&summaries, |s| s.fleet("fallbacks")) >= MEMBERS as u64);
@@ -249,7 +249,7 @@ async fn a_sigkilled_lease_holder_is_taken_over_by_another_process() {
     );
     assert_none_failed(&summaries);
     assert_eq!(server.token_requests(), 2, "the dead holder's and one more");
-    assert_eq!(sum(&summaries, |s| s.token_fetches), 1);
+    assert_eq!(sum(&summaries, |s| s.counts.token_fetches), 1);
     assert_eq!(sum(&summaries, |s| s.fleet("leases")), 1);
     assert_eq!(sum(&summaries, |s| s.fleet("fallbacks")), 0);
     assert_eq!(

@@ -19,10 +19,9 @@ use crate::support::token_server::TestServer;
 async fn pair_backoff_origin_form_an_always_refusing_resource_costs_two_tokens() {
     let server = TestServer::start().await;
     server.set_reject_all(true);
-    let svc = OAuth2Layer::new(server.client_credentials().build())
-        .unauthorized_backoff(an_hour())
-        .destinations(to_connection(&server))
-        .layer(connection(&server).await);
+    let layer =
+        OAuth2Layer::new(server.client_credentials().build()).unauthorized_backoff(an_hour());
+    let svc = over_connection(&server, layer).await;
     for _ in 0..5 {
         let sent = status(&svc, origin_form_get(&server, "/pkg.Svc/Call")).await;
         assert_eq!(sent, Ok(StatusCode::UNAUTHORIZED));

@@ -13,8 +13,10 @@ use super::*;
 use crate::support::client::{http_client, layered};
 use crate::support::token_server::TestServer;
 
-fn a_key() -> Dpop {
-    Dpop::generate().expect("an ES256 key")
+/// A cache of client-credentials tokens from `server`, bound to a new key.
+fn dpop_cache(server: &TestServer) -> TokenCache {
+    let endpoint = server.endpoint().dpop(a_key());
+    TokenCache::builder(endpoint, TokenRequest::client_credentials()).build()
 }
 
 /// Two subjects (token exchange), one DPoP key: each gets its own bound
@@ -126,11 +128,7 @@ async fn pair_dpop_revocation_the_next_request_gets_a_new_bound_token() {
 async fn pair_dpop_backoff_a_nonce_challenge_to_the_resend_refuses_no_token() {
     let server = TestServer::start().await;
     server.enable_dpop();
-    let cache = TokenCache::builder(
-        server.endpoint().dpop(a_key()),
-        TokenRequest::client_credentials(),
-    )
-    .build();
+    let cache = dpop_cache(&server);
     let svc = OAuth2Layer::new(cache.clone())
         .unauthorized_backoff(an_hour())
         .layer(http_client());
@@ -142,12 +140,9 @@ async fn pair_dpop_backoff_a_nonce_challenge_to_the_resend_refuses_no_token() {
         assert_eq!(status(&svc, server.get(path)).await, Ok(StatusCode::OK));
     }
     let stats = cache.stats();
+    let backed_off = stats.unauthorized_backed_off;
     assert_eq!(
-        (
-            stats.token_fetches,
-            stats.invalidations,
-            stats.unauthorized_backed_off
-        ),
+        (stats.token_fetches, stats.invalidations, backed_off),
         (1, 0, 0),
         "a use_dpop_nonce answer was taken for a refusal of the token"
     );
@@ -167,11 +162,7 @@ async fn pair_dpop_backoff_an_always_refusing_resource_costs_two_tokens() {
     server.enable_dpop();
     server.set_reject_all(true);
     server.set_challenges(&[r#"DPoP error="invalid_token", algs="ES256""#]);
-    let cache = TokenCache::builder(
-        server.endpoint().dpop(a_key()),
-        TokenRequest::client_credentials(),
-    )
-    .build();
+    let cache = dpop_cache(&server);
     let svc = OAuth2Layer::new(cache)
         .unauthorized_backoff(an_hour())
         .layer(http_client());
@@ -192,14 +183,8 @@ async fn pair_dpop_backoff_an_always_refusing_resource_costs_two_tokens() {
 async fn pair_dpop_origin_form_proofs_name_the_origin_form_to_origin() {
     let server = TestServer::start().await;
     server.enable_dpop();
-    let cache = TokenCache::builder(
-        server.endpoint().dpop(a_key()),
-        TokenRequest::client_credentials(),
-    )
-    .build();
-    let svc = OAuth2Layer::new(cache)
-        .destinations(to_connection(&server))
-        .layer(connection(&server).await);
+    let cache = dpop_cache(&server);
+    let svc = over_connection(&server, OAuth2Layer::new(cache)).await;
     for _ in 0..2 {
         let sent = status(&svc, origin_form_get(&server, "/pkg.Svc/Call")).await;
         assert_eq!(sent, Ok(StatusCode::OK));
@@ -217,26 +202,14 @@ async fn pair_dpop_file_store_a_stored_bound_token_is_restored_by_its_key_only()
     server.enable_dpop();
     let dir = temp_dir();
     let path = token_file(&dir, "token.json");
-    let (key, other) = (a_key(), a_key());
     // Each cache is built (and so reads the file) after the one before
     // it saved its token.
-    for key in [&key, &key, &other] {
-        let builder = TokenCache::builder(
-            server.endpoint().dpop(key.clone()),
-            TokenRequest::client_credentials(),
-        );
-        let cache = builder.store(FileStore::new(&path)).build();
-        assert_eq!(
-            status(&layered(&cache), server.get("/a")).await,
-            Ok(StatusCode::OK)
-        );
-    }
-    assert_eq!(
-        auths(&server),
-        values(&["DPoP at-1", "DPoP at-1", "DPoP at-2"])
-    );
-    assert_eq!(server.token_requests(), 2);
-    assert_eq!(server.dpop_refusals(), Vec::<String>::new());
+    let process = |key: &Dpop| {
+        let endpoint = server.endpoint().dpop(key.clone());
+        let builder = TokenCache::builder(endpoint, TokenRequest::client_credentials());
+        builder.store(FileStore::new(&path)).build()
+    };
+    a_bound_token_goes_only_to_holders_of_its_key(&server, process).await;
 }
 
 /// The reqwest middleware with a resource whose nonce changes: one nonce
@@ -245,11 +218,7 @@ async fn pair_dpop_file_store_a_stored_bound_token_is_restored_by_its_key_only()
 async fn pair_dpop_reqwest_nonces_followed_with_one_token() {
     let server = TestServer::start().await;
     server.set_dpop_nonces(None, Some("n-resource-1"));
-    let cache = TokenCache::builder(
-        server.endpoint().dpop(a_key()),
-        TokenRequest::client_credentials(),
-    )
-    .build();
+    let cache = dpop_cache(&server);
     let client = reqwest_client(OAuth2Middleware::new(cache.clone()));
     assert_eq!(
         reqwest_get(&client, &server.url("/a")).await,
@@ -282,11 +251,7 @@ async fn pair_dpop_reqwest_no_proof_follows_a_cross_origin_redirect() {
     server.enable_dpop();
     let landing = Landing::start().await;
     let moved = redirecting_to(landing.url("/elsewhere")).await;
-    let cache = TokenCache::builder(
-        server.endpoint().dpop(a_key()),
-        TokenRequest::client_credentials(),
-    )
-    .build();
+    let cache = dpop_cache(&server);
     let stopping = reqwest::Client::builder()
         .redirect(tower_oauth2::reqwest::redirect_policy())
         .build()

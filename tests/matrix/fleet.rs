@@ -25,6 +25,17 @@ fn assert_no_identity_in_keys(redis: &RedisServer, secrets: &[&str]) {
     }
 }
 
+/// Alice's cache asks first and gets the first token; Bob's, on the same
+/// Redis, gets a second one, not Alice's.
+async fn alice_then_bob_get_their_own_tokens(alice: &TokenCache, bob: &TokenCache) {
+    assert_eq!(header(alice).await, Ok("Bearer at-1".to_owned()));
+    assert_eq!(
+        header(bob).await,
+        Ok("Bearer at-2".to_owned()),
+        "bob got alice's token through Redis"
+    );
+}
+
 /// Issue 19, defect 1: two subjects (different refresh tokens), same token
 /// URL, client and scope, one Redis. Each gets its own token, in every
 /// process, and no key names either.
@@ -44,12 +55,7 @@ async fn pair_fleet_grants_refresh_token_subjects_never_receive_each_others_toke
             .build()
     };
     let (alice, bob) = (user("rt-alice-secret"), user("rt-bob-secret"));
-    assert_eq!(header(&alice).await, Ok("Bearer at-1".to_owned()));
-    assert_eq!(
-        header(&bob).await,
-        Ok("Bearer at-2".to_owned()),
-        "bob got alice's token through Redis"
-    );
+    alice_then_bob_get_their_own_tokens(&alice, &bob).await;
     assert_eq!(
         token_params(&server, "refresh_token"),
         some(&["rt-alice-secret", "rt-bob-secret"])
@@ -79,12 +85,7 @@ async fn pair_fleet_grants_token_exchange_subjects_never_receive_each_others_tok
             .build()
     };
     let (alice, bob) = (exchange("st-alice"), exchange("st-bob"));
-    assert_eq!(header(&alice).await, Ok("Bearer at-1".to_owned()));
-    assert_eq!(
-        header(&bob).await,
-        Ok("Bearer at-2".to_owned()),
-        "bob got alice's token through Redis"
-    );
+    alice_then_bob_get_their_own_tokens(&alice, &bob).await;
     assert_eq!(
         token_params(&server, "subject_token"),
         some(&["st-alice", "st-bob"])
@@ -93,12 +94,6 @@ async fn pair_fleet_grants_token_exchange_subjects_never_receive_each_others_tok
     assert_eq!(header(&bob2).await, Ok("Bearer at-2".to_owned()));
     assert_eq!(server.token_requests(), 2);
     assert_no_identity_in_keys(&redis, &["st-", "alice", "bob"]);
-}
-
-/// The API a path is for (`/orders/…`, `/billing/…`).
-fn api_of(uri: &Uri, _: &HeaderMap) -> Option<String> {
-    let api = uri.path().split('/').nth(1)?;
-    ["orders", "billing"].contains(&api).then(|| api.to_owned())
 }
 
 /// Issue 19, defect 14 in the fleet tier: a keyed layer with
@@ -120,28 +115,8 @@ async fn pair_fleet_keyed_a_refused_token_is_not_taken_back_from_redis() {
     .max_keys(1)
     .retry_unauthorized(false)
     .layer(http_client());
-    assert_eq!(
-        status(&svc, server.get("/orders/1")).await,
-        Ok(StatusCode::OK)
-    );
-    server.revoke("at-1");
-    assert_eq!(
-        status(&svc, server.get("/orders/2")).await,
-        Ok(StatusCode::UNAUTHORIZED)
-    );
-    // "billing" evicts "orders"; "orders" comes back with a new cache.
-    for path in ["/billing/1", "/orders/3"] {
-        assert_eq!(
-            status(&svc, server.get(path)).await,
-            Ok(StatusCode::OK),
-            "{path}"
-        );
-    }
-    assert_eq!(
-        auths(&server),
-        values(&["Bearer at-1", "Bearer at-1", "Bearer at-2", "Bearer at-3"]),
-        "the refused token was taken back from Redis"
-    );
+    let taken_back = "the refused token was taken back from Redis";
+    a_refused_token_is_not_taken_back(&server, &svc, std::future::ready(()), taken_back).await;
 }
 
 /// Two processes, each a keyed layer by API (each API's token asked for
@@ -236,25 +211,12 @@ async fn pair_fleet_dpop_a_bound_token_is_shared_only_by_holders_of_its_key() {
     let redis = RedisServer::start();
     let server = TestServer::start().await;
     server.enable_dpop();
-    let key = Dpop::generate().expect("an ES256 key");
-    let other = Dpop::generate().expect("an ES256 key");
     let process = |key: &Dpop| {
         let endpoint = server.endpoint().dpop(key.clone());
         let builder = TokenCache::builder(endpoint, TokenRequest::client_credentials());
         builder.redis(tier(&redis)).build()
     };
-    for cache in [process(&key), process(&key), process(&other)] {
-        assert_eq!(
-            status(&layered(&cache), server.get("/api")).await,
-            Ok(StatusCode::OK)
-        );
-    }
-    assert_eq!(
-        auths(&server),
-        values(&["DPoP at-1", "DPoP at-1", "DPoP at-2"])
-    );
-    assert_eq!(server.token_requests(), 2);
-    assert_eq!(server.dpop_refusals(), Vec::<String>::new());
+    a_bound_token_goes_only_to_holders_of_its_key(&server, process).await;
 }
 
 /// Issue 19, defect 6: a DPoP fetch with a nonce resend takes two
@@ -273,7 +235,7 @@ async fn pair_fleet_dpop_a_fetch_with_a_nonce_resend_keeps_the_lease_to_its_end(
     // default lease 6 s + 1 ms + 5 s.
     let timeout = Duration::from_secs(6);
     server.set_latency(Duration::from_millis(5750));
-    let key = Dpop::generate().expect("an ES256 key");
+    let key = a_key();
     let process = || {
         let endpoint = server.endpoint().dpop(key.clone()).timeout(timeout);
         let builder = TokenCache::builder(endpoint, TokenRequest::client_credentials());
@@ -405,9 +367,7 @@ async fn pair_fleet_origin_form_the_fleets_token_goes_on_path_only_requests() {
     let server = TestServer::start().await;
     for _ in 0..2 {
         let cache = server.client_credentials().redis(tier(&redis)).build();
-        let svc = OAuth2Layer::new(cache)
-            .destinations(to_connection(&server))
-            .layer(connection(&server).await);
+        let svc = over_connection(&server, OAuth2Layer::new(cache)).await;
         let sent = status(&svc, origin_form_get(&server, "/pkg.Svc/Call")).await;
         assert_eq!(sent, Ok(StatusCode::OK));
     }
@@ -472,8 +432,16 @@ async fn pair_fleet_reqwest_one_token_and_one_replacement_for_the_fleet() {
             Ok(StatusCode::OK)
         );
     }
+    assert_one_refetch_for_both_processes(&server);
+}
+
+/// Two processes each sent a request with the fleet's first token, which
+/// the resource then revoked, and each sent one more: the first process's
+/// is refused and resent with the one new token it fetched, the second's
+/// is refused and resent with that token, taken from Redis.
+fn assert_one_refetch_for_both_processes(server: &TestServer) {
     assert_eq!(
-        auths(&server),
+        auths(server),
         values(&[
             "Bearer at-1",
             "Bearer at-1",
@@ -532,18 +500,7 @@ async fn refetch_despite_a_forged_record(encrypted: bool, forged_hash: fn(&str) 
             "a forged refusal record held a request at 401"
         );
     }
-    assert_eq!(
-        auths(&server),
-        values(&[
-            "Bearer at-1",
-            "Bearer at-1",
-            "Bearer at-1",
-            "Bearer at-2",
-            "Bearer at-1",
-            "Bearer at-2"
-        ])
-    );
-    assert_eq!(server.token_requests(), 2);
+    assert_one_refetch_for_both_processes(&server);
 }
 
 /// Issue 19, defect 3: a `…:refused` record naming a token other than the

@@ -83,9 +83,7 @@ async fn pair_grants_origin_form_the_subjects_token_goes_on_path_only_requests()
     let server = TestServer::start().await;
     let request = TokenRequest::token_exchange("st-alice", ACCESS_TOKEN_TYPE);
     let cache = TokenCache::builder(server.endpoint(), request).build();
-    let svc = OAuth2Layer::new(cache)
-        .destinations(to_connection(&server))
-        .layer(connection(&server).await);
+    let svc = over_connection(&server, OAuth2Layer::new(cache)).await;
     for _ in 0..2 {
         let sent = status(&svc, origin_form_get(&server, "/pkg.Svc/Call")).await;
         assert_eq!(sent, Ok(StatusCode::OK));

@@ -3,20 +3,13 @@
 
 use http::{HeaderMap, StatusCode, Uri};
 use tower::Layer;
-use tower_oauth2::dpop::Dpop;
 use tower_oauth2::layer::KeyedOAuth2Layer;
 use tower_oauth2::store::FileStore;
 use tower_oauth2::{TokenCache, TokenEndpoint, TokenRequest};
 
 use super::*;
-use crate::support::client::{http_client, HttpClient};
+use crate::support::client::{http_client, keyed_by_port, HttpClient};
 use crate::support::token_server::{bearer, TestServer};
-
-/// The API a path is for: `/orders/…`, `/billing/…`.
-fn api_of(uri: &Uri, _: &HeaderMap) -> Option<String> {
-    let api = uri.path().split('/').nth(1)?;
-    ["orders", "billing"].contains(&api).then(|| api.to_owned())
-}
 
 /// A layer keyed by API, each API's token asked for with its own
 /// `audience` (a name, not a URL: the test's resources all live on the
@@ -35,7 +28,7 @@ fn by_api(endpoint: TokenEndpoint<HttpClient>) -> KeyedOAuth2Layer<String> {
 async fn pair_keyed_dpop_each_key_sends_its_own_bound_token_and_shares_the_origins_nonce() {
     let server = TestServer::start().await;
     server.set_dpop_nonces(None, Some("n-resource-1"));
-    let key = Dpop::generate().expect("an ES256 key");
+    let key = a_key();
     let svc = by_api(server.endpoint().dpop(key)).layer(http_client());
     for path in ["/orders/1", "/billing/1", "/orders/2"] {
         assert_eq!(status(&svc, server.get(path)).await, Ok(StatusCode::OK));
@@ -79,7 +72,7 @@ async fn pair_keyed_origin_form_each_key_sends_its_token_on_path_only_requests()
 async fn pair_keyed_origin_form_with_dpop_path_only_requests_are_proved() {
     let server = TestServer::start().await;
     server.enable_dpop();
-    let key = Dpop::generate().expect("an ES256 key");
+    let key = a_key();
     let svc = by_api(server.endpoint().dpop(key))
         .destinations(to_connection(&server))
         .layer(connection(&server).await);
@@ -169,15 +162,7 @@ async fn pair_keyed_revocation_revoking_one_keys_cache_leaves_the_others_alone()
 async fn pair_keyed_backoff_one_keys_refusals_cost_that_key_two_tokens() {
     let server = TestServer::start().await;
     let refusing = Refusing::start().await;
-    let endpoint = server.endpoint();
-    let layer = KeyedOAuth2Layer::new(
-        |uri: &Uri, _: &HeaderMap| uri.port_u16(),
-        move |port: &u16| {
-            let request = TokenRequest::client_credentials().audience(port.to_string());
-            Some(TokenCache::builder(endpoint.clone(), request).build())
-        },
-    )
-    .unauthorized_backoff(an_hour());
+    let layer = keyed_by_port(server.endpoint()).unauthorized_backoff(an_hour());
     let svc = layer.layer(http_client());
     for i in 0..5 {
         let refused = status(&svc, crate::support::client::get(&refusing.url("/x"))).await;
@@ -215,27 +200,8 @@ async fn pair_keyed_file_store_a_refused_token_is_not_restored_when_its_key_come
     // one fetched, so the store still holds the refused one.
     .retry_unauthorized(false);
     let svc = layer.layer(http_client());
-    assert_eq!(
-        status(&svc, server.get("/orders/1")).await,
-        Ok(StatusCode::OK)
-    );
-    server.revoke("at-1");
-    assert_eq!(
-        status(&svc, server.get("/orders/2")).await,
-        Ok(StatusCode::UNAUTHORIZED)
-    );
-    until_marked_refused(&dir.path().join("orders.json"), "at-1").await;
-    // "billing" evicts "orders"; "orders" comes back with a new cache.
-    for path in ["/billing/1", "/orders/3"] {
-        assert_eq!(
-            status(&svc, server.get(path)).await,
-            Ok(StatusCode::OK),
-            "{path}"
-        );
-    }
-    assert_eq!(
-        auths(&server),
-        values(&["Bearer at-1", "Bearer at-1", "Bearer at-2", "Bearer at-3"]),
-        "the refused token was restored from the store"
-    );
+    let file = dir.path().join("orders.json");
+    let marked = until_marked_refused(&file, "at-1");
+    let taken_back = "the refused token was restored from the store";
+    a_refused_token_is_not_taken_back(&server, &svc, marked, taken_back).await;
 }

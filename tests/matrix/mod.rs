@@ -39,18 +39,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{HeaderMap, Request, Response, StatusCode, Uri};
 use http_body_util::Full;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use tower::{service_fn, Service, ServiceExt};
 use tower_oauth2::cache::Backoff;
+use tower_oauth2::dpop::Dpop;
 use tower_oauth2::fleet::RedisTier;
-use tower_oauth2::layer::Destinations;
 use tower_oauth2::reqwest::OAuth2Middleware;
 use tower_oauth2::{TokenCache, TokenEndpoint};
 
 use redis_server::RedisServer;
-use support::client::HttpClient;
+use support::client::{
+    connection, layered, origin_form_get, over_connection, to_connection, HttpClient,
+};
 use support::serve::{serve_on, Serving};
 use support::token_server::TestServer;
 
@@ -81,8 +83,6 @@ fn revocable(server: &TestServer) -> TokenEndpoint<HttpClient> {
     server.endpoint().revocation_url(server.revocation_url())
 }
 
-/// The `Authorization` value of each resource request, in order (`-` for
-/// none).
 /// Waits (10 s at most) until the `FileStore` file at `path` holds
 /// `access_token` marked refused. The 401 is never held back by the store:
 /// the mark is written in the background, and a cache built for the same
@@ -100,6 +100,8 @@ async fn until_marked_refused(path: &std::path::Path, access_token: &str) {
     panic!("{} never marked {access_token} refused", path.display());
 }
 
+/// The `Authorization` value of each resource request, in order (`-` for
+/// none).
 fn auths(server: &TestServer) -> Vec<String> {
     let all = server.authorizations().into_iter();
     all.map(|a| a.unwrap_or_else(|| "-".to_owned())).collect()
@@ -137,39 +139,86 @@ async fn reqwest_get(client: &ClientWithMiddleware, url: &str) -> Result<StatusC
     response.map(|r| r.status()).map_err(|e| e.to_string())
 }
 
+/// A new DPoP key.
+fn a_key() -> Dpop {
+    Dpop::generate().expect("an ES256 key")
+}
+
+/// Three caches from `process` (each built after the one before sent its
+/// request): with a key, with the same key, with another key. The second
+/// takes the first's bound token (where they share it: Redis, a file);
+/// the third, holding another key, never does and fetches its own.
+async fn a_bound_token_goes_only_to_holders_of_its_key(
+    server: &TestServer,
+    process: impl Fn(&Dpop) -> TokenCache,
+) {
+    let (key, other) = (a_key(), a_key());
+    for key in [&key, &key, &other] {
+        let cache = process(key);
+        assert_eq!(
+            status(&layered(&cache), server.get("/a")).await,
+            Ok(StatusCode::OK)
+        );
+    }
+    assert_eq!(
+        auths(server),
+        values(&["DPoP at-1", "DPoP at-1", "DPoP at-2"])
+    );
+    assert_eq!(server.token_requests(), 2);
+    assert_eq!(server.dpop_refusals(), Vec::<String>::new());
+}
+
+/// The API a path is for: `/orders/…`, `/billing/…`.
+fn api_of(uri: &Uri, _: &HeaderMap) -> Option<String> {
+    let api = uri.path().split('/').nth(1)?;
+    ["orders", "billing"].contains(&api).then(|| api.to_owned())
+}
+
+/// Issue 19, defect 14, through `svc`: a keyed layer by [`api_of`] with
+/// `max_keys(1)` and the 401 retry off, whose caches share a token (in
+/// Redis, in a file). The resource refuses "orders"' token and the 401
+/// comes back as it came; once `refused` is done (the refusal reached
+/// where the token is shared), "billing" evicts "orders", and "orders"
+/// comes back with a new cache, which must not take the refused token
+/// back (else the test fails with `taken_back`).
+async fn a_refused_token_is_not_taken_back<S, B>(
+    server: &TestServer,
+    svc: &S,
+    refused: impl std::future::Future<Output = ()>,
+    taken_back: &str,
+) where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone,
+    S::Error: std::fmt::Display,
+{
+    assert_eq!(
+        status(svc, server.get("/orders/1")).await,
+        Ok(StatusCode::OK)
+    );
+    server.revoke("at-1");
+    assert_eq!(
+        status(svc, server.get("/orders/2")).await,
+        Ok(StatusCode::UNAUTHORIZED)
+    );
+    refused.await;
+    for path in ["/billing/1", "/orders/3"] {
+        assert_eq!(
+            status(svc, server.get(path)).await,
+            Ok(StatusCode::OK),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        auths(server),
+        values(&["Bearer at-1", "Bearer at-1", "Bearer at-2", "Bearer at-3"]),
+        "{taken_back}"
+    );
+}
+
 /// A reqwest client with `middleware`.
 fn reqwest_client(middleware: OAuth2Middleware) -> ClientWithMiddleware {
     ClientBuilder::new(reqwest::Client::new())
         .with(middleware)
         .build()
-}
-
-/// [`support::client::connection`] to `server`.
-async fn connection(
-    server: &TestServer,
-) -> impl tower::Service<
-    Request<Full<Bytes>>,
-    Response = http::Response<hyper::body::Incoming>,
-    Error = tower::BoxError,
-    Future: Send,
-> + Clone {
-    crate::support::client::connection(server.addr).await
-}
-
-/// Destinations for [`connection`]: its path-only requests go to `server`.
-fn to_connection(server: &TestServer) -> Destinations {
-    Destinations::secure()
-        .origin_form_to(server.url(""))
-        .expect("a loopback origin")
-}
-
-/// A GET with an origin-form URI (`path`) and the Host header HTTP/1.1
-/// needs.
-fn origin_form_get(server: &TestServer, path: &str) -> Request<Full<Bytes>> {
-    Request::get(path)
-        .header(http::header::HOST, server.addr.to_string())
-        .body(Full::default())
-        .expect("a valid request")
 }
 
 /// A resource server that refuses every token (`401`, `Bearer

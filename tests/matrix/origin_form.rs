@@ -3,7 +3,6 @@
 //! matrix.)
 
 use http::StatusCode;
-use tower::Layer;
 use tower_oauth2::store::FileStore;
 use tower_oauth2::OAuth2Layer;
 
@@ -26,9 +25,7 @@ async fn pair_origin_form_file_store_a_restored_token_goes_on_path_only_requests
         .client_credentials()
         .store(FileStore::new(&path))
         .build();
-    let svc = OAuth2Layer::new(restarted)
-        .destinations(to_connection(&server))
-        .layer(connection(&server).await);
+    let svc = over_connection(&server, OAuth2Layer::new(restarted)).await;
     let sent = status(&svc, origin_form_get(&server, "/pkg.Svc/Call")).await;
     assert_eq!(sent, Ok(StatusCode::OK));
     assert_eq!(

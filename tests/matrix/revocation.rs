@@ -50,9 +50,7 @@ async fn pair_revocation_backoff_a_revoked_cache_fetches_at_once_during_a_step()
 async fn pair_revocation_origin_form_the_next_path_only_request_gets_a_new_token() {
     let server = TestServer::start().await;
     let cache = TokenCache::builder(revocable(&server), TokenRequest::client_credentials()).build();
-    let svc = OAuth2Layer::new(cache.clone())
-        .destinations(to_connection(&server))
-        .layer(connection(&server).await);
+    let svc = over_connection(&server, OAuth2Layer::new(cache.clone())).await;
     let path = "/pkg.Svc/Call";
     assert_eq!(
         status(&svc, origin_form_get(&server, path)).await,

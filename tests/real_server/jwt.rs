@@ -3,8 +3,6 @@
 //! against oidc-provider. The clients' public keys in clients.json are the
 //! halves of the test keys in src/testdata/.
 
-use std::time::Duration;
-
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use http::StatusCode;
@@ -17,7 +15,7 @@ use tower_oauth2::{ClientAuth, TokenRequest};
 
 use super::client::{http_client, oauth_error};
 use super::server::{basic, client_credentials, RealServer};
-use super::{fetch, Through, INVALID_GRANT};
+use super::{fetch_inventory_read, Through, INVALID_GRANT};
 
 const P256: &str = include_str!("../../src/testdata/p256.pem");
 const P256_UNREGISTERED: &str = include_str!("../../src/testdata/p256-unregistered.pem");
@@ -35,16 +33,12 @@ fn claims_of(jwt: &str) -> Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
 }
 
-/// A client credentials token for `client`: issued for 300 s, active for
-/// that client by introspection, and sent with a client assertion only.
-/// Gives back the assertion's claims.
+/// A client credentials token for `client` ([`fetch_inventory_read`]):
+/// active for that client by introspection, and sent with a client
+/// assertion only. Gives back the assertion's claims.
 async fn fetch_with_assertion(server: &RealServer, client: ClientAuth) -> Value {
     let id = client.client_id().to_owned();
-    let request = TokenRequest::client_credentials().scope("inventory:read");
-    let (token, sent, info) = fetch(server, client, request).await;
-    assert!(token.token_type().is_bearer());
-    assert_eq!(token.expires_in(), Some(Duration::from_secs(300)));
-    assert_eq!(token.scope(), Some("inventory:read"));
+    let (sent, info) = fetch_inventory_read(server, client).await;
     assert_eq!(sent.authorization(), None);
     assert_eq!(
         sent.names(),

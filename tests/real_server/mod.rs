@@ -173,6 +173,18 @@ async fn discovery_advertises_what_this_suite_uses() {
     assert_eq!(server.token_url().to_string(), server.token_endpoint);
 }
 
+/// [`fetch`]: a client credentials token with the scope `inventory:read`
+/// for `client`, a bearer token issued for 300 s with that scope. Gives
+/// back the request as it was sent and the token's introspection.
+async fn fetch_inventory_read(server: &RealServer, client: ClientAuth) -> (Received, Value) {
+    let request = TokenRequest::client_credentials().scope("inventory:read");
+    let (token, sent, info) = fetch(server, client, request).await;
+    assert!(token.token_type().is_bearer());
+    assert_eq!(token.expires_in(), Some(Duration::from_secs(300)));
+    assert_eq!(token.scope(), Some("inventory:read"));
+    (sent, info)
+}
+
 #[tokio::test]
 async fn client_credentials_with_client_secret_basic() {
     let Some(server) = RealServer::connect().await else {
@@ -224,11 +236,7 @@ async fn client_credentials_with_client_secret_post() {
     let Some(server) = RealServer::connect().await else {
         return;
     };
-    let request = TokenRequest::client_credentials().scope("inventory:read");
-    let (token, sent, info) = fetch(&server, post("svc-post"), request).await;
-    assert!(token.token_type().is_bearer());
-    assert_eq!(token.expires_in(), Some(Duration::from_secs(300)));
-    assert_eq!(token.scope(), Some("inventory:read"));
+    let (sent, info) = fetch_inventory_read(&server, post("svc-post")).await;
 
     // On the wire: no Authorization header; the credentials in the body.
     assert_eq!(sent.authorization(), None);

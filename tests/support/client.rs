@@ -16,7 +16,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tower_oauth2::error::{ErrorCode, ErrorKind};
-use tower_oauth2::{OAuth2Layer, OAuth2Service, TokenCache};
+use tower_oauth2::layer::{Destinations, KeyedOAuth2Layer};
+use tower_oauth2::{OAuth2Layer, OAuth2Service, TokenCache, TokenEndpoint, TokenRequest};
 
 /// The hyper-util client type the tests use.
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
@@ -194,18 +195,65 @@ impl tower::Service<Request<Full<Bytes>>> for Recording {
     }
 }
 
-/// A `hyper::client::conn` HTTP/1.1 connection to `addr`, as a tower
+/// A keyed layer with a cache per port (each its own resource server),
+/// each port's token asked for from `endpoint` with that port as its
+/// `audience`.
+pub fn keyed_by_port(endpoint: TokenEndpoint<HttpClient>) -> KeyedOAuth2Layer<u16> {
+    KeyedOAuth2Layer::new(
+        |uri: &http::Uri, _: &HeaderMap| uri.port_u16(),
+        move |port: &u16| {
+            let request = TokenRequest::client_credentials().audience(port.to_string());
+            Some(TokenCache::builder(endpoint.clone(), request).build())
+        },
+    )
+}
+
+/// Destinations for a [`connection`] to `server`: its path-only requests
+/// go to `server` (`origin_form_to`).
+pub fn to_connection(server: &super::token_server::TestServer) -> Destinations {
+    Destinations::secure()
+        .origin_form_to(server.url(""))
+        .expect("a loopback origin")
+}
+
+/// `layer` over a [`connection`] to `server`, told the connection's origin
+/// ([`to_connection`]).
+pub async fn over_connection(
+    server: &super::token_server::TestServer,
+    layer: OAuth2Layer,
+) -> impl tower::Service<
+    Request<Full<Bytes>>,
+    Response = Response<Incoming>,
+    Error = tower_oauth2::layer::ServiceError<tower::BoxError>,
+> + Clone {
+    let layer = layer.destinations(to_connection(server));
+    tower::Layer::layer(&layer, connection(server).await)
+}
+
+/// A GET with an origin-form URI (`path`) and the Host header HTTP/1.1
+/// needs: what tonic sends over a [`connection`] to `server`.
+pub fn origin_form_get(
+    server: &super::token_server::TestServer,
+    path: &str,
+) -> Request<Full<Bytes>> {
+    Request::get(path)
+        .header(http::header::HOST, server.addr.to_string())
+        .body(Full::default())
+        .expect("a valid request")
+}
+
+/// A `hyper::client::conn` HTTP/1.1 connection to `server`, as a tower
 /// service: requests go there whatever their URI says, as over tonic's
 /// channel, which sends path-only (origin-form) requests.
 pub async fn connection(
-    addr: std::net::SocketAddr,
+    server: &super::token_server::TestServer,
 ) -> impl tower::Service<
     Request<Full<Bytes>>,
     Response = http::Response<hyper::body::Incoming>,
     Error = tower::BoxError,
     Future: Send,
 > + Clone {
-    let tcp = tokio::net::TcpStream::connect(addr)
+    let tcp = tokio::net::TcpStream::connect(server.addr)
         .await
         .expect("connect to the test server");
     let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))

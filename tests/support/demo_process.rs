@@ -28,12 +28,8 @@ pub async fn one_at_a_time() -> MutexGuard<'static, ()> {
 /// The `summary:` line of one demo process, and its `demo: fleet:` line.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Summary {
-    pub requests: u64,
-    pub ok: u64,
-    pub unauthorized: u64,
-    pub errors: u64,
-    pub token_fetches: u64,
-    pub retries: u64,
+    /// The `summary:` line: the demo's own summary.
+    pub counts: crate::run::Summary,
     /// `name=value` pairs of the fleet line (tier counters).
     pub fleet: Vec<(String, u64)>,
 }
@@ -48,13 +44,16 @@ impl Summary {
         };
         let summary = pairs(stdout.lines().find(|l| l.starts_with("summary: "))?);
         let get = |k: &str| summary.iter().find(|p| p.0 == k).map(|p| p.1);
-        Some(Summary {
+        let counts = crate::run::Summary {
             requests: get("requests")?,
             ok: get("ok")?,
             unauthorized: get("unauthorized")?,
             errors: get("errors")?,
             token_fetches: get("token_fetches")?,
             retries: get("retries")?,
+        };
+        Some(Summary {
+            counts,
             fleet: stdout
                 .lines()
                 .find_map(|l| l.strip_prefix("demo: fleet: "))
@@ -63,9 +62,27 @@ impl Summary {
         })
     }
 
+    /// `n` requests, all answered 200, with one token, and no fleet line.
+    pub fn all_ok_with_one_token(n: u64) -> Summary {
+        Summary {
+            counts: all_ok_with_one_token(n),
+            fleet: Vec::new(),
+        }
+    }
+
     /// A counter of the fleet line (0 when absent).
     pub fn fleet(&self, name: &str) -> u64 {
         self.fleet.iter().find(|p| p.0 == name).map_or(0, |p| p.1)
+    }
+}
+
+/// `n` requests, all answered 200, with one token: the demo's summary.
+pub fn all_ok_with_one_token(n: u64) -> crate::run::Summary {
+    crate::run::Summary {
+        requests: n,
+        ok: n,
+        token_fetches: 1,
+        ..crate::run::Summary::default()
     }
 }
 
@@ -158,17 +175,16 @@ fn a_summary_line_and_a_fleet_line_parse() {
     let out = "demo: 1.0 s\ndemo: fleet: shared_hits=3 leases=1 fallbacks=0\n\
                summary: requests=9 ok=8 unauthorized=1 errors=0 token_fetches=1 retries=2\n";
     let s = Summary::parse(out).expect("a summary");
-    assert_eq!(
-        (
-            s.requests,
-            s.ok,
-            s.unauthorized,
-            s.errors,
-            s.token_fetches,
-            s.retries
-        ),
-        (9, 8, 1, 0, 1, 2)
+    let c = &s.counts;
+    let counts = (
+        c.requests,
+        c.ok,
+        c.unauthorized,
+        c.errors,
+        c.token_fetches,
+        c.retries,
     );
+    assert_eq!(counts, (9, 8, 1, 0, 1, 2));
     assert_eq!(
         (s.fleet("shared_hits"), s.fleet("leases"), s.fleet("x")),
         (3, 1, 0)

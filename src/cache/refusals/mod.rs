@@ -132,7 +132,8 @@ impl TokenCache {
             let mut state = refusals.lock();
             let current = self.current_generation();
             let now = Instant::now();
-            let decision = state.on_refusal(from, sent, current, now, backoff, unit_random);
+            let step_delay = |step| backoff.delay(step, unit_random(), None, None);
+            let decision = state.on_refusal(from, sent, current, now, step_delay);
             refusals.note(&state);
             // Under the lock, so that no other 401 sees `sent` current.
             if decision == RefusalDecision::Refetch {

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use super::Resource;
-use crate::cache::policy::Backoff;
 use crate::clock::Instant;
 use crate::tier::StepStarted;
 
@@ -77,15 +76,13 @@ impl Records {
         sent: u64,
         current: Option<u64>,
         now: Instant,
-        backoff: &Backoff,
-        unit_random: impl FnOnce() -> f64,
+        step_delay: impl FnOnce(u32) -> Duration,
     ) -> RefusalDecision {
         if let Some(i) = self.position(None) {
             let (_, unplaced) = self.list.remove(i);
             (self.entry(Some(from))).join(unplaced.steps, unplaced.until);
         }
-        let decision =
-            (self.entry(Some(from))).on_refusal(sent, current, now, backoff, unit_random);
+        let decision = (self.entry(Some(from))).on_refusal(sent, current, now, step_delay);
         if decision == RefusalDecision::Refetch {
             self.last_refetch = Some(from.clone());
         }
@@ -150,14 +147,13 @@ pub(crate) enum RefusalDecision {
 impl RefusalState {
     /// The decision on a 401 for generation `sent` at `now`, `current` being
     /// the generation cached (`None`: none), and the next state.
-    /// `unit_random` is asked for the jitter when a step starts.
+    /// `step_delay(n)` is asked for the delay of step `n` when one starts.
     fn on_refusal(
         &mut self,
         sent: u64,
         current: Option<u64>,
         now: Instant,
-        backoff: &Backoff,
-        unit_random: impl FnOnce() -> f64,
+        step_delay: impl FnOnce(u32) -> Duration,
     ) -> RefusalDecision {
         if self.until.is_some_and(|until| now < until) {
             return RefusalDecision::BackedOff(None);
@@ -169,7 +165,7 @@ impl RefusalState {
         let step_passed = self.until.take().is_some();
         if !step_passed && self.refused.is_some_and(|refused| sent > refused) {
             self.steps = self.steps.saturating_add(1);
-            let delay = backoff.delay(self.steps, unit_random(), None, None);
+            let delay = step_delay(self.steps);
             self.until = Some(later(now, delay));
             let number = self.steps;
             return RefusalDecision::BackedOff(Some(StepStarted { number, delay }));
@@ -203,6 +199,7 @@ pub(super) fn later(now: Instant, delay: Duration) -> Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::policy::Backoff;
 
     fn secs(s: f64) -> Duration {
         Duration::from_secs_f64(s)
@@ -211,6 +208,11 @@ mod tests {
     /// The default of `AuthPolicy::unauthorized_backoff`.
     fn backoff() -> Backoff {
         Backoff::new(secs(1.0), secs(300.0))
+    }
+
+    /// The delays of `backoff`'s steps with the jitter `unit_random`.
+    fn delay(backoff: &Backoff, unit_random: f64) -> impl FnOnce(u32) -> Duration + '_ {
+        move |step| backoff.delay(step, unit_random, None, None)
     }
 
     fn step(number: u32, delay: f64) -> RefusalDecision {
@@ -226,35 +228,38 @@ mod tests {
         let mut s = RefusalState::default();
         // Generation 1 refused: get a new one.
         assert_eq!(
-            s.on_refusal(1, Some(1), t0, &b, || 0.0),
+            s.on_refusal(1, Some(1), t0, delay(&b, 0.0)),
             RefusalDecision::Refetch
         );
         // Another 401 for generation 1, now invalidated: nothing to do.
         assert_eq!(
-            s.on_refusal(1, None, t0, &b, || 0.0),
+            s.on_refusal(1, None, t0, delay(&b, 0.0)),
             RefusalDecision::Replaced
         );
         // Generation 2, fetched because of it, refused too: 0.5 s (1 s,
         // jittered with 0.0) of 401s passing through.
-        assert_eq!(s.on_refusal(2, Some(2), t0, &b, || 0.0), step(1, 0.5));
+        assert_eq!(s.on_refusal(2, Some(2), t0, delay(&b, 0.0)), step(1, 0.5));
         let during = t0 + secs(0.4);
         for sent in [1, 2] {
-            let decision = s.on_refusal(sent, Some(2), during, &b, || 0.0);
+            let decision = s.on_refusal(sent, Some(2), during, delay(&b, 0.0));
             assert_eq!(decision, RefusalDecision::BackedOff(None));
         }
         // After the step, a 401 for an older token does not use it up...
         let after = t0 + secs(0.5);
         assert_eq!(
-            s.on_refusal(1, Some(2), after, &b, || 0.0),
+            s.on_refusal(1, Some(2), after, delay(&b, 0.0)),
             RefusalDecision::Replaced
         );
         // ...the next one for the current token gets one new token,
         assert_eq!(
-            s.on_refusal(2, Some(2), after, &b, || 0.0),
+            s.on_refusal(2, Some(2), after, delay(&b, 0.0)),
             RefusalDecision::Refetch
         );
         // and when that one is refused too, the next step is twice as long.
-        assert_eq!(s.on_refusal(3, Some(3), after, &b, || 0.5), step(2, 1.5));
+        assert_eq!(
+            s.on_refusal(3, Some(3), after, delay(&b, 0.5)),
+            step(2, 1.5)
+        );
         assert_eq!(
             s,
             RefusalState {
@@ -292,12 +297,13 @@ mod tests {
         let mut at = Duration::ZERO;
         while at < run {
             let now = t0 + at;
-            if s.on_refusal(current, Some(current), now, &b, || random) == RefusalDecision::Refetch
+            if s.on_refusal(current, Some(current), now, delay(&b, random))
+                == RefusalDecision::Refetch
             {
                 fetches += 1;
                 current += 1;
                 // The resend, with the new token: refused too.
-                s.on_refusal(current, Some(current), now, &b, || random);
+                s.on_refusal(current, Some(current), now, delay(&b, random));
             }
             at += Duration::from_millis(10);
         }
@@ -331,17 +337,17 @@ mod tests {
     fn an_answer_for_the_current_token_ends_the_record() {
         let (t0, b) = (Instant::now(), backoff());
         let mut s = RefusalState::default();
-        s.on_refusal(1, Some(1), t0, &b, || 0.0);
-        s.on_refusal(2, Some(2), t0, &b, || 0.0);
+        s.on_refusal(1, Some(1), t0, delay(&b, 0.0));
+        s.on_refusal(2, Some(2), t0, delay(&b, 0.0));
         assert_ne!(s, RefusalState::default());
         // What `TokenCache::answered` does for the current token.
         s = RefusalState::default();
         // So a 401 for it gets a new token at once, and the steps restart.
         assert_eq!(
-            s.on_refusal(2, Some(2), t0, &b, || 0.0),
+            s.on_refusal(2, Some(2), t0, delay(&b, 0.0)),
             RefusalDecision::Refetch
         );
-        assert_eq!(s.on_refusal(3, Some(3), t0, &b, || 0.0), step(1, 0.5));
+        assert_eq!(s.on_refusal(3, Some(3), t0, delay(&b, 0.0)), step(1, 0.5));
     }
 
     #[test]
@@ -352,16 +358,19 @@ mod tests {
         // runs for, 4 s more: its 401s pass through, nothing fetched.
         assert!(s.join(3, Some(t0 + secs(4.0))));
         assert_eq!(
-            s.on_refusal(1, Some(1), t0, &b, || 0.0),
+            s.on_refusal(1, Some(1), t0, delay(&b, 0.0)),
             RefusalDecision::BackedOff(None)
         );
         // After the step: one new token, whose refusal starts step 4.
         let after = t0 + secs(4.0);
         assert_eq!(
-            s.on_refusal(1, Some(1), after, &b, || 0.0),
+            s.on_refusal(1, Some(1), after, delay(&b, 0.0)),
             RefusalDecision::Refetch
         );
-        assert_eq!(s.on_refusal(2, Some(2), after, &b, || 0.0), step(4, 4.0));
+        assert_eq!(
+            s.on_refusal(2, Some(2), after, delay(&b, 0.0)),
+            step(4, 4.0)
+        );
     }
 
     #[test]
@@ -369,14 +378,14 @@ mod tests {
         let (t0, b) = (Instant::now(), backoff());
         let mut s = RefusalState::default();
         assert_eq!(
-            s.on_refusal(1, Some(1), t0, &b, || 0.0),
+            s.on_refusal(1, Some(1), t0, delay(&b, 0.0)),
             RefusalDecision::Refetch
         );
         // The fetch took the token Redis holds back (generation 2), in the
         // fleet's step 1 for 0.3 s more: its resend's 401 passes through.
         assert!(s.join(1, Some(t0 + secs(0.3))));
         assert_eq!(
-            s.on_refusal(2, Some(2), t0, &b, || 0.0),
+            s.on_refusal(2, Some(2), t0, delay(&b, 0.0)),
             RefusalDecision::BackedOff(None)
         );
         assert_eq!(
@@ -420,8 +429,8 @@ mod tests {
         let t0 = Instant::now();
         let forever = Backoff::new(Duration::MAX, Duration::MAX);
         let mut s = RefusalState::default();
-        s.on_refusal(1, Some(1), t0, &forever, || 0.0);
-        let decision = s.on_refusal(2, Some(2), t0, &forever, || 0.0);
+        s.on_refusal(1, Some(1), t0, delay(&forever, 0.0));
+        let decision = s.on_refusal(2, Some(2), t0, delay(&forever, 0.0));
         assert!(
             matches!(decision, RefusalDecision::BackedOff(Some(_))),
             "{decision:?}"
@@ -439,14 +448,17 @@ mod tests {
         let (x, y) = (at("http://127.0.0.1:1"), at("http://127.0.0.1:2"));
         let mut r = Records::default();
         assert_eq!(
-            r.on_refusal(&x, 1, Some(1), t0, &b, || 0.0),
+            r.on_refusal(&x, 1, Some(1), t0, delay(&b, 0.0)),
             RefusalDecision::Refetch
         );
-        assert_eq!(r.on_refusal(&x, 2, Some(2), t0, &b, || 0.0), step(1, 0.5));
+        assert_eq!(
+            r.on_refusal(&x, 2, Some(2), t0, delay(&b, 0.0)),
+            step(1, 0.5)
+        );
         // Y takes generation 2: X's record stays.
         assert_eq!(r.settle(&y), None);
         let during = t0 + secs(0.4);
-        let decision = r.on_refusal(&x, 2, Some(2), during, &b, || 0.0);
+        let decision = r.on_refusal(&x, 2, Some(2), during, delay(&b, 0.0));
         assert_eq!(decision, RefusalDecision::BackedOff(None));
         // X's answer ends X's record, with the step that ran in it.
         assert_eq!(r.settle(&x), Some(1));
@@ -454,15 +466,15 @@ mod tests {
         // Y's own refusals have their own record: the token X refused
         // before is new to Y.
         assert_eq!(
-            r.on_refusal(&x, 2, Some(2), during, &b, || 0.0),
+            r.on_refusal(&x, 2, Some(2), during, delay(&b, 0.0)),
             RefusalDecision::Refetch
         );
         assert_eq!(
-            r.on_refusal(&y, 3, Some(3), during, &b, || 0.0),
+            r.on_refusal(&y, 3, Some(3), during, delay(&b, 0.0)),
             RefusalDecision::Refetch
         );
         assert_eq!(
-            r.on_refusal(&x, 4, Some(4), during, &b, || 0.0),
+            r.on_refusal(&x, 4, Some(4), during, delay(&b, 0.0)),
             step(1, 0.5)
         );
     }
@@ -483,17 +495,17 @@ mod tests {
         // step; its 401s pass through while it runs, and its answer ends
         // the fleet's step too.
         assert!(r.join(2, Some(t0 + secs(1.0)), t0));
-        let decision = r.on_refusal(&x, 1, Some(1), t0, &b, || 0.0);
+        let decision = r.on_refusal(&x, 1, Some(1), t0, delay(&b, 0.0));
         assert_eq!(decision, RefusalDecision::BackedOff(None));
         assert_eq!(r.settle(&y), None);
         assert_eq!(r.settle(&x), Some(2));
         assert_eq!(
-            r.on_refusal(&x, 1, Some(1), t0, &b, || 0.0),
+            r.on_refusal(&x, 1, Some(1), t0, delay(&b, 0.0)),
             RefusalDecision::Refetch
         );
         // The refetch after X's 401 finds the fleet's step: X's.
         assert!(r.join(3, Some(t0 + secs(1.0)), t0));
-        let decision = r.on_refusal(&x, 2, Some(2), t0, &b, || 0.0);
+        let decision = r.on_refusal(&x, 2, Some(2), t0, delay(&b, 0.0));
         assert_eq!(decision, RefusalDecision::BackedOff(None));
         assert_eq!(r.settle(&y), None);
         assert_eq!(r.settle(&x), Some(3));
@@ -505,7 +517,7 @@ mod tests {
         let mut r = Records::default();
         for port in 0..(MAX_RESOURCES as u16 + 10) {
             let from = at(&format!("http://127.0.0.1:{port}"));
-            r.on_refusal(&from, 1, Some(1), t0, &b, || 0.0);
+            r.on_refusal(&from, 1, Some(1), t0, delay(&b, 0.0));
         }
         assert_eq!(r.list.len(), MAX_RESOURCES);
     }
