@@ -17,6 +17,7 @@ use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_oauth2::dpop::Dpop;
 use tower_oauth2::error::{ErrorCode, ErrorKind};
 use tower_oauth2::fleet::RedisTier;
+use tower_oauth2::layer::Destinations;
 use tower_oauth2::on_behalf::{OnBehalfLayer, OnBehalfMiddleware, SubjectToken};
 use tower_oauth2::reqwest::token_error;
 use tower_oauth2::{Error, ServiceError, TokenCache, TokenEndpoint, TokenRequest};
