@@ -294,13 +294,24 @@ impl TokenRequest {
     }
 
     /// Adds an `audience` parameter (Auth0, Okta, RFC 8693).
-    pub fn audience(self, audience: impl Into<String>) -> Self {
-        self.param("audience", audience)
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.extra.push(plain("audience", audience.into()));
+        self
     }
 
     /// Adds a `resource` indicator (RFC 8707); repeat for several.
-    pub fn resource(self, resource: impl Into<String>) -> Self {
-        self.param("resource", resource)
+    pub fn resource(mut self, resource: impl Into<String>) -> Self {
+        self.extra.push(plain("resource", resource.into()));
+        self
+    }
+
+    /// Gives back the spare room of its lists: a cache keeps its request
+    /// as long as it lives (one per key of a keyed layer, one per subject
+    /// of a token exchange), and a list grown by one push holds four.
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.grant_params.shrink_to_fit();
+        self.scopes.shrink_to_fit();
+        self.extra.shrink_to_fit();
     }
 
     /// Adds a parameter.
