@@ -143,7 +143,8 @@ pub struct TokenRequest {
     encoding: BodyEncoding,
     /// For [`TokenRequest::jwt_bearer_signed`]: what signs the `assertion`.
     #[cfg(feature = "jwt")]
-    signed_assertion: Option<(JwtClaims, crate::jose::SigningKey)>,
+    /// Boxed: few requests have one, and a cache keeps its request.
+    signed_assertion: Option<Box<(JwtClaims, crate::jose::SigningKey)>>,
 }
 
 impl TokenRequest {
@@ -246,7 +247,7 @@ impl TokenRequest {
     #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
     pub fn jwt_bearer_signed(claims: JwtClaims, key: crate::jose::SigningKey) -> Self {
         let mut request = Self::with_grant(JWT_BEARER_GRANT, Vec::new());
-        request.signed_assertion = Some((claims, key));
+        request.signed_assertion = Some(Box::new((claims, key)));
         request
     }
 
@@ -435,7 +436,7 @@ impl TokenRequest {
     /// A fresh `assertion` for [`TokenRequest::jwt_bearer_signed`].
     #[cfg(feature = "jwt")]
     fn grant_assertion(&self, url: &TokenUrl) -> Result<Option<SecretString>, Error> {
-        match &self.signed_assertion {
+        match self.signed_assertion.as_deref() {
             Some((claims, key)) => claims.sign(key, &url.to_string()).map(Some),
             None => Ok(None),
         }
@@ -523,7 +524,7 @@ impl TokenRequest {
         // public thumbprint (RFC 7638) name the token, not the assertion.
         #[cfg(feature = "jwt")]
         if let (Some((claims, key)), Some(parts)) =
-            (&self.signed_assertion, identity.as_array_mut())
+            (self.signed_assertion.as_deref(), identity.as_array_mut())
         {
             parts.push(claims.identity());
             parts.push(key.jwk_thumbprint().into());
