@@ -32,6 +32,8 @@ struct Counting;
 static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
 static LIVE_BLOCKS: AtomicIsize = AtomicIsize::new(0);
 static CALLS: AtomicUsize = AtomicUsize::new(0);
+/// Every byte ever allocated (a `realloc` that grows counts its growth).
+static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
 
 // SAFETY: every call is passed to `System` as it came; the counters are
 // plain atomics and allocate nothing.
@@ -68,6 +70,7 @@ unsafe impl GlobalAlloc for Counting {
 }
 
 fn counted(bytes: isize, blocks: isize) {
+    ALLOCATED.fetch_add(bytes.max(0) as usize, Ordering::Relaxed);
     LIVE_BYTES.fetch_add(bytes, Ordering::Relaxed);
     LIVE_BLOCKS.fetch_add(blocks, Ordering::Relaxed);
     CALLS.fetch_add(1, Ordering::Relaxed);
@@ -81,6 +84,7 @@ struct Snapshot {
     bytes: isize,
     blocks: isize,
     calls: usize,
+    allocated: usize,
 }
 
 fn snapshot() -> Snapshot {
@@ -88,6 +92,7 @@ fn snapshot() -> Snapshot {
         bytes: LIVE_BYTES.load(Ordering::Relaxed),
         blocks: LIVE_BLOCKS.load(Ordering::Relaxed),
         calls: CALLS.load(Ordering::Relaxed),
+        allocated: ALLOCATED.load(Ordering::Relaxed),
     }
 }
 
@@ -117,11 +122,13 @@ impl Measured {
         let (b, f, a) = (self.before, self.filled, self.again);
         let calls_first = (f.calls - b.calls) as f64 / self.n as f64 - self.request_calls;
         let calls_again = (a.calls - f.calls) as f64 / self.n as f64 - self.request_calls;
+        let allocated_first = (f.allocated - b.allocated) as f64 / self.n as f64;
         println!(
-            "{name:<22} | {:>10.1} {:>11.2} | {:>13.1} {:>13.1} | {:>9}",
+            "{name:<18} | {:>9.1} {:>10.2} | {:>10.1} {:>12.0} {:>12.1} | {:>8}",
             self.per_key(b.bytes, f.bytes),
             self.per_key(b.blocks, f.blocks),
             calls_first,
+            allocated_first,
             calls_again,
             self.leftover,
         );
@@ -315,8 +322,8 @@ fn main() {
          counted by a global allocator; current-thread runtime"
     );
     println!(
-        "{:<22} | {:>10} {:>11} | {:>13} {:>13} | {:>9}",
-        "", "bytes/key", "blocks/key", "allocs/new", "allocs/again", "leftover"
+        "{:<18} | {:>9} {:>10} | {:>10} {:>12} {:>12} | {:>8}",
+        "", "bytes/key", "blocks/key", "allocs/new", "alloc'd/new", "allocs/again", "leftover"
     );
     if let Some(part) = profiling() {
         rt.block_on(async {
@@ -343,6 +350,16 @@ fn main() {
         for (name, measured) in &results {
             measured.row(name);
         }
+        // The bytes a key keeps, at most (BENCHMARKS.md, "Memory per key",
+        // with every feature of this package on; about a tenth above the
+        // latest): a key costing more is a decision, not an accident.
+        for ((name, measured), limit) in results.iter().zip([1_900, 2_200, 2_500]) {
+            let bytes = measured.per_key(measured.before.bytes, measured.filled.bytes);
+            assert!(
+                bytes <= f64::from(limit),
+                "{name}: {bytes:.1} bytes per key, above {limit}"
+            );
+        }
         for (name, measured) in &results {
             // Nothing a key made outlives the layer (a fraction of a byte
             // per key allows for the runtime's own bookkeeping).
@@ -355,8 +372,9 @@ fn main() {
     });
     println!(
         "bytes/key, blocks/key: heap alive per key once it has its token (the map included); \
-         allocs/new: allocation calls per request that makes a key (the token fetch included, \
-         building the request not); allocs/again: per request served from a key's cache; \
+         allocs/new, alloc'd/new: allocation calls and bytes allocated (freed since or not) per \
+         request that makes a key (the token fetch included, building the request not; the \
+         keyed map is copied on each insert); allocs/again: per request served from a key's cache; \
          leftover: bytes alive after the layer was dropped"
     );
     println!(
