@@ -115,7 +115,10 @@ impl LocalTokenServer {
 
     /// A `TokenCacheBuilder` for the client-credentials grant against this
     /// endpoint.
-    #[allow(dead_code, reason = "the memory bench builds its caches from `endpoint`")]
+    #[allow(
+        dead_code,
+        reason = "the memory bench builds its caches from `endpoint`"
+    )]
     pub fn cache_builder(&self) -> TokenCacheBuilder {
         TokenCache::builder(self.endpoint(), TokenRequest::client_credentials())
     }
@@ -147,7 +150,10 @@ impl LocalTokenServer {
 }
 
 /// A Tokio runtime with `workers` worker threads and all drivers.
-#[allow(dead_code, reason = "the memory bench counts on a current-thread runtime")]
+#[allow(
+    dead_code,
+    reason = "the memory bench counts on a current-thread runtime"
+)]
 pub fn runtime(workers: usize) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
