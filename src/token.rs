@@ -355,6 +355,10 @@ impl Token {
             Some(_) => return Err(ParseError::new("`scope` is not a string")),
         };
         debug_assert!(KNOWN_FIELDS.iter().all(|k| !map.contains_key(*k)));
+        // A map emptied by the removals above still holds its first node
+        // (632 bytes with serde_json's BTreeMap), kept as long as the token
+        // is cached: a new, empty map allocates nothing.
+        let extra = if map.is_empty() { Map::new() } else { map };
         Ok(Token {
             access_token,
             token_type,
@@ -362,7 +366,7 @@ impl Token {
             refresh_token,
             scope,
             id_token,
-            extra: map,
+            extra,
             issued_at,
         })
     }

@@ -16,7 +16,9 @@ use http_body_util::Full;
 use tower::Service;
 use tower_oauth2::cache::TokenCacheBuilder;
 use tower_oauth2::layer::Destinations;
-use tower_oauth2::{ClientAuth, OAuth2Layer, TokenCache, TokenEndpoint, TokenRequest, TokenUrl};
+use tower_oauth2::{
+    ClientAuth, HttpTransport, OAuth2Layer, TokenCache, TokenEndpoint, TokenRequest, TokenUrl,
+};
 
 pub type Body = Full<Bytes>;
 
@@ -113,7 +115,17 @@ impl LocalTokenServer {
 
     /// A `TokenCacheBuilder` for the client-credentials grant against this
     /// endpoint.
+    #[allow(
+        dead_code,
+        reason = "the memory bench builds its caches from `endpoint`"
+    )]
     pub fn cache_builder(&self) -> TokenCacheBuilder {
+        TokenCache::builder(self.endpoint(), TokenRequest::client_credentials())
+    }
+
+    /// This token endpoint, for caches of other grants (one clone per
+    /// cache, as an application would).
+    pub fn endpoint(&self) -> TokenEndpoint<impl HttpTransport + Clone + Sync> {
         let this = self.clone();
         let http = tower::service_fn(move |_req: Request<Body>| {
             let this = this.clone();
@@ -129,16 +141,19 @@ impl LocalTokenServer {
                 Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(json))))
             }
         });
-        let endpoint = TokenEndpoint::new(
+        TokenEndpoint::new(
             http,
             TokenUrl::new("https://as.example.com/oauth2/token").expect("token URL"),
             ClientAuth::client_secret_basic("bench-client", "bench-secret"),
-        );
-        TokenCache::builder(endpoint, TokenRequest::client_credentials())
+        )
     }
 }
 
 /// A Tokio runtime with `workers` worker threads and all drivers.
+#[allow(
+    dead_code,
+    reason = "the memory bench counts on a current-thread runtime"
+)]
 pub fn runtime(workers: usize) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)

@@ -30,8 +30,9 @@ impl TokenCache {
     /// `request` if the server answers `invalid_grant`.
     pub fn builder<T: HttpTransport>(
         endpoint: TokenEndpoint<T>,
-        request: TokenRequest,
+        mut request: TokenRequest,
     ) -> TokenCacheBuilder {
+        request.shrink_to_fit();
         let fingerprint = ConfigFingerprint::new(endpoint.url(), endpoint.client(), &request);
         let exchange_timeout = endpoint.exchange_timeout();
         let proof_key = endpoint.proof_key().cloned();

@@ -260,6 +260,30 @@ mod tests {
         assert_eq!(sorted(&map), Vec::<&str>::new());
     }
 
+    // BENCHMARKS.md, "Memory per key": what a key keeps inline, besides
+    // what its fields point to. Each byte here is paid once per key (10 KB
+    // per byte at 10,000 keys); these bounds, a little above the sizes with
+    // every feature on, make growing one a decision.
+    #[test]
+    fn what_a_key_keeps_inline_stays_within_its_bounds() {
+        use std::mem::size_of;
+        let sizes = [
+            ("cache::Shared", size_of::<super::super::Shared>(), 832),
+            ("cache::Cached", size_of::<super::super::Cached>(), 288),
+            ("token::Token", size_of::<crate::token::Token>(), 176),
+            (
+                "request::TokenRequest",
+                size_of::<crate::TokenRequest>(),
+                112,
+            ),
+            ("Slot<AuthPolicy>", size_of::<Slot<crate::AuthPolicy>>(), 24),
+        ];
+        for (name, size, bound) in sizes {
+            println!("{name}: {size} bytes");
+            assert!(size <= bound, "{name}: {size} bytes, above {bound}");
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn an_entry_is_dropped_once_idle_for_the_idle_period_never_before() {
         let minute = Duration::from_secs(60);

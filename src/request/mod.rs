@@ -143,7 +143,8 @@ pub struct TokenRequest {
     encoding: BodyEncoding,
     /// For [`TokenRequest::jwt_bearer_signed`]: what signs the `assertion`.
     #[cfg(feature = "jwt")]
-    signed_assertion: Option<(JwtClaims, crate::jose::SigningKey)>,
+    /// Boxed: few requests have one, and a cache keeps its request.
+    signed_assertion: Option<Box<(JwtClaims, crate::jose::SigningKey)>>,
 }
 
 impl TokenRequest {
@@ -246,7 +247,7 @@ impl TokenRequest {
     #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
     pub fn jwt_bearer_signed(claims: JwtClaims, key: crate::jose::SigningKey) -> Self {
         let mut request = Self::with_grant(JWT_BEARER_GRANT, Vec::new());
-        request.signed_assertion = Some((claims, key));
+        request.signed_assertion = Some(Box::new((claims, key)));
         request
     }
 
@@ -294,13 +295,24 @@ impl TokenRequest {
     }
 
     /// Adds an `audience` parameter (Auth0, Okta, RFC 8693).
-    pub fn audience(self, audience: impl Into<String>) -> Self {
-        self.param("audience", audience)
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.extra.push(plain("audience", audience.into()));
+        self
     }
 
     /// Adds a `resource` indicator (RFC 8707); repeat for several.
-    pub fn resource(self, resource: impl Into<String>) -> Self {
-        self.param("resource", resource)
+    pub fn resource(mut self, resource: impl Into<String>) -> Self {
+        self.extra.push(plain("resource", resource.into()));
+        self
+    }
+
+    /// Gives back the spare room of its lists: a cache keeps its request
+    /// as long as it lives (one per key of a keyed layer, one per subject
+    /// of a token exchange), and a list grown by one push holds four.
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.grant_params.shrink_to_fit();
+        self.scopes.shrink_to_fit();
+        self.extra.shrink_to_fit();
     }
 
     /// Adds a parameter.
@@ -424,7 +436,7 @@ impl TokenRequest {
     /// A fresh `assertion` for [`TokenRequest::jwt_bearer_signed`].
     #[cfg(feature = "jwt")]
     fn grant_assertion(&self, url: &TokenUrl) -> Result<Option<SecretString>, Error> {
-        match &self.signed_assertion {
+        match self.signed_assertion.as_deref() {
             Some((claims, key)) => claims.sign(key, &url.to_string()).map(Some),
             None => Ok(None),
         }
@@ -512,7 +524,7 @@ impl TokenRequest {
         // public thumbprint (RFC 7638) name the token, not the assertion.
         #[cfg(feature = "jwt")]
         if let (Some((claims, key)), Some(parts)) =
-            (&self.signed_assertion, identity.as_array_mut())
+            (self.signed_assertion.as_deref(), identity.as_array_mut())
         {
             parts.push(claims.identity());
             parts.push(key.jwk_thumbprint().into());

@@ -144,8 +144,9 @@ pub(super) struct Fetcher {
     primary: Option<TokenRequest>,
     refresh: Mutex<RefreshToken>,
     recorder: Recorder,
-    /// The fleet's shared tier, bound to this cache.
-    tier: Option<TierBinding>,
+    /// The fleet's shared tier, bound to this cache. Boxed: most caches
+    /// have none, and a keyed layer keeps a cache per key.
+    tier: Option<Box<TierBinding>>,
 }
 
 impl Fetcher {
@@ -169,7 +170,7 @@ impl Fetcher {
 
     /// Gets tokens through the fleet's shared tier first (`shared`).
     pub(super) fn with_tier(mut self, tier: TierBinding) -> Self {
-        self.tier = Some(tier);
+        self.tier = Some(Box::new(tier));
         self
     }
 
@@ -216,7 +217,7 @@ impl Fetcher {
 
     /// The fleet's shared tier, when the cache has one.
     pub(super) fn tier(&self) -> Option<&TierBinding> {
-        self.tier.as_ref()
+        self.tier.as_deref()
     }
 
     fn refresh(&self) -> MutexGuard<'_, RefreshToken> {

@@ -11,7 +11,7 @@
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use super::super::stats::{bump, Counters};
@@ -136,8 +136,10 @@ impl Recorder {
 #[derive(Default)]
 struct InOrder {
     started: AtomicU64,
-    /// The number of the last job that ran; held while a job runs.
-    last_run: Arc<Mutex<u64>>,
+    /// The number of the last job that ran; held while a job runs. Made
+    /// by the first job: most caches have no store and no callback, and
+    /// a keyed layer keeps a cache per key.
+    last_run: OnceLock<Arc<Mutex<u64>>>,
 }
 
 impl InOrder {
@@ -150,7 +152,7 @@ impl InOrder {
         job: impl FnOnce() -> io::Result<()> + Send + 'static,
     ) -> impl std::future::Future<Output = Result<(), String>> + Send + 'static {
         let number = self.started.fetch_add(1, Ordering::Relaxed) + 1;
-        let last_run = self.last_run.clone();
+        let last_run = self.last_run.get_or_init(Arc::default).clone();
         async move { Self::run_as(number, last_run, deadline, job).await }
     }
 
@@ -204,7 +206,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(e, "disk full");
         // As if job 10 had run while this one, number 3, waited its turn.
-        *order.last_run.lock().unwrap() = 10;
+        *order.last_run.get().unwrap().lock().unwrap() = 10;
         order.run(deadline, job("older")).await.unwrap();
         assert_eq!(*ran.lock().unwrap(), ["first"]);
     }
