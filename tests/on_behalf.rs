@@ -482,8 +482,11 @@ mod fleet_pairs {
             .expect("a Redis URL")
             .namespace("on-behalf")
             .expect("a namespace")
-            .lease(Duration::from_secs(2))
-            .timeout(Duration::from_secs(2))
+            // Generous: 900 requests at once on a loaded 2-core machine must
+            // not turn a slow Redis answer into a fetch alone (an extra
+            // exchange the counts would see).
+            .lease(Duration::from_secs(10))
+            .timeout(Duration::from_secs(10))
             .poll_interval(Duration::from_millis(10))
     }
 

@@ -116,9 +116,25 @@ async fn eight_demo_processes_send_the_token_requests_of_one() {
     let started = Instant::now();
     let duration = SHARED_RUN_SECS.to_string();
     let members = start(MEMBERS, &flags(&server, &redis, &["--duration", &duration]));
-    // Halfway, the resource server refuses every token issued so far: each
-    // process sees 401s; the fleet fetches one new token.
+    // Past halfway, right after a refresh, the resource server refuses
+    // every token issued so far: each process sees 401s; the fleet fetches
+    // one new token. Not at a fixed time: a refresh under way then (slow on
+    // a loaded machine) would issue a token the revocation also refuses, a
+    // second refusal in a row, which the 401 backoff rightly answers by
+    // returning 401s for a while.
     tokio::time::sleep(Duration::from_secs(SHARED_RUN_SECS / 2)).await;
+    let before = server.token_requests();
+    let deadline = Instant::now() + Duration::from_secs(SHARED_RUN_SECS);
+    while server.token_requests() == before {
+        assert!(
+            Instant::now() < deadline,
+            "no refresh in {SHARED_RUN_SECS} s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Time for every process to take the new token from Redis (each does
+    // when its own copy goes stale, within a few hundred ms of the others).
+    tokio::time::sleep(Duration::from_secs(1)).await;
     server.revoke_all();
     let summaries = finish(members).await;
     let elapsed = started.elapsed();
