@@ -160,6 +160,29 @@ async fn send_each<S>(
     }
 }
 
+/// Sends one request for key `n` (what is made once, such as the map,
+/// lazily initialized statics and the runtime's task storage, is then not
+/// counted per key), then one for each of keys `0..n`, then each again:
+/// the heap before the `n` keys, with them, and after a second request
+/// each.
+async fn fill<S>(
+    svc: &mut S,
+    n: usize,
+    req: impl Fn(usize) -> Request<Body>,
+) -> (Snapshot, Snapshot, Snapshot)
+where
+    S: Service<Request<Body>>,
+    S::Error: std::fmt::Debug,
+{
+    send_each(svc, n..n + 1, &req).await;
+    let before = snapshot();
+    send_each(svc, 0..n, &req).await;
+    let filled = snapshot();
+    exit_if_profiling();
+    send_each(svc, 0..n, &req).await;
+    (before, filled, snapshot())
+}
+
 /// The keyed layer keyed by tenant (`https://t<i>.example.com`), each
 /// tenant's cache a client-credentials grant naming its API as `resource`.
 async fn keyed(n: usize) -> Measured {
@@ -186,15 +209,7 @@ async fn keyed(n: usize) -> Measured {
             .body(Body::default())
             .expect("request")
     };
-    // One key first: what is made once (the map, lazily initialized
-    // statics, the runtime's task storage) is not counted per key.
-    send_each(&mut svc, n..n + 1, req).await;
-    let before = snapshot();
-    send_each(&mut svc, 0..n, req).await;
-    let filled = snapshot();
-    exit_if_profiling();
-    send_each(&mut svc, 0..n, req).await;
-    let again = snapshot();
+    let (before, filled, again) = fill(&mut svc, n, req).await;
     assert_eq!(server.token_requests(), n + 1, "one token per key");
     assert_eq!(layer.keys().len(), n + 1, "every key kept");
     drop((svc, layer, server));
@@ -234,13 +249,7 @@ async fn on_behalf(n: usize) -> Measured {
         req.extensions_mut().insert(subject(i));
         req
     };
-    send_each(&mut svc, n..n + 1, req).await;
-    let before = snapshot();
-    send_each(&mut svc, 0..n, req).await;
-    let filled = snapshot();
-    exit_if_profiling();
-    send_each(&mut svc, 0..n, req).await;
-    let again = snapshot();
+    let (before, filled, again) = fill(&mut svc, n, req).await;
     assert_eq!(server.token_requests(), n + 1, "one token per subject");
     assert_eq!(layer.subjects(), n + 1, "every subject kept");
     drop((svc, layer, server));

@@ -418,10 +418,23 @@ async fn subjects_are_bounded_and_an_evicted_subject_exchanges_again() {
 }
 
 #[cfg(feature = "reqwest")]
-mod reqwest_middleware_pairs {
+pub(crate) mod reqwest_middleware_pairs {
     use super::*;
     use tower_oauth2::on_behalf::OnBehalfMiddleware;
     use tower_oauth2::reqwest::token_error;
+
+    /// A request through `client` (an `OnBehalfMiddleware` client) with no
+    /// subject fails with `NoSubject`.
+    pub(crate) async fn a_request_with_no_subject_is_refused(
+        client: &reqwest_middleware::ClientWithMiddleware,
+        url: String,
+    ) {
+        let err = client.get(url).send().await.expect_err("no subject");
+        assert_eq!(
+            token_error(&err).map(|e| e.kind()),
+            Some(ErrorKind::NoSubject)
+        );
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_reqwest_middleware_exchanges_once_per_subject_and_sends_each_its_own_token() {
@@ -458,15 +471,7 @@ mod reqwest_middleware_pairs {
             100
         );
         // No subject: a typed error, nothing sent.
-        let err = client
-            .get(server.url("/u/none"))
-            .send()
-            .await
-            .expect_err("no subject");
-        assert_eq!(
-            token_error(&err).map(|e| e.kind()),
-            Some(ErrorKind::NoSubject)
-        );
+        a_request_with_no_subject_is_refused(&client, server.url("/u/none")).await;
         assert_eq!(ex.resource_requests(), 100);
     }
 }

@@ -401,15 +401,11 @@ async fn pair_on_behalf_reqwest_a_refused_or_revoked_token_is_replaced_for_its_s
     let bodies: Vec<String> = server.revocations().into_iter().map(|r| r.body).collect();
     assert_eq!(bodies, ["token=at-2&token_type_hint=access_token"]);
     // No subject: a typed error, nothing sent.
-    let err = client
-        .get(server.url("/none"))
-        .send()
-        .await
-        .expect_err("no subject");
-    assert_eq!(
-        token_error(&err).map(|e| e.kind()),
-        Some(ErrorKind::NoSubject)
-    );
+    crate::on_behalf::reqwest_middleware_pairs::a_request_with_no_subject_is_refused(
+        &client,
+        server.url("/none"),
+    )
+    .await;
     assert_eq!(server.resource_count(), 7);
 }
 
@@ -507,6 +503,23 @@ async fn pair_on_behalf_fleet_two_cold_processes_share_one_exchange_per_subject(
     assert!(!logs.text().contains("obo7d1e"), "a subject in the logs");
 }
 
+/// A Redis and a test server where a first fleet process (encrypting
+/// when `encrypt`) stored alice's token (at-1), then bob's (at-2); their
+/// keys in Redis.
+async fn alice_then_bob_in_redis(encrypt: bool) -> (RedisServer, TestServer, String, String) {
+    let redis = RedisServer::start();
+    let server = TestServer::start().await;
+    let (_, first) = fleet_process(&server, &redis, encrypt);
+    let first = first.layer(http_client());
+    let sent = kind_of(&first, as_subject(server.get("/a/1"), "st-alice")).await;
+    assert_eq!(sent, Ok(StatusCode::OK));
+    let alice_key = new_token_key(&redis, &[]);
+    let sent = kind_of(&first, as_subject(server.get("/b/1"), "st-bob")).await;
+    assert_eq!(sent, Ok(StatusCode::OK));
+    let bob_key = new_token_key(&redis, std::slice::from_ref(&alice_key));
+    (redis, server, alice_key, bob_key)
+}
+
 /// The cross-user attack on the fleet, with an encryption key: someone
 /// who can write Redis copies subject A's stored token (its value, byte
 /// for byte) under subject B's key. A cold process for B does not decrypt
@@ -519,16 +532,7 @@ async fn pair_on_behalf_fleet_a_token_copied_under_another_subjects_key_is_refus
     if !available() {
         return;
     }
-    let redis = RedisServer::start();
-    let server = TestServer::start().await;
-    let (_, first) = fleet_process(&server, &redis, true);
-    let first = first.layer(http_client());
-    let sent = kind_of(&first, as_subject(server.get("/a/1"), "st-alice")).await;
-    assert_eq!(sent, Ok(StatusCode::OK));
-    let alice_key = new_token_key(&redis, &[]);
-    let sent = kind_of(&first, as_subject(server.get("/b/1"), "st-bob")).await;
-    assert_eq!(sent, Ok(StatusCode::OK));
-    let bob_key = new_token_key(&redis, std::slice::from_ref(&alice_key));
+    let (redis, server, alice_key, bob_key) = alice_then_bob_in_redis(true).await;
     // The forgery: alice's value under bob's key name.
     assert_eq!(redis.cli(&["COPY", &alice_key, &bob_key, "REPLACE"]), "1");
 
@@ -568,16 +572,7 @@ async fn pair_on_behalf_fleet_without_an_encryption_key_whoever_writes_redis_is_
     if !available() {
         return;
     }
-    let redis = RedisServer::start();
-    let server = TestServer::start().await;
-    let (_, first) = fleet_process(&server, &redis, false);
-    let first = first.layer(http_client());
-    let sent = kind_of(&first, as_subject(server.get("/a/1"), "st-alice")).await;
-    assert_eq!(sent, Ok(StatusCode::OK));
-    let alice_key = new_token_key(&redis, &[]);
-    let sent = kind_of(&first, as_subject(server.get("/b/1"), "st-bob")).await;
-    assert_eq!(sent, Ok(StatusCode::OK));
-    let bob_key = new_token_key(&redis, std::slice::from_ref(&alice_key));
+    let (redis, server, alice_key, bob_key) = alice_then_bob_in_redis(false).await;
 
     // A verbatim copy: refused (another configuration's), bob exchanges.
     assert_eq!(redis.cli(&["COPY", &alice_key, &bob_key, "REPLACE"]), "1");
