@@ -114,6 +114,25 @@ struct Measured {
 }
 
 impl Measured {
+    /// What the `n` keys of a layer sending requests made by `req` hold:
+    /// the heap `(before, filled, again)` ([`fill`]), measured once the
+    /// layer is dropped against the heap at `start`.
+    fn new(
+        n: usize,
+        (before, filled, again): (Snapshot, Snapshot, Snapshot),
+        start: isize,
+        req: impl Fn(usize) -> Request<Body>,
+    ) -> Self {
+        Measured {
+            n,
+            before,
+            filled,
+            again,
+            leftover: LIVE_BYTES.load(Ordering::Relaxed) - start,
+            request_calls: request_calls(0..n, req),
+        }
+    }
+
     fn per_key(&self, a: isize, b: isize) -> f64 {
         (b - a) as f64 / self.n as f64
     }
@@ -213,14 +232,7 @@ async fn keyed(n: usize) -> Measured {
     assert_eq!(server.token_requests(), n + 1, "one token per key");
     assert_eq!(layer.keys().len(), n + 1, "every key kept");
     drop((svc, layer, server));
-    Measured {
-        n,
-        before,
-        filled,
-        again,
-        leftover: LIVE_BYTES.load(Ordering::Relaxed) - start,
-        request_calls: request_calls(0..n, req),
-    }
+    Measured::new(n, (before, filled, again), start, req)
 }
 
 /// A subject token the size of an opaque access token (43 characters).
@@ -253,14 +265,7 @@ async fn on_behalf(n: usize) -> Measured {
     assert_eq!(server.token_requests(), n + 1, "one token per subject");
     assert_eq!(layer.subjects(), n + 1, "every subject kept");
     drop((svc, layer, server));
-    Measured {
-        n,
-        before,
-        filled,
-        again,
-        leftover: LIVE_BYTES.load(Ordering::Relaxed) - start,
-        request_calls: request_calls(0..n, req),
-    }
+    Measured::new(n, (before, filled, again), start, req)
 }
 
 /// `n` bare caches (client credentials, as the keyed layer's), each with

@@ -76,6 +76,18 @@ where
     send(svc, request).await.map_err(|e| e.kind())
 }
 
+/// Sends each `(path, subject)` GET through `svc`: each answered 200.
+async fn all_ok<S, B, E>(svc: &S, server: &TestServer, requests: &[(&str, &str)])
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = ServiceError<E>> + Clone,
+    E: std::fmt::Debug,
+{
+    for (path, subject) in requests {
+        let sent = kind_of(svc, as_subject(server.get(path), subject)).await;
+        assert_eq!(sent, Ok(StatusCode::OK), "{path}");
+    }
+}
+
 /// The subject token of each token request, in order.
 fn subjects_exchanged(server: &TestServer) -> Vec<Option<String>> {
     token_params(server, "subject_token")
@@ -93,10 +105,7 @@ async fn pair_on_behalf_revocation_revoking_one_subject_leaves_the_others_token_
     let server = TestServer::start().await;
     let layer = layer(revocable(&server));
     let svc = layer.layer(http_client());
-    for (path, subject) in [("/a/1", "st-alice"), ("/b/1", "st-bob")] {
-        let sent = kind_of(&svc, as_subject(server.get(path), subject)).await;
-        assert_eq!(sent, Ok(StatusCode::OK));
-    }
+    all_ok(&svc, &server, &[("/a/1", "st-alice"), ("/b/1", "st-bob")]).await;
     assert!(layer.cache_for(&SubjectToken::new("st-carol")).is_none());
     let alice = layer
         .cache_for(&SubjectToken::new("st-alice"))
@@ -106,14 +115,16 @@ async fn pair_on_behalf_revocation_revoking_one_subject_leaves_the_others_token_
     assert_eq!(bodies, ["token=at-1&token_type_hint=access_token"]);
     assert!(!server.state.accepts("at-1"));
     assert!(server.state.accepts("at-2"), "bob's token was revoked too");
-    for (path, subject) in [
-        ("/a/2", "st-alice"),
-        ("/b/2", "st-bob"),
-        ("/a/3", "st-alice"),
-    ] {
-        let sent = kind_of(&svc, as_subject(server.get(path), subject)).await;
-        assert_eq!(sent, Ok(StatusCode::OK));
-    }
+    all_ok(
+        &svc,
+        &server,
+        &[
+            ("/a/2", "st-alice"),
+            ("/b/2", "st-bob"),
+            ("/a/3", "st-alice"),
+        ],
+    )
+    .await;
     assert_eq!(
         server.path_authorizations(),
         [
@@ -538,10 +549,12 @@ async fn pair_on_behalf_fleet_a_token_copied_under_another_subjects_key_is_refus
 
     let (tier, cold) = fleet_process(&server, &redis, true);
     let cold = cold.layer(http_client());
-    for (path, subject) in [("/b/2", "st-bob"), ("/a/2", "st-alice"), ("/b/3", "st-bob")] {
-        let sent = kind_of(&cold, as_subject(server.get(path), subject)).await;
-        assert_eq!(sent, Ok(StatusCode::OK));
-    }
+    all_ok(
+        &cold,
+        &server,
+        &[("/b/2", "st-bob"), ("/a/2", "st-alice"), ("/b/3", "st-bob")],
+    )
+    .await;
     assert_eq!(
         server.path_authorizations(),
         [
@@ -560,6 +573,19 @@ async fn pair_on_behalf_fleet_a_token_copied_under_another_subjects_key_is_refus
     assert_eq!((stats.bad_values, stats.shared_hits), (1, 1), "{stats:?}");
 }
 
+/// A cold fleet process (no encryption key) sending bob's request for
+/// `path`, answered 200; its tier.
+async fn cold_process_for_bob(server: &TestServer, redis: &RedisServer, path: &str) -> RedisTier {
+    let (tier, cold) = fleet_process(server, redis, false);
+    let sent = kind_of(
+        &cold.layer(http_client()),
+        as_subject(server.get(path), "st-bob"),
+    )
+    .await;
+    assert_eq!(sent, Ok(StatusCode::OK));
+    tier
+}
+
 /// What trusting Redis means without an encryption key. A value copied
 /// byte for byte under another subject's key is still refused: it names
 /// the configuration (with the subject's hash) it was fetched for. But the
@@ -576,13 +602,7 @@ async fn pair_on_behalf_fleet_without_an_encryption_key_whoever_writes_redis_is_
 
     // A verbatim copy: refused (another configuration's), bob exchanges.
     assert_eq!(redis.cli(&["COPY", &alice_key, &bob_key, "REPLACE"]), "1");
-    let (tier, cold) = fleet_process(&server, &redis, false);
-    let sent = kind_of(
-        &cold.layer(http_client()),
-        as_subject(server.get("/b/2"), "st-bob"),
-    )
-    .await;
-    assert_eq!(sent, Ok(StatusCode::OK));
+    let tier = cold_process_for_bob(&server, &redis, "/b/2").await;
     assert_eq!(tier.stats().bad_values, 1);
     assert_eq!(
         server.path_authorizations().last(),
@@ -600,13 +620,7 @@ async fn pair_on_behalf_fleet_without_an_encryption_key_whoever_writes_redis_is_
     let forged = alices.replace(&fingerprint(&alice_key), &fingerprint(&bob_key));
     assert_ne!(forged, alices);
     assert_eq!(redis.cli(&["SET", &bob_key, &forged, "PX", "600000"]), "OK");
-    let (tier, cold) = fleet_process(&server, &redis, false);
-    let sent = kind_of(
-        &cold.layer(http_client()),
-        as_subject(server.get("/b/3"), "st-bob"),
-    )
-    .await;
-    assert_eq!(sent, Ok(StatusCode::OK));
+    let tier = cold_process_for_bob(&server, &redis, "/b/3").await;
     assert_eq!(tier.stats().bad_values, 0);
     assert_eq!(
         server.path_authorizations().last(),
@@ -642,10 +656,7 @@ async fn pair_on_behalf_fleet_revocation_a_revoked_subjects_token_leaves_redis_a
     };
     let first = process();
     let svc = first.layer(http_client());
-    for (path, subject) in [("/a/1", "st-alice"), ("/b/1", "st-bob")] {
-        let sent = kind_of(&svc, as_subject(server.get(path), subject)).await;
-        assert_eq!(sent, Ok(StatusCode::OK));
-    }
+    all_ok(&svc, &server, &[("/a/1", "st-alice"), ("/b/1", "st-bob")]).await;
     assert_eq!(token_keys(&redis).len(), 2);
     let alice = first.cache_for(&SubjectToken::new("st-alice"));
     alice
@@ -659,10 +670,7 @@ async fn pair_on_behalf_fleet_revocation_a_revoked_subjects_token_leaves_redis_a
         "alice's token is still in Redis"
     );
     let cold = process().layer(http_client());
-    for (path, subject) in [("/b/2", "st-bob"), ("/a/2", "st-alice")] {
-        let sent = kind_of(&cold, as_subject(server.get(path), subject)).await;
-        assert_eq!(sent, Ok(StatusCode::OK));
-    }
+    all_ok(&cold, &server, &[("/b/2", "st-bob"), ("/a/2", "st-alice")]).await;
     assert_eq!(
         server.path_authorizations(),
         [
