@@ -49,7 +49,11 @@
 //! # File reads
 //!
 //! A file is read with `std::fs` on the task that sends the token request,
-//! at most [`MAX_CREDENTIAL_BYTES`] of it. Credential files are small and
+//! at most [`MAX_CREDENTIAL_BYTES`] of it. It must be a regular file (a
+//! symbolic link to one is followed, as the kubelet's are): a FIFO, a
+//! device such as `/dev/zero`, a socket or a directory is refused at once
+//! ([`CredentialFailure::Unreadable`]), since opening a FIFO with no
+//! writer would wait for one forever. Credential files are small and
 //! live on local or in-memory file systems (a Kubernetes `secret` or
 //! `projected` volume is a tmpfs), so the read takes microseconds and does
 //! not hold up the runtime; do not point a source at a network file system.
@@ -293,30 +297,58 @@ impl CredentialSource {
 /// The file's text, at most [`MAX_CREDENTIAL_BYTES`]; the failure and why
 /// (an I/O error's words, which never quote the file).
 fn read_file(path: &Path) -> Result<String, (CredentialFailure, String)> {
-    let unreadable = |e: std::io::Error| match e.kind() {
+    let bytes = read_regular_file(path, MAX_CREDENTIAL_BYTES).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => (CredentialFailure::Missing, "does not exist".to_owned()),
+        std::io::ErrorKind::FileTooLarge => (CredentialFailure::Unreadable, e.to_string()),
         _ => (
             CredentialFailure::Unreadable,
             format!("cannot be read ({e})"),
         ),
-    };
-    let file = std::fs::File::open(path).map_err(unreadable)?;
-    let mut bytes = Vec::new();
-    file.take(MAX_CREDENTIAL_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(unreadable)?;
-    if bytes.len() as u64 > MAX_CREDENTIAL_BYTES {
-        return Err((
-            CredentialFailure::Unreadable,
-            format!("is larger than {MAX_CREDENTIAL_BYTES} bytes"),
-        ));
-    }
+    })?;
     String::from_utf8(bytes).map_err(|_| {
         (
             CredentialFailure::Unreadable,
             "is not UTF-8 text".to_owned(),
         )
     })
+}
+
+/// The content of the regular file at `path` (a symbolic link to one is
+/// followed), at most `max` bytes, read without ever blocking on what is
+/// not a regular file: on Linux, `open(2)` of a FIFO with no writer waits
+/// for one forever, and a device such as `/dev/zero` never ends. The
+/// file is opened non-blocking (a regular file ignores that) and refused
+/// unless it is a regular file, then read up to the bound. Errors are
+/// `std::io` errors whose words never quote the file.
+pub(crate) fn read_regular_file(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    #[cfg(not(unix))]
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(not_a_regular_file());
+    }
+    let file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(not_a_regular_file());
+    }
+    let mut bytes = Vec::new();
+    file.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!("is larger than {max} bytes"),
+        ));
+    }
+    Ok(bytes)
+}
+
+fn not_a_regular_file() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        "not a regular file (a directory, a FIFO, a socket or a device)",
+    )
 }
 
 /// A secret without its trailing line break, or an assertion trimmed and
