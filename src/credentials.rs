@@ -23,8 +23,10 @@
 //!
 //! # What is checked
 //!
-//! A secret's trailing line break (`\n` or `\r\n`, which a Kubernetes secret
-//! made from a file often ends with) is cut off; an empty secret is refused.
+//! A secret's trailing line breaks (`\n`, `\r\n`, which a Kubernetes secret
+//! made from a file often ends with) are cut off: RFC 6749 Appendix A.2
+//! allows a client secret visible ASCII and spaces only, so a line break
+//! is never part of one. Spaces are kept. An empty secret is refused.
 //! An assertion is trimmed of surrounding white space and must be a JWT in
 //! compact form (three base64url parts, the second a JSON object). Its
 //! `exp` is read without verifying the signature: an assertion already
@@ -351,15 +353,20 @@ fn not_a_regular_file() -> std::io::Error {
     )
 }
 
-/// A secret without its trailing line break, or an assertion trimmed and
+/// `secret` without the line breaks (`\n`, `\r`) at its end: RFC 6749
+/// Appendix A.2 allows a client secret visible ASCII and spaces only, so
+/// they are never part of it, and a Kubernetes secret made from a file or
+/// with `echo` ends with one (mounted, or in an environment variable).
+pub(crate) fn without_line_breaks(secret: &str) -> &str {
+    secret.trim_end_matches(['\n', '\r'])
+}
+
+/// A secret without its trailing line breaks, or an assertion trimmed and
 /// checked; `place` names where it came from.
 fn check(text: &str, holds: Holds, place: &str) -> Result<SecretString, Error> {
     let fail = |failure, why: &str| Error::credential(failure, format!("{place}: {why}"));
     let value = match holds {
-        Holds::Secret => text
-            .strip_suffix('\n')
-            .map(|t| t.strip_suffix('\r').unwrap_or(t))
-            .unwrap_or(text),
+        Holds::Secret => without_line_breaks(text),
         Holds::Assertion => text.trim(),
     };
     if value.is_empty() {
@@ -458,10 +465,12 @@ mod tests {
     }
 
     #[test]
-    fn secrets_lose_one_trailing_line_break_only() {
+    fn secrets_lose_their_trailing_line_breaks_only() {
         let read = |t: &str| check(t, Holds::Secret, "x").map(|s| s.expose_secret().to_owned());
         assert_eq!(read("s3cret\n").unwrap(), "s3cret");
         assert_eq!(read("s3cret\r\n").unwrap(), "s3cret");
+        assert_eq!(read("s3cret\n\n").unwrap(), "s3cret");
+        assert_eq!(read("s3\ncret\n").unwrap(), "s3\ncret");
         assert_eq!(read(" s3 cret ").unwrap(), " s3 cret ");
         assert_eq!(
             read("\n").unwrap_err().credential_failure(),

@@ -8,8 +8,8 @@
 //! | `OAUTH2_ISSUER` (`issuer`) | instead: the issuer, whose metadata (OpenID Connect Discovery, RFC 8414) names the token endpoint; see [`ClientConfig::discover`] |
 //! | `OAUTH2_CLIENT_ID` (`client_id`) | the client id (required) |
 //! | `OAUTH2_AUTH` (`auth`) | `basic` (`client_secret_basic`), `post`, `none`, `client_secret_jwt`, `private_key_jwt` (an assertion from `OAUTH2_CLIENT_ASSERTION_FILE`, or signed with `OAUTH2_KEY_FILE`) or `spiffe_jwt` (an assertion from `OAUTH2_CLIENT_ASSERTION_FILE`); default `private_key_jwt` when either file is set, `basic` otherwise |
-//! | `OAUTH2_CLIENT_SECRET` (`client_secret`) | the client secret, for `basic`, `post` and `client_secret_jwt` |
-//! | `OAUTH2_CLIENT_SECRET_FILE` (`client_secret_file`) | instead: a file holding it, read for every token request (a mounted secret; its trailing newline is cut off) |
+//! | `OAUTH2_CLIENT_SECRET` (`client_secret`) | the client secret, for `basic`, `post` and `client_secret_jwt` (line breaks at its end cut off, as from a file) |
+//! | `OAUTH2_CLIENT_SECRET_FILE` (`client_secret_file`) | instead: a file holding it, read for every token request (a mounted secret; the line breaks at its end are cut off) |
 //! | `OAUTH2_CLIENT_ASSERTION_FILE` (`client_assertion_file`) | a file holding the client assertion (a projected service-account token, a SPIFFE JWT-SVID), read for every token request |
 //! | `OAUTH2_KEY_FILE` (`key_file`) | a file holding the private key (PEM) that signs `private_key_jwt` assertions, read for every token request (feature `jwt`) |
 //! | `OAUTH2_KEY_ALG` (`key_alg`) | its algorithm: `ES256` (default), `EdDSA`, `RS256` or `PS256` (feature `jwt-rsa`) |

@@ -119,7 +119,11 @@ fn auth(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Auth, ConfigError> {
             get("OAUTH2_CLIENT_SECRET")?,
             get("OAUTH2_CLIENT_SECRET_FILE")?,
         ) {
-            (Some(s), None) => Ok(Some(Secret::Value(SecretString::from(s)))),
+            // As from a file: a `secretKeyRef` to a secret made with
+            // `echo` ends with a line break, never part of a secret.
+            (Some(s), None) => Ok(Some(Secret::Value(SecretString::from(
+                crate::credentials::without_line_breaks(&s),
+            )))),
             (None, Some(f)) => Ok(Some(Secret::File(PathBuf::from(f)))),
             (None, None) => Ok(None),
             (Some(_), Some(_)) => Err(ConfigError::new(

@@ -699,6 +699,47 @@ async fn pair_credentials_config_errors_name_the_variable_never_a_secret() {
     assert_eq!(server.token_requests(), 0);
 }
 
+/// RFC 6749 Appendix A.2: a client secret is visible ASCII (`%x20-7E`),
+/// so a line break at its end is never part of it. A Kubernetes secret
+/// made from a file (or `echo`) often ends with one, whether it is
+/// mounted as a file or put in `OAUTH2_CLIENT_SECRET` (`secretKeyRef`):
+/// both send the secret without it, as peers do (headscale,
+/// openvpn-auth-oauth2, flytekit trim it).
+#[tokio::test]
+async fn pair_credentials_config_a_secrets_trailing_line_breaks_are_cut_from_file_and_variable() {
+    let server = TestServer::start().await;
+    let secret = secret("nl");
+    server.set_client("svc", &secret, ClientCheck::Post);
+    let dir = temp_dir();
+    let path = dir.path().join("client-secret");
+    let request = |vars: &[(&'static str, String)]| {
+        let mut all = vec![
+            ("OAUTH2_TOKEN_URL", server.token_url()),
+            ("OAUTH2_CLIENT_ID", "svc".to_owned()),
+            ("OAUTH2_AUTH", "post".to_owned()),
+        ];
+        all.extend(vars.iter().cloned());
+        let config = config(&all).expect("a configuration");
+        let endpoint = config.endpoint(http_client()).expect("an endpoint");
+        async move { endpoint.request(&config.token_request()).await.map(|_| ()) }
+    };
+    for ending in ["\n", "\r\n", "\n\n"] {
+        rewrite(&path, &format!("{secret}{ending}"));
+        let file = [(
+            "OAUTH2_CLIENT_SECRET_FILE",
+            path.to_string_lossy().into_owned(),
+        )];
+        assert!(request(&file).await.is_ok(), "file ending {ending:?}");
+        let variable = [("OAUTH2_CLIENT_SECRET", format!("{secret}{ending}"))];
+        assert!(
+            request(&variable).await.is_ok(),
+            "variable ending {ending:?}"
+        );
+    }
+    assert_eq!(server.client_refusals(), 0);
+    assert_eq!(secrets_sent(&server), vec![Some(secret.clone()); 6]);
+}
+
 // ---------------------------------------------------------------------------
 // credentials, attacked: the file
 

@@ -17,7 +17,7 @@ use super::ClientAuth;
 impl ClientAuth {
     /// `client_secret_basic` with the secret read from `source` for every
     /// request, so a rotated secret is used from the next one (see
-    /// [`crate::credentials`]; a file's trailing newline is cut off).
+    /// [`crate::credentials`]; a file's trailing line breaks are cut off).
     pub fn client_secret_basic_from(
         client_id: impl Into<String>,
         source: CredentialSource,
