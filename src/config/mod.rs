@@ -302,7 +302,8 @@ impl ClientConfig {
         let url = self.token_url().ok_or_else(|| {
             ConfigError::new(
                 "OAUTH2_ISSUER",
-                "names the token endpoint only once its metadata is read: call                  ClientConfig::discover first",
+                "names the token endpoint only once its metadata is read: call \
+                 ClientConfig::discover first",
             )
         })?;
         Ok(TokenEndpoint::new(http, url.clone(), self.client_auth()).timeout(self.timeout))
@@ -405,6 +406,7 @@ mod tests {
         // Not before discovery: an error naming the variable, no panic.
         let e = config.endpoint(()).unwrap_err();
         assert_eq!(e.variable(), "OAUTH2_ISSUER");
+        assert!(!e.expected().contains("  "), "{e}");
         let both = from(&with(&[
             ("OAUTH2_ISSUER", "https://login.example.com"),
             ("OAUTH2_AUTH", "none"),
