@@ -216,6 +216,68 @@ async fn pair_credentials_fleet_a_rotation_in_one_process_first_splits_nothing()
     );
 }
 
+/// [`http_client`] that holds every request until `open` says `true`.
+fn gated(open: tokio::sync::watch::Receiver<bool>) -> Boxed {
+    let http = http_client();
+    BoxCloneSyncService::new(service_fn(move |request: Request<Full<Bytes>>| {
+        let (mut open, http) = (open.clone(), http.clone());
+        async move {
+            let _ = open.wait_for(|open| *open).await;
+            http.oneshot(request).await
+        }
+    }))
+}
+
+/// A pod whose mount still holds the revoked secret takes the fleet's
+/// lease and fails (`invalid_client`, re-read once: still the old one).
+/// The pod waiting on that lease is not failed with it: the lease freed,
+/// it fetches with its own, rotated secret.
+#[tokio::test]
+async fn pair_credentials_fleet_a_stale_secret_holding_the_lease_fails_alone() {
+    if !available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let server = TestServer::start().await;
+    let (old, new) = (secret("old"), secret("new"));
+    server.set_client("svc", &new, ClientCheck::Post);
+    let (_a_dir, a_file) = secret_file(&new);
+    let (_b_dir, b_file) = secret_file(&old);
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let a_tier = tier(&redis);
+    let a = TokenCache::builder(
+        endpoint(&server, post_from(&a_file)),
+        TokenRequest::client_credentials(),
+    )
+    .redis(a_tier.clone())
+    .build();
+    let b = TokenCache::builder(
+        TokenEndpoint::new(gated(gate), token_url(&server), post_from(&b_file)),
+        TokenRequest::client_credentials(),
+    )
+    .redis(tier(&redis))
+    .build();
+    let b_fetch = tokio::spawn(async move { header(&b).await });
+    until("b to take the lease", || {
+        let keys = redis.cli(&["KEYS", "*"]);
+        keys.lines()
+            .any(|k| !k.ends_with(":token") && !k.trim().is_empty())
+    })
+    .await;
+    let a_fetch = tokio::spawn(async move { header(&a).await });
+    until("a to wait on b's lease", || a_tier.stats().lease_waits > 0).await;
+    open.send(true).expect("b's requests go");
+    let b_got = b_fetch.await.expect("b's task");
+    let a_got = a_fetch.await.expect("a's task");
+    assert!(
+        b_got.as_ref().is_err_and(|e| e.contains("invalid_client")),
+        "{b_got:?}"
+    );
+    assert_eq!(a_got, Ok("Bearer at-1".to_owned()));
+    assert_eq!(secrets_sent(&server), some(&[&old, &old, &new]));
+    assert_eq!(server.client_refusals(), 2);
+}
+
 // ---------------------------------------------------------------------------
 // credentials × file_store
 
