@@ -5,8 +5,9 @@
 //!
 //! A [`CredentialSource`] is read again for every token request, and for
 //! every revocation request, so a rotated secret or assertion is used from
-//! the next request on, with no restart. When the token endpoint refuses a
-//! request with `invalid_client` (RFC 6749 §5.2), the credential is read
+//! the next request on, with no restart. When the token endpoint (or the
+//! revocation endpoint) refuses a request with `invalid_client` (RFC 6749
+//! §5.2, RFC 7009 §2.1), the credential is read
 //! once more and the request sent once more, never more often: the refusal
 //! may have raced a rotation.
 //!

@@ -88,13 +88,23 @@ type Boxed = BoxCloneSyncService<
 /// rotation and is checked after it, the race an `invalid_client` re-read
 /// is for, made deterministic.
 fn rotating_before_first_send(rotate: impl FnOnce() + Send + 'static) -> Boxed {
+    rotating_before_first_send_to("/token", rotate)
+}
+
+/// [`rotating_before_first_send`], for the first request to `path`.
+fn rotating_before_first_send_to(
+    path: &'static str,
+    rotate: impl FnOnce() + Send + 'static,
+) -> Boxed {
     let rotate = Arc::new(Mutex::new(Some(
         Box::new(rotate) as Box<dyn FnOnce() + Send>
     )));
     let http = http_client();
     BoxCloneSyncService::new(service_fn(move |request: Request<Full<Bytes>>| {
-        if let Some(rotate) = rotate.lock().expect("the hook").take() {
-            rotate();
+        if request.uri().path() == path {
+            if let Some(rotate) = rotate.lock().expect("the hook").take() {
+                rotate();
+            }
         }
         http.clone().oneshot(request)
     }))
@@ -595,6 +605,40 @@ async fn pair_credentials_revocation_authenticates_with_the_rotated_secret() {
     assert_eq!(sent, [(Some("at-1".to_owned()), Some(new.clone()))]);
     assert_eq!(header(&cache).await, Ok("Bearer at-2".to_owned()));
     assert_eq!(secrets_sent(&server), some(&[&old, &new]));
+}
+
+/// A revocation request that read the secret just before a rotation is
+/// refused (`invalid_client`, RFC 7009 §2.1 authenticates the client as
+/// the token endpoint does): as a token request, it reads the secret again
+/// and is sent once more, never more often.
+#[tokio::test]
+async fn pair_credentials_revocation_that_raced_the_rotation_rereads_once() {
+    let server = TestServer::start().await;
+    let (old, new) = (secret("old"), secret("new"));
+    server.set_client("svc", &old, ClientCheck::Post);
+    let (_dir, path) = secret_file(&old);
+    let rotated = (path.clone(), new.clone());
+    let http = rotating_before_first_send_to("/revoke", move || {
+        rewrite(&rotated.0, &format!("{}\n", rotated.1))
+    });
+    let endpoint = TokenEndpoint::new(http, token_url(&server), post_from(&path))
+        .revocation_url(server.revocation_url());
+    let cache = TokenCache::builder(endpoint, TokenRequest::client_credentials()).build();
+    assert_eq!(header(&cache).await, Ok("Bearer at-1".to_owned()));
+    server.accept_secret(&new);
+    server.revoke_secret(&old);
+    let revoked = cache.revoke().await;
+    assert!(revoked.is_ok(), "{revoked:?}");
+    let sent: Vec<_> = (server.revocations().iter())
+        .map(|r| r.param("client_secret"))
+        .collect();
+    assert_eq!(sent, some(&[&old, &new]));
+    // Refused whatever is read: once more, then the refusal.
+    assert_eq!(header(&cache).await, Ok("Bearer at-2".to_owned()));
+    server.revoke_secret(&new);
+    let refused = cache.revoke().await.expect_err("no secret is accepted");
+    assert_eq!(refused.kind(), ErrorKind::OAuth, "{refused}");
+    assert_eq!(server.revocations().len(), 4);
 }
 
 // ---------------------------------------------------------------------------
