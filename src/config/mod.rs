@@ -23,7 +23,9 @@
 //! | `OAUTH2_REDIS_LEASE` (`redis_lease`) | seconds one process's token fetch holds the fleet's lease at most |
 //! | `OAUTH2_REDIS_TIMEOUT` (`redis_timeout`) | milliseconds allowed for one Redis call (default 500) |
 //!
-//! An empty variable counts as unset. A missing or malformed variable is a
+//! An empty variable counts as unset; the line breaks at the end of a
+//! value (a Kubernetes secret or config map made with `echo` has one) are
+//! cut off. A missing or malformed variable is a
 //! [`ConfigError`] that names the variable and what it expects, never the
 //! value it holds; `Debug` of a [`ClientConfig`] shows no secret, key or
 //! Redis URL. A variable whose feature is off is refused by name, not

@@ -9,7 +9,12 @@ use crate::endpoint::DEFAULT_TIMEOUT;
 use crate::secret::SecretString;
 use crate::TokenUrl;
 
-/// One variable's value: `None` when unset or empty.
+/// One variable's value without the line breaks at its end: `None` when
+/// unset or empty. A value taken from a Kubernetes secret or config map
+/// made from a file or with `echo` (`secretKeyRef`, `configMapKeyRef`)
+/// ends with one, and no value here may: a client id and secret are
+/// visible ASCII and spaces (RFC 6749 Appendix A), the rest URLs, names,
+/// numbers and paths.
 fn get(
     lookup: &dyn Fn(&str) -> Option<String>,
     name: &'static str,
@@ -20,7 +25,8 @@ fn get(
             "expected Unicode text without NUL characters",
         )),
         Some(v) if v.trim().is_empty() => Ok(None),
-        other => Ok(other),
+        Some(v) => Ok(Some(crate::credentials::without_line_breaks(&v).to_owned())),
+        None => Ok(None),
     }
 }
 
@@ -119,11 +125,7 @@ fn auth(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Auth, ConfigError> {
             get("OAUTH2_CLIENT_SECRET")?,
             get("OAUTH2_CLIENT_SECRET_FILE")?,
         ) {
-            // As from a file: a `secretKeyRef` to a secret made with
-            // `echo` ends with a line break, never part of a secret.
-            (Some(s), None) => Ok(Some(Secret::Value(SecretString::from(
-                crate::credentials::without_line_breaks(&s),
-            )))),
+            (Some(s), None) => Ok(Some(Secret::Value(SecretString::from(s)))),
             (None, Some(f)) => Ok(Some(Secret::File(PathBuf::from(f)))),
             (None, None) => Ok(None),
             (Some(_), Some(_)) => Err(ConfigError::new(

@@ -819,12 +819,13 @@ async fn pair_credentials_config_a_secrets_trailing_line_breaks_are_cut_from_fil
     let dir = temp_dir();
     let path = dir.path().join("client-secret");
     let request = |vars: &[(&'static str, String)]| {
-        let mut all = vec![
+        // The first of a name counts: `vars` override these.
+        let mut all = vars.to_vec();
+        all.extend([
             ("OAUTH2_TOKEN_URL", server.token_url()),
             ("OAUTH2_CLIENT_ID", "svc".to_owned()),
             ("OAUTH2_AUTH", "post".to_owned()),
-        ];
-        all.extend(vars.iter().cloned());
+        ]);
         let config = config(&all).expect("a configuration");
         let endpoint = config.endpoint(http_client()).expect("an endpoint");
         async move { endpoint.request(&config.token_request()).await.map(|_| ()) }
@@ -844,6 +845,23 @@ async fn pair_credentials_config_a_secrets_trailing_line_breaks_are_cut_from_fil
     }
     assert_eq!(server.client_refusals(), 0);
     assert_eq!(secrets_sent(&server), vec![Some(secret.clone()); 6]);
+
+    // Every other value from the same Kubernetes secret or config map
+    // (`client-id` made with `echo`, a file path, an audience): no line
+    // break at its end is kept either.
+    let client_id = [
+        ("OAUTH2_CLIENT_ID", "svc\n".to_owned()),
+        (
+            "OAUTH2_CLIENT_SECRET_FILE",
+            format!("{}\n", path.to_string_lossy()),
+        ),
+        ("OAUTH2_AUDIENCE", "inventory\r\n".to_owned()),
+    ];
+    let sent = request(&client_id).await;
+    assert!(sent.is_ok(), "{sent:?}");
+    let last = server.received().pop().expect("a token request");
+    assert_eq!(last.param("client_id").as_deref(), Some("svc"));
+    assert_eq!(last.param("audience").as_deref(), Some("inventory"));
 }
 
 // ---------------------------------------------------------------------------
