@@ -100,7 +100,7 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -165,7 +165,10 @@ impl CredentialSource {
     /// The value `callback`'s future gives, asked for every request. An
     /// error it returns fails the request with
     /// [`CredentialFailure::Callback`]; its message is not kept (it might
-    /// quote the credential), only that the callback failed.
+    /// quote the credential), only that the callback failed. So does a
+    /// future that gives no value within the request's timeout
+    /// ([`crate::TokenEndpoint::timeout`]): a callback that never answers
+    /// does not hold the cache's token fetch forever.
     ///
     /// ```
     /// use tower_oauth2::credentials::CredentialSource;
@@ -216,12 +219,15 @@ impl CredentialSource {
     }
 
     /// Reads the credential, checked as `holds` says; an expired
-    /// assertion is read once more.
-    pub(crate) async fn read(&self, holds: Holds) -> Result<SecretString, Error> {
-        match self.read_checked(holds).await {
+    /// assertion is read once more. A callback gets `within` for each
+    /// call (the request's timeout): one that never answers (its sidecar
+    /// or workload API down) fails the request as a token endpoint that
+    /// never answers does, instead of holding the cache's fetch forever.
+    pub(crate) async fn read(&self, holds: Holds, within: Duration) -> Result<SecretString, Error> {
+        match self.read_checked(holds, within).await {
             Err(e) if e.credential_failure() == Some(CredentialFailure::Expired) => {
                 tracing::debug!(source = ?self, "the client assertion has expired; reading it again");
-                self.read_checked(holds).await
+                self.read_checked(holds, within).await
             }
             other => other,
         }
@@ -238,11 +244,15 @@ impl CredentialSource {
         }
     }
 
-    async fn read_checked(&self, holds: Holds) -> Result<SecretString, Error> {
+    async fn read_checked(&self, holds: Holds, within: Duration) -> Result<SecretString, Error> {
         match &self.0 {
-            Source::Callback(callback) => match callback().await {
-                Ok(value) => check(value.expose_secret(), holds, &self.place()),
-                Err(_) => Err(self.failure(CredentialFailure::Callback, "returned an error")),
+            Source::Callback(callback) => match tokio::time::timeout(within, callback()).await {
+                Ok(Ok(value)) => check(value.expose_secret(), holds, &self.place()),
+                Ok(Err(_)) => Err(self.failure(CredentialFailure::Callback, "returned an error")),
+                Err(_) => Err(self.failure(
+                    CredentialFailure::Callback,
+                    &format!("gave no value within {within:?}"),
+                )),
             },
             Source::File(_) | Source::Value(_) => self.read_checked_now(holds),
         }

@@ -222,7 +222,7 @@ impl Revocation<'_> {
         token_url: &TokenUrl,
         limits: exchange::Limits,
     ) -> Result<(), Error> {
-        let client = self.client.read_credential().await?;
+        let client = self.client.read_credential(limits.timeout).await?;
         let read = Revocation {
             client: &client,
             ..*self

@@ -1076,3 +1076,69 @@ fn attack_credentials_identity_files_a_fifo_or_device_is_refused() {
     );
     assert_eq!(after, Some(before), "None: the handshake's read blocked");
 }
+
+/// A callback that never answers (the SPIFFE workload API or a sidecar
+/// down): the token request fails within the endpoint's timeout, as a
+/// token endpoint that never answers does, with a typed error; the cache
+/// is not left with a fetch that never ends, so a later request, once the
+/// callback answers again, gets a token. The same for revocation.
+#[tokio::test]
+async fn attack_credentials_a_callback_that_never_answers_is_bounded_by_the_timeout() {
+    let server = TestServer::start().await;
+    server.set_client("svc", "unused", ClientCheck::Assertion);
+    server.set_assertion_type(tower_oauth2::credentials::JWT_BEARER_ASSERTION_TYPE);
+    server.accept_assertion(&assertion("svc", 0));
+    let answers = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let up = answers.clone();
+    let source = CredentialSource::callback(move || {
+        let up = up.load(Ordering::SeqCst);
+        async move {
+            if !up {
+                std::future::pending::<()>().await;
+            }
+            Ok(SecretString::from(assertion("svc", 0)))
+        }
+    });
+    let endpoint = endpoint(&server, ClientAuth::client_assertion("svc", source))
+        .timeout(Duration::from_millis(300))
+        .revocation_url(server.revocation_url());
+    let cache = TokenCache::builder(endpoint, TokenRequest::client_credentials())
+        .backoff(tower_oauth2::cache::Backoff::new(
+            Duration::from_millis(1),
+            Duration::from_millis(1),
+        ))
+        .build();
+    let first = tokio::time::timeout(Duration::from_secs(10), cache.token()).await;
+    let err = first
+        .expect("the fetch hung on the callback")
+        .expect_err("no assertion");
+    assert_eq!(err.kind(), ErrorKind::Credential, "{err}");
+    assert_eq!(err.credential_failure(), Some(CredentialFailure::Callback));
+    assert_eq!(server.token_requests(), 0);
+    answers.store(true, Ordering::SeqCst);
+    let mut fetched = None;
+    for _ in 0..100 {
+        match tokio::time::timeout(Duration::from_secs(10), cache.token()).await {
+            Ok(Ok(token)) => {
+                fetched = Some(token);
+                break;
+            }
+            Ok(Err(_)) => tokio::time::sleep(Duration::from_millis(10)).await,
+            Err(_) => panic!("the fetch hung on the callback"),
+        }
+    }
+    let fetched = fetched.expect("a token once the callback answers");
+    assert_eq!(fetched.access_token().expose_secret(), "at-1");
+    answers.store(false, Ordering::SeqCst);
+    let revoked = tokio::time::timeout(Duration::from_secs(10), cache.revoke()).await;
+    let err = revoked
+        .expect("the revocation hung on the callback")
+        .expect_err("no assertion");
+    assert_eq!(err.kind(), ErrorKind::Credential, "{err}");
+    assert_eq!(
+        err.credential_failure(),
+        Some(CredentialFailure::Callback),
+        "{err}"
+    );
+    assert_eq!(server.revocations().len(), 0);
+}

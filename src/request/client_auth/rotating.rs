@@ -3,6 +3,7 @@
 //! for one request once its credential is read.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use crate::credentials::{
     CredentialSource, Holds, JWT_BEARER_ASSERTION_TYPE, JWT_SPIFFE_ASSERTION_TYPE,
@@ -82,12 +83,13 @@ impl ClientAuth {
         }
     }
 
-    /// This client with its credential read now from its file or callback,
-    /// for one request; any other client as it is.
-    pub(crate) async fn read_credential(&self) -> Result<ClientAuth, Error> {
+    /// This client with its credential read now from its file or callback
+    /// (a callback given `within`), for one request; any other client as
+    /// it is.
+    pub(crate) async fn read_credential(&self, within: Duration) -> Result<ClientAuth, Error> {
         match self.source_holds() {
             Some((source, holds)) if source.rereads() => {
-                let value = source.read(holds).await?;
+                let value = source.read(holds, within).await?;
                 self.with_value(value)
             }
             _ => Ok(self.clone()),
