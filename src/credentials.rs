@@ -5,8 +5,9 @@
 //!
 //! A [`CredentialSource`] is read again for every token request, and for
 //! every revocation request, so a rotated secret or assertion is used from
-//! the next request on, with no restart. When the token endpoint refuses a
-//! request with `invalid_client` (RFC 6749 §5.2), the credential is read
+//! the next request on, with no restart. When the token endpoint (or the
+//! revocation endpoint) refuses a request with `invalid_client` (RFC 6749
+//! §5.2, RFC 7009 §2.1), the credential is read
 //! once more and the request sent once more, never more often: the refusal
 //! may have raced a rotation.
 //!
@@ -23,8 +24,10 @@
 //!
 //! # What is checked
 //!
-//! A secret's trailing line break (`\n` or `\r\n`, which a Kubernetes secret
-//! made from a file often ends with) is cut off; an empty secret is refused.
+//! A secret's trailing line breaks (`\n`, `\r\n`, which a Kubernetes secret
+//! made from a file often ends with) are cut off: RFC 6749 Appendix A.2
+//! allows a client secret visible ASCII and spaces only, so a line break
+//! is never part of one. Spaces are kept. An empty secret is refused.
 //! An assertion is trimmed of surrounding white space and must be a JWT in
 //! compact form (three base64url parts, the second a JSON object). Its
 //! `exp` is read without verifying the signature: an assertion already
@@ -49,7 +52,11 @@
 //! # File reads
 //!
 //! A file is read with `std::fs` on the task that sends the token request,
-//! at most [`MAX_CREDENTIAL_BYTES`] of it. Credential files are small and
+//! at most [`MAX_CREDENTIAL_BYTES`] of it. It must be a regular file (a
+//! symbolic link to one is followed, as the kubelet's are): a FIFO, a
+//! device such as `/dev/zero`, a socket or a directory is refused at once
+//! ([`CredentialFailure::Unreadable`]), since opening a FIFO with no
+//! writer would wait for one forever. Credential files are small and
 //! live on local or in-memory file systems (a Kubernetes `secret` or
 //! `projected` volume is a tmpfs), so the read takes microseconds and does
 //! not hold up the runtime; do not point a source at a network file system.
@@ -93,7 +100,7 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -158,7 +165,10 @@ impl CredentialSource {
     /// The value `callback`'s future gives, asked for every request. An
     /// error it returns fails the request with
     /// [`CredentialFailure::Callback`]; its message is not kept (it might
-    /// quote the credential), only that the callback failed.
+    /// quote the credential), only that the callback failed. So does a
+    /// future that gives no value within the request's timeout
+    /// ([`crate::TokenEndpoint::timeout`]): a callback that never answers
+    /// does not hold the cache's token fetch forever.
     ///
     /// ```
     /// use tower_oauth2::credentials::CredentialSource;
@@ -209,12 +219,15 @@ impl CredentialSource {
     }
 
     /// Reads the credential, checked as `holds` says; an expired
-    /// assertion is read once more.
-    pub(crate) async fn read(&self, holds: Holds) -> Result<SecretString, Error> {
-        match self.read_checked(holds).await {
+    /// assertion is read once more. A callback gets `within` for each
+    /// call (the request's timeout): one that never answers (its sidecar
+    /// or workload API down) fails the request as a token endpoint that
+    /// never answers does, instead of holding the cache's fetch forever.
+    pub(crate) async fn read(&self, holds: Holds, within: Duration) -> Result<SecretString, Error> {
+        match self.read_checked(holds, within).await {
             Err(e) if e.credential_failure() == Some(CredentialFailure::Expired) => {
                 tracing::debug!(source = ?self, "the client assertion has expired; reading it again");
-                self.read_checked(holds).await
+                self.read_checked(holds, within).await
             }
             other => other,
         }
@@ -231,11 +244,15 @@ impl CredentialSource {
         }
     }
 
-    async fn read_checked(&self, holds: Holds) -> Result<SecretString, Error> {
+    async fn read_checked(&self, holds: Holds, within: Duration) -> Result<SecretString, Error> {
         match &self.0 {
-            Source::Callback(callback) => match callback().await {
-                Ok(value) => check(value.expose_secret(), holds, &self.place()),
-                Err(_) => Err(self.failure(CredentialFailure::Callback, "returned an error")),
+            Source::Callback(callback) => match tokio::time::timeout(within, callback()).await {
+                Ok(Ok(value)) => check(value.expose_secret(), holds, &self.place()),
+                Ok(Err(_)) => Err(self.failure(CredentialFailure::Callback, "returned an error")),
+                Err(_) => Err(self.failure(
+                    CredentialFailure::Callback,
+                    &format!("gave no value within {within:?}"),
+                )),
             },
             Source::File(_) | Source::Value(_) => self.read_checked_now(holds),
         }
@@ -293,24 +310,14 @@ impl CredentialSource {
 /// The file's text, at most [`MAX_CREDENTIAL_BYTES`]; the failure and why
 /// (an I/O error's words, which never quote the file).
 fn read_file(path: &Path) -> Result<String, (CredentialFailure, String)> {
-    let unreadable = |e: std::io::Error| match e.kind() {
+    let bytes = read_regular_file(path, MAX_CREDENTIAL_BYTES).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => (CredentialFailure::Missing, "does not exist".to_owned()),
+        std::io::ErrorKind::FileTooLarge => (CredentialFailure::Unreadable, e.to_string()),
         _ => (
             CredentialFailure::Unreadable,
             format!("cannot be read ({e})"),
         ),
-    };
-    let file = std::fs::File::open(path).map_err(unreadable)?;
-    let mut bytes = Vec::new();
-    file.take(MAX_CREDENTIAL_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(unreadable)?;
-    if bytes.len() as u64 > MAX_CREDENTIAL_BYTES {
-        return Err((
-            CredentialFailure::Unreadable,
-            format!("is larger than {MAX_CREDENTIAL_BYTES} bytes"),
-        ));
-    }
+    })?;
     String::from_utf8(bytes).map_err(|_| {
         (
             CredentialFailure::Unreadable,
@@ -319,15 +326,58 @@ fn read_file(path: &Path) -> Result<String, (CredentialFailure, String)> {
     })
 }
 
-/// A secret without its trailing line break, or an assertion trimmed and
+/// The content of the regular file at `path` (a symbolic link to one is
+/// followed), at most `max` bytes, read without ever blocking on what is
+/// not a regular file: on Linux, `open(2)` of a FIFO with no writer waits
+/// for one forever, and a device such as `/dev/zero` never ends. The
+/// file is opened non-blocking (a regular file ignores that) and refused
+/// unless it is a regular file, then read up to the bound. Errors are
+/// `std::io` errors whose words never quote the file.
+pub(crate) fn read_regular_file(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    #[cfg(not(unix))]
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(not_a_regular_file());
+    }
+    let file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(not_a_regular_file());
+    }
+    let mut bytes = Vec::new();
+    file.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!("is larger than {max} bytes"),
+        ));
+    }
+    Ok(bytes)
+}
+
+fn not_a_regular_file() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        "not a regular file (a directory, a FIFO, a socket or a device)",
+    )
+}
+
+/// `secret` without the line breaks (`\n`, `\r`) at its end: RFC 6749
+/// Appendix A.2 allows a client secret visible ASCII and spaces only, so
+/// they are never part of it, and a Kubernetes secret made from a file or
+/// with `echo` ends with one (mounted, or in an environment variable).
+pub(crate) fn without_line_breaks(secret: &str) -> &str {
+    secret.trim_end_matches(['\n', '\r'])
+}
+
+/// A secret without its trailing line breaks, or an assertion trimmed and
 /// checked; `place` names where it came from.
 fn check(text: &str, holds: Holds, place: &str) -> Result<SecretString, Error> {
     let fail = |failure, why: &str| Error::credential(failure, format!("{place}: {why}"));
     let value = match holds {
-        Holds::Secret => text
-            .strip_suffix('\n')
-            .map(|t| t.strip_suffix('\r').unwrap_or(t))
-            .unwrap_or(text),
+        Holds::Secret => without_line_breaks(text),
         Holds::Assertion => text.trim(),
     };
     if value.is_empty() {
@@ -426,10 +476,12 @@ mod tests {
     }
 
     #[test]
-    fn secrets_lose_one_trailing_line_break_only() {
+    fn secrets_lose_their_trailing_line_breaks_only() {
         let read = |t: &str| check(t, Holds::Secret, "x").map(|s| s.expose_secret().to_owned());
         assert_eq!(read("s3cret\n").unwrap(), "s3cret");
         assert_eq!(read("s3cret\r\n").unwrap(), "s3cret");
+        assert_eq!(read("s3cret\n\n").unwrap(), "s3cret");
+        assert_eq!(read("s3\ncret\n").unwrap(), "s3\ncret");
         assert_eq!(read(" s3 cret ").unwrap(), " s3 cret ");
         assert_eq!(
             read("\n").unwrap_err().credential_failure(),

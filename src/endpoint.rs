@@ -243,7 +243,7 @@ impl Sent {
     /// exchange with it (the secret it read scrubbed from any excerpt).
     async fn read_and_exchange<S: HttpClient>(&self, service: S) -> Result<Token, Error> {
         let sent = Sent {
-            client: self.client.read_credential().await?,
+            client: self.client.read_credential(self.limits.timeout).await?,
             ..self.clone()
         };
         let built = sent.request.build_signed(&sent.client, &sent.url);

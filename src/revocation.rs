@@ -119,6 +119,11 @@ impl<S: HttpClient> TokenEndpoint<S> {
     /// error and nothing is sent. Any other failure: see the
     /// [module docs](self).
     ///
+    /// A client whose credential is read from a file or callback
+    /// ([`ClientAuth::reads_credential`]) reads it for the request, and
+    /// after an `invalid_client` answer reads it again and sends the
+    /// request once more, as [`TokenEndpoint::request`] does.
+    ///
     /// Like [`TokenEndpoint::request`], the future owns what it needs.
     pub fn revoke(
         &self,
@@ -139,18 +144,27 @@ impl<S: HttpClient> TokenEndpoint<S> {
         let token = token.clone();
         async move {
             let url = revocation.ok_or_else(Error::no_revocation_endpoint)?;
-            // A secret or assertion from a file or callback: read now.
-            let result = match client.read_credential().await {
-                Ok(client) => {
-                    let sent = Revocation {
-                        token: &token,
-                        hint,
-                        client: &client,
-                    };
-                    sent.send(service, &url, &token_url, limits).await
-                }
-                Err(e) => Err(e),
+            let sent = Revocation {
+                token: &token,
+                hint,
+                client: &client,
             };
+            let mut result = sent
+                .read_and_send(service.clone(), &url, &token_url, limits)
+                .await;
+            // As for a token request: the refusal may have raced a
+            // rotation of the credential's file (RFC 7009 §2.1
+            // authenticates the client as RFC 6749 §2.3 does).
+            let refusal = result.as_ref().err().and_then(Error::oauth_error);
+            if client.reads_credential()
+                && refusal.is_some_and(|r| r.error() == &crate::error::ErrorCode::InvalidClient)
+            {
+                tracing::debug!(
+                    "invalid_client with a credential read from a file or callback: \
+                     reading it again and sending the revocation once more"
+                );
+                result = sent.read_and_send(service, &url, &token_url, limits).await;
+            }
             match &result {
                 Ok(()) => tracing::debug!("token revoked"),
                 Err(e) => tracing::debug!(error = %e, "token revocation failed"),
@@ -197,6 +211,23 @@ impl Revocation<'_> {
             .body(Full::new(body))
             .map_err(|e| Error::invalid_request(format!("cannot build the HTTP request ({e})")))?;
         Ok((request, assertion))
+    }
+
+    /// Reads the client's credential from its file or callback, if it
+    /// has one, then [`Revocation::send`] with it.
+    async fn read_and_send<S: HttpClient>(
+        &self,
+        service: S,
+        url: &RevocationUrl,
+        token_url: &TokenUrl,
+        limits: exchange::Limits,
+    ) -> Result<(), Error> {
+        let client = self.client.read_credential(limits.timeout).await?;
+        let read = Revocation {
+            client: &client,
+            ..*self
+        };
+        read.send(service, url, token_url, limits).await
     }
 
     async fn send<S: HttpClient>(

@@ -8,8 +8,8 @@
 //! | `OAUTH2_ISSUER` (`issuer`) | instead: the issuer, whose metadata (OpenID Connect Discovery, RFC 8414) names the token endpoint; see [`ClientConfig::discover`] |
 //! | `OAUTH2_CLIENT_ID` (`client_id`) | the client id (required) |
 //! | `OAUTH2_AUTH` (`auth`) | `basic` (`client_secret_basic`), `post`, `none`, `client_secret_jwt`, `private_key_jwt` (an assertion from `OAUTH2_CLIENT_ASSERTION_FILE`, or signed with `OAUTH2_KEY_FILE`) or `spiffe_jwt` (an assertion from `OAUTH2_CLIENT_ASSERTION_FILE`); default `private_key_jwt` when either file is set, `basic` otherwise |
-//! | `OAUTH2_CLIENT_SECRET` (`client_secret`) | the client secret, for `basic`, `post` and `client_secret_jwt` |
-//! | `OAUTH2_CLIENT_SECRET_FILE` (`client_secret_file`) | instead: a file holding it, read for every token request (a mounted secret; its trailing newline is cut off) |
+//! | `OAUTH2_CLIENT_SECRET` (`client_secret`) | the client secret, for `basic`, `post` and `client_secret_jwt` (line breaks at its end cut off, as from a file) |
+//! | `OAUTH2_CLIENT_SECRET_FILE` (`client_secret_file`) | instead: a file holding it, read for every token request (a mounted secret; the line breaks at its end are cut off) |
 //! | `OAUTH2_CLIENT_ASSERTION_FILE` (`client_assertion_file`) | a file holding the client assertion (a projected service-account token, a SPIFFE JWT-SVID), read for every token request |
 //! | `OAUTH2_KEY_FILE` (`key_file`) | a file holding the private key (PEM) that signs `private_key_jwt` assertions, read for every token request (feature `jwt`) |
 //! | `OAUTH2_KEY_ALG` (`key_alg`) | its algorithm: `ES256` (default), `EdDSA`, `RS256` or `PS256` (feature `jwt-rsa`) |
@@ -23,7 +23,9 @@
 //! | `OAUTH2_REDIS_LEASE` (`redis_lease`) | seconds one process's token fetch holds the fleet's lease at most |
 //! | `OAUTH2_REDIS_TIMEOUT` (`redis_timeout`) | milliseconds allowed for one Redis call (default 500) |
 //!
-//! An empty variable counts as unset. A missing or malformed variable is a
+//! An empty variable counts as unset; the line breaks at the end of a
+//! value (a Kubernetes secret or config map made with `echo` has one) are
+//! cut off. A missing or malformed variable is a
 //! [`ConfigError`] that names the variable and what it expects, never the
 //! value it holds; `Debug` of a [`ClientConfig`] shows no secret, key or
 //! Redis URL. A variable whose feature is off is refused by name, not
@@ -302,7 +304,8 @@ impl ClientConfig {
         let url = self.token_url().ok_or_else(|| {
             ConfigError::new(
                 "OAUTH2_ISSUER",
-                "names the token endpoint only once its metadata is read: call                  ClientConfig::discover first",
+                "names the token endpoint only once its metadata is read: call \
+                 ClientConfig::discover first",
             )
         })?;
         Ok(TokenEndpoint::new(http, url.clone(), self.client_auth()).timeout(self.timeout))
@@ -405,6 +408,7 @@ mod tests {
         // Not before discovery: an error naming the variable, no panic.
         let e = config.endpoint(()).unwrap_err();
         assert_eq!(e.variable(), "OAUTH2_ISSUER");
+        assert!(!e.expected().contains("  "), "{e}");
         let both = from(&with(&[
             ("OAUTH2_ISSUER", "https://login.example.com"),
             ("OAUTH2_AUTH", "none"),

@@ -9,7 +9,12 @@ use crate::endpoint::DEFAULT_TIMEOUT;
 use crate::secret::SecretString;
 use crate::TokenUrl;
 
-/// One variable's value: `None` when unset or empty.
+/// One variable's value without the line breaks at its end: `None` when
+/// unset or empty. A value taken from a Kubernetes secret or config map
+/// made from a file or with `echo` (`secretKeyRef`, `configMapKeyRef`)
+/// ends with one, and no value here may: a client id and secret are
+/// visible ASCII and spaces (RFC 6749 Appendix A), the rest URLs, names,
+/// numbers and paths.
 fn get(
     lookup: &dyn Fn(&str) -> Option<String>,
     name: &'static str,
@@ -20,7 +25,8 @@ fn get(
             "expected Unicode text without NUL characters",
         )),
         Some(v) if v.trim().is_empty() => Ok(None),
-        other => Ok(other),
+        Some(v) => Ok(Some(crate::credentials::without_line_breaks(&v).to_owned())),
+        None => Ok(None),
     }
 }
 

@@ -221,11 +221,13 @@ impl Error {
 
     /// Why a client credential read for a request cannot be used, for an
     /// [`ErrorKind::Credential`] error (also through a
-    /// [`ErrorKind::NoToken`] error's last failure).
+    /// [`ErrorKind::NoToken`] error's last failure, and a failed
+    /// revocation's cause).
     pub fn credential_failure(&self) -> Option<CredentialFailure> {
         match &self.inner.kind {
             Kind::Credential { failure, .. } => Some(*failure),
             Kind::NoToken(e) => e.credential_failure(),
+            Kind::Revocation { cause, .. } => cause.credential_failure(),
             _ => None,
         }
     }

@@ -13,6 +13,11 @@ use rustls::SignatureScheme;
 
 use super::identity::{ClientIdentity, IdentityError};
 
+/// The most read of a certificate or key file: 1 MiB, far above any
+/// certificate chain, so a path pointed at the wrong file (a device, a
+/// log) fails instead of being read whole during a handshake.
+const MAX_IDENTITY_FILE_BYTES: u64 = 1024 * 1024;
+
 /// A [`ClientIdentity`] kept in two PEM files (they may be one file holding
 /// both), read when built and read again when either changes: each new TLS
 /// connection presents the identity the files hold then, so a renewed
@@ -24,7 +29,10 @@ use super::identity::{ClientIdentity, IdentityError};
 /// at on each handshake. Files that do not make a usable identity (caught
 /// half-written, a key that does not match the certificate) leave the last
 /// good identity in use; the problem is logged at WARN once per change,
-/// naming the files and never their content.
+/// naming the files and never their content. Each file must be a regular
+/// file (a symbolic link to one is followed) of at most 1 MiB: a FIFO, a
+/// device or a directory is refused at once, never waited on during a
+/// handshake ([`IdentityErrorKind::Unreadable`](super::IdentityErrorKind::Unreadable)).
 ///
 /// With certificate-bound tokens (RFC 8705 §3), a token bound to the old
 /// certificate is refused over a connection presenting the new one; the
@@ -149,8 +157,11 @@ impl IdentityFiles {
 }
 
 fn read_identity(cert: &Path, key: &Path) -> Result<ClientIdentity, IdentityError> {
-    let read =
-        |path: &Path| std::fs::read(path).map_err(|e| IdentityError::unreadable(path, e.kind()));
+    // Bounded, and never blocking on a FIFO: this runs in a handshake.
+    let read = |path: &Path| {
+        crate::credentials::read_regular_file(path, MAX_IDENTITY_FILE_BYTES)
+            .map_err(|e| IdentityError::unreadable(path, &e))
+    };
     let (cert_pem, key_pem) = (read(cert)?, read(key)?);
     ClientIdentity::from_pem(cert_pem, key_pem)
 }

@@ -162,11 +162,12 @@ pub struct IdentityError {
 }
 
 impl IdentityError {
-    /// A file that cannot be read: names it, and the I/O error's kind.
-    pub(super) fn unreadable(path: &std::path::Path, kind: std::io::ErrorKind) -> Self {
+    /// A file that cannot be read: names it, and the I/O error (whose
+    /// words never quote the file).
+    pub(super) fn unreadable(path: &std::path::Path, error: &std::io::Error) -> Self {
         IdentityError {
             kind: IdentityErrorKind::Unreadable,
-            detail: Cow::Owned(format!("{} cannot be read ({kind})", path.display())),
+            detail: Cow::Owned(format!("{} cannot be read ({error})", path.display())),
         }
     }
 

@@ -22,6 +22,7 @@
 #![cfg(all(feature = "redis", feature = "dpop", feature = "reqwest"))]
 
 mod backoff;
+mod credentials;
 mod dpop;
 mod file_store;
 mod fleet;

@@ -69,8 +69,8 @@ impl ClientAuth {
 
     /// `client_secret_jwt` as [`ClientAuth::client_secret_jwt`], with the
     /// secret read from `source` for every token request (a mounted secret
-    /// that a vault rotates; a file's trailing newline is cut off). A secret
-    /// shorter than 32 bytes is an
+    /// that a vault rotates; a file's trailing line breaks are cut off). A
+    /// secret shorter than 32 bytes is an
     /// [`ErrorKind::Credential`](crate::ErrorKind::Credential) error
     /// ([`crate::error::CredentialFailure::NotAKey`]) naming the file, at
     /// the token request that reads it.

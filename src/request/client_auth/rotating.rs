@@ -3,6 +3,7 @@
 //! for one request once its credential is read.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use crate::credentials::{
     CredentialSource, Holds, JWT_BEARER_ASSERTION_TYPE, JWT_SPIFFE_ASSERTION_TYPE,
@@ -17,7 +18,7 @@ use super::ClientAuth;
 impl ClientAuth {
     /// `client_secret_basic` with the secret read from `source` for every
     /// request, so a rotated secret is used from the next one (see
-    /// [`crate::credentials`]; a file's trailing newline is cut off).
+    /// [`crate::credentials`]; a file's trailing line breaks are cut off).
     pub fn client_secret_basic_from(
         client_id: impl Into<String>,
         source: CredentialSource,
@@ -82,12 +83,13 @@ impl ClientAuth {
         }
     }
 
-    /// This client with its credential read now from its file or callback,
-    /// for one request; any other client as it is.
-    pub(crate) async fn read_credential(&self) -> Result<ClientAuth, Error> {
+    /// This client with its credential read now from its file or callback
+    /// (a callback given `within`), for one request; any other client as
+    /// it is.
+    pub(crate) async fn read_credential(&self, within: Duration) -> Result<ClientAuth, Error> {
         match self.source_holds() {
             Some((source, holds)) if source.rereads() => {
-                let value = source.read(holds).await?;
+                let value = source.read(holds, within).await?;
                 self.with_value(value)
             }
             _ => Ok(self.clone()),
