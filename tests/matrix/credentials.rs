@@ -57,6 +57,17 @@ fn secret_file(first: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
+/// A test server knowing client `svc` by secret `old` (posted in the
+/// form), `old`, `new`, and a file holding `old` (in its directory), which
+/// a test rotates to `new`.
+async fn rotation() -> (TestServer, String, String, tempfile::TempDir, PathBuf) {
+    let server = TestServer::start().await;
+    let (old, new) = (secret("old"), secret("new"));
+    server.set_client("svc", &old, ClientCheck::Post);
+    let (dir, path) = secret_file(&old);
+    (server, old, new, dir, path)
+}
+
 fn token_url(server: &TestServer) -> TokenUrl {
     TokenUrl::new(&server.token_url()).expect("a loopback token URL")
 }
@@ -296,10 +307,7 @@ async fn pair_credentials_fleet_a_stale_secret_holding_the_lease_fails_alone() {
 /// orphan it), and the token file holds no secret.
 #[tokio::test]
 async fn pair_credentials_file_store_a_restart_after_a_rotation_restores_the_token() {
-    let server = TestServer::start().await;
-    let (old, new) = (secret("old"), secret("new"));
-    server.set_client("svc", &old, ClientCheck::Post);
-    let (dir, path) = secret_file(&old);
+    let (server, old, new, dir, path) = rotation().await;
     let store = token_file(&dir, "token.json");
     let process = || {
         TokenCache::builder(
@@ -333,10 +341,7 @@ async fn pair_credentials_file_store_a_restart_after_a_rotation_restores_the_tok
 /// refetch after it, send the new secret with no restart.
 #[tokio::test]
 async fn pair_credentials_keyed_keys_sharing_one_secret_file_each_read_the_rotated_one() {
-    let server = TestServer::start().await;
-    let (old, new) = (secret("old"), secret("new"));
-    server.set_client("svc", &old, ClientCheck::Post);
-    let (_dir, path) = secret_file(&old);
+    let (server, old, new, _dir, path) = rotation().await;
     let shared = endpoint(&server, post_from(&path));
     let svc = KeyedOAuth2Layer::new(
         |uri: &http::Uri, _: &http::HeaderMap| uri.path().split('/').nth(1).map(str::to_owned),
@@ -381,10 +386,7 @@ async fn pair_credentials_keyed_keys_sharing_one_secret_file_each_read_the_rotat
 /// exchange is counted exactly.
 #[tokio::test]
 async fn pair_credentials_on_behalf_exchanges_authenticate_with_the_rotated_secret() {
-    let server = TestServer::start().await;
-    let (old, new) = (secret("old"), secret("new"));
-    server.set_client("svc", &old, ClientCheck::Post);
-    let (_dir, path) = secret_file(&old);
+    let (server, old, new, _dir, path) = rotation().await;
     // The server already takes the new secret only; the file is
     // rewritten after the first token request read it.
     server.accept_secret(&new);
@@ -436,10 +438,7 @@ async fn pair_credentials_on_behalf_exchanges_authenticate_with_the_rotated_secr
 /// sent once more; the caller's request succeeds.
 #[tokio::test]
 async fn pair_credentials_reqwest_invalid_client_after_a_rotation_fails_no_request() {
-    let server = TestServer::start().await;
-    let (old, new) = (secret("old"), secret("new"));
-    server.set_client("svc", &old, ClientCheck::Post);
-    let (_dir, path) = secret_file(&old);
+    let (server, old, new, _dir, path) = rotation().await;
     // The server already takes the new secret only; the file is
     // rewritten after the first token request read it.
     server.accept_secret(&new);
@@ -588,10 +587,7 @@ async fn pair_credentials_backoff_a_resource_401_reads_the_credential_once_per_t
 /// not the one the token was fetched with.
 #[tokio::test]
 async fn pair_credentials_revocation_authenticates_with_the_rotated_secret() {
-    let server = TestServer::start().await;
-    let (old, new) = (secret("old"), secret("new"));
-    server.set_client("svc", &old, ClientCheck::Post);
-    let (_dir, path) = secret_file(&old);
+    let (server, old, new, _dir, path) = rotation().await;
     let endpoint = endpoint(&server, post_from(&path)).revocation_url(server.revocation_url());
     let cache = TokenCache::builder(endpoint, TokenRequest::client_credentials()).build();
     assert_eq!(header(&cache).await, Ok("Bearer at-1".to_owned()));
@@ -613,10 +609,7 @@ async fn pair_credentials_revocation_authenticates_with_the_rotated_secret() {
 /// and is sent once more, never more often.
 #[tokio::test]
 async fn pair_credentials_revocation_that_raced_the_rotation_rereads_once() {
-    let server = TestServer::start().await;
-    let (old, new) = (secret("old"), secret("new"));
-    server.set_client("svc", &old, ClientCheck::Post);
-    let (_dir, path) = secret_file(&old);
+    let (server, old, new, _dir, path) = rotation().await;
     let rotated = (path.clone(), new.clone());
     let http = rotating_before_first_send_to("/revoke", move || {
         rewrite(&rotated.0, &format!("{}\n", rotated.1))
