@@ -11,6 +11,7 @@ use crate::clock::coarse::{self, Ticks};
 use crate::clock::Instant;
 use crate::error::Error;
 use crate::secret::SecretString;
+use crate::store::ConfigFingerprint;
 use crate::token::Token;
 
 /// The token as the hot path uses it.
@@ -23,6 +24,10 @@ pub(crate) struct Cached {
     pub(super) stale_at: Option<Instant>,
     pub(super) expires_at: Option<Instant>,
     pub(super) token: Token,
+    /// What it was fetched under (with a proof key, that key's
+    /// fingerprint): where a 401's mark, a revocation's removal and the
+    /// fleet's backoff record for it go.
+    pub(super) fingerprint: ConfigFingerprint,
 }
 
 impl Cached {
@@ -35,6 +40,7 @@ impl Cached {
         policy: &RefreshPolicy,
         accept: Accept,
         generations: &AtomicU64,
+        fingerprint: ConfigFingerprint,
     ) -> Result<Cached, Error> {
         let header = if accept.dpop && is_dpop(&token) {
             authorization_header(b"DPoP ", token.access_token())?
@@ -71,6 +77,7 @@ impl Cached {
             stale_at,
             expires_at,
             token,
+            fingerprint,
         })
     }
 

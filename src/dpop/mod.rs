@@ -62,10 +62,12 @@ use crate::error::Error;
 use crate::jose::{Algorithm, KeyError, KeyErrorKind, SigningKey};
 
 mod alg;
+mod keys;
 mod possession;
 
 pub(crate) use alg::check_offered;
 pub use alg::choose_algorithm;
+pub use keys::DpopKeys;
 
 /// The request header that carries a proof.
 pub const DPOP: &str = "dpop";
@@ -92,7 +94,9 @@ struct Inner {
     /// base64url of the JOSE header, the same for every proof.
     header: String,
     thumbprint: String,
-    nonces: Mutex<Nonces>,
+    /// Shared with the keys rotated in after this one ([`DpopKeys`]): a
+    /// server's nonce is the server's, not the key's (RFC 9449 §8, §9).
+    nonces: Arc<Mutex<Nonces>>,
 }
 
 /// The latest nonce per server: per origin (`scheme://host[:port]`,
@@ -262,7 +266,7 @@ impl Dpop {
                 key,
                 header,
                 thumbprint,
-                nonces: Mutex::new(Nonces::default()),
+                nonces: Arc::default(),
             }),
         })
     }
@@ -384,6 +388,21 @@ impl Dpop {
         }
         let now = nonces.get(&sent.key);
         now.is_some() && now != sent.nonce
+    }
+
+    /// This key with the nonces `other` learned (and will learn): a key
+    /// rotated in meets no `use_dpop_nonce` a server's nonce already
+    /// answered.
+    fn sharing_nonces_of(&self, other: &Dpop) -> Dpop {
+        let inner = &self.inner;
+        Dpop {
+            inner: Arc::new(Inner {
+                key: inner.key.clone(),
+                header: inner.header.clone(),
+                thumbprint: inner.thumbprint.clone(),
+                nonces: other.inner.nonces.clone(),
+            }),
+        }
     }
 
     fn nonces(&self) -> std::sync::MutexGuard<'_, Nonces> {

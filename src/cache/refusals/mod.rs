@@ -148,7 +148,7 @@ impl TokenCache {
             if step.is_some() {
                 if let Some(c) = self.shared.current.load().as_ref() {
                     if c.generation == sent {
-                        self.shared.fetcher.refused(&c.token);
+                        self.shared.fetcher.refused(&c.token, c.fingerprint);
                     }
                 }
             }
@@ -192,12 +192,12 @@ impl TokenCache {
         let Some(cached) = cached.filter(|c| c.generation == sent) else {
             return;
         };
-        if self.shared.fetcher.tier().is_none() {
+        if !self.shared.fetcher.has_tier() {
             return;
         }
         let cache = self.clone();
         runtime.spawn(async move {
-            let Some(tier) = cache.shared.fetcher.tier() else {
+            let Some(tier) = cache.shared.fetcher.tier(cached.fingerprint) else {
                 return;
             };
             match write {
