@@ -44,6 +44,7 @@ fn help_lists_every_flag_with_its_environment_variable() {
         ("--revocation-url <URL>", "OAUTH2_REVOCATION_URL"),
         ("--revoke-on-exit", "DEMO_REVOKE_ON_EXIT"),
         ("--dpop", "OAUTH2_DPOP"),
+        ("--dpop-key-file <FILE>", "OAUTH2_DPOP_KEY_FILE"),
         ("--redis <URL>", "OAUTH2_REDIS_URL"),
         ("--redis-key <BASE64>", "OAUTH2_REDIS_KEY"),
         ("--redis-lease <SECS>", "OAUTH2_REDIS_LEASE"),
