@@ -219,7 +219,9 @@ impl ProofKeys {
         if self.0.reload.is_none() {
             return;
         }
-        let now = u64::try_from(base().elapsed().as_millis()).unwrap_or(u64::MAX).max(1);
+        let now = u64::try_from(base().elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         let last = self.0.looked_at.load(Ordering::Relaxed);
         let every = KEY_FILE_LOOK_EVERY.as_millis() as u64;
         if !always && last != 0 && now.saturating_sub(last) < every {
@@ -311,5 +313,73 @@ impl SentProof {
 impl fmt::Debug for SentProof {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SentProof")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Named(&'static str);
+
+    impl Prover for Named {
+        fn thumbprint(&self) -> &str {
+            self.0
+        }
+
+        fn prove_resource_request(
+            &self,
+            _: &Method,
+            _: &Uri,
+            _: &HeaderValue,
+            _: &mut HeaderMap,
+        ) -> Result<Option<SentProof>, Error> {
+            Ok(None)
+        }
+
+        fn prove_token_request(&self, _: &Uri, _: &mut HeaderMap) -> Result<SentProof, Error> {
+            Err(Error::invalid_request("not in this test"))
+        }
+
+        fn as_any(&self) -> &dyn Any {
+            self
+        }
+    }
+
+    fn thumbprint(key: Option<ProofKey>) -> Option<&'static str> {
+        let key = key?;
+        let named = key.prover().as_any().downcast_ref::<Named>()?;
+        Some(named.0)
+    }
+
+    #[test]
+    fn each_generation_keeps_its_key_in_any_order_and_the_oldest_is_forgotten() {
+        let (a, b) = (ProofKey::new(Named("a")), ProofKey::new(Named("b")));
+        let history = KeyHistory::default();
+        // Two fetches settling out of order (a flight taken over).
+        history.bind(2, &b);
+        history.bind(1, &a);
+        history.bind(3, &a);
+        assert_eq!(thumbprint(history.key_of(1)), Some("a"));
+        assert_eq!(thumbprint(history.key_of(2)), Some("b"));
+        assert_eq!(thumbprint(history.key_of(3)), Some("a"));
+        assert_eq!(thumbprint(history.key_of(4)), None);
+        for generation in 4..=(3 + TOKENS_REMEMBERED as u64) {
+            history.bind(generation, &b);
+        }
+        assert_eq!(thumbprint(history.key_of(3)), None);
+        assert_eq!(thumbprint(history.key_of(4)), Some("b"));
+    }
+
+    #[test]
+    fn a_rotated_key_is_the_current_one_and_the_old_is_not() {
+        let (a, b) = (ProofKey::new(Named("a")), ProofKey::new(Named("b")));
+        let keys = ProofKeys::fixed(a.clone());
+        assert!(keys.is_current(&a));
+        keys.rotate(b.clone());
+        assert!(!keys.is_current(&a) && keys.is_current(&b));
+        assert_eq!(thumbprint(Some(keys.for_token_request())), Some("b"));
+        assert!(!keys.reload().unwrap());
+        assert!(format!("{keys:?}").contains("\"b\""));
     }
 }

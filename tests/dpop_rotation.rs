@@ -94,7 +94,11 @@ fn assert_every_proof_is_of_its_tokens_key(server: &TestServer) -> Vec<(String, 
     assert!(!proofs.is_empty());
     let mut seen: Vec<(String, String)> = Vec::new();
     for (token, jkt, bound) in proofs {
-        assert_eq!(bound.as_ref(), Some(&jkt), "{token} proved with another key");
+        assert_eq!(
+            bound.as_ref(),
+            Some(&jkt),
+            "{token} proved with another key"
+        );
         if !seen.iter().any(|(t, _)| *t == token) {
             seen.push((token, jkt));
         }
@@ -117,7 +121,11 @@ where
     }
 }
 
-async fn get(svc: &tower_oauth2::OAuth2Service<HttpClient>, server: &TestServer, path: &str) -> StatusCode {
+async fn get(
+    svc: &tower_oauth2::OAuth2Service<HttpClient>,
+    server: &TestServer,
+    path: &str,
+) -> StatusCode {
     let response = svc.clone().oneshot(server.get(path)).await;
     response.expect("a response").status()
 }
@@ -166,7 +174,10 @@ async fn rotation_under_load_fails_no_request_and_proves_each_token_with_its_own
     cache.rotate_dpop_key(new.clone());
     // Until the new key's token is out, then as many requests again.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !server.authorizations().contains(&Some("DPoP at-2".to_owned())) {
+    while !server
+        .authorizations()
+        .contains(&Some("DPoP at-2".to_owned()))
+    {
         assert!(Instant::now() < deadline, "no token of the new key");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -191,7 +202,10 @@ async fn rotation_under_load_fails_no_request_and_proves_each_token_with_its_own
             ("at-2".to_owned(), new.thumbprint().to_owned())
         ]
     );
-    assert_eq!(cache.dpop().map(|k| k.thumbprint().to_owned()), Some(new.thumbprint().to_owned()));
+    assert_eq!(
+        cache.dpop().map(|k| k.thumbprint().to_owned()),
+        Some(new.thumbprint().to_owned())
+    );
 }
 
 /// A key file rewritten by another writer: tokens bound to the new key
@@ -223,9 +237,15 @@ async fn a_rewritten_key_file_gets_its_own_token_and_a_broken_one_keeps_the_key_
     .await;
     let ed25519 = keys.current();
     assert_eq!(ed25519.algorithm().as_str(), "EdDSA");
-    assert_eq!(token_request_keys(&server), [es256.thumbprint(), ed25519.thumbprint()]);
+    assert_eq!(
+        token_request_keys(&server),
+        [es256.thumbprint(), ed25519.thumbprint()]
+    );
     let tokens = assert_every_proof_is_of_its_tokens_key(&server);
-    assert_eq!(tokens[1], ("at-2".to_owned(), ed25519.thumbprint().to_owned()));
+    assert_eq!(
+        tokens[1],
+        ("at-2".to_owned(), ed25519.thumbprint().to_owned())
+    );
     assert_eq!(server.unauthorized_count(), 0);
 
     // Broken files: the error names the file, never what it holds.
@@ -234,7 +254,10 @@ async fn a_rewritten_key_file_gets_its_own_token_and_a_broken_one_keeps_the_key_
     for (text, failure) in [
         (Some("CANARY-not-a-key"), CredentialFailure::NotAKey),
         (Some(canary), CredentialFailure::NotAKey),
-        (Some("{\"kty\":\"EC\",\"d\":\"CANARY\"}"), CredentialFailure::NotAKey),
+        (
+            Some("{\"kty\":\"EC\",\"d\":\"CANARY\"}"),
+            CredentialFailure::NotAKey,
+        ),
         (Some("\n"), CredentialFailure::Empty),
         (None, CredentialFailure::Missing),
     ] {
@@ -248,7 +271,10 @@ async fn a_rewritten_key_file_gets_its_own_token_and_a_broken_one_keeps_the_key_
         assert!(e.to_string().contains(&*path.to_string_lossy()), "{e}");
         assert!(!format!("{e} {e:?}").contains("CANARY"), "{e:?}");
         // A token request goes on with the key in use.
-        cache.refresh_now().await.expect("a token of the key in use");
+        cache
+            .refresh_now()
+            .await
+            .expect("a token of the key in use");
         assert_eq!(get(&svc, &server, "/d").await, StatusCode::OK);
         assert_eq!(keys.current().thumbprint(), ed25519.thumbprint());
         let last = token_request_keys(&server).pop();
@@ -291,7 +317,10 @@ async fn pair_fleet_dpop_rotation_two_processes_sharing_a_key_file_share_each_ke
         let builder = TokenCache::builder(endpoint, TokenRequest::client_credentials());
         builder.redis(tier()).build()
     };
-    let (keys_1, keys_2) = (DpopKeys::from_file(&path).unwrap(), DpopKeys::from_file(&path).unwrap());
+    let (keys_1, keys_2) = (
+        DpopKeys::from_file(&path).unwrap(),
+        DpopKeys::from_file(&path).unwrap(),
+    );
     let (one, two) = (process(keys_1.clone()), process(keys_2.clone()));
     let (svc_1, svc_2) = (layered(&one), layered(&two));
     assert_eq!(get(&svc_1, &server, "/a").await, StatusCode::OK);
@@ -316,12 +345,22 @@ async fn pair_fleet_dpop_rotation_two_processes_sharing_a_key_file_share_each_ke
 
     // A process with a key of its own takes neither token.
     let stranger = process(DpopKeys::new(a_key()));
-    assert_eq!(get(&layered(&stranger), &server, "/d").await, StatusCode::OK);
+    assert_eq!(
+        get(&layered(&stranger), &server, "/d").await,
+        StatusCode::OK
+    );
     assert_eq!(server.token_requests(), 3);
     let auths: Vec<_> = server.authorizations().into_iter().flatten().collect();
     assert_eq!(
         auths,
-        ["DPoP at-1", "DPoP at-1", "DPoP at-2", "DPoP at-1", "DPoP at-2", "DPoP at-3"]
+        [
+            "DPoP at-1",
+            "DPoP at-1",
+            "DPoP at-2",
+            "DPoP at-1",
+            "DPoP at-2",
+            "DPoP at-3"
+        ]
     );
     assert_every_proof_is_of_its_tokens_key(&server);
     assert_eq!(server.unauthorized_count(), 0);
@@ -349,23 +388,38 @@ async fn attack_a_token_of_another_key_copied_in_the_tier_is_never_sent() {
             .poll_interval(Duration::from_millis(10))
     };
     let (old, new) = (a_key(), a_key());
-    let old_cache = TokenCache::builder(server.endpoint().dpop(old), TokenRequest::client_credentials())
-        .redis(tier())
-        .build();
-    assert_eq!(get(&layered(&old_cache), &server, "/a").await, StatusCode::OK);
-    let builder = TokenCache::builder(server.endpoint().dpop(new.clone()), TokenRequest::client_credentials());
+    let old_cache = TokenCache::builder(
+        server.endpoint().dpop(old),
+        TokenRequest::client_credentials(),
+    )
+    .redis(tier())
+    .build();
+    assert_eq!(
+        get(&layered(&old_cache), &server, "/a").await,
+        StatusCode::OK
+    );
+    let builder = TokenCache::builder(
+        server.endpoint().dpop(new.clone()),
+        TokenRequest::client_credentials(),
+    );
     let new_name = builder.fingerprint().to_string();
     let new_cache = builder.redis(tier()).build();
     // Copy the old key's token under the new key's name.
     let names = redis.cli(&["KEYS", "*:token"]);
     let old_name = names.trim().to_owned();
-    assert!(old_name.ends_with(":token") && !old_name.contains(&new_name), "{names}");
+    assert!(
+        old_name.ends_with(":token") && !old_name.contains(&new_name),
+        "{names}"
+    );
     let (head, rest) = old_name.split_once('{').expect("a tagged name");
     let (_, tail) = rest.split_once('}').expect("a tagged name");
     let forged_name = format!("{head}{{{new_name}}}{tail}");
     let copied = redis.cli(&["COPY", &old_name, &forged_name]);
     assert_eq!(copied.trim(), "1");
-    assert_eq!(get(&layered(&new_cache), &server, "/b").await, StatusCode::OK);
+    assert_eq!(
+        get(&layered(&new_cache), &server, "/b").await,
+        StatusCode::OK
+    );
     assert_eq!(server.token_requests(), 2);
     let auths: Vec<_> = server.authorizations().into_iter().flatten().collect();
     assert_eq!(auths, ["DPoP at-1", "DPoP at-2"]);
@@ -400,7 +454,10 @@ async fn pair_file_store_dpop_rotation_a_restart_restores_only_the_token_of_the_
     assert_eq!(stored["access_token"], "at-2");
 
     let restarted = build(DpopKeys::new(new.clone()));
-    assert_eq!(get(&layered(&restarted), &server, "/b").await, StatusCode::OK);
+    assert_eq!(
+        get(&layered(&restarted), &server, "/b").await,
+        StatusCode::OK
+    );
     assert_eq!(server.token_requests(), 2);
     let stale = build(DpopKeys::new(old.clone()));
     assert_eq!(get(&layered(&stale), &server, "/c").await, StatusCode::OK);
@@ -451,10 +508,18 @@ async fn pair_keyed_dpop_rotation_each_keys_cache_gets_a_token_of_the_new_key() 
     )
     .await;
     assert_eq!(send("/billing/3").await, StatusCode::OK);
-    assert_eq!(server.authorizations().last(), Some(&Some("DPoP at-4".to_owned())));
+    assert_eq!(
+        server.authorizations().last(),
+        Some(&Some("DPoP at-4".to_owned()))
+    );
     assert_eq!(
         token_request_keys(&server),
-        [old.thumbprint(), old.thumbprint(), new.thumbprint(), new.thumbprint()]
+        [
+            old.thumbprint(),
+            old.thumbprint(),
+            new.thumbprint(),
+            new.thumbprint()
+        ]
     );
     assert_every_proof_is_of_its_tokens_key(&server);
     assert_eq!(server.unauthorized_count(), 0);
@@ -482,7 +547,10 @@ async fn pair_reqwest_dpop_rotation_the_next_request_fetches_the_new_keys_token(
     })
     .await;
     assert_eq!(server.token_requests(), 2);
-    assert_eq!(token_request_keys(&server), [old.thumbprint(), new.thumbprint()]);
+    assert_eq!(
+        token_request_keys(&server),
+        [old.thumbprint(), new.thumbprint()]
+    );
     assert_every_proof_is_of_its_tokens_key(&server);
 }
 
@@ -509,7 +577,10 @@ async fn pair_dpop_nonces_rotation_the_new_key_sends_the_nonces_the_old_one_lear
     assert_eq!(server.token_requests(), 3);
     assert_eq!(server.dpop_refusals().len(), 2);
     let api: Uri = server.url("/x").parse().unwrap();
-    assert_eq!(cache.dpop().unwrap().nonce(&api).as_deref(), Some("n-resource-1"));
+    assert_eq!(
+        cache.dpop().unwrap().nonce(&api).as_deref(),
+        Some("n-resource-1")
+    );
     // The resource rotates its nonce, giving the next one in an answer:
     // followed with no round trip.
     server.rotate_resource_nonce("n-resource-2");
@@ -522,13 +593,18 @@ async fn pair_dpop_nonces_rotation_the_new_key_sends_the_nonces_the_old_one_lear
     assert_eq!(get(&svc, &server, "/f").await, StatusCode::OK);
     assert_eq!(server.dpop_refusals().len(), 3);
     assert_eq!(server.token_requests(), 3);
-    assert_eq!(server.authorizations().last(), Some(&Some("DPoP at-2".to_owned())));
+    assert_eq!(
+        server.authorizations().last(),
+        Some(&Some("DPoP at-2".to_owned()))
+    );
     assert_eq!(
         token_request_keys(&server),
         [old.thumbprint(), old.thumbprint(), new.thumbprint()]
     );
     let proofs = server.dpop_proofs();
-    assert!(proofs.iter().all(|(_, jkt, bound)| bound.as_ref() == Some(jkt)));
+    assert!(proofs
+        .iter()
+        .all(|(_, jkt, bound)| bound.as_ref() == Some(jkt)));
 }
 
 /// The 401 retry: a resource that refuses the old key's token after the
@@ -552,10 +628,15 @@ async fn pair_dpop_backoff_rotation_a_401_for_the_old_token_is_resent_with_the_n
     assert_eq!(auths, ["DPoP at-1", "DPoP at-1", "DPoP at-2"]);
     let stats = cache.stats();
     assert_eq!((stats.token_fetches, stats.retries), (2, 1));
-    assert_eq!(token_request_keys(&server), [old.thumbprint(), new.thumbprint()]);
+    assert_eq!(
+        token_request_keys(&server),
+        [old.thumbprint(), new.thumbprint()]
+    );
     // The refused request was proved with the old key (its token's).
     let proofs = server.dpop_proofs();
-    assert!(proofs.iter().all(|(_, jkt, bound)| bound.as_ref() == Some(jkt)));
+    assert!(proofs
+        .iter()
+        .all(|(_, jkt, bound)| bound.as_ref() == Some(jkt)));
 }
 
 /// Origin-form URIs (tonic's): path-only requests through a connection,
@@ -587,11 +668,15 @@ async fn pair_dpop_origin_form_rotation_path_only_requests_are_proved_with_their
     };
     assert_eq!(send("/a").await, StatusCode::OK);
     cache.rotate_dpop_key(new.clone());
-    until(|| send("/b"), || {
-        server.authorizations().last() == Some(&Some("DPoP at-2".to_owned()))
-    })
+    until(
+        || send("/b"),
+        || server.authorizations().last() == Some(&Some("DPoP at-2".to_owned())),
+    )
     .await;
     assert_eq!(server.token_requests(), 2);
-    assert_eq!(token_request_keys(&server), [old.thumbprint(), new.thumbprint()]);
+    assert_eq!(
+        token_request_keys(&server),
+        [old.thumbprint(), new.thumbprint()]
+    );
     assert_every_proof_is_of_its_tokens_key(&server);
 }

@@ -272,7 +272,9 @@ impl TokenCache {
         let Some(keys) = self.proof_key() else { return };
         let current = self.shared.current.load();
         // With no token cached, the next request's wait fetches one.
-        let Some(cached) = current.as_ref() else { return };
+        let Some(cached) = current.as_ref() else {
+            return;
+        };
         let bound = self.bound_key(cached.generation);
         if bound.is_some_and(|key| key.same_key(&keys.current())) {
             return;
@@ -344,7 +346,8 @@ impl TokenCache {
             if self.shared.fetcher.has_tier() {
                 if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                     let (shared, c) = (self.shared.clone(), c.clone());
-                    let refused = async move { shared.fetcher.tier_refused(&c.token, c.fingerprint).await };
+                    let refused =
+                        async move { shared.fetcher.tier_refused(&c.token, c.fingerprint).await };
                     runtime.spawn(refused);
                 }
             }
@@ -490,7 +493,10 @@ mod tests {
         let issued = IssuedAt::now();
         let json = br#"{"access_token":"short","token_type":"Bearer","expires_in":1}"#;
         let token = Token::from_json(json, issued).unwrap();
-        let cached = cache.shared.admit(token, &cache.shared.fetcher.identity().now()).unwrap();
+        let cached = cache
+            .shared
+            .admit(token, &cache.shared.fetcher.identity().now())
+            .unwrap();
         let expires_at = cached.expires_at.unwrap();
         assert_eq!(cached.stale_at, Some(expires_at));
         cache.shared.set_current(Some(Arc::new(cached)));

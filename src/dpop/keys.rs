@@ -275,3 +275,71 @@ fn parse_key(text: &str) -> Result<SigningKey, KeyErrorKind> {
     }
     Err(first.unwrap_or(KeyErrorKind::Unparseable))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P256: &str = include_str!("../testdata/p256-sec1.pem");
+    const ED25519: &str = include_str!("../testdata/ed25519.pem");
+    const ED25519_JWK: &str = include_str!("../testdata/ed25519.jwk.json");
+
+    fn temp_file(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("tower-oauth2-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn pem_and_jwk_keys_are_read_with_their_algorithm_and_garbage_is_not() {
+        assert_eq!(parse_key(P256).unwrap().algorithm(), Algorithm::ES256);
+        assert_eq!(parse_key(ED25519).unwrap().algorithm(), Algorithm::EdDSA);
+        assert!(parse_key(ED25519_JWK).is_ok());
+        assert_eq!(parse_key("CANARY").unwrap_err(), KeyErrorKind::Unparseable);
+        assert!(parse_key("{\"kty\":\"EC\"}").is_err());
+    }
+
+    #[test]
+    fn a_file_is_read_again_only_when_it_holds_another_key() {
+        let path = temp_file("rotating.pem", P256);
+        let keys = DpopKeys::from_file(&path).unwrap();
+        let first = keys.current();
+        let api: http::Uri = "https://api.example.com/x".parse().unwrap();
+        let mut answer = http::HeaderMap::new();
+        answer.insert("dpop-nonce", http::HeaderValue::from_static("n-1"));
+        assert!(first.update_nonce(&api, &answer));
+        // Unchanged, or the same key written again: no new key.
+        assert!(!keys.reload().unwrap());
+        std::fs::write(&path, format!("{P256}\n")).unwrap();
+        assert!(!keys.reload().unwrap());
+        assert_eq!(keys.current().thumbprint(), first.thumbprint());
+        // Another key: read, with the nonces learned before.
+        std::fs::write(&path, ED25519).unwrap();
+        assert!(keys.reload().unwrap());
+        let second = keys.current();
+        assert_ne!(second.thumbprint(), first.thumbprint());
+        assert_eq!(second.nonce(&api).as_deref(), Some("n-1"));
+        // A broken file: named, the key stays.
+        std::fs::write(&path, "CANARY").unwrap();
+        let e = keys.reload().unwrap_err();
+        assert_eq!(e.credential_failure(), Some(CredentialFailure::NotAKey));
+        assert!(e.to_string().contains("rotating.pem") && !e.to_string().contains("CANARY"));
+        assert_eq!(keys.current().thumbprint(), second.thumbprint());
+        // Looked at through the seam: reported once per change of the file.
+        let proof_keys = keys.proof_keys();
+        let current = proof_keys.current();
+        let file = proof_keys
+            .user()
+            .unwrap()
+            .downcast_ref::<KeyFile>()
+            .unwrap();
+        assert!(file.reload(&current, false).is_err());
+        assert!(file.reload(&current, false).unwrap().is_none());
+        std::fs::write(&path, P256).unwrap();
+        let third = file.reload(&current, false).unwrap().unwrap();
+        assert_eq!(third.prover().thumbprint(), first.thumbprint());
+        std::fs::remove_file(&path).ok();
+    }
+}

@@ -342,16 +342,25 @@ async fn real_server_dpop_a_rotated_key_gets_a_token_bound_to_it() {
             assert_eq!(info["cnf"]["jkt"], new.thumbprint());
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "no token of the new key");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no token of the new key"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let (status, _) = through.get("/items").await.unwrap();
     assert_eq!(status, StatusCode::OK);
-    let info = server.introspect(before.access_token().expose_secret()).await;
+    let info = server
+        .introspect(before.access_token().expose_secret())
+        .await;
     assert_eq!(info["cnf"]["jkt"], old.thumbprint());
     let sent = wire.sent();
     let keys: Vec<String> = (sent.iter())
-        .map(|r| dpop_proof::read(r.headers["dpop"].to_str().unwrap()).unwrap().jkt)
+        .map(|r| {
+            dpop_proof::read(r.headers["dpop"].to_str().unwrap())
+                .unwrap()
+                .jkt
+        })
         .collect();
     // A nonce round trip may repeat a token request; each proves its key.
     assert_eq!(keys.first().map(String::as_str), Some(old.thumbprint()));

@@ -630,7 +630,12 @@ impl TestServer {
     /// Every resource request's valid DPoP proof: (token, the proof's key
     /// thumbprint, the thumbprint the token is bound to).
     pub fn dpop_proofs(&self) -> Vec<(String, String, Option<String>)> {
-        self.with(|i| i.dpop.as_ref().map(|d| d.proved.clone()).unwrap_or_default())
+        self.with(|i| {
+            i.dpop
+                .as_ref()
+                .map(|d| d.proved.clone())
+                .unwrap_or_default()
+        })
     }
 
     /// Why each DPoP proof was refused, in order.

@@ -12,9 +12,9 @@ use super::stats::Counters;
 use crate::endpoint::TokenEndpoint;
 use crate::error::{Error, ErrorCode};
 use crate::proof::ProofKey;
-use crate::store::ConfigFingerprint;
 use crate::request::TokenRequest;
 use crate::secret::SecretString;
+use crate::store::ConfigFingerprint;
 use crate::token::Token;
 use crate::transport::HttpTransport;
 
@@ -35,8 +35,11 @@ pub(super) type RefreshTokenCallback = Arc<dyn Fn(&SecretString) + Send + Sync>;
 pub(super) trait Fetch: Send + Sync + 'static {
     /// `request`, proving `key` (the key the fetch chose: the token is
     /// bound to it) when the endpoint proves one.
-    fn fetch(&self, request: TokenRequest, key: Option<ProofKey>)
-        -> BoxFuture<Result<Token, Error>>;
+    fn fetch(
+        &self,
+        request: TokenRequest,
+        key: Option<ProofKey>,
+    ) -> BoxFuture<Result<Token, Error>>;
 
     /// Whether a revocation endpoint is set ([`TokenEndpoint::revocation_url`]).
     fn can_revoke(&self) -> bool;
@@ -281,7 +284,10 @@ impl Fetcher {
             for resource in self.primary.iter().flat_map(|p| p.plain_params("resource")) {
                 request = request.resource(resource.to_owned());
             }
-            match counters.token_request(self.endpoint.fetch(request, key.clone())).await {
+            match counters
+                .token_request(self.endpoint.fetch(request, key.clone()))
+                .await
+            {
                 Err(e) if e.oauth_error().map(|r| r.error()) == Some(&ErrorCode::InvalidGrant) => {
                     self.refresh_token_refused(e)?
                 }

@@ -105,7 +105,11 @@ impl Recorder {
     /// [`refused`](Self::refused), waited for (within the deadline):
     /// `TokenCache::revoke` returns only once the store says so, since a
     /// process may exit right after it ("revoke on shutdown").
-    pub(in crate::cache) async fn refused_now(&self, token: &Token, fingerprint: ConfigFingerprint) {
+    pub(in crate::cache) async fn refused_now(
+        &self,
+        token: &Token,
+        fingerprint: ConfigFingerprint,
+    ) {
         if let Some(marked) = self.mark_refused(token, fingerprint) {
             marked.await;
         }

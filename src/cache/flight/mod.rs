@@ -539,7 +539,12 @@ mod tests {
             r#"{{"access_token":"{access_token}","token_type":"Bearer","expires_in":3600}}"#
         );
         let token = Token::from_json(json.as_bytes(), issued).unwrap();
-        Arc::new(cache.shared.admit(token, &cache.shared.fetcher.identity().now()).unwrap())
+        Arc::new(
+            cache
+                .shared
+                .admit(token, &cache.shared.fetcher.identity().now())
+                .unwrap(),
+        )
     }
 
     fn cached(cache: &TokenCache) -> Option<String> {
