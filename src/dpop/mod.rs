@@ -27,6 +27,10 @@
 //! could be kept. A `use_dpop_nonce` is never a refusal of the token: one
 //! met again by the resend is returned as it came, nothing invalidated.
 //!
+//! The key can be rotated while the client runs ([`DpopKeys`]: by hand, or
+//! a key file read again when it changes): a new key gets its own bound
+//! token, and no request fails meanwhile; see "Rotation" below.
+//!
 //! Each proof costs one signature: by RustCrypto's pure-Rust crates, or by
 //! `ring` with feature `jwt-ring` (ten times faster for ES256, and already
 //! built with `rustls`); see "Which library signs" below.
