@@ -151,26 +151,24 @@ where
     {
         let sent_to = replay.is_none().then(|| SentTo::of(req.uri()));
         let token = match lookup {
-            Lookup::Ready(header, generation) => {
-                match policy.authorize(&mut req, header, generation) {
-                    Ok(proof) => {
-                        let future = inner.call(req);
-                        let step = Step::Called {
-                            future,
-                            generation,
-                            proof,
-                        };
-                        // A literal `None` when there is no copy: moving an
-                        // empty `Option<Replay>` still copies all its bytes.
-                        let Some(copy) = replay else {
-                            return ResponseFuture::authorized(step, policy, None, sent_to);
-                        };
-                        return ResponseFuture::authorized(step, policy, Some(copy), sent_to);
-                    }
-                    // No proof, no request: the error comes out of the future.
-                    Err(e) => Box::pin(std::future::ready(Err(e))),
+            Lookup::Ready(h, generation) => match policy.authorize(&mut req, h, generation) {
+                Ok(proof) => {
+                    let future = inner.call(req);
+                    let step = Step::Called {
+                        future,
+                        generation,
+                        proof,
+                    };
+                    // A literal `None` when there is no copy: moving an
+                    // empty `Option<Replay>` still copies all its bytes.
+                    let Some(copy) = replay else {
+                        return ResponseFuture::authorized(step, policy, None, sent_to);
+                    };
+                    return ResponseFuture::authorized(step, policy, Some(copy), sent_to);
                 }
-            }
+                // No proof, no request: the error comes out of the future.
+                Err(e) => Box::pin(std::future::ready(Err(e))),
+            },
             Lookup::Wait => policy.cache().wait_for_token(),
         };
         // The call happens later, in the future: the ready instance goes
