@@ -224,7 +224,8 @@ impl KeyReload for KeyFile {
         let stamp = Stamp::of(&self.path);
         if !always {
             let mut seen = self.seen();
-            if stamp.is_some() && seen.stamp == stamp {
+            // (A file gone stays gone: `None` both times, reported once.)
+            if seen.stamp == stamp {
                 return Ok(None);
             }
             // A failure is reported once per change of the file.
@@ -340,6 +341,10 @@ mod tests {
         std::fs::write(&path, P256).unwrap();
         let third = file.reload(&current, false).unwrap().unwrap();
         assert_eq!(third.prover().thumbprint(), first.thumbprint());
-        std::fs::remove_file(&path).ok();
+        // A file gone: reported once, not at every look.
+        std::fs::remove_file(&path).unwrap();
+        let e = file.reload(&current, false).unwrap_err();
+        assert_eq!(e.credential_failure(), Some(CredentialFailure::Missing));
+        assert!(file.reload(&current, false).unwrap().is_none());
     }
 }
