@@ -130,16 +130,14 @@ async fn get(
     response.expect("a response").status()
 }
 
-/// 8 tasks sending requests through the layer, the key rotated mid-run: no
-/// request fails, every proof is of the key its token is bound to, and
-/// exactly one token request before the rotation and one after.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotation_under_load_fails_no_request_and_proves_each_token_with_its_own_key() {
-    let server = Arc::new(TestServer::start().await);
-    server.enable_dpop();
-    let (old, new) = (a_key(), a_key());
-    let cache = dpop_cache(server.endpoint().dpop(old.clone()));
-    let svc = layered(&cache);
+/// 8 tasks sending requests through `svc` to `server` until 80 requests
+/// after `rotate` ran and the new key's token (`at-2`) was first sent;
+/// how many failed.
+async fn under_load(
+    server: &Arc<TestServer>,
+    svc: &tower_oauth2::OAuth2Service<HttpClient>,
+    rotate: impl FnOnce(),
+) -> usize {
     let stop = Arc::new(AtomicBool::new(false));
     let (sent, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let tasks: Vec<_> = (0..8)
@@ -171,7 +169,7 @@ async fn rotation_under_load_fails_no_request_and_proves_each_token_with_its_own
         }
     };
     wait_for(80).await;
-    cache.rotate_dpop_key(new.clone());
+    rotate();
     // Until the new key's token is out, then as many requests again.
     let deadline = Instant::now() + Duration::from_secs(20);
     while !server
@@ -187,7 +185,23 @@ async fn rotation_under_load_fails_no_request_and_proves_each_token_with_its_own
     for task in tasks {
         task.await.expect("a task");
     }
-    assert_eq!(failed.load(Ordering::SeqCst), 0);
+    failed.load(Ordering::SeqCst)
+}
+
+/// 8 tasks sending requests through the layer, the key rotated mid-run: no
+/// request fails, every proof is of the key its token is bound to, and
+/// exactly one token request before the rotation and one after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_under_load_fails_no_request_and_proves_each_token_with_its_own_key() {
+    let server = Arc::new(TestServer::start().await);
+    server.enable_dpop();
+    let (old, new) = (a_key(), a_key());
+    let cache = dpop_cache(server.endpoint().dpop(old.clone()));
+    let failed = under_load(&server, &layered(&cache), || {
+        cache.rotate_dpop_key(new.clone())
+    })
+    .await;
+    assert_eq!(failed, 0);
     assert_eq!(server.token_requests(), 2);
     assert_eq!(server.unauthorized_count(), 0);
     assert_eq!(
@@ -202,10 +216,36 @@ async fn rotation_under_load_fails_no_request_and_proves_each_token_with_its_own
             ("at-2".to_owned(), new.thumbprint().to_owned())
         ]
     );
+    let now = cache.dpop().map(|k| k.thumbprint().to_owned());
+    assert_eq!(now.as_deref(), Some(new.thumbprint()));
+}
+
+/// Issue 21: the key file rewritten by a separate writer while 8 tasks
+/// send requests: the new key is read within a second of requests, its
+/// token fetched once, no request fails, every proof of its token's key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_file_rewritten_under_load_fails_no_request_and_costs_one_token_request() {
+    let server = Arc::new(TestServer::start().await);
+    server.enable_dpop();
+    let dir = temp_dir("load");
+    let path = dir.join("dpop.pem");
+    std::fs::write(&path, P256_PEM).expect("the key file");
+    let keys = DpopKeys::from_file(&path).expect("a key");
+    let old = keys.current();
+    let cache = dpop_cache(server.endpoint().dpop_keys(keys.clone()));
+    let failed = under_load(&server, &layered(&cache), || rewrite(&path, ED25519_PEM)).await;
+    let new = keys.current();
+    assert_eq!(new.algorithm().as_str(), "EdDSA");
+    assert_eq!(failed, 0);
+    assert_eq!(server.token_requests(), 2);
+    assert_eq!(server.unauthorized_count(), 0);
     assert_eq!(
-        cache.dpop().map(|k| k.thumbprint().to_owned()),
-        Some(new.thumbprint().to_owned())
+        token_request_keys(&server),
+        [old.thumbprint(), new.thumbprint()]
     );
+    let tokens = assert_every_proof_is_of_its_tokens_key(&server);
+    assert_eq!(tokens[1], ("at-2".to_owned(), new.thumbprint().to_owned()));
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// A key file rewritten by another writer: tokens bound to the new key
