@@ -486,9 +486,16 @@ async fn pair_file_store_dpop_rotation_a_restart_restores_only_the_token_of_the_
     };
     let cache = build(DpopKeys::new(old.clone()));
     assert_eq!(get(&layered(&cache), &server, "/a").await, StatusCode::OK);
+    let (_, first) = cache.bearer_header_with_generation().await.unwrap();
     cache.rotate_dpop_key(new.clone());
     cache.refresh_now().await.expect("the new key's token");
     assert_eq!(server.token_requests(), 2);
+    // For direct users: the key each generation is bound to.
+    let (header, second) = cache.bearer_header_with_generation().await.unwrap();
+    assert_eq!(header, "DPoP at-2");
+    let bound = |g| cache.dpop_bound_to(g).map(|k| k.thumbprint().to_owned());
+    assert_eq!(bound(first).as_deref(), Some(old.thumbprint()));
+    assert_eq!(bound(second).as_deref(), Some(new.thumbprint()));
     let stored: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&store_path).unwrap()).unwrap();
     assert_eq!(stored["access_token"], "at-2");
