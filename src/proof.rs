@@ -46,7 +46,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 
 use http::{HeaderMap, HeaderValue, Method, Uri};
 
@@ -259,21 +259,22 @@ const TOKENS_REMEMBERED: usize = 16;
 /// Which key each of one cache's latest tokens (by generation) is bound
 /// to. Read without a lock by every proved request; written when a token
 /// is cached (by the flight, or a store's restore).
+/// Empty (no allocation) in a cache with no key.
 #[derive(Default)]
-pub(crate) struct KeyHistory(ArcSwap<Vec<(u64, ProofKey)>>);
+pub(crate) struct KeyHistory(ArcSwapOption<Vec<(u64, ProofKey)>>);
 
 impl KeyHistory {
     /// Token `generation` is bound to `key`. The oldest generation is
     /// forgotten past [`TOKENS_REMEMBERED`].
     pub(crate) fn bind(&self, generation: u64, key: &ProofKey) {
         self.0.rcu(|tokens| {
-            let mut tokens = Vec::clone(tokens);
+            let mut tokens = tokens.as_deref().cloned().unwrap_or_default();
             let at = tokens.partition_point(|(g, _)| *g < generation);
             tokens.insert(at, (generation, key.clone()));
             if tokens.len() > TOKENS_REMEMBERED {
                 tokens.remove(0);
             }
-            tokens
+            Some(Arc::new(tokens))
         });
     }
 
@@ -281,7 +282,7 @@ impl KeyHistory {
     pub(crate) fn key_of(&self, generation: u64) -> Option<ProofKey> {
         let tokens = self.0.load();
         // The token sent is nearly always the newest.
-        (tokens.iter().rev())
+        (tokens.as_deref()?.iter().rev())
             .find(|(g, _)| *g == generation)
             .map(|(_, key)| key.clone())
     }

@@ -403,9 +403,7 @@ fn bind_tier(
     let default_lease = exchange.saturating_add(store).saturating_add(LEASE_MARGIN);
     // The cache's own checks, on a throwaway generation counter.
     let check: TokenCheck = Arc::new(move |token| {
-        // Only the checks: the generation and the fingerprint are thrown away.
-        let (generations, fingerprint) = (&AtomicU64::new(0), fingerprint);
-        let c = Cached::new(token.clone(), &policy, accept, generations, fingerprint).ok()?;
+        let c = Cached::new(token.clone(), &policy, accept, &AtomicU64::new(0)).ok()?;
         Some(c.expires_at.map_or(Duration::MAX, |e| {
             e.saturating_duration_since(Instant::now())
         }))

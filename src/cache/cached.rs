@@ -11,7 +11,6 @@ use crate::clock::coarse::{self, Ticks};
 use crate::clock::Instant;
 use crate::error::Error;
 use crate::secret::SecretString;
-use crate::store::ConfigFingerprint;
 use crate::token::Token;
 
 /// The token as the hot path uses it.
@@ -24,10 +23,6 @@ pub(crate) struct Cached {
     pub(super) stale_at: Option<Instant>,
     pub(super) expires_at: Option<Instant>,
     pub(super) token: Token,
-    /// What it was fetched under (with a proof key, that key's
-    /// fingerprint): where a 401's mark, a revocation's removal and the
-    /// fleet's backoff record for it go.
-    pub(super) fingerprint: ConfigFingerprint,
 }
 
 impl Cached {
@@ -40,7 +35,6 @@ impl Cached {
         policy: &RefreshPolicy,
         accept: Accept,
         generations: &AtomicU64,
-        fingerprint: ConfigFingerprint,
     ) -> Result<Cached, Error> {
         let header = if accept.dpop && is_dpop(&token) {
             authorization_header(b"DPoP ", token.access_token())?
@@ -77,7 +71,6 @@ impl Cached {
             stale_at,
             expires_at,
             token,
-            fingerprint,
         })
     }
 

@@ -127,6 +127,7 @@ use arc_swap::ArcSwapOption;
 use http::HeaderValue;
 
 use crate::error::Error;
+use crate::store::ConfigFingerprint;
 use crate::token::Token;
 
 // One concept a file: `policy` (when a token goes stale or expires, how long
@@ -203,11 +204,21 @@ impl Shared {
     /// bound to `bound`'s key, if any.
     fn admit(&self, token: Token, bound: &fetch::Bound) -> Result<Cached, Error> {
         let (policy, accept, generations) = (&self.policy, self.accept, &self.next_generation);
-        let cached = Cached::new(token, policy, accept, generations, bound.fingerprint)?;
+        let cached = Cached::new(token, policy, accept, generations)?;
         if let Some(key) = &bound.key {
             self.bound_keys.bind(cached.generation, key);
         }
         Ok(cached)
+    }
+
+    /// The fingerprint token `generation` was fetched under: where a
+    /// 401's mark, a revocation's removal and the fleet's backoff record
+    /// for it go. (A DPoP token whose key is forgotten — many generations
+    /// old, never the cached one — gets the keyless fingerprint, under
+    /// which nothing of it is stored.)
+    fn fingerprint_of(&self, generation: u64) -> ConfigFingerprint {
+        let key = self.bound_keys.key_of(generation);
+        self.fetcher.identity().fingerprint_of(key)
     }
 
     /// Caches `token` (or none) inside an epoch change, so that every
@@ -342,12 +353,13 @@ impl TokenCache {
             bump(&self.shared.counters.invalidations);
             tracing::debug!(generation, "token invalidated");
             // Never restored from the store again (in the background).
-            self.shared.fetcher.refused(&c.token, c.fingerprint);
+            let fingerprint = self.shared.fingerprint_of(c.generation);
+            self.shared.fetcher.refused(&c.token, fingerprint);
             if self.shared.fetcher.has_tier() {
                 if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                     let (shared, c) = (self.shared.clone(), c.clone());
                     let refused =
-                        async move { shared.fetcher.tier_refused(&c.token, c.fingerprint).await };
+                        async move { shared.fetcher.tier_refused(&c.token, fingerprint).await };
                     runtime.spawn(refused);
                 }
             }
@@ -460,7 +472,8 @@ impl TokenCache {
         if let Some(cached) = self.shared.current.load_full() {
             // A fleet's shared token leaves the shared tier first: no
             // process takes it up again (`TierBinding::revoked`).
-            if let Some(tier) = fetcher.tier(cached.fingerprint) {
+            let fingerprint = self.shared.fingerprint_of(cached.generation);
+            if let Some(tier) = fetcher.tier(fingerprint) {
                 tier.revoked(&cached.token).await;
             }
             let access_token = cached.token.access_token().clone();
@@ -468,7 +481,7 @@ impl TokenCache {
             fetcher.endpoint().revoke(access_token, hint).await?;
             // Never restored from the store again; waited for, since the
             // process may exit once this returns.
-            fetcher.refused_now(&cached.token, cached.fingerprint).await;
+            fetcher.refused_now(&cached.token, fingerprint).await;
             // No flight can store a newer one while fetches are paused.
             self.shared.set_current(None);
         }

@@ -11,8 +11,8 @@
 //! fleet that rotated its key shares the new key's token (one token
 //! request for the fleet). A token's own later writes (a 401's removal, a
 //! revocation, a step of the fleet's backoff, a store's refusal mark) go
-//! under the fingerprint it was fetched under ([`Bound`], kept with the
-//! cached token). Without a key, there is one fingerprint, the one the
+//! under the fingerprint it was fetched under (its generation's key, from
+//! the cache's `KeyHistory`). Without a key, there is one fingerprint, the one the
 //! cache was built with, as before.
 
 use std::sync::{Arc, Mutex};
@@ -54,6 +54,11 @@ impl Identity {
     #[cfg(test)]
     pub(in crate::cache) fn now(&self) -> Bound {
         self.bound(self.keys.as_ref().map(ProofKeys::current))
+    }
+
+    /// The fingerprint of tokens bound to `key` (none: the keyless one).
+    pub(in crate::cache) fn fingerprint_of(&self, key: Option<ProofKey>) -> ConfigFingerprint {
+        self.bound(key).fingerprint
     }
 
     fn bound(&self, key: Option<ProofKey>) -> Bound {

@@ -162,7 +162,9 @@ pub(super) struct Fetcher {
     recorder: Recorder,
     /// The fleet's shared tier, bound to this cache (under each
     /// fingerprint its tokens are fetched under).
-    tier: Option<TierBindings>,
+    /// Boxed: most caches have none, and a keyed layer keeps a cache per
+    /// key.
+    tier: Option<Box<TierBindings>>,
     /// What names the tokens: the fingerprint of each fetch's key.
     identity: Identity,
 }
@@ -189,14 +191,13 @@ impl Fetcher {
     }
 
     /// What names the tokens.
-    #[cfg(test)]
     pub(super) fn identity(&self) -> &Identity {
         &self.identity
     }
 
     /// Gets tokens through the fleet's shared tier first (`shared`).
     pub(super) fn with_tier(mut self, tier: TierBindings) -> Self {
-        self.tier = Some(tier);
+        self.tier = Some(Box::new(tier));
         self
     }
 

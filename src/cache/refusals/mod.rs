@@ -148,7 +148,8 @@ impl TokenCache {
             if step.is_some() {
                 if let Some(c) = self.shared.current.load().as_ref() {
                     if c.generation == sent {
-                        self.shared.fetcher.refused(&c.token, c.fingerprint);
+                        let fingerprint = self.shared.fingerprint_of(c.generation);
+                        self.shared.fetcher.refused(&c.token, fingerprint);
                     }
                 }
             }
@@ -197,7 +198,8 @@ impl TokenCache {
         }
         let cache = self.clone();
         runtime.spawn(async move {
-            let Some(tier) = cache.shared.fetcher.tier(cached.fingerprint) else {
+            let fingerprint = cache.shared.fingerprint_of(cached.generation);
+            let Some(tier) = cache.shared.fetcher.tier(fingerprint) else {
                 return;
             };
             match write {
