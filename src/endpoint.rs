@@ -45,7 +45,7 @@ use tracing::Instrument;
 
 use crate::error::{excerpt, redact, Error, ErrorCode, ErrorResponse};
 use crate::exchange::{self, retry_after, Limits};
-use crate::proof::ProofKey;
+use crate::proof::{ProofKey, ProofKeys};
 use crate::request::{ClientAuth, RevocationUrl, TokenRequest, TokenUrl};
 use crate::secret::SecretString;
 use crate::token::{form_to_map, IssuedAt, ParseError, Token};
@@ -61,10 +61,11 @@ pub struct TokenEndpoint<S> {
     client: ClientAuth,
     limits: Limits,
     revocation: Option<RevocationUrl>,
-    /// The key every token request proves possession of, if any: set by
-    /// DPoP's `TokenEndpoint::dpop`; a cache built on this endpoint, and its
-    /// transports, prove it on resource requests too.
-    pub(crate) proof_key: Option<ProofKey>,
+    /// The keys token requests prove possession of, if any (the key now,
+    /// which may be rotated): set by DPoP's `TokenEndpoint::dpop`; a cache
+    /// built on this endpoint, and its transports, prove them on resource
+    /// requests too.
+    pub(crate) proof_key: Option<ProofKeys>,
 }
 
 impl<S> TokenEndpoint<S> {
@@ -111,8 +112,8 @@ impl<S> TokenEndpoint<S> {
         self.revocation.as_ref()
     }
 
-    /// The key every token request proves possession of, if any.
-    pub(crate) fn proof_key(&self) -> Option<&ProofKey> {
+    /// The keys token requests prove possession of, if any.
+    pub(crate) fn proof_key(&self) -> Option<&ProofKeys> {
         self.proof_key.as_ref()
     }
 
@@ -154,6 +155,17 @@ impl<S: HttpClient> TokenEndpoint<S> {
     /// rotation) reads it again and sends the request once more, never
     /// more often. Other clients never repeat a refused request.
     pub fn request(&self, request: &TokenRequest) -> impl Future<Output = Result<Token, Error>> {
+        let key = self.proof_key.as_ref().map(ProofKeys::for_token_request);
+        self.request_proving(request, key)
+    }
+
+    /// [`TokenEndpoint::request`] proving `key` (a cache's fetch chooses
+    /// it once, and names the token with it), if the endpoint proves keys.
+    pub(crate) fn request_proving(
+        &self,
+        request: &TokenRequest,
+        key: Option<ProofKey>,
+    ) -> impl Future<Output = Result<Token, Error>> {
         // Built now unless the credential must be read (perhaps awaited).
         let built = (!self.client.reads_credential())
             .then(|| request.build_signed(&self.client, &self.url));
@@ -170,7 +182,7 @@ impl<S: HttpClient> TokenEndpoint<S> {
             url: self.url.clone(),
             request: request.clone(),
             limits: self.limits,
-            proof_key: self.proof_key.clone(),
+            proof_key: key,
         };
         async move {
             let result = match built {

@@ -169,7 +169,8 @@ impl Middleware for OAuth2Middleware {
             .await
             .map_err(token_failure)?;
         let method = req.method().clone();
-        let proof = (policy.authorize_parts(&method, &uri, req.headers_mut(), header))
+        let headers = req.headers_mut();
+        let proof = (policy.authorize_parts(&method, &uri, headers, header, generation))
             .map_err(token_failure)?;
         let replay = copy_for_resend(policy, &req);
         let sent_to = proof_url(policy, &req);
@@ -198,7 +199,8 @@ impl Middleware for OAuth2Middleware {
         if after_refusal {
             policy.count_resend();
         }
-        let proof = (policy.authorize_parts(&method, &uri, replay.headers_mut(), header))
+        let headers = replay.headers_mut();
+        let proof = (policy.authorize_parts(&method, &uri, headers, header, generation))
             .map_err(token_failure)?;
         let sent_to = proof_url(policy, &replay);
         let response = next.run(replay, extensions).await?;

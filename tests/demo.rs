@@ -45,6 +45,7 @@ fn help_lists_every_flag_with_its_environment_variable() {
         ("--revocation-url <URL>", "OAUTH2_REVOCATION_URL"),
         ("--revoke-on-exit", "DEMO_REVOKE_ON_EXIT"),
         ("--dpop", "OAUTH2_DPOP"),
+        ("--dpop-key-file <FILE>", "OAUTH2_DPOP_KEY_FILE"),
         ("--redis <URL>", "OAUTH2_REDIS_URL"),
         ("--redis-key <BASE64>", "OAUTH2_REDIS_KEY"),
         ("--redis-lease <SECS>", "OAUTH2_REDIS_LEASE"),
@@ -159,6 +160,40 @@ async fn dpop_binds_the_token_and_proves_every_request() {
             "{authorizations:?}"
         );
     }
+}
+
+/// `--dpop-key-file`: the tokens are bound to the key in the file (its
+/// thumbprint in the token request's proof), every request proved.
+#[cfg(feature = "dpop")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dpop_key_file_binds_the_token_to_the_files_key() {
+    let server = TestServer::start().await;
+    server.enable_dpop();
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/src/testdata/ed25519.pem");
+    let key = tower_oauth2::dpop::Dpop::from_key_file(file).expect("the test key");
+    let rest = [
+        "--requests",
+        "3",
+        "--concurrency",
+        "1",
+        "--dpop-key-file",
+        file,
+    ];
+    let summary = run_against(&server, &rest).await;
+    assert_eq!(
+        summary,
+        all_ok_with_one_token(3),
+        "{:?}",
+        server.dpop_refusals()
+    );
+    assert_eq!(server.dpop_refusals(), Vec::<String>::new());
+    let sent = &server.received()[0];
+    let proof = crate::support::dpop::read(sent.headers["dpop"].to_str().unwrap()).unwrap();
+    assert_eq!(proof.jkt, key.thumbprint());
+    assert_eq!(
+        server.authorizations(),
+        vec![Some("DPoP at-1".to_owned()); 3]
+    );
 }
 
 #[tokio::test]

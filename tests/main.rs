@@ -54,6 +54,7 @@ mod destinations;
 mod discovery;
 mod dpop;
 mod dpop_algs;
+mod dpop_rotation;
 mod faults;
 mod fleet;
 mod forbidden;

@@ -156,6 +156,12 @@ pub struct Args {
     #[arg(long, env = "OAUTH2_DPOP")]
     pub dpop: bool,
 
+    /// Bind tokens with DPoP to the private key in this file (PEM or JWK)
+    /// instead of an ephemeral one; the file is read again when it changes,
+    /// and a new key gets its own token (demo built with `--features dpop`).
+    #[arg(long, value_name = "FILE", env = "OAUTH2_DPOP_KEY_FILE")]
+    pub dpop_key_file: Option<PathBuf>,
+
     /// Share one token with the fleet through this Redis (redis:// or
     /// rediss://; demo built with `--features redis`). OAUTH2_REDIS_KEY
     /// (standard base64 of 32 bytes) encrypts the tokens there.
@@ -257,6 +263,7 @@ impl Args {
             revocation_url: self.revocation_url,
             revoke_on_exit: self.revoke_on_exit,
             dpop: self.dpop,
+            dpop_key_file: self.dpop_key_file,
             redis: self.redis,
             redis_key: self.redis_key,
             redis_lease: self.redis_lease.map(Duration::from_secs),

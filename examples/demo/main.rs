@@ -41,6 +41,8 @@
 //!   assertion, read for every token request (no `jwt` feature needed);
 //! - `--revocation-url URL --revoke-on-exit` revokes the tokens (RFC 7009)
 //!   after the last request;
+//! - `--dpop-key-file FILE` binds them to the key in FILE instead, read again
+//!   when it changes (a rotated key gets its own token, no request fails);
 //! - `--dpop` binds the tokens to an ephemeral ES256 key (RFC 9449): token and
 //!   resource requests carry proofs (build with `--features dpop`);
 //! - `--redis redis://…` shares one token with every other process started
@@ -149,6 +151,7 @@ fn local_config(local: &LocalServer, timeout: Duration) -> Config {
         revocation_url: None,
         revoke_on_exit: false,
         dpop: false,
+        dpop_key_file: None,
         redis: None,
         redis_key: None,
         redis_lease: None,

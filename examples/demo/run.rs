@@ -57,6 +57,8 @@ pub struct Config {
     pub revoke_on_exit: bool,
     /// Whether tokens are DPoP-bound to an ephemeral key (RFC 9449).
     pub dpop: bool,
+    /// Or to the key in this file, read again when it changes.
+    pub dpop_key_file: Option<PathBuf>,
     /// The fleet's Redis, and the key that encrypts tokens there.
     pub redis: Option<String>,
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]

@@ -120,7 +120,12 @@ mod jwt {
 
 /// The endpoint with an ephemeral ES256 DPoP key when `--dpop` asks for
 /// one (RFC 9449): token requests and resource requests then carry proofs.
+/// With `--dpop-key-file`, the key in that file (read again when it
+/// changes).
 pub fn dpop<T>(endpoint: TokenEndpoint<T>, config: &Config) -> Result<TokenEndpoint<T>, String> {
+    if let Some(file) = &config.dpop_key_file {
+        return dpop_key::from_file(endpoint, file);
+    }
     if !config.dpop {
         return Ok(endpoint);
     }
@@ -129,7 +134,9 @@ pub fn dpop<T>(endpoint: TokenEndpoint<T>, config: &Config) -> Result<TokenEndpo
 
 #[cfg(feature = "dpop")]
 mod dpop_key {
-    use tower_oauth2::dpop::Dpop;
+    use std::path::Path;
+
+    use tower_oauth2::dpop::{Dpop, DpopKeys};
     use tower_oauth2::TokenEndpoint;
 
     pub(super) fn with_key<T>(endpoint: TokenEndpoint<T>) -> Result<TokenEndpoint<T>, String> {
@@ -137,14 +144,31 @@ mod dpop_key {
         println!("demo: DPoP key thumbprint {}", key.thumbprint());
         Ok(endpoint.dpop(key))
     }
+
+    pub(super) fn from_file<T>(
+        endpoint: TokenEndpoint<T>,
+        file: &Path,
+    ) -> Result<TokenEndpoint<T>, String> {
+        let keys = DpopKeys::from_file(file).map_err(|e| format!("--dpop-key-file: {e}"))?;
+        println!("demo: DPoP key thumbprint {}", keys.current().thumbprint());
+        Ok(endpoint.dpop_keys(keys))
+    }
 }
 
 #[cfg(not(feature = "dpop"))]
 mod dpop_key {
+    use std::path::Path;
+
     use tower_oauth2::TokenEndpoint;
 
+    const NEEDS: &str = "--dpop and --dpop-key-file need the demo built with `--features dpop`";
+
     pub(super) fn with_key<T>(_: TokenEndpoint<T>) -> Result<TokenEndpoint<T>, String> {
-        Err("--dpop needs the demo built with `--features dpop`".into())
+        Err(NEEDS.into())
+    }
+
+    pub(super) fn from_file<T>(_: TokenEndpoint<T>, _: &Path) -> Result<TokenEndpoint<T>, String> {
+        Err(NEEDS.into())
     }
 }
 

@@ -8,14 +8,16 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwapOption;
 
 use super::cached::{Accept, Cached};
-use super::fetch::{self, Fetch, Fetcher, Recorder, RefreshTokenCallback, TierBinding, TokenCheck};
+use super::fetch::{
+    self, Bound, Fetch, Fetcher, Identity, Recorder, RefreshTokenCallback, TierBindings, TokenCheck,
+};
 use super::flight::{default_wait_timeout, FlightState};
 use super::policy::{Backoff, RefreshPolicy};
 use super::stats::Counters;
 use super::{Shared, TokenCache};
 use crate::clock::Instant;
 use crate::endpoint::TokenEndpoint;
-use crate::proof::ProofKey;
+use crate::proof::{ProofKey, ProofKeys};
 use crate::request::TokenRequest;
 use crate::secret::SecretString;
 use crate::store::{ConfigFingerprint, StoredToken, TokenStore};
@@ -71,6 +73,10 @@ impl TokenCache {
 /// Builds a [`TokenCache`].
 pub struct TokenCacheBuilder {
     endpoint: Box<dyn Fetch>,
+    /// The fingerprint without a proof key.
+    base: ConfigFingerprint,
+    /// With the proof key as it is now, if any: what the stored token is
+    /// loaded under and the metrics are labelled with.
     fingerprint: ConfigFingerprint,
     primary: Option<TokenRequest>,
     refresh_token: Option<SecretString>,
@@ -88,8 +94,10 @@ pub struct TokenCacheBuilder {
     #[cfg(feature = "metrics")]
     metrics_name: Option<String>,
     tier: Option<Arc<dyn SharedTier>>,
-    /// The key the endpoint proves possession of (DPoP), if any.
-    proof_key: Option<ProofKey>,
+    /// The keys the endpoint proves possession of (DPoP), if any.
+    proof_key: Option<ProofKeys>,
+    /// The key `fingerprint` names, that a stored token is bound to.
+    loaded_with: Option<ProofKey>,
 }
 
 impl fmt::Debug for TokenCacheBuilder {
@@ -118,6 +126,7 @@ impl TokenCacheBuilder {
     ) -> Self {
         TokenCacheBuilder {
             endpoint,
+            base: fingerprint,
             fingerprint,
             primary,
             refresh_token,
@@ -133,12 +142,15 @@ impl TokenCacheBuilder {
             metrics_name: None,
             tier: None,
             proof_key: None,
+            loaded_with: None,
         }
     }
 
     /// The fingerprint of this cache's configuration (token URL, client,
-    /// grant, scopes, audience, resources): a stored token is used only if
-    /// it was saved under the same one. See [`crate::store`].
+    /// grant, scopes, audience, resources, and the DPoP key as it is now):
+    /// a stored token is used only if it was saved under the same one. See
+    /// [`crate::store`]. After a DPoP key rotation, tokens are saved and
+    /// shared under the new key's fingerprint (the `dpop` module, "Rotation").
     pub fn fingerprint(&self) -> &ConfigFingerprint {
         &self.fingerprint
     }
@@ -258,16 +270,14 @@ impl TokenCacheBuilder {
             .or(refused.as_ref())
             .and_then(|t| t.refresh_token().cloned())
             .or(self.refresh_token);
+        let identity = Identity::new(self.base, self.proof_key.clone());
+        let recorder = Recorder::new(self.store, self.on_refresh_token, self.store_timeout);
         let fetcher = Fetcher::new(
             self.endpoint,
             self.primary,
             refresh_token,
-            Recorder::new(
-                self.store,
-                self.fingerprint,
-                self.on_refresh_token,
-                self.store_timeout,
-            ),
+            recorder,
+            identity,
         );
         let wait = default_wait_timeout(self.exchange_timeout, self.store_timeout);
         let (fetcher, wait) = match self.tier {
@@ -292,10 +302,15 @@ impl TokenCacheBuilder {
             accept,
             counters,
             proof_key: self.proof_key,
+            bound_keys: Default::default(),
             refusals: Default::default(),
         };
         if let Some(token) = stored {
-            restore_access_token(&shared, token);
+            let bound = Bound {
+                key: self.loaded_with,
+                fingerprint: self.fingerprint,
+            };
+            restore_access_token(&shared, token, &bound);
         }
         TokenCache {
             shared: Arc::new(shared),
@@ -356,13 +371,17 @@ impl TokenCacheBuilder {
         }
     }
 
-    /// Tokens bound to the endpoint's proof key (DPoP's
+    /// Tokens bound to the endpoint's proof keys (DPoP's
     /// `TokenEndpoint::dpop`): `DPoP` tokens are accepted and the key's
     /// thumbprint joins the fingerprint, so a token stored or shared with
-    /// another key is not used.
-    fn bound_to(mut self, proof_key: Option<ProofKey>) -> Self {
-        if let Some(key) = &proof_key {
-            self.fingerprint = self.fingerprint.with_dpop_key(key.prover().thumbprint());
+    /// another key is not used. The key as it is now names the stored
+    /// token loaded at `build`; each fetch names its own key's
+    /// (`cache/fetch/identity.rs`).
+    fn bound_to(mut self, proof_key: Option<ProofKeys>) -> Self {
+        if let Some(keys) = &proof_key {
+            let key = keys.current();
+            self.fingerprint = self.base.with_dpop_key(key.prover().thumbprint());
+            self.loaded_with = Some(key);
         }
         self.proof_key = proof_key;
         self
@@ -384,34 +403,34 @@ fn bind_tier(
 ) -> (Fetcher, Duration) {
     let default_lease = exchange.saturating_add(store).saturating_add(LEASE_MARGIN);
     // The cache's own checks, on a throwaway generation counter.
-    let check: TokenCheck = Box::new(move |token| {
+    let check: TokenCheck = Arc::new(move |token| {
         let c = Cached::new(token.clone(), &policy, accept, &AtomicU64::new(0)).ok()?;
         Some(c.expires_at.map_or(Duration::MAX, |e| {
             e.saturating_duration_since(Instant::now())
         }))
     });
-    let binding = TierBinding::new(tier, fingerprint, check, default_lease);
+    let bindings = TierBindings::new(tier, check, default_lease);
     // The store says a resource server refused this token: the first fetch
     // replaces it, in the tier too (compare-and-delete), as after a 401
     // this cache saw itself.
     if let Some(token) = refused {
-        binding.replacing(token);
+        bindings.for_key(fingerprint).replacing(token);
     }
-    let wait = wait.saturating_add(binding.lease());
-    (fetcher.with_tier(binding), wait)
+    let wait = wait.saturating_add(bindings.lease());
+    (fetcher.with_tier(bindings), wait)
 }
 
 /// Caches the stored access token if it can still be sent. One issued in
 /// the future (a clock set back, a file from elsewhere) is suspect: it
 /// counts as expired, whatever its lifetime.
-fn restore_access_token(shared: &Shared, token: Token) {
+fn restore_access_token(shared: &Shared, token: Token, bound: &Bound) {
     if token.issued_at().system_time() > SystemTime::now() {
         tracing::warn!(
             "the stored access token's issued_at lies in the future; it counts as expired"
         );
         return;
     }
-    match shared.admit(token) {
+    match shared.admit(token, bound) {
         Ok(cached) => {
             tracing::debug!("using the stored access token");
             shared.set_current(Some(Arc::new(cached)));

@@ -139,7 +139,10 @@ mod tests {
             r#"{{"access_token":"{access_token}","token_type":"Bearer","expires_in":3600}}"#
         );
         let token = Token::from_json(json.as_bytes(), issued).unwrap();
-        let cached = cache.shared.admit(token).unwrap();
+        let cached = (cache
+            .shared
+            .admit(token, &cache.shared.fetcher.identity().now()))
+        .unwrap();
         let generation = cached.generation;
         cache.shared.set_current(Some(Arc::new(cached)));
         generation

@@ -127,6 +127,7 @@ use arc_swap::ArcSwapOption;
 use http::HeaderValue;
 
 use crate::error::Error;
+use crate::store::ConfigFingerprint;
 use crate::token::Token;
 
 // One concept a file: `policy` (when a token goes stale or expires, how long
@@ -189,17 +190,35 @@ struct Shared {
     backoff: Backoff,
     accept: cached::Accept,
     counters: Counters,
-    /// The key requests prove possession of (DPoP), when the endpoint has
-    /// one.
-    proof_key: Option<crate::proof::ProofKey>,
+    /// The key requests prove possession of now (DPoP), when the endpoint
+    /// has one; it may be rotated.
+    proof_key: Option<crate::proof::ProofKeys>,
+    /// The key each recent token is bound to (`proof.rs`, "Rotation").
+    bound_keys: crate::proof::KeyHistory,
     /// The resource servers' 401s, and their backoff.
     refusals: Refusals,
 }
 
 impl Shared {
-    /// `token` made ready to cache, with the next generation number.
-    fn admit(&self, token: Token) -> Result<Cached, Error> {
-        Cached::new(token, &self.policy, self.accept, &self.next_generation)
+    /// `token` made ready to cache, with the next generation number;
+    /// bound to `bound`'s key, if any.
+    fn admit(&self, token: Token, bound: &fetch::Bound) -> Result<Cached, Error> {
+        let (policy, accept, generations) = (&self.policy, self.accept, &self.next_generation);
+        let cached = Cached::new(token, policy, accept, generations)?;
+        if let Some(key) = &bound.key {
+            self.bound_keys.bind(cached.generation, key);
+        }
+        Ok(cached)
+    }
+
+    /// The fingerprint token `generation` was fetched under: where a
+    /// 401's mark, a revocation's removal and the fleet's backoff record
+    /// for it go. (A DPoP token whose key is forgotten — many generations
+    /// old, never the cached one — gets the keyless fingerprint, under
+    /// which nothing of it is stored.)
+    fn fingerprint_of(&self, generation: u64) -> ConfigFingerprint {
+        let key = self.bound_keys.key_of(generation);
+        self.fetcher.identity().fingerprint_of(key)
     }
 
     /// Caches `token` (or none) inside an epoch change, so that every
@@ -244,8 +263,34 @@ impl TokenCache {
     /// The key requests prove possession of, when the token endpoint has
     /// one (DPoP): a `DPoP` token's header ([`TokenCache::bearer_header`]
     /// gives `DPoP <token>` then) must go with a proof from it.
-    pub(crate) fn proof_key(&self) -> Option<&crate::proof::ProofKey> {
+    pub(crate) fn proof_key(&self) -> Option<&crate::proof::ProofKeys> {
         self.shared.proof_key.as_ref()
+    }
+
+    /// The key token `generation` is bound to (`proof.rs`, "Rotation").
+    pub(crate) fn bound_key(&self, generation: u64) -> Option<crate::proof::ProofKey> {
+        self.shared.bound_keys.key_of(generation)
+    }
+
+    /// A request found its token bound to a key that is no longer the one
+    /// token requests prove: if the cached token is bound to such a key
+    /// too (a request that looked its token up before the new key's token
+    /// was cached finds it is not), one background refresh fetches the
+    /// new key's token (unless one runs or a failure is backing off), and
+    /// requests go on with the old token and key meanwhile.
+    #[cold]
+    pub(crate) fn key_rotated(&self) {
+        let Some(keys) = self.proof_key() else { return };
+        let current = self.shared.current.load();
+        // With no token cached, the next request's wait fetches one.
+        let Some(cached) = current.as_ref() else {
+            return;
+        };
+        let bound = self.bound_key(cached.generation);
+        if bound.is_some_and(|key| key.same_key(&keys.current())) {
+            return;
+        }
+        self.start_background_refresh();
     }
 
     pub(crate) fn count_retry(&self) {
@@ -308,11 +353,14 @@ impl TokenCache {
             bump(&self.shared.counters.invalidations);
             tracing::debug!(generation, "token invalidated");
             // Never restored from the store again (in the background).
-            self.shared.fetcher.refused(&c.token);
-            if self.shared.fetcher.tier().is_some() {
+            let fingerprint = self.shared.fingerprint_of(c.generation);
+            self.shared.fetcher.refused(&c.token, fingerprint);
+            if self.shared.fetcher.has_tier() {
                 if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                    let (shared, refused) = (self.shared.clone(), c.clone());
-                    runtime.spawn(async move { shared.fetcher.tier_refused(&refused.token).await });
+                    let (shared, c) = (self.shared.clone(), c.clone());
+                    let refused =
+                        async move { shared.fetcher.tier_refused(&c.token, fingerprint).await };
+                    runtime.spawn(refused);
                 }
             }
         }
@@ -424,7 +472,8 @@ impl TokenCache {
         if let Some(cached) = self.shared.current.load_full() {
             // A fleet's shared token leaves the shared tier first: no
             // process takes it up again (`TierBinding::revoked`).
-            if let Some(tier) = fetcher.tier() {
+            let fingerprint = self.shared.fingerprint_of(cached.generation);
+            if let Some(tier) = fetcher.tier(fingerprint) {
                 tier.revoked(&cached.token).await;
             }
             let access_token = cached.token.access_token().clone();
@@ -432,7 +481,7 @@ impl TokenCache {
             fetcher.endpoint().revoke(access_token, hint).await?;
             // Never restored from the store again; waited for, since the
             // process may exit once this returns.
-            fetcher.refused_now(&cached.token).await;
+            fetcher.refused_now(&cached.token, fingerprint).await;
             // No flight can store a newer one while fetches are paused.
             self.shared.set_current(None);
         }
@@ -457,7 +506,10 @@ mod tests {
         let issued = IssuedAt::now();
         let json = br#"{"access_token":"short","token_type":"Bearer","expires_in":1}"#;
         let token = Token::from_json(json, issued).unwrap();
-        let cached = cache.shared.admit(token).unwrap();
+        let cached = cache
+            .shared
+            .admit(token, &cache.shared.fetcher.identity().now())
+            .unwrap();
         let expires_at = cached.expires_at.unwrap();
         assert_eq!(cached.stale_at, Some(expires_at));
         cache.shared.set_current(Some(Arc::new(cached)));

@@ -14,6 +14,7 @@
 //! | `OAUTH2_KEY_FILE` (`key_file`) | a file holding the private key (PEM) that signs `private_key_jwt` assertions, read for every token request (feature `jwt`) |
 //! | `OAUTH2_KEY_ALG` (`key_alg`) | its algorithm: `ES256` (default), `EdDSA`, `RS256` or `PS256` (feature `jwt-rsa`) |
 //! | `OAUTH2_KEY_ID` (`key_id`) | the `kid` sent in each assertion's header |
+//! | `OAUTH2_DPOP_KEY_FILE` (`dpop_key_file`) | a file holding a DPoP private key (PEM or a private JWK): tokens are bound to it and every request carries a proof (RFC 9449); the file is read again when it changes, and a new key gets its own token with no failed request (feature `dpop`; see `dpop::DpopKeys::from_file`) |
 //! | `OAUTH2_SCOPE` (`scope`) | the scopes, space-separated (a list in a file) |
 //! | `OAUTH2_AUDIENCE` (`audience`) | an `audience` parameter |
 //! | `OAUTH2_RESOURCE` (`resource`) | RFC 8707 `resource` indicators, space-separated (a list in a file) |
@@ -191,6 +192,8 @@ pub struct ClientConfig {
     audience: Option<String>,
     resources: Vec<String>,
     timeout: Duration,
+    /// The DPoP key file (feature `dpop`).
+    dpop_key_file: Option<PathBuf>,
     #[cfg(feature = "redis")]
     redis: Option<crate::fleet::RedisTier>,
 }
@@ -298,8 +301,12 @@ impl ClientConfig {
         request
     }
 
-    /// The token endpoint over `http`, with the timeout. An error naming
-    /// `OAUTH2_ISSUER` while the issuer's metadata is not read yet.
+    /// The token endpoint over `http`, with the timeout, and the DPoP key
+    /// of `OAUTH2_DPOP_KEY_FILE` (read now, and again whenever the file
+    /// changes). An error naming `OAUTH2_ISSUER` while the issuer's
+    /// metadata is not read yet, or `OAUTH2_DPOP_KEY_FILE` for a key file
+    /// that holds no usable key (the path and what is wrong, never the
+    /// content).
     pub fn endpoint<S>(&self, http: S) -> Result<TokenEndpoint<S>, ConfigError> {
         let url = self.token_url().ok_or_else(|| {
             ConfigError::new(
@@ -308,7 +315,20 @@ impl ClientConfig {
                  ClientConfig::discover first",
             )
         })?;
-        Ok(TokenEndpoint::new(http, url.clone(), self.client_auth()).timeout(self.timeout))
+        let endpoint = TokenEndpoint::new(http, url.clone(), self.client_auth());
+        let endpoint = endpoint.timeout(self.timeout);
+        match &self.dpop_key_file {
+            None => Ok(endpoint),
+            #[cfg(feature = "dpop")]
+            Some(path) => {
+                let keys = crate::dpop::DpopKeys::from_file(path)
+                    .map_err(|e| ConfigError::new("OAUTH2_DPOP_KEY_FILE", e.to_string()))?;
+                Ok(endpoint.dpop_keys(keys))
+            }
+            // Refused by name when the variables are read.
+            #[cfg(not(feature = "dpop"))]
+            Some(_) => Ok(endpoint),
+        }
     }
 
     /// The token cache over `http`, sharing tokens through the Redis tier
@@ -512,6 +532,28 @@ mod tests {
             assert_eq!(e.variable(), variable, "{e}");
             assert!(!format!("{e} {e:?}").contains("CANARY"), "{e}");
         }
+    }
+
+    #[cfg(feature = "dpop")]
+    #[test]
+    fn a_dpop_key_file_binds_the_tokens_and_a_bad_one_is_named() {
+        let key = concat!(env!("CARGO_MANIFEST_DIR"), "/src/testdata/p256-sec1.pem");
+        let vars = with(&[("OAUTH2_AUTH", "none"), ("OAUTH2_DPOP_KEY_FILE", key)]);
+        let endpoint = from(&vars).unwrap().endpoint(()).unwrap();
+        assert_eq!(endpoint.dpop_key().unwrap().algorithm().as_str(), "ES256");
+        let missing = "/no/such/dir/CANARY-dpop.pem";
+        let vars = with(&[("OAUTH2_AUTH", "none"), ("OAUTH2_DPOP_KEY_FILE", missing)]);
+        let e = from(&vars).unwrap().endpoint(()).unwrap_err();
+        assert_eq!(e.variable(), "OAUTH2_DPOP_KEY_FILE");
+        assert!(e.expected().contains(missing), "{e}");
+    }
+
+    #[cfg(not(feature = "dpop"))]
+    #[test]
+    fn a_dpop_key_file_without_the_feature_is_refused_by_name() {
+        let vars = with(&[("OAUTH2_AUTH", "none"), ("OAUTH2_DPOP_KEY_FILE", "/k")]);
+        let e = from(&vars).unwrap_err();
+        assert_eq!(e.variable(), "OAUTH2_DPOP_KEY_FILE");
     }
 
     #[cfg(not(feature = "redis"))]

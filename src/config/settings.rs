@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::ClientConfig;
 
 /// Each setting and the variable it stands for.
-const SETTINGS: [(&str, &str); 18] = [
+const SETTINGS: [(&str, &str); 19] = [
     ("token_url", "OAUTH2_TOKEN_URL"),
     ("issuer", "OAUTH2_ISSUER"),
     ("client_id", "OAUTH2_CLIENT_ID"),
@@ -20,6 +20,7 @@ const SETTINGS: [(&str, &str); 18] = [
     ("key_file", "OAUTH2_KEY_FILE"),
     ("key_alg", "OAUTH2_KEY_ALG"),
     ("key_id", "OAUTH2_KEY_ID"),
+    ("dpop_key_file", "OAUTH2_DPOP_KEY_FILE"),
     ("scope", "OAUTH2_SCOPE"),
     ("audience", "OAUTH2_AUDIENCE"),
     ("resource", "OAUTH2_RESOURCE"),

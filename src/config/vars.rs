@@ -49,7 +49,7 @@ fn positive(
 }
 
 /// A variable that only a feature this build lacks reads.
-#[cfg(not(feature = "redis"))]
+#[cfg(any(not(feature = "redis"), not(feature = "dpop")))]
 fn needs_feature(
     lookup: &dyn Fn(&str) -> Option<String>,
     name: &'static str,
@@ -103,6 +103,8 @@ pub(super) fn read(lookup: &dyn Fn(&str) -> Option<String>) -> Result<ClientConf
     ] {
         needs_feature(lookup, name, "redis")?;
     }
+    #[cfg(not(feature = "dpop"))]
+    needs_feature(lookup, "OAUTH2_DPOP_KEY_FILE", "dpop")?;
     Ok(ClientConfig {
         endpoint,
         client_id,
@@ -113,6 +115,7 @@ pub(super) fn read(lookup: &dyn Fn(&str) -> Option<String>) -> Result<ClientConf
             .map(|r| r.split_whitespace().map(str::to_owned).collect())
             .unwrap_or_default(),
         timeout,
+        dpop_key_file: get("OAUTH2_DPOP_KEY_FILE")?.map(PathBuf::from),
         #[cfg(feature = "redis")]
         redis: redis::tier(lookup)?,
     })

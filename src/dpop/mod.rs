@@ -27,6 +27,10 @@
 //! could be kept. A `use_dpop_nonce` is never a refusal of the token: one
 //! met again by the resend is returned as it came, nothing invalidated.
 //!
+//! The key can be rotated while the client runs ([`DpopKeys`]: by hand, or
+//! a key file read again when it changes): a new key gets its own bound
+//! token, and no request fails meanwhile; see "Rotation" below.
+//!
 //! Each proof costs one signature: by RustCrypto's pure-Rust crates, or by
 //! `ring` with feature `jwt-ring` (ten times faster for ES256, and already
 //! built with `rustls`); see "Which library signs" below.
@@ -62,10 +66,12 @@ use crate::error::Error;
 use crate::jose::{Algorithm, KeyError, KeyErrorKind, SigningKey};
 
 mod alg;
+mod keys;
 mod possession;
 
 pub(crate) use alg::check_offered;
 pub use alg::choose_algorithm;
+pub use keys::DpopKeys;
 
 /// The request header that carries a proof.
 pub const DPOP: &str = "dpop";
@@ -92,7 +98,9 @@ struct Inner {
     /// base64url of the JOSE header, the same for every proof.
     header: String,
     thumbprint: String,
-    nonces: Mutex<Nonces>,
+    /// Shared with the keys rotated in after this one ([`DpopKeys`]): a
+    /// server's nonce is the server's, not the key's (RFC 9449 §8, §9).
+    nonces: Arc<Mutex<Nonces>>,
 }
 
 /// The latest nonce per server: per origin (`scheme://host[:port]`,
@@ -262,7 +270,7 @@ impl Dpop {
                 key,
                 header,
                 thumbprint,
-                nonces: Mutex::new(Nonces::default()),
+                nonces: Arc::default(),
             }),
         })
     }
@@ -384,6 +392,21 @@ impl Dpop {
         }
         let now = nonces.get(&sent.key);
         now.is_some() && now != sent.nonce
+    }
+
+    /// This key with the nonces `other` learned (and will learn): a key
+    /// rotated in meets no `use_dpop_nonce` a server's nonce already
+    /// answered.
+    fn sharing_nonces_of(&self, other: &Dpop) -> Dpop {
+        let inner = &self.inner;
+        Dpop {
+            inner: Arc::new(Inner {
+                key: inner.key.clone(),
+                header: inner.header.clone(),
+                thumbprint: inner.thumbprint.clone(),
+                nonces: other.inner.nonces.clone(),
+            }),
+        }
     }
 
     fn nonces(&self) -> std::sync::MutexGuard<'_, Nonces> {

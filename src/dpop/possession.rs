@@ -6,9 +6,9 @@ use std::any::Any;
 
 use http::{HeaderMap, HeaderValue, Method, Uri};
 
-use super::{Dpop, ProofTarget, DPOP};
+use super::{Dpop, DpopKeys, ProofTarget, DPOP};
 use crate::error::Error;
-use crate::proof::{ProofAnswered, ProofKey, Prover, SentProof};
+use crate::proof::{ProofAnswered, Prover, SentProof};
 use crate::{TokenCache, TokenEndpoint};
 
 impl Prover for Dpop {
@@ -86,25 +86,63 @@ impl<S> TokenEndpoint<S> {
     /// [`TokenCache`] built on this endpoint accepts `DPoP` tokens, names
     /// the key in its fingerprint, and the layer and the reqwest middleware
     /// send them with a proof per request. See [`crate::dpop`].
-    pub fn dpop(mut self, dpop: Dpop) -> Self {
-        self.proof_key = Some(ProofKey::new(dpop));
+    /// ([`TokenEndpoint::dpop_keys`] with [`DpopKeys::new`]: the key can
+    /// be rotated, with [`TokenCache::rotate_dpop_key`].)
+    pub fn dpop(self, dpop: Dpop) -> Self {
+        self.dpop_keys(DpopKeys::new(dpop))
+    }
+
+    /// [`TokenEndpoint::dpop`] with the key `keys` holds now, whichever it
+    /// is when each token request is sent: a key rotated in, or read from
+    /// its file again, gets its own bound tokens with no failed request
+    /// (see [`DpopKeys`]).
+    pub fn dpop_keys(mut self, keys: DpopKeys) -> Self {
+        self.proof_key = Some(keys.proof_keys().clone());
         self
     }
 
-    /// The DPoP key and nonces, if DPoP is on.
-    pub fn dpop_key(&self) -> Option<&Dpop> {
-        let key = self.proof_key()?;
-        key.prover().as_any().downcast_ref()
+    /// The DPoP key proved now, if DPoP is on.
+    pub fn dpop_key(&self) -> Option<Dpop> {
+        let keys = DpopKeys::from_proof_keys(self.proof_key()?.clone());
+        Some(keys.current())
     }
 }
 
 impl TokenCache {
-    /// The DPoP key and nonces, when the token endpoint sends proofs
-    /// ([`TokenEndpoint::dpop`]): a `DPoP` token's header
-    /// ([`TokenCache::bearer_header`] gives `DPoP <token>` then) must go
-    /// with a proof from it ([`Dpop::proof`]).
-    pub fn dpop(&self) -> Option<&Dpop> {
-        let key = self.proof_key()?;
-        key.prover().as_any().downcast_ref()
+    /// The DPoP key proved now, when the token endpoint sends proofs
+    /// ([`TokenEndpoint::dpop`]). A `DPoP` token's header
+    /// ([`TokenCache::bearer_header_with_generation`] gives `DPoP <token>`
+    /// then) must go with a proof ([`Dpop::proof`]) of the key it is bound
+    /// to, which after a rotation may be the one before:
+    /// [`TokenCache::dpop_bound_to`] its generation gives it.
+    pub fn dpop(&self) -> Option<Dpop> {
+        Some(self.dpop_keys()?.current())
+    }
+
+    /// The DPoP key the token of `generation` (as
+    /// [`TokenCache::bearer_header_with_generation`] gives it) is bound
+    /// to, if the cache still knows it (the latest 16 tokens').
+    pub fn dpop_bound_to(&self, generation: u64) -> Option<Dpop> {
+        let key = self.bound_key(generation)?;
+        key.prover().as_any().downcast_ref::<Dpop>().cloned()
+    }
+
+    /// The DPoP keys of the token endpoint, if it sends proofs.
+    pub fn dpop_keys(&self) -> Option<DpopKeys> {
+        Some(DpopKeys::from_proof_keys(self.proof_key()?.clone()))
+    }
+
+    /// Proves `dpop` from the next token request on (every cache sharing
+    /// the endpoint's [`DpopKeys`] does), and starts this cache's fetch of
+    /// a token bound to it now, in the background: requests go on with the
+    /// old token and the old key until it is cached, so none fails (see
+    /// [`DpopKeys`]). Does nothing for a cache without DPoP.
+    pub fn rotate_dpop_key(&self, dpop: Dpop) {
+        let Some(keys) = self.dpop_keys() else {
+            tracing::warn!("rotate_dpop_key on a cache without DPoP; nothing to rotate");
+            return;
+        };
+        keys.rotate(dpop);
+        self.key_rotated();
     }
 }

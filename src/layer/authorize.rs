@@ -6,6 +6,11 @@
 //! once, when the [`AuthPolicy`] is built (from its cache), and every
 //! transport asks these methods, whatever it is: with no proof key they
 //! are the bearer path, the same code whether DPoP is built in or not.
+//!
+//! A proof is made with the key the token it goes with is bound to (the
+//! cache's record of its generation), never simply the key now: during a
+//! rotation the old token goes on with the old key until the new key's
+//! token is cached (`proof.rs`, "Rotation").
 
 use std::borrow::Cow;
 
@@ -16,25 +21,27 @@ use super::policy::{AfterResponse, AuthPolicy};
 use crate::cache::Resource;
 use crate::challenge::asks_dpop_nonce;
 use crate::error::Error;
-use crate::proof::SentProof;
+use crate::proof::{ProofKey, ProofKeys, SentProof};
 
 impl AuthPolicy {
-    /// Puts `token` (its `Authorization` value) on `req`, with the proof
-    /// it needs when the tokens are bound to a key. Returns what the
-    /// answer is judged against: where the proof went with which nonce
-    /// (none for a bearer request), for [`AuthPolicy::after_answer`].
+    /// Puts `token` (its `Authorization` value, of cache generation
+    /// `generation`) on `req`, with the proof it needs when the tokens are
+    /// bound to a key. Returns what the answer is judged against: where
+    /// the proof went with which nonce (none for a bearer request), for
+    /// [`AuthPolicy::after_answer`].
     #[inline]
     pub(crate) fn authorize<B>(
         &self,
         req: &mut Request<B>,
         token: HeaderValue,
+        generation: u64,
     ) -> Result<Option<SentProof>, Error> {
         if self.proof_key().is_none() {
             req.headers_mut().insert(AUTHORIZATION, token);
             return Ok(None);
         }
         let (method, uri) = (req.method().clone(), req.uri().clone());
-        self.authorize_parts(&method, &uri, req.headers_mut(), token)
+        self.authorize_parts(&method, &uri, req.headers_mut(), token, generation)
     }
 
     /// [`AuthPolicy::authorize`] for a request given in parts (a reqwest
@@ -46,9 +53,11 @@ impl AuthPolicy {
         uri: &Uri,
         headers: &mut HeaderMap,
         token: HeaderValue,
+        generation: u64,
     ) -> Result<Option<SentProof>, Error> {
         let proof = match self.proof_key() {
-            Some(key) => {
+            Some(keys) => {
+                let key = self.bound_key(keys, generation)?;
                 let uri = self.resolved(uri);
                 (key.prover()).prove_resource_request(method, &uri, &token, headers)?
             }
@@ -56,6 +65,26 @@ impl AuthPolicy {
         };
         headers.insert(AUTHORIZATION, token);
         Ok(proof)
+    }
+
+    /// The key token `generation` is bound to. One that is no longer the
+    /// key now (rotated, or its file rewritten) starts the new key's token
+    /// fetch, in the background: this request still goes with its token
+    /// and the key it is bound to.
+    fn bound_key(&self, keys: &ProofKeys, generation: u64) -> Result<ProofKey, Error> {
+        let cache = self.cache();
+        let Some(key) = cache.bound_key(generation) else {
+            // Only after many more tokens were cached during this send.
+            return Err(Error::invalid_token(
+                "the proof key its token is bound to is no longer known (many tokens were \
+                 cached while this request was being sent); send the request again",
+            ));
+        };
+        if !keys.is_current(&key) {
+            tracing::debug!("the token is bound to a key rotated away; fetching the new key's");
+            cache.key_rotated();
+        }
+        Ok(key)
     }
 
     /// What to do with the answer to a first send: [`AuthPolicy::after_response`],
@@ -160,7 +189,7 @@ mod tests {
     use super::*;
     use crate::cache::RefreshPolicy;
     use crate::layer::testing::cache_with;
-    use crate::proof::{ProofAnswered, ProofKey, Prover};
+    use crate::proof::{ProofAnswered, Prover};
     use crate::OAuth2Layer;
 
     /// A proof scheme of the tests, built with or without DPoP: proof `n`

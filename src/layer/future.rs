@@ -151,7 +151,7 @@ where
     {
         let sent_to = replay.is_none().then(|| SentTo::of(req.uri()));
         let token = match lookup {
-            Lookup::Ready(header, generation) => match policy.authorize(&mut req, header) {
+            Lookup::Ready(h, generation) => match policy.authorize(&mut req, h, generation) {
                 Ok(proof) => {
                     let future = inner.call(req);
                     let step = Step::Called {
@@ -302,7 +302,7 @@ where
 {
     let cached = ready!(token.as_mut().poll(cx))?;
     let mut request = ready!(Pin::new(request).poll(cx));
-    let proof = policy.authorize(&mut request, cached.header.clone())?;
+    let proof = policy.authorize(&mut request, cached.header.clone(), cached.generation)?;
     let future = service.call(request);
     let generation = cached.generation;
     Poll::Ready(Ok(Step::Called {
@@ -386,7 +386,7 @@ where
     if after_refusal {
         policy.count_resend();
     }
-    let proof = policy.authorize(&mut request, token)?;
+    let proof = policy.authorize(&mut request, token, generation)?;
     Ok(Step::Retrying {
         future: service.oneshot(request),
         generation,

@@ -9,7 +9,7 @@ use http::{HeaderMap, StatusCode, Uri};
 use super::destinations::Destinations;
 use crate::cache::{Backoff, Lookup, RefusalDecision, Resource, TokenCache};
 use crate::challenge::{is_refusal, listed_refusal_kind, refusal_kind, BearerError, RefusalKind};
-use crate::proof::ProofKey;
+use crate::proof::ProofKeys;
 
 /// Which requests get a token, and what a response refusing it leads to.
 ///
@@ -55,9 +55,9 @@ struct Settings {
     /// Statuses besides 401 that refuse the token (`refused_with`).
     refused_with: Arc<[StatusCode]>,
     destinations: Destinations,
-    /// The key the cache's tokens are bound to, if any: each request then
+    /// The keys the cache's tokens are bound to, if any: each request then
     /// goes with a proof of possession (DPoP), `layer/authorize.rs`.
-    proof_key: Option<ProofKey>,
+    proof_key: Option<ProofKeys>,
 }
 
 /// What a transport does with the response to a request that carried a
@@ -285,7 +285,7 @@ impl AuthPolicy {
     /// The key each request proves possession of (DPoP), if the tokens
     /// are bound to one (`layer/authorize.rs`).
     #[inline]
-    pub(crate) fn proof_key(&self) -> Option<&ProofKey> {
+    pub(crate) fn proof_key(&self) -> Option<&ProofKeys> {
         self.settings.proof_key.as_ref()
     }
 
@@ -674,7 +674,7 @@ mod tests {
         let mut copy = Request::new(());
         *copy.headers_mut() = headers(&[("authorization", "Bearer at-1"), ("x-trace", "t-1")]);
         policy.count_resend();
-        let proof = policy.authorize(&mut copy, HeaderValue::from_static("Bearer at-2"));
+        let proof = policy.authorize(&mut copy, HeaderValue::from_static("Bearer at-2"), 2);
         assert!(proof.unwrap().is_none());
         let copy = copy.headers();
         assert_eq!(copy["authorization"], "Bearer at-2");

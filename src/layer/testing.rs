@@ -37,7 +37,7 @@ pub(crate) fn cache_with(policy: RefreshPolicy, proof_key: Option<ProofKey>) -> 
         TokenUrl::new("https://as.example.com/token").unwrap(),
         ClientAuth::client_secret_basic("svc", "secret"),
     );
-    endpoint.proof_key = proof_key;
+    endpoint.proof_key = proof_key.map(crate::proof::ProofKeys::fixed);
     TokenCache::builder(endpoint, TokenRequest::client_credentials())
         .refresh_policy(policy)
         .build()

@@ -314,3 +314,58 @@ async fn a_resource_rotating_its_nonce_under_concurrency_fails_no_request() {
     // One token: one 400 use_dpop_nonce and the request that got it.
     assert_eq!(wire.sent().len(), 2);
 }
+
+/// Issue 23: a key rotated while requests run. The next token request
+/// proves the new key and the server binds the new token to it (its
+/// `cnf.jkt` is the new key's thumbprint); every request succeeds, the old
+/// token with the old key until the new one is cached.
+#[tokio::test]
+async fn real_server_dpop_a_rotated_key_gets_a_token_bound_to_it() {
+    let Some(server) = RealServer::connect().await else {
+        return;
+    };
+    let (old, new) = (Dpop::generate().unwrap(), Dpop::generate().unwrap());
+    let (cache, wire) = dpop_cache(&server, "svc-dpop", &old);
+    let through = Through::start(&server, &cache).await;
+    let (status, _) = through.get("/items").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let before = cache.token().await.unwrap();
+    cache.rotate_dpop_key(new.clone());
+    // Requests go on (with whichever token is cached) until the new one is.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (status, body) = through.get("/items").await.unwrap();
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "svc-dpop"));
+        let now = cache.token().await.unwrap();
+        if now.access_token() != before.access_token() {
+            let info = server.introspect(now.access_token().expose_secret()).await;
+            assert_eq!(info["cnf"]["jkt"], new.thumbprint());
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no token of the new key"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (status, _) = through.get("/items").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let info = server
+        .introspect(before.access_token().expose_secret())
+        .await;
+    assert_eq!(info["cnf"]["jkt"], old.thumbprint());
+    let sent = wire.sent();
+    let keys: Vec<String> = (sent.iter())
+        .map(|r| {
+            dpop_proof::read(r.headers["dpop"].to_str().unwrap())
+                .unwrap()
+                .jkt
+        })
+        .collect();
+    // A nonce round trip may repeat a token request; each proves its key.
+    assert_eq!(keys.first().map(String::as_str), Some(old.thumbprint()));
+    assert_eq!(keys.last().map(String::as_str), Some(new.thumbprint()));
+    assert_eq!(through.rs.dpop_refusals(), Vec::<String>::new());
+    assert_eq!(through.rs.unauthorized(), 0);
+    assert_eq!(cache.stats().token_fetches, 2);
+}

@@ -147,6 +147,10 @@ pub struct DpopRules {
     bound: HashMap<String, String>,
     /// Why each refused proof was refused, in order.
     pub refusals: Vec<String>,
+    /// Every resource request's valid DPoP proof: the token, the
+    /// thumbprint of the proof's key, and the one the token is bound to
+    /// (its `cnf.jkt`).
+    pub proved: Vec<(String, String, Option<String>)>,
     /// The next this many resource requests are answered `use_dpop_nonce`
     /// with a fresh nonce each, whatever their proof (a resource rotating
     /// its nonce faster than the client sends).
@@ -355,8 +359,15 @@ impl Inner {
             access_token: Some(token),
         };
         let refused = match dpop::check(&parts.headers, &expect, &mut dpop.seen) {
-            Ok(proof) if dpop.bound.get(token) == Some(&proof.jkt) => return Ok(token.to_owned()),
-            Ok(_) => "another key".to_owned(),
+            Ok(proof) => {
+                let bound = dpop.bound.get(token).cloned();
+                let proved = (token.to_owned(), proof.jkt.clone(), bound.clone());
+                dpop.proved.push(proved);
+                if bound.as_ref() == Some(&proof.jkt) {
+                    return Ok(token.to_owned());
+                }
+                "another key".to_owned()
+            }
             Err(dpop::Refused::UseNonce) => {
                 dpop.refusals.push("resource: UseNonce".into());
                 return Err(r#"DPoP error="use_dpop_nonce", algs="ES256""#.into());
@@ -616,6 +627,17 @@ impl TestServer {
                 .forced_challenges = n
         });
     }
+    /// Every resource request's valid DPoP proof: (token, the proof's key
+    /// thumbprint, the thumbprint the token is bound to).
+    pub fn dpop_proofs(&self) -> Vec<(String, String, Option<String>)> {
+        self.with(|i| {
+            i.dpop
+                .as_ref()
+                .map(|d| d.proved.clone())
+                .unwrap_or_default()
+        })
+    }
+
     /// Why each DPoP proof was refused, in order.
     pub fn dpop_refusals(&self) -> Vec<String> {
         self.with(|i| {

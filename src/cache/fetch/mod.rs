@@ -11,14 +11,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::stats::Counters;
 use crate::endpoint::TokenEndpoint;
 use crate::error::{Error, ErrorCode};
+use crate::proof::ProofKey;
 use crate::request::TokenRequest;
 use crate::secret::SecretString;
+use crate::store::ConfigFingerprint;
 use crate::token::Token;
 use crate::transport::HttpTransport;
 
+mod identity;
 mod record;
 mod shared;
 
+pub(super) use identity::{Bound, Identity, TierBindings};
 pub(super) use record::Recorder;
 pub(super) use shared::{FleetStep, TierBinding, TokenCheck};
 
@@ -29,7 +33,13 @@ pub(super) type RefreshTokenCallback = Arc<dyn Fn(&SecretString) + Send + Sync>;
 /// Something that can run a token request: [`TokenEndpoint`] over any
 /// [`HttpTransport`], its type erased.
 pub(super) trait Fetch: Send + Sync + 'static {
-    fn fetch(&self, request: TokenRequest) -> BoxFuture<Result<Token, Error>>;
+    /// `request`, proving `key` (the key the fetch chose: the token is
+    /// bound to it) when the endpoint proves one.
+    fn fetch(
+        &self,
+        request: TokenRequest,
+        key: Option<ProofKey>,
+    ) -> BoxFuture<Result<Token, Error>>;
 
     /// Whether a revocation endpoint is set ([`TokenEndpoint::revocation_url`]).
     fn can_revoke(&self) -> bool;
@@ -47,9 +57,13 @@ pub(super) trait Fetch: Send + Sync + 'static {
 struct SharedEndpoint<T>(Mutex<TokenEndpoint<T>>);
 
 impl<T: HttpTransport> Fetch for SharedEndpoint<T> {
-    fn fetch(&self, request: TokenRequest) -> BoxFuture<Result<Token, Error>> {
+    fn fetch(
+        &self,
+        request: TokenRequest,
+        key: Option<ProofKey>,
+    ) -> BoxFuture<Result<Token, Error>> {
         let endpoint = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        Box::pin(endpoint.request(&request))
+        Box::pin(endpoint.request_proving(&request, key))
     }
 
     fn can_revoke(&self) -> bool {
@@ -79,23 +93,23 @@ impl Fetcher {
         &*self.endpoint
     }
 
-    /// A resource server refused `token`: the store must not restore it
-    /// (`Recorder::refused`).
-    pub(super) fn refused(&self, token: &Token) {
-        self.recorder.refused(token);
+    /// A resource server refused `token` (stored under `fingerprint`): the
+    /// store must not restore it (`Recorder::refused`).
+    pub(super) fn refused(&self, token: &Token, fingerprint: ConfigFingerprint) {
+        self.recorder.refused(token, fingerprint);
     }
 
     /// [`refused`](Self::refused), waited for (`TokenCache::revoke`).
-    pub(super) async fn refused_now(&self, token: &Token) {
-        self.recorder.refused_now(token).await;
+    pub(super) async fn refused_now(&self, token: &Token, fingerprint: ConfigFingerprint) {
+        self.recorder.refused_now(token, fingerprint).await;
     }
 
     /// A resource server refused `token`: it leaves the shared tier now
     /// (unless the fleet's 401 step runs for it), so that no cache built
     /// later (a keyed layer's evicted key coming back, a new process) takes
     /// it up before this cache's next fetch would have removed it.
-    pub(super) async fn tier_refused(&self, token: &Token) {
-        if let Some(tier) = &self.tier {
+    pub(super) async fn tier_refused(&self, token: &Token, fingerprint: ConfigFingerprint) {
+        if let Some(tier) = self.tier(fingerprint) {
             tier.refused(token).await;
         }
     }
@@ -135,6 +149,8 @@ pub(super) struct Fetched {
     /// The fleet's backoff step of refetches-on-401 for it, if the shared
     /// tier holds a record of one: for the cache's own record.
     pub(super) fleet_step: Option<FleetStep>,
+    /// The key it is bound to, and the fingerprint it was fetched under.
+    pub(super) bound: Bound,
 }
 
 /// Where tokens come from, and where each new one is recorded.
@@ -144,9 +160,13 @@ pub(super) struct Fetcher {
     primary: Option<TokenRequest>,
     refresh: Mutex<RefreshToken>,
     recorder: Recorder,
-    /// The fleet's shared tier, bound to this cache. Boxed: most caches
-    /// have none, and a keyed layer keeps a cache per key.
-    tier: Option<Box<TierBinding>>,
+    /// The fleet's shared tier, bound to this cache (under each
+    /// fingerprint its tokens are fetched under).
+    /// Boxed: most caches have none, and a keyed layer keeps a cache per
+    /// key.
+    tier: Option<Box<TierBindings>>,
+    /// What names the tokens: the fingerprint of each fetch's key.
+    identity: Identity,
 }
 
 impl Fetcher {
@@ -155,6 +175,7 @@ impl Fetcher {
         primary: Option<TokenRequest>,
         refresh_token: Option<SecretString>,
         recorder: Recorder,
+        identity: Identity,
     ) -> Self {
         Fetcher {
             endpoint,
@@ -165,11 +186,17 @@ impl Fetcher {
             }),
             recorder,
             tier: None,
+            identity,
         }
     }
 
+    /// What names the tokens.
+    pub(super) fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
     /// Gets tokens through the fleet's shared tier first (`shared`).
-    pub(super) fn with_tier(mut self, tier: TierBinding) -> Self {
+    pub(super) fn with_tier(mut self, tier: TierBindings) -> Self {
         self.tier = Some(Box::new(tier));
         self
     }
@@ -182,8 +209,14 @@ impl Fetcher {
     /// (`dropped`: the cache no longer holds the token being replaced, a
     /// 401 refused it), and is recorded the same way; with it comes what
     /// the fleet's record of 401s says (`Fetched::fleet_step`).
+    ///
+    /// The key the token request proves is chosen once, here: the tier
+    /// and the store see the fingerprint of that key, and the token is
+    /// bound to it (`identity`).
     pub(super) async fn fetch(&self, counters: &Counters, dropped: bool) -> Result<Fetched, Error> {
-        let (token, fleet_step) = match &self.tier {
+        let bound = self.identity.for_token_request();
+        let key = &bound.key;
+        let (token, fleet_step) = match self.tier(bound.fingerprint) {
             Some(tier) => {
                 use tracing::Instrument;
                 // `source`: whether this process's own token request ran
@@ -198,7 +231,7 @@ impl Fetcher {
                 let requested = std::sync::atomic::AtomicBool::new(false);
                 let own = async {
                     requested.store(true, std::sync::atomic::Ordering::Relaxed);
-                    self.request_token(counters).await
+                    self.request_token(counters, key).await
                 };
                 let fetched = tier.fetch(dropped, own).instrument(span.clone()).await;
                 let source = match requested.load(std::sync::atomic::Ordering::Relaxed) {
@@ -208,16 +241,27 @@ impl Fetcher {
                 span.record("source", source);
                 fetched?
             }
-            None => (self.request_token(counters).await?, None),
+            None => (self.request_token(counters, key).await?, None),
         };
         let rotated = self.note_refresh_token(&token);
-        self.recorder.record(&token, rotated, counters).await;
-        Ok(Fetched { token, fleet_step })
+        (self.recorder)
+            .record(&token, rotated, bound.fingerprint, counters)
+            .await;
+        Ok(Fetched {
+            token,
+            fleet_step,
+            bound,
+        })
     }
 
-    /// The fleet's shared tier, when the cache has one.
-    pub(super) fn tier(&self) -> Option<&TierBinding> {
-        self.tier.as_deref()
+    /// The fleet's shared tier under `fingerprint`, when the cache has one.
+    pub(super) fn tier(&self, fingerprint: ConfigFingerprint) -> Option<Arc<TierBinding>> {
+        Some(self.tier.as_ref()?.for_key(fingerprint))
+    }
+
+    /// Whether the cache has a shared tier.
+    pub(super) fn has_tier(&self) -> bool {
+        self.tier.is_some()
     }
 
     fn refresh(&self) -> MutexGuard<'_, RefreshToken> {
@@ -225,7 +269,11 @@ impl Fetcher {
     }
 
     /// Sends the refresh token if there is one, else the configured grant.
-    async fn request_token(&self, counters: &Counters) -> Result<Token, Error> {
+    async fn request_token(
+        &self,
+        counters: &Counters,
+        key: &Option<ProofKey>,
+    ) -> Result<Token, Error> {
         let refresh_token = self.refresh().current.clone();
         if let Some(refresh_token) = refresh_token {
             let mut request = TokenRequest::refresh_token(refresh_token);
@@ -237,7 +285,10 @@ impl Fetcher {
             for resource in self.primary.iter().flat_map(|p| p.plain_params("resource")) {
                 request = request.resource(resource.to_owned());
             }
-            match counters.token_request(self.endpoint.fetch(request)).await {
+            match counters
+                .token_request(self.endpoint.fetch(request, key.clone()))
+                .await
+            {
                 Err(e) if e.oauth_error().map(|r| r.error()) == Some(&ErrorCode::InvalidGrant) => {
                     self.refresh_token_refused(e)?
                 }
@@ -249,7 +300,7 @@ impl Fetcher {
             return Err(Error::reauthorization_required(refusal));
         };
         counters
-            .token_request(self.endpoint.fetch(primary.clone()))
+            .token_request(self.endpoint.fetch(primary.clone(), key.clone()))
             .await
     }
 

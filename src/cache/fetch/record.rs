@@ -23,7 +23,6 @@ use crate::token::Token;
 /// Where each new token is recorded before it is used.
 pub(in crate::cache) struct Recorder {
     store: Option<Arc<dyn TokenStore>>,
-    fingerprint: ConfigFingerprint,
     on_refresh_token: Option<RefreshTokenCallback>,
     /// How long a save, or a callback, may hold the token back.
     deadline: Duration,
@@ -32,17 +31,15 @@ pub(in crate::cache) struct Recorder {
 }
 
 impl Recorder {
-    /// Saves to `store` under `fingerprint`, calls `on_refresh_token`; each
-    /// may hold a token back at most `deadline`.
+    /// Saves to `store` (under each token's fingerprint), calls
+    /// `on_refresh_token`; each may hold a token back at most `deadline`.
     pub(in crate::cache) fn new(
         store: Option<Arc<dyn TokenStore>>,
-        fingerprint: ConfigFingerprint,
         on_refresh_token: Option<RefreshTokenCallback>,
         deadline: Duration,
     ) -> Self {
         Recorder {
             store,
-            fingerprint,
             on_refresh_token,
             deadline,
             saves: InOrder::default(),
@@ -50,18 +47,19 @@ impl Recorder {
         }
     }
 
-    /// Saves `token`, then hands `new_refresh_token` (a rotated one) to the
+    /// Saves `token` under `fingerprint`, then hands `new_refresh_token` (a rotated one) to the
     /// callback. Neither failing nor missing the deadline stops the token
     /// from being used: with rotation, the refresh token sent is spent.
     pub(super) async fn record(
         &self,
         token: &Token,
         new_refresh_token: Option<SecretString>,
+        fingerprint: ConfigFingerprint,
         counters: &Counters,
     ) {
         if let Some(store) = &self.store {
             let store = store.clone();
-            let stored = StoredToken::new(token.clone(), self.fingerprint);
+            let stored = StoredToken::new(token.clone(), fingerprint);
             let saved = self.saves.run(self.deadline, move || store.save(&stored));
             if let Err(why) = saved.await {
                 bump(&counters.store_failures);
@@ -92,14 +90,14 @@ impl Recorder {
     /// in order with the saves and within the deadline: the 401 is never
     /// held back by the store. Outside a Tokio runtime there is nothing to
     /// run it on, and it is skipped (logged).
-    pub(in crate::cache) fn refused(&self, token: &Token) {
+    pub(in crate::cache) fn refused(&self, token: &Token, fingerprint: ConfigFingerprint) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             if self.store.is_some() {
                 tracing::debug!("no Tokio runtime: the refused token is not marked in the store");
             }
             return;
         };
-        if let Some(marked) = self.mark_refused(token) {
+        if let Some(marked) = self.mark_refused(token, fingerprint) {
             runtime.spawn(marked);
         }
     }
@@ -107,8 +105,12 @@ impl Recorder {
     /// [`refused`](Self::refused), waited for (within the deadline):
     /// `TokenCache::revoke` returns only once the store says so, since a
     /// process may exit right after it ("revoke on shutdown").
-    pub(in crate::cache) async fn refused_now(&self, token: &Token) {
-        if let Some(marked) = self.mark_refused(token) {
+    pub(in crate::cache) async fn refused_now(
+        &self,
+        token: &Token,
+        fingerprint: ConfigFingerprint,
+    ) {
+        if let Some(marked) = self.mark_refused(token, fingerprint) {
             marked.await;
         }
     }
@@ -116,9 +118,9 @@ impl Recorder {
     fn mark_refused(
         &self,
         token: &Token,
+        fingerprint: ConfigFingerprint,
     ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
         let store = self.store.as_ref()?.clone();
-        let fingerprint = self.fingerprint;
         let access_token = token.access_token().clone();
         let marked = self.saves.run(self.deadline, move || {
             store.refuse(&fingerprint, &access_token)

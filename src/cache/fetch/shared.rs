@@ -27,7 +27,7 @@ use crate::token::Token;
 /// How a cache checks a token: how long it may still be sent, or `None`
 /// if the cache would refuse it (expired, not a bearer token, bytes not
 /// allowed in a header).
-pub(in crate::cache) type TokenCheck = Box<dyn Fn(&Token) -> Option<Duration> + Send + Sync>;
+pub(in crate::cache) type TokenCheck = Arc<dyn Fn(&Token) -> Option<Duration> + Send + Sync>;
 
 /// A step of the fleet's backoff, as a fetch found it, for the process's
 /// own record (`TokenCache::join_fleet_step`).
@@ -151,9 +151,9 @@ impl TierBinding {
         }
     }
 
-    /// The lease this cache takes.
-    pub(in crate::cache) fn lease(&self) -> Duration {
-        self.lease
+    /// The fingerprint this binding reads and writes under.
+    pub(in crate::cache) fn key(&self) -> ConfigFingerprint {
+        self.key
     }
 
     /// A token for a cache whose current one needs replacing, and what the

@@ -445,7 +445,7 @@ impl TokenCache {
         // No token cached: it was invalidated (a 401), or there never was one.
         let dropped = shared.current.load().is_none();
         let fetched = shared.fetcher.fetch(&shared.counters, dropped).await?;
-        let admitted = shared.admit(fetched.token);
+        let admitted = shared.admit(fetched.token, &fetched.bound);
         #[cfg(feature = "metrics")]
         shared.counters.token_admitted(&admitted, &shared.policy);
         let cached = Arc::new(admitted?);
@@ -539,7 +539,12 @@ mod tests {
             r#"{{"access_token":"{access_token}","token_type":"Bearer","expires_in":3600}}"#
         );
         let token = Token::from_json(json.as_bytes(), issued).unwrap();
-        Arc::new(cache.shared.admit(token).unwrap())
+        Arc::new(
+            cache
+                .shared
+                .admit(token, &cache.shared.fetcher.identity().now())
+                .unwrap(),
+        )
     }
 
     fn cached(cache: &TokenCache) -> Option<String> {

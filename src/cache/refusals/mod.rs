@@ -149,7 +149,8 @@ impl TokenCache {
             if step.is_some() {
                 if let Some(c) = self.shared.current.load().as_ref() {
                     if c.generation == sent {
-                        self.shared.fetcher.refused(&c.token);
+                        let fingerprint = self.shared.fingerprint_of(c.generation);
+                        self.shared.fetcher.refused(&c.token, fingerprint);
                     }
                 }
             }
@@ -193,12 +194,13 @@ impl TokenCache {
         let Some(cached) = cached.filter(|c| c.generation == sent) else {
             return;
         };
-        if self.shared.fetcher.tier().is_none() {
+        if !self.shared.fetcher.has_tier() {
             return;
         }
         let cache = self.clone();
         runtime.spawn(async move {
-            let Some(tier) = cache.shared.fetcher.tier() else {
+            let fingerprint = cache.shared.fingerprint_of(cached.generation);
+            let Some(tier) = cache.shared.fetcher.tier(fingerprint) else {
                 return;
             };
             match write {
