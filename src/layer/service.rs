@@ -6,7 +6,7 @@ use tower_service::Service;
 use super::error::ServiceError;
 use super::future::ResponseFuture;
 use super::policy::AuthPolicy;
-use super::replay::{Replay, ReplayBody, ReplayEmpty};
+use super::replay::{Kept, ReplayBody, ReplayEmpty};
 use crate::cache::{Lookup, TokenCache, TokenCopy};
 
 /// The middleware built by [`OAuth2Layer`](super::OAuth2Layer).
@@ -90,18 +90,21 @@ impl<S, P> OAuth2Service<S, P> {
         lookup
     }
 
-    fn replay<B>(&self, req: &Request<B>) -> Option<Replay<S, B>>
+    /// What the answers to `req` need of it: a copy to resend it when
+    /// copies are kept and its body can be, else where it goes.
+    #[inline]
+    fn kept<B>(&self, req: &Request<B>) -> Kept<S, B>
     where
         S: Clone,
         P: ReplayBody<B>,
     {
         // With DPoP a copy is kept for a nonce's resend too, which is not
         // the 401 retry (`layer/authorize.rs`).
-        if !self.policy.keeps_copies() {
-            return None;
-        }
-        let body = self.replay.replay_body(req.body())?;
-        Some(Replay::new(req, body, self.inner.clone()))
+        let copies = self.policy.keeps_copies();
+        let body = copies
+            .then(|| self.replay.replay_body(req.body()))
+            .flatten();
+        Kept::of(req, body, &self.inner)
     }
 }
 
@@ -127,7 +130,7 @@ where
         }
         let lookup = self.lookup();
         // The copy is taken before the token goes in (see `Replay::new`).
-        let replay = self.replay(&req);
-        ResponseFuture::send(&mut self.inner, req, lookup, self.policy.clone(), replay)
+        let kept = self.kept(&req);
+        ResponseFuture::send(&mut self.inner, req, lookup, self.policy.clone(), kept)
     }
 }
