@@ -148,30 +148,44 @@ where
     where
         S: Clone,
     {
-        let token = match lookup {
-            Lookup::Ready(header, generation) => match policy.authorize(&mut req, header) {
-                // Built where it is returned: the future is moved as little
-                // as possible.
-                Ok(proof) => {
-                    return ResponseFuture {
-                        state: State::Authorized {
-                            step: Step::Called {
-                                future: inner.call(req),
-                                generation,
-                                proof,
-                            },
-                            policy,
-                            kept,
-                        },
-                    }
-                }
-                // No proof, no request: the error comes out of the future.
-                Err(e) => Box::pin(std::future::ready(Err(e))),
-            },
-            Lookup::Wait => policy.cache().wait_for_token(),
+        let Lookup::Ready(header, generation) = lookup else {
+            let token = policy.cache().wait_for_token();
+            return ResponseFuture::send_later(inner, req, token, policy, kept);
         };
-        // The call happens later, in the future: the ready instance goes
-        // with it and a clone stays (clone-then-replace).
+        match policy.authorize(&mut req, header) {
+            Ok(proof) => ResponseFuture {
+                state: State::Authorized {
+                    step: Step::Called {
+                        future: inner.call(req),
+                        generation,
+                        proof,
+                    },
+                    policy,
+                    kept,
+                },
+            },
+            // No proof, no request: the error comes out of the future.
+            Err(e) => {
+                let token = Box::pin(std::future::ready(Err(e)));
+                ResponseFuture::send_later(inner, req, token, policy, kept)
+            }
+        }
+    }
+
+    /// [`ResponseFuture::send`] once `token` is here: the call happens
+    /// later, in the future, so the ready instance goes with it and a clone
+    /// stays (clone-then-replace). Out of line: the hot path sends at once.
+    #[inline(never)]
+    fn send_later(
+        inner: &mut S,
+        req: Request<B>,
+        token: TokenFuture,
+        policy: AuthPolicy,
+        kept: Kept<S, B>,
+    ) -> Self
+    where
+        S: Clone,
+    {
         let clone = inner.clone();
         let service = std::mem::replace(inner, clone);
         let step = Step::WaitingForToken {
