@@ -195,6 +195,40 @@ where
         ResponseFuture::authorized(step, policy, kept)
     }
 
+    /// A request sent with token `generation` (and `proof`).
+    #[inline(always)]
+    pub(crate) fn called(
+        future: S::Future,
+        generation: u64,
+        proof: Option<SentProof>,
+        policy: AuthPolicy,
+        kept: Kept<S, B>,
+    ) -> Self {
+        let step = Step::Called {
+            future,
+            generation,
+            proof,
+        };
+        ResponseFuture::authorized(step, policy, kept)
+    }
+
+    /// A request whose proof could not be made: the error comes out of the
+    /// future.
+    pub(crate) fn failed(
+        inner: &mut S,
+        req: Request<B>,
+        error: Error,
+        policy: AuthPolicy,
+        kept: Kept<S, B>,
+    ) -> Self
+    where
+        S: Clone,
+    {
+        let token = Box::pin(std::future::ready(Err(error)));
+        ResponseFuture::send_later(inner, req, token, policy, kept)
+    }
+
+    #[inline(always)]
     fn authorized(step: Step<S, B>, policy: AuthPolicy, kept: Kept<S, B>) -> Self {
         ResponseFuture {
             state: State::Authorized { step, policy, kept },

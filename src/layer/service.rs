@@ -121,7 +121,7 @@ where
         self.inner.poll_ready(cx).map_err(ServiceError::Inner)
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
         // The instance polled ready must be the one called (tower-service's
         // "Be careful when cloning inner services"). When the call happens
         // here, that is `self.inner` itself, with no clone.
@@ -131,6 +131,22 @@ where
         let lookup = self.lookup();
         // The copy is taken before the token goes in (see `Replay::new`).
         let kept = self.kept(&req);
-        ResponseFuture::send(&mut self.inner, req, lookup, self.policy.clone(), kept)
+        // `ResponseFuture::send`, with the request sent here: moved into
+        // no other function before the inner service's `call`, it is
+        // copied once less.
+        let Lookup::Ready(header, generation) = lookup else {
+            let policy = self.policy.clone();
+            return ResponseFuture::send(&mut self.inner, req, lookup, policy, kept);
+        };
+        match self.policy.authorize(&mut req, header) {
+            Ok(proof) => {
+                let future = self.inner.call(req);
+                ResponseFuture::called(future, generation, proof, self.policy.clone(), kept)
+            }
+            Err(e) => {
+                let policy = self.policy.clone();
+                ResponseFuture::failed(&mut self.inner, req, e, policy, kept)
+            }
+        }
     }
 }
