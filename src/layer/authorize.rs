@@ -29,17 +29,29 @@ impl AuthPolicy {
     /// bound to a key. Returns what the answer is judged against: where
     /// the proof went with which nonce (none for a bearer request), for
     /// [`AuthPolicy::after_answer`].
-    #[inline]
+    #[inline(always)]
     pub(crate) fn authorize<B>(
         &self,
         req: &mut Request<B>,
         token: HeaderValue,
         generation: u64,
     ) -> Result<Option<SentProof>, Error> {
+        // The bearer path inline, as a transport that set the header itself
+        // would have it; a proof is signed out of line.
         if self.proof_key().is_none() {
             req.headers_mut().insert(AUTHORIZATION, token);
             return Ok(None);
         }
+        self.authorize_with_proof(req, token, generation)
+    }
+
+    #[inline(never)]
+    fn authorize_with_proof<B>(
+        &self,
+        req: &mut Request<B>,
+        token: HeaderValue,
+        generation: u64,
+    ) -> Result<Option<SentProof>, Error> {
         let (method, uri) = (req.method().clone(), req.uri().clone());
         self.authorize_parts(&method, &uri, req.headers_mut(), token, generation)
     }
@@ -97,7 +109,7 @@ impl AuthPolicy {
     /// the one the proof carried; as no 401 refetch, counted nowhere, and
     /// whether or not the 401 retry is on (a nonce's resend is not that
     /// retry). Otherwise it is returned as it came, and the token stays.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn after_answer(
         &self,
         proof: Option<&SentProof>,
@@ -110,6 +122,19 @@ impl AuthPolicy {
         if self.proof_key().is_none() {
             return self.after_response(status, headers, sent, resendable, from);
         }
+        self.after_answer_with_proof(proof, status, headers, sent, resendable, from)
+    }
+
+    #[inline(never)]
+    fn after_answer_with_proof(
+        &self,
+        proof: Option<&SentProof>,
+        status: StatusCode,
+        headers: &HeaderMap,
+        sent: u64,
+        resendable: bool,
+        from: impl FnOnce() -> Resource,
+    ) -> AfterResponse {
         let other_nonce = proof.is_some_and(|p| p.learn_nonce(headers));
         if !asks_dpop_nonce(status, headers) {
             return self.after_response(status, headers, sent, resendable, from);

@@ -11,9 +11,9 @@ use tower::ServiceExt;
 use tower_service::Service;
 
 use super::error::ServiceError;
-use super::policy::{AfterResponse, AuthPolicy, SentTo};
-use super::replay::Replay;
-use crate::cache::{Cached, Lookup, Resource};
+use super::policy::{AfterResponse, AuthPolicy};
+use super::replay::{Kept, Replay};
+use crate::cache::{Cached, Lookup};
 use crate::error::Error;
 use crate::proof::SentProof;
 
@@ -42,21 +42,22 @@ pin_project! {
             #[pin]
             future: S::Future,
         },
-        // The request gets a token. `replay` is the copy kept to resend it
-        // once after a refusal, if its body could be kept; it is taken when
-        // the resend is built. `sent_to` is where the request went, kept
-        // when the copy (which has the URI) is not, or once it is taken:
-        // the answers are recorded for that resource server.
+        // The request gets a token. `kept` is what the answers need of the
+        // request: the copy to resend it once after a refusal, if one was
+        // kept, else where it went (the answers are recorded for that
+        // resource server).
         Authorized {
             #[pin]
             step: Step<S, B>,
             policy: AuthPolicy,
-            replay: Option<Replay<S, B>>,
-            sent_to: Option<SentTo>,
+            kept: Kept<S, B>,
         },
     }
 }
 
+// Only `Called` is on the hot path; the other steps (a token to wait for,
+// a resend) box what they hold, so that the future every request moves
+// around is the inner future and the copy, not room for a second request.
 // `request` and `resend` are `Ready` futures: a value that is there already,
 // which `poll` hands out by value once from behind the pin, so moving it on
 // to the inner service needs no `Option` to unwrap.
@@ -70,8 +71,7 @@ pin_project! {
         // polled-ready inner service and the request.
         WaitingForToken {
             token: TokenFuture,
-            service: S,
-            request: Ready<Request<B>>,
+            request: Ready<Box<(S, Request<B>)>>,
         },
         // The request is with the inner service, carrying token
         // `generation`, and `proof` when the token is bound to a key (its
@@ -86,13 +86,12 @@ pin_project! {
         // new one to resend the copy.
         Refetching {
             token: TokenFuture,
-            resend: Ready<Replay<S, B>>,
+            resend: Ready<Box<Replay<S, B>>>,
         },
         // The copy is with the inner service, carrying token `generation`
         // (and `proof`, as in `Called`); its answer is final.
         Retrying {
-            #[pin]
-            future: Oneshot<S, Request<B>>,
+            future: Pin<Box<Oneshot<S, Request<B>>>>,
             generation: u64,
             proof: Option<SentProof>,
         },
@@ -105,7 +104,7 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut out = f.debug_struct("ResponseFuture");
-        let State::Authorized { step, replay, .. } = &self.state else {
+        let State::Authorized { step, kept, .. } = &self.state else {
             return out.field("state", &"Passthrough").finish_non_exhaustive();
         };
         let (state, generation) = match step {
@@ -118,7 +117,7 @@ where
         if let Some(generation) = generation {
             out.field("generation", generation);
         }
-        out.field("replayable", &replay.is_some())
+        out.field("replayable", &kept.has_copy())
             .finish_non_exhaustive()
     }
 }
@@ -135,67 +134,104 @@ where
     }
 
     /// `req`, sent with the token `lookup` found by `inner` (the instance
-    /// polled ready) now, or by the future once a token is fetched; with
-    /// `replay`, the copy kept to resend it (when there is none, where it
-    /// went is noted: its answers are recorded for that resource server).
+    /// polled ready) now, or by the future once a token is fetched; `kept`
+    /// is what its answers need of it ([`Kept::of`], taken before the
+    /// token went in).
     #[inline]
     pub(crate) fn send(
         inner: &mut S,
         mut req: Request<B>,
         lookup: Lookup,
         policy: AuthPolicy,
-        replay: Option<Replay<S, B>>,
+        kept: Kept<S, B>,
     ) -> Self
     where
         S: Clone,
     {
-        let sent_to = replay.is_none().then(|| SentTo::of(req.uri()));
-        let token = match lookup {
-            Lookup::Ready(h, generation) => match policy.authorize(&mut req, h, generation) {
-                Ok(proof) => {
-                    let future = inner.call(req);
-                    let step = Step::Called {
-                        future,
+        let Lookup::Ready(header, generation) = lookup else {
+            let token = policy.cache().wait_for_token();
+            return ResponseFuture::send_later(inner, req, token, policy, kept);
+        };
+        match policy.authorize(&mut req, header, generation) {
+            Ok(proof) => ResponseFuture {
+                state: State::Authorized {
+                    step: Step::Called {
+                        future: inner.call(req),
                         generation,
                         proof,
-                    };
-                    // A literal `None` when there is no copy: moving an
-                    // empty `Option<Replay>` still copies all its bytes.
-                    let Some(copy) = replay else {
-                        return ResponseFuture::authorized(step, policy, None, sent_to);
-                    };
-                    return ResponseFuture::authorized(step, policy, Some(copy), sent_to);
-                }
-                // No proof, no request: the error comes out of the future.
-                Err(e) => Box::pin(std::future::ready(Err(e))),
+                    },
+                    policy,
+                    kept,
+                },
             },
-            Lookup::Wait => policy.cache().wait_for_token(),
-        };
-        // The call happens later, in the future: the ready instance goes
-        // with it and a clone stays (clone-then-replace).
+            // No proof, no request: the error comes out of the future.
+            Err(e) => {
+                let token = Box::pin(std::future::ready(Err(e)));
+                ResponseFuture::send_later(inner, req, token, policy, kept)
+            }
+        }
+    }
+
+    /// [`ResponseFuture::send`] once `token` is here: the call happens
+    /// later, in the future, so the ready instance goes with it and a clone
+    /// stays (clone-then-replace). Out of line: the hot path sends at once.
+    #[inline(never)]
+    fn send_later(
+        inner: &mut S,
+        req: Request<B>,
+        token: TokenFuture,
+        policy: AuthPolicy,
+        kept: Kept<S, B>,
+    ) -> Self
+    where
+        S: Clone,
+    {
         let clone = inner.clone();
         let service = std::mem::replace(inner, clone);
         let step = Step::WaitingForToken {
             token,
-            service,
-            request: std::future::ready(req),
+            request: std::future::ready(Box::new((service, req))),
         };
-        ResponseFuture::authorized(step, policy, replay, sent_to)
+        ResponseFuture::authorized(step, policy, kept)
     }
 
-    fn authorized(
-        step: Step<S, B>,
+    /// A request sent with token `generation` (and `proof`).
+    #[inline(always)]
+    pub(crate) fn called(
+        future: S::Future,
+        generation: u64,
+        proof: Option<SentProof>,
         policy: AuthPolicy,
-        replay: Option<Replay<S, B>>,
-        sent_to: Option<SentTo>,
+        kept: Kept<S, B>,
     ) -> Self {
+        let step = Step::Called {
+            future,
+            generation,
+            proof,
+        };
+        ResponseFuture::authorized(step, policy, kept)
+    }
+
+    /// A request whose proof could not be made: the error comes out of the
+    /// future.
+    pub(crate) fn failed(
+        inner: &mut S,
+        req: Request<B>,
+        error: Error,
+        policy: AuthPolicy,
+        kept: Kept<S, B>,
+    ) -> Self
+    where
+        S: Clone,
+    {
+        let token = Box::pin(std::future::ready(Err(error)));
+        ResponseFuture::send_later(inner, req, token, policy, kept)
+    }
+
+    #[inline(always)]
+    fn authorized(step: Step<S, B>, policy: AuthPolicy, kept: Kept<S, B>) -> Self {
         ResponseFuture {
-            state: State::Authorized {
-                step,
-                policy,
-                replay,
-                sent_to,
-            },
+            state: State::Authorized { step, policy, kept },
         }
     }
 }
@@ -209,12 +245,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
             StateProj::Passthrough { future } => future.poll(cx).map_err(ServiceError::Inner),
-            StateProj::Authorized {
-                step,
-                policy,
-                replay,
-                sent_to,
-            } => poll_authorized(step, policy, replay, sent_to, cx),
+            StateProj::Authorized { step, policy, kept } => poll_authorized(step, policy, kept, cx),
         }
     }
 }
@@ -224,8 +255,7 @@ where
 fn poll_authorized<S, B, R>(
     mut step: Pin<&mut Step<S, B>>,
     policy: &AuthPolicy,
-    replay: &mut Option<Replay<S, B>>,
-    sent_to: &mut Option<SentTo>,
+    kept: &mut Kept<S, B>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<Response<R>, ServiceError<S::Error>>>
 where
@@ -234,13 +264,11 @@ where
     loop {
         // The resource server that answered, worked out only when the
         // record of 401s needs it.
-        let from = || answered_by(sent_to, replay);
+        let from = || kept.resource();
         let next = match step.as_mut().project() {
-            StepProj::WaitingForToken {
-                token,
-                service,
-                request,
-            } => ready!(send_when_token(policy, token, service, request, cx)),
+            StepProj::WaitingForToken { token, request } => {
+                ready!(send_when_token(policy, token, request, cx))
+            }
             StepProj::Called {
                 future,
                 generation,
@@ -248,10 +276,10 @@ where
             } => {
                 let response = ready!(future.poll(cx)).map_err(ServiceError::Inner)?;
                 let (status, headers) = (response.status(), response.headers());
-                let (proof, resendable) = (proof.as_ref(), replay.is_some());
+                let (proof, resendable) = (proof.as_ref(), kept.has_copy());
                 let after =
                     policy.after_answer(proof, status, headers, *generation, resendable, from);
-                let Some(resend) = resend(policy, replay, sent_to, after) else {
+                let Some(resend) = resend(policy, kept, after) else {
                     return Poll::Ready(Ok(response));
                 };
                 // The refusal is dropped before the resend (or the fetch
@@ -267,7 +295,7 @@ where
                 generation,
                 proof,
             } => {
-                let response = ready!(future.poll(cx)).map_err(ServiceError::Inner)?;
+                let response = ready!(future.as_mut().poll(cx)).map_err(ServiceError::Inner)?;
                 let (status, headers) = (response.status(), response.headers());
                 policy.after_resend_answer(proof.as_ref(), status, headers, *generation, from);
                 return Poll::Ready(Ok(response));
@@ -277,31 +305,19 @@ where
     }
 }
 
-/// The resource server a request went to: from the copy kept to resend
-/// it, or from where it was noted.
-fn answered_by<S, B>(sent_to: &Option<SentTo>, replay: &Option<Replay<S, B>>) -> Resource {
-    match (sent_to, replay) {
-        (Some(sent_to), _) => sent_to.resource(),
-        (None, Some(replay)) => Resource::of(replay.uri()),
-        // A future built without either (`ResponseFuture::called`).
-        (None, None) => Resource::at(None, None),
-    }
-}
-
 /// `WaitingForToken`: once the token is here, the request goes to the
 /// inner service with it.
 fn send_when_token<S, B>(
     policy: &AuthPolicy,
     token: &mut TokenFuture,
-    service: &mut S,
-    request: &mut Ready<Request<B>>,
+    request: &mut Ready<Box<(S, Request<B>)>>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<Step<S, B>, Error>>
 where
     S: Service<Request<B>>,
 {
     let cached = ready!(token.as_mut().poll(cx))?;
-    let mut request = ready!(Pin::new(request).poll(cx));
+    let (mut service, mut request) = *ready!(Pin::new(request).poll(cx));
     let proof = policy.authorize(&mut request, cached.header.clone(), cached.generation)?;
     let future = service.call(request);
     let generation = cached.generation;
@@ -318,8 +334,7 @@ where
 #[inline]
 fn resend<S, B>(
     policy: &AuthPolicy,
-    replay: &mut Option<Replay<S, B>>,
-    sent_to: &mut Option<SentTo>,
+    kept: &mut Kept<S, B>,
     after: AfterResponse,
 ) -> Option<Result<Step<S, B>, Error>>
 where
@@ -332,12 +347,9 @@ where
         // out would cost a copy of the request head.
         _ => return None,
     };
-    // A resend is only decided when there is a copy to resend.
-    let copy = replay.take()?;
-    // The resend's answer is recorded for the same resource server.
-    if sent_to.is_none() {
-        *sent_to = Some(SentTo::of(copy.uri()));
-    }
+    // A resend is only decided when there is a copy to resend. The
+    // resend's answer is recorded for the same resource server.
+    let copy = kept.take_copy()?;
     Some(match lookup {
         Lookup::Ready(header, generation) => {
             retrying(policy, copy, header, generation, after_refusal)
@@ -346,7 +358,7 @@ where
         // and then counted as a retry.)
         Lookup::Wait => Ok(Step::Refetching {
             token: policy.cache().wait_for_token(),
-            resend: std::future::ready(copy),
+            resend: std::future::ready(Box::new(copy)),
         }),
     })
 }
@@ -355,14 +367,14 @@ where
 fn resend_when_token<S, B>(
     policy: &AuthPolicy,
     token: &mut TokenFuture,
-    resend: &mut Ready<Replay<S, B>>,
+    resend: &mut Ready<Box<Replay<S, B>>>,
     cx: &mut Context<'_>,
 ) -> Poll<Result<Step<S, B>, Error>>
 where
     S: Service<Request<B>>,
 {
     let cached = ready!(token.as_mut().poll(cx))?;
-    let copy = ready!(Pin::new(resend).poll(cx));
+    let copy = *ready!(Pin::new(resend).poll(cx));
     let header = cached.header.clone();
     Poll::Ready(retrying(policy, copy, header, cached.generation, true))
 }
@@ -388,7 +400,7 @@ where
     }
     let proof = policy.authorize(&mut request, token, generation)?;
     Ok(Step::Retrying {
-        future: service.oneshot(request),
+        future: Box::pin(service.oneshot(request)),
         generation,
         proof,
     })
@@ -413,6 +425,32 @@ mod tests {
         service_fn(|_req: Request<Full<Bytes>>| async {
             Ok::<_, Infallible>(Response::new(Full::default()))
         })
+    }
+
+    /// The size of the future of `svc`, and of its inner future and copy.
+    fn sizes<S: Service<Request<B>>, B>(_: &S) -> (usize, usize, usize) {
+        use std::mem::size_of;
+        let future = size_of::<ResponseFuture<S, B>>();
+        (future, size_of::<S::Future>(), size_of::<Replay<S, B>>())
+    }
+
+    /// Every request's future is moved (returned, pinned, awaited), so its
+    /// size costs time (issue 23): it holds the inner future, the copy kept
+    /// for a resend and a few words (generation, proof, settings), not
+    /// room for the rarer steps (a second request, a token to wait for).
+    /// `cargo test --lib future_size -- --nocapture` prints it.
+    #[test]
+    fn future_size_is_the_inner_future_and_the_copy_and_a_few_words() {
+        let noop = service_fn(|_req: Request<Full<Bytes>>| {
+            std::future::ready(Ok::<_, Infallible>(Response::new(())))
+        });
+        let (future, inner, copy) = sizes(&noop);
+        println!("ResponseFuture: {future} bytes (inner future {inner}, copy {copy})");
+        let words = 6 * std::mem::size_of::<usize>();
+        assert!(
+            future <= inner + copy + words,
+            "{future} > {inner} + {copy} + {words}"
+        );
     }
 
     #[tokio::test]

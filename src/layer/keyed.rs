@@ -19,7 +19,7 @@ use super::destinations::Destinations;
 use super::error::ServiceError;
 use super::future::ResponseFuture;
 use super::policy::AuthPolicy;
-use super::replay::{Replay, ReplayBody, ReplayEmpty};
+use super::replay::{Kept, ReplayBody, ReplayEmpty};
 use crate::cache::keyed::KeyMap;
 use crate::cache::{Backoff, TokenCache};
 use crate::error::Error;
@@ -395,29 +395,30 @@ where
             };
         };
         let lookup = policy.cache().lookup();
-        let replay = self.replay_of(&policy, &req);
+        let kept = self.kept(&policy, &req);
         KeyedFuture::sent(ResponseFuture::send(
             &mut self.inner,
             req,
             lookup,
             policy,
-            replay,
+            kept,
         ))
     }
 }
 
 impl<S, K, P> KeyedService<S, K, P> {
-    /// The copy of `req` kept for a resend, taken before the token goes in.
-    fn replay_of<B>(&self, policy: &AuthPolicy, req: &Request<B>) -> Option<Replay<S, B>>
+    /// What the answers to `req` need of it (a copy for a resend, taken
+    /// before the token goes in, or where it goes), as `OAuth2Service` keeps.
+    fn kept<B>(&self, policy: &AuthPolicy, req: &Request<B>) -> Kept<S, B>
     where
         S: Clone,
         P: ReplayBody<B>,
     {
-        if !policy.keeps_copies() {
-            return None;
-        }
-        let body = self.replay.replay_body(req.body())?;
-        Some(Replay::new(req, body, self.inner.clone()))
+        let copies = policy.keeps_copies();
+        let body = copies
+            .then(|| self.replay.replay_body(req.body()))
+            .flatten();
+        Kept::of(req, body, &self.inner)
     }
 }
 

@@ -103,6 +103,7 @@ pub(crate) struct SentTo {
 
 impl SentTo {
     /// Where a request to `uri` goes.
+    #[inline]
     pub(crate) fn of(uri: &Uri) -> SentTo {
         SentTo {
             scheme: uri.scheme().cloned(),
@@ -312,7 +313,7 @@ impl AuthPolicy {
     /// newer one already cached is kept, and the resend uses it without a
     /// fetch); unless tokens fetched after a 401 are refused too, and the
     /// refusal passes through ([`AuthPolicy::unauthorized_backoff`]).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn after_response(
         &self,
         status: StatusCode,

@@ -1,6 +1,9 @@
 use http::{Extensions, HeaderMap, Method, Request, Uri, Version};
 use http_body::Body;
 
+use super::policy::SentTo;
+use crate::cache::Resource;
+
 /// Decides whether a request body can be kept for a resend after a 401.
 ///
 /// Asked once per request, before it is sent. Any
@@ -97,5 +100,57 @@ impl<S, B> Replay<S, B> {
         *req.headers_mut() = self.headers;
         *req.extensions_mut() = self.extensions;
         (self.service, req)
+    }
+}
+
+/// What the answers to a request need of it, besides its token: the copy
+/// to resend it, or where it went (the answers are recorded for that
+/// resource server, ARCHITECTURE.md invariant 6).
+pub(crate) enum Kept<S, B> {
+    /// The copy to resend it once (it has the URI).
+    Copy(Replay<S, B>),
+    /// No copy (the retry is off, the body could not be kept, or the copy
+    /// was resent): where the request went.
+    SentTo(SentTo),
+}
+
+impl<S, B> Kept<S, B> {
+    /// What is kept of `req`: a copy with `body` as its body, to be sent by
+    /// the clone of `service`, when `body` is `Some`. It is taken before
+    /// the token goes in (see [`Replay::new`]).
+    #[inline]
+    pub(crate) fn of(req: &Request<B>, body: Option<B>, service: &S) -> Self
+    where
+        S: Clone,
+    {
+        match body {
+            Some(body) => Kept::Copy(Replay::new(req, body, service.clone())),
+            None => Kept::SentTo(SentTo::of(req.uri())),
+        }
+    }
+
+    /// Whether a copy is kept.
+    pub(crate) fn has_copy(&self) -> bool {
+        matches!(self, Kept::Copy(_))
+    }
+
+    /// The copy, if there is one, leaving where it goes in its place.
+    pub(crate) fn take_copy(&mut self) -> Option<Replay<S, B>> {
+        let Kept::Copy(copy) = self else {
+            return None;
+        };
+        let sent_to = SentTo::of(copy.uri());
+        match std::mem::replace(self, Kept::SentTo(sent_to)) {
+            Kept::Copy(copy) => Some(copy),
+            Kept::SentTo(_) => None,
+        }
+    }
+
+    /// The resource server the request went to.
+    pub(crate) fn resource(&self) -> Resource {
+        match self {
+            Kept::Copy(copy) => Resource::of(copy.uri()),
+            Kept::SentTo(sent_to) => sent_to.resource(),
+        }
     }
 }

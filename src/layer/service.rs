@@ -6,7 +6,7 @@ use tower_service::Service;
 use super::error::ServiceError;
 use super::future::ResponseFuture;
 use super::policy::AuthPolicy;
-use super::replay::{Replay, ReplayBody, ReplayEmpty};
+use super::replay::{Kept, ReplayBody, ReplayEmpty};
 use crate::cache::{Lookup, TokenCache, TokenCopy};
 
 /// The middleware built by [`OAuth2Layer`](super::OAuth2Layer).
@@ -90,18 +90,21 @@ impl<S, P> OAuth2Service<S, P> {
         lookup
     }
 
-    fn replay<B>(&self, req: &Request<B>) -> Option<Replay<S, B>>
+    /// What the answers to `req` need of it: a copy to resend it when
+    /// copies are kept and its body can be, else where it goes.
+    #[inline]
+    fn kept<B>(&self, req: &Request<B>) -> Kept<S, B>
     where
         S: Clone,
         P: ReplayBody<B>,
     {
         // With DPoP a copy is kept for a nonce's resend too, which is not
         // the 401 retry (`layer/authorize.rs`).
-        if !self.policy.keeps_copies() {
-            return None;
-        }
-        let body = self.replay.replay_body(req.body())?;
-        Some(Replay::new(req, body, self.inner.clone()))
+        let copies = self.policy.keeps_copies();
+        let body = copies
+            .then(|| self.replay.replay_body(req.body()))
+            .flatten();
+        Kept::of(req, body, &self.inner)
     }
 }
 
@@ -118,7 +121,7 @@ where
         self.inner.poll_ready(cx).map_err(ServiceError::Inner)
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
         // The instance polled ready must be the one called (tower-service's
         // "Be careful when cloning inner services"). When the call happens
         // here, that is `self.inner` itself, with no clone.
@@ -127,7 +130,23 @@ where
         }
         let lookup = self.lookup();
         // The copy is taken before the token goes in (see `Replay::new`).
-        let replay = self.replay(&req);
-        ResponseFuture::send(&mut self.inner, req, lookup, self.policy.clone(), replay)
+        let kept = self.kept(&req);
+        // `ResponseFuture::send`, with the request sent here: moved into
+        // no other function before the inner service's `call`, it is
+        // copied once less.
+        let Lookup::Ready(header, generation) = lookup else {
+            let policy = self.policy.clone();
+            return ResponseFuture::send(&mut self.inner, req, lookup, policy, kept);
+        };
+        match self.policy.authorize(&mut req, header, generation) {
+            Ok(proof) => {
+                let future = self.inner.call(req);
+                ResponseFuture::called(future, generation, proof, self.policy.clone(), kept)
+            }
+            Err(e) => {
+                let policy = self.policy.clone();
+                ResponseFuture::failed(&mut self.inner, req, e, policy, kept)
+            }
+        }
     }
 }
