@@ -727,3 +727,82 @@ async fn pair_dpop_origin_form_rotation_path_only_requests_are_proved_with_their
     );
     assert_every_proof_is_of_its_tokens_key(&server);
 }
+
+/// The on-behalf layer: every subject's cache shares the endpoint's
+/// `DpopKeys`. After a rotation each subject's next request still goes
+/// with its old token and the old key, and starts that subject's fetch of
+/// a token bound to the new key (an exchange of its own subject token);
+/// no request fails, and no subject gets another's token.
+#[tokio::test]
+async fn pair_on_behalf_dpop_rotation_each_subject_gets_a_token_of_the_new_key() {
+    use tower_oauth2::on_behalf::{OnBehalfLayer, SubjectToken, ACCESS_TOKEN_TYPE};
+    let server = TestServer::start().await;
+    server.enable_dpop();
+    let (old, new) = (a_key(), a_key());
+    let keys = DpopKeys::new(old.clone());
+    let endpoint = server.endpoint().dpop_keys(keys.clone());
+    let svc = OnBehalfLayer::new(move |subject: &SubjectToken| {
+        let request = TokenRequest::token_exchange(subject.secret().clone(), ACCESS_TOKEN_TYPE);
+        TokenCache::builder(endpoint.clone(), request).build()
+    })
+    .destinations(Destinations::any())
+    .layer(http_client());
+    let send = |subject: &'static str| {
+        let svc = svc.clone();
+        let mut request = server.get(&format!("/me/{subject}"));
+        request.extensions_mut().insert(SubjectToken::new(subject));
+        async move { svc.oneshot(request).await.expect("a response").status() }
+    };
+    for subject in ["st-alice", "st-bob"] {
+        assert_eq!(send(subject).await, StatusCode::OK);
+    }
+    keys.rotate(new.clone());
+    until(|| send("st-alice"), || server.token_requests() == 3).await;
+    until(|| send("st-bob"), || server.token_requests() == 4).await;
+    until(
+        || send("st-alice"),
+        || server.authorizations().last() == Some(&Some("DPoP at-3".to_owned())),
+    )
+    .await;
+    assert_eq!(send("st-bob").await, StatusCode::OK);
+    assert_eq!(
+        server.authorizations().last(),
+        Some(&Some("DPoP at-4".to_owned()))
+    );
+    let subjects: Vec<_> = (server.received().iter())
+        .map(|r| r.param("subject_token"))
+        .collect();
+    let some = |s: &str| Some(s.to_owned());
+    assert_eq!(
+        subjects,
+        [
+            some("st-alice"),
+            some("st-bob"),
+            some("st-alice"),
+            some("st-bob")
+        ]
+    );
+    assert_eq!(
+        token_request_keys(&server),
+        [
+            old.thumbprint(),
+            old.thumbprint(),
+            new.thumbprint(),
+            new.thumbprint()
+        ]
+    );
+    // Each subject's requests carried its own tokens only.
+    for (path, auth) in server.path_authorizations() {
+        let mine = if path.contains("alice") {
+            ["DPoP at-1", "DPoP at-3"]
+        } else {
+            ["DPoP at-2", "DPoP at-4"]
+        };
+        assert!(
+            mine.contains(&auth.as_deref().unwrap_or("")),
+            "{path}: {auth:?}"
+        );
+    }
+    assert_every_proof_is_of_its_tokens_key(&server);
+    assert_eq!(server.unauthorized_count(), 0);
+}
