@@ -108,7 +108,7 @@ use tower_service::Service;
 
 use crate::cache::{Lookup, Resource, TokenCache};
 use crate::error::{BoxError, Error};
-use crate::layer::policy::{delegate_policy_options, AfterResponse};
+use crate::layer::policy::{delegate_policy_options, AfterResponse, ResourceAnswer};
 use crate::layer::AuthPolicy;
 
 /// Adds OAuth2 bearer tokens to the requests of a
@@ -178,15 +178,13 @@ impl Middleware for OAuth2Middleware {
         if followed_redirect(sent_to.as_ref(), &response) {
             return Ok(response);
         }
-        let (status, headers) = (response.status(), response.headers());
-        let after = policy.after_answer(
-            proof.as_ref(),
-            status,
-            headers,
-            generation,
-            replay.is_some(),
-            from,
-        );
+        let answer = ResourceAnswer {
+            status: response.status(),
+            headers: response.headers(),
+            sent: generation,
+            resendable: replay.is_some(),
+        };
+        let after = policy.after_answer(proof.as_ref(), answer, from);
         let (lookup, mut replay, after_refusal) = match (after, replay) {
             (AfterResponse::Resend(lookup), Some(replay)) => (lookup, replay, true),
             (AfterResponse::ResendWithNonce(lookup), Some(replay)) => (lookup, replay, false),
@@ -207,8 +205,8 @@ impl Middleware for OAuth2Middleware {
         if followed_redirect(sent_to.as_ref(), &response) {
             return Ok(response);
         }
-        let (status, headers) = (response.status(), response.headers());
-        policy.after_resend_answer(proof.as_ref(), status, headers, generation, from);
+        let answer = ResourceAnswer::to_resend(response.status(), response.headers(), generation);
+        policy.after_resend_answer(proof.as_ref(), answer, from);
         Ok(response)
     }
 }

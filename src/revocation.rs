@@ -148,10 +148,11 @@ impl<S: HttpClient> TokenEndpoint<S> {
                 token: &token,
                 hint,
                 client: &client,
+                url: &url,
+                token_url: &token_url,
+                limits,
             };
-            let mut result = sent
-                .read_and_send(service.clone(), &url, &token_url, limits)
-                .await;
+            let mut result = sent.read_and_send(service.clone()).await;
             // As for a token request: the refusal may have raced a
             // rotation of the credential's file (RFC 7009 §2.1
             // authenticates the client as RFC 6749 §2.3 does).
@@ -163,7 +164,7 @@ impl<S: HttpClient> TokenEndpoint<S> {
                     "invalid_client with a credential read from a file or callback: \
                      reading it again and sending the revocation once more"
                 );
-                result = sent.read_and_send(service, &url, &token_url, limits).await;
+                result = sent.read_and_send(service).await;
             }
             match &result {
                 Ok(()) => tracing::debug!("token revoked"),
@@ -176,11 +177,15 @@ impl<S: HttpClient> TokenEndpoint<S> {
     }
 }
 
-/// One revocation request: which token, and who asks.
+/// One revocation request: which token, who asks, and where.
 struct Revocation<'a> {
     token: &'a SecretString,
     hint: Option<TokenTypeHint>,
     client: &'a ClientAuth,
+    url: &'a RevocationUrl,
+    /// The audience of a client assertion (OpenID Connect Core §9).
+    token_url: &'a TokenUrl,
+    limits: exchange::Limits,
 }
 
 impl Revocation<'_> {
@@ -188,19 +193,15 @@ impl Revocation<'_> {
     /// then `token_type_hint`, then the client's parameters as its
     /// authentication method puts them; `Accept: application/json` for an
     /// error's body. Gives with it the client assertion signed for it.
-    fn build(
-        &self,
-        url: &RevocationUrl,
-        token_url: &TokenUrl,
-    ) -> Result<(Request<Full<Bytes>>, Option<SecretString>), Error> {
-        let assertion = self.client.assertion(token_url)?;
+    fn build(&self) -> Result<(Request<Full<Bytes>>, Option<SecretString>), Error> {
+        let assertion = self.client.assertion(self.token_url)?;
         let mut params = vec![("token", self.token.expose_secret())];
         if let Some(hint) = self.hint {
             params.push(("token_type_hint", hint.as_str()));
         }
         let request = Request::builder()
             .method(Method::POST)
-            .uri(url.uri().clone())
+            .uri(self.url.uri().clone())
             .header(ACCEPT, "application/json");
         let request = self
             .client
@@ -215,31 +216,19 @@ impl Revocation<'_> {
 
     /// Reads the client's credential from its file or callback, if it
     /// has one, then [`Revocation::send`] with it.
-    async fn read_and_send<S: HttpClient>(
-        &self,
-        service: S,
-        url: &RevocationUrl,
-        token_url: &TokenUrl,
-        limits: exchange::Limits,
-    ) -> Result<(), Error> {
-        let client = self.client.read_credential(limits.timeout).await?;
+    async fn read_and_send<S: HttpClient>(&self, service: S) -> Result<(), Error> {
+        let client = self.client.read_credential(self.limits.timeout).await?;
         let read = Revocation {
             client: &client,
             ..*self
         };
-        read.send(service, url, token_url, limits).await
+        read.send(service).await
     }
 
-    async fn send<S: HttpClient>(
-        &self,
-        service: S,
-        url: &RevocationUrl,
-        token_url: &TokenUrl,
-        limits: exchange::Limits,
-    ) -> Result<(), Error> {
-        let (request, assertion) = self.build(url, token_url)?;
+    async fn send<S: HttpClient>(&self, service: S) -> Result<(), Error> {
+        let (request, assertion) = self.build()?;
         // A success's body means nothing (RFC 7009 §2.2): it is not read.
-        let answer = exchange::send(service, request, limits, |s| !s.is_success()).await?;
+        let answer = exchange::send(service, request, self.limits, |s| !s.is_success()).await?;
         tracing::Span::current().record("status", answer.status.as_u16());
         let client_secrets = self.client.secrets();
         let secrets: Vec<&str> = (client_secrets.iter().map(|s| s.as_ref()))
@@ -293,14 +282,17 @@ mod tests {
         hint: Option<TokenTypeHint>,
     ) -> (http::request::Parts, String) {
         let token = SecretString::from(token);
+        let url = RevocationUrl::new(URL).unwrap();
+        let token_url = TokenUrl::new(TOKEN_URL).unwrap();
         let revocation = Revocation {
             token: &token,
             hint,
             client,
+            url: &url,
+            token_url: &token_url,
+            limits: exchange::Limits::default(),
         };
-        let url = RevocationUrl::new(URL).unwrap();
-        let token_url = TokenUrl::new(TOKEN_URL).unwrap();
-        let (request, _) = revocation.build(&url, &token_url).unwrap();
+        let (request, _) = revocation.build().unwrap();
         let (parts, body) = request.into_parts();
         let body = tokio::runtime::Builder::new_current_thread()
             .build()

@@ -71,8 +71,53 @@ fn rewrite(path: &Path, text: &str) {
     .expect("the writer");
 }
 
+/// The test token server, DPoP on.
+async fn dpop_server() -> TestServer {
+    let server = TestServer::start().await;
+    server.enable_dpop();
+    server
+}
+
+/// A Redis server and the DPoP token server; none where Redis is not
+/// installed.
+async fn fleet_servers() -> Option<(RedisServer, TestServer)> {
+    if !crate::redis_server::available() {
+        return None;
+    }
+    Some((RedisServer::start(), dpop_server().await))
+}
+
+/// A tier of its own on `redis` (one fleet process); Redis calls get 2 s,
+/// so a loaded machine does not turn a slow answer into a fallback.
+fn tier(redis: &RedisServer) -> RedisTier {
+    RedisTier::standalone(&redis.url())
+        .expect("a Redis URL")
+        .timeout(Duration::from_secs(2))
+        .poll_interval(Duration::from_millis(10))
+}
+
+/// A cache sharing its tokens through `tier`: one fleet process.
+fn fleet_process(endpoint: TokenEndpoint<HttpClient>, tier: RedisTier) -> TokenCache {
+    let builder = TokenCache::builder(endpoint, TokenRequest::client_credentials());
+    builder.redis(tier).build()
+}
+
+/// The `Authorization` header of each resource request, in order.
+fn sent_tokens(server: &TestServer) -> Vec<String> {
+    server.authorizations().into_iter().flatten().collect()
+}
+
 fn dpop_cache(endpoint: TokenEndpoint<HttpClient>) -> TokenCache {
     TokenCache::builder(endpoint, TokenRequest::client_credentials()).build()
+}
+
+/// The DPoP token server, two keys (the one in use and the next) and a
+/// cache proving with the one in use.
+async fn old_and_new_key() -> (TestServer, Dpop, Dpop, TokenCache) {
+    let server = dpop_server().await;
+    let (old, new) = (a_key(), a_key());
+    let cache = dpop_cache(server.endpoint().dpop(old.clone()));
+    (server, old, new, cache)
 }
 
 /// The thumbprint of the key each token request proved, in order.
@@ -85,6 +130,15 @@ fn token_request_keys(server: &TestServer) -> Vec<String> {
             dpop::read(proof).expect("a readable proof").jkt
         })
         .collect()
+}
+
+/// Whether every resource request was proved with the key its token is
+/// bound to.
+fn each_proof_is_of_its_tokens_key(server: &TestServer) -> bool {
+    let proofs = server.dpop_proofs();
+    proofs
+        .iter()
+        .all(|(_, jkt, bound)| bound.as_ref() == Some(jkt))
 }
 
 /// Every resource request was proved with the key its token is bound to;
@@ -188,27 +242,43 @@ async fn under_load(
     failed.load(Ordering::SeqCst)
 }
 
+/// After a run under load rotating `old` to `new`: no request failed, no
+/// 401, and [`assert_one_token_per_key`].
+fn assert_no_failure_and_one_token_per_key(
+    server: &TestServer,
+    failed: usize,
+    old: &Dpop,
+    new: &Dpop,
+) -> Vec<(String, String)> {
+    assert_eq!(failed, 0);
+    assert_eq!(server.unauthorized_count(), 0);
+    assert_one_token_per_key(server, old, new)
+}
+
+/// One token request per key, `old`'s then `new`'s, and every proof of
+/// its token's key; the tokens each key's proofs went with.
+fn assert_one_token_per_key(server: &TestServer, old: &Dpop, new: &Dpop) -> Vec<(String, String)> {
+    assert_eq!(server.token_requests(), 2);
+    assert_eq!(
+        token_request_keys(server),
+        [old.thumbprint(), new.thumbprint()]
+    );
+    assert_every_proof_is_of_its_tokens_key(server)
+}
+
 /// 8 tasks sending requests through the layer, the key rotated mid-run: no
 /// request fails, every proof is of the key its token is bound to, and
 /// exactly one token request before the rotation and one after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_under_load_fails_no_request_and_proves_each_token_with_its_own_key() {
-    let server = Arc::new(TestServer::start().await);
-    server.enable_dpop();
+    let server = Arc::new(dpop_server().await);
     let (old, new) = (a_key(), a_key());
     let cache = dpop_cache(server.endpoint().dpop(old.clone()));
     let failed = under_load(&server, &layered(&cache), || {
         cache.rotate_dpop_key(new.clone())
     })
     .await;
-    assert_eq!(failed, 0);
-    assert_eq!(server.token_requests(), 2);
-    assert_eq!(server.unauthorized_count(), 0);
-    assert_eq!(
-        token_request_keys(&server),
-        [old.thumbprint(), new.thumbprint()]
-    );
-    let tokens = assert_every_proof_is_of_its_tokens_key(&server);
+    let tokens = assert_no_failure_and_one_token_per_key(&server, failed, &old, &new);
     assert_eq!(
         tokens,
         [
@@ -225,8 +295,7 @@ async fn rotation_under_load_fails_no_request_and_proves_each_token_with_its_own
 /// token fetched once, no request fails, every proof of its token's key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_file_rewritten_under_load_fails_no_request_and_costs_one_token_request() {
-    let server = Arc::new(TestServer::start().await);
-    server.enable_dpop();
+    let server = Arc::new(dpop_server().await);
     let dir = temp_dir("load");
     let path = dir.join("dpop.pem");
     std::fs::write(&path, P256_PEM).expect("the key file");
@@ -236,14 +305,7 @@ async fn a_key_file_rewritten_under_load_fails_no_request_and_costs_one_token_re
     let failed = under_load(&server, &layered(&cache), || rewrite(&path, ED25519_PEM)).await;
     let new = keys.current();
     assert_eq!(new.algorithm().as_str(), "EdDSA");
-    assert_eq!(failed, 0);
-    assert_eq!(server.token_requests(), 2);
-    assert_eq!(server.unauthorized_count(), 0);
-    assert_eq!(
-        token_request_keys(&server),
-        [old.thumbprint(), new.thumbprint()]
-    );
-    let tokens = assert_every_proof_is_of_its_tokens_key(&server);
+    let tokens = assert_no_failure_and_one_token_per_key(&server, failed, &old, &new);
     assert_eq!(tokens[1], ("at-2".to_owned(), new.thumbprint().to_owned()));
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -256,8 +318,7 @@ async fn a_key_file_rewritten_under_load_fails_no_request_and_costs_one_token_re
 /// and the key before stays in use.
 #[tokio::test]
 async fn a_rewritten_key_file_gets_its_own_token_and_a_broken_one_keeps_the_key_in_use() {
-    let server = TestServer::start().await;
-    server.enable_dpop();
+    let server = dpop_server().await;
     let dir = temp_dir("file");
     let path = dir.join("dpop.pem");
     std::fs::write(&path, P256_PEM).expect("the key file");
@@ -337,26 +398,13 @@ async fn a_rewritten_key_file_gets_its_own_token_and_a_broken_one_keeps_the_key_
 /// a key of its own takes neither.
 #[tokio::test]
 async fn pair_fleet_dpop_rotation_two_processes_sharing_a_key_file_share_each_keys_token_only() {
-    if !crate::redis_server::available() {
+    let Some((redis, server)) = fleet_servers().await else {
         return;
-    }
-    let redis = RedisServer::start();
-    let server = TestServer::start().await;
-    server.enable_dpop();
+    };
     let dir = temp_dir("fleet");
     let path = dir.join("dpop.pem");
     std::fs::write(&path, P256_PEM).expect("the key file");
-    let tier = || {
-        RedisTier::standalone(&redis.url())
-            .expect("a Redis URL")
-            .timeout(Duration::from_secs(2))
-            .poll_interval(Duration::from_millis(10))
-    };
-    let process = |keys: DpopKeys| {
-        let endpoint = server.endpoint().dpop_keys(keys);
-        let builder = TokenCache::builder(endpoint, TokenRequest::client_credentials());
-        builder.redis(tier()).build()
-    };
+    let process = |keys: DpopKeys| fleet_process(server.endpoint().dpop_keys(keys), tier(&redis));
     let (keys_1, keys_2) = (
         DpopKeys::from_file(&path).unwrap(),
         DpopKeys::from_file(&path).unwrap(),
@@ -390,9 +438,8 @@ async fn pair_fleet_dpop_rotation_two_processes_sharing_a_key_file_share_each_ke
         StatusCode::OK
     );
     assert_eq!(server.token_requests(), 3);
-    let auths: Vec<_> = server.authorizations().into_iter().flatten().collect();
     assert_eq!(
-        auths,
+        sent_tokens(&server),
         [
             "DPoP at-1",
             "DPoP at-1",
@@ -413,27 +460,13 @@ async fn pair_fleet_dpop_rotation_two_processes_sharing_a_key_file_share_each_ke
 /// the ciphertext's associated data): it fetches its own.
 #[tokio::test]
 async fn attack_a_token_of_another_key_copied_in_the_tier_is_never_sent() {
-    if !crate::redis_server::available() {
+    let Some((redis, server)) = fleet_servers().await else {
         return;
-    }
-    let redis = RedisServer::start();
-    let server = TestServer::start().await;
-    server.enable_dpop();
-    let secret = [7u8; 32];
-    let tier = || {
-        RedisTier::standalone(&redis.url())
-            .expect("a Redis URL")
-            .encryption_key(secret)
-            .timeout(Duration::from_secs(2))
-            .poll_interval(Duration::from_millis(10))
     };
+    let secret = [7u8; 32];
+    let sealed = || tier(&redis).encryption_key(secret);
     let (old, new) = (a_key(), a_key());
-    let old_cache = TokenCache::builder(
-        server.endpoint().dpop(old),
-        TokenRequest::client_credentials(),
-    )
-    .redis(tier())
-    .build();
+    let old_cache = fleet_process(server.endpoint().dpop(old), sealed());
     assert_eq!(
         get(&layered(&old_cache), &server, "/a").await,
         StatusCode::OK
@@ -443,7 +476,7 @@ async fn attack_a_token_of_another_key_copied_in_the_tier_is_never_sent() {
         TokenRequest::client_credentials(),
     );
     let new_name = builder.fingerprint().to_string();
-    let new_cache = builder.redis(tier()).build();
+    let new_cache = builder.redis(sealed()).build();
     // Copy the old key's token under the new key's name.
     let names = redis.cli(&["KEYS", "*:token"]);
     let old_name = names.trim().to_owned();
@@ -461,8 +494,7 @@ async fn attack_a_token_of_another_key_copied_in_the_tier_is_never_sent() {
         StatusCode::OK
     );
     assert_eq!(server.token_requests(), 2);
-    let auths: Vec<_> = server.authorizations().into_iter().flatten().collect();
-    assert_eq!(auths, ["DPoP at-1", "DPoP at-2"]);
+    assert_eq!(sent_tokens(&server), ["DPoP at-1", "DPoP at-2"]);
     let tokens = assert_every_proof_is_of_its_tokens_key(&server);
     assert_eq!(tokens[1], ("at-2".to_owned(), new.thumbprint().to_owned()));
 }
@@ -474,8 +506,7 @@ async fn attack_a_token_of_another_key_copied_in_the_tier_is_never_sent() {
 /// hold) and fetches its own.
 #[tokio::test]
 async fn pair_file_store_dpop_rotation_a_restart_restores_only_the_token_of_the_key_it_holds() {
-    let server = TestServer::start().await;
-    server.enable_dpop();
+    let server = dpop_server().await;
     let dir = temp_dir("store");
     let store_path = dir.join("token.json");
     let (old, new) = (a_key(), a_key());
@@ -509,8 +540,10 @@ async fn pair_file_store_dpop_rotation_a_restart_restores_only_the_token_of_the_
     let stale = build(DpopKeys::new(old.clone()));
     assert_eq!(get(&layered(&stale), &server, "/c").await, StatusCode::OK);
     assert_eq!(server.token_requests(), 3);
-    let auths: Vec<_> = server.authorizations().into_iter().flatten().collect();
-    assert_eq!(auths, ["DPoP at-1", "DPoP at-2", "DPoP at-3"]);
+    assert_eq!(
+        sent_tokens(&server),
+        ["DPoP at-1", "DPoP at-2", "DPoP at-3"]
+    );
     let tokens = assert_every_proof_is_of_its_tokens_key(&server);
     assert_eq!(tokens[2], ("at-3".to_owned(), old.thumbprint().to_owned()));
     std::fs::remove_dir_all(&dir).ok();
@@ -528,8 +561,7 @@ fn api_of(uri: &Uri, _: &HeaderMap) -> Option<String> {
 /// fails.
 #[tokio::test]
 async fn pair_keyed_dpop_rotation_each_keys_cache_gets_a_token_of_the_new_key() {
-    let server = TestServer::start().await;
-    server.enable_dpop();
+    let server = dpop_server().await;
     let (old, new) = (a_key(), a_key());
     let keys = DpopKeys::new(old.clone());
     let endpoint = server.endpoint().dpop_keys(keys.clone());
@@ -576,10 +608,7 @@ async fn pair_keyed_dpop_rotation_each_keys_cache_gets_a_token_of_the_new_key() 
 /// next request, in the background; no request fails.
 #[tokio::test]
 async fn pair_reqwest_dpop_rotation_the_next_request_fetches_the_new_keys_token() {
-    let server = TestServer::start().await;
-    server.enable_dpop();
-    let (old, new) = (a_key(), a_key());
-    let cache = dpop_cache(server.endpoint().dpop(old.clone()));
+    let (server, old, new, cache) = old_and_new_key().await;
     let client = ClientBuilder::new(reqwest::Client::new())
         .with(OAuth2Middleware::new(cache.clone()))
         .build();
@@ -593,12 +622,7 @@ async fn pair_reqwest_dpop_rotation_the_next_request_fetches_the_new_keys_token(
         server.authorizations().last() == Some(&Some("DPoP at-2".to_owned()))
     })
     .await;
-    assert_eq!(server.token_requests(), 2);
-    assert_eq!(
-        token_request_keys(&server),
-        [old.thumbprint(), new.thumbprint()]
-    );
-    assert_every_proof_is_of_its_tokens_key(&server);
+    assert_one_token_per_key(&server, &old, &new);
 }
 
 /// Nonces are the server's, not the key's: the new key sends the nonces
@@ -648,10 +672,7 @@ async fn pair_dpop_nonces_rotation_the_new_key_sends_the_nonces_the_old_one_lear
         token_request_keys(&server),
         [old.thumbprint(), old.thumbprint(), new.thumbprint()]
     );
-    let proofs = server.dpop_proofs();
-    assert!(proofs
-        .iter()
-        .all(|(_, jkt, bound)| bound.as_ref() == Some(jkt)));
+    assert!(each_proof_is_of_its_tokens_key(&server));
 }
 
 /// The 401 retry: a resource that refuses the old key's token after the
@@ -661,18 +682,17 @@ async fn pair_dpop_nonces_rotation_the_new_key_sends_the_nonces_the_old_one_lear
 /// nothing, depends on which arrives first).
 #[tokio::test]
 async fn pair_dpop_backoff_rotation_a_401_for_the_old_token_is_resent_with_the_new_keys() {
-    let server = TestServer::start().await;
-    server.enable_dpop();
-    let (old, new) = (a_key(), a_key());
-    let cache = dpop_cache(server.endpoint().dpop(old.clone()));
+    let (server, old, new, cache) = old_and_new_key().await;
     let svc = layered(&cache);
     assert_eq!(get(&svc, &server, "/a").await, StatusCode::OK);
     cache.dpop_keys().expect("DPoP keys").rotate(new.clone());
     server.revoke("at-1");
     assert_eq!(get(&svc, &server, "/b").await, StatusCode::OK);
     assert_eq!(server.token_requests(), 2);
-    let auths: Vec<_> = server.authorizations().into_iter().flatten().collect();
-    assert_eq!(auths, ["DPoP at-1", "DPoP at-1", "DPoP at-2"]);
+    assert_eq!(
+        sent_tokens(&server),
+        ["DPoP at-1", "DPoP at-1", "DPoP at-2"]
+    );
     let stats = cache.stats();
     assert_eq!((stats.token_fetches, stats.retries), (2, 1));
     assert_eq!(
@@ -680,10 +700,7 @@ async fn pair_dpop_backoff_rotation_a_401_for_the_old_token_is_resent_with_the_n
         [old.thumbprint(), new.thumbprint()]
     );
     // The refused request was proved with the old key (its token's).
-    let proofs = server.dpop_proofs();
-    assert!(proofs
-        .iter()
-        .all(|(_, jkt, bound)| bound.as_ref() == Some(jkt)));
+    assert!(each_proof_is_of_its_tokens_key(&server));
 }
 
 /// Origin-form URIs (tonic's): path-only requests through a connection,
@@ -691,10 +708,7 @@ async fn pair_dpop_backoff_rotation_a_401_for_the_old_token_is_resent_with_the_n
 /// key; one token request per key.
 #[tokio::test]
 async fn pair_dpop_origin_form_rotation_path_only_requests_are_proved_with_their_tokens_key() {
-    let server = TestServer::start().await;
-    server.enable_dpop();
-    let (old, new) = (a_key(), a_key());
-    let cache = dpop_cache(server.endpoint().dpop(old.clone()));
+    let (server, old, new, cache) = old_and_new_key().await;
     let destinations = Destinations::secure()
         .origin_form_to(server.url(""))
         .expect("a loopback origin");
@@ -720,12 +734,7 @@ async fn pair_dpop_origin_form_rotation_path_only_requests_are_proved_with_their
         || server.authorizations().last() == Some(&Some("DPoP at-2".to_owned())),
     )
     .await;
-    assert_eq!(server.token_requests(), 2);
-    assert_eq!(
-        token_request_keys(&server),
-        [old.thumbprint(), new.thumbprint()]
-    );
-    assert_every_proof_is_of_its_tokens_key(&server);
+    assert_one_token_per_key(&server, &old, &new);
 }
 
 /// The on-behalf layer: every subject's cache shares the endpoint's

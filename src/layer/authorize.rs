@@ -15,9 +15,9 @@
 use std::borrow::Cow;
 
 use http::header::AUTHORIZATION;
-use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
+use http::{HeaderMap, HeaderValue, Method, Request, Uri};
 
-use super::policy::{AfterResponse, AuthPolicy};
+use super::policy::{AfterResponse, AuthPolicy, ResourceAnswer};
 use crate::cache::Resource;
 use crate::challenge::asks_dpop_nonce;
 use crate::error::Error;
@@ -113,35 +113,29 @@ impl AuthPolicy {
     pub(crate) fn after_answer(
         &self,
         proof: Option<&SentProof>,
-        status: StatusCode,
-        headers: &HeaderMap,
-        sent: u64,
-        resendable: bool,
+        answer: ResourceAnswer<'_>,
         from: impl FnOnce() -> Resource,
     ) -> AfterResponse {
         if self.proof_key().is_none() {
-            return self.after_response(status, headers, sent, resendable, from);
+            return self.after_response(answer, from);
         }
-        self.after_answer_with_proof(proof, status, headers, sent, resendable, from)
+        self.after_answer_with_proof(proof, answer, from)
     }
 
     #[inline(never)]
     fn after_answer_with_proof(
         &self,
         proof: Option<&SentProof>,
-        status: StatusCode,
-        headers: &HeaderMap,
-        sent: u64,
-        resendable: bool,
+        answer: ResourceAnswer<'_>,
         from: impl FnOnce() -> Resource,
     ) -> AfterResponse {
-        let other_nonce = proof.is_some_and(|p| p.learn_nonce(headers));
-        if !asks_dpop_nonce(status, headers) {
-            return self.after_response(status, headers, sent, resendable, from);
+        let other_nonce = proof.is_some_and(|p| p.learn_nonce(answer.headers));
+        if !asks_dpop_nonce(answer.status, answer.headers) {
+            return self.after_response(answer, from);
         }
         if !other_nonce {
             tracing::debug!("use_dpop_nonce with no other nonce to send; returned as is");
-        } else if resendable {
+        } else if answer.resendable {
             tracing::debug!("the resource server asked for a DPoP nonce; resending once with it");
             return AfterResponse::ResendWithNonce(self.cache().lookup());
         } else {
@@ -161,23 +155,21 @@ impl AuthPolicy {
     pub(crate) fn after_resend_answer(
         &self,
         proof: Option<&SentProof>,
-        status: StatusCode,
-        headers: &HeaderMap,
-        sent: u64,
+        answer: ResourceAnswer<'_>,
         from: impl FnOnce() -> Resource,
     ) {
         if self.proof_key().is_some() {
             if let Some(proof) = proof {
-                proof.learn_nonce(headers);
+                proof.learn_nonce(answer.headers);
             }
-            if asks_dpop_nonce(status, headers) {
+            if asks_dpop_nonce(answer.status, answer.headers) {
                 tracing::debug!(
                     "a resend met use_dpop_nonce again; returned as is, the token kept"
                 );
                 return;
             }
         }
-        self.after_resend(status, headers, sent, from);
+        self.after_resend(answer, from);
     }
 
     /// Whether a transport keeps a copy of a request to resend it: for the
@@ -207,7 +199,7 @@ mod tests {
     use std::sync::Arc;
 
     use bytes::Bytes;
-    use http::Response;
+    use http::{Response, StatusCode};
     use http_body_util::Full;
     use tower::{service_fn, Layer, ServiceExt};
 

@@ -11,7 +11,7 @@ use tower::ServiceExt;
 use tower_service::Service;
 
 use super::error::ServiceError;
-use super::policy::{AfterResponse, AuthPolicy};
+use super::policy::{AfterResponse, AuthPolicy, ResourceAnswer};
 use super::replay::{Kept, Replay};
 use crate::cache::{Cached, Lookup};
 use crate::error::Error;
@@ -275,10 +275,13 @@ where
                 proof,
             } => {
                 let response = ready!(future.poll(cx)).map_err(ServiceError::Inner)?;
-                let (status, headers) = (response.status(), response.headers());
-                let (proof, resendable) = (proof.as_ref(), kept.has_copy());
-                let after =
-                    policy.after_answer(proof, status, headers, *generation, resendable, from);
+                let answer = ResourceAnswer {
+                    status: response.status(),
+                    headers: response.headers(),
+                    sent: *generation,
+                    resendable: kept.has_copy(),
+                };
+                let after = policy.after_answer(proof.as_ref(), answer, from);
                 let Some(resend) = resend(policy, kept, after) else {
                     return Poll::Ready(Ok(response));
                 };
@@ -296,8 +299,9 @@ where
                 proof,
             } => {
                 let response = ready!(future.as_mut().poll(cx)).map_err(ServiceError::Inner)?;
-                let (status, headers) = (response.status(), response.headers());
-                policy.after_resend_answer(proof.as_ref(), status, headers, *generation, from);
+                let answer =
+                    ResourceAnswer::to_resend(response.status(), response.headers(), *generation);
+                policy.after_resend_answer(proof.as_ref(), answer, from);
                 return Poll::Ready(Ok(response));
             }
         };

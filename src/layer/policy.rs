@@ -89,6 +89,32 @@ pub(crate) enum AfterResponse {
     ResendWithNonce(Lookup),
 }
 
+/// A resource server's answer to a request that carried a token, as
+/// [`AuthPolicy::after_response`] judges it.
+#[derive(Clone, Copy)]
+pub(crate) struct ResourceAnswer<'a> {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: &'a HeaderMap,
+    /// The cache generation of the token the request carried.
+    pub(crate) sent: u64,
+    /// Whether the transport kept a copy of the request to send again.
+    pub(crate) resendable: bool,
+}
+
+impl<'a> ResourceAnswer<'a> {
+    /// The answer to a resend with token generation `sent`: a resend is
+    /// never sent again.
+    pub(crate) fn to_resend(status: StatusCode, headers: &'a HeaderMap, sent: u64) -> Self {
+        let resendable = false;
+        ResourceAnswer {
+            status,
+            headers,
+            sent,
+            resendable,
+        }
+    }
+}
+
 /// Where a request that carried a token went, kept by a transport until
 /// its answer when it keeps no copy of the request (the copy has the URI):
 /// the answer is then recorded for that resource server alone
@@ -299,11 +325,9 @@ impl AuthPolicy {
             && !(settings.keep_existing && headers.contains_key(AUTHORIZATION))
     }
 
-    /// What to do with a response (`status`, `headers`) to a request sent
-    /// with token generation `sent`; `resendable` says whether the transport
-    /// kept a copy of the request to send again; `from` names the resource
-    /// server that answered (only called on a 401, or when a record of
-    /// 401s exists).
+    /// What to do with `answer`, the response to a request that carried a
+    /// token; `from` names the resource server that answered (only called
+    /// on a 401, or when a record of 401s exists).
     ///
     /// Any answer but a 401 (or gRPC's UNAUTHENTICATED) ends that resource
     /// server's backoff for the current token. A 401 whose challenges name other schemes only
@@ -316,15 +340,18 @@ impl AuthPolicy {
     #[inline(always)]
     pub(crate) fn after_response(
         &self,
-        status: StatusCode,
-        headers: &HeaderMap,
-        sent: u64,
-        resendable: bool,
+        answer: ResourceAnswer<'_>,
         from: impl FnOnce() -> Resource,
     ) -> AfterResponse {
         // Inlined up to here: an answer that refuses nothing costs what the
         // check costs, as in a transport that made it itself, and one
         // relaxed load.
+        let ResourceAnswer {
+            status,
+            headers,
+            sent,
+            resendable,
+        } = answer;
         let refusal = if is_refusal(status, headers) {
             refusal_kind(status, headers)
         } else if status.as_u16() >= 400 && self.settings.refused_with.contains(&status) {
@@ -336,16 +363,10 @@ impl AuthPolicy {
         self.after_refusal(refusal, status, sent, resendable, &from())
     }
 
-    /// What the response to a resend (sent with token generation `sent`)
-    /// says about that token; the response is returned whatever it is.
-    pub(crate) fn after_resend(
-        &self,
-        status: StatusCode,
-        headers: &HeaderMap,
-        sent: u64,
-        from: impl FnOnce() -> Resource,
-    ) {
-        let _ = self.after_response(status, headers, sent, false, from);
+    /// What the response to a resend ([`ResourceAnswer::to_resend`]) says
+    /// about its token; the response is returned whatever it is.
+    pub(crate) fn after_resend(&self, answer: ResourceAnswer<'_>, from: impl FnOnce() -> Resource) {
+        let _ = self.after_response(answer, from);
     }
 
     #[cold]
@@ -509,6 +530,18 @@ mod tests {
     }
 
     /// The resource server the answers come from.
+    /// `status` and `headers` answering a request sent with token
+    /// generation `sent`, of which a copy was kept.
+    fn answer(status: StatusCode, headers: &HeaderMap, sent: u64) -> ResourceAnswer<'_> {
+        let resendable = true;
+        ResourceAnswer {
+            status,
+            headers,
+            sent,
+            resendable,
+        }
+    }
+
     fn api() -> Resource {
         Resource::of(&Uri::from_static("https://api.example.com/"))
     }
@@ -551,13 +584,13 @@ mod tests {
             (StatusCode::OK, headers(&[("grpc-status", "7")])),
         ];
         for (status, headers) in answers {
-            let after = policy.after_response(status, &headers, sent, true, api);
+            let after = policy.after_response(answer(status, &headers, sent), api);
             assert!(matches!(after, AfterResponse::Return), "{status} {after:?}");
         }
         assert_eq!(policy.cache().stats().invalidations, 0);
 
         let unauthenticated = headers(&[("grpc-status", "16")]);
-        let after = policy.after_response(StatusCode::OK, &unauthenticated, sent, true, api);
+        let after = policy.after_response(answer(StatusCode::OK, &unauthenticated, sent), api);
         assert!(is_resend_after_fetch(&after), "{after:?}");
         assert_eq!(policy.cache().stats().invalidations, 1);
     }
@@ -567,11 +600,11 @@ mod tests {
         let policy = AuthPolicy::new(cache());
         let refused = headers(&[("www-authenticate", r#"Bearer error="invalid_token""#)]);
         let first = generation_of(&policy).await;
-        let after = policy.after_response(StatusCode::UNAUTHORIZED, &refused, first, true, api);
+        let after = policy.after_response(answer(StatusCode::UNAUTHORIZED, &refused, first), api);
         assert!(is_resend_after_fetch(&after), "{after:?}");
         let second = generation_of(&policy).await;
         // A late 401 for the first token: the second is kept and used.
-        let after = policy.after_response(StatusCode::UNAUTHORIZED, &refused, first, true, api);
+        let after = policy.after_response(answer(StatusCode::UNAUTHORIZED, &refused, first), api);
         let AfterResponse::Resend(Lookup::Ready(header, generation)) = after else {
             panic!("expected a resend with the cached token, got {after:?}");
         };
@@ -592,10 +625,12 @@ mod tests {
         ] {
             let sent = generation_of(&policy).await;
             let after = policy.after_response(
-                StatusCode::UNAUTHORIZED,
-                &HeaderMap::new(),
-                sent,
-                resendable,
+                ResourceAnswer {
+                    status: StatusCode::UNAUTHORIZED,
+                    headers: &HeaderMap::new(),
+                    sent,
+                    resendable,
+                },
                 api,
             );
             assert!(matches!(after, AfterResponse::ReturnRefusal), "{after:?}");
@@ -611,7 +646,7 @@ mod tests {
             ("www-authenticate", r#"Basic realm="x""#),
             ("www-authenticate", "Negotiate, Digest nonce=1"),
         ]);
-        let after = policy.after_response(StatusCode::UNAUTHORIZED, &basic, sent, true, api);
+        let after = policy.after_response(answer(StatusCode::UNAUTHORIZED, &basic, sent), api);
         assert!(matches!(after, AfterResponse::Return), "{after:?}");
         let stats = policy.cache().stats();
         assert_eq!(
@@ -620,7 +655,7 @@ mod tests {
         );
         // A DPoP challenge is ours, as a Bearer one is.
         let dpop = headers(&[("www-authenticate", r#"Basic realm="x", DPoP algs="ES256""#)]);
-        let after = policy.after_response(StatusCode::UNAUTHORIZED, &dpop, sent, true, api);
+        let after = policy.after_response(answer(StatusCode::UNAUTHORIZED, &dpop, sent), api);
         assert!(is_resend_after_fetch(&after), "{after:?}");
     }
 
@@ -629,16 +664,19 @@ mod tests {
         let policy = AuthPolicy::new(cache());
         let unauthenticated = headers(&[("grpc-status", "16")]);
         let refused =
-            |sent| policy.after_response(StatusCode::OK, &unauthenticated, sent, true, api);
+            |sent| policy.after_response(answer(StatusCode::OK, &unauthenticated, sent), api);
         let first = generation_of(&policy).await;
         assert!(is_resend_after_fetch(&refused(first)));
         let second = generation_of(&policy).await;
         // The resend's refusal starts a backoff: nothing more is invalidated.
-        policy.after_resend(StatusCode::OK, &unauthenticated, second, api);
+        policy.after_resend(
+            ResourceAnswer::to_resend(StatusCode::OK, &unauthenticated, second),
+            api,
+        );
         let after = refused(second);
         assert!(matches!(after, AfterResponse::BackingOff), "{after:?}");
         // An answer for the first token, no longer current, changes nothing.
-        policy.after_response(StatusCode::OK, &HeaderMap::new(), first, true, api);
+        policy.after_response(answer(StatusCode::OK, &HeaderMap::new(), first), api);
         let after = refused(second);
         assert!(matches!(after, AfterResponse::BackingOff), "{after:?}");
         let stats = policy.cache().stats();
@@ -652,7 +690,7 @@ mod tests {
         );
         // One for the current token ends it: its next refusal gets a new one.
         let forbidden = StatusCode::FORBIDDEN;
-        policy.after_response(forbidden, &HeaderMap::new(), second, true, api);
+        policy.after_response(answer(forbidden, &HeaderMap::new(), second), api);
         assert!(is_resend_after_fetch(&refused(second)));
         assert_eq!(policy.cache().stats().invalidations, 2);
     }

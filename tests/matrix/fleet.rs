@@ -435,25 +435,6 @@ async fn pair_fleet_reqwest_one_token_and_one_replacement_for_the_fleet() {
     assert_one_refetch_for_both_processes(&server);
 }
 
-/// Two processes each sent a request with the fleet's first token, which
-/// the resource then revoked, and each sent one more: the first process's
-/// is refused and resent with the one new token it fetched, the second's
-/// is refused and resent with that token, taken from Redis.
-fn assert_one_refetch_for_both_processes(server: &TestServer) {
-    assert_eq!(
-        auths(server),
-        values(&[
-            "Bearer at-1",
-            "Bearer at-1",
-            "Bearer at-1",
-            "Bearer at-2",
-            "Bearer at-1",
-            "Bearer at-2"
-        ])
-    );
-    assert_eq!(server.token_requests(), 2);
-}
-
 /// The fleet's one token key (`…:token`), found in Redis.
 fn the_token_key(redis: &RedisServer) -> String {
     let keys = redis.cli(&["KEYS", "*:token"]);

@@ -57,6 +57,25 @@ use support::client::{
 use support::serve::{serve_on, Serving};
 use support::token_server::TestServer;
 
+/// Two processes each sent a request with the fleet's first token, which
+/// the resource then revoked, and each sent one more: the first process's
+/// is refused and resent with the one new token it fetched, the second's
+/// is refused and resent with that token, taken from Redis.
+fn assert_one_refetch_for_both_processes(server: &TestServer) {
+    assert_eq!(
+        auths(server),
+        values(&[
+            "Bearer at-1",
+            "Bearer at-1",
+            "Bearer at-1",
+            "Bearer at-2",
+            "Bearer at-1",
+            "Bearer at-2"
+        ])
+    );
+    assert_eq!(server.token_requests(), 2);
+}
+
 /// RFC 8693's token type of an access token.
 const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 
