@@ -474,6 +474,41 @@ async fn a_keyed_layer_proves_origin_form_requests_for_the_origin_form_to_origin
     assert_eq!(server.token_requests(), 1);
 }
 
+/// Path-only requests allowed with no origin to name
+/// (`Destinations::allow_origin_form`, a misconfiguration with DPoP): a
+/// proof has no `htu`, so each fails typed and none is sent, through the
+/// single and the keyed layer alike; and with no token cached none is
+/// fetched for them, as none could go.
+#[tokio::test]
+async fn path_only_requests_no_proof_can_name_fail_before_any_token_is_fetched() {
+    use support::client::{connection, origin_form_get};
+    use tower_oauth2::layer::{Destinations, KeyedOAuth2Layer};
+    use tower_oauth2::{ErrorKind, ServiceError};
+
+    let server = TestServer::start().await;
+    server.enable_dpop();
+    let key = Dpop::generate().unwrap();
+    let cache = dpop_cache(&server, &key);
+    let nowhere = Destinations::secure().allow_origin_form();
+    let single = OAuth2Layer::new(cache.clone()).destinations(nowhere.clone());
+    let single = tower::Layer::layer(&single, connection(&server).await);
+    let keyed =
+        KeyedOAuth2Layer::new(|_, _| Some(()), move |_| Some(cache.clone())).destinations(nowhere);
+    let keyed = tower::Layer::layer(&keyed, connection(&server).await);
+    let kind = |answer: Result<_, ServiceError<_>>| match answer {
+        Err(ServiceError::Token(e)) => e.kind(),
+        other => panic!("not a token error: {other:?}"),
+    };
+    for _ in 0..2 {
+        let answer = single.clone().oneshot(origin_form_get(&server, "/a")).await;
+        assert_eq!(kind(answer), ErrorKind::InvalidDestination);
+        let answer = keyed.clone().oneshot(origin_form_get(&server, "/b")).await;
+        assert_eq!(kind(answer), ErrorKind::InvalidDestination);
+    }
+    assert_eq!(server.token_requests(), 0);
+    assert_eq!(server.path_authorizations(), []);
+}
+
 /// A resource at one loopback port that redirects (307) every request to
 /// another origin, that origin's server, and what it recorded.
 #[cfg(feature = "reqwest")]

@@ -179,6 +179,24 @@ impl AuthPolicy {
         self.retries_unauthorized() || self.proof_key().is_some()
     }
 
+    /// With a proof key, why a request to `uri` cannot be proved: a
+    /// path-only URI that no origin stands for (origin-form allowed by
+    /// [`Destinations::allow_origin_form`](super::Destinations::allow_origin_form),
+    /// not `origin_form_to`) names no `htu`. Asked before a token is fetched
+    /// for a request, which would fail once it came (RFC 9449 §4.2).
+    pub(crate) fn unprovable(&self, uri: &Uri) -> Option<Error> {
+        self.proof_key()?;
+        let uri = self.resolved(uri);
+        let absolute = uri.scheme().is_some() && uri.authority().is_some();
+        (!absolute).then(|| {
+            Error::invalid_destination(
+                "a proof of possession needs the request's absolute URI (scheme and host); \
+                 a path-only URI names none: name the connection's origin with \
+                 Destinations::origin_form_to",
+            )
+        })
+    }
+
     /// `uri`, or for an origin-form one (`/pkg.Svc/Method`, as tonic and
     /// `hyper::client::conn` send) the absolute URI at the origin that
     /// [`Destinations::origin_form_to`](super::Destinations::origin_form_to)

@@ -149,7 +149,12 @@ where
         S: Clone,
     {
         let Lookup::Ready(header, generation) = lookup else {
-            let token = policy.cache().wait_for_token();
+            // A request no proof could go with fails before a token is
+            // fetched for it.
+            let token = match policy.unprovable(req.uri()) {
+                Some(e) => Box::pin(std::future::ready(Err(e))),
+                None => policy.cache().wait_for_token(),
+            };
             return ResponseFuture::send_later(inner, req, token, policy, kept);
         };
         match policy.authorize(&mut req, header, generation) {
