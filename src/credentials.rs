@@ -357,6 +357,37 @@ pub(crate) fn read_regular_file(path: &Path, max: u64) -> std::io::Result<Vec<u8
     Ok(bytes)
 }
 
+/// What tells one version of a file from the next without reading it:
+/// its length, modification time, and on Unix its device and inode (a file
+/// replaced by a rename, as Kubernetes mounts and `mv` do). `None` from
+/// [`FileStamp::of`] when the file cannot be looked at.
+#[cfg_attr(not(any(feature = "dpop", feature = "rustls")), allow(dead_code))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileStamp {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    inode: (u64, u64),
+}
+
+#[cfg_attr(not(any(feature = "dpop", feature = "rustls")), allow(dead_code))]
+impl FileStamp {
+    pub(crate) fn of(path: &Path) -> Option<FileStamp> {
+        let meta = std::fs::metadata(path).ok()?;
+        #[cfg(unix)]
+        let inode = {
+            use std::os::unix::fs::MetadataExt as _;
+            (meta.dev(), meta.ino())
+        };
+        #[cfg(not(unix))]
+        let inode = (0, 0);
+        Some(FileStamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            inode,
+        })
+    }
+}
+
 fn not_a_regular_file() -> std::io::Error {
     std::io::Error::new(
         std::io::ErrorKind::InvalidInput,

@@ -7,12 +7,11 @@ use std::any::Any;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::SystemTime;
 
 use sha2::{Digest as _, Sha256};
 
 use super::Dpop;
-use crate::credentials::{CredentialSource, Holds};
+use crate::credentials::{CredentialSource, FileStamp, Holds};
 use crate::error::{CredentialFailure, Error};
 use crate::jose::{Algorithm, KeyErrorKind, SigningKey};
 use crate::proof::{KeyReload, ProofKey, ProofKeys};
@@ -145,37 +144,10 @@ struct KeyFile {
 /// The file's metadata when last read, and whether that read gave a key.
 #[derive(Default)]
 struct Seen {
-    stamp: Option<Stamp>,
+    stamp: Option<FileStamp>,
     /// SHA-256 of the text that gave the key in use: a file rewritten
     /// with the same key (a `touch`, a secret store's refresh) is no new key.
     digest: Option<[u8; 32]>,
-}
-
-/// What says a file changed: its length, modification time, and on Unix
-/// its inode (a file replaced by a rename, as Kubernetes mounts do).
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    len: u64,
-    modified: Option<SystemTime>,
-    inode: (u64, u64),
-}
-
-impl Stamp {
-    fn of(path: &Path) -> Option<Stamp> {
-        let meta = std::fs::metadata(path).ok()?;
-        #[cfg(unix)]
-        let inode = {
-            use std::os::unix::fs::MetadataExt as _;
-            (meta.dev(), meta.ino())
-        };
-        #[cfg(not(unix))]
-        let inode = (0, 0);
-        Some(Stamp {
-            len: meta.len(),
-            modified: meta.modified().ok(),
-            inode,
-        })
-    }
 }
 
 impl KeyFile {
@@ -192,7 +164,7 @@ impl KeyFile {
 
     /// The key in the file now, with `current`'s nonces if given.
     fn read(&self, current: Option<&Dpop>) -> Result<Dpop, Error> {
-        let stamp = Stamp::of(&self.path);
+        let stamp = FileStamp::of(&self.path);
         let source = CredentialSource::file(self.path.clone());
         let text = source.read_now(Holds::Secret)?;
         let digest: [u8; 32] = Sha256::digest(text.expose_secret().as_bytes()).into();
@@ -221,7 +193,7 @@ impl KeyFile {
 
 impl KeyReload for KeyFile {
     fn reload(&self, current: &ProofKey, always: bool) -> Result<Option<ProofKey>, Error> {
-        let stamp = Stamp::of(&self.path);
+        let stamp = FileStamp::of(&self.path);
         if !always {
             let mut seen = self.seen();
             // (A file gone stays gone: `None` both times, reported once.)

@@ -158,22 +158,11 @@ where
             return ResponseFuture::send_later(inner, req, token, policy, kept);
         };
         match policy.authorize(&mut req, header, generation) {
-            Ok(proof) => ResponseFuture {
-                state: State::Authorized {
-                    step: Step::Called {
-                        future: inner.call(req),
-                        generation,
-                        proof,
-                    },
-                    policy,
-                    kept,
-                },
-            },
-            // No proof, no request: the error comes out of the future.
-            Err(e) => {
-                let token = Box::pin(std::future::ready(Err(e)));
-                ResponseFuture::send_later(inner, req, token, policy, kept)
+            Ok(proof) => {
+                let future = inner.call(req);
+                ResponseFuture::called(future, generation, proof, policy, kept)
             }
+            Err(e) => ResponseFuture::failed(inner, req, e, policy, kept),
         }
     }
 

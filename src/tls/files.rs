@@ -2,16 +2,15 @@
 //! key file, and read again when they change (a certificate that
 //! cert-manager, a SPIFFE helper or a vault agent renews on disk).
 
-use std::fs::Metadata;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 use rustls::client::ResolvesClientCert;
 use rustls::sign::CertifiedKey;
 use rustls::SignatureScheme;
 
 use super::identity::{ClientIdentity, IdentityError};
+use crate::credentials::FileStamp;
 
 /// The most read of a certificate or key file: 1 MiB, far above any
 /// certificate chain, so a path pointed at the wrong file (a device, a
@@ -68,28 +67,7 @@ struct State {
     refused: Option<Stamps>,
 }
 
-/// What tells one version of a file from the next without reading it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    modified: Option<SystemTime>,
-    len: u64,
-    inode: u64,
-}
-
-type Stamps = (Option<Stamp>, Option<Stamp>);
-
-fn stamp(path: &Path) -> Option<Stamp> {
-    let meta: Metadata = std::fs::metadata(path).ok()?;
-    #[cfg(unix)]
-    let inode = std::os::unix::fs::MetadataExt::ino(&meta);
-    #[cfg(not(unix))]
-    let inode = 0;
-    Some(Stamp {
-        modified: meta.modified().ok(),
-        len: meta.len(),
-        inode,
-    })
-}
+type Stamps = (Option<FileStamp>, Option<FileStamp>);
 
 impl IdentityFiles {
     /// Reads the certificate chain (PEM, the client's own certificate
@@ -98,7 +76,7 @@ impl IdentityFiles {
     /// could not be read, or what is wrong with what it holds.
     pub fn new(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Result<Self, IdentityError> {
         let (cert, key) = (cert.into(), key.into());
-        let read = (stamp(&cert), stamp(&key));
+        let read = (FileStamp::of(&cert), FileStamp::of(&key));
         let identity = read_identity(&cert, &key)?;
         Ok(IdentityFiles {
             inner: Arc::new(Inner {
@@ -117,7 +95,7 @@ impl IdentityFiles {
     /// none): what the next TLS connection presents.
     pub fn current(&self) -> ClientIdentity {
         let inner = &self.inner;
-        let now = (stamp(&inner.cert), stamp(&inner.key));
+        let now = (FileStamp::of(&inner.cert), FileStamp::of(&inner.key));
         // A poisoned lock only means a panic elsewhere while holding it;
         // the state itself is always whole.
         let mut state = inner.state.lock().unwrap_or_else(|e| e.into_inner());
