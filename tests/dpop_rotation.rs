@@ -8,7 +8,7 @@
 //!
 //! Pairs: the fleet's Redis tier (two processes sharing a key file), the
 //! `FileStore`, the keyed layer, the reqwest middleware, nonces, the 401
-//! retry, origin-form URIs; and attacks (a token of another key in the
+//! retry, origin-form URIs, key-bound refresh tokens (RFC 9449 §5); and attacks (a token of another key in the
 //! store or the tier).
 
 #![cfg(all(feature = "dpop", feature = "redis", feature = "reqwest"))]
@@ -813,5 +813,105 @@ async fn pair_on_behalf_dpop_rotation_each_subject_gets_a_token_of_the_new_key()
         );
     }
     assert_every_proof_is_of_its_tokens_key(&server);
+    assert_eq!(server.unauthorized_count(), 0);
+}
+
+/// The grant of each token request the server received, with the key
+/// its proof was of, in order.
+fn grants_and_keys(server: &TestServer) -> Vec<(String, String)> {
+    let grants = server
+        .received()
+        .iter()
+        .map(|r| r.param("grant_type").expect("a grant type"))
+        .collect::<Vec<_>>();
+    grants.into_iter().zip(token_request_keys(server)).collect()
+}
+
+/// Refresh tokens × rotation (RFC 9449 §5): a refresh token issued to a
+/// public client is bound to the key its request proved (the test server
+/// binds every refresh token, as it would a public client's). After a
+/// rotation the refresh proved with the new key is refused
+/// (`invalid_grant`); the cache drops that refresh token, sends its
+/// configured grant with the new key, and from then on refreshes with
+/// the refresh token that came with it. No resource request fails, and
+/// every proof is of its token's key.
+#[tokio::test]
+async fn pair_refresh_token_dpop_rotation_a_refused_bound_refresh_token_falls_back_to_the_grant() {
+    let server = dpop_server().await;
+    let (old, new) = (a_key(), a_key());
+    let endpoint = server.endpoint().dpop(old.clone());
+    let cache = TokenCache::builder(endpoint, TokenRequest::password("alice", "pw")).build();
+    let svc = layered(&cache);
+    assert_eq!(get(&svc, &server, "/a").await, StatusCode::OK);
+
+    cache.rotate_dpop_key(new.clone());
+    until(
+        || get(&svc, &server, "/b"),
+        || server.authorizations().last() == Some(&Some("DPoP at-2".to_owned())),
+    )
+    .await;
+    let (old, new) = (old.thumbprint().to_owned(), new.thumbprint().to_owned());
+    let pair = |grant: &str, key: &String| (grant.to_owned(), key.clone());
+    assert_eq!(
+        grants_and_keys(&server),
+        [
+            pair("password", &old),
+            pair("refresh_token", &new),
+            pair("password", &new)
+        ]
+    );
+    assert_eq!(
+        server.received()[1].param("refresh_token").as_deref(),
+        Some("rt-1")
+    );
+    assert!(server.is_refresh_token_valid("rt-1"), "refused, not spent");
+
+    // The next refresh sends the new key's refresh token, never `rt-1`.
+    cache.refresh_now().await.expect("a refreshed token");
+    assert_eq!(get(&svc, &server, "/c").await, StatusCode::OK);
+    let last = server.received().pop().expect("the refresh");
+    assert_eq!(last.param("refresh_token").as_deref(), Some("rt-2"));
+    assert_eq!(grants_and_keys(&server)[3], pair("refresh_token", &new));
+    assert_eq!(server.unauthorized_count(), 0);
+    assert_every_proof_is_of_its_tokens_key(&server);
+}
+
+/// A cache built from a refresh token alone (a public client after the
+/// user authorized once) has no grant to fall back to: after a rotation
+/// its bound refresh token is refused, `refresh_now` says the user must
+/// authorize again, the refused refresh token is sent once and never
+/// again, and meanwhile requests go on with the token they have, proved
+/// with the key it is bound to (the old one), until it expires.
+#[tokio::test]
+async fn pair_refresh_token_dpop_rotation_with_no_other_grant_the_user_must_authorize_again() {
+    let server = dpop_server().await;
+    let (old, new) = (a_key(), a_key());
+    server.add_refresh_token_bound_to("rt-seed", old.thumbprint());
+    let endpoint = server.endpoint().dpop(old.clone());
+    let cache = TokenCache::from_refresh_token(endpoint, "rt-seed").build();
+    let svc = layered(&cache);
+    assert_eq!(get(&svc, &server, "/a").await, StatusCode::OK);
+
+    cache.rotate_dpop_key(new.clone());
+    let e = cache
+        .refresh_now()
+        .await
+        .expect_err("the bound refresh token refused");
+    assert!(e.is_reauthorization_required(), "{e:?}");
+    for path in ["/b", "/c"] {
+        assert_eq!(get(&svc, &server, path).await, StatusCode::OK);
+    }
+    let e = cache.refresh_now().await.expect_err("still refused");
+    assert!(e.is_reauthorization_required(), "{e:?}");
+    let (old, new) = (old.thumbprint().to_owned(), new.thumbprint().to_owned());
+    let sent: Vec<_> = server
+        .received()
+        .iter()
+        .map(|r| r.param("refresh_token").expect("a refresh token"))
+        .collect();
+    assert_eq!(sent, ["rt-seed", "rt-seed"]);
+    assert_eq!(token_request_keys(&server), [old.clone(), new]);
+    let tokens = assert_every_proof_is_of_its_tokens_key(&server);
+    assert_eq!(tokens, [("at-1".to_owned(), old)]);
     assert_eq!(server.unauthorized_count(), 0);
 }

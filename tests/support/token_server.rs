@@ -564,6 +564,15 @@ impl TestServer {
             i.refresh_tokens.insert(rt.into());
         });
     }
+    /// Accepts `rt` as a refresh token bound to the DPoP key of thumbprint
+    /// `jkt` (a public client's, RFC 9449 §5): refreshed only with a proof
+    /// of that key. Needs [`TestServer::enable_dpop`] first.
+    pub fn add_refresh_token_bound_to(&self, rt: &str, jkt: &str) {
+        self.with(|i| {
+            i.refresh_tokens.insert(rt.into());
+            i.bind(rt, Some(jkt));
+        });
+    }
     /// The next token requests are answered with these, in order.
     pub fn script(&self, answers: impl IntoIterator<Item = Canned>) {
         self.with(|i| i.script.extend(answers));
