@@ -55,6 +55,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwapOption;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use http::{HeaderMap, HeaderValue, Method, Uri};
@@ -101,6 +102,18 @@ struct Inner {
     /// Shared with the keys rotated in after this one ([`DpopKeys`]): a
     /// server's nonce is the server's, not the key's (RFC 9449 §8, §9).
     nonces: Arc<Mutex<Nonces>>,
+    /// The `ath` of the access token this key proved last. This key's
+    /// alone (a key rotated in starts empty).
+    ath: ArcSwapOption<Ath>,
+}
+
+/// An access token and its `ath` (RFC 9449 §4.2: base64url of its
+/// SHA-256). A cached token goes out with many proofs in a row, and a JWT
+/// access token of a kilobyte is 17 blocks to hash per proof; the memo is
+/// looked up by the token itself, so no other token ever gets its `ath`.
+struct Ath {
+    token: Box<str>,
+    ath: String,
 }
 
 /// The latest nonce per server: per origin (`scheme://host[:port]`,
@@ -271,6 +284,7 @@ impl Dpop {
                 header,
                 thumbprint,
                 nonces: Arc::default(),
+                ath: ArcSwapOption::empty(),
             }),
         })
     }
@@ -324,7 +338,7 @@ impl Dpop {
         };
         let key = NonceKey { server, origin };
         let nonce = self.nonces().get(&key);
-        let ath = access_token.map(|t| URL_SAFE_NO_PAD.encode(Sha256::digest(t.as_bytes())));
+        let ath = access_token.map(|t| self.ath(t));
         let mut jti = [0u8; 16];
         getrandom::fill(&mut jti).map_err(Error::random_source)?;
         let iat = SystemTime::now()
@@ -336,7 +350,7 @@ impl Dpop {
             htu: &htu,
             iat,
             nonce: nonce.as_deref(),
-            ath: ath.as_deref(),
+            ath: ath.as_ref().map(|a| a.ath.as_str()),
         };
         let claims = serde_json::to_vec(&claims)
             .map_err(|e| Error::invalid_request(format!("cannot encode a DPoP proof ({e})")))?;
@@ -405,8 +419,25 @@ impl Dpop {
                 header: inner.header.clone(),
                 thumbprint: inner.thumbprint.clone(),
                 nonces: other.inner.nonces.clone(),
+                ath: ArcSwapOption::empty(),
             }),
         }
+    }
+
+    /// `access_token`'s `ath`: the memo's when it is of this very token,
+    /// else hashed and remembered in its place.
+    fn ath(&self, access_token: &str) -> Arc<Ath> {
+        if let Some(memo) = self.inner.ath.load_full() {
+            if *memo.token == *access_token {
+                return memo;
+            }
+        }
+        let memo = Arc::new(Ath {
+            token: access_token.into(),
+            ath: URL_SAFE_NO_PAD.encode(Sha256::digest(access_token.as_bytes())),
+        });
+        self.inner.ath.store(Some(memo.clone()));
+        memo
     }
 
     fn nonces(&self) -> std::sync::MutexGuard<'_, Nonces> {
