@@ -11,7 +11,9 @@
 //! binary under callgrind with `DPOP_CALLGRIND=<function>` (one of the
 //! names in `count`) and `DPOP_CALLS=<n>`: it makes exactly `n` calls and
 //! exits; the difference between two values of `n` is the cost per call
-//! (`benches/dpop_callgrind.sh` does it for every function and key). With
+//! (`benches/dpop_callgrind.sh` does it for every function and key;
+//! `benches/dpop_qemu.sh` counts the same under QEMU, whose CPU has the
+//! ADX and BMI2 that valgrind's lacks). With
 //! `DPOP_INTERLEAVED=<rounds>` it times the raw signatures, the proof and
 //! both layer calls side by side, a batch of each per round, and prints
 //! the medians.
@@ -288,6 +290,8 @@ fn count(function: &str, calls: u64, dpop: &Dpop, uri: &Uri, raw: (&Raw, Option<
     let mut cx = Context::from_waker(Waker::noop());
     let mut bearer = OAuth2Layer::new(cache("Bearer", None)).layer(Noop::default());
     let mut bound = OAuth2Layer::new(cache("DPoP", Some(dpop))).layer(Noop::default());
+    // A JWT access token's size.
+    let long_token = "x".repeat(1024);
     for _ in 0..black_box(calls) {
         match function {
             "raw_sign_ring" => drop(black_box(ring.sign(black_box(input)))),
@@ -298,6 +302,12 @@ fn count(function: &str, calls: u64, dpop: &Dpop, uri: &Uri, raw: (&Raw, Option<
             "proof_resource_43B_token" => {
                 black_box(
                     dpop.proof(&Method::GET, uri, Some(OPAQUE_TOKEN))
+                        .expect("proof"),
+                );
+            }
+            "proof_resource_1KiB_token" => {
+                black_box(
+                    dpop.proof(&Method::GET, uri, Some(&long_token))
                         .expect("proof"),
                 );
             }

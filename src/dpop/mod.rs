@@ -55,6 +55,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwapOption;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use http::{HeaderMap, HeaderValue, Method, Uri};
@@ -101,6 +102,18 @@ struct Inner {
     /// Shared with the keys rotated in after this one ([`DpopKeys`]): a
     /// server's nonce is the server's, not the key's (RFC 9449 §8, §9).
     nonces: Arc<Mutex<Nonces>>,
+    /// The `ath` of the access token this key proved last. This key's
+    /// alone (a key rotated in starts empty).
+    ath: ArcSwapOption<Ath>,
+}
+
+/// An access token and its `ath` (RFC 9449 §4.2: base64url of its
+/// SHA-256). A cached token goes out with many proofs in a row, and a JWT
+/// access token of a kilobyte is 17 blocks to hash per proof; the memo is
+/// looked up by the token itself, so no other token ever gets its `ath`.
+struct Ath {
+    token: Box<str>,
+    ath: String,
 }
 
 /// The latest nonce per server: per origin (`scheme://host[:port]`,
@@ -271,6 +284,7 @@ impl Dpop {
                 header,
                 thumbprint,
                 nonces: Arc::default(),
+                ath: ArcSwapOption::empty(),
             }),
         })
     }
@@ -324,7 +338,7 @@ impl Dpop {
         };
         let key = NonceKey { server, origin };
         let nonce = self.nonces().get(&key);
-        let ath = access_token.map(|t| URL_SAFE_NO_PAD.encode(Sha256::digest(t.as_bytes())));
+        let ath = access_token.map(|t| self.ath(t));
         let mut jti = [0u8; 16];
         getrandom::fill(&mut jti).map_err(Error::random_source)?;
         let iat = SystemTime::now()
@@ -336,14 +350,17 @@ impl Dpop {
             htu: &htu,
             iat,
             nonce: nonce.as_deref(),
-            ath: ath.as_deref(),
+            ath: ath.as_ref().map(|a| a.ath.as_str()),
         };
-        let claims = serde_json::to_vec(&claims)
+        // Sized once: the names, `jti`, `iat` and `ath` take under 160 bytes.
+        let nonce_len = nonce.as_ref().map_or(0, |n| n.len());
+        let mut json = Vec::with_capacity(160 + method.as_str().len() + htu.len() + nonce_len);
+        serde_json::to_writer(&mut json, &claims)
             .map_err(|e| Error::invalid_request(format!("cannot encode a DPoP proof ({e})")))?;
-        let mut jws = String::with_capacity(self.inner.header.len() + 2 * claims.len() + 90);
+        let mut jws = String::with_capacity(self.inner.header.len() + 2 * json.len() + 90);
         jws.push_str(&self.inner.header);
         jws.push('.');
-        URL_SAFE_NO_PAD.encode_string(claims, &mut jws);
+        URL_SAFE_NO_PAD.encode_string(json, &mut jws);
         let signature = self
             .inner
             .key
@@ -405,8 +422,25 @@ impl Dpop {
                 header: inner.header.clone(),
                 thumbprint: inner.thumbprint.clone(),
                 nonces: other.inner.nonces.clone(),
+                ath: ArcSwapOption::empty(),
             }),
         }
+    }
+
+    /// `access_token`'s `ath`: the memo's when it is of this very token,
+    /// else hashed and remembered in its place.
+    fn ath(&self, access_token: &str) -> Arc<Ath> {
+        if let Some(memo) = self.inner.ath.load_full() {
+            if *memo.token == *access_token {
+                return memo;
+            }
+        }
+        let memo = Arc::new(Ath {
+            token: access_token.into(),
+            ath: URL_SAFE_NO_PAD.encode(Sha256::digest(access_token.as_bytes())),
+        });
+        self.inner.ath.store(Some(memo.clone()));
+        memo
     }
 
     fn nonces(&self) -> std::sync::MutexGuard<'_, Nonces> {
@@ -435,43 +469,57 @@ pub(crate) struct Origin(Box<str>);
 impl Origin {
     /// `uri`'s origin; an error for a path-only URI.
     pub(crate) fn of(uri: &Uri) -> Result<Origin, Error> {
-        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
-            return Err(Error::invalid_destination(
-                "a DPoP proof needs the request's absolute URI (scheme and host); \
-                 a path-only URI names no `htu`: name the connection's origin with \
-                 Destinations::origin_form_to",
-            ));
-        };
-        let scheme = scheme.to_ascii_lowercase();
-        // `host()` leaves the userinfo out, and keeps an IPv6 address's
-        // brackets.
-        let host = authority.host().to_ascii_lowercase();
-        let default_port = match scheme.as_str() {
-            "http" => Some(80),
-            "https" => Some(443),
-            _ => None,
-        };
-        let origin = match authority.port_u16() {
-            Some(port) if Some(port) != default_port => format!("{scheme}://{host}:{port}"),
-            _ => format!("{scheme}://{host}"),
-        };
+        let mut origin = String::new();
+        write_origin(uri, &mut origin)?;
         Ok(Origin(origin.into_boxed_str()))
     }
+}
 
-    fn as_str(&self) -> &str {
-        &self.0
+/// Appends `uri`'s origin, normalized as [`Origin`] says, to `out`; an
+/// error for a path-only URI.
+fn write_origin(uri: &Uri, out: &mut String) -> Result<(), Error> {
+    let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+        return Err(Error::invalid_destination(
+            "a DPoP proof needs the request's absolute URI (scheme and host); \
+             a path-only URI names no `htu`: name the connection's origin with \
+             Destinations::origin_form_to",
+        ));
+    };
+    let start = out.len();
+    out.push_str(scheme);
+    out.push_str("://");
+    // `host()` leaves the userinfo out, and keeps an IPv6 address's
+    // brackets.
+    out.push_str(authority.host());
+    out[start..].make_ascii_lowercase();
+    let default_port = match &out[start..start + scheme.len()] {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
+    };
+    match authority.port_u16() {
+        Some(port) if Some(port) != default_port => {
+            use std::fmt::Write as _;
+            // Writing to a `String` cannot fail.
+            let _ = write!(out, ":{port}");
+        }
+        _ => {}
     }
+    Ok(())
 }
 
 /// `uri`'s origin (the nonces' key) and its `htu`: the normalized origin
 /// and the path, without query and fragment (RFC 9449 §4.2, §4.3).
 fn target(uri: &Uri) -> Result<(Origin, String), Error> {
-    let origin = Origin::of(uri)?;
     let path = match uri.path() {
         "" => "/",
         path => path,
     };
-    let htu = format!("{}{path}", origin.as_str());
+    let authority = uri.authority().map_or(0, |a| a.as_str().len());
+    let mut htu = String::with_capacity("https://".len() + authority + path.len());
+    write_origin(uri, &mut htu)?;
+    let origin = Origin(htu.as_str().into());
+    htu.push_str(path);
     Ok((origin, htu))
 }
 

@@ -397,3 +397,32 @@ fn a_nonce_is_worth_a_resend_when_it_is_not_the_one_the_proof_carried() {
     assert!(dpop.update_nonce(&api, &answer("n-2")));
     assert!(dpop.learn_nonce(&c, &HeaderMap::new()));
 }
+
+#[test]
+fn each_proof_has_its_own_tokens_ath_whatever_the_key_proved_before() {
+    // One length: a memo that compared less than the whole token (its
+    // length, the key, nothing) would give one token the other's `ath`.
+    let (a, b) = ("token-A-of-one-length", "token-B-of-one-length");
+    let uri: Uri = "https://api.example.com/v1".parse().unwrap();
+    let ath_sent = |dpop: &Dpop, token: &str| {
+        let (_, claims) = open(&dpop.proof(&Method::GET, &uri, Some(token)).unwrap());
+        claims["ath"].as_str().unwrap().to_owned()
+    };
+    let ath = |token: &str| URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()));
+    let keys = DpopKeys::new(key());
+    let old = keys.current();
+    for token in [a, a, b, a, b, b] {
+        assert_eq!(ath_sent(&old, token), ath(token), "{token}");
+    }
+    assert_eq!(&*old.inner.ath.load_full().unwrap().token, b);
+    // A key rotated in proves its own token with its own memo, and the
+    // old key's requests still in flight keep theirs.
+    keys.rotate(Dpop::generate().unwrap());
+    let new = keys.current();
+    assert!(new.inner.ath.load().is_none());
+    for (dpop, token) in [(&new, a), (&old, b), (&new, a), (&old, a), (&new, b)] {
+        assert_eq!(ath_sent(dpop, token), ath(token), "{token}");
+    }
+    let (header, _) = open(&new.proof(&Method::GET, &uri, Some(a)).unwrap());
+    assert_eq!(header["jwk"], new.public_jwk());
+}
