@@ -356,7 +356,7 @@ where
         // and then counted as a retry.)
         Lookup::Wait => Ok(Step::Refetching {
             token: policy.cache().wait_for_token(),
-            resend: std::future::ready(copy),
+            resend: std::future::ready(Box::new(copy)),
         }),
     })
 }
@@ -372,7 +372,7 @@ where
     S: Service<Request<B>>,
 {
     let cached = ready!(token.as_mut().poll(cx))?;
-    let copy = ready!(Pin::new(resend).poll(cx));
+    let copy = *ready!(Pin::new(resend).poll(cx));
     let header = cached.header.clone();
     Poll::Ready(retrying(policy, copy, header, cached.generation, true))
 }
@@ -384,7 +384,7 @@ where
 /// the same token, counted nowhere.
 fn retrying<S, B>(
     policy: &AuthPolicy,
-    copy: Box<Replay<S, B>>,
+    copy: Replay<S, B>,
     token: HeaderValue,
     generation: u64,
     after_refusal: bool,

@@ -106,13 +106,9 @@ impl<S, B> Replay<S, B> {
 /// What the answers to a request need of it, besides its token: the copy
 /// to resend it, or where it went (the answers are recorded for that
 /// resource server, ARCHITECTURE.md invariant 6).
-///
-/// The copy is boxed: every request's future holds a `Kept` and is moved
-/// (returned, pinned) whole, so a copy inline would make every future,
-/// with the retry off too, carry (and move) room for a second request.
 pub(crate) enum Kept<S, B> {
     /// The copy to resend it once (it has the URI).
-    Copy(Box<Replay<S, B>>),
+    Copy(Replay<S, B>),
     /// No copy (the retry is off, the body could not be kept, or the copy
     /// was resent): where the request went.
     SentTo(SentTo),
@@ -128,7 +124,7 @@ impl<S, B> Kept<S, B> {
         S: Clone,
     {
         match body {
-            Some(body) => Kept::Copy(Box::new(Replay::new(req, body, service.clone()))),
+            Some(body) => Kept::Copy(Replay::new(req, body, service.clone())),
             None => Kept::SentTo(SentTo::of(req.uri())),
         }
     }
@@ -139,7 +135,7 @@ impl<S, B> Kept<S, B> {
     }
 
     /// The copy, if there is one, leaving where it goes in its place.
-    pub(crate) fn take_copy(&mut self) -> Option<Box<Replay<S, B>>> {
+    pub(crate) fn take_copy(&mut self) -> Option<Replay<S, B>> {
         let Kept::Copy(copy) = self else {
             return None;
         };
