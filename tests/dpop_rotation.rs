@@ -915,3 +915,59 @@ async fn pair_refresh_token_dpop_rotation_with_no_other_grant_the_user_must_auth
     assert_eq!(tokens, [("at-1".to_owned(), old)]);
     assert_eq!(server.unauthorized_count(), 0);
 }
+
+/// Sends `path` on `svc` itself (polled ready, then called): a handle used
+/// for many requests, which keeps its own copy of the token.
+async fn send_on(
+    svc: &mut tower_oauth2::OAuth2Service<HttpClient>,
+    server: &TestServer,
+    path: &str,
+) -> StatusCode {
+    let ready = svc.ready().await.expect("ready");
+    let response = ready.call(server.get(path)).await;
+    response.expect("a response").status()
+}
+
+/// Issue 23, the pair clone per request × rotation: a handle used for
+/// many requests (its own copy of the token), a clone of it made before
+/// the rotation, and clones made after (`svc.clone().oneshot(req)`): every
+/// proof is of the key its token is bound to, the old token goes on until
+/// the new key's is in, and that one is fetched once.
+#[tokio::test]
+async fn pair_clone_per_request_a_used_handle_and_its_clones_prove_each_token_with_its_key() {
+    let (server, old, new, cache) = old_and_new_key().await;
+    let mut used = layered(&cache);
+    for path in ["/used/1", "/used/2", "/used/3"] {
+        assert_eq!(send_on(&mut used, &server, path).await, StatusCode::OK);
+    }
+    let before = used.clone();
+    cache.rotate_dpop_key(new.clone());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.authorizations().last() != Some(&Some("DPoP at-2".to_owned())) {
+        assert!(Instant::now() < deadline, "gave up waiting");
+        assert_eq!(send_on(&mut used, &server, "/used").await, StatusCode::OK);
+        assert_eq!(get(&used, &server, "/clone").await, StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let answer = before.oneshot(server.get("/before")).await;
+    assert_eq!(answer.expect("a response").status(), StatusCode::OK);
+    assert_eq!(get(&used, &server, "/after").await, StatusCode::OK);
+    assert_eq!(send_on(&mut used, &server, "/after").await, StatusCode::OK);
+    let sent = server.path_authorizations();
+    let last = &sent[sent.len() - 3..];
+    assert!(
+        last.iter().all(|(_, a)| a.as_deref() == Some("DPoP at-2")),
+        "{last:?}"
+    );
+    assert_eq!(
+        token_request_keys(&server),
+        [old.thumbprint(), new.thumbprint()]
+    );
+    assert_eq!(
+        assert_every_proof_is_of_its_tokens_key(&server),
+        [
+            ("at-1".to_owned(), old.thumbprint().to_owned()),
+            ("at-2".to_owned(), new.thumbprint().to_owned())
+        ]
+    );
+}

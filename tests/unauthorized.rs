@@ -19,7 +19,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use support::client::{http2_client, http_client, HttpClient};
 use support::token_server::{bearer, TestServer};
-use tower::{Layer, ServiceExt};
+use tower::{Layer, Service, ServiceExt};
 use tower_oauth2::cache::Backoff;
 use tower_oauth2::{OAuth2Layer, OAuth2Service, TokenCache};
 
@@ -372,4 +372,43 @@ async fn through_reqwest_a_second_resource_taking_the_token_does_not_end_the_bac
         "{y_saw:?}"
     );
     assert_eq!(counts(&cache), (2, 1, 1, 100, 0));
+}
+
+/// Issue 23, the pair clone per request × 401: a handle used for many
+/// requests keeps its own copy of the token; a 401 for that token (sent
+/// by a clone of it) invalidates it for every handle: the handle itself, a
+/// clone made before the 401 and clones made after all send the new token,
+/// fetched once.
+#[tokio::test]
+async fn a_refused_token_is_sent_by_no_handle_a_used_one_its_clones_made_before_or_after() {
+    let server = TestServer::start().await;
+    let cache = server.client_credentials().build();
+    let mut used = layered(&cache, http_client());
+    for path in ["/used/1", "/used/2", "/used/3"] {
+        let ready = used.ready().await.expect("ready");
+        let resp = ready.call(server.get(path)).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    let before = used.clone();
+    server.revoke("at-1");
+    let resp = used.clone().oneshot(server.get("/x")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = before.oneshot(server.get("/before")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let ready = used.ready().await.expect("ready");
+    let resp = ready.call(server.get("/used")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let resp = used.clone().oneshot(server.get("/after")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        server.path_authorizations()[3..],
+        [
+            bearer("/x", "at-1"),
+            bearer("/x", "at-2"),
+            bearer("/before", "at-2"),
+            bearer("/used", "at-2"),
+            bearer("/after", "at-2")
+        ]
+    );
+    assert_eq!(counts(&cache), (2, 1, 1, 0, 0));
 }

@@ -76,21 +76,6 @@ where
     black_box(resp);
 }
 
-/// Wall time for `threads` threads to make `calls` calls each, started
-/// together behind a barrier: empty requests, each thread on its own clone.
-#[allow(dead_code, reason = "the contention bench's; hot_path uses run_load")]
-pub fn run_threads<S>(svc: &S, threads: usize, calls: u64) -> Duration
-where
-    S: Service<Request<Body>, Response = Response<()>> + Clone + Send + 'static,
-    S::Error: std::fmt::Debug,
-{
-    let load = Load {
-        make: Arc::new(|| Request::new(Body::default())),
-        clone_per_call: false,
-    };
-    run_load(svc, threads, calls, &load)
-}
-
 /// What each thread of [`run_load`] sends, and how.
 #[derive(Clone)]
 pub struct Load {
@@ -101,7 +86,9 @@ pub struct Load {
     pub clone_per_call: bool,
 }
 
-/// [`run_threads`] with the requests and pattern of `load`.
+/// Wall time for `threads` threads to make `calls` calls each, started
+/// together behind a barrier, each thread on its own clone of `svc`, with
+/// the requests and pattern of `load`.
 pub fn run_load<S>(svc: &S, threads: usize, calls: u64, load: &Load) -> Duration
 where
     S: Service<Request<Body>, Response = Response<()>> + Clone + Send + 'static,

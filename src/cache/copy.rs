@@ -23,7 +23,10 @@
 //! A handle makes its copy at its second lookup that finds a fresh token,
 //! so a clone used for one request (`svc.clone().oneshot(req)`) never pays
 //! for one; and a clone starts with none (sharing its parent's bytes would
-//! share their count again).
+//! share their count again). Nor is a clone lent its parent's copy for its
+//! first request: the parent of per-request clones (an axum state, a
+//! client) is seldom called itself, so has none, and checking a lent copy
+//! costs what the lookup does (BENCHMARKS.md §2).
 
 use http::HeaderValue;
 use std::fmt;
