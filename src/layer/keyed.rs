@@ -20,8 +20,8 @@ use super::error::ServiceError;
 use super::future::ResponseFuture;
 use super::policy::AuthPolicy;
 use super::replay::{Kept, ReplayBody, ReplayEmpty};
-use crate::cache::keyed::KeyMap;
-use crate::cache::{Backoff, TokenCache};
+use crate::cache::keyed::{Entry, KeyMap};
+use crate::cache::{Backoff, Lookup, TokenCache, TokenCopy};
 use crate::error::Error;
 
 type KeyFn<K> = dyn Fn(&Uri, &HeaderMap) -> Option<K> + Send + Sync;
@@ -285,13 +285,12 @@ where
             && !(options.keep_existing && headers.contains_key(AUTHORIZATION))
     }
 
-    /// The policy (with its cache) of the request's key; `None` when the key
-    /// maps to nothing.
+    /// The map's entry (the policy, with its cache) of `key`; `None` when
+    /// the key maps to nothing.
     #[inline]
-    fn policy_for(&self, uri: &Uri, headers: &HeaderMap) -> Option<AuthPolicy> {
-        let key = (self.key)(uri, headers)?;
+    fn entry_for(&self, key: &K) -> Option<Entry<AuthPolicy>> {
         self.caches
-            .get_or_make(&key, |key| Some(self.policy_with((self.make)(key)?)))
+            .entry_or_make(key, |key| Some(self.policy_with((self.make)(key)?)))
     }
 
     fn policy_with(&self, cache: TokenCache) -> AuthPolicy {
@@ -328,15 +327,51 @@ impl<S, K, P: Clone> Layer<S> for KeyedOAuth2Layer<K, P> {
             inner,
             shared: Arc::clone(&self.shared),
             replay: self.replay.clone(),
+            last: None,
         }
     }
 }
 
 /// The middleware built by [`KeyedOAuth2Layer`].
+///
+/// A service used for many requests remembers the key of its last request
+/// with that key's cache, and keeps its own copy of that cache's token, as
+/// an [`OAuth2Service`](super::OAuth2Service) does: its next request with
+/// the same key (compared with `Eq`) skips the lookup in the map of keys.
+/// A clone starts without one. What it remembers holds the key's cache
+/// until the service serves another key or is dropped, even once the layer
+/// has dropped that cache (which it then no longer uses).
 pub struct KeyedService<S, K, P = ReplayEmpty> {
     inner: S,
     shared: Arc<Shared<K>>,
     replay: P,
+    last: Option<LastKey<K>>,
+}
+
+/// The key a [`KeyedService`] served last, the map's entry for it when it
+/// did, and the handle's copy of that entry's token. The three go
+/// together: the copy is of this entry's cache alone, and is dropped with
+/// it (a copy checked against another cache could match its epoch).
+struct LastKey<K> {
+    key: K,
+    entry: Entry<AuthPolicy>,
+    copy: TokenCopy,
+}
+
+impl<K> LastKey<K> {
+    /// The entry's cached token: the handle's copy while it is current and
+    /// fresh, else the cache's (`cache/copy.rs`), as `OAuth2Service::lookup`.
+    #[inline]
+    fn lookup(&mut self) -> Lookup {
+        let cache = self.entry.value().cache();
+        if let Some(ready) = self.copy.ready(cache) {
+            return ready;
+        }
+        if self.copy.first_lookup() {
+            return cache.lookup();
+        }
+        self.copy.refill(cache).0
+    }
 }
 
 impl<S: Clone, K, P: Clone> Clone for KeyedService<S, K, P> {
@@ -345,6 +380,7 @@ impl<S: Clone, K, P: Clone> Clone for KeyedService<S, K, P> {
             inner: self.inner.clone(),
             shared: Arc::clone(&self.shared),
             replay: self.replay.clone(),
+            last: None,
         }
     }
 }
@@ -377,49 +413,84 @@ where
         self.inner.poll_ready(cx).map_err(ServiceError::Inner)
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
         // As in `OAuth2Service::call`: the instance polled ready is the one
         // called, in place on the hot path (ARCHITECTURE.md, invariant 9).
         let shared = &*self.shared;
-        let policy = if shared.applies_to(req.uri(), req.headers()) {
-            shared.policy_for(req.uri(), req.headers())
+        let key = if shared.applies_to(req.uri(), req.headers()) {
+            (shared.key)(req.uri(), req.headers())
         } else {
             return KeyedFuture::sent(ResponseFuture::passthrough(self.inner.call(req)));
         };
-        let Some(policy) = policy else {
-            return match shared.options.unmapped {
-                Unmapped::PassThrough => {
-                    KeyedFuture::sent(ResponseFuture::passthrough(self.inner.call(req)))
-                }
-                Unmapped::Error => KeyedFuture::unmapped(),
-            };
+        let last = match (key, &mut self.last) {
+            // The key served last, exactly (`Eq`, not a hash), whose entry
+            // the map still holds: never another key's token.
+            (Some(key), Some(last)) if last.key == key && shared.caches.in_use(&last.entry) => last,
+            (Some(key), last) => match shared.entry_for(&key) {
+                Some(entry) => last.insert(LastKey {
+                    key,
+                    entry,
+                    copy: TokenCopy::default(),
+                }),
+                None => return self.unmapped(req),
+            },
+            (None, _) => return self.unmapped(req),
         };
-        let lookup = policy.cache().lookup();
-        let kept = self.kept(&policy, &req);
-        KeyedFuture::sent(ResponseFuture::send(
-            &mut self.inner,
-            req,
-            lookup,
-            policy,
-            kept,
-        ))
+        let lookup = last.lookup();
+        let policy = last.entry.value();
+        // The copy is taken before the token goes in (see `Replay::new`).
+        let kept = kept(policy, &self.replay, &self.inner, &req);
+        // Built here, as `OAuth2Service::call` does, so that the request
+        // and the future are moved once less.
+        let Lookup::Ready(header, generation) = lookup else {
+            let policy = policy.clone();
+            let future = ResponseFuture::send(&mut self.inner, req, lookup, policy, kept);
+            return KeyedFuture::sent(future);
+        };
+        match policy.authorize(&mut req, header, generation) {
+            Ok(proof) => {
+                let future = self.inner.call(req);
+                let policy = policy.clone();
+                KeyedFuture::sent(ResponseFuture::called(
+                    future, generation, proof, policy, kept,
+                ))
+            }
+            Err(e) => {
+                let policy = policy.clone();
+                let future = ResponseFuture::failed(&mut self.inner, req, e, policy, kept);
+                KeyedFuture::sent(future)
+            }
+        }
     }
 }
 
 impl<S, K, P> KeyedService<S, K, P> {
-    /// What the answers to `req` need of it (a copy for a resend, taken
-    /// before the token goes in, or where it goes), as `OAuth2Service` keeps.
-    fn kept<B>(&self, policy: &AuthPolicy, req: &Request<B>) -> Kept<S, B>
+    /// A request whose key maps to nothing.
+    #[inline(never)]
+    fn unmapped<B>(&mut self, req: Request<B>) -> KeyedFuture<S, B>
     where
-        S: Clone,
-        P: ReplayBody<B>,
+        S: Service<Request<B>>,
     {
-        let copies = policy.keeps_copies();
-        let body = copies
-            .then(|| self.replay.replay_body(req.body()))
-            .flatten();
-        Kept::of(req, body, &self.inner)
+        match self.shared.options.unmapped {
+            Unmapped::PassThrough => {
+                KeyedFuture::sent(ResponseFuture::passthrough(self.inner.call(req)))
+            }
+            Unmapped::Error => KeyedFuture::unmapped(),
+        }
     }
+}
+
+/// What the answers to `req` need of it (a copy for a resend, taken before
+/// the token goes in, or where it goes), as `OAuth2Service` keeps.
+#[inline]
+fn kept<S, B, P>(policy: &AuthPolicy, replay: &P, inner: &S, req: &Request<B>) -> Kept<S, B>
+where
+    S: Service<Request<B>> + Clone,
+    P: ReplayBody<B>,
+{
+    let copies = policy.keeps_copies();
+    let body = copies.then(|| replay.replay_body(req.body())).flatten();
+    Kept::of(req, body, inner)
 }
 
 pin_project! {
@@ -451,6 +522,7 @@ impl<S, B> KeyedFuture<S, B>
 where
     S: Service<Request<B>>,
 {
+    #[inline(always)]
     fn sent(future: ResponseFuture<S, B>) -> Self {
         KeyedFuture {
             state: KeyedState::Sent { future },
