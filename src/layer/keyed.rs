@@ -278,7 +278,7 @@ where
     K: Eq + Hash + Clone + Send + Sync + 'static,
 {
     /// Whether the request may carry a token at all.
-    #[inline]
+    #[inline(always)]
     fn applies_to(&self, uri: &Uri, headers: &HeaderMap) -> bool {
         let options = &self.options;
         options.destinations.allows(uri)
@@ -361,7 +361,7 @@ struct LastKey<K> {
 impl<K> LastKey<K> {
     /// The entry's cached token: the handle's copy while it is current and
     /// fresh, else the cache's (`cache/copy.rs`), as `OAuth2Service::lookup`.
-    #[inline]
+    #[inline(always)]
     fn lookup(&mut self) -> Lookup {
         let cache = self.entry.value().cache();
         if let Some(ready) = self.copy.ready(cache) {
