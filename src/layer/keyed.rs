@@ -211,7 +211,11 @@ impl WrittenOrigin {
         let parts = uri.as_ref().and_then(|uri| {
             let scheme = uri.scheme_str()?.to_ascii_lowercase();
             let authority = uri.authority()?;
-            Some((scheme, authority.host().to_ascii_lowercase(), authority.port_u16()))
+            Some((
+                scheme,
+                authority.host().to_ascii_lowercase(),
+                authority.port_u16(),
+            ))
         });
         let (scheme, default_port) = match parts.as_ref().map(|(s, ..)| s.as_str()) {
             Some("https") => ("https", 443),
