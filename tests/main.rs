@@ -60,6 +60,7 @@ mod fleet;
 mod forbidden;
 mod jwt;
 mod keyed;
+mod keyed_handle;
 mod layer;
 mod matrix;
 mod metrics;

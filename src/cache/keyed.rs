@@ -34,6 +34,10 @@ pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// the epochs kept.
 const EPOCHS_PER_IDLE: u32 = 8;
 
+/// `Slot::seen` of an entry dropped from the map: above every epoch, so a
+/// use racing the removal (`fetch_max`) leaves it there.
+const REMOVED: u64 = u64::MAX;
+
 pub(crate) struct KeyMap<K, V> {
     map: ArcSwap<HashMap<K, Arc<Slot<V>>>>,
     epoch: AtomicU64,
@@ -42,7 +46,8 @@ pub(crate) struct KeyMap<K, V> {
 
 struct Slot<V> {
     value: V,
-    /// The last epoch the entry was used in.
+    /// The last epoch the entry was used in; [`REMOVED`] once the entry is
+    /// dropped from the map.
     seen: AtomicU64,
     /// Insertion order: among entries last used in the same epoch, the
     /// oldest goes first when the map is full.
@@ -55,6 +60,37 @@ struct Writer {
     /// Each epoch kept and when it started, oldest first (never empty).
     epochs: VecDeque<(u64, Instant)>,
     next_seq: u64,
+}
+
+impl<V> Slot<V> {
+    /// Notes a use in `epoch`; `false` if the entry was dropped from the
+    /// map. A store only the first time in an epoch.
+    #[inline(always)]
+    fn mark_used(&self, epoch: u64) -> bool {
+        let seen = self.seen.load(Ordering::Relaxed);
+        if seen == epoch {
+            return true;
+        }
+        // `fetch_max`: neither a removal nor a newer epoch is overwritten.
+        seen != REMOVED && self.seen.fetch_max(epoch, Ordering::Relaxed) != REMOVED
+    }
+
+    /// Marks the entry dropped: an [`Entry`] held elsewhere goes out of
+    /// use ([`KeyMap::in_use`]).
+    fn remove(&self) {
+        self.seen.store(REMOVED, Ordering::Relaxed);
+    }
+}
+
+/// One entry of a [`KeyMap`], held outside it (a service handle remembers
+/// the entry of the last key it served): [`KeyMap::in_use`] says whether
+/// the map still holds it.
+pub(crate) struct Entry<V>(Arc<Slot<V>>);
+
+impl<V> Entry<V> {
+    pub(crate) fn value(&self) -> &V {
+        &self.0.value
+    }
 }
 
 impl<K, V> KeyMap<K, V>
@@ -94,14 +130,35 @@ where
     pub(crate) fn get_or_make(&self, key: &K, make: impl FnOnce(&K) -> Option<V>) -> Option<V> {
         let map = self.map.load();
         if let Some(slot) = map.get(key) {
-            let epoch = self.epoch.load(Ordering::Relaxed);
-            if slot.seen.load(Ordering::Relaxed) != epoch {
-                slot.seen.store(epoch, Ordering::Relaxed);
-            }
+            slot.mark_used(self.epoch.load(Ordering::Relaxed));
             return Some(slot.value.clone());
         }
         drop(map);
-        self.insert(key, make(key)?)
+        Some(self.insert(key, make(key)?).value.clone())
+    }
+
+    /// [`KeyMap::get_or_make`], as an [`Entry`] to hold.
+    #[inline]
+    pub(crate) fn entry_or_make(
+        &self,
+        key: &K,
+        make: impl FnOnce(&K) -> Option<V>,
+    ) -> Option<Entry<V>> {
+        let map = self.map.load();
+        if let Some(slot) = map.get(key) {
+            slot.mark_used(self.epoch.load(Ordering::Relaxed));
+            return Some(Entry(Arc::clone(slot)));
+        }
+        drop(map);
+        Some(Entry(self.insert(key, make(key)?)))
+    }
+
+    /// Whether the map still holds `entry` (it is neither evicted nor
+    /// replaced by a new entry for its key); if so, notes a use of it, as
+    /// [`KeyMap::get_or_make`] does. No map load, no hash.
+    #[inline(always)]
+    pub(crate) fn in_use(&self, entry: &Entry<V>) -> bool {
+        entry.0.mark_used(self.epoch.load(Ordering::Relaxed))
     }
 
     /// The value for `key` if the map holds one; does not count as a use.
@@ -115,12 +172,12 @@ where
     }
 
     #[cold]
-    fn insert(&self, key: &K, value: V) -> Option<V> {
+    fn insert(&self, key: &K, value: V) -> Arc<Slot<V>> {
         let mut writer = self.lock();
         let current = self.map.load_full();
         if let Some(slot) = current.get(key) {
             // Another caller inserted it meanwhile: one value per key.
-            return Some(slot.value.clone());
+            return Arc::clone(slot);
         }
         let mut next = (*current).clone();
         let epoch = self.sweep(&mut writer, &mut next);
@@ -129,14 +186,14 @@ where
         }
         let seq = writer.next_seq;
         writer.next_seq += 1;
-        let slot = Slot {
-            value: value.clone(),
+        let slot = Arc::new(Slot {
+            value,
             seen: AtomicU64::new(epoch),
             seq,
-        };
-        next.insert(key.clone(), Arc::new(slot));
+        });
+        next.insert(key.clone(), Arc::clone(&slot));
         self.map.store(Arc::new(next));
-        Some(value)
+        slot
     }
 
     /// Drops the entries idle for the idle period; returns how many.
@@ -168,7 +225,13 @@ where
                 .map(|(epoch, _)| *epoch)
         });
         if let Some(boundary) = boundary {
-            map.retain(|_, slot| slot.seen.load(Ordering::Relaxed) >= boundary);
+            map.retain(|_, slot| {
+                let keep = slot.seen.load(Ordering::Relaxed) >= boundary;
+                if !keep {
+                    slot.remove();
+                }
+                keep
+            });
             writer.epochs.retain(|(epoch, _)| *epoch >= boundary);
         }
         let current = self.epoch.load(Ordering::Relaxed);
@@ -195,8 +258,8 @@ fn evict_least_recently_used<K: Eq + Hash + Clone, V>(map: &mut HashMap<K, Arc<S
         .iter()
         .min_by_key(|(_, slot)| (slot.seen.load(Ordering::Relaxed), slot.seq))
         .map(|(key, _)| key.clone());
-    if let Some(key) = oldest {
-        map.remove(&key);
+    if let Some(slot) = oldest.and_then(|key| map.remove(&key)) {
+        slot.remove();
     }
 }
 
@@ -258,6 +321,40 @@ mod tests {
         assert_eq!(sorted(&map), ["a"]);
         assert_eq!(map.evict_idle(), 1);
         assert_eq!(sorted(&map), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn an_entry_held_outside_the_map_is_in_use_until_the_map_drops_it() {
+        let map = map(1, DEFAULT_IDLE_TIMEOUT);
+        let a = map.entry_or_make(&"a", |_| Some(1)).unwrap();
+        assert_eq!(*a.value(), 1);
+        assert!(map.in_use(&a));
+        let again = map.entry_or_make(&"a", |_| Some(2)).unwrap();
+        assert!(Arc::ptr_eq(&a.0, &again.0));
+        // "b" drops "a" (max keys 1); "a" made again is a new entry.
+        map.entry_or_make(&"b", |_| Some(3));
+        assert!(!map.in_use(&a));
+        let new = map.entry_or_make(&"a", |_| Some(4)).unwrap();
+        assert_eq!(*new.value(), 4);
+        assert!(!map.in_use(&a) && map.in_use(&new));
+        // A use racing the removal does not bring it back (`fetch_max`).
+        a.0.mark_used(map.epoch.load(Ordering::Relaxed) + 1);
+        assert!(!map.in_use(&a));
+    }
+
+    #[test]
+    fn an_entry_dropped_as_idle_is_out_of_use_and_a_use_through_it_counts() {
+        let map = map(8, Duration::ZERO);
+        let a = map.entry_or_make(&"a", |_| Some(1)).unwrap();
+        let b = map.entry_or_make(&"b", |_| Some(2)).unwrap();
+        assert!(map.in_use(&a));
+        assert_eq!(map.evict_idle(), 0);
+        // Used through the entry alone: "a" is kept, "b" is dropped.
+        assert!(map.in_use(&a));
+        assert_eq!(map.evict_idle(), 1);
+        assert_eq!(sorted(&map), ["a"]);
+        assert!(!map.in_use(&b));
+        assert!(map.in_use(&a));
     }
 
     // BENCHMARKS.md, "Memory per key": what a key keeps inline, besides

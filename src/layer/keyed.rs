@@ -20,8 +20,8 @@ use super::error::ServiceError;
 use super::future::ResponseFuture;
 use super::policy::AuthPolicy;
 use super::replay::{Kept, ReplayBody, ReplayEmpty};
-use crate::cache::keyed::KeyMap;
-use crate::cache::{Backoff, TokenCache};
+use crate::cache::keyed::{Entry, KeyMap};
+use crate::cache::{Backoff, Lookup, TokenCache, TokenCopy};
 use crate::error::Error;
 
 type KeyFn<K> = dyn Fn(&Uri, &HeaderMap) -> Option<K> + Send + Sync;
@@ -173,14 +173,81 @@ impl KeyedOAuth2Layer<usize> {
         T: Send + Sync + 'static,
     {
         let mut matchers = Vec::new();
+        let mut written = Vec::new();
         let mut configs = Vec::new();
         for (origin, config) in origins {
+            let origin = origin.as_ref();
             matchers.push(Destinations::origins([origin])?);
+            written.push(WrittenOrigin::of(origin));
             configs.push(config);
         }
-        let key = move |uri: &Uri, _: &HeaderMap| matchers.iter().position(|o| o.allows(uri));
+        // As the origin is written first (no parsing of the request's
+        // authority, which costs more than the rest of the layer); the
+        // same origin written otherwise (`HOST:0443`) by the full match.
+        let key = move |uri: &Uri, _: &HeaderMap| {
+            let written = written.iter().position(|w| w.matches(uri));
+            written.or_else(|| matchers.iter().position(|o| o.allows(uri)))
+        };
         let make = move |key: &usize| configs.get(*key).map(&make);
         Ok(KeyedOAuth2Layer::new(key, make))
+    }
+}
+
+/// An origin of [`KeyedOAuth2Layer::by_origin`]'s list, as a request's
+/// URI usually writes it: a request whose scheme is `scheme` and whose
+/// authority is one of `authorities` (in any case) goes to that origin,
+/// with no credentials (the origin has none). Each `host:port`, and `host`
+/// alone when the port is the scheme's default.
+struct WrittenOrigin {
+    scheme: &'static str,
+    authorities: Vec<String>,
+}
+
+impl WrittenOrigin {
+    /// `origin`, already checked by [`Destinations::origins`] (none of its
+    /// forms if it does not parse: the full match alone is used then).
+    fn of(origin: &str) -> WrittenOrigin {
+        let uri = origin.parse::<Uri>().ok();
+        let parts = uri.as_ref().and_then(|uri| {
+            let scheme = uri.scheme_str()?.to_ascii_lowercase();
+            let authority = uri.authority()?;
+            Some((
+                scheme,
+                authority.host().to_ascii_lowercase(),
+                authority.port_u16(),
+            ))
+        });
+        let (scheme, default_port) = match parts.as_ref().map(|(s, ..)| s.as_str()) {
+            Some("https") => ("https", 443),
+            Some("http") => ("http", 80),
+            _ => ("", 0),
+        };
+        let mut authorities = Vec::new();
+        if let (Some((_, host, port)), false) = (parts, scheme.is_empty()) {
+            let port = port.unwrap_or(default_port);
+            let with_port = format!("{host}:{port}");
+            if port == default_port {
+                authorities.push(host);
+            }
+            authorities.push(with_port);
+        }
+        WrittenOrigin {
+            scheme,
+            authorities,
+        }
+    }
+
+    #[inline]
+    fn matches(&self, uri: &Uri) -> bool {
+        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+            return false;
+        };
+        let authority = authority.as_str();
+        // Byte for byte first (a `memcmp`: the usual case), then in any case.
+        let mut authorities = self.authorities.iter();
+        scheme == self.scheme
+            && (authorities.clone().any(|a| a == authority)
+                || authorities.any(|a| a.eq_ignore_ascii_case(authority)))
     }
 }
 
@@ -278,20 +345,19 @@ where
     K: Eq + Hash + Clone + Send + Sync + 'static,
 {
     /// Whether the request may carry a token at all.
-    #[inline]
+    #[inline(always)]
     fn applies_to(&self, uri: &Uri, headers: &HeaderMap) -> bool {
         let options = &self.options;
         options.destinations.allows(uri)
             && !(options.keep_existing && headers.contains_key(AUTHORIZATION))
     }
 
-    /// The policy (with its cache) of the request's key; `None` when the key
-    /// maps to nothing.
+    /// The map's entry (the policy, with its cache) of `key`; `None` when
+    /// the key maps to nothing.
     #[inline]
-    fn policy_for(&self, uri: &Uri, headers: &HeaderMap) -> Option<AuthPolicy> {
-        let key = (self.key)(uri, headers)?;
+    fn entry_for(&self, key: &K) -> Option<Entry<AuthPolicy>> {
         self.caches
-            .get_or_make(&key, |key| Some(self.policy_with((self.make)(key)?)))
+            .entry_or_make(key, |key| Some(self.policy_with((self.make)(key)?)))
     }
 
     fn policy_with(&self, cache: TokenCache) -> AuthPolicy {
@@ -328,15 +394,51 @@ impl<S, K, P: Clone> Layer<S> for KeyedOAuth2Layer<K, P> {
             inner,
             shared: Arc::clone(&self.shared),
             replay: self.replay.clone(),
+            last: None,
         }
     }
 }
 
 /// The middleware built by [`KeyedOAuth2Layer`].
+///
+/// A service used for many requests remembers the key of its last request
+/// with that key's cache, and keeps its own copy of that cache's token, as
+/// an [`OAuth2Service`](super::OAuth2Service) does: its next request with
+/// the same key (compared with `Eq`) skips the lookup in the map of keys.
+/// A clone starts without one. What it remembers holds the key's cache
+/// until the service serves another key or is dropped, even once the layer
+/// has dropped that cache (which it then no longer uses).
 pub struct KeyedService<S, K, P = ReplayEmpty> {
     inner: S,
     shared: Arc<Shared<K>>,
     replay: P,
+    last: Option<LastKey<K>>,
+}
+
+/// The key a [`KeyedService`] served last, the map's entry for it when it
+/// did, and the handle's copy of that entry's token. The three go
+/// together: the copy is of this entry's cache alone, and is dropped with
+/// it (a copy checked against another cache could match its epoch).
+struct LastKey<K> {
+    key: K,
+    entry: Entry<AuthPolicy>,
+    copy: TokenCopy,
+}
+
+impl<K> LastKey<K> {
+    /// The entry's cached token: the handle's copy while it is current and
+    /// fresh, else the cache's (`cache/copy.rs`), as `OAuth2Service::lookup`.
+    #[inline(always)]
+    fn lookup(&mut self) -> Lookup {
+        let cache = self.entry.value().cache();
+        if let Some(ready) = self.copy.ready(cache) {
+            return ready;
+        }
+        if self.copy.first_lookup() {
+            return cache.lookup();
+        }
+        self.copy.refill(cache).0
+    }
 }
 
 impl<S: Clone, K, P: Clone> Clone for KeyedService<S, K, P> {
@@ -345,6 +447,7 @@ impl<S: Clone, K, P: Clone> Clone for KeyedService<S, K, P> {
             inner: self.inner.clone(),
             shared: Arc::clone(&self.shared),
             replay: self.replay.clone(),
+            last: None,
         }
     }
 }
@@ -377,49 +480,84 @@ where
         self.inner.poll_ready(cx).map_err(ServiceError::Inner)
     }
 
-    fn call(&mut self, req: Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
         // As in `OAuth2Service::call`: the instance polled ready is the one
         // called, in place on the hot path (ARCHITECTURE.md, invariant 9).
         let shared = &*self.shared;
-        let policy = if shared.applies_to(req.uri(), req.headers()) {
-            shared.policy_for(req.uri(), req.headers())
+        let key = if shared.applies_to(req.uri(), req.headers()) {
+            (shared.key)(req.uri(), req.headers())
         } else {
             return KeyedFuture::sent(ResponseFuture::passthrough(self.inner.call(req)));
         };
-        let Some(policy) = policy else {
-            return match shared.options.unmapped {
-                Unmapped::PassThrough => {
-                    KeyedFuture::sent(ResponseFuture::passthrough(self.inner.call(req)))
-                }
-                Unmapped::Error => KeyedFuture::unmapped(),
-            };
+        let last = match (key, &mut self.last) {
+            // The key served last, exactly (`Eq`, not a hash), whose entry
+            // the map still holds: never another key's token.
+            (Some(key), Some(last)) if last.key == key && shared.caches.in_use(&last.entry) => last,
+            (Some(key), last) => match shared.entry_for(&key) {
+                Some(entry) => last.insert(LastKey {
+                    key,
+                    entry,
+                    copy: TokenCopy::default(),
+                }),
+                None => return self.unmapped(req),
+            },
+            (None, _) => return self.unmapped(req),
         };
-        let lookup = policy.cache().lookup();
-        let kept = self.kept(&policy, &req);
-        KeyedFuture::sent(ResponseFuture::send(
-            &mut self.inner,
-            req,
-            lookup,
-            policy,
-            kept,
-        ))
+        let lookup = last.lookup();
+        let policy = last.entry.value();
+        // The copy is taken before the token goes in (see `Replay::new`).
+        let kept = kept(policy, &self.replay, &self.inner, &req);
+        // Built here, as `OAuth2Service::call` does, so that the request
+        // and the future are moved once less.
+        let Lookup::Ready(header, generation) = lookup else {
+            let policy = policy.clone();
+            let future = ResponseFuture::send(&mut self.inner, req, lookup, policy, kept);
+            return KeyedFuture::sent(future);
+        };
+        match policy.authorize(&mut req, header, generation) {
+            Ok(proof) => {
+                let future = self.inner.call(req);
+                let policy = policy.clone();
+                KeyedFuture::sent(ResponseFuture::called(
+                    future, generation, proof, policy, kept,
+                ))
+            }
+            Err(e) => {
+                let policy = policy.clone();
+                let future = ResponseFuture::failed(&mut self.inner, req, e, policy, kept);
+                KeyedFuture::sent(future)
+            }
+        }
     }
 }
 
 impl<S, K, P> KeyedService<S, K, P> {
-    /// What the answers to `req` need of it (a copy for a resend, taken
-    /// before the token goes in, or where it goes), as `OAuth2Service` keeps.
-    fn kept<B>(&self, policy: &AuthPolicy, req: &Request<B>) -> Kept<S, B>
+    /// A request whose key maps to nothing.
+    #[inline(never)]
+    fn unmapped<B>(&mut self, req: Request<B>) -> KeyedFuture<S, B>
     where
-        S: Clone,
-        P: ReplayBody<B>,
+        S: Service<Request<B>>,
     {
-        let copies = policy.keeps_copies();
-        let body = copies
-            .then(|| self.replay.replay_body(req.body()))
-            .flatten();
-        Kept::of(req, body, &self.inner)
+        match self.shared.options.unmapped {
+            Unmapped::PassThrough => {
+                KeyedFuture::sent(ResponseFuture::passthrough(self.inner.call(req)))
+            }
+            Unmapped::Error => KeyedFuture::unmapped(),
+        }
     }
+}
+
+/// What the answers to `req` need of it (a copy for a resend, taken before
+/// the token goes in, or where it goes), as `OAuth2Service` keeps.
+#[inline]
+fn kept<S, B, P>(policy: &AuthPolicy, replay: &P, inner: &S, req: &Request<B>) -> Kept<S, B>
+where
+    S: Service<Request<B>> + Clone,
+    P: ReplayBody<B>,
+{
+    let copies = policy.keeps_copies();
+    let body = copies.then(|| replay.replay_body(req.body())).flatten();
+    Kept::of(req, body, inner)
 }
 
 pin_project! {
@@ -451,6 +589,7 @@ impl<S, B> KeyedFuture<S, B>
 where
     S: Service<Request<B>>,
 {
+    #[inline(always)]
     fn sent(future: ResponseFuture<S, B>) -> Self {
         KeyedFuture {
             state: KeyedState::Sent { future },
@@ -488,6 +627,63 @@ where
             KeyedStateProj::Unmapped => {
                 Poll::Ready(Err(ServiceError::Token(Error::unmapped_key())))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // `by_origin`'s key: the first origin the request goes to, whether the
+    // request writes it as the origin is written (the shortcut) or not.
+    #[test]
+    fn by_origin_keys_a_request_by_the_first_origin_it_goes_to_however_written() {
+        let origins = [
+            "https://api.example.com",
+            "https://b.example.com:8443",
+            "https://[::1]:8443",
+            "http://localhost:8080",
+            "https://API.example.COM:443",
+            "http://plain.example.com:80",
+        ];
+        let layer = KeyedOAuth2Layer::by_origin(origins.map(|o| (o, ())), |()| {
+            crate::layer::testing::cache()
+        })
+        .unwrap();
+        let full: Vec<_> = origins
+            .iter()
+            .map(|o| Destinations::origins([o]).unwrap())
+            .collect();
+        let uris = [
+            ("https://api.example.com/x", Some(0)),
+            ("https://API.Example.com:443/", Some(0)),
+            ("https://api.example.com:0443/", Some(0)),
+            ("https://api.example.com:/", Some(0)),
+            ("HTTPS://api.example.com/", Some(0)),
+            ("https://api.example.com:8443/", None),
+            ("http://api.example.com/", None),
+            ("https://user@api.example.com/", None),
+            ("https://api.example.com:443@evil.example/", None),
+            ("https://api.example.com.evil.example/", None),
+            ("https://evil.example/?https://api.example.com", None),
+            ("/v1/items", None),
+            ("https://b.example.com:8443/", Some(1)),
+            ("https://b.example.com/", None),
+            ("https://[::1]:8443/", Some(2)),
+            ("https://[::1]/", None),
+            ("http://localhost:8080/", Some(3)),
+            ("http://LOCALHOST:8080/", Some(3)),
+            ("http://localhost/", None),
+            ("http://plain.example.com/", Some(5)),
+            ("http://plain.example.com:80/", Some(5)),
+            ("https://plain.example.com/", None),
+        ];
+        for (uri, want) in uris {
+            let uri: Uri = uri.parse().unwrap();
+            let key = (layer.shared.key)(&uri, &HeaderMap::new());
+            let by_full_match = full.iter().position(|o| o.allows(&uri));
+            assert_eq!((key, by_full_match), (want, want), "{uri}");
         }
     }
 }
