@@ -8,7 +8,7 @@
 //! tokens are known. Every cache backs off failed fetches for an hour, so
 //! a refused subject's count never depends on the machine's speed.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -832,4 +832,187 @@ async fn attack_on_behalf_a_token_endpoint_refusing_the_exchange_gives_typed_err
         expected_subjects.into_iter().map(Some).collect::<Vec<_>>()
     );
     assert!(!logs.text().contains(CANARY), "the subject in the logs");
+}
+
+// ---------------------------------------------------------------------------
+// on_behalf × fleet × dpop rotation, the subject token looked for everywhere
+
+/// A P-256 key (ES256) and an Ed25519 key (EdDSA), in PEM: the key file's
+/// content before and after its rotation.
+const KEY_BEFORE: &str = include_str!("../../src/testdata/p256-sec1.pem");
+const KEY_AFTER: &str = include_str!("../../src/testdata/ed25519.pem");
+
+/// A fleet process of the rotation test: its own `DpopKeys` read from the
+/// key file both processes share, its own tier (no encryption key, so
+/// every value in Redis is readable JSON), a subject's cache per subject.
+fn rotating_fleet_process(
+    server: &TestServer,
+    redis: &RedisServer,
+    key_file: &std::path::Path,
+) -> (tower_oauth2::dpop::DpopKeys, RedisTier, OnBehalfLayer) {
+    let keys = tower_oauth2::dpop::DpopKeys::from_file(key_file).expect("the key file");
+    let tier = tier(redis);
+    let endpoint = server.endpoint().dpop_keys(keys.clone());
+    let shared = tier.clone();
+    let layer = OnBehalfLayer::new(move |subject: &SubjectToken| {
+        TokenCache::builder(endpoint.clone(), exchange(subject, AUDIENCE))
+            .backoff(an_hour())
+            .redis(shared.clone())
+            .build()
+    })
+    .destinations(Destinations::any());
+    (keys, tier, layer)
+}
+
+/// on_behalf × fleet × dpop (a key file rotated under two processes).
+/// Two processes read one DPoP key file; alice's and bob's subject
+/// tokens (each holding [`CANARY`]) are exchanged once each for the
+/// fleet, then the file gets a new key: each subject's next requests go
+/// with its old token and old key until one exchange per subject with the
+/// new key is done (by the first process; the second takes each from
+/// Redis). Every resource request carries a token exchanged for its own
+/// subject, proved with the key that token is bound to. A third
+/// subject's exchange is refused with an `error_description` echoing its
+/// subject token.
+///
+/// The subject token (a secret) is in no Redis key name or value, no log
+/// line at any level, no error, no `Debug` of the layer, a subject's
+/// cache, the tier or its stats.
+#[tokio::test]
+async fn pair_on_behalf_fleet_dpop_rotation_each_subjects_token_of_each_key_and_the_subject_nowhere()
+{
+    if !available() {
+        return;
+    }
+    let logs = capture().everywhere();
+    let redis = RedisServer::start();
+    let server = TestServer::start().await;
+    server.enable_dpop();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let key_file = dir.path().join("dpop.pem");
+    std::fs::write(&key_file, KEY_BEFORE).expect("the key file");
+    let (keys_one, tier_one, layer_one) = rotating_fleet_process(&server, &redis, &key_file);
+    let (keys_two, tier_two, layer_two) = rotating_fleet_process(&server, &redis, &key_file);
+    let (one, two) = (layer_one.layer(http_client()), layer_two.layer(http_client()));
+    let before = keys_one.current().thumbprint().to_owned();
+    let (alice, bob) = (format!("st-alice-{CANARY}"), format!("st-bob-{CANARY}"));
+    let mut n = 0;
+    let mut path = |who: &str| {
+        n += 1;
+        format!("/{who}/{n}")
+    };
+
+    // The fleet's first tokens: one exchange per subject.
+    for svc in [&one, &two] {
+        for (who, subject) in [("alice", &alice), ("bob", &bob)] {
+            let sent = kind_of(svc, as_subject(server.get(&path(who)), subject)).await;
+            assert_eq!(sent, Ok(StatusCode::OK));
+        }
+    }
+    assert_eq!(server.token_requests(), 2);
+
+    // The key file rotated (renamed over), both processes see it.
+    let next = dir.path().join("dpop.pem.next");
+    std::fs::write(&next, KEY_AFTER).expect("the new key");
+    std::fs::rename(&next, &key_file).expect("the key file replaced");
+    assert!(keys_one.reload().expect("the new key"));
+    assert!(keys_two.reload().expect("the new key"));
+    let after = keys_one.current().thumbprint().to_owned();
+    assert_ne!(before, after);
+
+    // Each subject's next requests through each process, until each
+    // carries the new key's token: at-3 (alice's), at-4 (bob's).
+    for svc in [&one, &two] {
+        for (who, subject, token) in [("alice", &alice, "DPoP at-3"), ("bob", &bob, "DPoP at-4")] {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let sent = kind_of(svc, as_subject(server.get(&path(who)), subject)).await;
+                assert_eq!(sent, Ok(StatusCode::OK), "a request failed during the rotation");
+                let last = server.authorizations().last().cloned().flatten();
+                if last.as_deref() == Some(token) {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{who} never sent {token}");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+    assert_eq!(
+        subjects_exchanged(&server),
+        [
+            Some(alice.clone()),
+            Some(bob.clone()),
+            Some(alice.clone()),
+            Some(bob.clone())
+        ],
+        "one exchange per subject and key for the whole fleet"
+    );
+    let proved: Vec<String> = (server.received().iter())
+        .map(|r| {
+            let proof = r.headers["dpop"].to_str().expect("a proof");
+            crate::support::dpop::read(proof).expect("a proof").jkt
+        })
+        .collect();
+    assert_eq!(proved, [&*before, &before, &after, &after]);
+    // Each resource request: its subject's token, proved with its key.
+    let mine = |path: &str| {
+        if path.starts_with("/alice/") {
+            ["DPoP at-1", "DPoP at-3"]
+        } else {
+            ["DPoP at-2", "DPoP at-4"]
+        }
+    };
+    for (path, auth) in server.path_authorizations() {
+        let auth = auth.unwrap_or_default();
+        assert!(mine(&path).contains(&auth.as_str()), "{path}: {auth}");
+    }
+    for (token, proof_key, bound_to) in server.dpop_proofs() {
+        assert_eq!(Some(proof_key), bound_to, "{token} sent with another key's proof");
+    }
+    assert_eq!(server.dpop_refusals(), Vec::<String>::new());
+
+    // A refused subject, its token echoed by the token endpoint.
+    let carol = format!("st-carol-{CANARY}");
+    server.script([Canned::json(
+        400,
+        &format!(r#"{{"error":"invalid_grant","error_description":"subject {carol} is not active"}}"#),
+    )]);
+    let refused = send(&one, as_subject(server.get("/carol/1"), &carol))
+        .await
+        .expect_err("carol's exchange refused");
+    assert_eq!(refused.kind(), ErrorKind::OAuth);
+
+    // The subject token nowhere.
+    let mut shown = vec![
+        refused.to_string(),
+        format!("{refused:?}"),
+        format!("{layer_one:?}"),
+        format!("{one:?}"),
+        format!("{tier_one:?} {:?}", tier_one.stats()),
+        format!("{tier_two:?} {:?}", tier_two.stats()),
+    ];
+    for subject in [&alice, &bob, &carol] {
+        let cache = layer_one.cache_for(&SubjectToken::new(subject.as_str()));
+        shown.push(format!("{cache:?}"));
+        if let Some(cache) = cache {
+            shown.push(format!("{:?}", cache.stats()));
+        }
+    }
+    for text in shown {
+        assert!(!text.contains(CANARY), "a subject token shown: {text}");
+    }
+    let keys = redis.cli(&["KEYS", "*"]);
+    assert!(!keys.is_empty());
+    assert!(!keys.contains(CANARY), "a subject token in a key name: {keys}");
+    for key in keys.lines() {
+        let value = match redis.cli(&["TYPE", key]).trim() {
+            "string" => redis.cli(&["GET", key]),
+            "hash" => redis.cli(&["HGETALL", key]),
+            other => panic!("{key} holds a {other}"),
+        };
+        assert!(!value.contains(CANARY), "a subject token in {key}'s value");
+    }
+    let logged = logs.text();
+    assert!(!logged.is_empty());
+    assert!(!logged.contains(CANARY), "a subject token in the logs");
 }
