@@ -70,7 +70,10 @@
 //! non-ASCII): nothing is sent to the token endpoint, and the token is in
 //! no error or log line.
 //! Requests that may not carry a token at all (see
-//! [`OnBehalfLayer::destinations`]) go out untouched, with no exchange.
+//! [`OnBehalfLayer::destinations`]) go out untouched, with no exchange. By
+//! default a subject's exchanged token goes only to the origins its token
+//! request names (an `audience` that is an absolute URL, `resource`s), as
+//! a single cache's does.
 //!
 //! # Example
 //!
@@ -246,7 +249,14 @@ impl Clone for Subjects {
 
 #[derive(Clone, Debug)]
 struct Options {
+    /// Which requests may get a token at all, looked at before the
+    /// subject is: those chosen, else [`Destinations::secure`].
     destinations: Destinations,
+    /// Whether `destinations` were chosen. If not, each subject's policy
+    /// keeps [`AuthPolicy::new`]'s: the origins its token request names
+    /// (an `audience` URL, `resource`s), so an exchanged token, which
+    /// acts for the user, goes only to the API it was exchanged for.
+    destinations_chosen: bool,
     retry_unauthorized: bool,
     unauthorized_backoff: Option<Backoff>,
     max_subject_bytes: usize,
@@ -264,6 +274,7 @@ impl Subjects {
             caches,
             options: Options {
                 destinations: Destinations::secure(),
+                destinations_chosen: false,
                 retry_unauthorized: true,
                 unauthorized_backoff: None,
                 max_subject_bytes: DEFAULT_MAX_SUBJECT_BYTES,
@@ -320,9 +331,12 @@ impl Subjects {
 
     fn policy_with(&self, cache: TokenCache) -> AuthPolicy {
         let options = &self.options;
-        let policy = AuthPolicy::new(cache)
-            .destinations(options.destinations.clone())
-            .retry_unauthorized(options.retry_unauthorized);
+        let policy = AuthPolicy::new(cache).retry_unauthorized(options.retry_unauthorized);
+        let policy = if options.destinations_chosen {
+            policy.destinations(options.destinations.clone())
+        } else {
+            policy
+        };
         match options.unauthorized_backoff {
             Some(backoff) => policy.unauthorized_backoff(backoff),
             None => policy,
@@ -389,11 +403,22 @@ macro_rules! subject_options {
             self
         }
 
-        /// Which requests may get a token at all (default
-        /// [`Destinations::secure`](crate::Destinations::secure)); others
-        /// go untouched, with no exchange. Name the downstream API's origin.
+        /// Which requests may get a token at all; others go untouched,
+        /// with no exchange, and need no subject. Name the downstream
+        /// API's origin.
+        ///
+        /// By default, as [`AuthPolicy::new`](crate::AuthPolicy::new)
+        /// chooses for a single cache: the origins each subject's token
+        /// request names (its `resource`s, an `audience` that is an
+        /// absolute URL), else [`Destinations::secure`](crate::Destinations::secure).
+        /// A request [`Destinations::secure`](crate::Destinations::secure)
+        /// refuses goes untouched; one to an origin the exchange does not
+        /// name needs a subject (its cache is made, nothing is exchanged)
+        /// and goes without a token.
         pub fn destinations(mut self, destinations: crate::Destinations) -> Self {
-            self.subjects_mut().options.destinations = destinations;
+            let options = &mut self.subjects_mut().options;
+            options.destinations = destinations;
+            options.destinations_chosen = true;
             self
         }
 

@@ -29,7 +29,11 @@ use crate::support::log::capture;
 use crate::support::token_server::{bearer, Canned, TestServer};
 
 /// The audience every exchange asks for, unless a test says otherwise.
-const AUDIENCE: &str = "https://downstream.example";
+///
+/// A logical name, not a URL: an audience URL would send the exchanged
+/// tokens to its origin only, not to the test servers on 127.0.0.1
+/// (`attack_on_behalf_the_exchanged_token_goes_only_to_the_api_its_exchange_names`).
+const AUDIENCE: &str = "downstream-api";
 
 /// Subject `subject`'s token exchange (RFC 8693 §2.1) at `audience`.
 fn exchange(subject: &SubjectToken, audience: &str) -> TokenRequest {
@@ -1015,4 +1019,39 @@ async fn pair_on_behalf_fleet_dpop_rotation_each_subjects_token_of_each_key_and_
     let logged = logs.text();
     assert!(!logged.is_empty());
     assert!(!logged.contains(CANARY), "a subject token in the logs");
+}
+
+/// The exchange names its API (`audience`, an absolute URL), and no
+/// destinations were chosen: the subject's exchanged token goes to that
+/// API's origin only, as `OAuth2Layer::new` sends a token whose request
+/// names its API. A request made on behalf of a subject to another origin
+/// (a webhook, a URL the service was handed) goes out without it, with no
+/// exchange: a token acting for the user never reaches an origin it was
+/// not exchanged for.
+#[tokio::test]
+async fn attack_on_behalf_the_exchanged_token_goes_only_to_the_api_its_exchange_names() {
+    let server = TestServer::start().await;
+    let elsewhere = Landing::start().await;
+    let api = server.url("");
+    let endpoint = server.endpoint();
+    let layer = OnBehalfLayer::new(move |subject: &SubjectToken| {
+        TokenCache::builder(endpoint.clone(), exchange(subject, &api))
+            .backoff(an_hour())
+            .build()
+    });
+    let svc = layer.layer(http_client());
+    for (request, subject) in [
+        (server.get("/api/1"), "st-alice"),
+        (get(&elsewhere.url("/hook/1")), "st-alice"),
+        (get(&elsewhere.url("/hook/2")), "st-bob"),
+    ] {
+        assert_eq!(kind_of(&svc, as_subject(request, subject)).await, Ok(StatusCode::OK));
+    }
+    assert_eq!(
+        elsewhere.seen(),
+        vec![("-".to_owned(), "-".to_owned()); 2],
+        "the subject's exchanged token went to an origin its exchange does not name"
+    );
+    assert_eq!(server.path_authorizations(), [bearer("/api/1", "at-1")]);
+    assert_eq!(subjects_exchanged(&server), some(&["st-alice"]));
 }
