@@ -1055,3 +1055,60 @@ async fn attack_on_behalf_the_exchanged_token_goes_only_to_the_api_its_exchange_
     assert_eq!(server.path_authorizations(), [bearer("/api/1", "at-1")]);
     assert_eq!(subjects_exchanged(&server), some(&["st-alice"]));
 }
+
+/// Bounded: the fleet's Redis accepts connections and never answers (a
+/// hung server, a black-holing proxy). Every subject's requests still
+/// succeed, each subject exchanging its own token once: each Redis call
+/// ends at the tier's deadline and the cache fetches alone.
+#[tokio::test]
+async fn pair_on_behalf_fleet_a_redis_that_accepts_and_never_answers_costs_each_subject_one_exchange(
+) {
+    // Accepts every connection (the kernel's backlog, then this task),
+    // reads nothing, answers nothing, closes nothing.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a listener");
+    let url = format!("redis://{}", silent.local_addr().expect("its address"));
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            open.push(stream);
+        }
+    });
+    let server = TestServer::start().await;
+    let tier = RedisTier::standalone(&url)
+        .expect("a Redis URL")
+        .timeout(Duration::from_millis(200));
+    let endpoint = server.endpoint();
+    let shared = tier.clone();
+    let layer = OnBehalfLayer::new(move |subject: &SubjectToken| {
+        TokenCache::builder(endpoint.clone(), exchange(subject, AUDIENCE))
+            .backoff(an_hour())
+            .redis(shared.clone())
+            .build()
+    });
+    let svc = layer.layer(http_client());
+    all_ok(
+        &svc,
+        &server,
+        &[
+            ("/a/1", "st-alice"),
+            ("/b/1", "st-bob"),
+            ("/a/2", "st-alice"),
+            ("/b/2", "st-bob"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        server.path_authorizations(),
+        [
+            bearer("/a/1", "at-1"),
+            bearer("/b/1", "at-2"),
+            bearer("/a/2", "at-1"),
+            bearer("/b/2", "at-2"),
+        ]
+    );
+    assert_eq!(subjects_exchanged(&server), some(&["st-alice", "st-bob"]));
+    assert!(tier.stats().fallbacks >= 2, "{:?}", tier.stats());
+    held.abort();
+}
