@@ -235,7 +235,8 @@ struct Subjects {
     options: Options,
 }
 
-// By hand: the functions are shared, not cloned. Clones share the caches.
+// By hand: the functions are shared, not cloned. Clones share the caches
+// (see `Subjects::detached` for a clone that must not).
 impl Clone for Subjects {
     fn clone(&self) -> Self {
         Subjects {
@@ -260,25 +261,49 @@ struct Options {
     retry_unauthorized: bool,
     unauthorized_backoff: Option<Backoff>,
     max_subject_bytes: usize,
+    /// The caches' bounds, kept to give a detached copy the same.
+    max_subjects: usize,
+    idle_timeout: Duration,
 }
 
 impl Subjects {
     fn new(make: Arc<MakeFn>) -> Self {
-        let caches = Arc::new(KeyMap::new());
-        caches.set_bounds(Some(DEFAULT_MAX_SUBJECTS), Some(DEFAULT_IDLE_TIMEOUT));
+        let options = Options {
+            destinations: Destinations::secure(),
+            destinations_chosen: false,
+            retry_unauthorized: true,
+            unauthorized_backoff: None,
+            max_subject_bytes: DEFAULT_MAX_SUBJECT_BYTES,
+            max_subjects: DEFAULT_MAX_SUBJECTS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        };
         Subjects {
             subject: Arc::new(|_: &HeaderMap, extensions: &Extensions| {
                 extensions.get::<SubjectToken>().cloned()
             }),
             make,
-            caches,
-            options: Options {
-                destinations: Destinations::secure(),
-                destinations_chosen: false,
-                retry_unauthorized: true,
-                unauthorized_backoff: None,
-                max_subject_bytes: DEFAULT_MAX_SUBJECT_BYTES,
-            },
+            caches: Self::caches(&options),
+            options,
+        }
+    }
+
+    fn caches(options: &Options) -> Arc<KeyMap<SubjectKey, Entry>> {
+        let caches = Arc::new(KeyMap::new());
+        caches.set_bounds(Some(options.max_subjects), Some(options.idle_timeout));
+        caches
+    }
+
+    /// A copy with the same functions and options and caches of its own:
+    /// what a layer (or middleware) whose `Subjects` a clone or a built
+    /// service shares becomes when an option is set on it. Each subject's
+    /// entry holds a policy made with the options of the layer that made
+    /// it, so two layers with different options must not share entries: a
+    /// clone given `Destinations::any()` would otherwise lend it to the
+    /// original for every subject it saw first.
+    fn detached(&self) -> Self {
+        Subjects {
+            caches: Self::caches(&self.options),
+            ..self.clone()
         }
     }
 
@@ -384,7 +409,13 @@ fn jwt_expiry(token: &str) -> Option<SystemTime> {
 /// `subjects: Arc<Subjects>` field.
 macro_rules! subject_options {
     () => {
+        /// The subjects to set an option on: this layer's own, detached
+        /// (caches of their own) if a clone or a built service shares them.
         fn subjects_mut(&mut self) -> &mut Subjects {
+            if Arc::get_mut(&mut self.subjects).is_none() {
+                self.subjects = Arc::new(self.subjects.detached());
+            }
+            // Unique now: no copy made.
             Arc::make_mut(&mut self.subjects)
         }
 
@@ -445,15 +476,19 @@ macro_rules! subject_options {
 
         /// At most this many subjects have a cache (default 1024, at least
         /// 1): a new subject beyond it drops the one used least recently.
-        pub fn max_subjects(self, max: usize) -> Self {
-            self.subjects.caches.set_bounds(Some(max), None);
+        pub fn max_subjects(mut self, max: usize) -> Self {
+            let subjects = self.subjects_mut();
+            subjects.options.max_subjects = max;
+            subjects.caches.set_bounds(Some(max), None);
             self
         }
 
         /// A subject's cache unused this long (default 5 minutes) is
         /// dropped when a new subject comes, or on `evict_idle`.
-        pub fn idle_timeout(self, idle: std::time::Duration) -> Self {
-            self.subjects.caches.set_bounds(None, Some(idle));
+        pub fn idle_timeout(mut self, idle: std::time::Duration) -> Self {
+            let subjects = self.subjects_mut();
+            subjects.options.idle_timeout = idle;
+            subjects.caches.set_bounds(None, Some(idle));
             self
         }
 

@@ -1112,3 +1112,33 @@ async fn pair_on_behalf_fleet_a_redis_that_accepts_and_never_answers_costs_each_
     assert!(tier.stats().fallbacks >= 2, "{:?}", tier.stats());
     held.abort();
 }
+
+/// A layer cloned, and the clone given other options (here: any
+/// destination): each keeps its own. A subject first seen through the
+/// clone must not lend the clone's options to the original, whose
+/// exchange names its API: through the original, that subject's token
+/// still goes to the API only.
+#[tokio::test]
+async fn attack_on_behalf_a_clone_given_other_options_does_not_lend_them_to_the_original() {
+    let server = TestServer::start().await;
+    let elsewhere = Landing::start().await;
+    let api = server.url("");
+    let endpoint = server.endpoint();
+    let original = OnBehalfLayer::new(move |subject: &SubjectToken| {
+        TokenCache::builder(endpoint.clone(), exchange(subject, &api))
+            .backoff(an_hour())
+            .build()
+    });
+    let anywhere = original.clone().destinations(Destinations::any());
+    let (original, anywhere) = (original.layer(http_client()), anywhere.layer(http_client()));
+    let sent = kind_of(&anywhere, as_subject(server.get("/api/1"), "st-alice")).await;
+    assert_eq!(sent, Ok(StatusCode::OK));
+    let elsewhere_request = get(&elsewhere.url("/hook/1"));
+    let sent = kind_of(&original, as_subject(elsewhere_request, "st-alice")).await;
+    assert_eq!(sent, Ok(StatusCode::OK));
+    assert_eq!(
+        elsewhere.seen(),
+        [("-".to_owned(), "-".to_owned())],
+        "the clone's destinations sent the subject's token through the original"
+    );
+}
