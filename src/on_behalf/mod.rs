@@ -311,7 +311,8 @@ impl Subjects {
     ///
     /// # Errors
     ///
-    /// [`Error::no_subject`] when the request has no usable subject token,
+    /// [`Error::no_subject`] when the request has no subject token,
+    /// [`Error::unusable_subject`] when it cannot be one,
     /// [`Error::subject_expired`] when it is a JWT past its `exp`.
     fn policy_for(
         &self,
@@ -320,8 +321,8 @@ impl Subjects {
     ) -> Result<AuthPolicy, Error> {
         let subject = (self.subject)(headers, extensions).ok_or_else(Error::no_subject)?;
         let token = subject.secret();
-        if !is_token_shaped(token.expose_secret(), self.options.max_subject_bytes) {
-            return Err(Error::no_subject());
+        if let Some(why) = unusable(token.expose_secret(), self.options.max_subject_bytes) {
+            return Err(Error::unusable_subject(why));
         }
         let key = SubjectKey::of(token);
         let now = SystemTime::now();
@@ -369,15 +370,33 @@ impl Subjects {
     }
 }
 
-/// Whether `token` can be a subject token: 1 to `max` bytes, each visible
-/// ASCII (`0x21..=0x7e`). Every token type RFC 8693 §3 names is made of
+/// What keeps `token` from being a subject token, and what to do, for the
+/// error (never any of the token); `None` if it can be one: 1 to `max`
+/// bytes, each visible ASCII (`0x21..=0x7e`). Every token type RFC 8693 §3 names is made of
 /// such bytes (an access token is RFC 6750's `b64token`, a JWT or ID token
 /// is base64url and dots, a SAML assertion is sent base64url-encoded), so
 /// a CR, LF, NUL, space or non-ASCII byte means a subject taken from the
 /// wrong place or an injection attempt: it is refused before any exchange
 /// rather than sent to the token endpoint (where a log line might show it).
-fn is_token_shaped(token: &str, max: usize) -> bool {
-    (1..=max).contains(&token.len()) && token.bytes().all(|b| (0x21..=0x7e).contains(&b))
+fn unusable(token: &str, max: usize) -> Option<String> {
+    if token.is_empty() {
+        return Some("is empty".to_owned());
+    }
+    if token.len() > max {
+        return Some(format!(
+            "is {} bytes long, longer than `max_subject_bytes` ({max}): raise that limit if \
+             such tokens are expected",
+            token.len()
+        ));
+    }
+    if !token.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Some(
+            "holds a byte no token has (a space, a control character such as CR or LF, or \
+             non-ASCII): is it taken from the right place?"
+                .to_owned(),
+        );
+    }
+    None
 }
 
 /// The `exp` of a JWT (`header.payload.signature`, RFC 7519 §4.1.4), read
@@ -559,6 +578,10 @@ mod tests {
         assert_eq!(format!("{subject:?}"), "SubjectToken(..)");
         headers.insert(AUTHORIZATION, "Bearer ".parse().unwrap());
         assert!(SubjectToken::from_headers(&headers).is_none());
+    }
+
+    fn is_token_shaped(token: &str, max: usize) -> bool {
+        unusable(token, max).is_none()
     }
 
     #[test]

@@ -1142,3 +1142,37 @@ async fn attack_on_behalf_a_clone_given_other_options_does_not_lend_them_to_the_
         "the clone's destinations sent the subject's token through the original"
     );
 }
+
+/// Errors that say what to do: a request with no subject token, one too
+/// long, one holding a byte no token has, each fails with `NoSubject`
+/// and a message telling which, and how to give one (the extension,
+/// `subject_from`, `max_subject_bytes`), never quoting the token.
+#[tokio::test]
+async fn attack_on_behalf_each_unusable_subject_says_what_is_wrong_and_what_to_do() {
+    let server = TestServer::start().await;
+    let svc = layer(server.endpoint()).max_subject_bytes(64).layer(http_client());
+    let failure = |subject: Option<String>| {
+        let mut request = server.get("/x");
+        if let Some(subject) = subject {
+            request.extensions_mut().insert(SubjectToken::new(subject));
+        }
+        let svc = svc.clone();
+        async move {
+            let e = send(&svc, request).await.expect_err("no subject");
+            assert_eq!(e.kind(), ErrorKind::NoSubject, "{e}");
+            let shown = format!("{e} {e:?}");
+            assert!(!shown.contains(CANARY), "the subject in an error: {shown}");
+            e.to_string()
+        }
+    };
+    let none = failure(None).await;
+    assert!(
+        none.contains("SubjectToken") && none.contains("subject_from"),
+        "{none}"
+    );
+    let long = failure(Some(format!("{CANARY}{}", "x".repeat(64)))).await;
+    assert!(long.contains("max_subject_bytes") && long.contains("64"), "{long}");
+    let broken = failure(Some(format!("{CANARY}\r\n"))).await;
+    assert!(broken.contains("control character"), "{broken}");
+    assert_eq!(server.token_requests(), 0);
+}
