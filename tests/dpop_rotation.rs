@@ -815,3 +815,46 @@ async fn pair_on_behalf_dpop_rotation_each_subject_gets_a_token_of_the_new_key()
     assert_every_proof_is_of_its_tokens_key(&server);
     assert_eq!(server.unauthorized_count(), 0);
 }
+
+/// Bounded: the token endpoint refuses every token request after a
+/// rotation (say, the new key's algorithm is not one it takes). Every
+/// request after the rotation sees its token bound to a key rotated away
+/// and asks for the new key's token, but the cache's fetch backoff holds:
+/// one refused token request for twenty requests, each sent with the old
+/// token and the old key, none failed.
+#[tokio::test]
+async fn pair_dpop_backoff_rotation_a_refused_new_key_costs_one_token_request_per_backoff_step() {
+    let server = dpop_server().await;
+    let (old, new) = (a_key(), a_key());
+    let hour = Duration::from_secs(3600);
+    let cache = TokenCache::builder(
+        server.endpoint().dpop(old.clone()),
+        TokenRequest::client_credentials(),
+    )
+    .backoff(tower_oauth2::cache::Backoff::new(hour, hour))
+    .build();
+    let svc = OAuth2Layer::new(cache.clone()).layer(http_client());
+    assert_eq!(get(&svc, &server, "/before").await, StatusCode::OK);
+    server.set_failing(Some(support::token_server::Canned::json(
+        400,
+        r#"{"error":"invalid_dpop_proof"}"#,
+    )));
+    cache.rotate_dpop_key(new);
+    // The rotation's own fetch, refused.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.token_requests() < 2 {
+        assert!(Instant::now() < deadline, "the new key's fetch never went");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for i in 0..20 {
+        let path = format!("/after/{i}");
+        assert_eq!(get(&svc, &server, &path).await, StatusCode::OK);
+    }
+    assert_eq!(server.token_requests(), 2, "the endpoint was hammered");
+    assert!(sent_tokens(&server).iter().all(|t| t == "DPoP at-1"));
+    assert!(each_proof_is_of_its_tokens_key(&server));
+    assert_eq!(
+        token_request_keys(&server).last(),
+        Some(&cache.dpop().expect("DPoP").thumbprint().to_owned())
+    );
+}

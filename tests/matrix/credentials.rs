@@ -1158,7 +1158,11 @@ impl SecretVolume {
     fn update(&mut self, files: &[(&str, &str)]) {
         let root = self.dir.path();
         self.version += 1;
-        let old = format!("..2026_12_06_19_3{}_00.{}", self.version - 1, self.version - 1);
+        let old = format!(
+            "..2026_12_06_19_3{}_00.{}",
+            self.version - 1,
+            self.version - 1
+        );
         let new = format!("..2026_12_06_19_3{}_00.{}", self.version, self.version);
         std::fs::create_dir(root.join(&new)).expect("the new version's directory");
         for (name, content) in files {
@@ -1207,7 +1211,10 @@ async fn pair_credentials_fleet_revocation_dpop_a_kubernetes_secret_volume_swap_
     let before = keys.current().thumbprint().to_owned();
     let svc_two = OAuth2Layer::new(two.clone()).layer(http_client());
     assert_eq!(header(&one).await, Ok("DPoP at-1".to_owned()));
-    assert_eq!(status(&svc_two, server.get("/two/1")).await, Ok(StatusCode::OK));
+    assert_eq!(
+        status(&svc_two, server.get("/two/1")).await,
+        Ok(StatusCode::OK)
+    );
 
     // The kubelet's update, and the server's rotation of the secret.
     let new_line = format!("{new}\n");
@@ -1221,12 +1228,18 @@ async fn pair_credentials_fleet_revocation_dpop_a_kubernetes_secret_volume_swap_
     assert_eq!(revoked, [(Some("at-1".to_owned()), Some(new.clone()))]);
 
     let svc_one = OAuth2Layer::new(one.clone()).layer(http_client());
-    assert_eq!(status(&svc_one, server.get("/one/1")).await, Ok(StatusCode::OK));
+    assert_eq!(
+        status(&svc_one, server.get("/one/1")).await,
+        Ok(StatusCode::OK)
+    );
     let after = keys.current().thumbprint().to_owned();
     assert_ne!(after, before, "the swapped ..data's key was not read");
     // The other process sends the revoked token, is refused, and resends
     // with the token of the new key, taken from Redis.
-    assert_eq!(status(&svc_two, server.get("/two/2")).await, Ok(StatusCode::OK));
+    assert_eq!(
+        status(&svc_two, server.get("/two/2")).await,
+        Ok(StatusCode::OK)
+    );
     assert_eq!(
         server.path_authorizations(),
         [
@@ -1245,7 +1258,11 @@ async fn pair_credentials_fleet_revocation_dpop_a_kubernetes_secret_volume_swap_
         .collect();
     assert_eq!(proved, [&*before, &after]);
     for (token, proof_key, bound_to) in server.dpop_proofs() {
-        assert_eq!(Some(proof_key), bound_to, "{token} sent with another key's proof");
+        assert_eq!(
+            Some(proof_key),
+            bound_to,
+            "{token} sent with another key's proof"
+        );
     }
     let (keys_in_redis, values) = redis_dump(&redis);
     assert!(!keys_in_redis.concat().contains(CANARY) && !values.contains(CANARY));

@@ -303,7 +303,8 @@ async fn pair_dpop_backoff_a_resource_rotating_its_nonce_at_every_answer_costs_t
     let svc = OAuth2Layer::new(cache.clone())
         .unauthorized_backoff(an_hour())
         .layer(http_client());
-    let client = reqwest_client(OAuth2Middleware::new(cache.clone()).unauthorized_backoff(an_hour()));
+    let client =
+        reqwest_client(OAuth2Middleware::new(cache.clone()).unauthorized_backoff(an_hour()));
     for i in 0..5 {
         let sent = status(&svc, server.get(&format!("/tower/{i}"))).await;
         assert_eq!(sent, Ok(StatusCode::UNAUTHORIZED));

@@ -883,8 +883,8 @@ fn rotating_fleet_process(
 /// line at any level, no error, no `Debug` of the layer, a subject's
 /// cache, the tier or its stats.
 #[tokio::test]
-async fn pair_on_behalf_fleet_dpop_rotation_each_subjects_token_of_each_key_and_the_subject_nowhere()
-{
+async fn pair_on_behalf_fleet_dpop_rotation_each_subjects_token_of_each_key_and_the_subject_nowhere(
+) {
     if !available() {
         return;
     }
@@ -897,7 +897,10 @@ async fn pair_on_behalf_fleet_dpop_rotation_each_subjects_token_of_each_key_and_
     std::fs::write(&key_file, KEY_BEFORE).expect("the key file");
     let (keys_one, tier_one, layer_one) = rotating_fleet_process(&server, &redis, &key_file);
     let (keys_two, tier_two, layer_two) = rotating_fleet_process(&server, &redis, &key_file);
-    let (one, two) = (layer_one.layer(http_client()), layer_two.layer(http_client()));
+    let (one, two) = (
+        layer_one.layer(http_client()),
+        layer_two.layer(http_client()),
+    );
     let before = keys_one.current().thumbprint().to_owned();
     let (alice, bob) = (format!("st-alice-{CANARY}"), format!("st-bob-{CANARY}"));
     let mut n = 0;
@@ -931,7 +934,11 @@ async fn pair_on_behalf_fleet_dpop_rotation_each_subjects_token_of_each_key_and_
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
                 let sent = kind_of(svc, as_subject(server.get(&path(who)), subject)).await;
-                assert_eq!(sent, Ok(StatusCode::OK), "a request failed during the rotation");
+                assert_eq!(
+                    sent,
+                    Ok(StatusCode::OK),
+                    "a request failed during the rotation"
+                );
                 let last = server.authorizations().last().cloned().flatten();
                 if last.as_deref() == Some(token) {
                     break;
@@ -971,7 +978,11 @@ async fn pair_on_behalf_fleet_dpop_rotation_each_subjects_token_of_each_key_and_
         assert!(mine(&path).contains(&auth.as_str()), "{path}: {auth}");
     }
     for (token, proof_key, bound_to) in server.dpop_proofs() {
-        assert_eq!(Some(proof_key), bound_to, "{token} sent with another key's proof");
+        assert_eq!(
+            Some(proof_key),
+            bound_to,
+            "{token} sent with another key's proof"
+        );
     }
     assert_eq!(server.dpop_refusals(), Vec::<String>::new());
 
@@ -979,7 +990,9 @@ async fn pair_on_behalf_fleet_dpop_rotation_each_subjects_token_of_each_key_and_
     let carol = format!("st-carol-{CANARY}");
     server.script([Canned::json(
         400,
-        &format!(r#"{{"error":"invalid_grant","error_description":"subject {carol} is not active"}}"#),
+        &format!(
+            r#"{{"error":"invalid_grant","error_description":"subject {carol} is not active"}}"#
+        ),
     )]);
     let refused = send(&one, as_subject(server.get("/carol/1"), &carol))
         .await
@@ -1007,7 +1020,10 @@ async fn pair_on_behalf_fleet_dpop_rotation_each_subjects_token_of_each_key_and_
     }
     let keys = redis.cli(&["KEYS", "*"]);
     assert!(!keys.is_empty());
-    assert!(!keys.contains(CANARY), "a subject token in a key name: {keys}");
+    assert!(
+        !keys.contains(CANARY),
+        "a subject token in a key name: {keys}"
+    );
     for key in keys.lines() {
         let value = match redis.cli(&["TYPE", key]).trim() {
             "string" => redis.cli(&["GET", key]),
@@ -1045,7 +1061,10 @@ async fn attack_on_behalf_the_exchanged_token_goes_only_to_the_api_its_exchange_
         (get(&elsewhere.url("/hook/1")), "st-alice"),
         (get(&elsewhere.url("/hook/2")), "st-bob"),
     ] {
-        assert_eq!(kind_of(&svc, as_subject(request, subject)).await, Ok(StatusCode::OK));
+        assert_eq!(
+            kind_of(&svc, as_subject(request, subject)).await,
+            Ok(StatusCode::OK)
+        );
     }
     assert_eq!(
         elsewhere.seen(),
@@ -1150,7 +1169,9 @@ async fn attack_on_behalf_a_clone_given_other_options_does_not_lend_them_to_the_
 #[tokio::test]
 async fn attack_on_behalf_each_unusable_subject_says_what_is_wrong_and_what_to_do() {
     let server = TestServer::start().await;
-    let svc = layer(server.endpoint()).max_subject_bytes(64).layer(http_client());
+    let svc = layer(server.endpoint())
+        .max_subject_bytes(64)
+        .layer(http_client());
     let failure = |subject: Option<String>| {
         let mut request = server.get("/x");
         if let Some(subject) = subject {
@@ -1171,7 +1192,10 @@ async fn attack_on_behalf_each_unusable_subject_says_what_is_wrong_and_what_to_d
         "{none}"
     );
     let long = failure(Some(format!("{CANARY}{}", "x".repeat(64)))).await;
-    assert!(long.contains("max_subject_bytes") && long.contains("64"), "{long}");
+    assert!(
+        long.contains("max_subject_bytes") && long.contains("64"),
+        "{long}"
+    );
     let broken = failure(Some(format!("{CANARY}\r\n"))).await;
     assert!(broken.contains("control character"), "{broken}");
     assert_eq!(server.token_requests(), 0);
