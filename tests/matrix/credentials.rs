@@ -1267,3 +1267,32 @@ async fn pair_credentials_fleet_revocation_dpop_a_kubernetes_secret_volume_swap_
     let (keys_in_redis, values) = redis_dump(&redis);
     assert!(!keys_in_redis.concat().contains(CANARY) && !values.contains(CANARY));
 }
+
+/// The mTLS identity files (`IdentityFiles`) in the Kubernetes layout (a
+/// `kubernetes.io/tls` secret: `tls.crt` and `tls.key` linked through
+/// `..data`): the kubelet's swap of `..data` is seen at the next look,
+/// both files at once, and the next connection presents the new
+/// certificate.
+#[cfg(feature = "rustls")]
+#[test]
+fn pair_credentials_identity_files_a_kubernetes_secret_volume_swap_is_seen() {
+    use tower_oauth2::tls::IdentityFiles;
+    let (first, second) = (
+        crate::support::pki::self_signed_client_cert("svc-1"),
+        crate::support::pki::self_signed_client_cert("svc-2"),
+    );
+    let mut volume =
+        SecretVolume::new(&[("tls.crt", &first.cert_pem), ("tls.key", &first.key_pem)]);
+    let files = IdentityFiles::new(volume.path("tls.crt"), volume.path("tls.key"))
+        .expect("the identity through ..data");
+    let before = files.current().certificate_thumbprint().to_owned();
+    assert_eq!(files.current().certificate_thumbprint(), before);
+    volume.update(&[("tls.crt", &second.cert_pem), ("tls.key", &second.key_pem)]);
+    let after = files.current().certificate_thumbprint().to_owned();
+    assert_ne!(
+        after, before,
+        "the swapped ..data's certificate was not read"
+    );
+    volume.update(&[("tls.crt", &first.cert_pem), ("tls.key", &first.key_pem)]);
+    assert_eq!(files.current().certificate_thumbprint(), before);
+}
