@@ -858,3 +858,46 @@ async fn pair_dpop_backoff_rotation_a_refused_new_key_costs_one_token_request_pe
         Some(&cache.dpop().expect("DPoP").thumbprint().to_owned())
     );
 }
+
+/// fleet × revocation × dpop rotation: a token of the old key, revoked
+/// after the key file was rotated (before the new key's token came), is
+/// removed from Redis under its own key's name, not the new key's: a
+/// process still holding the old key (its copy of the file not yet
+/// rotated) finds nothing there and fetches, instead of sending the
+/// revoked token.
+#[tokio::test]
+async fn pair_fleet_revocation_dpop_rotation_a_revoked_token_of_the_old_key_leaves_redis() {
+    let Some((redis, server)) = fleet_servers().await else {
+        return;
+    };
+    let dir = temp_dir("revoked");
+    let (rotated, behind) = (dir.join("rotated.pem"), dir.join("behind.pem"));
+    std::fs::write(&rotated, P256_PEM).expect("a key file");
+    std::fs::write(&behind, P256_PEM).expect("a key file");
+    let process = |file: &Path| {
+        let keys = DpopKeys::from_file(file).expect("the key file");
+        let endpoint = server
+            .endpoint()
+            .dpop_keys(keys.clone())
+            .revocation_url(server.revocation_url());
+        (keys, fleet_process(endpoint, tier(&redis)))
+    };
+    let (keys, one) = process(&rotated);
+    let svc = OAuth2Layer::new(one.clone()).layer(http_client());
+    assert_eq!(get(&svc, &server, "/one/1").await, StatusCode::OK);
+    rewrite(&rotated, ED25519_PEM);
+    assert!(keys.reload().expect("the new key"));
+    one.revoke().await.expect("revoked");
+    assert_eq!(server.revocations().len(), 1);
+
+    let (_, three) = process(&behind);
+    let svc = OAuth2Layer::new(three).layer(http_client());
+    assert_eq!(get(&svc, &server, "/three/1").await, StatusCode::OK);
+    assert_eq!(
+        sent_tokens(&server),
+        ["DPoP at-1", "DPoP at-2"],
+        "the revoked token was taken from Redis"
+    );
+    assert!(each_proof_is_of_its_tokens_key(&server));
+    let _ = std::fs::remove_dir_all(dir);
+}
