@@ -1200,3 +1200,50 @@ async fn attack_on_behalf_each_unusable_subject_says_what_is_wrong_and_what_to_d
     assert!(broken.contains("control character"), "{broken}");
     assert_eq!(server.token_requests(), 0);
 }
+
+/// Bounded: a token endpoint that accepts connections and never answers.
+/// Each subject's request fails with `Timeout` at the endpoint's timeout,
+/// the subject token quoted nowhere; each subject's cache then backs off
+/// (an hour here), so its next request fails at once (`NoToken`, the
+/// timeout its last error) with no new connection: one exchange attempt
+/// per subject.
+#[tokio::test]
+async fn pair_on_behalf_backoff_a_token_endpoint_that_never_answers_times_out_once_per_subject() {
+    let logs = capture();
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a listener");
+    let token_url = format!("http://{}/token", silent.local_addr().expect("its address"));
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = accepted.clone();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            open.push(stream);
+        }
+    });
+    let resource = TestServer::start().await;
+    let endpoint = TokenEndpoint::new(
+        http_client(),
+        tower_oauth2::TokenUrl::new(&token_url).expect("a loopback URL"),
+        tower_oauth2::ClientAuth::client_secret_basic("svc", "secret"),
+    )
+    .timeout(Duration::from_millis(200));
+    let svc = layer(endpoint).layer(http_client());
+    // Then, backing off: `NoToken`, carrying the timeout as its last error.
+    for (subject, kind) in [
+        ("alice", ErrorKind::Timeout),
+        ("bob", ErrorKind::Timeout),
+        ("alice", ErrorKind::NoToken),
+        ("bob", ErrorKind::NoToken),
+    ] {
+        let subject = format!("st-{subject}-{CANARY}");
+        let failed = kind_of(&svc, as_subject(resource.get("/x"), &subject)).await;
+        assert_eq!(failed, Err(kind), "{subject}");
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(resource.resource_count(), 0);
+    assert!(!logs.text().contains(CANARY), "a subject token in the logs");
+    held.abort();
+}
