@@ -1073,6 +1073,34 @@ async fn attack_on_behalf_the_exchanged_token_goes_only_to_the_api_its_exchange_
     );
     assert_eq!(server.path_authorizations(), [bearer("/api/1", "at-1")]);
     assert_eq!(subjects_exchanged(&server), some(&["st-alice"]));
+
+    // The reqwest middleware alike (alice's cache there is its own).
+    let (api, endpoint) = (server.url(""), server.endpoint());
+    let middleware = OnBehalfMiddleware::new(move |subject: &SubjectToken| {
+        TokenCache::builder(endpoint.clone(), exchange(subject, &api))
+            .backoff(an_hour())
+            .build()
+    });
+    let client = ClientBuilder::new(reqwest::Client::new())
+        .with(middleware)
+        .build();
+    for (url, subject) in [
+        (server.url("/api/2"), "st-alice"),
+        (elsewhere.url("/hook/3"), "st-carol"),
+    ] {
+        let sent = (client.get(url).with_extension(SubjectToken::new(subject)))
+            .send()
+            .await
+            .map(|r| r.status());
+        assert_eq!(sent.map_err(|e| e.to_string()), Ok(StatusCode::OK));
+    }
+    assert_eq!(elsewhere.seen().len(), 3);
+    assert_eq!(elsewhere.seen()[2], ("-".to_owned(), "-".to_owned()));
+    assert_eq!(
+        server.path_authorizations().last(),
+        Some(&bearer("/api/2", "at-2"))
+    );
+    assert_eq!(subjects_exchanged(&server), some(&["st-alice", "st-alice"]));
 }
 
 /// Bounded: the fleet's Redis accepts connections and never answers (a
