@@ -1275,3 +1275,44 @@ async fn pair_on_behalf_backoff_a_token_endpoint_that_never_answers_times_out_on
     assert!(!logs.text().contains(CANARY), "a subject token in the logs");
     held.abort();
 }
+
+/// No metric label names a subject: the subjects' caches (each a series,
+/// labelled by its fingerprint's prefix) report token requests that
+/// succeeded and failed, and a 401's retry, and no label holds any part
+/// of a subject token.
+#[cfg(feature = "metrics")]
+#[tokio::test]
+async fn attack_on_behalf_no_metric_label_names_a_subject() {
+    use metrics_util::debugging::DebuggingRecorder;
+    let recorder: &'static DebuggingRecorder = Box::leak(Box::new(DebuggingRecorder::new()));
+    let _guard = metrics::set_default_local_recorder(recorder);
+    let server = TestServer::start().await;
+    let svc = layer(server.endpoint()).layer(http_client());
+    let (alice, bob) = (format!("st-alice-{CANARY}"), format!("st-bob-{CANARY}"));
+    all_ok(&svc, &server, &[("/a/1", &alice)]).await;
+    server.revoke("at-1");
+    all_ok(&svc, &server, &[("/a/2", &alice)]).await;
+    server.script([Canned::json(400, r#"{"error":"invalid_grant"}"#)]);
+    let refused = kind_of(&svc, as_subject(server.get("/b/1"), &bob)).await;
+    assert_eq!(refused, Err(ErrorKind::OAuth));
+    let labels: Vec<String> = (recorder.snapshotter().snapshot().into_vec().into_iter())
+        .flat_map(|(key, _, _, _)| {
+            let key = key.key().clone();
+            (key.labels())
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for wanted in ["outcome=success", "outcome=error", "action=retried"] {
+        assert!(
+            labels.iter().any(|l| l == wanted),
+            "no {wanted}: {labels:?}"
+        );
+    }
+    assert!(
+        labels
+            .iter()
+            .all(|l| !l.contains(CANARY) && !l.contains("st-")),
+        "a subject in a label: {labels:?}"
+    );
+}
