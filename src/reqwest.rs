@@ -240,8 +240,9 @@ async fn token_for_resend(
     }
 }
 
-/// Whether `a` and `b` are one origin (scheme, host, port), as reqwest
-/// compares them before it takes `Authorization` off a redirect.
+/// Whether `a` and `b` are one origin (scheme, host, port). (reqwest
+/// takes `Authorization` off a redirect to another host or port, not to
+/// another scheme.)
 fn same_origin(a: &::reqwest::Url, b: &::reqwest::Url) -> bool {
     a.scheme() == b.scheme()
         && a.host_str() == b.host_str()
@@ -252,14 +253,13 @@ fn same_origin(a: &::reqwest::Url, b: &::reqwest::Url) -> bool {
 /// the client followed a redirect, and the answer is not judged (no
 /// token invalidated, nothing resent, no nonce learned). With DPoP the
 /// proof named `sent`, so any other URL's answer says nothing of this
-/// token or of this origin's nonce. A bearer token goes on only within
-/// the origin (reqwest takes `Authorization` off a redirect to another
-/// host), so another origin's 401 answers a request that carried no
-/// token: taken for a refusal, it would throw the token away (and a
-/// fleet's, from Redis) and fetch one per request that only the 401
-/// backoff bounds. A proof that went to another origin is a WARN, once
-/// per process, naming the origins only (a path or query may hold
-/// secrets).
+/// token or of this origin's nonce. A bearer token does not go to another
+/// host or port (reqwest takes `Authorization` off), so another origin's
+/// 401 answers a request that carried no token: taken for a refusal, it
+/// would throw the token away (and a fleet's, from Redis) and fetch one
+/// per request that only the 401 backoff bounds. A proof that went to
+/// another origin is a WARN, once per process, naming the origins only (a
+/// path or query may hold secrets).
 fn followed_redirect(policy: &AuthPolicy, sent: &::reqwest::Url, response: &Response) -> bool {
     static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     let to = response.url();

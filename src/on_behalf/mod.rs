@@ -372,9 +372,10 @@ impl Subjects {
 
 /// What keeps `token` from being a subject token, and what to do, for the
 /// error (never any of the token); `None` if it can be one: 1 to `max`
-/// bytes, each visible ASCII (`0x21..=0x7e`). Every token type RFC 8693 §3 names is made of
-/// such bytes (an access token is RFC 6750's `b64token`, a JWT or ID token
-/// is base64url and dots, a SAML assertion is sent base64url-encoded), so
+/// bytes, each visible ASCII (`0x21..=0x7e`). Every token type RFC 8693
+/// §3 names is made of such bytes (an access token is RFC 6750's
+/// `b64token`, a JWT or ID token is base64url and dots, a SAML assertion
+/// is sent base64url-encoded), so
 /// a CR, LF, NUL, space or non-ASCII byte means a subject taken from the
 /// wrong place or an injection attempt: it is refused before any exchange
 /// rather than sent to the token endpoint (where a log line might show it).
