@@ -173,9 +173,9 @@ impl Middleware for OAuth2Middleware {
         let proof = (policy.authorize_parts(&method, &uri, headers, header, generation))
             .map_err(token_failure)?;
         let replay = copy_for_resend(policy, &req);
-        let sent_to = proof_url(policy, &req);
+        let sent_to = req.url().clone();
         let response = next.clone().run(req, extensions).await?;
-        if followed_redirect(sent_to.as_ref(), &response) {
+        if followed_redirect(policy, &sent_to, &response) {
             return Ok(response);
         }
         let answer = ResourceAnswer {
@@ -200,9 +200,9 @@ impl Middleware for OAuth2Middleware {
         let headers = replay.headers_mut();
         let proof = (policy.authorize_parts(&method, &uri, headers, header, generation))
             .map_err(token_failure)?;
-        let sent_to = proof_url(policy, &replay);
+        let sent_to = replay.url().clone();
         let response = next.run(replay, extensions).await?;
-        if followed_redirect(sent_to.as_ref(), &response) {
+        if followed_redirect(policy, &sent_to, &response) {
             return Ok(response);
         }
         let answer = ResourceAnswer::to_resend(response.status(), response.headers(), generation);
@@ -240,44 +240,49 @@ async fn token_for_resend(
     }
 }
 
-/// The URL `req` goes to, when it goes with a proof (DPoP): its answer is
-/// judged only if it comes from there ([`followed_redirect`]).
-fn proof_url(policy: &AuthPolicy, req: &Request) -> Option<::reqwest::Url> {
-    policy.proof_key().map(|_| req.url().clone())
-}
-
-/// Whether `a` and `b` are one origin (scheme, host, port), as reqwest
-/// compares them before it takes `Authorization` off a redirect.
+/// Whether `a` and `b` are one origin (scheme, host, port). (reqwest
+/// takes `Authorization` off a redirect to another host or port, not to
+/// another scheme.)
 fn same_origin(a: &::reqwest::Url, b: &::reqwest::Url) -> bool {
     a.scheme() == b.scheme()
         && a.host_str() == b.host_str()
         && a.port_or_known_default() == b.port_or_known_default()
 }
 
-/// Whether the answer to a request sent with a proof to `sent` (`None`:
-/// no proof) came from another URL: the client followed a redirect, and
-/// the answer is another URL's, to a proof made for this one; it says
-/// nothing of this token or of this origin's nonce, and is returned as it
-/// is. To another origin, the proof went there too (reqwest takes only
-/// `Authorization` and cookies off): WARN, once per process, naming the
-/// origins only (a path or query may hold secrets).
-fn followed_redirect(sent: Option<&::reqwest::Url>, response: &Response) -> bool {
+/// Whether the answer to a request sent to `sent` came from elsewhere:
+/// the client followed a redirect, and the answer is not judged (no
+/// token invalidated, nothing resent, no nonce learned). With DPoP the
+/// proof named `sent`, so any other URL's answer says nothing of this
+/// token or of this origin's nonce. A bearer token does not go to another
+/// host or port (reqwest takes `Authorization` off), so another origin's
+/// 401 answers a request that carried no token: taken for a refusal, it
+/// would throw the token away (and a fleet's, from Redis) and fetch one
+/// per request that only the 401 backoff bounds. A proof that went to
+/// another origin is a WARN, once per process, naming the origins only (a
+/// path or query may hold secrets).
+fn followed_redirect(policy: &AuthPolicy, sent: &::reqwest::Url, response: &Response) -> bool {
     static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    let (Some(from), to) = (sent, response.url()) else {
-        return false;
-    };
-    if from == to {
+    let to = response.url();
+    if sent == to {
         return false;
     }
-    if same_origin(from, to) {
-        tracing::debug!("a redirect was followed; its answer is not judged");
+    let with_proof = policy.proof_key().is_some();
+    if same_origin(sent, to) {
+        // A bearer token went there too: its answer is the origin's.
+        if with_proof {
+            tracing::debug!("a redirect was followed; its answer is not judged");
+        }
+        return with_proof;
+    }
+    if !with_proof {
+        tracing::debug!("a redirect to another origin was followed; its answer is not judged");
         return true;
     }
     if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
         return true;
     }
     tracing::warn!(
-        from = %from.origin().ascii_serialization(),
+        from = %sent.origin().ascii_serialization(),
         to = %to.origin().ascii_serialization(),
         "the reqwest client followed a redirect to another origin with the request's DPoP \
          proof (not its token); build the client with \

@@ -971,3 +971,89 @@ async fn pair_clone_per_request_a_used_handle_and_its_clones_prove_each_token_wi
         ]
     );
 }
+
+/// Bounded: the token endpoint refuses every token request after a
+/// rotation (say, the new key's algorithm is not one it takes). Every
+/// request after the rotation sees its token bound to a key rotated away
+/// and asks for the new key's token, but the cache's fetch backoff holds:
+/// one refused token request for twenty requests, each sent with the old
+/// token and the old key, none failed.
+#[tokio::test]
+async fn pair_dpop_backoff_rotation_a_refused_new_key_costs_one_token_request_per_backoff_step() {
+    let server = dpop_server().await;
+    let (old, new) = (a_key(), a_key());
+    let hour = Duration::from_secs(3600);
+    let cache = TokenCache::builder(
+        server.endpoint().dpop(old.clone()),
+        TokenRequest::client_credentials(),
+    )
+    .backoff(tower_oauth2::cache::Backoff::new(hour, hour))
+    .build();
+    let svc = OAuth2Layer::new(cache.clone()).layer(http_client());
+    assert_eq!(get(&svc, &server, "/before").await, StatusCode::OK);
+    server.set_failing(Some(support::token_server::Canned::json(
+        400,
+        r#"{"error":"invalid_dpop_proof"}"#,
+    )));
+    cache.rotate_dpop_key(new);
+    // The rotation's own fetch, refused.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.token_requests() < 2 {
+        assert!(Instant::now() < deadline, "the new key's fetch never went");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for i in 0..20 {
+        let path = format!("/after/{i}");
+        assert_eq!(get(&svc, &server, &path).await, StatusCode::OK);
+    }
+    assert_eq!(server.token_requests(), 2, "the endpoint was hammered");
+    assert!(sent_tokens(&server).iter().all(|t| t == "DPoP at-1"));
+    assert!(each_proof_is_of_its_tokens_key(&server));
+    assert_eq!(
+        token_request_keys(&server).last(),
+        Some(&cache.dpop().expect("DPoP").thumbprint().to_owned())
+    );
+}
+
+/// fleet × revocation × dpop rotation: a token of the old key, revoked
+/// after the key file was rotated (before the new key's token came), is
+/// removed from Redis under its own key's name, not the new key's: a
+/// process still holding the old key (its copy of the file not yet
+/// rotated) finds nothing there and fetches, instead of sending the
+/// revoked token.
+#[tokio::test]
+async fn pair_fleet_revocation_dpop_rotation_a_revoked_token_of_the_old_key_leaves_redis() {
+    let Some((redis, server)) = fleet_servers().await else {
+        return;
+    };
+    let dir = temp_dir("revoked");
+    let (rotated, behind) = (dir.join("rotated.pem"), dir.join("behind.pem"));
+    std::fs::write(&rotated, P256_PEM).expect("a key file");
+    std::fs::write(&behind, P256_PEM).expect("a key file");
+    let process = |file: &Path| {
+        let keys = DpopKeys::from_file(file).expect("the key file");
+        let endpoint = server
+            .endpoint()
+            .dpop_keys(keys.clone())
+            .revocation_url(server.revocation_url());
+        (keys, fleet_process(endpoint, tier(&redis)))
+    };
+    let (keys, one) = process(&rotated);
+    let svc = OAuth2Layer::new(one.clone()).layer(http_client());
+    assert_eq!(get(&svc, &server, "/one/1").await, StatusCode::OK);
+    rewrite(&rotated, ED25519_PEM);
+    assert!(keys.reload().expect("the new key"));
+    one.revoke().await.expect("revoked");
+    assert_eq!(server.revocations().len(), 1);
+
+    let (_, three) = process(&behind);
+    let svc = OAuth2Layer::new(three).layer(http_client());
+    assert_eq!(get(&svc, &server, "/three/1").await, StatusCode::OK);
+    assert_eq!(
+        sent_tokens(&server),
+        ["DPoP at-1", "DPoP at-2"],
+        "the revoked token was taken from Redis"
+    );
+    assert!(each_proof_is_of_its_tokens_key(&server));
+    let _ = std::fs::remove_dir_all(dir);
+}

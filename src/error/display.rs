@@ -34,8 +34,8 @@ impl fmt::Debug for Error {
             | Kind::NoRevocationEndpoint
             | Kind::Revoked
             | Kind::UnmappedKey
-            | Kind::NoSubject
             | Kind::SubjectExpired => &mut d,
+            Kind::NoSubject(why) => d.field("why", why),
             Kind::ReauthorizationRequired(e) => d.field("refusal", e),
             Kind::Credential { failure, detail } => {
                 d.field("failure", failure).field("detail", detail)
@@ -147,9 +147,14 @@ impl Error {
             Kind::UnmappedKey => f.write_str(
                 "no token is configured for this request's destination (key); nothing was sent",
             ),
-            Kind::NoSubject => f.write_str(
-                "the request carries no usable subject token to exchange; nothing was sent",
+            Kind::NoSubject(None) => f.write_str(
+                "the request carries no subject token to exchange: put a `SubjectToken` in its \
+                 extensions (`SubjectToken::from_headers` of the inbound request), or take it \
+                 from the request with `subject_from`; nothing was sent",
             ),
+            Kind::NoSubject(Some(why)) => {
+                write!(f, "the request's subject token {why}; nothing was sent")
+            }
             Kind::SubjectExpired => {
                 f.write_str("the request's subject token has expired (its `exp`); nothing was sent")
             }

@@ -107,7 +107,9 @@ enum Kind {
     NoRevocationEndpoint,
     Revoked,
     UnmappedKey,
-    NoSubject,
+    /// What is wrong with the subject token (never any of it), and what
+    /// to do; `None`: the request has none.
+    NoSubject(Option<String>),
     SubjectExpired,
     /// `detail` names where the credential comes from, never its content.
     Credential {
@@ -236,8 +238,15 @@ impl Error {
         Error::new(Kind::UnmappedKey)
     }
 
+    /// The request has no subject token.
     pub(crate) fn no_subject() -> Self {
-        Error::new(Kind::NoSubject)
+        Error::new(Kind::NoSubject(None))
+    }
+
+    /// The request's subject token cannot be one: `why` says what is
+    /// wrong with it, quoting none of it.
+    pub(crate) fn unusable_subject(why: String) -> Self {
+        Error::new(Kind::NoSubject(Some(why)))
     }
 
     pub(crate) fn subject_expired() -> Self {
@@ -335,7 +344,7 @@ impl Error {
             Kind::NoRevocationEndpoint => ErrorKind::NoRevocationEndpoint,
             Kind::Revoked => ErrorKind::Revoked,
             Kind::UnmappedKey => ErrorKind::UnmappedKey,
-            Kind::NoSubject => ErrorKind::NoSubject,
+            Kind::NoSubject(_) => ErrorKind::NoSubject,
             Kind::SubjectExpired => ErrorKind::SubjectExpired,
             Kind::Credential { .. } => ErrorKind::Credential,
             Kind::Revocation { cause, .. } => cause.kind(),
@@ -498,7 +507,7 @@ impl Error {
             | Kind::NoRevocationEndpoint
             | Kind::Revoked
             | Kind::UnmappedKey
-            | Kind::NoSubject
+            | Kind::NoSubject(_)
             | Kind::SubjectExpired => false,
         }
     }

@@ -22,8 +22,11 @@ use crate::TokenCache;
 /// 8693), one cache per subject. See the [module docs](super).
 ///
 /// Clones of the layer, and the services made from it, share the caches.
-/// Set the options before the layer is cloned or used: a clone made
-/// earlier keeps the options it had (the caches are shared either way).
+/// Set the options before the layer is cloned or used: an option set on a
+/// layer that a clone or a built service shares gives it caches of its own
+/// (a subject's cache keeps the options of the layer that made it, so two
+/// layers with different options never lend each other theirs), and each
+/// then exchanges for its subjects separately.
 pub struct OnBehalfLayer<P = ReplayEmpty> {
     subjects: Arc<Subjects>,
     replay: P,

@@ -70,7 +70,10 @@
 //! non-ASCII): nothing is sent to the token endpoint, and the token is in
 //! no error or log line.
 //! Requests that may not carry a token at all (see
-//! [`OnBehalfLayer::destinations`]) go out untouched, with no exchange.
+//! [`OnBehalfLayer::destinations`]) go out untouched, with no exchange. By
+//! default a subject's exchanged token goes only to the origins its token
+//! request names (an `audience` that is an absolute URL, `resource`s), as
+//! a single cache's does.
 //!
 //! # Example
 //!
@@ -232,7 +235,8 @@ struct Subjects {
     options: Options,
 }
 
-// By hand: the functions are shared, not cloned. Clones share the caches.
+// By hand: the functions are shared, not cloned. Clones share the caches
+// (see `Subjects::detached` for a clone that must not).
 impl Clone for Subjects {
     fn clone(&self) -> Self {
         Subjects {
@@ -246,28 +250,60 @@ impl Clone for Subjects {
 
 #[derive(Clone, Debug)]
 struct Options {
+    /// Which requests may get a token at all, looked at before the
+    /// subject is: those chosen, else [`Destinations::secure`].
     destinations: Destinations,
+    /// Whether `destinations` were chosen. If not, each subject's policy
+    /// keeps [`AuthPolicy::new`]'s: the origins its token request names
+    /// (an `audience` URL, `resource`s), so an exchanged token, which
+    /// acts for the user, goes only to the API it was exchanged for.
+    destinations_chosen: bool,
     retry_unauthorized: bool,
     unauthorized_backoff: Option<Backoff>,
     max_subject_bytes: usize,
+    /// The caches' bounds, kept to give a detached copy the same.
+    max_subjects: usize,
+    idle_timeout: Duration,
 }
 
 impl Subjects {
     fn new(make: Arc<MakeFn>) -> Self {
-        let caches = Arc::new(KeyMap::new());
-        caches.set_bounds(Some(DEFAULT_MAX_SUBJECTS), Some(DEFAULT_IDLE_TIMEOUT));
+        let options = Options {
+            destinations: Destinations::secure(),
+            destinations_chosen: false,
+            retry_unauthorized: true,
+            unauthorized_backoff: None,
+            max_subject_bytes: DEFAULT_MAX_SUBJECT_BYTES,
+            max_subjects: DEFAULT_MAX_SUBJECTS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        };
         Subjects {
             subject: Arc::new(|_: &HeaderMap, extensions: &Extensions| {
                 extensions.get::<SubjectToken>().cloned()
             }),
             make,
-            caches,
-            options: Options {
-                destinations: Destinations::secure(),
-                retry_unauthorized: true,
-                unauthorized_backoff: None,
-                max_subject_bytes: DEFAULT_MAX_SUBJECT_BYTES,
-            },
+            caches: Self::caches(&options),
+            options,
+        }
+    }
+
+    fn caches(options: &Options) -> Arc<KeyMap<SubjectKey, Entry>> {
+        let caches = Arc::new(KeyMap::new());
+        caches.set_bounds(Some(options.max_subjects), Some(options.idle_timeout));
+        caches
+    }
+
+    /// A copy with the same functions and options and caches of its own:
+    /// what a layer (or middleware) whose `Subjects` a clone or a built
+    /// service shares becomes when an option is set on it. Each subject's
+    /// entry holds a policy made with the options of the layer that made
+    /// it, so two layers with different options must not share entries: a
+    /// clone given `Destinations::any()` would otherwise lend it to the
+    /// original for every subject it saw first.
+    fn detached(&self) -> Self {
+        Subjects {
+            caches: Self::caches(&self.options),
+            ..self.clone()
         }
     }
 
@@ -275,7 +311,8 @@ impl Subjects {
     ///
     /// # Errors
     ///
-    /// [`Error::no_subject`] when the request has no usable subject token,
+    /// [`Error::no_subject`] when the request has no subject token,
+    /// [`Error::unusable_subject`] when it cannot be one,
     /// [`Error::subject_expired`] when it is a JWT past its `exp`.
     fn policy_for(
         &self,
@@ -284,8 +321,8 @@ impl Subjects {
     ) -> Result<AuthPolicy, Error> {
         let subject = (self.subject)(headers, extensions).ok_or_else(Error::no_subject)?;
         let token = subject.secret();
-        if !is_token_shaped(token.expose_secret(), self.options.max_subject_bytes) {
-            return Err(Error::no_subject());
+        if let Some(why) = unusable(token.expose_secret(), self.options.max_subject_bytes) {
+            return Err(Error::unusable_subject(why));
         }
         let key = SubjectKey::of(token);
         let now = SystemTime::now();
@@ -320,9 +357,12 @@ impl Subjects {
 
     fn policy_with(&self, cache: TokenCache) -> AuthPolicy {
         let options = &self.options;
-        let policy = AuthPolicy::new(cache)
-            .destinations(options.destinations.clone())
-            .retry_unauthorized(options.retry_unauthorized);
+        let policy = AuthPolicy::new(cache).retry_unauthorized(options.retry_unauthorized);
+        let policy = if options.destinations_chosen {
+            policy.destinations(options.destinations.clone())
+        } else {
+            policy
+        };
         match options.unauthorized_backoff {
             Some(backoff) => policy.unauthorized_backoff(backoff),
             None => policy,
@@ -330,15 +370,34 @@ impl Subjects {
     }
 }
 
-/// Whether `token` can be a subject token: 1 to `max` bytes, each visible
-/// ASCII (`0x21..=0x7e`). Every token type RFC 8693 §3 names is made of
-/// such bytes (an access token is RFC 6750's `b64token`, a JWT or ID token
-/// is base64url and dots, a SAML assertion is sent base64url-encoded), so
+/// What keeps `token` from being a subject token, and what to do, for the
+/// error (never any of the token); `None` if it can be one: 1 to `max`
+/// bytes, each visible ASCII (`0x21..=0x7e`). Every token type RFC 8693
+/// §3 names is made of such bytes (an access token is RFC 6750's
+/// `b64token`, a JWT or ID token is base64url and dots, a SAML assertion
+/// is sent base64url-encoded), so
 /// a CR, LF, NUL, space or non-ASCII byte means a subject taken from the
 /// wrong place or an injection attempt: it is refused before any exchange
 /// rather than sent to the token endpoint (where a log line might show it).
-fn is_token_shaped(token: &str, max: usize) -> bool {
-    (1..=max).contains(&token.len()) && token.bytes().all(|b| (0x21..=0x7e).contains(&b))
+fn unusable(token: &str, max: usize) -> Option<String> {
+    if token.is_empty() {
+        return Some("is empty".to_owned());
+    }
+    if token.len() > max {
+        return Some(format!(
+            "is {} bytes long, longer than `max_subject_bytes` ({max}): raise that limit if \
+             such tokens are expected",
+            token.len()
+        ));
+    }
+    if !token.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Some(
+            "holds a byte no token has (a space, a control character such as CR or LF, or \
+             non-ASCII): is it taken from the right place?"
+                .to_owned(),
+        );
+    }
+    None
 }
 
 /// The `exp` of a JWT (`header.payload.signature`, RFC 7519 §4.1.4), read
@@ -370,7 +429,13 @@ fn jwt_expiry(token: &str) -> Option<SystemTime> {
 /// `subjects: Arc<Subjects>` field.
 macro_rules! subject_options {
     () => {
+        /// The subjects to set an option on: this layer's own, detached
+        /// (caches of their own) if a clone or a built service shares them.
         fn subjects_mut(&mut self) -> &mut Subjects {
+            if Arc::get_mut(&mut self.subjects).is_none() {
+                self.subjects = Arc::new(self.subjects.detached());
+            }
+            // Unique now: no copy made.
             Arc::make_mut(&mut self.subjects)
         }
 
@@ -389,11 +454,22 @@ macro_rules! subject_options {
             self
         }
 
-        /// Which requests may get a token at all (default
-        /// [`Destinations::secure`](crate::Destinations::secure)); others
-        /// go untouched, with no exchange. Name the downstream API's origin.
+        /// Which requests may get a token at all; others go untouched,
+        /// with no exchange, and need no subject. Name the downstream
+        /// API's origin.
+        ///
+        /// By default, as [`AuthPolicy::new`](crate::AuthPolicy::new)
+        /// chooses for a single cache: the origins each subject's token
+        /// request names (its `resource`s, an `audience` that is an
+        /// absolute URL), else [`Destinations::secure`](crate::Destinations::secure).
+        /// A request [`Destinations::secure`](crate::Destinations::secure)
+        /// refuses goes untouched; one to an origin the exchange does not
+        /// name needs a subject (its cache is made, nothing is exchanged)
+        /// and goes without a token.
         pub fn destinations(mut self, destinations: crate::Destinations) -> Self {
-            self.subjects_mut().options.destinations = destinations;
+            let options = &mut self.subjects_mut().options;
+            options.destinations = destinations;
+            options.destinations_chosen = true;
             self
         }
 
@@ -420,15 +496,19 @@ macro_rules! subject_options {
 
         /// At most this many subjects have a cache (default 1024, at least
         /// 1): a new subject beyond it drops the one used least recently.
-        pub fn max_subjects(self, max: usize) -> Self {
-            self.subjects.caches.set_bounds(Some(max), None);
+        pub fn max_subjects(mut self, max: usize) -> Self {
+            let subjects = self.subjects_mut();
+            subjects.options.max_subjects = max;
+            subjects.caches.set_bounds(Some(max), None);
             self
         }
 
         /// A subject's cache unused this long (default 5 minutes) is
         /// dropped when a new subject comes, or on `evict_idle`.
-        pub fn idle_timeout(self, idle: std::time::Duration) -> Self {
-            self.subjects.caches.set_bounds(None, Some(idle));
+        pub fn idle_timeout(mut self, idle: std::time::Duration) -> Self {
+            let subjects = self.subjects_mut();
+            subjects.options.idle_timeout = idle;
+            subjects.caches.set_bounds(None, Some(idle));
             self
         }
 
@@ -499,6 +579,10 @@ mod tests {
         assert_eq!(format!("{subject:?}"), "SubjectToken(..)");
         headers.insert(AUTHORIZATION, "Bearer ".parse().unwrap());
         assert!(SubjectToken::from_headers(&headers).is_none());
+    }
+
+    fn is_token_shaped(token: &str, max: usize) -> bool {
+        unusable(token, max).is_none()
     }
 
     #[test]

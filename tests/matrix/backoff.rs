@@ -100,3 +100,31 @@ async fn pair_backoff_reqwest_an_accepting_resource_does_not_defeat_the_backoff(
     assert_eq!(x.seen(), expected);
     assert_eq!(auths(&server), vec!["Bearer at-2".to_owned(); 10]);
 }
+
+/// backoff × reqwest, a redirect followed to another origin: reqwest's
+/// default policy follows it, taking `Authorization` off, so the other
+/// origin's 401 answers a request that carried no token. It says nothing
+/// of the token (as with DPoP, where the proof named another URL): the
+/// token is not invalidated, no token is fetched, nothing is resent, and
+/// the 401 is the answer. (In a fleet, such an invalidation would also
+/// remove the fleet's token from Redis.)
+#[tokio::test]
+async fn pair_backoff_reqwest_a_401_from_the_origin_a_redirect_led_to_refuses_no_token() {
+    let server = TestServer::start().await;
+    let elsewhere = Refusing::start().await;
+    let moved = redirecting_to(elsewhere.url("/moved")).await;
+    let cache = server.client_credentials().build();
+    let policy = AuthPolicy::new(cache.clone()).unauthorized_backoff(an_hour());
+    let client = reqwest_client(OAuth2Middleware::from_policy(policy));
+    for i in 0..3 {
+        let answer = reqwest_get(&client, &moved.url(&format!("/api/{i}"))).await;
+        assert_eq!(answer, Ok(StatusCode::UNAUTHORIZED));
+    }
+    assert_eq!(elsewhere.seen(), ["-", "-", "-"], "a request was resent");
+    let stats = cache.stats();
+    assert_eq!(
+        (server.token_requests(), stats.invalidations),
+        (1, 0),
+        "another origin's 401 to a request without the token refused the token"
+    );
+}

@@ -1118,3 +1118,181 @@ async fn attack_credentials_a_callback_that_never_answers_is_bounded_by_the_time
     );
     assert_eq!(server.revocations().len(), 0);
 }
+
+// ---------------------------------------------------------------------------
+// credentials × fleet × revocation × dpop, in the Kubernetes layout
+
+/// A secret volume as the kubelet lays it out (`AtomicWriter`): the files
+/// in a timestamped directory, `..data` a symbolic link to it, and each
+/// file a symbolic link through `..data`. An update writes a new
+/// directory, points a new link `..data_tmp` at it, renames that link
+/// over `..data` (the one atomic step), then removes the old directory.
+struct SecretVolume {
+    dir: tempfile::TempDir,
+    version: usize,
+}
+
+impl SecretVolume {
+    /// The volume holding `files` (name, content).
+    fn new(files: &[(&str, &str)]) -> Self {
+        let mut volume = SecretVolume {
+            dir: temp_dir(),
+            version: 0,
+        };
+        volume.update(files);
+        for (name, _) in files {
+            let link = volume.dir.path().join(name);
+            std::os::unix::fs::symlink(Path::new("..data").join(name), link)
+                .expect("the file's link through ..data");
+        }
+        volume
+    }
+
+    /// The path a pod reads `name` at (a link through `..data`).
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The kubelet's update: a new timestamped directory, `..data`
+    /// swapped to it by a rename, the old directory removed.
+    fn update(&mut self, files: &[(&str, &str)]) {
+        let root = self.dir.path();
+        self.version += 1;
+        let old = format!(
+            "..2026_12_06_19_3{}_00.{}",
+            self.version - 1,
+            self.version - 1
+        );
+        let new = format!("..2026_12_06_19_3{}_00.{}", self.version, self.version);
+        std::fs::create_dir(root.join(&new)).expect("the new version's directory");
+        for (name, content) in files {
+            std::fs::write(root.join(&new).join(name), content).expect("a file of the version");
+        }
+        let tmp = root.join("..data_tmp");
+        std::os::unix::fs::symlink(&new, &tmp).expect("..data_tmp");
+        std::fs::rename(&tmp, root.join("..data")).expect("..data swapped");
+        if self.version > 1 {
+            std::fs::remove_dir_all(root.join(old)).expect("the old version removed");
+        }
+    }
+}
+
+/// credentials × fleet × revocation × dpop: a client secret and a DPoP
+/// key mounted from one Kubernetes secret volume, read by two fleet
+/// processes, and rotated the kubelet's way (`..data` swapped by a
+/// rename). The revocation request after the swap authenticates with the
+/// new secret; the next token request sends the new secret and proves
+/// the new key (the swap seen through the links); the other process,
+/// its token revoked under it, takes the new key's token from Redis with
+/// no token request, and no token is ever sent with another key's proof.
+#[tokio::test]
+async fn pair_credentials_fleet_revocation_dpop_a_kubernetes_secret_volume_swap_is_seen() {
+    let Some(redis) = redis() else {
+        return;
+    };
+    const KEY_BEFORE: &str = include_str!("../../src/testdata/p256-sec1.pem");
+    const KEY_AFTER: &str = include_str!("../../src/testdata/ed25519.pem");
+    let (server, old, new) = (TestServer::start().await, secret("old"), secret("new"));
+    server.set_client("svc", &old, ClientCheck::Post);
+    server.enable_dpop();
+    let old_line = format!("{old}\n");
+    let mut volume = SecretVolume::new(&[("client-secret", &old_line), ("dpop.pem", KEY_BEFORE)]);
+    let process = || {
+        let keys = tower_oauth2::dpop::DpopKeys::from_file(volume.path("dpop.pem"))
+            .expect("the key through ..data");
+        let endpoint = endpoint(&server, post_from(&volume.path("client-secret")))
+            .dpop_keys(keys.clone())
+            .revocation_url(server.revocation_url());
+        let builder = TokenCache::builder(endpoint, TokenRequest::client_credentials());
+        (keys, builder.redis(tier(&redis)).build())
+    };
+    let (keys, one) = process();
+    let (_, two) = process();
+    let before = keys.current().thumbprint().to_owned();
+    let svc_two = OAuth2Layer::new(two.clone()).layer(http_client());
+    assert_eq!(header(&one).await, Ok("DPoP at-1".to_owned()));
+    assert_eq!(
+        status(&svc_two, server.get("/two/1")).await,
+        Ok(StatusCode::OK)
+    );
+
+    // The kubelet's update, and the server's rotation of the secret.
+    let new_line = format!("{new}\n");
+    volume.update(&[("client-secret", &new_line), ("dpop.pem", KEY_AFTER)]);
+    server.accept_secret(&new);
+    server.revoke_secret(&old);
+    one.revoke().await.expect("revoked with the new secret");
+    let revoked: Vec<_> = (server.revocations().iter())
+        .map(|r| (r.param("token"), r.param("client_secret")))
+        .collect();
+    assert_eq!(revoked, [(Some("at-1".to_owned()), Some(new.clone()))]);
+
+    let svc_one = OAuth2Layer::new(one.clone()).layer(http_client());
+    assert_eq!(
+        status(&svc_one, server.get("/one/1")).await,
+        Ok(StatusCode::OK)
+    );
+    let after = keys.current().thumbprint().to_owned();
+    assert_ne!(after, before, "the swapped ..data's key was not read");
+    // The other process sends the revoked token, is refused, and resends
+    // with the token of the new key, taken from Redis.
+    assert_eq!(
+        status(&svc_two, server.get("/two/2")).await,
+        Ok(StatusCode::OK)
+    );
+    assert_eq!(
+        server.path_authorizations(),
+        [
+            ("/two/1".to_owned(), Some("DPoP at-1".to_owned())),
+            ("/one/1".to_owned(), Some("DPoP at-2".to_owned())),
+            ("/two/2".to_owned(), Some("DPoP at-1".to_owned())),
+            ("/two/2".to_owned(), Some("DPoP at-2".to_owned())),
+        ]
+    );
+    assert_eq!(secrets_sent(&server), some(&[&old, &new]));
+    let proved: Vec<String> = (server.received().iter())
+        .map(|r| {
+            let proof = r.headers["dpop"].to_str().expect("a proof");
+            crate::support::dpop::read(proof).expect("a proof").jkt
+        })
+        .collect();
+    assert_eq!(proved, [&*before, &after]);
+    for (token, proof_key, bound_to) in server.dpop_proofs() {
+        assert_eq!(
+            Some(proof_key),
+            bound_to,
+            "{token} sent with another key's proof"
+        );
+    }
+    let (keys_in_redis, values) = redis_dump(&redis);
+    assert!(!keys_in_redis.concat().contains(CANARY) && !values.contains(CANARY));
+}
+
+/// The mTLS identity files (`IdentityFiles`) in the Kubernetes layout (a
+/// `kubernetes.io/tls` secret: `tls.crt` and `tls.key` linked through
+/// `..data`): the kubelet's swap of `..data` is seen at the next look,
+/// both files at once, and the next connection presents the new
+/// certificate.
+#[cfg(feature = "rustls")]
+#[test]
+fn pair_credentials_identity_files_a_kubernetes_secret_volume_swap_is_seen() {
+    use tower_oauth2::tls::IdentityFiles;
+    let (first, second) = (
+        crate::support::pki::self_signed_client_cert("svc-1"),
+        crate::support::pki::self_signed_client_cert("svc-2"),
+    );
+    let mut volume =
+        SecretVolume::new(&[("tls.crt", &first.cert_pem), ("tls.key", &first.key_pem)]);
+    let files = IdentityFiles::new(volume.path("tls.crt"), volume.path("tls.key"))
+        .expect("the identity through ..data");
+    let before = files.current().certificate_thumbprint().to_owned();
+    assert_eq!(files.current().certificate_thumbprint(), before);
+    volume.update(&[("tls.crt", &second.cert_pem), ("tls.key", &second.key_pem)]);
+    let after = files.current().certificate_thumbprint().to_owned();
+    assert_ne!(
+        after, before,
+        "the swapped ..data's certificate was not read"
+    );
+    volume.update(&[("tls.crt", &first.cert_pem), ("tls.key", &first.key_pem)]);
+    assert_eq!(files.current().certificate_thumbprint(), before);
+}

@@ -11,7 +11,7 @@ use tower_oauth2::{OAuth2Layer, TokenCache, TokenRequest};
 
 use super::*;
 use crate::support::client::{http_client, layered};
-use crate::support::token_server::TestServer;
+use crate::support::token_server::{Canned, TestServer};
 
 /// A cache of client-credentials tokens from `server`, bound to a new key.
 fn dpop_cache(server: &TestServer) -> TokenCache {
@@ -285,4 +285,62 @@ async fn pair_dpop_reqwest_no_proof_follows_a_cross_origin_redirect() {
             .contains("redirect(tower_oauth2::reqwest::redirect_policy())"),
         "no WARN about the proof that followed the redirect"
     );
+}
+
+/// Bounded: a resource answering every request `401 use_dpop_nonce` with a
+/// fresh nonce each time (a broken or hostile server). Each request is
+/// sent twice (once, then once more with the nonce given), never more;
+/// the token is never taken for refused (one token request for them all),
+/// through the tower layer and through reqwest alike; the 401 is the
+/// answer.
+#[tokio::test]
+async fn pair_dpop_backoff_a_resource_rotating_its_nonce_at_every_answer_costs_two_sends_per_request(
+) {
+    let server = TestServer::start().await;
+    server.enable_dpop();
+    server.force_resource_nonce_challenges(usize::MAX);
+    let cache = dpop_cache(&server);
+    let svc = OAuth2Layer::new(cache.clone())
+        .unauthorized_backoff(an_hour())
+        .layer(http_client());
+    let client =
+        reqwest_client(OAuth2Middleware::new(cache.clone()).unauthorized_backoff(an_hour()));
+    for i in 0..5 {
+        let sent = status(&svc, server.get(&format!("/tower/{i}"))).await;
+        assert_eq!(sent, Ok(StatusCode::UNAUTHORIZED));
+        let sent = reqwest_get(&client, &server.url(&format!("/reqwest/{i}"))).await;
+        assert_eq!(sent, Ok(StatusCode::UNAUTHORIZED));
+    }
+    assert_eq!(server.resource_count(), 20, "not two sends per request");
+    assert_eq!(auths(&server), vec!["DPoP at-1".to_owned(); 20]);
+    let stats = cache.stats();
+    assert_eq!((server.token_requests(), stats.invalidations), (1, 0));
+}
+
+/// Bounded: a token endpoint answering every token request `400
+/// use_dpop_nonce` with a fresh nonce each time. A fetch sends its token
+/// request twice (once, then once with the nonce given), never more, and
+/// fails with the endpoint's error; the cache's backoff then holds the
+/// next requests (no token request), and no resource request is sent.
+#[tokio::test]
+async fn pair_dpop_backoff_a_token_endpoint_rotating_its_nonce_at_every_answer_costs_two_token_requests(
+) {
+    let server = TestServer::start().await;
+    server.enable_dpop();
+    server.script((0..10).map(|i| {
+        Canned::json(400, r#"{"error":"use_dpop_nonce"}"#)
+            .header("dpop-nonce", &format!("as-nonce-{i}"))
+    }));
+    let endpoint = server.endpoint().dpop(a_key());
+    let cache = TokenCache::builder(endpoint, TokenRequest::client_credentials())
+        .backoff(an_hour())
+        .build();
+    let svc = OAuth2Layer::new(cache).layer(http_client());
+    for i in 0..3 {
+        let failed = status(&svc, server.get(&format!("/r/{i}"))).await;
+        let failed = failed.expect_err("no token");
+        assert!(failed.contains("use_dpop_nonce"), "{failed}");
+    }
+    assert_eq!(server.token_requests(), 2);
+    assert_eq!(server.resource_count(), 0);
 }

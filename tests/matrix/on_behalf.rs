@@ -8,7 +8,7 @@
 //! tokens are known. Every cache backs off failed fetches for an hour, so
 //! a refused subject's count never depends on the machine's speed.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -29,7 +29,11 @@ use crate::support::log::capture;
 use crate::support::token_server::{bearer, Canned, TestServer};
 
 /// The audience every exchange asks for, unless a test says otherwise.
-const AUDIENCE: &str = "https://downstream.example";
+///
+/// A logical name, not a URL: an audience URL would send the exchanged
+/// tokens to its origin only, not to the test servers on 127.0.0.1
+/// (`attack_on_behalf_the_exchanged_token_goes_only_to_the_api_its_exchange_names`).
+const AUDIENCE: &str = "downstream-api";
 
 /// Subject `subject`'s token exchange (RFC 8693 §2.1) at `audience`.
 fn exchange(subject: &SubjectToken, audience: &str) -> TokenRequest {
@@ -832,4 +836,483 @@ async fn attack_on_behalf_a_token_endpoint_refusing_the_exchange_gives_typed_err
         expected_subjects.into_iter().map(Some).collect::<Vec<_>>()
     );
     assert!(!logs.text().contains(CANARY), "the subject in the logs");
+}
+
+// ---------------------------------------------------------------------------
+// on_behalf × fleet × dpop rotation, the subject token looked for everywhere
+
+/// A P-256 key (ES256) and an Ed25519 key (EdDSA), in PEM: the key file's
+/// content before and after its rotation.
+const KEY_BEFORE: &str = include_str!("../../src/testdata/p256-sec1.pem");
+const KEY_AFTER: &str = include_str!("../../src/testdata/ed25519.pem");
+
+/// A fleet process of the rotation test: its own `DpopKeys` read from the
+/// key file both processes share, its own tier (no encryption key, so
+/// every value in Redis is readable JSON), a subject's cache per subject.
+fn rotating_fleet_process(
+    server: &TestServer,
+    redis: &RedisServer,
+    key_file: &std::path::Path,
+) -> (tower_oauth2::dpop::DpopKeys, RedisTier, OnBehalfLayer) {
+    let keys = tower_oauth2::dpop::DpopKeys::from_file(key_file).expect("the key file");
+    let tier = tier(redis);
+    let endpoint = server.endpoint().dpop_keys(keys.clone());
+    let shared = tier.clone();
+    let layer = OnBehalfLayer::new(move |subject: &SubjectToken| {
+        TokenCache::builder(endpoint.clone(), exchange(subject, AUDIENCE))
+            .backoff(an_hour())
+            .redis(shared.clone())
+            .build()
+    })
+    .destinations(Destinations::any());
+    (keys, tier, layer)
+}
+
+/// on_behalf × fleet × dpop (a key file rotated under two processes).
+/// Two processes read one DPoP key file; alice's and bob's subject
+/// tokens (each holding [`CANARY`]) are exchanged once each for the
+/// fleet, then the file gets a new key: each subject's next requests go
+/// with its old token and old key until one exchange per subject with the
+/// new key is done (by the first process; the second takes each from
+/// Redis). Every resource request carries a token exchanged for its own
+/// subject, proved with the key that token is bound to. A third
+/// subject's exchange is refused with an `error_description` echoing its
+/// subject token.
+///
+/// The subject token (a secret) is in no Redis key name or value, no log
+/// line at any level, no error, no `Debug` of the layer, a subject's
+/// cache, the tier or its stats.
+#[tokio::test]
+async fn pair_on_behalf_fleet_dpop_rotation_each_subjects_token_of_each_key_and_the_subject_nowhere(
+) {
+    if !available() {
+        return;
+    }
+    let logs = capture().everywhere();
+    let redis = RedisServer::start();
+    let server = TestServer::start().await;
+    server.enable_dpop();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let key_file = dir.path().join("dpop.pem");
+    std::fs::write(&key_file, KEY_BEFORE).expect("the key file");
+    let (keys_one, tier_one, layer_one) = rotating_fleet_process(&server, &redis, &key_file);
+    let (keys_two, tier_two, layer_two) = rotating_fleet_process(&server, &redis, &key_file);
+    let (one, two) = (
+        layer_one.layer(http_client()),
+        layer_two.layer(http_client()),
+    );
+    let before = keys_one.current().thumbprint().to_owned();
+    let (alice, bob) = (format!("st-alice-{CANARY}"), format!("st-bob-{CANARY}"));
+    let mut n = 0;
+    let mut path = |who: &str| {
+        n += 1;
+        format!("/{who}/{n}")
+    };
+
+    // The fleet's first tokens: one exchange per subject.
+    for svc in [&one, &two] {
+        for (who, subject) in [("alice", &alice), ("bob", &bob)] {
+            let sent = kind_of(svc, as_subject(server.get(&path(who)), subject)).await;
+            assert_eq!(sent, Ok(StatusCode::OK));
+        }
+    }
+    assert_eq!(server.token_requests(), 2);
+
+    // The key file rotated (renamed over), both processes see it.
+    let next = dir.path().join("dpop.pem.next");
+    std::fs::write(&next, KEY_AFTER).expect("the new key");
+    std::fs::rename(&next, &key_file).expect("the key file replaced");
+    assert!(keys_one.reload().expect("the new key"));
+    assert!(keys_two.reload().expect("the new key"));
+    let after = keys_one.current().thumbprint().to_owned();
+    assert_ne!(before, after);
+
+    // Each subject's next requests through each process, until each
+    // carries the new key's token: at-3 (alice's), at-4 (bob's).
+    for svc in [&one, &two] {
+        for (who, subject, token) in [("alice", &alice, "DPoP at-3"), ("bob", &bob, "DPoP at-4")] {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let sent = kind_of(svc, as_subject(server.get(&path(who)), subject)).await;
+                assert_eq!(
+                    sent,
+                    Ok(StatusCode::OK),
+                    "a request failed during the rotation"
+                );
+                let last = server.authorizations().last().cloned().flatten();
+                if last.as_deref() == Some(token) {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{who} never sent {token}");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+    assert_eq!(
+        subjects_exchanged(&server),
+        [
+            Some(alice.clone()),
+            Some(bob.clone()),
+            Some(alice.clone()),
+            Some(bob.clone())
+        ],
+        "one exchange per subject and key for the whole fleet"
+    );
+    let proved: Vec<String> = (server.received().iter())
+        .map(|r| {
+            let proof = r.headers["dpop"].to_str().expect("a proof");
+            crate::support::dpop::read(proof).expect("a proof").jkt
+        })
+        .collect();
+    assert_eq!(proved, [&*before, &before, &after, &after]);
+    // Each resource request: its subject's token, proved with its key.
+    let mine = |path: &str| {
+        if path.starts_with("/alice/") {
+            ["DPoP at-1", "DPoP at-3"]
+        } else {
+            ["DPoP at-2", "DPoP at-4"]
+        }
+    };
+    for (path, auth) in server.path_authorizations() {
+        let auth = auth.unwrap_or_default();
+        assert!(mine(&path).contains(&auth.as_str()), "{path}: {auth}");
+    }
+    for (token, proof_key, bound_to) in server.dpop_proofs() {
+        assert_eq!(
+            Some(proof_key),
+            bound_to,
+            "{token} sent with another key's proof"
+        );
+    }
+    assert_eq!(server.dpop_refusals(), Vec::<String>::new());
+
+    // A refused subject, its token echoed by the token endpoint.
+    let carol = format!("st-carol-{CANARY}");
+    server.script([Canned::json(
+        400,
+        &format!(
+            r#"{{"error":"invalid_grant","error_description":"subject {carol} is not active"}}"#
+        ),
+    )]);
+    let refused = send(&one, as_subject(server.get("/carol/1"), &carol))
+        .await
+        .expect_err("carol's exchange refused");
+    assert_eq!(refused.kind(), ErrorKind::OAuth);
+
+    // The subject token nowhere.
+    let mut shown = vec![
+        refused.to_string(),
+        format!("{refused:?}"),
+        format!("{layer_one:?}"),
+        format!("{one:?}"),
+        format!("{tier_one:?} {:?}", tier_one.stats()),
+        format!("{tier_two:?} {:?}", tier_two.stats()),
+    ];
+    for subject in [&alice, &bob, &carol] {
+        let cache = layer_one.cache_for(&SubjectToken::new(subject.as_str()));
+        shown.push(format!("{cache:?}"));
+        if let Some(cache) = cache {
+            shown.push(format!("{:?}", cache.stats()));
+        }
+    }
+    for text in shown {
+        assert!(!text.contains(CANARY), "a subject token shown: {text}");
+    }
+    let keys = redis.cli(&["KEYS", "*"]);
+    assert!(!keys.is_empty());
+    assert!(
+        !keys.contains(CANARY),
+        "a subject token in a key name: {keys}"
+    );
+    for key in keys.lines() {
+        let value = match redis.cli(&["TYPE", key]).trim() {
+            "string" => redis.cli(&["GET", key]),
+            "hash" => redis.cli(&["HGETALL", key]),
+            other => panic!("{key} holds a {other}"),
+        };
+        assert!(!value.contains(CANARY), "a subject token in {key}'s value");
+    }
+    let logged = logs.text();
+    assert!(!logged.is_empty());
+    assert!(!logged.contains(CANARY), "a subject token in the logs");
+}
+
+/// The exchange names its API (`audience`, an absolute URL), and no
+/// destinations were chosen: the subject's exchanged token goes to that
+/// API's origin only, as `OAuth2Layer::new` sends a token whose request
+/// names its API. A request made on behalf of a subject to another origin
+/// (a webhook, a URL the service was handed) goes out without it, with no
+/// exchange: a token acting for the user never reaches an origin it was
+/// not exchanged for.
+#[tokio::test]
+async fn attack_on_behalf_the_exchanged_token_goes_only_to_the_api_its_exchange_names() {
+    let server = TestServer::start().await;
+    let elsewhere = Landing::start().await;
+    let api = server.url("");
+    let endpoint = server.endpoint();
+    let layer = OnBehalfLayer::new(move |subject: &SubjectToken| {
+        TokenCache::builder(endpoint.clone(), exchange(subject, &api))
+            .backoff(an_hour())
+            .build()
+    });
+    let svc = layer.layer(http_client());
+    for (request, subject) in [
+        (server.get("/api/1"), "st-alice"),
+        (get(&elsewhere.url("/hook/1")), "st-alice"),
+        (get(&elsewhere.url("/hook/2")), "st-bob"),
+    ] {
+        assert_eq!(
+            kind_of(&svc, as_subject(request, subject)).await,
+            Ok(StatusCode::OK)
+        );
+    }
+    assert_eq!(
+        elsewhere.seen(),
+        vec![("-".to_owned(), "-".to_owned()); 2],
+        "the subject's exchanged token went to an origin its exchange does not name"
+    );
+    assert_eq!(server.path_authorizations(), [bearer("/api/1", "at-1")]);
+    assert_eq!(subjects_exchanged(&server), some(&["st-alice"]));
+
+    // The reqwest middleware alike (alice's cache there is its own).
+    let (api, endpoint) = (server.url(""), server.endpoint());
+    let middleware = OnBehalfMiddleware::new(move |subject: &SubjectToken| {
+        TokenCache::builder(endpoint.clone(), exchange(subject, &api))
+            .backoff(an_hour())
+            .build()
+    });
+    let client = ClientBuilder::new(reqwest::Client::new())
+        .with(middleware)
+        .build();
+    for (url, subject) in [
+        (server.url("/api/2"), "st-alice"),
+        (elsewhere.url("/hook/3"), "st-carol"),
+    ] {
+        let sent = (client.get(url).with_extension(SubjectToken::new(subject)))
+            .send()
+            .await
+            .map(|r| r.status());
+        assert_eq!(sent.map_err(|e| e.to_string()), Ok(StatusCode::OK));
+    }
+    assert_eq!(elsewhere.seen().len(), 3);
+    assert_eq!(elsewhere.seen()[2], ("-".to_owned(), "-".to_owned()));
+    assert_eq!(
+        server.path_authorizations().last(),
+        Some(&bearer("/api/2", "at-2"))
+    );
+    assert_eq!(subjects_exchanged(&server), some(&["st-alice", "st-alice"]));
+}
+
+/// Bounded: the fleet's Redis accepts connections and never answers (a
+/// hung server, a black-holing proxy). Every subject's requests still
+/// succeed, each subject exchanging its own token once: each Redis call
+/// ends at the tier's deadline and the cache fetches alone.
+#[tokio::test]
+async fn pair_on_behalf_fleet_a_redis_that_accepts_and_never_answers_costs_each_subject_one_exchange(
+) {
+    // Accepts every connection (the kernel's backlog, then this task),
+    // reads nothing, answers nothing, closes nothing.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a listener");
+    let url = format!("redis://{}", silent.local_addr().expect("its address"));
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            open.push(stream);
+        }
+    });
+    let server = TestServer::start().await;
+    let tier = RedisTier::standalone(&url)
+        .expect("a Redis URL")
+        .timeout(Duration::from_millis(200));
+    let endpoint = server.endpoint();
+    let shared = tier.clone();
+    let layer = OnBehalfLayer::new(move |subject: &SubjectToken| {
+        TokenCache::builder(endpoint.clone(), exchange(subject, AUDIENCE))
+            .backoff(an_hour())
+            .redis(shared.clone())
+            .build()
+    });
+    let svc = layer.layer(http_client());
+    all_ok(
+        &svc,
+        &server,
+        &[
+            ("/a/1", "st-alice"),
+            ("/b/1", "st-bob"),
+            ("/a/2", "st-alice"),
+            ("/b/2", "st-bob"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        server.path_authorizations(),
+        [
+            bearer("/a/1", "at-1"),
+            bearer("/b/1", "at-2"),
+            bearer("/a/2", "at-1"),
+            bearer("/b/2", "at-2"),
+        ]
+    );
+    assert_eq!(subjects_exchanged(&server), some(&["st-alice", "st-bob"]));
+    assert!(tier.stats().fallbacks >= 2, "{:?}", tier.stats());
+    held.abort();
+}
+
+/// A layer cloned, and the clone given other options (here: any
+/// destination): each keeps its own. A subject first seen through the
+/// clone must not lend the clone's options to the original, whose
+/// exchange names its API: through the original, that subject's token
+/// still goes to the API only.
+#[tokio::test]
+async fn attack_on_behalf_a_clone_given_other_options_does_not_lend_them_to_the_original() {
+    let server = TestServer::start().await;
+    let elsewhere = Landing::start().await;
+    let api = server.url("");
+    let endpoint = server.endpoint();
+    let original = OnBehalfLayer::new(move |subject: &SubjectToken| {
+        TokenCache::builder(endpoint.clone(), exchange(subject, &api))
+            .backoff(an_hour())
+            .build()
+    });
+    let anywhere = original.clone().destinations(Destinations::any());
+    let (original, anywhere) = (original.layer(http_client()), anywhere.layer(http_client()));
+    let sent = kind_of(&anywhere, as_subject(server.get("/api/1"), "st-alice")).await;
+    assert_eq!(sent, Ok(StatusCode::OK));
+    let elsewhere_request = get(&elsewhere.url("/hook/1"));
+    let sent = kind_of(&original, as_subject(elsewhere_request, "st-alice")).await;
+    assert_eq!(sent, Ok(StatusCode::OK));
+    assert_eq!(
+        elsewhere.seen(),
+        [("-".to_owned(), "-".to_owned())],
+        "the clone's destinations sent the subject's token through the original"
+    );
+}
+
+/// Errors that say what to do: a request with no subject token, one too
+/// long, one holding a byte no token has, each fails with `NoSubject`
+/// and a message telling which, and how to give one (the extension,
+/// `subject_from`, `max_subject_bytes`), never quoting the token.
+#[tokio::test]
+async fn attack_on_behalf_each_unusable_subject_says_what_is_wrong_and_what_to_do() {
+    let server = TestServer::start().await;
+    let svc = layer(server.endpoint())
+        .max_subject_bytes(64)
+        .layer(http_client());
+    let failure = |subject: Option<String>| {
+        let mut request = server.get("/x");
+        if let Some(subject) = subject {
+            request.extensions_mut().insert(SubjectToken::new(subject));
+        }
+        let svc = svc.clone();
+        async move {
+            let e = send(&svc, request).await.expect_err("no subject");
+            assert_eq!(e.kind(), ErrorKind::NoSubject, "{e}");
+            let shown = format!("{e} {e:?}");
+            assert!(!shown.contains(CANARY), "the subject in an error: {shown}");
+            e.to_string()
+        }
+    };
+    let none = failure(None).await;
+    assert!(
+        none.contains("SubjectToken") && none.contains("subject_from"),
+        "{none}"
+    );
+    let long = failure(Some(format!("{CANARY}{}", "x".repeat(64)))).await;
+    assert!(
+        long.contains("max_subject_bytes") && long.contains("64"),
+        "{long}"
+    );
+    let broken = failure(Some(format!("{CANARY}\r\n"))).await;
+    assert!(broken.contains("control character"), "{broken}");
+    assert_eq!(server.token_requests(), 0);
+}
+
+/// Bounded: a token endpoint that accepts connections and never answers.
+/// Each subject's request fails with `Timeout` at the endpoint's timeout,
+/// the subject token quoted nowhere; each subject's cache then backs off
+/// (an hour here), so its next request fails at once (`NoToken`, the
+/// timeout its last error) with no new connection: one exchange attempt
+/// per subject.
+#[tokio::test]
+async fn pair_on_behalf_backoff_a_token_endpoint_that_never_answers_times_out_once_per_subject() {
+    let logs = capture();
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a listener");
+    let token_url = format!("http://{}/token", silent.local_addr().expect("its address"));
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = accepted.clone();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            open.push(stream);
+        }
+    });
+    let resource = TestServer::start().await;
+    let endpoint = TokenEndpoint::new(
+        http_client(),
+        tower_oauth2::TokenUrl::new(&token_url).expect("a loopback URL"),
+        tower_oauth2::ClientAuth::client_secret_basic("svc", "secret"),
+    )
+    .timeout(Duration::from_millis(200));
+    let svc = layer(endpoint).layer(http_client());
+    // Then, backing off: `NoToken`, carrying the timeout as its last error.
+    for (subject, kind) in [
+        ("alice", ErrorKind::Timeout),
+        ("bob", ErrorKind::Timeout),
+        ("alice", ErrorKind::NoToken),
+        ("bob", ErrorKind::NoToken),
+    ] {
+        let subject = format!("st-{subject}-{CANARY}");
+        let failed = kind_of(&svc, as_subject(resource.get("/x"), &subject)).await;
+        assert_eq!(failed, Err(kind), "{subject}");
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(resource.resource_count(), 0);
+    assert!(!logs.text().contains(CANARY), "a subject token in the logs");
+    held.abort();
+}
+
+/// No metric label names a subject: the subjects' caches (each a series,
+/// labelled by its fingerprint's prefix) report token requests that
+/// succeeded and failed, and a 401's retry, and no label holds any part
+/// of a subject token.
+#[cfg(feature = "metrics")]
+#[tokio::test]
+async fn attack_on_behalf_no_metric_label_names_a_subject() {
+    use metrics_util::debugging::DebuggingRecorder;
+    let recorder: &'static DebuggingRecorder = Box::leak(Box::new(DebuggingRecorder::new()));
+    let _guard = metrics::set_default_local_recorder(recorder);
+    let server = TestServer::start().await;
+    let svc = layer(server.endpoint()).layer(http_client());
+    let (alice, bob) = (format!("st-alice-{CANARY}"), format!("st-bob-{CANARY}"));
+    all_ok(&svc, &server, &[("/a/1", &alice)]).await;
+    server.revoke("at-1");
+    all_ok(&svc, &server, &[("/a/2", &alice)]).await;
+    server.script([Canned::json(400, r#"{"error":"invalid_grant"}"#)]);
+    let refused = kind_of(&svc, as_subject(server.get("/b/1"), &bob)).await;
+    assert_eq!(refused, Err(ErrorKind::OAuth));
+    let labels: Vec<String> = (recorder.snapshotter().snapshot().into_vec().into_iter())
+        .flat_map(|(key, _, _, _)| {
+            let key = key.key().clone();
+            (key.labels())
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for wanted in ["outcome=success", "outcome=error", "action=retried"] {
+        assert!(
+            labels.iter().any(|l| l == wanted),
+            "no {wanted}: {labels:?}"
+        );
+    }
+    assert!(
+        labels
+            .iter()
+            .all(|l| !l.contains(CANARY) && !l.contains("st-")),
+        "a subject in a label: {labels:?}"
+    );
 }
