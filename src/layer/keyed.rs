@@ -71,8 +71,10 @@ pub enum Unmapped {
 /// copy-on-write under a mutex only writers take.
 ///
 /// Clones of the layer, and the services made from it, share the caches.
-/// Set the options before the first request: caches already made keep the
-/// options they were made with.
+/// A layer given an option after it was cloned or made a service takes
+/// caches of its own (each key's cache is used with the options it was
+/// made with, so sharing them would lend one layer's options to the
+/// other): set the options first, then clone.
 pub struct KeyedOAuth2Layer<K, P = ReplayEmpty> {
     shared: Arc<Shared<K>>,
     replay: P,
@@ -93,6 +95,10 @@ struct Options {
     unauthorized_backoff: Option<Backoff>,
     refused_with: Vec<http::StatusCode>,
     unmapped: Unmapped,
+    /// The map's bounds, as set (`None`: the default), for the map of a
+    /// layer that detaches.
+    max_keys: Option<usize>,
+    idle_timeout: Option<Duration>,
 }
 
 // By hand: the functions are not `Clone`-derivable through `Arc<dyn …>`
@@ -143,6 +149,8 @@ where
                     unauthorized_backoff: None,
                     refused_with: Vec::new(),
                     unmapped: Unmapped::Error,
+                    max_keys: None,
+                    idle_timeout: None,
                 },
             }),
             replay: ReplayEmpty,
@@ -263,7 +271,22 @@ where
         }
     }
 
+    /// The options of this layer alone. Each key's policy holds the
+    /// options it was made with, so a layer that shares its map (with a
+    /// clone, or a service made from it) and is given another option
+    /// takes a map of its own (empty, its bounds kept): a clone's options
+    /// never reach the original's keys, nor the original's the clone's.
     fn options(&mut self) -> &mut Options {
+        if Arc::get_mut(&mut self.shared).is_none() {
+            let options = &self.shared.options;
+            let caches = KeyMap::new();
+            caches.set_bounds(options.max_keys, options.idle_timeout);
+            self.shared = Arc::new(Shared {
+                caches: Arc::new(caches),
+                ..Shared::clone(&self.shared)
+            });
+        }
+        // Unique now: no copy made.
         &mut Arc::make_mut(&mut self.shared).options
     }
 
@@ -312,14 +335,16 @@ where
 
     /// At most this many caches are kept (default 64, at least 1): a new
     /// key beyond it drops the cache used least recently.
-    pub fn max_keys(self, max_keys: usize) -> Self {
+    pub fn max_keys(mut self, max_keys: usize) -> Self {
+        self.options().max_keys = Some(max_keys);
         self.shared.caches.set_bounds(Some(max_keys), None);
         self
     }
 
     /// A cache unused this long (default 15 minutes) is dropped when a new
     /// key comes, or on [`KeyedOAuth2Layer::evict_idle`]; never earlier.
-    pub fn idle_timeout(self, idle: Duration) -> Self {
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.options().idle_timeout = Some(idle);
         self.shared.caches.set_bounds(None, Some(idle));
         self
     }
