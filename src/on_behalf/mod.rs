@@ -443,6 +443,13 @@ macro_rules! subject_options {
         /// extensions with `subject` instead of from a [`SubjectToken`]
         /// extension (`None`: the request has none and fails with
         /// [`ErrorKind::NoSubject`](crate::ErrorKind::NoSubject)).
+        ///
+        /// Read the subject from the *inbound* request, not from a header
+        /// the outbound request carries: a proxy that copies the caller's
+        /// `Authorization` onto the outbound request would send the
+        /// caller's own token, untouched, on every request the
+        /// destinations refuse (those pass through as they came). Put it
+        /// in a [`SubjectToken`] extension and drop the header instead.
         pub fn subject_from(
             mut self,
             subject: impl Fn(&http::HeaderMap, &http::Extensions) -> Option<SubjectToken>
