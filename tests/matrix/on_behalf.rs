@@ -40,14 +40,23 @@ fn exchange(subject: &SubjectToken, audience: &str) -> TokenRequest {
     TokenRequest::token_exchange(subject.secret().clone(), ACCESS_TOKEN_TYPE).audience(audience)
 }
 
+/// Each subject's cache: its token exchanged at `endpoint` for
+/// `audience`, failures backed off for an hour.
+fn exchanging(
+    endpoint: TokenEndpoint<HttpClient>,
+    audience: String,
+) -> impl Fn(&SubjectToken) -> TokenCache + Send + Sync + 'static {
+    move |subject| {
+        TokenCache::builder(endpoint.clone(), exchange(subject, &audience))
+            .backoff(an_hour())
+            .build()
+    }
+}
+
 /// A layer exchanging each subject's token at `endpoint` (for
 /// [`AUDIENCE`]), each subject's cache backing off failures for an hour.
 fn layer(endpoint: TokenEndpoint<HttpClient>) -> OnBehalfLayer {
-    OnBehalfLayer::new(move |subject: &SubjectToken| {
-        TokenCache::builder(endpoint.clone(), exchange(subject, AUDIENCE))
-            .backoff(an_hour())
-            .build()
-    })
+    OnBehalfLayer::new(exchanging(endpoint, AUDIENCE.to_owned()))
 }
 
 /// `request` made on behalf of `subject` (a [`SubjectToken`] extension, as
@@ -1048,13 +1057,7 @@ async fn pair_on_behalf_fleet_dpop_rotation_each_subjects_token_of_each_key_and_
 async fn attack_on_behalf_the_exchanged_token_goes_only_to_the_api_its_exchange_names() {
     let server = TestServer::start().await;
     let elsewhere = Landing::start().await;
-    let api = server.url("");
-    let endpoint = server.endpoint();
-    let layer = OnBehalfLayer::new(move |subject: &SubjectToken| {
-        TokenCache::builder(endpoint.clone(), exchange(subject, &api))
-            .backoff(an_hour())
-            .build()
-    });
+    let layer = OnBehalfLayer::new(exchanging(server.endpoint(), server.url("")));
     let svc = layer.layer(http_client());
     for (request, subject) in [
         (server.get("/api/1"), "st-alice"),
@@ -1075,12 +1078,7 @@ async fn attack_on_behalf_the_exchanged_token_goes_only_to_the_api_its_exchange_
     assert_eq!(subjects_exchanged(&server), some(&["st-alice"]));
 
     // The reqwest middleware alike (alice's cache there is its own).
-    let (api, endpoint) = (server.url(""), server.endpoint());
-    let middleware = OnBehalfMiddleware::new(move |subject: &SubjectToken| {
-        TokenCache::builder(endpoint.clone(), exchange(subject, &api))
-            .backoff(an_hour())
-            .build()
-    });
+    let middleware = OnBehalfMiddleware::new(exchanging(server.endpoint(), server.url("")));
     let client = ClientBuilder::new(reqwest::Client::new())
         .with(middleware)
         .build();
@@ -1169,13 +1167,7 @@ async fn pair_on_behalf_fleet_a_redis_that_accepts_and_never_answers_costs_each_
 async fn attack_on_behalf_a_clone_given_other_options_does_not_lend_them_to_the_original() {
     let server = TestServer::start().await;
     let elsewhere = Landing::start().await;
-    let api = server.url("");
-    let endpoint = server.endpoint();
-    let original = OnBehalfLayer::new(move |subject: &SubjectToken| {
-        TokenCache::builder(endpoint.clone(), exchange(subject, &api))
-            .backoff(an_hour())
-            .build()
-    });
+    let original = OnBehalfLayer::new(exchanging(server.endpoint(), server.url("")));
     let anywhere = original.clone().destinations(Destinations::any());
     let (original, anywhere) = (original.layer(http_client()), anywhere.layer(http_client()));
     let sent = kind_of(&anywhere, as_subject(server.get("/api/1"), "st-alice")).await;
