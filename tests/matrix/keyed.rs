@@ -445,7 +445,7 @@ async fn pair_keyed_grants_one_handle_serving_users_in_turn_sends_each_their_own
         assert_eq!(on_handle(&mut svc, as_user(user)).await, Ok(StatusCode::OK));
     }
     server.revoke("at-1");
-    for user in ["alice", "bob", "alice", "alice"] {
+    for user in ["alice", "alice", "bob", "alice", "alice"] {
         assert_eq!(on_handle(&mut svc, as_user(user)).await, Ok(StatusCode::OK));
     }
     let token = |user: &str| if user == "alice" { "at-1" } else { "at-2" };
@@ -455,6 +455,7 @@ async fn pair_keyed_grants_one_handle_serving_users_in_turn_sends_each_their_own
         .collect();
     sent.extend([
         bearer("/me/alice", "at-1"),
+        bearer("/me/alice", "at-3"),
         bearer("/me/alice", "at-3"),
         bearer("/me/bob", "at-2"),
         bearer("/me/alice", "at-3"),
