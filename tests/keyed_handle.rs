@@ -226,6 +226,94 @@ async fn one_handle_a_401_for_one_key_replaces_that_keys_token_only() {
     assert_eq!((billing.token_fetches, billing.invalidations), (1, 0));
 }
 
+/// A user key type whose `Eq` is not reflexive (a key equal to no key,
+/// itself included, as a float NaN is). The handle compares keys with
+/// `Eq`, never the hash, so it never takes its last key for this one; nor
+/// does the map: each request makes a cache of its own and gets that
+/// cache's token, asked for with its own audience, never another key's.
+#[derive(Clone, Debug)]
+struct EqualToNothing(String);
+
+impl PartialEq for EqualToNothing {
+    fn eq(&self, _: &Self) -> bool {
+        false
+    }
+}
+
+impl Eq for EqualToNothing {}
+
+impl Hash for EqualToNothing {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+#[tokio::test]
+async fn attack_one_handle_a_key_equal_to_no_key_never_gets_another_keys_token() {
+    let server = TestServer::start().await;
+    let endpoint = server.endpoint();
+    let key = |uri: &Uri, headers: &HeaderMap| api_of(uri, headers).map(EqualToNothing);
+    let layer = KeyedOAuth2Layer::new(key, move |api: &EqualToNothing| {
+        let request = TokenRequest::client_credentials().audience(api.0.clone());
+        Some(TokenCache::builder(endpoint.clone(), request).build())
+    });
+    let mut svc = layer.layer(http_client());
+    let paths = [
+        "/orders/1",
+        "/orders/2",
+        "/billing/1",
+        "/orders/3",
+        "/orders/4",
+    ];
+    send_all(&mut svc, &server, &paths).await;
+    // The n-th request made the n-th cache, which fetched at-n for its
+    // own API.
+    let sent: Vec<_> = (1..)
+        .zip(paths)
+        .map(|(n, path)| bearer(path, &format!("at-{n}")))
+        .collect();
+    assert_eq!(server.path_authorizations(), sent);
+    let audiences: Vec<_> = server
+        .received()
+        .iter()
+        .map(|r| r.param("audience"))
+        .collect();
+    let apis: Vec<_> = paths
+        .iter()
+        .map(|p| p.split('/').nth(1).map(str::to_owned))
+        .collect();
+    assert_eq!(audiences, apis);
+    assert_eq!(layer.keys().len(), paths.len());
+}
+
+/// A handle holding a key's entry and its copy of that key's token, its
+/// layer, and a response future it made: none shows the token in `Debug`.
+#[tokio::test]
+async fn attack_no_token_in_the_debug_of_a_used_handle_its_layer_or_its_future() {
+    let server = TestServer::start().await;
+    server.set_token_prefix("s3cr3t-");
+    let layer = by_api(server.endpoint());
+    let mut svc = layer.layer(http_client());
+    let paths = ["/orders/1", "/orders/2", "/orders/3"];
+    send_all(&mut svc, &server, &paths).await;
+    let ready = svc.ready().await.expect("ready");
+    let future = ready.call(server.get("/orders/4"));
+    let shown = [
+        format!("{svc:?}"),
+        format!("{layer:?}"),
+        format!("{future:?}"),
+    ];
+    assert_eq!(future.await.expect("a response").status(), StatusCode::OK);
+    for shown in shown {
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+    }
+    let sent: Vec<_> = ["/orders/1", "/orders/2", "/orders/3", "/orders/4"]
+        .into_iter()
+        .map(|path| bearer(path, "s3cr3t-at-1"))
+        .collect();
+    assert_eq!(server.path_authorizations(), sent);
+}
+
 #[cfg(feature = "dpop")]
 mod dpop {
     use std::sync::Arc;
@@ -352,5 +440,40 @@ mod dpop {
             assert_eq!(audiences[n - 1], api, "{path} with {auth}");
         }
         proofs(&server);
+    }
+
+    /// Keyed × DPoP, one handle, both keys' caches proving with one DPoP
+    /// key: the key's `ath` memo goes from one key's token to the other's
+    /// at each turn, and the two tokens differ only after a kilobyte of
+    /// common prefix. The server checks each proof's `ath` against the
+    /// token it came with.
+    #[tokio::test]
+    async fn one_handle_keys_sharing_a_dpop_key_prove_tokens_sharing_a_prefix_with_their_own_ath() {
+        let server = TestServer::start().await;
+        server.enable_dpop();
+        let prefix = format!("eyJ{}.", "x".repeat(1021));
+        server.set_token_prefix(&prefix);
+        let layer = by_api(server.endpoint().dpop(a_key()));
+        let mut svc = layer.layer(http_client());
+        let paths = [
+            "/orders/1",
+            "/billing/1",
+            "/orders/2",
+            "/billing/2",
+            "/billing/3",
+            "/orders/3",
+            "/orders/4",
+            "/billing/4",
+        ];
+        send_all(&mut svc, &server, &paths).await;
+        let dpop = |auth: Option<String>| {
+            auth.map(|a| a.replacen("Bearer ", &format!("DPoP {prefix}"), 1))
+        };
+        let want: Vec<_> = expected(&paths)
+            .into_iter()
+            .map(|(path, auth)| (path, dpop(auth)))
+            .collect();
+        assert_eq!(server.path_authorizations(), want);
+        assert_eq!(proofs(&server).len(), paths.len());
     }
 }

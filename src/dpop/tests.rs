@@ -426,3 +426,42 @@ fn each_proof_has_its_own_tokens_ath_whatever_the_key_proved_before() {
     let (header, _) = open(&new.proof(&Method::GET, &uri, Some(a)).unwrap());
     assert_eq!(header["jwk"], new.public_jwk());
 }
+
+// The `ath` memo under one key proving several tokens at once, tokens
+// that differ only after a long common prefix (and one that is a prefix
+// of another): whichever proof stored the memo last, every proof carries
+// its own token's `ath`. Nor does the key's `Debug` show a token or an
+// `ath` it remembers.
+#[test]
+fn concurrent_proofs_of_tokens_sharing_a_prefix_each_carry_their_own_ath() {
+    let prefix = "eyJ".to_owned() + &"a".repeat(1021);
+    let tokens = [
+        format!("{prefix}1"),
+        format!("{prefix}2"),
+        prefix.clone(),
+        format!("{prefix}12"),
+    ];
+    let ath = |token: &str| URL_SAFE_NO_PAD.encode(Sha256::digest(token.as_bytes()));
+    let dpop = key();
+    let uri: Uri = "https://api.example.com/v1".parse().unwrap();
+    std::thread::scope(|scope| {
+        for (i, token) in tokens.iter().enumerate() {
+            let (dpop, uri, want) = (&dpop, &uri, ath(token));
+            scope.spawn(move || {
+                for n in 0..2_000 {
+                    assert_eq!(dpop.ath(token).ath, want, "token {i}, call {n}");
+                    if n % 500 == 0 {
+                        let proof = dpop.proof(&Method::GET, uri, Some(token)).unwrap();
+                        let (_, claims) = open(&proof);
+                        assert_eq!(claims["ath"], want.as_str(), "token {i}, proof {n}");
+                    }
+                }
+            });
+        }
+    });
+    let shown = format!("{dpop:?}");
+    for token in &tokens {
+        assert!(!shown.contains(&ath(token)), "{shown}");
+    }
+    assert!(!shown.contains(&prefix[..16]), "{shown}");
+}

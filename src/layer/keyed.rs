@@ -47,8 +47,9 @@ pub enum Unmapped {
 /// `resource` or scope (or, multi-tenant, each tenant its own token).
 ///
 /// For each request that may carry a token (its [`Destinations`], default
-/// [`Destinations::secure`], as in [`OAuth2Layer`](super::OAuth2Layer)) the
-/// layer computes a key (by default the request's origin:
+/// [`Destinations::secure`]: the same for every key, and not, as
+/// [`OAuth2Layer::new`](super::OAuth2Layer::new) chooses, the API each
+/// key's token request names) the layer computes a key (by default the request's origin:
 /// [`KeyedOAuth2Layer::by_origin`]; or any function of the URI and headers:
 /// [`KeyedOAuth2Layer::new`]) and takes the token from that key's
 /// [`TokenCache`]. Each key's cache is made on first use by a function you
@@ -710,5 +711,120 @@ mod tests {
             let by_full_match = full.iter().position(|o| o.allows(&uri));
             assert_eq!((key, by_full_match), (want, want), "{uri}");
         }
+    }
+
+    // The shortcut never decides what the full match would not: over every
+    // URI built from hostile pieces (userinfo naming the origin, case,
+    // trailing dots, default and odd ports, an empty port, `http` for
+    // `https`, IPv6 written two ways, percent-encoding, look-alike hosts),
+    // parsed or built with an unnormalized scheme, `by_origin`'s key is the
+    // first origin the full match allows, and an origin matched as written
+    // is one the full match allows. The list holds the same origin written
+    // several ways (case, port, leading zero), where the first must win.
+    #[test]
+    fn by_origin_as_written_never_matches_what_the_full_match_refuses() {
+        let origins = [
+            "https://api.example.com",
+            "https://b.example.com:8443",
+            "https://[::1]:8443",
+            "http://localhost:8080",
+            "https://API.example.COM:443",
+            "http://plain.example.com:80",
+            "https://[0:0:0:0:0:0:0:1]",
+            "https://api.example.com.:443",
+            "HTTP://127.0.0.1:80",
+            "https://B.example.com:08443",
+            "https://Xn--Bcher-kva.example",
+        ];
+        let layer = KeyedOAuth2Layer::by_origin(origins.map(|o| (o, ())), |()| {
+            crate::layer::testing::cache()
+        })
+        .unwrap();
+        let full: Vec<_> = origins
+            .iter()
+            .map(|o| Destinations::origins([o]).unwrap())
+            .collect();
+        let written: Vec<_> = origins.iter().map(|o| WrittenOrigin::of(o)).collect();
+        let schemes = ["https", "http", "HTTPS", "Http", "ftp", "wss"];
+        let userinfo = [
+            "",
+            "user@",
+            "user:pw@",
+            "api.example.com@",
+            "api.example.com:443@",
+            "https:@",
+            "%61pi.example.com@",
+        ];
+        let hosts = [
+            "api.example.com",
+            "API.EXAMPLE.COM",
+            "api.example.com.",
+            "API.example.com.",
+            "api.example.com.evil.example",
+            "xapi.example.com",
+            "evil.example",
+            "api%2eexample.com",
+            "b.example.com",
+            "B.EXAMPLE.COM",
+            "[::1]",
+            "[0:0:0:0:0:0:0:1]",
+            "[::1%25eth0]",
+            "[::ffff:127.0.0.1]",
+            "localhost",
+            "LOCALHOST",
+            "127.0.0.1",
+            "127.1",
+            "plain.example.com",
+            "xn--bcher-kva.example",
+        ];
+        let ports = [
+            "", ":", ":443", ":0443", ":80", ":080", ":8443", ":08443", ":8080", ":abc", ":99999",
+            ":65979", ":65536", ":1", ":+443",
+        ];
+        let tails = ["/x", "?https://api.example.com/"];
+        let (mut as_written, mut by_full, mut parsed) = (0, 0, 0);
+        for scheme in schemes {
+            for user in userinfo {
+                for host in hosts {
+                    for port in ports {
+                        let authority = format!("{user}{host}{port}");
+                        for tail in tails {
+                            // Parsed (the scheme normalized when it is
+                            // http or https in any case), and built (the
+                            // scheme kept as written).
+                            let uris = [
+                                format!("{scheme}://{authority}{tail}").parse::<Uri>().ok(),
+                                Uri::builder()
+                                    .scheme(scheme)
+                                    .authority(authority.as_str())
+                                    .path_and_query(tail)
+                                    .build()
+                                    .ok(),
+                            ];
+                            for uri in uris.into_iter().flatten() {
+                                parsed += 1;
+                                let key = (layer.shared.key)(&uri, &HeaderMap::new());
+                                let first = full.iter().position(|o| o.allows(&uri));
+                                assert_eq!(key, first, "{uri}");
+                                for (w, f) in written.iter().zip(&full) {
+                                    assert!(!w.matches(&uri) || f.allows(&uri), "{uri}");
+                                }
+                                match written.iter().position(|w| w.matches(&uri)) {
+                                    Some(_) => as_written += 1,
+                                    None if first.is_some() => by_full += 1,
+                                    None => {}
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        println!(
+            "{parsed} URIs: {as_written} matched as written, {by_full} by the full match alone"
+        );
+        // Both ways are taken, over many URIs.
+        assert!(parsed > 10_000, "{parsed}");
+        assert!(as_written > 50 && by_full > 50, "{as_written} {by_full}");
     }
 }

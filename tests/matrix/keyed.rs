@@ -8,6 +8,7 @@ use tower_oauth2::store::FileStore;
 use tower_oauth2::{TokenCache, TokenEndpoint, TokenRequest};
 
 use super::*;
+use crate::redis_server::RedisServer;
 use crate::support::client::{http_client, keyed_by_port, HttpClient};
 use crate::support::token_server::{bearer, TestServer};
 
@@ -249,5 +250,256 @@ async fn attack_keyed_a_clone_given_other_options_does_not_lend_them_to_the_orig
             bearer("/orders/3", "at-3"),
             bearer("/orders/4", "at-1"),
         ]
+    );
+}
+
+/// Sends `request` through `svc` itself, not a clone (polled ready, then
+/// called, as a connection's or a worker's service is): the handle keeps
+/// its last key and a copy of that key's token between requests.
+async fn on_handle<S, B>(svc: &mut S, request: Request<Full<Bytes>>) -> Result<StatusCode, String>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>>,
+    S::Error: std::fmt::Display,
+{
+    let ready = svc.ready().await.map_err(|e| e.to_string())?;
+    let response = ready.call(request).await;
+    response.map(|r| r.status()).map_err(|e| e.to_string())
+}
+
+/// keyed × revocation, with handles that hold a copy of the revoked
+/// token (each has sent it more than once, its last key the revoked
+/// one): after `cache_for(key).revoke()` neither sends it again; the key
+/// gets one new token, the other key keeps its own.
+#[tokio::test]
+async fn pair_keyed_revocation_no_handle_sends_the_revoked_token_it_copied() {
+    let server = TestServer::start().await;
+    let layer = by_api(revocable(&server));
+    let (mut one, mut two) = (layer.layer(http_client()), layer.layer(http_client()));
+    let before = [
+        "/orders/1",
+        "/orders/2",
+        "/orders/3",
+        "/billing/1",
+        "/orders/4",
+        "/orders/5",
+    ];
+    for path in before {
+        assert_eq!(
+            on_handle(&mut one, server.get(path)).await,
+            Ok(StatusCode::OK)
+        );
+    }
+    for path in ["/orders/6", "/orders/7", "/orders/8"] {
+        assert_eq!(
+            on_handle(&mut two, server.get(path)).await,
+            Ok(StatusCode::OK)
+        );
+    }
+    let orders = layer.cache_for(&"orders".to_owned()).expect("a cache");
+    orders.revoke().await.expect("revoked");
+    for path in ["/orders/9", "/orders/10", "/billing/2", "/orders/11"] {
+        assert_eq!(
+            on_handle(&mut one, server.get(path)).await,
+            Ok(StatusCode::OK)
+        );
+    }
+    for path in ["/orders/12", "/orders/13"] {
+        assert_eq!(
+            on_handle(&mut two, server.get(path)).await,
+            Ok(StatusCode::OK)
+        );
+    }
+    let mut sent: Vec<_> = before
+        .iter()
+        .map(|p| {
+            bearer(
+                p,
+                if p.contains("billing") {
+                    "at-2"
+                } else {
+                    "at-1"
+                },
+            )
+        })
+        .collect();
+    sent.extend(["/orders/6", "/orders/7", "/orders/8"].map(|p| bearer(p, "at-1")));
+    sent.extend([
+        bearer("/orders/9", "at-3"),
+        bearer("/orders/10", "at-3"),
+        bearer("/billing/2", "at-2"),
+        bearer("/orders/11", "at-3"),
+        bearer("/orders/12", "at-3"),
+        bearer("/orders/13", "at-3"),
+    ]);
+    assert_eq!(server.path_authorizations(), sent);
+    let bodies: Vec<String> = server.revocations().into_iter().map(|r| r.body).collect();
+    assert_eq!(bodies, ["token=at-1&token_type_hint=access_token"]);
+    assert_eq!(server.token_requests(), 3);
+}
+
+/// keyed × fleet, with a handle holding a copy of a token another process
+/// then got refused: process two's 401 for `orders`' token makes it fetch
+/// the fleet's next one; process one's handle, whose copy is of the
+/// refused token, gets its 401, takes the new token from Redis (no token
+/// request) and sends only that from then on; `billing`'s token is the
+/// fleet's one throughout.
+#[tokio::test]
+async fn pair_fleet_keyed_one_handle_takes_the_token_another_process_fetched_after_a_401() {
+    if !crate::redis_server::available() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let server = TestServer::start().await;
+    let process = || {
+        let (endpoint, tier) = (server.endpoint(), tier(&redis));
+        KeyedOAuth2Layer::new(api_of, move |api: &String| {
+            let request = TokenRequest::client_credentials().audience(api.clone());
+            let builder = TokenCache::builder(endpoint.clone(), request);
+            Some(builder.redis(tier.clone()).build())
+        })
+        .layer(http_client())
+    };
+    let (mut one, mut two) = (process(), process());
+    for path in [
+        "/orders/1",
+        "/billing/1",
+        "/orders/2",
+        "/orders/3",
+        "/orders/4",
+    ] {
+        assert_eq!(
+            on_handle(&mut one, server.get(path)).await,
+            Ok(StatusCode::OK)
+        );
+    }
+    for path in ["/orders/5", "/billing/2"] {
+        assert_eq!(
+            on_handle(&mut two, server.get(path)).await,
+            Ok(StatusCode::OK)
+        );
+    }
+    server.revoke("at-1");
+    assert_eq!(
+        on_handle(&mut two, server.get("/orders/6")).await,
+        Ok(StatusCode::OK)
+    );
+    for path in ["/orders/7", "/orders/8", "/orders/9", "/billing/3"] {
+        assert_eq!(
+            on_handle(&mut one, server.get(path)).await,
+            Ok(StatusCode::OK)
+        );
+    }
+    assert_eq!(
+        server.path_authorizations(),
+        [
+            bearer("/orders/1", "at-1"),
+            bearer("/billing/1", "at-2"),
+            bearer("/orders/2", "at-1"),
+            bearer("/orders/3", "at-1"),
+            bearer("/orders/4", "at-1"),
+            bearer("/orders/5", "at-1"),
+            bearer("/billing/2", "at-2"),
+            bearer("/orders/6", "at-1"),
+            bearer("/orders/6", "at-3"),
+            bearer("/orders/7", "at-1"),
+            bearer("/orders/7", "at-3"),
+            bearer("/orders/8", "at-3"),
+            bearer("/orders/9", "at-3"),
+            bearer("/billing/3", "at-2"),
+        ]
+    );
+    assert_eq!(
+        token_params(&server, "audience"),
+        some(&["orders", "billing", "orders"])
+    );
+}
+
+/// keyed × grants with a subject (token exchange, as `OnBehalfLayer`
+/// does, here keyed by the caller's header), one handle serving users in
+/// turn: each request carries its own user's exchanged token, the
+/// handle's copy of one user's token never going with another's request,
+/// and a refused token of one user is replaced with a new exchange of
+/// that user's subject token only.
+#[tokio::test]
+async fn pair_keyed_grants_one_handle_serving_users_in_turn_sends_each_their_own_token() {
+    let server = TestServer::start().await;
+    let endpoint = server.endpoint();
+    let layer = KeyedOAuth2Layer::new(
+        |_: &Uri, headers: &HeaderMap| Some(headers.get("x-user")?.to_str().ok()?.to_owned()),
+        move |user: &String| {
+            let request = TokenRequest::token_exchange(format!("st-{user}"), ACCESS_TOKEN_TYPE);
+            Some(TokenCache::builder(endpoint.clone(), request).build())
+        },
+    );
+    let mut svc = layer.layer(http_client());
+    let as_user = |user: &str| {
+        let mut request = server.get(&format!("/me/{user}"));
+        let value = http::HeaderValue::from_str(user).expect("a header value");
+        request.headers_mut().insert("x-user", value);
+        request
+    };
+    let turns = [
+        "alice", "bob", "alice", "alice", "alice", "bob", "bob", "alice", "alice",
+    ];
+    for user in turns {
+        assert_eq!(on_handle(&mut svc, as_user(user)).await, Ok(StatusCode::OK));
+    }
+    server.revoke("at-1");
+    for user in ["alice", "alice", "bob", "alice", "alice"] {
+        assert_eq!(on_handle(&mut svc, as_user(user)).await, Ok(StatusCode::OK));
+    }
+    let token = |user: &str| if user == "alice" { "at-1" } else { "at-2" };
+    let mut sent: Vec<_> = turns
+        .iter()
+        .map(|u| bearer(&format!("/me/{u}"), token(u)))
+        .collect();
+    sent.extend([
+        bearer("/me/alice", "at-1"),
+        bearer("/me/alice", "at-3"),
+        bearer("/me/alice", "at-3"),
+        bearer("/me/bob", "at-2"),
+        bearer("/me/alice", "at-3"),
+        bearer("/me/alice", "at-3"),
+    ]);
+    assert_eq!(server.path_authorizations(), sent);
+    assert_eq!(
+        token_params(&server, "subject_token"),
+        some(&["st-alice", "st-bob", "st-alice"])
+    );
+}
+
+/// keyed, attacked: with no destinations chosen, does a key's token go
+/// only to the API its token request names, as `OAuth2Layer::new`'s does
+/// and, since this morning's fix, `OnBehalfLayer`'s? Not yet: the keyed
+/// layer's default is `Destinations::secure()` for every key (documented),
+/// so a request its key function maps to `orders` carries orders' token to
+/// any `https` origin or loopback port, here another API's. Ignored: the
+/// fix changes what `KeyedOAuth2Layer::new` users get (tests/keyed.rs
+/// names resources on origins it never calls), a decision for the keyed
+/// layer's owner. Fails today: "orders' token went to an origin its token
+/// request does not name", the other API received `Bearer at-1`, and its
+/// 401 cost orders a second token, `Bearer at-2`, sent there too.
+#[tokio::test]
+#[ignore = "keyed layer's default destinations: a decision, see branch review2's report"]
+async fn attack_keyed_a_keys_token_goes_only_to_the_api_its_token_request_names() {
+    let server = TestServer::start().await;
+    let other = TestServer::start().await;
+    let (endpoint, api) = (server.endpoint(), server.url("/"));
+    let layer = KeyedOAuth2Layer::new(api_of, move |_: &String| {
+        let request = TokenRequest::client_credentials().resource(api.clone());
+        Some(TokenCache::builder(endpoint.clone(), request).build())
+    });
+    let svc = layer.layer(http_client());
+    assert_eq!(
+        status(&svc, server.get("/orders/1")).await,
+        Ok(StatusCode::OK)
+    );
+    // The other API refuses whatever it gets (no token of its own issuing).
+    let elsewhere = status(&svc, other.get("/orders/2")).await;
+    assert_eq!(elsewhere, Ok(StatusCode::UNAUTHORIZED));
+    assert_eq!(
+        other.path_authorizations(),
+        [("/orders/2".to_owned(), None)],
+        "orders' token went to an origin its token request does not name"
     );
 }
