@@ -10,7 +10,7 @@ use support::client::{get, http2_client, http_client, HttpClient};
 use support::token_server::{bearer, TestServer};
 use tower::{Layer, ServiceExt};
 use tower_oauth2::error::ErrorKind;
-use tower_oauth2::layer::{KeyedOAuth2Layer, KeyedService, Unmapped};
+use tower_oauth2::layer::{Destinations, KeyedOAuth2Layer, KeyedService, Unmapped};
 use tower_oauth2::TokenRequest;
 
 /// The APIs, one per first path segment.
@@ -32,10 +32,13 @@ fn api_of(uri: &Uri, _: &HeaderMap) -> Option<Api> {
 }
 
 /// A layer whose key is the API of the path, each API's token asked for
-/// with its own RFC 8707 `resource`; `/stock` maps to nothing.
+/// with its own RFC 8707 `resource`; `/stock` maps to nothing. The APIs
+/// are behind one gateway (the test server), which their `resource`s do
+/// not name: the destinations are chosen, else each key's token would go
+/// only to its `resource`'s origin.
 fn by_path(server: &TestServer) -> KeyedOAuth2Layer<Api> {
     let endpoint = server.endpoint();
-    KeyedOAuth2Layer::new(api_of, move |api: &Api| {
+    let layer = KeyedOAuth2Layer::new(api_of, move |api: &Api| {
         let resource = match api {
             Api::Orders => "https://orders.example",
             Api::Billing => "https://billing.example",
@@ -43,7 +46,8 @@ fn by_path(server: &TestServer) -> KeyedOAuth2Layer<Api> {
         };
         let request = TokenRequest::client_credentials().resource(resource);
         Some(tower_oauth2::TokenCache::builder(endpoint.clone(), request).build())
-    })
+    });
+    layer.destinations(Destinations::secure())
 }
 
 async fn send(svc: &KeyedService<HttpClient, Api>, url: String) -> Result<StatusCode, ErrorKind> {
@@ -303,7 +307,8 @@ async fn a_dpop_bound_key_proves_every_request() {
     let layer = KeyedOAuth2Layer::new(api_of, move |api: &Api| {
         let request = TokenRequest::client_credentials().resource(format!("https://{api:?}"));
         Some(tower_oauth2::TokenCache::builder(endpoint.clone(), request).build())
-    });
+    })
+    .destinations(Destinations::secure());
     let svc = layer.layer(http_client());
     for path in ["/orders/1", "/orders/2", "/billing/1"] {
         assert_eq!(send(&svc, server.url(path)).await, Ok(StatusCode::OK));
@@ -519,7 +524,8 @@ async fn refused_token_after_eviction(
         Some(builder.build())
     })
     .max_keys(1)
-    .retry_unauthorized(false);
+    .retry_unauthorized(false)
+    .destinations(Destinations::secure());
     let svc = layer.layer(http_client());
 
     assert_eq!(status(&svc, server.url("/orders/1")).await, StatusCode::OK);

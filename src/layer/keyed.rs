@@ -46,10 +46,11 @@ pub enum Unmapped {
 /// client for several APIs, each with its own audience, RFC 8707
 /// `resource` or scope (or, multi-tenant, each tenant its own token).
 ///
-/// For each request that may carry a token (its [`Destinations`], default
-/// [`Destinations::secure`]: the same for every key, and not, as
-/// [`OAuth2Layer::new`](super::OAuth2Layer::new) chooses, the API each
-/// key's token request names) the layer computes a key (by default the request's origin:
+/// For each request that may carry a token (its [`Destinations`]: when
+/// none are chosen, [`Destinations::secure`] first, then for its key the
+/// origins that key's token request names, as
+/// [`OAuth2Layer::new`](super::OAuth2Layer::new) chooses; chosen ones apply
+/// to every key alike) the layer computes a key (by default the request's origin:
 /// [`KeyedOAuth2Layer::by_origin`]; or any function of the URI and headers:
 /// [`KeyedOAuth2Layer::new`]) and takes the token from that key's
 /// [`TokenCache`]. Each key's cache is made on first use by a function you
@@ -91,6 +92,11 @@ struct Shared<K> {
 #[derive(Clone, Debug)]
 struct Options {
     destinations: Destinations,
+    /// `destinations` was chosen (or the key function names the origin,
+    /// `by_origin`): every key's policy takes it. Otherwise each key's
+    /// policy keeps [`AuthPolicy::new`]'s, the origins its token request
+    /// names, and `destinations` is only the first check.
+    destinations_chosen: bool,
     keep_existing: bool,
     retry_unauthorized: bool,
     unauthorized_backoff: Option<Backoff>,
@@ -145,6 +151,7 @@ where
                 caches: Arc::new(KeyMap::new()),
                 options: Options {
                     destinations: Destinations::secure(),
+                    destinations_chosen: false,
                     keep_existing: false,
                     retry_unauthorized: true,
                     unauthorized_backoff: None,
@@ -198,7 +205,10 @@ impl KeyedOAuth2Layer<usize> {
             written.or_else(|| matchers.iter().position(|o| o.allows(uri)))
         };
         let make = move |key: &usize| configs.get(*key).map(&make);
-        Ok(KeyedOAuth2Layer::new(key, make))
+        let mut layer = KeyedOAuth2Layer::new(key, make);
+        // The key is the origin: a key's token goes to its own origin only.
+        layer.options().destinations_chosen = true;
+        Ok(layer)
     }
 }
 
@@ -291,11 +301,15 @@ where
         &mut Arc::make_mut(&mut self.shared).options
     }
 
-    /// Which requests may get a token at all (default
-    /// [`Destinations::secure`]); others pass through untouched, whatever
-    /// their key. See [`AuthPolicy::destinations`].
+    /// Which requests may get a token at all, whatever their key; others
+    /// pass through untouched. Without it, each key's token goes only to
+    /// the origins its token request names (`Destinations::secure` when it
+    /// names none), as [`OAuth2Layer::new`](super::OAuth2Layer::new)'s
+    /// does. See [`AuthPolicy::destinations`].
     pub fn destinations(mut self, destinations: Destinations) -> Self {
-        self.options().destinations = destinations;
+        let options = self.options();
+        options.destinations = destinations;
+        options.destinations_chosen = true;
         self
     }
 
@@ -391,8 +405,12 @@ where
         // The layer's destinations, though it has checked them already:
         // with DPoP the key's policy resolves an origin-form URI through
         // them (`origin_form_to`), and the proof's `htu` names that origin.
-        let policy = AuthPolicy::new(cache)
-            .destinations(options.destinations.clone())
+        let policy = AuthPolicy::new(cache);
+        let policy = match options.destinations_chosen {
+            true => policy.destinations(options.destinations.clone()),
+            false => policy,
+        };
+        let policy = policy
             .keep_existing_authorization(options.keep_existing)
             .retry_unauthorized(options.retry_unauthorized)
             .refused_with(options.refused_with.iter().copied());
@@ -529,6 +547,13 @@ where
             },
             (None, _) => return self.unmapped(req),
         };
+        let policy = last.entry.value();
+        // With no destinations chosen, the key's token goes only where its
+        // own policy sends it (the origins its token request names), as
+        // `OAuth2Layer::new`'s does.
+        if !shared.options.destinations_chosen && !policy.applies_to(req.uri(), req.headers()) {
+            return KeyedFuture::sent(ResponseFuture::passthrough(self.inner.call(req)));
+        }
         let lookup = last.lookup();
         let policy = last.entry.value();
         // The copy is taken before the token goes in (see `Replay::new`).

@@ -468,19 +468,12 @@ async fn pair_keyed_grants_one_handle_serving_users_in_turn_sends_each_their_own
     );
 }
 
-/// keyed, attacked: with no destinations chosen, does a key's token go
-/// only to the API its token request names, as `OAuth2Layer::new`'s does
-/// and, since this morning's fix, `OnBehalfLayer`'s? Not yet: the keyed
-/// layer's default is `Destinations::secure()` for every key (documented),
-/// so a request its key function maps to `orders` carries orders' token to
-/// any `https` origin or loopback port, here another API's. Ignored: the
-/// fix changes what `KeyedOAuth2Layer::new` users get (tests/keyed.rs
-/// names resources on origins it never calls), a decision for the keyed
-/// layer's owner. Fails today: "orders' token went to an origin its token
-/// request does not name", the other API received `Bearer at-1`, and its
-/// 401 cost orders a second token, `Bearer at-2`, sent there too.
+/// keyed, attacked: with no destinations chosen, a key's token goes only
+/// to the API its token request names (here its `resource`), as
+/// `OAuth2Layer::new`'s and `OnBehalfLayer`'s do: a request its key
+/// function maps to `orders` but sent to another origin goes without a
+/// token, and costs no token request.
 #[tokio::test]
-#[ignore = "keyed layer's default destinations: a decision, see branch review2's report"]
 async fn attack_keyed_a_keys_token_goes_only_to_the_api_its_token_request_names() {
     let server = TestServer::start().await;
     let other = TestServer::start().await;
@@ -502,4 +495,9 @@ async fn attack_keyed_a_keys_token_goes_only_to_the_api_its_token_request_names(
         [("/orders/2".to_owned(), None)],
         "orders' token went to an origin its token request does not name"
     );
+    // A key first used elsewhere fetches nothing.
+    let elsewhere = status(&svc, other.get("/billing/1")).await;
+    assert_eq!(elsewhere, Ok(StatusCode::UNAUTHORIZED));
+    assert_eq!(server.token_requests(), 1);
+    assert_eq!(other.authorizations(), [None, None]);
 }
