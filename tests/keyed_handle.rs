@@ -31,8 +31,17 @@ fn api_of(uri: &Uri, _: &HeaderMap) -> Option<String> {
 /// A layer keyed by [`api_of`], each API's token asked for with its own
 /// `audience`.
 fn by_api(endpoint: TokenEndpoint<HttpClient>) -> KeyedOAuth2Layer<String> {
-    KeyedOAuth2Layer::new(api_of, move |api: &String| {
-        let request = TokenRequest::client_credentials().audience(api.clone());
+    by_api_as(endpoint, |api| api)
+}
+
+/// [`by_api`] with the API's name wrapped in a key type of the test's.
+fn by_api_as<K>(endpoint: TokenEndpoint<HttpClient>, wrap: fn(String) -> K) -> KeyedOAuth2Layer<K>
+where
+    K: AsRef<str> + Eq + Hash + Clone + Send + Sync + 'static,
+{
+    let key = move |uri: &Uri, headers: &HeaderMap| api_of(uri, headers).map(wrap);
+    KeyedOAuth2Layer::new(key, move |api: &K| {
+        let request = TokenRequest::client_credentials().audience(api.as_ref().to_owned());
         Some(TokenCache::builder(endpoint.clone(), request).build())
     })
 }
@@ -107,15 +116,16 @@ impl Hash for Colliding {
     fn hash<H: Hasher>(&self, _: &mut H) {}
 }
 
+impl AsRef<str> for Colliding {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
 #[tokio::test]
 async fn one_handle_keys_whose_hashes_collide_get_their_own_tokens() {
     let server = TestServer::start().await;
-    let endpoint = server.endpoint();
-    let key = |uri: &Uri, headers: &HeaderMap| api_of(uri, headers).map(Colliding);
-    let layer = KeyedOAuth2Layer::new(key, move |api: &Colliding| {
-        let request = TokenRequest::client_credentials().audience(api.0.clone());
-        Some(TokenCache::builder(endpoint.clone(), request).build())
-    });
+    let layer = by_api_as(server.endpoint(), Colliding);
     let mut svc = layer.layer(http_client());
     let paths = [
         "/orders/1",
@@ -248,15 +258,16 @@ impl Hash for EqualToNothing {
     }
 }
 
+impl AsRef<str> for EqualToNothing {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
 #[tokio::test]
 async fn attack_one_handle_a_key_equal_to_no_key_never_gets_another_keys_token() {
     let server = TestServer::start().await;
-    let endpoint = server.endpoint();
-    let key = |uri: &Uri, headers: &HeaderMap| api_of(uri, headers).map(EqualToNothing);
-    let layer = KeyedOAuth2Layer::new(key, move |api: &EqualToNothing| {
-        let request = TokenRequest::client_credentials().audience(api.0.clone());
-        Some(TokenCache::builder(endpoint.clone(), request).build())
-    });
+    let layer = by_api_as(server.endpoint(), EqualToNothing);
     let mut svc = layer.layer(http_client());
     let paths = [
         "/orders/1",
