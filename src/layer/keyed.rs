@@ -686,6 +686,21 @@ where
 mod tests {
     use super::*;
 
+    /// A `by_origin` layer of `origins`, and each origin's full match.
+    fn by_origin_and_full_matches(
+        origins: &[&str],
+    ) -> (KeyedOAuth2Layer<usize>, Vec<Destinations>) {
+        let layer = KeyedOAuth2Layer::by_origin(origins.iter().map(|o| (o, ())), |()| {
+            crate::layer::testing::cache()
+        })
+        .unwrap();
+        let full = origins
+            .iter()
+            .map(|o| Destinations::origins([o]).unwrap())
+            .collect();
+        (layer, full)
+    }
+
     // `by_origin`'s key: the first origin the request goes to, whether the
     // request writes it as the origin is written (the shortcut) or not.
     #[test]
@@ -698,14 +713,7 @@ mod tests {
             "https://API.example.COM:443",
             "http://plain.example.com:80",
         ];
-        let layer = KeyedOAuth2Layer::by_origin(origins.map(|o| (o, ())), |()| {
-            crate::layer::testing::cache()
-        })
-        .unwrap();
-        let full: Vec<_> = origins
-            .iter()
-            .map(|o| Destinations::origins([o]).unwrap())
-            .collect();
+        let (layer, full) = by_origin_and_full_matches(&origins);
         let uris = [
             ("https://api.example.com/x", Some(0)),
             ("https://API.Example.com:443/", Some(0)),
@@ -761,14 +769,7 @@ mod tests {
             "https://B.example.com:08443",
             "https://Xn--Bcher-kva.example",
         ];
-        let layer = KeyedOAuth2Layer::by_origin(origins.map(|o| (o, ())), |()| {
-            crate::layer::testing::cache()
-        })
-        .unwrap();
-        let full: Vec<_> = origins
-            .iter()
-            .map(|o| Destinations::origins([o]).unwrap())
-            .collect();
+        let (layer, full) = by_origin_and_full_matches(&origins);
         let written: Vec<_> = origins.iter().map(|o| WrittenOrigin::of(o)).collect();
         let schemes = ["https", "http", "HTTPS", "Http", "ftp", "wss"];
         let userinfo = [
