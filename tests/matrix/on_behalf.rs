@@ -59,6 +59,17 @@ fn layer(endpoint: TokenEndpoint<HttpClient>) -> OnBehalfLayer {
     OnBehalfLayer::new(exchanging(endpoint, AUDIENCE.to_owned()))
 }
 
+/// [`layer`], each subject's cache sharing its tokens through `tier`: one
+/// fleet process.
+fn fleet_layer(endpoint: TokenEndpoint<HttpClient>, tier: RedisTier) -> OnBehalfLayer {
+    OnBehalfLayer::new(move |subject: &SubjectToken| {
+        TokenCache::builder(endpoint.clone(), exchange(subject, AUDIENCE))
+            .backoff(an_hour())
+            .redis(tier.clone())
+            .build()
+    })
+}
+
 /// `request` made on behalf of `subject` (a [`SubjectToken`] extension, as
 /// a server handler puts it).
 fn as_subject(mut request: Request<Full<Bytes>>, subject: &str) -> Request<Full<Bytes>> {
@@ -448,14 +459,7 @@ fn fleet_process(
     } else {
         tier(redis)
     };
-    let endpoint = server.endpoint();
-    let shared = tier.clone();
-    let layer = OnBehalfLayer::new(move |subject: &SubjectToken| {
-        TokenCache::builder(endpoint.clone(), exchange(subject, AUDIENCE))
-            .backoff(an_hour())
-            .redis(shared.clone())
-            .build()
-    });
+    let layer = fleet_layer(server.endpoint(), tier.clone());
     (tier, layer)
 }
 
@@ -655,13 +659,7 @@ async fn pair_on_behalf_fleet_revocation_a_revoked_subjects_token_leaves_redis_a
     let server = TestServer::start().await;
     let process = || {
         let tier = tier(&redis).encryption_key(FLEET_KEY);
-        let endpoint = revocable(&server);
-        OnBehalfLayer::new(move |subject: &SubjectToken| {
-            TokenCache::builder(endpoint.clone(), exchange(subject, AUDIENCE))
-                .backoff(an_hour())
-                .redis(tier.clone())
-                .build()
-        })
+        fleet_layer(revocable(&server), tier)
     };
     let first = process();
     let svc = first.layer(http_client());
@@ -865,15 +863,8 @@ fn rotating_fleet_process(
 ) -> (tower_oauth2::dpop::DpopKeys, RedisTier, OnBehalfLayer) {
     let keys = tower_oauth2::dpop::DpopKeys::from_file(key_file).expect("the key file");
     let tier = tier(redis);
-    let endpoint = server.endpoint().dpop_keys(keys.clone());
-    let shared = tier.clone();
-    let layer = OnBehalfLayer::new(move |subject: &SubjectToken| {
-        TokenCache::builder(endpoint.clone(), exchange(subject, AUDIENCE))
-            .backoff(an_hour())
-            .redis(shared.clone())
-            .build()
-    })
-    .destinations(Destinations::any());
+    let layer = fleet_layer(server.endpoint().dpop_keys(keys.clone()), tier.clone())
+        .destinations(Destinations::any());
     (keys, tier, layer)
 }
 
@@ -1124,14 +1115,7 @@ async fn pair_on_behalf_fleet_a_redis_that_accepts_and_never_answers_costs_each_
     let tier = RedisTier::standalone(&url)
         .expect("a Redis URL")
         .timeout(Duration::from_millis(200));
-    let endpoint = server.endpoint();
-    let shared = tier.clone();
-    let layer = OnBehalfLayer::new(move |subject: &SubjectToken| {
-        TokenCache::builder(endpoint.clone(), exchange(subject, AUDIENCE))
-            .backoff(an_hour())
-            .redis(shared.clone())
-            .build()
-    });
+    let layer = fleet_layer(server.endpoint(), tier.clone());
     let svc = layer.layer(http_client());
     all_ok(
         &svc,
