@@ -129,15 +129,7 @@ async fn pair_fleet_keyed_one_token_per_key_for_the_whole_fleet() {
     }
     let redis = RedisServer::start();
     let server = TestServer::start().await;
-    let process = || {
-        let (endpoint, tier) = (server.endpoint(), tier(&redis));
-        KeyedOAuth2Layer::new(api_of, move |api: &String| {
-            let request = TokenRequest::client_credentials().audience(api.clone());
-            let builder = TokenCache::builder(endpoint.clone(), request);
-            Some(builder.redis(tier.clone()).build())
-        })
-        .layer(http_client())
-    };
+    let process = || keyed_fleet_process(&server, &redis);
     let (one, two) = (process(), process());
     for svc in [&one, &two] {
         for path in ["/orders/1", "/billing/1"] {

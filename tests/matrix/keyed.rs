@@ -350,15 +350,7 @@ async fn pair_fleet_keyed_one_handle_takes_the_token_another_process_fetched_aft
     }
     let redis = RedisServer::start();
     let server = TestServer::start().await;
-    let process = || {
-        let (endpoint, tier) = (server.endpoint(), tier(&redis));
-        KeyedOAuth2Layer::new(api_of, move |api: &String| {
-            let request = TokenRequest::client_credentials().audience(api.clone());
-            let builder = TokenCache::builder(endpoint.clone(), request);
-            Some(builder.redis(tier.clone()).build())
-        })
-        .layer(http_client())
-    };
+    let process = || keyed_fleet_process(&server, &redis);
     let (mut one, mut two) = (process(), process());
     for path in [
         "/orders/1",

@@ -52,7 +52,7 @@ use tower_oauth2::{TokenCache, TokenEndpoint};
 
 use redis_server::RedisServer;
 use support::client::{
-    connection, layered, origin_form_get, over_connection, to_connection, HttpClient,
+    connection, http_client, layered, origin_form_get, over_connection, to_connection, HttpClient,
 };
 use support::serve::{serve_on, Serving};
 use support::token_server::TestServer;
@@ -192,6 +192,22 @@ async fn a_bound_token_goes_only_to_holders_of_its_key(
 fn api_of(uri: &Uri, _: &HeaderMap) -> Option<String> {
     let api = uri.path().split('/').nth(1)?;
     ["orders", "billing"].contains(&api).then(|| api.to_owned())
+}
+
+/// One fleet process: a keyed layer by [`api_of`] (each API's token asked
+/// for with its own `audience`) whose caches share their tokens through
+/// a tier of its own on `redis`.
+fn keyed_fleet_process(
+    server: &TestServer,
+    redis: &RedisServer,
+) -> tower_oauth2::layer::KeyedService<HttpClient, String> {
+    let (endpoint, tier) = (server.endpoint(), tier(redis));
+    let layer = tower_oauth2::layer::KeyedOAuth2Layer::new(api_of, move |api: &String| {
+        let request = tower_oauth2::TokenRequest::client_credentials().audience(api.clone());
+        let builder = TokenCache::builder(endpoint.clone(), request);
+        Some(builder.redis(tier.clone()).build())
+    });
+    tower::Layer::layer(&layer, http_client())
 }
 
 /// Issue 19, defect 14, through `svc`: a keyed layer by [`api_of`] with
